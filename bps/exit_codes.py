@@ -1,0 +1,49 @@
+"""Exit codes of ``run_quantum`` and ``bps finalize``: the contract with workflow systems.
+
+Workflow systems decide whether to retry a job from its exit code. Codes in
+`NO_RETRY` mean that running the same job again cannot help (bad input, bad
+configuration, a science failure the task itself declared); every other non-zero
+code, and death by a signal (out-of-memory kills arrive as SIGKILL), may succeed on
+a retry. Values follow BSD ``sysexits.h`` where one fits so operators recognise them.
+"""
+
+SUCCESS = 0
+#: An unexpected exception: may be transient (a filesystem hiccup), so retry.
+UNEXPECTED = 1
+#: The task declared its quantum impossible (e.g. no usable input): do not retry.
+TASK_NO_WORK = 3
+#: The command line is wrong: do not retry.
+USAGE = 64
+#: The graph file or a staged input is corrupt, truncated or of the wrong version: do not retry.
+DATA_ERROR = 65
+#: An input that the plan says exists is missing: a retry may see it (shared filesystem lag).
+MISSING_INPUT = 66
+#: Temporary failure, e.g. staging I/O: retry.
+TEMPORARY = 75
+#: A configuration error (pipeline or task config invalid): do not retry.
+CONFIG_ERROR = 78
+
+#: Exit codes for which a workflow system must not retry the job.
+NO_RETRY: tuple[int, ...] = (TASK_NO_WORK, USAGE, DATA_ERROR, CONFIG_ERROR)
+
+DESCRIPTIONS: dict[int, str] = {
+    SUCCESS: "success",
+    UNEXPECTED: "unexpected error (retry may help)",
+    TASK_NO_WORK: "the task found nothing it could do with its inputs (not retried)",
+    USAGE: "bad command line (not retried)",
+    DATA_ERROR: "corrupt or incompatible graph file or input (not retried)",
+    MISSING_INPUT: "an input file is missing (retry may help)",
+    TEMPORARY: "temporary I/O failure (retry may help)",
+    CONFIG_ERROR: "invalid configuration (not retried)",
+}
+
+
+def describe(code: int) -> str:
+    """A human description of an exit code, including signal deaths (negative or 128+N)."""
+    if code in DESCRIPTIONS:
+        return DESCRIPTIONS[code]
+    if code < 0 or code > 128:
+        sig = -code if code < 0 else code - 128
+        hint = " (SIGKILL: often an out-of-memory kill)" if sig == 9 else ""
+        return f"killed by signal {sig}{hint}"
+    return f"exit code {code}"

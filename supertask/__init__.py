@@ -1,0 +1,81 @@
+"""supertask: configurable SuperTasks, pipelines, a SQL data repository, preflight
+into a QuantumGraph, and execution on one node (DMTN-055).
+
+The public API is re-exported here. Names are resolved lazily (PEP 562) so that
+``import supertask`` stays cheap: every batch job imports it, and start-up time is
+a hot path.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "Config": "supertask.config",
+    "Field": "supertask.config",
+    "ListField": "supertask.config",
+    "DictField": "supertask.config",
+    "ConfigField": "supertask.config",
+    "ConfigurableField": "supertask.config",
+    "DatasetField": "supertask.config",
+    "FieldValidationError": "supertask.config",
+    "Task": "supertask.task",
+    "Struct": "supertask.task",
+    "SuperTask": "supertask.supertask",
+    "Quantum": "supertask.quantum",
+    "Pipeline": "supertask.pipeline",
+    "DataId": "supertask.repo.dataid",
+    "Dataset": "supertask.repo.dataset",
+    "DatasetType": "supertask.repo.dataset",
+    "Unit": "supertask.repo.units",
+    "Butler": "supertask.repo.butler",
+    "RepoGraph": "supertask.repo.repograph",
+    "makeRepoGraph": "supertask.repo.repograph",
+    "QuantumGraph": "supertask.graph.quantum_graph",
+    "QuantumGraphBuilder": "supertask.graph.builder",
+    "run_pipeline": "supertask.execution",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'supertask' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from .config import (
+        Config,
+        ConfigField,
+        ConfigurableField,
+        DatasetField,
+        DictField,
+        Field,
+        FieldValidationError,
+        ListField,
+    )
+    from .execution import run_pipeline
+    from .graph.builder import QuantumGraphBuilder
+    from .graph.quantum_graph import QuantumGraph
+    from .pipeline import Pipeline
+    from .quantum import Quantum
+    from .repo.butler import Butler
+    from .repo.dataid import DataId
+    from .repo.dataset import Dataset, DatasetType
+    from .repo.repograph import RepoGraph, makeRepoGraph
+    from .repo.units import Unit
+    from .supertask import SuperTask
+    from .task import Struct, Task

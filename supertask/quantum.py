@@ -1,0 +1,81 @@
+"""The seed's ``Quantum``: one independently runnable unit of work (DMTN-055 4.2)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .repo.dataid import DataId
+from .repo.dataset import Dataset
+
+if TYPE_CHECKING:
+    from .supertask import SuperTask
+
+
+class Quantum:
+    """The inputs and outputs of one run of one task.
+
+    Parameters
+    ----------
+    taskLabel : `str`
+        The pipeline label of the task that runs this quantum.
+    dataId : `DataId`
+        The values of the task's quantum units (e.g. visit and detector).
+    inputs, outputs : `dict` [`str`, `list` [`Dataset`]]
+        Datasets by dataset type name. Lists keep a deterministic order, which
+        makes graphs and their files reproducible.
+    id : `int`, optional
+        Index in the `QuantumGraph` (assigned by the graph, in dependency order);
+        batch jobs name their quanta by it.
+
+    Notes
+    -----
+    ``task`` is the instantiated `SuperTask` during preflight and execution; it is
+    not pickled: a batch job rebuilds tasks from the pipeline stored in the graph file.
+    """
+
+    __slots__ = ("id", "taskLabel", "dataId", "inputs", "outputs", "task")
+
+    def __init__(
+        self,
+        taskLabel: str,
+        dataId: DataId,
+        inputs: dict[str, list[Dataset]] | None = None,
+        outputs: dict[str, list[Dataset]] | None = None,
+        *,
+        id: int | None = None,
+        task: SuperTask | None = None,
+    ):
+        self.taskLabel = taskLabel
+        self.dataId = dataId
+        self.inputs: dict[str, list[Dataset]] = inputs if inputs is not None else {}
+        self.outputs: dict[str, list[Dataset]] = outputs if outputs is not None else {}
+        self.id = id
+        self.task = task
+
+    def addInput(self, dataset: Dataset) -> None:
+        """Add an input dataset under its type name."""
+        self.inputs.setdefault(dataset.datasetType.name, []).append(dataset)
+
+    def addOutput(self, dataset: Dataset) -> None:
+        """Add an output dataset under its type name."""
+        self.outputs.setdefault(dataset.datasetType.name, []).append(dataset)
+
+    def iterInputs(self):
+        """All input datasets, flattened."""
+        for datasets in self.inputs.values():
+            yield from datasets
+
+    def iterOutputs(self):
+        """All output datasets, flattened."""
+        for datasets in self.outputs.values():
+            yield from datasets
+
+    def __repr__(self) -> str:
+        return f"Quantum(id={self.id}, {self.taskLabel}, {self.dataId!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_restore_quantum, (self.taskLabel, self.dataId, self.inputs, self.outputs, self.id))
+
+
+def _restore_quantum(taskLabel, dataId, inputs, outputs, id) -> Quantum:
+    return Quantum(taskLabel, dataId, inputs, outputs, id=id)

@@ -1,0 +1,1 @@
+"""The data repository: units, registry, datastore, Butler, RepoGraph."""

@@ -1,0 +1,108 @@
+"""Dataset types and the seed's ``Dataset`` handle.
+
+The design note (DMTN-055 section 6.2) makes each dataset type a dynamically created
+``Dataset`` subclass. Here a dataset type is a small immutable value, `DatasetType`,
+and a `Dataset` is one instance of it: type plus data ID. One class instead of one
+subclass per type keeps graphs picklable by any process that imports ``supertask``,
+which every batch job must do (field note 12: graph files that only load with the
+exact software that wrote them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .dataid import DataId
+
+if TYPE_CHECKING:
+    from ..quantum import Quantum
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetType:
+    """A named kind of dataset.
+
+    Parameters
+    ----------
+    name : `str`
+        The dataset type name, e.g. ``"calexp"``.
+    units : `tuple` [`str`]
+        The unit names whose values identify one dataset of this type. Stored
+        sorted so that equal sets of units compare equal.
+    storageClass : `str`
+        How the in-memory object is written and read (see ``repo.formatters``),
+        e.g. ``"NumpyArray"``, ``"StructuredDataDict"``, ``"Table"``.
+    """
+
+    name: str
+    units: tuple[str, ...]
+    storageClass: str
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.name.replace("_", "a").isalnum() or self.name[0].isdigit():
+            raise ValueError(
+                f"invalid dataset type name {self.name!r}: use letters, digits and '_', not starting with a digit"
+            )
+        object.__setattr__(self, "units", tuple(sorted(set(self.units))))
+
+    def __reduce__(self):
+        return (DatasetType, (self.name, self.units, self.storageClass))
+
+
+class Dataset:
+    """A handle to one dataset: its `DatasetType` and the `DataId` that identifies it.
+
+    ``creator`` and ``consumers`` are the graph links of the seed (the quantum that
+    will produce this dataset, and the quanta that read it); they are filled in by
+    the graph builder and are not pickled. ``id`` and ``run`` are set when the
+    dataset is known to the registry (resolved), ``None`` for datasets that a
+    pipeline will produce.
+
+    Equality and hashing use only the type name and data ID.
+    """
+
+    __slots__ = ("datasetType", "dataId", "creator", "consumers", "id", "run")
+
+    def __init__(
+        self,
+        datasetType: DatasetType,
+        dataId: DataId,
+        *,
+        id: int | None = None,
+        run: str | None = None,
+    ):
+        self.datasetType = datasetType
+        self.dataId = dataId if isinstance(dataId, DataId) else DataId(dataId)
+        self.creator: Quantum | None = None
+        self.consumers: list[Quantum] = []
+        self.id = id
+        self.run = run
+
+    @property
+    def name(self) -> str:
+        """The dataset type name."""
+        return self.datasetType.name
+
+    @property
+    def key(self) -> tuple[str, DataId]:
+        """``(dataset type name, data ID)``: the identity of this dataset within a run."""
+        return (self.datasetType.name, self.dataId)
+
+    def __hash__(self) -> int:
+        return hash((self.datasetType.name, self.dataId))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Dataset):
+            return NotImplemented
+        return self.datasetType.name == other.datasetType.name and self.dataId == other.dataId
+
+    def __repr__(self) -> str:
+        return f"Dataset({self.datasetType.name}, {self.dataId!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_restore_dataset, (self.datasetType, self.dataId, self.id, self.run))
+
+
+def _restore_dataset(datasetType: DatasetType, dataId: DataId, id: int | None, run: str | None) -> Dataset:
+    return Dataset(datasetType, dataId, id=id, run=run)
