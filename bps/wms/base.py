@@ -1,0 +1,145 @@
+"""What every workflow system offers: prepare, submit, report, restart, cancel.
+
+One small interface, in the spirit of Parsl's executors: a `WorkflowService` decides
+how the jobs of a `~bps.workflow.GenericWorkflow` run; it never decides what they are.
+Each service keeps its own record of a run inside the submit directory
+(``run_record.json``) so that ``bps report`` works after the scheduler's history has
+rolled over (field note 11).
+
+Services are looked up by name with `get_service`; their modules are imported only
+when used, so ``bps report`` on a local run never imports ``htcondor2`` or ``Pegasus``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..workflow import GenericWorkflow
+
+#: wms name -> "module:ClassName"
+SERVICES: dict[str, str] = {
+    "local": "bps.wms.local:LocalService",
+    "htcondor": "bps.wms.htcondor.service:HTCondorService",
+    "pegasus": "bps.wms.pegasus.service:PegasusService",
+}
+
+RUN_RECORD = "run_record.json"
+
+#: Job states used in reports, in display order.
+STATES: tuple[str, ...] = ("succeeded", "failed", "running", "idle", "held", "pending", "skipped")
+
+
+class WmsError(RuntimeError):
+    """A workflow-system operation failed; the message says what to do next."""
+
+
+class WmsUnavailableError(WmsError):
+    """The workflow system is not reachable or not installed here (the submit directory stays usable)."""
+
+
+@dataclass
+class JobFailure:
+    """One failed (or held) job, with what an operator needs to act on it."""
+
+    name: str
+    label: str
+    exit_code: int | None = None
+    attempt: int = 1
+    reason: str = ""
+    hold_reason: str | None = None
+    log_file: str | None = None
+    log_tail: str = ""
+
+
+@dataclass
+class RunReport:
+    """State of one submitted run, per job label."""
+
+    submit_dir: str
+    wms: str
+    run_id: str | None = None
+    state: str = "unknown"
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    failures: list[JobFailure] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+
+    def add(self, label: str, state: str, n: int = 1) -> None:
+        """Count ``n`` jobs of ``label`` in ``state``."""
+        if state not in STATES:
+            raise ValueError(f"unknown job state {state!r}; expected one of {STATES}")
+        per_label = self.counts.setdefault(label, dict.fromkeys(STATES, 0))
+        per_label[state] += n
+
+    def totals(self) -> dict[str, int]:
+        """Counts summed over labels."""
+        total = dict.fromkeys(STATES, 0)
+        for per_label in self.counts.values():
+            for state, n in per_label.items():
+                total[state] += n
+        return total
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class WorkflowService(ABC):
+    """A workflow system: turns a generic workflow into its own files and runs them."""
+
+    #: the name used in configs and on the command line
+    name: str = ""
+
+    @abstractmethod
+    def prepare(self, workflow: GenericWorkflow) -> Path:
+        """Write this system's files for ``workflow`` into ``workflow.submit_dir``; submit nothing.
+
+        Returns the main file (the DAG, the Pegasus workflow, ...). Raise `WmsError`
+        with the fix when the site cannot run the workflow (e.g. a job asks for more
+        memory than any slot offers).
+        """
+
+    @abstractmethod
+    def submit(self, submit_dir: Path) -> str:
+        """Submit a prepared directory; return the run id. Raise `WmsUnavailableError` when unreachable."""
+
+    @abstractmethod
+    def report(self, submit_dir: Path) -> RunReport:
+        """Report per-label job states and failures of a run, from the submit directory's own records."""
+
+    @abstractmethod
+    def restart(self, submit_dir: Path, overrides: dict[str, Any] | None = None) -> str:
+        """Resubmit only what did not succeed; ``overrides`` may change resources and retries."""
+
+    @abstractmethod
+    def cancel(self, submit_dir: Path) -> None:
+        """Stop a running workflow."""
+
+
+def get_service(name: str) -> WorkflowService:
+    """Instantiate the service registered under ``name``."""
+    try:
+        target = SERVICES[name]
+    except KeyError:
+        raise WmsError(f"unknown workflow system {name!r}; choose one of {sorted(SERVICES)}") from None
+    module_name, class_name = target.split(":")
+    return getattr(importlib.import_module(module_name), class_name)()
+
+
+def write_run_record(submit_dir: Path, **fields: Any) -> None:
+    """Merge ``fields`` into the submit directory's run record (atomically)."""
+    path = Path(submit_dir) / RUN_RECORD
+    record = read_run_record(submit_dir)
+    record.update(fields)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
+    tmp.replace(path)
+
+
+def read_run_record(submit_dir: Path) -> dict[str, Any]:
+    """The run record, or an empty dict for a directory never submitted."""
+    path = Path(submit_dir) / RUN_RECORD
+    return json.loads(path.read_text()) if path.exists() else {}
