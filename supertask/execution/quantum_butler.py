@@ -1,0 +1,66 @@
+"""A Butler for running quanta that never touches the registry.
+
+Workers (and batch jobs) read and write files through the datastore only; the
+locations of every dataset in a quantum are fully determined at preflight (DMTN-055
+section 8), so no database connection is needed to run a quantum. The files a
+quantum writes are remembered, and registered later by a single writer: the
+executor's main process, or the final job of a batch workflow (field note 10).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..repo.dataid import DataId
+from ..repo.dataset import Dataset, DatasetType
+
+
+@dataclass(frozen=True)
+class WrittenDataset:
+    """A file a quantum wrote: what to register, and what to verify before registering."""
+
+    datasetType: DatasetType
+    dataId: DataId
+    path: str
+    size: int
+    checksum: str
+
+
+class QuantumButler:
+    """``get`` / ``put`` over a datastore for the datasets of a few quanta.
+
+    Parameters
+    ----------
+    datastore : `supertask.repo.datastore.Datastore`
+        Where files live.
+    run : `str`
+        The RUN collection outputs are written to, and the run of any input that
+        was not resolved to another run at preflight (an intermediate).
+    locations : `dict`, optional
+        ``{(dataset type name, data ID): path}`` overriding the template path of an
+        input (e.g. files ingested in place, or staged into a scratch directory).
+    """
+
+    def __init__(self, datastore: Any, run: str, locations: dict[tuple[str, DataId], str] | None = None):
+        self.datastore = datastore
+        self.run = run
+        self.locations = locations or {}
+        self.written: list[WrittenDataset] = []
+
+    def _path(self, dataset: Dataset) -> str:
+        path = self.locations.get(dataset.key)
+        if path is not None:
+            return path
+        return self.datastore.path(dataset.datasetType, dataset.dataId, dataset.run or self.run)
+
+    def get(self, dataset: Dataset) -> Any:
+        """Read one dataset."""
+        return self.datastore.read(self._path(dataset), dataset.datasetType.storageClass)
+
+    def put(self, obj: Any, dataset: Dataset) -> Dataset:
+        """Write one output (atomically) and remember it for registration."""
+        path, size, checksum = self.datastore.write(obj, dataset.datasetType, dataset.dataId, self.run)
+        self.written.append(WrittenDataset(dataset.datasetType, dataset.dataId, path, size, checksum))
+        self.locations[dataset.key] = path
+        return dataset

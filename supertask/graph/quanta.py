@@ -1,0 +1,195 @@
+"""The default ``defineQuanta``: one quantum per distinct combination of a task's quantum units.
+
+Why it is written this way
+--------------------------
+Field note 2 ("tract slicing") is the trap: applying the user's expression to every
+data ID drops work at the edges of a sky tile. Here the expression only selects
+*which quanta* a campaign is about (through `PlannedRepoGraph.quantumDataIds`); the
+inputs of each quantum are then looked up through the unit relations *without* the
+expression (`RepoGraph.relatedDataIds`), so a task that gathers all detectors of a
+visit sees every detector even when ``tract = 0`` touches only some of them. The
+builder (`supertask.graph.builder`) makes sure the quanta that produce such inputs are
+planned too.
+
+Input rules, per input dataset type ``T`` of a task with quantum units ``Q``:
+
+- ``units(T) ⊆ Q``: exactly one dataset, ``dataId.subset(units(T))``; if it cannot
+  exist the quantum is pruned;
+- otherwise ``T`` is *gathered*: every related dataset that exists or will be
+  produced; the quantum is pruned only if none does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..quantum import Quantum
+from ..repo.dataid import DataId
+from ..repo.dataset import Dataset, DatasetType
+
+if TYPE_CHECKING:
+    from ..supertask import SuperTask
+
+
+@dataclass
+class PruneRecord:
+    """Why quanta of one task were not planned."""
+
+    label: str
+    count: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    def add(self, message: str, max_examples: int = 5) -> None:
+        self.count += 1
+        if len(self.examples) < max_examples:
+            self.examples.append(message)
+
+
+class PlannedRepoGraph:
+    """A `RepoGraph` seen by one task during `QuantumGraphBuilder.makeGraph`.
+
+    It adds to the repository graph what the builder planned: the quantum data IDs
+    of each task (the expression's selection plus what downstream tasks need), an
+    index of the datasets produced so far, and a record of pruned quanta. Every other
+    attribute is the underlying RepoGraph's, so a custom ``defineQuanta`` can use the
+    seed's interface unchanged.
+    """
+
+    def __init__(
+        self,
+        repoGraph: Any,
+        planned: dict[str, set[DataId]],
+        produced: dict[str, dict[DataId, Dataset]],
+        prunes: dict[str, PruneRecord],
+        expand_inputs: bool = True,
+    ):
+        self._repoGraph = repoGraph
+        self._planned = planned
+        self._produced = produced
+        self._prunes = prunes
+        self._expand_inputs = expand_inputs
+        self._related_cache: dict[tuple[frozenset[str], tuple[str, ...]], dict[DataId, list[DataId]]] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._repoGraph, name)
+
+    @property
+    def repoGraph(self) -> Any:
+        """The underlying repository graph."""
+        return self._repoGraph
+
+    def quantumDataIds(self, task: SuperTask) -> list[DataId]:
+        """The data IDs of the quanta planned for ``task``, sorted."""
+        planned = self._planned.get(task.label)
+        if planned is None:
+            planned = set(self._repoGraph.dataIds(task.quantumUnits))
+        return sorted(planned, key=DataId.sort_key)
+
+    def related(self, dataIds: Sequence[DataId], toUnits: Iterable[str]) -> dict[DataId, list[DataId]]:
+        """Data IDs over ``toUnits`` related to each of ``dataIds``.
+
+        Unconstrained by the expression unless the builder was told to restrict
+        inputs (``expand_inputs=False``), in which case only related data IDs that
+        appear together in the selected rows count.
+        """
+        toUnits = tuple(sorted(toUnits))
+        if not toUnits:
+            return {d: [DataId()] for d in dataIds}
+        if self._expand_inputs:
+            return self._repoGraph.relatedDataIds(dataIds, toUnits)
+        wanted = set(dataIds)
+        fromUnits = frozenset().union(*(d.units for d in dataIds)) if dataIds else frozenset()
+        result: dict[DataId, set[DataId]] = {d: set() for d in dataIds}
+        for row in self._repoGraph.rows:
+            key = row.subset(fromUnits)
+            if key in wanted:
+                result[key].add(row.subset(toUnits))
+        return {k: sorted(v, key=DataId.sort_key) for k, v in result.items()}
+
+    def existingOrPlanned(self, datasetType: DatasetType, dataIds: Iterable[DataId]) -> dict[DataId, Dataset]:
+        """Datasets of ``datasetType`` that exist in the inputs or will be produced by an earlier task."""
+        dataIds = list(dataIds)
+        produced = self._produced.get(datasetType.name)
+        if produced is not None:
+            return {d: produced[d] for d in dataIds if d in produced}
+        return self._repoGraph.findDatasets(datasetType.name, dataIds)
+
+    def prune(self, label: str, message: str) -> None:
+        """Record that a quantum of ``label`` was not planned, and why."""
+        self._prunes.setdefault(label, PruneRecord(label)).add(message)
+
+
+def _is_gathering(datasetType: DatasetType, quantumUnits: Iterable[str]) -> bool:
+    return not set(datasetType.units) <= set(quantumUnits)
+
+
+def define_quanta_by_units(task: SuperTask, repoGraph: Any) -> list[Quantum]:
+    """One quantum per planned data ID of ``task.quantumUnits``, with its inputs and outputs.
+
+    Parameters
+    ----------
+    task : `SuperTask`
+        The task; its ``getDatasetClasses()`` says what it reads and writes.
+    repoGraph : `PlannedRepoGraph` or `RepoGraph`
+        The repository graph; outputs are added to it with ``addDataset`` so that
+        later tasks see them.
+    """
+    planned = repoGraph if isinstance(repoGraph, PlannedRepoGraph) else None
+    classes = task.getDatasetClasses()
+    inputs: dict[str, DatasetType] = classes["inputs"]
+    outputs: dict[str, DatasetType] = classes["outputs"]
+    quantumUnits = tuple(task.quantumUnits)
+    dataIds = (
+        planned.quantumDataIds(task)
+        if planned is not None
+        else sorted(repoGraph.dataIds(quantumUnits), key=DataId.sort_key)
+    )
+    if not dataIds:
+        return []
+
+    # Resolve every input type for all quanta at once: one bulk look-up per type.
+    resolved: dict[str, dict[DataId, list[Dataset]]] = {}
+    for datasetType in inputs.values():
+        if datasetType.name in resolved:
+            continue
+        if _is_gathering(datasetType, quantumUnits):
+            related = (
+                planned.related(dataIds, datasetType.units)
+                if planned is not None
+                else repoGraph.relatedDataIds(dataIds, datasetType.units)
+            )
+            wanted = {d for ids in related.values() for d in ids}
+        else:
+            related = {q: [q.subset(datasetType.units)] for q in dataIds}
+            wanted = {ids[0] for ids in related.values()}
+        found = (
+            planned.existingOrPlanned(datasetType, wanted)
+            if planned is not None
+            else repoGraph.findDatasets(datasetType.name, wanted)
+        )
+        resolved[datasetType.name] = {
+            q: [found[d] for d in related.get(q, ()) if d in found] for q in dataIds
+        }
+
+    quanta: list[Quantum] = []
+    for dataId in dataIds:
+        quantum = Quantum(task.label, dataId, task=task)
+        missing = None
+        for datasetType in inputs.values():
+            datasets = resolved[datasetType.name][dataId]
+            if not datasets:
+                missing = datasetType.name
+                break
+            quantum.inputs[datasetType.name] = datasets
+        if missing is not None:
+            if planned is not None:
+                planned.prune(task.label, f"{dataId!r}: no {missing!r} exists or will be produced")
+            continue
+        for datasetType in outputs.values():
+            quantum.outputs[datasetType.name] = [
+                repoGraph.addDataset(datasetType, dataId.subset(datasetType.units))
+            ]
+        quanta.append(quantum)
+    return quanta
