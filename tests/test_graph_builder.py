@@ -1,0 +1,217 @@
+"""The builder's planning: the expression selects quanta but never slices their inputs.
+
+These tests use a small in-memory RepoGraph (``FakeRepoGraph``) so that the planning
+rules are checked independently of the SQL registry; the demo-repository tests check
+the same rules end to end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import pytest
+
+from supertask.graph.builder import GraphBuilderError, QuantumGraphBuilder
+from supertask.graph.quanta import define_quanta_by_units
+from supertask.repo.dataid import DataId
+from supertask.repo.dataset import Dataset, DatasetType
+
+RAW = DatasetType("raw", ("instrument", "visit", "detector"), "NumpyArray")
+CALEXP = DatasetType("calexp", ("instrument", "visit", "detector"), "NumpyArray")
+SUMMARY = DatasetType("visitSummary", ("instrument", "visit"), "Table")
+WARP = DatasetType("warp", ("instrument", "visit", "skymap", "tract", "patch"), "NumpyArray")
+
+
+class FakeRepoGraph:
+    """Rows of a tiny universe: one visit, four detectors, two tracts with one patch each.
+
+    Detectors 1 and 2 overlap tract 0; detectors 3 and 4 overlap tract 1.
+    """
+
+    def __init__(self, where: Callable[[DataId], bool], raws: Iterable[int] = (1, 2, 3, 4)):
+        self.all_rows = [
+            DataId(instrument="Cam", visit=1, detector=d, skymap="sky", tract=0 if d <= 2 else 1, patch=0)
+            for d in (1, 2, 3, 4)
+        ]
+        self.rows = [row for row in self.all_rows if where(row)]
+        self.existing = {
+            ("raw", DataId(instrument="Cam", visit=1, detector=d)): Dataset(
+                RAW, DataId(instrument="Cam", visit=1, detector=d), id=d, run="raw"
+            )
+            for d in raws
+        }
+        self.added: list[Dataset] = []
+
+    def dataIds(self, units: Iterable[str]) -> set[DataId]:
+        return {row.subset(units) for row in self.rows}
+
+    def relatedDataIds(self, dataIds: Iterable[DataId], toUnits: Iterable[str]) -> dict[DataId, list[DataId]]:
+        result: dict[DataId, set[DataId]] = {}
+        for dataId in dataIds:
+            result[dataId] = {row.subset(toUnits) for row in self.all_rows if row.matches(dataId)}
+        return {k: sorted(v) for k, v in result.items()}
+
+    def findDatasets(self, name: str, dataIds: Iterable[DataId]) -> dict[DataId, Dataset]:
+        return {d: self.existing[(name, d)] for d in dataIds if (name, d) in self.existing}
+
+    def addDataset(self, datasetType: DatasetType, dataId: DataId) -> Dataset:
+        dataset = Dataset(datasetType, dataId)
+        self.added.append(dataset)
+        return dataset
+
+    def explainEmpty(self) -> str:
+        return "no rows"
+
+
+class FakeTask:
+    """Just enough of a SuperTask for the builder: label, quantum units, dataset classes."""
+
+    def __init__(self, label: str, units: tuple[str, ...], inputs: dict, outputs: dict):
+        self.label = label
+        self.quantumUnits = units
+        self._classes = {"inputs": inputs, "outputs": outputs}
+        self.config = None
+
+    def getDatasetClasses(self) -> dict:
+        return self._classes
+
+    def getDatasetSchemas(self) -> dict:
+        return {}
+
+    def defineQuanta(self, repoGraph):
+        return define_quanta_by_units(self, repoGraph)
+
+
+class FakePipeline:
+    def __init__(self, tasks: list[FakeTask]):
+        self.tasks = tasks
+
+    def makeTasks(self, butler=None) -> list[FakeTask]:
+        return self.tasks
+
+
+def make_pipeline(with_summary: bool = True, with_warp: bool = True) -> FakePipeline:
+    tasks = [FakeTask("calibrate", ("instrument", "visit", "detector"), {"raw": RAW}, {"calexp": CALEXP})]
+    if with_summary:
+        tasks.append(
+            FakeTask("visitSummary", ("instrument", "visit"), {"calexp": CALEXP}, {"summary": SUMMARY})
+        )
+    if with_warp:
+        tasks.append(
+            FakeTask(
+                "makeWarp",
+                ("instrument", "visit", "skymap", "tract", "patch"),
+                {"calexp": CALEXP},
+                {"warp": WARP},
+            )
+        )
+    return FakePipeline(tasks)
+
+
+def define_all(builder: QuantumGraphBuilder, repoGraph: FakeRepoGraph) -> dict[str, list]:
+    """Run the builder's planning and each task's defineQuanta, as makeGraph does."""
+    from supertask.graph.quanta import PlannedRepoGraph
+
+    planned, _ = builder.planDataIds(repoGraph)
+    produced: dict = {}
+    prunes: dict = {}
+    view = PlannedRepoGraph(repoGraph, planned, produced, prunes, builder.expand_inputs)
+    result = {}
+    for task in builder.tasks:
+        quanta = task.defineQuanta(view)
+        for q in quanta:
+            for d in q.iterOutputs():
+                produced.setdefault(d.datasetType.name, {})[d.dataId] = d
+        result[task.label] = quanta
+    result["_prunes"] = prunes
+    return result
+
+
+def detectors(quanta) -> list[int]:
+    return sorted(q.dataId["detector"] for q in quanta)
+
+
+def test_gathering_task_gets_every_detector_of_the_visit_even_when_tract_touches_some():
+    repo = FakeRepoGraph(where=lambda row: row["tract"] == 0)
+    quanta = define_all(QuantumGraphBuilder(make_pipeline()), repo)
+    (summary,) = quanta["visitSummary"]
+    assert sorted(d.dataId["detector"] for d in summary.inputs["calexp"]) == [1, 2, 3, 4]
+    # and the detectors outside the tile are calibrated so that the summary can be made
+    assert detectors(quanta["calibrate"]) == [1, 2, 3, 4]
+
+
+def test_warp_of_the_tile_gathers_only_overlapping_detectors():
+    repo = FakeRepoGraph(where=lambda row: row["tract"] == 0)
+    quanta = define_all(QuantumGraphBuilder(make_pipeline(with_summary=False)), repo)
+    (warp,) = quanta["makeWarp"]
+    assert warp.dataId["tract"] == 0
+    assert sorted(d.dataId["detector"] for d in warp.inputs["calexp"]) == [1, 2]
+    # without a gathering task over whole visits, only the tile's detectors are calibrated
+    assert detectors(quanta["calibrate"]) == [1, 2]
+
+
+def test_detector_needed_by_a_patch_is_not_dropped_when_expression_names_another_detector():
+    repo = FakeRepoGraph(where=lambda row: row["tract"] == 0 and row["detector"] == 1)
+    quanta = define_all(QuantumGraphBuilder(make_pipeline(with_summary=False)), repo)
+    (warp,) = quanta["makeWarp"]
+    assert sorted(d.dataId["detector"] for d in warp.inputs["calexp"]) == [1, 2]
+    assert detectors(quanta["calibrate"]) == [1, 2]
+
+
+def test_restricting_inputs_reproduces_tile_slicing_when_asked():
+    repo = FakeRepoGraph(where=lambda row: row["tract"] == 0)
+    builder = QuantumGraphBuilder(make_pipeline(), expand_inputs=False)
+    quanta = define_all(builder, repo)
+    (summary,) = quanta["visitSummary"]
+    assert sorted(d.dataId["detector"] for d in summary.inputs["calexp"]) == [1, 2]
+    assert detectors(quanta["calibrate"]) == [1, 2]
+
+
+def test_quantum_whose_input_cannot_exist_is_pruned_and_gatherers_use_the_rest():
+    repo = FakeRepoGraph(where=lambda row: True, raws=(1, 2, 3))
+    quanta = define_all(QuantumGraphBuilder(make_pipeline()), repo)
+    assert detectors(quanta["calibrate"]) == [1, 2, 3]
+    (summary,) = quanta["visitSummary"]
+    assert sorted(d.dataId["detector"] for d in summary.inputs["calexp"]) == [1, 2, 3]
+    prunes = quanta["_prunes"]
+    assert prunes["calibrate"].count == 1
+    assert "'raw'" in prunes["calibrate"].examples[0] and "detector: 4" in prunes["calibrate"].examples[0]
+
+
+def test_gathering_quantum_with_no_input_at_all_is_pruned():
+    repo = FakeRepoGraph(where=lambda row: row["tract"] == 1, raws=(1, 2))
+    quanta = define_all(QuantumGraphBuilder(make_pipeline(with_summary=False)), repo)
+    assert quanta["makeWarp"] == []
+    assert quanta["_prunes"]["makeWarp"].count == 1
+
+
+def test_intermediate_inputs_are_the_producers_output_objects():
+    repo = FakeRepoGraph(where=lambda row: True)
+    quanta = define_all(QuantumGraphBuilder(make_pipeline()), repo)
+    produced = {id(d) for q in quanta["calibrate"] for d in q.outputs["calexp"]}
+    consumed = {id(d) for d in quanta["visitSummary"][0].inputs["calexp"]}
+    assert consumed <= produced
+
+
+def test_two_tasks_writing_one_dataset_type_is_an_error_naming_both():
+    pipeline = FakePipeline(
+        [
+            FakeTask("a", ("instrument", "visit", "detector"), {"raw": RAW}, {"calexp": CALEXP}),
+            FakeTask("b", ("instrument", "visit", "detector"), {"raw": RAW}, {"calexp": CALEXP}),
+        ]
+    )
+    with pytest.raises(GraphBuilderError, match=r"'calexp' is written by both 'a' and 'b'"):
+        QuantumGraphBuilder(pipeline)
+
+
+def test_output_with_units_outside_the_quantum_is_refused_with_the_fix():
+    pipeline = FakePipeline([FakeTask("bad", ("instrument", "visit"), {"raw": RAW}, {"calexp": CALEXP})])
+    with pytest.raises(GraphBuilderError, match="custom defineQuanta or change quantumUnits"):
+        QuantumGraphBuilder(pipeline)
+
+
+def test_overall_inputs_and_outputs_are_classified():
+    builder = QuantumGraphBuilder(make_pipeline())
+    assert {t.name for t in builder.inputDatasetTypes} == {"raw"}
+    assert {t.name for t in builder.outputDatasetTypes} == {"calexp", "visitSummary", "warp"}
+    assert builder.units == {"instrument", "visit", "detector", "skymap", "tract", "patch"}
