@@ -1,0 +1,165 @@
+"""Group quanta into clusters: one batch job runs one cluster.
+
+Tens of thousands of sub-minute jobs swamp a scheduler (field notes 5 and 17), so
+quanta are grouped by units: e.g. every quantum of one (tract, patch), or the
+quanta of some task labels per visit, with a cap on the cluster size so that one
+failure does not lose too much work. A quantum that no rule matches is a cluster
+of its own.
+
+The clusters' dependency graph must stay acyclic: a rule that groups, per patch,
+a task *before* and a task *after* a gathering task that reads every patch would
+make a cluster depend on itself through the gatherer. That is detected and
+reported with the labels to separate, never silently "fixed".
+"""
+
+from __future__ import annotations
+
+import graphlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .workflow import safe_name
+
+
+class ClusteringError(ValueError):
+    """The clustering rules cannot be applied; the message says which rule to change."""
+
+
+class QuantumLike(Protocol):
+    """What clustering needs of a quantum (`supertask.quantum.Quantum` satisfies it)."""
+
+    id: int | None
+    taskLabel: str
+    dataId: Mapping[str, Any]
+    inputs: Mapping[str, Sequence[Any]]
+    outputs: Mapping[str, Sequence[Any]]
+
+
+@dataclass(frozen=True)
+class ClusterRule:
+    """Quanta of ``labels`` (every label when empty) that have all ``units`` are grouped by those units.
+
+    ``max_size`` caps the quanta per cluster; bigger groups are split in quantum-id
+    (dependency) order, which keeps the split clusters acyclic among themselves.
+    """
+
+    name: str
+    labels: tuple[str, ...] = ()
+    units: tuple[str, ...] = ()
+    max_size: int | None = None
+
+    def matches(self, quantum: QuantumLike) -> bool:
+        if self.labels and quantum.taskLabel not in self.labels:
+            return False
+        return all(u in quantum.dataId for u in self.units)
+
+
+@dataclass
+class Cluster:
+    """Quanta run together by one job."""
+
+    name: str
+    label: str
+    quantum_ids: list[int] = field(default_factory=list)
+    task_labels: list[str] = field(default_factory=list)
+    data_id: dict[str, Any] = field(default_factory=dict)
+
+
+def cluster_quanta(quanta: Iterable[QuantumLike], rules: Sequence[ClusterRule]) -> list[Cluster]:
+    """Group ``quanta`` (in dependency order) into clusters by the first rule each matches.
+
+    Returns clusters in the order of their first quantum; their names are unique and
+    file-name safe. Unmatched quanta each make a cluster named after label and data ID.
+    """
+    _check_rules(rules)
+    groups: dict[tuple[Any, ...], Cluster] = {}
+    for quantum in quanta:
+        if quantum.id is None:
+            raise ClusteringError(f"{quantum!r} has no id: cluster quanta loaded from a saved graph")
+        rule = next((r for r in rules if r.matches(quantum)), None)
+        if rule is None:
+            key: tuple[Any, ...] = ("", quantum.id)
+            values = dict(quantum.dataId)
+            name, label = _join(quantum.taskLabel, values), quantum.taskLabel
+        else:
+            values = {u: quantum.dataId[u] for u in sorted(rule.units)}
+            key = (rule.name, tuple(values.items()))
+            name, label = _join(rule.name, values), rule.name
+        cluster = groups.get(key)
+        if cluster is None:
+            cluster = groups[key] = Cluster(name=name, label=label, data_id=values)
+        cluster.quantum_ids.append(quantum.id)
+        if quantum.taskLabel not in cluster.task_labels:
+            cluster.task_labels.append(quantum.taskLabel)
+    rule_by_name = {r.name: r for r in rules}
+    result: list[Cluster] = []
+    for (rule_name, _), cluster in groups.items():
+        cap = rule_by_name[rule_name].max_size if rule_name else None
+        result.extend(_split(cluster, cap))
+    result.sort(key=lambda c: c.quantum_ids[0])
+    _make_names_unique(result)
+    return result
+
+
+def order_clusters(clusters: Sequence[Cluster], parents: Mapping[str, set[str]]) -> list[str]:
+    """Cluster names in an order where parents come first; a cycle raises `ClusteringError`."""
+    sorter = graphlib.TopologicalSorter({c.name: sorted(parents.get(c.name, ())) for c in clusters})
+    try:
+        order = list(sorter.static_order())
+    except graphlib.CycleError as err:
+        cycle = err.args[1]
+        by_name = {c.name: c for c in clusters}
+        labels = sorted({lbl for name in cycle if name in by_name for lbl in by_name[name].task_labels})
+        raise ClusteringError(
+            f"clustering makes jobs depend on each other in a cycle ({' -> '.join(cycle)}): a cluster holds "
+            f"task labels both before and after another job it depends on. Task labels involved: {labels}. "
+            "Put the labels that come before and after a gathering task into separate clustering rules."
+        ) from None
+    return order
+
+
+def _check_rules(rules: Sequence[ClusterRule]) -> None:
+    seen: set[str] = set()
+    for rule in rules:
+        if not rule.name or safe_name(rule.name) != rule.name:
+            raise ClusteringError(
+                f"clustering rule name {rule.name!r}: use letters, digits, '.', '_' or '-' (it names jobs)"
+            )
+        if rule.name in seen:
+            raise ClusteringError(f"clustering rule name {rule.name!r} is used twice: names must be unique")
+        seen.add(rule.name)
+        if not rule.units and not rule.labels:
+            raise ClusteringError(
+                f"clustering rule {rule.name!r} has neither labels nor units: it would put every quantum "
+                "in one job; give units (e.g. [tract, patch]) or labels"
+            )
+
+
+def _join(prefix: str, values: Mapping[str, Any]) -> str:
+    return safe_name("_".join([prefix, *(str(v) for v in values.values())]))
+
+
+def _split(cluster: Cluster, cap: int | None) -> list[Cluster]:
+    if cap is None or len(cluster.quantum_ids) <= cap:
+        return [cluster]
+    ids = cluster.quantum_ids
+    chunks = [ids[i : i + cap] for i in range(0, len(ids), cap)]
+    return [
+        Cluster(
+            name=f"{cluster.name}_{n}",
+            label=cluster.label,
+            quantum_ids=chunk,
+            task_labels=list(cluster.task_labels),
+            data_id=dict(cluster.data_id),
+        )
+        for n, chunk in enumerate(chunks)
+    ]
+
+
+def _make_names_unique(clusters: list[Cluster]) -> None:
+    seen: set[str] = set()
+    for cluster in clusters:
+        if cluster.name in seen:
+            cluster.name = f"{cluster.name}_q{cluster.quantum_ids[0]}"
+        seen.add(cluster.name)

@@ -1,0 +1,162 @@
+"""Quanta -> generic workflow: clustering, dependencies, files, resources."""
+
+from __future__ import annotations
+
+import pytest
+
+from bps.clustering import ClusteringError, ClusterRule, cluster_quanta
+from bps.workflow import GenericWorkflow, Resources
+from bps.workflow_builder import BuildOptions, build_workflow
+from supertask.quantum import Quantum
+from supertask.repo.dataid import DataId
+from supertask.repo.dataset import Dataset, DatasetType
+
+RAW = DatasetType("raw", ("detector", "instrument", "visit"), "NumpyArray")
+CALEXP = DatasetType("calexp", ("detector", "instrument", "visit"), "NumpyArray")
+WARP = DatasetType("warp", ("patch", "skymap", "tract", "visit"), "NumpyArray")
+COADD = DatasetType("coadd", ("patch", "skymap", "tract"), "NumpyArray")
+SUMMARY = DatasetType("summary", ("skymap",), "StructuredDataDict")
+
+
+def ds(dt: DatasetType, run: str | None = None, **values) -> Dataset:
+    return Dataset(dt, DataId(values), run=run)
+
+
+def demo_quanta() -> list[Quantum]:
+    """isr per (visit, detector) -> warp per (visit, patch) -> coadd per patch -> summary over all patches."""
+    quanta: list[Quantum] = []
+
+    def add(label, data_id, inputs, outputs):
+        q = Quantum(label, DataId(data_id), {}, {}, id=len(quanta))
+        for d in inputs:
+            q.addInput(d)
+        for d in outputs:
+            q.addOutput(d)
+        quanta.append(q)
+
+    for visit in (1, 2):
+        for det in (1, 2):
+            did = dict(instrument="Cam", visit=visit, detector=det)
+            add("isr", did, [ds(RAW, "raw/run", **did)], [ds(CALEXP, **did)])
+    for visit in (1, 2):
+        for patch in (0, 1):
+            calexps = [ds(CALEXP, instrument="Cam", visit=visit, detector=d) for d in (1, 2)]
+            add(
+                "warp",
+                dict(skymap="sm", tract=0, patch=patch, visit=visit),
+                calexps,
+                [ds(WARP, skymap="sm", tract=0, patch=patch, visit=visit)],
+            )
+    for patch in (0, 1):
+        warps = [ds(WARP, skymap="sm", tract=0, patch=patch, visit=v) for v in (1, 2)]
+        add(
+            "coadd",
+            dict(skymap="sm", tract=0, patch=patch),
+            warps,
+            [ds(COADD, skymap="sm", tract=0, patch=patch)],
+        )
+    add(
+        "summary",
+        dict(skymap="sm"),
+        [ds(COADD, skymap="sm", tract=0, patch=p) for p in (0, 1)],
+        [ds(SUMMARY, skymap="sm")],
+    )
+    return quanta
+
+
+def path_of(dataset, run):
+    return f"{run}/{dataset.datasetType.name}/{'_'.join(str(v) for v in dataset.dataId.values())}.npy"
+
+
+def options(**kw) -> BuildOptions:
+    return BuildOptions(
+        name="wf", submit_dir="/sub", graph_file="/g.qgraph", repo="/repo", output_run="out", **kw
+    )
+
+
+def outputs_of(wf: GenericWorkflow) -> set[str]:
+    return {f.lfn for job in wf.jobs.values() for f in job.outputs}
+
+
+def test_one_job_per_quantum_with_dependencies_from_datasets():
+    wf = build_workflow(demo_quanta(), options(), path_of)
+    assert len(wf.jobs) == 11
+    warp = wf.jobs["warp_0_sm_0_1"]
+    assert wf.parents[warp.name] == ["isr_1_Cam_1", "isr_2_Cam_1"]
+    assert warp.arguments[:4] == ["--graph", "/g.qgraph", "--quantum", str(warp.quantum_ids[0])]
+    assert "--manifest-dir" in warp.arguments and "/sub/manifests" in warp.arguments
+    isr = wf.jobs["isr_1_Cam_1"]
+    (raw,) = isr.inputs
+    assert raw.producer is None and raw.path.startswith("raw/run/")
+    assert {f.producer for f in warp.inputs} == {"isr_1_Cam_1", "isr_2_Cam_1"}
+    assert wf.final is not None and wf.final.arguments[:2] == ["finalize", "/sub"]
+
+
+def test_jobs_come_after_their_parents():
+    wf = build_workflow(
+        demo_quanta(), options(rules=[ClusterRule("per_patch", ("warp", "coadd"), ("patch",))]), path_of
+    )
+    seen: set[str] = set()
+    for name in wf.jobs:
+        assert set(wf.parents[name]) <= seen
+        seen.add(name)
+
+
+def test_clustering_changes_job_count_not_outputs():
+    plain = build_workflow(demo_quanta(), options(), path_of)
+    rules = [
+        ClusterRule("per_visit", ("isr",), ("visit",)),
+        ClusterRule("per_patch", ("warp", "coadd"), ("patch",)),
+    ]
+    clustered = build_workflow(demo_quanta(), options(rules=rules), path_of)
+    assert len(clustered.jobs) == 2 + 2 + 1
+    assert outputs_of(plain) == outputs_of(clustered)
+    patch0 = clustered.jobs["per_patch_0"]
+    assert len(patch0.quantum_ids) == 3
+    # the warps a coadd reads are made inside the cluster: not inputs to stage
+    assert {f.dataset_type for f in patch0.inputs} == {"calexp"}
+    assert set(clustered.parents["per_patch_0"]) == {"per_visit_1", "per_visit_2"}
+    assert all(name not in parents for name, parents in clustered.parents.items())
+
+
+def test_max_size_splits_clusters():
+    rules = [ClusterRule("all_isr", ("isr",), ("instrument",), max_size=3)]
+    clusters = [c for c in cluster_quanta(demo_quanta(), rules) if c.label == "all_isr"]
+    assert [len(c.quantum_ids) for c in clusters] == [3, 1]
+    assert len({c.name for c in clusters}) == 2
+
+
+def test_cycle_through_a_gathering_task_is_reported_with_labels():
+    # warps and the summary in one job: summary reads coadds, which read that same job's warps
+    rules = [ClusterRule("mixed", ("warp", "summary"), ())]
+    with pytest.raises(ClusteringError, match=r"cycle.*'summary'.*'warp'|cycle.*'warp'"):
+        build_workflow(demo_quanta(), options(rules=rules), path_of)
+
+
+def test_cluster_resources_take_the_largest_and_sum_walltime():
+    sizes = {
+        "warp": Resources(memory_mb=4000, walltime_s=10),
+        "coadd": Resources(memory_mb=1000, cpus=2, walltime_s=5),
+    }
+    opts = options(
+        rules=[ClusterRule("per_patch", ("warp", "coadd"), ("patch",))],
+        resources_for=lambda label: sizes.get(label, Resources()),
+    )
+    wf = build_workflow(demo_quanta(), opts, path_of)
+    r = wf.jobs["per_patch_0"].resources
+    assert (r.memory_mb, r.cpus, r.walltime_s) == (4000, 2, 10 + 10 + 5)
+
+
+def test_overall_input_without_run_is_refused():
+    quanta = demo_quanta()
+    quanta[0].inputs["raw"][0].run = None
+    with pytest.raises(ValueError, match="no RUN"):
+        build_workflow(quanta, options(), path_of)
+
+
+def test_workflow_round_trips_through_json(tmp_path):
+    wf = build_workflow(demo_quanta(), options(throttles={"isr": 2}), path_of)
+    wf.save(tmp_path / "workflow.json")
+    again = GenericWorkflow.load(tmp_path / "workflow.json")
+    assert again.to_json() == wf.to_json()
+    assert again.jobs["isr_1_Cam_1"].throttle == "isr"
