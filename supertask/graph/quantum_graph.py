@@ -1,0 +1,442 @@
+"""`QuantumGraph`: the quanta of a pipeline run, linked through the datasets they share.
+
+DMTN-055 section 7: the graph is "mostly defined by its constituent classes" (each
+`Quantum` holds its `Dataset` inputs and outputs, each `Dataset` points back to its
+``creator`` and ``consumers``); the graph adds flat access, a dependency order, ids,
+and the ``.qgraph`` file (`supertask.graph.file_format`).
+
+Why the graph re-links what it is given
+---------------------------------------
+A builder may hand over two equal `Dataset` objects for the output of one quantum and
+the input of the next. The graph keeps one object per (type name, data ID) so that
+``creator``/``consumers`` are the same whichever quantum one starts from, and so that
+a million-quantum graph does not hold every intermediate dataset twice.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from os import PathLike
+from typing import Any
+
+from ..quantum import Quantum
+from ..repo.dataid import DataId
+from ..repo.dataset import Dataset
+from . import file_format
+from .file_format import GraphFileError
+
+__all__ = ("GraphFileError", "GraphSummary", "QuantumGraph")
+
+
+@dataclass(frozen=True)
+class GraphSummary:
+    """How many quanta per task and datasets per type a graph holds.
+
+    ``str(summary)`` is a small table for logs and the command line.
+    """
+
+    quantaPerLabel: dict[str, int]
+    datasetsPerType: dict[str, int]
+    initialInputs: int
+    finalOutputs: int
+    nQuanta: int = field(init=False)
+    nDatasets: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "nQuanta", sum(self.quantaPerLabel.values()))
+        object.__setattr__(self, "nDatasets", sum(self.datasetsPerType.values()))
+
+    def __str__(self) -> str:
+        rows = [("task", "quanta")] + [(k, str(v)) for k, v in self.quantaPerLabel.items()]
+        rows += [("", ""), ("dataset type", "datasets")]
+        rows += [(k, str(v)) for k, v in self.datasetsPerType.items()]
+        width = max(len(r[0]) for r in rows)
+        count = max(len(r[1]) for r in rows)
+        lines = [
+            f"QuantumGraph: {self.nQuanta} quanta, {self.nDatasets} datasets "
+            f"({self.initialInputs} initial inputs, {self.finalOutputs} final outputs)"
+        ]
+        lines += [f"  {a:<{width}}  {b:>{count}}".rstrip() for a, b in rows]
+        return "\n".join(lines)
+
+
+def _describe(quantum: Quantum) -> str:
+    return f"{quantum.taskLabel} {quantum.dataId!r}"
+
+
+class QuantumGraph:
+    """A directed acyclic graph of quanta, in dependency order.
+
+    Parameters
+    ----------
+    quanta : iterable of `Quantum`
+        The quanta, in any order. The graph takes ownership: their dataset lists are
+        rewritten to share one `Dataset` per (type name, data ID), their datasets'
+        ``creator``/``consumers`` links are (re)set, and their ``id`` becomes their
+        position in dependency order.
+    pipelineYaml : `str`
+        The pipeline as YAML text; a batch job rebuilds its tasks from it.
+    configs : `dict` [`str`, `str`]
+        Saved config text by task label.
+    metadata : `dict`
+        Free-form JSON-serialisable metadata (e.g. the data-ID expression, collections).
+
+    Raises
+    ------
+    ValueError
+        If two quanta produce the same dataset, or the quanta form a cycle (the message
+        names the quanta and datasets of the cycle).
+
+    Notes
+    -----
+    The order is a *stable* topological order: quanta keep the given order except
+    where a quantum must move after the quanta producing its inputs.
+    """
+
+    def __init__(
+        self,
+        quanta: Iterable[Quantum],
+        *,
+        pipelineYaml: str = "",
+        configs: Mapping[str, str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ):
+        given = list(quanta)
+        datasets = _share_datasets(given)
+        _link(given)
+        self._quanta = _dependency_order(given)
+        for i, quantum in enumerate(self._quanta):
+            quantum.id = i
+        self._datasets = datasets
+        self.pipelineYaml = pipelineYaml
+        self.configs: dict[str, str] = dict(configs or {})
+        self.metadata: dict[str, Any] = dict(metadata or {})
+        self.provenance: dict[str, Any] = {}
+        """Provenance read from the file this graph was loaded from (empty otherwise)."""
+
+    # ----------------------------------------------------------------------------------- access
+
+    def __len__(self) -> int:
+        return len(self._quanta)
+
+    def __iter__(self) -> Iterator[Quantum]:
+        return iter(self._quanta)
+
+    def __getitem__(self, id: int) -> Quantum:
+        if not 0 <= id < len(self._quanta):
+            raise IndexError(f"no quantum {id}: this graph holds quanta 0..{len(self._quanta) - 1}")
+        return self._quanta[id]
+
+    def __repr__(self) -> str:
+        return f"<QuantumGraph: {len(self)} quanta, {sum(len(s) for s in self._datasets.values())} datasets>"
+
+    @property
+    def quanta(self) -> list[Quantum]:
+        """The quanta in dependency order (``quanta[i].id == i``)."""
+        return self._quanta
+
+    @property
+    def datasets(self) -> dict[str, set[Dataset]]:
+        """Every dataset the graph reads or writes, by dataset type name."""
+        return self._datasets
+
+    def _quantum(self, q: Quantum | int) -> Quantum:
+        return self[q] if isinstance(q, int) else q
+
+    def parents(self, quantum: Quantum | int) -> list[Quantum]:
+        """The quanta producing an input of ``quantum`` (a quantum or its id), by id."""
+        found = {
+            d.creator.id: d.creator for d in self._quantum(quantum).iterInputs() if d.creator is not None
+        }
+        return [found[k] for k in sorted(found)]
+
+    def children(self, quantum: Quantum | int) -> list[Quantum]:
+        """The quanta reading an output of ``quantum`` (a quantum or its id), by id."""
+        found = {c.id: c for d in self._quantum(quantum).iterOutputs() for c in d.consumers}
+        return [found[k] for k in sorted(found)]
+
+    def _unique_datasets(self) -> Iterator[Dataset]:
+        seen: set[int] = set()
+        for quantum in self._quanta:
+            for d in quantum.iterInputs():
+                if id(d) not in seen:
+                    seen.add(id(d))
+                    yield d
+            for d in quantum.iterOutputs():
+                if id(d) not in seen:
+                    seen.add(id(d))
+                    yield d
+
+    def initialInputs(self) -> list[Dataset]:
+        """Datasets no quantum produces: they must exist before the run (in quantum order)."""
+        return [d for d in self._unique_datasets() if d.creator is None]
+
+    def finalOutputs(self) -> list[Dataset]:
+        """Datasets produced and read by no quantum of this graph (in quantum order)."""
+        return [d for d in self._unique_datasets() if d.creator is not None and not d.consumers]
+
+    def quantaByLabel(self) -> dict[str, list[Quantum]]:
+        """Quanta grouped by task label, labels in order of first appearance."""
+        result: dict[str, list[Quantum]] = {}
+        for quantum in self._quanta:
+            result.setdefault(quantum.taskLabel, []).append(quantum)
+        return result
+
+    def summary(self) -> GraphSummary:
+        """Counts of quanta per task label and datasets per type."""
+        initial = final = 0
+        for d in self._unique_datasets():
+            if d.creator is None:
+                initial += 1
+            elif not d.consumers:
+                final += 1
+        return GraphSummary(
+            quantaPerLabel={k: len(v) for k, v in self.quantaByLabel().items()},
+            datasetsPerType={k: len(v) for k, v in self._datasets.items()},
+            initialInputs=initial,
+            finalOutputs=final,
+        )
+
+    # ----------------------------------------------------------------------------------- derived graphs
+
+    def subgraph(self, ids: Iterable[int]) -> QuantumGraph:
+        """A new graph of copies of the quanta ``ids`` (renumbered ``0..m-1`` in the same order).
+
+        Copies, because a graph owns the links of its datasets: the datasets of the
+        subgraph point only to quanta of the subgraph.
+        """
+        copies: dict[tuple[str, DataId], Dataset] = {}
+
+        def copy(d: Dataset) -> Dataset:
+            c = copies.get(d.key)
+            if c is None:
+                c = copies[d.key] = Dataset(d.datasetType, d.dataId, id=d.id, run=d.run)
+            return c
+
+        selected = [self[i] for i in sorted(set(ids))]
+        quanta = [
+            Quantum(
+                q.taskLabel,
+                q.dataId,
+                {k: [copy(d) for d in v] for k, v in q.inputs.items()},
+                {k: [copy(d) for d in v] for k, v in q.outputs.items()},
+                task=q.task,
+            )
+            for q in selected
+        ]
+        return QuantumGraph(
+            quanta, pipelineYaml=self.pipelineYaml, configs=self.configs, metadata=dict(self.metadata)
+        )
+
+    def toDot(self, ids: Iterable[int] | None = None, depth: int = 1) -> str:
+        """Graphviz text of the graph: boxes for quanta, ellipses for datasets.
+
+        Parameters
+        ----------
+        ids : iterable of `int`, optional
+            Quanta to centre on; all quanta when None (only sensible for small graphs).
+        depth : `int`
+            With ``ids``, also include quanta up to this many parent/child steps away.
+        """
+        if ids is None:
+            chosen = list(self._quanta)
+        else:
+            frontier = {self[i].id for i in ids}
+            selected = set(frontier)
+            for _ in range(max(0, depth)):
+                frontier = {
+                    n.id for i in frontier for n in self.parents(i) + self.children(i) if n.id not in selected
+                }
+                selected |= frontier
+            chosen = [self._quanta[i] for i in sorted(selected)]
+        lines = ["digraph QuantumGraph {", "  rankdir=LR;"]
+        names: dict[tuple[str, DataId], str] = {}
+
+        def dataset_node(d: Dataset) -> str:
+            name = names.get(d.key)
+            if name is None:
+                name = names[d.key] = f"d{len(names)}"
+                lines.append(
+                    f'  {name} [shape=ellipse, label="{_escape(d.name)}\\n{_escape(repr(d.dataId))}"];'
+                )
+            return name
+
+        for q in chosen:
+            lines.append(
+                f'  q{q.id} [shape=box, style=filled, fillcolor="#dde8f5", '
+                f'label="{_escape(q.taskLabel)} #{q.id}\\n{_escape(repr(q.dataId))}"];'
+            )
+            for d in q.iterInputs():
+                lines.append(f"  {dataset_node(d)} -> q{q.id};")
+            for d in q.iterOutputs():
+                lines.append(f"  q{q.id} -> {dataset_node(d)};")
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+
+    # ----------------------------------------------------------------------------------- files
+
+    def save(self, path: str | PathLike[str], *, commandLine: list[str] | None = None) -> None:
+        """Write the graph to a ``.qgraph`` file (atomically: written aside, then renamed).
+
+        Parameters
+        ----------
+        path : path-like
+            Destination file.
+        commandLine : `list` [`str`], optional
+            The command to record as provenance; ``sys.argv`` by default. Passwords
+            in it are masked; the environment is never recorded.
+        """
+        from .provenance import collect_provenance
+
+        header = {
+            "pipelineYaml": self.pipelineYaml,
+            "configs": self.configs,
+            "metadata": self.metadata,
+            "provenance": collect_provenance(commandLine),
+        }
+        file_format.write_graph(path, self._quanta, header)
+
+    @classmethod
+    def load(cls, path: str | PathLike[str]) -> QuantumGraph:
+        """Read a whole graph written by `save`.
+
+        Raises
+        ------
+        GraphFileError
+            If the file is truncated, corrupted or of an unsupported format version.
+        """
+        header = file_format.read_header(path)
+        try:
+            pipelineYaml, configs, metadata = header["pipelineYaml"], header["configs"], header["metadata"]
+        except KeyError as err:
+            raise GraphFileError(f"{path}: the header has no {err.args[0]!r} entry") from None
+        graph = cls(
+            file_format.read_quanta(path), pipelineYaml=pipelineYaml, configs=configs, metadata=metadata
+        )
+        graph.provenance = dict(header.get("provenance") or {})
+        return graph
+
+    @staticmethod
+    def loadQuantum(path: str | PathLike[str], id: int) -> Quantum:
+        """Read quantum ``id`` of a graph file without reading the rest of the graph."""
+        return file_format.read_quantum(path, id)
+
+    @staticmethod
+    def loadQuanta(path: str | PathLike[str], ids: Iterable[int]) -> list[Quantum]:
+        """Read the quanta ``ids`` of a graph file, in the order given.
+
+        Datasets shared between them are one object, and a dataset produced by one of
+        them and read by another has its ``creator``/``consumers`` set (so a job running
+        a cluster of quanta knows which inputs it makes itself).
+        """
+        quanta = file_format.read_quanta(path, list(ids))
+        _link(quanta)
+        return quanta
+
+    @staticmethod
+    def readHeader(path: str | PathLike[str]) -> dict[str, Any]:
+        """The header of a graph file: format version, pipeline, configs, provenance, metadata."""
+        return file_format.read_header(path)
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _share_datasets(quanta: list[Quantum]) -> dict[str, set[Dataset]]:
+    """Make equal datasets one object across ``quanta``; return them by type name."""
+    canonical: dict[tuple[str, DataId], Dataset] = {}
+    for quantum in quanta:
+        for by_type in (quantum.inputs, quantum.outputs):
+            for datasets in by_type.values():
+                for j, d in enumerate(datasets):
+                    key = (d.datasetType.name, d.dataId)
+                    c = canonical.get(key)
+                    if c is None:
+                        canonical[key] = d
+                    elif c is not d:
+                        datasets[j] = c
+                        if c.id is None and d.id is not None:
+                            c.id, c.run = d.id, d.run
+    result: dict[str, set[Dataset]] = {}
+    for (name, _), d in canonical.items():
+        result.setdefault(name, set()).add(d)
+    return result
+
+
+def _link(quanta: list[Quantum]) -> None:
+    """Set ``creator``/``consumers`` of the datasets of ``quanta`` from scratch."""
+    for quantum in quanta:
+        for d in quantum.iterInputs():
+            d.creator, d.consumers = None, []
+        for d in quantum.iterOutputs():
+            d.creator, d.consumers = None, []
+    for quantum in quanta:
+        for d in quantum.iterOutputs():
+            if d.creator is not None and d.creator is not quantum:
+                raise ValueError(
+                    f"{d!r} is produced by two quanta: {_describe(d.creator)} and {_describe(quantum)}; "
+                    "each dataset must have one producer"
+                )
+            d.creator = quantum
+    for quantum in quanta:
+        for d in quantum.iterInputs():
+            d.consumers.append(quantum)
+
+
+def _dependency_order(quanta: list[Quantum]) -> list[Quantum]:
+    """A stable topological order of ``quanta`` (linked datasets required)."""
+    position = {id(q): i for i, q in enumerate(quanta)}
+    parents: list[set[int]] = []
+    in_order = True
+    for i, quantum in enumerate(quanta):
+        ps = {position[id(d.creator)] for d in quantum.iterInputs() if d.creator is not None}
+        if any(p >= i for p in ps):
+            in_order = False
+        parents.append(ps)
+    if in_order:
+        return quanta
+    remaining = [len(ps) for ps in parents]
+    children: list[list[int]] = [[] for _ in quanta]
+    for i, ps in enumerate(parents):
+        for p in ps:
+            children[p].append(i)
+    ready = [i for i, n in enumerate(remaining) if n == 0]
+    heapq.heapify(ready)
+    order: list[Quantum] = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(quanta[i])
+        for c in children[i]:
+            remaining[c] -= 1
+            if remaining[c] == 0:
+                heapq.heappush(ready, c)
+    if len(order) < len(quanta):
+        raise ValueError(_cycle_message(quanta, parents, remaining))
+    return order
+
+
+def _cycle_message(quanta: list[Quantum], parents: list[set[int]], remaining: list[int]) -> str:
+    """Find one cycle among the quanta Kahn's algorithm could not order, and describe it."""
+    blocked = {i for i, n in enumerate(remaining) if n > 0}
+    start = min(blocked)
+    path: list[int] = []
+    seen: dict[int, int] = {}
+    node = start
+    while node not in seen:
+        seen[node] = len(path)
+        path.append(node)
+        node = min(p for p in parents[node] if p in blocked)
+    cycle = path[seen[node] :][::-1]  # walked child -> parent; report producer -> consumer
+    steps = []
+    for a, b in zip(cycle, cycle[1:] + cycle[:1], strict=True):
+        via = next(d for d in quanta[b].iterInputs() if d.creator is quanta[a])
+        steps.append(f"{_describe(quanta[a])} --{via.name} {via.dataId!r}--> ")
+    return (
+        "the quanta form a cycle, so they cannot be ordered: "
+        + "".join(steps)
+        + _describe(quanta[cycle[0]])
+        + "; check the pipeline's dataset names (a task must not read what it or a later task writes)"
+    )

@@ -1,0 +1,244 @@
+"""Turn a `Quantum` into a compact tuple of plain values, and back.
+
+Why plain tuples
+----------------
+A ``.qgraph`` file must load with any later version of the software (field note 12:
+graph files that only load with the exact software that wrote them). Pickling
+`Quantum` and `Dataset` objects would store their module paths and constructor
+signatures; pickling tuples of ``int``/``str``/``None`` stores nothing but data, and the
+reader can refuse any pickle that names a class at all.
+
+Why interning
+-------------
+Most of a quantum's bytes are the data IDs of its inputs and outputs, and the same
+dataset type, task label, run name and set of data-ID keys recur in every record. The
+encoder numbers each of those once (the *tables*, stored once in the file header
+section) and a record refers to them by index, so a record is essentially its
+data-ID values.
+
+Record layout (format version 1)::
+
+    (label_index, keyset_index, data_id_values, inputs, outputs)
+
+where ``inputs`` and ``outputs`` are tuples with one entry per dataset type::
+
+    (type_index, keyset_index, flat_values, ids, runs)
+
+``flat_values`` holds the values of every dataset of that type one after the other
+(``len(keyset)`` values each); ``ids`` is ``None`` when no dataset has a registry id,
+else one ``int | None`` per dataset; ``runs`` likewise holds run-name indices or ``-1``.
+When the datasets of one type do not all share the same data-ID keys, ``keyset_index``
+is ``-1`` and ``flat_values`` is a tuple of ``(keyset_index, values)`` pairs.
+
+This module must stay light: a batch job imports it to read one quantum.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..quantum import Quantum
+from ..repo.dataid import DataId
+from ..repo.dataset import Dataset, DatasetType
+
+__all__ = ("RecordDecoder", "RecordEncoder", "Tables")
+
+Tables = dict[str, list[Any]]
+"""The interning tables: ``datasetTypes`` (name, units, storageClass), ``keySets``
+(sorted tuples of unit names), ``labels`` and ``runs``."""
+
+_MIXED = -1
+
+
+class _Interner:
+    """Assign consecutive indices to hashable values in first-seen order."""
+
+    __slots__ = ("index", "values")
+
+    def __init__(self) -> None:
+        self.index: dict[Any, int] = {}
+        self.values: list[Any] = []
+
+    def __call__(self, value: Any) -> int:
+        i = self.index.get(value)
+        if i is None:
+            i = self.index[value] = len(self.values)
+            self.values.append(value)
+        return i
+
+
+def _check_value(value: object, what: str) -> None:
+    if type(value) is not int and type(value) is not str:
+        raise TypeError(
+            f"{what} has a value {value!r} of type {type(value).__name__}; graph files store only "
+            "int and str data-ID values: convert it before building the graph"
+        )
+
+
+class RecordEncoder:
+    """Encode quanta into plain tuples, growing the interning tables as it goes.
+
+    The same encoder must encode every record of one file, and its `tables` must be
+    written after the last record (they are complete only then).
+    """
+
+    def __init__(self) -> None:
+        self._labels = _Interner()
+        self._keysets = _Interner()
+        self._runs = _Interner()
+        self._types: dict[str, int] = {}
+        self._type_values: list[tuple[str, tuple[str, ...], str]] = []
+
+    def _type_index(self, datasetType: DatasetType) -> int:
+        i = self._types.get(datasetType.name)
+        if i is None:
+            i = self._types[datasetType.name] = len(self._type_values)
+            self._type_values.append((datasetType.name, datasetType.units, datasetType.storageClass))
+        elif self._type_values[i] != (datasetType.name, datasetType.units, datasetType.storageClass):
+            raise ValueError(
+                f"two different dataset types are both named {datasetType.name!r}: "
+                f"{self._type_values[i]} and {(datasetType.name, datasetType.units, datasetType.storageClass)}; "
+                "a graph needs one definition per name"
+            )
+        return i
+
+    def _datasets(self, by_type: dict[str, list[Dataset]], quantum: Quantum) -> tuple:
+        entries = []
+        for datasets in by_type.values():
+            if not datasets:
+                continue
+            type_index = self._type_index(datasets[0].datasetType)
+            keys = tuple(datasets[0].dataId)
+            ids: list[int | None] = []
+            runs: list[int] = []
+            any_id = any_run = False
+            if all(tuple(d.dataId) == keys for d in datasets):
+                keyset = self._keysets(keys)
+                flat: tuple = tuple(v for d in datasets for v in d.dataId.values())
+            else:
+                keyset = _MIXED
+                flat = tuple((self._keysets(tuple(d.dataId)), tuple(d.dataId.values())) for d in datasets)
+            for d in datasets:
+                if d.datasetType.name != datasets[0].datasetType.name:
+                    raise ValueError(
+                        f"{quantum!r} lists {d!r} under dataset type {datasets[0].datasetType.name!r}"
+                    )
+                for v in d.dataId.values():
+                    _check_value(v, f"{d!r} in {quantum!r}")
+                if d.id is not None:
+                    if type(d.id) is not int:
+                        raise TypeError(f"{d!r} has a non-integer registry id {d.id!r}")
+                    any_id = True
+                ids.append(d.id)
+                if d.run is not None:
+                    any_run = True
+                    runs.append(self._runs(str(d.run)))
+                else:
+                    runs.append(_MIXED)
+            entries.append(
+                (
+                    type_index,
+                    keyset,
+                    flat,
+                    tuple(ids) if any_id else None,
+                    tuple(runs) if any_run else None,
+                )
+            )
+        return tuple(entries)
+
+    def encode(self, quantum: Quantum) -> tuple:
+        """Return the plain-tuple record of ``quantum`` (its ``id`` is not stored)."""
+        for v in quantum.dataId.values():
+            _check_value(v, f"data ID of {quantum!r}")
+        return (
+            self._labels(quantum.taskLabel),
+            self._keysets(tuple(quantum.dataId)),
+            tuple(quantum.dataId.values()),
+            self._datasets(quantum.inputs, quantum),
+            self._datasets(quantum.outputs, quantum),
+        )
+
+    def tables(self) -> Tables:
+        """The interning tables the records written so far refer to."""
+        return {
+            "datasetTypes": list(self._type_values),
+            "keySets": list(self._keysets.values),
+            "labels": list(self._labels.values),
+            "runs": list(self._runs.values),
+        }
+
+
+class RecordDecoder:
+    """Rebuild `Quantum` objects from records, sharing `Dataset` objects between them.
+
+    Parameters
+    ----------
+    tables : `Tables`
+        The interning tables of the file.
+
+    Notes
+    -----
+    Datasets are cached by their encoded identity, so every quantum decoded by one
+    decoder that reads or writes the same dataset holds the same `Dataset` object, as
+    a `QuantumGraph` requires.
+    """
+
+    def __init__(self, tables: Tables):
+        try:
+            self._types = [DatasetType(name, tuple(units), sc) for name, units, sc in tables["datasetTypes"]]
+            self._keysets = [tuple(k) for k in tables["keySets"]]
+            self._labels = list(tables["labels"])
+            self._runs = list(tables["runs"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"malformed interning tables: {err}") from None
+        self._cache: dict[tuple, Dataset] = {}
+
+    def _dataset(self, type_index: int, keyset: int, values: tuple, id: Any, run: int) -> Dataset:
+        key = (type_index, keyset, values)
+        dataset = self._cache.get(key)
+        if dataset is None:
+            dataId = DataId._from_sorted(dict(zip(self._keysets[keyset], values, strict=True)))
+            dataset = Dataset(
+                self._types[type_index], dataId, id=id, run=self._runs[run] if run >= 0 else None
+            )
+            self._cache[key] = dataset
+        return dataset
+
+    def _datasets(self, entries: tuple) -> dict[str, list[Dataset]]:
+        result: dict[str, list[Dataset]] = {}
+        for type_index, keyset, flat, ids, runs in entries:
+            if keyset == _MIXED:
+                pairs = list(flat)
+            else:
+                width = len(self._keysets[keyset])
+                if width == 0:
+                    raise ValueError("a dataset with an empty data ID")
+                pairs = [(keyset, tuple(flat[i : i + width])) for i in range(0, len(flat), width)]
+            n = len(pairs)
+            ids = ids if ids is not None else (None,) * n
+            runs = runs if runs is not None else (_MIXED,) * n
+            if len(ids) != n or len(runs) != n:
+                raise ValueError("dataset ids or runs do not match the number of datasets")
+            result[self._types[type_index].name] = [
+                self._dataset(type_index, ks, values, id, run)
+                for (ks, values), id, run in zip(pairs, ids, runs, strict=True)
+            ]
+        return result
+
+    def decode(self, record: tuple, id: int) -> Quantum:
+        """Rebuild the quantum with index ``id`` from its record.
+
+        Raises
+        ------
+        ValueError
+            If the record does not have the layout of this format version (the caller
+            turns it into a `GraphFileError` naming the file).
+        """
+        try:
+            label, keyset, values, inputs, outputs = record
+            dataId = DataId._from_sorted(dict(zip(self._keysets[keyset], values, strict=True)))
+            return Quantum(
+                self._labels[label], dataId, self._datasets(inputs), self._datasets(outputs), id=id
+            )
+        except (TypeError, ValueError, IndexError) as err:
+            raise ValueError(f"record of quantum {id} is malformed: {err}") from None
