@@ -1,0 +1,148 @@
+"""The options of a preflight request, shared by ``supertask qgraph`` and ``supertask run``."""
+
+from __future__ import annotations
+
+import functools
+import shlex
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+
+def request_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate a click command with the pipeline / collections / expression options."""
+    options = [
+        click.option(
+            "-p",
+            "--pipeline",
+            "pipeline_file",
+            type=click.Path(exists=True, dir_okay=False),
+            help="Pipeline YAML file.",
+        ),
+        click.option(
+            "-i",
+            "--input",
+            "inputs",
+            multiple=True,
+            metavar="COLL",
+            help="Input collection to search, in order (repeatable; comma-separated allowed).",
+        ),
+        click.option("-o", "--output", "output_run", metavar="RUN", help="Output RUN collection."),
+        click.option(
+            "-d",
+            "--where",
+            default=None,
+            metavar="EXPR",
+            help="Data-ID expression, e.g. \"tract = 0 AND band IN ('g', 'r')\".",
+        ),
+        click.option(
+            "--bind", multiple=True, metavar="NAME=VALUE", help="Value of a :NAME in the expression."
+        ),
+        click.option(
+            "-c",
+            "--config",
+            "config_overrides",
+            multiple=True,
+            metavar="LABEL:FIELD=VALUE",
+            help="Config override for one task (repeatable).",
+        ),
+        click.option(
+            "--instrument", default=None, help="Apply the pipeline's overrides for this instrument."
+        ),
+        click.option(
+            "--skip-existing",
+            is_flag=True,
+            help="Leave out quanta whose outputs already exist in the output run.",
+        ),
+        click.option(
+            "--max-rows",
+            type=int,
+            default=None,
+            help="Refuse a planning query larger than this (0: no limit).",
+        ),
+        click.option(
+            "--restrict-inputs",
+            is_flag=True,
+            help="Let the expression restrict the inputs gathered by a quantum too "
+            "(default: gathered inputs are never sliced by the expression).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def parse_bind(values: tuple[str, ...]) -> dict[str, Any]:
+    """``("v=3", "b=g")`` -> ``{"v": 3, "b": "g"}`` (integers and floats are converted)."""
+    result: dict[str, Any] = {}
+    for item in values:
+        name, sep, raw = item.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{item!r}: expected NAME=VALUE", param_hint="--bind")
+        value: Any = raw
+        for convert in (int, float):
+            try:
+                value = convert(raw)
+                break
+            except ValueError:
+                continue
+        result[name.strip()] = value
+    return result
+
+
+def split_collections(values: tuple[str, ...]) -> list[str]:
+    """Accept both repeated options and comma-separated lists."""
+    return [c.strip() for v in values for c in v.split(",") if c.strip()]
+
+
+def load_pipeline(pipeline_file: str, config_overrides: tuple[str, ...], instrument: str | None) -> Any:
+    """Read a pipeline file and apply ``label:field=value`` overrides."""
+    from ..pipeline import Pipeline
+
+    pipeline = Pipeline.fromFile(pipeline_file)
+    if instrument:
+        pipeline = pipeline.forInstrument(instrument)
+    if config_overrides:
+        overrides: dict[str, list[str]] = {}
+        for item in config_overrides:
+            label, sep, rest = item.partition(":")
+            if not sep:
+                raise click.BadParameter(f"{item!r}: expected LABEL:FIELD=VALUE", param_hint="--config")
+            overrides.setdefault(label, []).append(rest)
+        pipeline.applyConfigOverrides(overrides)
+    return pipeline
+
+
+def command_line() -> str:
+    """The command line as typed (for provenance)."""
+    return " ".join(shlex.quote(a) for a in sys.argv)
+
+
+def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the project's expected errors into clean messages and exit code 1 (no traceback)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from ..graph.builder import GraphBuilderError
+
+        expected: tuple[type[BaseException], ...] = (GraphBuilderError, FileNotFoundError)
+        for module, name in (
+            ("supertask.expr", "ExpressionError"),
+            ("supertask.pipeline", "PipelineError"),
+            ("supertask.config", "FieldValidationError"),
+            ("supertask.graph.file_format", "GraphFileError"),
+            ("supertask.repo.registry", "RegistryError"),
+        ):
+            try:
+                expected += (getattr(__import__(module, fromlist=[name]), name),)
+            except (ImportError, AttributeError):
+                pass
+        try:
+            return func(*args, **kwargs)
+        except expected as err:
+            click.secho(f"error: {err}", fg="red", err=True)
+            sys.exit(1)
+
+    return wrapper

@@ -1,0 +1,196 @@
+"""``supertask run``: plan (or load) a QuantumGraph and run it on this machine."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import click
+
+from .request_options import (
+    command_line,
+    handle_errors,
+    load_pipeline,
+    parse_bind,
+    request_options,
+    split_collections,
+)
+
+#: exit codes of `supertask run`
+EXIT_OK, EXIT_FAILURES, EXIT_INTERRUPTED = 0, 1, 130
+
+
+class _Progress:
+    """A rich progress bar on a terminal, plain log lines otherwise."""
+
+    def __init__(self, total: int, interactive: bool):
+        self.total = total
+        self.interactive = interactive
+        self.start = time.monotonic()
+        self.last_line = 0.0
+        self._bar = None
+        if interactive:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(
+                TextColumn("[bold]quanta"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[detail]}"),
+                TimeRemainingColumn(),
+                transient=False,
+            )
+            self._task = self._bar.add_task("run", total=total, detail="")
+
+    def __enter__(self) -> _Progress:
+        if self._bar is not None:
+            self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+    def __call__(self, tally: dict[str, int]) -> None:
+        elapsed = max(time.monotonic() - self.start, 1e-6)
+        rate = tally["done"] / elapsed
+        detail = (
+            f"done {tally['done']} failed {tally['failed']} running {tally['running']} "
+            f"remaining {tally['remaining']} ({rate:.1f}/s)"
+        )
+        if self._bar is not None:
+            self._bar.update(self._task, completed=tally["done"] + tally["failed"], detail=detail)
+        elif time.monotonic() - self.last_line > 5 or tally["remaining"] + tally["running"] == 0:
+            self.last_line = time.monotonic()
+            click.echo(f"[{elapsed:7.1f} s] {detail}", err=True)
+
+
+def print_result(result: Any, console: Any) -> None:
+    """Summary table per label, then each failure with the tail of its log."""
+    from rich.table import Table
+
+    from ..execution.executor import STATES
+
+    table = Table(title=f"output run {result.output_run}: {result.seconds:.1f} s")
+    table.add_column("task label")
+    for state in STATES:
+        table.add_column(state.replace("_", " "), justify="right")
+    for label, counts in result.counts.items():
+        table.add_row(label, *(str(counts[s]) if counts[s] else "" for s in STATES))
+    console.print(table)
+    direct = [f for f in result.failures if not f.reason.startswith("not run: upstream")]
+    for failure in direct[:20]:
+        console.print(
+            f"[red]FAILED[/red] {failure.label} {failure.dataId!r} (quantum {failure.quantum_id}): "
+            f"{failure.reason}"
+        )
+        if failure.log_file:
+            console.print(f"  log: {failure.log_file}")
+        if failure.log_tail:
+            console.print("  " + failure.log_tail.replace("\n", "\n  "), markup=False, highlight=False)
+    if len(direct) > 20:
+        console.print(f"... and {len(direct) - 20} more failures")
+    skipped = len(result.failures) - len(direct)
+    if skipped:
+        console.print(f"{skipped} quanta not run because an upstream quantum failed")
+
+
+@click.command("run")
+@click.argument("repo", type=click.Path(exists=True, file_okay=False))
+@request_options
+@click.option(
+    "-g",
+    "--qgraph",
+    "graph_file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Run a saved graph instead of planning one.",
+)
+@click.option("-j", "--processes", type=int, default=1, show_default=True, help="Worker processes.")
+@click.option("--timeout", type=float, default=None, help="Seconds a quantum may run before it is killed.")
+@click.option("--fail-fast", is_flag=True, help="Stop at the first failure.")
+@click.option(
+    "--save-qgraph",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also save the planned graph to this file.",
+)
+@handle_errors
+def run(
+    repo: str,
+    pipeline_file: str | None,
+    inputs: tuple[str, ...],
+    output_run: str | None,
+    where: str | None,
+    bind: tuple[str, ...],
+    config_overrides: tuple[str, ...],
+    instrument: str | None,
+    skip_existing: bool,
+    max_rows: int | None,
+    restrict_inputs: bool,
+    graph_file: str | None,
+    processes: int,
+    timeout: float | None,
+    fail_fast: bool,
+    save_qgraph: str | None,
+) -> None:
+    """Run a pipeline (or a saved graph) over REPO with N processes."""
+    from rich.console import Console
+
+    from ..execution import run_graph
+    from ..graph.builder import DEFAULT_MAX_ROWS, build_quantum_graph
+    from ..graph.quantum_graph import QuantumGraph
+    from ..repo.butler import Butler
+
+    console = Console(stderr=True)
+    collections = split_collections(inputs)
+    if graph_file:
+        if pipeline_file:
+            raise click.UsageError("give either --qgraph FILE or -p PIPELINE, not both")
+        graph = QuantumGraph.load(graph_file)
+        output_run = output_run or graph.metadata.get("output_run")
+        collections = collections or list(graph.metadata.get("input_collections", []))
+        butler = Butler(repo, collections=collections or None)
+    else:
+        if not pipeline_file:
+            raise click.UsageError("give a pipeline (-p PIPELINE.yaml) or a saved graph (--qgraph FILE)")
+        if not output_run:
+            raise click.UsageError("an output run is required: -o RUN")
+        pipeline = load_pipeline(pipeline_file, config_overrides, instrument)
+        butler = Butler(repo, collections=collections or None)
+        with console.status("planning..."):
+            graph, report = build_quantum_graph(
+                pipeline,
+                butler,
+                where=where,
+                bind=parse_bind(bind),
+                input_collections=collections or None,
+                output_run=output_run,
+                skip_existing=skip_existing,
+                max_rows=(None if max_rows == 0 else max_rows) if max_rows is not None else DEFAULT_MAX_ROWS,
+                expand_inputs=not restrict_inputs,
+                command_line=command_line(),
+            )
+        for line in report.lines():
+            console.print(line)
+        if save_qgraph:
+            graph.save(save_qgraph)
+    console.print(f"running {len(graph)} quanta with {processes} process(es) into {output_run!r}")
+    with _Progress(len(graph), interactive=sys.stderr.isatty()) as progress:
+        result = run_graph(
+            butler,
+            graph,
+            output_run,
+            processes=processes,
+            timeout=timeout,
+            fail_fast=fail_fast,
+            skip_existing=skip_existing,
+            progress=progress,
+            command_line=command_line(),
+        )
+    print_result(result, Console())
+    if result.interrupted:
+        console.print("interrupted: rerun with --skip-existing to finish")
+        sys.exit(EXIT_INTERRUPTED)
+    sys.exit(EXIT_OK if result.ok else EXIT_FAILURES)
