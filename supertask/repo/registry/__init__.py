@@ -1,1 +1,19 @@
-"""Package."""
+"""The SQL registry: schema generated from the unit universe, SQLite and PostgreSQL backends."""
+
+from .registry import (
+    ConflictingDatasetError,
+    IncompatibleSchemaError,
+    Registry,
+    RegistryError,
+    data_id_key,
+)
+from .schema import SCHEMA_VERSION
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "ConflictingDatasetError",
+    "IncompatibleSchemaError",
+    "Registry",
+    "RegistryError",
+    "data_id_key",
+]

@@ -1,0 +1,199 @@
+"""Build the one joined SELECT behind every data-ID query.
+
+Given the units a caller wants, the builder picks the unit tables (the units, what
+they require, and the implied units that link them, e.g. ``visit → physical_filter →
+band``), the relation tables whose ``join_when`` groups are covered, joins them all on
+their shared key columns (every key column is named after its unit), and adds the
+user's expression, dataset-existence constraints and ``restrict`` IN lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from ...expr.errors import UnknownIdentifierError
+from ..units import Universe
+from .schema import RegistrySchema
+
+
+@dataclass
+class DatasetConstraint:
+    """Require that a dataset of a type exists in one of some runs for each row."""
+
+    name: str
+    typeId: int
+    units: tuple[str, ...]
+    runIds: Sequence[int]
+
+
+@dataclass
+class QueryPlan:
+    """The elements (tables) of one query, in join order, and its output keys."""
+
+    units: set[str]
+    elements: list[str]
+    outputKeys: tuple[str, ...]
+    columns: dict[str, sa.ColumnElement] = field(default_factory=dict)
+
+
+class QueryBuilder:
+    """Turns (units, expression, constraints) into SQLAlchemy selects.
+
+    Parameters
+    ----------
+    schema : `RegistrySchema`
+        The tables.
+    """
+
+    def __init__(self, schema: RegistrySchema):
+        self.schema = schema
+        self.universe: Universe = schema.universe
+
+    def plan(self, units: Iterable[str], extra: Iterable[str] = ()) -> QueryPlan:
+        """Choose the tables joining ``units`` (output) and ``extra`` (expression) units.
+
+        Raises
+        ------
+        KeyError
+            If a name is neither a unit nor a relation.
+        """
+        u = self.universe
+        wanted = set(units)
+        relations_named = {e for e in extra if e in u.relations}
+        unknown = [x for x in (*wanted, *extra) if x not in u.units and x not in u.relations]
+        if unknown:
+            raise KeyError(f"unknown unit(s) {sorted(unknown)}; known units: {sorted(u.units)}")
+        involved = set(u.expand(wanted | {e for e in extra if e in u.units}))
+        for rel in relations_named:
+            involved.update(u.expand(u.relations[rel].units))
+        # Add implied units that link two units already involved (visit -> physical_filter -> band).
+        changed = True
+        while changed:
+            changed = False
+            for unit in sorted(involved):
+                for implied in u.units[unit].implies:
+                    if implied not in involved and self._reaches(implied, involved):
+                        involved.update(u.requiredKeys(implied))
+                        changed = True
+        elements = sorted(involved, key=lambda n: (len(u.requiredKeys(n)), n))
+        for name, rel in u.relations.items():
+            if name in relations_named or any(group <= involved for group in rel.joinWhen):
+                elements.append(name)
+        return QueryPlan(units=involved, elements=elements, outputKeys=u.expand(wanted))
+
+    def _reaches(self, unit: str, targets: set[str]) -> bool:
+        seen: set[str] = set()
+        stack = [unit]
+        while stack:
+            cur = stack.pop()
+            if cur in seen:
+                continue
+            seen.add(cur)
+            for nxt in self.universe.units[cur].implies:
+                if nxt in targets:
+                    return True
+                stack.append(nxt)
+        return False
+
+    def _elementKeyColumns(self, element: str) -> tuple[str, ...]:
+        u = self.universe
+        if element in u.units:
+            return (*u.requiredKeys(element), *u.units[element].implies)
+        return u.expand(u.relations[element].units)
+
+    def fromClause(self, plan: QueryPlan) -> tuple[list[sa.FromClause], list[sa.ColumnElement[bool]]]:
+        """The plan's tables and the equalities joining them on their shared key columns.
+
+        Inner joins written as WHERE equalities: both SQLite's and PostgreSQL's planners
+        treat them like JOIN ... ON and choose the join order themselves.
+        """
+        tables = self.schema.elements
+        canonical: dict[str, sa.ColumnElement] = {}
+        for element in plan.elements:  # a unit's own table provides its canonical key column
+            if element in self.universe.units:
+                canonical[element] = tables[element].c[element]
+        conds: list[sa.ColumnElement[bool]] = []
+        for element in plan.elements:
+            for key in self._elementKeyColumns(element):
+                col = tables[element].c[key]
+                canon = canonical.setdefault(key, col)
+                if canon is not col:
+                    conds.append(col == canon)
+        plan.columns = canonical
+        return [tables[e] for e in plan.elements], conds
+
+    def resolver(self, plan: QueryPlan):
+        """A resolver for ``supertask.expr.compile_expression`` over this plan's columns."""
+        u = self.universe
+        tables = self.schema.elements
+
+        def resolve(unit: str, field_name: str | None) -> tuple[sa.ColumnElement, type]:
+            if field_name is None:
+                if unit in u.units and unit in plan.columns:
+                    return plan.columns[unit], u.units[unit].keyType
+            elif unit in tables and unit in plan.elements:
+                fields = u.elementFields(unit)
+                if field_name in fields:
+                    return tables[unit].c[field_name], fields[field_name]
+                if field_name in tables[unit].c:
+                    return tables[unit].c[field_name], u.units[field_name].keyType
+            raise UnknownIdentifierError(
+                unit if field_name is None else f"{unit}.{field_name}", self.validIdentifiers()
+            )
+
+        return _Resolver(resolve)
+
+    def validIdentifiers(self) -> list[str]:
+        """Every identifier an expression may use."""
+        u = self.universe
+        names = list(u.units)
+        for element in (*u.units, *u.relations):
+            names.extend(f"{element}.{f}" for f in u.elementFields(element))
+        return names
+
+    def select(
+        self,
+        plan: QueryPlan,
+        whereClause: sa.ColumnElement[bool] | None,
+        datasets: Sequence[DatasetConstraint] = (),
+        restrict: Mapping[str, Sequence[Any]] | None = None,
+        columns: Sequence[sa.ColumnElement] | None = None,
+    ) -> sa.Select:
+        """The SELECT DISTINCT of the plan's output keys (or ``columns``)."""
+        froms, conds = self.fromClause(plan)
+        canonical = plan.columns
+        if whereClause is not None:
+            conds.append(whereClause)
+        ds = self.schema.dataset
+        for constraint in datasets:
+            alias = ds.alias(f"exists_{constraint.name}")
+            sub = sa.select(sa.literal(1)).where(
+                alias.c.dataset_type_id == constraint.typeId,
+                alias.c.run_id.in_(list(constraint.runIds)),
+                *[alias.c[k] == canonical[k] for k in self.universe.expand(constraint.units)],
+            )
+            conds.append(sa.exists(sub))
+        for unit, values in (restrict or {}).items():
+            conds.append(canonical[unit].in_(list(values)))
+        cols = list(columns) if columns is not None else [canonical[k].label(k) for k in plan.outputKeys]
+        stmt = sa.select(*cols).select_from(*froms).where(*conds)
+        if columns is None:
+            stmt = stmt.distinct().order_by(*[canonical[k] for k in plan.outputKeys])
+        return stmt
+
+
+class _Resolver:
+    """Callable resolver with a ``resolve`` alias (either protocol spelling works)."""
+
+    def __init__(self, fn):
+        self._fn = fn
+
+    def __call__(self, unit: str, field_name: str | None):
+        return self._fn(unit, field_name)
+
+    def resolve(self, unit: str, field_name: str | None):
+        return self._fn(unit, field_name)

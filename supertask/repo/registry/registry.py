@@ -1,0 +1,841 @@
+"""The SQL registry: units, dataset types, collections, datasets.
+
+Everything is bulk: units and datasets are inserted with one executemany per chunk
+(idempotent through ``ON CONFLICT DO NOTHING`` plus a comparison of the conflicting rows),
+look-ups by many data IDs use chunked IN lists, and every data-ID query is one joined
+SELECT built by `QueryBuilder`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+import yaml
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ..dataid import DataId
+from ..dataset import Dataset, DatasetType
+from ..units import BOX_FIELDS, Universe
+from .engine import is_sqlite, make_engine
+from .query import DatasetConstraint, QueryBuilder, QueryPlan
+from .schema import SCHEMA_VERSION, RegistrySchema
+from .where import ParsedWhere, parse_where
+
+CHUNK = 500
+"""Values per IN list (well under SQLite's and PostgreSQL's bound-parameter limits)."""
+
+INSERT_CHUNK = 5000
+
+
+class RegistryError(RuntimeError):
+    """A registry operation cannot be done; the message says why and what to do."""
+
+
+class IncompatibleSchemaError(RegistryError):
+    """The repository was written by a registry with another major schema version."""
+
+
+class ConflictingDatasetError(RegistryError):
+    """A dataset is already registered in the run with different content."""
+
+
+def data_id_key(dataId: Mapping[str, Any]) -> str:
+    """Canonical text of a data ID (the UNIQUE key of the dataset table)."""
+    return json.dumps(dict(sorted(dataId.items())), separators=(",", ":"))
+
+
+def chunked(values: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+    """Consecutive slices of at most ``size`` values."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+class Registry:
+    """A registry database (SQLite file or PostgreSQL schema).
+
+    Use `Registry.create` for a new registry and ``Registry(url)`` to open one.
+
+    Parameters
+    ----------
+    url : `str`
+        SQLAlchemy database URL.
+
+    Raises
+    ------
+    RegistryError
+        If the database holds no registry.
+    IncompatibleSchemaError
+        If its schema version's major number differs from this software's.
+    """
+
+    def __init__(self, url: str, *, _engine: sa.Engine | None = None):
+        self.url = url
+        self.engine = _engine or make_engine(url)
+        meta = self._readMeta()
+        version = meta.get("schema_version", "?")
+        if version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
+            raise IncompatibleSchemaError(
+                f"registry at {_safe_url(url)} has schema version {version}; this software reads "
+                f"{SCHEMA_VERSION.split('.')[0]}.x. Use a supertask release matching the repository, "
+                "or create a new repository and re-ingest/transfer its datasets."
+            )
+        self.universe = Universe(yaml.safe_load(meta["universe"]))
+        self.schema = RegistrySchema(self.universe)
+        self.queries = QueryBuilder(self.schema)
+        self._typeCache: dict[str, tuple[int, DatasetType]] = {}
+        self._collectionCache: dict[str, tuple[int, str]] = {}
+
+    # ------------------------------------------------------------------ creation
+    @classmethod
+    def create(cls, url: str, universe: Universe | None = None) -> Registry:
+        """Create the tables of a new registry and return it opened.
+
+        Raises
+        ------
+        RegistryError
+            If the database already holds a registry.
+        """
+        universe = universe or Universe.default()
+        engine = make_engine(url)
+        schema = RegistrySchema(universe)
+        if sa.inspect(engine).has_table("registry_meta"):
+            raise RegistryError(
+                f"{_safe_url(url)} already holds a registry; open it instead, or use another database/schema"
+            )
+        text = yaml.safe_dump(_universe_data(universe), sort_keys=False)
+        with _write(engine) as conn:
+            schema.metadata.create_all(conn)
+            conn.execute(
+                sa.insert(schema.meta),
+                [
+                    {"key": "schema_version", "value": SCHEMA_VERSION},
+                    {"key": "universe_version", "value": str(universe.version)},
+                    {"key": "universe", "value": text},
+                ],
+            )
+        return cls(url, _engine=engine)
+
+    def _readMeta(self) -> dict[str, str]:
+        table = sa.table("registry_meta", sa.column("key"), sa.column("value"))
+        try:
+            if not sa.inspect(self.engine).has_table("registry_meta"):
+                raise RegistryError(
+                    f"{_safe_url(self.url)} holds no supertask registry (no registry_meta table); "
+                    "create one with `supertask repo create`"
+                )
+            with self.engine.connect() as conn:
+                return {k: v for k, v in conn.execute(sa.select(table.c.key, table.c.value))}
+        except sa.exc.OperationalError as err:
+            raise RegistryError(f"cannot open registry at {_safe_url(self.url)}: {err.orig}") from None
+
+    @property
+    def isSqlite(self) -> bool:
+        """True for the embedded SQLite backend."""
+        return is_sqlite(self.engine)
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.dispose()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sa.Connection]:
+        """A write transaction (``BEGIN IMMEDIATE`` on SQLite: waits for, never fails on, the lock)."""
+        with _write(self.engine) as conn:
+            yield conn
+
+    def _insert(self, table: sa.Table):
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        return dialect.insert(table)
+
+    # ------------------------------------------------------------------ units
+    def insertUnits(self, unitName: str, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Insert unit (or relation) rows in bulk; identical existing rows are accepted.
+
+        Parameters
+        ----------
+        unitName : `str`
+            A unit (``"visit"``) or relation (``"visit_detector_region"``) name.
+        rows : iterable of `dict`
+            Column values: the keys (``instrument``, ``visit``), the implied units
+            (``physical_filter``) and any fields.
+
+        Returns
+        -------
+        count : `int`
+            The number of rows given.
+
+        Raises
+        ------
+        ValueError
+            If a row lacks a key, has an unknown column, or contradicts an existing row.
+        """
+        u = self.universe
+        if unitName not in self.schema.elements:
+            raise ValueError(
+                f"unknown unit or relation {unitName!r}; known: {sorted(self.schema.elements)}"
+            )
+        table = self.schema.elements[unitName]
+        keys = u.elementKeys(unitName)
+        required = set(keys) | (set(u.units[unitName].implies) if unitName in u.units else set())
+        valid = set(table.c.keys())
+        clean = []
+        for row in rows:
+            extra = set(row) - valid
+            if extra:
+                raise ValueError(f"{unitName} row {dict(row)!r} has unknown columns {sorted(extra)}; valid: {sorted(valid)}")
+            missing = required - set(row)
+            if missing:
+                raise ValueError(f"{unitName} row {dict(row)!r} lacks {sorted(missing)}")
+            clean.append({c: row.get(c) for c in table.c.keys()})
+        if not clean:
+            return 0
+        with self.transaction() as conn:
+            for part in chunked(clean, INSERT_CHUNK):
+                stmt = self._insert(table).on_conflict_do_nothing(index_elements=list(keys))
+                result = conn.execute(stmt, list(part))
+                if result.rowcount != len(part):
+                    self._checkSameRows(conn, table, keys, part)
+            for overlap in u.spatialOverlaps:
+                if unitName in (overlap.left, overlap.right):
+                    self._computeOverlaps(conn, overlap, unitName, clean)
+        return len(clean)
+
+    def _checkSameRows(self, conn: sa.Connection, table: sa.Table, keys: Sequence[str], rows) -> None:
+        last = keys[-1]
+        given = {tuple(r[k] for k in keys): r for r in rows}
+        values = sorted({r[last] for r in rows}, key=str)
+        for part in chunked(values):
+            for existing in conn.execute(sa.select(table).where(table.c[last].in_(list(part)))).mappings():
+                key = tuple(existing[k] for k in keys)
+                new = given.get(key)
+                if new is None:
+                    continue
+                diff = {c: (existing[c], new[c]) for c in new if new[c] is not None and existing[c] != new[c]}
+                if diff:
+                    raise ValueError(
+                        f"{table.name} {dict(zip(keys, key, strict=True))} already exists with different values "
+                        f"(existing, new): {diff}; unit rows are immutable"
+                    )
+
+    def _computeOverlaps(self, conn: sa.Connection, overlap, inserted: str, rows: list[dict]) -> None:
+        """Insert the relation rows for boxes of ``inserted`` rows that intersect the other side."""
+        u = self.universe
+        left = self.schema.elements[overlap.left]
+        right = self.schema.elements[overlap.right]
+        rel = self.schema.elements[overlap.relation]
+        relKeys = u.elementKeys(overlap.relation)
+        leftKeys = set(u.elementKeys(overlap.left))
+        cols = [left.c[k] if k in leftKeys else right.c[k] for k in relKeys]
+        box = sa.and_(
+            left.c.ra_min <= right.c.ra_max,
+            left.c.ra_max >= right.c.ra_min,
+            left.c.dec_min <= right.c.dec_max,
+            left.c.dec_max >= right.c.dec_min,
+        )
+        not_there = ~sa.exists(
+            sa.select(sa.literal(1)).where(*[rel.c[k] == c for k, c in zip(relKeys, cols, strict=True)])
+        )
+        side = left if inserted == overlap.left else right
+        sideKeys = u.elementKeys(inserted)
+        axis = max(sideKeys, key=lambda k: len({r[k] for r in rows}))
+        values = sorted({r[axis] for r in rows}, key=str)
+        others = [k for k in sideKeys if k != axis and len({r[k] for r in rows}) <= CHUNK]
+        extra = [side.c[k].in_(sorted({r[k] for r in rows}, key=str)) for k in others]
+        for part in chunked(values):
+            sel = sa.select(*cols).where(box, side.c[axis].in_(list(part)), *extra, not_there)
+            conn.execute(sa.insert(rel).from_select(list(relKeys), sel))
+
+    def getUnitRecords(self, unitName: str, dataIds: Iterable[DataId]) -> dict[DataId, dict[str, Any]]:
+        """Field values of the given units (chunked look-up by the unit's own key)."""
+        table = self.schema.elements[unitName]
+        keys = self.universe.elementKeys(unitName)
+        wanted = {d.subset(keys) for d in dataIds}
+        out: dict[DataId, dict[str, Any]] = {}
+        values = sorted({d[unitName] for d in wanted}, key=str)
+        with self.engine.connect() as conn:
+            for part in chunked(values):
+                for row in conn.execute(sa.select(table).where(table.c[unitName].in_(list(part)))).mappings():
+                    dataId = DataId({k: row[k] for k in keys})
+                    if dataId in wanted:
+                        out[dataId] = {k: v for k, v in row.items() if k not in keys}
+        return out
+
+    # ------------------------------------------------------------------ dataset types
+    def registerDatasetType(self, datasetType: DatasetType) -> bool:
+        """Register a dataset type; returns True if it was new.
+
+        Raises
+        ------
+        ValueError
+            If a unit is unknown, or the name is registered with other units or storage class.
+        """
+        for unit in datasetType.units:
+            if unit not in self.universe.units:
+                raise ValueError(
+                    f"dataset type {datasetType.name!r} has unknown unit {unit!r}; known: {sorted(self.universe.units)}"
+                )
+        t = self.schema.dataset_type
+        with self.transaction() as conn:
+            result = conn.execute(
+                self._insert(t)
+                .on_conflict_do_nothing(index_elements=["name"])
+                .values(
+                    name=datasetType.name,
+                    units=",".join(datasetType.units),
+                    storage_class=datasetType.storageClass,
+                )
+            )
+        existing = self.getDatasetType(datasetType.name)
+        if existing != datasetType:
+            raise ValueError(
+                f"dataset type {datasetType.name!r} is registered as {existing}, not {datasetType}; "
+                "use another name or make the definitions agree"
+            )
+        return result.rowcount == 1
+
+    def getDatasetType(self, name: str) -> DatasetType:
+        """The registered dataset type of this name.
+
+        Raises
+        ------
+        KeyError
+            If no such type is registered (the message lists the registered names).
+        """
+        return self._datasetTypeEntry(name)[1]
+
+    def _datasetTypeEntry(self, name: str) -> tuple[int, DatasetType]:
+        entry = self._typeCache.get(name)
+        if entry is None:
+            t = self.schema.dataset_type
+            with self.engine.connect() as conn:
+                row = conn.execute(sa.select(t).where(t.c.name == name)).mappings().first()
+                if row is None:
+                    names = conn.execute(sa.select(t.c.name).order_by(t.c.name)).scalars().all()
+                    raise KeyError(
+                        f"dataset type {name!r} is not registered; registered: {names or 'none'}. "
+                        "Register it with registry.registerDatasetType (butler.put does it for you)."
+                    )
+            units = tuple(row["units"].split(",")) if row["units"] else ()
+            entry = (row["id"], DatasetType(row["name"], units, row["storage_class"]))
+            self._typeCache[name] = entry
+        return entry
+
+    def queryDatasetTypes(self) -> list[DatasetType]:
+        """All registered dataset types, by name."""
+        t = self.schema.dataset_type
+        with self.engine.connect() as conn:
+            names = conn.execute(sa.select(t.c.name).order_by(t.c.name)).scalars().all()
+        return [self.getDatasetType(n) for n in names]
+
+    def _resolveType(self, typeOrName: DatasetType | str) -> tuple[int, DatasetType]:
+        name = typeOrName if isinstance(typeOrName, str) else typeOrName.name
+        return self._datasetTypeEntry(name)
+
+    # ------------------------------------------------------------------ collections
+    def registerRun(self, name: str, provenance: Mapping[str, Any] | None = None) -> None:
+        """Register a RUN collection (idempotent) and record its provenance.
+
+        A second registration with different provenance (a restart with another command
+        line) keeps the first and appends the new one under ``"later_executions"``.
+        """
+        _check_collection_name(name)
+        c = self.schema.collection
+        with self.transaction() as conn:
+            conn.execute(
+                self._insert(c)
+                .on_conflict_do_nothing(index_elements=["name"])
+                .values(name=name, type="RUN", provenance=json.dumps(provenance) if provenance else None)
+            )
+            row = conn.execute(sa.select(c).where(c.c.name == name)).mappings().one()
+            if row["type"] != "RUN":
+                raise RegistryError(f"collection {name!r} exists as a {row['type']} collection, not a RUN")
+            if provenance:
+                stored = json.loads(row["provenance"]) if row["provenance"] else None
+                new = json.loads(json.dumps(provenance))
+                if stored is None:
+                    stored = new
+                elif stored != new and new not in stored.get("later_executions", []):
+                    stored.setdefault("later_executions", []).append(new)
+                conn.execute(sa.update(c).where(c.c.id == row["id"]).values(provenance=json.dumps(stored)))
+
+    def getRunProvenance(self, name: str) -> dict[str, Any] | None:
+        """The provenance recorded with a RUN (``None`` if none was given)."""
+        c = self.schema.collection
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(c.c.provenance, c.c.type).where(c.c.name == name)).first()
+        if row is None or row.type != "RUN":
+            raise KeyError(f"no RUN collection named {name!r}")
+        return json.loads(row.provenance) if row.provenance else None
+
+    def setChain(self, name: str, children: Sequence[str]) -> None:
+        """Define (or redefine) a CHAINED collection searching ``children`` in order.
+
+        Raises
+        ------
+        KeyError
+            If a child does not exist.
+        RegistryError
+            If the chain would contain itself, or ``name`` is a RUN.
+        """
+        _check_collection_name(name)
+        c, ch = self.schema.collection, self.schema.collection_chain
+        with self.transaction() as conn:
+            conn.execute(
+                self._insert(c).on_conflict_do_nothing(index_elements=["name"]).values(name=name, type="CHAINED")
+            )
+            row = conn.execute(sa.select(c.c.id, c.c.type).where(c.c.name == name)).one()
+            if row.type != "CHAINED":
+                raise RegistryError(f"collection {name!r} is a {row.type}; only CHAINED collections have children")
+            childIds = []
+            for child in children:
+                childRow = conn.execute(sa.select(c.c.id).where(c.c.name == child)).first()
+                if childRow is None:
+                    raise KeyError(f"chain {name!r}: child collection {child!r} does not exist; register it first")
+                childIds.append(childRow.id)
+            conn.execute(sa.delete(ch).where(ch.c.parent_id == row.id))
+            if childIds:
+                conn.execute(
+                    sa.insert(ch),
+                    [{"parent_id": row.id, "position": i, "child_id": cid} for i, cid in enumerate(childIds)],
+                )
+            self._flatten(conn, [name], set())
+        self._collectionCache.clear()
+
+    def getChain(self, name: str) -> list[str]:
+        """The children of a CHAINED collection, in search order."""
+        c, ch = self.schema.collection, self.schema.collection_chain
+        child = c.alias("child")
+        with self.engine.connect() as conn:
+            stmt = (
+                sa.select(child.c.name)
+                .select_from(ch.join(c, c.c.id == ch.c.parent_id).join(child, child.c.id == ch.c.child_id))
+                .where(c.c.name == name)
+                .order_by(ch.c.position)
+            )
+            return list(conn.execute(stmt).scalars())
+
+    def _flatten(self, conn: sa.Connection, names: Sequence[str], stack: set[str]) -> list[tuple[int, str]]:
+        c, ch = self.schema.collection, self.schema.collection_chain
+        out: list[tuple[int, str]] = []
+        for name in names:
+            if name in stack:
+                raise RegistryError(f"collection chain cycle through {name!r}; a chain cannot contain itself")
+            row = conn.execute(sa.select(c.c.id, c.c.type).where(c.c.name == name)).first()
+            if row is None:
+                raise KeyError(f"collection {name!r} does not exist")
+            if row.type == "RUN":
+                out.append((row.id, name))
+            else:
+                children = conn.execute(
+                    sa.select(c.c.name)
+                    .select_from(ch.join(c, c.c.id == ch.c.child_id))
+                    .where(ch.c.parent_id == row.id)
+                    .order_by(ch.c.position)
+                ).scalars()
+                out.extend(self._flatten(conn, list(children), stack | {name}))
+        return out
+
+    def resolveCollections(self, collections: Sequence[str] | str) -> list[tuple[int, str]]:
+        """Flatten collections (chains expanded) into the ordered, de-duplicated RUNs to search."""
+        if isinstance(collections, str):
+            collections = [collections]
+        if not collections:
+            raise ValueError("no collections to search; pass collections=[...] (RUN or CHAINED names)")
+        with self.engine.connect() as conn:
+            flat = self._flatten(conn, list(collections), set())
+        seen: set[int] = set()
+        return [(i, n) for i, n in flat if not (i in seen or seen.add(i))]
+
+    def _runId(self, conn: sa.Connection, run: str) -> int:
+        c = self.schema.collection
+        row = conn.execute(sa.select(c.c.id, c.c.type).where(c.c.name == run)).first()
+        if row is None or row.type != "RUN":
+            raise RegistryError(f"{run!r} is not a registered RUN collection; call registry.registerRun({run!r})")
+        return row.id
+
+    # ------------------------------------------------------------------ datasets
+    def insertDatasets(
+        self, datasetType: DatasetType | str, run: str, records: Iterable[Mapping[str, Any]]
+    ) -> list[Dataset]:
+        """Register datasets in bulk.
+
+        Parameters
+        ----------
+        datasetType : `DatasetType` or `str`
+            A registered dataset type.
+        run : `str`
+            A registered RUN collection.
+        records : iterable of `dict`
+            ``dataId``, ``path`` (relative to the datastore root), ``size``, ``checksum``.
+
+        Returns
+        -------
+        datasets : `list` [`Dataset`]
+            Resolved handles (``id`` and ``run`` set), in the order of ``records``.
+
+        Raises
+        ------
+        ConflictingDatasetError
+            If a (type, data ID, run) is already registered with another checksum. The same
+            checksum is a no-op, which makes re-running a registration job safe.
+        """
+        typeId, dt = self._resolveType(datasetType)
+        keys = self.universe.expand(dt.units)
+        rows = []
+        for rec in records:
+            dataId = self.universe.checkDataId(dt.units, rec["dataId"])
+            row = {k: None for k in self.universe.units}
+            row.update(dataId)
+            row.update(
+                dataset_type_id=typeId,
+                data_id_key=data_id_key(dataId),
+                path=rec["path"],
+                size=rec.get("size"),
+                checksum=rec.get("checksum"),
+            )
+            rows.append(row)
+        if not rows:
+            return []
+        ds = self.schema.dataset
+        ids: dict[str, int] = {}
+        with self.transaction() as conn:
+            runId = self._runId(conn, run)
+            for part in chunked(rows, INSERT_CHUNK):
+                for row in part:
+                    row["run_id"] = runId
+                stmt = (
+                    self._insert(ds)
+                    .on_conflict_do_nothing(index_elements=["dataset_type_id", "data_id_key", "run_id"])
+                    .returning(ds.c.id, ds.c.data_id_key)
+                )
+                for dsId, key in conn.execute(stmt, list(part)):
+                    ids[key] = dsId
+                missing = [r for r in part if r["data_id_key"] not in ids]
+                if missing:
+                    self._checkExisting(conn, typeId, runId, dt, missing, ids)
+        out = []
+        for row in rows:
+            dataId = DataId({k: row[k] for k in keys})
+            out.append(Dataset(dt, dataId, id=ids[row["data_id_key"]], run=run))
+        return out
+
+    def _checkExisting(self, conn, typeId: int, runId: int, dt: DatasetType, rows, ids: dict[str, int]) -> None:
+        ds = self.schema.dataset
+        want = {r["data_id_key"]: r for r in rows}
+        for part in chunked(list(want)):
+            stmt = sa.select(ds.c.id, ds.c.data_id_key, ds.c.checksum).where(
+                ds.c.dataset_type_id == typeId, ds.c.run_id == runId, ds.c.data_id_key.in_(list(part))
+            )
+            for dsId, key, checksum in conn.execute(stmt):
+                new = want[key]["checksum"]
+                if checksum != new:
+                    raise ConflictingDatasetError(
+                        f"{dt.name} {key} is already registered in this run with checksum {checksum}, "
+                        f"not {new}: a different file was written. Remove the old dataset or write to a new run."
+                    )
+                ids[key] = dsId
+
+    def _datasetRows(self, conn, stmt, dt: DatasetType, runOrder: dict[int, tuple[int, str]]) -> list[Dataset]:
+        keys = self.universe.expand(dt.units)
+        best: dict[DataId, tuple[int, int, str]] = {}
+        for row in conn.execute(stmt):
+            rank, runName = runOrder[row.run_id]
+            dataId = DataId._from_sorted({k: row._mapping[k] for k in keys})
+            prev = best.get(dataId)
+            if prev is None or rank < prev[0]:
+                best[dataId] = (rank, row.id, runName)
+        return [
+            Dataset(dt, dataId, id=dsId, run=runName)
+            for dataId, (_, dsId, runName) in sorted(best.items(), key=lambda kv: kv[0].sort_key())
+        ]
+
+    def findDataset(
+        self, typeOrName: DatasetType | str, dataId: Mapping[str, Any], collections: Sequence[str] | str
+    ) -> Dataset | None:
+        """The first dataset of this type and data ID in the collections' search order, or None."""
+        typeId, dt = self._resolveType(typeOrName)
+        dataId = self.universe.checkDataId(dt.units, dataId)
+        runs = self.resolveCollections(collections)
+        runOrder = {rid: (rank, name) for rank, (rid, name) in enumerate(runs)}
+        ds = self.schema.dataset
+        keys = self.universe.expand(dt.units)
+        stmt = sa.select(ds.c.id, ds.c.run_id, *[ds.c[k] for k in keys]).where(
+            ds.c.dataset_type_id == typeId,
+            ds.c.data_id_key == data_id_key(dataId),
+            ds.c.run_id.in_(list(runOrder)),
+        )
+        with self.engine.connect() as conn:
+            found = self._datasetRows(conn, stmt, dt, runOrder)
+        return found[0] if found else None
+
+    def queryDatasets(
+        self,
+        typeOrName: DatasetType | str,
+        collections: Sequence[str] | str,
+        where: str | None = None,
+        bind: Mapping[str, Any] | None = None,
+        dataIds: Iterable[Mapping[str, Any]] | None = None,
+    ) -> list[Dataset]:
+        """Datasets of a type in the collections (first match per data ID in search order).
+
+        Parameters
+        ----------
+        where : `str`, optional
+            A data-ID expression; units it names are joined in.
+        dataIds : iterable of data IDs, optional
+            Only these data IDs (looked up with chunked IN lists).
+        """
+        typeId, dt = self._resolveType(typeOrName)
+        runs = self.resolveCollections(collections)
+        runOrder = {rid: (rank, name) for rank, (rid, name) in enumerate(runs)}
+        ds = self.schema.dataset
+        keys = self.universe.expand(dt.units)
+        parsed = parse_where(where)
+        base = [ds.c.dataset_type_id == typeId, ds.c.run_id.in_(list(runOrder))]
+        cols = [ds.c.id, ds.c.run_id, *[ds.c[k].label(k) for k in keys]]
+        if parsed is not None:
+            plan = self.queries.plan(dt.units, parsed.units)
+            froms, conds = self.queries.fromClause(plan)
+            clause = parsed.compile(self.queries.resolver(plan), bind)
+            base += [*conds, clause, *[ds.c[k] == plan.columns[k] for k in keys]]
+            stmt = sa.select(*cols).select_from(ds, *froms).where(*base).distinct()
+        else:
+            stmt = sa.select(*cols).where(*base)
+        wanted = None if dataIds is None else {self.universe.checkDataId(dt.units, d) for d in dataIds}
+        with self.engine.connect() as conn:
+            if wanted is None:
+                return self._datasetRows(conn, stmt, dt, runOrder)
+            if not wanted:
+                return []
+            found = []
+            for extra in _restrict_chunks({k: {d[k] for d in wanted} for k in keys}, lambda k: ds.c[k]):
+                found.extend(d for d in self._datasetRows(conn, stmt.where(*extra), dt, runOrder) if d.dataId in wanted)
+            return sorted(set(found), key=lambda d: d.dataId.sort_key())
+
+    def getDatasetLocation(self, dataset: Dataset) -> tuple[str, int | None, str | None]:
+        """``(path, size, checksum)`` of a registered dataset (by id, else by type, data ID and run).
+
+        Raises
+        ------
+        LookupError
+            If the dataset is not registered.
+        """
+        ds = self.schema.dataset
+        stmt = sa.select(ds.c.path, ds.c.size, ds.c.checksum)
+        if dataset.id is not None:
+            stmt = stmt.where(ds.c.id == dataset.id)
+        elif dataset.run is not None:
+            typeId, dt = self._resolveType(dataset.datasetType)
+            c = self.schema.collection
+            stmt = stmt.join(c, c.c.id == ds.c.run_id).where(
+                ds.c.dataset_type_id == typeId,
+                ds.c.data_id_key == data_id_key(self.universe.checkDataId(dt.units, dataset.dataId)),
+                c.c.name == dataset.run,
+            )
+        else:
+            raise LookupError(f"{dataset} is not resolved (no id or run); find it with registry.findDataset first")
+        with self.engine.connect() as conn:
+            row = conn.execute(stmt).first()
+        if row is None:
+            raise LookupError(f"{dataset} (id={dataset.id}, run={dataset.run!r}) is not registered")
+        return row.path, row.size, row.checksum
+
+    def removeDatasets(self, datasets: Iterable[Dataset]) -> int:
+        """Unregister resolved datasets (files are the datastore's business); returns the count."""
+        ids = [d.id for d in datasets if d.id is not None]
+        ds = self.schema.dataset
+        n = 0
+        with self.transaction() as conn:
+            for part in chunked(ids):
+                n += conn.execute(sa.delete(ds).where(ds.c.id.in_(list(part)))).rowcount
+        return n
+
+    def countDatasets(self, typeOrName: DatasetType | str | None = None) -> int:
+        """How many datasets are registered (of one type, or all)."""
+        ds = self.schema.dataset
+        stmt = sa.select(sa.func.count()).select_from(ds)
+        if typeOrName is not None:
+            stmt = stmt.where(ds.c.dataset_type_id == self._resolveType(typeOrName)[0])
+        with self.engine.connect() as conn:
+            return conn.execute(stmt).scalar_one()
+
+    # ------------------------------------------------------------------ data-ID queries
+    def _dataIdQuery(
+        self,
+        units: Iterable[str],
+        where: str | ParsedWhere | None,
+        bind: Mapping[str, Any] | None,
+        datasets: Sequence[DatasetType | str],
+        collections: Sequence[str] | str | None,
+    ) -> tuple[QueryPlan, sa.ColumnElement[bool] | None, list[DatasetConstraint]]:
+        parsed = parse_where(where) if isinstance(where, str) or where is None else where
+        constraints = []
+        units = set(units)
+        if datasets:
+            if collections is None:
+                raise ValueError("dataset constraints need collections=[...] to search")
+            runIds = [rid for rid, _ in self.resolveCollections(collections)]
+            for item in datasets:
+                typeId, dt = self._resolveType(item)
+                constraints.append(DatasetConstraint(dt.name, typeId, dt.units, runIds))
+                units.update(dt.units)
+        plan = self.queries.plan(units, parsed.units if parsed else ())
+        self.queries.fromClause(plan)
+        clause = parsed.compile(self.queries.resolver(plan), bind) if parsed else None
+        return plan, clause, constraints
+
+    def queryDataIds(
+        self,
+        units: Iterable[str],
+        where: str | None = None,
+        bind: Mapping[str, Any] | None = None,
+        restrict: Mapping[str, Iterable[Any]] | None = None,
+        *,
+        datasets: Sequence[DatasetType | str] = (),
+        collections: Sequence[str] | str | None = None,
+    ) -> list[DataId]:
+        """Distinct data IDs over ``units`` (plus required keys), from one joined SELECT.
+
+        Parameters
+        ----------
+        units : iterable of `str`
+            The units wanted; the data IDs carry these and the units they require.
+        where : `str`, optional
+            A data-ID expression (may name units beyond ``units``: they are joined in).
+        bind : `dict`, optional
+            Values of ``:name`` parameters in ``where``.
+        restrict : `dict` [`str`, collection], optional
+            ``{unit: key values}``: only rows whose unit key is among the values
+            (chunked IN lists; the biggest set is split into chunks).
+        datasets : sequence of dataset types, optional
+            Keep only rows for which a dataset of each type exists in ``collections``.
+
+        Returns
+        -------
+        dataIds : `list` [`DataId`]
+            Sorted by key columns.
+        """
+        units = list(units)
+        plan, clause, constraints = self._dataIdQuery(units, where, bind, datasets, collections)
+        outputKeys = self.universe.expand(units)
+        plan.outputKeys = outputKeys
+        if not plan.elements:
+            return [DataId()] if self._globalConstraintsHold(constraints) else []
+        result: set[DataId] = set()
+        with self.engine.connect() as conn:
+            for extra in _restrict_chunks({k: set(v) for k, v in (restrict or {}).items()}, plan.columns.__getitem__):
+                stmt = self.queries.select(plan, clause, constraints, None)
+                stmt = stmt.where(*extra)
+                for row in conn.execute(stmt):
+                    result.add(DataId._from_sorted(dict(zip(outputKeys, row, strict=True))))
+        if restrict:
+            result = {d for d in result if all(d[k] in set(v) for k, v in restrict.items() if k in d)}
+        return sorted(result, key=DataId.sort_key)
+
+    def countDataIds(
+        self,
+        units: Iterable[str],
+        where: str | None = None,
+        bind: Mapping[str, Any] | None = None,
+        *,
+        datasets: Sequence[DatasetType | str] = (),
+        collections: Sequence[str] | str | None = None,
+    ) -> int:
+        """The number of rows `queryDataIds` would return (a COUNT, so operators can check size first)."""
+        units = list(units)
+        plan, clause, constraints = self._dataIdQuery(units, where, bind, datasets, collections)
+        plan.outputKeys = self.universe.expand(units)
+        if not plan.elements:
+            return 1 if self._globalConstraintsHold(constraints) else 0
+        inner = self.queries.select(plan, clause, constraints).order_by(None).subquery()
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(inner)).scalar_one()
+
+    def _globalConstraintsHold(self, constraints: Sequence[DatasetConstraint]) -> bool:
+        ds = self.schema.dataset
+        with self.engine.connect() as conn:
+            for c in constraints:
+                stmt = sa.select(ds.c.id).where(ds.c.dataset_type_id == c.typeId, ds.c.run_id.in_(list(c.runIds)))
+                if conn.execute(stmt.limit(1)).first() is None:
+                    return False
+        return True
+
+
+def _restrict_chunks(restrict: Mapping[str, set[Any]], column) -> Iterator[list[sa.ColumnElement[bool]]]:
+    """IN-list conditions for ``restrict``: the biggest set in chunks, small sets whole.
+
+    Sets too big to send whole (besides the chunked one) are left out; callers filter
+    the rows in Python, so the result is the same and no statement exceeds the
+    databases' bound-parameter limits.
+    """
+    if not restrict:
+        yield []
+        return
+    axis = max(restrict, key=lambda k: len(restrict[k]))
+    fixed = [column(k).in_(sorted(v, key=str)) for k, v in restrict.items() if k != axis and len(v) <= 2000]
+    values = sorted(restrict[axis], key=str)
+    if not values:
+        return
+    for part in chunked(values):
+        yield [column(axis).in_(list(part)), *fixed]
+
+
+@contextmanager
+def _write(engine: sa.Engine) -> Iterator[sa.Connection]:
+    with engine.connect().execution_options(sqlite_write=True) as conn:
+        with conn.begin():
+            yield conn
+
+
+def _check_collection_name(name: str) -> None:
+    if not name or name.strip() != name or ".." in name.split("/") or name.startswith("/"):
+        raise ValueError(
+            f"invalid collection name {name!r}: use a non-empty name without surrounding spaces, "
+            "leading '/' or '..' parts (it becomes a directory in the datastore)"
+        )
+
+
+def _safe_url(url: str) -> str:
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - only for messages
+        return "<registry url>"
+
+
+def _universe_data(universe: Universe) -> dict[str, Any]:
+    """Back to YAML-able data (so the repository keeps the universe it was created with)."""
+    names = {v: k for k, v in {"int": int, "float": float, "str": str, "bool": bool}.items()}
+    units = {}
+    for name, spec in universe.units.items():
+        entry: dict[str, Any] = {"key": {"type": names[spec.keyType]}}
+        if spec.requires:
+            entry["requires"] = list(spec.requires)
+        if spec.implies:
+            entry["implies"] = list(spec.implies)
+        if spec.fields:
+            entry["fields"] = {k: names[v] for k, v in spec.fields.items()}
+        units[name] = entry
+    relations = {
+        name: {
+            "units": list(rel.units),
+            "fields": {k: names[v] for k, v in rel.fields.items()},
+            "join_when": [sorted(g) for g in rel.joinWhen],
+        }
+        for name, rel in universe.relations.items()
+    }
+    overlaps = [{"relation": o.relation, "left": o.left, "right": o.right} for o in universe.spatialOverlaps]
+    return {"version": universe.version, "units": units, "relations": relations, "spatial_overlaps": overlaps}
+
+
+__all__ = [
+    "BOX_FIELDS",
+    "ConflictingDatasetError",
+    "IncompatibleSchemaError",
+    "Registry",
+    "RegistryError",
+    "data_id_key",
+]

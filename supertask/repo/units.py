@@ -1,0 +1,304 @@
+"""The unit universe (loaded from ``universe.yaml``) and the seed's ``Unit``.
+
+The universe is data, not code (DMTN-055 6.2): which units exist, which keys identify
+them and how they relate is read from a YAML file shipped with the package, and the
+registry schema and every data-ID query are generated from it. Nothing here imports
+SQLAlchemy, so batch jobs that only need data-ID arithmetic stay cheap to start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from .dataid import DataId
+
+if TYPE_CHECKING:
+    from .dataset import Dataset
+    from .repograph import RepoGraph
+
+FIELD_TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+class UniverseError(ValueError):
+    """The universe YAML is malformed; the message names the entry and the fix."""
+
+
+@dataclass(frozen=True)
+class UnitSpec:
+    """One kind of unit: its key, the units it requires and implies, its fields."""
+
+    name: str
+    keyType: type
+    requires: tuple[str, ...] = ()
+    implies: tuple[str, ...] = ()
+    fields: Mapping[str, type] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RelationSpec:
+    """A many-to-many table between units (e.g. which exposures make up a visit)."""
+
+    name: str
+    units: tuple[str, ...]
+    fields: Mapping[str, type] = field(default_factory=dict)
+    joinWhen: tuple[frozenset[str], ...] = ()
+
+
+@dataclass(frozen=True)
+class SpatialOverlap:
+    """A relation the registry computes by intersecting the boxes of two elements."""
+
+    relation: str
+    left: str
+    right: str
+
+
+BOX_FIELDS = ("ra_min", "ra_max", "dec_min", "dec_max")
+
+
+class Universe:
+    """All units and relations of a repository.
+
+    Parameters
+    ----------
+    data : `dict`
+        The parsed YAML (see ``universe.yaml`` for the format).
+
+    Raises
+    ------
+    UniverseError
+        If a unit refers to an unknown unit, a dependency cycle exists, or a type is unknown.
+    """
+
+    def __init__(self, data: Mapping[str, Any]):
+        try:
+            self.version = int(data["version"])
+            raw_units = data["units"]
+        except (KeyError, TypeError, ValueError) as err:
+            raise UniverseError(f"universe needs an integer 'version' and a 'units' mapping ({err})") from None
+        self.units: dict[str, UnitSpec] = {}
+        for name, spec in raw_units.items():
+            spec = spec or {}
+            self.units[name] = UnitSpec(
+                name=name,
+                keyType=_field_type(spec.get("key", {}).get("type", "int"), f"unit {name!r} key"),
+                requires=tuple(spec.get("requires", ())),
+                implies=tuple(spec.get("implies", ())),
+                fields={k: _field_type(v, f"unit {name!r} field {k!r}") for k, v in spec.get("fields", {}).items()},
+            )
+        self.relations: dict[str, RelationSpec] = {}
+        for name, spec in (data.get("relations") or {}).items():
+            if name in self.units:
+                raise UniverseError(f"relation {name!r} has the name of a unit; rename one of them")
+            self.relations[name] = RelationSpec(
+                name=name,
+                units=tuple(spec["units"]),
+                fields={
+                    k: _field_type(v, f"relation {name!r} field {k!r}")
+                    for k, v in (spec.get("fields") or {}).items()
+                },
+                joinWhen=tuple(frozenset(group) for group in spec.get("join_when", ())),
+            )
+        self.spatialOverlaps = tuple(SpatialOverlap(**item) for item in data.get("spatial_overlaps", ()))
+        self._check()
+        self.digest = hashlib.blake2b(
+            yaml.safe_dump(dict(data), sort_keys=True).encode(), digest_size=8
+        ).hexdigest()
+
+    def _check(self) -> None:
+        for spec in self.units.values():
+            for other in (*spec.requires, *spec.implies):
+                if other not in self.units:
+                    raise UniverseError(f"unit {spec.name!r} refers to unknown unit {other!r}")
+        for rel in self.relations.values():
+            for unit in (*rel.units, *(u for group in rel.joinWhen for u in group)):
+                if unit not in self.units:
+                    raise UniverseError(f"relation {rel.name!r} refers to unknown unit {unit!r}")
+        for name in self.units:
+            self._closure(name, set())
+        for overlap in self.spatialOverlaps:
+            if overlap.relation not in self.relations:
+                raise UniverseError(f"spatial overlap names unknown relation {overlap.relation!r}")
+            for side in (overlap.left, overlap.right):
+                fields = self.elementFields(side)
+                if not all(f in fields for f in BOX_FIELDS):
+                    raise UniverseError(f"spatial overlap side {side!r} needs the fields {BOX_FIELDS}")
+
+    def _closure(self, name: str, visiting: set[str]) -> tuple[str, ...]:
+        if name in visiting:
+            raise UniverseError(f"unit {name!r} requires itself (cycle through {sorted(visiting)})")
+        visiting = visiting | {name}
+        result: dict[str, None] = {}
+        for req in self.units[name].requires:
+            for unit in self._closure(req, visiting):
+                result[unit] = None
+            result[req] = None
+        return tuple(result)
+
+    @classmethod
+    def default(cls) -> Universe:
+        """The universe shipped with the package (``supertask/repo/universe.yaml``)."""
+        global _DEFAULT
+        if _DEFAULT is None:
+            text = resources.files("supertask.repo").joinpath("universe.yaml").read_text()
+            _DEFAULT = cls(yaml.safe_load(text))
+        return _DEFAULT
+
+    @classmethod
+    def fromFile(cls, path: str | Path) -> Universe:
+        """Load a universe from another YAML file (a campaign with extra units)."""
+        return cls(yaml.safe_load(Path(path).read_text()))
+
+    def requiredKeys(self, unit: str) -> tuple[str, ...]:
+        """The unit names whose values identify one ``unit``, itself last (``visit`` →
+        ``instrument, visit``)."""
+        if unit not in self.units:
+            raise KeyError(f"unknown unit {unit!r}; known units: {sorted(self.units)}")
+        return (*self._closure(unit, set()), unit)
+
+    def expand(self, units: Iterable[str]) -> tuple[str, ...]:
+        """The units plus everything they require, sorted (the keys of their data IDs)."""
+        result: set[str] = set()
+        for unit in units:
+            result.update(self.requiredKeys(unit))
+        return tuple(sorted(result))
+
+    def elementKeys(self, element: str) -> tuple[str, ...]:
+        """Key columns of a unit or relation table."""
+        if element in self.units:
+            return self.requiredKeys(element)
+        if element in self.relations:
+            return self.expand(self.relations[element].units)
+        raise KeyError(f"unknown unit or relation {element!r}")
+
+    def elementFields(self, element: str) -> Mapping[str, type]:
+        """Descriptive fields of a unit or relation table."""
+        if element in self.units:
+            return self.units[element].fields
+        if element in self.relations:
+            return self.relations[element].fields
+        raise KeyError(f"unknown unit or relation {element!r}")
+
+    def impliedColumns(self, unit: str) -> tuple[str, ...]:
+        """Implied unit keys stored in the unit's table (``visit`` → ``physical_filter``)."""
+        return self.units[unit].implies
+
+    def checkDataId(self, units: Iterable[str], dataId: Mapping[str, Any]) -> DataId:
+        """Return ``dataId`` restricted to the keys of ``units``, with values converted.
+
+        Raises
+        ------
+        ValueError
+            If a key is missing or has a value of the wrong type; the message lists
+            the keys expected.
+        """
+        keys = self.expand(units)
+        values: dict[str, Any] = {}
+        for key in keys:
+            if key not in dataId:
+                raise ValueError(
+                    f"data ID {dict(dataId)!r} lacks {key!r}; units {sorted(units)} need keys {list(keys)}"
+                )
+            values[key] = _convert(self.units[key].keyType, dataId[key], key)
+        return DataId(values)
+
+    def _impliedClosure(self, unit: str) -> set[str]:
+        out: set[str] = set()
+        stack = list(self.units[unit].implies)
+        while stack:
+            u = stack.pop()
+            if u not in out:
+                out.add(u)
+                stack.extend(self.units[u].implies)
+                stack.extend(self.units[u].requires)
+        return out
+
+
+_DEFAULT: Universe | None = None
+
+
+def _field_type(name: str, where: str) -> type:
+    try:
+        return FIELD_TYPES[name]
+    except KeyError:
+        raise UniverseError(f"{where}: unknown type {name!r}; use one of {sorted(FIELD_TYPES)}") from None
+
+
+def _convert(kind: type, value: Any, key: str) -> Any:
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ValueError(f"data ID value for {key!r} must be an int, got {value!r}")
+        try:
+            return int(value)
+        except ValueError:
+            raise ValueError(f"data ID value for {key!r} must be an int, got {value!r}") from None
+    if not isinstance(value, str):
+        raise ValueError(f"data ID value for {key!r} must be a str, got {value!r}")
+    return value
+
+
+class Unit:
+    """One unit of data in a `RepoGraph` (DMTN-055 6.2): a visit, a detector, a patch...
+
+    Parameters
+    ----------
+    name : `str`
+        The unit type (``"visit"``).
+    dataId : `DataId`
+        The keys that identify it (``{instrument, visit}``).
+    fields : `dict`
+        Its descriptive values from the registry (exposure time, filter, box...).
+    graph : `RepoGraph`, optional
+        The graph it belongs to; ``related`` is computed from it on first use, because
+        building every unit's neighbours eagerly costs more than most tasks ever read.
+
+    Notes
+    -----
+    ``datasets`` maps dataset type names to the sets of datasets in the graph whose data
+    IDs contain this unit. ``related`` maps unit type names to the sets of units that
+    appear together with this one in the graph's rows.
+    """
+
+    __slots__ = ("name", "dataId", "fields", "datasets", "_graph", "__dict__")
+
+    def __init__(
+        self,
+        name: str,
+        dataId: DataId,
+        fields: Mapping[str, Any] | None = None,
+        graph: RepoGraph | None = None,
+    ):
+        self.name = name
+        self.dataId = dataId
+        self.fields: dict[str, Any] = dict(fields or {})
+        self.datasets: dict[str, set[Dataset]] = {}
+        self._graph = graph
+
+    @cached_property
+    def related(self) -> dict[str, set[Unit]]:
+        """Units that share at least one graph row with this one, by unit type."""
+        if self._graph is None:
+            return {}
+        return self._graph._relatedUnits(self)
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.dataId))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Unit):
+            return NotImplemented
+        return self.name == other.name and self.dataId == other.dataId
+
+    def __lt__(self, other: Unit) -> bool:
+        return (self.name, self.dataId.sort_key()) < (other.name, other.dataId.sort_key())
+
+    def __repr__(self) -> str:
+        return f"Unit({self.name}, {self.dataId!r})"
