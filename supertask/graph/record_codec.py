@@ -35,10 +35,12 @@ This module must stay light: a batch job imports it to read one quantum.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from itertools import chain
 from typing import Any
 
 from ..quantum import Quantum
-from ..repo.dataid import DataId
+from ..repo.dataid import DataId, KeyValue
 from ..repo.dataset import Dataset, DatasetType
 
 __all__ = ("RecordDecoder", "RecordEncoder", "Tables")
@@ -67,10 +69,22 @@ class _Interner:
         return i
 
 
-def _check_value(value: object, what: str) -> None:
-    if type(value) is not int and type(value) is not str:
+_PLAIN_VALUES = frozenset((int, str))
+_PLAIN_IDS = frozenset((int, type(None)))
+
+
+def _values(dataId: DataId) -> dict[str, KeyValue]:
+    """The sorted ``{unit: value}`` dict behind a data ID (without copying when possible)."""
+    values = getattr(dataId, "_values", None)
+    return values if type(values) is dict else dict(sorted(dataId.items()))
+
+
+def _check_values(values: Iterable[Any], what: Callable[[], str]) -> None:
+    # map/issuperset run in C: this check costs little even for a million records
+    if not _PLAIN_VALUES.issuperset(map(type, values)):
+        bad = next(v for v in values if type(v) is not int and type(v) is not str)
         raise TypeError(
-            f"{what} has a value {value!r} of type {type(value).__name__}; graph files store only "
+            f"{what()} has a data-ID value {bad!r} of type {type(bad).__name__}; graph files store only "
             "int and str data-ID values: convert it before building the graph"
         )
 
@@ -107,53 +121,44 @@ class RecordEncoder:
         for datasets in by_type.values():
             if not datasets:
                 continue
-            type_index = self._type_index(datasets[0].datasetType)
-            keys = tuple(datasets[0].dataId)
-            ids: list[int | None] = []
-            runs: list[int] = []
-            any_id = any_run = False
-            if all(tuple(d.dataId) == keys for d in datasets):
-                keyset = self._keysets(keys)
-                flat: tuple = tuple(v for d in datasets for v in d.dataId.values())
+            datasetType = datasets[0].datasetType
+            if any(d.datasetType is not datasetType for d in datasets) and any(
+                d.datasetType.name != datasetType.name for d in datasets
+            ):
+                raise ValueError(f"{quantum!r} lists datasets of several types under {datasetType.name!r}")
+            type_index = self._type_index(datasetType)
+            dicts = [_values(d.dataId) for d in datasets]
+            keys = dicts[0].keys()
+            flat: tuple
+            if all(v.keys() == keys for v in dicts):
+                keyset = self._keysets(tuple(keys))
+                flat = tuple(chain.from_iterable(v.values() for v in dicts))
+                _check_values(flat, lambda: repr(quantum))
             else:
                 keyset = _MIXED
-                flat = tuple((self._keysets(tuple(d.dataId)), tuple(d.dataId.values())) for d in datasets)
-            for d in datasets:
-                if d.datasetType.name != datasets[0].datasetType.name:
-                    raise ValueError(
-                        f"{quantum!r} lists {d!r} under dataset type {datasets[0].datasetType.name!r}"
-                    )
-                for v in d.dataId.values():
-                    _check_value(v, f"{d!r} in {quantum!r}")
-                if d.id is not None:
-                    if type(d.id) is not int:
-                        raise TypeError(f"{d!r} has a non-integer registry id {d.id!r}")
-                    any_id = True
-                ids.append(d.id)
-                if d.run is not None:
-                    any_run = True
-                    runs.append(self._runs(str(d.run)))
-                else:
-                    runs.append(_MIXED)
-            entries.append(
-                (
-                    type_index,
-                    keyset,
-                    flat,
-                    tuple(ids) if any_id else None,
-                    tuple(runs) if any_run else None,
-                )
-            )
+                flat = tuple((self._keysets(tuple(v)), tuple(v.values())) for v in dicts)
+                for _, values in flat:
+                    _check_values(values, lambda: repr(quantum))
+            ids = tuple(d.id for d in datasets)
+            if ids.count(None) == len(ids):
+                ids = None
+            elif not _PLAIN_IDS.issuperset(map(type, ids)):
+                raise TypeError(f"{quantum!r} has an input or output whose registry id is not an int: {ids}")
+            runs = [d.run for d in datasets]
+            encoded_runs = None
+            if runs.count(None) != len(runs):
+                encoded_runs = tuple(_MIXED if r is None else self._runs(str(r)) for r in runs)
+            entries.append((type_index, keyset, flat, ids, encoded_runs))
         return tuple(entries)
 
     def encode(self, quantum: Quantum) -> tuple:
         """Return the plain-tuple record of ``quantum`` (its ``id`` is not stored)."""
-        for v in quantum.dataId.values():
-            _check_value(v, f"data ID of {quantum!r}")
+        values = _values(quantum.dataId)
+        _check_values(values.values(), lambda: f"data ID of {quantum!r}")
         return (
             self._labels(quantum.taskLabel),
-            self._keysets(tuple(quantum.dataId)),
-            tuple(quantum.dataId.values()),
+            self._keysets(tuple(values)),
+            tuple(values.values()),
             self._datasets(quantum.inputs, quantum),
             self._datasets(quantum.outputs, quantum),
         )

@@ -1,0 +1,250 @@
+"""QuantumGraph: ordering, shared datasets, links, cycles, summary, subgraph and Graphviz output."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from supertask.graph.quantum_graph import GraphSummary, QuantumGraph
+from supertask.quantum import Quantum
+from supertask.repo.dataid import DataId
+from supertask.repo.dataset import Dataset, DatasetType
+
+RAW = DatasetType("raw", ("instrument", "exposure", "detector"), "NumpyArray")
+CALEXP = DatasetType("calexp", ("instrument", "visit", "detector"), "NumpyArray")
+WARP = DatasetType("warp", ("instrument", "visit", "skymap", "tract", "patch"), "NumpyArray")
+COADD = DatasetType("coadd", ("skymap", "tract", "patch"), "NumpyArray")
+
+VISITS = (1, 2, 3)
+DETECTORS = (0, 1)
+
+
+def patches_of(visit: int) -> tuple[int, int]:
+    """Visit v covers patches v and v + 1, so patches 2 and 3 gather two visits."""
+    return (visit, visit + 1)
+
+
+def calexp(visit: int, detector: int) -> Dataset:
+    # a new object each time, as a builder may hand over: the graph must share them
+    return Dataset(CALEXP, DataId(instrument="Cam", visit=visit, detector=detector))
+
+
+def warp(visit: int, patch: int) -> Dataset:
+    return Dataset(WARP, DataId(instrument="Cam", visit=visit, skymap="sky", tract=0, patch=patch))
+
+
+def make_quanta() -> list[Quantum]:
+    """A three-task pipeline in pipeline order: 6 isr, 6 makeWarp, 4 coadd quanta."""
+    quanta = []
+    for v in VISITS:
+        for d in DETECTORS:
+            raw = Dataset(
+                RAW, DataId(instrument="Cam", exposure=v, detector=d), id=100 * v + d, run="raw/all"
+            )
+            quanta.append(
+                Quantum(
+                    "isr",
+                    DataId(instrument="Cam", visit=v, detector=d),
+                    {"raw": [raw]},
+                    {"calexp": [calexp(v, d)]},
+                )
+            )
+    for v in VISITS:
+        for p in patches_of(v):
+            quanta.append(
+                Quantum(
+                    "makeWarp",
+                    warp(v, p).dataId,
+                    {"calexp": [calexp(v, d) for d in DETECTORS]},
+                    {"warp": [warp(v, p)]},
+                )
+            )
+    for p in sorted({p for v in VISITS for p in patches_of(v)}):
+        cid = DataId(skymap="sky", tract=0, patch=p)
+        quanta.append(
+            Quantum(
+                "coadd",
+                cid,
+                {"warp": [warp(v, p) for v in VISITS if p in patches_of(v)]},
+                {"coadd": [Dataset(COADD, cid)]},
+            )
+        )
+    return quanta
+
+
+def assert_dependency_order(graph: QuantumGraph) -> None:
+    for i, quantum in enumerate(graph):
+        assert quantum.id == i
+        for parent in graph.parents(quantum):
+            assert parent.id < quantum.id, f"{parent} must come before {quantum}"
+
+
+def test_ids_follow_the_given_order_when_it_already_satisfies_dependencies():
+    quanta = make_quanta()
+    graph = QuantumGraph(quanta)
+    assert graph.quanta == quanta
+    assert [q.id for q in graph] == list(range(len(quanta)))
+    assert graph[7] is quanta[7]
+
+
+def test_shuffled_input_is_reordered_into_a_stable_dependency_order():
+    quanta = make_quanta()
+    shuffled = quanta[:]
+    random.Random(4).shuffle(shuffled)
+    graph = QuantumGraph(shuffled)
+    assert len(graph) == len(quanta)
+    assert_dependency_order(graph)
+    # independent quanta keep their given relative order
+    given_isr = [q for q in shuffled if q.taskLabel == "isr"]
+    assert [q for q in graph if q.taskLabel == "isr"] == given_isr
+    # the first quantum is the first given quantum that reads only initial inputs
+    assert graph[0] is next(q for q in shuffled if all(d.name == "raw" for d in q.iterInputs()))
+
+
+def test_equal_datasets_become_one_shared_object_with_links():
+    graph = QuantumGraph(make_quanta())
+    isr = graph.quantaByLabel()["isr"][0]
+    produced = isr.outputs["calexp"][0]
+    readers = [q for q in graph if any(d is produced for d in q.iterInputs())]
+    assert len(readers) == 2  # the visit covers two patches
+    assert produced.creator is isr
+    assert produced.consumers == readers
+    assert all(produced in graph.datasets["calexp"] for _ in readers)
+    assert {len(v) for v in [graph.datasets["calexp"]]} == {len(VISITS) * len(DETECTORS)}
+
+
+def test_parents_and_children_follow_the_datasets():
+    graph = QuantumGraph(make_quanta())
+    coadd_patch2 = next(q for q in graph.quantaByLabel()["coadd"] if q.dataId["patch"] == 2)
+    parents = graph.parents(coadd_patch2)
+    assert {(q.taskLabel, q.dataId["visit"], q.dataId["patch"]) for q in parents} == {
+        ("makeWarp", 1, 2),
+        ("makeWarp", 2, 2),
+    }
+    assert [q.id for q in parents] == sorted(q.id for q in parents)
+    warp_quantum = parents[0]
+    assert graph.children(warp_quantum.id) == [coadd_patch2]
+    assert len(graph.parents(warp_quantum)) == len(DETECTORS)
+    assert graph.parents(graph[0]) == []
+
+
+def test_initial_inputs_and_final_outputs():
+    graph = QuantumGraph(make_quanta())
+    initial = graph.initialInputs()
+    assert {d.name for d in initial} == {"raw"}
+    assert len(initial) == len(VISITS) * len(DETECTORS)
+    final = graph.finalOutputs()
+    assert {d.name for d in final} == {"coadd"}
+    assert sorted(d.dataId["patch"] for d in final) == [1, 2, 3, 4]
+
+
+def test_summary_counts_quanta_per_label_and_datasets_per_type():
+    graph = QuantumGraph(make_quanta())
+    summary = graph.summary()
+    assert isinstance(summary, GraphSummary)
+    n_isr = len(VISITS) * len(DETECTORS)
+    n_warp = sum(len(patches_of(v)) for v in VISITS)
+    n_coadd = len({p for v in VISITS for p in patches_of(v)})
+    assert summary.quantaPerLabel == {"isr": n_isr, "makeWarp": n_warp, "coadd": n_coadd}
+    assert summary.datasetsPerType == {"raw": n_isr, "calexp": n_isr, "warp": n_warp, "coadd": n_coadd}
+    assert summary.nQuanta == len(graph)
+    assert summary.initialInputs == n_isr and summary.finalOutputs == n_coadd
+    text = str(summary)
+    assert f"{len(graph)} quanta" in text
+    assert "makeWarp" in text and str(n_warp) in text
+
+
+def test_a_cycle_is_an_error_naming_its_quanta_and_datasets():
+    a_out = DatasetType("aOut", ("visit",), "X")
+    b_out = DatasetType("bOut", ("visit",), "X")
+    vid = DataId(visit=1)
+    a = Quantum("taskA", vid, {"bOut": [Dataset(b_out, vid)]}, {"aOut": [Dataset(a_out, vid)]})
+    b = Quantum("taskB", vid, {"aOut": [Dataset(a_out, vid)]}, {"bOut": [Dataset(b_out, vid)]})
+    independent = Quantum(
+        "taskC", DataId(visit=2), {}, {"cOut": [Dataset(DatasetType("cOut", ("visit",), "X"), vid)]}
+    )
+    with pytest.raises(ValueError, match="cycle") as info:
+        QuantumGraph([independent, a, b])
+    message = str(info.value)
+    assert "taskA" in message and "taskB" in message
+    assert "aOut" in message and "bOut" in message
+    assert "taskC" not in message
+
+
+def test_a_quantum_reading_its_own_output_is_a_cycle():
+    t = DatasetType("loop", ("visit",), "X")
+    vid = DataId(visit=1)
+    with pytest.raises(ValueError, match="cycle.*selfish"):
+        QuantumGraph([Quantum("selfish", vid, {"loop": [Dataset(t, vid)]}, {"loop": [Dataset(t, vid)]})])
+
+
+def test_two_producers_of_one_dataset_is_an_error():
+    t = DatasetType("out", ("visit",), "X")
+    vid = DataId(visit=1)
+    with pytest.raises(ValueError, match="produced by two quanta"):
+        QuantumGraph(
+            [
+                Quantum("a", vid, {}, {"out": [Dataset(t, vid)]}),
+                Quantum("b", vid, {}, {"out": [Dataset(t, vid)]}),
+            ]
+        )
+
+
+def test_getitem_out_of_range_names_the_valid_ids():
+    graph = QuantumGraph(make_quanta())
+    with pytest.raises(IndexError, match=f"0..{len(graph) - 1}"):
+        graph[len(graph)]
+
+
+def test_subgraph_copies_and_renumbers_without_touching_the_original():
+    graph = QuantumGraph(make_quanta(), pipelineYaml="tasks: {}", configs={"isr": "x=1"}, metadata={"m": 1})
+    coadd = graph.quantaByLabel()["coadd"][1]
+    ids = [p.id for p in graph.parents(coadd)] + [coadd.id]
+    sub = graph.subgraph(ids)
+    assert len(sub) == len(ids)
+    assert [q.id for q in sub] == list(range(len(ids)))
+    assert [(q.taskLabel, q.dataId) for q in sub] == [
+        (graph[i].taskLabel, graph[i].dataId) for i in sorted(ids)
+    ]
+    assert sub.pipelineYaml == "tasks: {}" and sub.configs == {"isr": "x=1"} and sub.metadata == {"m": 1}
+    # links inside the subgraph only; the original graph keeps its own
+    sub_coadd = sub[len(ids) - 1]
+    assert [q.id for q in sub.parents(sub_coadd)] == list(range(len(ids) - 1))
+    assert all(d.creator is None for d in sub.initialInputs())
+    assert {d.name for d in sub.initialInputs()} == {"calexp"}
+    original_warp = graph[ids[0]].outputs["warp"][0]
+    assert original_warp.creator is graph[ids[0]] and original_warp.consumers == [coadd]
+
+
+def test_todot_mentions_the_quanta_and_datasets_around_the_chosen_ones():
+    graph = QuantumGraph(make_quanta())
+    warp_quantum = next(
+        q for q in graph if q.taskLabel == "makeWarp" and q.dataId["visit"] == 3 and q.dataId["patch"] == 4
+    )
+    dot = graph.toDot([warp_quantum.id], depth=1)
+    assert dot.startswith("digraph")
+    included = {q.id for q in graph if f"  q{q.id} [" in dot}
+    expected = {warp_quantum.id} | {q.id for q in graph.parents(warp_quantum) + graph.children(warp_quantum)}
+    assert included == expected
+    assert "calexp" in dot and "warp" in dot and "coadd" in dot
+    assert "visit: 3" in dot
+    assert dot.count(" -> ") == sum(
+        len(list(graph[i].iterInputs())) + len(list(graph[i].iterOutputs())) for i in expected
+    )
+
+
+def test_todot_of_the_whole_graph_has_every_quantum_and_dataset_once():
+    graph = QuantumGraph(make_quanta())
+    dot = graph.toDot()
+    assert sum(1 for line in dot.splitlines() if "shape=box" in line) == len(graph)
+    n_datasets = sum(len(v) for v in graph.datasets.values())
+    assert sum(1 for line in dot.splitlines() if "shape=ellipse" in line) == n_datasets
+
+
+def test_todot_escapes_quotes_in_string_values():
+    t = DatasetType("note", ("instrument",), "X")
+    vid = DataId(instrument='Cam "A"')
+    dot = QuantumGraph([Quantum("q", vid, {}, {"note": [Dataset(t, vid)]})]).toDot()
+    assert '\\"A\\"' in dot
+    assert 'Cam "A"' not in dot
