@@ -65,7 +65,11 @@ class _CaptureOutput:
         self._saved = (os.dup(1), os.dup(2))
         os.dup2(self._file.fileno(), 1)
         os.dup2(self._file.fileno(), 2)
-        self._handler = logging.StreamHandler(open(self._file.fileno(), "w", closefd=False))  # noqa: SIM115
+        # Python-level streams too: they need not be file descriptors 1 and 2 (e.g. under pytest).
+        self._text = open(self._file.fileno(), "w", closefd=False, buffering=1)  # noqa: SIM115
+        self._streams = (sys.stdout, sys.stderr)
+        sys.stdout = sys.stderr = self._text
+        self._handler = logging.StreamHandler(self._text)
         self._handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root = logging.getLogger()
         root.addHandler(self._handler)
@@ -81,8 +85,9 @@ class _CaptureOutput:
         self._handler.flush()
         root.removeHandler(self._handler)
         root.setLevel(self._level)
-        sys.stdout.flush()
-        sys.stderr.flush()
+        self._text.flush()
+        sys.stdout, sys.stderr = self._streams
+        self._text.close()
         os.dup2(self._saved[0], 1)
         os.dup2(self._saved[1], 2)
         os.close(self._saved[0])
