@@ -47,6 +47,8 @@ _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
 _MIRRORED = {"=": "=", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 _SEQUENCE_TYPES = (list, tuple, Set, range)
+_MAX_EXPANDED_RANGE = 1000
+"""Strided ranges with fewer values than this compile to an explicit IN list."""
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string"}
 
 
@@ -171,7 +173,13 @@ class _Compiler:
         conditions: list[ColumnElement[bool]] = []
         for item in node.items:
             if isinstance(item, Range):
-                conditions.append(self.range(item, identifier, column, pytype))
+                self.check_range(item, identifier, pytype)
+                if item.stride > 1 and (item.stop - item.start) // item.stride < _MAX_EXPANDED_RANGE:
+                    # A short strided range is just a list of values: exact, and an
+                    # index lookup for the database.
+                    values.extend(range(item.start, item.stop + 1, item.stride))
+                else:
+                    conditions.append(_range_condition(item, column))
             elif isinstance(item, BindParam):
                 value = self.bound_value(item)
                 if isinstance(value, _SEQUENCE_TYPES) and not isinstance(value, str):
@@ -191,9 +199,8 @@ class _Compiler:
         clause = conditions[0] if len(conditions) == 1 else sa.or_(*conditions)
         return sa.not_(clause) if node.negated else clause
 
-    def range(
-        self, item: Range, identifier: Identifier, column: ColumnElement[Any], pytype: type
-    ) -> ColumnElement[bool]:
+    def check_range(self, item: Range, identifier: Identifier, pytype: type) -> None:
+        """Check a range applies to an integer identifier and is well-formed (hand-built trees too)."""
         if pytype is not int:
             raise ExpressionTypeError(
                 f"The range {to_text(item)} needs an integer identifier; {identifier.name} is "
@@ -210,11 +217,16 @@ class _Compiler:
                 item.span,
                 "Write start..stop:stride with start <= stop and stride >= 1.",
             )
-        start = _param(item.start)
-        clause = column.between(start, _param(item.stop))
-        if item.stride > 1:
-            clause = sa.and_(clause, ((column - start) % _param(item.stride)) == 0)
-        return clause
+
+
+def _range_condition(item: Range, column: ColumnElement[Any]) -> ColumnElement[bool]:
+    """``column BETWEEN start AND stop`` (and, for a long strided range, a modulo test)."""
+    start = _param(item.start)
+    clause = column.between(start, _param(item.stop))
+    if item.stride > 1:
+        # (column - start) stays within 64 bits unless the range spans more than 2**63.
+        clause = sa.and_(clause, ((column - start) % _param(item.stride)) == 0)
+    return clause
 
 
 def _operator(op: str) -> Any:

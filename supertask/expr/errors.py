@@ -44,8 +44,9 @@ class Span:
     def render(self) -> str:
         """Return the source line holding the span with a caret line under it.
 
-        Only the line holding ``start`` is shown so that a multi-line expression from a
-        YAML file still gives a short, readable message.
+        Only the line holding ``start`` is shown (with its number when the expression has
+        several lines) so that a multi-line expression from a YAML file still gives a short,
+        readable message.
         """
         start = max(0, min(self.start, len(self.source)))
         line_start = self.source.rfind("\n", 0, start) + 1
@@ -56,7 +57,8 @@ class Span:
         width = max(1, min(self.end, line_end) - start)
         # Tabs keep their width under the caret so it stays aligned.
         pad = "".join("\t" if ch == "\t" else " " for ch in line[: start - line_start])
-        return f"    {line}\n    {pad}^{'~' * (width - 1)}"
+        prefix = f"line {self.source.count(chr(10), 0, start) + 1}: " if "\n" in self.source else ""
+        return f"    {prefix}{line}\n    {' ' * len(prefix)}{pad}^{'~' * (width - 1)}"
 
 
 class ExpressionError(ValueError):
