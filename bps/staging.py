@@ -1,0 +1,218 @@
+"""Moving files between the shared store and a job's scratch directory, and the job manifest.
+
+Why this shape
+--------------
+A job never leaves a half-written file where anything else will read it: every file
+is copied next to its destination under a temporary name, flushed, then renamed
+(``os.replace`` is atomic within a filesystem). The job's *manifest* lists what it
+staged back (dataset, path, size, checksum) and is itself replaced atomically after
+each quantum, so the final job registers exactly the files of quanta that finished,
+and verifies each against its recorded size and checksum first. A killed job leaves
+at worst an orphan temporary file, which the next attempt removes.
+
+This module is on the start-up path of every batch job: standard library only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+MANIFEST_VERSION = 1
+_CHUNK = 1 << 20
+_TMP_MARK = ".bps-tmp-"
+
+
+class StagingError(OSError):
+    """Copying a file in or out of scratch failed (retry may help)."""
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    """One output a job staged back: what finalize registers and how it verifies it."""
+
+    lfn: str
+    dataset_type: str
+    storage_class: str
+    data_id: dict[str, Any]
+    path: str
+    size: int
+    checksum: str
+
+
+@dataclass
+class Manifest:
+    """What one job has staged back, per quantum id (a quantum appears once all its outputs are staged).
+
+    ``root`` is the datastore root the files' ``path`` values are relative to.
+    """
+
+    job: str
+    output_run: str
+    root: str
+    quanta: dict[int, list[StagedFile]] = field(default_factory=dict)
+    version: int = MANIFEST_VERSION
+
+    def files(self) -> Iterable[StagedFile]:
+        for files in self.quanta.values():
+            yield from files
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "job": self.job,
+            "output_run": self.output_run,
+            "root": self.root,
+            "quanta": {str(qid): [asdict(f) for f in files] for qid, files in self.quanta.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Manifest:
+        if data.get("version") != MANIFEST_VERSION:
+            raise ValueError(
+                f"manifest version {data.get('version')!r}; this software reads {MANIFEST_VERSION}"
+            )
+        return cls(
+            job=data["job"],
+            output_run=data["output_run"],
+            root=data["root"],
+            quanta={int(q): [StagedFile(**f) for f in files] for q, files in data["quanta"].items()},
+        )
+
+
+def manifest_path(manifest_dir: str | Path, job: str) -> Path:
+    """Where job ``job`` keeps its manifest."""
+    return Path(manifest_dir) / f"{job}.manifest.json"
+
+
+def read_manifest(path: str | Path) -> Manifest | None:
+    """The manifest at ``path``, or ``None`` if there is none yet.
+
+    Raises
+    ------
+    ValueError
+        If the file is not a manifest this software can read.
+    """
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        return None
+    try:
+        return Manifest.from_json(json.loads(text))
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: not a readable job manifest ({err}); delete it to rerun the job") from None
+
+
+def write_manifest(path: str | Path, manifest: Manifest) -> None:
+    """Replace the manifest atomically (a reader sees the old or the new one, never a mix)."""
+    atomic_write_text(Path(path), json.dumps(manifest.to_json(), separators=(",", ":")))
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + _TMP_MARK, dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+
+
+def checksum_file(path: str | Path) -> str:
+    """Checksum of a file's content (the algorithm the datastore records, see `checksum_algorithm`)."""
+    h = hashlib.new(checksum_algorithm())
+    with open(path, "rb") as stream:
+        while chunk := stream.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def checksum_algorithm() -> str:
+    """The hash algorithm of datastore checksums; staged and registered checksums must agree."""
+    return "sha256"
+
+
+def copy_atomic(src: str | Path, dest: str | Path) -> tuple[int, str]:
+    """Copy ``src`` to ``dest`` so that ``dest`` is either absent, the old file, or complete.
+
+    Returns the size and checksum of what was written. Orphan temporary files of
+    earlier, killed attempts at the same destination are removed first.
+    """
+    src, dest = Path(src), Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    for orphan in dest.parent.glob(dest.name + _TMP_MARK + "*"):
+        _unlink_quietly(orphan)
+    h = hashlib.new(checksum_algorithm())
+    size = 0
+    fd, tmp = tempfile.mkstemp(prefix=dest.name + _TMP_MARK, dir=dest.parent)
+    try:
+        with open(src, "rb") as source, os.fdopen(fd, "wb") as target:
+            while chunk := source.read(_CHUNK):
+                h.update(chunk)
+                size += len(chunk)
+                target.write(chunk)
+            target.flush()
+            os.fsync(target.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    return size, h.hexdigest()
+
+
+def link_or_copy(src: str | Path, dest: str | Path) -> None:
+    """Make ``src`` readable at ``dest`` in scratch: a symbolic link on a shared filesystem, else a copy.
+
+    A link costs nothing and the job only reads inputs; copying would double the I/O
+    of every job on a shared filesystem.
+    """
+    src, dest = Path(src), Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if not src.exists():
+        raise FileNotFoundError(f"input file {src} does not exist")
+    try:
+        if dest.is_symlink() or dest.exists():
+            dest.unlink()
+        os.symlink(src.resolve(), dest)
+    except OSError:
+        shutil.copyfile(src, dest)
+
+
+def file_matches(path: str | Path, size: int, checksum: str | None = None) -> bool:
+    """True if ``path`` exists with ``size`` bytes (and ``checksum``, when given)."""
+    try:
+        if os.stat(path).st_size != size:
+            return False
+    except OSError:
+        return False
+    return checksum is None or checksum_file(path) == checksum
+
+
+def make_scratch(base: str | None, job: str) -> Path:
+    """A fresh scratch directory for one attempt: ``--scratch``, else ``$_CONDOR_SCRATCH_DIR``, else tmp.
+
+    Each attempt gets its own directory, so a retry never reads a killed attempt's files.
+    """
+    root = base or os.environ.get("_CONDOR_SCRATCH_DIR") or None
+    if root is not None:
+        Path(root).mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"bps-{job[:40]}-", dir=root))
+
+
+def _unlink_quietly(path: str | Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

@@ -1,0 +1,282 @@
+"""run_quantum: staging through scratch, manifests, restarts and exit codes (with in-memory stand-ins).
+
+The stand-in backend plays the graph file, the pipeline and the datastore: a chain
+``make -> double`` per detector and a ``total`` that gathers every detector.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bps import exit_codes
+from bps.run_quantum import JobError, main, run_job
+from bps.staging import manifest_path, read_manifest
+from supertask.quantum import Quantum
+from supertask.repo.dataid import DataId
+from supertask.repo.dataset import Dataset, DatasetType
+
+SEED = DatasetType("seed", ("detector",), "Json")
+MADE = DatasetType("made", ("detector",), "Json")
+DOUBLED = DatasetType("doubled", ("detector",), "Json")
+TOTAL = DatasetType("total", (), "Json")
+RUN = "out/run"
+
+
+def make_quanta(detectors=(1, 2)) -> list[Quantum]:
+    quanta: list[Quantum] = []
+    for det in detectors:
+        d = DataId(detector=det)
+        quanta.append(
+            Quantum("make", d, {"seed": [Dataset(SEED, d, run="in")]}, {"made": [Dataset(MADE, d)]})
+        )
+    for det in detectors:
+        d = DataId(detector=det)
+        quanta.append(Quantum("double", d, {"made": [Dataset(MADE, d)]}, {"doubled": [Dataset(DOUBLED, d)]}))
+    quanta.append(
+        Quantum(
+            "total",
+            DataId(),
+            {"doubled": [Dataset(DOUBLED, DataId(detector=x)) for x in detectors]},
+            {"total": [Dataset(TOTAL, DataId())]},
+        )
+    )
+    for i, q in enumerate(quanta):
+        q.id = i
+    return quanta
+
+
+class JsonStore:
+    def __init__(self, root: Path):
+        self.root = root
+
+    def path(self, datasetType, dataId, run) -> str:
+        parts = "_".join(f"{k}{v}" for k, v in dataId.items()) or "all"
+        return f"{run}/{datasetType.name}/{parts}.json"
+
+    def read(self, path: str, storageClass: str) -> Any:
+        return json.loads(Path(path).read_text())
+
+
+class Task:
+    def __init__(self, label: str, fail_on: set[Any]):
+        self.label = label
+        self.fail_on = fail_on
+        self.calls = 0
+
+    def runQuantum(self, quantum: Quantum, butler) -> None:
+        self.calls += 1
+        if dict(quantum.dataId).get("detector") in self.fail_on:
+            raise RuntimeError(f"{self.label} fails on purpose for {quantum.dataId!r}")
+        values = [butler.get(d) for d in quantum.iterInputs()]
+        result = {
+            "make": lambda: values[0] + 1,
+            "double": lambda: values[0] * 2,
+            "total": lambda: sum(values),
+        }
+        for d in quantum.iterOutputs():
+            butler.put(result[self.label](), d)
+
+
+class StandIn:
+    """Backend stand-in; ``fail`` maps a label to detectors whose quanta raise."""
+
+    def __init__(self, repo: Path, fail: dict[str, set[Any]] | None = None, header: dict | None = None):
+        self.repo = repo
+        self.quanta = make_quanta()
+        self.tasks = {
+            label: Task(label, (fail or {}).get(label, set())) for label in ("make", "double", "total")
+        }
+        self.header = header if header is not None else {"pipelineYaml": "", "metadata": {"output_run": RUN}}
+        self.loads = 0
+
+    def load(self, graph, ids):
+        self.loads += 1
+        by_id = {q.id: q for q in self.quanta}
+        return self.header, [by_id[i] for i in ids]
+
+    def make_tasks(self, header, labels):
+        return {label: self.tasks[label] for label in labels}
+
+    def open_store(self, repo):
+        return JsonStore(self.repo)
+
+    def write_file(self, store, obj, storageClass, path):
+        Path(path).write_text(json.dumps(obj))
+
+
+@pytest.fixture
+def repo(tmp_path) -> Path:
+    root = tmp_path / "repo"
+    for det in (1, 2):
+        f = root / "in" / "seed" / f"detector{det}.json"
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(json.dumps(det * 10))
+    return root
+
+
+def job(backend, repo, tmp_path, ids, name="job"):
+    return run_job(
+        "g.qgraph",
+        ids,
+        repo=str(repo),
+        job=name,
+        manifest_dir=tmp_path / "manifests",
+        scratch=str(tmp_path / "scratch"),
+        backend=backend,
+    )
+
+
+def read(repo: Path, name: str, part: str) -> Any:
+    return json.loads((repo / RUN / name / f"{part}.json").read_text())
+
+
+def test_cluster_runs_in_dependency_order_and_stages_outputs_with_a_manifest(repo, tmp_path):
+    backend = StandIn(repo)
+    result = job(backend, repo, tmp_path, [4, 2, 0, 3, 1])
+    assert result.exit_code == exit_codes.SUCCESS and result.ran == [0, 1, 2, 3, 4]
+    assert read(repo, "doubled", "detector1") == 22 and read(repo, "total", "all") == 22 + 42
+    manifest = read_manifest(manifest_path(tmp_path / "manifests", "job"))
+    assert sorted(manifest.quanta) == [0, 1, 2, 3, 4]
+    files = {f.lfn: f for f in manifest.files()}
+    staged = files["doubled.detector-2"]
+    assert (repo / staged.path).stat().st_size == staged.size and len(staged.checksum) == 64
+    # scratch is cleaned, and nothing is left half-named next to the outputs
+    assert list((tmp_path / "scratch").iterdir()) == []
+    assert not [p for p in repo.rglob("*") if ".bps-tmp-" in p.name]
+
+
+def test_jobs_read_outputs_of_earlier_jobs_from_the_shared_store(repo, tmp_path):
+    backend = StandIn(repo)
+    assert job(backend, repo, tmp_path, [0, 1], "makers").exit_code == 0
+    assert job(backend, repo, tmp_path, [2, 3, 4], "rest").exit_code == 0
+    assert read(repo, "total", "all") == 22 + 42
+
+
+def test_job_whose_outputs_are_all_staged_does_nothing(repo, tmp_path):
+    backend = StandIn(repo)
+    job(backend, repo, tmp_path, [0, 1, 2, 3, 4])
+    again = job(backend, repo, tmp_path, [0, 1, 2, 3, 4])
+    assert again.skipped_done == [0, 1, 2, 3, 4] and again.ran == []
+    assert backend.loads == 1  # the graph is not even read
+
+
+def test_rerun_redoes_only_quanta_missing_from_the_manifest_or_damaged(repo, tmp_path):
+    backend = StandIn(repo)
+    job(backend, repo, tmp_path, [0, 1, 2, 3, 4])
+    (repo / RUN / "total" / "all.json").write_text("99999")  # damaged: size differs
+    again = job(backend, repo, tmp_path, [0, 1, 2, 3, 4])
+    assert again.ran == [4] and again.skipped_done == [0, 1, 2, 3]
+    assert read(repo, "total", "all") == 64
+
+
+def test_failed_quantum_blocks_only_its_descendants_in_the_job(repo, tmp_path):
+    backend = StandIn(repo, fail={"make": {2}})
+    result = job(backend, repo, tmp_path, [0, 1, 2, 3, 4])
+    assert result.failed == {1: exit_codes.UNEXPECTED} and result.blocked == [3, 4]
+    assert result.ran == [0, 2] and result.exit_code == exit_codes.UNEXPECTED
+    manifest = read_manifest(manifest_path(tmp_path / "manifests", "job"))
+    assert sorted(manifest.quanta) == [0, 2]
+    # the retry (failure gone) runs just what is missing
+    fixed = StandIn(repo)
+    again = job(fixed, repo, tmp_path, [0, 1, 2, 3, 4])
+    assert again.ran == [1, 3, 4] and again.exit_code == 0
+
+
+def test_missing_input_is_retryable(repo, tmp_path):
+    (repo / "in" / "seed" / "detector1.json").unlink()
+    result = job(StandIn(repo), repo, tmp_path, [0])
+    assert result.failed == {0: exit_codes.MISSING_INPUT}
+    assert exit_codes.MISSING_INPUT not in exit_codes.NO_RETRY
+
+
+def test_task_declaring_no_work_is_not_retried(repo, tmp_path):
+    class NoWorkFound(Exception):
+        pass
+
+    backend = StandIn(repo)
+
+    def refuse(quantum, butler):
+        raise NoWorkFound("nothing to do")
+
+    backend.tasks["make"].runQuantum = refuse
+    result = job(backend, repo, tmp_path, [0])
+    assert result.exit_code == exit_codes.TASK_NO_WORK and result.exit_code in exit_codes.NO_RETRY
+
+
+def test_task_writing_a_dataset_it_does_not_declare_fails(repo, tmp_path):
+    backend = StandIn(repo)
+
+    def rogue(quantum, butler):
+        butler.put(1, Dataset(TOTAL, DataId()))
+
+    backend.tasks["make"].runQuantum = rogue
+    assert job(backend, repo, tmp_path, [0]).failed == {0: exit_codes.UNEXPECTED}
+    assert not (repo / RUN / "total").exists()
+
+
+def test_header_without_output_run_is_a_data_error(repo, tmp_path):
+    with pytest.raises(JobError) as err:
+        job(StandIn(repo, header={"metadata": {}}), repo, tmp_path, [0])
+    assert err.value.code == exit_codes.DATA_ERROR
+
+
+def test_broken_pipeline_is_a_config_error(repo, tmp_path, capsys):
+    backend = StandIn(repo)
+
+    def broken(header, labels):
+        raise ValueError("no such task class demo.Nope")
+
+    backend.make_tasks = broken
+    code = main(
+        ["--graph", "g", "--quantum", "0", "--repo", str(repo), "--manifest-dir", str(tmp_path)], backend
+    )
+    assert code == exit_codes.CONFIG_ERROR and code in exit_codes.NO_RETRY
+
+
+def test_bad_command_line_exits_with_usage_code(capsys):
+    with pytest.raises(SystemExit) as err:
+        main(["--graph", "g", "--quantum", "x", "--repo", "r"])
+    assert err.value.code == exit_codes.USAGE
+    assert "integer" in capsys.readouterr().err
+
+
+def test_main_accepts_comma_separated_ids_and_reports_success(repo, tmp_path):
+    backend = StandIn(repo)
+    argv = [
+        "--graph",
+        "g",
+        "--quantum",
+        "0,1",
+        "--quantum",
+        "2",
+        "--repo",
+        str(repo),
+        "--job",
+        "j",
+        "--manifest-dir",
+        str(tmp_path / "m"),
+        "--scratch",
+        str(tmp_path / "s"),
+    ]
+    assert main(argv, backend) == 0
+    assert sorted(read_manifest(manifest_path(tmp_path / "m", "j")).quanta) == [0, 1, 2]
+
+
+def test_scratch_defaults_to_condor_scratch_dir(repo, tmp_path, monkeypatch):
+    condor = tmp_path / "condor_scratch"
+    monkeypatch.setenv("_CONDOR_SCRATCH_DIR", str(condor))
+    backend = StandIn(repo)
+    seen = []
+    original = backend.write_file
+
+    def spy(store, obj, storageClass, path):
+        seen.append(Path(path))
+        original(store, obj, storageClass, path)
+
+    backend.write_file = spy
+    run_job("g", [0], repo=str(repo), job="j", manifest_dir=tmp_path / "m", backend=backend)
+    assert seen and all(condor in p.parents for p in seen)
