@@ -108,13 +108,9 @@ class SupertaskBackend:
         return Datastore.fromRepo(repo)
 
     def write_file(self, store: Store, obj: Any, storageClass: str, path: Path) -> None:
-        writer = getattr(store, "writeFile", None) or getattr(store, "write_file", None)
-        if writer is not None:
-            writer(obj, storageClass, str(path))
-            return
-        from supertask.repo import formatters
+        from supertask.repo.formatters import get_formatter
 
-        formatters.getFormatter(storageClass).write(obj, str(path))
+        get_formatter(storageClass).write(obj, path)
 
 
 class ScratchButler:
@@ -132,6 +128,8 @@ class ScratchButler:
         self.locations: dict[tuple[str, Any], Path] = {}
         self.written: dict[tuple[str, Any], Path] = {}
         self.allowed_outputs: dict[tuple[str, Any], str] = {}
+        #: lfn -> path of overall inputs not at their template path (e.g. ingested in place)
+        self.input_locations: dict[str, str] = {}
 
     def get(self, dataset: Any) -> Any:
         """Read an input of the running quantum."""
@@ -182,6 +180,7 @@ def run_job(
     manifest_dir: str | Path,
     scratch: str | None = None,
     keep_scratch: bool = False,
+    input_locations: dict[str, str] | None = None,
     backend: Backend | None = None,
 ) -> JobResult:
     """Run the quanta ``ids`` of ``graph`` with staging; see the module docstring.
@@ -224,6 +223,7 @@ def run_job(
         done = set()
     scratch_dir = make_scratch(scratch, job)
     butler = ScratchButler(backend, store, scratch_dir)
+    butler.input_locations = dict(input_locations or {})
     result = JobResult(ran=[], skipped_done=sorted(done), failed={}, blocked=[])
     unavailable: set[tuple[str, Any]] = set()  # outputs of failed or blocked quanta of this job
     made_here = {d.key for q in quanta for d in q.iterOutputs()}
@@ -303,8 +303,11 @@ def _run_one(
     for d in quantum.iterInputs():
         if d.key in butler.locations or d.key in made_here:
             continue
-        src = root / store.path(d.datasetType, d.dataId, d.run or output_run)
-        dest = butler.scratch / "in" / dataset_lfn(d.datasetType.name, dict(d.dataId))
+        lfn = dataset_lfn(d.datasetType.name, dict(d.dataId))
+        src = root / (
+            butler.input_locations.get(lfn) or store.path(d.datasetType, d.dataId, d.run or output_run)
+        )
+        dest = butler.scratch / "in" / lfn
         try:
             link_or_copy(src, dest)
         except FileNotFoundError as err:
@@ -376,6 +379,24 @@ def _code_of(err: BaseException) -> int:
     return exit_codes.UNEXPECTED
 
 
+def _read_locations(path: str | None) -> dict[str, str]:
+    if not path:
+        return {}
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise JobError(exit_codes.MISSING_INPUT, f"input locations file {path} does not exist") from None
+    except json.JSONDecodeError as err:
+        raise JobError(exit_codes.DATA_ERROR, f"input locations file {path} is not JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise JobError(
+            exit_codes.DATA_ERROR, f"input locations file {path}: expected an object {{lfn: path}}"
+        )
+    return {str(k): str(v) for k, v in data.items()}
+
+
 # -- command line -------------------------------------------------------------------------
 
 
@@ -403,6 +424,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--job", help="job name (names the manifest); default from the quantum ids")
     p.add_argument("--manifest-dir", default=".", help="directory of the job manifests (default: cwd)")
+    p.add_argument(
+        "--input-locations",
+        help="JSON file {lfn: path} for overall inputs not at their datastore template path (written by prepare)",
+    )
     p.add_argument("--keep-scratch", action="store_true", help="keep the scratch directory (debugging)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -425,6 +450,11 @@ def main(argv: Sequence[str] | None = None, backend: Backend | None = None) -> i
         _parser().error("--repo is required (or set $BPS_REPO)")
     job = args.job or f"quanta-{'-'.join(str(i) for i in sorted(set(ids))[:5])}"
     try:
+        locations = _read_locations(args.input_locations)
+    except JobError as err:
+        log.error("job %s failed: %s (exit %d: %s)", job, err, err.code, exit_codes.describe(err.code))
+        return err.code
+    try:
         result = run_job(
             args.graph,
             ids,
@@ -433,6 +463,7 @@ def main(argv: Sequence[str] | None = None, backend: Backend | None = None) -> i
             manifest_dir=args.manifest_dir,
             scratch=args.scratch,
             keep_scratch=args.keep_scratch,
+            input_locations=locations,
             backend=backend,
         )
     except JobError as err:

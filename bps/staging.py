@@ -131,17 +131,21 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def checksum_file(path: str | Path) -> str:
-    """Checksum of a file's content (the algorithm the datastore records, see `checksum_algorithm`)."""
-    h = hashlib.new(checksum_algorithm())
+    """Checksum of a file's content, as the datastore computes it."""
+    h = _hasher()
     with open(path, "rb") as stream:
         while chunk := stream.read(_CHUNK):
             h.update(chunk)
     return h.hexdigest()
 
 
-def checksum_algorithm() -> str:
-    """The hash algorithm of datastore checksums; staged and registered checksums must agree."""
-    return "sha256"
+def _hasher() -> Any:
+    """The hash of datastore checksums (``supertask.repo.datastore.CHECKSUM_ALGORITHM``, blake2b-128).
+
+    Staged and registered checksums must agree with what the datastore computes
+    when it verifies a file, so this must follow the datastore.
+    """
+    return hashlib.blake2b(digest_size=16)
 
 
 def copy_atomic(src: str | Path, dest: str | Path) -> tuple[int, str]:
@@ -154,7 +158,7 @@ def copy_atomic(src: str | Path, dest: str | Path) -> tuple[int, str]:
     dest.parent.mkdir(parents=True, exist_ok=True)
     for orphan in dest.parent.glob(dest.name + _TMP_MARK + "*"):
         _unlink_quietly(orphan)
-    h = hashlib.new(checksum_algorithm())
+    h = _hasher()
     size = 0
     fd, tmp = tempfile.mkstemp(prefix=dest.name + _TMP_MARK, dir=dest.parent)
     try:

@@ -18,6 +18,7 @@ from bps.staging import manifest_path, read_manifest
 from supertask.quantum import Quantum
 from supertask.repo.dataid import DataId
 from supertask.repo.dataset import Dataset, DatasetType
+from supertask.repo.datastore import checksum_file as datastore_checksum
 
 SEED = DatasetType("seed", ("detector",), "Json")
 MADE = DatasetType("made", ("detector",), "Json")
@@ -143,7 +144,8 @@ def test_cluster_runs_in_dependency_order_and_stages_outputs_with_a_manifest(rep
     assert sorted(manifest.quanta) == [0, 1, 2, 3, 4]
     files = {f.lfn: f for f in manifest.files()}
     staged = files["doubled.detector-2"]
-    assert (repo / staged.path).stat().st_size == staged.size and len(staged.checksum) == 64
+    assert (repo / staged.path).stat().st_size == staged.size
+    assert staged.checksum == datastore_checksum(repo / staged.path)
     # scratch is cleaned, and nothing is left half-named next to the outputs
     assert list((tmp_path / "scratch").iterdir()) == []
     assert not [p for p in repo.rglob("*") if ".bps-tmp-" in p.name]
@@ -280,3 +282,25 @@ def test_scratch_defaults_to_condor_scratch_dir(repo, tmp_path, monkeypatch):
     backend.write_file = spy
     run_job("g", [0], repo=str(repo), job="j", manifest_dir=tmp_path / "m", backend=backend)
     assert seen and all(condor in p.parents for p in seen)
+
+
+def test_input_locations_override_template_paths(repo, tmp_path):
+    moved = repo / "ingested" / "seed-one.json"
+    moved.parent.mkdir()
+    (repo / "in" / "seed" / "detector1.json").rename(moved)
+    locations = tmp_path / "locations.json"
+    locations.write_text(json.dumps({"seed.detector-1": "ingested/seed-one.json"}))
+    argv = [
+        "--graph",
+        "g",
+        "--quantum",
+        "0",
+        "--repo",
+        str(repo),
+        "--manifest-dir",
+        str(tmp_path),
+        "--input-locations",
+        str(locations),
+    ]
+    assert main(argv, StandIn(repo)) == 0
+    assert read(repo, "made", "detector1") == 11
