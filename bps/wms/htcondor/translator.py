@@ -1,0 +1,396 @@
+"""Write a generic workflow as an HTCondor DAG: the ``.dag``, one submit description per label.
+
+In the style of ``htcondor2.dags`` (a layer of nodes shares one submit description
+and differs only by ``VARS``), but streamed straight from the generic workflow so
+that 10^6 jobs cost one pass and a handful of files, not one file per job (field
+note 9). What each node gets:
+
+- ``JOB`` + ``VARS`` (``bps_args``: the arguments that differ from the label's common
+  prefix; ``bps_log``: its log path stem; ``bps_memory`` / ``bps_cpus`` / ``bps_disk`` only
+  when they differ from the label default; ``bps_inputs`` / ``bps_outputs`` for file transfer);
+- ``RETRY n UNLESS-EXIT code``: with several no-retry exit codes a POST script maps
+  them to one sentinel, since ``UNLESS-EXIT`` takes a single value;
+- ``PRIORITY`` and ``CATEGORY`` (throttled by ``MAXJOBS``);
+- then ``PARENT ... CHILD`` edges, ``NODE_STATUS_FILE``, ``CONFIG`` and the ``FINAL`` node.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ... import exit_codes
+from ...workflow import GenericWorkflow, Job, SiteConfig, WorkflowFile, safe_name
+from . import memory, templates
+from .layout import DagLayout, log_dir
+from .quoting import environment_value, join_arguments, vars_value
+
+#: What the POST script turns every no-retry exit code into (not an exit code of run_quantum).
+NO_RETRY_SENTINEL = 113
+FINAL_NODE = "bps_final"
+RESERVED = {"PARENT", "CHILD", "ALL_NODES", "FINAL", "JOB"}
+NODE_STATUS_INTERVAL_S = 60
+
+
+@dataclass
+class NodeOverrides:
+    """Per-node values that win over the label defaults (restart: memory a node grew to)."""
+
+    memory_mb: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _LabelDefaults:
+    label: str
+    njobs: int
+    memory_mb: int
+    cpus: int
+    disk_mb: int
+    prefix: list[str]
+    job: Job
+
+
+def write_dag(
+    workflow: GenericWorkflow,
+    submit_dir: str | Path | None = None,
+    node_overrides: NodeOverrides | None = None,
+) -> DagLayout:
+    """Write the DAG of ``workflow`` into ``submit_dir`` (default: the workflow's own); return its layout."""
+    layout = DagLayout.of(submit_dir or workflow.submit_dir, workflow.name)
+    node_overrides = node_overrides or NodeOverrides()
+    site = workflow.site
+    layout.submit_dir.mkdir(parents=True, exist_ok=True)
+    layout.jobs_dir.mkdir(exist_ok=True)
+    (layout.jobs_dir / "final").mkdir(exist_ok=True)
+    transfer = site.staging == "transfer"
+    if transfer:
+        layout.staged.mkdir(exist_ok=True)
+        layout.input_links.mkdir(exist_ok=True)
+
+    graph_arg = os.path.basename(workflow.graph_file) if transfer else workflow.graph_file
+    names = node_names(workflow.jobs)
+    labels = _label_defaults(workflow, graph_arg)
+    env = _environment(site)
+    cap = site.max_memory_mb
+
+    for defaults in labels.values():
+        text = _render_job_submit(workflow, layout, defaults, env, cap)
+        layout.submit_file(defaults.label).write_text(text)
+    _write_post_script(layout, site)
+    _write_dagman_config(layout, site)
+    if workflow.final is not None:
+        (layout.submit_dir / "final.sub").write_text(_render_final_submit(workflow, layout, env))
+
+    _make_log_dirs(workflow, layout)
+    tmp = layout.dag.with_suffix(".dag.tmp")
+    with tmp.open("w", buffering=1 << 20) as out:
+        out.write(f"# DAG of workflow {workflow.name!r}: {len(workflow.jobs)} jobs, labels {list(labels)}\n")
+        out.write(f"# Written by bps.wms.htcondor.translator; submit with `bps submit {layout.submit_dir}`\n")
+        out.write(f"CONFIG {layout.config.name}\n")
+        out.write(f"NODE_STATUS_FILE {layout.node_status.name} {NODE_STATUS_INTERVAL_S}\n")
+        for category, limit in sorted(_throttles(workflow).items()):
+            out.write(f"MAXJOBS {category} {limit}\n")
+        out.writelines(_node_lines(workflow, layout, labels, names, graph_arg, node_overrides))
+        out.writelines(_edge_lines(workflow, names))
+        if workflow.final is not None:
+            out.write(f"FINAL {FINAL_NODE} final.sub\n")
+    tmp.replace(layout.dag)
+    return layout
+
+
+# -- per-label submit descriptions -----------------------------------------------------------
+
+
+def _label_defaults(workflow: GenericWorkflow, graph_arg: str) -> dict[str, _LabelDefaults]:
+    by_label: dict[str, list[Job]] = {}
+    for job in workflow.jobs.values():
+        by_label.setdefault(job.label, []).append(job)
+    result = {}
+    for label, jobs in by_label.items():
+        result[label] = _LabelDefaults(
+            label=label,
+            njobs=len(jobs),
+            memory_mb=Counter(j.resources.memory_mb for j in jobs).most_common(1)[0][0],
+            cpus=Counter(j.resources.cpus for j in jobs).most_common(1)[0][0],
+            disk_mb=Counter(j.resources.disk_mb for j in jobs).most_common(1)[0][0],
+            prefix=_common_prefix(_arguments(j, workflow, graph_arg) for j in jobs),
+            job=jobs[0],
+        )
+    return result
+
+
+def _common_prefix(arg_lists: Iterable[list[str]]) -> list[str]:
+    prefix: list[str] | None = None
+    for args in arg_lists:
+        if prefix is None:
+            prefix = list(args)
+            continue
+        n = 0
+        for a, b in zip(prefix, args, strict=False):
+            if a != b:
+                break
+            n += 1
+        del prefix[n:]
+        if not prefix:
+            break
+    return prefix or []
+
+
+def _arguments(job: Job, workflow: GenericWorkflow, graph_arg: str) -> list[str]:
+    if graph_arg == workflow.graph_file:
+        return job.arguments
+    return [graph_arg if a == workflow.graph_file else a for a in job.arguments]
+
+
+def _staging_arguments(workflow: GenericWorkflow) -> list[str]:
+    if workflow.site.staging == "transfer":
+        # Inputs arrive in the scratch directory under their logical names; outputs written
+        # there under theirs are transferred back into <submit_dir>/staged (initialdir).
+        return ["--inputs-dir", ".", "--outputs-dir", "."]
+    return ["--repo", workflow.repo]
+
+
+def executable_path(job: Job, site: SiteConfig) -> str:
+    """Absolute executable: the job's own if absolute, else next to the site's python (its venv's bin)."""
+    if os.path.isabs(job.executable):
+        return job.executable
+    if not site.python:
+        return job.executable
+    return str(Path(site.python).parent / job.executable)
+
+
+def _environment(site: SiteConfig) -> dict[str, str]:
+    env: dict[str, str] = {}
+    if site.python:
+        bindir = str(Path(site.python).parent)
+        env["PATH"] = f"{bindir}:/usr/local/bin:/usr/bin:/bin"
+        venv = Path(site.python).parent.parent
+        if (venv / "pyvenv.cfg").exists():
+            env["VIRTUAL_ENV"] = str(venv)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update({k: str(v) for k, v in site.environment.items()})
+    return env
+
+
+def _site_lines(site: SiteConfig) -> str:
+    lines = []
+    if site.accounting_group:
+        lines.append(f"accounting_group = {site.accounting_group}")
+    if site.project:
+        lines.append(f'+ProjectName = "{site.project}"')
+    if site.requirements:
+        lines.append(f"requirements = {site.requirements}")
+    for key, value in (site.condor.get("submit", {}) or {}).items():
+        lines.append(f"{key} = {value}")
+    return "\n".join(lines)
+
+
+def _render_job_submit(
+    workflow: GenericWorkflow, layout: DagLayout, d: _LabelDefaults, env: dict[str, str], site_cap: int
+) -> str:
+    site = workflow.site
+    retry = d.job.retry
+    policy = memory.MemoryPolicy(
+        base_mb=d.memory_mb,
+        multiplier=retry.memory_multiplier,
+        # Escalating beyond the largest slot would leave the job idle forever.
+        max_mb=max(min(retry.memory_max_mb, site_cap), d.memory_mb),
+        max_starts=max(retry.retries, 1) + 1,
+        held_timeout_s=site.condor.get("held_timeout_s"),
+    )
+    prefix = join_arguments(d.prefix)
+    staging_args = join_arguments(_staging_arguments(workflow))
+    arguments = " ".join(p for p in (prefix, "$(bps_args)", staging_args) if p)
+    if site.staging == "transfer":
+        staging = "\n".join(
+            [
+                "should_transfer_files = YES",
+                "when_to_transfer_output = ON_SUCCESS",
+                f"transfer_input_files = {workflow.graph_file}$(bps_inputs)",
+                "transfer_output_files = $(bps_outputs)",
+            ]
+        )
+        initialdir = layout.staged
+    else:
+        staging = "should_transfer_files = NO"
+        initialdir = layout.submit_dir
+    return templates.render(
+        "job.sub",
+        {
+            "label": d.label,
+            "njobs": d.njobs,
+            "executable": executable_path(d.job, site),
+            "arguments": arguments,
+            "environment": environment_value(env),
+            "initialdir": initialdir,
+            "cpus": d.cpus,
+            "disk_mb": d.disk_mb,
+            "request_memory": memory.request_memory(policy),
+            "periodic_release": memory.periodic_release(policy),
+            "periodic_remove": memory.periodic_remove(policy),
+            "jobs_dir": layout.jobs_dir,
+            "staging": staging,
+            "site_lines": _site_lines(site),
+            "run": workflow.output_run,
+        },
+        site.condor.get("templates_dir"),
+    )
+
+
+def _render_final_submit(workflow: GenericWorkflow, layout: DagLayout, env: dict[str, str]) -> str:
+    final = workflow.final
+    assert final is not None
+    return templates.render(
+        "final.sub",
+        {
+            "executable": executable_path(final, workflow.site),
+            "arguments": join_arguments(final.arguments),
+            "environment": environment_value(env),
+            "initialdir": layout.submit_dir,
+            "cpus": final.resources.cpus,
+            "disk_mb": final.resources.disk_mb,
+            "memory_mb": final.resources.memory_mb,
+            "jobs_dir": layout.jobs_dir,
+            "site_lines": _site_lines(workflow.site),
+            "run": workflow.output_run,
+        },
+        workflow.site.condor.get("templates_dir"),
+    )
+
+
+def _write_post_script(layout: DagLayout, site: SiteConfig) -> None:
+    text = templates.render(
+        "post.sh",
+        {
+            "sentinel": NO_RETRY_SENTINEL,
+            "no_retry_cases": "|".join(str(c) for c in exit_codes.NO_RETRY) or "__none__",
+        },
+        site.condor.get("templates_dir"),
+    )
+    layout.post_script.write_text(text)
+    layout.post_script.chmod(layout.post_script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+
+
+def _write_dagman_config(layout: DagLayout, site: SiteConfig) -> None:
+    settings = dict(site.condor.get("dagman_config", {}) or {})
+    text = templates.render(
+        "dagman.config",
+        {
+            "max_jobs_idle": settings.pop("DAGMAN_MAX_JOBS_IDLE", 1000),
+            "max_jobs_submitted": settings.pop("DAGMAN_MAX_JOBS_SUBMITTED", 0),
+            "extra": "\n".join(f"{k} = {v}" for k, v in settings.items()),
+        },
+        site.condor.get("templates_dir"),
+    )
+    layout.config.write_text(text)
+
+
+# -- the .dag file -----------------------------------------------------------------------------
+
+
+def node_names(jobs: dict[str, Job]) -> dict[str, str]:
+    names: dict[str, str] = {}
+    seen: dict[str, str] = {}
+    for name in jobs:
+        node = safe_name(name)
+        if node.upper() in RESERVED or node == FINAL_NODE:
+            node = f"job_{node}"
+        if node in seen:
+            raise ValueError(
+                f"jobs {seen[node]!r} and {name!r} both become DAG node {node!r}: job names must "
+                "stay distinct after replacing characters other than letters, digits, '.', '_', '-'"
+            )
+        seen[node] = name
+        names[name] = node
+    return names
+
+
+def _throttles(workflow: GenericWorkflow) -> dict[str, int]:
+    limits = {safe_name(k): int(v) for k, v in workflow.throttles.items()}
+    for label, limit in (workflow.site.condor.get("max_jobs_per_label", {}) or {}).items():
+        limits.setdefault(safe_name(label), int(limit))
+    return limits
+
+
+def _retry_tail(codes: tuple[int, ...]) -> str:
+    if not codes:
+        return ""
+    if len(codes) == 1:
+        return f" UNLESS-EXIT {codes[0]}"
+    return f" UNLESS-EXIT {NO_RETRY_SENTINEL}"
+
+
+def _node_lines(
+    workflow: GenericWorkflow,
+    layout: DagLayout,
+    labels: dict[str, _LabelDefaults],
+    names: dict[str, str],
+    graph_arg: str,
+    overrides: NodeOverrides,
+) -> Iterable[str]:
+    transfer = workflow.site.staging == "transfer"
+    throttles = _throttles(workflow)
+    post = layout.post_script.name
+    for name, job in workflow.jobs.items():
+        node = names[name]
+        d = labels[job.label]
+        args = _arguments(job, workflow, graph_arg)[len(d.prefix) :]
+        vars_ = [
+            f"bps_log={vars_value(layout.log_stem(job.label, job.log_subdir, node))}",
+            f"bps_args={vars_value(join_arguments(args))}",
+        ]
+        mem = max(job.resources.memory_mb, overrides.memory_mb.get(name, 0))
+        if mem != d.memory_mb:
+            vars_.append(f'bps_memory="{mem}"')
+        if job.resources.cpus != d.cpus:
+            vars_.append(f'bps_cpus="{job.resources.cpus}"')
+        if job.resources.disk_mb != d.disk_mb:
+            vars_.append(f'bps_disk="{job.resources.disk_mb}"')
+        if transfer:
+            inputs = "".join("," + _input_source(f, layout, workflow.repo) for f in job.inputs)
+            vars_.append(f"bps_inputs={vars_value(inputs)}")
+            vars_.append(f"bps_outputs={vars_value(','.join(f.lfn for f in job.outputs))}")
+        lines = [f"JOB {node} {layout.submit_file(job.label).name}\n", f"VARS {node} {' '.join(vars_)}\n"]
+        codes = tuple(job.retry.no_retry_exit_codes)
+        if job.retry.retries > 0:
+            lines.append(f"RETRY {node} {job.retry.retries}{_retry_tail(codes)}\n")
+            if len(codes) > 1:
+                lines.append(f"SCRIPT POST {node} {post} $RETURN\n")
+        if job.priority:
+            lines.append(f"PRIORITY {node} {job.priority}\n")
+        category = safe_name(job.throttle) if job.throttle else safe_name(job.label)
+        if category in throttles:
+            lines.append(f"CATEGORY {node} {category}\n")
+        yield "".join(lines)
+
+
+def _input_source(f: WorkflowFile, layout: DagLayout, repo: str) -> str:
+    """Where HTCondor reads an input from: a produced file comes back into ``staged/``; an
+    overall input is linked under its logical name (HTCondor cannot rename on transfer)."""
+    if f.producer is not None:
+        return str(layout.staged / f.lfn)
+    link = layout.input_links / f.lfn
+    if not link.is_symlink():
+        target = Path(repo.removeprefix("file://")) / f.path
+        try:
+            link.symlink_to(target)
+        except FileExistsError:
+            pass
+    return str(link)
+
+
+def _make_log_dirs(workflow: GenericWorkflow, layout: DagLayout) -> None:
+    """HTCondor does not create the directory of ``output``: make each (label, unit) directory once."""
+    dirs = {log_dir(job.label, job.log_subdir) for job in workflow.jobs.values()}
+    for d in dirs:
+        (layout.jobs_dir / d).mkdir(parents=True, exist_ok=True)
+
+
+def _edge_lines(workflow: GenericWorkflow, names: dict[str, str]) -> Iterable[str]:
+    for child, parents in workflow.parents.items():
+        if parents:
+            yield f"PARENT {' '.join(names[p] for p in parents)} CHILD {names[child]}\n"

@@ -1,0 +1,25 @@
+#!/usr/bin/env python3
+"""A stand-in for ``bps finalize SUBMIT_DIR`` in HTCondor tests.
+
+Moves staged outputs (``<submit_dir>/staged/<lfn>``) into the datastore and writes
+``finalized.txt`` listing every output present, as the real final job registers them.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+submit_dir = Path(sys.argv[1])
+wf = json.loads((submit_dir / "workflow.json").read_text())
+repo = Path(wf["repo"])
+present = []
+for job in wf["jobs"]:
+    for out in job["outputs"]:
+        staged = submit_dir / "staged" / out["lfn"]
+        target = repo / out["path"]
+        if staged.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            staged.replace(target)
+        if target.exists():
+            present.append(out["lfn"])
+(submit_dir / "finalized.txt").write_text("\n".join(sorted(present)) + "\n")
