@@ -1,0 +1,93 @@
+"""Validate written Pegasus files against Pegasus's published JSON schemas.
+
+Pegasus publishes its YAML formats as JSON Schema (draft 7) documents that refer
+to each other by relative file name (``wf-5.0.yml`` uses ``common.yml#/$defs/...``,
+``sc-5.0.yml``...). This module loads a directory of them into a `referencing`
+registry under one base URI so those references resolve, and validates a written
+workflow or catalog. ``jsonschema`` is a test dependency, imported only here.
+
+The schema directory is found, in order, from ``$SUPERTASK_PEGASUS_SCHEMA_DIR``,
+from ``../shared/pegasus-schema`` beside the repository (how CI lays it out), and
+from ``tests/data/pegasus-schema`` inside the repository.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+_BASE = "https://pegasus.isi.edu/schema/"
+_REPO_ROOT = Path(__file__).resolve().parents[3]
+
+#: Which schema each written file follows.
+SCHEMA_OF: dict[str, str] = {
+    "workflow.yml": "wf-5.0.yml",
+    "replicas.yml": "rc-5.0.yml",
+    "transformations.yml": "tc-5.0.yml",
+    "sites.yml": "sc-5.0.yml",
+}
+
+
+def schema_dir() -> Path:
+    """The directory holding Pegasus's schema files.
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming every place looked at, and how to point to the schemas.
+    """
+    candidates = []
+    if os.environ.get("SUPERTASK_PEGASUS_SCHEMA_DIR"):
+        candidates.append(Path(os.environ["SUPERTASK_PEGASUS_SCHEMA_DIR"]))
+    candidates += [_REPO_ROOT.parent / "shared" / "pegasus-schema", _REPO_ROOT / "tests/data/pegasus-schema"]
+    for candidate in candidates:
+        if (candidate / "wf-5.0.yml").is_file():
+            return candidate
+    raise FileNotFoundError(
+        "Pegasus JSON schemas not found in "
+        + ", ".join(str(c) for c in candidates)
+        + "; set SUPERTASK_PEGASUS_SCHEMA_DIR to a directory holding wf-5.0.yml and its siblings"
+    )
+
+
+@cache
+def _registry(directory: str):
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT7
+
+    resources = []
+    for path in sorted(Path(directory).glob("*.yml")):
+        contents = yaml.safe_load(path.read_text())
+        resources.append((_BASE + path.name, Resource.from_contents(contents, default_specification=DRAFT7)))
+    return Registry().with_resources(resources)
+
+
+def validator(schema_name: str, directory: Path | None = None):
+    """A draft-7 validator for one schema file (``wf-5.0.yml``, ``rc-5.0.yml``, ...)."""
+    from jsonschema import Draft7Validator
+
+    registry = _registry(str(directory or schema_dir()))
+    return Draft7Validator({"$ref": _BASE + schema_name}, registry=registry)
+
+
+def validation_errors(document: dict[str, Any], schema_name: str, directory: Path | None = None) -> list[str]:
+    """Every schema violation of ``document``, as ``path: message`` strings (empty when valid)."""
+    errors = sorted(validator(schema_name, directory).iter_errors(document), key=lambda e: list(e.path))
+    return [
+        f"{'/'.join(str(p) for p in error.absolute_path) or '(root)'}: {error.message}" for error in errors
+    ]
+
+
+def validate_directory(pegasus_dir: Path, directory: Path | None = None) -> dict[str, list[str]]:
+    """Validate every written Pegasus file of ``pegasus_dir``: file name -> its errors."""
+    results = {}
+    for file_name, schema_name in SCHEMA_OF.items():
+        path = Path(pegasus_dir) / file_name
+        if path.exists():
+            results[file_name] = validation_errors(json.loads(path.read_text()), schema_name, directory)
+    return results

@@ -1,0 +1,117 @@
+"""The Pegasus section of a site config, validated.
+
+A site config (``site_configs/pegasus_*.yaml``) describes a cluster for every
+workflow system; its ``pegasus:`` mapping holds what only Pegasus needs: which site
+of the site catalog runs the jobs, how data reaches them (Pegasus's *data
+configuration*), and where scratch space lives. Validating it here, with pydantic
+and ``extra="forbid"``, turns a typo in a key into an error that names the key and
+the site config, instead of a planner failure an hour later on the cluster.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ...workflow import SiteConfig
+from ..base import WmsError
+
+DataConfiguration = Literal["sharedfs", "nonsharedfs", "condorio"]
+
+
+class PegasusSettings(BaseModel):
+    """Pegasus-specific facts about a site.
+
+    Attributes
+    ----------
+    execution_site : `str`
+        The site-catalog name of the site that runs the compute jobs; ``local``
+        runs them on the submit host (useful for a laptop with HTCondor).
+    data_configuration : `str`, optional
+        ``sharedfs`` (workers see a shared scratch directory), ``nonsharedfs``
+        (files go through a staging site) or ``condorio`` (HTCondor file
+        transfer). Defaults from the site's ``staging``: ``shared`` gives
+        ``sharedfs``, ``transfer`` gives ``condorio``.
+    shared_scratch : `str`, optional
+        Absolute path of the scratch directory seen by the workers
+        (required for ``sharedfs`` on a non-local execution site).
+    staging_site, staging_url, staging_path
+        The staging site for ``nonsharedfs``: its name, the URL prefix through
+        which Pegasus transfers reach it (``scp://host``, ``gsiftp://host``,
+        ``file://`` for a mounted filesystem) and the directory on it.
+    input_site : `str`
+        The site where the datastore (overall inputs) and the graph file live.
+    arch, os_type : `str`
+        Architecture and OS of the execution site, as in the site catalog schema.
+    cluster_size : `int`, optional
+        When set, Pegasus horizontal clustering groups this many ``run_quantum``
+        jobs of one level into one Condor job (``pegasus-plan --cluster horizontal``).
+    properties : `dict`
+        Extra Pegasus properties written verbatim to ``pegasus.properties``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    execution_site: str = Field(default="condorpool", pattern=r"^[A-Za-z0-9_.-]+$")
+    data_configuration: DataConfiguration | None = None
+    shared_scratch: str | None = None
+    staging_site: str = Field(default="staging", pattern=r"^[A-Za-z0-9_.-]+$")
+    staging_url: str | None = None
+    staging_path: str | None = None
+    input_site: str = Field(default="local", pattern=r"^[A-Za-z0-9_.-]+$")
+    arch: Literal["x86", "x86_64", "ppc", "ppc_64", "ppc64le", "ia64", "amd64", "aarch64"] = "x86_64"
+    os_type: Literal["linux", "macosx", "sunos", "aix", "windows"] = "linux"
+    cluster_size: int | None = Field(default=None, ge=1)
+    properties: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_paths(self) -> PegasusSettings:
+        for name in ("shared_scratch", "staging_path"):
+            value = getattr(self, name)
+            if value is not None and not value.startswith("/"):
+                raise ValueError(f"{name} must be an absolute path, got {value!r}")
+        return self
+
+
+def load_settings(site: SiteConfig) -> tuple[PegasusSettings, DataConfiguration]:
+    """Validate ``site.pegasus`` and decide the data configuration.
+
+    Returns
+    -------
+    settings : `PegasusSettings`
+        The validated section.
+    data_configuration : `str`
+        The effective data configuration.
+
+    Raises
+    ------
+    WmsError
+        If the section has an unknown key, a bad value, or lacks what the chosen
+        data configuration needs; the message names the site config and the fix.
+    """
+    where = f"site config {site.name!r}, section 'pegasus'"
+    try:
+        settings = PegasusSettings.model_validate(site.pegasus or {})
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(section)'}: {e['msg']}" for e in err.errors()
+        )
+        raise WmsError(f"{where}: {problems}") from None
+    data_configuration: DataConfiguration = settings.data_configuration or (
+        "sharedfs" if site.staging == "shared" else "condorio"
+    )
+    remote = settings.execution_site != "local"
+    if data_configuration == "sharedfs" and remote and not settings.shared_scratch:
+        raise WmsError(
+            f"{where}: data_configuration 'sharedfs' on execution site {settings.execution_site!r} needs "
+            "'shared_scratch': an absolute directory on the shared filesystem that every worker can read "
+            "and write (or use data_configuration 'condorio' to let HTCondor transfer files)"
+        )
+    if data_configuration == "nonsharedfs" and not (settings.staging_url and settings.staging_path):
+        raise WmsError(
+            f"{where}: data_configuration 'nonsharedfs' needs 'staging_url' (e.g. scp://host or file://) "
+            "and 'staging_path' (an absolute directory on the staging site) so Pegasus knows where to "
+            "stage files between jobs"
+        )
+    return settings, data_configuration

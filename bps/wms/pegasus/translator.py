@@ -1,0 +1,328 @@
+"""Generic workflow -> Pegasus 5 abstract workflow, catalogs and properties.
+
+One Pegasus job per generic job, running its transformation (``run_quantum``)
+with the graph file and its quantum ids; datasets are Pegasus files named by their
+logical file names (`bps.workflow.dataset_lfn`); dependencies are exactly the
+generic workflow's (Pegasus's own inference from files is switched off, so the two
+cannot drift apart). Pegasus stages each job's inputs into its working directory
+and its outputs out, so every job gets ``--inputs-dir . --outputs-dir .``.
+
+The final (registration) job reads every output as an input: that makes Pegasus
+deliver all of them to it, and orders it after every stage-out. Pegasus has no
+"always run" node, so when the workflow stops partway the final job does not
+run; the outputs that succeeded are already staged out to
+``pegasus/outputs`` and ``bps finalize`` registers them by hand (see
+``docs/pegasus.md``).
+
+Speed: the workflow for 10^5 quanta is written as JSON text (JSON is YAML, and
+``pegasus-plan`` reads it as such) because Pegasus's YAML writer alone takes about
+50 s for that size; see ``benchmarks/bench_pegasus_translate.py``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from Pegasus.api import File, Namespace, Properties, ReplicaCatalog, SiteCatalog, TransformationCatalog
+from Pegasus.api import Job as PegasusJob
+from Pegasus.api import Workflow as PegasusWorkflow
+from Pegasus.api.writable import _CustomEncoder
+
+from ...workflow import GenericWorkflow, Job
+from ..base import WmsError
+from . import catalogs
+from .settings import DataConfiguration, PegasusSettings, load_settings
+
+WORKFLOW_FILE = "workflow.yml"
+#: Pegasus job id -> generic job name and label, for reports.
+JOB_MAP_FILE = "job_map.json"
+#: The exact planner command, so a directory prepared without Pegasus can be planned later.
+PLAN_SCRIPT = "plan.sh"
+#: Where the Pegasus files live inside the submit directory.
+PEGASUS_SUBDIR = "pegasus"
+#: The staging options every Pegasus job gets: Pegasus has put the inputs in the cwd.
+STAGING_ARGS = ("--inputs-dir", ".", "--outputs-dir", ".")
+
+_ID_UNSAFE = re.compile(r"[^0-9A-Za-z_-]+")
+
+
+def pegasus_id(name: str) -> str:
+    """A Pegasus node id for a job name (``^[-0-9a-zA-Z_]+$``: no dots).
+
+    Purely numeric ids get a prefix: YAML readers would turn them into numbers.
+    """
+    ident = _ID_UNSAFE.sub("_", name).strip("_") or "job"
+    return f"j{ident}" if ident.isdigit() else ident
+
+
+def pegasus_name(name: str) -> str:
+    """A workflow name Pegasus accepts (a file-name-safe string without dots)."""
+    return _ID_UNSAFE.sub("_", name).strip("_") or "workflow"
+
+
+class _Job(PegasusJob):
+    """A Pegasus job whose serialised ``uses`` are sorted, so the file is reproducible."""
+
+    def __json__(self) -> dict[str, Any]:
+        data = super().__json__()
+        data["uses"] = sorted(data["uses"], key=lambda use: use.file.lfn)
+        return data
+
+
+@dataclass
+class PegasusPlan:
+    """Everything the translator makes for one generic workflow, before writing."""
+
+    workflow: PegasusWorkflow
+    replica_catalog: ReplicaCatalog
+    transformation_catalog: TransformationCatalog
+    site_catalog: SiteCatalog
+    properties: Properties
+    settings: PegasusSettings
+    data_configuration: DataConfiguration
+    graph_lfn: str
+    #: Pegasus id -> {"name": generic job name, "label": task label}
+    job_map: dict[str, dict[str, str]] = field(default_factory=dict)
+    final_id: str | None = None
+
+
+def translate(workflow: GenericWorkflow, pegasus_dir: Path | None = None) -> PegasusPlan:
+    """Build the Pegasus workflow, catalogs and properties of ``workflow``.
+
+    Parameters
+    ----------
+    workflow : `~bps.workflow.GenericWorkflow`
+        The generic workflow; only it and its site config are read.
+    pegasus_dir : `~pathlib.Path`, optional
+        The directory the files will be written to (``<submit_dir>/pegasus`` by
+        default); the local site's scratch and output directories live under it.
+
+    Raises
+    ------
+    WmsError
+        When the site config's ``pegasus`` section is invalid.
+    """
+    pegasus_dir = Path(pegasus_dir or Path(workflow.submit_dir) / PEGASUS_SUBDIR).absolute()
+    settings, data_configuration = load_settings(workflow.site)
+    graph_lfn = _graph_lfn(workflow.graph_file)
+    graph = File(graph_lfn)
+    wf = PegasusWorkflow(pegasus_name(workflow.name), infer_dependencies=False)
+    wf.add_metadata(output_run=workflow.output_run, generic_name=workflow.name)
+    job_map: dict[str, dict[str, str]] = {}
+    ids: dict[str, str] = {}
+    pjobs: dict[str, _Job] = {}
+    graph_args = _graph_arguments(workflow.graph_file, graph_lfn)
+
+    for name, job in workflow.jobs.items():
+        pid = _unique_id(pegasus_id(name), job_map)
+        ids[name] = pid
+        job_map[pid] = {"name": name, "label": job.label}
+        pjob = _make_job(job, pid, graph, graph_args)
+        pjob.add_args(*STAGING_ARGS)
+        wf.add_jobs(pjob)
+        pjobs[name] = pjob
+
+    for name, parents in workflow.parents.items():
+        if parents:
+            wf.add_dependency(pjobs[name], parents=[pjobs[p] for p in parents])
+
+    final_id = None
+    if workflow.final is not None:
+        final_id = _unique_id(pegasus_id(workflow.final.name), job_map)
+        job_map[final_id] = {"name": workflow.final.name, "label": workflow.final.label}
+        final = _make_job(workflow.final, final_id, graph, graph_args)
+        final.add_args("--inputs-dir", ".")
+        outputs = sorted({f.lfn for job in workflow.jobs.values() for f in job.outputs})
+        if outputs:
+            final.add_inputs(*(File(lfn) for lfn in outputs))
+        # The registry is reached from the submit host; run the final job there.
+        final.add_selector_profile(execution_site="local")
+        wf.add_jobs(final)
+        children = workflow.children()
+        leaves = [pjobs[name] for name, kids in children.items() if not kids]
+        if leaves:
+            wf.add_dependency(final, parents=leaves)
+
+    # Sorted children lists make the written file reproducible (the API keeps sets).
+    for dependency in wf.dependencies.values():
+        dependency.children_ids = sorted(dependency.children_ids)
+
+    return PegasusPlan(
+        workflow=wf,
+        replica_catalog=catalogs.build_replica_catalog(workflow, graph_lfn, settings.input_site),
+        transformation_catalog=catalogs.build_transformation_catalog(workflow, settings),
+        site_catalog=catalogs.build_site_catalog(workflow, settings, data_configuration, pegasus_dir),
+        properties=catalogs.build_properties(workflow, settings, data_configuration),
+        settings=settings,
+        data_configuration=data_configuration,
+        graph_lfn=graph_lfn,
+        job_map=job_map,
+        final_id=final_id,
+    )
+
+
+def _graph_lfn(graph_file: str) -> str:
+    name = Path(graph_file).name
+    if not name:
+        raise WmsError(f"graph file {graph_file!r} has no file name; pass the path of the .qgraph file")
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
+def _graph_arguments(graph_file: str, graph_lfn: str) -> dict[str, str]:
+    """Spellings of the graph path that may appear in arguments -> the staged name."""
+    spellings = {graph_file, str(Path(graph_file).absolute())}
+    try:
+        spellings.add(str(Path(graph_file).resolve()))
+    except OSError:
+        pass
+    return dict.fromkeys(spellings, graph_lfn)
+
+
+def _unique_id(candidate: str, taken: dict[str, Any]) -> str:
+    if candidate not in taken:
+        return candidate
+    n = 2
+    while f"{candidate}-{n}" in taken:
+        n += 1
+    return f"{candidate}-{n}"
+
+
+def _make_job(job: Job, pid: str, graph: File, graph_args: dict[str, str]) -> _Job:
+    """One Pegasus job: arguments, files, resources and retries of a generic job."""
+    pjob = _Job(catalogs.transformation_name(job.executable), _id=pid, node_label=job.label)
+    pjob.add_args(*_rewrite_arguments(job.arguments, graph_args))
+    inputs = {graph.lfn: graph}
+    for wf_file in job.inputs:
+        inputs.setdefault(wf_file.lfn, File(wf_file.lfn))
+    pjob.add_inputs(*inputs.values())
+    outputs = list(dict.fromkeys(f.lfn for f in job.outputs))
+    if outputs:
+        pjob.add_outputs(*(File(lfn) for lfn in outputs), stage_out=True, register_replica=False)
+    res = job.resources
+    pegasus = {"memory": res.memory_mb, "cores": res.cpus, "diskspace": res.disk_mb}
+    if res.walltime_s:
+        pegasus["runtime"] = res.walltime_s
+    pjob.add_profiles(Namespace.PEGASUS, **pegasus)
+    pjob.add_dagman_profile(
+        retry=job.retry.retries, category=job.throttle or None, priority=job.priority or None
+    )
+    return pjob
+
+
+def _rewrite_arguments(arguments: list[str], graph_args: dict[str, str]) -> list[str]:
+    """Replace the graph path (``PATH`` or ``--graph=PATH``) by its staged logical name."""
+    result = []
+    for arg in arguments:
+        if arg in graph_args:
+            arg = graph_args[arg]
+        elif arg.startswith("--graph="):
+            value = arg[len("--graph=") :]
+            arg = "--graph=" + graph_args.get(value, value)
+        result.append(arg)
+    return result
+
+
+# -- writing ---------------------------------------------------------------------------
+
+
+def write_plan(plan: PegasusPlan, pegasus_dir: Path) -> Path:
+    """Write the workflow, the three catalogs, the properties, the job map and ``plan.sh``.
+
+    Every file is written to a temporary name and renamed, so an interrupted
+    prepare never leaves a half-written workflow that ``pegasus-plan`` would read.
+    Returns the workflow file.
+    """
+    pegasus_dir.mkdir(parents=True, exist_ok=True)
+    (pegasus_dir / "scratch").mkdir(exist_ok=True)
+    (pegasus_dir / "outputs").mkdir(exist_ok=True)
+    _write_json(plan.replica_catalog, pegasus_dir / catalogs.REPLICAS_FILE)
+    _write_json(plan.transformation_catalog, pegasus_dir / catalogs.TRANSFORMATIONS_FILE)
+    _write_json(plan.site_catalog, pegasus_dir / catalogs.SITES_FILE)
+    _atomic_text(pegasus_dir / catalogs.PROPERTIES_FILE, _properties_text(plan.properties))
+    _atomic_text(pegasus_dir / JOB_MAP_FILE, json.dumps(plan.job_map, separators=(",", ":")))
+    script = pegasus_dir / PLAN_SCRIPT
+    _atomic_text(script, _plan_script(plan_command(plan, pegasus_dir, submit=True)))
+    script.chmod(0o755)
+    path = pegasus_dir / WORKFLOW_FILE
+    _write_json(plan.workflow, path)
+    return path
+
+
+def plan_command(plan: PegasusPlan, pegasus_dir: Path, submit: bool = True) -> list[str]:
+    """The ``pegasus-plan`` command line for a written plan (run from ``pegasus_dir``)."""
+    cmd = [
+        "pegasus-plan",
+        "--conf",
+        catalogs.PROPERTIES_FILE,
+        "--dir",
+        str(pegasus_dir / "submit"),
+        "--relative-dir",
+        "run",
+        "--sites",
+        plan.settings.execution_site,
+        "--output-sites",
+        "local",
+    ]
+    if plan.data_configuration == "nonsharedfs":
+        cmd += ["--staging-site", f"{plan.settings.execution_site}={plan.settings.staging_site}"]
+    if plan.settings.cluster_size:
+        cmd += ["--cluster", "horizontal"]
+    if submit:
+        cmd.append("--submit")
+    cmd.append(WORKFLOW_FILE)
+    return cmd
+
+
+def _plan_script(cmd: list[str]) -> str:
+    import shlex
+
+    return (
+        "#!/bin/sh\n"
+        "# Plan (and submit) this Pegasus workflow; written by `bps submit --wms pegasus`.\n"
+        'cd "$(dirname "$0")" || exit 1\n'
+        f"exec {shlex.join(cmd)}\n"
+    )
+
+
+def _header() -> dict[str, Any]:
+    return {
+        "x-pegasus": {
+            "createdBy": getpass.getuser(),
+            "createdOn": datetime.now(UTC).strftime(r"%m-%d-%yT%H:%M:%SZ"),
+            "apiLang": "python",
+        }
+    }
+
+
+def to_document(obj: Any) -> dict[str, Any]:
+    """The JSON document (plain dicts) of a ``Pegasus.api`` workflow or catalog, with its header."""
+    return _header() | json.loads(json.dumps(obj, cls=_CustomEncoder))
+
+
+def _write_json(obj: Any, path: Path) -> None:
+    """Serialise a ``Pegasus.api`` object as compact JSON (valid YAML) atomically."""
+    header = json.dumps(_header(), separators=(",", ":"))
+    body = json.dumps(obj, cls=_CustomEncoder, separators=(",", ":"), ensure_ascii=False)
+    # Splice the header in as the first key, as Pegasus's own writer does.
+    text = header[:-1] + "," + body[1:] if body != "{}" else header
+    _atomic_text(path, text + "\n")
+
+
+def _properties_text(props: Properties) -> str:
+    import io
+
+    buffer = io.StringIO()
+    props.write(buffer)
+    return buffer.getvalue()
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

@@ -1,0 +1,291 @@
+"""Execute a written Pegasus workflow the way Pegasus would, without Pegasus.
+
+The runner reads ``workflow.yml``, ``replicas.yml`` and ``transformations.yml``
+from a Pegasus directory and runs every job in an order that respects
+``jobDependencies``: for each job it makes a fresh working directory, stages in
+every input under its logical file name (from the replica catalog or from the
+job that produced it), runs the transformation's executable with the job's
+arguments in that directory, and collects the outputs the job declared. It fails
+loudly where Pegasus would: an input with no replica and no producer, a job
+exiting non-zero, a declared output not produced, a cycle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class PegasusRunError(RuntimeError):
+    """The workflow could not be executed as written."""
+
+
+@dataclass
+class RunResult:
+    """What a run produced: logical file name -> file, and the job order used."""
+
+    outputs: dict[str, Path] = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)
+
+
+def _pfn_path(pfn: str) -> Path:
+    if not pfn.startswith("file://"):
+        raise PegasusRunError(f"only file:// replicas can be staged by the test runner, got {pfn!r}")
+    return Path(pfn[len("file://") :])
+
+
+def topological_order(jobs: list[dict], dependencies: list[dict]) -> list[str]:
+    """Job ids in an order where every parent precedes its children (Kahn's algorithm)."""
+    ids = [job["id"] for job in jobs]
+    children: dict[str, list[str]] = {i: [] for i in ids}
+    indegree = dict.fromkeys(ids, 0)
+    for dep in dependencies:
+        for child in dep.get("children", []):
+            if dep["id"] not in children or child not in indegree:
+                raise PegasusRunError(f"dependency {dep['id']} -> {child} names an unknown job")
+            children[dep["id"]].append(child)
+            indegree[child] += 1
+    ready = deque(i for i in ids if indegree[i] == 0)
+    order = []
+    while ready:
+        current = ready.popleft()
+        order.append(current)
+        for child in children[current]:
+            indegree[child] -= 1
+            if indegree[child] == 0:
+                ready.append(child)
+    if len(order) != len(ids):
+        raise PegasusRunError("the workflow's dependencies contain a cycle")
+    return order
+
+
+def run_workflow(
+    pegasus_dir: Path, work_root: Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> RunResult:
+    """Run every job of the Pegasus workflow in ``pegasus_dir``; see the module docstring."""
+    pegasus_dir = Path(pegasus_dir)
+    workflow = json.loads((pegasus_dir / "workflow.yml").read_text())
+    replicas = json.loads((pegasus_dir / "replicas.yml").read_text())
+    transformations = json.loads((pegasus_dir / "transformations.yml").read_text())
+    replica_paths = {r["lfn"]: _pfn_path(r["pfns"][0]["pfn"]) for r in replicas["replicas"]}
+    executables = {t["name"]: t["sites"][0]["pfn"] for t in transformations["transformations"]}
+    jobs = {job["id"]: job for job in workflow["jobs"]}
+    result = RunResult()
+    run_env = dict(os.environ, **(env or {}))
+    for job_id in topological_order(workflow["jobs"], workflow.get("jobDependencies", [])):
+        job = jobs[job_id]
+        workdir = Path(work_root) / job_id
+        workdir.mkdir(parents=True)
+        for use in job["uses"]:
+            if use["type"] != "input":
+                continue
+            source = result.outputs.get(use["lfn"]) or replica_paths.get(use["lfn"])
+            if source is None:
+                raise PegasusRunError(f"job {job_id}: input {use['lfn']} has no replica and no producer")
+            if not source.exists():
+                raise PegasusRunError(f"job {job_id}: input {use['lfn']} is missing at {source}")
+            shutil.copyfile(source, workdir / use["lfn"])
+        if job["name"] not in executables:
+            raise PegasusRunError(f"job {job_id}: transformation {job['name']!r} is not in the catalog")
+        command = [executables[job["name"]], *[str(a) for a in job["arguments"]]]
+        proc = subprocess.run(
+            command, cwd=workdir, env=run_env, capture_output=True, text=True, timeout=timeout
+        )
+        if proc.returncode != 0:
+            raise PegasusRunError(
+                f"job {job_id} exited with {proc.returncode}: {command}\n{proc.stdout}\n{proc.stderr}"
+            )
+        for use in job["uses"]:
+            if use["type"] == "output":
+                produced = workdir / use["lfn"]
+                if not produced.exists():
+                    raise PegasusRunError(f"job {job_id} did not produce its declared output {use['lfn']}")
+                if use["lfn"] in result.outputs:
+                    raise PegasusRunError(f"{use['lfn']} is produced by two jobs")
+                result.outputs[use["lfn"]] = produced
+        result.order.append(job_id)
+    return result
+
+
+# -- a small generic workflow whose jobs run a stand-in for run_quantum ---------------------
+
+FAKE_RUN_QUANTUM = '''
+"""Stand-in for run_quantum: reads its quantum from a JSON "graph", hashes inputs into outputs."""
+import argparse, hashlib, json, os, sys
+parser = argparse.ArgumentParser()
+parser.add_argument("--graph", required=True)
+parser.add_argument("--quantum", action="append", required=True)
+parser.add_argument("--inputs-dir", required=True)
+parser.add_argument("--outputs-dir", required=True)
+args = parser.parse_args()
+graph = json.load(open(args.graph))
+for qid in args.quantum:
+    quantum = graph[qid]
+    digest = hashlib.sha256(quantum["label"].encode())
+    for lfn in sorted(quantum["inputs"]):
+        digest.update(lfn.encode())
+        digest.update(open(os.path.join(args.inputs_dir, lfn), "rb").read())
+    for lfn in quantum["outputs"]:
+        with open(os.path.join(args.outputs_dir, lfn), "w") as out:
+            out.write(lfn + ":" + digest.hexdigest())
+'''
+
+FAKE_FINALIZE = '''
+"""Stand-in for bps finalize: records every staged file of its inputs directory."""
+import argparse, json, os
+parser = argparse.ArgumentParser()
+parser.add_argument("command")
+parser.add_argument("--registry", required=True)
+parser.add_argument("--inputs-dir", required=True)
+parser.add_argument("--graph")
+args = parser.parse_args()
+names = sorted(n for n in os.listdir(args.inputs_dir) if not n.endswith(".qgraph"))
+registry = {n: open(os.path.join(args.inputs_dir, n)).read() for n in names}
+json.dump(registry, open(args.registry, "w"), sort_keys=True)
+'''
+
+
+def write_script(path: Path, source: str) -> Path:
+    """Write an executable Python script that runs with this interpreter."""
+    import sys
+
+    path.write_text(f"#!{sys.executable}\n{source}")
+    path.chmod(0o755)
+    return path
+
+
+def evaluate_directly(graph: dict[str, dict], repo: Path, paths: dict[str, str]) -> dict[str, str]:
+    """Compute every output of a stand-in graph in one process (the ``supertask run`` stand-in).
+
+    ``paths`` maps overall-input logical names to datastore paths below ``repo``.
+    """
+    import hashlib
+
+    contents: dict[str, bytes] = {lfn: (repo / path).read_bytes() for lfn, path in paths.items()}
+    for qid in sorted(graph, key=int):
+        quantum = graph[qid]
+        digest = hashlib.sha256(quantum["label"].encode())
+        for lfn in sorted(quantum["inputs"]):
+            digest.update(lfn.encode())
+            digest.update(contents[lfn])
+        for lfn in quantum["outputs"]:
+            contents[lfn] = (lfn + ":" + digest.hexdigest()).encode()
+    return {lfn: data.decode() for lfn, data in contents.items() if lfn not in paths}
+
+
+@dataclass
+class Sample:
+    """A hand-built generic workflow and what its stand-in jobs need."""
+
+    workflow: object  # bps.workflow.GenericWorkflow
+    graph: dict[str, dict]
+    repo: Path
+    input_paths: dict[str, str]
+    registry: Path
+
+
+def build_sample(root: Path, pegasus: dict | None = None, staging: str = "shared") -> Sample:
+    """isr per (visit, detector) -> calib per visit (gathers detectors) -> coadd (gathers all).
+
+    Two detectors of visit 2 are clustered into one job (two quanta in one process),
+    so the sample covers single-quantum jobs, a cluster, gathering inputs and a
+    final job.
+    """
+    from bps.workflow import GenericWorkflow, Job, Resources, SiteConfig, WorkflowFile, dataset_lfn
+
+    repo = root / "repo"
+    submit = root / "submit"
+    submit.mkdir(parents=True)
+    rq = write_script(root / "fake_run_quantum", FAKE_RUN_QUANTUM)
+    fin = write_script(root / "fake_finalize", FAKE_FINALIZE)
+    graph_path = submit / "sample.qgraph"
+    site = SiteConfig(name="test-site", wms="pegasus", staging=staging, pegasus=pegasus or {})
+    wf = GenericWorkflow("sample.run", str(submit), str(graph_path), str(repo), "u/test/run", site=site)
+    graph: dict[str, dict] = {}
+    input_paths: dict[str, str] = {}
+
+    def wfile(dtype: str, data_id: dict, producer: str | None = None) -> WorkflowFile:
+        lfn = dataset_lfn(dtype, data_id)
+        path = f"{dtype}/" + "_".join(f"{k}{v}" for k, v in sorted(data_id.items())) + ".txt"
+        return WorkflowFile(lfn, dtype, data_id, path, producer)
+
+    qid = 0
+    calexp_of: dict[tuple[int, int], WorkflowFile] = {}
+    for visit in (1, 2):
+        clustered: Job | None = None
+        for detector in (1, 2):
+            raw = wfile("raw", {"instrument": "Demo", "visit": visit, "detector": detector})
+            (repo / raw.path).parent.mkdir(parents=True, exist_ok=True)
+            (repo / raw.path).write_text(f"raw {visit} {detector}")
+            input_paths[raw.lfn] = raw.path
+            qid += 1
+            name = f"isr.visit-{visit}.detector-{detector}" if visit == 1 else f"isr.visit-{visit}"
+            out = wfile("calexp", {"instrument": "Demo", "visit": visit, "detector": detector}, name)
+            graph[str(qid)] = {"label": "isr", "inputs": [raw.lfn], "outputs": [out.lfn]}
+            calexp_of[(visit, detector)] = out
+            if visit == 2 and clustered is not None:
+                clustered.quantum_ids.append(qid)
+                clustered.arguments += ["--quantum", str(qid)]
+                clustered.inputs.append(raw)
+                clustered.outputs.append(out)
+                continue
+            job = Job(
+                name,
+                "isr",
+                [qid],
+                ["--graph", str(graph_path), "--quantum", str(qid)],
+                resources=Resources(memory_mb=1024 + 512 * detector, cpus=1, disk_mb=500, walltime_s=600),
+                inputs=[raw],
+                outputs=[out],
+                executable=str(rq),
+            )
+            wf.add_job(job)
+            clustered = job if visit == 2 else None
+    coadd_inputs = []
+    for visit in (1, 2):
+        qid += 1
+        name = f"calib.visit-{visit}"
+        ins = [calexp_of[(visit, d)] for d in (1, 2)]
+        out = wfile("calib", {"instrument": "Demo", "visit": visit}, name)
+        graph[str(qid)] = {"label": "calib", "inputs": [f.lfn for f in ins], "outputs": [out.lfn]}
+        wf.add_job(
+            Job(
+                name,
+                "calib",
+                [qid],
+                ["--graph", str(graph_path), "--quantum", str(qid)],
+                inputs=ins,
+                outputs=[out],
+                executable=str(rq),
+                throttle="calib",
+            ),
+            sorted({f.producer for f in ins}),
+        )
+        coadd_inputs.append(out)
+    qid += 1
+    out = wfile("coadd", {"skymap": "sky", "tract": 0, "patch": 1}, "coadd.tract-0.patch-1")
+    graph[str(qid)] = {"label": "coadd", "inputs": [f.lfn for f in coadd_inputs], "outputs": [out.lfn]}
+    wf.add_job(
+        Job(
+            out.producer,
+            "coadd",
+            [qid],
+            ["--graph", str(graph_path), "--quantum", str(qid)],
+            resources=Resources(memory_mb=4096, cpus=2, disk_mb=1000),
+            inputs=coadd_inputs,
+            outputs=[out],
+            executable=str(rq),
+            priority=5,
+        ),
+        [f.producer for f in coadd_inputs],
+    )
+    wf.throttles = {"calib": 1}
+    registry = root / "registry.json"
+    wf.final = Job("finalize", "finalize", [], ["finalize", "--registry", str(registry)], executable=str(fin))
+    graph_path.write_text(json.dumps(graph))
+    return Sample(wf, graph, repo, input_paths, registry)

@@ -1,0 +1,246 @@
+"""The Pegasus translator: schema-valid files, the generic workflow's jobs and edges, runnable jobs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bps.wms.base import WmsError
+from bps.wms.pegasus import schema
+from bps.wms.pegasus.translator import (
+    STAGING_ARGS,
+    pegasus_id,
+    plan_command,
+    translate,
+    write_plan,
+)
+
+try:
+    from tests.support.pegasus_runner import build_sample, evaluate_directly, run_workflow
+except ImportError:  # tests/ is not a package: pytest put tests/ itself on sys.path
+    from support.pegasus_runner import build_sample, evaluate_directly, run_workflow
+
+CONFIGS = {
+    "local-sharedfs": ({"execution_site": "local"}, "shared"),
+    "pool-sharedfs": ({"execution_site": "condorpool", "shared_scratch": "/scratch/pegasus"}, "shared"),
+    "pool-condorio": ({"execution_site": "condorpool"}, "transfer"),
+    "pool-nonsharedfs": (
+        {
+            "data_configuration": "nonsharedfs",
+            "staging_url": "scp://stage.example.org",
+            "staging_path": "/data/staging",
+            "cluster_size": 4,
+            "properties": {"pegasus.transfer.threads": 4},
+        },
+        "transfer",
+    ),
+}
+
+
+def _written(tmp_path: Path, config: str = "local-sharedfs"):
+    pegasus, staging = CONFIGS[config]
+    sample = build_sample(tmp_path, pegasus=pegasus, staging=staging)
+    plan = translate(sample.workflow)
+    out = Path(sample.workflow.submit_dir) / "pegasus"
+    write_plan(plan, out)
+    docs = {name: json.loads((out / name).read_text()) for name in schema.SCHEMA_OF}
+    return sample, plan, out, docs
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_every_written_file_validates_against_pegasus_schemas(tmp_path, config):
+    _, _, out, _ = _written(tmp_path, config)
+    results = schema.validate_directory(out)
+    assert set(results) == set(schema.SCHEMA_OF)
+    assert results == {name: [] for name in schema.SCHEMA_OF}
+
+
+def test_schema_check_rejects_an_id_with_a_dot(tmp_path):
+    _, _, _, docs = _written(tmp_path)
+    docs["workflow.yml"]["jobs"][0]["id"] = "isr.visit-1"
+    assert schema.validation_errors(docs["workflow.yml"], "wf-5.0.yml")
+
+
+def test_one_pegasus_job_per_generic_job_plus_final(tmp_path):
+    sample, plan, _, docs = _written(tmp_path)
+    jobs = docs["workflow.yml"]["jobs"]
+    names = sorted(plan.job_map[job["id"]]["name"] for job in jobs)
+    assert names == sorted([*sample.workflow.jobs, "finalize"])
+    for job in jobs:
+        assert job["nodeLabel"] == plan.job_map[job["id"]]["label"]
+
+
+def test_edges_equal_the_generic_workflows(tmp_path):
+    sample, plan, _, docs = _written(tmp_path)
+    names = {pid: entry["name"] for pid, entry in plan.job_map.items()}
+    edges = sorted(
+        (names[dep["id"]], names[child])
+        for dep in docs["workflow.yml"]["jobDependencies"]
+        for child in dep["children"]
+        if names[child] != "finalize"
+    )
+    assert edges == sample.workflow.edges()
+
+
+def test_final_job_follows_the_leaves_and_reads_every_output(tmp_path):
+    sample, plan, _, docs = _written(tmp_path)
+    final = next(job for job in docs["workflow.yml"]["jobs"] if job["id"] == plan.final_id)
+    parents = {
+        dep["id"] for dep in docs["workflow.yml"]["jobDependencies"] if plan.final_id in dep["children"]
+    }
+    assert {plan.job_map[p]["name"] for p in parents} == {"coadd.tract-0.patch-1"}
+    inputs = {use["lfn"] for use in final["uses"] if use["type"] == "input"}
+    outputs = {f.lfn for job in sample.workflow.jobs.values() for f in job.outputs}
+    assert outputs <= inputs
+    assert final["profiles"]["selector"] == {"execution.site": "local"}
+
+
+def test_logical_file_names_are_unique_and_each_made_by_one_job(tmp_path):
+    _, _, _, docs = _written(tmp_path)
+    produced = [
+        use["lfn"] for job in docs["workflow.yml"]["jobs"] for use in job["uses"] if use["type"] == "output"
+    ]
+    assert len(produced) == len(set(produced)) == 7
+
+
+def test_every_job_reads_the_graph_file_by_its_logical_name(tmp_path):
+    sample, plan, _, docs = _written(tmp_path)
+    assert plan.graph_lfn == "sample.qgraph"
+    for job in docs["workflow.yml"]["jobs"]:
+        assert {"lfn": "sample.qgraph", "type": "input"} in job["uses"]
+        assert sample.workflow.graph_file not in job["arguments"]
+    compute = [job for job in docs["workflow.yml"]["jobs"] if job["id"] != plan.final_id]
+    for job in compute:
+        assert job["arguments"][:2] == ["--graph", "sample.qgraph"]
+        assert job["arguments"][-4:] == list(STAGING_ARGS)
+
+
+def test_clustered_job_carries_all_its_quanta(tmp_path):
+    _, plan, _, docs = _written(tmp_path)
+    job = next(j for j in docs["workflow.yml"]["jobs"] if plan.job_map[j["id"]]["name"] == "isr.visit-2")
+    quanta = [job["arguments"][i + 1] for i, a in enumerate(job["arguments"]) if a == "--quantum"]
+    assert quanta == ["3", "4"]
+
+
+def test_resources_and_retries_become_profiles(tmp_path):
+    sample, plan, _, docs = _written(tmp_path)
+    by_name = {plan.job_map[j["id"]]["name"]: j for j in docs["workflow.yml"]["jobs"]}
+    for name, gjob in sample.workflow.jobs.items():
+        profiles = by_name[name]["profiles"]
+        res = gjob.resources
+        assert profiles["pegasus"]["memory"] == res.memory_mb
+        assert profiles["pegasus"]["cores"] == res.cpus
+        assert profiles["pegasus"]["diskspace"] == res.disk_mb
+        assert profiles["pegasus"].get("runtime") == res.walltime_s
+        assert profiles["dagman"]["RETRY"] == gjob.retry.retries
+    assert by_name["calib.visit-1"]["profiles"]["dagman"]["CATEGORY"] == "calib"
+    assert by_name["coadd.tract-0.patch-1"]["profiles"]["dagman"]["PRIORITY"] == 5
+
+
+def test_throttles_become_dagman_category_limits(tmp_path):
+    _, _, out, _ = _written(tmp_path)
+    assert "dagman.calib.maxjobs = 1" in (out / "pegasus.properties").read_text()
+
+
+def test_replica_catalog_lists_each_overall_input_at_its_datastore_location(tmp_path):
+    sample, _, _, docs = _written(tmp_path)
+    replicas = {r["lfn"]: r["pfns"] for r in docs["replicas.yml"]["replicas"]}
+    expected = {
+        lfn: [{"site": "local", "pfn": f"file://{sample.repo / path}"}]
+        for lfn, path in sample.input_paths.items()
+    }
+    expected["sample.qgraph"] = [{"site": "local", "pfn": f"file://{sample.workflow.graph_file}"}]
+    assert replicas == expected
+
+
+def test_transformation_catalog_installs_run_quantum_on_the_execution_site(tmp_path):
+    sample, _, _, docs = _written(tmp_path, "pool-sharedfs")
+    sites = {t["name"]: t["sites"] for t in docs["transformations.yml"]["transformations"]}
+    assert sites["fake_run_quantum"] == [
+        {"name": "condorpool", "pfn": str(tmp_path / "fake_run_quantum"), "type": "installed"}
+    ]
+    assert [s["name"] for s in sites["fake_finalize"]] == ["local"]
+
+
+def test_sharedfs_site_has_the_configured_shared_scratch(tmp_path):
+    _, plan, out, docs = _written(tmp_path, "pool-sharedfs")
+    pool = next(s for s in docs["sites.yml"]["sites"] if s["name"] == "condorpool")
+    assert pool["directories"][0]["path"] == "/scratch/pegasus"
+    assert pool["directories"][0]["sharedFileSystem"] is True
+    assert pool["profiles"]["pegasus"]["data.configuration"] == "sharedfs"
+    assert "pegasus.data.configuration = sharedfs" in (out / "pegasus.properties").read_text()
+
+
+def test_nonsharedfs_adds_a_staging_site_and_plans_with_it(tmp_path):
+    _, plan, out, docs = _written(tmp_path, "pool-nonsharedfs")
+    staging = next(s for s in docs["sites.yml"]["sites"] if s["name"] == "staging")
+    assert staging["directories"][0]["fileServers"][0]["url"] == "scp://stage.example.org/data/staging"
+    cmd = plan_command(plan, out)
+    assert cmd[cmd.index("--staging-site") + 1] == "condorpool=staging"
+    assert "horizontal" in cmd
+    run_quantum = next(
+        t for t in docs["transformations.yml"]["transformations"] if t["name"] == "fake_run_quantum"
+    )
+    assert run_quantum["profiles"]["pegasus"]["clusters.size"] == 4
+    properties = (out / "pegasus.properties").read_text()
+    assert "pegasus.transfer.threads = 4" in properties
+    assert "pegasus.data.configuration = nonsharedfs" in properties
+
+
+def test_plan_script_runs_the_planner_from_the_pegasus_directory(tmp_path):
+    _, plan, out, _ = _written(tmp_path)
+    script = (out / "plan.sh").read_text()
+    assert "pegasus-plan --conf pegasus.properties" in script
+    assert script.rstrip().endswith("--submit workflow.yml")
+
+
+@pytest.mark.parametrize(
+    ("pegasus", "fragment"),
+    [
+        ({"sharde_scratch": "/x"}, "sharde_scratch"),
+        ({"execution_site": "pool", "data_configuration": "sharedfs"}, "shared_scratch"),
+        ({"data_configuration": "nonsharedfs"}, "staging_url"),
+        ({"shared_scratch": "relative/dir"}, "absolute"),
+    ],
+)
+def test_bad_pegasus_site_section_names_the_problem(tmp_path, pegasus, fragment):
+    sample = build_sample(tmp_path, pegasus=pegasus)
+    with pytest.raises(WmsError, match=fragment) as err:
+        translate(sample.workflow)
+    assert "test-site" in str(err.value)
+
+
+def test_job_names_map_to_unique_valid_ids():
+    assert pegasus_id("isr.visit-1.detector-2") == "isr_visit-1_detector-2"
+    assert pegasus_id("123") == "j123"
+    from bps.workflow import GenericWorkflow, Job, SiteConfig
+
+    site = SiteConfig(pegasus={"execution_site": "local"})
+    wf = GenericWorkflow("w", "/tmp/x", "/tmp/x/g.qgraph", "/tmp/repo", "run", site=site)
+    wf.add_job(Job("a.b", "a", [1], []))
+    wf.add_job(Job("a_b", "a", [2], []))
+    plan = translate(wf)
+    assert sorted(plan.job_map) == ["a_b", "a_b-2"]
+    assert {v["name"] for v in plan.job_map.values()} == {"a.b", "a_b"}
+
+
+def test_translation_is_reproducible(tmp_path):
+    _, _, _, first = _written(tmp_path / "a")
+    _, _, _, second = _written(tmp_path / "b")
+    for docs in (first, second):
+        for doc in docs.values():
+            doc.pop("x-pegasus")
+    text = json.dumps(first["workflow.yml"]).replace(str(tmp_path / "a"), "ROOT")
+    assert text == json.dumps(second["workflow.yml"]).replace(str(tmp_path / "b"), "ROOT")
+
+
+def test_running_the_workflow_produces_the_same_datasets_as_a_direct_run(tmp_path):
+    sample, plan, out, _ = _written(tmp_path)
+    result = run_workflow(out, tmp_path / "work")
+    expected = evaluate_directly(sample.graph, sample.repo, sample.input_paths)
+    produced = {lfn: path.read_text() for lfn, path in result.outputs.items()}
+    assert produced == expected
+    assert result.order[-1] == plan.final_id
+    assert json.loads(sample.registry.read_text()) == expected
