@@ -349,6 +349,7 @@ def _run_one(
             StagedFile(
                 lfn=dataset_lfn(d.datasetType.name, dict(d.dataId)),
                 dataset_type=d.datasetType.name,
+                units=list(d.datasetType.units),
                 storage_class=d.datasetType.storageClass,
                 data_id=dict(d.dataId),
                 path=relative,

@@ -40,6 +40,7 @@ class StagedFile:
 
     lfn: str
     dataset_type: str
+    units: list[str]
     storage_class: str
     data_id: dict[str, Any]
     path: str

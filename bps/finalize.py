@@ -1,0 +1,248 @@
+"""``bps finalize SUBMIT_DIR``: the final job, the only writer of the registry.
+
+Jobs never touch the registry (field note 10: many writers lock SQLite and strain
+even PostgreSQL). Each job leaves a manifest of the outputs it staged back; this job
+reads them all, verifies every file's size and checksum against its manifest,
+and registers the good ones in batched transactions.
+
+It runs even when other jobs failed, registering everything that *was* made (each
+quantum is in a manifest only once all its outputs are staged, so nothing
+half-written is registered), and it is idempotent: a manifest registered before and
+unchanged since is skipped without re-reading its files, and the registry's
+``insertDatasets`` treats a dataset already registered with the same checksum as a
+no-op. The summary (``finalize_summary.json``) says what was registered and what
+is missing, per job label.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import exit_codes
+from .staging import Manifest, StagedFile, atomic_write_text, checksum_file, read_manifest
+from .workflow import GenericWorkflow
+from .workflow_builder import MANIFEST_DIR
+
+log = logging.getLogger("bps.finalize")
+
+WORKFLOW_FILE = "workflow.json"
+SUMMARY_FILE = "finalize_summary.json"
+STATE_FILE = "finalize_state.json"
+
+
+@dataclass
+class LabelSummary:
+    """Per job label: how many jobs finished all their quanta, and how many outputs are registered."""
+
+    jobs: int = 0
+    jobs_complete: int = 0
+    outputs_expected: int = 0
+    outputs_registered: int = 0
+
+
+@dataclass
+class FinalizeSummary:
+    """What one finalize run did (written as ``finalize_summary.json``)."""
+
+    output_run: str
+    registered: int = 0
+    already_registered: int = 0
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    missing: int = 0
+    labels: dict[str, LabelSummary] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        """Non-zero only if a staged file failed verification (corrupt: a rerun will not fix it)."""
+        return exit_codes.DATA_ERROR if self.rejected else exit_codes.SUCCESS
+
+    def text(self) -> str:
+        lines = [
+            f"output run {self.output_run}: registered {self.registered} new datasets, "
+            f"{self.already_registered} were already registered, {len(self.rejected)} rejected, "
+            f"{self.missing} expected outputs not produced ({self.seconds:.1f} s)"
+        ]
+        for label, s in self.labels.items():
+            lines.append(
+                f"  {label}: {s.jobs_complete}/{s.jobs} jobs complete, "
+                f"{s.outputs_registered}/{s.outputs_expected} outputs registered"
+            )
+        for r in self.rejected[:20]:
+            lines.append(f"  REJECTED {r['path']}: {r['reason']}")
+        return "\n".join(lines)
+
+
+class Registrar:
+    """What finalize needs of the registry: dataset types, the run, and bulk insertion."""
+
+    def __init__(self, repo: str, output_run: str):
+        from supertask.repo.butler import Butler
+
+        self.butler = Butler(repo, run=output_run)  # registers the RUN (idempotent)
+        self.registry = self.butler.registry
+        self.root = Path(self.butler.datastore.root)
+        self._types: dict[str, Any] = {}
+
+    def dataset_type(self, name: str, units: Iterable[str], storage_class: str) -> Any:
+        if name not in self._types:
+            from supertask.repo.dataset import DatasetType
+
+            dt = DatasetType(name, tuple(units), storage_class)
+            self.registry.registerDatasetType(dt)
+            self._types[name] = dt
+        return self._types[name]
+
+    def insert(self, dataset_type: Any, run: str, records: list[dict[str, Any]]) -> None:
+        self.registry.insertDatasets(dataset_type, run, records)
+
+    def close(self) -> None:
+        self.butler.close()
+
+
+def finalize(
+    submit_dir: str | Path,
+    *,
+    batch_size: int = 5000,
+    registrar_factory: Callable[[str, str], Any] = Registrar,
+) -> FinalizeSummary:
+    """Verify and register every staged output listed in the submit directory's manifests.
+
+    Parameters
+    ----------
+    submit_dir
+        A directory written by ``bps prepare`` (with ``workflow.json``).
+    batch_size
+        Datasets per registry transaction: large enough to amortise the commit,
+        small enough that a failure loses little and locks are held briefly.
+    registrar_factory
+        ``(repo, output_run) -> registrar``; tests pass a stand-in.
+    """
+    start = time.perf_counter()
+    submit_dir = Path(submit_dir)
+    workflow_file = submit_dir / WORKFLOW_FILE
+    if not workflow_file.exists():
+        raise FileNotFoundError(
+            f"{submit_dir} has no {WORKFLOW_FILE}: is it a submit directory made by bps prepare?"
+        )
+    wf = GenericWorkflow.load(workflow_file)
+    summary = FinalizeSummary(output_run=wf.output_run)
+    state_path = submit_dir / STATE_FILE
+    state: dict[str, str] = json.loads(state_path.read_text()) if state_path.exists() else {}
+    manifests = _read_manifests(submit_dir / MANIFEST_DIR)
+
+    registrar = registrar_factory(wf.repo, wf.output_run)
+    try:
+        pending: dict[str, list[tuple[StagedFile, str]]] = defaultdict(list)  # type -> (file, manifest name)
+        types: dict[str, tuple[list[str], str]] = {}
+        fresh: dict[str, str] = {}
+        registered_lfns: set[str] = set()
+        for name, (manifest, digest) in manifests.items():
+            if manifest.output_run != wf.output_run:
+                summary.rejected.append(
+                    {"path": name, "reason": f"manifest is for run {manifest.output_run!r}"}
+                )
+                continue
+            if state.get(name) == digest:
+                files = list(manifest.files())
+                summary.already_registered += len(files)
+                registered_lfns.update(f.lfn for f in files)
+                continue
+            fresh[name] = digest
+            root = Path(manifest.root)
+            for f in manifest.files():
+                reason = _verify(root / f.path, f)
+                if reason:
+                    summary.rejected.append(
+                        {"path": str(root / f.path), "reason": reason, "job": manifest.job}
+                    )
+                    fresh.pop(name, None)  # retry this manifest next time
+                    continue
+                pending[f.dataset_type].append((f, name))
+                types[f.dataset_type] = (f.units, f.storage_class)
+        for type_name, items in pending.items():
+            units, storage_class = types[type_name]
+            dt = registrar.dataset_type(type_name, units, storage_class)
+            for i in range(0, len(items), batch_size):
+                chunk = items[i : i + batch_size]
+                records = [
+                    {"dataId": f.data_id, "path": f.path, "size": f.size, "checksum": f.checksum}
+                    for f, _ in chunk
+                ]
+                registrar.insert(dt, wf.output_run, records)
+                summary.registered += len(records)
+                registered_lfns.update(f.lfn for f, _ in chunk)
+        # remember manifests registered in full, so a rerun skips them without re-reading files
+        state.update(fresh)
+        atomic_write_text(state_path, json.dumps(state, sort_keys=True))
+    finally:
+        close = getattr(registrar, "close", None)
+        if close is not None:
+            close()
+
+    _per_label(wf, manifests, registered_lfns, summary)
+    summary.seconds = time.perf_counter() - start
+    payload = asdict(summary)
+    atomic_write_text(submit_dir / SUMMARY_FILE, json.dumps(payload, indent=1))
+    return summary
+
+
+def _read_manifests(directory: Path) -> dict[str, tuple[Manifest, str]]:
+    result: dict[str, tuple[Manifest, str]] = {}
+    if not directory.is_dir():
+        return result
+    for path in sorted(directory.glob("*.manifest.json")):
+        raw = path.read_bytes()
+        manifest = read_manifest(path)
+        if manifest is not None:
+            result[path.name] = (manifest, hashlib.blake2b(raw, digest_size=16).hexdigest())
+    return result
+
+
+def _verify(path: Path, f: StagedFile) -> str:
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return "file is missing"
+    if size != f.size:
+        return f"size {size} differs from the manifest's {f.size}"
+    if checksum_file(path) != f.checksum:
+        return "checksum differs from the manifest's"
+    return ""
+
+
+def _per_label(
+    wf: GenericWorkflow,
+    manifests: dict[str, tuple[Manifest, str]],
+    registered: set[str],
+    summary: FinalizeSummary,
+) -> None:
+    done_quanta = {m.job: set(m.quanta) for m, _ in manifests.values()}
+    for job in wf.jobs.values():
+        s = summary.labels.setdefault(job.label, LabelSummary())
+        s.jobs += 1
+        if set(job.quantum_ids) <= done_quanta.get(job.name, set()):
+            s.jobs_complete += 1
+        s.outputs_expected += len(job.outputs)
+        made = sum(1 for f in job.outputs if f.lfn in registered)
+        s.outputs_registered += made
+        summary.missing += len(job.outputs) - made
+
+
+def main(submit_dir: str, batch_size: int = 5000) -> int:
+    """Run finalize, print the summary; return the exit code."""
+    try:
+        summary = finalize(submit_dir, batch_size=batch_size)
+    except FileNotFoundError as err:
+        log.error("%s", err)
+        return exit_codes.USAGE
+    print(summary.text())
+    return summary.exit_code

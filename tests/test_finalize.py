@@ -1,0 +1,134 @@
+"""bps finalize: verified, batched, idempotent registration of staged outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bps import exit_codes
+from bps.finalize import SUMMARY_FILE, finalize
+from bps.staging import Manifest, StagedFile, copy_atomic, manifest_path, write_manifest
+from bps.workflow import GenericWorkflow, Job, WorkflowFile, dataset_lfn
+from supertask.repo.butler import Butler
+
+RUN = "u/test/run"
+
+
+def staged_job(repo: Path, submit: Path, job: str, detectors: list[int], *, manifest: bool = True) -> Job:
+    """Write one output file per detector as a job would, and (optionally) its manifest."""
+    files, outputs = [], []
+    for det in detectors:
+        data_id = {"instrument": "Cam", "detector": det}
+        rel = f"{RUN}/calexp/calexp_detector-{det}.json"
+        src = submit / "src" / f"{det}.json"
+        src.parent.mkdir(parents=True, exist_ok=True)
+        src.write_text(json.dumps({"detector": det, "pad": "x" * det}))
+        size, checksum = copy_atomic(src, repo / rel)
+        lfn = dataset_lfn("calexp", data_id)
+        files.append(
+            StagedFile(
+                lfn, "calexp", ["detector", "instrument"], "StructuredDataDict", data_id, rel, size, checksum
+            )
+        )
+        outputs.append(WorkflowFile(lfn, "calexp", data_id, rel))
+    if manifest:
+        m = Manifest(
+            job=job, output_run=RUN, root=str(repo.resolve()), quanta={i: [f] for i, f in enumerate(files)}
+        )
+        write_manifest(manifest_path(submit / "manifests", job), m)
+    return Job(
+        name=job, label="calibrate", quantum_ids=list(range(len(files))), arguments=[], outputs=outputs
+    )
+
+
+@pytest.fixture
+def setup(tmp_path):
+    repo = tmp_path / "repo"
+    Butler.create(repo).close()
+    submit = tmp_path / "submit"
+    wf = GenericWorkflow(name="t", submit_dir=str(submit), graph_file="g", repo=str(repo), output_run=RUN)
+    return repo, submit, wf
+
+
+def registered(repo: Path) -> list:
+    butler = Butler(repo, collections=[RUN])
+    try:
+        return butler.registry.queryDatasets("calexp", [RUN])
+    finally:
+        butler.close()
+
+
+def test_registers_every_staged_output_and_writes_a_summary(setup):
+    repo, submit, wf = setup
+    wf.add_job(staged_job(repo, submit, "a", [1, 2, 3]))
+    wf.add_job(staged_job(repo, submit, "b", [4, 5]))
+    wf.save(submit / "workflow.json")
+    summary = finalize(submit)
+    assert summary.registered == 5 and summary.exit_code == exit_codes.SUCCESS
+    assert sorted(d.dataId["detector"] for d in registered(repo)) == [1, 2, 3, 4, 5]
+    saved = json.loads((submit / SUMMARY_FILE).read_text())
+    assert saved["labels"]["calibrate"]["outputs_registered"] == 5
+
+
+def test_rerun_registers_nothing_twice(setup):
+    repo, submit, wf = setup
+    wf.add_job(staged_job(repo, submit, "a", [1, 2]))
+    wf.save(submit / "workflow.json")
+    finalize(submit)
+    again = finalize(submit)
+    assert again.registered == 0 and again.already_registered == 2
+    assert len(registered(repo)) == 2
+
+
+def test_job_without_manifest_is_not_registered_but_others_are(setup):
+    repo, submit, wf = setup
+    wf.add_job(staged_job(repo, submit, "ok", [1, 2]))
+    wf.add_job(staged_job(repo, submit, "killed", [3], manifest=False))
+    wf.save(submit / "workflow.json")
+    summary = finalize(submit)
+    assert sorted(d.dataId["detector"] for d in registered(repo)) == [1, 2]
+    assert summary.missing == 1
+    assert summary.labels["calibrate"].jobs == 2 and summary.labels["calibrate"].jobs_complete == 1
+
+
+def test_file_that_fails_verification_is_rejected_and_the_rest_registered(setup):
+    repo, submit, wf = setup
+    wf.add_job(staged_job(repo, submit, "a", [1, 2]))
+    wf.save(submit / "workflow.json")
+    damaged = repo / RUN / "calexp" / "calexp_detector-2.json"
+    damaged.write_text(damaged.read_text().replace("x", "y"))  # same size, other content
+    summary = finalize(submit)
+    assert [d.dataId["detector"] for d in registered(repo)] == [1]
+    assert len(summary.rejected) == 1 and "checksum" in summary.rejected[0]["reason"]
+    assert summary.exit_code == exit_codes.DATA_ERROR
+    # after the job is rerun (file rewritten as recorded), finalize registers it
+    damaged.write_text(damaged.read_text().replace("y", "x"))
+    assert finalize(submit).registered == 2
+    assert len(registered(repo)) == 2
+
+
+def test_batches_are_bounded_by_batch_size(setup):
+    repo, submit, wf = setup
+    wf.add_job(staged_job(repo, submit, "a", list(range(1, 8))))
+    wf.save(submit / "workflow.json")
+    batches: list[int] = []
+
+    class Recorder:
+        def __init__(self, repo, run):
+            pass
+
+        def dataset_type(self, name, units, storage_class):
+            return name
+
+        def insert(self, dataset_type, run, records):
+            batches.append(len(records))
+
+    finalize(submit, batch_size=3, registrar_factory=Recorder)
+    assert batches == [3, 3, 1]
+
+
+def test_not_a_submit_directory_is_explained(tmp_path):
+    with pytest.raises(FileNotFoundError, match="bps prepare"):
+        finalize(tmp_path)
