@@ -25,7 +25,7 @@ from ..quantum import Quantum
 from ..repo.dataid import DataId
 from ..repo.dataset import Dataset
 from . import file_format
-from .file_format import GraphFileError
+from .file_format import GraphFileError, _GcPaused
 
 __all__ = ("GraphFileError", "GraphSummary", "QuantumGraph")
 
@@ -104,9 +104,10 @@ class QuantumGraph:
         metadata: Mapping[str, Any] | None = None,
     ):
         given = list(quanta)
-        datasets = _share_datasets(given)
-        _link(given)
-        self._quanta = _dependency_order(given)
+        with _GcPaused():
+            datasets = _share_datasets(given)
+            _link(given)
+            self._quanta = _dependency_order(given)
         for i, quantum in enumerate(self._quanta):
             quantum.id = i
         self._datasets = datasets
