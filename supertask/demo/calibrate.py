@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.spatial import cKDTree
 
+from .errors import NoWorkFound
 from .exposure import Exposure
 from .measure import SOURCE_DTYPE, detect_sources, estimate_background
 from .refcat import magnitudes
@@ -25,7 +26,7 @@ SRC_DTYPE = np.dtype(
 )
 
 
-class CalibrationError(RuntimeError):
+class CalibrationError(NoWorkFound):
     """Calibration cannot succeed on this image (too few stars or matches): retrying will not help."""
 
 

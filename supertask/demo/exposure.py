@@ -69,6 +69,19 @@ class Exposure:
             metadata["wcs"] = self.wcs.to_dict()
         return arrays, metadata
 
+    def to_array_dict(self) -> dict[str, Any]:
+        """The in-memory form of the ``ArrayDict`` storage class: arrays plus a ``"metadata"`` dict."""
+        arrays, metadata = self.to_arrays()
+        return {**arrays, "metadata": metadata}
+
+    @classmethod
+    def from_array_dict(cls, data: dict[str, Any]) -> Exposure:
+        """Inverse of `to_array_dict` (what ``butler.get`` returns for an ``ArrayDict`` dataset)."""
+        if not isinstance(data, dict):
+            raise TypeError(f"expected an ArrayDict (a dict of arrays), got {type(data).__name__}")
+        arrays = {k: v for k, v in data.items() if k != "metadata"}
+        return cls.from_arrays(arrays, dict(data.get("metadata") or {}))
+
     @classmethod
     def from_arrays(cls, arrays: dict[str, NDArray[Any]], metadata: dict[str, Any]) -> Exposure:
         """Inverse of `to_arrays`."""

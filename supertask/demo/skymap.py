@@ -12,8 +12,9 @@ Tract ids run row by row from the south-west corner; tract 0 is the demo "sky ti
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -166,6 +167,20 @@ class SkyMap:
                     )
                 )
         return tuple(out)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The skymap's defining parameters (JSON-able): the ``skyMap`` dataset's content."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SkyMap:
+        """Inverse of `to_dict`; unknown keys are an error that lists the known ones."""
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(
+                f"unknown skymap parameters {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}"
+            )
+        return cls(**data)
 
     def tract(self, tract_id: int) -> TractInfo:
         """Tract ``tract_id``; the error gives the valid range."""
