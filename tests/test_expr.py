@@ -6,9 +6,12 @@ so each test asserts *which rows* an expression selects, not the SQL text.
 
 from __future__ import annotations
 
+import os
 import pickle
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -79,14 +82,36 @@ def _row_values() -> list[dict[str, object]]:
     return rows
 
 
-@pytest.fixture(scope="module")
-def engine() -> sa.Engine:
-    engine = sa.create_engine("sqlite://", poolclass=sa.pool.StaticPool)
+def _fill(engine: sa.Engine) -> None:
     _METADATA.create_all(engine)
     with engine.begin() as conn:
         conn.execute(_ROWS.insert(), _row_values())
         conn.execute(_DATASET.insert(), [{"id": 1, "name": "raw"}])
-    return engine
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def engine(request) -> Iterator[sa.Engine]:
+    """The tiny repository in SQLite and, when a server is configured, in a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        engine = sa.create_engine("sqlite://", poolclass=sa.pool.StaticPool)
+        _fill(engine)
+        yield engine
+        return
+    url = os.environ.get("SUPERTASK_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip('PostgreSQL tests need SUPERTASK_TEST_POSTGRES_URL (eval "$(.ci/start-postgres)")')
+    schema = f"expr_{uuid.uuid4().hex[:12]}"
+    base = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with base.begin() as conn:
+        conn.execute(sa.schema.CreateSchema(schema))
+    engine = base.execution_options(schema_translate_map={None: schema})
+    try:
+        _fill(engine)
+        yield engine
+    finally:
+        with base.begin() as conn:
+            conn.execute(sa.schema.DropSchema(schema, cascade=True))
+        base.dispose()
 
 
 @pytest.fixture(scope="module")
