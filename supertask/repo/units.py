@@ -83,7 +83,9 @@ class Universe:
             self.version = int(data["version"])
             raw_units = data["units"]
         except (KeyError, TypeError, ValueError) as err:
-            raise UniverseError(f"universe needs an integer 'version' and a 'units' mapping ({err})") from None
+            raise UniverseError(
+                f"universe needs an integer 'version' and a 'units' mapping ({err})"
+            ) from None
         self.units: dict[str, UnitSpec] = {}
         for name, spec in raw_units.items():
             spec = spec or {}
@@ -92,7 +94,9 @@ class Universe:
                 keyType=_field_type(spec.get("key", {}).get("type", "int"), f"unit {name!r} key"),
                 requires=tuple(spec.get("requires", ())),
                 implies=tuple(spec.get("implies", ())),
-                fields={k: _field_type(v, f"unit {name!r} field {k!r}") for k, v in spec.get("fields", {}).items()},
+                fields={
+                    k: _field_type(v, f"unit {name!r} field {k!r}") for k, v in spec.get("fields", {}).items()
+                },
             )
         self.relations: dict[str, RelationSpec] = {}
         for name, spec in (data.get("relations") or {}).items():

@@ -175,9 +175,7 @@ class Registry:
         """
         u = self.universe
         if unitName not in self.schema.elements:
-            raise ValueError(
-                f"unknown unit or relation {unitName!r}; known: {sorted(self.schema.elements)}"
-            )
+            raise ValueError(f"unknown unit or relation {unitName!r}; known: {sorted(self.schema.elements)}")
         table = self.schema.elements[unitName]
         keys = u.elementKeys(unitName)
         required = set(keys) | (set(u.units[unitName].implies) if unitName in u.units else set())
@@ -186,7 +184,9 @@ class Registry:
         for row in rows:
             extra = set(row) - valid
             if extra:
-                raise ValueError(f"{unitName} row {dict(row)!r} has unknown columns {sorted(extra)}; valid: {sorted(valid)}")
+                raise ValueError(
+                    f"{unitName} row {dict(row)!r} has unknown columns {sorted(extra)}; valid: {sorted(valid)}"
+                )
             missing = required - set(row)
             if missing:
                 raise ValueError(f"{unitName} row {dict(row)!r} lacks {sorted(missing)}")
@@ -288,14 +288,16 @@ class Registry:
                     units=",".join(datasetType.units),
                     storage_class=datasetType.storageClass,
                 )
+                .returning(t.c.id)
             )
+            inserted = result.first() is not None
         existing = self.getDatasetType(datasetType.name)
         if existing != datasetType:
             raise ValueError(
                 f"dataset type {datasetType.name!r} is registered as {existing}, not {datasetType}; "
                 "use another name or make the definitions agree"
             )
-        return result.rowcount == 1
+        return inserted
 
     def getDatasetType(self, name: str) -> DatasetType:
         """The registered dataset type of this name.
@@ -385,16 +387,22 @@ class Registry:
         c, ch = self.schema.collection, self.schema.collection_chain
         with self.transaction() as conn:
             conn.execute(
-                self._insert(c).on_conflict_do_nothing(index_elements=["name"]).values(name=name, type="CHAINED")
+                self._insert(c)
+                .on_conflict_do_nothing(index_elements=["name"])
+                .values(name=name, type="CHAINED")
             )
             row = conn.execute(sa.select(c.c.id, c.c.type).where(c.c.name == name)).one()
             if row.type != "CHAINED":
-                raise RegistryError(f"collection {name!r} is a {row.type}; only CHAINED collections have children")
+                raise RegistryError(
+                    f"collection {name!r} is a {row.type}; only CHAINED collections have children"
+                )
             childIds = []
             for child in children:
                 childRow = conn.execute(sa.select(c.c.id).where(c.c.name == child)).first()
                 if childRow is None:
-                    raise KeyError(f"chain {name!r}: child collection {child!r} does not exist; register it first")
+                    raise KeyError(
+                        f"chain {name!r}: child collection {child!r} does not exist; register it first"
+                    )
                 childIds.append(childRow.id)
             conn.execute(sa.delete(ch).where(ch.c.parent_id == row.id))
             if childIds:
@@ -454,7 +462,9 @@ class Registry:
         c = self.schema.collection
         row = conn.execute(sa.select(c.c.id, c.c.type).where(c.c.name == run)).first()
         if row is None or row.type != "RUN":
-            raise RegistryError(f"{run!r} is not a registered RUN collection; call registry.registerRun({run!r})")
+            raise RegistryError(
+                f"{run!r} is not a registered RUN collection; call registry.registerRun({run!r})"
+            )
         return row.id
 
     # ------------------------------------------------------------------ datasets
@@ -523,7 +533,9 @@ class Registry:
             out.append(Dataset(dt, dataId, id=ids[row["data_id_key"]], run=run))
         return out
 
-    def _checkExisting(self, conn, typeId: int, runId: int, dt: DatasetType, rows, ids: dict[str, int]) -> None:
+    def _checkExisting(
+        self, conn, typeId: int, runId: int, dt: DatasetType, rows, ids: dict[str, int]
+    ) -> None:
         ds = self.schema.dataset
         want = {r["data_id_key"]: r for r in rows}
         for part in chunked(list(want)):
@@ -539,7 +551,9 @@ class Registry:
                     )
                 ids[key] = dsId
 
-    def _datasetRows(self, conn, stmt, dt: DatasetType, runOrder: dict[int, tuple[int, str]]) -> list[Dataset]:
+    def _datasetRows(
+        self, conn, stmt, dt: DatasetType, runOrder: dict[int, tuple[int, str]]
+    ) -> list[Dataset]:
         keys = self.universe.expand(dt.units)
         best: dict[DataId, tuple[int, int, str]] = {}
         for row in conn.execute(stmt):
@@ -613,7 +627,9 @@ class Registry:
                 return []
             found = []
             for extra in _restrict_chunks({k: {d[k] for d in wanted} for k in keys}, lambda k: ds.c[k]):
-                found.extend(d for d in self._datasetRows(conn, stmt.where(*extra), dt, runOrder) if d.dataId in wanted)
+                found.extend(
+                    d for d in self._datasetRows(conn, stmt.where(*extra), dt, runOrder) if d.dataId in wanted
+                )
             return sorted(set(found), key=lambda d: d.dataId.sort_key())
 
     def getDatasetLocation(self, dataset: Dataset) -> tuple[str, int | None, str | None]:
@@ -637,7 +653,9 @@ class Registry:
                 c.c.name == dataset.run,
             )
         else:
-            raise LookupError(f"{dataset} is not resolved (no id or run); find it with registry.findDataset first")
+            raise LookupError(
+                f"{dataset} is not resolved (no id or run); find it with registry.findDataset first"
+            )
         with self.engine.connect() as conn:
             row = conn.execute(stmt).first()
         if row is None:
@@ -662,6 +680,23 @@ class Registry:
             stmt = stmt.where(ds.c.dataset_type_id == self._resolveType(typeOrName)[0])
         with self.engine.connect() as conn:
             return conn.execute(stmt).scalar_one()
+
+    def countDatasetsIn(self, typeOrName: DatasetType | str, collections: Sequence[str] | str) -> int:
+        """How many datasets of a type the collections hold (duplicates across runs counted once)."""
+        typeId, _ = self._resolveType(typeOrName)
+        runIds = [rid for rid, _ in self.resolveCollections(collections)]
+        ds = self.schema.dataset
+        stmt = sa.select(sa.func.count(sa.distinct(ds.c.data_id_key))).where(
+            ds.c.dataset_type_id == typeId, ds.c.run_id.in_(runIds)
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(stmt).scalar_one()
+
+    def countUnitRows(self, element: str) -> int:
+        """Rows in a unit or relation table."""
+        table = self.schema.elements[element]
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
 
     # ------------------------------------------------------------------ data-ID queries
     def _dataIdQuery(
@@ -727,7 +762,9 @@ class Registry:
             return [DataId()] if self._globalConstraintsHold(constraints) else []
         result: set[DataId] = set()
         with self.engine.connect() as conn:
-            for extra in _restrict_chunks({k: set(v) for k, v in (restrict or {}).items()}, plan.columns.__getitem__):
+            for extra in _restrict_chunks(
+                {k: set(v) for k, v in (restrict or {}).items()}, plan.columns.__getitem__
+            ):
                 stmt = self.queries.select(plan, clause, constraints, None)
                 stmt = stmt.where(*extra)
                 for row in conn.execute(stmt):
@@ -759,7 +796,9 @@ class Registry:
         ds = self.schema.dataset
         with self.engine.connect() as conn:
             for c in constraints:
-                stmt = sa.select(ds.c.id).where(ds.c.dataset_type_id == c.typeId, ds.c.run_id.in_(list(c.runIds)))
+                stmt = sa.select(ds.c.id).where(
+                    ds.c.dataset_type_id == c.typeId, ds.c.run_id.in_(list(c.runIds))
+                )
                 if conn.execute(stmt.limit(1)).first() is None:
                     return False
         return True

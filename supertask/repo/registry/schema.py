@@ -97,7 +97,9 @@ class RegistrySchema:
             sa.Column("size", sa.BigInteger, nullable=True),
             sa.Column("checksum", sa.String(64), nullable=True),
             *unit_cols,
-            sa.UniqueConstraint("dataset_type_id", "data_id_key", "run_id", name="uq_dataset_type_dataid_run"),
+            sa.UniqueConstraint(
+                "dataset_type_id", "data_id_key", "run_id", name="uq_dataset_type_dataid_run"
+            ),
         )
         for unit in ("visit", "exposure", "tract"):
             if unit in universe.units:

@@ -1,0 +1,210 @@
+"""The POSIX datastore: path templates, atomic writes, checksums.
+
+Usable without a registry: a batch job computes a dataset's path from the template
+(deterministic from dataset type, data ID and run), writes it atomically and reports
+``(path, size, checksum)`` for a later registration job. This module imports neither
+SQLAlchemy nor the registry, so job start-up stays cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import string
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .dataset import DatasetType
+from .formatters import get_formatter
+
+DEFAULT_TEMPLATE = "{run}/{datasetType}/{datasetType}_{dataId}"
+"""Used for dataset types without their own template. ``{dataId}`` expands to
+``instrument-Cam_visit-12_detector-3`` style text (sorted by unit name)."""
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+\-=]")
+CHECKSUM_ALGORITHM = "blake2b-128"
+
+
+class DatastoreError(RuntimeError):
+    """A datastore operation failed; the message names the file and the fix."""
+
+
+def checksum_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """blake2b (128-bit) of a file's bytes, hex: fast, and collision-safe for our purpose."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _clean(value: Any) -> str:
+    return _UNSAFE.sub("_", str(value))
+
+
+class Datastore:
+    """Files under a root directory, named by per-dataset-type templates.
+
+    Parameters
+    ----------
+    root : `str` or `~pathlib.Path`
+        The repository root (dataset paths are relative to it).
+    config : `dict`, optional
+        ``{"templates": {"default": ..., "<datasetType>": ...}}``. Templates are
+        `str.format` patterns over ``run``, ``datasetType``, ``dataId`` and each unit name.
+    """
+
+    def __init__(self, root: str | Path, config: Mapping[str, Any] | None = None):
+        self.root = Path(root)
+        config = dict(config or {})
+        self.templates: dict[str, str] = {"default": DEFAULT_TEMPLATE, **dict(config.get("templates") or {})}
+        for name, template in self.templates.items():
+            _check_template(name, template)
+
+    @classmethod
+    def fromRepo(cls, root: str | Path) -> Datastore:
+        """Open the datastore of a repository by reading only its ``butler.yaml``."""
+        from .repo_config import read_repo_config
+
+        return cls(root, read_repo_config(root).get("datastore"))
+
+    def path(self, datasetType: DatasetType, dataId: Mapping[str, Any], run: str) -> str:
+        """The relative path of a dataset (with its storage class's extension).
+
+        Raises
+        ------
+        DatastoreError
+            If the template names a unit the data ID does not have.
+        """
+        template = self.templates.get(datasetType.name, self.templates["default"])
+        values = {k: _clean(v) for k, v in dataId.items()}
+        values["dataId"] = "_".join(f"{k}-{values[k]}" for k in sorted(dataId)) or "global"
+        values["datasetType"] = datasetType.name
+        values["run"] = run
+        try:
+            rel = template.format(**values)
+        except KeyError as err:
+            raise DatastoreError(
+                f"template {template!r} for {datasetType.name} needs {err.args[0]!r}, which data ID "
+                f"{dict(dataId)!r} lacks; fix the template in butler.yaml"
+            ) from None
+        return rel + get_formatter(datasetType.storageClass).extension
+
+    def write(
+        self, obj: Any, datasetType: DatasetType, dataId: Mapping[str, Any], run: str
+    ) -> tuple[str, int, str]:
+        """Write a dataset atomically; return ``(relative path, size, checksum)``.
+
+        The object is written to a temporary file in the target directory, flushed to
+        disk and renamed over the final name, so a reader (or a crash) never sees a
+        half-written file under the dataset's name.
+        """
+        rel = self.path(datasetType, dataId, run)
+        target = self.root / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        formatter = get_formatter(datasetType.storageClass)
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp{formatter.extension}")
+        try:
+            formatter.write(obj, tmp)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            size = tmp.stat().st_size
+            checksum = checksum_file(tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return rel, size, checksum
+
+    def read(self, path: str | Path, storageClass: str) -> Any:
+        """Read a dataset file (``path`` relative to the root, or absolute).
+
+        Raises
+        ------
+        DatastoreError
+            If the file does not exist.
+        """
+        full = self.root / path
+        if not full.exists():
+            raise DatastoreError(
+                f"dataset file {full} does not exist; it was removed after registration or the "
+                "repository root is wrong"
+            )
+        return get_formatter(storageClass).read(full)
+
+    def exists(self, path: str | Path) -> bool:
+        """True if the file is there."""
+        return (self.root / path).exists()
+
+    def verify(self, path: str | Path, size: int | None, checksum: str | None) -> None:
+        """Check a file against its recorded size and checksum.
+
+        Raises
+        ------
+        DatastoreError
+            If the file is missing or differs.
+        """
+        full = self.root / path
+        if not full.exists():
+            raise DatastoreError(f"dataset file {full} is missing")
+        if size is not None and full.stat().st_size != size:
+            raise DatastoreError(f"dataset file {full} has size {full.stat().st_size}, registered {size}")
+        if checksum is not None and checksum_file(full) != checksum:
+            raise DatastoreError(f"dataset file {full} does not match its registered checksum")
+
+    def transfer(self, source: str | Path, rel: str, mode: str) -> tuple[int, str]:
+        """Bring an existing file into the store at ``rel``; return ``(size, checksum)``.
+
+        Parameters
+        ----------
+        mode : `str`
+            ``copy``, ``hardlink``, ``symlink`` or ``move``. Copies go through a temporary
+            file and a rename, like writes.
+        """
+        source = Path(source).resolve()
+        if not source.is_file():
+            raise DatastoreError(f"cannot ingest {source}: not a file")
+        target = self.root / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        size = source.stat().st_size
+        checksum = checksum_file(source)
+        if mode == "copy":
+            tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
+            try:
+                shutil.copyfile(source, tmp)
+                os.replace(tmp, target)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+        elif mode == "hardlink":
+            target.unlink(missing_ok=True)
+            os.link(source, target)
+        elif mode == "symlink":
+            target.unlink(missing_ok=True)
+            os.symlink(source, target)
+        elif mode == "move":
+            shutil.move(source, target)
+        else:
+            raise ValueError(f"unknown ingest mode {mode!r}; use copy, hardlink, symlink or move")
+        return size, checksum
+
+    def remove(self, path: str | Path) -> None:
+        """Delete a dataset file if present."""
+        (self.root / path).unlink(missing_ok=True)
+
+
+def _check_template(name: str, template: str) -> None:
+    fields = {f for _, f, _, _ in string.Formatter().parse(template) if f}
+    if "run" not in fields:
+        raise DatastoreError(
+            f"datastore template {name!r} = {template!r} lacks '{{run}}': datasets of different runs "
+            "would overwrite each other"
+        )
+    if template.startswith("/") or ".." in template.split("/"):
+        raise DatastoreError(
+            f"datastore template {name!r} = {template!r} must be a relative path without '..'"
+        )

@@ -1,0 +1,386 @@
+"""The seed's RepoGraph and ``makeRepoGraph`` (DMTN-055 6.2).
+
+``makeRepoGraph`` runs one joined SELECT over all units of the needed and future dataset
+types, restricted by the user's expression and by the existence of the needed datasets;
+its rows are the campaign selection. Units, datasets and their links are built from
+those rows with a few bulk look-ups (one per unit type and per dataset type), never one
+query per unit.
+
+Gathering tasks must not be sliced by the expression (field note 2): `relatedDataIds`
+asks the registry again, restricted only by the given data IDs, and `findDatasets`
+loads datasets outside the selection on demand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .dataid import DataId
+from .dataset import Dataset, DatasetType
+from .units import Unit
+
+if TYPE_CHECKING:
+    from .butler import Butler
+    from .registry import Registry
+
+
+class RepoGraph:
+    """A subset of a data repository: units, datasets and their relations.
+
+    Built by `makeRepoGraph`; ``units`` and ``datasets`` map type names to sets (read-only
+    by convention, DMTN-055); `addDataset` adds the datasets a pipeline will produce.
+
+    Parameters
+    ----------
+    registry : `Registry`
+        The registry the graph was read from (for the unconstrained look-ups).
+    collections : sequence of `str`
+        Input collections searched for datasets.
+    rows : `list` [`DataId`]
+        The constrained rows over all units involved.
+    unitNames : iterable of `str`
+        The units of the rows.
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        collections: Sequence[str],
+        rows: list[DataId],
+        unitNames: Iterable[str],
+        *,
+        where: str | None = None,
+        bind: Mapping[str, Any] | None = None,
+        neededDatasetTypes: Sequence[DatasetType] = (),
+        futureDatasetTypes: Sequence[DatasetType] = (),
+        problems: Sequence[str] = (),
+    ):
+        self.registry = registry
+        self.universe = registry.universe
+        self.collections = list(collections)
+        self.rows = rows
+        self.unitNames = tuple(sorted(unitNames))
+        self.where = where
+        self.bind = dict(bind or {})
+        self.datasetTypes: dict[str, DatasetType] = {
+            dt.name: dt for dt in (*neededDatasetTypes, *futureDatasetTypes)
+        }
+        self.neededDatasetTypes = list(neededDatasetTypes)
+        self._problems = list(problems)
+        self.units: dict[str, set[Unit]] = {}
+        self._unitIndex: dict[str, dict[DataId, Unit]] = {}
+        self.datasets: dict[str, set[Dataset]] = {dt.name: set() for dt in self.datasetTypes.values()}
+        self._datasetIndex: dict[str, dict[DataId, Dataset]] = {name: {} for name in self.datasets}
+        self._projections: dict[tuple[str, ...], list[DataId]] = {}
+        self._rowsByUnit: dict[str, dict[DataId, list[int]]] = {}
+
+    # ------------------------------------------------------------------ building
+    def _buildUnits(self, withFields: bool = True) -> None:
+        for name in self.unitNames:
+            dataIds = self.dataIds([name])
+            records = self.registry.getUnitRecords(name, dataIds) if withFields and dataIds else {}
+            index = {d: Unit(name, d, records.get(d), graph=self) for d in dataIds}
+            self._unitIndex[name] = index
+            self.units[name] = set(index.values())
+
+    def _attach(self, dataset: Dataset) -> None:
+        name = dataset.datasetType.name
+        self.datasets.setdefault(name, set()).add(dataset)
+        self._datasetIndex.setdefault(name, {})[dataset.dataId] = dataset
+        self.datasetTypes.setdefault(name, dataset.datasetType)
+        for unitName in self.universe.expand(dataset.datasetType.units):
+            index = self._unitIndex.get(unitName)
+            if index is None:
+                continue
+            unit = index.get(dataset.dataId.subset(self.universe.requiredKeys(unitName)))
+            if unit is not None:
+                unit.datasets.setdefault(name, set()).add(dataset)
+
+    # ------------------------------------------------------------------ queries on the graph
+    def dataIds(self, units: Iterable[str]) -> list[DataId]:
+        """Distinct projections of the rows onto ``units`` (and the units they require), sorted."""
+        keys = self.universe.expand(units)
+        cached = self._projections.get(keys)
+        if cached is None:
+            if not self.rows:
+                cached = []
+            else:
+                seen = {DataId._from_sorted({k: row[k] for k in keys}) for row in self.rows}
+                cached = sorted(seen, key=DataId.sort_key)
+            self._projections[keys] = cached
+        return cached
+
+    def getUnit(self, name: str, dataId: Mapping[str, Any]) -> Unit:
+        """The graph's unit of type ``name`` for ``dataId`` (extra keys are ignored).
+
+        Raises
+        ------
+        KeyError
+            If the graph has no such unit.
+        """
+        key = DataId(dataId).subset(self.universe.requiredKeys(name))
+        try:
+            return self._unitIndex[name][key]
+        except KeyError:
+            raise KeyError(f"the graph has no {name} unit {dict(key)}") from None
+
+    def _relatedUnits(self, unit: Unit) -> dict[str, set[Unit]]:
+        index = self._rowsByUnit.get(unit.name)
+        if index is None:
+            keys = self.universe.requiredKeys(unit.name)
+            index = {}
+            for i, row in enumerate(self.rows):
+                index.setdefault(row.subset(keys), []).append(i)
+            self._rowsByUnit[unit.name] = index
+        out: dict[str, set[Unit]] = {}
+        for i in index.get(unit.dataId, ()):
+            row = self.rows[i]
+            for other, units in self._unitIndex.items():
+                if other == unit.name:
+                    continue
+                found = units.get(row.subset(self.universe.requiredKeys(other)))
+                if found is not None:
+                    out.setdefault(other, set()).add(found)
+        return out
+
+    def relatedDataIds(self, dataIds: Iterable[DataId], toUnits: Iterable[str]) -> dict[DataId, list[DataId]]:
+        """For each data ID, the data IDs over ``toUnits`` related to it in the repository.
+
+        Not restricted by the graph's expression: a coadd of a patch gathers every
+        (visit, detector) overlapping the patch even if the expression selected only
+        some visits (field note 2: no tract slicing).
+
+        Returns
+        -------
+        related : `dict` [`DataId`, `list` [`DataId`]]
+            Every given data ID is a key; values are sorted.
+        """
+        dataIds = list(dataIds)
+        if not dataIds:
+            return {}
+        toKeys = self.universe.expand(toUnits)
+        out: dict[DataId, set[DataId]] = {d: set() for d in dataIds}
+        byKeys: dict[tuple[str, ...], list[DataId]] = {}
+        for d in dataIds:
+            byKeys.setdefault(tuple(d.keys()), []).append(d)
+        for fromKeys, group in byKeys.items():
+            restrict = {k: {d[k] for d in group} for k in fromKeys}
+            rows = self.registry.queryDataIds(set(fromKeys) | set(toUnits), restrict=restrict)
+            wanted = set(group)
+            for row in rows:
+                src = row.subset(fromKeys)
+                if src in wanted:
+                    out[src].add(row.subset(toKeys))
+        return {d: sorted(v, key=DataId.sort_key) for d, v in out.items()}
+
+    def findDatasets(self, typeName: str, dataIds: Iterable[DataId]) -> dict[DataId, Dataset]:
+        """Datasets of a type for the given data IDs: from the graph, else from the input collections.
+
+        Datasets found in the registry but not yet in the graph are added to it. Data IDs
+        without a dataset are absent from the result.
+        """
+        dt = self.datasetTypes.get(typeName)
+        if dt is None:
+            dt = self.registry.getDatasetType(typeName)
+            self.datasetTypes[typeName] = dt
+        keys = self.universe.expand(dt.units)
+        index = self._datasetIndex.setdefault(typeName, {})
+        self.datasets.setdefault(typeName, set())
+        out: dict[DataId, Dataset] = {}
+        missing: list[DataId] = []
+        for d in dataIds:
+            key = d.subset(keys)
+            found = index.get(key)
+            if found is not None:
+                out[d] = found
+            else:
+                missing.append(d)
+        if missing and self.collections:
+            try:
+                loaded = self.registry.queryDatasets(
+                    dt, self.collections, dataIds={d.subset(keys) for d in missing}
+                )
+            except KeyError:  # type not registered: nothing exists yet
+                loaded = []
+            for ds in loaded:
+                self._attach(ds)
+            for d in missing:
+                found = index.get(d.subset(keys))
+                if found is not None:
+                    out[d] = found
+        return out
+
+    def addDataset(
+        self, datasetType: DatasetType, dataId: Mapping[str, Any] | None = None, **units: Any
+    ) -> Dataset:
+        """Add a dataset that a pipeline will produce (not written to the repository).
+
+        Returns the graph's existing handle if the dataset is already there.
+        """
+        values = dict(dataId or {}, **units)
+        key = self.universe.checkDataId(datasetType.units, values)
+        existing = self._datasetIndex.get(datasetType.name, {}).get(key)
+        if existing is not None:
+            return existing
+        dataset = Dataset(datasetType, key)
+        self._attach(dataset)
+        return dataset
+
+    # ------------------------------------------------------------------ diagnostics
+    def explainEmpty(self) -> str:
+        """Say why the graph has no rows: which constraint or missing dataset removed them all."""
+        if self.rows:
+            return f"the graph is not empty: {len(self.rows)} rows over {list(self.unitNames)}"
+        return "\n".join(
+            explain_empty(
+                self.registry,
+                self.unitNames,
+                self.where,
+                self.bind,
+                self.neededDatasetTypes,
+                self.collections,
+                self._problems,
+            )
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"RepoGraph({len(self.rows)} rows, units={ {k: len(v) for k, v in self.units.items()} }, "
+            f"datasets={ {k: len(v) for k, v in self.datasets.items()} })"
+        )
+
+
+def explain_empty(
+    registry: Registry,
+    units: Sequence[str],
+    where: str | None,
+    bind: Mapping[str, Any] | None,
+    needed: Sequence[DatasetType],
+    collections: Sequence[str],
+    problems: Sequence[str] = (),
+) -> list[str]:
+    """Diagnose an empty data-ID query by relaxing it step by step (counts only)."""
+    from .registry.where import parse_where
+
+    lines = [f"no data IDs over {list(units)} match:"]
+    lines += [f"- {p}" for p in problems]
+    base = registry.countDataIds(units)
+    if base == 0:
+        plan = registry.queries.plan(units)
+        empty = [e for e in plan.elements if registry.countUnitRows(e) == 0]
+        if empty:
+            lines.append(f"- the repository has no rows for {empty}: insert those units first")
+        else:
+            lines.append(
+                f"- joining {plan.elements} gives no rows (e.g. no overlap between visits and patches)"
+            )
+        return lines
+    parsed = parse_where(where)
+    if parsed is not None:
+        killers = []
+        for text, part in parsed.conjuncts():
+            n = registry.countDataIds(units, part, bind)
+            if n == 0:
+                killers.append(text)
+                lines.append(f"- the constraint `{text}` alone matches none of the {base} rows")
+        total = registry.countDataIds(units, parsed, bind)
+        if total == 0:
+            if not killers:
+                lines.append(
+                    f"- each term of `{where}` matches some of the {base} rows, but together they match none"
+                )
+            return lines
+        base = total
+    for dt in needed:
+        try:
+            n = registry.countDataIds(units, parsed, bind, datasets=[dt], collections=collections)
+        except KeyError:
+            lines.append(f"- dataset type {dt.name!r} is not registered (no such datasets exist)")
+            continue
+        if n == 0:
+            total = registry.countDatasetsIn(dt, collections)
+            lines.append(
+                f"- no {dt.name} dataset in collections {list(collections)} matches the {base} selected rows "
+                f"({total} {dt.name} datasets exist in those collections)"
+            )
+    if len(lines) == 1 + len(problems):
+        lines.append("- each needed dataset type matches alone; together they match no common data ID")
+    return lines
+
+
+def makeRepoGraph(
+    butler: Butler,
+    neededDatasetTypes: Iterable[DatasetType],
+    futureDatasetTypes: Iterable[DatasetType],
+    where: str | None,
+    bind: Mapping[str, Any] | None = None,
+    *,
+    loadUnitFields: bool = True,
+) -> RepoGraph:
+    """Build the RepoGraph of a pipeline's preflight (DMTN-055 6.2).
+
+    Parameters
+    ----------
+    butler : `Butler`
+        The repository; ``butler.collections`` are the input collections.
+    neededDatasetTypes : iterable of `DatasetType`
+        Types whose datasets must exist (rows without one are dropped).
+    futureDatasetTypes : iterable of `DatasetType`
+        Types a pipeline will produce: their units join the query, their existence is not required.
+    where : `str` or `None`
+        The data-ID expression.
+    bind : `dict`, optional
+        Values of ``:name`` parameters in ``where``.
+    loadUnitFields : `bool`
+        Fetch each unit's descriptive fields (one query per unit type).
+
+    Returns
+    -------
+    graph : `RepoGraph`
+        Possibly empty; `RepoGraph.explainEmpty` then says why.
+    """
+    registry = butler.registry
+    needed = list(neededDatasetTypes)
+    future = list(futureDatasetTypes)
+    units: set[str] = set()
+    for dt in (*needed, *future):
+        units.update(dt.units)
+    unitNames = registry.universe.expand(units)
+    problems = []
+    registered = []
+    for dt in needed:
+        try:
+            registry.getDatasetType(dt.name)
+            registered.append(dt)
+        except KeyError:
+            problems.append(f"needed dataset type {dt.name!r} is not registered in the repository")
+    collections = list(butler.collections)
+    if needed and not collections:
+        raise ValueError("makeRepoGraph needs input collections: open the Butler with collections=[...]")
+    if problems:
+        rows: list[DataId] = []
+    else:
+        rows = registry.queryDataIds(unitNames, where, bind, datasets=registered, collections=collections)
+    graph = RepoGraph(
+        registry,
+        collections,
+        rows,
+        unitNames,
+        where=where,
+        bind=bind,
+        neededDatasetTypes=needed,
+        futureDatasetTypes=future,
+        problems=problems,
+    )
+    graph._buildUnits(withFields=loadUnitFields)
+    for dt in registered:
+        dataIds = graph.dataIds(dt.units)
+        if not dataIds:
+            continue
+        for ds in registry.queryDatasets(dt, collections, dataIds=dataIds):
+            graph._attach(ds)
+    return graph
+
+
+__all__ = ["RepoGraph", "Unit", "makeRepoGraph"]

@@ -1,0 +1,248 @@
+"""Registry behaviour on both backends (SQLite file, PostgreSQL schema)."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from conftest_repo import db_url, populate, postgres_schema_url  # noqa: F401
+
+from supertask.repo.dataid import DataId
+from supertask.repo.dataset import DatasetType
+from supertask.repo.registry import (
+    ConflictingDatasetError,
+    IncompatibleSchemaError,
+    Registry,
+    RegistryError,
+)
+
+RAW = DatasetType("raw", ("instrument", "visit", "detector"), "NumpyArray")
+REFCAT = DatasetType("refcat", (), "Table")
+
+
+@pytest.fixture
+def registry(db_url):  # noqa: F811
+    reg = Registry.create(db_url)
+    populate(reg)
+    yield reg
+    reg.close()
+
+
+def vd(visit: int, detector: int) -> DataId:
+    return DataId(instrument="Cam", visit=visit, detector=detector)
+
+
+def records(dataIds, checksum="c0"):
+    return [{"dataId": d, "path": f"f/{i}", "size": 1, "checksum": checksum} for i, d in enumerate(dataIds)]
+
+
+def test_reopening_keeps_units_and_universe(registry):
+    again = Registry(registry.url)
+    assert again.universe.digest == registry.universe.digest
+    assert len(again.queryDataIds(["visit", "detector"])) == 24
+    again.close()
+
+
+def test_creating_twice_in_one_database_is_refused(registry):
+    with pytest.raises(RegistryError, match="already holds a registry"):
+        Registry.create(registry.url)
+
+
+def test_incompatible_schema_version_is_a_clear_error(registry):
+    meta = registry.schema.meta
+    with registry.transaction() as conn:
+        conn.execute(sa.update(meta).where(meta.c.key == "schema_version").values(value="99.0"))
+    with pytest.raises(IncompatibleSchemaError, match=r"schema version 99\.0.*reads 1\.x"):
+        Registry(registry.url)
+
+
+def test_database_without_registry_says_how_to_create_one(tmp_path):
+    with pytest.raises(RegistryError, match="supertask repo create"):
+        Registry(f"sqlite:///{tmp_path / 'empty.sqlite3'}")
+
+
+def test_insert_units_is_idempotent_for_identical_rows(registry):
+    row = {"instrument": "Cam", "visit": 3, "physical_filter": "R", "exposure_time": 30.0}
+    registry.insertUnits("visit", [row])
+    assert registry.countUnitRows("visit") == 6
+
+
+def test_insert_units_rejects_contradicting_rows(registry):
+    with pytest.raises(ValueError, match="already exists with different values"):
+        registry.insertUnits("visit", [{"instrument": "Cam", "visit": 3, "physical_filter": "G"}])
+
+
+def test_insert_units_names_unknown_columns_and_missing_keys(registry):
+    with pytest.raises(ValueError, match="unknown columns.*'colour'"):
+        registry.insertUnits("detector", [{"instrument": "Cam", "detector": 9, "colour": "red"}])
+    with pytest.raises(ValueError, match=r"lacks \['physical_filter'\]"):
+        registry.insertUnits("visit", [{"instrument": "Cam", "visit": 99}])
+    with pytest.raises(ValueError, match="unknown unit or relation 'sensor'"):
+        registry.insertUnits("sensor", [{"sensor": 1}])
+
+
+def test_query_data_ids_joins_implied_units_for_the_expression(registry):
+    rows = registry.queryDataIds(["visit", "detector"], where="band = 'r' AND detector < 2")
+    assert {(d["visit"], d["detector"]) for d in rows} == {(v, det) for v in (1, 3, 5) for det in (0, 1)}
+    assert all(set(d) == {"instrument", "visit", "detector"} for d in rows)
+
+
+def test_query_data_ids_with_band_unit_returns_the_visit_band(registry):
+    rows = registry.queryDataIds(["visit", "band"])
+    assert {(d["visit"], d["band"]) for d in rows} == {(v, "r" if v % 2 else "g") for v in range(6)}
+
+
+def test_query_data_ids_uses_unit_fields_and_bind_values(registry):
+    rows = registry.queryDataIds(["visit"], where="visit.exposure_time >= :t", bind={"t": 40.0})
+    assert [d["visit"] for d in rows] == [4, 5]
+
+
+def test_count_matches_query(registry):
+    where = "visit IN (1, 2, 3)"
+    assert (
+        registry.countDataIds(["visit", "detector"], where)
+        == len(registry.queryDataIds(["visit", "detector"], where))
+        == 12
+    )
+
+
+def test_overlaps_are_computed_from_boxes(registry):
+    rows = registry.queryDataIds(["visit", "patch"])
+    assert {(d["visit"], d["patch"]) for d in rows} == {(v, v // 2) for v in range(6)}
+
+
+def test_overlaps_are_computed_when_the_patch_side_comes_second(db_url):  # noqa: F811
+    reg = Registry.create(db_url)
+    populate(reg, n_patches=0)
+    assert reg.countUnitRows("visit_detector_patch_overlap") == 0
+    reg.insertUnits(
+        "patch",
+        [{"skymap": "sky", "tract": 0, "patch": 7, "ra_min": 0.5, "ra_max": 1.5, "dec_min": 0, "dec_max": 1}],
+    )
+    rows = reg.queryDataIds(["visit", "detector", "patch"])
+    # visit 0 detectors cover RA [0.0x, 0.0x+0.05] (below 0.5): none; visit 1 all four.
+    assert {(d["visit"], d["detector"]) for d in rows} == {(1, det) for det in range(4)}
+    reg.close()
+
+
+def test_restrict_limits_rows_without_an_expression(registry):
+    rows = registry.queryDataIds(["visit", "detector"], restrict={"visit": [2, 4], "detector": {3}})
+    assert rows == [vd(2, 3), vd(4, 3)]
+
+
+def test_restrict_with_more_values_than_one_in_list_is_chunked(registry):
+    visits = list(range(-2000, 3))  # larger than one IN chunk; only 0..2 exist
+    rows = registry.queryDataIds(["visit"], restrict={"visit": visits})
+    assert [d["visit"] for d in rows] == [0, 1, 2]
+
+
+def test_dataset_type_registration_is_idempotent_and_checked(registry):
+    assert registry.registerDatasetType(RAW) is True
+    assert registry.registerDatasetType(RAW) is False
+    with pytest.raises(ValueError, match="registered as"):
+        registry.registerDatasetType(DatasetType("raw", ("instrument", "visit"), "NumpyArray"))
+    with pytest.raises(KeyError, match="not registered; registered: \\['raw'\\]"):
+        registry.getDatasetType("calexp")
+    with pytest.raises(ValueError, match="unknown unit 'ccd'"):
+        registry.registerDatasetType(DatasetType("x", ("ccd",), "NumpyArray"))
+
+
+def test_insert_datasets_is_idempotent_with_the_same_checksum(registry):
+    registry.registerDatasetType(RAW)
+    registry.registerRun("run")
+    first = registry.insertDatasets(RAW, "run", records([vd(1, 1), vd(1, 2)]))
+    again = registry.insertDatasets(RAW, "run", records([vd(1, 2), vd(1, 1), vd(2, 0)]))
+    assert [d.id for d in again[:2]] == [first[1].id, first[0].id]
+    assert registry.countDatasets(RAW) == 3
+    assert all(d.run == "run" for d in again)
+
+
+def test_insert_datasets_refuses_another_checksum(registry):
+    registry.registerDatasetType(RAW)
+    registry.registerRun("run")
+    registry.insertDatasets(RAW, "run", records([vd(1, 1)], checksum="aaa"))
+    with pytest.raises(ConflictingDatasetError, match="checksum aaa, not bbb"):
+        registry.insertDatasets(RAW, "run", records([vd(1, 1)], checksum="bbb"))
+
+
+def test_insert_datasets_needs_a_registered_run_and_complete_data_ids(registry):
+    registry.registerDatasetType(RAW)
+    with pytest.raises(RegistryError, match="registerRun"):
+        registry.insertDatasets(RAW, "nope", records([vd(1, 1)]))
+    registry.registerRun("run")
+    with pytest.raises(ValueError, match="lacks 'detector'"):
+        registry.insertDatasets(RAW, "run", records([{"instrument": "Cam", "visit": 1}]))
+
+
+def test_chained_collections_search_children_in_order(registry):
+    registry.registerDatasetType(RAW)
+    registry.registerRun("old")
+    registry.registerRun("new")
+    registry.insertDatasets(RAW, "old", records([vd(1, 1), vd(1, 2)]))
+    registry.insertDatasets(RAW, "new", records([vd(1, 1)]))
+    registry.setChain("all", ["new", "old"])
+    assert registry.getChain("all") == ["new", "old"]
+    assert registry.findDataset(RAW, vd(1, 1), ["all"]).run == "new"
+    assert registry.findDataset(RAW, vd(1, 2), "all").run == "old"
+    assert registry.findDataset(RAW, vd(3, 3), ["all"]) is None
+    found = registry.queryDatasets("raw", ["old", "new"])
+    assert [(d.dataId["detector"], d.run) for d in found] == [(1, "old"), (2, "old")]
+
+
+def test_chain_cycles_and_unknown_children_are_refused(registry):
+    registry.registerRun("r")
+    registry.setChain("a", ["r"])
+    registry.setChain("b", ["a"])
+    with pytest.raises(RegistryError, match="cycle"):
+        registry.setChain("a", ["b"])
+    with pytest.raises(KeyError, match="'missing' does not exist"):
+        registry.setChain("c", ["missing"])
+    with pytest.raises(RegistryError, match="RUN"):
+        registry.setChain("r", ["a"])
+
+
+def test_run_provenance_round_trips_and_keeps_restarts(registry):
+    prov = {"pipeline": "p.yaml", "command": "supertask run", "packages": {"numpy": "2.0"}}
+    registry.registerRun("out", provenance=prov)
+    assert registry.getRunProvenance("out") == prov
+    registry.registerRun("out", provenance={**prov, "command": "supertask run --restart"})
+    stored = registry.getRunProvenance("out")
+    assert stored["command"] == "supertask run"
+    assert stored["later_executions"][0]["command"] == "supertask run --restart"
+
+
+def test_query_datasets_with_expression_and_data_ids(registry):
+    registry.registerDatasetType(RAW)
+    registry.registerRun("run")
+    registry.insertDatasets(RAW, "run", records([vd(v, d) for v in range(6) for d in range(4)]))
+    red = registry.queryDatasets(RAW, ["run"], where="band = 'r' AND detector = 0")
+    assert [d.dataId["visit"] for d in red] == [1, 3, 5]
+    picked = registry.queryDatasets(RAW, ["run"], dataIds=[vd(2, 2), vd(4, 1), vd(9, 9)])
+    assert [d.dataId for d in picked] == sorted([vd(2, 2), vd(4, 1)])  # data ID order
+
+
+def test_dataset_constraint_drops_rows_without_datasets(registry):
+    registry.registerDatasetType(RAW)
+    registry.registerRun("run")
+    registry.insertDatasets(RAW, "run", records([vd(2, 1), vd(3, 1)]))
+    rows = registry.queryDataIds(["visit", "detector"], datasets=[RAW], collections=["run"])
+    assert rows == [vd(2, 1), vd(3, 1)]
+    assert registry.countDataIds(["visit"], datasets=["raw"], collections="run") == 2
+
+
+def test_global_datasets_have_empty_data_ids(registry):
+    registry.registerDatasetType(REFCAT)
+    registry.registerRun("refs")
+    (ds,) = registry.insertDatasets(
+        REFCAT, "refs", [{"dataId": {}, "path": "refcat.npy", "size": 3, "checksum": "x"}]
+    )
+    assert ds.dataId == DataId()
+    assert registry.findDataset("refcat", {}, ["refs"]).id == ds.id
+    assert registry.getDatasetLocation(ds) == ("refcat.npy", 3, "x")
+    assert registry.queryDataIds([], datasets=[REFCAT], collections=["refs"]) == [DataId()]
+
+
+def test_unknown_expression_identifier_lists_valid_ones(registry):
+    from supertask.expr import ExpressionError
+
+    with pytest.raises(ExpressionError, match="visit.exposure_time"):
+        registry.queryDataIds(["visit"], where="visit.exposure_tme > 3")
