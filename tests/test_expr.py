@@ -483,6 +483,12 @@ def test_unknown_identifier_suggests_the_closest_and_lists_all(resolver):
     assert caret_line.index("^") == message.splitlines()[1].index("visti")
 
 
+def test_unquoted_string_value_is_suggested_to_be_quoted(resolver):
+    error = compile_error(resolver, "band = g")
+    assert isinstance(error, UnknownIdentifierError)
+    assert "quote it: 'g'" in str(error)
+
+
 def test_unknown_field_of_a_known_unit_is_unknown(resolver):
     error = compile_error(resolver, "exposure.exposure_tme > 3")
     assert isinstance(error, UnknownIdentifierError)
@@ -492,7 +498,7 @@ def test_unknown_field_of_a_known_unit_is_unknown(resolver):
 @pytest.mark.parametrize(
     ("text", "fix"),
     [
-        ("band = 3", "Quote the value"),
+        ("band = 3", "quote the value, '3'"),
         ("visit = 'a'", "without quotes"),
         ("visit IN (1, 'x')", "without quotes"),
         ("exposure.exposure_time IN (1..3)", "Use comparisons"),

@@ -150,7 +150,15 @@ class _Compiler:
             left, right, op = right, left, _MIRRORED[op]
         column, pytype = self.column(left)
         if isinstance(right, Identifier):
-            other, other_type = self.column(right)
+            try:
+                other, other_type = self.column(right)
+            except UnknownIdentifierError as error:
+                if right.field is None and pytype is str:
+                    # ``band = g``: most likely a string that lost its quotes.
+                    error.hint = f"To compare with the text {right.name}, quote it: '{right.name}'. " + (
+                        error.hint or ""
+                    )
+                raise
             if (pytype is str) != (other_type is str):
                 raise ExpressionTypeError(
                     f"Cannot compare {left.name} ({_TYPE_NAMES[pytype]}) with {right.name} "
@@ -267,7 +275,7 @@ def _checked(value: Any, pytype: type, column: Identifier, node: Node) -> Any:
         )
     if isinstance(value, str) != (pytype is str):
         if pytype is str:
-            hint = f"Quote the value: {column.name} = '{value}'."
+            hint = f"{column.name} takes strings: quote the value, '{value}'."
         else:
             hint = f"{column.name} takes {_TYPE_NAMES[pytype].split(' ', 1)[1]}s: write the value without quotes."
         raise ExpressionTypeError(
