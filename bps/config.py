@@ -20,7 +20,7 @@ import typing
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
@@ -31,7 +31,7 @@ DEFAULTS_FILE = Path(__file__).with_name("defaults.yaml")
 DEFAULTS_SOURCE = "package defaults"
 CLI_SOURCE = "command line"
 #: keys whose values are file-system paths, resolved relative to the file that set them
-PATH_KEYS = ("pipeline", "repo", "graph_file", "submit_dir")
+PATH_KEYS = ("pipeline", "repo", "qgraph", "submit_dir")
 
 
 class ConfigError(ValueError):
@@ -111,7 +111,7 @@ class SubmitConfig(_Strict):
     input_collections: list[str] = []
     output_run: str | None = None
     where: str = ""
-    graph_file: str | None = None
+    qgraph: str | None = None
     wms: Literal["local", "htcondor", "pegasus"] = "local"
     compute_site: str = "local"
     submit_dir: str = "submit/{output_run}/{timestamp}"
@@ -119,7 +119,7 @@ class SubmitConfig(_Strict):
     resources: ResourcesSection = ResourcesSection()
     retry: RetrySection = RetrySection()
     clustering: ClusteringSection = ClusteringSection()
-    throttles: dict[str, int] = {}
+    throttles: dict[str, Annotated[int, Field(gt=0)]] = {}
     final: FinalSection = FinalSection()
     local: LocalSection = LocalSection()
 
@@ -259,12 +259,13 @@ def load_config(
     user_source = ""
     if user_file is not None:
         user_path = Path(user_file).resolve()
-        user = read_yaml_layer(user_path)
+        user = _site_shorthand(read_yaml_layer(user_path), user_path)
         user_source = str(user_path)
     cli_tree: dict[str, Any] = {}
     for key, value in (cli or {}).items():
         if value is not None:
             _set_dotted(cli_tree, key, value)
+    cli_tree = _site_shorthand(cli_tree, CLI_SOURCE)
     site_name = cli_tree.get("compute_site") or user.get("compute_site") or merged["compute_site"]
     if not isinstance(site_name, str):
         raise ConfigError(f"compute_site must be a site name (a string), got {site_name!r}")
@@ -281,6 +282,19 @@ def load_config(
     config.submit_dir = _expand_submit_dir(config, now or datetime.now(UTC))
     _check_consistency(resolved)
     return resolved
+
+
+def _site_shorthand(layer: dict[str, Any], source: Any) -> dict[str, Any]:
+    """``site: NAME`` (a string) is short for ``compute_site: NAME``; ``site:`` as a mapping overrides fields."""
+    site = layer.get("site")
+    if isinstance(site, str):
+        if "compute_site" in layer and layer["compute_site"] != site:
+            raise ConfigError(
+                f"{source}: site {site!r} and compute_site {layer['compute_site']!r} disagree; keep only compute_site"
+            )
+        layer = {k: v for k, v in layer.items() if k != "site"}
+        layer["compute_site"] = site
+    return layer
 
 
 def _merge(
@@ -419,11 +433,11 @@ def _check_consistency(resolved: ResolvedConfig) -> None:
     c = resolved.config
     site = c.site
     problems = []
-    if c.graph_file is None and c.pipeline is None:
-        problems.append("set either graph_file (an existing .qgraph) or pipeline (to plan one)")
+    if c.qgraph is None and c.pipeline is None:
+        problems.append("set either qgraph (an existing .qgraph) or pipeline (to plan one)")
     if c.repo is None:
         problems.append("repo is not set: give the data repository root")
-    if c.graph_file is None and not c.output_run:
+    if c.qgraph is None and not c.output_run:
         problems.append("output_run is not set: name the RUN collection that receives the outputs")
     limits = {"memory_mb": "max_memory_mb", "cpus": "max_cpus", "disk_mb": "max_disk_mb"}
     specs: dict[str, Any] = {"resources.default": c.resources.default, "final": c.final}

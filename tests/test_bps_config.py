@@ -112,12 +112,12 @@ def test_missing_required_keys_are_named(tmp_path, site_dir):
     user = write(tmp_path / "submit.yaml", {"compute_site": "tiny"})
     with pytest.raises(ConfigError) as err:
         load_config(user, now=NOW)
-    assert "graph_file" in str(err.value) and "repo is not set" in str(err.value)
+    assert "qgraph" in str(err.value) and "repo is not set" in str(err.value)
 
 
 def test_shipped_local_site_config_is_valid(tmp_path, monkeypatch):
     monkeypatch.delenv("BPS_SITE_CONFIG_PATH", raising=False)
-    user = write(tmp_path / "submit.yaml", {"graph_file": "g.qgraph", "repo": "r", "compute_site": "local"})
+    user = write(tmp_path / "submit.yaml", {"qgraph": "g.qgraph", "repo": "r", "compute_site": "local"})
     resolved = load_config(user, now=NOW)
     assert resolved.site.wms == "local" and resolved.site.staging == "shared"
 
@@ -127,3 +127,11 @@ def test_cli_override_parses_yaml_values():
     assert parse_cli_override("input_collections=[a, b]") == ("input_collections", ["a", "b"])
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         parse_cli_override("retries")
+
+
+def test_site_name_shorthand_selects_the_compute_site(tmp_path, site_dir):
+    data = base()
+    del data["compute_site"]
+    user = write(tmp_path / "submit.yaml", {**data, "site": "tiny"})
+    resolved = load_config(user, now=NOW)
+    assert resolved.config.compute_site == "tiny" and resolved.site.max_memory_mb == 4096

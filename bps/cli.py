@@ -1,0 +1,243 @@
+"""The ``bps`` command: prepare, submit, report, restart, cancel, finalize.
+
+Thin: each command resolves its inputs, calls one function of ``bps`` and prints.
+Expected errors (bad configuration, missing files, unreachable workflow system)
+become a one-paragraph message and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import exit_codes
+
+
+def _handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from .clustering import ClusteringError
+        from .config import ConfigError
+        from .prepare import PrepareError
+        from .wms.base import WmsError
+
+        try:
+            return func(*args, **kwargs)
+        except (ConfigError, ClusteringError, PrepareError, WmsError, FileNotFoundError) as err:
+            click.echo(f"bps: error: {err}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+def _config_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.argument("config_file", type=click.Path(dir_okay=False), required=False),
+        click.option("--wms", type=click.Choice(["local", "htcondor", "pegasus"]), help="Workflow system."),
+        click.option("--compute-site", help="Site: reads site_configs/<SITE>.yaml."),
+        click.option(
+            "--submit-dir", type=click.Path(file_okay=False), help="Where to write the submit directory."
+        ),
+        click.option("--qgraph", type=click.Path(dir_okay=False), help="Use this saved QuantumGraph."),
+        click.option("--output-run", help="RUN collection of the outputs."),
+        click.option(
+            "-j", "--jobs", type=click.IntRange(min=1), help="Parallel jobs (local workflow system)."
+        ),
+        click.option(
+            "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set any key, e.g. retry.retries=5."
+        ),
+        click.option(
+            "--show-config", is_flag=True, help="Print every resolved value and where it came from."
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _resolve(config_file: str | None, **cli: Any) -> Any:
+    from .config import load_config, parse_cli_override
+
+    sets = cli.pop("sets", ())
+    overrides = {
+        "wms": cli.get("wms"),
+        "compute_site": cli.get("compute_site"),
+        "submit_dir": cli.get("submit_dir"),
+        "qgraph": cli.get("qgraph"),
+        "output_run": cli.get("output_run"),
+        "local.jobs": cli.get("jobs"),
+    }
+    for text in sets:
+        key, value = parse_cli_override(text)
+        overrides[key] = value
+    return load_config(config_file, overrides)
+
+
+def _service(name: str, jobs: int | None = None) -> Any:
+    from .wms.base import get_service
+
+    service = get_service(name)
+    if jobs is not None and hasattr(service, "jobs"):
+        service.jobs = jobs
+    return service
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log debugging detail.")
+def main(verbose: bool) -> None:
+    """Batch processing: a QuantumGraph becomes a workflow of run_quantum jobs (local, HTCondor, Pegasus)."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+
+
+@main.command()
+@_config_options
+@_handle_errors
+def prepare(config_file: str | None, show_config: bool, **cli: Any) -> None:
+    """Write a submit directory for CONFIG_FILE; submit nothing."""
+    from .prepare import prepare as do_prepare
+
+    resolved = _resolve(config_file, **cli)
+    if show_config:
+        click.echo(resolved.show())
+    prepared = do_prepare(resolved, service=_service(resolved.config.wms, resolved.config.local.jobs))
+    wf = prepared.workflow
+    click.echo(
+        f"prepared {len(wf.jobs)} jobs ({len(wf.labels())} labels) + final job in {prepared.submit_dir}"
+    )
+    if prepared.main_file is not None:
+        click.echo(f"workflow file: {prepared.main_file}")
+
+
+@main.command()
+@_config_options
+@_handle_errors
+def submit(config_file: str | None, show_config: bool, **cli: Any) -> None:
+    """Prepare CONFIG_FILE, then hand the workflow to its workflow system."""
+    from .prepare import prepare as do_prepare
+    from .wms.base import write_run_record
+
+    resolved = _resolve(config_file, **cli)
+    if show_config:
+        click.echo(resolved.show())
+    service = _service(resolved.config.wms, resolved.config.local.jobs)
+    prepared = do_prepare(resolved, service=service)
+    click.echo(f"submit directory: {prepared.submit_dir}")
+    run_id = service.submit(prepared.submit_dir)
+    write_run_record(prepared.submit_dir, wms=resolved.config.wms, run_id=run_id)
+    click.echo(f"submitted {run_id} with {resolved.config.wms}")
+    if resolved.config.wms == "local":
+        report = service.report(prepared.submit_dir)
+        _print_report(report)
+        click.echo(f"submit directory: {prepared.submit_dir}")
+        if report.state != "succeeded":
+            sys.exit(1)
+
+
+@main.command()
+@click.argument("submit_dir", type=click.Path(exists=True, file_okay=False))
+@_handle_errors
+def report(submit_dir: str) -> None:
+    """Per task label: succeeded, failed, running, pending; the log tail of each failure."""
+    rep = _service(_wms_of(Path(submit_dir))).report(Path(submit_dir))
+    _print_report(rep)
+
+
+@main.command()
+@click.argument("submit_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--retries", type=click.IntRange(min=0), help="New number of retries per job.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), help="Parallel jobs (local workflow system).")
+@_handle_errors
+def restart(submit_dir: str, retries: int | None, jobs: int | None) -> None:
+    """Rerun only what did not succeed."""
+    wms = _wms_of(Path(submit_dir))
+    service = _service(wms, jobs)
+    overrides = {"retries": retries} if retries is not None else None
+    run_id = service.restart(Path(submit_dir), overrides)
+    click.echo(f"restarted {submit_dir} as {run_id}")
+    if wms == "local":
+        _print_report(service.report(Path(submit_dir)))
+
+
+@main.command()
+@click.argument("submit_dir", type=click.Path(exists=True, file_okay=False))
+@_handle_errors
+def cancel(submit_dir: str) -> None:
+    """Stop a running workflow."""
+    _service(_wms_of(Path(submit_dir))).cancel(Path(submit_dir))
+    click.echo(f"cancelled {submit_dir}")
+
+
+@main.command()
+@click.argument("submit_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--batch-size", type=click.IntRange(min=1), default=5000, show_default=True)
+def finalize(submit_dir: str, batch_size: int) -> None:
+    """Register every verified staged output of SUBMIT_DIR (the final job runs this; idempotent)."""
+    from .finalize import finalize as do_finalize
+
+    try:
+        summary = do_finalize(submit_dir, batch_size=batch_size)
+    except FileNotFoundError as err:
+        click.echo(f"bps finalize: {err}", err=True)
+        sys.exit(exit_codes.USAGE)
+    except Exception as err:  # registry down or locked: a retry may succeed, unless data conflict
+        conflict = type(err).__name__ == "ConflictingDatasetError"
+        code = exit_codes.DATA_ERROR if conflict else exit_codes.TEMPORARY
+        click.echo(
+            f"bps finalize: {type(err).__name__}: {err} (exit {code}: {exit_codes.describe(code)})", err=True
+        )
+        sys.exit(code)
+    click.echo(summary.text())
+    sys.exit(summary.exit_code)
+
+
+def _wms_of(submit_dir: Path) -> str:
+    from .wms.base import read_run_record
+    from .workflow import GenericWorkflow
+
+    record = read_run_record(submit_dir)
+    if record.get("wms"):
+        return str(record["wms"])
+    workflow = submit_dir / "workflow.json"
+    if not workflow.exists():
+        raise FileNotFoundError(f"{submit_dir} is not a submit directory (no workflow.json)")
+    return GenericWorkflow.load(workflow).site.wms
+
+
+def _print_report(rep: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .wms.base import STATES
+
+    console = Console()
+    table = Table(title=f"{rep.submit_dir} ({rep.wms}, {rep.state})")
+    table.add_column("label")
+    shown = [s for s in STATES if s in ("succeeded", "failed", "running", "pending") or rep.totals()[s]]
+    for state in shown:
+        table.add_column(state, justify="right")
+    for label, counts in rep.counts.items():
+        table.add_row(label, *(str(counts[s]) for s in shown))
+    totals = rep.totals()
+    table.add_row("[bold]total", *(f"[bold]{totals[s]}" for s in shown))
+    console.print(table)
+    for failure in rep.failures:
+        console.print(
+            f"[red]FAILED[/red] {failure.name} ({failure.label}), attempt {failure.attempt}: {failure.reason}"
+            + (f"\n  log: {failure.log_file}" if failure.log_file else "")
+        )
+        if failure.log_tail:
+            console.print(failure.log_tail, markup=False, highlight=False)
+    for message in rep.messages:
+        console.print(message)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""``bps prepare``: a resolved submit configuration becomes a submit directory; nothing is submitted.
+
+The submit directory holds everything a workflow system and an operator need, and
+one copy of the graph only (field note 4)::
+
+    SUBMIT_DIR/
+      submit_config.yaml       every resolved value and where it came from
+      workflow.json            the generic workflow (translators and bps report read it)
+      <output_run>.qgraph      the graph, when prepare planned it (else the qgraph file is used in place)
+      input_locations/<job>.json   only for jobs reading inputs stored off their template path
+      manifests/               filled by the jobs, read by the final job
+      logs/<label>/            job logs
+      ...                      the workflow system's own files
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .clustering import ClusterRule
+from .config import ResolvedConfig
+from .finalize import WORKFLOW_FILE
+from .staging import atomic_write_text
+from .workflow import GenericWorkflow, Resources, safe_name
+from .workflow_builder import LOG_DIR, MANIFEST_DIR, BuildOptions, build_workflow
+
+log = logging.getLogger("bps.prepare")
+
+CONFIG_FILE = "submit_config.yaml"
+
+
+class PrepareError(RuntimeError):
+    """Prepare cannot proceed; the message says what to change."""
+
+
+@dataclass
+class Prepared:
+    """The outcome of `prepare`."""
+
+    submit_dir: Path
+    workflow: GenericWorkflow
+    main_file: Path | None
+
+
+def prepare(resolved: ResolvedConfig, *, service: Any = None) -> Prepared:
+    """Write the submit directory for ``resolved``; let ``service`` (a `WorkflowService`) add its files."""
+    c = resolved.config
+    submit_dir = Path(c.submit_dir).absolute()
+    if (submit_dir / WORKFLOW_FILE).exists():
+        raise PrepareError(
+            f"{submit_dir} already holds a prepared workflow: use `bps restart {submit_dir}` to rerun what "
+            "failed, or choose another submit_dir (its default includes {timestamp})"
+        )
+    submit_dir.mkdir(parents=True, exist_ok=True)
+    if not os.access(submit_dir, os.W_OK):
+        raise PrepareError(f"submit directory {submit_dir} is not writable")
+    for sub in (MANIFEST_DIR, LOG_DIR):
+        (submit_dir / sub).mkdir(exist_ok=True)
+    atomic_write_text(submit_dir / CONFIG_FILE, resolved.show() + "\n")
+
+    graph_file = _graph_file(resolved, submit_dir)
+    from supertask.graph.quantum_graph import QuantumGraph
+
+    graph = QuantumGraph.load(graph_file)
+    output_run = graph.metadata.get("output_run") or c.output_run
+    if c.output_run and output_run != c.output_run:
+        raise PrepareError(
+            f"graph {graph_file} writes to run {output_run!r} but output_run is {c.output_run!r} "
+            f"({resolved.source_of('output_run')}): make them agree or drop output_run"
+        )
+    if not len(graph):
+        raise PrepareError(f"graph {graph_file} has no quanta: nothing to run")
+    path_of, off_template = _locator(c.repo, graph)
+    options = BuildOptions(
+        name=safe_name(f"{output_run}"),
+        submit_dir=str(submit_dir),
+        graph_file=str(graph_file),
+        repo=str(c.repo),
+        output_run=output_run,
+        site=resolved.site,
+        rules=[
+            ClusterRule(r.name, tuple(r.labels), tuple(r.units), r.max_size) for r in c.clustering.clusters
+        ],
+        resources_for=resolved.resources_for,
+        retry=resolved.retry_policy(),
+        throttles=dict(c.throttles),
+        final_resources=Resources(memory_mb=c.final.memory_mb, cpus=c.final.cpus, disk_mb=c.final.disk_mb),
+        final_retries=c.final.retries,
+        final_batch_size=c.final.batch_size,
+    )
+    workflow = build_workflow(iter(graph), options, path_of)
+    _write_input_locations(workflow, off_template, submit_dir)
+    workflow.save(submit_dir / WORKFLOW_FILE)
+    main_file = service.prepare(workflow) if service is not None else None
+    return Prepared(submit_dir=submit_dir, workflow=workflow, main_file=main_file)
+
+
+def _graph_file(resolved: ResolvedConfig, submit_dir: Path) -> Path:
+    """The existing graph file, or a new one planned from the pipeline into the submit directory."""
+    c = resolved.config
+    if c.qgraph:
+        path = Path(c.qgraph).absolute()
+        if not path.is_file():
+            raise PrepareError(f"qgraph {path} ({resolved.source_of('qgraph')}) does not exist")
+        return path
+    from supertask.graph.builder import build_quantum_graph
+    from supertask.pipeline import Pipeline
+    from supertask.repo.butler import Butler
+
+    pipeline = Pipeline.fromFile(c.pipeline)
+    butler = Butler(c.repo, collections=c.input_collections or None)
+    try:
+        graph, report = build_quantum_graph(
+            pipeline,
+            butler,
+            where=c.where or None,
+            input_collections=list(c.input_collections) or None,
+            output_run=c.output_run,
+        )
+    finally:
+        butler.close()
+    for line in report.lines():
+        log.info("%s", line)
+    path = submit_dir / f"{safe_name(c.output_run or 'run')}.qgraph"
+    graph.save(path)
+    return path
+
+
+def _locator(repo: str | None, graph: Any) -> tuple[Any, dict[tuple[str, Any], str]]:
+    """The datastore's path function, and overall inputs whose registered path is not their template path."""
+    from supertask.repo.butler import Butler
+
+    butler = Butler(repo)
+    try:
+        datastore = butler.datastore
+        off_template: dict[tuple[str, Any], str] = {}
+        for d in graph.initialInputs():
+            if d.id is None and d.run is None:
+                continue
+            try:
+                registered = butler.registry.getDatasetLocation(d)[0]
+            except LookupError:
+                continue
+            if registered != datastore.path(d.datasetType, d.dataId, d.run or ""):
+                off_template[d.key] = registered
+    finally:
+        butler.close()
+
+    def path_of(dataset: Any, run: str) -> str:
+        return off_template.get(dataset.key) or datastore.path(dataset.datasetType, dataset.dataId, run)
+
+    return path_of, off_template
+
+
+def _write_input_locations(
+    workflow: GenericWorkflow, off_template: dict[tuple[str, Any], str], submit_dir: Path
+) -> None:
+    if not off_template:
+        return
+    by_lfn = {}
+    for (name, data_id), path in off_template.items():
+        from .workflow import dataset_lfn
+
+        by_lfn[dataset_lfn(name, dict(data_id))] = path
+    directory = submit_dir / "input_locations"
+    for job in workflow.jobs.values():
+        mine = {f.lfn: by_lfn[f.lfn] for f in job.inputs if f.producer is None and f.lfn in by_lfn}
+        if mine:
+            directory.mkdir(exist_ok=True)
+            path = directory / f"{job.name}.json"
+            atomic_write_text(path, json.dumps(mine))
+            job.arguments += ["--input-locations", str(path)]

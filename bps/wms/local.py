@@ -1,0 +1,338 @@
+"""The local workflow system: a generic workflow's jobs as subprocesses on this machine.
+
+It runs exactly what a cluster would run (``run_quantum`` per job, then
+``bps finalize``), with the same retry rules (exit codes in ``NO_RETRY`` are not
+retried) and throttles, so a batch configuration can be tried on a laptop before a
+cluster is spent on it. Job states live in the submit directory's run record,
+which ``bps report`` reads and ``bps restart`` uses to rerun only what did not
+succeed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..exit_codes import describe
+from ..workflow import GenericWorkflow, Job
+from .base import JobFailure, RunReport, WmsError, WorkflowService, read_run_record, write_run_record
+
+WORKFLOW_FILE = "workflow.json"
+LOG_TAIL_LINES = 15
+_RECORD_INTERVAL_S = 0.5
+
+
+@dataclass
+class _Running:
+    job: Job
+    attempt: int
+    process: subprocess.Popen[bytes]
+    log_file: Path
+
+
+class LocalService(WorkflowService):
+    """Run jobs as local subprocesses, ``jobs`` at a time, with retries and a progress bar.
+
+    Parameters
+    ----------
+    jobs : `int`, optional
+        Parallel jobs; default: the run record's value, else 2.
+    progress : `bool`
+        Show a progress bar (on stderr).
+    """
+
+    name = "local"
+
+    def __init__(self, jobs: int | None = None, progress: bool = True):
+        self.jobs = jobs
+        self.progress = progress
+        self._stop = False
+
+    # -- WorkflowService ------------------------------------------------------------------
+    def prepare(self, workflow: GenericWorkflow) -> Path:
+        """Nothing to translate: the generic workflow is the local system's own file."""
+        path = Path(workflow.submit_dir) / WORKFLOW_FILE
+        if not path.exists():
+            workflow.save(path)
+        write_run_record(Path(workflow.submit_dir), wms=self.name, state="prepared")
+        return path
+
+    def submit(self, submit_dir: Path) -> str:
+        """Run the workflow to completion (blocking); return the run id."""
+        submit_dir = Path(submit_dir).absolute()
+        run_id = f"local-{os.getpid()}-{int(time.time())}"
+        self._run(submit_dir, run_id, rerun_all=True)
+        return run_id
+
+    def restart(self, submit_dir: Path, overrides: dict[str, Any] | None = None) -> str:
+        """Rerun jobs that did not succeed (their succeeded quanta are skipped by run_quantum itself)."""
+        submit_dir = Path(submit_dir).absolute()
+        record = read_run_record(submit_dir)
+        if not record.get("jobs"):
+            raise WmsError(f"{submit_dir} was never submitted with the local system: use `bps submit` first")
+        if overrides and "retries" in overrides:
+            self._retries_override = int(overrides["retries"])
+        run_id = f"local-{os.getpid()}-{int(time.time())}"
+        self._run(submit_dir, run_id, rerun_all=False)
+        return run_id
+
+    def report(self, submit_dir: Path) -> RunReport:
+        """Per-label states and the log tail of every failure, from the run record."""
+        submit_dir = Path(submit_dir)
+        record = read_run_record(submit_dir)
+        wf = GenericWorkflow.load(submit_dir / WORKFLOW_FILE)
+        report = RunReport(submit_dir=str(submit_dir), wms=self.name, run_id=record.get("run_id"))
+        report.state = record.get("state", "prepared")
+        states = record.get("jobs", {})
+        jobs = list(wf.jobs.values()) + ([wf.final] if wf.final else [])
+        for job in jobs:
+            info = states.get(job.name, {})
+            state = info.get("state", "pending")
+            if state == "running" and not _alive(record.get("pid")):
+                state = "failed"  # the runner died: the job will not finish
+            report.add(job.label, state)
+            if state == "failed":
+                log_file = info.get("log")
+                report.failures.append(
+                    JobFailure(
+                        name=job.name,
+                        label=job.label,
+                        exit_code=info.get("exit_code"),
+                        attempt=info.get("attempts", 1),
+                        reason=describe(info["exit_code"])
+                        if info.get("exit_code") is not None
+                        else "runner died",
+                        log_file=log_file,
+                        log_tail=_tail(log_file),
+                    )
+                )
+        return report
+
+    def cancel(self, submit_dir: Path) -> None:
+        """Stop a running local run (its runner kills its jobs and records them as not finished)."""
+        record = read_run_record(Path(submit_dir))
+        pid = record.get("pid")
+        if record.get("state") != "running" or not _alive(pid):
+            raise WmsError(f"{submit_dir}: no local run is in progress")
+        os.kill(pid, signal.SIGTERM)
+
+    # -- the runner -----------------------------------------------------------------------
+    def _run(self, submit_dir: Path, run_id: str, *, rerun_all: bool) -> None:
+        wf = GenericWorkflow.load(submit_dir / WORKFLOW_FILE)
+        record = read_run_record(submit_dir)
+        parallel = self.jobs or record.get("parallel_jobs") or 2
+        states: dict[str, dict[str, Any]] = {} if rerun_all else dict(record.get("jobs", {}))
+        for name in wf.jobs:
+            info = states.get(name, {})
+            if info.get("state") != "succeeded":
+                states[name] = {"state": "pending", "attempts": 0}
+        if wf.final is not None:
+            states[wf.final.name] = {"state": "pending", "attempts": 0}
+        write_run_record(
+            submit_dir,
+            wms=self.name,
+            run_id=run_id,
+            state="running",
+            pid=os.getpid(),
+            parallel_jobs=parallel,
+            jobs=states,
+        )
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            self._loop(wf, submit_dir, states, parallel, run_id)
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self._stop = True
+
+    def _loop(
+        self,
+        wf: GenericWorkflow,
+        submit_dir: Path,
+        states: dict[str, dict[str, Any]],
+        parallel: int,
+        run_id: str,
+    ) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        children = wf.children()
+        waiting = {
+            name: sum(1 for p in wf.parents[name] if states[p]["state"] != "succeeded") for name in wf.jobs
+        }
+        ready = deque(n for n in wf.jobs if states[n]["state"] == "pending" and waiting[n] == 0)
+        running: dict[str, _Running] = {}
+        per_throttle: dict[str, int] = {}
+        last_record = 0.0
+        retries_override = getattr(self, "_retries_override", None)
+
+        def skip_descendants(name: str) -> None:
+            stack = list(children[name])
+            while stack:
+                child = stack.pop()
+                if states[child]["state"] == "pending":
+                    states[child]["state"] = "skipped"
+                    stack.extend(children[child])
+
+        def record(state: str = "running", force: bool = False) -> None:
+            nonlocal last_record
+            now = time.monotonic()
+            if force or now - last_record > _RECORD_INTERVAL_S:
+                write_run_record(submit_dir, state=state, jobs=states)
+                last_record = now
+
+        total = len(wf.jobs) + (1 if wf.final else 0)
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[failed]} failed"),
+            TimeElapsedColumn(),
+            disable=not self.progress,
+            transient=False,
+        ) as progress:
+            bar = progress.add_task(f"local run {wf.name}", total=total, failed=0)
+            done_count = sum(1 for s in states.values() if s["state"] == "succeeded")
+            progress.update(bar, completed=done_count)
+            while (ready or running) and not self._stop:
+                launched = True
+                while launched and len(running) < parallel and ready:
+                    launched = False
+                    for _ in range(len(ready)):
+                        name = ready.popleft()
+                        job = wf.jobs[name]
+                        limit = wf.throttles.get(job.throttle or "", None)
+                        if limit is not None and per_throttle.get(job.throttle or "", 0) >= limit:
+                            ready.append(name)
+                            continue
+                        running[name] = self._start(wf, job, submit_dir, states[name])
+                        if job.throttle:
+                            per_throttle[job.throttle] = per_throttle.get(job.throttle, 0) + 1
+                        launched = True
+                        break
+                record()
+                finished = _wait_any(running)
+                for name in finished:
+                    r = running.pop(name)
+                    if r.job.throttle:
+                        per_throttle[r.job.throttle] -= 1
+                    code = r.process.returncode
+                    info = states[name]
+                    info["exit_code"] = code
+                    if code == 0:
+                        info["state"] = "succeeded"
+                        progress.advance(bar)
+                        for child in children[name]:
+                            waiting[child] -= 1
+                            if waiting[child] == 0 and states[child]["state"] == "pending":
+                                ready.append(child)
+                        continue
+                    retries = r.job.retry.retries if retries_override is None else retries_override
+                    retryable = code not in r.job.retry.no_retry_exit_codes
+                    if self._stop:
+                        info["state"] = "pending"
+                    elif retryable and info["attempts"] <= retries:
+                        info["state"] = "pending"
+                        ready.append(name)
+                    else:
+                        info["state"] = "failed"
+                        skip_descendants(name)
+                        failed = sum(1 for s in states.values() if s["state"] == "failed")
+                        progress.update(bar, failed=failed)
+                record(force=bool(finished))
+            if self._stop:
+                for r in running.values():
+                    r.process.terminate()
+                for name, r in running.items():
+                    r.process.wait()
+                    states[name]["state"] = "pending"
+                record("cancelled", force=True)
+                return
+            # the final job runs even after failures: it registers whatever was made
+            if wf.final is not None:
+                info = states[wf.final.name]
+                while True:
+                    r = self._start(wf, wf.final, submit_dir, info)
+                    r.process.wait()
+                    info["exit_code"] = r.process.returncode
+                    if r.process.returncode == 0:
+                        info["state"] = "succeeded"
+                        progress.advance(bar)
+                        break
+                    if (
+                        info["attempts"] > wf.final.retry.retries
+                        or r.process.returncode in wf.final.retry.no_retry_exit_codes
+                    ):
+                        info["state"] = "failed"
+                        break
+        failed = any(s["state"] in ("failed", "skipped") for s in states.values())
+        record("failed" if failed else "succeeded", force=True)
+
+    def _start(self, wf: GenericWorkflow, job: Job, submit_dir: Path, info: dict[str, Any]) -> _Running:
+        info["attempts"] = info.get("attempts", 0) + 1
+        info["state"] = "running"
+        log_dir = submit_dir / (job.log_subdir or "logs")
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log_file = log_dir / f"{job.name}.log"
+        info["log"] = str(log_file)
+        command = _command(wf, job)
+        env = dict(os.environ)
+        env.update(wf.site.environment)
+        with open(log_file, "ab") as stream:
+            stream.write(f"=== attempt {info['attempts']}: {' '.join(command)}\n".encode())
+            stream.flush()
+            process = subprocess.Popen(
+                command, stdout=stream, stderr=subprocess.STDOUT, env=env, cwd=submit_dir
+            )
+        return _Running(job, info["attempts"], process, log_file)
+
+
+def _command(wf: GenericWorkflow, job: Job) -> list[str]:
+    python = wf.site.python or sys.executable
+    if job.executable == "run_quantum":
+        return [python, "-m", "bps.run_quantum", *job.arguments, "--repo", wf.repo]
+    if job.executable == "bps":
+        return [python, "-m", "bps.cli", *job.arguments]
+    return [job.executable, *job.arguments]
+
+
+def _wait_any(running: dict[str, _Running], poll_s: float = 0.02) -> list[str]:
+    """Names of jobs that have finished, waiting briefly if none has."""
+    if not running:
+        return []
+    while True:
+        finished = [name for name, r in running.items() if r.process.poll() is not None]
+        if finished:
+            return finished
+        time.sleep(poll_s)
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def _tail(path: str | None, lines: int = LOG_TAIL_LINES) -> str:
+    if not path:
+        return ""
+    try:
+        with open(path, "rb") as stream:
+            stream.seek(0, os.SEEK_END)
+            stream.seek(max(0, stream.tell() - 32 * 1024))
+            text = stream.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
