@@ -1,0 +1,70 @@
+"""Prepare-time checks: what a real HTCondor pool would refuse, reported with the fix."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from support.htcondor_workflows import diamond, pool_site
+
+from bps.wms.base import WmsError
+from bps.wms.htcondor import checks
+from bps.wms.htcondor.service import HTCondorService
+from bps.workflow import Resources
+
+
+def test_submit_directory_under_tmp_is_refused_with_the_fix():
+    problems = checks.check_not_tmp(Path("/tmp/run1/submit"))
+    assert len(problems) == 1 and "strict mode" in problems[0] and "skip_checks" in problems[0]
+    assert checks.check_not_tmp(Path("/home/ops/runs/1")) == []
+
+
+def test_root_owned_directory_not_writable_by_the_job_user_is_refused(tmp_path):
+    target = tmp_path / "submit"
+    target.mkdir()
+    target.chmod(0o755)
+    if os.stat(target).st_uid == 0:
+        assert "never run as root" in checks.check_job_user_access([target])[0]
+        target.chmod(0o777)
+    assert checks.check_job_user_access([target]) == []
+
+
+def test_missing_or_relative_python_is_refused():
+    site = pool_site()
+    assert checks.check_python(site) == []
+    assert "sets no `python`" in checks.check_python(replace(site, python=""))[0]
+    assert "absolute" in checks.check_python(replace(site, python="python3"))[0]
+    assert "not an executable" in checks.check_python(replace(site, python="/nonexistent/bin/python"))[0]
+
+
+def test_environment_values_that_rely_on_the_submitter_environment_are_refused():
+    site = replace(pool_site(), environment={"A": "$ENV(HOME)/x", "B": "/literal"})
+    problems = checks.check_environment(site)
+    assert len(problems) == 1 and problems[0].startswith("environment variable A=")
+
+
+def test_a_final_job_larger_than_any_slot_is_refused_with_the_setting_to_change(tmp_path):
+    wf = diamond(tmp_path)
+    wf.final = replace(wf.final, resources=Resources(memory_mb=32768, cpus=16))
+    with pytest.raises(WmsError) as err:
+        HTCondorService().prepare(wf)
+    message = str(err.value)
+    assert "label 'finalize' asks for cpus=16" in message and "max_cpus" in message
+    assert "memory_mb=32768" in message and "max_memory_mb" in message
+
+
+def test_prepare_lists_every_problem_at_once(tmp_path):
+    site = replace(pool_site(), python="", environment={"X": "${HOME}"}, condor={})
+    wf = diamond(tmp_path, site=site)
+    with pytest.raises(WmsError) as err:
+        HTCondorService().prepare(wf)
+    message = str(err.value)
+    assert "strict mode" in message and "sets no `python`" in message and "environment variable X" in message
+
+
+def test_unknown_check_names_in_skip_checks_are_refused(tmp_path):
+    wf = diamond(tmp_path, site=pool_site(skip_checks=["tmp"]))
+    with pytest.raises(ValueError, match="unknown checks"):
+        checks.check_workflow(wf, tmp_path)

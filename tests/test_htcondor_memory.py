@@ -1,0 +1,84 @@
+"""Memory escalation expressions, evaluated by the real ClassAd library."""
+
+from __future__ import annotations
+
+import classad2
+import pytest
+
+from bps.wms.htcondor import memory
+
+POLICY = memory.MemoryPolicy(base_mb=2048, multiplier=2.0, max_mb=8192, max_starts=4)
+
+
+def _ad(**attrs) -> classad2.ClassAd:
+    ad = classad2.ClassAd()
+    ad.update({"NumJobStarts": 0, "JobStatus": 1, **attrs})
+    ad["RequestMemory"] = classad2.ExprTree(
+        memory.request_memory(POLICY).replace("$(bps_memory:2048)", "2048")
+    )
+    return ad
+
+
+def _eval(expr: str, ad: classad2.ClassAd) -> bool:
+    return bool(classad2.ExprTree(expr).eval(ad))
+
+
+def test_first_attempt_requests_the_base():
+    assert _ad().eval("RequestMemory") == 2048
+
+
+def test_memory_grows_by_the_multiplier_after_a_memory_hold():
+    assert _ad(NumJobStarts=1, LastHoldReasonCode=34, LastHoldReasonSubCode=0).eval("RequestMemory") == 4096
+
+
+def test_memory_follows_measured_usage_when_it_is_larger():
+    ad = _ad(NumJobStarts=1, LastHoldReasonCode=34, MemoryUsage=3000)
+    assert ad.eval("RequestMemory") == 6000
+
+
+def test_memory_never_exceeds_the_cap():
+    assert _ad(NumJobStarts=3, LastHoldReasonCode=34, MemoryUsage=7000).eval("RequestMemory") == 8192
+
+
+def test_a_hold_for_another_reason_does_not_grow_memory():
+    assert _ad(NumJobStarts=1, LastHoldReasonCode=13).eval("RequestMemory") == 2048
+
+
+def test_policy_hold_with_subcode_34_counts_as_memory():
+    assert _ad(NumJobStarts=1, LastHoldReasonCode=3, LastHoldReasonSubCode=34).eval("RequestMemory") == 4096
+
+
+def test_memory_held_job_below_the_cap_is_released_not_removed():
+    ad = _ad(JobStatus=5, HoldReasonCode=34, HoldReasonSubCode=0, NumJobStarts=1)
+    assert _eval(memory.periodic_release(POLICY), ad)
+    assert not _eval(memory.periodic_remove(POLICY), ad)
+
+
+def test_memory_held_job_at_the_cap_is_removed_not_released():
+    ad = _ad(JobStatus=5, HoldReasonCode=34, NumJobStarts=3, LastHoldReasonCode=34)
+    assert ad.eval("RequestMemory") == 8192
+    assert not _eval(memory.periodic_release(POLICY), ad)
+    assert _eval(memory.periodic_remove(POLICY), ad)
+
+
+def test_other_holds_are_removed_only_after_the_configured_timeout():
+    policy = memory.MemoryPolicy(2048, 2.0, 8192, 4, held_timeout_s=600)
+    fresh = _ad(JobStatus=5, HoldReasonCode=13, EnteredCurrentStatus=classad2.ExprTree("time() - 10"))
+    old = _ad(JobStatus=5, HoldReasonCode=13, EnteredCurrentStatus=classad2.ExprTree("time() - 6000"))
+    assert not _eval(memory.periodic_remove(policy), fresh)
+    assert _eval(memory.periodic_remove(policy), old)
+    assert not _eval(memory.periodic_remove(POLICY), old)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"base_mb": 0}, "positive"),
+        ({"multiplier": 0.5}, "memory_multiplier"),
+        ({"max_mb": 1024}, "memory_max_mb"),
+    ],
+)
+def test_inconsistent_policies_are_refused(kwargs, match):
+    values = {"base_mb": 2048, "multiplier": 2.0, "max_mb": 8192, "max_starts": 3, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        memory.MemoryPolicy(**values)

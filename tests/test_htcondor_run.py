@@ -1,0 +1,170 @@
+"""Execute emitted DAGs with the DAGMan test runner: outputs, failures, retries, memory, report, restart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from support.dagman_runner import run_dag
+from support.htcondor_workflows import diamond, output_checksums
+
+from bps.wms.base import WmsError, read_run_record
+from bps.wms.htcondor.eventlog import read_event_log
+from bps.wms.htcondor.layout import find_dag
+from bps.wms.htcondor.service import HTCondorService
+from bps.workflow import GenericWorkflow, RetryPolicy
+
+SERVICE = HTCondorService()
+
+
+def _run(wf: GenericWorkflow):
+    dag = SERVICE.prepare(wf)
+    return run_dag(dag), Path(wf.submit_dir)
+
+
+def test_both_staging_modes_produce_the_same_datasets(tmp_path):
+    results = {}
+    for staging in ("shared", "transfer"):
+        wf = diamond(tmp_path / staging, staging)
+        result, submit = _run(wf)
+        assert result.exit_code == 0
+        assert result.order[-1] == "bps_final"
+        results[staging] = output_checksums(wf)
+        finalized = (submit / "finalized.txt").read_text().split()
+        assert sorted(finalized) == sorted(results[staging])
+    assert len(results["shared"]) == 4
+    assert results["shared"] == results["transfer"]
+
+
+def test_transfer_mode_leaves_nothing_in_staged_after_finalize(tmp_path):
+    wf = diamond(tmp_path, "transfer")
+    _, submit = _run(wf)
+    assert list((submit / "staged").iterdir()) == []
+
+
+def test_a_failed_job_stops_its_descendants_and_the_final_job_still_runs(tmp_path):
+    wf = diamond(tmp_path, extra={"calibrate_2": ["--exit", "1"]}, retry=RetryPolicy(retries=1))
+    result, submit = _run(wf)
+    assert result.exit_code == 1
+    assert result.status("calibrate_2") == "STATUS_ERROR"
+    assert result.status("coadd_0") == result.status("detect_0") == "STATUS_FUTILE"
+    assert "coadd_0" not in result.order and "bps_final" in result.order
+    assert result.status("calibrate_1") == "STATUS_DONE"
+    rescue = find_dag(submit).rescue_files()
+    assert [p.name for p in rescue] == ["diamond.dag.rescue001"]
+    assert rescue[0].read_text().split("\n")[1:3] == ["DONE calibrate_1", ""]
+
+
+def test_report_counts_per_label_and_explains_each_failure(tmp_path):
+    wf = diamond(tmp_path, extra={"calibrate_2": ["--exit", "1"]}, retry=RetryPolicy(retries=1))
+    _, submit = _run(wf)
+    report = SERVICE.report(submit)
+    assert report.state == "failed"
+    assert report.counts["calibrate"]["succeeded"] == 1 and report.counts["calibrate"]["failed"] == 1
+    assert report.counts["coadd"]["skipped"] == 1 and report.counts["detect"]["skipped"] == 1
+    assert report.counts["finalize"]["succeeded"] == 1
+    (failure,) = report.failures
+    assert (failure.name, failure.label, failure.exit_code, failure.attempt) == (
+        "calibrate_2",
+        "calibrate",
+        1,
+        2,
+    )
+    assert "failing with exit code 1 on purpose" in failure.log_tail
+    assert failure.log_file.startswith(str(submit / "jobs" / "calibrate" / "visit-2" / "calibrate_2."))
+    assert any("bps restart" in m for m in report.messages)
+    assert read_run_record(submit)["counts"]["failed"] == 1
+
+
+def test_no_retry_exit_codes_are_not_retried(tmp_path):
+    wf = diamond(tmp_path, extra={"calibrate_1": ["--exit", "78"]}, retry=RetryPolicy(retries=3))
+    _, submit = _run(wf)
+    (failure,) = SERVICE.report(submit).failures
+    assert failure.attempt == 1 and failure.exit_code == 78
+    assert "invalid configuration" in failure.reason
+
+
+def test_retries_keep_the_log_of_every_attempt(tmp_path):
+    marker = tmp_path / "attempts"
+    wf = diamond(
+        tmp_path,
+        extra={"coadd_0": ["--fail-until-attempt", "3", "--marker", str(marker)]},
+        retry=RetryPolicy(retries=3),
+    )
+    result, submit = _run(wf)
+    assert result.exit_code == 0 and marker.read_text() == "3"
+    logs = sorted((submit / "jobs" / "coadd" / "tract-0").glob("coadd_0.*.out"))
+    assert len(logs) == 3
+    assert "failing on purpose" in logs[0].read_text() and "failing" not in logs[-1].read_text()
+
+
+def test_memory_hold_releases_the_job_with_more_memory(tmp_path):
+    wf = diamond(tmp_path, extra={"detect_0": ["--memory", "3000"]})
+    result, submit = _run(wf)
+    assert result.exit_code == 0
+    hist = read_event_log(find_dag(submit).nodes_log)["detect_0"]
+    # max(base * 2 ** starts, usage * 2): the measured 3000 MB wins over 4096
+    assert hist.attempts == 1 and hist.request_memory_mb == 6000
+    assert "memory limit of 2048" in hist.last_hold_reason
+
+
+def test_memory_beyond_the_cap_is_removed_reported_and_kept_on_restart(tmp_path):
+    retry = RetryPolicy(retries=0, memory_max_mb=8192)
+    wf = diamond(tmp_path, extra={"detect_0": ["--memory", "100000"]}, retry=retry)
+    result, submit = _run(wf)
+    assert result.status("detect_0") == "STATUS_ERROR"
+    report = SERVICE.report(submit)
+    (failure,) = report.failures
+    assert failure.name == "detect_0" and "periodic_remove" in failure.reason
+    assert "memory limit of 8192" in failure.hold_reason
+    layout = SERVICE.prepare_restart(submit)
+    assert 'bps_memory="8192"' in _vars_line(layout.dag, "detect_0")
+
+
+def test_restart_reruns_only_what_failed_and_completes_the_outputs(tmp_path):
+    broken = tmp_path / "broken"
+    broken.write_text("0")
+    # The job fails while the marker says fewer than 99 attempts: the fix is "delete the cause".
+    wf = diamond(
+        tmp_path,
+        extra={"coadd_0": ["--fail-until-attempt", "99", "--marker", str(broken)]},
+        retry=RetryPolicy(retries=0),
+    )
+    first, submit = _run(wf)
+    assert first.status("coadd_0") == "STATUS_ERROR"
+    broken.write_text("98")  # the operator fixes the problem
+    layout = SERVICE.prepare_restart(submit, {"labels": {"coadd": {"retries": 2}}})
+    second = run_dag(layout.dag)
+    assert second.exit_code == 0
+    assert [n for n in second.order if n != "bps_final"] == ["coadd_0", "detect_0"]
+    assert len(output_checksums(wf)) == 4
+    assert "RETRY coadd_0 2" in layout.dag.read_text()
+    report = SERVICE.report(submit)
+    assert report.state == "succeeded" and report.totals()["succeeded"] == 5
+    assert read_run_record(submit)["restarts"][0]["overrides"] == {"labels": {"coadd": {"retries": 2}}}
+
+
+def test_restart_refuses_unknown_overrides_and_runs_without_a_rescue(tmp_path):
+    wf = diamond(tmp_path, extra={"calibrate_1": ["--exit", "78"]})
+    _, submit = _run(wf)
+    with pytest.raises(WmsError, match="unknown restart override"):
+        SERVICE.prepare_restart(submit, {"memory": 4096})
+    with pytest.raises(WmsError, match="not in this run"):
+        SERVICE.prepare_restart(submit, {"labels": {"nosuch": {"retries": 1}}})
+    ok = diamond(tmp_path / "ok")
+    _, ok_submit = _run(ok)
+    with pytest.raises(WmsError, match="no rescue DAG"):
+        SERVICE.prepare_restart(ok_submit)
+
+
+def test_report_of_a_prepared_run_says_how_to_submit(tmp_path):
+    wf = diamond(tmp_path)
+    SERVICE.prepare(wf)
+    report = SERVICE.report(Path(wf.submit_dir))
+    assert report.state == "prepared"
+    assert report.totals()["pending"] == 5
+    assert any("bps submit" in m for m in report.messages)
+
+
+def _vars_line(dag: Path, node: str) -> str:
+    return next(line for line in dag.read_text().splitlines() if line.startswith(f"VARS {node} "))

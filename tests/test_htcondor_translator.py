@@ -1,0 +1,219 @@
+"""The DAG and submit files written by the HTCondor translator."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import htcondor2
+import pytest
+from support.dagman_runner import parse_dag
+from support.htcondor_workflows import FAKE_JOB, diamond, pool_site
+
+from bps import exit_codes
+from bps.wms.htcondor.layout import find_dag
+from bps.wms.htcondor.quoting import split_arguments
+from bps.wms.htcondor.translator import NO_RETRY_SENTINEL, NodeOverrides, write_dag
+from bps.workflow import Job, Resources, RetryPolicy
+
+
+def _many(tmp_path: Path, n: int, staging: str = "shared"):
+    wf = diamond(tmp_path, staging)
+    for i in range(n):
+        wf.add_job(
+            Job(
+                f"extra_{i}",
+                "calibrate",
+                [100 + i],
+                ["--graph", wf.graph_file, "--quantum", str(100 + i)],
+                executable=FAKE_JOB,
+                log_subdir=f"visit-{i % 3}",
+            )
+        )
+    return wf
+
+
+def test_one_submit_description_per_label_not_per_job(tmp_path):
+    wf = _many(tmp_path, 40)
+    layout = write_dag(wf)
+    subs = sorted(p.name for p in layout.submit_dir.glob("*.sub"))
+    assert subs == ["calibrate.sub", "coadd.sub", "detect.sub", "final.sub"]
+    dag = parse_dag(layout.dag)
+    assert len(dag.nodes) == len(wf.jobs) == 44
+    assert {n.submit for n in dag.nodes.values()} == {"calibrate.sub", "coadd.sub", "detect.sub"}
+
+
+def test_edges_and_final_node_follow_the_workflow(tmp_path):
+    wf = diamond(tmp_path)
+    dag = parse_dag(write_dag(wf).dag)
+    assert dag.nodes["coadd_0"].parents == {"calibrate_1", "calibrate_2"}
+    assert dag.nodes["detect_0"].parents == {"coadd_0"}
+    assert dag.final is not None and dag.final.submit == "final.sub"
+
+
+@pytest.mark.parametrize("staging", ["shared", "transfer"])
+def test_every_submit_description_parses_with_htcondor2(tmp_path, staging):
+    layout = write_dag(diamond(tmp_path, staging))
+    for sub in layout.submit_dir.glob("*.sub"):
+        desc = htcondor2.Submit(sub.read_text())
+        for key in ("executable", "arguments", "request_memory", "request_cpus", "output", "error"):
+            assert key in desc, f"{sub.name} lacks {key}"
+        assert desc["output"] == desc["error"], "stdout and stderr must be merged"
+        assert desc["getenv"].lower() == "false"
+
+
+def test_vars_expand_to_the_exact_job_arguments(tmp_path):
+    wf = diamond(tmp_path, extra={"calibrate_2": ["--note", 'it\'s a "quoted" value', "back\\slash"]})
+    layout = write_dag(wf)
+    dag = parse_dag(layout.dag)
+    for name in ("calibrate_1", "calibrate_2"):
+        node = dag.nodes[name]
+        sub = htcondor2.Submit((layout.submit_dir / node.submit).read_text())
+        for key, value in node.vars.items():
+            sub[key] = value
+        args = split_arguments(sub.expand("arguments").strip('"'))
+        assert args == wf.jobs[name].arguments + ["--repo", wf.repo]
+
+
+def test_transfer_mode_ships_the_graph_and_inputs_and_brings_outputs_to_staged(tmp_path):
+    wf = diamond(tmp_path, "transfer")
+    layout = write_dag(wf)
+    dag = parse_dag(layout.dag)
+    sub = htcondor2.Submit(layout.submit_file("coadd").read_text())
+    for key, value in dag.nodes["coadd_0"].vars.items():
+        sub[key] = value
+    inputs = sub.expand("transfer_input_files").split(",")
+    assert inputs[0] == wf.graph_file
+    assert inputs[1:] == [str(layout.staged / f.lfn) for f in wf.jobs["coadd_0"].inputs]
+    assert sub.expand("transfer_output_files") == "coadd.skymap-demo.tract-0"
+    assert sub["initialdir"] == str(layout.staged)
+    assert sub["when_to_transfer_output"] == "ON_SUCCESS"
+    args = split_arguments(sub.expand("arguments").strip('"'))
+    assert args[:2] == ["--graph", "pipeline.qgraph"] and args[-4:] == [
+        "--inputs-dir",
+        ".",
+        "--outputs-dir",
+        ".",
+    ]
+    # Overall inputs are linked under their logical names to their datastore files.
+    link = layout.input_links / wf.jobs["calibrate_1"].inputs[0].lfn
+    assert link.resolve() == (Path(wf.repo) / wf.jobs["calibrate_1"].inputs[0].path).resolve()
+
+
+def test_retry_lines_use_a_post_script_only_for_several_no_retry_codes(tmp_path):
+    wf = diamond(tmp_path)
+    wf.jobs["calibrate_2"] = replace(
+        wf.jobs["calibrate_2"], retry=RetryPolicy(retries=4, no_retry_exit_codes=(78,))
+    )
+    wf.jobs["coadd_0"] = replace(wf.jobs["coadd_0"], retry=RetryPolicy(retries=0))
+    dag = parse_dag(write_dag(wf).dag)
+    several = dag.nodes["calibrate_1"]
+    assert (several.retries, several.unless_exit) == (2, NO_RETRY_SENTINEL)
+    assert several.post == ["bps_post.sh", "$RETURN"]
+    one = dag.nodes["calibrate_2"]
+    assert (one.retries, one.unless_exit, one.post) == (4, 78, None)
+    assert dag.nodes["coadd_0"].retries == 0 and dag.nodes["coadd_0"].post is None
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"), [(exit_codes.CONFIG_ERROR, NO_RETRY_SENTINEL), (75, 75), (0, 0), (-9, 1)]
+)
+def test_post_script_maps_every_no_retry_code_to_the_sentinel(tmp_path, code, expected):
+    import subprocess
+
+    layout = write_dag(diamond(tmp_path))
+    assert subprocess.run([str(layout.post_script), str(code)]).returncode == expected
+
+
+def test_throttles_priority_and_categories(tmp_path):
+    wf = diamond(tmp_path, site=pool_site(max_jobs_per_label={"coadd": 1}))
+    wf.throttles = {"io": 3}
+    wf.jobs["calibrate_1"] = replace(wf.jobs["calibrate_1"], throttle="io", priority=7)
+    dag = parse_dag(write_dag(wf).dag)
+    assert dag.maxjobs == {"io": 3, "coadd": 1}
+    assert dag.nodes["calibrate_1"].category == "io" and dag.nodes["calibrate_1"].priority == 7
+    assert dag.nodes["coadd_0"].category == "coadd"
+    assert dag.nodes["calibrate_2"].category is None
+
+
+def test_node_status_file_is_periodic_and_dagman_config_takes_site_values(tmp_path):
+    wf = diamond(
+        tmp_path, site=pool_site(dagman_config={"DAGMAN_MAX_JOBS_IDLE": 50, "DAGMAN_MAX_POST_SCRIPTS": 8})
+    )
+    layout = write_dag(wf)
+    text = layout.dag.read_text()
+    assert re.search(r"^NODE_STATUS_FILE \S+ \d+$", text, re.M) and "ALWAYS-UPDATE" not in text
+    assert "CONFIG dagman.config" in text
+    config = layout.config.read_text()
+    assert "DAGMAN_MAX_JOBS_IDLE = 50" in config and "DAGMAN_MAX_POST_SCRIPTS = 8" in config
+
+
+def test_per_node_resources_appear_only_when_they_differ_from_the_label(tmp_path):
+    wf = diamond(tmp_path)
+    wf.jobs["calibrate_2"] = replace(wf.jobs["calibrate_2"], resources=Resources(memory_mb=2048, cpus=2))
+    layout = write_dag(wf, node_overrides=NodeOverrides(memory_mb={"calibrate_1": 6000}))
+    dag = parse_dag(layout.dag)
+    assert dag.nodes["calibrate_1"].vars["bps_memory"] == "6000"
+    assert dag.nodes["calibrate_2"].vars["bps_cpus"] == "2"
+    assert "bps_memory" not in dag.nodes["coadd_0"].vars
+    sub = htcondor2.Submit(layout.submit_file("calibrate").read_text())
+    sub["bps_memory"] = "6000"
+    assert "6000" in sub.expand("request_memory")
+
+
+def test_final_job_resources_and_site_settings_reach_the_submit_files(tmp_path):
+    site = pool_site()
+    site = replace(
+        site,
+        accounting_group="group_survey.ops",
+        project="DRP-2026",
+        requirements="(OpSysMajorVer == 9)",
+        environment={"DAF_CACHE": "/scratch/cache dir"},
+    )
+    wf = diamond(tmp_path, site=site)
+    layout = write_dag(wf)
+    final = htcondor2.Submit((layout.submit_dir / "final.sub").read_text())
+    assert final["request_memory"] == "1024"
+    job = htcondor2.Submit(layout.submit_file("detect").read_text())
+    assert job["accounting_group"] == "group_survey.ops"
+    assert job["MY.ProjectName"] == '"DRP-2026"'
+    assert job["requirements"] == "(OpSysMajorVer == 9)"
+    env = dict(x.split("=", 1) for x in split_arguments(job["environment"].strip('"')))
+    assert env["DAF_CACHE"] == "/scratch/cache dir"
+    assert env["PATH"].startswith(str(Path(site.python).parent))
+
+
+def test_log_directories_per_label_and_unit_exist_before_jobs_run(tmp_path):
+    layout = write_dag(diamond(tmp_path))
+    for d in ("calibrate/visit-1", "calibrate/visit-2", "coadd/tract-0", "detect/tract-0", "final"):
+        assert (layout.jobs_dir / d).is_dir()
+
+
+def test_site_template_directory_overrides_a_shipped_template(tmp_path):
+    custom = tmp_path / "templates"
+    custom.mkdir()
+    (custom / "dagman.config").write_text("# site dagman config\nDAGMAN_MAX_JOBS_IDLE = @max_jobs_idle\n")
+    layout = write_dag(diamond(tmp_path, site=pool_site(templates_dir=str(custom))))
+    assert layout.config.read_text().startswith("# site dagman config")
+
+
+def test_a_site_template_with_an_unknown_placeholder_is_refused(tmp_path):
+    custom = tmp_path / "templates"
+    custom.mkdir()
+    (custom / "final.sub").write_text("executable = @interpreter\nqueue\n")
+    with pytest.raises(ValueError, match="@interpreter"):
+        write_dag(diamond(tmp_path, site=pool_site(templates_dir=str(custom))))
+
+
+def test_job_names_that_collide_as_node_names_are_refused(tmp_path):
+    wf = diamond(tmp_path)
+    wf.add_job(Job("a b", "x", [1], []))
+    wf.add_job(Job("a_b", "x", [2], []))
+    with pytest.raises(ValueError, match="both become DAG node"):
+        write_dag(wf)
+
+
+def test_find_dag_explains_an_unprepared_directory(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not prepared for HTCondor"):
+        find_dag(tmp_path)
