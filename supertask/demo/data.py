@@ -1,0 +1,309 @@
+"""Register DemoCam, the demo skymap and simulated observations in a data repository.
+
+`make_demo_repo` fills a repository with everything the demo pipeline
+(``examples/demo_pipeline.yaml``) reads:
+
+========================  ==========================  ===============================
+collection                dataset types               units
+========================  ==========================  ===============================
+``DemoCam/raw/all``       ``raw``                     instrument, exposure, detector
+``DemoCam/calib``         ``bias``, ``flat``          instrument, detector
+``refcats``               ``ref_cat``                 (none: one global catalogue)
+``skymaps``               ``skyMap``                  skymap
+``DemoCam/defaults``      a CHAINED collection of the four above, in that order
+========================  ==========================  ===============================
+
+and the unit rows the planner joins over: the instrument, its detectors, physical
+filters and bands; the skymap with its tracts and patches (with their RA/Dec boxes);
+exposures, visits (one exposure each, same id) and each visit-detector's RA/Dec box,
+from which the registry computes which detectors of which visits overlap which
+patches. The boxes are widened by `REGION_MARGIN_DEG` to cover the pointing error, so
+the overlap tables err on the side of including a detector: a warp may come out
+empty, but no overlapping pixel is ever left out.
+
+Running it again on the same repository adds what is missing (e.g. more exposures)
+and leaves what exists alone, so an interrupted ``demo-data`` can be re-run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from ..repo.butler import Butler
+from ..repo.dataid import DataId
+from ..repo.dataset import DatasetType
+from ..repo.repo_config import CONFIG_NAME
+from .camera import DETECTORS, FILTERS, INSTRUMENT
+from .simulate import VisitInfo, demo_reference_catalog, make_bias, make_flat, observing_plan, simulate_raw
+from .skymap import DEMO_SKYMAP, SkyMap
+
+log = logging.getLogger("supertask.demo.data")
+
+RAW_RUN = f"{INSTRUMENT}/raw/all"
+CALIB_RUN = f"{INSTRUMENT}/calib"
+REFCAT_RUN = "refcats"
+SKYMAP_RUN = "skymaps"
+DEFAULTS = f"{INSTRUMENT}/defaults"
+"""The chained collection to give the planner as input: ``--input DemoCam/defaults``."""
+
+REGION_MARGIN_DEG = 10.0 / 3600.0
+"""Visit-detector boxes are widened by this much (a few times the pointing error)."""
+
+RAW = DatasetType("raw", ("instrument", "exposure", "detector"), "ArrayDict")
+BIAS = DatasetType("bias", ("instrument", "detector"), "ArrayDict")
+FLAT = DatasetType("flat", ("instrument", "detector"), "ArrayDict")
+REF_CAT = DatasetType("ref_cat", (), "Table")
+SKYMAP_DS = DatasetType("skyMap", ("skymap",), "StructuredDataDict")
+
+
+def _box(values: tuple[float, float, float, float]) -> dict[str, float]:
+    ra_min, ra_max, dec_min, dec_max = values
+    return {"ra_min": ra_min, "ra_max": ra_max, "dec_min": dec_min, "dec_max": dec_max}
+
+
+def register_instrument(butler: Butler) -> None:
+    """Insert the instrument, bands, physical filters and detectors."""
+    reg = butler.registry
+    reg.insertUnits(
+        "instrument",
+        [
+            {
+                "instrument": INSTRUMENT,
+                "class_name": "supertask.demo.camera",
+                "detector_max": len(DETECTORS),
+                "visit_max": 10**6,
+            }
+        ],
+    )
+    reg.insertUnits("band", [{"band": f.band} for f in FILTERS])
+    reg.insertUnits(
+        "physical_filter",
+        [{"instrument": INSTRUMENT, "physical_filter": f.name, "band": f.band} for f in FILTERS],
+    )
+    reg.insertUnits(
+        "detector",
+        [
+            {
+                "instrument": INSTRUMENT,
+                "detector": d.id,
+                "full_name": d.name,
+                "raft": "R00",
+                "purpose": "SCIENCE",
+            }
+            for d in DETECTORS
+        ],
+    )
+
+
+def register_skymap(butler: Butler, skymap: SkyMap = DEMO_SKYMAP) -> None:
+    """Insert the skymap, its tracts and its patches with their sky boxes."""
+    definition = json.dumps(skymap.to_dict(), sort_keys=True)
+    reg = butler.registry
+    reg.insertUnits(
+        "skymap",
+        [
+            {
+                "skymap": skymap.name,
+                "hash": hashlib.sha256(definition.encode()).hexdigest()[:16],
+                "tract_max": len(skymap.tracts),
+                "patch_nx_max": skymap.n_patches,
+                "patch_ny_max": skymap.n_patches,
+            }
+        ],
+    )
+    reg.insertUnits(
+        "tract", [{"skymap": skymap.name, "tract": t.id, **_box(t.sky_box())} for t in skymap.tracts]
+    )
+    reg.insertUnits(
+        "patch",
+        [
+            {
+                "skymap": skymap.name,
+                "tract": t.id,
+                "patch": p.index,
+                "cell_x": p.index % t.n_patches_x,
+                "cell_y": p.index // t.n_patches_x,
+                **_box(p.sky_box()),
+            }
+            for t in skymap.tracts
+            for p in t.patches
+        ],
+    )
+
+
+def register_visits(butler: Butler, visits: Iterable[VisitInfo]) -> None:
+    """Insert exposures, visits, their one-to-one definition and the visit-detector sky boxes."""
+    visits = list(visits)
+    exposure_time = 30.0
+    common = [
+        {
+            "instrument": INSTRUMENT,
+            "physical_filter": v.physical_filter,
+            "day_obs": 20230225 + int(v.mjd - 60000.0),
+            "exposure_time": exposure_time,
+            "mjd_begin": v.mjd,
+            "mjd_end": v.mjd + exposure_time / 86400.0,
+            "target_name": "demo_field",
+        }
+        for v in visits
+    ]
+    reg = butler.registry
+    reg.insertUnits(
+        "exposure",
+        [
+            {**c, "exposure": v.id, "seq_num": v.id - visits[0].id + 1, "observation_type": "science"}
+            for c, v in zip(common, visits, strict=True)
+        ],
+    )
+    reg.insertUnits(
+        "visit",
+        [
+            {**c, "visit": v.id, "seeing": v.psf_sigma * 2.355 * 2.0}
+            for c, v in zip(common, visits, strict=True)
+        ],
+    )
+    reg.insertUnits(
+        "visit_definition", [{"instrument": INSTRUMENT, "exposure": v.id, "visit": v.id} for v in visits]
+    )
+    reg.insertUnits(
+        "visit_detector_region",
+        [
+            {
+                "instrument": INSTRUMENT,
+                "visit": v.id,
+                "detector": d.id,
+                **_box(d.wcs(v.boresight_ra, v.boresight_dec).sky_box(d.size, d.size, REGION_MARGIN_DEG)),
+            }
+            for v in visits
+            for d in DETECTORS
+        ],
+    )
+
+
+def _put_missing(
+    butler: Butler, datasetType: DatasetType, items: Iterable[tuple[dict[str, Any], Callable[[], Any]]]
+) -> int:
+    """Put each ``(dataId, make_object)`` not yet in ``butler.run``; objects are made only when needed."""
+    butler.registry.registerDatasetType(datasetType)
+    existing = {d.dataId for d in butler.registry.queryDatasets(datasetType, [butler.run])}
+    count = 0
+    for data_id, make in items:
+        if DataId(data_id) in existing:
+            continue
+        butler.put(make(), datasetType, data_id)
+        count += 1
+    return count
+
+
+def make_demo_repo(
+    root: str | Path,
+    n_exposures: int = 6,
+    db_url: str | None = None,
+    seed: int = 1,
+    progress: Callable[[str], None] | None = None,
+) -> Butler:
+    """Create (if needed) and fill a demo repository.
+
+    Parameters
+    ----------
+    root : `str` or `~pathlib.Path`
+        The repository directory; created if it holds no repository yet.
+    n_exposures : `int`
+        Number of exposures (= visits), cycling through bands g, r, i.
+    db_url : `str`, optional
+        Registry database URL (PostgreSQL); SQLite inside ``root`` when `None`.
+        Ignored when the repository exists.
+    seed : `int`
+        Seed of the simulation: the reference catalogue, pointings and noise.
+    progress : callable, optional
+        Called with a short message at each step (the CLI prints them).
+
+    Returns
+    -------
+    butler : `Butler`
+        Opened on ``root`` with collections ``[DemoCam/defaults]``.
+
+    Raises
+    ------
+    ValueError
+        If the repository already holds demo data made with another seed (the
+        visits would contradict the registered ones); use a new repository.
+    """
+    say = progress or log.info
+    root = Path(root)
+    if (root / CONFIG_NAME).exists():
+        Butler(root).close()  # fails here, with its own message, if it is not a usable repository
+        say(f"using existing repository {root}")
+    else:
+        Butler.create(root, db_url).close()
+        say(
+            f"created repository {root} ({'SQLite' if db_url is None else 'database ' + db_url.split('@')[-1]})"
+        )
+    visits = observing_plan(n_exposures, seed)
+    butler = Butler(root, run=RAW_RUN)
+    register_instrument(butler)
+    register_skymap(butler)
+    try:
+        register_visits(butler, visits)
+    except ValueError as err:
+        raise ValueError(
+            f"{root} already holds demo visits that differ from those of seed {seed}: {err}. "
+            "Use a new repository directory for another seed."
+        ) from None
+    say(
+        f"registered {INSTRUMENT} ({len(DETECTORS)} detectors), skymap {DEMO_SKYMAP.name!r} "
+        f"({len(DEMO_SKYMAP.tracts)} tracts), {len(visits)} visits"
+    )
+
+    refcat = demo_reference_catalog(seed)
+    n = _put_missing(
+        butler,
+        RAW,
+        (
+            (
+                {"instrument": INSTRUMENT, "exposure": v.id, "detector": d.id},
+                lambda v=v, d=d: simulate_raw(v, d, refcat, seed).to_array_dict(),
+            )
+            for v in visits
+            for d in DETECTORS
+        ),
+    )
+    say(f"wrote {n} raw images to {RAW_RUN}")
+    butler.close()
+
+    butler = Butler(root, run=CALIB_RUN)
+    n = _put_missing(
+        butler,
+        BIAS,
+        (
+            ({"instrument": INSTRUMENT, "detector": d.id}, lambda d=d: make_bias(d).to_array_dict())
+            for d in DETECTORS
+        ),
+    )
+    n += _put_missing(
+        butler,
+        FLAT,
+        (
+            ({"instrument": INSTRUMENT, "detector": d.id}, lambda d=d: make_flat(d).to_array_dict())
+            for d in DETECTORS
+        ),
+    )
+    say(f"wrote {n} bias and flat frames to {CALIB_RUN}")
+    butler.close()
+
+    butler = Butler(root, run=REFCAT_RUN)
+    _put_missing(butler, REF_CAT, [({}, lambda: refcat)])
+    butler.close()
+    butler = Butler(root, run=SKYMAP_RUN)
+    _put_missing(butler, SKYMAP_DS, [({"skymap": DEMO_SKYMAP.name}, DEMO_SKYMAP.to_dict)])
+    butler.registry.setChain(DEFAULTS, [RAW_RUN, CALIB_RUN, REFCAT_RUN, SKYMAP_RUN])
+    butler.close()
+    say(
+        f"reference catalogue ({len(refcat)} stars) in {REFCAT_RUN}, skymap in {SKYMAP_RUN}; inputs: {DEFAULTS}"
+    )
+    return Butler(root, collections=[DEFAULTS])
