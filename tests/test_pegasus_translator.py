@@ -102,7 +102,9 @@ def test_logical_file_names_are_unique_and_each_made_by_one_job(tmp_path):
     produced = [
         use["lfn"] for job in docs["workflow.yml"]["jobs"] for use in job["uses"] if use["type"] == "output"
     ]
-    assert len(produced) == len(set(produced)) == 7
+    # 7 datasets and one manifest per compute job (6 jobs)
+    assert len(produced) == len(set(produced)) == 7 + 6
+    assert sum(lfn.endswith(".manifest.json") for lfn in produced) == 6
 
 
 def test_every_job_reads_the_graph_file_by_its_logical_name(tmp_path):
@@ -240,7 +242,35 @@ def test_running_the_workflow_produces_the_same_datasets_as_a_direct_run(tmp_pat
     sample, plan, out, _ = _written(tmp_path)
     result = run_workflow(out, tmp_path / "work")
     expected = evaluate_directly(sample.graph, sample.repo, sample.input_paths)
-    produced = {lfn: path.read_text() for lfn, path in result.outputs.items()}
+    produced = {lfn: path.read_text() for lfn, path in result.outputs.items() if lfn in expected}
     assert produced == expected
     assert result.order[-1] == plan.final_id
-    assert json.loads(sample.registry.read_text()) == expected
+    # stage-out put every dataset at its datastore path, where finalize found it via the manifests
+    paths = {f.lfn: f.path for job in sample.workflow.jobs.values() for f in job.outputs}
+    assert json.loads(sample.registry.read_text()) == {paths[lfn]: text for lfn, text in expected.items()}
+
+
+def test_manifest_dir_becomes_the_job_directory_and_the_manifest_an_output(tmp_path):
+    sample, plan, _, docs = _written(tmp_path)
+    job = next(j for j in docs["workflow.yml"]["jobs"] if plan.job_map[j["id"]]["name"] == "calib.visit-1")
+    args = job["arguments"]
+    assert args[args.index("--manifest-dir") + 1] == "."
+    outputs = {u["lfn"] for u in job["uses"] if u["type"] == "output"}
+    assert "calib.visit-1.manifest.json" in outputs
+    manifest_dir = Path(sample.workflow.submit_dir) / "manifests"
+    assert plan.output_locations["calib.visit-1.manifest.json"] == str(
+        manifest_dir / "calib.visit-1.manifest.json"
+    )
+
+
+def test_output_map_sends_each_dataset_to_its_datastore_path(tmp_path):
+    sample, _, out, _ = _written(tmp_path)
+    lines = (out / "outputs.map").read_text().splitlines()
+    mapped = {line.split()[0]: line.split()[1] for line in lines}
+    for job in sample.workflow.jobs.values():
+        for f in job.outputs:
+            assert mapped[f.lfn] == f"file://{sample.repo / f.path}"
+    assert all(line.endswith('site="local"') for line in lines)
+    properties = (out / "pegasus.properties").read_text()
+    assert "pegasus.dir.storage.mapper = Replica" in properties
+    assert "pegasus.dir.storage.mapper.replica.file = outputs.map" in properties

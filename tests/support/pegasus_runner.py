@@ -31,12 +31,27 @@ class RunResult:
 
     outputs: dict[str, Path] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)
+    #: lfn -> where stage-out put it (the Replica mapper's ``outputs.map``, else ``outputs/``)
+    staged: dict[str, Path] = field(default_factory=dict)
 
 
 def _pfn_path(pfn: str) -> Path:
     if not pfn.startswith("file://"):
         raise PegasusRunError(f"only file:// replicas can be staged by the test runner, got {pfn!r}")
     return Path(pfn[len("file://") :])
+
+
+def _read_output_map(path: Path) -> dict[str, Path]:
+    """``outputs.map`` (``LFN PFN site="local"`` lines) -> lfn: destination path."""
+    import shlex
+
+    result: dict[str, Path] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                lfn, pfn, *_ = shlex.split(line)
+                result[lfn] = _pfn_path(pfn)
+    return result
 
 
 def topological_order(jobs: list[dict], dependencies: list[dict]) -> list[str]:
@@ -75,6 +90,7 @@ def run_workflow(
     replica_paths = {r["lfn"]: _pfn_path(r["pfns"][0]["pfn"]) for r in replicas["replicas"]}
     executables = {t["name"]: t["sites"][0]["pfn"] for t in transformations["transformations"]}
     jobs = {job["id"]: job for job in workflow["jobs"]}
+    destinations = _read_output_map(pegasus_dir / "outputs.map")
     result = RunResult()
     run_env = dict(os.environ, **(env or {}))
     for job_id in topological_order(workflow["jobs"], workflow.get("jobDependencies", [])):
@@ -108,6 +124,11 @@ def run_workflow(
                 if use["lfn"] in result.outputs:
                     raise PegasusRunError(f"{use['lfn']} is produced by two jobs")
                 result.outputs[use["lfn"]] = produced
+                if use.get("stageOut"):
+                    target = destinations.get(use["lfn"], pegasus_dir / "outputs" / use["lfn"])
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(produced, target)
+                    result.staged[use["lfn"]] = target
         result.order.append(job_id)
     return result
 
@@ -115,37 +136,46 @@ def run_workflow(
 # -- a small generic workflow whose jobs run a stand-in for run_quantum ---------------------
 
 FAKE_RUN_QUANTUM = '''
-"""Stand-in for run_quantum: reads its quantum from a JSON "graph", hashes inputs into outputs."""
-import argparse, hashlib, json, os, sys
+"""Stand-in for run_quantum: reads its quanta from a JSON "graph", hashes inputs into outputs."""
+import argparse, hashlib, json, os
 parser = argparse.ArgumentParser()
 parser.add_argument("--graph", required=True)
 parser.add_argument("--quantum", action="append", required=True)
+parser.add_argument("--job", required=True)
+parser.add_argument("--manifest-dir", required=True)
 parser.add_argument("--inputs-dir", required=True)
 parser.add_argument("--outputs-dir", required=True)
 args = parser.parse_args()
 graph = json.load(open(args.graph))
+files = []
 for qid in args.quantum:
     quantum = graph[qid]
     digest = hashlib.sha256(quantum["label"].encode())
     for lfn in sorted(quantum["inputs"]):
         digest.update(lfn.encode())
         digest.update(open(os.path.join(args.inputs_dir, lfn), "rb").read())
-    for lfn in quantum["outputs"]:
-        with open(os.path.join(args.outputs_dir, lfn), "w") as out:
-            out.write(lfn + ":" + digest.hexdigest())
+    for out in quantum["outputs"]:
+        with open(os.path.join(args.outputs_dir, out["lfn"]), "w") as stream:
+            stream.write(out["lfn"] + ":" + digest.hexdigest())
+        files.append(out)
+with open(os.path.join(args.manifest_dir, args.job + ".manifest.json"), "w") as stream:
+    json.dump({"job": args.job, "files": files}, stream)
 '''
 
 FAKE_FINALIZE = '''
-"""Stand-in for bps finalize: records every staged file of its inputs directory."""
+"""Stand-in for bps finalize: registers what the manifests list, reading each file in the datastore."""
 import argparse, json, os
 parser = argparse.ArgumentParser()
 parser.add_argument("command")
+parser.add_argument("submit_dir")
+parser.add_argument("--repo", required=True)
 parser.add_argument("--registry", required=True)
-parser.add_argument("--inputs-dir", required=True)
-parser.add_argument("--graph")
 args = parser.parse_args()
-names = sorted(n for n in os.listdir(args.inputs_dir) if not n.endswith(".qgraph"))
-registry = {n: open(os.path.join(args.inputs_dir, n)).read() for n in names}
+registry = {}
+manifests = os.path.join(args.submit_dir, "manifests")
+for name in sorted(os.listdir(manifests)):
+    for f in json.load(open(os.path.join(manifests, name)))["files"]:
+        registry[f["path"]] = open(os.path.join(args.repo, f["path"])).read()
 json.dump(registry, open(args.registry, "w"), sort_keys=True)
 '''
 
@@ -173,9 +203,13 @@ def evaluate_directly(graph: dict[str, dict], repo: Path, paths: dict[str, str])
         for lfn in sorted(quantum["inputs"]):
             digest.update(lfn.encode())
             digest.update(contents[lfn])
-        for lfn in quantum["outputs"]:
-            contents[lfn] = (lfn + ":" + digest.hexdigest()).encode()
+        for out in quantum["outputs"]:
+            contents[out["lfn"]] = (out["lfn"] + ":" + digest.hexdigest()).encode()
     return {lfn: data.decode() for lfn, data in contents.items() if lfn not in paths}
+
+
+def _entry(wf_file) -> dict[str, str]:
+    return {"lfn": wf_file.lfn, "path": wf_file.path}
 
 
 @dataclass
@@ -214,6 +248,15 @@ def build_sample(root: Path, pegasus: dict | None = None, staging: str = "shared
         path = f"{dtype}/" + "_".join(f"{k}{v}" for k, v in sorted(data_id.items())) + ".txt"
         return WorkflowFile(lfn, dtype, data_id, path, producer)
 
+    manifest_dir = submit / "manifests"
+    manifest_dir.mkdir()
+
+    def args(name: str, *quanta: int) -> list[str]:
+        result = ["--graph", str(graph_path)]
+        for q in quanta:
+            result += ["--quantum", str(q)]
+        return result + ["--job", name, "--manifest-dir", str(manifest_dir)]
+
     qid = 0
     calexp_of: dict[tuple[int, int], WorkflowFile] = {}
     for visit in (1, 2):
@@ -226,11 +269,11 @@ def build_sample(root: Path, pegasus: dict | None = None, staging: str = "shared
             qid += 1
             name = f"isr.visit-{visit}.detector-{detector}" if visit == 1 else f"isr.visit-{visit}"
             out = wfile("calexp", {"instrument": "Demo", "visit": visit, "detector": detector}, name)
-            graph[str(qid)] = {"label": "isr", "inputs": [raw.lfn], "outputs": [out.lfn]}
+            graph[str(qid)] = {"label": "isr", "inputs": [raw.lfn], "outputs": [_entry(out)]}
             calexp_of[(visit, detector)] = out
             if visit == 2 and clustered is not None:
                 clustered.quantum_ids.append(qid)
-                clustered.arguments += ["--quantum", str(qid)]
+                clustered.arguments = args(clustered.name, *clustered.quantum_ids)
                 clustered.inputs.append(raw)
                 clustered.outputs.append(out)
                 continue
@@ -238,7 +281,7 @@ def build_sample(root: Path, pegasus: dict | None = None, staging: str = "shared
                 name,
                 "isr",
                 [qid],
-                ["--graph", str(graph_path), "--quantum", str(qid)],
+                args(name, qid),
                 resources=Resources(memory_mb=1024 + 512 * detector, cpus=1, disk_mb=500, walltime_s=600),
                 inputs=[raw],
                 outputs=[out],
@@ -252,13 +295,13 @@ def build_sample(root: Path, pegasus: dict | None = None, staging: str = "shared
         name = f"calib.visit-{visit}"
         ins = [calexp_of[(visit, d)] for d in (1, 2)]
         out = wfile("calib", {"instrument": "Demo", "visit": visit}, name)
-        graph[str(qid)] = {"label": "calib", "inputs": [f.lfn for f in ins], "outputs": [out.lfn]}
+        graph[str(qid)] = {"label": "calib", "inputs": [f.lfn for f in ins], "outputs": [_entry(out)]}
         wf.add_job(
             Job(
                 name,
                 "calib",
                 [qid],
-                ["--graph", str(graph_path), "--quantum", str(qid)],
+                args(name, qid),
                 inputs=ins,
                 outputs=[out],
                 executable=str(rq),
@@ -269,13 +312,13 @@ def build_sample(root: Path, pegasus: dict | None = None, staging: str = "shared
         coadd_inputs.append(out)
     qid += 1
     out = wfile("coadd", {"skymap": "sky", "tract": 0, "patch": 1}, "coadd.tract-0.patch-1")
-    graph[str(qid)] = {"label": "coadd", "inputs": [f.lfn for f in coadd_inputs], "outputs": [out.lfn]}
+    graph[str(qid)] = {"label": "coadd", "inputs": [f.lfn for f in coadd_inputs], "outputs": [_entry(out)]}
     wf.add_job(
         Job(
             out.producer,
             "coadd",
             [qid],
-            ["--graph", str(graph_path), "--quantum", str(qid)],
+            args(out.producer, qid),
             resources=Resources(memory_mb=4096, cpus=2, disk_mb=1000),
             inputs=coadd_inputs,
             outputs=[out],
@@ -286,6 +329,12 @@ def build_sample(root: Path, pegasus: dict | None = None, staging: str = "shared
     )
     wf.throttles = {"calib": 1}
     registry = root / "registry.json"
-    wf.final = Job("finalize", "finalize", [], ["finalize", "--registry", str(registry)], executable=str(fin))
+    wf.final = Job(
+        "finalize",
+        "finalize",
+        [],
+        ["finalize", str(submit), "--repo", str(repo), "--registry", str(registry)],
+        executable=str(fin),
+    )
     graph_path.write_text(json.dumps(graph))
     return Sample(wf, graph, repo, input_paths, registry)

@@ -17,6 +17,7 @@ Pegasus's own, and written as separate files referenced from
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -48,6 +49,7 @@ SITES_FILE = "sites.yml"
 REPLICAS_FILE = "replicas.yml"
 TRANSFORMATIONS_FILE = "transformations.yml"
 PROPERTIES_FILE = "pegasus.properties"
+OUTPUT_MAP_FILE = "outputs.map"
 
 
 def file_url(path: str | Path) -> str:
@@ -233,6 +235,17 @@ def build_properties(
     props["pegasus.catalog.transformation"] = "YAML"
     props["pegasus.catalog.transformation.file"] = TRANSFORMATIONS_FILE
     props["pegasus.data.configuration"] = data_configuration
+    # Stage every output straight to its final place (see translator.OUTPUT_MAP_FILE).
+    props["pegasus.dir.storage.mapper"] = "Replica"
+    # Documented Replica-mapper keys that the API's list of known keys lacks: keep its warning quiet.
+    api_log = logging.getLogger("Pegasus.api.properties")
+    level = api_log.level
+    api_log.setLevel(logging.ERROR)
+    try:
+        props["pegasus.dir.storage.mapper.replica"] = "File"
+        props["pegasus.dir.storage.mapper.replica.file"] = OUTPUT_MAP_FILE
+    finally:
+        api_log.setLevel(level)
     # Symlink rather than copy inputs that are already on a filesystem the job sees.
     props["pegasus.transfer.links"] = "true" if data_configuration == "sharedfs" else "false"
     for category, limit in sorted(workflow.throttles.items()):

@@ -7,12 +7,14 @@ generic workflow's (Pegasus's own inference from files is switched off, so the t
 cannot drift apart). Pegasus stages each job's inputs into its working directory
 and its outputs out, so every job gets ``--inputs-dir . --outputs-dir .``.
 
-The final (registration) job reads every output as an input: that makes Pegasus
-deliver all of them to it, and orders it after every stage-out. Pegasus has no
-"always run" node, so when the workflow stops partway the final job does not
-run; the outputs that succeeded are already staged out to
-``pegasus/outputs`` and ``bps finalize`` registers them by hand (see
-``docs/pegasus.md``).
+Outputs are staged out with Pegasus's *Replica* output mapper: ``outputs.map``
+gives every output its final place, a dataset at its datastore path and a job's
+manifest (``--manifest-dir .`` inside the job) in ``<submit_dir>/manifests``, which
+is exactly what ``bps finalize`` reads. The final (registration) job lists every
+output as an input: that orders it after every stage-out (a plain dependency on
+the compute jobs would not). Pegasus has no "always run" node, so when the
+workflow stops partway the final job does not run; what succeeded is already in
+place and ``bps finalize <submit_dir>`` registers it by hand (``docs/pegasus.md``).
 
 Speed: the workflow for 10^5 quanta is written as JSON text (JSON is YAML, and
 ``pegasus-plan`` reads it as such) because Pegasus's YAML writer alone takes about
@@ -40,6 +42,8 @@ from . import catalogs
 from .settings import DataConfiguration, PegasusSettings, load_settings
 
 WORKFLOW_FILE = "workflow.yml"
+#: Where each output is staged out to (Pegasus "File" replica format, read by the Replica mapper).
+OUTPUT_MAP_FILE = catalogs.OUTPUT_MAP_FILE
 #: Pegasus job id -> generic job name and label, for reports.
 JOB_MAP_FILE = "job_map.json"
 #: The exact planner command, so a directory prepared without Pegasus can be planned later.
@@ -90,6 +94,8 @@ class PegasusPlan:
     #: Pegasus id -> {"name": generic job name, "label": task label}
     job_map: dict[str, dict[str, str]] = field(default_factory=dict)
     final_id: str | None = None
+    #: output lfn -> absolute path it is staged out to
+    output_locations: dict[str, str] = field(default_factory=dict)
 
 
 def translate(workflow: GenericWorkflow, pegasus_dir: Path | None = None) -> PegasusPlan:
@@ -118,12 +124,16 @@ def translate(workflow: GenericWorkflow, pegasus_dir: Path | None = None) -> Peg
     ids: dict[str, str] = {}
     pjobs: dict[str, _Job] = {}
     graph_args = _graph_arguments(workflow.graph_file, graph_lfn)
+    root = catalogs.repo_root(workflow.repo)
+    locations: dict[str, str] = {}
 
     for name, job in workflow.jobs.items():
         pid = _unique_id(pegasus_id(name), job_map)
         ids[name] = pid
         job_map[pid] = {"name": name, "label": job.label}
-        pjob = _make_job(job, pid, graph, graph_args)
+        for wf_file in job.outputs:
+            locations[wf_file.lfn] = str(root / wf_file.path)
+        pjob = _make_job(job, pid, graph, graph_args, locations)
         pjob.add_args(*STAGING_ARGS)
         wf.add_jobs(pjob)
         pjobs[name] = pjob
@@ -136,9 +146,8 @@ def translate(workflow: GenericWorkflow, pegasus_dir: Path | None = None) -> Peg
     if workflow.final is not None:
         final_id = _unique_id(pegasus_id(workflow.final.name), job_map)
         job_map[final_id] = {"name": workflow.final.name, "label": workflow.final.label}
-        final = _make_job(workflow.final, final_id, graph, graph_args)
-        final.add_args("--inputs-dir", ".")
-        outputs = sorted({f.lfn for job in workflow.jobs.values() for f in job.outputs})
+        final = _make_job(workflow.final, final_id, graph, graph_args, {})
+        outputs = sorted(locations)
         if outputs:
             final.add_inputs(*(File(lfn) for lfn in outputs))
         # The registry is reached from the submit host; run the final job there.
@@ -164,6 +173,7 @@ def translate(workflow: GenericWorkflow, pegasus_dir: Path | None = None) -> Peg
         graph_lfn=graph_lfn,
         job_map=job_map,
         final_id=final_id,
+        output_locations=locations,
     )
 
 
@@ -193,15 +203,28 @@ def _unique_id(candidate: str, taken: dict[str, Any]) -> str:
     return f"{candidate}-{n}"
 
 
-def _make_job(job: Job, pid: str, graph: File, graph_args: dict[str, str]) -> _Job:
-    """One Pegasus job: arguments, files, resources and retries of a generic job."""
+def _make_job(job: Job, pid: str, graph: File, graph_args: dict[str, str], locations: dict[str, str]) -> _Job:
+    """One Pegasus job: arguments, files, resources and retries of a generic job.
+
+    A ``--manifest-dir DIR`` argument becomes ``--manifest-dir .`` and the job's
+    manifest becomes one of its outputs, staged out to ``DIR`` (recorded in
+    ``locations``), so manifests reach the submit host however data moves.
+    """
     pjob = _Job(catalogs.transformation_name(job.executable), _id=pid, node_label=job.label)
-    pjob.add_args(*_rewrite_arguments(job.arguments, graph_args))
+    arguments = _rewrite_arguments(job.arguments, graph_args)
+    manifest = _manifest_output(arguments)
+    if manifest is not None:
+        index, manifest_dir, manifest_lfn = manifest
+        arguments[index] = "."
+        locations[manifest_lfn] = str(Path(manifest_dir) / manifest_lfn)
+    pjob.add_args(*arguments)
     inputs = {graph.lfn: graph}
     for wf_file in job.inputs:
         inputs.setdefault(wf_file.lfn, File(wf_file.lfn))
     pjob.add_inputs(*inputs.values())
     outputs = list(dict.fromkeys(f.lfn for f in job.outputs))
+    if manifest is not None:
+        outputs.append(manifest[2])
     if outputs:
         pjob.add_outputs(*(File(lfn) for lfn in outputs), stage_out=True, register_replica=False)
     res = job.resources
@@ -213,6 +236,20 @@ def _make_job(job: Job, pid: str, graph: File, graph_args: dict[str, str]) -> _J
         retry=job.retry.retries, category=job.throttle or None, priority=job.priority or None
     )
     return pjob
+
+
+def _manifest_output(arguments: list[str]) -> tuple[int, str, str] | None:
+    """``(index of the --manifest-dir value, the directory, the manifest's lfn)``, if any."""
+    from ...staging import manifest_path
+
+    try:
+        index = arguments.index("--manifest-dir") + 1
+        job_name = arguments[arguments.index("--job") + 1]
+    except (ValueError, IndexError):
+        return None
+    if index >= len(arguments):
+        return None
+    return index, arguments[index], manifest_path(".", job_name).name
 
 
 def _rewrite_arguments(arguments: list[str], graph_args: dict[str, str]) -> list[str]:
@@ -246,12 +283,24 @@ def write_plan(plan: PegasusPlan, pegasus_dir: Path) -> Path:
     _write_json(plan.site_catalog, pegasus_dir / catalogs.SITES_FILE)
     _atomic_text(pegasus_dir / catalogs.PROPERTIES_FILE, _properties_text(plan.properties))
     _atomic_text(pegasus_dir / JOB_MAP_FILE, json.dumps(plan.job_map, separators=(",", ":")))
+    _atomic_text(pegasus_dir / OUTPUT_MAP_FILE, output_map_text(plan.output_locations))
     script = pegasus_dir / PLAN_SCRIPT
     _atomic_text(script, _plan_script(plan_command(plan, pegasus_dir, submit=True)))
     script.chmod(0o755)
     path = pegasus_dir / WORKFLOW_FILE
     _write_json(plan.workflow, path)
     return path
+
+
+def output_map_text(locations: dict[str, str]) -> str:
+    """Lines ``LFN PFN site="local"`` (Pegasus's File replica format) for the Replica output mapper."""
+    lines = []
+    for lfn, path in sorted(locations.items()):
+        pfn = catalogs.file_url(path)
+        if any(c.isspace() or c == '"' for c in pfn):
+            pfn = '"' + pfn.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        lines.append(f'{lfn} {pfn} site="local"')
+    return "\n".join(lines) + "\n"
 
 
 def plan_command(plan: PegasusPlan, pegasus_dir: Path, submit: bool = True) -> list[str]:
