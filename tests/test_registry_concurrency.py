@@ -1,0 +1,63 @@
+"""Several processes writing to one registry never lose or duplicate a registration."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import pytest
+from conftest_repo import db_url, populate, postgres_schema_url  # noqa: F401
+
+from supertask.repo.dataset import DatasetType
+from supertask.repo.registry import Registry
+
+RAW = DatasetType("raw", ("instrument", "visit", "detector"), "NumpyArray")
+N_WORKERS = 3  # each owns one detector (0..2); all share detector 3
+N_VISITS = 6
+N_DETECTORS = 4
+
+
+def _worker(url: str, worker: int, barrier, queue) -> None:
+    try:
+        reg = Registry(url)
+        barrier.wait(timeout=60)
+        # Every worker registers the shared run, dataset type and some shared units...
+        reg.registerRun("shared")
+        reg.registerDatasetType(RAW)
+        reg.insertUnits("detector", [{"instrument": "Cam", "detector": 100 + d} for d in range(10)])
+        for visit in range(N_VISITS):
+            # ...its own datasets (one detector per worker) in small transactions, interleaved with
+            # the others, and the same "shared" datasets (detector 3) as every other worker.
+            own = {"dataId": {"instrument": "Cam", "visit": visit, "detector": worker}, "path": f"w{worker}"}
+            same = {
+                "dataId": {"instrument": "Cam", "visit": visit, "detector": 3},
+                "path": "s",
+                "checksum": "c",
+            }
+            reg.insertDatasets(RAW, "shared", [own | {"checksum": f"w{worker}"}, same])
+        reg.close()
+        queue.put((worker, None))
+    except BaseException as err:  # report to the parent, which fails the test
+        queue.put((worker, repr(err)))
+
+
+@pytest.mark.slow
+def test_concurrent_writers_register_every_dataset_exactly_once(db_url):  # noqa: F811
+    reg = Registry.create(db_url)
+    populate(reg, n_visits=N_VISITS, n_detectors=N_DETECTORS)
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(N_WORKERS)
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(db_url, w, barrier, queue)) for w in range(N_WORKERS)]
+    for p in procs:
+        p.start()
+    results = dict(queue.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+    assert results == dict.fromkeys(range(N_WORKERS))
+    # Own datasets once each, shared ones (detector 3) once in total, ids unique.
+    found = reg.queryDatasets(RAW, ["shared"])
+    assert len(found) == N_VISITS * N_DETECTORS
+    assert len({d.id for d in found}) == len(found)
+    assert reg.countDatasets(RAW) == N_VISITS * N_DETECTORS
+    assert reg.countUnitRows("detector") == N_DETECTORS + 10
+    reg.close()
