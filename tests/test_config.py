@@ -371,3 +371,23 @@ def test_import_does_not_load_heavy_modules():
     code = "import sys, supertask.config, supertask.task; print(sorted(m for m in ('pydantic', 'sqlalchemy', 'numpy', 'rich', 'yaml') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_config_field_accepts_instance_or_mapping_and_copies():
+    config = DetectConfig()
+    replacement = BackgroundConfig(binSize=16)
+    config.background = replacement
+    replacement.binSize = 8
+    assert config.background.binSize == 16  # a copy was stored
+    config.background = {"binSize": 4}
+    assert config.background.binSize == 4
+    with pytest.raises(FieldValidationError, match="not a BackgroundConfig"):
+        config.background = DetectConfig()
+
+
+def test_constructor_keyword_overrides_and_copy_independence():
+    config = CalibrateConfig(**{"detection.threshold": 1.5})
+    assert config.detection.threshold == 1.5
+    clone = config.copy()
+    clone.detection.threshold = 2.5
+    assert config.detection.threshold == 1.5 and clone != config
