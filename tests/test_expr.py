@@ -588,3 +588,48 @@ def test_the_lark_parser_is_built_once():
     parse_expression("a = 1")
     assert parser._parser() is parser._parser()
     assert parser._parser.cache_info().currsize == 1
+
+
+# --------------------------------------------------------------------------------------------
+# The user documentation's examples
+
+
+def test_examples_in_the_documentation_parse():
+    from pathlib import Path
+
+    doc = (Path(__file__).parent.parent / "docs" / "expressions.md").read_text()
+    blocks = doc.split("```text\n")[1:]
+    examples = [
+        line.split(" -- ")[0].strip()
+        for block in blocks
+        for line in block.split("```")[0].splitlines()
+        if line.strip()
+        and not block.startswith(("Syntax error", "Unknown", "No value", "The range"))
+        and " is a" not in block.splitlines()[0]
+    ]
+    assert len(examples) >= 8
+    for example in examples:
+        parse_expression(example)
+
+
+def test_error_messages_in_the_documentation_are_the_real_ones():
+    from pathlib import Path
+
+    c = _ROWS.c
+    doc_resolver = DictResolver(
+        {
+            "band": (c.band, str),
+            "exposure.exposure_time": (c.exposure_time, float),
+            "instrument": (c.instrument, str),
+            "visit": (c.visit, int),
+        }
+    )
+    doc = (Path(__file__).parent.parent / "docs" / "expressions.md").read_text()
+    shown = [block.split("```")[0].rstrip("\n") for block in doc.split("```text\n")[1:]]
+    messages = [b for b in shown if len(b.splitlines()) > 1 and b.splitlines()[1].startswith("    ")]
+    assert len(messages) >= 6
+    for message in messages:
+        expression = message.splitlines()[1][4:]
+        with pytest.raises(ExpressionError) as info:
+            compile_expression(expression, doc_resolver, {"vs": 1})
+        assert str(info.value) == message
