@@ -71,7 +71,7 @@ def test_report_counts_per_label_and_explains_each_failure(tmp_path):
         2,
     )
     assert "failing with exit code 1 on purpose" in failure.log_tail
-    assert failure.log_file.startswith(str(submit / "jobs" / "calibrate" / "visit-2" / "calibrate_2."))
+    assert failure.log_file.startswith(str(submit / "logs" / "calibrate" / "visit-2" / "calibrate_2."))
     assert any("bps restart" in m for m in report.messages)
     assert read_run_record(submit)["counts"]["failed"] == 1
 
@@ -93,7 +93,7 @@ def test_retries_keep_the_log_of_every_attempt(tmp_path):
     )
     result, submit = _run(wf)
     assert result.exit_code == 0 and marker.read_text() == "3"
-    logs = sorted((submit / "jobs" / "coadd" / "tract-0").glob("coadd_0.*.out"))
+    logs = sorted((submit / "logs" / "coadd" / "tract-0").glob("coadd_0.*.out"))
     assert len(logs) == 3
     assert "failing on purpose" in logs[0].read_text() and "failing" not in logs[-1].read_text()
 

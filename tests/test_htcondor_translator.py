@@ -187,7 +187,16 @@ def test_final_job_resources_and_site_settings_reach_the_submit_files(tmp_path):
 def test_log_directories_per_label_and_unit_exist_before_jobs_run(tmp_path):
     layout = write_dag(diamond(tmp_path))
     for d in ("calibrate/visit-1", "calibrate/visit-2", "coadd/tract-0", "detect/tract-0", "final"):
-        assert (layout.jobs_dir / d).is_dir()
+        assert (layout.submit_dir / "logs" / d).is_dir()
+    assert not (layout.submit_dir / "jobs").exists()
+
+
+def test_jobs_without_a_log_subdir_log_under_jobs_per_label_and_unit(tmp_path):
+    wf = diamond(tmp_path)
+    wf.jobs["coadd_0"] = replace(wf.jobs["coadd_0"], log_subdir="")
+    dag = parse_dag(write_dag(wf).dag)
+    assert dag.nodes["coadd_0"].vars["bps_log"] == "jobs/coadd/tract-0/coadd_0"
+    assert dag.nodes["calibrate_1"].vars["bps_log"] == "logs/calibrate/visit-1/calibrate_1"
 
 
 def test_site_template_directory_overrides_a_shipped_template(tmp_path):

@@ -53,7 +53,7 @@ def diamond(
         site=site,
     )
 
-    def add(name: str, label: str, qid: int, inputs, outputs, parents=(), subdir=""):
+    def add(name: str, label: str, qid: int, inputs, outputs, parents=()):
         args = ["--graph", str(graph), "--quantum", str(qid)]
         args += [f"--in={f.lfn}={f.path}" for f in inputs] + [f"--out={f.lfn}={f.path}" for f in outputs]
         wf.add_job(
@@ -65,7 +65,7 @@ def diamond(
                 retry=retry,
                 inputs=inputs,
                 outputs=outputs,
-                log_subdir=subdir,
+                log_subdir=f"logs/{label}",
                 executable=FAKE_JOB,
             ),
             parents,
@@ -77,12 +77,12 @@ def diamond(
         (repo / raw.path).parent.mkdir(parents=True, exist_ok=True)
         (repo / raw.path).write_text(f"raw pixels of visit {visit}\n")
         calexp = _file("calexp", {"instrument": "DemoCam", "visit": visit}, f"calibrate_{visit}")
-        add(f"calibrate_{visit}", "calibrate", visit, [raw], [calexp], subdir=f"visit-{visit}")
+        add(f"calibrate_{visit}", "calibrate", visit, [raw], [calexp])
         calexps.append(calexp)
     coadd = _file("coadd", {"skymap": "demo", "tract": 0}, "coadd_0")
-    add("coadd_0", "coadd", 10, calexps, [coadd], ["calibrate_1", "calibrate_2"], subdir="tract-0")
+    add("coadd_0", "coadd", 10, calexps, [coadd], ["calibrate_1", "calibrate_2"])
     cat = _file("catalog", {"skymap": "demo", "tract": 0}, "detect_0")
-    add("detect_0", "detect", 20, [coadd], [cat], ["coadd_0"], subdir="tract-0")
+    add("detect_0", "detect", 20, [coadd], [cat], ["coadd_0"])
     wf.final = Job(
         "finalize",
         "finalize",
@@ -90,6 +90,7 @@ def diamond(
         [str(Path(wf.submit_dir).absolute())],
         executable=FAKE_FINALIZE,
         resources=Resources(memory_mb=1024),
+        log_subdir="logs",
         retry=RetryPolicy(retries=0),
     )
     return wf

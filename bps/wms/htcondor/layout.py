@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from ...workflow import safe_name
+from ...workflow import Job, safe_name
 
 #: Staged outputs of file-transfer runs land here (``<submit_dir>/staged/<lfn>``);
 #: the final job moves them into the datastore before registering them.
@@ -83,9 +83,12 @@ class DagLayout:
         """The one submit description shared by every job of ``label``."""
         return self.submit_dir / f"{safe_name(label)}.sub"
 
-    def log_stem(self, label: str, log_subdir: str, node: str) -> str:
-        """Per-node log path stem relative to `jobs_dir`; the submit file appends ``.<cluster>.out``."""
-        return log_dir(label, log_subdir) + "/" + node
+    def log_stem(self, job: Job, node: str) -> str:
+        """Per-node log path stem relative to the submit directory; the submit file appends ``.<cluster>.out``."""
+        return log_dir(job.label, job.log_subdir, unit_subdir(job)) + "/" + node
+
+    def final_log_dir(self, job: Job) -> Path:
+        return self.submit_dir / (job.log_subdir or JOBS_DIR) / "final"
 
     def rescue_files(self) -> list[Path]:
         """Rescue DAGs, oldest first (DAGMan numbers them ``.rescue001`` upward)."""
@@ -98,10 +101,36 @@ class DagLayout:
         return [p for _, p in sorted(found)]
 
 
+#: Units that name a log directory level, most specific grouping first.
+UNIT_KEYS = ("tract", "visit", "exposure")
+
+
+def unit_subdir(job: Job) -> str:
+    """``tract-9`` when all the job's outputs (else inputs) share one tract, etc.; else ``""``."""
+    files = job.outputs or job.inputs
+    if not files:
+        return ""
+    for key in UNIT_KEYS:
+        values = {f.data_id.get(key) for f in files}
+        if len(values) == 1:
+            (value,) = values
+            if value is not None:
+                return f"{key}-{value}"
+    return ""
+
+
 @lru_cache(maxsize=65536)
-def log_dir(label: str, log_subdir: str) -> str:
-    """The log directory of a (label, unit) pair relative to the jobs directory: ``label/tract-9``."""
-    parts = [safe_name(label)] + [safe_name(p) for p in Path(log_subdir).parts if p not in ("", ".", "/")]
+def log_dir(label: str, log_subdir: str, unit: str) -> str:
+    """A job's log directory relative to the submit directory.
+
+    The workflow's ``log_subdir`` (e.g. ``logs/calibrate``), else ``jobs/<label>``, then
+    one level per unit such as ``tract-9``: a directory tree an operator can walk, never
+    one flat directory of 10^5 files (field note 9).
+    """
+    base = log_subdir.strip("/") or f"{JOBS_DIR}/{safe_name(label)}"
+    parts = [safe_name(p) for p in Path(base).parts if p not in ("", ".", "..")]
+    if unit:
+        parts.append(safe_name(unit))
     return "/".join(parts)
 
 

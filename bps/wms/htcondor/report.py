@@ -14,7 +14,7 @@ from collections import deque
 from pathlib import Path
 
 from ... import exit_codes
-from ...workflow import GenericWorkflow
+from ...workflow import GenericWorkflow, Job
 from ..base import JobFailure, RunReport, read_run_record, write_run_record
 from . import nodestatus as ns
 from .eventlog import NodeHistory, read_event_log
@@ -56,18 +56,16 @@ def build_report(submit_dir: str | Path) -> RunReport:
     report = RunReport(submit_dir=str(layout.submit_dir), wms="htcondor", run_id=_run_id(record))
 
     names = node_names(workflow.jobs)
-    nodes = [
-        (node, job.label, job.log_subdir) for name, job in workflow.jobs.items() for node in [names[name]]
-    ]
+    nodes = [(names[name], job.label, job) for name, job in workflow.jobs.items()]
     if workflow.final is not None:
-        nodes.append((FINAL_NODE, workflow.final.label, ""))
+        nodes.append((FINAL_NODE, workflow.final.label, workflow.final))
     states: dict[str, str] = {}
-    for node, label, subdir in nodes:
+    for node, label, job in nodes:
         state = _node_state(status.nodes.get(node), history.get(node))
         states[node] = state
         report.add(label, state)
         if state in ("failed", "held"):
-            report.failures.append(_failure(layout, node, label, subdir, history.get(node)))
+            report.failures.append(_failure(layout, node, job, history.get(node)))
     if not status.nodes:
         _mark_skipped_from_history(workflow, names, states, report)
 
@@ -139,15 +137,16 @@ def _mark_skipped_from_history(
             queue.append(child)
 
 
-def _failure(layout: DagLayout, node: str, label: str, subdir: str, hist: NodeHistory | None) -> JobFailure:
+def _failure(layout: DagLayout, node: str, job: Job, hist: NodeHistory | None) -> JobFailure:
+    label = job.label
     if hist is None:
         return JobFailure(
             name=node, label=label, reason="failed before its job ran (PRE script or submission)"
         )
     if node == FINAL_NODE:
-        log = layout.jobs_dir / "final" / f"final.{hist.clusters[-1]}.out"
+        log = layout.final_log_dir(job) / f"final.{hist.clusters[-1]}.out"
     else:
-        log = layout.jobs_dir / f"{layout.log_stem(label, subdir, node)}.{hist.clusters[-1]}.out"
+        log = layout.submit_dir / f"{layout.log_stem(job, node)}.{hist.clusters[-1]}.out"
     if hist.state == "held":
         reason = f"held: {hist.hold_reason}"
     elif hist.state == "removed":

@@ -26,7 +26,7 @@ from pathlib import Path
 from ... import exit_codes
 from ...workflow import GenericWorkflow, Job, SiteConfig, WorkflowFile, safe_name
 from . import memory, templates
-from .layout import DagLayout, log_dir
+from .layout import DagLayout, log_dir, unit_subdir
 from .quoting import environment_value, join_arguments, vars_value
 
 #: What the POST script turns every no-retry exit code into (not an exit code of run_quantum).
@@ -64,8 +64,6 @@ def write_dag(
     node_overrides = node_overrides or NodeOverrides()
     site = workflow.site
     layout.submit_dir.mkdir(parents=True, exist_ok=True)
-    layout.jobs_dir.mkdir(exist_ok=True)
-    (layout.jobs_dir / "final").mkdir(exist_ok=True)
     transfer = site.staging == "transfer"
     if transfer:
         layout.staged.mkdir(exist_ok=True)
@@ -232,7 +230,7 @@ def _render_job_submit(
             "request_memory": memory.request_memory(policy),
             "periodic_release": memory.periodic_release(policy),
             "periodic_remove": memory.periodic_remove(policy),
-            "jobs_dir": layout.jobs_dir,
+            "submit_dir": layout.submit_dir,
             "staging": staging,
             "site_lines": _site_lines(site),
             "run": workflow.output_run,
@@ -254,7 +252,7 @@ def _render_final_submit(workflow: GenericWorkflow, layout: DagLayout, env: dict
             "cpus": final.resources.cpus,
             "disk_mb": final.resources.disk_mb,
             "memory_mb": final.resources.memory_mb,
-            "jobs_dir": layout.jobs_dir,
+            "log_dir": layout.final_log_dir(final),
             "site_lines": _site_lines(workflow.site),
             "run": workflow.output_run,
         },
@@ -340,7 +338,7 @@ def _node_lines(
         d = labels[job.label]
         args = _arguments(job, workflow, graph_arg)[len(d.prefix) :]
         vars_ = [
-            f"bps_log={vars_value(layout.log_stem(job.label, job.log_subdir, node))}",
+            f"bps_log={vars_value(layout.log_stem(job, node))}",
             f"bps_args={vars_value(join_arguments(args))}",
         ]
         mem = max(job.resources.memory_mb, overrides.memory_mb.get(name, 0))
@@ -385,9 +383,11 @@ def _input_source(f: WorkflowFile, layout: DagLayout, repo: str) -> str:
 
 def _make_log_dirs(workflow: GenericWorkflow, layout: DagLayout) -> None:
     """HTCondor does not create the directory of ``output``: make each (label, unit) directory once."""
-    dirs = {log_dir(job.label, job.log_subdir) for job in workflow.jobs.values()}
+    dirs = {log_dir(job.label, job.log_subdir, unit_subdir(job)) for job in workflow.jobs.values()}
+    if workflow.final is not None:
+        layout.final_log_dir(workflow.final).mkdir(parents=True, exist_ok=True)
     for d in dirs:
-        (layout.jobs_dir / d).mkdir(parents=True, exist_ok=True)
+        (layout.submit_dir / d).mkdir(parents=True, exist_ok=True)
 
 
 def _edge_lines(workflow: GenericWorkflow, names: dict[str, str]) -> Iterable[str]:
