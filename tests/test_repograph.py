@@ -1,0 +1,140 @@
+"""RepoGraph and makeRepoGraph: the joined selection, units, datasets, gathering, explanations."""
+
+from __future__ import annotations
+
+import pytest
+from conftest_repo import populate
+
+from supertask.repo.butler import Butler
+from supertask.repo.dataid import DataId
+from supertask.repo.dataset import DatasetType
+from supertask.repo.repograph import makeRepoGraph
+from supertask.repo.units import Unit
+
+RAW = DatasetType("raw", ("instrument", "visit", "detector"), "NumpyArray")
+CALEXP = DatasetType("calexp", ("instrument", "visit", "detector"), "NumpyArray")
+COADD = DatasetType("coadd", ("skymap", "tract", "patch", "band"), "NumpyArray")
+REFCAT = DatasetType("refcat", (), "StructuredDataDict")
+
+
+@pytest.fixture(scope="module")
+def butler(tmp_path_factory):
+    root = tmp_path_factory.mktemp("graph") / "repo"
+    Butler.create(root)
+    writer = Butler(root, run="raw")
+    populate(writer.registry)
+    writer.registry.registerDatasetType(RAW)
+    records = [
+        {"dataId": {"instrument": "Cam", "visit": v, "detector": d}, "path": f"raw/{v}/{d}", "checksum": "c"}
+        for v in range(6)
+        for d in range(4)
+        if (v, d) != (3, 2)  # one raw is missing
+    ]
+    writer.registry.insertDatasets(RAW, "raw", records)
+    return Butler(root, collections=["raw"])
+
+
+def vd(visit: int, detector: int) -> DataId:
+    return DataId(instrument="Cam", visit=visit, detector=detector)
+
+
+def test_rows_are_the_selection_over_all_units(butler):
+    graph = makeRepoGraph(butler, [RAW], [CALEXP, COADD], "visit IN (2, 3) AND detector < 3")
+    # Visits 2 and 3 overlap patch 1 only; the missing raw (3, 2) removes one row.
+    assert {(r["visit"], r["detector"], r["patch"], r["band"]) for r in graph.rows} == {
+        (2, 0, 1, "g"),
+        (2, 1, 1, "g"),
+        (2, 2, 1, "g"),
+        (3, 0, 1, "r"),
+        (3, 1, 1, "r"),
+    }
+    assert graph.dataIds(["patch", "band"]) == [
+        DataId(skymap="sky", tract=0, patch=1, band="g"),
+        DataId(skymap="sky", tract=0, patch=1, band="r"),
+    ]
+
+
+def test_units_carry_fields_datasets_and_related_units(butler):
+    graph = makeRepoGraph(butler, [RAW], [CALEXP], "visit = 1")
+    assert {u.dataId["detector"] for u in graph.units["detector"]} == {0, 1, 2, 3}
+    visit = graph.getUnit("visit", {"instrument": "Cam", "visit": 1, "detector": 0})
+    assert isinstance(visit, Unit)
+    assert visit.fields["exposure_time"] == 10.0
+    assert visit.fields["physical_filter"] == "R"
+    assert {d.dataId["detector"] for d in visit.datasets["raw"]} == {0, 1, 2, 3}
+    assert {u.dataId["detector"] for u in visit.related["detector"]} == {0, 1, 2, 3}
+    assert {u.dataId["instrument"] for u in visit.related["instrument"]} == {"Cam"}
+
+
+def test_needed_datasets_are_resolved(butler):
+    graph = makeRepoGraph(butler, [RAW], [], "visit = 3")
+    assert sorted(d.dataId["detector"] for d in graph.datasets["raw"]) == [0, 1, 3]
+    assert all(d.run == "raw" and d.id is not None for d in graph.datasets["raw"])
+
+
+def test_add_dataset_links_the_future_dataset_to_its_units(butler):
+    graph = makeRepoGraph(butler, [RAW], [CALEXP], "visit = 4")
+    ds = graph.addDataset(CALEXP, vd(4, 1))
+    assert ds in graph.datasets["calexp"]
+    assert graph.addDataset(CALEXP, instrument="Cam", visit=4, detector=1) is ds
+    assert ds in graph.getUnit("detector", vd(4, 1)).datasets["calexp"]
+    assert ds.id is None
+
+
+def test_related_data_ids_are_not_sliced_by_the_expression(butler):
+    graph = makeRepoGraph(butler, [RAW], [CALEXP, COADD], "visit = 2 AND detector = 0")
+    (patch,) = graph.dataIds(["patch"])
+    related = graph.relatedDataIds([patch], ["visit", "detector"])
+    # Patch 1 is overlapped by visits 2 and 3, all detectors, whatever the expression selected.
+    assert related[patch] == sorted(vd(v, d) for v in (2, 3) for d in range(4))
+
+
+def test_find_datasets_loads_datasets_outside_the_selection(butler):
+    graph = makeRepoGraph(butler, [RAW], [CALEXP], "visit = 2")
+    found = graph.findDatasets("raw", [vd(2, 0), vd(5, 1), vd(3, 2)])
+    assert set(found) == {vd(2, 0), vd(5, 1)}  # (3, 2) has no raw
+    assert found[vd(5, 1)] in graph.datasets["raw"]
+    assert found[vd(2, 0)] is next(d for d in graph.datasets["raw"] if d.dataId == vd(2, 0))
+
+
+def test_global_needed_dataset_keeps_rows_when_present(butler):
+    refs = Butler(butler.root, run="refs")
+    refs.registry.registerDatasetType(REFCAT)
+    refs.registry.insertDatasets(REFCAT, "refs", [{"dataId": {}, "path": "refcat.json", "checksum": "x"}])
+    inputs = Butler(butler.root, collections=["raw", "refs"])
+    graph = makeRepoGraph(inputs, [RAW, REFCAT], [CALEXP], "visit = 0")
+    assert len(graph.rows) == 4
+    assert [d.dataId for d in graph.datasets["refcat"]] == [DataId()]
+    empty = makeRepoGraph(butler, [RAW, REFCAT], [CALEXP], "visit = 0")  # refs not searched
+    assert empty.rows == []
+    assert "no refcat dataset in collections ['raw']" in empty.explainEmpty()
+
+
+def test_explain_empty_names_the_constraint_that_removed_every_row(butler):
+    graph = makeRepoGraph(butler, [RAW], [CALEXP], "visit > 2 AND band = 'z'")
+    assert graph.rows == []
+    text = graph.explainEmpty()
+    assert "the constraint `band = 'z'` alone matches none of the 24 rows" in text
+    assert "`visit > 2` alone" not in text
+
+
+def test_explain_empty_names_a_missing_dataset(butler):
+    graph = makeRepoGraph(butler, [RAW], [CALEXP], "visit = 3 AND detector = 2")
+    assert graph.rows == []
+    assert "no raw dataset in collections ['raw'] matches the 1 selected rows" in graph.explainEmpty()
+
+
+def test_explain_empty_names_an_unregistered_dataset_type(butler):
+    flat = DatasetType("flat", ("instrument", "detector"), "NumpyArray")
+    graph = makeRepoGraph(butler, [RAW, flat], [CALEXP], None)
+    assert "'flat' is not registered" in graph.explainEmpty()
+
+
+def test_explain_empty_when_terms_only_conflict_together(butler):
+    graph = makeRepoGraph(butler, [RAW], [CALEXP], "visit = 1 AND band = 'g'")
+    assert "together they match none" in graph.explainEmpty()
+
+
+def test_explain_on_a_non_empty_graph_says_so(butler):
+    graph = makeRepoGraph(butler, [RAW], [CALEXP], "visit = 1")
+    assert graph.explainEmpty().startswith("the graph is not empty: 4 rows")
