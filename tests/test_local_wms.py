@@ -1,0 +1,247 @@
+"""End to end through the real graph file, pipeline, datastore and registry: ``bps submit --wms local``.
+
+Toy SuperTasks (written to a module on PYTHONPATH, as a user's package would be):
+``make`` per detector turns ``seed`` into ``made``; ``total`` gathers every ``made``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from bps.cli import main as bps_main
+from bps.staging import checksum_file
+from bps.wms.local import LocalService
+from supertask.graph.quantum_graph import QuantumGraph
+from supertask.quantum import Quantum
+from supertask.repo.butler import Butler
+from supertask.repo.dataid import DataId
+from supertask.repo.dataset import Dataset, DatasetType
+
+RUN = "u/test/bps"
+DETECTORS = (1, 2, 3, 4)
+TASKS = """
+import os, time
+from supertask.config import Config, DatasetField, Field
+from supertask.supertask import SuperTask
+from supertask.task import Struct
+
+class MakeConfig(Config):
+    seed = DatasetField(doc="in", units=("instrument", "detector"), storageClass="StructuredDataDict", name="seed")
+    made = DatasetField(doc="out", units=("instrument", "detector"), storageClass="StructuredDataDict",
+                        name="made", role="output")
+    failDetector = Field(dtype=int, default=-1, doc="raise on this detector")
+
+class MakeTask(SuperTask):
+    ConfigClass = MakeConfig
+    _DefaultName = "make"
+    quantumUnits = ("instrument", "detector")
+
+    def run(self, seed):
+        if seed["detector"] == self.config.failDetector:
+            raise RuntimeError("make fails on purpose")
+        delay = float(os.environ.get("TOY_DELAY", "0"))
+        if delay:
+            time.sleep(delay)
+        return Struct(made={"detector": seed["detector"], "value": seed["value"] * 2})
+
+class TotalConfig(Config):
+    made = DatasetField(doc="in", units=("instrument", "detector"), storageClass="StructuredDataDict", name="made")
+    total = DatasetField(doc="out", units=("instrument",), storageClass="StructuredDataDict", name="total",
+                         role="output")
+
+class TotalTask(SuperTask):
+    ConfigClass = TotalConfig
+    _DefaultName = "total"
+    quantumUnits = ("instrument",)
+
+    def run(self, made):
+        return Struct(total={"sum": sum(m["value"] for m in made.values())})
+"""
+
+SEED = DatasetType("seed", ("instrument", "detector"), "StructuredDataDict")
+MADE = DatasetType("made", ("instrument", "detector"), "StructuredDataDict")
+TOTAL = DatasetType("total", ("instrument",), "StructuredDataDict")
+
+
+def pipeline_yaml(fail_detector: int = -1) -> str:
+    return yaml.safe_dump(
+        {
+            "inputs": ["seed"],
+            "tasks": {
+                "make": {"class": "toy_tasks.MakeTask", "config": {"failDetector": fail_detector}},
+                "total": {"class": "toy_tasks.TotalTask"},
+            },
+        }
+    )
+
+
+@pytest.fixture
+def toy(tmp_path, monkeypatch):
+    """A repository with seeds, a saved graph, a site config and a submit YAML."""
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "toy_tasks.py").write_text(textwrap.dedent(TASKS))
+    monkeypatch.syspath_prepend(str(pkg))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(pkg), os.environ.get("PYTHONPATH", "")]))
+    repo = tmp_path / "repo"
+    butler = Butler.create(repo)
+    butler.close()
+    butler = Butler(repo, run="seeds")
+    seeds = [
+        butler.put({"detector": d, "value": d * 10}, SEED, {"instrument": "Cam", "detector": d})
+        for d in DETECTORS
+    ]
+    butler.close()
+
+    def make_graph(path: Path, fail_detector: int = -1) -> Path:
+        quanta = []
+        made = []
+        for s in seeds:
+            out = Dataset(MADE, s.dataId)
+            made.append(out)
+            quanta.append(
+                Quantum(
+                    "make",
+                    DataId(s.dataId),
+                    {"seed": [Dataset(SEED, s.dataId, id=s.id, run=s.run)]},
+                    {"made": [out]},
+                )
+            )
+        quanta.append(
+            Quantum(
+                "total",
+                DataId(instrument="Cam"),
+                {"made": list(made)},
+                {"total": [Dataset(TOTAL, DataId(instrument="Cam"))]},
+            )
+        )
+        graph = QuantumGraph(
+            quanta,
+            pipelineYaml=pipeline_yaml(fail_detector),
+            metadata={"output_run": RUN, "input_collections": ["seeds"]},
+        )
+        graph.save(path)
+        return path
+
+    def config(name: str, **extra) -> Path:
+        data = {
+            "qgraph": str(make_graph(tmp_path / f"{name}.qgraph", extra.pop("fail_detector", -1))),
+            "repo": str(repo),
+            "output_run": RUN,
+            "compute_site": "local",
+            "submit_dir": str(tmp_path / "submit" / name),
+            **extra,
+        }
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return path
+
+    return repo, config
+
+
+def registered(repo: Path, name: str) -> dict:
+    butler = Butler(repo, collections=[RUN])
+    try:
+        try:
+            found = butler.registry.queryDatasets(name, [RUN])
+        except KeyError:  # dataset type never registered: nothing of it was made
+            return {}
+        return {d.dataId.get("detector"): butler.get(d) for d in found}
+    finally:
+        butler.close()
+
+
+def submit(config: Path, *args: str):
+    result = CliRunner().invoke(bps_main, ["submit", str(config), "-j", "2", *args])
+    return result
+
+
+def test_local_submit_runs_every_job_and_registers_every_output(toy):
+    repo, config = toy
+    result = submit(config("plain"))
+    assert result.exit_code == 0, result.output
+    assert registered(repo, "made") == {d: {"detector": d, "value": d * 20} for d in DETECTORS}
+    assert registered(repo, "total") == {None: {"sum": sum(d * 20 for d in DETECTORS)}}
+    assert "submit directory:" in result.output
+    report = LocalService().report(Path(config("x").parent / "submit" / "plain"))
+    assert report.counts["make"]["succeeded"] == 4 and report.counts["finalize"]["succeeded"] == 1
+
+
+def test_clustering_changes_job_count_not_outputs(toy):
+    repo, config = toy
+    plain = submit(config("plain"))
+    clustered_cfg = config(
+        "clustered",
+        clustering={"clusters": [{"name": "all", "labels": ["make", "total"], "units": ["instrument"]}]},
+    )
+    # a second run into the same output run would collide: register under another run name
+    text = yaml.safe_load(clustered_cfg.read_text())
+    assert plain.exit_code == 0
+    files_plain = {p.relative_to(repo): checksum_file(p) for p in (repo / RUN).rglob("*.json")}
+    import shutil
+
+    shutil.rmtree(repo / RUN)
+    result = submit(clustered_cfg)
+    assert result.exit_code == 0, result.output
+    files_clustered = {p.relative_to(repo): checksum_file(p) for p in (repo / RUN).rglob("*.json")}
+    assert files_plain == files_clustered and len(files_plain) == 5
+    from bps.workflow import GenericWorkflow
+
+    assert len(GenericWorkflow.load(Path(text["submit_dir"]) / "workflow.json").jobs) == 1
+
+
+def test_permanent_failure_skips_descendants_and_registers_the_rest(toy):
+    repo, config = toy
+    cfg = config("failing", fail_detector=3, retry={"retries": 1})
+    result = submit(cfg)
+    assert result.exit_code == 1
+    assert sorted(registered(repo, "made")) == [1, 2, 4]
+    assert registered(repo, "total") == {}
+    submit_dir = Path(yaml.safe_load(cfg.read_text())["submit_dir"])
+    report = LocalService().report(submit_dir)
+    assert report.counts["make"]["failed"] == 1 and report.counts["total"]["skipped"] == 1
+    (failure,) = report.failures
+    assert "make fails on purpose" in failure.log_tail and failure.attempt == 2  # retried once
+    # bps report prints the same, with the log tail
+    out = CliRunner().invoke(bps_main, ["report", str(submit_dir)]).output
+    assert "make fails on purpose" in out and "FAILED" in out
+
+
+def test_restart_reruns_only_what_did_not_succeed(toy, monkeypatch):
+    repo, config = toy
+    cfg = config("restart", fail_detector=3, retry={"retries": 0})
+    assert submit(cfg).exit_code == 1
+    submit_dir = Path(yaml.safe_load(cfg.read_text())["submit_dir"])
+    # fix the "bug": rewrite the graph's pipeline without the failure, then restart
+    data = yaml.safe_load(cfg.read_text())
+    fixed = QuantumGraph.load(data["qgraph"])
+    fixed.pipelineYaml = pipeline_yaml(-1)
+    fixed.save(data["qgraph"])
+    log_of_ok = submit_dir / "logs" / "make" / "make_1_Cam.log"
+    attempts_before = log_of_ok.read_text().count("=== attempt")
+    result = CliRunner().invoke(bps_main, ["restart", str(submit_dir)])
+    assert result.exit_code == 0, result.output
+    assert log_of_ok.read_text().count("=== attempt") == attempts_before  # succeeded job not rerun
+    assert sorted(registered(repo, "made")) == [1, 2, 3, 4]
+    assert registered(repo, "total")[None] == {"sum": sum(d * 20 for d in DETECTORS)}
+
+
+def test_prepare_writes_a_submit_directory_and_submits_nothing(toy):
+    repo, config = toy
+    cfg = config("prep")
+    result = CliRunner().invoke(bps_main, ["prepare", str(cfg), "--show-config"])
+    assert result.exit_code == 0, result.output
+    assert f"output_run: {RUN}  # {cfg}" in result.output
+    submit_dir = Path(yaml.safe_load(cfg.read_text())["submit_dir"])
+    assert (submit_dir / "workflow.json").exists() and (submit_dir / "submit_config.yaml").exists()
+    assert not list((submit_dir / "manifests").iterdir()) and not (repo / RUN).exists()
+    again = CliRunner().invoke(bps_main, ["prepare", str(cfg)])
+    assert again.exit_code == 1 and "bps restart" in again.output
