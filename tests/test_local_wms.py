@@ -6,9 +6,8 @@ Toy SuperTasks (written to a module on PYTHONPATH, as a user's package would be)
 
 from __future__ import annotations
 
-import json
 import os
-import sys
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from click.testing import CliRunner
 from bps.cli import main as bps_main
 from bps.staging import checksum_file
 from bps.wms.local import LocalService
+from bps.workflow import GenericWorkflow
 from supertask.graph.quantum_graph import QuantumGraph
 from supertask.quantum import Quantum
 from supertask.repo.butler import Butler
@@ -186,15 +186,11 @@ def test_clustering_changes_job_count_not_outputs(toy):
     text = yaml.safe_load(clustered_cfg.read_text())
     assert plain.exit_code == 0
     files_plain = {p.relative_to(repo): checksum_file(p) for p in (repo / RUN).rglob("*.json")}
-    import shutil
-
     shutil.rmtree(repo / RUN)
     result = submit(clustered_cfg)
     assert result.exit_code == 0, result.output
     files_clustered = {p.relative_to(repo): checksum_file(p) for p in (repo / RUN).rglob("*.json")}
     assert files_plain == files_clustered and len(files_plain) == 5
-    from bps.workflow import GenericWorkflow
-
     assert len(GenericWorkflow.load(Path(text["submit_dir"]) / "workflow.json").jobs) == 1
 
 
