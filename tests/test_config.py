@@ -8,6 +8,8 @@ import sys
 import textwrap
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from supertask.config import (
     Config,
@@ -391,3 +393,40 @@ def test_constructor_keyword_overrides_and_copy_independence():
     clone = config.copy()
     clone.detection.threshold = 2.5
     assert config.detection.threshold == 1.5 and clone != config
+
+
+def test_dataset_name_is_checked_on_assignment():
+    config = CalibrateConfig()
+    with pytest.raises(FieldValidationError, match="'calexp.name'.*invalid dataset type name"):
+        config.calexp.name = "bad name"
+    assert config.calexp.name == "calexp"
+
+
+def test_dataset_config_pickles_with_its_units():
+    value = pickle.loads(pickle.dumps(CalibrateConfig().calexp))
+    assert value.datasetType.units == ("detector", "instrument", "visit") and value.role == "output"
+
+
+_finite = st.floats(min_value=0.0, max_value=1e300, allow_nan=False)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    threshold=_finite,
+    radii=st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=5),
+    gains=st.dictionaries(st.text(max_size=5), st.floats(allow_nan=False), max_size=4),
+    method=st.sampled_from(["peak", "psf"]),
+    binSize=st.integers(min_value=1, max_value=2**40),
+    name=st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,10}", fullmatch=True),
+)
+def test_saved_form_round_trip_property(threshold, radii, gains, method, binSize, name):
+    config = CalibrateConfig()
+    config.detection.threshold = threshold
+    config.detection.radii = radii
+    config.detection.gains = gains
+    config.detection.method = method
+    config.detection.background.binSize = binSize
+    config.calexp.name = name
+    loaded = CalibrateConfig.loadFromString(config.saveToString())
+    assert loaded == config
+    assert loaded.digest() == config.digest()

@@ -293,12 +293,39 @@ class DatasetConfig(Config):
         object.__setattr__(new, "_role", self._role)
         return new
 
+    def _setField(self, field: FieldBase, value: Any) -> None:
+        if field.name == "name" and not self._frozen:
+            self._checkName(field.assign(self, value))
+        super()._setField(field, value)
+
+    def _checkName(self, name: str | None) -> None:
+        """Refuse names the registry could not use, at assignment rather than at planning."""
+        from ..repo.dataset import DatasetType
+
+        if name is None:
+            return
+        try:
+            DatasetType(name, (), "check")
+        except ValueError as err:
+            raise FieldValidationError(f"field {self._fieldPath('name')!r}: {err}") from None
+
     def validate(self) -> None:
         super().validate()
-        try:
-            self.datasetType  # noqa: B018 - checks the name
-        except ValueError as err:
-            raise FieldValidationError(f"field {self._path!r}: {err}") from None
+        self._checkName(self.name)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_restore_dataset_config, (self.toDict(), self._units, self._role, self._frozen))
+
+
+def _restore_dataset_config(
+    data: dict[str, Any], units: tuple[str, ...], role: str, frozen: bool
+) -> DatasetConfig:
+    value = DatasetConfig.fromDict(data)
+    object.__setattr__(value, "_units", units)
+    object.__setattr__(value, "_role", role)
+    if frozen:
+        value.freeze()
+    return value
 
 
 class DatasetField(FieldBase):

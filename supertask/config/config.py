@@ -124,8 +124,8 @@ class Config:
         self._setField(field, value)
 
     def __getattr__(self, name: str) -> Any:
-        # only called when normal lookup failed
-        if name.startswith("__"):
+        # only called when normal lookup failed; private names (e.g. before __init__ ran) are plain misses
+        if name.startswith("_"):
             raise AttributeError(name)
         raise self._unknown(name)
 
