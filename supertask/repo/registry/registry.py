@@ -612,7 +612,7 @@ class Registry:
         base = [ds.c.dataset_type_id == typeId, ds.c.run_id.in_(list(runOrder))]
         cols = [ds.c.id, ds.c.run_id, *[ds.c[k].label(k) for k in keys]]
         if parsed is not None:
-            plan = self.queries.plan(dt.units, parsed.units)
+            plan = self.queries.plan(dt.units, self._knownElements(parsed))
             froms, conds = self.queries.fromClause(plan)
             clause = parsed.compile(self.queries.resolver(plan), bind)
             base += [*conds, clause, *[ds.c[k] == plan.columns[k] for k in keys]]
@@ -718,10 +718,17 @@ class Registry:
                 typeId, dt = self._resolveType(item)
                 constraints.append(DatasetConstraint(dt.name, typeId, dt.units, runIds))
                 units.update(dt.units)
-        plan = self.queries.plan(units, parsed.units if parsed else ())
+        plan = self.queries.plan(units, self._knownElements(parsed))
         self.queries.fromClause(plan)
         clause = parsed.compile(self.queries.resolver(plan), bind) if parsed else None
         return plan, clause, constraints
+
+    def _knownElements(self, parsed: ParsedWhere | None) -> list[str]:
+        """Units/relations an expression names; unknown names are left to the compiler, whose
+        error shows the expression with a caret and suggests the closest valid identifier."""
+        if parsed is None:
+            return []
+        return [e for e in parsed.units if e in self.schema.elements]
 
     def queryDataIds(
         self,
