@@ -397,3 +397,18 @@ def test_local_task_class_cannot_be_written():
     pipeline.addTask(LocalTask, "isr")
     with pytest.raises(PipelineError, match="defined inside a function"):
         pipeline.toYaml()
+
+
+def test_retarget_from_command_line_and_signature_check_in_files(tmp_path):
+    pipeline = make_pipeline()
+    pipeline.applyConfigStrings(["calibrate:detection._target=tutorial_tasks.BrightestPixelDetectionTask"])
+    assert pipeline["calibrate"].config.detection.target is BrightestPixelDetectionTask
+    assert "_target: tutorial_tasks.BrightestPixelDetectionTask" in pipeline.toYaml()
+    text = (
+        "inputs: [raw]\ntasks:\n  calibrate:\n    class: tutorial_tasks.CalibrateTask\n"
+        "    config:\n      detection: {_target: tutorial_tasks.IsrTask}\n"
+    )
+    with pytest.raises(
+        PipelineError, match="p.yaml: task 'calibrate': cannot retarget detection.*run signatures differ"
+    ):
+        Pipeline.fromFile(write(tmp_path, "p.yaml", text), validate=False)
