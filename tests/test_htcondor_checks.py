@@ -34,7 +34,7 @@ def test_root_owned_directory_not_writable_by_the_job_user_is_refused(tmp_path):
 def test_missing_or_relative_python_is_refused():
     site = pool_site()
     assert checks.check_python(site) == []
-    assert "sets no `python`" in checks.check_python(replace(site, python=""))[0]
+    assert checks.check_python(replace(site, python="")) == []  # the interpreter running bps
     assert "absolute" in checks.check_python(replace(site, python="python3"))[0]
     assert "not an executable" in checks.check_python(replace(site, python="/nonexistent/bin/python"))[0]
 
@@ -56,12 +56,29 @@ def test_a_final_job_larger_than_any_slot_is_refused_with_the_setting_to_change(
 
 
 def test_prepare_lists_every_problem_at_once(tmp_path):
-    site = replace(pool_site(), python="", environment={"X": "${HOME}"}, condor={})
+    site = replace(pool_site(), python="/nonexistent/python", environment={"X": "${HOME}"}, condor={})
     wf = diamond(tmp_path, site=site)
     with pytest.raises(WmsError) as err:
         HTCondorService().prepare(wf)
     message = str(err.value)
-    assert "strict mode" in message and "sets no `python`" in message and "environment variable X" in message
+    assert (
+        "strict mode" in message
+        and "/nonexistent/python is not an executable" in message
+        and "environment variable X" in message
+    )
+
+
+def test_root_owned_submit_directory_is_a_warning_at_prepare_and_an_error_at_submit(tmp_path, monkeypatch):
+    from bps.wms.htcondor import service as service_mod
+
+    wf = diamond(tmp_path, site=pool_site(skip_checks=["tmp_node_log"]))
+    monkeypatch.setattr(service_mod, "job_user_warnings", lambda wf, d: ["owned by root; chown it"])
+    svc = HTCondorService()
+    svc.prepare(wf)
+    assert "warning: owned by root; chown it" in svc.report(Path(wf.submit_dir)).messages
+    monkeypatch.setattr(service_mod, "_import_htcondor", lambda: object())
+    with pytest.raises(WmsError, match="cannot submit: owned by root"):
+        svc.submit(Path(wf.submit_dir))
 
 
 def test_unknown_check_names_in_skip_checks_are_refused(tmp_path):

@@ -32,11 +32,6 @@ def check_workflow(workflow: GenericWorkflow, submit_dir: Path) -> list[str]:
     problems: list[str] = []
     if "tmp_node_log" not in skip:
         problems += check_not_tmp(submit_dir)
-    if "job_user" not in skip:
-        dirs = [submit_dir] + (
-            [Path(workflow.repo)] if site.staging == "shared" and _is_path(workflow.repo) else []
-        )
-        problems += check_job_user_access(dirs)
     if "python" not in skip:
         problems += check_python(site)
     if "environment" not in skip:
@@ -45,6 +40,17 @@ def check_workflow(workflow: GenericWorkflow, submit_dir: Path) -> list[str]:
         jobs = list(workflow.jobs.values()) + ([workflow.final] if workflow.final else [])
         problems += check_resources(jobs, site)
     return problems
+
+
+def job_user_warnings(workflow: GenericWorkflow, submit_dir: Path) -> list[str]:
+    """Problems of file ownership: warnings at prepare (the directory may be fixed before
+    submission, or submitted from elsewhere), errors at submit time."""
+    if "job_user" in skipped(workflow.site):
+        return []
+    dirs = [Path(submit_dir)]
+    if workflow.site.staging == "shared" and _is_path(workflow.repo):
+        dirs.append(Path(workflow.repo.removeprefix("file://")))
+    return check_job_user_access(dirs)
 
 
 def check_not_tmp(submit_dir: Path) -> list[str]:
@@ -77,11 +83,9 @@ def check_job_user_access(paths: Iterable[Path]) -> list[str]:
 
 
 def check_python(site: SiteConfig) -> list[str]:
+    """An empty ``python`` means the interpreter running bps (written as an absolute path)."""
     if not site.python:
-        return [
-            f"site {site.name!r} sets no `python`: DAGMan jobs do not inherit your PATH or virtual "
-            "environment. Set python: /absolute/path/to/venv/bin/python in the site config."
-        ]
+        return []
     path = Path(site.python)
     if not path.is_absolute():
         return [f"site python {site.python!r} must be an absolute path (jobs do not search your PATH)"]

@@ -78,6 +78,7 @@ def build_report(submit_dir: str | Path) -> RunReport:
             f"{rescues[-1].name} records what succeeded: `bps restart {layout.submit_dir}` reruns the "
             f"{todo['failed'] + todo['skipped'] + todo['held']} jobs that failed or did not run."
         )
+    report.messages.extend(f"warning: {w}" for w in record.get("warnings", []))
     if exit_status is None and report.state == "prepared":
         report.messages.append(f"not submitted yet: `bps submit {layout.submit_dir}`")
     write_run_record(layout.submit_dir, state=report.state, counts=report.totals())

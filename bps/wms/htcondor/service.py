@@ -7,6 +7,7 @@ from an access point with ``bps submit SUBMIT_DIR``.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,13 @@ from ..base import (
     write_run_record,
 )
 from . import overrides as overrides_mod
-from .checks import check_workflow
+from .checks import check_workflow, job_user_warnings
 from .eventlog import read_event_log
 from .layout import DagLayout, find_dag
 from .report import build_report, dagman_exit_status
 from .translator import NodeOverrides, node_names, write_dag
+
+log = logging.getLogger("bps.wms.htcondor")
 
 
 class HTCondorService(WorkflowService):
@@ -43,6 +46,9 @@ class HTCondorService(WorkflowService):
                 f"site {workflow.site.name!r} cannot run this workflow on HTCondor:\n- "
                 + "\n- ".join(problems)
             )
+        warnings = job_user_warnings(workflow, submit_dir)
+        for warning in warnings:
+            log.warning("%s", warning)
         layout = DagLayout.of(submit_dir, workflow.name)
         if not layout.workflow_json.exists():
             workflow.save(layout.workflow_json)
@@ -51,7 +57,12 @@ class HTCondorService(WorkflowService):
         except ValueError as exc:
             raise WmsError(str(exc)) from exc
         write_run_record(
-            submit_dir, wms=self.name, state="prepared", dag=layout.dag.name, jobs=len(workflow.jobs)
+            submit_dir,
+            wms=self.name,
+            state="prepared",
+            dag=layout.dag.name,
+            jobs=len(workflow.jobs),
+            warnings=warnings,
         )
         return layout.dag
 
@@ -65,7 +76,11 @@ class HTCondorService(WorkflowService):
                     f"{layout.submit_dir} was submitted as DAGMan job {record['cluster_id']} and has not "
                     "finished: follow it with `bps report`, or `bps cancel` it before submitting again"
                 )
-        cluster = _submit_dag(layout)
+        htcondor2 = _import_htcondor()
+        problems = job_user_warnings(GenericWorkflow.load(layout.workflow_json), layout.submit_dir)
+        if problems:
+            raise WmsError("cannot submit: " + " ".join(problems))
+        cluster = _submit_dag(htcondor2, layout)
         history = record.get("submissions", []) + [{"cluster_id": cluster, "time": time.time()}]
         write_run_record(layout.submit_dir, cluster_id=cluster, state="submitted", submissions=history)
         return str(cluster)
@@ -167,8 +182,7 @@ def _import_htcondor() -> Any:
     return htcondor2
 
 
-def _submit_dag(layout: DagLayout) -> int:
-    htcondor2 = _import_htcondor()
+def _submit_dag(htcondor2: Any, layout: DagLayout) -> int:
     options: dict[str, Any] = {"batch-name": layout.name}
     if (layout.submit_dir / f"{layout.dag.name}.condor.sub").exists():
         # Re-submission (restart): rewrite DAGMan's own submit file but keep the rescue DAG

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -152,23 +153,24 @@ def _staging_arguments(workflow: GenericWorkflow) -> list[str]:
     return ["--repo", workflow.repo]
 
 
+def job_python(site: SiteConfig) -> str:
+    """The interpreter jobs use: the site's, else the one running bps (absolute, never found via PATH)."""
+    return site.python or os.path.abspath(sys.executable)
+
+
 def executable_path(job: Job, site: SiteConfig) -> str:
-    """Absolute executable: the job's own if absolute, else next to the site's python (its venv's bin)."""
+    """Absolute executable: the job's own if absolute, else next to the jobs' python (its venv's bin)."""
     if os.path.isabs(job.executable):
         return job.executable
-    if not site.python:
-        return job.executable
-    return str(Path(site.python).parent / job.executable)
+    return str(Path(job_python(site)).parent / job.executable)
 
 
 def _environment(site: SiteConfig) -> dict[str, str]:
     env: dict[str, str] = {}
-    if site.python:
-        bindir = str(Path(site.python).parent)
-        env["PATH"] = f"{bindir}:/usr/local/bin:/usr/bin:/bin"
-        venv = Path(site.python).parent.parent
-        if (venv / "pyvenv.cfg").exists():
-            env["VIRTUAL_ENV"] = str(venv)
+    python = Path(job_python(site))
+    env["PATH"] = f"{python.parent}:/usr/local/bin:/usr/bin:/bin"
+    if (python.parent.parent / "pyvenv.cfg").exists():
+        env["VIRTUAL_ENV"] = str(python.parent.parent)
     env["PYTHONUNBUFFERED"] = "1"
     env.update({k: str(v) for k, v in site.environment.items()})
     return env
