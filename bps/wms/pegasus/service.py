@@ -1,0 +1,310 @@
+"""`PegasusService`: prepare, submit, report, restart and cancel Pegasus 5 runs.
+
+``prepare`` needs only the ``Pegasus.api`` package; ``submit``, ``restart`` and
+``cancel`` run the Pegasus command-line tools (``pegasus-plan``, ``pegasus-run``,
+``pegasus-remove``) and stop with `WmsUnavailableError` when they are not on
+``PATH``, leaving ``<submit_dir>/pegasus`` ready to plan by hand (``plan.sh``).
+``report`` reads Pegasus's ``jobstate.log`` itself, so it works without Pegasus and
+after the scheduler has forgotten the run; it adds ``pegasus-analyzer``'s summary
+when that tool is available.
+
+Restarting: without overrides, ``pegasus-run`` resubmits the rescue DAG, which
+reruns only what did not succeed. With overrides (resources, retries) the
+workflow is re-planned into a new run directory, with every output already in
+place listed in the replica catalog: Pegasus's data reuse then prunes the jobs
+whose outputs all exist, so again only what failed runs.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from ...workflow import GenericWorkflow
+from ..base import (
+    JobFailure,
+    RunReport,
+    WmsError,
+    WmsUnavailableError,
+    WorkflowService,
+    read_run_record,
+    write_run_record,
+)
+from ..htcondor import overrides as overrides_mod
+from ..htcondor.checks import check_environment, check_resources
+from . import catalogs
+from .status import AUXILIARY_LABEL, is_auxiliary, latest_files, match_job, read_jobstate, tail
+from .translator import (
+    JOB_MAP_FILE,
+    PEGASUS_SUBDIR,
+    PegasusPlan,
+    plan_command,
+    translate,
+    write_plan,
+)
+
+#: The generic workflow, as ``bps finalize`` and restarts read it.
+WORKFLOW_JSON = "workflow.json"
+_TOOL_TIMEOUT_S = 600
+
+
+class PegasusService(WorkflowService):
+    """Pegasus 5 (on HTCondor DAGMan) as a `WorkflowService`."""
+
+    name = "pegasus"
+
+    # -- prepare ---------------------------------------------------------------------------
+    def prepare(self, workflow: GenericWorkflow) -> Path:
+        submit_dir = Path(workflow.submit_dir).absolute()
+        submit_dir.mkdir(parents=True, exist_ok=True)
+        check(workflow)
+        if not (submit_dir / WORKFLOW_JSON).exists():
+            workflow.save(submit_dir / WORKFLOW_JSON)
+        pegasus_dir = submit_dir / PEGASUS_SUBDIR
+        plan = translate(workflow, pegasus_dir)
+        main = write_plan(plan, pegasus_dir)
+        write_run_record(
+            submit_dir,
+            wms=self.name,
+            state="prepared",
+            workflow=str(main.relative_to(submit_dir)),
+            jobs=len(workflow.jobs),
+            plan_command=plan_command(plan, pegasus_dir, submit=True),
+        )
+        return main
+
+    # -- submit ----------------------------------------------------------------------------
+    def submit(self, submit_dir: Path) -> str:
+        submit_dir = Path(submit_dir).absolute()
+        record = _record(submit_dir)
+        if record.get("run_dir") and record.get("state") not in ("cancelled", "prepared"):
+            state = self.report(submit_dir).state
+            if state in ("running", "submitted"):
+                raise WmsError(
+                    f"{submit_dir} was submitted as Pegasus run {record['run_dir']} and is {state}: follow "
+                    "it with `bps report`, or `bps cancel` it before submitting again"
+                )
+        runs = record.get("runs", [])
+        run_name = "run" if not runs else f"run-{len(runs) + 1}"
+        command = list(record["plan_command"])
+        command[command.index("--relative-dir") + 1] = run_name
+        return self._plan_and_submit(submit_dir, command, run_name, record)
+
+    def _plan_and_submit(
+        self, submit_dir: Path, command: list[str], run_name: str, record: dict[str, Any]
+    ) -> str:
+        pegasus_dir = submit_dir / PEGASUS_SUBDIR
+        _require_tool("pegasus-plan", pegasus_dir)
+        proc = _run(command, cwd=pegasus_dir)
+        if proc.returncode != 0:
+            raise WmsError(
+                f"pegasus-plan failed (exit {proc.returncode}) in {pegasus_dir}:\n{_last_lines(proc)}\n"
+                f"Fix the cause (often a site catalog path or a missing executable), then rerun "
+                f"`bps submit {submit_dir}` or {pegasus_dir / 'plan.sh'}."
+            )
+        run_dir = pegasus_dir / "submit" / run_name
+        run_id = _wf_uuid(run_dir) or str(run_dir)
+        runs = record.get("runs", []) + [{"run_dir": str(run_dir), "run_id": run_id, "time": time.time()}]
+        write_run_record(submit_dir, state="submitted", run_dir=str(run_dir), run_id=run_id, runs=runs)
+        return run_id
+
+    # -- report ----------------------------------------------------------------------------
+    def report(self, submit_dir: Path) -> RunReport:
+        submit_dir = Path(submit_dir).absolute()
+        record = _record(submit_dir)
+        pegasus_dir = submit_dir / PEGASUS_SUBDIR
+        job_map: dict[str, dict[str, str]] = json.loads((pegasus_dir / JOB_MAP_FILE).read_text())
+        report = RunReport(submit_dir=str(submit_dir), wms=self.name, run_id=record.get("run_id"))
+        run_dir = Path(record["run_dir"]) if record.get("run_dir") else None
+        if run_dir is None:
+            for entry in job_map.values():
+                report.add(entry["label"], "pending")
+            report.state = record.get("state", "prepared")
+            report.messages.append(
+                f"not submitted yet: run `bps submit {submit_dir}` or {pegasus_dir / 'plan.sh'}"
+            )
+            return report
+        run = read_jobstate(run_dir / "jobstate.log")
+        transformations = _transformation_names(pegasus_dir)
+        seen: set[str] = set()
+        for node, job in sorted(run.jobs.items()):
+            pid = match_job(node, transformations, set(job_map))
+            if pid is None:
+                if not is_auxiliary(node):
+                    report.messages.append(f"DAG node {node} is not a job of this workflow (clustered?)")
+                    continue
+                label, name = AUXILIARY_LABEL, node
+            else:
+                seen.add(pid)
+                label, name = job_map[pid]["label"], job_map[pid]["name"]
+            report.add(label, job.state)
+            if job.state in ("failed", "held"):
+                out, err = latest_files(run_dir, node)
+                report.failures.append(
+                    JobFailure(
+                        name=name,
+                        label=label,
+                        attempt=max(job.attempts, 1),
+                        reason=f"{job.last_event} on site {job.site or '?'} after {job.attempts} attempt(s)",
+                        log_file=str(err or out) if (err or out) else None,
+                        log_tail=tail(err) or tail(out),
+                    )
+                )
+        for pid, entry in job_map.items():
+            if pid not in seen:
+                report.add(entry["label"], "pending")
+        if record.get("state") == "cancelled":
+            report.state = "cancelled"
+        elif run.dagman_status is None:
+            report.state = "running" if run.jobs else "submitted"
+        else:
+            report.state = "succeeded" if run.dagman_status == 0 else "failed"
+        if report.failures:
+            report.messages.append(
+                "outputs of the jobs that succeeded are already in place: `bps finalize "
+                f"{submit_dir}` registers them; `bps restart {submit_dir}` reruns only what failed"
+            )
+            report.messages += _analyzer_summary(run_dir)
+        return report
+
+    # -- restart ---------------------------------------------------------------------------
+    def restart(self, submit_dir: Path, overrides: dict[str, Any] | None = None) -> str:
+        submit_dir = Path(submit_dir).absolute()
+        record = _record(submit_dir)
+        if not record.get("run_dir"):
+            raise WmsError(f"{submit_dir} was never submitted: use `bps submit {submit_dir}`")
+        state = self.report(submit_dir).state
+        if state in ("running", "submitted"):
+            raise WmsError(
+                f"the run in {record['run_dir']} is still {state}: wait for it to end or "
+                f"`bps cancel {submit_dir}`, then restart"
+            )
+        if state == "succeeded":
+            raise WmsError(f"the run in {record['run_dir']} succeeded: there is nothing to rerun")
+        if not overrides:
+            pegasus_dir = submit_dir / PEGASUS_SUBDIR
+            _require_tool("pegasus-run", pegasus_dir)
+            proc = _run(["pegasus-run", record["run_dir"]], cwd=pegasus_dir)
+            if proc.returncode != 0:
+                raise WmsError(f"pegasus-run failed (exit {proc.returncode}):\n{_last_lines(proc)}")
+            restarts = record.get("restarts", []) + [{"time": time.time(), "overrides": {}}]
+            write_run_record(submit_dir, state="submitted", restarts=restarts)
+            return record.get("run_id") or record["run_dir"]
+        plan = self.prepare_restart(submit_dir, overrides)
+        record = _record(submit_dir)
+        run_name = f"run-{len(record.get('runs', [])) + 1}"
+        command = plan_command(plan, submit_dir / PEGASUS_SUBDIR, submit=True)
+        command[command.index("--relative-dir") + 1] = run_name
+        return self._plan_and_submit(submit_dir, command, run_name, record)
+
+    def prepare_restart(self, submit_dir: Path, overrides: dict[str, Any] | None) -> PegasusPlan:
+        """Rewrite the Pegasus files with ``overrides`` and the outputs already made; submit nothing.
+
+        Every output already at its staged-out location (datasets in the datastore,
+        manifests in the submit directory) goes into the replica catalog, so that
+        ``pegasus-plan`` prunes the jobs whose outputs all exist (data reuse).
+        """
+        submit_dir = Path(submit_dir).absolute()
+        workflow = GenericWorkflow.load(submit_dir / WORKFLOW_JSON)
+        try:
+            overrides_mod.apply(workflow, overrides)
+        except ValueError as exc:
+            raise WmsError(str(exc)) from exc
+        check(workflow)
+        workflow.save(submit_dir / WORKFLOW_JSON)
+        pegasus_dir = submit_dir / PEGASUS_SUBDIR
+        plan = translate(workflow, pegasus_dir)
+        reused = 0
+        for lfn, path in sorted(plan.output_locations.items()):
+            if Path(path).exists():
+                plan.replica_catalog.add_replica("local", lfn, catalogs.file_url(path))
+                reused += 1
+        write_plan(plan, pegasus_dir)
+        restarts = _record(submit_dir).get("restarts", []) + [
+            {"time": time.time(), "overrides": overrides or {}, "reused_outputs": reused}
+        ]
+        write_run_record(submit_dir, state="prepared", restarts=restarts)
+        return plan
+
+    # -- cancel ----------------------------------------------------------------------------
+    def cancel(self, submit_dir: Path) -> None:
+        submit_dir = Path(submit_dir).absolute()
+        record = _record(submit_dir)
+        if not record.get("run_dir"):
+            raise WmsError(f"{submit_dir} was never submitted: there is nothing to cancel")
+        pegasus_dir = submit_dir / PEGASUS_SUBDIR
+        _require_tool("pegasus-remove", pegasus_dir)
+        proc = _run(["pegasus-remove", record["run_dir"]], cwd=pegasus_dir)
+        if proc.returncode != 0:
+            raise WmsUnavailableError(f"pegasus-remove failed (exit {proc.returncode}):\n{_last_lines(proc)}")
+        write_run_record(submit_dir, state="cancelled", cancelled_at=time.time())
+
+
+def check(workflow: GenericWorkflow) -> None:
+    """Refuse a workflow the site cannot run (requests above its largest slot, submitter-only env)."""
+    jobs = list(workflow.jobs.values()) + ([workflow.final] if workflow.final else [])
+    problems = check_resources(jobs, workflow.site) + check_environment(workflow.site)
+    if problems:
+        raise WmsError(
+            f"site {workflow.site.name!r} cannot run this workflow with Pegasus:\n- " + "\n- ".join(problems)
+        )
+
+
+def _record(submit_dir: Path) -> dict[str, Any]:
+    record = read_run_record(submit_dir)
+    if record.get("wms") != "pegasus":
+        raise WmsError(
+            f"{submit_dir} was not prepared for Pegasus (run record: {record.get('wms') or 'none'}); "
+            "prepare it with `bps submit --wms pegasus`"
+        )
+    return record
+
+
+def _require_tool(tool: str, pegasus_dir: Path) -> None:
+    if shutil.which(tool) is None:
+        raise WmsUnavailableError(
+            f"Pegasus is not installed here ({tool} is not on PATH). {pegasus_dir} holds the workflow, "
+            f"catalogs and properties, ready to plan: run {pegasus_dir / 'plan.sh'} on a host with "
+            "Pegasus 5 and HTCondor, or install Pegasus and rerun this command."
+        )
+
+
+def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=_TOOL_TIMEOUT_S)
+
+
+def _last_lines(proc: subprocess.CompletedProcess, n: int = 15) -> str:
+    return "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-n:])
+
+
+def _wf_uuid(run_dir: Path) -> str | None:
+    """The run's UUID from Pegasus's ``braindump.yml`` (a YAML mapping), if written."""
+    path = run_dir / "braindump.yml"
+    if not path.exists():
+        return None
+    import yaml
+
+    data = yaml.safe_load(path.read_text()) or {}
+    return str(data["wf_uuid"]) if "wf_uuid" in data else None
+
+
+def _transformation_names(pegasus_dir: Path) -> list[str]:
+    doc = json.loads((pegasus_dir / catalogs.TRANSFORMATIONS_FILE).read_text())
+    # longest first: "run_quantum_x" must not match a shorter transformation name by accident
+    return sorted((t["name"] for t in doc["transformations"]), key=len, reverse=True)
+
+
+def _analyzer_summary(run_dir: Path) -> list[str]:
+    """The first lines of ``pegasus-analyzer``'s verdict, when the tool is here."""
+    if shutil.which("pegasus-analyzer") is None:
+        return [f"for details run `pegasus-analyzer {run_dir}` where Pegasus is installed"]
+    try:
+        proc = _run(["pegasus-analyzer", str(run_dir)], cwd=run_dir)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return [f"pegasus-analyzer could not run: {exc}"]
+    lines = [line for line in (proc.stdout or "").splitlines() if line.strip()]
+    return ["pegasus-analyzer: " + line.strip() for line in lines[:12]]
