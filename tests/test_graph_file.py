@@ -376,3 +376,47 @@ def test_the_header_is_plain_json(saved: Path):
     assert header["pipelineYaml"] == synthetic_graph.PIPELINE_YAML
     assert set(header) == {"formatVersion", "nQuanta", "pipelineYaml", "configs", "metadata", "provenance"}
     assert set(header["provenance"]) == {"commandLine", "packages", "python", "host", "created"}
+
+
+# ------------------------------------------------------------------------------------------ unusual content
+
+
+def test_mixed_data_id_keys_partial_registry_ids_and_runs_round_trip(tmp_path: Path):
+    from supertask.repo.dataid import DataId
+    from supertask.repo.dataset import Dataset, DatasetType
+
+    ref = DatasetType("refcat", ("htm7",), "Table")
+    out = DatasetType("matched", ("visit",), "Table")
+    inputs = [
+        Dataset(ref, DataId(htm7=1), id=11, run="refcats"),
+        Dataset(ref, DataId(htm7=2, extra="x")),  # more keys than its units: kept as given
+        Dataset(ref, DataId(htm7=3), id=13),
+    ]
+    quantum = Quantum(
+        "match", DataId(visit=1), {"refcat": inputs}, {"matched": [Dataset(out, DataId(visit=1))]}
+    )
+    path = tmp_path / "mixed.qgraph"
+    QuantumGraph([quantum]).save(path)
+    loaded = QuantumGraph.loadQuantum(path, 0)
+    assert [(d.dataId, d.id, d.run) for d in loaded.inputs["refcat"]] == [
+        (DataId(htm7=1), 11, "refcats"),
+        (DataId(htm7=2, extra="x"), None, None),
+        (DataId(htm7=3), 13, None),
+    ]
+
+
+@pytest.mark.parametrize("bad", [1.5, None, (1, 2)])
+def test_a_data_id_value_that_is_not_int_or_str_is_refused_at_save(tmp_path: Path, bad):
+    from supertask.repo.dataid import DataId
+    from supertask.repo.dataset import Dataset, DatasetType
+
+    t = DatasetType("thing", ("visit", "detector"), "X")
+    quantum = Quantum("q", DataId(visit=1), {}, {"thing": [Dataset(t, DataId(visit=1, detector=bad))]})
+    with pytest.raises(TypeError, match="int and str"):
+        QuantumGraph([quantum]).save(tmp_path / "bad.qgraph")
+    assert not list(tmp_path.iterdir())
+
+
+def test_load_quanta_reads_a_repeated_id_once(saved: Path):
+    quanta = QuantumGraph.loadQuanta(saved, [3, 4, 3])
+    assert [q.id for q in quanta] == [3, 4]

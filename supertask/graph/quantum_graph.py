@@ -326,13 +326,13 @@ class QuantumGraph:
 
     @staticmethod
     def loadQuanta(path: str | PathLike[str], ids: Iterable[int]) -> list[Quantum]:
-        """Read the quanta ``ids`` of a graph file, in the order given.
+        """Read the quanta ``ids`` of a graph file, in the order given (repeated ids once).
 
         Datasets shared between them are one object, and a dataset produced by one of
         them and read by another has its ``creator``/``consumers`` set (so a job running
         a cluster of quanta knows which inputs it makes itself).
         """
-        quanta = file_format.read_quanta(path, list(ids))
+        quanta = file_format.read_quanta(path, list(dict.fromkeys(ids)))  # each id once
         _link(quanta)
         return quanta
 

@@ -102,12 +102,15 @@ class RecordEncoder:
         self._runs = _Interner()
         self._types: dict[str, int] = {}
         self._type_values: list[tuple[str, tuple[str, ...], str]] = []
+        self._type_objects: list[DatasetType] = []  # identity fast path of _type_index
 
     def _type_index(self, datasetType: DatasetType) -> int:
+        """Index of ``datasetType``, refusing two different types with one name."""
         i = self._types.get(datasetType.name)
         if i is None:
             i = self._types[datasetType.name] = len(self._type_values)
             self._type_values.append((datasetType.name, datasetType.units, datasetType.storageClass))
+            self._type_objects.append(datasetType)
         elif self._type_values[i] != (datasetType.name, datasetType.units, datasetType.storageClass):
             raise ValueError(
                 f"two different dataset types are both named {datasetType.name!r}: "
@@ -117,38 +120,54 @@ class RecordEncoder:
         return i
 
     def _datasets(self, by_type: dict[str, list[Dataset]], quantum: Quantum) -> tuple:
+        # hot loop of writing a graph: a million quanta, a few dataset lists each
         entries = []
+        keysets = self._keysets
         for datasets in by_type.values():
             if not datasets:
                 continue
-            datasetType = datasets[0].datasetType
-            if any(d.datasetType is not datasetType for d in datasets) and any(
-                d.datasetType.name != datasetType.name for d in datasets
-            ):
-                raise ValueError(f"{quantum!r} lists datasets of several types under {datasetType.name!r}")
-            type_index = self._type_index(datasetType)
-            dicts = [_values(d.dataId) for d in datasets]
-            keys = dicts[0].keys()
-            flat: tuple
-            if all(v.keys() == keys for v in dicts):
-                keyset = self._keysets(tuple(keys))
-                flat = tuple(chain.from_iterable(v.values() for v in dicts))
-                _check_values(flat, lambda: repr(quantum))
+            first = datasets[0]
+            datasetType = first.datasetType
+            type_index = self._types.get(datasetType.name)
+            if type_index is None or self._type_objects[type_index] is not datasetType:
+                type_index = self._type_index(datasetType)
+            if len(datasets) == 1:
+                values = _values(first.dataId)
+                keyset = keysets(tuple(values))
+                flat: tuple = tuple(values.values())
+                if not _PLAIN_VALUES.issuperset(map(type, flat)):
+                    _check_values(flat, lambda: repr(quantum))
+                ids = None if first.id is None else (first.id,)
+                runs = None if first.run is None else (self._runs(first.run),)
             else:
-                keyset = _MIXED
-                flat = tuple((self._keysets(tuple(v)), tuple(v.values())) for v in dicts)
-                for _, values in flat:
-                    _check_values(values, lambda: repr(quantum))
-            ids = tuple(d.id for d in datasets)
-            if ids.count(None) == len(ids):
-                ids = None
-            elif not _PLAIN_IDS.issuperset(map(type, ids)):
+                if any(d.datasetType is not datasetType for d in datasets) and any(
+                    d.datasetType.name != datasetType.name for d in datasets
+                ):
+                    raise ValueError(
+                        f"{quantum!r} lists datasets of several types under {datasetType.name!r}"
+                    )
+                dicts = [_values(d.dataId) for d in datasets]
+                keys = dicts[0].keys()
+                if all(v.keys() == keys for v in dicts):
+                    keyset = keysets(tuple(keys))
+                    flat = tuple(chain.from_iterable(v.values() for v in dicts))
+                    if not _PLAIN_VALUES.issuperset(map(type, flat)):
+                        _check_values(flat, lambda: repr(quantum))
+                else:
+                    keyset = _MIXED
+                    flat = tuple((keysets(tuple(v)), tuple(v.values())) for v in dicts)
+                    for _, values in flat:
+                        _check_values(values, lambda: repr(quantum))
+                ids = tuple(d.id for d in datasets)
+                if ids.count(None) == len(ids):
+                    ids = None
+                runs_ = [d.run for d in datasets]
+                runs = None
+                if runs_.count(None) != len(runs_):
+                    runs = tuple(_MIXED if r is None else self._runs(r) for r in runs_)
+            if ids is not None and not _PLAIN_IDS.issuperset(map(type, ids)):
                 raise TypeError(f"{quantum!r} has an input or output whose registry id is not an int: {ids}")
-            runs = [d.run for d in datasets]
-            encoded_runs = None
-            if runs.count(None) != len(runs):
-                encoded_runs = tuple(_MIXED if r is None else self._runs(str(r)) for r in runs)
-            entries.append((type_index, keyset, flat, ids, encoded_runs))
+            entries.append((type_index, keyset, flat, ids, runs))
         return tuple(entries)
 
     def encode(self, quantum: Quantum) -> tuple:
@@ -165,6 +184,9 @@ class RecordEncoder:
 
     def tables(self) -> Tables:
         """The interning tables the records written so far refer to."""
+        bad = [r for r in self._runs.values if type(r) is not str]
+        if bad:
+            raise TypeError(f"run names must be str, not {bad[0]!r} of type {type(bad[0]).__name__}")
         return {
             "datasetTypes": list(self._type_values),
             "keySets": list(self._keysets.values),
