@@ -430,3 +430,16 @@ def test_saved_form_round_trip_property(threshold, radii, gains, method, binSize
     loaded = CalibrateConfig.loadFromString(config.saveToString())
     assert loaded == config
     assert loaded.digest() == config.digest()
+
+
+def test_import_class_reports_missing_dependency_of_existing_module(tmp_path, monkeypatch):
+    from supertask.config import import_class
+
+    (tmp_path / "needs_missing.py").write_text("import not_installed_anywhere\nclass T:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ImportError, match="module 'needs_missing' needs 'not_installed_anywhere'"):
+        import_class("needs_missing.T")
+    with pytest.raises(ImportError, match="no such module"):
+        import_class("surely_no_such_module.T")
+    assert import_class("supertask.config.Config") is Config
+    assert import_class("supertask.config:Config") is Config

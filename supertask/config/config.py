@@ -51,7 +51,11 @@ def import_class(path: str, *, what: str = "class") -> type:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as err:
             if err.name and not module_name.startswith(err.name) and err.name != module_name:
-                raise  # the module exists but one of its own imports is missing
+                # the module exists but one of its own imports is missing: say so, not "no such module"
+                raise ImportError(
+                    f"cannot import {what} {path!r}: module {module_name!r} needs {err.name!r}, which is not "
+                    "installed or not on PYTHONPATH"
+                ) from err
             last_error = err
             continue
         obj: Any = module
