@@ -274,3 +274,24 @@ def test_output_map_sends_each_dataset_to_its_datastore_path(tmp_path):
     properties = (out / "pegasus.properties").read_text()
     assert "pegasus.dir.storage.mapper = Replica" in properties
     assert "pegasus.dir.storage.mapper.replica.file = outputs.map" in properties
+
+
+@pytest.mark.parametrize(
+    "name", ["pegasus_local", "pegasus_sharedfs", "pegasus_nonsharedfs", "pegasus_condorio"]
+)
+def test_shipped_site_configs_translate_to_valid_catalogs(tmp_path, name):
+    import yaml
+
+    from bps.workflow import SiteConfig
+
+    path = Path(__file__).resolve().parent.parent / "site_configs" / f"{name}.yaml"
+    data = yaml.safe_load(path.read_text())
+    assert data["wms"] == "pegasus"
+    site = SiteConfig(**data["site"])
+    sample = build_sample(tmp_path, pegasus=site.pegasus, staging=site.staging)
+    sample.workflow.site = site
+    plan = translate(sample.workflow)
+    out = tmp_path / "out"
+    write_plan(plan, out)
+    assert schema.validate_directory(out) == {n: [] for n in schema.SCHEMA_OF}
+    assert plan.data_configuration == site.pegasus["data_configuration"]
