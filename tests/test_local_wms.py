@@ -6,6 +6,7 @@ Toy SuperTasks (written to a module on PYTHONPATH, as a user's package would be)
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import textwrap
@@ -241,3 +242,72 @@ def test_prepare_writes_a_submit_directory_and_submits_nothing(toy):
     assert not list((submit_dir / "manifests").iterdir()) and not (repo / RUN).exists()
     again = CliRunner().invoke(bps_main, ["prepare", str(cfg)])
     assert again.exit_code == 1 and "bps restart" in again.output
+
+
+def test_job_killed_at_random_points_leaves_nothing_half_written_and_rerun_completes(toy):
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from bps.finalize import finalize
+    from bps.staging import manifest_path, read_manifest
+
+    repo, config = toy
+    cfg = config(
+        "killed",
+        clustering={"clusters": [{"name": "all", "labels": ["make", "total"], "units": ["instrument"]}]},
+    )
+    assert CliRunner().invoke(bps_main, ["prepare", str(cfg)]).exit_code == 0
+    submit_dir = Path(yaml.safe_load(cfg.read_text())["submit_dir"])
+    wf = GenericWorkflow.load(submit_dir / "workflow.json")
+    (job,) = wf.jobs.values()
+    command = [sys.executable, "-m", "bps.run_quantum", *job.arguments, "--repo", str(repo)]
+    env = dict(os.environ, TOY_DELAY="0.15")
+    rng = random.Random(6)
+    progress_seen = []
+    mpath = manifest_path(submit_dir / "manifests", job.name)
+
+    def quanta_done() -> int:
+        manifest = read_manifest(mpath)
+        return len(manifest.quanta) if manifest else 0
+
+    for _ in range(4):
+        # kill at a random moment after the job has finished one more quantum than before
+        target = min(quanta_done() + 1, 4)
+        process = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while quanta_done() < target and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.2))
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        # every file under its final name is complete; the manifest lists only verified files
+        for path in (repo / RUN).rglob("*.json"):
+            json.loads(path.read_text())
+        manifest = read_manifest(mpath)
+        listed = {f.path for f in manifest.files()} if manifest else set()
+        progress_seen.append(len(manifest.quanta) if manifest else 0)
+        summary = finalize(submit_dir)
+        assert not summary.rejected
+        assert {(d.dataId.get("detector")) for d in _resolved(repo, "made")} == {
+            f.data_id["detector"] for f in (manifest.files() if manifest else []) if f.dataset_type == "made"
+        }
+        assert all((repo / p).exists() for p in listed)
+    assert any(0 < n < 5 for n in progress_seen), progress_seen  # some kills landed mid-job
+    done = subprocess.run(command, env=env, stderr=subprocess.PIPE, text=True)
+    assert done.returncode == 0, done.stderr
+    finalize(submit_dir)
+    assert sorted(registered(repo, "made")) == list(DETECTORS)
+    assert registered(repo, "total")[None] == {"sum": sum(d * 20 for d in DETECTORS)}
+
+
+def _resolved(repo: Path, name: str) -> list:
+    butler = Butler(repo, collections=[RUN])
+    try:
+        return butler.registry.queryDatasets(name, [RUN])
+    except KeyError:
+        return []
+    finally:
+        butler.close()
