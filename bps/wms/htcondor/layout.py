@@ -110,12 +110,11 @@ def unit_subdir(job: Job) -> str:
     files = job.outputs or job.inputs
     if not files:
         return ""
+    first = files[0].data_id
     for key in UNIT_KEYS:
-        values = {f.data_id.get(key) for f in files}
-        if len(values) == 1:
-            (value,) = values
-            if value is not None:
-                return f"{key}-{value}"
+        value = first.get(key)
+        if value is not None and all(f.data_id.get(key) == value for f in files):
+            return f"{key}-{value}"
     return ""
 
 

@@ -9,11 +9,16 @@ wrong makes jobs receive different arguments than the plan says, silently.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
+
+_SPECIAL = re.compile(r"[ \t'\"]")
 
 
 def quote_argument(arg: str) -> str:
     """One argument in the new-style ``arguments`` syntax (without the outer double quotes)."""
+    if arg and not _SPECIAL.search(arg):
+        return arg
     text = arg.replace('"', '""')
     if text == "" or any(c in text for c in " \t'"):
         return "'" + text.replace("'", "''") + "'"
@@ -22,7 +27,7 @@ def quote_argument(arg: str) -> str:
 
 def join_arguments(args: Iterable[str]) -> str:
     """The inside of ``arguments = "..."`` for ``args``."""
-    return " ".join(quote_argument(str(a)) for a in args)
+    return " ".join([quote_argument(a if isinstance(a, str) else str(a)) for a in args])
 
 
 def split_arguments(text: str) -> list[str]:

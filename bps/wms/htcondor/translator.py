@@ -84,7 +84,7 @@ def write_dag(
     if workflow.final is not None:
         (layout.submit_dir / "final.sub").write_text(_render_final_submit(workflow, layout, env))
 
-    _make_log_dirs(workflow, layout)
+    log_dirs: set[str] = set()
     tmp = layout.dag.with_suffix(".dag.tmp")
     with tmp.open("w", buffering=1 << 20) as out:
         out.write(f"# DAG of workflow {workflow.name!r}: {len(workflow.jobs)} jobs, labels {list(labels)}\n")
@@ -93,10 +93,11 @@ def write_dag(
         out.write(f"NODE_STATUS_FILE {layout.node_status.name} {NODE_STATUS_INTERVAL_S}\n")
         for category, limit in sorted(_throttles(workflow).items()):
             out.write(f"MAXJOBS {category} {limit}\n")
-        out.writelines(_node_lines(workflow, layout, labels, names, graph_arg, node_overrides))
+        out.writelines(_node_lines(workflow, layout, labels, names, graph_arg, node_overrides, log_dirs))
         out.writelines(_edge_lines(workflow, names))
         if workflow.final is not None:
             out.write(f"FINAL {FINAL_NODE} final.sub\n")
+    _make_log_dirs(workflow, layout, log_dirs)
     tmp.replace(layout.dag)
     return layout
 
@@ -331,16 +332,23 @@ def _node_lines(
     names: dict[str, str],
     graph_arg: str,
     overrides: NodeOverrides,
+    log_dirs: set[str],
 ) -> Iterable[str]:
+    """The lines of each node; fills ``log_dirs`` with the log directories the nodes use."""
     transfer = workflow.site.staging == "transfer"
     throttles = _throttles(workflow)
     post = layout.post_script.name
+    sub_files = {label: layout.submit_file(label).name for label in labels}
+    staged = str(layout.staged)
+    categories: dict[tuple[str | None, str], str | None] = {}
     for name, job in workflow.jobs.items():
         node = names[name]
         d = labels[job.label]
         args = _arguments(job, workflow, graph_arg)[len(d.prefix) :]
+        log = log_dir(job.label, job.log_subdir, unit_subdir(job))
+        log_dirs.add(log)
         vars_ = [
-            f"bps_log={vars_value(layout.log_stem(job, node))}",
+            f"bps_log={vars_value(log + '/' + node)}",
             f"bps_args={vars_value(join_arguments(args))}",
         ]
         mem = max(job.resources.memory_mb, overrides.memory_mb.get(name, 0))
@@ -351,28 +359,35 @@ def _node_lines(
         if job.resources.disk_mb != d.disk_mb:
             vars_.append(f'bps_disk="{job.resources.disk_mb}"')
         if transfer:
-            inputs = "".join("," + _input_source(f, layout, workflow.repo) for f in job.inputs)
+            inputs = "".join(
+                f",{staged}/{f.lfn}"
+                if f.producer is not None
+                else "," + _input_link(f, layout, workflow.repo)
+                for f in job.inputs
+            )
             vars_.append(f"bps_inputs={vars_value(inputs)}")
             vars_.append(f"bps_outputs={vars_value(','.join(f.lfn for f in job.outputs))}")
-        lines = [f"JOB {node} {layout.submit_file(job.label).name}\n", f"VARS {node} {' '.join(vars_)}\n"]
-        codes = tuple(job.retry.no_retry_exit_codes)
+        lines = [f"JOB {node} {sub_files[job.label]}\n", f"VARS {node} {' '.join(vars_)}\n"]
         if job.retry.retries > 0:
+            codes = tuple(job.retry.no_retry_exit_codes)
             lines.append(f"RETRY {node} {job.retry.retries}{_retry_tail(codes)}\n")
             if len(codes) > 1:
                 lines.append(f"SCRIPT POST {node} {post} $RETURN\n")
         if job.priority:
             lines.append(f"PRIORITY {node} {job.priority}\n")
-        category = safe_name(job.throttle) if job.throttle else safe_name(job.label)
-        if category in throttles:
-            lines.append(f"CATEGORY {node} {category}\n")
+        key = (job.throttle, job.label)
+        if key not in categories:
+            category = safe_name(job.throttle) if job.throttle else safe_name(job.label)
+            categories[key] = category if category in throttles else None
+        if categories[key]:
+            lines.append(f"CATEGORY {node} {categories[key]}\n")
         yield "".join(lines)
 
 
-def _input_source(f: WorkflowFile, layout: DagLayout, repo: str) -> str:
-    """Where HTCondor reads an input from: a produced file comes back into ``staged/``; an
-    overall input is linked under its logical name (HTCondor cannot rename on transfer)."""
-    if f.producer is not None:
-        return str(layout.staged / f.lfn)
+def _input_link(f: WorkflowFile, layout: DagLayout, repo: str) -> str:
+    """An overall input, linked under its logical name: HTCondor cannot rename files on input
+    transfer, and the job finds its inputs by logical name (produced inputs come back into
+    ``staged/`` under theirs)."""
     link = layout.input_links / f.lfn
     if not link.is_symlink():
         target = Path(repo.removeprefix("file://")) / f.path
@@ -383,9 +398,8 @@ def _input_source(f: WorkflowFile, layout: DagLayout, repo: str) -> str:
     return str(link)
 
 
-def _make_log_dirs(workflow: GenericWorkflow, layout: DagLayout) -> None:
+def _make_log_dirs(workflow: GenericWorkflow, layout: DagLayout, dirs: set[str]) -> None:
     """HTCondor does not create the directory of ``output``: make each (label, unit) directory once."""
-    dirs = {log_dir(job.label, job.log_subdir, unit_subdir(job)) for job in workflow.jobs.values()}
     if workflow.final is not None:
         layout.final_log_dir(workflow.final).mkdir(parents=True, exist_ok=True)
     for d in dirs:
