@@ -348,6 +348,7 @@ def _escape(text: str) -> str:
 
 def _share_datasets(quanta: list[Quantum]) -> dict[str, set[Dataset]]:
     """Make equal datasets one object across ``quanta``; return them by type name."""
+    # keyed by (name, DataId): DataId caches its hash, which measured faster than C-level tuple keys
     canonical: dict[tuple[str, DataId], Dataset] = {}
     for quantum in quanta:
         for by_type in (quantum.inputs, quantum.outputs):
@@ -370,21 +371,24 @@ def _share_datasets(quanta: list[Quantum]) -> dict[str, set[Dataset]]:
 def _link(quanta: list[Quantum]) -> None:
     """Set ``creator``/``consumers`` of the datasets of ``quanta`` from scratch."""
     for quantum in quanta:
-        for d in quantum.iterInputs():
-            d.creator, d.consumers = None, []
-        for d in quantum.iterOutputs():
-            d.creator, d.consumers = None, []
+        for by_type in (quantum.inputs, quantum.outputs):
+            for datasets in by_type.values():
+                for d in datasets:
+                    d.creator = None
+                    d.consumers = []
     for quantum in quanta:
-        for d in quantum.iterOutputs():
-            if d.creator is not None and d.creator is not quantum:
-                raise ValueError(
-                    f"{d!r} is produced by two quanta: {_describe(d.creator)} and {_describe(quantum)}; "
-                    "each dataset must have one producer"
-                )
-            d.creator = quantum
+        for datasets in quantum.outputs.values():
+            for d in datasets:
+                if d.creator is not None and d.creator is not quantum:
+                    raise ValueError(
+                        f"{d!r} is produced by two quanta: {_describe(d.creator)} and {_describe(quantum)}; "
+                        "each dataset must have one producer"
+                    )
+                d.creator = quantum
     for quantum in quanta:
-        for d in quantum.iterInputs():
-            d.consumers.append(quantum)
+        for datasets in quantum.inputs.values():
+            for d in datasets:
+                d.consumers.append(quantum)
 
 
 def _dependency_order(quanta: list[Quantum]) -> list[Quantum]:
@@ -393,8 +397,8 @@ def _dependency_order(quanta: list[Quantum]) -> list[Quantum]:
     parents: list[set[int]] = []
     in_order = True
     for i, quantum in enumerate(quanta):
-        ps = {position[id(d.creator)] for d in quantum.iterInputs() if d.creator is not None}
-        if any(p >= i for p in ps):
+        ps = {position[id(d.creator)] for ds in quantum.inputs.values() for d in ds if d.creator is not None}
+        if in_order and ps and max(ps) >= i:
             in_order = False
         parents.append(ps)
     if in_order:
