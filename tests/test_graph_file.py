@@ -420,3 +420,19 @@ def test_a_data_id_value_that_is_not_int_or_str_is_refused_at_save(tmp_path: Pat
 def test_load_quanta_reads_a_repeated_id_once(saved: Path):
     quanta = QuantumGraph.loadQuanta(saved, [3, 4, 3])
     assert [q.id for q in quanta] == [3, 4]
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["qg", "--db", "postgresql://al:pw@host/db"], "qg --db 'postgresql://al:***@host/db'"),
+        (["qg", "--api-key=abc"], "qg '--api-key=***'"),
+        (["qg", "--secret", "abc", "-d", "visit=1"], "qg --secret '***' -d visit=1"),
+        (["qg", "--sort-key", "visit"], "qg --sort-key visit"),
+        (["qg", "sqlite:///repo/db.sqlite3"], "qg sqlite:///repo/db.sqlite3"),
+    ],
+)
+def test_command_line_redaction_masks_secrets_only(argv: list[str], expected: str):
+    from supertask.graph.provenance import redact_command_line
+
+    assert redact_command_line(argv) == expected

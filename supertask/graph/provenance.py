@@ -26,9 +26,9 @@ PACKAGES = ("supertask", "zstandard", "pydantic", "sqlalchemy", "numpy", "pyyaml
 """The distributions whose versions a graph file records."""
 
 _URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s]+(?P<at>@)")
-_SECRET_OPTION = re.compile(
-    r"^(?P<opt>--?[\w-]*(?:password|passwd|secret|token|key)[\w-]*)(?P<eq>=)(?P<v>.*)$", re.I
-)
+_SECRET_WORDS = r"(?:password|passwd|secret|token|api[-_]?key|credential)"
+_SECRET_OPTION = re.compile(rf"^(?P<opt>--?[\w-]*{_SECRET_WORDS}[\w-]*)=.*$", re.I)
+_SECRET_FLAG = re.compile(rf"--?[\w-]*{_SECRET_WORDS}[\w-]*", re.I)
 _MASK = "***"
 
 
@@ -36,8 +36,8 @@ def redact_command_line(argv: list[str]) -> str:
     """Join ``argv`` as a shell command line with secrets masked.
 
     Masks the password of ``scheme://user:password@host`` URLs anywhere in an
-    argument, ``--password=value``-like options, and the value following a bare
-    ``--password``-like option.
+    argument, ``--password=value``-like options (password, secret, token, API key,
+    credential), and the value following such an option given bare.
     """
     out: list[str] = []
     mask_next = False
@@ -50,7 +50,7 @@ def redact_command_line(argv: list[str]) -> str:
         match = _SECRET_OPTION.match(arg)
         if match:
             arg = f"{match['opt']}={_MASK}"
-        elif re.fullmatch(r"--?[\w-]*(?:password|passwd|secret|token)[\w-]*", arg, re.I):
+        elif _SECRET_FLAG.fullmatch(arg):
             mask_next = True
         out.append(arg)
     return shlex.join(out)
