@@ -248,3 +248,10 @@ def test_todot_escapes_quotes_in_string_values():
     dot = QuantumGraph([Quantum("q", vid, {}, {"note": [Dataset(t, vid)]})]).toDot()
     assert '\\"A\\"' in dot
     assert 'Cam "A"' not in dot
+
+
+def test_pipeline_and_configs_must_be_text():
+    with pytest.raises(TypeError, match="YAML text"):
+        QuantumGraph(make_quanta(), pipelineYaml={"tasks": {}})
+    with pytest.raises(TypeError, match=r"\['isr'\]"):
+        QuantumGraph(make_quanta(), configs={"isr": {"threshold": 5}, "coadd": "x = 1"})

@@ -103,6 +103,15 @@ class QuantumGraph:
         configs: Mapping[str, str] | None = None,
         metadata: Mapping[str, Any] | None = None,
     ):
+        if not isinstance(pipelineYaml, str):
+            raise TypeError(
+                f"pipelineYaml must be the pipeline as YAML text (str), not {type(pipelineYaml).__name__}: "
+                "a batch job rebuilds the tasks from this text"
+            )
+        configs = dict(configs or {})
+        bad = sorted(label for label, text in configs.items() if not isinstance(text, str))
+        if bad:
+            raise TypeError(f"configs must map task label to saved config text (str); not so for {bad}")
         given = list(quanta)
         with _GcPaused():
             datasets = _share_datasets(given)
@@ -112,7 +121,7 @@ class QuantumGraph:
             quantum.id = i
         self._datasets = datasets
         self.pipelineYaml = pipelineYaml
-        self.configs: dict[str, str] = dict(configs or {})
+        self.configs: dict[str, str] = configs
         self.metadata: dict[str, Any] = dict(metadata or {})
         self.provenance: dict[str, Any] = {}
         """Provenance read from the file this graph was loaded from (empty otherwise)."""
