@@ -135,3 +135,17 @@ def test_site_name_shorthand_selects_the_compute_site(tmp_path, site_dir):
     user = write(tmp_path / "submit.yaml", {**data, "site": "tiny"})
     resolved = load_config(user, now=NOW)
     assert resolved.config.compute_site == "tiny" and resolved.site.max_memory_mb == 4096
+
+
+@pytest.mark.parametrize("site_file", sorted((Path(__file__).parents[1] / "site_configs").glob("*.yaml")))
+def test_every_shipped_site_config_loads(site_file, tmp_path, monkeypatch):
+    monkeypatch.delenv("BPS_SITE_CONFIG_PATH", raising=False)
+    resolved = load_config(None, {"compute_site": site_file.stem, "qgraph": "g.qgraph", "repo": "r"}, now=NOW)
+    assert resolved.site.name == site_file.stem
+
+
+@pytest.mark.parametrize("example", sorted((Path(__file__).parents[1] / "examples").glob("bps_*.yaml")))
+def test_example_submit_files_are_valid(example, monkeypatch):
+    monkeypatch.delenv("BPS_SITE_CONFIG_PATH", raising=False)
+    resolved = load_config(example, now=NOW)
+    assert resolved.config.repo and resolved.config.output_run

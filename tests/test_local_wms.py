@@ -311,3 +311,19 @@ def _resolved(repo: Path, name: str) -> list:
         return []
     finally:
         butler.close()
+
+
+@pytest.mark.parametrize("site", ["htcondor_shared", "pegasus_local"])
+def test_prepare_for_cluster_systems_hands_the_workflow_to_their_translator(toy, site):
+    repo, config = toy
+    # test directories live under /tmp and tests may run as root: waive those two pool checks
+    waive = {"condor": {"skip_checks": ["tmp_node_log", "job_user"]}}
+    cfg = config(f"prep_{site}", compute_site=site, site=waive)
+    result = CliRunner().invoke(bps_main, ["prepare", str(cfg)])
+    assert result.exit_code == 0, result.output
+    submit_dir = Path(yaml.safe_load(cfg.read_text())["submit_dir"])
+    wf = GenericWorkflow.load(submit_dir / "workflow.json")
+    assert wf.site.name == site and len(wf.jobs) == 5
+    assert "workflow file:" in result.output
+    main_file = Path(result.output.split("workflow file:")[1].split()[0])
+    assert main_file.exists() and submit_dir in main_file.parents
