@@ -74,7 +74,7 @@ def parse_expression(text: str) -> Node:
         raise _syntax_error(text, error) from None
     _check_depth(text, lark_tree)
     try:
-        return _ToNodes(text).transform(lark_tree)
+        return _builder_class()(text).transform(lark_tree)
     except VisitError as error:
         if isinstance(error.orig_exc, ExpressionError):
             raise error.orig_exc from None
@@ -154,102 +154,95 @@ def _check_depth(text: str, tree: Tree) -> None:
         stack.extend((child, depth + 1) for child in node.children if isinstance(child, Tree))
 
 
-class _ToNodes:
-    """Turn a lark parse tree into `Node` objects (a lark `Transformer`, built lazily)."""
+@functools.cache
+def _builder_class() -> type:
+    """Return the lark `Transformer` that builds `Node` objects (class made once, lazily).
 
-    def __init__(self, source: str):
-        self.source = source
+    Building it on first use keeps lark out of ``import supertask.expr``; caching it
+    matters because lark's ``v_args`` inspects the class, which costs more than a parse.
+    """
+    from lark import Transformer, v_args
 
-    def transform(self, tree: Tree) -> Node:
-        from lark import Transformer, v_args
+    @v_args(meta=True)
+    class Builder(Transformer):
+        def __init__(self, source: str):
+            super().__init__()
+            self.source = source
 
-        source = self.source
-
-        def span_of(meta: Any) -> Span | None:
+        def span_of(self, meta: Any) -> Span | None:
             if getattr(meta, "empty", True):
                 return None
-            return Span(source, meta.start_pos, meta.end_pos)
+            return Span(self.source, meta.start_pos, meta.end_pos)
 
-        def token_span(token: Token) -> Span:
-            return Span(source, token.start_pos or 0, token.end_pos or 0)
-
-        def to_int(token: Token) -> int:
+        def to_int(self, token: Token) -> int:
             if len(token) > _MAX_NUMBER_CHARS or not _INT64_MIN <= int(token) <= _INT64_MAX:
                 raise ExpressionValueError(
                     f"Integer {str(token)[:_MAX_NUMBER_CHARS]} is outside the 64-bit range.",
-                    token_span(token),
+                    Span(self.source, token.start_pos or 0, token.end_pos or 0),
                     "Unit keys and fields are 64-bit integers at most.",
                 )
             return int(token)
 
-        @v_args(meta=True)
-        class Builder(Transformer):
-            def identifier(self, meta: Any, children: list[Token]) -> Identifier:
-                unit, _, field = str(children[0]).partition(".")
-                return Identifier(unit, field or None, span=span_of(meta))
+        def identifier(self, meta: Any, children: list[Token]) -> Identifier:
+            unit, _, field = str(children[0]).partition(".")
+            return Identifier(unit, field or None, span=self.span_of(meta))
 
-            def bind(self, meta: Any, children: list[Token]) -> BindParam:
-                return BindParam(str(children[0])[1:], span=span_of(meta))
+        def bind(self, meta: Any, children: list[Token]) -> BindParam:
+            return BindParam(str(children[0])[1:], span=self.span_of(meta))
 
-            def int_(self, meta: Any, children: list[Token]) -> Literal:
-                return Literal(to_int(children[0]), span=span_of(meta))
+        def int_(self, meta: Any, children: list[Token]) -> Literal:
+            return Literal(self.to_int(children[0]), span=self.span_of(meta))
 
-            def float_(self, meta: Any, children: list[Token]) -> Literal:
-                value = float(children[0])
-                if not math.isfinite(value):
-                    raise ExpressionValueError(
-                        f"Number {str(children[0])} is too large.", token_span(children[0])
-                    )
-                return Literal(value, span=span_of(meta))
+        def float_(self, meta: Any, children: list[Token]) -> Literal:
+            value = float(children[0])
+            if not math.isfinite(value):
+                raise ExpressionValueError(f"Number {str(children[0])} is too large.", self.span_of(meta))
+            return Literal(value, span=self.span_of(meta))
 
-            def string(self, meta: Any, children: list[Token]) -> Literal:
-                raw = str(children[0])
-                quote = raw[0]
-                return Literal(raw[1:-1].replace(quote * 2, quote), span=span_of(meta))
+        def string(self, meta: Any, children: list[Token]) -> Literal:
+            raw = str(children[0])
+            quote = raw[0]
+            return Literal(raw[1:-1].replace(quote * 2, quote), span=self.span_of(meta))
 
-            def range_(self, meta: Any, children: list[Token]) -> Range:
-                start, stop = to_int(children[0]), to_int(children[1])
-                stride = to_int(children[2]) if len(children) > 2 else 1
-                span = span_of(meta)
-                if stop < start:
-                    raise ExpressionValueError(
-                        f"The range {start}..{stop} is empty.",
-                        span,
-                        f"Ranges include both ends and go upwards: write {stop}..{start}.",
-                    )
-                if stride < 1:
-                    raise ExpressionValueError(
-                        f"The stride of {start}..{stop}:{stride} must be a positive integer.", span
-                    )
-                return Range(start, stop, stride, span=span)
+        def range_(self, meta: Any, children: list[Token]) -> Range:
+            start, stop = self.to_int(children[0]), self.to_int(children[1])
+            stride = self.to_int(children[2]) if len(children) > 2 else 1
+            span = self.span_of(meta)
+            if stop < start:
+                raise ExpressionValueError(
+                    f"The range {start}..{stop} is empty.",
+                    span,
+                    f"Ranges include both ends and go upwards: write {stop}..{start}.",
+                )
+            if stride < 1:
+                raise ExpressionValueError(
+                    f"The stride of {start}..{stop}:{stride} must be a positive integer.", span
+                )
+            return Range(start, stop, stride, span=span)
 
-            def comparison(self, meta: Any, children: list[Any]) -> Comparison:
-                left, op, right = children
-                op = "!=" if str(op) == "<>" else str(op)
-                return Comparison(op, left, right, span=span_of(meta))
+        def comparison(self, meta: Any, children: list[Any]) -> Comparison:
+            left, op, right = children
+            op = "!=" if str(op) == "<>" else str(op)
+            return Comparison(op, left, right, span=self.span_of(meta))
 
-            def in_items(self, meta: Any, children: list[Any]) -> tuple[Any, ...]:
-                return tuple(children)
+        def in_items(self, meta: Any, children: list[Any]) -> tuple[Any, ...]:
+            return tuple(children)
 
-            def in_(self, meta: Any, children: list[Any]) -> InList:
-                return InList(children[0], children[1], False, span=span_of(meta))
+        def in_(self, meta: Any, children: list[Any]) -> InList:
+            return InList(children[0], children[1], False, span=self.span_of(meta))
 
-            def not_in(self, meta: Any, children: list[Any]) -> InList:
-                return InList(children[0], children[1], True, span=span_of(meta))
+        def not_in(self, meta: Any, children: list[Any]) -> InList:
+            return InList(children[0], children[1], True, span=self.span_of(meta))
 
-            def not_(self, meta: Any, children: list[Any]) -> Not:
-                return Not(children[0], span=span_of(meta))
+        def not_(self, meta: Any, children: list[Any]) -> Not:
+            return Not(children[0], span=self.span_of(meta))
 
-            def and_expr(self, meta: Any, children: list[Any]) -> And:
-                terms = [
-                    t for child in children for t in (child.terms if isinstance(child, And) else (child,))
-                ]
-                return And(tuple(terms), span=span_of(meta))
+        def and_expr(self, meta: Any, children: list[Any]) -> And:
+            terms = [t for child in children for t in (child.terms if isinstance(child, And) else (child,))]
+            return And(tuple(terms), span=self.span_of(meta))
 
-            def or_expr(self, meta: Any, children: list[Any]) -> Or:
-                terms = [
-                    t for child in children for t in (child.terms if isinstance(child, Or) else (child,))
-                ]
-                return Or(tuple(terms), span=span_of(meta))
+        def or_expr(self, meta: Any, children: list[Any]) -> Or:
+            terms = [t for child in children for t in (child.terms if isinstance(child, Or) else (child,))]
+            return Or(tuple(terms), span=self.span_of(meta))
 
-        return Builder().transform(tree)
+    return Builder
