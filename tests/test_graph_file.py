@@ -436,3 +436,17 @@ def test_command_line_redaction_masks_secrets_only(argv: list[str], expected: st
     from supertask.graph.provenance import redact_command_line
 
     assert redact_command_line(argv) == expected
+
+
+def test_two_dataset_types_with_one_name_are_refused_at_save(tmp_path: Path):
+    from supertask.repo.dataid import DataId
+    from supertask.repo.dataset import Dataset, DatasetType
+
+    a = DatasetType("thing", ("visit",), "NumpyArray")
+    b = DatasetType("thing", ("visit",), "Table")
+    quanta = [
+        Quantum("q1", DataId(visit=1), {"thing": [Dataset(a, DataId(visit=1))]}, {}),
+        Quantum("q2", DataId(visit=2), {"thing": [Dataset(b, DataId(visit=2))]}, {}),
+    ]
+    with pytest.raises(ValueError, match="two different dataset types are both named 'thing'"):
+        QuantumGraph(quanta).save(tmp_path / "bad.qgraph")
