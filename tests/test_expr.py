@@ -565,6 +565,17 @@ def test_resolver_raising_key_error_gives_unknown_identifier():
     assert isinstance(error, UnknownIdentifierError) and error.suggestion == "visit"
 
 
+def test_a_plain_function_can_serve_as_resolver(engine):
+    def resolve(unit, field):
+        if (unit, field) == ("visit", None):
+            return _ROWS.c.visit, int
+        raise UnknownIdentifierError(unit, ["visit"])
+
+    assert select_ids(engine, resolve, "visit = 100") == expected_ids(lambda r: r["visit"] == 100)
+    error = compile_error(resolve, "vist = 1")
+    assert isinstance(error, UnknownIdentifierError) and error.span is not None
+
+
 def test_dict_resolver_rejects_bad_declarations():
     with pytest.raises(ValueError, match="int, float or str"):
         DictResolver({"visit": (_ROWS.c.visit, bytes)})

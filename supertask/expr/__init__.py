@@ -44,6 +44,7 @@ _EXPORTS: dict[str, str] = {
     "IdentifierResolver": "resolver",
     "DictResolver": "resolver",
     "ResolvedColumn": "resolver",
+    "ResolveFunction": "resolver",
     "compile_expression": "compiler",
 }
 
@@ -65,6 +66,7 @@ __all__ = [
     "Not",
     "Or",
     "Range",
+    "ResolveFunction",
     "ResolvedColumn",
     "Span",
     "UnknownIdentifierError",
@@ -106,5 +108,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from .nodes import And, BindParam, Comparison, Identifier, InList, Literal, Node, Not, Or, Range, walk
     from .parser import parse_expression
-    from .resolver import DictResolver, IdentifierResolver, ResolvedColumn
+    from .resolver import DictResolver, IdentifierResolver, ResolvedColumn, ResolveFunction
     from .text import to_text

@@ -38,7 +38,7 @@ from .nodes import (
     Range,
 )
 from .parser import parse_expression
-from .resolver import VALUE_TYPES, IdentifierResolver, ResolvedColumn
+from .resolver import VALUE_TYPES, IdentifierResolver, ResolvedColumn, ResolveFunction
 from .text import to_text
 
 __all__ = ["compile_expression"]
@@ -53,7 +53,9 @@ _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string"}
 
 
 def compile_expression(
-    expression: Node | str, resolver: IdentifierResolver, bind: Mapping[str, Any] | None = None
+    expression: Node | str,
+    resolver: IdentifierResolver | ResolveFunction,
+    bind: Mapping[str, Any] | None = None,
 ) -> ColumnElement[bool]:
     """Compile an expression to a SQLAlchemy boolean clause for a ``WHERE``.
 
@@ -61,8 +63,9 @@ def compile_expression(
     ----------
     expression : `Node` or `str`
         A tree from `parse_expression` (or a sub-tree, e.g. from `split_conjuncts`), or text.
-    resolver : `IdentifierResolver`
-        Finds the column and value type of each identifier.
+    resolver : `IdentifierResolver` or callable
+        Finds the column and value type of each identifier. A plain callable
+        ``(unit, field) -> (column, pytype)`` is accepted too.
     bind : `~collections.abc.Mapping`, optional
         Values of the ``:name`` parameters: `int`, `float` or `str`, or (inside ``IN``)
         a list, tuple, set or range of them. Unused names are ignored.
@@ -84,7 +87,7 @@ def compile_expression(
 
 
 class _Compiler:
-    def __init__(self, resolver: IdentifierResolver, bind: Mapping[str, Any]):
+    def __init__(self, resolver: IdentifierResolver | ResolveFunction, bind: Mapping[str, Any]):
         self.resolver = resolver
         self.bind = bind
 
@@ -108,12 +111,14 @@ class _Compiler:
     # -- operands -------------------------------------------------------------------------
 
     def column(self, node: Identifier) -> ResolvedColumn:
+        resolve = getattr(self.resolver, "resolve", self.resolver)
         try:
-            column, pytype = self.resolver.resolve(node.unit, node.field)
+            column, pytype = resolve(node.unit, node.field)
         except ExpressionError as error:
             raise error.with_span(node.span) from None
         except LookupError:
-            raise UnknownIdentifierError(node.name, self.resolver.identifiers(), node.span) from None
+            identifiers = getattr(self.resolver, "identifiers", tuple)
+            raise UnknownIdentifierError(node.name, identifiers(), node.span) from None
         if pytype not in VALUE_TYPES:
             raise TypeError(f"The resolver gave type {pytype!r} for {node.name!r}; use int, float or str.")
         return ResolvedColumn(column, pytype)

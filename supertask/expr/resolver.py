@@ -9,7 +9,7 @@ values. The type lets the compiler reject ``band = 3`` before any query runs.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 from .errors import UnknownIdentifierError
@@ -17,7 +17,7 @@ from .errors import UnknownIdentifierError
 if TYPE_CHECKING:
     from sqlalchemy.sql.elements import ColumnElement
 
-__all__ = ["VALUE_TYPES", "DictResolver", "IdentifierResolver", "ResolvedColumn"]
+__all__ = ["VALUE_TYPES", "DictResolver", "IdentifierResolver", "ResolveFunction", "ResolvedColumn"]
 
 VALUE_TYPES: tuple[type, ...] = (int, float, str)
 """The Python types a resolved column may declare."""
@@ -30,6 +30,10 @@ class ResolvedColumn(NamedTuple):
 
     column: ColumnElement[Any]
     pytype: type
+
+
+ResolveFunction = Callable[[str, "str | None"], "ResolvedColumn | tuple[ColumnElement[Any], type]"]
+"""A bare ``resolve`` function, also accepted by the compiler (unknown names then list nothing)."""
 
 
 @runtime_checkable
