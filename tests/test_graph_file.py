@@ -122,6 +122,11 @@ def test_round_trip_keeps_the_header(graph: QuantumGraph, saved: Path):
     assert header["provenance"]["commandLine"] == "supertask qgraph -p drp.yaml"
     assert "zstandard" in header["provenance"]["packages"]
     assert loaded.provenance == header["provenance"]
+    summary = graph.summary()
+    assert header["summary"] == {
+        "quantaPerLabel": summary.quantaPerLabel,
+        "datasetsPerType": summary.datasetsPerType,
+    }
 
 
 def test_a_trained_dictionary_is_stored_for_large_enough_graphs(saved: Path):
@@ -374,7 +379,15 @@ def test_the_header_is_plain_json(saved: Path):
         f.seek(lay.header[0])
         header = json.loads(f.read(lay.header[1]))
     assert header["pipelineYaml"] == synthetic_graph.PIPELINE_YAML
-    assert set(header) == {"formatVersion", "nQuanta", "pipelineYaml", "configs", "metadata", "provenance"}
+    assert set(header) == {
+        "formatVersion",
+        "nQuanta",
+        "pipelineYaml",
+        "configs",
+        "metadata",
+        "provenance",
+        "summary",
+    }
     assert set(header["provenance"]) == {"commandLine", "packages", "python", "host", "created"}
 
 

@@ -305,6 +305,11 @@ class QuantumGraph:
             "configs": self.configs,
             "metadata": self.metadata,
             "provenance": collect_provenance(commandLine),
+            # counts an operator can inspect with readHeader, without loading the graph
+            "summary": {
+                "quantaPerLabel": {k: len(v) for k, v in self.quantaByLabel().items()},
+                "datasetsPerType": {k: len(v) for k, v in self._datasets.items()},
+            },
         }
         file_format.write_graph(path, self._quanta, header)
 
