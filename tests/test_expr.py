@@ -541,6 +541,21 @@ def test_hand_built_bad_range_is_rejected(resolver):
         compile_expression(tree, resolver)
 
 
+@pytest.mark.parametrize(
+    "tree",
+    [
+        Comparison("=", Identifier("visit"), Not(Identifier("visit"))),
+        InList(Identifier("visit"), (Identifier("detector"),)),
+        InList(Literal(3), (Literal(3),)),
+        Comparison("~", Identifier("visit"), Literal(1)),
+        Identifier("visit"),
+    ],
+)
+def test_malformed_hand_built_trees_are_expression_errors(resolver, tree):
+    with pytest.raises(ExpressionError):
+        compile_expression(tree, resolver)
+
+
 def test_errors_from_hand_built_trees_have_no_caret_but_a_message(resolver):
     error = compile_error_tree(resolver, Comparison("=", Identifier("bnd"), Literal("g")))
     assert str(error).startswith("Unknown identifier 'bnd'.") and "^" not in str(error)

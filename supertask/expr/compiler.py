@@ -145,6 +145,12 @@ class _Compiler:
         if node.op not in COMPARISON_OPERATORS:
             raise ExpressionValueError(f"Unknown comparison operator {node.op!r}.", node.span)
         left, right, op = node.left, node.right, node.op
+        for side in (left, right):
+            if not isinstance(side, Identifier | Literal | BindParam):
+                raise ExpressionTypeError(
+                    f"A comparison compares identifiers and values, not {type(side).__name__} nodes.",
+                    side.span if isinstance(side, Node) else node.span,
+                )
         if not isinstance(left, Identifier):
             if not isinstance(right, Identifier):
                 raise ExpressionTypeError(
@@ -199,8 +205,13 @@ class _Compiler:
                     values.extend(_checked(v, pytype, identifier, item) for v in value)
                 else:
                     values.append(_checked(value, pytype, identifier, item))
-            else:
+            elif isinstance(item, Literal):
                 values.append(self.scalar(item, identifier, pytype))
+            else:
+                raise ExpressionTypeError(
+                    f"An IN list holds values, ranges and :binds, not {type(item).__name__} nodes.",
+                    item.span if isinstance(item, Node) else node.span,
+                )
         by_type: dict[type, list[Any]] = {}
         for value in values:
             by_type.setdefault(type(value), []).append(value)
