@@ -463,3 +463,20 @@ def test_two_dataset_types_with_one_name_are_refused_at_save(tmp_path: Path):
     ]
     with pytest.raises(ValueError, match="two different dataset types are both named 'thing'"):
         QuantumGraph(quanta).save(tmp_path / "bad.qgraph")
+
+
+def test_datasets_with_empty_data_ids_round_trip(tmp_path: Path):
+    from supertask.repo.dataid import DataId
+    from supertask.repo.dataset import Dataset, DatasetType
+
+    schema = DatasetType("src_schema", (), "Table")
+    quanta = [
+        Quantum("init", DataId(), {}, {"src_schema": [Dataset(schema, DataId())]}),
+        Quantum("use", DataId(visit=1), {"src_schema": [Dataset(schema, DataId())] * 2}, {}),
+    ]
+    path = tmp_path / "empty-ids.qgraph"
+    QuantumGraph(quanta).save(path)
+    loaded = QuantumGraph.load(path)
+    assert loaded[0].dataId == DataId() and loaded[0].outputs["src_schema"][0].dataId == DataId()
+    assert len(loaded[1].inputs["src_schema"]) == 2
+    assert loaded[1].inputs["src_schema"][0].creator is loaded[0]

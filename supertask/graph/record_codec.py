@@ -27,8 +27,9 @@ where ``inputs`` and ``outputs`` are tuples with one entry per dataset type::
 ``flat_values`` holds the values of every dataset of that type one after the other
 (``len(keyset)`` values each); ``ids`` is ``None`` when no dataset has a registry id,
 else one ``int | None`` per dataset; ``runs`` likewise holds run-name indices or ``-1``.
-When the datasets of one type do not all share the same data-ID keys, ``keyset_index``
-is ``-1`` and ``flat_values`` is a tuple of ``(keyset_index, values)`` pairs.
+When the datasets of one type do not all share the same data-ID keys, or their data
+IDs are empty (a dataset with no units), ``keyset_index`` is ``-1`` and
+``flat_values`` is a tuple of ``(keyset_index, values)`` pairs.
 
 This module must stay light: a batch job imports it to read one quantum.
 """
@@ -131,7 +132,7 @@ class RecordEncoder:
             type_index = self._types.get(datasetType.name)
             if type_index is None or self._type_objects[type_index] is not datasetType:
                 type_index = self._type_index(datasetType)
-            if len(datasets) == 1:
+            if len(datasets) == 1 and first.dataId:
                 values = _values(first.dataId)
                 keyset = keysets(tuple(values))
                 flat: tuple = tuple(values.values())
@@ -148,7 +149,7 @@ class RecordEncoder:
                     )
                 dicts = [_values(d.dataId) for d in datasets]
                 keys = dicts[0].keys()
-                if all(v.keys() == keys for v in dicts):
+                if keys and all(v.keys() == keys for v in dicts):
                     keyset = keysets(tuple(keys))
                     flat = tuple(chain.from_iterable(v.values() for v in dicts))
                     if not _PLAIN_VALUES.issuperset(map(type, flat)):
@@ -238,9 +239,12 @@ class RecordDecoder:
                 pairs = list(flat)
             else:
                 width = len(self._keysets[keyset])
-                if width == 0:
-                    raise ValueError("a dataset with an empty data ID")
-                pairs = [(keyset, tuple(flat[i : i + width])) for i in range(0, len(flat), width)]
+                if width == len(flat):  # the common case: one dataset of this type
+                    pairs = [(keyset, flat)]
+                elif width == 0:  # the encoder writes empty data IDs in the mixed form
+                    raise ValueError("datasets with empty data IDs in the flat form")
+                else:
+                    pairs = [(keyset, flat[i : i + width]) for i in range(0, len(flat), width)]
             n = len(pairs)
             ids = ids if ids is not None else (None,) * n
             runs = runs if runs is not None else (_MIXED,) * n
