@@ -27,7 +27,9 @@ def to_text(node: Node) -> str:
     Returns
     -------
     text : `str`
-        Text that `parse_expression` turns back into a tree equal to ``node``.
+        Text that `parse_expression` turns back into a tree equal to ``node`` (for trees
+        as the parser builds them; a hand-built ``And`` directly inside an ``And`` keeps
+        its parentheses and parses back flattened).
     """
     if isinstance(node, Or):
         return " OR ".join(_wrapped(term, _OR) for term in node.terms)
