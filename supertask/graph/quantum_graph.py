@@ -112,19 +112,21 @@ class QuantumGraph:
         bad = sorted(label for label, text in configs.items() if not isinstance(text, str))
         if bad:
             raise TypeError(f"configs must map task label to saved config text (str); not so for {bad}")
-        given = list(quanta)
-        with _GcPaused():
-            datasets = _share_datasets(given)
-            _link(given)
-            self._quanta = _dependency_order(given)
-        for i, quantum in enumerate(self._quanta):
-            quantum.id = i
-        self._datasets = datasets
         self.pipelineYaml = pipelineYaml
         self.configs: dict[str, str] = configs
         self.metadata: dict[str, Any] = dict(metadata or {})
         self.provenance: dict[str, Any] = {}
         """Provenance read from the file this graph was loaded from (empty otherwise)."""
+        self._assemble(list(quanta), shared=False)
+
+    def _assemble(self, quanta: list[Quantum], shared: bool) -> None:
+        """Share datasets (unless ``shared``: already one object each), link, order and number."""
+        with _GcPaused():
+            self._datasets = _datasets_by_type(quanta) if shared else _share_datasets(quanta)
+            _link(quanta)
+            self._quanta = _dependency_order(quanta)
+        for i, quantum in enumerate(self._quanta):
+            quantum.id = i
 
     # ----------------------------------------------------------------------------------- access
 
@@ -327,10 +329,10 @@ class QuantumGraph:
             pipelineYaml, configs, metadata = header["pipelineYaml"], header["configs"], header["metadata"]
         except KeyError as err:
             raise GraphFileError(f"{path}: the header has no {err.args[0]!r} entry") from None
-        graph = cls(
-            file_format.read_quanta(path), pipelineYaml=pipelineYaml, configs=configs, metadata=metadata
-        )
+        graph = cls([], pipelineYaml=pipelineYaml, configs=configs, metadata=metadata)
         graph.provenance = dict(header.get("provenance") or {})
+        # the reader shares equal datasets already: skip the constructor's sharing pass
+        graph._assemble(file_format.read_quanta(path), shared=True)
         return graph
 
     @staticmethod
@@ -379,6 +381,20 @@ def _share_datasets(quanta: list[Quantum]) -> dict[str, set[Dataset]]:
     result: dict[str, set[Dataset]] = {}
     for (name, _), d in canonical.items():
         result.setdefault(name, set()).add(d)
+    return result
+
+
+def _datasets_by_type(quanta: list[Quantum]) -> dict[str, set[Dataset]]:
+    """The datasets of ``quanta`` by type name, when equal datasets are already one object."""
+    seen: set[int] = set()
+    result: dict[str, set[Dataset]] = {}
+    for quantum in quanta:
+        for by_type in (quantum.inputs, quantum.outputs):
+            for name, datasets in by_type.items():
+                for d in datasets:
+                    if id(d) not in seen:
+                        seen.add(id(d))
+                        result.setdefault(name, set()).add(d)
     return result
 
 
