@@ -19,6 +19,7 @@ skip-existing, QuantumGraph) used by the command line and the notebook API.
 
 from __future__ import annotations
 
+import copy
 import logging
 import sys
 import time
@@ -61,6 +62,9 @@ class BuildReport:
     skipped_existing: dict[str, int] = field(default_factory=dict)
     expanded: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    #: wall-clock seconds per preflight step (count query, makeRepoGraph, planning,
+    #: defineQuanta per label, QuantumGraph construction), so a slow plan says where it went
+    timings: dict[str, float] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         """Human-readable lines for the command line."""
@@ -210,7 +214,9 @@ class QuantumGraphBuilder:
         from .quantum_graph import QuantumGraph
 
         report = report if report is not None else BuildReport()
+        tick = time.perf_counter()
         planned, report.expanded = self.planDataIds(repoGraph)
+        report.timings["planning"] = time.perf_counter() - tick
         produced: dict[str, dict[DataId, Dataset]] = {}
         view = PlannedRepoGraph(repoGraph, planned, produced, report.pruned, self.expand_inputs)
         existing_outputs = existing_outputs or {}
@@ -219,7 +225,9 @@ class QuantumGraphBuilder:
             outputs = task.getDatasetClasses()["outputs"]
             for datasetType in outputs.values():
                 produced.setdefault(datasetType.name, {})
+            tick = time.perf_counter()
             task_quanta = task.defineQuanta(view)
+            report.timings[f"defineQuanta[{task.label}]"] = time.perf_counter() - tick
             skipped = 0
             for quantum in task_quanta:
                 quantum.task = task
@@ -238,13 +246,16 @@ class QuantumGraphBuilder:
                     produced.setdefault(dataset.datasetType.name, {})[dataset.dataId] = dataset
                 quanta.append(quantum)
             report.skipped_existing[task.label] = skipped
+        tick = time.perf_counter()
         _relink_inputs(quanta, produced)
-        return QuantumGraph(
+        graph = QuantumGraph(
             quanta,
             pipelineYaml=pipelineYaml if pipelineYaml is not None else self.pipeline.toYaml(),
             configs={label: config.saveToString() for label, config in self.configs.items()},
             metadata=metadata or {},
         )
+        report.timings["QuantumGraph"] = time.perf_counter() - tick
+        return graph
 
 
 def _relink_inputs(quanta: list[Any], produced: Mapping[str, Mapping[DataId, Dataset]]) -> None:
@@ -286,6 +297,19 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def _searching(butler: Any, collections: list[str]) -> Any:
+    """``butler`` itself if it already searches ``collections``, else a shallow copy that does.
+
+    `makeRepoGraph` reads the input collections from ``butler.collections`` (its contract);
+    the copy shares the registry and datastore, so nothing is reopened.
+    """
+    if list(getattr(butler, "collections", None) or []) == collections:
+        return butler
+    view = copy.copy(butler)
+    view.collections = list(collections)
+    return view
+
+
 def build_quantum_graph(
     pipeline: Pipeline,
     butler: Any,
@@ -318,7 +342,9 @@ def build_quantum_graph(
     units = sorted(builder.units)
     registry = butler.registry
     collections = list(input_collections or butler.collections or [])
+    tick = time.perf_counter()
     report.rows = registry.countDataIds(units, where=where, bind=bind)
+    report.timings["count query"] = time.perf_counter() - tick
     _LOG.info("planning query over %s: %d rows", units, report.rows)
     if max_rows is not None and report.rows > max_rows:
         raise QueryTooLargeError(
@@ -326,14 +352,15 @@ def build_quantum_graph(
             f"(e.g. add a tract, patch or visit constraint: where={where!r}) or raise the limit "
             "(--max-rows N, or 0 for no limit)"
         )
+    tick = time.perf_counter()
     repoGraph = makeRepoGraph(
-        butler,
+        _searching(butler, collections),
         builder.inputDatasetTypes,
         builder.outputDatasetTypes,
         where,
         bind=bind,
-        collections=collections,
     )
+    report.timings["makeRepoGraph"] = time.perf_counter() - tick
     existing: dict[str, dict[DataId, Dataset]] = {}
     if skip_existing:
         for datasetType in builder.outputDatasetTypes:
