@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .dataid import DataId
 from .dataset import Dataset, DatasetType
-from .units import Unit
+from .units import Unit, sort_data_ids
 
 if TYPE_CHECKING:
     from .butler import Butler
@@ -85,17 +85,27 @@ class RepoGraph:
             self.units[name] = set(index.values())
 
     def _attach(self, dataset: Dataset) -> None:
-        name = dataset.datasetType.name
-        self.datasets.setdefault(name, set()).add(dataset)
-        self._datasetIndex.setdefault(name, {})[dataset.dataId] = dataset
-        self.datasetTypes.setdefault(name, dataset.datasetType)
-        for unitName in self.universe.expand(dataset.datasetType.units):
-            index = self._unitIndex.get(unitName)
-            if index is None:
-                continue
-            unit = index.get(dataset.dataId.subset(self.universe.requiredKeys(unitName)))
-            if unit is not None:
-                unit.datasets.setdefault(name, set()).add(dataset)
+        self._attachMany(dataset.datasetType, [dataset])
+
+    def _attachMany(self, datasetType: DatasetType, datasets: Iterable[Dataset]) -> None:
+        """Add datasets of one type and link each to the graph's units in its data ID."""
+        name = datasetType.name
+        allOfType = self.datasets.setdefault(name, set())
+        index = self._datasetIndex.setdefault(name, {})
+        self.datasetTypes.setdefault(name, datasetType)
+        links = [
+            (self._unitIndex[u], self.universe.requiredKeys(u))
+            for u in self.universe.expand(datasetType.units)
+            if u in self._unitIndex
+        ]
+        for dataset in datasets:
+            allOfType.add(dataset)
+            index[dataset.dataId] = dataset
+            values = dataset.dataId._values
+            for units, keys in links:
+                unit = units.get(DataId._from_sorted({k: values[k] for k in sorted(keys)}))
+                if unit is not None:
+                    unit.datasets.setdefault(name, set()).add(dataset)
 
     # ------------------------------------------------------------------ queries on the graph
     def dataIds(self, units: Iterable[str]) -> list[DataId]:
@@ -106,8 +116,8 @@ class RepoGraph:
             if not self.rows:
                 cached = []
             else:
-                seen = {DataId._from_sorted({k: row[k] for k in keys}) for row in self.rows}
-                cached = sorted(seen, key=DataId.sort_key)
+                seen = {DataId._from_sorted({k: row._values[k] for k in keys}) for row in self.rows}
+                cached = sort_data_ids(seen)
             self._projections[keys] = cached
         return cached
 
@@ -172,7 +182,7 @@ class RepoGraph:
                 src = row.subset(fromKeys)
                 if src in wanted:
                     out[src].add(row.subset(toKeys))
-        return {d: sorted(v, key=DataId.sort_key) for d, v in out.items()}
+        return {d: sort_data_ids(v) for d, v in out.items()}
 
     def findDatasets(self, typeName: str, dataIds: Iterable[DataId]) -> dict[DataId, Dataset]:
         """Datasets of a type for the given data IDs: from the graph, else from the input collections.
@@ -203,8 +213,7 @@ class RepoGraph:
                 )
             except KeyError:  # type not registered: nothing exists yet
                 loaded = []
-            for ds in loaded:
-                self._attach(ds)
+            self._attachMany(dt, loaded)
             for d in missing:
                 found = index.get(d.subset(keys))
                 if found is not None:
@@ -378,8 +387,7 @@ def makeRepoGraph(
         dataIds = graph.dataIds(dt.units)
         if not dataIds:
             continue
-        for ds in registry.queryDatasets(dt, collections, dataIds=dataIds):
-            graph._attach(ds)
+        graph._attachMany(dt, registry.queryDatasets(dt, collections, dataIds=dataIds))
     return graph
 
 
