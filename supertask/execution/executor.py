@@ -227,17 +227,15 @@ class MultiprocessExecutor:
         if not written:
             return
         registry = self.butler.registry
-        with _registry_transaction(registry):
-            for datasetType, items in written.items():
-                registry.registerDatasetType(datasetType)
-                registry.insertDatasets(
-                    datasetType,
-                    self.output_run,
-                    [
-                        {"dataId": i.dataId, "path": i.path, "size": i.size, "checksum": i.checksum}
-                        for i in items
-                    ],
-                )
+        # Each insertDatasets call is one transaction (idempotent for identical records);
+        # the registry's transactions do not nest, so none is opened around them here.
+        for datasetType, items in written.items():
+            registry.registerDatasetType(datasetType)
+            registry.insertDatasets(
+                datasetType,
+                self.output_run,
+                [{"dataId": i.dataId, "path": i.path, "size": i.size, "checksum": i.checksum} for i in items],
+            )
 
     # -- main loop ---------------------------------------------------------------------
     def execute(self) -> ExecutionResult:
@@ -467,22 +465,6 @@ def _input_locations(butler: Any, graph: Any) -> dict[tuple[str, DataId], str]:
         path = location[0] if isinstance(location, tuple) else getattr(location, "path", location)
         result[d.key] = path
     return result
-
-
-class _registry_transaction:
-    """Use the registry's transaction context if it has one."""
-
-    def __init__(self, registry: Any):
-        self._cm = registry.transaction() if hasattr(registry, "transaction") else None
-
-    def __enter__(self) -> None:
-        if self._cm is not None:
-            self._cm.__enter__()
-
-    def __exit__(self, *exc: Any) -> Any:
-        if self._cm is not None:
-            return self._cm.__exit__(*exc)
-        return None
 
 
 def default_process_count() -> int:
