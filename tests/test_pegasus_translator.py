@@ -295,3 +295,16 @@ def test_shipped_site_configs_translate_to_valid_catalogs(tmp_path, name):
     write_plan(plan, out)
     assert schema.validate_directory(out) == {n: [] for n in schema.SCHEMA_OF}
     assert plan.data_configuration == site.pegasus["data_configuration"]
+
+
+def test_fast_job_serialisation_matches_the_pegasus_api(tmp_path):
+    from Pegasus.api import Job as ApiJob
+    from Pegasus.api.writable import _CustomEncoder
+
+    _, plan, _, _ = _written(tmp_path, "pool-nonsharedfs")
+    for job in plan.workflow.jobs.values():
+        ours = json.loads(json.dumps(job, cls=_CustomEncoder))
+        theirs = json.loads(json.dumps(ApiJob.__json__(job), cls=_CustomEncoder))
+        theirs["uses"] = sorted(theirs["uses"], key=lambda use: use["lfn"])
+        assert list(ours) == list(theirs)
+        assert ours == theirs

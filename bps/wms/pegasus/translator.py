@@ -23,9 +23,14 @@ Speed: the workflow for 10^5 quanta is written as JSON text (JSON is YAML, and
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import gc
 import getpass
 import json
+import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,6 +59,7 @@ PEGASUS_SUBDIR = "pegasus"
 STAGING_ARGS = ("--inputs-dir", ".", "--outputs-dir", ".")
 
 _ID_UNSAFE = re.compile(r"[^0-9A-Za-z_-]+")
+_NEEDS_QUOTES = re.compile(r'[\s"]')
 
 
 def pegasus_id(name: str) -> str:
@@ -71,12 +77,61 @@ def pegasus_name(name: str) -> str:
 
 
 class _Job(PegasusJob):
-    """A Pegasus job whose serialised ``uses`` are sorted, so the file is reproducible."""
+    """A Pegasus job that serialises fast and reproducibly.
+
+    The API's own ``__json__`` builds ordered dicts through generic helpers for
+    every job and file, which dominates writing 10^5 jobs; this one emits the same
+    document (keys, order and omissions; a test compares the two) from the same
+    attributes, with ``uses`` sorted by name so the file is reproducible. Jobs
+    with hooks or standard streams, which the translator never sets, take the
+    API's path.
+    """
 
     def __json__(self) -> dict[str, Any]:
-        data = super().__json__()
-        data["uses"] = sorted(data["uses"], key=lambda use: use.file.lfn)
+        if self.hooks or self.stdin or self.stdout or self.stderr:
+            data = super().__json__()
+            data["uses"] = sorted(data["uses"], key=lambda use: use.file.lfn)
+            return data
+        data: dict[str, Any] = {"type": "job"}
+        if self.namespace is not None:
+            data["namespace"] = self.namespace
+        if self.version is not None:
+            data["version"] = self.version
+        data["name"] = self.transformation
+        data["id"] = self._id
+        if self.node_label is not None:
+            data["nodeLabel"] = self.node_label
+        data["arguments"] = [arg.lfn if isinstance(arg, File) else arg for arg in self.args]
+        data["uses"] = [_use_json(use) for use in sorted(self.uses, key=_use_lfn)]
+        if self.profiles:
+            data["profiles"] = dict(sorted(self.profiles.items()))
+        if self.metadata:
+            data["metadata"] = self.metadata
         return data
+
+
+def _use_lfn(use: Any) -> str:
+    return use.file.lfn
+
+
+def _use_json(use: Any) -> dict[str, Any]:
+    """What ``Pegasus.api.workflow._Use.__json__`` emits, as a plain dict."""
+    f = use.file
+    data: dict[str, Any] = {"lfn": f.lfn}
+    if f.metadata:
+        data["metadata"] = f.metadata
+    if f.size is not None:
+        data["size"] = f.size
+    if f.for_planning is not None:
+        data["forPlanning"] = f.for_planning
+    data["type"] = use._type
+    if use.stage_out is not None:
+        data["stageOut"] = use.stage_out
+    if use.register_replica is not None:
+        data["registerReplica"] = use.register_replica
+    if use.bypass is not None:
+        data["bypass"] = use.bypass
+    return data
 
 
 @dataclass
@@ -116,6 +171,32 @@ def translate(workflow: GenericWorkflow, pegasus_dir: Path | None = None) -> Peg
     """
     pegasus_dir = Path(pegasus_dir or Path(workflow.submit_dir) / PEGASUS_SUBDIR).absolute()
     settings, data_configuration = load_settings(workflow.site)
+    with _gc_paused():
+        return _translate(workflow, pegasus_dir, settings, data_configuration)
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building ~10^6 objects that all stay alive.
+
+    Every collection would walk all of them for nothing; at 10^5 jobs this halves
+    the translation time.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _translate(
+    workflow: GenericWorkflow,
+    pegasus_dir: Path,
+    settings: PegasusSettings,
+    data_configuration: DataConfiguration,
+) -> PegasusPlan:
     graph_lfn = _graph_lfn(workflow.graph_file)
     graph = File(graph_lfn)
     wf = PegasusWorkflow(pegasus_name(workflow.name), infer_dependencies=False)
@@ -124,7 +205,7 @@ def translate(workflow: GenericWorkflow, pegasus_dir: Path | None = None) -> Peg
     ids: dict[str, str] = {}
     pjobs: dict[str, _Job] = {}
     graph_args = _graph_arguments(workflow.graph_file, graph_lfn)
-    root = catalogs.repo_root(workflow.repo)
+    root = str(catalogs.repo_root(workflow.repo))
     locations: dict[str, str] = {}
 
     for name, job in workflow.jobs.items():
@@ -132,7 +213,7 @@ def translate(workflow: GenericWorkflow, pegasus_dir: Path | None = None) -> Peg
         ids[name] = pid
         job_map[pid] = {"name": name, "label": job.label}
         for wf_file in job.outputs:
-            locations[wf_file.lfn] = str(root / wf_file.path)
+            locations[wf_file.lfn] = os.path.join(root, wf_file.path)
         pjob = _make_job(job, pid, graph, graph_args, locations)
         pjob.add_args(*STAGING_ARGS)
         wf.add_jobs(pjob)
@@ -210,13 +291,13 @@ def _make_job(job: Job, pid: str, graph: File, graph_args: dict[str, str], locat
     manifest becomes one of its outputs, staged out to ``DIR`` (recorded in
     ``locations``), so manifests reach the submit host however data moves.
     """
-    pjob = _Job(catalogs.transformation_name(job.executable), _id=pid, node_label=job.label)
+    pjob = _Job(_transformation_name(job.executable), _id=pid, node_label=job.label)
     arguments = _rewrite_arguments(job.arguments, graph_args)
     manifest = _manifest_output(arguments)
     if manifest is not None:
         index, manifest_dir, manifest_lfn = manifest
         arguments[index] = "."
-        locations[manifest_lfn] = str(Path(manifest_dir) / manifest_lfn)
+        locations[manifest_lfn] = os.path.join(manifest_dir, manifest_lfn)
     pjob.add_args(*arguments)
     inputs = {graph.lfn: graph}
     for wf_file in job.inputs:
@@ -238,10 +319,22 @@ def _make_job(job: Job, pid: str, graph: File, graph_args: dict[str, str], locat
     return pjob
 
 
-def _manifest_output(arguments: list[str]) -> tuple[int, str, str] | None:
-    """``(index of the --manifest-dir value, the directory, the manifest's lfn)``, if any."""
+@functools.cache
+def _transformation_name(executable: str) -> str:
+    return catalogs.transformation_name(executable)
+
+
+@functools.cache
+def _manifest_template() -> tuple[str, str]:
+    """The manifest file name around the job name, as `bps.staging.manifest_path` makes it."""
     from ...staging import manifest_path
 
+    prefix, _, suffix = manifest_path(".", "\0").name.partition("\0")
+    return prefix, suffix
+
+
+def _manifest_output(arguments: list[str]) -> tuple[int, str, str] | None:
+    """``(index of the --manifest-dir value, the directory, the manifest's lfn)``, if any."""
     try:
         index = arguments.index("--manifest-dir") + 1
         job_name = arguments[arguments.index("--job") + 1]
@@ -249,7 +342,8 @@ def _manifest_output(arguments: list[str]) -> tuple[int, str, str] | None:
         return None
     if index >= len(arguments):
         return None
-    return index, arguments[index], manifest_path(".", job_name).name
+    prefix, suffix = _manifest_template()
+    return index, arguments[index], prefix + job_name + suffix
 
 
 def _rewrite_arguments(arguments: list[str], graph_args: dict[str, str]) -> list[str]:
@@ -275,6 +369,11 @@ def write_plan(plan: PegasusPlan, pegasus_dir: Path) -> Path:
     prepare never leaves a half-written workflow that ``pegasus-plan`` would read.
     Returns the workflow file.
     """
+    with _gc_paused():
+        return _write_plan(plan, pegasus_dir)
+
+
+def _write_plan(plan: PegasusPlan, pegasus_dir: Path) -> Path:
     pegasus_dir.mkdir(parents=True, exist_ok=True)
     (pegasus_dir / "scratch").mkdir(exist_ok=True)
     (pegasus_dir / "outputs").mkdir(exist_ok=True)
@@ -297,7 +396,7 @@ def output_map_text(locations: dict[str, str]) -> str:
     lines = []
     for lfn, path in sorted(locations.items()):
         pfn = catalogs.file_url(path)
-        if any(c.isspace() or c == '"' for c in pfn):
+        if _NEEDS_QUOTES.search(pfn):
             pfn = '"' + pfn.replace("\\", "\\\\").replace('"', '\\"') + '"'
         lines.append(f'{lfn} {pfn} site="local"')
     return "\n".join(lines) + "\n"
