@@ -13,6 +13,7 @@ from bps.wms.pegasus.translator import (
     STAGING_ARGS,
     pegasus_id,
     plan_command,
+    to_document,
     translate,
     write_plan,
 )
@@ -308,3 +309,31 @@ def test_fast_job_serialisation_matches_the_pegasus_api(tmp_path):
         theirs["uses"] = sorted(theirs["uses"], key=lambda use: use["lfn"])
         assert list(ours) == list(theirs)
         assert ours == theirs
+
+
+def test_inputs_stored_off_template_are_replicated_from_where_they_are(tmp_path):
+    sample = build_sample(tmp_path, pegasus={"execution_site": "local"})
+    job = sample.workflow.jobs["isr.visit-1.detector-1"]
+    raw = job.inputs[0]
+    locations = tmp_path / "isr.json"
+    locations.write_text(json.dumps({raw.lfn: "/elsewhere/raw1.fits"}))
+    job.arguments += ["--input-locations", str(locations)]
+    plan = translate(sample.workflow)
+    write_plan(plan, tmp_path / "out")
+    replicas = {r["lfn"]: r["pfns"][0]["pfn"] for r in to_document(plan.replica_catalog)["replicas"]}
+    assert replicas[raw.lfn] == "file:///elsewhere/raw1.fits"
+    pid = next(p for p, e in plan.job_map.items() if e["name"] == job.name)
+    assert (
+        "--input-locations"
+        not in to_document(plan.workflow)["jobs"][list(plan.job_map).index(pid)]["arguments"]
+    )
+
+
+def test_unreadable_input_locations_name_the_file(tmp_path):
+    sample = build_sample(tmp_path, pegasus={"execution_site": "local"})
+    sample.workflow.jobs["isr.visit-1.detector-1"].arguments += [
+        "--input-locations",
+        str(tmp_path / "nope.json"),
+    ]
+    with pytest.raises(WmsError, match="nope.json"):
+        translate(sample.workflow)

@@ -78,12 +78,20 @@ def repo_root(repo: str) -> Path:
     return Path(repo).absolute()
 
 
-def build_replica_catalog(workflow: GenericWorkflow, graph_lfn: str, site_name: str) -> ReplicaCatalog:
+def build_replica_catalog(
+    workflow: GenericWorkflow,
+    graph_lfn: str,
+    site_name: str,
+    input_locations: dict[str, str] | None = None,
+) -> ReplicaCatalog:
     """Replicas of the overall inputs (datastore files) and of the graph file.
 
     Each overall input (``producer is None``) is listed once, at its datastore
-    location on ``site_name``; Pegasus then stages it into each job that reads it.
+    location on ``site_name`` (``input_locations`` gives the path of inputs stored
+    off their template path: absolute, or relative to the datastore root); Pegasus
+    then stages it into each job that reads it.
     """
+    input_locations = input_locations or {}
     rc = ReplicaCatalog()
     rc.add_replica(site_name, graph_lfn, file_url(workflow.graph_file))
     root = str(repo_root(workflow.repo))
@@ -92,7 +100,8 @@ def build_replica_catalog(workflow: GenericWorkflow, graph_lfn: str, site_name: 
         for wf_file in job.inputs:
             if wf_file.producer is None and wf_file.lfn not in seen:
                 seen.add(wf_file.lfn)
-                rc.add_replica(site_name, wf_file.lfn, file_url(os.path.join(root, wf_file.path)))
+                path = input_locations.get(wf_file.lfn, wf_file.path)
+                rc.add_replica(site_name, wf_file.lfn, file_url(os.path.join(root, path)))
     return rc
 
 

@@ -207,6 +207,7 @@ def _translate(
     graph_args = _graph_arguments(workflow.graph_file, graph_lfn)
     root = str(catalogs.repo_root(workflow.repo))
     locations: dict[str, str] = {}
+    input_locations: dict[str, str] = {}
 
     for name, job in workflow.jobs.items():
         pid = _unique_id(pegasus_id(name), job_map)
@@ -214,7 +215,7 @@ def _translate(
         job_map[pid] = {"name": name, "label": job.label}
         for wf_file in job.outputs:
             locations[wf_file.lfn] = os.path.join(root, wf_file.path)
-        pjob = _make_job(job, pid, graph, graph_args, locations)
+        pjob = _make_job(job, pid, graph, graph_args, locations, input_locations)
         pjob.add_args(*STAGING_ARGS)
         wf.add_jobs(pjob)
         pjobs[name] = pjob
@@ -227,7 +228,7 @@ def _translate(
     if workflow.final is not None:
         final_id = _unique_id(pegasus_id(workflow.final.name), job_map)
         job_map[final_id] = {"name": workflow.final.name, "label": workflow.final.label}
-        final = _make_job(workflow.final, final_id, graph, graph_args, {})
+        final = _make_job(workflow.final, final_id, graph, graph_args, {}, input_locations)
         outputs = sorted(locations)
         if outputs:
             final.add_inputs(*(File(lfn) for lfn in outputs))
@@ -245,7 +246,9 @@ def _translate(
 
     return PegasusPlan(
         workflow=wf,
-        replica_catalog=catalogs.build_replica_catalog(workflow, graph_lfn, settings.input_site),
+        replica_catalog=catalogs.build_replica_catalog(
+            workflow, graph_lfn, settings.input_site, input_locations
+        ),
         transformation_catalog=catalogs.build_transformation_catalog(workflow, settings),
         site_catalog=catalogs.build_site_catalog(workflow, settings, data_configuration, pegasus_dir),
         properties=catalogs.build_properties(workflow, settings, data_configuration),
@@ -284,15 +287,30 @@ def _unique_id(candidate: str, taken: dict[str, Any]) -> str:
     return f"{candidate}-{n}"
 
 
-def _make_job(job: Job, pid: str, graph: File, graph_args: dict[str, str], locations: dict[str, str]) -> _Job:
+def _make_job(
+    job: Job,
+    pid: str,
+    graph: File,
+    graph_args: dict[str, str],
+    locations: dict[str, str],
+    input_locations: dict[str, str],
+) -> _Job:
     """One Pegasus job: arguments, files, resources and retries of a generic job.
 
     A ``--manifest-dir DIR`` argument becomes ``--manifest-dir .`` and the job's
     manifest becomes one of its outputs, staged out to ``DIR`` (recorded in
     ``locations``), so manifests reach the submit host however data moves.
+    An ``--input-locations FILE`` argument (overall inputs stored off their
+    template path) is dropped, since Pegasus stages those inputs by name, and its
+    paths go to ``input_locations`` for the replica catalog.
     """
     pjob = _Job(_transformation_name(job.executable), _id=pid, node_label=job.label)
     arguments = _rewrite_arguments(job.arguments, graph_args)
+    if "--input-locations" in arguments:
+        index = arguments.index("--input-locations")
+        if index + 1 < len(arguments):
+            input_locations.update(_read_input_locations(arguments[index + 1]))
+        del arguments[index : index + 2]
     manifest = _manifest_output(arguments)
     if manifest is not None:
         index, manifest_dir, manifest_lfn = manifest
@@ -317,6 +335,17 @@ def _make_job(job: Job, pid: str, graph: File, graph_args: dict[str, str], locat
         retry=job.retry.retries, category=job.throttle or None, priority=job.priority or None
     )
     return pjob
+
+
+def _read_input_locations(path: str) -> dict[str, str]:
+    """``{lfn: path}`` from a file written by ``bps prepare`` (see ``bps.prepare``)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise WmsError(
+            f"cannot read the input locations {path}: {err}; prepare the submit directory again"
+        ) from None
+    return {str(lfn): str(location) for lfn, location in data.items()}
 
 
 @functools.cache
