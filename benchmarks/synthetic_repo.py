@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from supertask.repo.butler import Butler
 from supertask.repo.dataset import DatasetType
 
@@ -44,6 +46,7 @@ DEC_MIN = -1.0
 VISITS_PER_PATCH = 40
 RAW = DatasetType("raw", ("instrument", "visit", "detector"), "NumpyArray")
 INPUT_RUN = "bench/raw"
+TINY_RAW = np.zeros(1, dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,9 @@ def _chunks(rows: list[dict[str, Any]], size: int = 200_000) -> Iterator[list[di
         yield rows[i : i + size]
 
 
-def populate(butler: Butler, layout: Layout, *, overlaps: str = "direct") -> dict[str, int]:
+def populate(
+    butler: Butler, layout: Layout, *, overlaps: str = "direct", write_files: bool = False
+) -> dict[str, int]:
     """Insert the units, the overlaps and the ``raw`` datasets (registry entries only) of ``layout``.
 
     Parameters
@@ -125,6 +130,9 @@ def populate(butler: Butler, layout: Layout, *, overlaps: str = "direct") -> dic
     overlaps : {"direct", "sql"}
         Insert the overlap relation computed here, or insert detector regions and let
         the registry compute it.
+    write_files : `bool`
+        Also write each ``raw`` as a tiny ``.npy`` file at its registered path (the
+        executor reads them; preflight needs only the registry entries).
 
     Returns
     -------
@@ -215,15 +223,28 @@ def populate(butler: Butler, layout: Layout, *, overlaps: str = "direct") -> dic
         for v in range(layout.visits)
         for d in range(layout.detectors)
     ]
+    if write_files:
+        root = Path(butler.datastore.root)
+        for record in records:
+            path = root / record["path"]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "wb") as fh:
+                np.save(fh, TINY_RAW, allow_pickle=False)
+            record["size"] = path.stat().st_size
     counts["raw"] = sum(len(reg.insertDatasets(RAW, INPUT_RUN, part)) for part in _chunks(records))
     return counts
 
 
 def make_repo(
-    root: str | Path, layout: Layout, *, db_url: str | None = None, overlaps: str = "direct"
+    root: str | Path,
+    layout: Layout,
+    *,
+    db_url: str | None = None,
+    overlaps: str = "direct",
+    write_files: bool = False,
 ) -> Butler:
     """Create a repository at ``root`` and populate it; the Butler reads the raw run."""
     Butler.create(root, db_url=db_url)
     butler = Butler(root, collections=[INPUT_RUN])
-    populate(butler, layout, overlaps=overlaps)
+    populate(butler, layout, overlaps=overlaps, write_files=write_files)
     return butler

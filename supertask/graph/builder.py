@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..repo.dataid import DataId
 from ..repo.dataset import Dataset, DatasetType
+from ..repo.units import sort_data_ids
 from .quanta import PlannedRepoGraph, PruneRecord
 
 if TYPE_CHECKING:
@@ -142,6 +143,13 @@ class QuantumGraphBuilder:
                 f"{known} and {datasetType}; make the DatasetFields agree"
             )
 
+    def _relatedCache(self, repoGraph: Any) -> dict:
+        """The look-up cache shared by the planning and defineQuanta views of one RepoGraph."""
+        if getattr(self, "_cacheOwner", None) is not repoGraph:
+            self._cacheOwner = repoGraph
+            self._cache: dict = {}
+        return self._cache
+
     @property
     def units(self) -> set[str]:
         """Every unit any task's quanta or datasets use: the planning query's units."""
@@ -164,9 +172,11 @@ class QuantumGraphBuilder:
             task.label: set(repoGraph.dataIds(task.quantumUnits)) for task in self.tasks
         }
         selected = {label: len(ids) for label, ids in planned.items()}
-        view = PlannedRepoGraph(repoGraph, planned, {}, {}, self.expand_inputs)
+        view = PlannedRepoGraph(
+            repoGraph, planned, {}, {}, self.expand_inputs, related_cache=self._relatedCache(repoGraph)
+        )
         for task in reversed(self.tasks):
-            dataIds = sorted(planned[task.label], key=DataId.sort_key)
+            dataIds = sort_data_ids(planned[task.label])
             if not dataIds:
                 continue
             for datasetType in task.getDatasetClasses()["inputs"].values():
@@ -182,9 +192,7 @@ class QuantumGraphBuilder:
                 if set(producer.quantumUnits) <= set(datasetType.units):
                     target.update(d.subset(producer.quantumUnits) for d in needed)
                 else:
-                    for ids in view.related(
-                        sorted(needed, key=DataId.sort_key), producer.quantumUnits
-                    ).values():
+                    for ids in view.related(sort_data_ids(needed), producer.quantumUnits).values():
                         target.update(ids)
         expanded = {label: len(ids) - selected[label] for label, ids in planned.items()}
         return planned, expanded
@@ -218,7 +226,14 @@ class QuantumGraphBuilder:
         planned, report.expanded = self.planDataIds(repoGraph)
         report.timings["planning"] = time.perf_counter() - tick
         produced: dict[str, dict[DataId, Dataset]] = {}
-        view = PlannedRepoGraph(repoGraph, planned, produced, report.pruned, self.expand_inputs)
+        view = PlannedRepoGraph(
+            repoGraph,
+            planned,
+            produced,
+            report.pruned,
+            self.expand_inputs,
+            related_cache=self._relatedCache(repoGraph),
+        )
         existing_outputs = existing_outputs or {}
         quanta = []
         for task in self.tasks:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from ..quantum import Quantum
 from ..repo.dataid import DataId
 from ..repo.dataset import Dataset, DatasetType
+from ..repo.units import sort_data_ids
 
 if TYPE_CHECKING:
     from ..supertask import SuperTask
@@ -64,13 +65,19 @@ class PlannedRepoGraph:
         produced: dict[str, dict[DataId, Dataset]],
         prunes: dict[str, PruneRecord],
         expand_inputs: bool = True,
+        related_cache: dict[tuple[tuple[str, ...], tuple[DataId, ...]], dict[DataId, list[DataId]]]
+        | None = None,
     ):
         self._repoGraph = repoGraph
         self._planned = planned
         self._produced = produced
         self._prunes = prunes
         self._expand_inputs = expand_inputs
-        self._related_cache: dict[tuple[frozenset[str], tuple[str, ...]], dict[DataId, list[DataId]]] = {}
+        # The builder's planning and its defineQuanta pass ask the same unconstrained
+        # look-ups (one registry query each); sharing this cache between the two views
+        # halves the queries. Keyed by the exact sequence of data IDs asked about.
+        self._related_cache = related_cache if related_cache is not None else {}
+        self._sorted_cache: dict[str, tuple[int, list[DataId]]] = {}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._repoGraph, name)
@@ -84,8 +91,12 @@ class PlannedRepoGraph:
         """The data IDs of the quanta planned for ``task``, sorted."""
         planned = self._planned.get(task.label)
         if planned is None:
-            planned = set(self._repoGraph.dataIds(task.quantumUnits))
-        return sorted(planned, key=DataId.sort_key)
+            return sort_data_ids(set(self._repoGraph.dataIds(task.quantumUnits)))
+        cached = self._sorted_cache.get(task.label)
+        if cached is None or cached[0] != len(planned):
+            # The planned sets only grow, so an unchanged size means an unchanged set.
+            cached = self._sorted_cache[task.label] = (len(planned), sort_data_ids(planned))
+        return list(cached[1])
 
     def related(self, dataIds: Sequence[DataId], toUnits: Iterable[str]) -> dict[DataId, list[DataId]]:
         """Data IDs over ``toUnits`` related to each of ``dataIds``.
@@ -93,10 +104,21 @@ class PlannedRepoGraph:
         Unconstrained by the expression unless the builder was told to restrict
         inputs (``expand_inputs=False``), in which case only related data IDs that
         appear together in the selected rows count.
+
+        Results are cached per (``toUnits``, ``dataIds``) and shared: treat them as read-only.
         """
         toUnits = tuple(sorted(toUnits))
         if not toUnits:
             return {d: [DataId()] for d in dataIds}
+        key = (toUnits, tuple(dataIds))
+        cached = self._related_cache.get(key)
+        if cached is None:
+            cached = self._related_cache[key] = self._computeRelated(key[1], toUnits)
+        return cached
+
+    def _computeRelated(
+        self, dataIds: Sequence[DataId], toUnits: tuple[str, ...]
+    ) -> dict[DataId, list[DataId]]:
         if self._expand_inputs:
             return self._repoGraph.relatedDataIds(dataIds, toUnits)
         wanted = set(dataIds)
@@ -106,7 +128,7 @@ class PlannedRepoGraph:
             key = row.subset(fromUnits)
             if key in wanted:
                 result[key].add(row.subset(toUnits))
-        return {k: sorted(v, key=DataId.sort_key) for k, v in result.items()}
+        return {k: sort_data_ids(v) for k, v in result.items()}
 
     def existingOrPlanned(self, datasetType: DatasetType, dataIds: Iterable[DataId]) -> dict[DataId, Dataset]:
         """Datasets of ``datasetType`` that exist in the inputs or will be produced by an earlier task."""
@@ -144,7 +166,7 @@ def define_quanta_by_units(task: SuperTask, repoGraph: Any) -> list[Quantum]:
     dataIds = (
         planned.quantumDataIds(task)
         if planned is not None
-        else sorted(repoGraph.dataIds(quantumUnits), key=DataId.sort_key)
+        else sort_data_ids(repoGraph.dataIds(quantumUnits))
     )
     if not dataIds:
         return []
