@@ -163,3 +163,11 @@ def test_task_configs_let_names_change_but_not_units():
     config.calexp.name = "calexp_v2"
     assert CalibrateTask(config=config).getDatasetClasses()["outputs"]["calexp"].name == "calexp_v2"
     assert CalibrateTask().getDatasetClasses()["inputs"]["refCat"].units == ()
+
+
+def test_make_warp_of_detectors_that_miss_the_patch_declares_no_work(pipeline_outputs):
+    butler, _, calexps, *_ = pipeline_outputs
+    far_patch = DEMO_SKYMAP.patch(11, 0)  # a tract far from the demo field
+    inputs = {ref.dataId: butler.get(ref) for ref in list(calexps.values())[:2]}
+    with pytest.raises(NoWorkFound, match="none of the 2 detectors .* has pixels on it"):
+        MakeWarpTask().run(inputs, DEMO_SKYMAP.to_dict(), far_patch.tract, far_patch.index)

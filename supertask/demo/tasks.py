@@ -217,6 +217,12 @@ class MakeWarpTask(SuperTask):
             metadata={"skymap": skyMap.get("name"), "tract": int(tract), "patch": int(patch)},
         )
         self.metadata["covered_fraction"] = warp.metadata["covered_fraction"]
+        if not warp.metadata["detectors"]:
+            raise NoWorkFound(
+                f"visit {warp.metadata['visit']}: none of the {len(calexp)} detectors the registry lists as "
+                f"overlapping tract {tract} patch {patch} has pixels on it (the overlap boxes include a "
+                "margin for pointing errors); no warp is written"
+            )
         return Struct(warp=warp.to_array_dict())
 
     def runQuantum(self, quantum: Any, butler: Any) -> Struct:
