@@ -16,6 +16,7 @@ is missing, per job label.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from . import exit_codes
-from .staging import Manifest, StagedFile, atomic_write_text, checksum_file, read_manifest
+from .staging import Manifest, StagedFile, atomic_write_text, checksum_file, copy_atomic, read_manifest
 from .workflow import GenericWorkflow
 from .workflow_builder import MANIFEST_DIR
 
@@ -36,6 +37,8 @@ log = logging.getLogger("bps.finalize")
 WORKFLOW_FILE = "workflow.json"
 SUMMARY_FILE = "finalize_summary.json"
 STATE_FILE = "finalize_state.json"
+#: where file-transfer staging (HTCondor) brings outputs back, by logical file name
+STAGED_DIR = "staged"
 
 
 @dataclass
@@ -145,6 +148,8 @@ def finalize(
         types: dict[str, tuple[list[str], str]] = {}
         fresh: dict[str, str] = {}
         registered_lfns: set[str] = set()
+        planned = {f.lfn: f.path for job in wf.jobs.values() for f in job.outputs}
+        datastore_root = Path(str(getattr(registrar, "root", wf.repo)))
         for name, (manifest, digest) in manifests.items():
             if manifest.output_run != wf.output_run:
                 summary.rejected.append(
@@ -157,15 +162,25 @@ def finalize(
                 registered_lfns.update(f.lfn for f in files)
                 continue
             fresh[name] = digest
-            root = Path(manifest.root)
+            root = Path(manifest.root) if manifest.root else datastore_root
             for f in manifest.files():
-                reason = _verify(root / f.path, f)
+                relative = f.path or planned.get(f.lfn, "")
+                if not relative:
+                    summary.rejected.append(
+                        {"path": f.lfn, "reason": "not an output of this workflow", "job": manifest.job}
+                    )
+                    fresh.pop(name, None)
+                    continue
+                reason = _put_in_place(submit_dir / STAGED_DIR / f.lfn, root / relative, f)
+                reason = reason or _verify(root / relative, f)
                 if reason:
                     summary.rejected.append(
-                        {"path": str(root / f.path), "reason": reason, "job": manifest.job}
+                        {"path": str(root / relative), "reason": reason, "job": manifest.job}
                     )
                     fresh.pop(name, None)  # retry this manifest next time
                     continue
+                if relative != f.path:
+                    f = dataclasses.replace(f, path=relative)
                 pending[f.dataset_type].append((f, name))
                 types[f.dataset_type] = (f.units, f.storage_class)
         for type_name, items in pending.items():
@@ -205,6 +220,21 @@ def _read_manifests(directory: Path) -> dict[str, tuple[Manifest, str]]:
         if manifest is not None:
             result[path.name] = (manifest, hashlib.blake2b(raw, digest_size=16).hexdigest())
     return result
+
+
+def _put_in_place(staged: Path, target: Path, f: StagedFile) -> str:
+    """Move a file that file-transfer staging left in ``staged/`` to its datastore path (atomically)."""
+    if target.exists() or not staged.exists():
+        return ""
+    try:
+        size, checksum = copy_atomic(staged, target)
+    except OSError as err:
+        return f"cannot move {staged} into place: {err}"
+    if (size, checksum) != (f.size, f.checksum):
+        target.unlink(missing_ok=True)
+        return f"{staged} does not match its manifest (size or checksum)"
+    staged.unlink(missing_ok=True)
+    return ""
 
 
 def _verify(path: Path, f: StagedFile) -> str:

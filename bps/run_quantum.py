@@ -84,6 +84,8 @@ class Backend(Protocol):
 
     def open_store(self, repo: str) -> Store: ...
 
+    def open_scratch_store(self, scratch: Path) -> Store: ...
+
     def write_file(self, store: Store, obj: Any, storageClass: str, path: Path) -> None: ...
 
 
@@ -106,6 +108,11 @@ class SupertaskBackend:
         from supertask.repo.datastore import Datastore
 
         return Datastore.fromRepo(repo)
+
+    def open_scratch_store(self, scratch: Path) -> Store:
+        from supertask.repo.datastore import Datastore
+
+        return Datastore(scratch)
 
     def write_file(self, store: Store, obj: Any, storageClass: str, path: Path) -> None:
         from supertask.repo.formatters import get_formatter
@@ -171,13 +178,60 @@ class JobResult:
         return retryable[0] if retryable else codes[0] if codes else exit_codes.UNEXPECTED
 
 
+@dataclass
+class Placement:
+    """Where a job's files live outside scratch.
+
+    Shared staging (``--repo``): inputs are read from, and outputs copied to, their
+    datastore paths under ``root``. Transfer staging (``--inputs-dir`` /
+    ``--outputs-dir``, for Pegasus or HTCondor file transfer): the workflow system put
+    each input in ``inputs_dir`` under its logical file name and takes each output
+    from ``outputs_dir`` under its logical file name; the final job puts it in place.
+    """
+
+    root: Path | None = None
+    inputs_dir: Path | None = None
+    outputs_dir: Path | None = None
+
+    @property
+    def transfer(self) -> bool:
+        return self.outputs_dir is not None
+
+    def manifest_root(self) -> str:
+        """The root manifest paths are relative to ('' in transfer mode: finalize knows the datastore)."""
+        return "" if self.transfer or self.root is None else str(self.root)
+
+    def input_source(self, relative: str, lfn: str) -> Path:
+        if self.inputs_dir is not None:
+            return self.inputs_dir / lfn
+        assert self.root is not None
+        return self.root / relative
+
+    def output_target(self, relative: str, lfn: str) -> Path:
+        if self.outputs_dir is not None:
+            return self.outputs_dir / lfn
+        assert self.root is not None
+        return self.root / relative
+
+    def recorded_path(self, relative: str) -> str:
+        """The path written in the manifest: datastore-relative in shared mode, '' (by lfn) in transfer mode."""
+        return "" if self.transfer else relative
+
+    def staged_file(self, f: StagedFile) -> Path:
+        if self.outputs_dir is not None:
+            return self.outputs_dir / f.lfn
+        return Path(self.manifest_root()) / f.path
+
+
 def run_job(
     graph: str,
     ids: Sequence[int],
     *,
-    repo: str,
+    repo: str | None,
     job: str,
     manifest_dir: str | Path,
+    inputs_dir: str | Path | None = None,
+    outputs_dir: str | Path | None = None,
     scratch: str | None = None,
     keep_scratch: bool = False,
     input_locations: dict[str, str] | None = None,
@@ -191,6 +245,16 @@ def run_job(
         For failures of the whole job (graph unreadable, bad config, staging I/O).
     """
     ids = sorted(set(ids))
+    if (inputs_dir is None) != (outputs_dir is None):
+        raise JobError(exit_codes.USAGE, "--inputs-dir and --outputs-dir go together (transfer staging)")
+    if repo is None and outputs_dir is None:
+        raise JobError(
+            exit_codes.USAGE, "give --repo (shared staging) or --inputs-dir/--outputs-dir (transfer)"
+        )
+    placement = Placement(
+        inputs_dir=Path(inputs_dir).resolve() if inputs_dir is not None else None,
+        outputs_dir=Path(outputs_dir).resolve() if outputs_dir is not None else None,
+    )
     mpath = manifest_path(manifest_dir, job)
     try:
         manifest = read_manifest(mpath)
@@ -198,7 +262,9 @@ def run_job(
         raise JobError(exit_codes.DATA_ERROR, str(err)) from None
     done: set[int] = set()
     if manifest is not None:
-        done = {q for q in ids if q in manifest.quanta and _intact(manifest.root, manifest.quanta[q])}
+        if not placement.transfer:
+            placement.root = Path(manifest.root)
+        done = {q for q in ids if q in manifest.quanta and _intact(placement, manifest.quanta[q])}
         if len(done) == len(ids):
             log.info("job %s: all %d quanta already staged; nothing to do", job, len(ids))
             return JobResult(ran=[], skipped_done=ids, failed={}, blocked=[])
@@ -211,17 +277,21 @@ def run_job(
         tasks = backend.make_tasks(header, {q.taskLabel for q in quanta})
     except Exception as err:
         raise JobError(exit_codes.CONFIG_ERROR, f"cannot build the pipeline's tasks: {err}") from err
+    scratch_dir = make_scratch(scratch, job)
+    where = repo if repo is not None and not placement.transfer else None
     try:
-        store = backend.open_store(repo)
+        store = backend.open_store(where) if where is not None else backend.open_scratch_store(scratch_dir)
     except FileNotFoundError as err:
+        shutil.rmtree(scratch_dir, ignore_errors=True)
         raise JobError(exit_codes.MISSING_INPUT, f"repository {repo}: {err}") from err
     except Exception as err:
+        shutil.rmtree(scratch_dir, ignore_errors=True)
         raise JobError(exit_codes.CONFIG_ERROR, f"cannot open the datastore of {repo}: {err}") from err
-    root = Path(str(store.root)).resolve()
-    if manifest is None or manifest.output_run != output_run or manifest.root != str(root):
-        manifest = Manifest(job=job, output_run=output_run, root=str(root))
+    placement.root = None if placement.transfer else Path(str(store.root)).resolve()
+    root_text = placement.manifest_root()
+    if manifest is None or manifest.output_run != output_run or manifest.root != root_text:
+        manifest = Manifest(job=job, output_run=output_run, root=root_text)
         done = set()
-    scratch_dir = make_scratch(scratch, job)
     butler = ScratchButler(backend, store, scratch_dir)
     butler.input_locations = dict(input_locations or {})
     result = JobResult(ran=[], skipped_done=sorted(done), failed={}, blocked=[])
@@ -231,7 +301,7 @@ def run_job(
         for quantum in quanta:
             if quantum.id in done:
                 for f in manifest.quanta[quantum.id]:
-                    butler.locations[_file_key(quantum, f)] = root / f.path
+                    butler.locations[_file_key(quantum, f)] = placement.staged_file(f)
                 continue
             if any(d.key in unavailable for d in quantum.iterInputs()):
                 result.blocked.append(quantum.id)
@@ -242,7 +312,7 @@ def run_job(
                     quantum.dataId,
                 )
                 continue
-            code = _run_one(quantum, tasks, butler, store, root, output_run, made_here, manifest, mpath)
+            code = _run_one(quantum, tasks, butler, store, placement, output_run, made_here, manifest, mpath)
             if code == exit_codes.SUCCESS:
                 result.ran.append(quantum.id)
             else:
@@ -261,10 +331,10 @@ def _file_key(quantum: Any, staged: StagedFile) -> tuple[str, Any]:
     return (staged.dataset_type, None)
 
 
-def _intact(root: str, files: list[StagedFile]) -> bool:
+def _intact(placement: Placement, files: list[StagedFile]) -> bool:
     # size only: a full checksum of every output would make a no-op rerun as slow as a copy;
     # finalize verifies checksums before registering anything.
-    return all(file_matches(Path(root) / f.path, f.size) for f in files)
+    return all(file_matches(placement.staged_file(f), f.size) for f in files)
 
 
 def _load(backend: Backend, graph: str, ids: list[int]) -> tuple[dict[str, Any], list[Any]]:
@@ -284,7 +354,7 @@ def _run_one(
     tasks: dict[str, Any],
     butler: ScratchButler,
     store: Store,
-    root: Path,
+    placement: Placement,
     output_run: str,
     made_here: set[tuple[str, Any]],
     manifest: Manifest,
@@ -304,9 +374,13 @@ def _run_one(
         if d.key in butler.locations or d.key in made_here:
             continue
         lfn = dataset_lfn(d.datasetType.name, dict(d.dataId))
-        src = root / (
-            butler.input_locations.get(lfn) or store.path(d.datasetType, d.dataId, d.run or output_run)
-        )
+        if placement.transfer:
+            src = placement.input_source("", lfn)
+        else:
+            relative = butler.input_locations.get(lfn) or store.path(
+                d.datasetType, d.dataId, d.run or output_run
+            )
+            src = placement.input_source(relative, lfn)
         dest = butler.scratch / "in" / lfn
         try:
             link_or_copy(src, dest)
@@ -319,6 +393,11 @@ def _run_one(
         butler.locations[d.key] = dest
     outputs = {d.key: d for d in quantum.iterOutputs()}
     butler.allowed_outputs = {k: store.path(d.datasetType, d.dataId, output_run) for k, d in outputs.items()}
+    if placement.transfer:  # no repository templates here: name scratch files by lfn (keeping the extension)
+        butler.allowed_outputs = {
+            k: dataset_lfn(d.datasetType.name, dict(d.dataId)) + Path(butler.allowed_outputs[k]).suffix
+            for k, d in outputs.items()
+        }
     log.info("running %s %r (quantum %s)", quantum.taskLabel, quantum.dataId, quantum.id)
     try:
         task.runQuantum(quantum, butler)
@@ -340,24 +419,26 @@ def _run_one(
             )
             continue
         relative = butler.allowed_outputs[key]
+        lfn = dataset_lfn(d.datasetType.name, dict(d.dataId))
+        target = placement.output_target(relative, lfn)
         try:
-            size, checksum = copy_atomic(path, root / relative)
+            size, checksum = copy_atomic(path, target)
         except OSError as err:
-            log.error("staging out %s to %s failed: %s", path, root / relative, err)
+            log.error("staging out %s to %s failed: %s", path, target, err)
             return exit_codes.TEMPORARY
         staged.append(
             StagedFile(
-                lfn=dataset_lfn(d.datasetType.name, dict(d.dataId)),
+                lfn=lfn,
                 dataset_type=d.datasetType.name,
                 units=list(d.datasetType.units),
                 storage_class=d.datasetType.storageClass,
                 data_id=dict(d.dataId),
-                path=relative,
+                path=placement.recorded_path(relative),
                 size=size,
                 checksum=checksum,
             )
         )
-        butler.locations[key] = root / relative
+        butler.locations[key] = target
     manifest.quanta[quantum.id] = staged
     try:
         write_manifest(mpath, manifest)
@@ -420,6 +501,8 @@ def _parser() -> argparse.ArgumentParser:
         "--quantum", action="append", required=True, help="quantum id (repeat, or comma-separated)"
     )
     p.add_argument("--repo", help="data repository root (shared filesystem); default $BPS_REPO")
+    p.add_argument("--inputs-dir", help="transfer staging: where the workflow system put the inputs (by lfn)")
+    p.add_argument("--outputs-dir", help="transfer staging: where to leave the outputs (by lfn)")
     p.add_argument(
         "--scratch", help="scratch base directory; default $_CONDOR_SCRATCH_DIR, else the system tmp"
     )
@@ -447,8 +530,8 @@ def main(argv: Sequence[str] | None = None, backend: Backend | None = None) -> i
     except ValueError:
         _parser().error(f"--quantum takes integer ids, got {args.quantum}")
     repo = args.repo or os.environ.get("BPS_REPO")
-    if not repo:
-        _parser().error("--repo is required (or set $BPS_REPO)")
+    if not repo and not args.outputs_dir:
+        _parser().error("give --repo (or $BPS_REPO) for shared staging, or --inputs-dir and --outputs-dir")
     job = args.job or f"quanta-{'-'.join(str(i) for i in sorted(set(ids))[:5])}"
     try:
         locations = _read_locations(args.input_locations)
@@ -462,6 +545,8 @@ def main(argv: Sequence[str] | None = None, backend: Backend | None = None) -> i
             repo=repo,
             job=job,
             manifest_dir=args.manifest_dir,
+            inputs_dir=args.inputs_dir,
+            outputs_dir=args.outputs_dir,
             scratch=args.scratch,
             keep_scratch=args.keep_scratch,
             input_locations=locations,
