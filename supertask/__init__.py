@@ -25,6 +25,7 @@ _EXPORTS: dict[str, str] = {
     "FieldValidationError": "supertask.config",
     "Task": "supertask.task",
     "Struct": "supertask.task",
+    "NoWorkFound": "supertask.task",
     "SuperTask": "supertask.supertask",
     "Quantum": "supertask.quantum",
     "Pipeline": "supertask.pipeline",
@@ -40,7 +41,33 @@ _EXPORTS: dict[str, str] = {
     "run_pipeline": "supertask.execution",
 }
 
-__all__ = sorted(_EXPORTS)
+# Spelled out so that tools see the public names; tests check it matches _EXPORTS.
+__all__ = [
+    "Butler",
+    "Config",
+    "ConfigField",
+    "ConfigurableField",
+    "DataId",
+    "Dataset",
+    "DatasetField",
+    "DatasetType",
+    "DictField",
+    "Field",
+    "FieldValidationError",
+    "ListField",
+    "NoWorkFound",
+    "Pipeline",
+    "Quantum",
+    "QuantumGraph",
+    "QuantumGraphBuilder",
+    "RepoGraph",
+    "Struct",
+    "SuperTask",
+    "Task",
+    "Unit",
+    "makeRepoGraph",
+    "run_pipeline",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -78,4 +105,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .repo.repograph import RepoGraph, makeRepoGraph
     from .repo.units import Unit
     from .supertask import SuperTask
-    from .task import Struct, Task
+    from .task import NoWorkFound, Struct, Task

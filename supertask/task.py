@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from .config import Config, ConfigurableValue, FieldValidationError
 
-__all__ = ["Task", "Struct", "TaskMetadata", "TaskError", "LOGGER_ROOT"]
+__all__ = ["Task", "Struct", "TaskMetadata", "TaskError", "NoWorkFound", "LOGGER_ROOT"]
 
 LOGGER_ROOT = "supertask"
 """Every task logger is a child of this logger."""
@@ -22,6 +22,17 @@ LOGGER_ROOT = "supertask"
 
 class TaskError(RuntimeError):
     """A task was constructed or used incorrectly."""
+
+
+class NoWorkFound(Exception):
+    """Raised by a task when its quantum's inputs hold nothing it can work with.
+
+    This is an outcome, not a failure: executors count the quantum as "no work",
+    register nothing for it, and give its consumers whatever other inputs exist (a
+    consumer left without a required input ends as "no work" too). Batch jobs exit
+    with ``bps.exit_codes.TASK_NO_WORK``, which is never retried: the same inputs
+    would give the same answer.
+    """
 
 
 class Struct:

@@ -29,6 +29,7 @@ class _Progress:
         self.interactive = interactive
         self.start = time.monotonic()
         self.last_line = 0.0
+        self.last_detail = ""
         self._bar = None
         if interactive:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -61,8 +62,11 @@ class _Progress:
         )
         if self._bar is not None:
             self._bar.update(self._task, completed=tally["done"] + tally["failed"], detail=detail)
-        elif time.monotonic() - self.last_line > 5 or tally["remaining"] + tally["running"] == 0:
+        elif detail.split(" (")[0] != self.last_detail and (
+            time.monotonic() - self.last_line > 5 or tally["remaining"] + tally["running"] == 0
+        ):
             self.last_line = time.monotonic()
+            self.last_detail = detail.split(" (")[0]
             click.echo(f"[{elapsed:7.1f} s] {detail}", err=True)
 
 
@@ -189,7 +193,8 @@ def run(
             progress=progress,
             command_line=command_line(),
         )
-    print_result(result, Console())
+    # A batch log or a pipe gets the full table rather than one squeezed to 80 columns.
+    print_result(result, Console(width=None if sys.stdout.isatty() else 130))
     if result.interrupted:
         console.print("interrupted: rerun with --skip-existing to finish")
         sys.exit(EXIT_INTERRUPTED)

@@ -38,7 +38,7 @@ from .single_quantum import QuantumOutcome, run_quantum, tail
 _LOG = logging.getLogger("supertask.execution")
 
 #: per-label states counted in the summary, in display order
-STATES = ("succeeded", "failed", "timed_out", "skipped_upstream", "skipped_existing", "not_run")
+STATES = ("succeeded", "no_work", "failed", "timed_out", "skipped_upstream", "skipped_existing", "not_run")
 
 
 @dataclass
@@ -65,7 +65,7 @@ class ExecutionResult:
 
     @property
     def ok(self) -> bool:
-        """True if every quantum succeeded (or was already done)."""
+        """True if every quantum succeeded, found no work, or was already done."""
         if self.interrupted:
             return False
         return all(
@@ -274,6 +274,28 @@ class MultiprocessExecutor:
         pending_registration: list[QuantumOutcome] = []
         last_flush = time.monotonic()
         stopping = False
+        #: outputs that will never exist because their quantum found no work
+        missing: set[tuple[str, DataId]] = set()
+
+        def release(qid: int) -> None:
+            for child in children[qid]:
+                waiting[child] -= 1
+                if waiting[child] == 0 and child not in state:
+                    ready.append(child)
+
+        def no_work(qid: int) -> None:
+            state[qid] = "no_work"
+            missing.update(d.key for d in quanta[qid].iterOutputs())
+            release(qid)
+
+        def without_missing_inputs(q: Quantum) -> Quantum | None:
+            """The quantum minus inputs that will never exist; None if a required one is gone."""
+            if not missing or not any(d.key in missing for d in q.iterInputs()):
+                return q
+            inputs = {name: [d for d in ds if d.key not in missing] for name, ds in q.inputs.items()}
+            if any(not ds for ds in inputs.values()):
+                return None
+            return Quantum(q.taskLabel, q.dataId, inputs, q.outputs, id=q.id, task=q.task)
 
         def mark_descendants(qid: int) -> None:
             stack = list(children[qid])
@@ -300,10 +322,10 @@ class MultiprocessExecutor:
             if outcome is not None and outcome.ok:
                 state[q.id] = "succeeded"
                 pending_registration.append(outcome)
-                for child in children[q.id]:
-                    waiting[child] -= 1
-                    if waiting[child] == 0 and child not in state:
-                        ready.append(child)
+                release(q.id)
+                return
+            if outcome is not None and outcome.no_work:
+                no_work(q.id)
                 return
             timed_out = reason is not None and reason.startswith("timed out")
             state[q.id] = "timed_out" if timed_out else "failed"
@@ -332,8 +354,12 @@ class MultiprocessExecutor:
                     qid = ready.popleft()
                     if qid in state:
                         continue
+                    quantum = without_missing_inputs(quanta[qid])
+                    if quantum is None:
+                        no_work(qid)
+                        continue
                     state[qid] = "running"
-                    idle.assign(quanta[qid])
+                    idle.assign(quantum)
                 busy = [w for w in workers if w.quantum is not None]
                 if not busy:
                     break
@@ -439,7 +465,7 @@ class MultiprocessExecutor:
 def _tally(state: dict[int, str], total: int) -> dict[str, int]:
     counts = {"done": 0, "failed": 0, "running": 0, "remaining": 0, "total": total}
     for s in state.values():
-        if s in ("succeeded", "skipped_existing"):
+        if s in ("succeeded", "skipped_existing", "no_work"):
             counts["done"] += 1
         elif s == "running":
             counts["running"] += 1

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..quantum import Quantum
+from ..task import NoWorkFound
 from .quantum_butler import QuantumButler, WrittenDataset
 
 LOG_TAIL_LINES = 20
@@ -27,6 +28,7 @@ class QuantumOutcome:
 
     quantum_id: int
     ok: bool
+    no_work: bool = False
     written: list[WrittenDataset] = field(default_factory=list)
     error: str = ""
     error_type: str = ""
@@ -110,6 +112,11 @@ def run_quantum(task: Any, quantum: Quantum, butler: QuantumButler, log_file: Pa
         log.info("running %s %r", quantum.taskLabel, quantum.dataId)
         try:
             task.runQuantum(quantum, butler)
+        except NoWorkFound as err:
+            # An outcome, not a failure; whatever the task wrote before deciding is not registered.
+            outcome.no_work = True
+            outcome.error = str(err)
+            log.info("no work for %s %r: %s", quantum.taskLabel, quantum.dataId, err)
         except Exception as err:  # a task failure is reported, not propagated
             outcome.error = "".join(traceback.format_exception(err)).rstrip()
             outcome.error_type = type(err).__name__
