@@ -267,7 +267,8 @@ class AssembleCoaddTask(SuperTask):
                 f"none of the {len(warps)} warps has pixels on this patch (their detectors only "
                 "touch it within the registry's overlap margin); there is nothing to coadd"
             )
-        coadd = assemble_coadd(covered)
+        where = {k: covered[0].metadata[k] for k in ("skymap", "tract", "patch") if k in covered[0].metadata}
+        coadd = assemble_coadd(covered, metadata=where)
         self.metadata["n_warps"] = len(covered)
         return Struct(coadd=coadd.to_array_dict())
 
