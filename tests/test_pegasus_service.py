@@ -208,10 +208,14 @@ def test_restart_with_overrides_replans_reusing_the_outputs_already_made(tmp_pat
     sample, service, submit, main = _prepared(tmp_path)
     service.submit(submit)
     # the isr jobs ran before the run failed: their outputs and manifests are in place
-    result = run_workflow(main.parent, tmp_path / "work")
+    result = run_workflow(main.parent, tmp_path / "work", exclude=("finalize",))
     done = {lfn for lfn in result.staged if lfn.startswith(("calexp", "isr"))}
     for lfn in set(result.staged) - done:
         result.staged[lfn].unlink()
+    # a finalize had already moved one of them into the datastore
+    moved = sample.workflow.jobs["isr.visit-2"].outputs[0]
+    (sample.repo / moved.path).parent.mkdir(parents=True, exist_ok=True)
+    result.staged[moved.lfn].replace(sample.repo / moved.path)
     (main.parent / "submit" / "run" / "jobstate.log").write_text(_jobstate([], finished=1))
 
     run_id = service.restart(submit, {"labels": {"calib": {"memory_mb": 3000}}})
@@ -219,9 +223,12 @@ def test_restart_with_overrides_replans_reusing_the_outputs_already_made(tmp_pat
     call = fake_pegasus()[-1]
     assert call["tool"] == "pegasus-plan"
     assert call["argv"][call["argv"].index("--relative-dir") + 1] == "run-2"
-    replicas = {r["lfn"] for r in json.loads((main.parent / "replicas.yml").read_text())["replicas"]}
-    assert done <= replicas
-    assert not replicas & (set(result.staged) - done)
+    replicas = {
+        r["lfn"]: r["pfns"] for r in json.loads((main.parent / "replicas.yml").read_text())["replicas"]
+    }
+    assert done <= set(replicas)
+    assert not set(replicas) & (set(result.staged) - done)
+    assert replicas[moved.lfn] == [{"site": "local", "pfn": f"file://{sample.repo / moved.path}"}]
     workflow = json.loads(main.read_text())
     calib = [j for j in workflow["jobs"] if j["nodeLabel"] == "calib"]
     assert {j["profiles"]["pegasus"]["memory"] for j in calib} == {3000}

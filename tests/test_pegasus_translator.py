@@ -246,7 +246,7 @@ def test_running_the_workflow_produces_the_same_datasets_as_a_direct_run(tmp_pat
     produced = {lfn: path.read_text() for lfn, path in result.outputs.items() if lfn in expected}
     assert produced == expected
     assert result.order[-1] == plan.final_id
-    # stage-out put every dataset at its datastore path, where finalize found it via the manifests
+    # stage-out left every dataset in staged/, from where finalize moved it into the datastore
     paths = {f.lfn: f.path for job in sample.workflow.jobs.values() for f in job.outputs}
     assert json.loads(sample.registry.read_text()) == {paths[lfn]: text for lfn, text in expected.items()}
 
@@ -264,13 +264,15 @@ def test_manifest_dir_becomes_the_job_directory_and_the_manifest_an_output(tmp_p
     )
 
 
-def test_output_map_sends_each_dataset_to_its_datastore_path(tmp_path):
-    sample, _, out, _ = _written(tmp_path)
+def test_output_map_stages_each_dataset_for_finalize_by_its_logical_name(tmp_path):
+    sample, plan, out, _ = _written(tmp_path)
     lines = (out / "outputs.map").read_text().splitlines()
     mapped = {line.split()[0]: line.split()[1] for line in lines}
+    staged = Path(sample.workflow.submit_dir) / "staged"
     for job in sample.workflow.jobs.values():
         for f in job.outputs:
-            assert mapped[f.lfn] == f"file://{sample.repo / f.path}"
+            assert mapped[f.lfn] == f"file://{staged / f.lfn}"
+            assert plan.datastore_locations[f.lfn] == str(sample.repo / f.path)
     assert all(line.endswith('site="local"') for line in lines)
     properties = (out / "pegasus.properties").read_text()
     assert "pegasus.dir.storage.mapper = Replica" in properties

@@ -80,9 +80,13 @@ def topological_order(jobs: list[dict], dependencies: list[dict]) -> list[str]:
 
 
 def run_workflow(
-    pegasus_dir: Path, work_root: Path, env: dict[str, str] | None = None, timeout: float = 120
+    pegasus_dir: Path,
+    work_root: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    exclude: tuple[str, ...] = (),
 ) -> RunResult:
-    """Run every job of the Pegasus workflow in ``pegasus_dir``; see the module docstring."""
+    """Run every job of the Pegasus workflow in ``pegasus_dir`` but those in ``exclude``; see the module docstring."""
     pegasus_dir = Path(pegasus_dir)
     workflow = json.loads((pegasus_dir / "workflow.yml").read_text())
     replicas = json.loads((pegasus_dir / "replicas.yml").read_text())
@@ -94,6 +98,8 @@ def run_workflow(
     result = RunResult()
     run_env = dict(os.environ, **(env or {}))
     for job_id in topological_order(workflow["jobs"], workflow.get("jobDependencies", [])):
+        if job_id in exclude:
+            continue
         job = jobs[job_id]
         workdir = Path(work_root) / job_id
         workdir.mkdir(parents=True)
@@ -163,7 +169,7 @@ with open(os.path.join(args.manifest_dir, args.job + ".manifest.json"), "w") as 
 '''
 
 FAKE_FINALIZE = '''
-"""Stand-in for bps finalize: registers what the manifests list, reading each file in the datastore."""
+"""Stand-in for bps finalize: moves what the manifests list from staged/ into the datastore, records it."""
 import argparse, json, os
 parser = argparse.ArgumentParser()
 parser.add_argument("command")
@@ -175,7 +181,10 @@ registry = {}
 manifests = os.path.join(args.submit_dir, "manifests")
 for name in sorted(os.listdir(manifests)):
     for f in json.load(open(os.path.join(manifests, name)))["files"]:
-        registry[f["path"]] = open(os.path.join(args.repo, f["path"])).read()
+        target = os.path.join(args.repo, f["path"])
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.replace(os.path.join(args.submit_dir, "staged", f["lfn"]), target)
+        registry[f["path"]] = open(target).read()
 json.dump(registry, open(args.registry, "w"), sort_keys=True)
 '''
 

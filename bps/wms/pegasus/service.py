@@ -204,9 +204,10 @@ class PegasusService(WorkflowService):
     def prepare_restart(self, submit_dir: Path, overrides: dict[str, Any] | None) -> PegasusPlan:
         """Rewrite the Pegasus files with ``overrides`` and the outputs already made; submit nothing.
 
-        Every output already at its staged-out location (datasets in the datastore,
-        manifests in the submit directory) goes into the replica catalog, so that
-        ``pegasus-plan`` prunes the jobs whose outputs all exist (data reuse).
+        Every output already made (a dataset staged in ``staged/`` or moved into the
+        datastore by a finalize, a manifest in ``manifests/``) goes into the replica
+        catalog, so that ``pegasus-plan`` prunes the jobs whose outputs all exist
+        (data reuse).
         """
         submit_dir = Path(submit_dir).absolute()
         workflow = GenericWorkflow.load(submit_dir / WORKFLOW_JSON)
@@ -219,10 +220,13 @@ class PegasusService(WorkflowService):
         pegasus_dir = submit_dir / PEGASUS_SUBDIR
         plan = translate(workflow, pegasus_dir)
         reused = 0
-        for lfn, path in sorted(plan.output_locations.items()):
-            if Path(path).exists():
-                plan.replica_catalog.add_replica("local", lfn, catalogs.file_url(path))
-                reused += 1
+        for lfn, staged in sorted(plan.output_locations.items()):
+            # staged and not yet registered, or already moved into the datastore by a finalize
+            for path in (staged, plan.datastore_locations.get(lfn)):
+                if path and Path(path).exists():
+                    plan.replica_catalog.add_replica("local", lfn, catalogs.file_url(path))
+                    reused += 1
+                    break
         write_plan(plan, pegasus_dir)
         restarts = _record(submit_dir).get("restarts", []) + [
             {"time": time.time(), "overrides": overrides or {}, "reused_outputs": reused}

@@ -8,13 +8,15 @@ cannot drift apart). Pegasus stages each job's inputs into its working directory
 and its outputs out, so every job gets ``--inputs-dir . --outputs-dir .``.
 
 Outputs are staged out with Pegasus's *Replica* output mapper: ``outputs.map``
-gives every output its final place, a dataset at its datastore path and a job's
-manifest (``--manifest-dir .`` inside the job) in ``<submit_dir>/manifests``, which
-is exactly what ``bps finalize`` reads. The final (registration) job lists every
-output as an input: that orders it after every stage-out (a plain dependency on
-the compute jobs would not). Pegasus has no "always run" node, so when the
-workflow stops partway the final job does not run; what succeeded is already in
-place and ``bps finalize <submit_dir>`` registers it by hand (``docs/pegasus.md``).
+sends every dataset to ``<submit_dir>/staged/<lfn>`` and every job's manifest
+(``--manifest-dir .`` inside the job) to ``<submit_dir>/manifests``: the layout of
+file-transfer staging that ``bps finalize`` reads, verifies against the manifests
+and moves atomically into the datastore, so no half-transferred file is ever
+registered. The final (registration) job lists every output as an input: that
+orders it after every stage-out (a plain dependency on the compute jobs would
+not). Pegasus has no "always run" node, so when the workflow stops partway the
+final job does not run; what succeeded is staged already and ``bps finalize
+<submit_dir>`` registers it by hand (``docs/pegasus.md``).
 
 Speed: the workflow for 10^5 quanta is written as JSON text (JSON is YAML, and
 ``pegasus-plan`` reads it as such) because Pegasus's YAML writer alone takes about
@@ -53,6 +55,8 @@ OUTPUT_MAP_FILE = catalogs.OUTPUT_MAP_FILE
 JOB_MAP_FILE = "job_map.json"
 #: The exact planner command, so a directory prepared without Pegasus can be planned later.
 PLAN_SCRIPT = "plan.sh"
+#: Where stage-out leaves datasets, by lfn, for ``bps finalize`` (``bps.finalize.STAGED_DIR``).
+STAGED_DIR = "staged"
 #: Where the Pegasus files live inside the submit directory.
 PEGASUS_SUBDIR = "pegasus"
 #: The staging options every Pegasus job gets: Pegasus has put the inputs in the cwd.
@@ -151,6 +155,8 @@ class PegasusPlan:
     final_id: str | None = None
     #: output lfn -> absolute path it is staged out to
     output_locations: dict[str, str] = field(default_factory=dict)
+    #: dataset output lfn -> its final datastore path (where finalize moves it)
+    datastore_locations: dict[str, str] = field(default_factory=dict)
 
 
 def translate(workflow: GenericWorkflow, pegasus_dir: Path | None = None) -> PegasusPlan:
@@ -206,7 +212,9 @@ def _translate(
     pjobs: dict[str, _Job] = {}
     graph_args = _graph_arguments(workflow.graph_file, graph_lfn)
     root = str(catalogs.repo_root(workflow.repo))
+    staged = os.path.join(str(Path(workflow.submit_dir).absolute()), STAGED_DIR)
     locations: dict[str, str] = {}
+    datastore: dict[str, str] = {}
     input_locations: dict[str, str] = {}
 
     for name, job in workflow.jobs.items():
@@ -214,7 +222,8 @@ def _translate(
         ids[name] = pid
         job_map[pid] = {"name": name, "label": job.label}
         for wf_file in job.outputs:
-            locations[wf_file.lfn] = os.path.join(root, wf_file.path)
+            locations[wf_file.lfn] = os.path.join(staged, wf_file.lfn)
+            datastore[wf_file.lfn] = os.path.join(root, wf_file.path)
         pjob = _make_job(job, pid, graph, graph_args, locations, input_locations)
         pjob.add_args(*STAGING_ARGS)
         wf.add_jobs(pjob)
@@ -258,6 +267,7 @@ def _translate(
         job_map=job_map,
         final_id=final_id,
         output_locations=locations,
+        datastore_locations=datastore,
     )
 
 

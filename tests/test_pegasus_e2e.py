@@ -1,0 +1,249 @@
+"""End to end: `bps prepare` with wms pegasus on a real graph and repository.
+
+- the Pegasus workflow has the same jobs and edges as the generic workflow and as the
+  HTCondor DAG written from the same generic workflow;
+- every written file validates against Pegasus's schemas;
+- `bps submit` without Pegasus stops with a clear message and leaves the directory ready;
+- executing the Pegasus jobs in dependency order (the test runner stages inputs by
+  logical name) with the real ``run_quantum`` and ``bps finalize`` registers the same
+  datasets as ``supertask run``. That last test needs ``run_quantum``'s Pegasus mode
+  (``--inputs-dir`` / ``--outputs-dir``) and is skipped, saying so, until it exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from bps.cli import main as bps_main
+from bps.wms.pegasus import schema
+from bps.workflow import GenericWorkflow
+from supertask.graph.quantum_graph import QuantumGraph
+from supertask.quantum import Quantum
+from supertask.repo.butler import Butler
+from supertask.repo.dataid import DataId
+from supertask.repo.dataset import Dataset, DatasetType
+
+try:
+    from tests.support.pegasus_runner import run_workflow
+except ImportError:  # tests/ is not a package: pytest put tests/ itself on sys.path
+    from support.pegasus_runner import run_workflow
+
+RUN = "u/test/pegasus"
+TASKS = """
+from supertask.config import Config, DatasetField
+from supertask.supertask import SuperTask
+from supertask.task import Struct
+
+class TripleConfig(Config):
+    seed = DatasetField(doc="in", units=("instrument", "detector"), storageClass="StructuredDataDict", name="seed")
+    tripled = DatasetField(doc="out", units=("instrument", "detector"), storageClass="StructuredDataDict",
+                           name="tripled", role="output")
+
+class TripleTask(SuperTask):
+    ConfigClass = TripleConfig
+    _DefaultName = "triple"
+    quantumUnits = ("instrument", "detector")
+
+    def run(self, seed):
+        return Struct(tripled={"detector": seed["detector"], "value": seed["value"] * 3})
+
+class TotalConfig(Config):
+    tripled = DatasetField(doc="in", units=("instrument", "detector"), storageClass="StructuredDataDict",
+                           name="tripled")
+    total = DatasetField(doc="out", units=("instrument",), storageClass="StructuredDataDict", name="total",
+                         role="output")
+
+class TotalTask(SuperTask):
+    ConfigClass = TotalConfig
+    _DefaultName = "total"
+    quantumUnits = ("instrument",)
+
+    def run(self, tripled):
+        return Struct(total={"sum": sum(m["value"] for m in tripled.values())})
+"""
+SEED = DatasetType("seed", ("instrument", "detector"), "StructuredDataDict")
+TRIPLED = DatasetType("tripled", ("instrument", "detector"), "StructuredDataDict")
+TOTAL = DatasetType("total", ("instrument",), "StructuredDataDict")
+PIPELINE = {
+    "inputs": ["seed"],
+    "tasks": {
+        "triple": {"class": "pegasus_toy_tasks.TripleTask"},
+        "total": {"class": "pegasus_toy_tasks.TotalTask"},
+    },
+}
+
+
+@pytest.fixture
+def toy(tmp_path, monkeypatch):
+    """A repository with three seeds, a two-task graph over them, and a submit YAML for Pegasus."""
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "pegasus_toy_tasks.py").write_text(textwrap.dedent(TASKS))
+    monkeypatch.syspath_prepend(str(pkg))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(pkg), os.environ.get("PYTHONPATH", "")]))
+    repo = tmp_path / "repo"
+    Butler.create(repo).close()
+    butler = Butler(repo, run="seeds")
+    seeds = [
+        butler.put({"detector": d, "value": d}, SEED, {"instrument": "Cam", "detector": d}) for d in (1, 2, 3)
+    ]
+    butler.close()
+    quanta, tripled = [], []
+    for s in seeds:
+        out = Dataset(TRIPLED, s.dataId)
+        tripled.append(out)
+        quanta.append(
+            Quantum(
+                "triple",
+                DataId(s.dataId),
+                {"seed": [Dataset(SEED, s.dataId, id=s.id, run=s.run)]},
+                {"tripled": [out]},
+            )
+        )
+    cam = DataId(instrument="Cam")
+    quanta.append(Quantum("total", cam, {"tripled": list(tripled)}, {"total": [Dataset(TOTAL, cam)]}))
+    graph = tmp_path / "toy.qgraph"
+    QuantumGraph(
+        quanta,
+        pipelineYaml=yaml.safe_dump(PIPELINE),
+        metadata={"output_run": RUN, "input_collections": ["seeds"]},
+    ).save(graph)
+    config = tmp_path / "submit.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "qgraph": str(graph),
+                "repo": str(repo),
+                "output_run": RUN,
+                "wms": "pegasus",
+                "compute_site": "pegasus_local",
+                "submit_dir": str(tmp_path / "submit"),
+                "site": {"environment": {"PYTHONPATH": str(pkg)}},
+            }
+        )
+    )
+    return tmp_path, repo, config
+
+
+def _prepare(config: Path) -> Path:
+    result = CliRunner().invoke(bps_main, ["prepare", str(config)])
+    assert result.exit_code == 0, result.output
+    return Path(yaml.safe_load(config.read_text())["submit_dir"])
+
+
+def _pegasus_edges(pegasus_dir: Path) -> tuple[set[str], set[tuple[str, str]], str]:
+    """Generic job names and edges of the written Pegasus workflow, and the final job's name."""
+    job_map = json.loads((pegasus_dir / "job_map.json").read_text())
+    doc = json.loads((pegasus_dir / "workflow.yml").read_text())
+    names = {job["id"]: job_map[job["id"]]["name"] for job in doc["jobs"]}
+    edges = {(names[d["id"]], names[c]) for d in doc["jobDependencies"] for c in d["children"]}
+    return set(names.values()), edges, "finalize"
+
+
+def _dag_edges(dag: Path, workflow: GenericWorkflow) -> tuple[set[str], set[tuple[str, str]], bool]:
+    """Generic job names and edges of an HTCondor DAG file, and whether it has a FINAL node."""
+    from bps.wms.htcondor.translator import node_names
+
+    by_node = {node: name for name, node in node_names(workflow.jobs).items()}
+    jobs, edges, final = set(), set(), False
+    for line in dag.read_text().splitlines():
+        words = line.split()
+        if words and words[0] == "JOB":
+            jobs.add(by_node[words[1]])
+        elif words and words[0] == "PARENT":
+            split = words.index("CHILD")
+            edges |= {(by_node[p], by_node[c]) for p in words[1:split] for c in words[split + 1 :]}
+        elif words and words[0] == "FINAL":
+            final = True
+    return jobs, edges, final
+
+
+def test_pegasus_workflow_and_htcondor_dag_have_the_same_jobs_and_edges(toy):
+    tmp_path, _, config = toy
+    submit = _prepare(config)
+    workflow = GenericWorkflow.load(submit / "workflow.json")
+    jobs, edges, final_name = _pegasus_edges(submit / "pegasus")
+    compute_edges = {e for e in edges if e[1] != final_name}
+    assert jobs == set(workflow.jobs) | {final_name}
+    assert compute_edges == set(workflow.edges())
+    assert len(workflow.jobs) == 4 and len(compute_edges) == 3
+
+    pytest.importorskip("bps.wms.htcondor.translator")
+    from bps.wms.htcondor.translator import write_dag
+
+    layout = write_dag(workflow, tmp_path / "condor")
+    dag_jobs, dag_edges, dag_final = _dag_edges(layout.dag, workflow)
+    assert dag_jobs == jobs - {final_name}
+    assert dag_edges == compute_edges
+    assert dag_final  # both run a final registration job after everything else
+
+
+def test_prepared_pegasus_files_validate_against_the_schemas(toy):
+    _, _, config = toy
+    submit = _prepare(config)
+    assert schema.validate_directory(submit / "pegasus") == {n: [] for n in schema.SCHEMA_OF}
+
+
+def test_bps_submit_without_pegasus_stops_clearly_and_leaves_the_directory_ready(toy, monkeypatch):
+    tmp_path, _, config = toy
+    empty = tmp_path / "emptybin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    result = CliRunner().invoke(bps_main, ["submit", str(config)])
+    assert result.exit_code == 1
+    assert "pegasus-plan is not on PATH" in result.output
+    submit = Path(yaml.safe_load(config.read_text())["submit_dir"])
+    assert (submit / "pegasus" / "plan.sh").exists() and (submit / "pegasus" / "workflow.yml").exists()
+
+
+def _run_quantum_has_pegasus_mode() -> bool:
+    from bps import run_quantum
+
+    return "--inputs-dir" in run_quantum._parser().format_help()
+
+
+@pytest.mark.skipif(
+    not _run_quantum_has_pegasus_mode(),
+    reason="run_quantum has no Pegasus mode (--inputs-dir/--outputs-dir) yet",
+)
+def test_pegasus_jobs_run_in_order_register_the_same_datasets_as_supertask_run(toy):
+    from bps.staging import checksum_file
+
+    tmp_path, repo, config = toy
+    reference = tmp_path / "reference"
+    shutil.copytree(repo, reference)
+    graph = yaml.safe_load(config.read_text())["qgraph"]
+    supertask = Path(sys.executable).parent / "supertask"
+    ref = subprocess.run(
+        [str(supertask), "run", str(reference), "--qgraph", graph, "-j", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ref.returncode == 0, ref.stdout + ref.stderr
+    submit = _prepare(config)
+    run_workflow(submit / "pegasus", tmp_path / "work")
+
+    # the datasets the workflow makes (supertask run also leaves per-quantum logs, batch jobs do not)
+    workflow = GenericWorkflow.load(submit / "workflow.json")
+    paths = sorted(f.path for job in workflow.jobs.values() for f in job.outputs)
+    assert len(paths) == 4
+    expected = {p: checksum_file(reference / p) for p in paths}
+    assert {p: checksum_file(repo / p) for p in paths} == expected
+    assert not list((submit / "staged").iterdir())  # finalize moved everything into place
+    butler = Butler(repo, collections=[RUN])
+    try:
+        (total,) = butler.registry.queryDatasets("total", [RUN])
+        assert butler.get(total) == {"sum": 3 * (1 + 2 + 3)}
+    finally:
+        butler.close()
