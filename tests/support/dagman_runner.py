@@ -397,7 +397,8 @@ class DagmanRunner:
                 )
                 return ret
             if ret == 0 and transfer:
-                missing = self._transfer_out(get("transfer_output_files"), scratch, initialdir)
+                remaps = get("transfer_output_remaps").strip('"')
+                missing = self._transfer_out(get("transfer_output_files"), scratch, initialdir, remaps)
                 if missing:
                     reason = f"Transfer output files failure: {missing} was not produced"
                     self.events.held(cluster, reason, 12)
@@ -423,14 +424,17 @@ class DagmanRunner:
         return None
 
     @staticmethod
-    def _transfer_out(spec: str, scratch: Path, initialdir: Path) -> str | None:
+    def _transfer_out(spec: str, scratch: Path, initialdir: Path, remaps: str = "") -> str | None:
+        pairs = (r.partition("=") for r in remaps.split(";") if r.strip())
+        where = {k.strip(): v.strip() for k, _, v in pairs}
         for item in filter(None, (s.strip() for s in spec.split(","))):
             src = scratch / item
             if not src.exists():
                 return item
-            tmp = initialdir / (src.name + ".part")
+            target = initialdir / where.get(src.name, src.name)  # an absolute remap replaces initialdir
+            tmp = target.with_name(target.name + ".part")
             shutil.copy(src, tmp)
-            tmp.replace(initialdir / src.name)
+            tmp.replace(target)
         return None
 
     # -- DAGMan's own outputs --------------------------------------------------------------

@@ -25,11 +25,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ... import exit_codes
+from ...staging import manifest_path
 from ...workflow import GenericWorkflow, Job, SiteConfig, WorkflowFile, safe_name
 from . import memory, templates
 from .layout import DagLayout, log_dir, unit_subdir
 from .quoting import environment_value, join_arguments, vars_value
 
+#: run_quantum options the translator rewrites in transfer mode.
+MANIFEST_OPTION = "--manifest-dir"
+JOB_OPTION = "--job"
 #: What the POST script turns every no-retry exit code into (not an exit code of run_quantum).
 NO_RETRY_SENTINEL = 113
 FINAL_NODE = "bps_final"
@@ -141,9 +145,28 @@ def _common_prefix(arg_lists: Iterable[list[str]]) -> list[str]:
 
 
 def _arguments(job: Job, workflow: GenericWorkflow, graph_arg: str) -> list[str]:
+    """The job's arguments as the job sees them: in transfer mode the graph file and the
+    manifest directory are in the scratch directory (the job's working directory)."""
     if graph_arg == workflow.graph_file:
         return job.arguments
-    return [graph_arg if a == workflow.graph_file else a for a in job.arguments]
+    args = [graph_arg if a == workflow.graph_file else a for a in job.arguments]
+    for i, a in enumerate(args[:-1]):
+        if a == MANIFEST_OPTION:
+            args[i + 1] = "."
+    return args
+
+
+def _manifest_name(job: Job) -> str | None:
+    """The manifest file ``run_quantum`` writes for ``job`` (transfer mode brings it back), if any."""
+    args = job.arguments
+    if MANIFEST_OPTION not in args or JOB_OPTION not in args[:-1]:
+        return None
+    return manifest_path("", args[args.index(JOB_OPTION) + 1]).name
+
+
+def _manifest_dir(job: Job) -> str | None:
+    args = job.arguments
+    return args[args.index(MANIFEST_OPTION) + 1] if MANIFEST_OPTION in args[:-1] else None
 
 
 def _staging_arguments(workflow: GenericWorkflow) -> list[str]:
@@ -215,6 +238,10 @@ def _render_job_submit(
                 "transfer_output_files = $(bps_outputs)",
             ]
         )
+        manifest_dir = _manifest_dir(d.job)
+        if manifest_dir is not None:
+            # The job's manifest comes back with its outputs, into the manifest directory.
+            staging += f'\ntransfer_output_remaps = "$(bps_manifest)={manifest_dir}/$(bps_manifest)"'
         initialdir = layout.staged
     else:
         staging = "should_transfer_files = NO"
@@ -366,7 +393,12 @@ def _node_lines(
                 for f in job.inputs
             )
             vars_.append(f"bps_inputs={vars_value(inputs)}")
-            vars_.append(f"bps_outputs={vars_value(','.join(f.lfn for f in job.outputs))}")
+            outputs = [f.lfn for f in job.outputs]
+            manifest = _manifest_name(job)
+            if manifest is not None:
+                outputs.append(manifest)
+                vars_.append(f"bps_manifest={vars_value(manifest)}")
+            vars_.append(f"bps_outputs={vars_value(','.join(outputs))}")
         lines = [f"JOB {node} {sub_files[job.label]}\n", f"VARS {node} {' '.join(vars_)}\n"]
         if job.retry.retries > 0:
             codes = tuple(job.retry.no_retry_exit_codes)
