@@ -4,11 +4,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy.spatial import cKDTree
 
 from supertask.demo.data import DEFAULTS, make_demo_repo
 from supertask.demo.exposure import Exposure
 from supertask.demo.simulate import demo_reference_catalog
+from supertask.demo.validate import summarize
 from supertask.pipeline import Pipeline
 
 PIPELINE = Path(__file__).resolve().parents[1] / "examples" / "demo_pipeline.yaml"
@@ -62,16 +62,12 @@ def test_coadd_catalogues_of_the_tile_match_the_reference_catalogue(r_band_tile)
     refcat = demo_reference_catalog(1)
     catalogs = [butler.get(d) for d in butler.registry.queryDatasets("deepCoadd_src", ["demo/e2e"])]
     assert len(catalogs) >= 6
-    cat = np.concatenate(catalogs)
-    cos_dec = np.cos(np.deg2rad(refcat["dec"].mean()))
-    tree = cKDTree(np.column_stack([refcat["ra"] * cos_dec, refcat["dec"]]))
-    dist, idx = tree.query(np.column_stack([cat["ra"] * cos_dec, cat["dec"]]))
-    matched = dist * 3600 < 1.0
-    assert matched.mean() > 0.9
-    bright = matched & (cat["snr"] > 50)
-    assert bright.sum() > 50
-    assert np.median(np.abs(cat["mag"][bright] - refcat["r_mag"][idx[bright]])) < 0.02
-    assert np.median(dist[bright]) * 3600 < 0.2
+    summary = summarize(np.concatenate(catalogs), refcat, "r")
+    assert summary.n_matched > 0.9 * summary.n_sources, str(summary)
+    assert summary.n_bright > 50, str(summary)
+    assert abs(summary.median_dmag) < 0.02, str(summary)
+    assert summary.robust_rms_dmag < 0.03, str(summary)
+    assert summary.median_sep_arcsec < 0.2, str(summary)
 
 
 def test_coadd_has_every_overlapping_warp(r_band_tile):
