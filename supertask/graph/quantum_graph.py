@@ -35,6 +35,17 @@ class GraphSummary:
     """How many quanta per task and datasets per type a graph holds.
 
     ``str(summary)`` is a small table for logs and the command line.
+
+    Attributes
+    ----------
+    quantaPerLabel : `dict` [`str`, `int`]
+        Quanta per task label, in pipeline (first appearance) order.
+    datasetsPerType : `dict` [`str`, `int`]
+        Distinct datasets per dataset type name.
+    initialInputs, finalOutputs : `int`
+        Datasets no quantum produces; produced datasets no quantum reads.
+    nQuanta, nDatasets : `int`
+        Totals of the two dictionaries.
     """
 
     quantaPerLabel: dict[str, int]
