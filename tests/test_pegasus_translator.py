@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bps.wms.base import WmsError
 from bps.wms.pegasus import schema
@@ -339,3 +341,23 @@ def test_unreadable_input_locations_name_the_file(tmp_path):
     ]
     with pytest.raises(WmsError, match="nope.json"):
         translate(sample.workflow)
+
+
+@given(st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=25, unique=True))
+@settings(max_examples=60, deadline=None)
+def test_any_job_names_give_unique_schema_valid_ids(names):
+    from bps.workflow import GenericWorkflow, Job, SiteConfig, safe_name
+
+    wf = GenericWorkflow(
+        "w",
+        "/tmp/x",
+        "/tmp/x/g.qgraph",
+        "/tmp/repo",
+        "run",
+        site=SiteConfig(pegasus={"execution_site": "local"}),
+    )
+    for name in dict.fromkeys(safe_name(n) for n in names):
+        wf.add_job(Job(name, "label", [1], []))
+    plan = translate(wf, Path("/tmp/x/pegasus"))
+    assert sorted(entry["name"] for entry in plan.job_map.values()) == sorted(wf.jobs)
+    assert schema.validation_errors(to_document(plan.workflow), "wf-5.0.yml") == []
