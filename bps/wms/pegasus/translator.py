@@ -208,7 +208,6 @@ def _translate(
     wf = PegasusWorkflow(pegasus_name(workflow.name), infer_dependencies=False)
     wf.add_metadata(output_run=workflow.output_run, generic_name=workflow.name)
     job_map: dict[str, dict[str, str]] = {}
-    ids: dict[str, str] = {}
     pjobs: dict[str, _Job] = {}
     graph_args = _graph_arguments(workflow.graph_file, graph_lfn)
     root = str(catalogs.repo_root(workflow.repo))
@@ -219,7 +218,6 @@ def _translate(
 
     for name, job in workflow.jobs.items():
         pid = _unique_id(pegasus_id(name), job_map)
-        ids[name] = pid
         job_map[pid] = {"name": name, "label": job.label}
         for wf_file in job.outputs:
             locations[wf_file.lfn] = os.path.join(staged, wf_file.lfn)
@@ -324,6 +322,11 @@ def _make_job(
     manifest = _manifest_output(arguments)
     if manifest is not None:
         index, manifest_dir, manifest_lfn = manifest
+        if manifest_lfn in locations:
+            raise WmsError(
+                f"job {job.name!r}: its manifest name {manifest_lfn!r} is already the name of another "
+                "output of the workflow; job names must not end like dataset file names"
+            )
         arguments[index] = "."
         locations[manifest_lfn] = os.path.join(manifest_dir, manifest_lfn)
     pjob.add_args(*arguments)
