@@ -50,6 +50,14 @@ def test_edges_and_final_node_follow_the_workflow(tmp_path):
     assert dag.nodes["coadd_0"].parents == {"calibrate_1", "calibrate_2"}
     assert dag.nodes["detect_0"].parents == {"coadd_0"}
     assert dag.final is not None and dag.final.submit == "final.sub"
+    assert dag.final.retries == 0
+
+
+def test_the_final_node_may_retry_since_finalize_is_idempotent(tmp_path):
+    wf = diamond(tmp_path)
+    wf.final = replace(wf.final, retry=RetryPolicy(retries=2))
+    dag = parse_dag(write_dag(wf).dag)
+    assert (dag.final.retries, dag.final.unless_exit) == (2, NO_RETRY_SENTINEL)
 
 
 @pytest.mark.parametrize("staging", ["shared", "transfer"])

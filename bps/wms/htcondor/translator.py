@@ -101,6 +101,7 @@ def write_dag(
         out.writelines(_edge_lines(workflow, names))
         if workflow.final is not None:
             out.write(f"FINAL {FINAL_NODE} final.sub\n")
+            out.write(_retry_lines(FINAL_NODE, workflow.final, layout.post_script.name))
     _make_log_dirs(workflow, layout, log_dirs)
     tmp.replace(layout.dag)
     return layout
@@ -352,6 +353,20 @@ def _retry_tail(codes: tuple[int, ...]) -> str:
     return f" UNLESS-EXIT {NO_RETRY_SENTINEL}"
 
 
+def _retry_lines(node: str, job: Job, post: str) -> str:
+    """``RETRY`` (+ the POST script mapping no-retry codes when there are several); "" without retries.
+
+    The final job may retry too: ``bps finalize`` is idempotent, and a registry that was
+    briefly unreachable should not end a campaign."""
+    if job.retry.retries <= 0:
+        return ""
+    codes = tuple(job.retry.no_retry_exit_codes)
+    text = f"RETRY {node} {job.retry.retries}{_retry_tail(codes)}\n"
+    if len(codes) > 1:
+        text += f"SCRIPT POST {node} {post} $RETURN\n"
+    return text
+
+
 def _node_lines(
     workflow: GenericWorkflow,
     layout: DagLayout,
@@ -401,10 +416,7 @@ def _node_lines(
             vars_.append(f"bps_outputs={vars_value(','.join(outputs))}")
         lines = [f"JOB {node} {sub_files[job.label]}\n", f"VARS {node} {' '.join(vars_)}\n"]
         if job.retry.retries > 0:
-            codes = tuple(job.retry.no_retry_exit_codes)
-            lines.append(f"RETRY {node} {job.retry.retries}{_retry_tail(codes)}\n")
-            if len(codes) > 1:
-                lines.append(f"SCRIPT POST {node} {post} $RETURN\n")
+            lines.append(_retry_lines(node, job, post))
         if job.priority:
             lines.append(f"PRIORITY {node} {job.priority}\n")
         key = (job.throttle, job.label)
