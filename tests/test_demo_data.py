@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest_repo import postgres_schema_url  # noqa: F401
 
 from supertask.cli.demo_commands import demo_data
 from supertask.demo.data import DEFAULTS, RAW, REF_CAT, SKYMAP_DS, make_demo_repo
@@ -99,3 +100,13 @@ def test_demo_data_command_rejects_zero_exposures(tmp_path):
     result = CliRunner().invoke(demo_data, [str(tmp_path / "repo"), "--exposures", "0"])
     assert result.exit_code == 2
     assert "--exposures" in result.output
+
+
+@pytest.mark.postgres
+def test_demo_repo_on_postgresql_has_the_same_overlaps_as_on_sqlite(tmp_path, repo, postgres_schema_url):  # noqa: F811
+    units = ["instrument", "visit", "detector", "skymap", "tract", "patch"]
+    butler = make_demo_repo(tmp_path / "pg", n_exposures=3, db_url=postgres_schema_url)
+    on_postgres = {tuple(sorted(r.items())) for r in butler.registry.queryDataIds(units)}
+    on_sqlite = {tuple(sorted(r.items())) for r in Butler(repo).registry.queryDataIds(units)}
+    assert on_postgres == on_sqlite
+    assert len(butler.registry.queryDatasets(RAW, [DEFAULTS])) == 18
