@@ -6,7 +6,7 @@ Targets (issue 3): registering 10^6 datasets in under 60 s on SQLite; ``makeRepo
 Usage::
 
     .venv/bin/python benchmarks/bench_registry.py [--datasets 1000000] [--visits 1000 --detectors 100]
-        [--db-url postgresql+psycopg://...]
+        [--db-url postgresql+psycopg://...]   (schemas bench_register/bench_graph are made and dropped)
 
 Prints the figures and the machine (CPU count, Python, SQLite versions).
 """
@@ -85,6 +85,26 @@ def populate(butler: Butler, n_visits: int, n_detectors: int) -> None:
                 }
             )
     reg.insertUnits("visit_detector_region", regions)
+
+
+def fresh_url(base: str | None, name: str) -> str | None:
+    """``None`` (SQLite inside the repository) or a PostgreSQL URL on a new, empty schema."""
+    if base is None:
+        return None
+    engine = sa.create_engine(base)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+        conn.exec_driver_sql(f"CREATE SCHEMA {name}")
+    engine.dispose()
+    return f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{name}"
+
+
+def drop_schema(base: str | None, name: str) -> None:
+    if base is not None:
+        engine = sa.create_engine(base)
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+        engine.dispose()
 
 
 def bench_register(root: Path, db_url: str | None, n: int) -> float:
@@ -168,10 +188,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     with tempfile.TemporaryDirectory() as tmp:
         if args.datasets:
-            elapsed = bench_register(Path(tmp) / "reg", args.db_url, args.datasets)
+            elapsed = bench_register(
+                Path(tmp) / "reg", fresh_url(args.db_url, "bench_register"), args.datasets
+            )
+            drop_schema(args.db_url, "bench_register")
             print(f"register {args.datasets:,} datasets: {elapsed:.1f} s ({args.datasets / elapsed:,.0f}/s)")
         if args.visits:
-            figures = bench_repograph(Path(tmp) / "graph", args.db_url, args.visits, args.detectors)
+            url = fresh_url(args.db_url, "bench_graph")
+            figures = bench_repograph(Path(tmp) / "graph", url, args.visits, args.detectors)
+            drop_schema(args.db_url, "bench_graph")
             print(
                 f"makeRepoGraph, {args.visits * args.detectors:,} (visit, detector) rows in the repository:"
             )

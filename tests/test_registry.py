@@ -246,3 +246,37 @@ def test_unknown_expression_identifier_lists_valid_ones(registry):
 
     with pytest.raises(ExpressionError, match="visit.exposure_time"):
         registry.queryDataIds(["visit"], where="visit.exposure_tme > 3")
+
+
+def test_returned_ids_match_the_registry_after_removals(registry):
+    registry.registerDatasetType(RAW)
+    registry.registerRun("run")
+    first = registry.insertDatasets(RAW, "run", records([vd(0, d) for d in range(4)]))
+    assert registry.removeDatasets(first[2:]) == 2  # frees the highest ids
+    later = registry.insertDatasets(RAW, "run", records([vd(1, d) for d in range(3)]))
+    mixed = registry.insertDatasets(RAW, "run", records([vd(1, 0), vd(2, 0)]))
+    for ds in (*first[:2], *later, *mixed):
+        assert registry.findDataset(RAW, ds.dataId, ["run"]).id == ds.id
+    assert len({d.id for d in (*first[:2], *later, mixed[1])}) == 6
+
+
+def test_large_batches_take_the_bulk_path_and_stay_idempotent(registry):
+    from supertask.repo.registry.registry import COPY_THRESHOLD
+
+    n = COPY_THRESHOLD + 200
+    detectors = [{"instrument": "Cam", "detector": 1000 + d} for d in range(n)]
+    registry.insertUnits("detector", detectors)
+    registry.insertUnits("detector", detectors)
+    with pytest.raises(ValueError, match="different values"):
+        registry.insertUnits("detector", [*detectors[1:], {**detectors[0], "full_name": "other"}])
+    registry.registerDatasetType(RAW)
+    registry.registerRun("run")
+    ids = [vd(0, 1000 + d) for d in range(n)]
+    first = registry.insertDatasets(RAW, "run", records(ids))
+    again = registry.insertDatasets(RAW, "run", records([*ids, vd(1, 0)]))
+    assert [d.id for d in again[:n]] == [d.id for d in first]
+    assert registry.countDatasets(RAW) == n + 1
+    sample = first[n // 2]
+    assert registry.findDataset(RAW, sample.dataId, "run").id == sample.id
+    with pytest.raises(ConflictingDatasetError):
+        registry.insertDatasets(RAW, "run", records(ids, checksum="other"))
