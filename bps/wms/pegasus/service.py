@@ -37,7 +37,7 @@ from ..base import (
 from ..htcondor import overrides as overrides_mod
 from ..htcondor.checks import check_environment, check_resources
 from . import catalogs
-from .status import AUXILIARY_LABEL, is_auxiliary, latest_files, match_job, read_jobstate, tail
+from .status import AUXILIARY_LABEL, is_auxiliary, job_files, match_job, read_jobstate, tail
 from .translator import (
     JOB_MAP_FILE,
     PEGASUS_SUBDIR,
@@ -131,6 +131,8 @@ class PegasusService(WorkflowService):
         run = read_jobstate(run_dir / "jobstate.log")
         transformations = _transformation_names(pegasus_dir)
         seen: set[str] = set()
+        failed_any = any(job.state in ("failed", "held") for job in run.jobs.values())
+        files = job_files(run_dir) if failed_any else {}
         for node, job in sorted(run.jobs.items()):
             pid = match_job(node, transformations, set(job_map))
             if pid is None:
@@ -143,7 +145,7 @@ class PegasusService(WorkflowService):
                 label, name = job_map[pid]["label"], job_map[pid]["name"]
             report.add(label, job.state)
             if job.state in ("failed", "held"):
-                out, err = latest_files(run_dir, node)
+                out, err = files.get(node, (None, None))
                 report.failures.append(
                     JobFailure(
                         name=name,

@@ -119,14 +119,25 @@ def is_auxiliary(dag_node: str) -> bool:
     return dag_node.startswith(AUXILIARY_PREFIXES)
 
 
-def latest_files(run_dir: Path, dag_node: str) -> tuple[Path | None, Path | None]:
-    """The newest ``.out.NNN`` and ``.err.NNN`` of a node (Pegasus keeps one per attempt)."""
+def job_files(run_dir: Path) -> dict[str, tuple[Path | None, Path | None]]:
+    """DAG node -> its newest ``.out.NNN`` and ``.err.NNN`` (Pegasus keeps one pair per attempt).
 
-    def newest(kind: str) -> Path | None:
-        found = sorted(run_dir.rglob(f"{dag_node}.{kind}.*"))
-        return found[-1] if found else None
-
-    return newest("out"), newest("err")
+    One walk of the run directory, however many jobs failed: a run of 10^5 jobs
+    has 10^5 such files, and a walk per failure would not finish.
+    """
+    newest: dict[str, list[Path | None]] = {}
+    for path in run_dir.rglob("*"):
+        stem, dot, attempt = path.name.rpartition(".")
+        if not dot or not attempt.isdigit():
+            continue
+        node, dot, kind = stem.rpartition(".")
+        if not dot or kind not in ("out", "err"):
+            continue
+        slot = 0 if kind == "out" else 1
+        entry = newest.setdefault(node, [None, None])
+        if entry[slot] is None or path.name > entry[slot].name:
+            entry[slot] = path
+    return {node: (pair[0], pair[1]) for node, pair in newest.items()}
 
 
 def tail(path: Path | None, lines: int = 20) -> str:
