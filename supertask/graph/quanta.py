@@ -184,16 +184,22 @@ def define_quanta_by_units(task: SuperTask, repoGraph: Any) -> list[Quantum]:
             )
             wanted = {d for ids in related.values() for d in ids}
         else:
-            related = {q: [q.subset(datasetType.units)] for q in dataIds}
-            wanted = {ids[0] for ids in related.values()}
+            projected = [_project(q, datasetType.units) for q in dataIds]
+            wanted = set(projected)
         found = (
             planned.existingOrPlanned(datasetType, wanted)
             if planned is not None
             else repoGraph.findDatasets(datasetType.name, wanted)
         )
-        resolved[datasetType.name] = {
-            q: [found[d] for d in related.get(q, ()) if d in found] for q in dataIds
-        }
+        if _is_gathering(datasetType, quantumUnits):
+            resolved[datasetType.name] = {
+                q: [found[d] for d in related.get(q, ()) if d in found] for q in dataIds
+            }
+        else:
+            get = found.get
+            resolved[datasetType.name] = {
+                q: [ds] if (ds := get(d)) is not None else [] for q, d in zip(dataIds, projected, strict=True)
+            }
 
     quanta: list[Quantum] = []
     for dataId in dataIds:
@@ -211,7 +217,18 @@ def define_quanta_by_units(task: SuperTask, repoGraph: Any) -> list[Quantum]:
             continue
         for datasetType in outputs.values():
             quantum.outputs[datasetType.name] = [
-                repoGraph.addDataset(datasetType, dataId.subset(datasetType.units))
+                repoGraph.addDataset(datasetType, _project(dataId, datasetType.units))
             ]
         quanta.append(quantum)
     return quanta
+
+
+def _project(dataId: DataId, units: Sequence[str]) -> DataId:
+    """``dataId.subset(units)``, without building a new data ID when it already has exactly those keys.
+
+    Most inputs and outputs share their quantum's units, so this saves one data ID per
+    quantum and dataset type at 10^6 quanta.
+    """
+    if len(dataId) == len(units) and dataId._values.keys() == set(units):
+        return dataId
+    return dataId.subset(units)
