@@ -30,13 +30,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
+import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from ..repo.butler import Butler
+from ..repo.butler import Butler, IngestItem
 from ..repo.dataid import DataId
 from ..repo.dataset import DatasetType
+from ..repo.formatters import get_formatter
 from ..repo.repo_config import CONFIG_NAME
 from .camera import DETECTORS, FILTERS, INSTRUMENT
 from .simulate import VisitInfo, demo_reference_catalog, make_bias, make_flat, observing_plan, simulate_raw
@@ -186,17 +189,39 @@ def register_visits(butler: Butler, visits: Iterable[VisitInfo]) -> None:
 
 
 def _put_missing(
-    butler: Butler, datasetType: DatasetType, items: Iterable[tuple[dict[str, Any], Callable[[], Any]]]
+    butler: Butler,
+    datasetType: DatasetType,
+    items: Iterable[tuple[dict[str, Any], Callable[[], Any]]],
+    chunk: int = 256,
 ) -> int:
-    """Put each ``(dataId, make_object)`` not yet in ``butler.run``; objects are made only when needed."""
+    """Store each ``(dataId, make_object)`` not yet in ``butler.run``; objects are made only when needed.
+
+    Objects are written to a staging directory inside the repository and ingested
+    (moved) ``chunk`` at a time: one registry transaction per chunk rather than one
+    per dataset, which is what makes thousands of raws quick to register. An
+    interrupted run leaves only unregistered files, and a re-run redoes just those.
+    """
     butler.registry.registerDatasetType(datasetType)
     existing = {d.dataId for d in butler.registry.queryDatasets(datasetType, [butler.run])}
+    formatter = get_formatter(datasetType.storageClass)
+    staging = Path(tempfile.mkdtemp(prefix=".demo-staging-", dir=butler.root))
     count = 0
-    for data_id, make in items:
-        if DataId(data_id) in existing:
-            continue
-        butler.put(make(), datasetType, data_id)
-        count += 1
+    try:
+        batch: list[IngestItem] = []
+        for data_id, make in items:
+            if DataId(data_id) in existing:
+                continue
+            path = staging / f"{datasetType.name}_{count}{formatter.extension}"
+            formatter.write(make(), path)
+            batch.append(IngestItem(path, datasetType, data_id))
+            count += 1
+            if len(batch) >= chunk:
+                butler.ingest(batch, mode="move")
+                batch = []
+        if batch:
+            butler.ingest(batch, mode="move")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return count
 
 
