@@ -238,3 +238,18 @@ def test_coadd_of_real_warps_is_less_noisy_than_each_warp_as_predicted(plan, cal
     measured = coadd.image[sky].std() / np.mean([w.image[sky].std() for w in warps])
     assert predicted == pytest.approx(1 / np.sqrt(len(warps)), rel=0.15)
     assert measured == pytest.approx(predicted, rel=0.1)
+
+
+def test_calibrate_finds_a_pointing_error_much_larger_than_the_match_radius(plan, refcat):
+    det = get_detector(1)
+    off_by_8px = 16.0 / 3600  # 8 pixels north-east; the match radius is 1.5 pixels
+    visit = replace(
+        plan[0],
+        true_boresight_ra=plan[0].boresight_ra + off_by_8px / np.cos(np.deg2rad(plan[0].boresight_dec)),
+        true_boresight_dec=plan[0].boresight_dec + off_by_8px,
+    )
+    post = run_isr(simulate_raw(visit, det, refcat), make_bias(det), make_flat(det))
+    result = calibrate(post, refcat)
+    # the sky moved +8 px in RA and Dec relative to the pointing, so stars land 8 px lower in x and y
+    assert result.offset == pytest.approx((-8.0, -8.0), abs=0.05)
+    assert result.n_matches >= 15
