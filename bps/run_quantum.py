@@ -37,7 +37,7 @@ import sys
 import time
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -167,11 +167,13 @@ class JobResult:
     skipped_done: list[int]
     failed: dict[int, int]
     blocked: list[int]
+    no_work: list[int] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
+        """Failures first (a retryable one wins); else TASK_NO_WORK if a quantum had no work; else 0."""
         if not self.failed and not self.blocked:
-            return exit_codes.SUCCESS
+            return exit_codes.TASK_NO_WORK if self.no_work else exit_codes.SUCCESS
         codes = list(self.failed.values())
         # a retryable failure wins: a retry may then also unblock the others
         retryable = [c for c in codes if c not in exit_codes.NO_RETRY]
@@ -296,12 +298,18 @@ def run_job(
     butler.input_locations = dict(input_locations or {})
     result = JobResult(ran=[], skipped_done=sorted(done), failed={}, blocked=[])
     unavailable: set[tuple[str, Any]] = set()  # outputs of failed or blocked quanta of this job
+    missing: set[tuple[str, Any]] = set()  # outputs that will never exist: their quantum had no work
     made_here = {d.key for q in quanta for d in q.iterOutputs()}
+    nowork_dir = Path(manifest_dir) / NO_WORK_DIR
     try:
         for quantum in quanta:
             if quantum.id in done:
+                staged_keys = set()
                 for f in manifest.quanta[quantum.id]:
-                    butler.locations[_file_key(quantum, f)] = placement.staged_file(f)
+                    key = _file_key(quantum, f)
+                    staged_keys.add(key)
+                    butler.locations[key] = placement.staged_file(f)
+                missing.update(d.key for d in quantum.iterOutputs() if d.key not in staged_keys)
                 continue
             if any(d.key in unavailable for d in quantum.iterInputs()):
                 result.blocked.append(quantum.id)
@@ -312,16 +320,89 @@ def run_job(
                     quantum.dataId,
                 )
                 continue
-            code = _run_one(quantum, tasks, butler, store, placement, output_run, made_here, manifest, mpath)
+            runnable = _without_missing_inputs(quantum, missing, made_here, nowork_dir)
+            if runnable is None:
+                log.info(
+                    "no work for %s %r: a required input had no work upstream",
+                    quantum.taskLabel,
+                    quantum.dataId,
+                )
+                code = exit_codes.TASK_NO_WORK
+            else:
+                code = _run_one(
+                    runnable, tasks, butler, store, placement, output_run, made_here, manifest, mpath
+                )
+            if code == exit_codes.TASK_NO_WORK:
+                manifest.quanta[quantum.id] = []
+            if code in (exit_codes.SUCCESS, exit_codes.TASK_NO_WORK):
+                # outputs not staged (no work, or a task that wrote only some) will never exist:
+                # mark them so consumers in later jobs run without them instead of waiting
+                staged_keys = {_file_key(quantum, f) for f in manifest.quanta[quantum.id]}
+                never = [d for d in quantum.iterOutputs() if d.key not in staged_keys]
+                if never:
+                    try:
+                        _mark_no_work(nowork_dir, never)
+                        write_manifest(mpath, manifest)  # after the markers: recorded means marked
+                    except OSError as err:
+                        log.error("recording the outcome of quantum %s failed: %s", quantum.id, err)
+                        code = exit_codes.TEMPORARY
+                    missing.update(d.key for d in never)
             if code == exit_codes.SUCCESS:
                 result.ran.append(quantum.id)
+            elif code == exit_codes.TASK_NO_WORK:
+                result.no_work.append(quantum.id)
             else:
+                manifest.quanta.pop(quantum.id, None)
                 result.failed[quantum.id] = code
                 unavailable.update(d.key for d in quantum.iterOutputs())
     finally:
         if not keep_scratch:
             shutil.rmtree(scratch_dir, ignore_errors=True)
     return result
+
+
+NO_WORK_DIR = "nowork"
+
+
+def _without_missing_inputs(
+    quantum: Any, missing: set[tuple[str, Any]], made_here: set[tuple[str, Any]], nowork_dir: Path
+) -> Any | None:
+    """The quantum minus inputs that will never exist; ``None`` if a whole input field is gone.
+
+    Same rule as the single-node executor: a quantum with no work gives its consumers
+    whatever other inputs exist. An input made by another job is known to be gone by
+    its marker in ``<manifest dir>/nowork/`` (a missing file without a marker is
+    shared-filesystem lag or a real fault, and fails as MISSING_INPUT, retried).
+    """
+    from .workflow import dataset_lfn
+
+    def gone(d: Any) -> bool:
+        if d.key in missing:
+            return True
+        if d.key in made_here or d.run is not None:  # made in this job, or an overall input
+            return False
+        return (nowork_dir / dataset_lfn(d.datasetType.name, dict(d.dataId))).exists()
+
+    if not any(gone(d) for d in quantum.iterInputs()):
+        return quantum
+    import copy
+
+    inputs = {name: [d for d in ds if not gone(d)] for name, ds in quantum.inputs.items()}
+    if any(not ds for ds in inputs.values()):
+        return None
+    pruned = copy.copy(quantum)
+    pruned.inputs = inputs
+    return pruned
+
+
+def _mark_no_work(nowork_dir: Path, datasets: list[Any]) -> None:
+    from .workflow import dataset_lfn
+
+    if not datasets:
+        return
+    nowork_dir.mkdir(parents=True, exist_ok=True)
+    for d in datasets:
+        (nowork_dir / dataset_lfn(d.datasetType.name, dict(d.dataId))).touch()
 
 
 def _file_key(quantum: Any, staged: StagedFile) -> tuple[str, Any]:

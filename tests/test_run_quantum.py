@@ -304,3 +304,44 @@ def test_input_locations_override_template_paths(repo, tmp_path):
     ]
     assert main(argv, StandIn(repo)) == 0
     assert read(repo, "made", "detector1") == 11
+
+
+def no_work_on(backend: StandIn, detector: int) -> None:
+    class NoWorkFound(Exception):
+        pass
+
+    task = backend.tasks["make"]
+    original = task.runQuantum
+
+    def maybe(quantum, butler):
+        if quantum.dataId["detector"] == detector:
+            raise NoWorkFound(f"nothing on detector {detector}")
+        original(quantum, butler)
+
+    task.runQuantum = maybe
+
+
+def test_no_work_is_an_outcome_consumers_run_without_it(repo, tmp_path):
+    backend = StandIn(repo)
+    no_work_on(backend, 2)
+    result = job(backend, repo, tmp_path, [0, 1, 2, 3, 4])
+    # make(2) had no work; double(2) lost its only input so has none either; total gathers what exists
+    assert result.no_work == [1, 3] and result.ran == [0, 2, 4] and not result.failed
+    assert result.exit_code == exit_codes.TASK_NO_WORK
+    assert read(repo, "total", "all") == 22
+    again = job(StandIn(repo), repo, tmp_path, [0, 1, 2, 3, 4])
+    assert again.skipped_done == [0, 1, 2, 3, 4]  # no-work quanta are done too
+
+
+def test_no_work_in_an_earlier_job_is_seen_by_later_jobs(repo, tmp_path):
+    backend = StandIn(repo)
+    no_work_on(backend, 2)
+    assert job(backend, repo, tmp_path, [0, 1], "makers").no_work == [1]
+    later = job(StandIn(repo), repo, tmp_path, [2, 3, 4], "rest")
+    assert later.no_work == [3] and later.ran == [2, 4]
+    assert read(repo, "total", "all") == 22
+
+
+def test_missing_produced_input_without_marker_is_retryable(repo, tmp_path):
+    result = job(StandIn(repo), repo, tmp_path, [2])  # make(1) never ran: no file, no marker
+    assert result.failed == {2: exit_codes.MISSING_INPUT}

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..exit_codes import describe
+from ..exit_codes import TASK_NO_WORK, describe
 from ..workflow import GenericWorkflow, Job
 from .base import JobFailure, RunReport, WmsError, WorkflowService, read_run_record, write_run_record
 
@@ -227,7 +227,7 @@ class LocalService(WorkflowService):
                     code = r.process.returncode
                     info = states[name]
                     info["exit_code"] = code
-                    if code == 0:
+                    if code in (0, TASK_NO_WORK):  # no work is an outcome: consumers run without it
                         info["state"] = "succeeded"
                         progress.advance(bar)
                         for child in children[name]:
