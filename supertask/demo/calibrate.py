@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.spatial import cKDTree
 
 from .errors import NoWorkFound
 from .exposure import Exposure
@@ -59,14 +58,10 @@ def _vote_offset(
     det_xy: NDArray[np.float64], ref_xy: NDArray[np.float64], radius: float
 ) -> tuple[float, float]:
     """The offset (detected - predicted) supported by the most pairs, to within one pixel."""
-    tree = cKDTree(ref_xy)
-    diffs = []
-    for i, neighbours in enumerate(tree.query_ball_point(det_xy, r=radius)):
-        for j in neighbours:
-            diffs.append(det_xy[i] - ref_xy[j])
-    if not diffs:
+    all_pairs = det_xy[:, None, :] - ref_xy[None, :, :]  # a detector has tens to hundreds of stars
+    d = all_pairs[np.hypot(all_pairs[..., 0], all_pairs[..., 1]) <= radius]
+    if len(d) == 0:
         return 0.0, 0.0
-    d = np.array(diffs)
     edges = np.arange(-radius, radius + 1.0, 1.0)
     hist, xe, ye = np.histogram2d(d[:, 0], d[:, 1], bins=[edges, edges])
     # Smooth by summing 2x2 neighbours so an offset on a bin boundary still wins.
@@ -119,11 +114,13 @@ def match_to_reference(
     det_xy = np.column_stack([sources["x"], sources["y"]])
     ref_xy = np.column_stack([ref_x, ref_y])
     offset = _vote_offset(det_xy, ref_xy, params.search_radius)
-    tree = cKDTree(ref_xy)
     src_idx, ref_idx = empty, empty
     for _ in range(3):
-        dist, nearest = tree.query(det_xy - np.asarray(offset), distance_upper_bound=params.match_radius)
-        ok = np.isfinite(dist)
+        shifted = det_xy - np.asarray(offset)
+        distances = np.hypot(*(shifted[:, None, :] - ref_xy[None, :, :]).transpose(2, 0, 1))
+        nearest = distances.argmin(axis=1)
+        dist = distances[np.arange(len(shifted)), nearest]
+        ok = dist <= params.match_radius
         src_idx, ref_idx = np.flatnonzero(ok), nearest[ok]
         # One reference star, one detection: keep the closest claimant.
         order = np.argsort(dist[ok], kind="stable")

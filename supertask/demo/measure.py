@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import ndimage
 
 SOURCE_DTYPE = np.dtype(
     [
@@ -106,6 +105,8 @@ def detect_sources(
     sources : `numpy.ndarray`
         Structured array with `SOURCE_DTYPE`, ordered by decreasing flux.
     """
+    from scipy import ndimage  # imported on use: it costs batch jobs that never call this ~0.3 s
+
     img = np.nan_to_num(np.asarray(image, dtype=float))
     var = np.asarray(variance, dtype=float)
     covered = np.ones(img.shape, dtype=bool) if coverage is None else np.asarray(coverage, dtype=bool)
