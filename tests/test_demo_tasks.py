@@ -171,3 +171,13 @@ def test_make_warp_of_detectors_that_miss_the_patch_declares_no_work(pipeline_ou
     inputs = {ref.dataId: butler.get(ref) for ref in list(calexps.values())[:2]}
     with pytest.raises(NoWorkFound, match="none of the 2 detectors .* has pixels on it"):
         MakeWarpTask().run(inputs, DEMO_SKYMAP.to_dict(), far_patch.tract, far_patch.index)
+
+
+def test_importing_the_demo_tasks_does_not_import_scipy():
+    """Every batch job imports its task module; scipy costs ~0.3-0.8 s and isr never needs it."""
+    import subprocess
+    import sys
+
+    code = "import sys, supertask.demo.tasks; print(sorted(m for m in sys.modules if m.startswith('scipy')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
