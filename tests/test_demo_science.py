@@ -253,3 +253,14 @@ def test_calibrate_finds_a_pointing_error_much_larger_than_the_match_radius(plan
     # the sky moved +8 px in RA and Dec relative to the pointing, so stars land 8 px lower in x and y
     assert result.offset == pytest.approx((-8.0, -8.0), abs=0.05)
     assert result.n_matches >= 15
+
+
+def test_detection_leaves_the_callers_coverage_mask_untouched():
+    from supertask.demo.measure import detect_sources
+
+    image = np.zeros((40, 40))
+    variance = np.ones((40, 40))
+    variance[:5] = np.nan
+    coverage = np.ones((40, 40), dtype=bool)
+    detect_sources(image, variance, coverage=coverage)
+    assert coverage.all()

@@ -110,7 +110,7 @@ def detect_sources(
     img = np.nan_to_num(np.asarray(image, dtype=float))
     var = np.asarray(variance, dtype=float)
     covered = np.ones(img.shape, dtype=bool) if coverage is None else np.asarray(coverage, dtype=bool)
-    covered &= np.isfinite(var) & (var > 0)
+    covered = covered & np.isfinite(var) & (var > 0)  # never modify the caller's mask
     if not covered.any():
         return np.zeros(0, dtype=SOURCE_DTYPE)
     img = np.where(covered, img, 0.0)
