@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 from support.dagman_runner import run_dag
 from support.htcondor_workflows import diamond, output_checksums
 
-from bps.wms.base import WmsError, read_run_record
+from bps.wms.base import WmsError, read_run_record, write_run_record
 from bps.wms.htcondor.eventlog import read_event_log
 from bps.wms.htcondor.layout import find_dag
 from bps.wms.htcondor.service import HTCondorService
@@ -142,6 +143,29 @@ def test_restart_reruns_only_what_failed_and_completes_the_outputs(tmp_path):
     report = SERVICE.report(submit)
     assert report.state == "succeeded" and report.totals()["succeeded"] == 5
     assert read_run_record(submit)["restarts"][0]["overrides"] == {"labels": {"coadd": {"retries": 2}}}
+
+
+def test_after_a_restart_is_submitted_the_previous_dagman_exit_is_not_reported(tmp_path):
+    marker = tmp_path / "attempts"
+    wf = diamond(
+        tmp_path,
+        extra={"detect_0": ["--fail-until-attempt", "2", "--marker", str(marker)]},
+        retry=RetryPolicy(retries=0),
+    )
+    _, submit = _run(wf)
+    assert SERVICE.report(submit).state == "failed"
+    layout = SERVICE.prepare_restart(submit)
+    # What `submit` records (the schedd part needs HTCondor): the new DAGMan has not written yet.
+    time.sleep(1.0)  # event logs have one-second resolution
+    write_run_record(
+        submit, cluster_id=77, state="submitted", submissions=[{"cluster_id": 77, "time": time.time()}]
+    )
+    during = SERVICE.report(submit)
+    assert during.state == "running"
+    assert during.counts["detect"]["failed"] == 0
+    run_dag(layout.dag)
+    after = SERVICE.report(submit)
+    assert after.state == "succeeded" and after.counts["detect"]["succeeded"] == 1
 
 
 def test_restart_refuses_unknown_overrides_and_runs_without_a_rescue(tmp_path):

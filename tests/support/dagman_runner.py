@@ -213,7 +213,10 @@ class DagmanRunner:
     def run(self) -> RunResult:
         dag = parse_dag(self.dag_path)
         rescue = latest_rescue(self.dag_path)
-        self.log(f"******************** DAGMan starting: {self.dag_path.name}")
+        self.log("******************************************************")
+        self.log(
+            f"** condor_scheduniv_exec.0.0 (CONDOR_DAGMAN) STARTING UP: DAGMan starting {self.dag_path.name}"
+        )
         if rescue is not None:
             self.log(f"Running rescue DAG {rescue.name}")
             for line in rescue.read_text().splitlines():

@@ -9,6 +9,7 @@ submit event's note ``DAG Node: NAME`` ties a cluster to its node.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,8 @@ class NodeHistory:
     last_hold_reason: str | None = None
     request_memory_mb: int = 0
     memory_usage_mb: int = 0
+    #: local time (epoch seconds) of the node's last event
+    last_event_time: float = 0.0
 
     @property
     def attempts(self) -> int:
@@ -64,11 +67,13 @@ def read_event_log(path: str | Path) -> dict[str, NodeHistory]:
             hist = nodes.setdefault(name, NodeHistory(name))
             hist.clusters.append(event.cluster)
             hist.state, hist.exit_code, hist.hold_reason, hist.hold_code = "idle", None, None, None
+            hist.last_event_time = _event_time(event)
             by_cluster[event.cluster] = hist
             continue
         hist = by_cluster.get(event.cluster)
         if hist is None:
             continue
+        hist.last_event_time = _event_time(event)
         if code == EXECUTE:
             hist.state = "running"
         elif code == HELD:
@@ -89,3 +94,12 @@ def read_event_log(path: str | Path) -> dict[str, NodeHistory]:
             hist.request_memory_mb = max(hist.request_memory_mb, int(event.get("RequestMemory", 0) or 0))
             hist.memory_usage_mb = max(hist.memory_usage_mb, int(event.get("MemoryUsage", 0) or 0))
     return nodes
+
+
+def _event_time(event: object) -> float:
+    """Event time as epoch seconds (event logs record the submit host's local time)."""
+    text = event.get("EventTime", "")  # type: ignore[attr-defined]
+    try:
+        return time.mktime(time.strptime(str(text)[:19], "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return 0.0

@@ -22,17 +22,35 @@ from .layout import DagLayout, find_dag
 from .translator import FINAL_NODE, NO_RETRY_SENTINEL, node_names
 
 _EXITING = re.compile(r"EXITING WITH STATUS (-?\d+)")
+#: How a DAGMan start-up shows in .dagman.out (real DAGMan, and the test runner).
+_STARTING = ("(CONDOR_DAGMAN) STARTING UP", "DAGMan starting")
 TAIL_LINES = 20
 
 
-def dagman_exit_status(dagman_out: Path) -> int | None:
-    """DAGMan's exit status from the end of ``.dagman.out``, or None while it runs (or never ran)."""
-    if not dagman_out.exists():
+def last_submission(record: dict) -> float | None:
+    """When the run was last submitted (from the run record), or None."""
+    submissions = record.get("submissions") or []
+    return float(submissions[-1]["time"]) if submissions else None
+
+
+def _fresh(path: Path, since: float | None) -> bool:
+    """``path`` was written by the current submission (files of an earlier one are stale after a restart)."""
+    return path.exists() and (since is None or path.stat().st_mtime >= since)
+
+
+def dagman_exit_status(dagman_out: Path, since: float | None = None) -> int | None:
+    """DAGMan's exit status from the end of ``.dagman.out``, or None while it runs (or never ran).
+
+    Only an exit after the last start-up counts, and only if the file was written since
+    the last submission ``since``: after a restart the previous DAGMan's exit is not this one's.
+    """
+    if not _fresh(dagman_out, since):
         return None
     with dagman_out.open("rb") as f:
-        f.seek(max(0, f.seek(0, 2) - 8192))
+        f.seek(max(0, f.seek(0, 2) - 65536))
         tail = f.read().decode(errors="replace")
-    found = _EXITING.findall(tail)
+    start = max(tail.rfind(marker) for marker in _STARTING)
+    found = _EXITING.findall(tail[max(start, 0) :])
     return int(found[-1]) if found else None
 
 
@@ -51,7 +69,10 @@ def build_report(submit_dir: str | Path) -> RunReport:
         raise FileNotFoundError(f"{layout.workflow_json} is missing: the submit directory is incomplete")
     workflow = GenericWorkflow.load(layout.workflow_json)
     record = read_run_record(layout.submit_dir)
-    status = ns.read_node_status(layout.node_status)
+    since = last_submission(record)
+    status = (
+        ns.read_node_status(layout.node_status) if _fresh(layout.node_status, since) else ns.DagStatus({})
+    )
     history = read_event_log(layout.nodes_log)
     report = RunReport(submit_dir=str(layout.submit_dir), wms="htcondor", run_id=_run_id(record))
 
@@ -61,15 +82,18 @@ def build_report(submit_dir: str | Path) -> RunReport:
         nodes.append((FINAL_NODE, workflow.final.label, workflow.final))
     states: dict[str, str] = {}
     for node, label, job in nodes:
-        state = _node_state(status.nodes.get(node), history.get(node))
+        hist = history.get(node)
+        if hist is not None and since is not None and hist.last_event_time + 1 <= since:
+            hist = _before_restart(hist)
+        state = _node_state(status.nodes.get(node), hist)
         states[node] = state
         report.add(label, state)
         if state in ("failed", "held"):
-            report.failures.append(_failure(layout, node, job, history.get(node)))
+            report.failures.append(_failure(layout, node, job, hist))
     if not status.nodes:
         _mark_skipped_from_history(workflow, names, states, report)
 
-    exit_status = dagman_exit_status(layout.dagman_out)
+    exit_status = dagman_exit_status(layout.dagman_out, since)
     report.state = _run_state(record, exit_status, report)
     rescues = layout.rescue_files()
     if rescues and report.state in ("failed", "cancelled"):
@@ -83,6 +107,12 @@ def build_report(submit_dir: str | Path) -> RunReport:
         report.messages.append(f"not submitted yet: `bps submit {layout.submit_dir}`")
     write_run_record(layout.submit_dir, state=report.state, counts=report.totals())
     return report
+
+
+def _before_restart(hist: NodeHistory) -> NodeHistory | None:
+    """A node whose events all predate the current submission: done if it succeeded, else
+    waiting to run again (the rescue DAG reruns it)."""
+    return hist if hist.state == "exited" and hist.exit_code == 0 else None
 
 
 def _run_id(record: dict) -> str | None:

@@ -25,7 +25,7 @@ from . import overrides as overrides_mod
 from .checks import check_workflow, job_user_warnings
 from .eventlog import read_event_log
 from .layout import DagLayout, find_dag
-from .report import build_report, dagman_exit_status
+from .report import build_report, dagman_exit_status, last_submission
 from .translator import NodeOverrides, node_names, write_dag
 
 log = logging.getLogger("bps.wms.htcondor")
@@ -70,7 +70,10 @@ class HTCondorService(WorkflowService):
     def submit(self, submit_dir: Path) -> str:
         layout = find_dag(submit_dir)
         record = read_run_record(layout.submit_dir)
-        if record.get("cluster_id") is not None and dagman_exit_status(layout.dagman_out) is None:
+        if (
+            record.get("cluster_id") is not None
+            and dagman_exit_status(layout.dagman_out, last_submission(record)) is None
+        ):
             if record.get("state") not in ("cancelled", "prepared"):
                 raise WmsError(
                     f"{layout.submit_dir} was submitted as DAGMan job {record['cluster_id']} and has not "
@@ -107,7 +110,10 @@ class HTCondorService(WorkflowService):
         """
         layout = find_dag(submit_dir)
         record = read_run_record(layout.submit_dir)
-        if record.get("cluster_id") is not None and dagman_exit_status(layout.dagman_out) is None:
+        if (
+            record.get("cluster_id") is not None
+            and dagman_exit_status(layout.dagman_out, last_submission(record)) is None
+        ):
             if record.get("state") != "cancelled":
                 raise WmsError(
                     f"the run in {layout.submit_dir} is still active (DAGMan job {record['cluster_id']}): "
