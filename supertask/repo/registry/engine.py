@@ -56,6 +56,8 @@ def _configure_sqlite(engine: sa.Engine) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
         cur.execute("PRAGMA synchronous=NORMAL")
+        # 64 MiB page cache: index inserts of 10^6 datasets stay in memory instead of thrashing 2 MiB
+        cur.execute("PRAGMA cache_size=-65536")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
