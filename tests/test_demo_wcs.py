@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from supertask.demo.wcs import TanWcs
 
@@ -71,3 +73,18 @@ def test_dict_round_trip_and_missing_key_error_names_the_key():
 def test_non_positive_scale_is_refused():
     with pytest.raises(ValueError, match="pixel scale must be positive"):
         TanWcs(150.0, 2.0, 0.0, 0.0, 0.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    ra=st.floats(0.0, 359.9),
+    dec=st.floats(-85.0, 85.0),
+    x=st.floats(-3000.0, 3000.0),
+    y=st.floats(-3000.0, 3000.0),
+)
+def test_round_trip_holds_anywhere_on_the_sky_including_across_ra_zero(ra, dec, x, y):
+    wcs = TanWcs(ra, dec, 0.0, 0.0, 2.0 / 3600)
+    sky_ra, sky_dec = wcs.pixel_to_sky(x, y)
+    assert 0.0 <= sky_ra < 360.0
+    x2, y2 = wcs.sky_to_pixel(sky_ra, sky_dec)
+    assert abs(x2 - x) < 1e-5 and abs(y2 - y) < 1e-5

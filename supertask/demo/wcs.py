@@ -52,6 +52,7 @@ class TanWcs:
         dra = np.arctan2(xi, denom)
         dec = np.arctan2((np.sin(dec0) + eta * np.cos(dec0)) * np.cos(dra), denom)
         ra = np.mod(np.rad2deg(ra0 + dra), 360.0)
+        ra = np.where(ra >= 360.0, ra - 360.0, ra)  # mod of a tiny negative angle rounds to 360.0
         return ra, np.rad2deg(dec)
 
     def sky_to_pixel(self, ra: ArrayLike, dec: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
