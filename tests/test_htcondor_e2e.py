@@ -27,6 +27,8 @@ from supertask.repo.butler import Butler
 from supertask.repo.dataid import DataId
 from supertask.repo.dataset import Dataset, DatasetType
 
+pytestmark = pytest.mark.slow
+
 RUN = "u/test/condor"
 TASKS = """
 from supertask.config import Config, DatasetField, Field
