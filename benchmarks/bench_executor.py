@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import os
 import sys
 import tempfile
 import time
@@ -41,7 +42,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2], help="process counts to run")
     parser.add_argument("--root", help="make the repository here (default: a temporary directory)")
     parser.add_argument("--profile", help="cProfile the main process of the first run into this file")
+    parser.add_argument(
+        "--skip-fsync",
+        action="store_true",
+        help="attribution only: make os.fsync a no-op in this process and its workers, to show what the "
+        "datastore's per-file fsync costs (never a way to run real work)",
+    )
     args = parser.parse_args(argv)
+    if args.skip_fsync:
+        os.fsync = lambda fd: None
+        print("os.fsync disabled (attribution run)")
 
     print(machine_note())
     root = Path(args.root) if args.root else Path(tempfile.mkdtemp(prefix="bench_executor_"))
@@ -74,9 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         elapsed = time.perf_counter() - start
         succeeded = result.total("succeeded")
         registered = sum(butler.registry.countDatasetsIn(t, run) for t in ("calexp", "warp", "coadd"))
+        load = os.getloadavg()[0]
         print(
             f"-j {processes}: {succeeded}/{len(graph)} quanta succeeded in {elapsed:.1f} s = "
-            f"{succeeded / elapsed:,.0f} quanta/s; {registered} outputs registered"
+            f"{succeeded / elapsed:,.0f} quanta/s; {registered} outputs registered (load average {load:.1f})"
         )
         if not result.ok:
             print(f"  failures: {result.failures[:3]}")
