@@ -234,3 +234,12 @@ def test_job_names_that_collide_as_node_names_are_refused(tmp_path):
 def test_find_dag_explains_an_unprepared_directory(tmp_path):
     with pytest.raises(FileNotFoundError, match="not prepared for HTCondor"):
         find_dag(tmp_path)
+
+
+def test_a_label_walltime_limits_execution(tmp_path):
+    wf = diamond(tmp_path)
+    for name in ("detect_0",):
+        wf.jobs[name] = replace(wf.jobs[name], resources=Resources(walltime_s=3600))
+    layout = write_dag(wf)
+    assert htcondor2.Submit(layout.submit_file("detect").read_text())["allowed_execute_duration"] == "3600"
+    assert "allowed_execute_duration" not in htcondor2.Submit(layout.submit_file("coadd").read_text())

@@ -214,6 +214,13 @@ def _site_lines(site: SiteConfig) -> str:
     return "\n".join(lines)
 
 
+def _walltime_line(job: Job) -> str:
+    """A job running longer than its walltime is stopped (and then retried or reported)."""
+    if not job.resources.walltime_s:
+        return ""
+    return f"\nallowed_execute_duration = {int(job.resources.walltime_s)}"
+
+
 def _render_job_submit(
     workflow: GenericWorkflow, layout: DagLayout, d: _LabelDefaults, env: dict[str, str], site_cap: int
 ) -> str:
@@ -263,7 +270,7 @@ def _render_job_submit(
             "periodic_remove": memory.periodic_remove(policy),
             "submit_dir": layout.submit_dir,
             "staging": staging,
-            "site_lines": _site_lines(site),
+            "site_lines": _site_lines(site) + _walltime_line(d.job),
             "run": workflow.output_run,
         },
         site.condor.get("templates_dir"),
