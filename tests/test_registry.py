@@ -280,3 +280,31 @@ def test_large_batches_take_the_bulk_path_and_stay_idempotent(registry):
     assert registry.findDataset(RAW, sample.dataId, "run").id == sample.id
     with pytest.raises(ConflictingDatasetError):
         registry.insertDatasets(RAW, "run", records(ids, checksum="other"))
+
+
+def test_restrict_may_name_units_outside_the_output(registry):
+    rows = registry.queryDataIds(["visit"], restrict={"patch": [0]})
+    assert [d["visit"] for d in rows] == [0, 1]  # the visits overlapping patch 0
+    with pytest.raises(KeyError, match="unknown unit"):
+        registry.queryDataIds(["visit"], restrict={"ccd": [1]})
+
+
+def test_exposures_join_visits_through_their_definition(registry):
+    registry.insertUnits(
+        "exposure",
+        # the filter of each exposure is that of its visit (visit e // 2: 0 is G, 1 is R)
+        [
+            {"instrument": "Cam", "exposure": 100 + e, "physical_filter": "R" if e >= 2 else "G"}
+            for e in range(4)
+        ],
+    )
+    registry.insertUnits(
+        "visit_definition", [{"instrument": "Cam", "exposure": 100 + e, "visit": e // 2} for e in range(4)]
+    )
+    rows = registry.queryDataIds(["exposure", "visit"])
+    assert {(d["exposure"], d["visit"]) for d in rows} == {(100, 0), (101, 0), (102, 1), (103, 1)}
+
+
+def test_expression_may_use_relation_fields(registry):
+    rows = registry.queryDataIds(["visit", "detector"], where="visit_detector_region.ra_min >= 5.2")
+    assert {(d["visit"], d["detector"]) for d in rows} == {(5, 2), (5, 3)}

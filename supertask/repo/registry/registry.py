@@ -813,22 +813,24 @@ class Registry:
             Sorted by key columns.
         """
         units = list(units)
-        plan, clause, constraints = self._dataIdQuery(units, where, bind, datasets, collections)
+        sets = {k: set(v) for k, v in (restrict or {}).items()}
+        unknown = [k for k in sets if k not in self.universe.units]
+        if unknown:
+            raise KeyError(f"restrict names unknown unit(s) {unknown}; known: {sorted(self.universe.units)}")
+        plan, clause, constraints = self._dataIdQuery([*units, *sets], where, bind, datasets, collections)
         outputKeys = self.universe.expand(units)
         plan.outputKeys = outputKeys
         if not plan.elements:
             return [DataId()] if self._globalConstraintsHold(constraints) else []
         result: set[DataId] = set()
+        base = self.queries.select(plan, clause, constraints, None)
         with self.engine.connect() as conn:
-            for extra in _restrict_chunks(
-                {k: set(v) for k, v in (restrict or {}).items()}, plan.columns.__getitem__
-            ):
-                stmt = self.queries.select(plan, clause, constraints, None)
-                stmt = stmt.where(*extra)
-                for row in conn.execute(stmt):
+            for extra in _restrict_chunks(sets, plan.columns.__getitem__, droppable=set(outputKeys)):
+                for row in conn.execute(base.where(*extra)):
                     result.add(DataId._from_sorted(dict(zip(outputKeys, row, strict=True))))
-        if restrict:
-            result = {d for d in result if all(d[k] in set(v) for k, v in restrict.items() if k in d)}
+        checks = [(k, v) for k, v in sets.items() if k in outputKeys]
+        if checks:
+            result = {d for d in result if all(d._values[k] in v for k, v in checks)}
         return sort_data_ids(result)
 
     def countDataIds(
@@ -862,18 +864,24 @@ class Registry:
         return True
 
 
-def _restrict_chunks(restrict: Mapping[str, set[Any]], column) -> Iterator[list[sa.ColumnElement[bool]]]:
+def _restrict_chunks(
+    restrict: Mapping[str, set[Any]], column, droppable: set[str] | None = None
+) -> Iterator[list[sa.ColumnElement[bool]]]:
     """IN-list conditions for ``restrict``: the biggest set in chunks, small sets whole.
 
-    Sets too big to send whole (besides the chunked one) are left out; callers filter
-    the rows in Python, so the result is the same and no statement exceeds the
-    databases' bound-parameter limits.
+    Sets too big to send whole (besides the chunked one) are left out when their key is
+    in ``droppable`` (default: all): the caller filters those rows in Python, so the result
+    is the same and no statement exceeds the databases' bound-parameter limits.
     """
     if not restrict:
         yield []
         return
     axis = max(restrict, key=lambda k: len(restrict[k]))
-    fixed = [column(k).in_(sorted(v, key=str)) for k, v in restrict.items() if k != axis and len(v) <= 2000]
+    fixed = [
+        column(k).in_(sorted(v, key=str))
+        for k, v in restrict.items()
+        if k != axis and (len(v) <= 2000 or (droppable is not None and k not in droppable))
+    ]
     values = sorted(restrict[axis], key=str)
     if not values:
         return
