@@ -27,6 +27,8 @@ from pathlib import Path
 PIPELINE = Path(__file__).resolve().parents[2] / "examples" / "demo_pipeline.yaml"
 INPUTS = "DemoCam/defaults"
 WHERE = "tract = 0"
+LOCAL_RUN = "demo/tile0"
+BATCH_RUN = "demo/tile0-batch"
 
 
 def _script(name: str) -> str:
@@ -44,18 +46,17 @@ def _run(args: list[str], step: str) -> None:
     print(f"--- {step}: {time.perf_counter() - start:.1f} s", flush=True)
 
 
-def _write_bps_config(path: Path, demo_dir: Path, graph: Path, wms: str, site: str, run: str) -> None:
+def _write_bps_config(path: Path, demo_dir: Path, graph: Path, wms: str, site: str) -> None:
+    """A submit YAML like the ones in examples/ (see docs/bps.md for every key)."""
     path.write_text(
         "\n".join(
             [
                 f"# bps submit config written by the demo for the {wms} workflow system",
-                f"pipeline: {PIPELINE}",
                 f"repo: {demo_dir / 'repo'}",
                 f"qgraph: {graph}",
-                f"input_collections: [{INPUTS}]",
-                f"output_run: {run}",
+                f"output_run: {BATCH_RUN}",
                 f"wms: {wms}",
-                f"site: {site}",
+                f"compute_site: {site}",
                 f"submit_dir: {demo_dir / 'submit' / wms}",
                 "",
             ]
@@ -71,42 +72,32 @@ def main(argv: list[str] | None = None) -> None:
     demo_dir.mkdir(parents=True)
     repo = demo_dir / "repo"
     graph = demo_dir / "tile0.qgraph"
+    batch_graph = demo_dir / "tile0-batch.qgraph"
     start = time.perf_counter()
 
     _run(
         [_script("supertask"), "demo-data", str(repo), "--exposures", "6"],
         "create the repository and demo data",
     )
+    supertask = _script("supertask")
+    plan = [supertask, "qgraph", str(repo), "-p", str(PIPELINE), "-i", INPUTS, "--where", WHERE]
     _run(
-        [
-            _script("supertask"),
-            "qgraph",
-            str(repo),
-            "-p",
-            str(PIPELINE),
-            "-i",
-            INPUTS,
-            "-o",
-            "demo/tile0",
-            "--where",
-            WHERE,
-            "--save",
-            str(graph),
-            "--dot",
-            str(demo_dir / "tile0.dot"),
-        ],
+        [*plan, "-o", LOCAL_RUN, "--save", str(graph), "--dot", str(demo_dir / "tile0.dot")],
         "plan sky tile 0",
     )
-    _run([_script("supertask"), "run", str(repo), "--qgraph", str(graph), "-j", "2"], "run the tile locally")
+    _run([supertask, "run", str(repo), "--qgraph", str(graph), "-j", "2"], "run the tile locally")
 
+    # The batch runs get a graph of their own, with its own output run, so that they never
+    # write over the files of the run above.
+    _run([*plan, "-o", BATCH_RUN, "--save", str(batch_graph)], "plan sky tile 0 again for the batch system")
     batch = []
-    for wms, site, run, command in (
-        ("local", "local", "demo/tile0-bps", "submit"),
-        ("htcondor", "htcondor_shared", "demo/tile0-htcondor", "prepare"),
-        ("pegasus", "pegasus_local", "demo/tile0-pegasus", "prepare"),
+    for wms, site, command in (
+        ("local", "local", "submit"),
+        ("htcondor", "htcondor_shared", "prepare"),
+        ("pegasus", "pegasus_local", "prepare"),
     ):
         config = demo_dir / f"bps_{wms}.yaml"
-        _write_bps_config(config, demo_dir, graph, wms, site, run)
+        _write_bps_config(config, demo_dir, batch_graph, wms, site)
         verb = (
             "run the tile through bps with local jobs" if command == "submit" else f"write the {wms} workflow"
         )
@@ -114,9 +105,10 @@ def main(argv: list[str] | None = None) -> None:
         batch.append((wms, demo_dir / "submit" / wms))
 
     print(f"\n=== demo finished in {time.perf_counter() - start:.1f} s; everything is under {demo_dir}")
-    print(f"repository:          {repo}  (outputs in run 'demo/tile0')")
+    print(f"repository:          {repo}  (outputs in runs {LOCAL_RUN!r} and {BATCH_RUN!r})")
     print(f"graph:               {graph}  (supertask qgraph show {graph})")
-    print(f"coadds:              {repo / 'demo' / 'tile0'}")
+    print(f"summary and logs:    {repo / LOCAL_RUN / 'logs'}")
+    print(f"coadds:              supertask query datasets {repo} deepCoadd --collections {LOCAL_RUN}")
     for wms, submit_dir in batch:
         print(f"{wms + ' submit dir:':<20} {submit_dir}")
 
