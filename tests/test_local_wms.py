@@ -409,3 +409,37 @@ def test_transfer_staging_by_logical_file_name_then_finalize_puts_outputs_in_pla
     assert summary.registered == len(DETECTORS) + 1 and not summary.rejected
     assert registered(repo, "total")[None] == {"sum": sum(d * 20 for d in DETECTORS)}
     assert not list(staged.iterdir())  # every staged file moved into the datastore
+
+
+def test_cancel_stops_a_local_run_and_restart_finishes_it(toy):
+    import subprocess
+    import sys
+    import time
+
+    from bps.wms.base import read_run_record
+
+    repo, config = toy
+    cfg = config("cancel")
+    submit_dir = Path(yaml.safe_load(cfg.read_text())["submit_dir"])
+    env = dict(os.environ, TOY_DELAY="1.0")
+    runner = subprocess.Popen(
+        [str(Path(sys.executable).parent / "bps"), "submit", str(cfg), "-j", "1"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        jobs = read_run_record(submit_dir).get("jobs", {}) if submit_dir.exists() else {}
+        if any(j.get("state") == "running" for j in jobs.values()):
+            break
+        time.sleep(0.05)
+    result = CliRunner().invoke(bps_main, ["cancel", str(submit_dir)])
+    assert result.exit_code == 0, result.output
+    runner.wait(timeout=60)
+    record = read_run_record(submit_dir)
+    assert record["state"] == "cancelled"
+    assert not any(j["state"] == "running" for j in record["jobs"].values())
+    again = CliRunner().invoke(bps_main, ["restart", str(submit_dir)])
+    assert again.exit_code == 0, again.output
+    assert sorted(registered(repo, "made")) == list(DETECTORS)
