@@ -53,6 +53,7 @@ class LocalService(WorkflowService):
     def __init__(self, jobs: int | None = None, progress: bool = True):
         self.jobs = jobs
         self.progress = progress
+        self.retries_override: int | None = None
         self._stop = False
 
     # -- WorkflowService ------------------------------------------------------------------
@@ -78,7 +79,7 @@ class LocalService(WorkflowService):
         if not record.get("jobs"):
             raise WmsError(f"{submit_dir} was never submitted with the local system: use `bps submit` first")
         if overrides and "retries" in overrides:
-            self._retries_override = int(overrides["retries"])
+            self.retries_override = int(overrides["retries"])
         run_id = f"local-{os.getpid()}-{int(time.time())}"
         self._run(submit_dir, run_id, rerun_all=False)
         return run_id
@@ -172,7 +173,7 @@ class LocalService(WorkflowService):
         running: dict[str, _Running] = {}
         per_throttle: dict[str, int] = {}
         last_record = 0.0
-        retries_override = getattr(self, "_retries_override", None)
+        retries_override = self.retries_override
 
         def skip_descendants(name: str) -> None:
             stack = list(children[name])
