@@ -20,7 +20,7 @@ import textwrap
 import time
 from pathlib import Path
 
-TASK = '''
+TASK = """
 from supertask.config import Config, DatasetField
 from supertask.supertask import SuperTask
 from supertask.task import Struct
@@ -37,7 +37,7 @@ class TrivialTask(SuperTask):
 
     def run(self, seed):
         return Struct(made={"value": seed["value"] + 1})
-'''
+"""
 
 
 def setup(work: Path, n_quanta: int) -> tuple[Path, Path, dict[str, str]]:
@@ -79,24 +79,52 @@ def main() -> None:
             subprocess.run([sys.executable, "-c", "pass"], check=True)
             baseline.append(time.perf_counter() - start)
             manifests = work / f"m{i}"
-            command = [sys.executable, "-m", "bps.run_quantum", "--graph", str(graph), "--quantum", str(i % 3),
-                       "--repo", str(repo), "--job", f"j{i}", "--manifest-dir", str(manifests)]
+            command = [
+                sys.executable,
+                "-m",
+                "bps.run_quantum",
+                "--graph",
+                str(graph),
+                "--quantum",
+                str(i % 3),
+                "--repo",
+                str(repo),
+                "--job",
+                f"j{i}",
+                "--manifest-dir",
+                str(manifests),
+            ]
             start = time.perf_counter()
             subprocess.run(command, check=True, env=env, stderr=subprocess.DEVNULL)
             job.append(time.perf_counter() - start)
             # the no-op rerun of a finished job
         noop = []
         for i in range(min(repeats, 3)):
-            command = [sys.executable, "-m", "bps.run_quantum", "--graph", str(graph), "--quantum", str(i % 3),
-                       "--repo", str(repo), "--job", f"j{i}", "--manifest-dir", str(work / f"m{i}")]
+            command = [
+                sys.executable,
+                "-m",
+                "bps.run_quantum",
+                "--graph",
+                str(graph),
+                "--quantum",
+                str(i % 3),
+                "--repo",
+                str(repo),
+                "--job",
+                f"j{i}",
+                "--manifest-dir",
+                str(work / f"m{i}"),
+            ]
             start = time.perf_counter()
             subprocess.run(command, check=True, env=env, stderr=subprocess.DEVNULL)
             noop.append(time.perf_counter() - start)
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"graph: {n_quanta} quanta; {repeats} fresh processes each")
     print(f"python -c pass             median {statistics.median(baseline) * 1000:7.1f} ms")
-    print(f"run_quantum, one quantum   median {statistics.median(job) * 1000:7.1f} ms  "
-          f"(min {min(job) * 1000:.1f}, max {max(job) * 1000:.1f}; target < 200 ms)")
+    print(
+        f"run_quantum, one quantum   median {statistics.median(job) * 1000:7.1f} ms  "
+        f"(min {min(job) * 1000:.1f}, max {max(job) * 1000:.1f}; target < 200 ms)"
+    )
     print(f"run_quantum, already done  median {statistics.median(noop) * 1000:7.1f} ms")
 
 
