@@ -75,6 +75,7 @@ def prepare(resolved: ResolvedConfig, *, service: Any = None) -> Prepared:
         )
     if not len(graph):
         raise PrepareError(f"graph {graph_file} has no quanta: nothing to run")
+    _check_labels(resolved, {q.taskLabel for q in graph})
     path_of, off_template = _locator(c.repo, graph)
     options = BuildOptions(
         name=safe_name(f"{output_run}"),
@@ -98,6 +99,33 @@ def prepare(resolved: ResolvedConfig, *, service: Any = None) -> Prepared:
     workflow.save(submit_dir / WORKFLOW_FILE)
     main_file = service.prepare(workflow) if service is not None else None
     return Prepared(submit_dir=submit_dir, workflow=workflow, main_file=main_file)
+
+
+def _check_labels(resolved: ResolvedConfig, task_labels: set[str]) -> None:
+    """A label in ``resources.labels`` or ``throttles`` set by the user that names nothing is a typo.
+
+    Values from the site file or the defaults may name labels of other pipelines and are
+    left alone; the user's own must match a task label or a clustering rule's name.
+    """
+    import difflib
+
+    from .config import DEFAULTS_SOURCE
+
+    c = resolved.config
+    known = task_labels | {rule.name for rule in c.clustering.clusters}
+    site_source = resolved.source_of("site.name")
+    problems = []
+    for section, labels in (("resources.labels", c.resources.labels), ("throttles", c.throttles)):
+        for label in labels:
+            key = f"{section}.{label}"
+            source = resolved.source_of(key)
+            if label in known or source in (DEFAULTS_SOURCE, site_source):
+                continue
+            close = difflib.get_close_matches(label, sorted(known), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"labels here: {sorted(known)}"
+            problems.append(f"{key} ({source}) names no task label or cluster of this workflow: {hint}")
+    if problems:
+        raise PrepareError("\n  ".join(["submit configuration does not match the graph:", *problems]))
 
 
 def _graph_file(resolved: ResolvedConfig, submit_dir: Path) -> Path:

@@ -443,3 +443,14 @@ def test_cancel_stops_a_local_run_and_restart_finishes_it(toy):
     again = CliRunner().invoke(bps_main, ["restart", str(submit_dir)])
     assert again.exit_code == 0, again.output
     assert sorted(registered(repo, "made")) == list(DETECTORS)
+
+
+def test_resources_for_a_misspelt_label_are_refused_with_a_suggestion(toy):
+    repo, config = toy
+    cfg = config("typo", resources={"labels": {"mkae": {"memory_mb": 1000}}})
+    result = CliRunner().invoke(bps_main, ["prepare", str(cfg)])
+    assert (
+        result.exit_code == 1
+        and "resources.labels.mkae" in result.output
+        and "did you mean 'make'" in result.output
+    )
