@@ -361,3 +361,12 @@ def test_any_job_names_give_unique_schema_valid_ids(names):
     plan = translate(wf, Path("/tmp/x/pegasus"))
     assert sorted(entry["name"] for entry in plan.job_map.values()) == sorted(wf.jobs)
     assert schema.validation_errors(to_document(plan.workflow), "wf-5.0.yml") == []
+
+
+def test_translation_logs_no_line_per_job(tmp_path, caplog):
+    import logging
+
+    sample = build_sample(tmp_path, pegasus={"execution_site": "local"})
+    with caplog.at_level(logging.INFO):
+        write_plan(translate(sample.workflow), tmp_path / "out")
+    assert not [r for r in caplog.records if r.name.startswith("Pegasus")]
