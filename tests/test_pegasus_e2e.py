@@ -18,6 +18,8 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -40,7 +42,7 @@ except ImportError:  # tests/ is not a package: pytest put tests/ itself on sys.
 
 RUN = "u/test/pegasus"
 TASKS = """
-from supertask.config import Config, DatasetField
+from supertask.config import Config, DatasetField, Field
 from supertask.supertask import SuperTask
 from supertask.task import Struct
 
@@ -48,6 +50,7 @@ class TripleConfig(Config):
     seed = DatasetField(doc="in", units=("instrument", "detector"), storageClass="StructuredDataDict", name="seed")
     tripled = DatasetField(doc="out", units=("instrument", "detector"), storageClass="StructuredDataDict",
                            name="tripled", role="output")
+    failDetector = Field(dtype=int, default=-1, doc="raise on this detector")
 
 class TripleTask(SuperTask):
     ConfigClass = TripleConfig
@@ -55,6 +58,8 @@ class TripleTask(SuperTask):
     quantumUnits = ("instrument", "detector")
 
     def run(self, seed):
+        if seed["detector"] == self.config.failDetector:
+            raise RuntimeError("triple fails on purpose")
         return Struct(tripled={"detector": seed["detector"], "value": seed["value"] * 3})
 
 class TotalConfig(Config):
@@ -83,8 +88,18 @@ PIPELINE = {
 }
 
 
+@dataclass
+class Toy:
+    """The toy's directory, repository, submit YAML, and a function rewriting its graph."""
+
+    root: Path
+    repo: Path
+    config: Path
+    write_graph: Callable[..., None]
+
+
 @pytest.fixture
-def toy(tmp_path, monkeypatch):
+def toy(tmp_path, monkeypatch) -> Toy:
     """A repository with three seeds, a two-task graph over them, and a submit YAML for Pegasus."""
     pkg = tmp_path / "pkg"
     pkg.mkdir()
@@ -98,26 +113,26 @@ def toy(tmp_path, monkeypatch):
         butler.put({"detector": d, "value": d}, SEED, {"instrument": "Cam", "detector": d}) for d in (1, 2, 3)
     ]
     butler.close()
-    quanta, tripled = [], []
-    for s in seeds:
-        out = Dataset(TRIPLED, s.dataId)
-        tripled.append(out)
-        quanta.append(
-            Quantum(
-                "triple",
-                DataId(s.dataId),
-                {"seed": [Dataset(SEED, s.dataId, id=s.id, run=s.run)]},
-                {"tripled": [out]},
-            )
-        )
-    cam = DataId(instrument="Cam")
-    quanta.append(Quantum("total", cam, {"tripled": list(tripled)}, {"total": [Dataset(TOTAL, cam)]}))
     graph = tmp_path / "toy.qgraph"
-    QuantumGraph(
-        quanta,
-        pipelineYaml=yaml.safe_dump(PIPELINE),
-        metadata={"output_run": RUN, "input_collections": ["seeds"]},
-    ).save(graph)
+
+    def write_graph(fail_detector: int = -1) -> None:
+        quanta, tripled = [], []
+        for s in seeds:
+            out = Dataset(TRIPLED, s.dataId)
+            tripled.append(out)
+            inputs = {"seed": [Dataset(SEED, s.dataId, id=s.id, run=s.run)]}
+            quanta.append(Quantum("triple", DataId(s.dataId), inputs, {"tripled": [out]}))
+        cam = DataId(instrument="Cam")
+        quanta.append(Quantum("total", cam, {"tripled": list(tripled)}, {"total": [Dataset(TOTAL, cam)]}))
+        pipeline = {**PIPELINE, "tasks": dict(PIPELINE["tasks"])}
+        pipeline["tasks"]["triple"] = {
+            **pipeline["tasks"]["triple"],
+            "config": {"failDetector": fail_detector},
+        }
+        metadata = {"output_run": RUN, "input_collections": ["seeds"]}
+        QuantumGraph(quanta, pipelineYaml=yaml.safe_dump(pipeline), metadata=metadata).save(graph)
+
+    write_graph()
     config = tmp_path / "submit.yaml"
     config.write_text(
         yaml.safe_dump(
@@ -132,7 +147,7 @@ def toy(tmp_path, monkeypatch):
             }
         )
     )
-    return tmp_path, repo, config
+    return Toy(tmp_path, repo, config, write_graph)
 
 
 def _prepare(config: Path) -> Path:
@@ -169,7 +184,7 @@ def _dag_edges(dag: Path, workflow: GenericWorkflow) -> tuple[set[str], set[tupl
 
 
 def test_pegasus_workflow_and_htcondor_dag_have_the_same_jobs_and_edges(toy):
-    tmp_path, _, config = toy
+    tmp_path, config = toy.root, toy.config
     submit = _prepare(config)
     workflow = GenericWorkflow.load(submit / "workflow.json")
     jobs, edges, final_name = _pegasus_edges(submit / "pegasus")
@@ -189,13 +204,13 @@ def test_pegasus_workflow_and_htcondor_dag_have_the_same_jobs_and_edges(toy):
 
 
 def test_prepared_pegasus_files_validate_against_the_schemas(toy):
-    _, _, config = toy
+    config = toy.config
     submit = _prepare(config)
     assert schema.validate_directory(submit / "pegasus") == {n: [] for n in schema.SCHEMA_OF}
 
 
 def test_bps_submit_without_pegasus_stops_clearly_and_leaves_the_directory_ready(toy, monkeypatch):
-    tmp_path, _, config = toy
+    tmp_path, config = toy.root, toy.config
     empty = tmp_path / "emptybin"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
@@ -219,7 +234,7 @@ def _run_quantum_has_pegasus_mode() -> bool:
 def test_pegasus_jobs_run_in_order_register_the_same_datasets_as_supertask_run(toy):
     from bps.staging import checksum_file
 
-    tmp_path, repo, config = toy
+    tmp_path, repo, config = toy.root, toy.repo, toy.config
     reference = tmp_path / "reference"
     shutil.copytree(repo, reference)
     graph = yaml.safe_load(config.read_text())["qgraph"]
@@ -243,6 +258,50 @@ def test_pegasus_jobs_run_in_order_register_the_same_datasets_as_supertask_run(t
     assert not list((submit / "staged").iterdir())  # finalize moved everything into place
     butler = Butler(repo, collections=[RUN])
     try:
+        (total,) = butler.registry.queryDatasets("total", [RUN])
+        assert butler.get(total) == {"sum": 3 * (1 + 2 + 3)}
+    finally:
+        butler.close()
+
+
+@pytest.mark.skipif(
+    not _run_quantum_has_pegasus_mode(),
+    reason="run_quantum has no Pegasus mode (--inputs-dir/--outputs-dir) yet",
+)
+def test_a_run_stopped_partway_registers_what_succeeded_and_a_restart_reruns_only_the_rest(toy):
+    from bps.wms.pegasus.service import PegasusService
+
+    toy.write_graph(fail_detector=2)
+    submit = _prepare(toy.config)
+    pegasus_dir = submit / "pegasus"
+    job_map = json.loads((pegasus_dir / "job_map.json").read_text())
+    by_name = {entry["name"]: pid for pid, entry in job_map.items()}
+    first = run_workflow(pegasus_dir, toy.root / "work1", keep_going=True)
+    failed = {job_map[pid]["name"] for pid in first.failed}
+    assert len(failed) == 1 and "triple fails on purpose" in next(iter(first.failed.values()))
+    assert {job_map[pid]["label"] for pid in first.skipped} == {"total", "finalize"}
+
+    # the final job did not run: register by hand what succeeded
+    result = CliRunner().invoke(bps_main, ["finalize", str(submit)])
+    assert result.exit_code == 0, result.output
+    butler = Butler(toy.repo, collections=[RUN])
+    try:
+        assert len(list(butler.registry.queryDatasets("tripled", [RUN]))) == 2
+    finally:
+        butler.close()
+
+    # fix the cause, restart with a change: Pegasus's data reuse prunes the two jobs that succeeded
+    toy.write_graph(fail_detector=-1)
+    PegasusService().prepare_restart(submit, {"retries": 1})
+    second = run_workflow(pegasus_dir, toy.root / "work2")
+    ran = {job_map[pid]["name"] for pid in second.order}
+    assert ran == failed | {
+        name for name in by_name if job_map[by_name[name]]["label"] in ("total", "finalize")
+    }
+    assert {job_map[pid]["label"] for pid in second.pruned} == {"triple"} and len(second.pruned) == 2
+    butler = Butler(toy.repo, collections=[RUN])
+    try:
+        assert len(list(butler.registry.queryDatasets("tripled", [RUN]))) == 3
         (total,) = butler.registry.queryDatasets("total", [RUN])
         assert butler.get(total) == {"sum": 3 * (1 + 2 + 3)}
     finally:

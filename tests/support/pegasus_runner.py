@@ -33,6 +33,11 @@ class RunResult:
     order: list[str] = field(default_factory=list)
     #: lfn -> where stage-out put it (the Replica mapper's ``outputs.map``, else ``outputs/``)
     staged: dict[str, Path] = field(default_factory=dict)
+    #: jobs not run because all their outputs were in the replica catalog (data reuse)
+    pruned: list[str] = field(default_factory=list)
+    #: job id -> why it failed (``keep_going``); jobs skipped because an ancestor failed
+    failed: dict[str, str] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
 
 
 def _pfn_path(pfn: str) -> Path:
@@ -85,8 +90,15 @@ def run_workflow(
     env: dict[str, str] | None = None,
     timeout: float = 120,
     exclude: tuple[str, ...] = (),
+    keep_going: bool = False,
 ) -> RunResult:
-    """Run every job of the Pegasus workflow in ``pegasus_dir`` but those in ``exclude``; see the module docstring."""
+    """Run the jobs of the Pegasus workflow in ``pegasus_dir``; see the module docstring.
+
+    Like Pegasus's planner with data reuse, a job whose outputs all have replicas
+    in the replica catalog is pruned (``result.pruned``). ``exclude`` names jobs not
+    to run. With ``keep_going``, a failing job is recorded in ``result.failed`` and
+    its descendants in ``result.skipped``, as DAGMan does; otherwise it raises.
+    """
     pegasus_dir = Path(pegasus_dir)
     workflow = json.loads((pegasus_dir / "workflow.yml").read_text())
     replicas = json.loads((pegasus_dir / "replicas.yml").read_text())
@@ -94,49 +106,78 @@ def run_workflow(
     replica_paths = {r["lfn"]: _pfn_path(r["pfns"][0]["pfn"]) for r in replicas["replicas"]}
     executables = {t["name"]: t["sites"][0]["pfn"] for t in transformations["transformations"]}
     jobs = {job["id"]: job for job in workflow["jobs"]}
+    parents: dict[str, list[str]] = {job_id: [] for job_id in jobs}
+    for dep in workflow.get("jobDependencies", []):
+        for child in dep.get("children", []):
+            parents.setdefault(child, []).append(dep["id"])
     destinations = _read_output_map(pegasus_dir / "outputs.map")
     result = RunResult()
     run_env = dict(os.environ, **(env or {}))
     for job_id in topological_order(workflow["jobs"], workflow.get("jobDependencies", [])):
+        job = jobs[job_id]
+        outputs = [use["lfn"] for use in job["uses"] if use["type"] == "output"]
         if job_id in exclude:
             continue
-        job = jobs[job_id]
-        workdir = Path(work_root) / job_id
-        workdir.mkdir(parents=True)
+        if outputs and all(lfn in replica_paths for lfn in outputs):
+            result.pruned.append(job_id)
+            continue
+        if any(p in result.failed or p in result.skipped for p in parents.get(job_id, [])):
+            result.skipped.append(job_id)
+            continue
+        try:
+            _run_job(job, Path(work_root) / job_id, executables, replica_paths, run_env, timeout, result)
+        except PegasusRunError as err:
+            if not keep_going:
+                raise
+            result.failed[job_id] = str(err)
+            continue
         for use in job["uses"]:
-            if use["type"] != "input":
-                continue
-            source = result.outputs.get(use["lfn"]) or replica_paths.get(use["lfn"])
-            if source is None:
-                raise PegasusRunError(f"job {job_id}: input {use['lfn']} has no replica and no producer")
-            if not source.exists():
-                raise PegasusRunError(f"job {job_id}: input {use['lfn']} is missing at {source}")
-            shutil.copyfile(source, workdir / use["lfn"])
-        if job["name"] not in executables:
-            raise PegasusRunError(f"job {job_id}: transformation {job['name']!r} is not in the catalog")
-        command = [executables[job["name"]], *[str(a) for a in job["arguments"]]]
-        proc = subprocess.run(
-            command, cwd=workdir, env=run_env, capture_output=True, text=True, timeout=timeout
-        )
-        if proc.returncode != 0:
-            raise PegasusRunError(
-                f"job {job_id} exited with {proc.returncode}: {command}\n{proc.stdout}\n{proc.stderr}"
-            )
-        for use in job["uses"]:
-            if use["type"] == "output":
-                produced = workdir / use["lfn"]
-                if not produced.exists():
-                    raise PegasusRunError(f"job {job_id} did not produce its declared output {use['lfn']}")
-                if use["lfn"] in result.outputs:
-                    raise PegasusRunError(f"{use['lfn']} is produced by two jobs")
-                result.outputs[use["lfn"]] = produced
-                if use.get("stageOut"):
-                    target = destinations.get(use["lfn"], pegasus_dir / "outputs" / use["lfn"])
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(produced, target)
-                    result.staged[use["lfn"]] = target
+            if use["type"] == "output" and use.get("stageOut"):
+                target = destinations.get(use["lfn"], pegasus_dir / "outputs" / use["lfn"])
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(result.outputs[use["lfn"]], target)
+                result.staged[use["lfn"]] = target
         result.order.append(job_id)
     return result
+
+
+def _run_job(
+    job: dict,
+    workdir: Path,
+    executables: dict[str, str],
+    replica_paths: dict[str, Path],
+    env: dict[str, str],
+    timeout: float,
+    result: RunResult,
+) -> None:
+    """Stage in, run, collect the declared outputs of one job (into ``result.outputs``)."""
+    job_id = job["id"]
+    workdir.mkdir(parents=True, exist_ok=True)
+    for use in job["uses"]:
+        if use["type"] != "input":
+            continue
+        source = result.outputs.get(use["lfn"]) or replica_paths.get(use["lfn"])
+        if source is None:
+            raise PegasusRunError(f"job {job_id}: input {use['lfn']} has no replica and no producer")
+        if not source.exists():
+            raise PegasusRunError(f"job {job_id}: input {use['lfn']} is missing at {source}")
+        shutil.copyfile(source, workdir / use["lfn"])
+    if job["name"] not in executables:
+        raise PegasusRunError(f"job {job_id}: transformation {job['name']!r} is not in the catalog")
+    command = [executables[job["name"]], *[str(a) for a in job["arguments"]]]
+    proc = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise PegasusRunError(
+            f"job {job_id} exited with {proc.returncode}: {command}\n{proc.stdout}\n{proc.stderr}"
+        )
+    for use in job["uses"]:
+        if use["type"] == "output":
+            produced = workdir / use["lfn"]
+            if not produced.exists():
+                raise PegasusRunError(f"job {job_id} did not produce its declared output {use['lfn']}")
+            if use["lfn"] in result.outputs:
+                raise PegasusRunError(f"{use['lfn']} is produced by two jobs")
+            result.outputs[use["lfn"]] = produced
 
 
 # -- a small generic workflow whose jobs run a stand-in for run_quantum ---------------------
