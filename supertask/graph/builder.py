@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from ..repo.dataid import DataId
 from ..repo.dataset import Dataset, DatasetType
 from ..repo.units import sort_data_ids
-from .quanta import PlannedRepoGraph, PruneRecord
+from .quanta import PlannedRepoGraph, PruneRecord, _project
 
 if TYPE_CHECKING:
     from ..pipeline import Pipeline
@@ -184,13 +184,13 @@ class QuantumGraphBuilder:
                 if producer is None:
                     continue
                 if set(datasetType.units) <= set(task.quantumUnits):
-                    needed = {d.subset(datasetType.units) for d in dataIds}
+                    needed = {_project(d, datasetType.units) for d in dataIds}
                 else:
                     related = view.related(dataIds, datasetType.units)
                     needed = {d for ids in related.values() for d in ids}
                 target = planned[producer.label]
                 if set(producer.quantumUnits) <= set(datasetType.units):
-                    target.update(d.subset(producer.quantumUnits) for d in needed)
+                    target.update(_project(d, producer.quantumUnits) for d in needed)
                 else:
                     for ids in view.related(sort_data_ids(needed), producer.quantumUnits).values():
                         target.update(ids)
