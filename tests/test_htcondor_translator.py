@@ -38,7 +38,7 @@ def test_one_submit_description_per_label_not_per_job(tmp_path):
     wf = _many(tmp_path, 40)
     layout = write_dag(wf)
     subs = sorted(p.name for p in layout.submit_dir.glob("*.sub"))
-    assert subs == ["calibrate.sub", "coadd.sub", "detect.sub", "final.sub"]
+    assert subs == ["bps_final.sub", "calibrate.sub", "coadd.sub", "detect.sub"]
     dag = parse_dag(layout.dag)
     assert len(dag.nodes) == len(wf.jobs) == 44
     assert {n.submit for n in dag.nodes.values()} == {"calibrate.sub", "coadd.sub", "detect.sub"}
@@ -49,7 +49,7 @@ def test_edges_and_final_node_follow_the_workflow(tmp_path):
     dag = parse_dag(write_dag(wf).dag)
     assert dag.nodes["coadd_0"].parents == {"calibrate_1", "calibrate_2"}
     assert dag.nodes["detect_0"].parents == {"coadd_0"}
-    assert dag.final is not None and dag.final.submit == "final.sub"
+    assert dag.final is not None and dag.final.submit == "bps_final.sub"
     assert dag.final.retries == 0
 
 
@@ -181,7 +181,7 @@ def test_final_job_resources_and_site_settings_reach_the_submit_files(tmp_path):
     )
     wf = diamond(tmp_path, site=site)
     layout = write_dag(wf)
-    final = htcondor2.Submit((layout.submit_dir / "final.sub").read_text())
+    final = htcondor2.Submit(layout.final_submit_file.read_text())
     assert final["request_memory"] == "1024"
     job = htcondor2.Submit(layout.submit_file("detect").read_text())
     assert job["accounting_group"] == "group_survey.ops"

@@ -79,6 +79,11 @@ class DagLayout:
     def jobs_dir(self) -> Path:
         return self.submit_dir / JOBS_DIR
 
+    @property
+    def final_submit_file(self) -> Path:
+        """The FINAL node's description (named after the node, so no job label can clash with it)."""
+        return self.submit_dir / "bps_final.sub"
+
     def submit_file(self, label: str) -> Path:
         """The one submit description shared by every job of ``label``."""
         return self.submit_dir / f"{safe_name(label)}.sub"

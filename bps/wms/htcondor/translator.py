@@ -86,13 +86,13 @@ def write_dag(
     _write_post_script(layout, site)
     _write_dagman_config(layout, site)
     if workflow.final is not None:
-        (layout.submit_dir / "final.sub").write_text(_render_final_submit(workflow, layout, env))
+        layout.final_submit_file.write_text(_render_final_submit(workflow, layout, env))
 
     log_dirs: set[str] = set()
     tmp = layout.dag.with_suffix(".dag.tmp")
     with tmp.open("w", buffering=1 << 20) as out:
         out.write(f"# DAG of workflow {workflow.name!r}: {len(workflow.jobs)} jobs, labels {list(labels)}\n")
-        out.write(f"# Written by bps.wms.htcondor.translator; submit with `bps submit {layout.submit_dir}`\n")
+        out.write("# Written by bps.wms.htcondor.translator; see docs/htcondor.md\n")
         out.write(f"CONFIG {layout.config.name}\n")
         out.write(f"NODE_STATUS_FILE {layout.node_status.name} {NODE_STATUS_INTERVAL_S}\n")
         for category, limit in sorted(_throttles(workflow).items()):
@@ -100,7 +100,7 @@ def write_dag(
         out.writelines(_node_lines(workflow, layout, labels, names, graph_arg, node_overrides, log_dirs))
         out.writelines(_edge_lines(workflow, names))
         if workflow.final is not None:
-            out.write(f"FINAL {FINAL_NODE} final.sub\n")
+            out.write(f"FINAL {FINAL_NODE} {layout.final_submit_file.name}\n")
             out.write(_retry_lines(FINAL_NODE, workflow.final, layout.post_script.name))
     _make_log_dirs(workflow, layout, log_dirs)
     tmp.replace(layout.dag)
@@ -116,6 +116,8 @@ def _label_defaults(workflow: GenericWorkflow, graph_arg: str) -> dict[str, _Lab
         by_label.setdefault(job.label, []).append(job)
     result = {}
     for label, jobs in by_label.items():
+        if safe_name(label) == FINAL_NODE:
+            raise ValueError(f"job label {label!r} is reserved for the final job; rename the label")
         result[label] = _LabelDefaults(
             label=label,
             njobs=len(jobs),
