@@ -70,6 +70,7 @@ class RepoGraph:
         self._problems = list(problems)
         self.units: dict[str, set[Unit]] = {}
         self._unitIndex: dict[str, dict[DataId, Unit]] = {}
+        self._unitsByValues: dict[str, dict[tuple, Unit]] = {}  # same units, keyed by value tuples
         self.datasets: dict[str, set[Dataset]] = {dt.name: set() for dt in self.datasetTypes.values()}
         self._datasetIndex: dict[str, dict[DataId, Dataset]] = {name: {} for name in self.datasets}
         self._projections: dict[tuple[str, ...], list[DataId]] = {}
@@ -82,6 +83,7 @@ class RepoGraph:
             records = self.registry.getUnitRecords(name, dataIds) if withFields and dataIds else {}
             index = {d: Unit(name, d, records.get(d), graph=self) for d in dataIds}
             self._unitIndex[name] = index
+            self._unitsByValues[name] = {tuple(d._values.values()): u for d, u in index.items()}
             self.units[name] = set(index.values())
 
     def _attach(self, dataset: Dataset) -> None:
@@ -94,16 +96,16 @@ class RepoGraph:
         index = self._datasetIndex.setdefault(name, {})
         self.datasetTypes.setdefault(name, datasetType)
         links = [
-            (self._unitIndex[u], self.universe.requiredKeys(u))
+            (self._unitsByValues[u], tuple(sorted(self.universe.requiredKeys(u))))
             for u in self.universe.expand(datasetType.units)
-            if u in self._unitIndex
+            if u in self._unitsByValues
         ]
         for dataset in datasets:
             allOfType.add(dataset)
             index[dataset.dataId] = dataset
             values = dataset.dataId._values
             for units, keys in links:
-                unit = units.get(DataId._from_sorted({k: values[k] for k in sorted(keys)}))
+                unit = units.get(tuple([values[k] for k in keys]))
                 if unit is not None:
                     unit.datasets.setdefault(name, set()).add(dataset)
 

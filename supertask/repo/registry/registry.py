@@ -603,18 +603,27 @@ class Registry:
     def _datasetRows(
         self, conn, stmt, dt: DatasetType, runOrder: dict[int, tuple[int, str]]
     ) -> list[Dataset]:
+        # Rows are (id, run_id, *key values in sorted key order); work on value tuples and
+        # build DataIds once at the end (this loop runs once per dataset of a large graph).
         keys = self.universe.expand(dt.units)
-        best: dict[DataId, tuple[int, int, str]] = {}
+        best: dict[tuple, tuple[int, int, str]] = {}
         for row in conn.execute(stmt):
-            rank, runName = runOrder[row.run_id]
-            dataId = DataId._from_sorted({k: row._mapping[k] for k in keys})
-            prev = best.get(dataId)
+            rank, runName = runOrder[row[1]]
+            values = tuple(row[2:])
+            prev = best.get(values)
             if prev is None or rank < prev[0]:
-                best[dataId] = (rank, row.id, runName)
-        return [
-            Dataset(dt, dataId, id=dsId, run=runName)
-            for dataId, (_, dsId, runName) in ((d, best[d]) for d in sort_data_ids(best))
-        ]
+                best[values] = (rank, row[0], runName)
+        try:
+            ordered = sorted(best)
+        except TypeError:  # mixed value types in one column: fall back to the generic order
+            ordered = sorted(best, key=lambda v: DataId(zip(keys, v, strict=True)).sort_key())
+        out = []
+        for values in ordered:
+            _, dsId, runName = best[values]
+            out.append(
+                Dataset(dt, DataId._from_sorted(dict(zip(keys, values, strict=True))), id=dsId, run=runName)
+            )
+        return out
 
     def findDataset(
         self, typeOrName: DatasetType | str, dataId: Mapping[str, Any], collections: Sequence[str] | str
