@@ -28,7 +28,9 @@ if "{tool}" == "pegasus-plan":
     args = sys.argv[1:]
     run_dir = Path(args[args.index("--dir") + 1]) / args[args.index("--relative-dir") + 1]
     run_dir.mkdir(parents=True)
-    (run_dir / "braindump.yml").write_text("wf_uuid: 1234-abcd\\nsubmit_dir: " + str(run_dir) + "\\n")
+    (run_dir / "braindump.yml").write_text(
+        "wf_uuid: 1234-abcd\\nroot_wf_uuid: 1234-abcd\\npegasus_wf_name: sample_run\\nsubmit_dir: " + str(run_dir) + "\\n"
+    )
 sys.exit(int(os.environ.get("FAKE_PEGASUS_EXIT", "0")))
 """
 
@@ -259,3 +261,24 @@ def test_a_directory_prepared_for_another_system_is_refused(tmp_path):
     (submit / "run_record.json").write_text(json.dumps({"wms": "htcondor"}))
     with pytest.raises(WmsError, match="not prepared for Pegasus"):
         PegasusService().report(submit)
+
+
+DAGMAN_OUT = """11/24/26 10:00:00 DAG status: 2 (DAG_STATUS_NODE_FAILED)
+11/24/26 10:00:00 Of 8 nodes total:
+11/24/26 10:00:00  Done     Pre   Queued    Post   Ready   Un-Ready   Failed
+11/24/26 10:00:00   ===     ===      ===     ===     ===        ===      ===
+11/24/26 10:00:00     3       0        2       0       0          2        1
+"""
+
+
+def test_report_adds_pegasus_status_progress_from_the_dagman_log(tmp_path, fake_pegasus):
+    _, service, submit, main = _prepared(tmp_path)
+    service.submit(submit)
+    run_dir = main.parent / "submit" / "run"
+    (run_dir / "jobstate.log").write_text(_jobstate([], finished=None))
+    (run_dir / "sample_run-0.dag.dagman.out").write_text(DAGMAN_OUT)
+    messages = service.report(submit).messages
+    assert (
+        "pegasus-status: Failure, 37.5% of 8 DAG nodes done (3 succeeded, 1 failed, 2 queued, 2 unready)"
+        in messages
+    )

@@ -165,6 +165,9 @@ class PegasusService(WorkflowService):
             report.state = "running" if run.jobs else "submitted"
         else:
             report.state = "succeeded" if run.dagman_status == 0 else "failed"
+        status = _pegasus_status(run_dir)
+        if status:
+            report.messages.append(status)
         if report.failures:
             report.messages.append(
                 "outputs of the jobs that succeeded are already in place: `bps finalize "
@@ -302,6 +305,34 @@ def _transformation_names(pegasus_dir: Path) -> list[str]:
     doc = json.loads((pegasus_dir / catalogs.TRANSFORMATIONS_FILE).read_text())
     # longest first: "run_quantum_x" must not match a shorter transformation name by accident
     return sorted((t["name"] for t in doc["transformations"]), key=len, reverse=True)
+
+
+def _pegasus_status(run_dir: Path) -> str | None:
+    """``pegasus-status``'s progress line, computed by its own Python module from DAGMan's log.
+
+    Needs no Pegasus installation (the module ships with ``pegasus-wms.api``) and no
+    schedd; counts are DAG nodes, Pegasus's transfer jobs included.
+    """
+    if not (run_dir / "braindump.yml").exists():
+        return None
+    try:
+        from Pegasus.client.status import Status
+
+        data = Status().fetch_status(str(run_dir), json=True, noqueue=True)
+    except Exception as exc:  # a half-written DAGMan log or braindump must not break the report
+        return f"pegasus-status could not read {run_dir}: {exc}"
+    totals = (data or {}).get("totals") or {}
+    if not totals.get("total"):
+        return None
+    state = (data.get("dags", {}).get("root") or {}).get("state", "?")
+    counts = ", ".join(
+        f"{totals[key]} {key}"
+        for key in ("succeeded", "failed", "queued", "ready", "unready")
+        if totals.get(key)
+    )
+    return (
+        f"pegasus-status: {state}, {totals['percent_done']}% of {totals['total']} DAG nodes done ({counts})"
+    )
 
 
 def _analyzer_summary(run_dir: Path) -> list[str]:
