@@ -421,7 +421,7 @@ def test_cancel_stops_a_local_run_and_restart_finishes_it(toy):
     repo, config = toy
     cfg = config("cancel")
     submit_dir = Path(yaml.safe_load(cfg.read_text())["submit_dir"])
-    env = dict(os.environ, TOY_DELAY="1.0")
+    env = dict(os.environ, TOY_DELAY="30")
     runner = subprocess.Popen(
         [str(Path(sys.executable).parent / "bps"), "submit", str(cfg), "-j", "1"],
         env=env,
@@ -440,7 +440,7 @@ def test_cancel_stops_a_local_run_and_restart_finishes_it(toy):
     record = read_run_record(submit_dir)
     assert record["state"] == "cancelled"
     assert not any(j["state"] == "running" for j in record["jobs"].values())
-    again = CliRunner().invoke(bps_main, ["restart", str(submit_dir)])
+    again = CliRunner().invoke(bps_main, ["restart", str(submit_dir), "-j", "2"])
     assert again.exit_code == 0, again.output
     assert sorted(registered(repo, "made")) == list(DETECTORS)
 

@@ -220,7 +220,7 @@ class LocalService(WorkflowService):
                         launched = True
                         break
                 record()
-                finished = _wait_any(running)
+                finished = _wait_any(running, lambda: self._stop)
                 for name in finished:
                     r = running.pop(name)
                     if r.job.throttle:
@@ -305,13 +305,13 @@ def _command(wf: GenericWorkflow, job: Job) -> list[str]:
     return [job.executable, *job.arguments]
 
 
-def _wait_any(running: dict[str, _Running], poll_s: float = 0.02) -> list[str]:
-    """Names of jobs that have finished, waiting briefly if none has."""
+def _wait_any(running: dict[str, _Running], stop: Any = lambda: False, poll_s: float = 0.02) -> list[str]:
+    """Names of jobs that have finished, waiting until one has (or ``stop()`` says to stop)."""
     if not running:
         return []
     while True:
         finished = [name for name, r in running.items() if r.process.poll() is not None]
-        if finished:
+        if finished or stop():
             return finished
         time.sleep(poll_s)
 
