@@ -370,3 +370,14 @@ def test_translation_logs_no_line_per_job(tmp_path, caplog):
     with caplog.at_level(logging.INFO):
         write_plan(translate(sample.workflow), tmp_path / "out")
     assert not [r for r in caplog.records if r.name.startswith("Pegasus")]
+
+
+def test_a_site_without_pegasus_section_runs_on_the_submit_host_when_it_is_a_local_site(tmp_path):
+    from bps.workflow import SiteConfig
+
+    sample = build_sample(tmp_path)
+    sample.workflow.site = SiteConfig(name="local", wms="local")
+    assert translate(sample.workflow).settings.execution_site == "local"
+    sample.workflow.site = SiteConfig(name="pool", wms="htcondor", staging="transfer")
+    plan = translate(sample.workflow)
+    assert (plan.settings.execution_site, plan.data_configuration) == ("condorpool", "condorio")

@@ -27,7 +27,10 @@ class PegasusSettings(BaseModel):
     ----------
     execution_site : `str`
         The site-catalog name of the site that runs the compute jobs; ``local``
-        runs them on the submit host (useful for a laptop with HTCondor).
+        runs them on the submit host (useful for a laptop with HTCondor). When
+        unset: ``local`` for a site whose ``wms`` is ``local`` (so
+        ``bps submit --wms pegasus`` works on a laptop without a Pegasus section),
+        else ``condorpool``.
     data_configuration : `str`, optional
         ``sharedfs`` (workers see a shared scratch directory), ``nonsharedfs``
         (files go through a staging site) or ``condorio`` (HTCondor file
@@ -92,7 +95,9 @@ def load_settings(site: SiteConfig) -> tuple[PegasusSettings, DataConfiguration]
     """
     where = f"site config {site.name!r}, section 'pegasus'"
     try:
-        settings = PegasusSettings.model_validate(site.pegasus or {})
+        data = dict(site.pegasus or {})
+        data.setdefault("execution_site", "local" if site.wms == "local" else "condorpool")
+        settings = PegasusSettings.model_validate(data)
     except ValidationError as err:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or '(section)'}: {e['msg']}" for e in err.errors()
