@@ -155,6 +155,7 @@ def test_after_a_restart_is_submitted_the_previous_dagman_exit_is_not_reported(t
     _, submit = _run(wf)
     assert SERVICE.report(submit).state == "failed"
     layout = SERVICE.prepare_restart(submit)
+    assert SERVICE.report(submit).state == "prepared"
     # What `submit` records (the schedd part needs HTCondor): the new DAGMan has not written yet.
     time.sleep(1.0)  # event logs have one-second resolution
     write_run_record(

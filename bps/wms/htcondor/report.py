@@ -94,7 +94,9 @@ def build_report(submit_dir: str | Path) -> RunReport:
         _mark_skipped_from_history(workflow, names, states, report)
 
     exit_status = dagman_exit_status(layout.dagman_out, since)
-    report.state = _run_state(record, exit_status, report)
+    # Prepared (or re-prepared by a restart) and DAGMan has not run since: not submitted yet.
+    waiting = record.get("state") == "prepared" and not _fresh(layout.dagman_out, record.get("prepared_at"))
+    report.state = "prepared" if waiting else _run_state(record, exit_status, report)
     rescues = layout.rescue_files()
     if rescues and report.state in ("failed", "cancelled"):
         todo = report.totals()
@@ -103,7 +105,7 @@ def build_report(submit_dir: str | Path) -> RunReport:
             f"{todo['failed'] + todo['skipped'] + todo['held']} jobs that failed or did not run."
         )
     report.messages.extend(f"warning: {w}" for w in record.get("warnings", []))
-    if exit_status is None and report.state == "prepared":
+    if report.state == "prepared":
         report.messages.append(f"not submitted yet: `bps submit {layout.submit_dir}`")
     write_run_record(layout.submit_dir, state=report.state, counts=report.totals())
     return report

@@ -63,6 +63,7 @@ class HTCondorService(WorkflowService):
             dag=layout.dag.name,
             jobs=len(workflow.jobs),
             warnings=warnings,
+            prepared_at=time.time(),
         )
         return layout.dag
 
@@ -140,7 +141,7 @@ class HTCondorService(WorkflowService):
         restarts = record.get("restarts", []) + [
             {"time": time.time(), "overrides": overrides or {}, "memory": grown}
         ]
-        write_run_record(layout.submit_dir, state="prepared", restarts=restarts)
+        write_run_record(layout.submit_dir, state="prepared", prepared_at=time.time(), restarts=restarts)
         return layout
 
     # -- cancel ----------------------------------------------------------------------------
