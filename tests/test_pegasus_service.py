@@ -282,3 +282,17 @@ def test_report_adds_pegasus_status_progress_from_the_dagman_log(tmp_path, fake_
         "pegasus-status: Failure, 37.5% of 8 DAG nodes done (3 succeeded, 1 failed, 2 queued, 2 unready)"
         in messages
     )
+
+
+def test_a_restart_prepared_without_pegasus_leaves_a_plan_script_for_a_new_run_directory(
+    tmp_path, fake_pegasus, monkeypatch
+):
+    _, service, submit, main = _prepared(tmp_path)
+    service.submit(submit)
+    (main.parent / "submit" / "run" / "jobstate.log").write_text(_jobstate([], finished=1))
+    monkeypatch.setenv("PATH", str(tmp_path))  # Pegasus gone
+    with pytest.raises(WmsUnavailableError, match="plan.sh"):
+        service.restart(submit, {"retries": 5})
+    script = (main.parent / "plan.sh").read_text()
+    assert "--relative-dir run-2" in script
+    assert read_run_record(submit)["state"] == "prepared"

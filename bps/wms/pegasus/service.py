@@ -88,8 +88,7 @@ class PegasusService(WorkflowService):
                     f"{submit_dir} was submitted as Pegasus run {record['run_dir']} and is {state}: follow "
                     "it with `bps report`, or `bps cancel` it before submitting again"
                 )
-        runs = record.get("runs", [])
-        run_name = "run" if not runs else f"run-{len(runs) + 1}"
+        run_name = _next_run_name(record)
         command = list(record["plan_command"])
         command[command.index("--relative-dir") + 1] = run_name
         return self._plan_and_submit(submit_dir, command, run_name, record)
@@ -201,9 +200,8 @@ class PegasusService(WorkflowService):
             return record.get("run_id") or record["run_dir"]
         plan = self.prepare_restart(submit_dir, overrides)
         record = _record(submit_dir)
-        run_name = f"run-{len(record.get('runs', [])) + 1}"
-        command = plan_command(plan, submit_dir / PEGASUS_SUBDIR, submit=True)
-        command[command.index("--relative-dir") + 1] = run_name
+        run_name = _next_run_name(record)
+        command = plan_command(plan, submit_dir / PEGASUS_SUBDIR, submit=True, run_name=run_name)
         return self._plan_and_submit(submit_dir, command, run_name, record)
 
     def prepare_restart(self, submit_dir: Path, overrides: dict[str, Any] | None) -> PegasusPlan:
@@ -232,8 +230,13 @@ class PegasusService(WorkflowService):
                     plan.replica_catalog.add_replica("local", lfn, catalogs.file_url(path))
                     reused += 1
                     break
-        write_plan(plan, pegasus_dir)
-        restarts = _record(submit_dir).get("restarts", []) + [
+        record = _record(submit_dir)
+        run_name = _next_run_name(record)
+        write_plan(plan, pegasus_dir, run_name)
+        write_run_record(
+            submit_dir, plan_command=plan_command(plan, pegasus_dir, submit=True, run_name=run_name)
+        )
+        restarts = record.get("restarts", []) + [
             {"time": time.time(), "overrides": overrides or {}, "reused_outputs": reused}
         ]
         write_run_record(submit_dir, state="prepared", restarts=restarts)
@@ -261,6 +264,12 @@ def check(workflow: GenericWorkflow) -> None:
         raise WmsError(
             f"site {workflow.site.name!r} cannot run this workflow with Pegasus:\n- " + "\n- ".join(problems)
         )
+
+
+def _next_run_name(record: dict[str, Any]) -> str:
+    """``run`` for the first planning of a submit directory, then ``run-2``, ``run-3``..."""
+    runs = record.get("runs", [])
+    return "run" if not runs else f"run-{len(runs) + 1}"
 
 
 def _record(submit_dir: Path) -> dict[str, Any]:

@@ -417,18 +417,18 @@ def _rewrite_arguments(arguments: list[str], graph_args: dict[str, str]) -> list
 # -- writing ---------------------------------------------------------------------------
 
 
-def write_plan(plan: PegasusPlan, pegasus_dir: Path) -> Path:
+def write_plan(plan: PegasusPlan, pegasus_dir: Path, run_name: str = "run") -> Path:
     """Write the workflow, the three catalogs, the properties, the job map and ``plan.sh``.
 
     Every file is written to a temporary name and renamed, so an interrupted
     prepare never leaves a half-written workflow that ``pegasus-plan`` would read.
-    Returns the workflow file.
+    ``plan.sh`` plans into ``pegasus/submit/<run_name>``. Returns the workflow file.
     """
     with _gc_paused(), _quiet_api():
-        return _write_plan(plan, pegasus_dir)
+        return _write_plan(plan, pegasus_dir, run_name)
 
 
-def _write_plan(plan: PegasusPlan, pegasus_dir: Path) -> Path:
+def _write_plan(plan: PegasusPlan, pegasus_dir: Path, run_name: str) -> Path:
     pegasus_dir.mkdir(parents=True, exist_ok=True)
     (pegasus_dir / "scratch").mkdir(exist_ok=True)
     (pegasus_dir / "outputs").mkdir(exist_ok=True)
@@ -439,7 +439,7 @@ def _write_plan(plan: PegasusPlan, pegasus_dir: Path) -> Path:
     _atomic_text(pegasus_dir / JOB_MAP_FILE, json.dumps(plan.job_map, separators=(",", ":")))
     _atomic_text(pegasus_dir / OUTPUT_MAP_FILE, output_map_text(plan.output_locations))
     script = pegasus_dir / PLAN_SCRIPT
-    _atomic_text(script, _plan_script(plan_command(plan, pegasus_dir, submit=True)))
+    _atomic_text(script, _plan_script(plan_command(plan, pegasus_dir, submit=True, run_name=run_name)))
     script.chmod(0o755)
     path = pegasus_dir / WORKFLOW_FILE
     _write_json(plan.workflow, path)
@@ -457,8 +457,14 @@ def output_map_text(locations: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plan_command(plan: PegasusPlan, pegasus_dir: Path, submit: bool = True) -> list[str]:
-    """The ``pegasus-plan`` command line for a written plan (run from ``pegasus_dir``)."""
+def plan_command(
+    plan: PegasusPlan, pegasus_dir: Path, submit: bool = True, run_name: str = "run"
+) -> list[str]:
+    """The ``pegasus-plan`` command line for a written plan (run from ``pegasus_dir``).
+
+    Pegasus refuses to plan into an existing directory, so each planning of one
+    submit directory gets its own ``run_name`` under ``pegasus/submit``.
+    """
     cmd = [
         "pegasus-plan",
         "--conf",
@@ -466,7 +472,7 @@ def plan_command(plan: PegasusPlan, pegasus_dir: Path, submit: bool = True) -> l
         "--dir",
         str(pegasus_dir / "submit"),
         "--relative-dir",
-        "run",
+        run_name,
         "--sites",
         plan.settings.execution_site,
         "--output-sites",
