@@ -243,3 +243,13 @@ def test_a_label_walltime_limits_execution(tmp_path):
     layout = write_dag(wf)
     assert htcondor2.Submit(layout.submit_file("detect").read_text())["allowed_execute_duration"] == "3600"
     assert "allowed_execute_duration" not in htcondor2.Submit(layout.submit_file("coadd").read_text())
+
+
+def test_arguments_shared_by_a_label_are_written_once_in_its_submit_description(tmp_path):
+    wf = diamond(tmp_path, extra={"calibrate_1": ["--tail", "x"], "calibrate_2": ["--tail", "x"]})
+    layout = write_dag(wf)
+    dag = parse_dag(layout.dag)
+    sub = htcondor2.Submit(layout.submit_file("calibrate").read_text())
+    assert sub["arguments"].startswith(f'"--graph {wf.graph_file} --quantum $(bps_args) --tail x --repo')
+    assert dag.nodes["calibrate_1"].vars["bps_args"].startswith("1 --in=raw.")
+    assert "--tail" not in dag.nodes["calibrate_1"].vars["bps_args"]

@@ -5,8 +5,8 @@ and differs only by ``VARS``), but streamed straight from the generic workflow s
 that 10^6 jobs cost one pass and a handful of files, not one file per job (field
 note 9). What each node gets:
 
-- ``JOB`` + ``VARS`` (``bps_args``: the arguments that differ from the label's common
-  prefix; ``bps_log``: its log path stem; ``bps_memory`` / ``bps_cpus`` / ``bps_disk`` only
+- ``JOB`` + ``VARS`` (``bps_args``: the arguments between the label's common prefix
+  and suffix; ``bps_log``: its log path stem; ``bps_memory`` / ``bps_cpus`` / ``bps_disk`` only
   when they differ from the label default; ``bps_inputs`` / ``bps_outputs`` for file transfer);
 - ``RETRY n UNLESS-EXIT code``: with several no-retry exit codes a POST script maps
   them to one sentinel, since ``UNLESS-EXIT`` takes a single value;
@@ -56,6 +56,8 @@ class _LabelDefaults:
     cpus: int
     disk_mb: int
     prefix: list[str]
+    #: arguments every job of the label ends with (e.g. ``--manifest-dir DIR``), after its own
+    suffix: list[str]
     job: Job
 
 
@@ -124,7 +126,10 @@ def _label_defaults(workflow: GenericWorkflow, graph_arg: str) -> dict[str, _Lab
             memory_mb=Counter(j.resources.memory_mb for j in jobs).most_common(1)[0][0],
             cpus=Counter(j.resources.cpus for j in jobs).most_common(1)[0][0],
             disk_mb=Counter(j.resources.disk_mb for j in jobs).most_common(1)[0][0],
-            prefix=_common_prefix(_arguments(j, workflow, graph_arg) for j in jobs),
+            prefix=(prefix := _common_prefix(_arguments(j, workflow, graph_arg) for j in jobs)),
+            suffix=_common_prefix(_arguments(j, workflow, graph_arg)[len(prefix) :][::-1] for j in jobs)[
+                ::-1
+            ],
             job=jobs[0],
         )
     return result
@@ -238,7 +243,8 @@ def _render_job_submit(
     )
     prefix = join_arguments(d.prefix)
     staging_args = join_arguments(_staging_arguments(workflow))
-    arguments = " ".join(p for p in (prefix, "$(bps_args)", staging_args) if p)
+    suffix = join_arguments(d.suffix)
+    arguments = " ".join(p for p in (prefix, "$(bps_args)", suffix, staging_args) if p)
     if site.staging == "transfer":
         staging = "\n".join(
             [
@@ -395,7 +401,8 @@ def _node_lines(
     for name, job in workflow.jobs.items():
         node = names[name]
         d = labels[job.label]
-        args = _arguments(job, workflow, graph_arg)[len(d.prefix) :]
+        args = _arguments(job, workflow, graph_arg)
+        args = args[len(d.prefix) : len(args) - len(d.suffix)]
         log = log_dir(job.label, job.log_subdir, unit_subdir(job))
         log_dirs.add(log)
         vars_ = [
