@@ -3,6 +3,9 @@
 Each check has a name; a site lists names in ``condor.skip_checks`` to turn one off
 (e.g. ``tmp_node_log`` on a pool whose DAGMan is not in strict mode). Checks collect
 every problem before failing, so one ``bps submit`` shows all that needs changing.
+File ownership (``job_user``) is only a warning at prepare time, since a directory can be
+fixed, or submitted by another user, before submission; `job_user_warnings` is an error
+at submit time.
 """
 
 from __future__ import annotations
