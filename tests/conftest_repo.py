@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import quote
 
 import pytest
@@ -31,9 +32,8 @@ def postgres_base_url() -> str | None:
     return url
 
 
-@pytest.fixture
-def postgres_schema_url() -> Iterator[str]:
-    """A PostgreSQL URL whose connections use a fresh schema, dropped after the test."""
+@contextmanager
+def _fresh_postgres_schema() -> Iterator[str]:
     import sqlalchemy as sa
 
     base = postgres_base_url()
@@ -50,12 +50,29 @@ def postgres_schema_url() -> Iterator[str]:
         engine.dispose()
 
 
+@pytest.fixture
+def postgres_schema_url() -> Iterator[str]:
+    """A PostgreSQL URL whose connections use a fresh schema, dropped after the test."""
+    with _fresh_postgres_schema() as url:
+        yield url
+
+
 @pytest.fixture(params=BACKENDS)
 def db_url(request, tmp_path) -> str:
     """A registry URL on each backend: an SQLite file, or a fresh PostgreSQL schema."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'registry.sqlite3'}"
     return request.getfixturevalue("postgres_schema_url")
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_db_url(request, tmp_path_factory) -> Iterator[str]:
+    """Like ``db_url`` but shared by a module's read-only tests (one schema per module)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('registry') / 'registry.sqlite3'}"
+        return
+    with _fresh_postgres_schema() as url:
+        yield url
 
 
 def populate(registry, n_visits: int = 6, n_detectors: int = 4, n_patches: int = 4) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
-from conftest_repo import db_url, populate, postgres_schema_url  # noqa: F401
+from conftest_repo import db_url, module_db_url, populate, postgres_schema_url  # noqa: F401
 
 from supertask.repo.dataid import DataId
 from supertask.repo.dataset import DatasetType
@@ -21,7 +21,17 @@ REFCAT = DatasetType("refcat", (), "Table")
 
 @pytest.fixture
 def registry(db_url):  # noqa: F811
+    """A populated registry of its own, for tests that write."""
     reg = Registry.create(db_url)
+    populate(reg)
+    yield reg
+    reg.close()
+
+
+@pytest.fixture(scope="module")
+def shared(module_db_url):  # noqa: F811
+    """One populated registry per backend for the tests that only read (or write nothing new)."""
+    reg = Registry.create(module_db_url)
     populate(reg)
     yield reg
     reg.close()
@@ -35,16 +45,16 @@ def records(dataIds, checksum="c0"):
     return [{"dataId": d, "path": f"f/{i}", "size": 1, "checksum": checksum} for i, d in enumerate(dataIds)]
 
 
-def test_reopening_keeps_units_and_universe(registry):
-    again = Registry(registry.url)
-    assert again.universe.digest == registry.universe.digest
+def test_reopening_keeps_units_and_universe(shared):
+    again = Registry(shared.url)
+    assert again.universe.digest == shared.universe.digest
     assert len(again.queryDataIds(["visit", "detector"])) == 24
     again.close()
 
 
-def test_creating_twice_in_one_database_is_refused(registry):
+def test_creating_twice_in_one_database_is_refused(shared):
     with pytest.raises(RegistryError, match="already holds a registry"):
-        Registry.create(registry.url)
+        Registry.create(shared.url)
 
 
 def test_incompatible_schema_version_is_a_clear_error(registry):
@@ -60,53 +70,53 @@ def test_database_without_registry_says_how_to_create_one(tmp_path):
         Registry(f"sqlite:///{tmp_path / 'empty.sqlite3'}")
 
 
-def test_insert_units_is_idempotent_for_identical_rows(registry):
+def test_insert_units_is_idempotent_for_identical_rows(shared):
     row = {"instrument": "Cam", "visit": 3, "physical_filter": "R", "exposure_time": 30.0}
-    registry.insertUnits("visit", [row])
-    assert registry.countUnitRows("visit") == 6
+    shared.insertUnits("visit", [row])
+    assert shared.countUnitRows("visit") == 6
 
 
-def test_insert_units_rejects_contradicting_rows(registry):
+def test_insert_units_rejects_contradicting_rows(shared):
     with pytest.raises(ValueError, match="already exists with different values"):
-        registry.insertUnits("visit", [{"instrument": "Cam", "visit": 3, "physical_filter": "G"}])
+        shared.insertUnits("visit", [{"instrument": "Cam", "visit": 3, "physical_filter": "G"}])
 
 
-def test_insert_units_names_unknown_columns_and_missing_keys(registry):
+def test_insert_units_names_unknown_columns_and_missing_keys(shared):
     with pytest.raises(ValueError, match="unknown columns.*'colour'"):
-        registry.insertUnits("detector", [{"instrument": "Cam", "detector": 9, "colour": "red"}])
+        shared.insertUnits("detector", [{"instrument": "Cam", "detector": 9, "colour": "red"}])
     with pytest.raises(ValueError, match=r"lacks \['physical_filter'\]"):
-        registry.insertUnits("visit", [{"instrument": "Cam", "visit": 99}])
+        shared.insertUnits("visit", [{"instrument": "Cam", "visit": 99}])
     with pytest.raises(ValueError, match="unknown unit or relation 'sensor'"):
-        registry.insertUnits("sensor", [{"sensor": 1}])
+        shared.insertUnits("sensor", [{"sensor": 1}])
 
 
-def test_query_data_ids_joins_implied_units_for_the_expression(registry):
-    rows = registry.queryDataIds(["visit", "detector"], where="band = 'r' AND detector < 2")
+def test_query_data_ids_joins_implied_units_for_the_expression(shared):
+    rows = shared.queryDataIds(["visit", "detector"], where="band = 'r' AND detector < 2")
     assert {(d["visit"], d["detector"]) for d in rows} == {(v, det) for v in (1, 3, 5) for det in (0, 1)}
     assert all(set(d) == {"instrument", "visit", "detector"} for d in rows)
 
 
-def test_query_data_ids_with_band_unit_returns_the_visit_band(registry):
-    rows = registry.queryDataIds(["visit", "band"])
+def test_query_data_ids_with_band_unit_returns_the_visit_band(shared):
+    rows = shared.queryDataIds(["visit", "band"])
     assert {(d["visit"], d["band"]) for d in rows} == {(v, "r" if v % 2 else "g") for v in range(6)}
 
 
-def test_query_data_ids_uses_unit_fields_and_bind_values(registry):
-    rows = registry.queryDataIds(["visit"], where="visit.exposure_time >= :t", bind={"t": 40.0})
+def test_query_data_ids_uses_unit_fields_and_bind_values(shared):
+    rows = shared.queryDataIds(["visit"], where="visit.exposure_time >= :t", bind={"t": 40.0})
     assert [d["visit"] for d in rows] == [4, 5]
 
 
-def test_count_matches_query(registry):
+def test_count_matches_query(shared):
     where = "visit IN (1, 2, 3)"
     assert (
-        registry.countDataIds(["visit", "detector"], where)
-        == len(registry.queryDataIds(["visit", "detector"], where))
+        shared.countDataIds(["visit", "detector"], where)
+        == len(shared.queryDataIds(["visit", "detector"], where))
         == 12
     )
 
 
-def test_overlaps_are_computed_from_boxes(registry):
-    rows = registry.queryDataIds(["visit", "patch"])
+def test_overlaps_are_computed_from_boxes(shared):
+    rows = shared.queryDataIds(["visit", "patch"])
     assert {(d["visit"], d["patch"]) for d in rows} == {(v, v // 2) for v in range(6)}
 
 
@@ -124,14 +134,14 @@ def test_overlaps_are_computed_when_the_patch_side_comes_second(db_url):  # noqa
     reg.close()
 
 
-def test_restrict_limits_rows_without_an_expression(registry):
-    rows = registry.queryDataIds(["visit", "detector"], restrict={"visit": [2, 4], "detector": {3}})
+def test_restrict_limits_rows_without_an_expression(shared):
+    rows = shared.queryDataIds(["visit", "detector"], restrict={"visit": [2, 4], "detector": {3}})
     assert rows == [vd(2, 3), vd(4, 3)]
 
 
-def test_restrict_with_more_values_than_one_in_list_is_chunked(registry):
+def test_restrict_with_more_values_than_one_in_list_is_chunked(shared):
     visits = list(range(-2000, 3))  # larger than one IN chunk; only 0..2 exist
-    rows = registry.queryDataIds(["visit"], restrict={"visit": visits})
+    rows = shared.queryDataIds(["visit"], restrict={"visit": visits})
     assert [d["visit"] for d in rows] == [0, 1, 2]
 
 
@@ -241,11 +251,11 @@ def test_global_datasets_have_empty_data_ids(registry):
     assert registry.queryDataIds([], datasets=[REFCAT], collections=["refs"]) == [DataId()]
 
 
-def test_unknown_expression_identifier_lists_valid_ones(registry):
+def test_unknown_expression_identifier_lists_valid_ones(shared):
     from supertask.expr import ExpressionError
 
     with pytest.raises(ExpressionError, match="visit.exposure_time"):
-        registry.queryDataIds(["visit"], where="visit.exposure_tme > 3")
+        shared.queryDataIds(["visit"], where="visit.exposure_tme > 3")
 
 
 def test_returned_ids_match_the_registry_after_removals(registry):
@@ -282,11 +292,11 @@ def test_large_batches_take_the_bulk_path_and_stay_idempotent(registry):
         registry.insertDatasets(RAW, "run", records(ids, checksum="other"))
 
 
-def test_restrict_may_name_units_outside_the_output(registry):
-    rows = registry.queryDataIds(["visit"], restrict={"patch": [0]})
+def test_restrict_may_name_units_outside_the_output(shared):
+    rows = shared.queryDataIds(["visit"], restrict={"patch": [0]})
     assert [d["visit"] for d in rows] == [0, 1]  # the visits overlapping patch 0
     with pytest.raises(KeyError, match="unknown unit"):
-        registry.queryDataIds(["visit"], restrict={"ccd": [1]})
+        shared.queryDataIds(["visit"], restrict={"ccd": [1]})
 
 
 def test_exposures_join_visits_through_their_definition(registry):
@@ -305,6 +315,6 @@ def test_exposures_join_visits_through_their_definition(registry):
     assert {(d["exposure"], d["visit"]) for d in rows} == {(100, 0), (101, 0), (102, 1), (103, 1)}
 
 
-def test_expression_may_use_relation_fields(registry):
-    rows = registry.queryDataIds(["visit", "detector"], where="visit_detector_region.ra_min >= 5.2")
+def test_expression_may_use_relation_fields(shared):
+    rows = shared.queryDataIds(["visit", "detector"], where="visit_detector_region.ra_min >= 5.2")
     assert {(d["visit"], d["detector"]) for d in rows} == {(5, 2), (5, 3)}
