@@ -61,3 +61,48 @@ def test_concurrent_writers_register_every_dataset_exactly_once(db_url):  # noqa
     assert reg.countDatasets(RAW) == N_VISITS * N_DETECTORS
     assert reg.countUnitRows("detector") == N_DETECTORS + 10
     reg.close()
+
+
+def _putter(root: str, worker: int, barrier, queue) -> None:
+    try:
+        import numpy as np
+
+        from supertask.repo.butler import Butler
+
+        butler = Butler(root, run="puts")
+        barrier.wait(timeout=60)
+        for visit in range(N_VISITS):
+            butler.put(np.full(3, worker), RAW, {"instrument": "Cam", "visit": visit, "detector": worker})
+        butler.close()
+        queue.put((worker, None))
+    except BaseException as err:
+        queue.put((worker, repr(err)))
+
+
+@pytest.mark.slow
+def test_concurrent_butler_puts_are_all_readable(tmp_path, db_url):  # noqa: F811
+    import numpy as np
+
+    from supertask.repo.butler import Butler
+    from supertask.repo.dataset import Dataset
+
+    root = tmp_path / "repo"
+    butler = Butler.create(root, db_url=None if db_url.startswith("sqlite") else db_url)
+    populate(butler.registry, n_visits=N_VISITS, n_detectors=N_DETECTORS)
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(N_WORKERS)
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_putter, args=(str(root), w, barrier, queue)) for w in range(N_WORKERS)]
+    for p in procs:
+        p.start()
+    results = dict(queue.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+    assert results == dict.fromkeys(range(N_WORKERS))
+    reader = Butler(root, collections=["puts"])
+    found = reader.registry.queryDatasets(RAW, ["puts"])
+    assert len(found) == N_VISITS * N_WORKERS
+    for ds in found:
+        np.testing.assert_array_equal(
+            reader.get(Dataset(RAW, ds.dataId), verify=True), np.full(3, ds.dataId["detector"])
+        )
