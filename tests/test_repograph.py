@@ -114,7 +114,10 @@ def test_explain_empty_names_the_constraint_that_removed_every_row(butler):
     graph = makeRepoGraph(butler, [RAW], [CALEXP], "visit > 2 AND band = 'z'")
     assert graph.rows == []
     text = graph.explainEmpty()
-    assert "the constraint `band = 'z'` alone matches none of the 24 rows" in text
+    assert (
+        "the constraint `band = 'z'` alone matches none of the 24 rows (band values in the repository: 'g', 'r')"
+        in text
+    )
     assert "`visit > 2` alone" not in text
 
 

@@ -294,7 +294,15 @@ def explain_empty(
             n = registry.countDataIds(units, part, bind)
             if n == 0:
                 killers.append(text)
-                lines.append(f"- the constraint `{text}` alone matches none of the {base} rows")
+                hint = "; ".join(
+                    f"{u} values in the repository: {_sample_values(registry, u)}"
+                    for u in sorted(part.units)
+                    if u in registry.universe.units
+                )
+                lines.append(
+                    f"- the constraint `{text}` alone matches none of the {base} rows"
+                    + (f" ({hint})" if hint else "")
+                )
         total = registry.countDataIds(units, parsed, bind)
         if total == 0:
             if not killers:
@@ -318,6 +326,13 @@ def explain_empty(
     if len(lines) == 1 + len(problems):
         lines.append("- each needed dataset type matches alone; together they match no common data ID")
     return lines
+
+
+def _sample_values(registry: Registry, unit: str, limit: int = 8) -> str:
+    """A few key values of a unit, to show next to a constraint that matched nothing."""
+    values = registry.unitKeyValues(unit, limit + 1)
+    shown = ", ".join(repr(v) for v in values[:limit])
+    return (shown + ", ...") if len(values) > limit else (shown or "none")
 
 
 def makeRepoGraph(

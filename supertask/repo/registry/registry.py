@@ -752,6 +752,15 @@ class Registry:
         with self.engine.connect() as conn:
             return conn.execute(stmt).scalar_one()
 
+    def unitKeyValues(self, unit: str, limit: int | None = None) -> list[Any]:
+        """Distinct key values of a unit, sorted (for messages and the CLI)."""
+        table = self.schema.elements[unit]
+        stmt = sa.select(table.c[unit]).distinct().order_by(table.c[unit])
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with self.engine.connect() as conn:
+            return list(conn.execute(stmt).scalars())
+
     def countUnitRows(self, element: str) -> int:
         """Rows in a unit or relation table."""
         table = self.schema.elements[element]
