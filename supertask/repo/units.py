@@ -163,6 +163,38 @@ class Universe:
         """Load a universe from another YAML file (a campaign with extra units)."""
         return cls(yaml.safe_load(Path(path).read_text()))
 
+    def toData(self) -> dict[str, Any]:
+        """Back to YAML-able data (a repository stores the universe it was created with)."""
+        universe = self
+        names = {v: k for k, v in FIELD_TYPES.items()}
+        units = {}
+        for name, spec in universe.units.items():
+            entry: dict[str, Any] = {"key": {"type": names[spec.keyType]}}
+            if spec.requires:
+                entry["requires"] = list(spec.requires)
+            if spec.implies:
+                entry["implies"] = list(spec.implies)
+            if spec.fields:
+                entry["fields"] = {k: names[v] for k, v in spec.fields.items()}
+            units[name] = entry
+        relations = {
+            name: {
+                "units": list(rel.units),
+                "fields": {k: names[v] for k, v in rel.fields.items()},
+                "join_when": [sorted(g) for g in rel.joinWhen],
+            }
+            for name, rel in universe.relations.items()
+        }
+        overlaps = [
+            {"relation": o.relation, "left": o.left, "right": o.right} for o in universe.spatialOverlaps
+        ]
+        return {
+            "version": universe.version,
+            "units": units,
+            "relations": relations,
+            "spatial_overlaps": overlaps,
+        }
+
     def requiredKeys(self, unit: str) -> tuple[str, ...]:
         """The unit names whose values identify one ``unit``, itself last (``visit`` →
         ``instrument, visit``)."""

@@ -1,11 +1,11 @@
 """The SQL registry: schema generated from the unit universe, SQLite and PostgreSQL backends."""
 
+from .bulk import data_id_key
 from .registry import (
     ConflictingDatasetError,
     IncompatibleSchemaError,
     Registry,
     RegistryError,
-    data_id_key,
 )
 from .schema import SCHEMA_VERSION
 

@@ -20,13 +20,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from ..dataid import DataId
 from ..dataset import Dataset, DatasetType
 from ..units import BOX_FIELDS, Universe, sort_data_ids
+from .bulk import CHUNK, chunked, data_id_key, pg_copy_insert, restrict_chunks
 from .engine import is_sqlite, make_engine
 from .query import DatasetConstraint, QueryBuilder, QueryPlan
 from .schema import SCHEMA_VERSION, RegistrySchema
 from .where import ParsedWhere, parse_where
-
-CHUNK = 500
-"""Values per IN list (well under SQLite's and PostgreSQL's bound-parameter limits)."""
 
 INSERT_CHUNK = 5000
 
@@ -44,18 +42,6 @@ class IncompatibleSchemaError(RegistryError):
 
 class ConflictingDatasetError(RegistryError):
     """A dataset is already registered in the run with different content."""
-
-
-def data_id_key(dataId: Mapping[str, Any]) -> str:
-    """Canonical text of a data ID (the UNIQUE key of the dataset table): ``k=repr(v)`` pairs
-    sorted by unit name; ``repr`` quotes strings, so no value can imitate a separator."""
-    return ",".join(f"{k}={v!r}" for k, v in sorted(dataId.items()))
-
-
-def chunked(values: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
-    """Consecutive slices of at most ``size`` values."""
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
 
 
 class Registry:
@@ -110,7 +96,7 @@ class Registry:
             raise RegistryError(
                 f"{_safe_url(url)} already holds a registry; open it instead, or use another database/schema"
             )
-        text = yaml.safe_dump(_universe_data(universe), sort_keys=False)
+        text = yaml.safe_dump(universe.toData(), sort_keys=False)
         with _write(engine) as conn:
             schema.metadata.create_all(conn)
             conn.execute(
@@ -206,7 +192,7 @@ class Registry:
                     cols = list(table.c.keys())
                     rows_ = [tuple(r[c] for c in cols) for r in part]
                     inserted = len(
-                        _pg_copy_insert(conn, table.name, cols, rows_, conflict=keys, returning=keys[:1])
+                        pg_copy_insert(conn, table.name, cols, rows_, conflict=keys, returning=keys[:1])
                     )
                 if inserted != len(part):
                     self._checkSameRows(conn, table, keys, part)
@@ -570,7 +556,7 @@ class Registry:
                 ids[key] = dsId
                 n += 1
             return n
-        for dsId, key in _pg_copy_insert(
+        for dsId, key in pg_copy_insert(
             conn,
             "dataset",
             allColumns,
@@ -685,7 +671,7 @@ class Registry:
             if not wanted:
                 return []
             found = []
-            for extra in _restrict_chunks({k: {d[k] for d in wanted} for k in keys}, lambda k: ds.c[k]):
+            for extra in restrict_chunks({k: {d[k] for d in wanted} for k in keys}, lambda k: ds.c[k]):
                 found.extend(
                     d for d in self._datasetRows(conn, stmt.where(*extra), dt, runOrder) if d.dataId in wanted
                 )
@@ -843,7 +829,7 @@ class Registry:
         result: set[DataId] = set()
         base = self.queries.select(plan, clause, constraints, None)
         with self.engine.connect() as conn:
-            for extra in _restrict_chunks(sets, plan.columns.__getitem__, droppable=set(outputKeys)):
+            for extra in restrict_chunks(sets, plan.columns.__getitem__, droppable=set(outputKeys)):
                 for row in conn.execute(base.where(*extra)):
                     result.add(DataId._from_sorted(dict(zip(outputKeys, row, strict=True))))
         checks = [(k, v) for k, v in sets.items() if k in outputKeys]
@@ -882,62 +868,6 @@ class Registry:
         return True
 
 
-def _restrict_chunks(
-    restrict: Mapping[str, set[Any]], column, droppable: set[str] | None = None
-) -> Iterator[list[sa.ColumnElement[bool]]]:
-    """IN-list conditions for ``restrict``: the biggest set in chunks, small sets whole.
-
-    Sets too big to send whole (besides the chunked one) are left out when their key is
-    in ``droppable`` (default: all): the caller filters those rows in Python, so the result
-    is the same and no statement exceeds the databases' bound-parameter limits.
-    """
-    if not restrict:
-        yield []
-        return
-    axis = max(restrict, key=lambda k: len(restrict[k]))
-    fixed = [
-        column(k).in_(sorted(v, key=str))
-        for k, v in restrict.items()
-        if k != axis and (len(v) <= 2000 or (droppable is not None and k not in droppable))
-    ]
-    values = sorted(restrict[axis], key=str)
-    if not values:
-        return
-    for part in chunked(values):
-        yield [column(axis).in_(list(part)), *fixed]
-
-
-def _pg_copy_insert(
-    conn: sa.Connection,
-    table: str,
-    columns: Sequence[str],
-    rows: Sequence[tuple],
-    conflict: Sequence[str],
-    returning: Sequence[str],
-) -> list[tuple]:
-    """Bulk insert on PostgreSQL through COPY into a temporary table; return the RETURNING rows.
-
-    Runs on the SQLAlchemy connection's own psycopg connection, so it is part of the
-    caller's transaction. Rows that conflict on ``conflict`` are skipped (and not returned).
-    """
-    raw = conn.connection.dbapi_connection
-    tmp = f"tmp_bulk_{table}"
-    cols = ", ".join(columns)
-    with raw.cursor() as cur:
-        cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {tmp} AS SELECT {cols} FROM {table} WITH NO DATA")
-        cur.execute(f"TRUNCATE {tmp}")
-        with cur.copy(f"COPY {tmp} ({cols}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-        cur.execute(
-            f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {tmp} "
-            f"ON CONFLICT ({', '.join(conflict)}) DO NOTHING RETURNING {', '.join(returning)}"
-        )
-        out = cur.fetchall()
-        cur.execute(f"TRUNCATE {tmp}")
-    return out
-
-
 @contextmanager
 def _write(engine: sa.Engine) -> Iterator[sa.Connection]:
     with engine.connect().execution_options(sqlite_write=True) as conn:
@@ -958,31 +888,6 @@ def _safe_url(url: str) -> str:
         return sa.make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - only for messages
         return "<registry url>"
-
-
-def _universe_data(universe: Universe) -> dict[str, Any]:
-    """Back to YAML-able data (so the repository keeps the universe it was created with)."""
-    names = {v: k for k, v in {"int": int, "float": float, "str": str, "bool": bool}.items()}
-    units = {}
-    for name, spec in universe.units.items():
-        entry: dict[str, Any] = {"key": {"type": names[spec.keyType]}}
-        if spec.requires:
-            entry["requires"] = list(spec.requires)
-        if spec.implies:
-            entry["implies"] = list(spec.implies)
-        if spec.fields:
-            entry["fields"] = {k: names[v] for k, v in spec.fields.items()}
-        units[name] = entry
-    relations = {
-        name: {
-            "units": list(rel.units),
-            "fields": {k: names[v] for k, v in rel.fields.items()},
-            "join_when": [sorted(g) for g in rel.joinWhen],
-        }
-        for name, rel in universe.relations.items()
-    }
-    overlaps = [{"relation": o.relation, "left": o.left, "right": o.right} for o in universe.spatialOverlaps]
-    return {"version": universe.version, "units": units, "relations": relations, "spatial_overlaps": overlaps}
 
 
 __all__ = [

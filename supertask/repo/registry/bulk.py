@@ -1,0 +1,84 @@
+"""Bulk helpers of the registry: chunking, IN-list restriction, PostgreSQL COPY inserts.
+
+Nothing here is per row on the database side: values go in chunks sized well under the
+bound-parameter limits of SQLite and PostgreSQL, and big inserts on PostgreSQL go through
+COPY.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+CHUNK = 500
+"""Values per IN list (well under SQLite's and PostgreSQL's bound-parameter limits)."""
+
+
+def data_id_key(dataId: Mapping[str, Any]) -> str:
+    """Canonical text of a data ID (the UNIQUE key of the dataset table): ``k=repr(v)`` pairs
+    sorted by unit name; ``repr`` quotes strings, so no value can imitate a separator."""
+    return ",".join(f"{k}={v!r}" for k, v in sorted(dataId.items()))
+
+
+def chunked(values: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+    """Consecutive slices of at most ``size`` values."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def restrict_chunks(
+    restrict: Mapping[str, set[Any]], column, droppable: set[str] | None = None
+) -> Iterator[list[sa.ColumnElement[bool]]]:
+    """IN-list conditions for ``restrict``: the biggest set in chunks, small sets whole.
+
+    Sets too big to send whole (besides the chunked one) are left out when their key is
+    in ``droppable`` (default: all): the caller filters those rows in Python, so the result
+    is the same and no statement exceeds the databases' bound-parameter limits.
+    """
+    if not restrict:
+        yield []
+        return
+    axis = max(restrict, key=lambda k: len(restrict[k]))
+    fixed = [
+        column(k).in_(sorted(v, key=str))
+        for k, v in restrict.items()
+        if k != axis and (len(v) <= 2000 or (droppable is not None and k not in droppable))
+    ]
+    values = sorted(restrict[axis], key=str)
+    if not values:
+        return
+    for part in chunked(values):
+        yield [column(axis).in_(list(part)), *fixed]
+
+
+def pg_copy_insert(
+    conn: sa.Connection,
+    table: str,
+    columns: Sequence[str],
+    rows: Sequence[tuple],
+    conflict: Sequence[str],
+    returning: Sequence[str],
+) -> list[tuple]:
+    """Bulk insert on PostgreSQL through COPY into a temporary table; return the RETURNING rows.
+
+    Runs on the SQLAlchemy connection's own psycopg connection, so it is part of the
+    caller's transaction. Rows that conflict on ``conflict`` are skipped (and not returned).
+    """
+    raw = conn.connection.dbapi_connection
+    tmp = f"tmp_bulk_{table}"
+    cols = ", ".join(columns)
+    with raw.cursor() as cur:
+        cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {tmp} AS SELECT {cols} FROM {table} WITH NO DATA")
+        cur.execute(f"TRUNCATE {tmp}")
+        with cur.copy(f"COPY {tmp} ({cols}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        cur.execute(
+            f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {tmp} "
+            f"ON CONFLICT ({', '.join(conflict)}) DO NOTHING RETURNING {', '.join(returning)}"
+        )
+        out = cur.fetchall()
+        cur.execute(f"TRUNCATE {tmp}")
+    return out
