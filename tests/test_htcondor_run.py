@@ -85,6 +85,16 @@ def test_no_retry_exit_codes_are_not_retried(tmp_path):
     assert "invalid configuration" in failure.reason
 
 
+def test_a_job_with_no_work_succeeds_and_its_consumers_run_without_its_output(tmp_path):
+    wf = diamond(tmp_path, extra={"calibrate_2": ["--exit", "3"], "coadd_0": ["--allow-missing"]})
+    result, submit = _run(wf)
+    assert result.exit_code == 0
+    assert result.status("calibrate_2") == "STATUS_DONE" and "coadd_0" in result.order
+    report = SERVICE.report(submit)
+    assert report.state == "succeeded" and report.counts["calibrate"]["succeeded"] == 2
+    assert len(output_checksums(wf)) == 3  # no calexp for visit 2
+
+
 def test_retries_keep_the_log_of_every_attempt(tmp_path):
     marker = tmp_path / "attempts"
     wf = diamond(

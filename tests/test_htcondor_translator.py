@@ -109,25 +109,21 @@ def test_transfer_mode_ships_the_graph_and_inputs_and_brings_outputs_to_staged(t
     assert link.resolve() == (Path(wf.repo) / wf.jobs["calibrate_1"].inputs[0].path).resolve()
 
 
-def test_retry_lines_use_a_post_script_only_for_several_no_retry_codes(tmp_path):
+def test_every_node_has_the_post_script_and_retrying_nodes_stop_at_the_sentinel(tmp_path):
     wf = diamond(tmp_path)
-    wf.jobs["calibrate_2"] = replace(
-        wf.jobs["calibrate_2"], retry=RetryPolicy(retries=4, no_retry_exit_codes=(78,))
-    )
     wf.jobs["coadd_0"] = replace(wf.jobs["coadd_0"], retry=RetryPolicy(retries=0))
     dag = parse_dag(write_dag(wf).dag)
-    several = dag.nodes["calibrate_1"]
-    assert (several.retries, several.unless_exit) == (2, NO_RETRY_SENTINEL)
-    assert several.post == ["bps_post.sh", "$RETURN"]
-    one = dag.nodes["calibrate_2"]
-    assert (one.retries, one.unless_exit, one.post) == (4, 78, None)
-    assert dag.nodes["coadd_0"].retries == 0 and dag.nodes["coadd_0"].post is None
+    retrying = dag.nodes["calibrate_1"]
+    assert (retrying.retries, retrying.unless_exit) == (2, NO_RETRY_SENTINEL)
+    assert retrying.post == ["bps_post.sh", "$RETURN"]
+    assert dag.nodes["coadd_0"].retries == 0 and dag.nodes["coadd_0"].post == ["bps_post.sh", "$RETURN"]
 
 
 @pytest.mark.parametrize(
-    ("code", "expected"), [(exit_codes.CONFIG_ERROR, NO_RETRY_SENTINEL), (75, 75), (0, 0), (-9, 1)]
+    ("code", "expected"),
+    [(exit_codes.CONFIG_ERROR, NO_RETRY_SENTINEL), (exit_codes.TASK_NO_WORK, 0), (75, 75), (0, 0), (-9, 1)],
 )
-def test_post_script_maps_every_no_retry_code_to_the_sentinel(tmp_path, code, expected):
+def test_post_script_maps_no_work_to_success_and_no_retry_codes_to_the_sentinel(tmp_path, code, expected):
     import subprocess
 
     layout = write_dag(diamond(tmp_path))

@@ -24,6 +24,7 @@ p.add_argument("--exit", type=int, default=0)
 p.add_argument("--fail-until-attempt", type=int, default=0)
 p.add_argument("--marker")
 p.add_argument("--memory", type=int)
+p.add_argument("--allow-missing", action="store_true", help="skip absent inputs (a gathering task)")
 p.add_argument("--repo")
 p.add_argument("--inputs-dir")
 p.add_argument("--outputs-dir")
@@ -53,7 +54,10 @@ def where(spec: str, staged_dir: str | None) -> Path:
 
 digest = hashlib.sha256(",".join(a.quantum).encode())
 for spec in a.inputs:
-    digest.update(where(spec, a.inputs_dir).read_bytes())
+    source = where(spec, a.inputs_dir)
+    if a.allow_missing and not source.exists():
+        continue
+    digest.update(source.read_bytes())
 for spec in a.outputs:
     target = where(spec, a.outputs_dir)
     target.parent.mkdir(parents=True, exist_ok=True)

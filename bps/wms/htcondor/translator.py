@@ -8,8 +8,9 @@ note 9). What each node gets:
 - ``JOB`` + ``VARS`` (``bps_args``: the arguments between the label's common prefix
   and suffix; ``bps_log``: its log path stem; ``bps_memory`` / ``bps_cpus`` / ``bps_disk`` only
   when they differ from the label default; ``bps_inputs`` / ``bps_outputs`` for file transfer);
-- ``RETRY n UNLESS-EXIT code``: with several no-retry exit codes a POST script maps
-  them to one sentinel, since ``UNLESS-EXIT`` takes a single value;
+- ``SCRIPT POST`` (exit code 3, "no work", becomes success so consumers run; the no-retry
+  exit codes become one sentinel, since ``UNLESS-EXIT`` takes a single value) and
+  ``RETRY n UNLESS-EXIT sentinel``;
 - ``PRIORITY`` and ``CATEGORY`` (throttled by ``MAXJOBS``);
 - then ``PARENT ... CHILD`` edges, ``NODE_STATUS_FILE``, ``CONFIG`` and the ``FINAL`` node.
 """
@@ -85,7 +86,7 @@ def write_dag(
     for defaults in labels.values():
         text = _render_job_submit(workflow, layout, defaults, env, cap)
         layout.submit_file(defaults.label).write_text(text)
-    _write_post_script(layout, site)
+    _write_post_script(layout, workflow)
     _write_dagman_config(layout, site)
     if workflow.final is not None:
         layout.final_submit_file.write_text(_render_final_submit(workflow, layout, env))
@@ -306,12 +307,16 @@ def _render_final_submit(workflow: GenericWorkflow, layout: DagLayout, env: dict
     )
 
 
-def _write_post_script(layout: DagLayout, site: SiteConfig) -> None:
+def _write_post_script(layout: DagLayout, workflow: GenericWorkflow) -> None:
+    site = workflow.site
+    jobs = list(workflow.jobs.values()) + ([workflow.final] if workflow.final else [])
+    no_retry = sorted({c for job in jobs for c in job.retry.no_retry_exit_codes} - {exit_codes.TASK_NO_WORK})
     text = templates.render(
         "post.sh",
         {
             "sentinel": NO_RETRY_SENTINEL,
-            "no_retry_cases": "|".join(str(c) for c in exit_codes.NO_RETRY) or "__none__",
+            "no_work": exit_codes.TASK_NO_WORK,
+            "no_retry_cases": "|".join(str(c) for c in no_retry) or "__none__",
         },
         site.condor.get("templates_dir"),
     )
@@ -360,25 +365,15 @@ def _throttles(workflow: GenericWorkflow) -> dict[str, int]:
     return limits
 
 
-def _retry_tail(codes: tuple[int, ...]) -> str:
-    if not codes:
-        return ""
-    if len(codes) == 1:
-        return f" UNLESS-EXIT {codes[0]}"
-    return f" UNLESS-EXIT {NO_RETRY_SENTINEL}"
-
-
 def _retry_lines(node: str, job: Job, post: str) -> str:
-    """``RETRY`` (+ the POST script mapping no-retry codes when there are several); "" without retries.
+    """The POST script (every node: it turns "no work" into success and the no-retry exit
+    codes into one sentinel) and ``RETRY n UNLESS-EXIT sentinel`` when the job retries.
 
     The final job may retry too: ``bps finalize`` is idempotent, and a registry that was
     briefly unreachable should not end a campaign."""
-    if job.retry.retries <= 0:
-        return ""
-    codes = tuple(job.retry.no_retry_exit_codes)
-    text = f"RETRY {node} {job.retry.retries}{_retry_tail(codes)}\n"
-    if len(codes) > 1:
-        text += f"SCRIPT POST {node} {post} $RETURN\n"
+    text = f"SCRIPT POST {node} {post} $RETURN\n"
+    if job.retry.retries > 0:
+        text = f"RETRY {node} {job.retry.retries} UNLESS-EXIT {NO_RETRY_SENTINEL}\n" + text
     return text
 
 
@@ -431,8 +426,7 @@ def _node_lines(
                 vars_.append(f"bps_manifest={vars_value(manifest)}")
             vars_.append(f"bps_outputs={vars_value(','.join(outputs))}")
         lines = [f"JOB {node} {sub_files[job.label]}\n", f"VARS {node} {' '.join(vars_)}\n"]
-        if job.retry.retries > 0:
-            lines.append(_retry_lines(node, job, post))
+        lines.append(_retry_lines(node, job, post))
         if job.priority:
             lines.append(f"PRIORITY {node} {job.priority}\n")
         key = (job.throttle, job.label)
