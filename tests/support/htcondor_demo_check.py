@@ -40,8 +40,9 @@ def checksums(repo: Path, run: str) -> dict[str, str]:
 def check(demo_dir: Path, staging: str) -> bool:
     bindir = Path(sys.executable).parent
     repo = demo_dir / "repo"
-    run = f"demo/tile0-condor-{staging}"
-    graph = demo_dir / f"tile0-condor-{staging}.qgraph"
+    tag = f"condor-{staging}-{time.strftime('%Y%m%dT%H%M%S')}"  # a fresh run each time
+    run = f"demo/tile0-{tag}"
+    graph = demo_dir / f"tile0-{tag}.qgraph"
     subprocess.run(
         [
             str(bindir / "supertask"),
@@ -61,8 +62,8 @@ def check(demo_dir: Path, staging: str) -> bool:
         check=True,
         capture_output=True,
     )
-    submit_dir = demo_dir / "submit" / f"condor-{staging}"
-    config = demo_dir / f"bps_condor_{staging}.yaml"
+    submit_dir = demo_dir / "submit" / tag
+    config = demo_dir / f"bps_{tag}.yaml"
     config.write_text(
         f"repo: {repo}\nqgraph: {graph}\noutput_run: {run}\nwms: htcondor\n"
         f"compute_site: htcondor_{staging}\nsubmit_dir: {submit_dir}\n"
