@@ -46,13 +46,22 @@ class LocalService(WorkflowService):
         Parallel jobs; default: the run record's value, else 2.
     progress : `bool`
         Show a progress bar (on stderr).
+    fork : `bool`, optional
+        Start ``run_quantum`` jobs as forks of a process that has already imported the
+        software and the pipeline's tasks, instead of fresh interpreters (default, unless
+        ``$BPS_LOCAL_FORK=0`` or the site names another Python). Each job is still its
+        own process running ``bps.run_quantum.main`` with its own log, exit code and
+        signals; only the interpreter start and imports (most of a small job's cost on a
+        laptop) are paid once.
     """
 
     name = "local"
 
-    def __init__(self, jobs: int | None = None, progress: bool = True):
+    def __init__(self, jobs: int | None = None, progress: bool = True, fork: bool | None = None):
         self.jobs = jobs
         self.progress = progress
+        #: start run_quantum jobs by forking a process that has the software loaded (see `_ForkedJob`)
+        self.fork = fork if fork is not None else os.environ.get("BPS_LOCAL_FORK", "1") != "0"
         self.retries_override: int | None = None
         self._stop = False
 
@@ -198,8 +207,12 @@ class LocalService(WorkflowService):
             TextColumn("{task.fields[failed]} failed"),
             TimeElapsedColumn(),
             disable=not self.progress,
+            auto_refresh=False,  # no refresh thread: jobs are forked from this process
             transient=False,
         ) as progress:
+            forking = self.fork and not wf.site.python and hasattr(os, "fork")
+            if forking:
+                _preload(wf)
             bar = progress.add_task(f"local run {wf.name}", total=total, failed=0)
             done_count = sum(1 for s in states.values() if s["state"] == "succeeded")
             progress.update(bar, completed=done_count)
@@ -214,12 +227,13 @@ class LocalService(WorkflowService):
                         if limit is not None and per_throttle.get(job.throttle or "", 0) >= limit:
                             ready.append(name)
                             continue
-                        running[name] = self._start(wf, job, submit_dir, states[name])
+                        running[name] = self._start(wf, job, submit_dir, states[name], fork=forking)
                         if job.throttle:
                             per_throttle[job.throttle] = per_throttle.get(job.throttle, 0) + 1
                         launched = True
                         break
                 record()
+                progress.refresh()
                 finished = _wait_any(running, lambda: self._stop)
                 for name in finished:
                     r = running.pop(name)
@@ -277,7 +291,9 @@ class LocalService(WorkflowService):
         failed = any(s["state"] in ("failed", "skipped") for s in states.values())
         record("failed" if failed else "succeeded", force=True)
 
-    def _start(self, wf: GenericWorkflow, job: Job, submit_dir: Path, info: dict[str, Any]) -> _Running:
+    def _start(
+        self, wf: GenericWorkflow, job: Job, submit_dir: Path, info: dict[str, Any], fork: bool = False
+    ) -> _Running:
         info["attempts"] = info.get("attempts", 0) + 1
         info["state"] = "running"
         log_dir = submit_dir / (job.log_subdir or "logs")
@@ -290,10 +306,107 @@ class LocalService(WorkflowService):
         with open(log_file, "ab") as stream:
             stream.write(f"=== attempt {info['attempts']}: {' '.join(command)}\n".encode())
             stream.flush()
-            process = subprocess.Popen(
-                command, stdout=stream, stderr=subprocess.STDOUT, env=env, cwd=submit_dir
-            )
+            process: Any
+            if fork and job.executable == "run_quantum":
+                process = _ForkedJob(command[3:], log_file, env, submit_dir)
+            else:
+                process = subprocess.Popen(
+                    command, stdout=stream, stderr=subprocess.STDOUT, env=env, cwd=submit_dir
+                )
         return _Running(job, info["attempts"], process, log_file)
+
+
+class _ForkedJob:
+    """A ``run_quantum`` job in a forked child: the `subprocess.Popen` calls the runner uses.
+
+    The child redirects its output to the job's log, restores default signal
+    handling, applies the site environment and calls ``bps.run_quantum.main`` with
+    the job's arguments, exiting with its code. Nothing else is shared: the job
+    cannot corrupt the runner, and a kill (or an out-of-memory kill) ends only it.
+    """
+
+    def __init__(self, argv: list[str], log_file: Path, env: dict[str, str], cwd: Path):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.returncode: int | None = None
+        self.pid = os.fork()
+        if self.pid == 0:  # the child: never returns
+            code = 1
+            try:
+                for signum in (signal.SIGTERM, signal.SIGINT):
+                    signal.signal(signum, signal.SIG_DFL)
+                fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                os.dup2(fd, 1)
+                os.dup2(fd, 2)
+                os.close(fd)
+                # the runner's streams and log handlers may not be fds 1 and 2 (e.g. under a test runner)
+                sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+                sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+                import logging
+
+                root = logging.getLogger()
+                for handler in list(root.handlers):
+                    root.removeHandler(handler)
+                os.chdir(cwd)
+                os.environ.clear()
+                os.environ.update(env)
+                from ..run_quantum import main
+
+                code = main(argv)
+            except SystemExit as err:
+                code = err.code if isinstance(err.code, int) else 1
+            except BaseException:
+                import traceback
+
+                traceback.print_exc()
+            finally:
+                try:
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                finally:
+                    os._exit(code)
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            _, status = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def terminate(self) -> None:
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+
+def _preload(wf: GenericWorkflow) -> None:
+    """Import what every job needs, and the pipeline's tasks, once, before forking jobs."""
+    try:
+        from ..run_quantum import SupertaskBackend
+
+        backend = SupertaskBackend()
+        header = _read_header(wf.graph_file)
+        backend.make_tasks(
+            header,
+            {label for job in wf.jobs.values() for label in job.tags.get("task_labels", "").split(",")},
+        )
+        from supertask.repo import datastore, formatters  # noqa: F401
+    except Exception:  # a job will report the real problem in its own log
+        pass
+
+
+def _read_header(graph_file: str) -> dict[str, Any]:
+    from supertask.graph.quantum_graph import QuantumGraph
+
+    return QuantumGraph.readHeader(graph_file)
 
 
 def _command(wf: GenericWorkflow, job: Job) -> list[str]:
