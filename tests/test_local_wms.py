@@ -171,7 +171,9 @@ def submit(config: Path, *args: str):
     return result
 
 
-def test_local_submit_runs_every_job_and_registers_every_output(toy):
+@pytest.mark.parametrize("fork", ["1", "0"], ids=["forked-jobs", "fresh-interpreters"])
+def test_local_submit_runs_every_job_and_registers_every_output(toy, fork, monkeypatch):
+    monkeypatch.setenv("BPS_LOCAL_FORK", fork)
     repo, config = toy
     result = submit(config("plain"))
     assert result.exit_code == 0, result.output
