@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import yaml
@@ -21,7 +23,9 @@ DATA_ID = {"instrument": "Cam", "visit": 1, "detector": 2}
 @pytest.fixture
 def repo(tmp_path, db_url):  # noqa: F811
     url = None if db_url.startswith("sqlite") else db_url
-    butler = Butler.create(tmp_path / "repo", db_url=url)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the test server's URL carries a password
+        butler = Butler.create(tmp_path / "repo", db_url=url)
     populate(butler.registry)
     butler.close()
     return tmp_path / "repo"
@@ -126,3 +130,13 @@ def test_incompatible_schema_version_in_config_is_a_clear_error(repo):
     path.write_text(yaml.safe_dump(config))
     with pytest.raises(IncompatibleSchemaError, match="schema version 7.0"):
         Butler(repo)
+
+
+def test_a_password_in_the_registry_url_draws_a_warning(tmp_path):
+    from supertask.repo.butler import _has_password
+
+    assert _has_password("postgresql+psycopg://u:secret@host/db")
+    assert not _has_password("postgresql+psycopg://u@host/db")
+    with pytest.warns(UserWarning, match="pgpass"):
+        with pytest.raises(Exception):  # noqa: B017 - nothing listens there; only the warning matters
+            Butler.create(tmp_path / "r", db_url="postgresql+psycopg://u:secret@127.0.0.1:1/db")

@@ -9,6 +9,7 @@ by a retry) but never a registered dataset that is missing or half-written.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,6 +122,12 @@ class Butler:
             )
         root.mkdir(parents=True, exist_ok=True)
         url = db_url or f"sqlite:///{(root / SQLITE_NAME).resolve()}"
+        if db_url and _has_password(db_url):
+            warnings.warn(
+                "the registry URL contains a password, which butler.yaml will store in clear text in a "
+                "shared directory; put it in ~/.pgpass (or PGPASSFILE) and leave it out of the URL",
+                stacklevel=2,
+            )
         Datastore(root, {"templates": dict(templates or {})})  # validate templates before creating anything
         registry = Registry.create(url, universe)
         registry.close()
@@ -258,3 +265,13 @@ class Butler:
 
     def __repr__(self) -> str:
         return f"Butler({str(self.root)!r}, collections={self.collections}, run={self.run!r})"
+
+
+def _has_password(url: str) -> bool:
+    """True if a database URL carries a password (checked without importing SQLAlchemy's URL rules)."""
+    from urllib.parse import urlsplit
+
+    try:
+        return bool(urlsplit(url).password)
+    except ValueError:
+        return False
