@@ -1,6 +1,7 @@
 """The demo pipeline through ``bps submit --wms local`` against ``supertask run`` (same data, same graph).
 
-Planned over one patch so that it stays quick; the patch includes a visit whose warp
+Planned over one patch so that it stays quick (by ``supertask qgraph`` for the direct
+run, by ``bps submit`` itself from the pipeline for the batch run); the patch includes a visit whose warp
 has no pixels on it (``NoWorkFound``), so the no-work path of batch jobs is exercised
 on real science code too.
 """
@@ -49,14 +50,16 @@ def test_demo_through_bps_local_matches_supertask_run(tmp_path):
     repo = tmp_path / "repo"
     run("supertask", "demo-data", str(repo), "--exposures", "2")
     plan(repo, "demo/direct", tmp_path / "direct.qgraph")
-    plan(repo, "demo/bps", tmp_path / "bps.qgraph")
     run("supertask", "run", str(repo), "--qgraph", str(tmp_path / "direct.qgraph"), "-j", "2")
     config = tmp_path / "bps.yaml"
+    # bps plans the same request itself, from the pipeline (no saved graph)
     config.write_text(
         yaml.safe_dump(
             {
+                "pipeline": str(PIPELINE),
                 "repo": str(repo),
-                "qgraph": str(tmp_path / "bps.qgraph"),
+                "input_collections": ["DemoCam/defaults"],
+                "where": "tract = 0 AND patch = 12",
                 "output_run": "demo/bps",
                 "wms": "local",
                 "site": "local",
