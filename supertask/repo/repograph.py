@@ -117,6 +117,8 @@ class RepoGraph:
         if cached is None:
             if not self.rows:
                 cached = []
+            elif tuple(self.rows[0]._values) == keys:  # the rows themselves: already distinct and sorted
+                cached = list(self.rows)
             else:
                 seen = {DataId._from_sorted({k: row._values[k] for k in keys}) for row in self.rows}
                 cached = sort_data_ids(seen)

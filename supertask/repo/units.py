@@ -268,6 +268,10 @@ class Universe:
         units = list(units)
 
         def convert(dataId: Mapping[str, Any]) -> DataId:
+            if type(dataId) is DataId and tuple(dataId._values) == keys:
+                given = dataId._values
+                if all(type(given[k]) is kind for k, kind in kinds):
+                    return dataId  # already exactly right: no copy
             values: dict[str, Any] = {}
             try:
                 for key, kind in kinds:
