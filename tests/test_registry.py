@@ -318,3 +318,11 @@ def test_exposures_join_visits_through_their_definition(registry):
 def test_expression_may_use_relation_fields(shared):
     rows = shared.queryDataIds(["visit", "detector"], where="visit_detector_region.ra_min >= 5.2")
     assert {(d["visit"], d["detector"]) for d in rows} == {(5, 2), (5, 3)}
+
+
+def test_query_datasets_expression_may_name_other_units(registry):
+    registry.registerDatasetType(RAW)
+    registry.registerRun("run")
+    registry.insertDatasets(RAW, "run", records([vd(v, 0) for v in range(6)]))
+    found = registry.queryDatasets(RAW, "run", where="patch = 2")
+    assert [d.dataId["visit"] for d in found] == [4, 5]  # the visits overlapping patch 2
