@@ -424,7 +424,7 @@ def _load(backend: Backend, graph: str, ids: list[int]) -> tuple[dict[str, Any],
     except FileNotFoundError:
         raise JobError(exit_codes.MISSING_INPUT, f"graph file {graph} does not exist (yet?)") from None
     except (IndexError, KeyError) as err:
-        raise JobError(exit_codes.USAGE, f"{graph}: no quantum {err}: check --quantum") from None
+        raise JobError(exit_codes.USAGE, f"{err.args[0] if err.args else err}; check --quantum") from None
     except Exception as err:  # GraphFileError and friends: corrupt or incompatible
         raise JobError(exit_codes.DATA_ERROR, f"cannot read {graph}: {err}") from None
     return header, sorted(quanta, key=lambda q: q.id)

@@ -345,3 +345,29 @@ def test_no_work_in_an_earlier_job_is_seen_by_later_jobs(repo, tmp_path):
 def test_missing_produced_input_without_marker_is_retryable(repo, tmp_path):
     result = job(StandIn(repo), repo, tmp_path, [2])  # make(1) never ran: no file, no marker
     assert result.failed == {2: exit_codes.MISSING_INPUT}
+
+
+def test_graph_file_problems_map_to_exit_codes(tmp_path):
+    from supertask.graph.quantum_graph import QuantumGraph
+
+    graph = tmp_path / "g.qgraph"
+    QuantumGraph(make_quanta(), pipelineYaml="tasks: {}", metadata={"output_run": RUN}).save(graph)
+    truncated = tmp_path / "t.qgraph"
+    truncated.write_bytes(graph.read_bytes()[:200])
+
+    def code(graph_file: Path, quantum: str) -> int:
+        argv = [
+            "--graph",
+            str(graph_file),
+            "--quantum",
+            quantum,
+            "--repo",
+            str(tmp_path),
+            "--manifest-dir",
+            str(tmp_path),
+        ]
+        return main(argv)
+
+    assert code(graph, "99") == exit_codes.USAGE
+    assert code(truncated, "0") == exit_codes.DATA_ERROR
+    assert code(tmp_path / "absent.qgraph", "0") == exit_codes.MISSING_INPUT
