@@ -26,7 +26,7 @@ from .clustering import ClusterRule
 from .config import ResolvedConfig
 from .finalize import WORKFLOW_FILE
 from .staging import atomic_write_text
-from .workflow import GenericWorkflow, Resources, safe_name
+from .workflow import GenericWorkflow, Resources, dataset_lfn, safe_name
 from .workflow_builder import LOG_DIR, MANIFEST_DIR, BuildOptions, build_workflow
 
 log = logging.getLogger("bps.prepare")
@@ -190,11 +190,7 @@ def _write_input_locations(
 ) -> None:
     if not off_template:
         return
-    by_lfn = {}
-    for (name, data_id), path in off_template.items():
-        from .workflow import dataset_lfn
-
-        by_lfn[dataset_lfn(name, dict(data_id))] = path
+    by_lfn = {dataset_lfn(name, dict(data_id)): path for (name, data_id), path in off_template.items()}
     directory = submit_dir / "input_locations"
     for job in workflow.jobs.values():
         mine = {f.lfn: by_lfn[f.lfn] for f in job.inputs if f.producer is None and f.lfn in by_lfn}

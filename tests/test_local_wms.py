@@ -456,3 +456,24 @@ def test_resources_for_a_misspelt_label_are_refused_with_a_suggestion(toy):
         and "resources.labels.mkae" in result.output
         and "did you mean 'make'" in result.output
     )
+
+
+def test_inputs_stored_off_their_template_path_are_found_by_jobs(toy):
+    import sqlite3
+
+    repo, config = toy
+    old = "seeds/seed/seed_detector-2_instrument-Cam.json"
+    assert (repo / old).exists()
+    (repo / "elsewhere").mkdir()
+    (repo / old).rename(repo / "elsewhere" / "seed2.json")
+    with sqlite3.connect(repo / "registry.sqlite3") as db:  # as if ingested in place by another tool
+        assert (
+            db.execute("UPDATE dataset SET path = ? WHERE path = ?", ("elsewhere/seed2.json", old)).rowcount
+            == 1
+        )
+    cfg = config("offtemplate")
+    result = submit(cfg)
+    assert result.exit_code == 0, result.output
+    submit_dir = Path(yaml.safe_load(cfg.read_text())["submit_dir"])
+    assert [p.name for p in (submit_dir / "input_locations").iterdir()] == ["make_2_Cam.json"]
+    assert registered(repo, "made")[2] == {"detector": 2, "value": 40}
