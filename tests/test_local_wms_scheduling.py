@@ -103,3 +103,18 @@ def test_signal_death_is_retried(tmp_path):
     workflow(tmp_path, [(shell_job("oom", "a", script, retries=1), [])])
     LocalService(progress=False).submit(tmp_path)
     assert states(tmp_path)["oom"]["state"] == "succeeded"
+
+
+def test_restart_refuses_a_run_that_is_still_going(tmp_path):
+    import os
+
+    import pytest
+
+    from bps.wms.base import WmsError, write_run_record
+
+    workflow(tmp_path, [(shell_job("a", "a", "true"), [])])
+    write_run_record(
+        tmp_path, wms="local", state="running", pid=os.getpid(), jobs={"a": {"state": "running"}}
+    )
+    with pytest.raises(WmsError, match="still running"):
+        LocalService(progress=False).restart(tmp_path)

@@ -87,6 +87,10 @@ class LocalService(WorkflowService):
         record = read_run_record(submit_dir)
         if not record.get("jobs"):
             raise WmsError(f"{submit_dir} was never submitted with the local system: use `bps submit` first")
+        if record.get("state") == "running" and _alive(record.get("pid")):
+            raise WmsError(
+                f"{submit_dir} is still running (process {record['pid']}): wait for it, or `bps cancel` it first"
+            )
         if overrides and "retries" in overrides:
             self.retries_override = int(overrides["retries"])
         run_id = f"local-{os.getpid()}-{int(time.time())}"
