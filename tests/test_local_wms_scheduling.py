@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import pytest
+
 from bps import exit_codes
-from bps.wms.base import read_run_record
+from bps.wms.base import WmsError, read_run_record, write_run_record
 from bps.wms.local import LocalService
 from bps.workflow import GenericWorkflow, Job, RetryPolicy
 
@@ -106,12 +109,6 @@ def test_signal_death_is_retried(tmp_path):
 
 
 def test_restart_refuses_a_run_that_is_still_going(tmp_path):
-    import os
-
-    import pytest
-
-    from bps.wms.base import WmsError, write_run_record
-
     workflow(tmp_path, [(shell_job("a", "a", "true"), [])])
     write_run_record(
         tmp_path, wms="local", state="running", pid=os.getpid(), jobs={"a": {"state": "running"}}
