@@ -9,6 +9,7 @@ SQLAlchemy, so batch jobs that only need data-ID arithmetic stay cheap to start.
 from __future__ import annotations
 
 import hashlib
+import operator
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -265,21 +266,37 @@ class Universe:
         """
         keys = self.expand(units)
         kinds = [(k, self.units[k].keyType) for k in keys]
+        types = tuple(kind for _, kind in kinds)
         units = list(units)
+        if len(keys) > 1:
+            getter = operator.itemgetter(*keys)
+        elif keys:
+            key0 = keys[0]
+
+            def getter(d):
+                return (d[key0],)
+        else:
+
+            def getter(d):
+                return ()
 
         def convert(dataId: Mapping[str, Any]) -> DataId:
             if type(dataId) is DataId and tuple(dataId._values) == keys:
                 given = dataId._values
                 if all(type(given[k]) is kind for k, kind in kinds):
                     return dataId  # already exactly right: no copy
-            values: dict[str, Any] = {}
             try:
-                for key, kind in kinds:
-                    value = dataId[key]
-                    values[key] = value if type(value) is kind else _convert(kind, value, key)
+                values = getter(dataId)
             except KeyError:
                 return self.checkDataId(units, dataId)  # raises the detailed message
-            return DataId._from_sorted(values)
+            if tuple(map(type, values)) == types:  # the common case: one C-level check
+                return DataId._from_sorted(dict(zip(keys, values, strict=True)))
+            return DataId._from_sorted(
+                {
+                    k: v if type(v) is kind else _convert(kind, v, k)
+                    for (k, kind), v in zip(kinds, values, strict=True)
+                }
+            )
 
         return convert
 
