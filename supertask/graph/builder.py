@@ -261,8 +261,13 @@ class QuantumGraphBuilder:
                     produced.setdefault(dataset.datasetType.name, {})[dataset.dataId] = dataset
                 quanta.append(quantum)
             report.skipped_existing[task.label] = skipped
+        # The shared look-ups are not needed any more; at 10^6 quanta they hold about a
+        # million data IDs, which would otherwise stay alive while the graph is linked.
+        self._relatedCache(repoGraph).clear()
+        del view, planned
         tick = time.perf_counter()
         _relink_inputs(quanta, produced)
+        del produced
         graph = QuantumGraph(
             quanta,
             pipelineYaml=pipelineYaml if pipelineYaml is not None else self.pipeline.toYaml(),
