@@ -137,3 +137,17 @@ def test_datastore_import_does_not_load_sqlalchemy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_parquet_without_pyarrow_says_how_to_get_it(tmp_path):
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        with pytest.raises(FormatterError, match="pip install pyarrow"):
+            get_formatter("ParquetTable").write(object(), tmp_path / "t.parquet")
+    else:
+        import pyarrow as pa
+
+        fmt = get_formatter("ParquetTable")
+        fmt.write(pa.table({"a": [1, 2]}), tmp_path / "t.parquet")
+        assert fmt.read(tmp_path / "t.parquet").column("a").to_pylist() == [1, 2]
