@@ -69,3 +69,13 @@ def test_repo_info_lists_dataset_types(tmp_path):
     result = CliRunner().invoke(repo, ["info", str(root)])
     assert result.exit_code == 0, result.output
     assert "raw" in result.output and "NumpyArray" in result.output
+
+
+def test_query_data_ids_can_require_datasets(tmp_path):
+    root = _make(tmp_path)
+    runner = CliRunner()
+    args = ["data-ids", str(root), "visit", "detector", "--count"]
+    assert runner.invoke(query, args).output.strip() == "24"
+    assert runner.invoke(query, [*args, "--datasets", "raw", "--collections", "raw"]).output.strip() == "6"
+    missing = runner.invoke(query, [*args, "--datasets", "raw"])
+    assert missing.exit_code == 2 and "--collections" in missing.output

@@ -93,11 +93,20 @@ def query() -> None:
 @click.argument("units", nargs=-1, required=True)
 @click.option("--where", default=None, help="Data-ID expression, e.g. \"visit IN (1..10) AND band = 'r'\".")
 @click.option("--bind", multiple=True, help="NAME=VALUE for :NAME in the expression (repeatable).")
+@click.option("--datasets", multiple=True, help="Keep data IDs with a dataset of this type (repeatable).")
+@click.option("--collections", multiple=True, help="Collections searched for --datasets, in order.")
 @click.option("--count", "count_only", is_flag=True, help="Only print how many data IDs match.")
 @click.option("--limit", default=MAX_ROWS_DEFAULT, show_default=True, help="Rows to print (0 = all).")
 @_friendly
 def data_ids(
-    root: str, units: tuple[str, ...], where: str | None, bind: tuple[str, ...], count_only: bool, limit: int
+    root: str,
+    units: tuple[str, ...],
+    where: str | None,
+    bind: tuple[str, ...],
+    datasets: tuple[str, ...],
+    collections: tuple[str, ...],
+    count_only: bool,
+    limit: int,
 ) -> None:
     """Print the data IDs over UNITS that match the expression."""
     from rich.table import Table
@@ -105,10 +114,13 @@ def data_ids(
     from ..repo.butler import Butler
 
     reg = Butler(root).registry
+    if datasets and not collections:
+        raise click.UsageError("--datasets needs --collections to search")
+    extra = {"datasets": list(datasets), "collections": split_collections(collections) or None}
     if count_only:
-        click.echo(reg.countDataIds(list(units), where, parse_bind(bind)))
+        click.echo(reg.countDataIds(list(units), where, parse_bind(bind), **extra))
         return
-    rows = reg.queryDataIds(list(units), where, parse_bind(bind))
+    rows = reg.queryDataIds(list(units), where, parse_bind(bind), **extra)
     keys = reg.universe.expand(units)
     table = Table(title=f"{len(rows)} data IDs")
     for key in keys:
