@@ -113,12 +113,21 @@ def _unavailable(name: str, target: str, short_help: str, err: Exception) -> cli
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
     default="WARNING",
     show_default=True,
-    help="Level of the supertask loggers printed to stderr.",
+    help="Level of the log messages printed to stderr (per-quantum log files always get INFO and above).",
 )
 def main(log_level: str) -> None:
     """SuperTask pipelines: inspect pipelines, plan quantum graphs, run them."""
-    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("supertask").setLevel(log_level.upper())
+    # The level filters the console only: the loggers stay at INFO so that each quantum's
+    # log file (supertask run) records what its task said.
+    root = logging.getLogger()
+    console = next((h for h in root.handlers if getattr(h, "_supertask_console", False)), None)
+    if console is None:  # once per process, however often main() runs (tests call it repeatedly)
+        console = logging.StreamHandler()
+        console._supertask_console = True  # type: ignore[attr-defined]
+        console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(console)
+    console.setLevel(log_level.upper())
+    logging.getLogger("supertask").setLevel(min(logging.INFO, logging.getLevelName(log_level.upper())))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -73,20 +73,32 @@ class _CaptureOutput:
         sys.stdout = sys.stderr = self._text
         self._handler = logging.StreamHandler(self._text)
         self._handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        # While the quantum runs its log file replaces the console handlers (which would
+        # otherwise write into the same redirected stderr a second time), and the task's
+        # loggers record INFO whatever the console's level.
         root = logging.getLogger()
-        root.addHandler(self._handler)
-        self._level = root.level
-        if root.level > logging.INFO or root.level == logging.NOTSET:
-            root.setLevel(logging.INFO)
+        self._root_state = (list(root.handlers), root.level)
+        root.handlers = [self._handler]
+        root.setLevel(logging.INFO)
+        self._task_loggers = []
+        for name in ("supertask", "bps"):
+            logger = logging.getLogger(name)
+            self._task_loggers.append((logger, logger.level, logger.propagate))
+            if logger.getEffectiveLevel() > logging.INFO:
+                logger.setLevel(logging.INFO)
+            logger.propagate = True
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self.path is None:
             return
-        root = logging.getLogger()
         self._handler.flush()
-        root.removeHandler(self._handler)
-        root.setLevel(self._level)
+        root = logging.getLogger()
+        root.handlers, level = self._root_state
+        root.setLevel(level)
+        for logger, level, propagate in self._task_loggers:
+            logger.setLevel(level)
+            logger.propagate = propagate
         self._text.flush()
         sys.stdout, sys.stderr = self._streams
         self._text.close()
