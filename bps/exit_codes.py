@@ -5,12 +5,20 @@ Workflow systems decide whether to retry a job from its exit code. Codes in
 configuration, a science failure the task itself declared); every other non-zero
 code, and death by a signal (out-of-memory kills arrive as SIGKILL), may succeed on
 a retry. Values follow BSD ``sysexits.h`` where one fits so operators recognise them.
+
+"No work" is success. A quantum that finds no work (``NoWorkFound``) is an outcome,
+as in ``supertask run``: ``run_quantum`` leaves a tombstone in place of each of its
+outputs (see `bps.staging`) and, if nothing else failed, exits 0 (`SUCCESS`). So
+every workflow system runs the consumers with no special rule, and a job is never
+marked failed, retried or reported for finding no work. `TASK_NO_WORK` (3) is no
+longer emitted; it stays reserved, and translators keep treating it as success, so
+that jobs of an older ``run_quantum`` still in a queue are understood.
 """
 
 SUCCESS = 0
 #: An unexpected exception: may be transient (a filesystem hiccup), so retry.
 UNEXPECTED = 1
-#: The task declared its quantum impossible (e.g. no usable input): do not retry.
+#: Reserved: older ``run_quantum`` exited 3 when a quantum had no work; now that is `SUCCESS`.
 TASK_NO_WORK = 3
 #: The command line is wrong: do not retry.
 USAGE = 64
@@ -29,7 +37,7 @@ NO_RETRY: tuple[int, ...] = (TASK_NO_WORK, USAGE, DATA_ERROR, CONFIG_ERROR)
 DESCRIPTIONS: dict[int, str] = {
     SUCCESS: "success",
     UNEXPECTED: "unexpected error (retry may help)",
-    TASK_NO_WORK: "the task found nothing it could do with its inputs (not retried)",
+    TASK_NO_WORK: "no work (older run_quantum; now exits 0): an outcome, treated as success",
     USAGE: "bad command line (not retried)",
     DATA_ERROR: "corrupt or incompatible graph file or input (not retried)",
     MISSING_INPUT: "an input file is missing (retry may help)",

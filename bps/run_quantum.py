@@ -18,6 +18,13 @@ complete, and the manifest records a quantum only once all its outputs are stage
 A rerun skips recorded quanta whose files are intact; a job whose quanta are all
 recorded exits at once without reading the graph.
 
+No work is an outcome, not a failure (as in ``supertask run``): a quantum whose
+task raises ``NoWorkFound``, or that is left without some input because the quanta
+making it found no work, writes a tombstone (`bps.staging.write_tombstone`) for each
+of its outputs, at the place the output would go, and is recorded like a success.
+Workflow systems stage tombstones like any file; a consumer that stages one in
+drops that input, exactly as the single-node executor does. The job exits 0.
+
 Exit codes are those of `bps.exit_codes` (``run_quantum --help`` lists them):
 codes in ``NO_RETRY`` mean a retry cannot help. Within a cluster, a failed quantum
 stops only the quanta that need its outputs; the job still stages the rest and
@@ -47,11 +54,13 @@ from .staging import (
     StagedFile,
     copy_atomic,
     file_matches,
+    is_tombstone,
     link_or_copy,
     make_scratch,
     manifest_path,
     read_manifest,
     write_manifest,
+    write_tombstone,
 )
 
 log = logging.getLogger("bps.run_quantum")
@@ -171,9 +180,9 @@ class JobResult:
 
     @property
     def exit_code(self) -> int:
-        """Failures first (a retryable one wins); else TASK_NO_WORK if a quantum had no work; else 0."""
+        """Failures first (a retryable one wins); else 0: a quantum with no work is an outcome, not a failure."""
         if not self.failed and not self.blocked:
-            return exit_codes.TASK_NO_WORK if self.no_work else exit_codes.SUCCESS
+            return exit_codes.SUCCESS
         codes = list(self.failed.values())
         # a retryable failure wins: a retry may then also unblock the others
         retryable = [c for c in codes if c not in exit_codes.NO_RETRY]
@@ -300,16 +309,15 @@ def run_job(
     unavailable: set[tuple[str, Any]] = set()  # outputs of failed or blocked quanta of this job
     missing: set[tuple[str, Any]] = set()  # outputs that will never exist: their quantum had no work
     made_here = {d.key for q in quanta for d in q.iterOutputs()}
-    nowork_dir = Path(manifest_dir) / NO_WORK_DIR
     try:
         for quantum in quanta:
             if quantum.id in done:
-                staged_keys = set()
                 for f in manifest.quanta[quantum.id]:
                     key = _file_key(quantum, f)
-                    staged_keys.add(key)
-                    butler.locations[key] = placement.staged_file(f)
-                missing.update(d.key for d in quantum.iterOutputs() if d.key not in staged_keys)
+                    if f.tombstone:
+                        missing.add(key)
+                    else:
+                        butler.locations[key] = placement.staged_file(f)
                 continue
             if any(d.key in unavailable for d in quantum.iterInputs()):
                 result.blocked.append(quantum.id)
@@ -320,33 +328,9 @@ def run_job(
                     quantum.dataId,
                 )
                 continue
-            runnable = _without_missing_inputs(quantum, missing, made_here, nowork_dir)
-            if runnable is None:
-                log.info(
-                    "no work for %s %r: a required input had no work upstream",
-                    quantum.taskLabel,
-                    quantum.dataId,
-                )
-                code = exit_codes.TASK_NO_WORK
-            else:
-                code = _run_one(
-                    runnable, tasks, butler, store, placement, output_run, made_here, manifest, mpath
-                )
-            if code == exit_codes.TASK_NO_WORK:
-                manifest.quanta[quantum.id] = []
-            if code in (exit_codes.SUCCESS, exit_codes.TASK_NO_WORK):
-                # outputs not staged (no work, or a task that wrote only some) will never exist:
-                # mark them so consumers in later jobs run without them instead of waiting
-                staged_keys = {_file_key(quantum, f) for f in manifest.quanta[quantum.id]}
-                never = [d for d in quantum.iterOutputs() if d.key not in staged_keys]
-                if never:
-                    try:
-                        _mark_no_work(nowork_dir, never)
-                        write_manifest(mpath, manifest)  # after the markers: recorded means marked
-                    except OSError as err:
-                        log.error("recording the outcome of quantum %s failed: %s", quantum.id, err)
-                        code = exit_codes.TEMPORARY
-                    missing.update(d.key for d in never)
+            code = _run_one(
+                quantum, tasks, butler, store, placement, output_run, made_here, missing, manifest, mpath
+            )
             if code == exit_codes.SUCCESS:
                 result.ran.append(quantum.id)
             elif code == exit_codes.TASK_NO_WORK:
@@ -361,48 +345,24 @@ def run_job(
     return result
 
 
-NO_WORK_DIR = "nowork"
-
-
-def _without_missing_inputs(
-    quantum: Any, missing: set[tuple[str, Any]], made_here: set[tuple[str, Any]], nowork_dir: Path
-) -> Any | None:
-    """The quantum minus inputs that will never exist; ``None`` if a whole input field is gone.
+def _without_missing_inputs(quantum: Any, missing: set[tuple[str, Any]]) -> tuple[Any | None, str]:
+    """The quantum minus inputs that will never exist, or ``(None, why)`` if a whole input field is gone.
 
     Same rule as the single-node executor: a quantum with no work gives its consumers
-    whatever other inputs exist. An input made by another job is known to be gone by
-    its marker in ``<manifest dir>/nowork/`` (a missing file without a marker is
-    shared-filesystem lag or a real fault, and fails as MISSING_INPUT, retried).
+    whatever other inputs exist; a consumer left with none of some input (a single
+    input, or a gathering input whose every member is gone) has no work either.
     """
-    from .workflow import dataset_lfn
-
-    def gone(d: Any) -> bool:
-        if d.key in missing:
-            return True
-        if d.key in made_here or d.run is not None:  # made in this job, or an overall input
-            return False
-        return (nowork_dir / dataset_lfn(d.datasetType.name, dict(d.dataId))).exists()
-
-    if not any(gone(d) for d in quantum.iterInputs()):
-        return quantum
+    if not any(d.key in missing for d in quantum.iterInputs()):
+        return quantum, ""
     import copy
 
-    inputs = {name: [d for d in ds if not gone(d)] for name, ds in quantum.inputs.items()}
-    if any(not ds for ds in inputs.values()):
-        return None
+    inputs = {name: [d for d in ds if d.key not in missing] for name, ds in quantum.inputs.items()}
+    empty = sorted(name for name, ds in inputs.items() if not ds)
+    if empty:
+        return None, f"no {', '.join(empty)} input: the quanta making it found no work"
     pruned = copy.copy(quantum)
     pruned.inputs = inputs
-    return pruned
-
-
-def _mark_no_work(nowork_dir: Path, datasets: list[Any]) -> None:
-    from .workflow import dataset_lfn
-
-    if not datasets:
-        return
-    nowork_dir.mkdir(parents=True, exist_ok=True)
-    for d in datasets:
-        (nowork_dir / dataset_lfn(d.datasetType.name, dict(d.dataId))).touch()
+    return pruned, ""
 
 
 def _file_key(quantum: Any, staged: StagedFile) -> tuple[str, Any]:
@@ -438,10 +398,17 @@ def _run_one(
     placement: Placement,
     output_run: str,
     made_here: set[tuple[str, Any]],
+    missing: set[tuple[str, Any]],
     manifest: Manifest,
     mpath: Path,
 ) -> int:
-    """Stage in, run and stage out one quantum; return its exit code (never raises for task failures)."""
+    """Stage in, run and stage out one quantum; return its exit code (never raises for task failures).
+
+    ``TASK_NO_WORK`` is returned for a quantum that found no work: it is recorded in
+    the manifest with a tombstone for each output, exactly as a success is recorded
+    with its outputs. Its outputs join ``missing``, so consumers in this job run
+    without them; consumers in other jobs see the tombstones.
+    """
     from .workflow import dataset_lfn
 
     start = time.perf_counter()
@@ -452,7 +419,7 @@ def _run_one(
         )
     # stage in what this job does not make itself
     for d in quantum.iterInputs():
-        if d.key in butler.locations or d.key in made_here:
+        if d.key in butler.locations or d.key in made_here or d.key in missing:
             continue
         lfn = dataset_lfn(d.datasetType.name, dict(d.dataId))
         if placement.transfer:
@@ -471,7 +438,10 @@ def _run_one(
         except OSError as err:
             log.error("quantum %s %r: staging in %s failed: %s", quantum.taskLabel, quantum.dataId, src, err)
             return exit_codes.TEMPORARY
-        butler.locations[d.key] = dest
+        if is_tombstone(dest):  # its producer, in another job, found no work
+            missing.add(d.key)
+        else:
+            butler.locations[d.key] = dest
     outputs = {d.key: d for d in quantum.iterOutputs()}
     butler.allowed_outputs = {k: store.path(d.datasetType, d.dataId, output_run) for k, d in outputs.items()}
     if placement.transfer:  # no repository templates here: name scratch files by lfn (keeping the extension)
@@ -479,33 +449,47 @@ def _run_one(
             k: dataset_lfn(d.datasetType.name, dict(d.dataId)) + Path(butler.allowed_outputs[k]).suffix
             for k, d in outputs.items()
         }
-    log.info("running %s %r (quantum %s)", quantum.taskLabel, quantum.dataId, quantum.id)
-    try:
-        task.runQuantum(quantum, butler)
-    except Exception as err:
-        log.error(
-            "quantum %s %r failed:\n%s",
-            quantum.taskLabel,
-            quantum.dataId,
-            "".join(traceback.format_exception(err)),
-        )
-        return _code_of(err)
+    butler.written = {}
+    runnable, no_work = _without_missing_inputs(quantum, missing)
+    code = exit_codes.SUCCESS
+    if runnable is not None:
+        log.info("running %s %r (quantum %s)", quantum.taskLabel, quantum.dataId, quantum.id)
+        try:
+            task.runQuantum(runnable, butler)
+        except Exception as err:
+            code = _code_of(err)
+            if code != exit_codes.TASK_NO_WORK:
+                log.error(
+                    "quantum %s %r failed:\n%s",
+                    quantum.taskLabel,
+                    quantum.dataId,
+                    "".join(traceback.format_exception(err)),
+                )
+                return code
+            no_work = f"{type(err).__name__}: {err}"
+            butler.written = {}  # a task that gives up keeps nothing it wrote
+    if no_work:
+        code = exit_codes.TASK_NO_WORK
+        log.info("no work for %s %r: %s", quantum.taskLabel, quantum.dataId, no_work)
     # stage out, then record: a quantum is in the manifest only with all its outputs in place
     staged: list[StagedFile] = []
     for key, d in outputs.items():
         path = butler.written.get(key)
-        if path is None:
-            log.warning(
-                "quantum %s %r did not write %s %r", quantum.taskLabel, quantum.dataId, key[0], key[1]
-            )
-            continue
         relative = butler.allowed_outputs[key]
         lfn = dataset_lfn(d.datasetType.name, dict(d.dataId))
         target = placement.output_target(relative, lfn)
+        if path is None and not no_work:
+            log.warning(
+                "quantum %s %r did not write %s %r", quantum.taskLabel, quantum.dataId, key[0], key[1]
+            )
         try:
-            size, checksum = copy_atomic(path, target)
+            if path is None:  # will never exist: leave a tombstone where it would be, for consumers
+                reason = no_work or f"{quantum.taskLabel} did not write it"
+                size, checksum = write_tombstone(target, d.datasetType.name, dict(d.dataId), reason)
+            else:
+                size, checksum = copy_atomic(path, target)
         except OSError as err:
-            log.error("staging out %s to %s failed: %s", path, target, err)
+            log.error("staging out %s to %s failed: %s", path or "a tombstone", target, err)
             return exit_codes.TEMPORARY
         staged.append(
             StagedFile(
@@ -517,17 +501,22 @@ def _run_one(
                 path=placement.recorded_path(relative),
                 size=size,
                 checksum=checksum,
+                tombstone=path is None,
             )
         )
-        butler.locations[key] = target
+        if path is None:
+            missing.add(key)
+        else:
+            butler.locations[key] = target
     manifest.quanta[quantum.id] = staged
     try:
         write_manifest(mpath, manifest)
     except OSError as err:
         log.error("writing the manifest %s failed: %s", mpath, err)
         return exit_codes.TEMPORARY
-    log.info("done %s %r in %.3f s", quantum.taskLabel, quantum.dataId, time.perf_counter() - start)
-    return exit_codes.SUCCESS
+    if code == exit_codes.SUCCESS:
+        log.info("done %s %r in %.3f s", quantum.taskLabel, quantum.dataId, time.perf_counter() - start)
+    return code
 
 
 def _code_of(err: BaseException) -> int:

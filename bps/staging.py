@@ -10,6 +10,15 @@ each quantum, so the final job registers exactly the files of quanta that finish
 and verifies each against its recorded size and checksum first. A killed job leaves
 at worst an orphan temporary file, which the next attempt removes.
 
+"No work" travels as a file too. A quantum that finds no work (``NoWorkFound``, or
+a required input that itself had no work) leaves, for each output it would have
+made, a small *tombstone* at exactly the place the output would go (datastore path,
+or logical file name in file-transfer staging). Every workflow system then moves it
+like any output (Pegasus stage-out, HTCondor file transfer, a shared filesystem), so
+a consumer in another job, on another node, learns that the input will never exist
+by reading the staged file's first line (`is_tombstone`) and runs without it; no
+side channel has to reach the worker. The final job never registers a tombstone.
+
 This module is on the start-up path of every batch job: standard library only.
 """
 
@@ -25,7 +34,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
+#: manifest versions this software reads (1 had no tombstones)
+READABLE_MANIFEST_VERSIONS = (1, 2)
+#: first line of every tombstone; no storage class writes files that start like this
+TOMBSTONE_MAGIC = b"%supertask-no-work-tombstone v1\n"
 _CHUNK = 1 << 20
 _TMP_MARK = ".bps-tmp-"
 
@@ -46,6 +59,8 @@ class StagedFile:
     path: str
     size: int
     checksum: str
+    #: True for a tombstone: the quantum had no work and this output will never exist
+    tombstone: bool = False
 
 
 @dataclass
@@ -76,9 +91,9 @@ class Manifest:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Manifest:
-        if data.get("version") != MANIFEST_VERSION:
+        if data.get("version") not in READABLE_MANIFEST_VERSIONS:
             raise ValueError(
-                f"manifest version {data.get('version')!r}; this software reads {MANIFEST_VERSION}"
+                f"manifest version {data.get('version')!r}; this software reads {READABLE_MANIFEST_VERSIONS}"
             )
         return cls(
             job=data["job"],
@@ -203,6 +218,63 @@ def file_matches(path: str | Path, size: int, checksum: str | None = None) -> bo
     except OSError:
         return False
     return checksum is None or checksum_file(path) == checksum
+
+
+def tombstone_text(dataset_type: str, data_id: dict[str, Any], reason: str) -> bytes:
+    """The content of a tombstone: the magic line, then one JSON line saying what is missing and why."""
+    body = {"dataset_type": dataset_type, "data_id": data_id, "reason": reason}
+    return TOMBSTONE_MAGIC + json.dumps(body, sort_keys=True, default=str).encode() + b"\n"
+
+
+def write_tombstone(
+    path: str | Path, dataset_type: str, data_id: dict[str, Any], reason: str
+) -> tuple[int, str]:
+    """Atomically write a tombstone at ``path`` (where the output would have gone); return size and checksum.
+
+    Written like an output (temporary name, then rename), so a reader sees either no
+    file or a whole tombstone.
+    """
+    path = Path(path)
+    text = tombstone_text(dataset_type, data_id, reason)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for orphan in path.parent.glob(path.name + _TMP_MARK + "*"):
+        _unlink_quietly(orphan)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + _TMP_MARK, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    h = _hasher()
+    h.update(text)
+    return len(text), h.hexdigest()
+
+
+def is_tombstone(path: str | Path) -> bool:
+    """True if the file at ``path`` is a tombstone (reads only its first bytes; False if absent)."""
+    try:
+        with open(path, "rb") as stream:
+            return stream.read(len(TOMBSTONE_MAGIC)) == TOMBSTONE_MAGIC
+    except OSError:
+        return False
+
+
+def read_tombstone(path: str | Path) -> dict[str, Any]:
+    """What a tombstone says: ``dataset_type``, ``data_id``, ``reason``.
+
+    Raises
+    ------
+    ValueError
+        If ``path`` is not a tombstone.
+    """
+    raw = Path(path).read_bytes()
+    if not raw.startswith(TOMBSTONE_MAGIC):
+        raise ValueError(f"{path} is not a no-work tombstone")
+    return json.loads(raw[len(TOMBSTONE_MAGIC) :])
 
 
 def make_scratch(base: str | None, job: str) -> Path:

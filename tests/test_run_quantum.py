@@ -14,7 +14,7 @@ import pytest
 
 from bps import exit_codes
 from bps.run_quantum import JobError, main, run_job
-from bps.staging import manifest_path, read_manifest
+from bps.staging import is_tombstone, manifest_path, read_manifest, read_tombstone
 from supertask.quantum import Quantum
 from supertask.repo.dataid import DataId
 from supertask.repo.dataset import Dataset, DatasetType
@@ -195,18 +195,26 @@ def test_missing_input_is_retryable(repo, tmp_path):
     assert exit_codes.MISSING_INPUT not in exit_codes.NO_RETRY
 
 
-def test_task_declaring_no_work_is_not_retried(repo, tmp_path):
+def test_task_declaring_no_work_succeeds_and_leaves_a_tombstone_instead_of_its_output(repo, tmp_path):
     class NoWorkFound(Exception):
         pass
 
     backend = StandIn(repo)
 
     def refuse(quantum, butler):
+        butler.put(5, quantum.outputs["made"][0])  # written, then the task gives up: not kept
         raise NoWorkFound("nothing to do")
 
     backend.tasks["make"].runQuantum = refuse
     result = job(backend, repo, tmp_path, [0])
-    assert result.exit_code == exit_codes.TASK_NO_WORK and result.exit_code in exit_codes.NO_RETRY
+    assert result.exit_code == exit_codes.SUCCESS and result.no_work == [0]
+    target = repo / RUN / "made" / "detector1.json"
+    assert is_tombstone(target)
+    said = read_tombstone(target)
+    assert said["dataset_type"] == "made" and said["data_id"] == {"detector": 1}
+    assert "nothing to do" in said["reason"]
+    (recorded,) = read_manifest(manifest_path(tmp_path / "manifests", "job")).quanta[0]
+    assert recorded.tombstone and recorded.size == target.stat().st_size
 
 
 def test_task_writing_a_dataset_it_does_not_declare_fails(repo, tmp_path):
@@ -327,8 +335,10 @@ def test_no_work_is_an_outcome_consumers_run_without_it(repo, tmp_path):
     result = job(backend, repo, tmp_path, [0, 1, 2, 3, 4])
     # make(2) had no work; double(2) lost its only input so has none either; total gathers what exists
     assert result.no_work == [1, 3] and result.ran == [0, 2, 4] and not result.failed
-    assert result.exit_code == exit_codes.TASK_NO_WORK
+    assert result.exit_code == exit_codes.SUCCESS
     assert read(repo, "total", "all") == 22
+    assert is_tombstone(repo / RUN / "made" / "detector2.json")
+    assert is_tombstone(repo / RUN / "doubled" / "detector2.json")
     again = job(StandIn(repo), repo, tmp_path, [0, 1, 2, 3, 4])
     assert again.skipped_done == [0, 1, 2, 3, 4]  # no-work quanta are done too
 
@@ -342,8 +352,8 @@ def test_no_work_in_an_earlier_job_is_seen_by_later_jobs(repo, tmp_path):
     assert read(repo, "total", "all") == 22
 
 
-def test_missing_produced_input_without_marker_is_retryable(repo, tmp_path):
-    result = job(StandIn(repo), repo, tmp_path, [2])  # make(1) never ran: no file, no marker
+def test_missing_produced_input_without_tombstone_is_retryable(repo, tmp_path):
+    result = job(StandIn(repo), repo, tmp_path, [2])  # make(1) never ran: no file, no tombstone
     assert result.failed == {2: exit_codes.MISSING_INPUT}
 
 
