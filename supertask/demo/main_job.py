@@ -58,6 +58,13 @@ def _write_bps_config(path: Path, demo_dir: Path, graph: Path, wms: str, site: s
                 f"wms: {wms}",
                 f"compute_site: {site}",
                 f"submit_dir: {demo_dir / 'submit' / wms}",
+                "# one job per exposure for ISR, per visit for calibration and warps, per patch for coadds",
+                "# (field note 17: job start-up and scheduling dominate small quanta)",
+                "clustering:",
+                "  clusters:",
+                "    - {name: isr, labels: [isr], units: [instrument, exposure]}",
+                "    - {name: visit, labels: [calibrate, makeWarp], units: [instrument, visit]}",
+                "    - {name: coadd, labels: [assembleCoadd, detectCoadd], units: [skymap, tract, patch], max_size: 20}",
                 "",
             ]
         )
