@@ -2,9 +2,10 @@
 
 A field is a descriptor declared on a `Config` subclass, as users of pex_config write
 them: ``threshold = Field(dtype=float, default=5.0, doc="...")``. Values are checked on
-assignment by a pydantic ``TypeAdapter`` built for the field the first time it is
-needed; pydantic is imported only then, so importing a module that declares configs
-stays cheap (every batch job does it).
+assignment by the hand-checked rules of `.validation`, which reproduce pydantic's for
+plain values (messages included) without importing it: every batch job rebuilds its
+configs, and pydantic cost most of a job's start-up. Values outside those rules (e.g.
+``numpy.float64``) go to a pydantic ``TypeAdapter`` built the first time it is needed.
 
 Assignments from Python are checked in pydantic's *strict* mode (``"5"`` is not a
 float, ``1`` is not a bool) because silent coercion hides mistakes in override files.
@@ -16,9 +17,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .errors import FieldValidationError
+from .validation import Invalid, Unsupported, make_bounds, validate_dict, validate_list, validate_scalar
 
 if TYPE_CHECKING:
     from .config import Config
@@ -133,14 +135,40 @@ class FieldBase:
 
 
 class _AdapterMixin:
-    """Builds and caches the strict and lax pydantic adapters of a field."""
+    """Validates with the hand-checked rules of `.validation`, else with a cached pydantic adapter.
+
+    The hand-checked path covers the plain values configs are made of (and every value
+    a saved config holds); pydantic is imported only for the rest (e.g. ``numpy.float64``
+    or an unusual command-line spelling such as ``1_000``), so its verdict on those is
+    unchanged.
+    """
 
     _adapters: dict[bool, Any]
 
     def _annotation(self) -> Any:
         raise NotImplementedError
 
+    def _fastValidate(self, value: Any, strict: bool) -> Any:
+        """Validate without pydantic; raises `.validation.Invalid` or `.validation.Unsupported`."""
+        raise Unsupported
+
     def _validate(self, config: Config, value: Any, strict: bool) -> Any:
+        try:
+            return self._fastValidate(value, strict)
+        except Invalid as err:
+            self._fail(config, value, err.loc, err.msg)
+        except Unsupported:
+            pass
+        return self._pydanticValidate(config, value, strict)
+
+    def _fail(self, config: Config, value: Any, loc: tuple[Any, ...], msg: str) -> NoReturn:
+        where = "".join(f"[{part!r}]" for part in loc)
+        raise FieldValidationError(
+            f"{config._describeField(self.name)}: value {value!r} ({type(value).__name__}) is not a "  # type: ignore[attr-defined]
+            f"valid {self.typeName()}{' at ' + where if where else ''}: {msg}"  # type: ignore[attr-defined]
+        ) from None
+
+    def _pydanticValidate(self, config: Config, value: Any, strict: bool) -> Any:
         adapters = self.__dict__.setdefault("_adapters", {})
         adapter = adapters.get(strict)
         if adapter is None:
@@ -155,11 +183,7 @@ class _AdapterMixin:
             return adapter.validate_python(value)
         except ValidationError as err:
             first = err.errors()[0]
-            where = "".join(f"[{loc!r}]" for loc in first["loc"])
-            raise FieldValidationError(
-                f"{config._describeField(self.name)}: value {value!r} ({type(value).__name__}) is not a "  # type: ignore[attr-defined]
-                f"valid {self.typeName()}{' at ' + where if where else ''}: {first['msg']}"  # type: ignore[attr-defined]
-            ) from None
+            self._fail(config, value, tuple(first["loc"]), first["msg"])
 
 
 class Field(_AdapterMixin, FieldBase):
@@ -210,6 +234,10 @@ class Field(_AdapterMixin, FieldBase):
         )
         self.min, self.max = min, max
         self.inclusiveMin, self.inclusiveMax = inclusiveMin, inclusiveMax
+        self._bounds = make_bounds(dtype, min, max, inclusiveMin, inclusiveMax)
+
+    def _fastValidate(self, value: Any, strict: bool) -> Any:
+        return validate_scalar(self.dtype, value, strict, self._bounds)
 
     def _annotation(self) -> Any:
         from typing import Annotated
@@ -292,6 +320,12 @@ class ListField(_AdapterMixin, FieldBase):
         self.dtype = dtype
         self.minLength, self.maxLength = minLength, maxLength
         self.itemMin, self.itemMax = itemMin, itemMax
+        if (itemMin is not None or itemMax is not None) and dtype not in (int, float):
+            raise TypeError(f"itemMin/itemMax only apply to lists of int or float, not {dtype.__name__}")
+        self._itemBounds = make_bounds(dtype, itemMin, itemMax, True, True)
+
+    def _fastValidate(self, value: Any, strict: bool) -> Any:
+        return validate_list(self.dtype, value, strict, self._itemBounds, self.minLength, self.maxLength)
 
     def _annotation(self) -> Any:
         from typing import Annotated
@@ -367,6 +401,9 @@ class DictField(_AdapterMixin, FieldBase):
                 raise TypeError(f"DictField {what} must be one of bool, int, float, str, not {tp!r}")
         super().__init__(doc, default, optional)
         self.keytype, self.itemtype = keytype, itemtype
+
+    def _fastValidate(self, value: Any, strict: bool) -> Any:
+        return validate_dict(self.keytype, self.itemtype, value, strict)
 
     def _annotation(self) -> Any:
         return dict[self.keytype, self.itemtype]  # type: ignore[name-defined]
