@@ -12,6 +12,13 @@ unchanged since is skipped without re-reading its files, and the registry's
 ``insertDatasets`` treats a dataset already registered with the same checksum as a
 no-op. The summary (``finalize_summary.json``) says what was registered and what
 is missing, per job label.
+
+No work: a quantum that found no work left a *tombstone* where each of its outputs
+would be (see `bps.staging`), listed in its manifest. Finalize never registers a
+tombstone (it also checks each file's first line, so one listed as an ordinary
+output is caught) and counts it as "no work" in the summary. Once every job of the
+workflow is complete it removes the tombstones; until then it keeps them, because a
+restart's consumers must still find them to know those inputs will never exist.
 """
 
 from __future__ import annotations
@@ -28,7 +35,15 @@ from pathlib import Path
 from typing import Any
 
 from . import exit_codes
-from .staging import Manifest, StagedFile, atomic_write_text, checksum_file, copy_atomic, read_manifest
+from .staging import (
+    Manifest,
+    StagedFile,
+    atomic_write_text,
+    checksum_file,
+    copy_atomic,
+    is_tombstone,
+    read_manifest,
+)
 from .workflow import GenericWorkflow
 from .workflow_builder import MANIFEST_DIR
 
@@ -49,6 +64,8 @@ class LabelSummary:
     jobs_complete: int = 0
     outputs_expected: int = 0
     outputs_registered: int = 0
+    #: outputs whose quantum found no work (tombstones, never registered)
+    outputs_no_work: int = 0
 
 
 @dataclass
@@ -59,7 +76,12 @@ class FinalizeSummary:
     registered: int = 0
     already_registered: int = 0
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    #: expected outputs neither registered nor declared no-work (failed or not yet run)
     missing: int = 0
+    #: expected outputs whose quantum found no work (tombstones; never registered)
+    no_work: int = 0
+    #: tombstones deleted because the workflow is complete (kept for a restart otherwise)
+    tombstones_removed: int = 0
     labels: dict[str, LabelSummary] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -72,12 +94,14 @@ class FinalizeSummary:
         lines = [
             f"output run {self.output_run}: registered {self.registered} new datasets, "
             f"{self.already_registered} were already registered, {len(self.rejected)} rejected, "
+            f"{self.no_work} not made because their quantum found no work, "
             f"{self.missing} expected outputs not produced ({self.seconds:.1f} s)"
         ]
         for label, s in self.labels.items():
             lines.append(
                 f"  {label}: {s.jobs_complete}/{s.jobs} jobs complete, "
                 f"{s.outputs_registered}/{s.outputs_expected} outputs registered"
+                + (f", {s.outputs_no_work} no work" if s.outputs_no_work else "")
             )
         for r in self.rejected[:20]:
             lines.append(f"  REJECTED {r['path']}: {r['reason']}")
@@ -139,7 +163,7 @@ def finalize(
     wf = GenericWorkflow.load(workflow_file)
     summary = FinalizeSummary(output_run=wf.output_run)
     state_path = submit_dir / STATE_FILE
-    state: dict[str, str] = json.loads(state_path.read_text()) if state_path.exists() else {}
+    state, known_no_work = _read_state(state_path)
     manifests = _read_manifests(submit_dir / MANIFEST_DIR)
 
     registrar = registrar_factory(wf.repo, wf.output_run)
@@ -148,6 +172,8 @@ def finalize(
         types: dict[str, tuple[list[str], str]] = {}
         fresh: dict[str, str] = {}
         registered_lfns: set[str] = set()
+        #: lfn -> places a tombstone may be (staged by file transfer, or at its datastore path)
+        tombstones: dict[str, list[Path]] = {}
         planned = {f.lfn: f.path for job in wf.jobs.values() for f in job.outputs}
         datastore_root = Path(str(getattr(registrar, "root", wf.repo)))
         for name, (manifest, digest) in manifests.items():
@@ -156,20 +182,30 @@ def finalize(
                     {"path": name, "reason": f"manifest is for run {manifest.output_run!r}"}
                 )
                 continue
+            root = Path(manifest.root) if manifest.root else datastore_root
             if state.get(name) == digest:
-                files = list(manifest.files())
-                summary.already_registered += len(files)
-                registered_lfns.update(f.lfn for f in files)
+                for f in manifest.files():
+                    if f.tombstone or f.lfn in known_no_work:
+                        tombstones[f.lfn] = _tombstone_places(submit_dir, root, f, planned)
+                    else:
+                        summary.already_registered += 1
+                        registered_lfns.add(f.lfn)
                 continue
             fresh[name] = digest
-            root = Path(manifest.root) if manifest.root else datastore_root
             for f in manifest.files():
+                if f.tombstone:
+                    tombstones[f.lfn] = _tombstone_places(submit_dir, root, f, planned)
+                    continue
                 relative = f.path or planned.get(f.lfn, "")
                 if not relative:
                     summary.rejected.append(
                         {"path": f.lfn, "reason": "not an output of this workflow", "job": manifest.job}
                     )
                     fresh.pop(name, None)
+                    continue
+                if is_tombstone(submit_dir / STAGED_DIR / f.lfn) or is_tombstone(root / relative):
+                    # listed as an output but it is a tombstone: never register it
+                    tombstones[f.lfn] = _tombstone_places(submit_dir, root, f, planned)
                     continue
                 reason = _put_in_place(submit_dir / STAGED_DIR / f.lfn, root / relative, f)
                 reason = reason or _verify(root / relative, f)
@@ -197,17 +233,35 @@ def finalize(
                 registered_lfns.update(f.lfn for f, _ in chunk)
         # remember manifests registered in full, so a rerun skips them without re-reading files
         state.update(fresh)
-        atomic_write_text(state_path, json.dumps(state, sort_keys=True))
+        payload = {"manifests": state, "no_work": sorted(known_no_work | set(tombstones))}
+        atomic_write_text(state_path, json.dumps(payload, sort_keys=True))
     finally:
         close = getattr(registrar, "close", None)
         if close is not None:
             close()
 
-    _per_label(wf, manifests, registered_lfns, summary)
+    complete = _per_label(wf, manifests, registered_lfns, set(tombstones), summary)
+    if complete:  # nothing will read them again: a restart of a complete workflow runs nothing
+        for places in tombstones.values():
+            summary.tombstones_removed += _remove_tombstones(places)
     summary.seconds = time.perf_counter() - start
     payload = asdict(summary)
     atomic_write_text(submit_dir / SUMMARY_FILE, json.dumps(payload, indent=1))
     return summary
+
+
+def _read_state(path: Path) -> tuple[dict[str, str], set[str]]:
+    """Manifests registered in full (name -> digest) and the lfns found to be tombstones, from earlier runs.
+
+    Tombstones are remembered because they are removed once the workflow is complete,
+    so a rerun can no longer tell them from their files.
+    """
+    if not path.exists():
+        return {}, set()
+    data = json.loads(path.read_text())
+    if isinstance(data.get("manifests"), dict):
+        return dict(data["manifests"]), set(data.get("no_work", []))
+    return dict(data), set()  # the earlier format: just the manifests
 
 
 def _read_manifests(directory: Path) -> dict[str, tuple[Manifest, str]]:
@@ -220,6 +274,25 @@ def _read_manifests(directory: Path) -> dict[str, tuple[Manifest, str]]:
         if manifest is not None:
             result[path.name] = (manifest, hashlib.blake2b(raw, digest_size=16).hexdigest())
     return result
+
+
+def _tombstone_places(submit_dir: Path, root: Path, f: StagedFile, planned: dict[str, str]) -> list[Path]:
+    """Where the tombstone of ``f`` may be: staged back by file transfer, or at its datastore path."""
+    places = [submit_dir / STAGED_DIR / f.lfn]
+    relative = f.path or planned.get(f.lfn, "")
+    if relative:
+        places.append(root / relative)
+    return places
+
+
+def _remove_tombstones(places: list[Path]) -> int:
+    """Delete the tombstones among ``places`` (never a real file); return how many."""
+    removed = 0
+    for place in places:
+        if is_tombstone(place):
+            place.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def _put_in_place(staged: Path, target: Path, f: StagedFile) -> str:
@@ -253,18 +326,27 @@ def _per_label(
     wf: GenericWorkflow,
     manifests: dict[str, tuple[Manifest, str]],
     registered: set[str],
+    no_work: set[str],
     summary: FinalizeSummary,
-) -> None:
+) -> bool:
+    """Fill the per-label counts; return True if every job of the workflow has all its quanta done."""
     done_quanta = {m.job: set(m.quanta) for m, _ in manifests.values()}
+    complete = True
     for job in wf.jobs.values():
         s = summary.labels.setdefault(job.label, LabelSummary())
         s.jobs += 1
         if set(job.quantum_ids) <= done_quanta.get(job.name, set()):
             s.jobs_complete += 1
+        else:
+            complete = False
         s.outputs_expected += len(job.outputs)
         made = sum(1 for f in job.outputs if f.lfn in registered)
+        none = sum(1 for f in job.outputs if f.lfn in no_work and f.lfn not in registered)
         s.outputs_registered += made
-        summary.missing += len(job.outputs) - made
+        s.outputs_no_work += none
+        summary.no_work += none
+        summary.missing += len(job.outputs) - made - none
+    return complete
 
 
 def main(submit_dir: str, batch_size: int = 5000) -> int:

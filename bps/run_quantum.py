@@ -374,8 +374,9 @@ def _file_key(quantum: Any, staged: StagedFile) -> tuple[str, Any]:
 
 def _intact(placement: Placement, files: list[StagedFile]) -> bool:
     # size only: a full checksum of every output would make a no-op rerun as slow as a copy;
-    # finalize verifies checksums before registering anything.
-    return all(file_matches(placement.staged_file(f), f.size) for f in files)
+    # finalize verifies checksums before registering anything. Tombstones are not checked:
+    # finalize removes them once the workflow is complete, and a no-work outcome stays true.
+    return all(file_matches(placement.staged_file(f), f.size) for f in files if not f.tombstone)
 
 
 def _load(backend: Backend, graph: str, ids: list[int]) -> tuple[dict[str, Any], list[Any]]:

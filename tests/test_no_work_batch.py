@@ -1,0 +1,348 @@
+""" "No work" in batch: tombstones in place of outputs, consumers that drop them, finalize that skips them.
+
+The unit tests use a small stand-in backend (the pipeline ``make -> double`` per
+detector, and ``total`` gathering every ``doubled``) in file-transfer staging, where
+nothing but staged files connects one job to the next: that is where a side channel
+(the former ``manifests/nowork/`` markers) could not reach the consumer.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bps import exit_codes
+from bps.finalize import finalize
+from bps.run_quantum import run_job
+from bps.staging import (
+    Manifest,
+    StagedFile,
+    copy_atomic,
+    is_tombstone,
+    manifest_path,
+    read_manifest,
+    read_tombstone,
+    write_manifest,
+    write_tombstone,
+)
+from bps.workflow import GenericWorkflow, Job, WorkflowFile, dataset_lfn
+from supertask.quantum import Quantum
+from supertask.repo.butler import Butler
+from supertask.repo.dataid import DataId
+from supertask.repo.dataset import Dataset, DatasetType
+from supertask.task import NoWorkFound
+
+SEED = DatasetType("seed", ("detector",), "Json")
+MADE = DatasetType("made", ("detector",), "Json")
+DOUBLED = DatasetType("doubled", ("detector",), "Json")
+TOTAL = DatasetType("total", (), "Json")
+RUN = "out/run"
+DETECTORS = (1, 2, 3)
+
+
+def lfn(dtype: DatasetType, detector: int | None = None) -> str:
+    return dataset_lfn(dtype.name, {} if detector is None else {"detector": detector})
+
+
+def make_quanta() -> list[Quantum]:
+    """ids 0-2 make, 3-5 double, 6 total."""
+    quanta = []
+    for det in DETECTORS:
+        d = DataId(detector=det)
+        quanta.append(
+            Quantum("make", d, {"seed": [Dataset(SEED, d, run="in")]}, {"made": [Dataset(MADE, d)]})
+        )
+    for det in DETECTORS:
+        d = DataId(detector=det)
+        quanta.append(Quantum("double", d, {"made": [Dataset(MADE, d)]}, {"doubled": [Dataset(DOUBLED, d)]}))
+    quanta.append(
+        Quantum(
+            "total",
+            DataId(),
+            {"doubled": [Dataset(DOUBLED, DataId(detector=x)) for x in DETECTORS]},
+            {"total": [Dataset(TOTAL, DataId())]},
+        )
+    )
+    for i, q in enumerate(quanta):
+        q.id = i
+    return quanta
+
+
+class Store:
+    def __init__(self, root: Path):
+        self.root = root
+
+    def path(self, datasetType, dataId, run) -> str:
+        parts = "_".join(f"{k}{v}" for k, v in dataId.items()) or "all"
+        return f"{run}/{datasetType.name}/{parts}.json"
+
+    def read(self, path: str, storageClass: str) -> Any:
+        return json.loads(Path(path).read_text())
+
+
+class Task:
+    """``make`` finds no work on the detectors in ``no_work``; records what each call received."""
+
+    def __init__(self, label: str, no_work: set[int]):
+        self.label = label
+        self.no_work = no_work
+        self.calls: list[dict[str, list[Any]]] = []
+
+    def runQuantum(self, quantum: Quantum, butler) -> None:
+        if quantum.dataId.get("detector") in self.no_work:
+            raise NoWorkFound(f"no pixels on detector {quantum.dataId['detector']}")
+        self.calls.append(
+            {name: [d.dataId.get("detector") for d in ds] for name, ds in quantum.inputs.items()}
+        )
+        values = [butler.get(d) for d in quantum.iterInputs()]
+        result = {
+            "make": lambda: values[0] + 1,
+            "double": lambda: values[0] * 2,
+            "total": lambda: sum(values),
+        }
+        for d in quantum.iterOutputs():
+            butler.put(result[self.label](), d)
+
+
+class Backend:
+    def __init__(self, repo: Path, no_work: set[int] = frozenset()):
+        self.repo = repo
+        self.quanta = make_quanta()
+        self.tasks = {
+            label: Task(label, set(no_work) if label == "make" else set())
+            for label in ("make", "double", "total")
+        }
+        self.header = {"pipelineYaml": "", "metadata": {"output_run": RUN}}
+
+    def load(self, graph, ids):
+        by_id = {q.id: q for q in self.quanta}
+        return self.header, [by_id[i] for i in ids]
+
+    def make_tasks(self, header, labels):
+        return {label: self.tasks[label] for label in labels}
+
+    def open_store(self, repo):
+        return Store(self.repo)
+
+    def open_scratch_store(self, scratch):
+        return Store(scratch)
+
+    def write_file(self, store, obj, storageClass, path):
+        Path(path).write_text(json.dumps(obj))
+
+
+@pytest.fixture
+def repo(tmp_path) -> Path:
+    root = tmp_path / "repo"
+    for det in DETECTORS:
+        f = root / "in" / "seed" / f"detector{det}.json"
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(json.dumps(det * 10))
+    return root
+
+
+def transfer_job(backend: Backend, tmp_path: Path, ids: list[int], name: str, inputs: dict[str, Path]) -> Any:
+    """Run a job in its own work directory as Pegasus would: inputs copied in by lfn, outputs left by lfn."""
+    work = tmp_path / "work" / name
+    work.mkdir(parents=True)
+    for lfn_, src in inputs.items():
+        shutil.copyfile(src, work / lfn_)
+    result = run_job(
+        "g.qgraph",
+        ids,
+        repo=None,
+        job=name,
+        manifest_dir=work,
+        inputs_dir=work,
+        outputs_dir=work,
+        scratch=str(tmp_path / "scratch"),
+        backend=backend,
+    )
+    return result, work
+
+
+def seeds(repo: Path, *detectors: int) -> dict[str, Path]:
+    return {lfn(SEED, d): repo / "in" / "seed" / f"detector{d}.json" for d in detectors}
+
+
+def test_no_work_quantum_leaves_a_tombstone_under_the_output_name_and_exits_0(repo, tmp_path):
+    backend = Backend(repo, no_work={2})
+    result, work = transfer_job(backend, tmp_path, [1], "make2", seeds(repo, 2))
+    assert result.exit_code == exit_codes.SUCCESS and result.no_work == [1]
+    said = read_tombstone(work / lfn(MADE, 2))
+    assert said == {"dataset_type": "made", "data_id": {"detector": 2}, "reason": said["reason"]}
+    assert "no pixels on detector 2" in said["reason"]
+
+
+def test_single_input_consumer_of_a_tombstone_has_no_work_and_passes_it_on(repo, tmp_path):
+    backend = Backend(repo, no_work={2})
+    _, made = transfer_job(backend, tmp_path, [1], "make2", seeds(repo, 2))
+    result, work = transfer_job(backend, tmp_path, [4], "double2", {lfn(MADE, 2): made / lfn(MADE, 2)})
+    assert result.no_work == [4] and result.exit_code == exit_codes.SUCCESS
+    assert backend.tasks["double"].calls == []  # the task itself never ran
+    assert is_tombstone(work / lfn(DOUBLED, 2))
+    assert "made" in read_tombstone(work / lfn(DOUBLED, 2))["reason"]
+
+
+def test_gathering_consumer_drops_tombstoned_inputs_and_runs_with_the_rest(repo, tmp_path):
+    backend = Backend(repo, no_work={2})
+    _, makers = transfer_job(backend, tmp_path, [0, 1, 2], "makers", seeds(repo, *DETECTORS))
+    made = {lfn(MADE, d): makers / lfn(MADE, d) for d in DETECTORS}
+    _, doublers = transfer_job(backend, tmp_path, [3, 4, 5], "doublers", made)
+    doubled = {lfn(DOUBLED, d): doublers / lfn(DOUBLED, d) for d in DETECTORS}
+    result, work = transfer_job(backend, tmp_path, [6], "total", doubled)
+    assert result.ran == [6]
+    assert backend.tasks["total"].calls == [{"doubled": [1, 3]}]
+    assert json.loads((work / lfn(TOTAL)).read_text()) == 22 + 62
+
+
+def test_gathering_consumer_left_with_only_tombstones_has_no_work(repo, tmp_path):
+    backend = Backend(repo, no_work=set(DETECTORS))
+    _, makers = transfer_job(backend, tmp_path, [0, 1, 2, 3, 4, 5], "front", seeds(repo, *DETECTORS))
+    doubled = {lfn(DOUBLED, d): makers / lfn(DOUBLED, d) for d in DETECTORS}
+    result, work = transfer_job(backend, tmp_path, [6], "total", doubled)
+    assert result.no_work == [6] and is_tombstone(work / lfn(TOTAL))
+
+
+def test_rerun_of_a_job_with_no_work_is_idempotent(repo, tmp_path):
+    backend = Backend(repo, no_work={2})
+    first = run_job(
+        "g",
+        [0, 1, 2, 3, 4, 5, 6],
+        repo=str(repo),
+        job="all",
+        manifest_dir=tmp_path / "m",
+        scratch=str(tmp_path / "s"),
+        backend=backend,
+    )
+    assert first.no_work == [1, 4] and first.ran == [0, 2, 3, 5, 6]
+    tombstone = repo / RUN / "made" / "detector2.json"
+    before = tombstone.stat().st_mtime_ns
+    again = run_job(
+        "g",
+        [0, 1, 2, 3, 4, 5, 6],
+        repo=str(repo),
+        job="all",
+        manifest_dir=tmp_path / "m",
+        scratch=str(tmp_path / "s"),
+        backend=Backend(repo, no_work={2}),
+    )
+    assert again.skipped_done == [0, 1, 2, 3, 4, 5, 6] and again.ran == [] and again.no_work == []
+    assert tombstone.stat().st_mtime_ns == before
+    # a partial rerun (the consumer's record lost) sees the tombstone again and drops that input
+    mpath = manifest_path(tmp_path / "m", "all")
+    manifest = read_manifest(mpath)
+    del manifest.quanta[6]
+    write_manifest(mpath, manifest)
+    rerun_backend = Backend(repo, no_work={2})
+    third = run_job(
+        "g",
+        [0, 1, 2, 3, 4, 5, 6],
+        repo=str(repo),
+        job="all",
+        manifest_dir=tmp_path / "m",
+        scratch=str(tmp_path / "s"),
+        backend=rerun_backend,
+    )
+    assert third.ran == [6] and rerun_backend.tasks["total"].calls == [{"doubled": [1, 3]}]
+
+
+# -- finalize ------------------------------------------------------------------------------
+
+CALEXP = DatasetType("calexp", ("detector", "instrument"), "StructuredDataDict")
+
+
+def _finalize_setup(tmp_path: Path, *, flag_tombstone: bool = True, second_job_done: bool = True):
+    """Job ``a``: detector 1 made, detector 2 no work (tombstone); job ``b``: detector 3 made (if done)."""
+    repo = tmp_path / "repo"
+    Butler.create(repo).close()
+    submit = tmp_path / "submit"
+    wf = GenericWorkflow(name="t", submit_dir=str(submit), graph_file="g", repo=str(repo), output_run=RUN)
+
+    def staged(det: int, tombstone: bool) -> StagedFile:
+        data_id = {"instrument": "Cam", "detector": det}
+        rel = f"{RUN}/calexp/calexp_detector-{det}.json"
+        if tombstone:
+            size, checksum = write_tombstone(repo / rel, "calexp", data_id, "no pixels")
+        else:
+            src = tmp_path / "src" / f"{det}.json"
+            src.parent.mkdir(parents=True, exist_ok=True)
+            src.write_text(json.dumps({"detector": det}))
+            size, checksum = copy_atomic(src, repo / rel)
+        lfn_ = dataset_lfn("calexp", data_id)
+        return StagedFile(
+            lfn_,
+            "calexp",
+            list(CALEXP.units),
+            CALEXP.storageClass,
+            data_id,
+            rel,
+            size,
+            checksum,
+            tombstone=tombstone and flag_tombstone,
+        )
+
+    def job(name: str, dets: list[int], quanta: dict[int, list[StagedFile]] | None) -> None:
+        outputs = []
+        for det in dets:
+            data_id = {"instrument": "Cam", "detector": det}
+            outputs.append(
+                WorkflowFile(
+                    dataset_lfn("calexp", data_id),
+                    "calexp",
+                    data_id,
+                    f"{RUN}/calexp/calexp_detector-{det}.json",
+                )
+            )
+        if quanta is not None:
+            write_manifest(
+                manifest_path(submit / "manifests", name),
+                Manifest(job=name, output_run=RUN, root=str(repo.resolve()), quanta=quanta),
+            )
+        wf.add_job(
+            Job(
+                name=name, label="calibrate", quantum_ids=[det for det in dets], arguments=[], outputs=outputs
+            )
+        )
+
+    job("a", [1, 2], {1: [staged(1, False)], 2: [staged(2, True)]})
+    job("b", [3], {3: [staged(3, False)]} if second_job_done else None)
+    wf.save(submit / "workflow.json")
+    return repo, submit
+
+
+def registered_detectors(repo: Path) -> list[int]:
+    butler = Butler(repo, collections=[RUN])
+    try:
+        return sorted(d.dataId["detector"] for d in butler.registry.queryDatasets("calexp", [RUN]))
+    finally:
+        butler.close()
+
+
+@pytest.mark.parametrize("flag_tombstone", [True, False], ids=["listed-as-tombstone", "disguised-as-output"])
+def test_finalize_never_registers_a_tombstone_and_removes_it_when_the_workflow_is_complete(
+    tmp_path, flag_tombstone
+):
+    repo, submit = _finalize_setup(tmp_path, flag_tombstone=flag_tombstone)
+    summary = finalize(submit)
+    assert registered_detectors(repo) == [1, 3] and summary.registered == 2
+    assert summary.no_work == 1 and summary.missing == 0 and not summary.rejected
+    assert summary.labels["calibrate"].outputs_no_work == 1
+    assert summary.tombstones_removed == 1
+    assert not (repo / RUN / "calexp" / "calexp_detector-2.json").exists()
+    assert (repo / RUN / "calexp" / "calexp_detector-1.json").exists()
+    again = finalize(submit)  # idempotent: nothing new, the no-work outcome still reported
+    assert again.registered == 0 and again.already_registered == 2 and again.no_work == 1
+    assert registered_detectors(repo) == [1, 3]
+
+
+def test_finalize_keeps_tombstones_while_the_workflow_is_incomplete(tmp_path):
+    repo, submit = _finalize_setup(tmp_path, second_job_done=False)
+    summary = finalize(submit)
+    assert registered_detectors(repo) == [1] and summary.missing == 1 and summary.no_work == 1
+    assert summary.tombstones_removed == 0
+    assert is_tombstone(repo / RUN / "calexp" / "calexp_detector-2.json")  # a restart's consumers need it
