@@ -40,7 +40,9 @@ def test_both_staging_modes_produce_the_same_datasets(tmp_path):
 def test_transfer_mode_leaves_nothing_in_staged_after_finalize(tmp_path):
     wf = diamond(tmp_path, "transfer")
     _, submit = _run(wf)
-    assert list((submit / "staged").iterdir()) == []
+    # Only the (empty) directory of "no work" markers stays.
+    assert [p.name for p in (submit / "staged").iterdir()] == ["nowork"]
+    assert list((submit / "staged" / "nowork").iterdir()) == []
 
 
 def test_a_failed_job_stops_its_descendants_and_the_final_job_still_runs(tmp_path):
@@ -93,6 +95,22 @@ def test_a_job_with_no_work_succeeds_and_its_consumers_run_without_its_output(tm
     report = SERVICE.report(submit)
     assert report.state == "succeeded" and report.counts["calibrate"]["succeeded"] == 2
     assert len(output_checksums(wf)) == 3  # no calexp for visit 2
+
+
+def test_in_transfer_mode_no_work_markers_reach_the_consumers(tmp_path):
+    # The fake job leaves a marker like run_quantum does; the consumer must receive it.
+    wf = diamond(
+        tmp_path,
+        "transfer",
+        extra={
+            "calibrate_2": ["--exit", "3", "--no-work-marker"],
+            "coadd_0": ["--allow-missing", "--expect-no-work"],
+        },
+    )
+    result, submit = _run(wf)
+    assert result.exit_code == 0, [result.status(n) for n in result.order]
+    assert (submit / "staged" / "nowork" / "calexp.instrument-DemoCam.visit-2").exists()
+    assert len(output_checksums(wf)) == 3
 
 
 def test_retries_keep_the_log_of_every_attempt(tmp_path):

@@ -92,18 +92,17 @@ def test_transfer_mode_ships_the_graph_and_inputs_and_brings_outputs_to_staged(t
     for key, value in dag.nodes["coadd_0"].vars.items():
         sub[key] = value
     inputs = sub.expand("transfer_input_files").split(",")
-    assert inputs[0] == wf.graph_file
-    assert inputs[1:] == [str(layout.staged / f.lfn) for f in wf.jobs["coadd_0"].inputs]
-    assert sub.expand("transfer_output_files") == "coadd.skymap-demo.tract-0"
+    assert inputs[:2] == [wf.graph_file, str(layout.staged / "nowork")]
+    assert inputs[2:] == [str(layout.staged / f.lfn) for f in wf.jobs["coadd_0"].inputs]
+    assert sub.expand("transfer_output_files") == "nowork,coadd.skymap-demo.tract-0"
     assert sub["initialdir"] == str(layout.staged)
     assert sub["when_to_transfer_output"] == "ON_SUCCESS"
+    # The wrapper runs the job: its products first, then the job's own command line.
+    assert sub["executable"] == str(layout.job_wrapper)
     args = split_arguments(sub.expand("arguments").strip('"'))
-    assert args[:2] == ["--graph", "pipeline.qgraph"] and args[-4:] == [
-        "--inputs-dir",
-        ".",
-        "--outputs-dir",
-        ".",
-    ]
+    assert args[:2] == ["coadd.skymap-demo.tract-0", FAKE_JOB]
+    assert args[2:4] == ["--graph", "pipeline.qgraph"]
+    assert args[-4:] == ["--inputs-dir", ".", "--outputs-dir", "."]
     # Overall inputs are linked under their logical names to their datastore files.
     link = layout.input_links / wf.jobs["calibrate_1"].inputs[0].lfn
     assert link.resolve() == (Path(wf.repo) / wf.jobs["calibrate_1"].inputs[0].path).resolve()
@@ -117,6 +116,22 @@ def test_every_node_has_the_post_script_and_retrying_nodes_stop_at_the_sentinel(
     assert (retrying.retries, retrying.unless_exit) == (2, NO_RETRY_SENTINEL)
     assert retrying.post == ["bps_post.sh", "$RETURN"]
     assert dag.nodes["coadd_0"].retries == 0 and dag.nodes["coadd_0"].post == ["bps_post.sh", "$RETURN"]
+
+
+@pytest.mark.parametrize("made", [True, False])
+def test_transfer_wrapper_turns_no_work_into_success_with_placeholders(tmp_path, made):
+    import subprocess
+
+    layout = write_dag(diamond(tmp_path, "transfer"))
+    work = tmp_path / "scratch"
+    work.mkdir()
+    script = "touch a; exit 3" if made else "exit 3"
+    rc = subprocess.run([str(layout.job_wrapper), "a,b", "/bin/sh", "-c", script], cwd=work).returncode
+    assert rc == 0
+    assert sorted(p.name for p in work.iterdir()) == ["a", "b", "nowork"]
+    assert (work / "b").stat().st_size == 0
+    failing = subprocess.run([str(layout.job_wrapper), ",", "/bin/sh", "-c", "exit 75"], cwd=work)
+    assert failing.returncode == 75
 
 
 @pytest.mark.parametrize(

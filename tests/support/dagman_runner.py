@@ -423,7 +423,10 @@ class DagmanRunner:
             src = Path(item) if os.path.isabs(item) else initialdir / item
             if not src.exists():
                 return item
-            shutil.copy(src, scratch / src.name)  # follows symbolic links, like HTCondor
+            if src.is_dir():  # a directory named without a trailing slash arrives as itself
+                shutil.copytree(src, scratch / src.name, dirs_exist_ok=True)
+            else:
+                shutil.copy(src, scratch / src.name)  # follows symbolic links, like HTCondor
         return None
 
     @staticmethod
@@ -435,6 +438,9 @@ class DagmanRunner:
             if not src.exists():
                 return item
             target = initialdir / where.get(src.name, src.name)  # an absolute remap replaces initialdir
+            if src.is_dir():
+                shutil.copytree(src, target, dirs_exist_ok=True)
+                continue
             tmp = target.with_name(target.name + ".part")
             shutil.copy(src, tmp)
             tmp.replace(target)

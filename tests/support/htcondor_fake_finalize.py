@@ -2,7 +2,8 @@
 """A stand-in for ``bps finalize SUBMIT_DIR`` in HTCondor tests.
 
 Moves staged outputs (``<submit_dir>/staged/<lfn>``) into the datastore and writes
-``finalized.txt`` listing every output present, as the real final job registers them.
+``finalized.txt`` listing every output present, as the real final job registers them;
+outputs marked in ``staged/nowork/`` (placeholders of jobs with no work) are dropped.
 """
 
 import json
@@ -17,6 +18,9 @@ for job in wf["jobs"]:
     for out in job["outputs"]:
         staged = submit_dir / "staged" / out["lfn"]
         target = repo / out["path"]
+        if (submit_dir / "staged" / "nowork" / out["lfn"]).exists():
+            staged.unlink(missing_ok=True)  # a placeholder of a job with no work: never registered
+            continue
         if staged.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             staged.replace(target)

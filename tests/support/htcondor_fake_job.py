@@ -25,6 +25,8 @@ p.add_argument("--fail-until-attempt", type=int, default=0)
 p.add_argument("--marker")
 p.add_argument("--memory", type=int)
 p.add_argument("--allow-missing", action="store_true", help="skip absent inputs (a gathering task)")
+p.add_argument("--no-work-marker", action="store_true", help="with --exit 3: mark outputs as never made")
+p.add_argument("--expect-no-work", action="store_true", help="fail unless a no-work marker arrived")
 p.add_argument("--repo")
 p.add_argument("--inputs-dir")
 p.add_argument("--outputs-dir")
@@ -42,6 +44,12 @@ if a.fail_until_attempt:
     if attempt < a.fail_until_attempt:
         print(f"attempt {attempt}: failing on purpose", file=sys.stderr)
         sys.exit(75)
+if a.expect_no_work and not any(Path("nowork").glob("*")):
+    sys.exit("expected a no-work marker in nowork/")
+if a.no_work_marker:  # like run_quantum: markers under the manifest directory (scratch here)
+    Path("nowork").mkdir(exist_ok=True)
+    for spec in a.outputs:
+        Path("nowork", spec.partition("=")[0]).touch()
 if a.exit:
     print(f"failing with exit code {a.exit} on purpose", file=sys.stderr)
     sys.exit(a.exit)
@@ -55,7 +63,7 @@ def where(spec: str, staged_dir: str | None) -> Path:
 digest = hashlib.sha256(",".join(a.quantum).encode())
 for spec in a.inputs:
     source = where(spec, a.inputs_dir)
-    if a.allow_missing and not source.exists():
+    if a.allow_missing and (not source.exists() or Path("nowork", spec.partition("=")[0]).exists()):
         continue
     digest.update(source.read_bytes())
 for spec in a.outputs:

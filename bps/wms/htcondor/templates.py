@@ -14,7 +14,7 @@ from pathlib import Path
 
 #: Templates shipped with the project.
 DEFAULT_DIR = Path(__file__).resolve().parents[3] / "condor_templates"
-NAMES = ("job.sub", "final.sub", "dagman.config", "post.sh")
+NAMES = ("job.sub", "final.sub", "dagman.config", "post.sh", "job_wrapper.sh")
 
 
 class _CondorTemplate(string.Template):

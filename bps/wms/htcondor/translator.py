@@ -35,6 +35,9 @@ from .quoting import environment_value, join_arguments, vars_value
 #: run_quantum options the translator rewrites in transfer mode.
 MANIFEST_OPTION = "--manifest-dir"
 JOB_OPTION = "--job"
+#: Where ``run_quantum`` marks outputs that will never exist (its ``NO_WORK_DIR``, under the
+#: manifest directory, which is the scratch directory in transfer mode).
+NO_WORK_DIR = "nowork"
 #: What the POST script turns every no-retry exit code into (not an exit code of run_quantum).
 NO_RETRY_SENTINEL = 113
 FINAL_NODE = "bps_final"
@@ -74,8 +77,14 @@ def write_dag(
     layout.submit_dir.mkdir(parents=True, exist_ok=True)
     transfer = site.staging == "transfer"
     if transfer:
-        layout.staged.mkdir(exist_ok=True)
+        (layout.staged / NO_WORK_DIR).mkdir(parents=True, exist_ok=True)
         layout.input_links.mkdir(exist_ok=True)
+        _write_script(
+            layout.job_wrapper,
+            templates.render(
+                "job_wrapper.sh", {"no_work": exit_codes.TASK_NO_WORK}, site.condor.get("templates_dir")
+            ),
+        )
 
     graph_arg = os.path.basename(workflow.graph_file) if transfer else workflow.graph_file
     names = node_names(workflow.jobs)
@@ -246,13 +255,18 @@ def _render_job_submit(
     staging_args = join_arguments(_staging_arguments(workflow))
     suffix = join_arguments(d.suffix)
     arguments = " ".join(p for p in (prefix, "$(bps_args)", suffix, staging_args) if p)
+    executable = executable_path(d.job, site)
     if site.staging == "transfer":
+        # The wrapper turns "no work" into success with placeholders (see job_wrapper.sh);
+        # nowork/ carries the markers of outputs that will never exist, both ways.
+        arguments = f"$(bps_products) {join_arguments([executable])} {arguments}"
+        executable = str(layout.job_wrapper)
         staging = "\n".join(
             [
                 "should_transfer_files = YES",
                 "when_to_transfer_output = ON_SUCCESS",
-                f"transfer_input_files = {workflow.graph_file}$(bps_inputs)",
-                "transfer_output_files = $(bps_outputs)",
+                f"transfer_input_files = {workflow.graph_file},{layout.staged / NO_WORK_DIR}$(bps_inputs)",
+                f"transfer_output_files = {NO_WORK_DIR}$(bps_outputs)",
             ]
         )
         manifest_dir = _manifest_dir(d.job)
@@ -268,7 +282,7 @@ def _render_job_submit(
         {
             "label": d.label,
             "njobs": d.njobs,
-            "executable": executable_path(d.job, site),
+            "executable": executable,
             "arguments": arguments,
             "environment": environment_value(env),
             "initialdir": initialdir,
@@ -320,8 +334,12 @@ def _write_post_script(layout: DagLayout, workflow: GenericWorkflow) -> None:
         },
         site.condor.get("templates_dir"),
     )
-    layout.post_script.write_text(text)
-    layout.post_script.chmod(layout.post_script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    _write_script(layout.post_script, text)
+
+
+def _write_script(path: Path, text: str) -> None:
+    path.write_text(text)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
 
 
 def _write_dagman_config(layout: DagLayout, site: SiteConfig) -> None:
@@ -424,7 +442,8 @@ def _node_lines(
             if manifest is not None:
                 outputs.append(manifest)
                 vars_.append(f"bps_manifest={vars_value(manifest)}")
-            vars_.append(f"bps_outputs={vars_value(','.join(outputs))}")
+            vars_.append(f"bps_products={vars_value(','.join(f.lfn for f in job.outputs) or ',')}")
+            vars_.append(f"bps_outputs={vars_value(''.join(',' + o for o in outputs))}")
         lines = [f"JOB {node} {sub_files[job.label]}\n", f"VARS {node} {' '.join(vars_)}\n"]
         lines.append(_retry_lines(node, job, post))
         if job.priority:
