@@ -1,0 +1,166 @@
+"""Preflight on the demo repository: counts of quanta and edges follow from the demo data.
+
+The expected numbers are derived here from the registry's overlap relation directly,
+independently of the builder's planning code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from supertask.cli.main import main as supertask_cli
+from supertask.demo.data import make_demo_repo
+from supertask.execution import run_graph
+from supertask.graph.builder import EmptyGraphError, QueryTooLargeError, build_quantum_graph
+from supertask.graph.quantum_graph import QuantumGraph
+from supertask.pipeline import Pipeline
+from supertask.repo.butler import Butler
+
+PIPELINE = Path(__file__).resolve().parents[1] / "examples" / "demo_pipeline.yaml"
+INPUTS = ["DemoCam/defaults"]
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("demo-preflight") / "repo"
+    make_demo_repo(root, n_exposures=3)
+    return root
+
+
+def build(repo: Path, where: str, run: str = "plan", **kwargs):
+    butler = Butler(repo, collections=INPUTS)
+    return build_quantum_graph(
+        Pipeline.fromFile(PIPELINE), butler, where=where, input_collections=INPUTS, output_run=run, **kwargs
+    )
+
+
+def overlaps(repo: Path, where: str) -> set[tuple[int, int, int]]:
+    """(visit, detector, patch) rows of the overlap relation selected by ``where``."""
+    registry = Butler(repo, collections=INPUTS).registry
+    rows = registry.queryDataIds(["visit", "detector", "tract", "patch"], where=where)
+    return {(r["visit"], r["detector"], r["patch"]) for r in rows}
+
+
+def test_tile_graph_counts_follow_from_the_overlaps(repo):
+    graph, report = build(repo, "tract = 0")
+    rows = overlaps(repo, "tract = 0")
+    visit_detectors = {(v, d) for v, d, _ in rows}
+    visit_patches = {(v, p) for v, _, p in rows}
+    registry = Butler(repo, collections=INPUTS).registry
+    bands = {r["visit"]: r["band"] for r in registry.queryDataIds(["visit", "band"])}
+    patch_bands = {(p, bands[v]) for v, p in visit_patches}
+
+    counts = {label: len(quanta) for label, quanta in graph.quantaByLabel().items()}
+    assert counts == {
+        "isr": len(visit_detectors),  # one exposure per visit in the demo
+        "calibrate": len(visit_detectors),
+        "makeWarp": len(visit_patches),
+        "assembleCoadd": len(patch_bands),
+        "detectCoadd": len(patch_bands),
+    }
+    # edges: every overlapping (visit, detector) feeds the warp of each patch it overlaps ...
+    by_label = graph.quantaByLabel()
+    assert sum(len(q.inputs["calexp"]) for q in by_label["makeWarp"]) == len(rows)
+    # ... and every warp feeds exactly one coadd (its visit's band)
+    assert sum(len(q.inputs["warp"]) for q in by_label["assembleCoadd"]) == len(visit_patches)
+    for quantum in by_label["makeWarp"]:
+        parents = graph.parents(quantum)
+        assert {p.taskLabel for p in parents} == {"calibrate"}
+        assert len(parents) == len(quantum.inputs["calexp"])
+    assert report.rows > 0 and not report.pruned
+
+
+def test_constraining_the_detector_does_not_drop_the_other_detectors_a_patch_needs(repo):
+    rows = overlaps(repo, "tract = 0")
+    constrained = overlaps(repo, "tract = 0 AND detector = 1")
+    graph, report = build(repo, "tract = 0 AND detector = 1")
+    by_label = graph.quantaByLabel()
+    warps = {(q.dataId["visit"], q.dataId["patch"]) for q in by_label["makeWarp"]}
+    assert warps == {(v, p) for v, _, p in constrained}
+    for quantum in by_label["makeWarp"]:
+        v, p = quantum.dataId["visit"], quantum.dataId["patch"]
+        expected = {d for (vv, d, pp) in rows if vv == v and pp == p}
+        assert {d.dataId["detector"] for d in quantum.inputs["calexp"]} == expected
+    calibrated = {q.dataId["detector"] for q in by_label["calibrate"]}
+    assert calibrated > {1}, "detectors other than 1 are calibrated because the patches need them"
+    assert report.expanded["calibrate"] > 0
+
+
+def test_skip_existing_plans_only_what_is_missing(repo):
+    run = "plan/skip"
+    graph, _ = build(repo, "tract = 0", run=run)
+    isr_ids = [q.id for q in graph.quantaByLabel()["isr"]]
+    butler = Butler(repo, collections=INPUTS)
+    result = run_graph(butler, graph.subgraph(isr_ids), run, processes=2)
+    assert result.ok
+    again, report = build(repo, "tract = 0", run=run, skip_existing=True)
+    assert "isr" not in again.quantaByLabel()
+    assert report.skipped_existing["isr"] == len(isr_ids)
+    assert len(again.quantaByLabel()["calibrate"]) == len(graph.quantaByLabel()["calibrate"])
+    # the calibrations read the postISRCCD datasets that already exist in the run
+    inputs = [d for q in again.quantaByLabel()["calibrate"] for d in q.inputs["postISRCCD"]]
+    assert inputs and all(d.run == run and d.id is not None for d in inputs)
+
+
+def test_an_empty_graph_says_which_constraint_emptied_it(repo):
+    with pytest.raises(EmptyGraphError, match="tract"):
+        build(repo, "tract = 0 AND visit = 99999")
+
+
+def test_a_planning_query_over_the_limit_is_refused_with_the_fix(repo):
+    with pytest.raises(QueryTooLargeError, match=r"--max-rows"):
+        build(repo, "tract = 0", max_rows=3)
+
+
+def test_qgraph_command_builds_saves_and_shows(repo, tmp_path):
+    runner = CliRunner()
+    save = tmp_path / "tile.qgraph"
+    dot = tmp_path / "tile.dot"
+    result = runner.invoke(
+        supertask_cli,
+        [
+            "qgraph",
+            str(repo),
+            "-p",
+            str(PIPELINE),
+            "-i",
+            INPUTS[0],
+            "-o",
+            "cli/run",
+            "--where",
+            "tract = 0",
+            "--save",
+            str(save),
+            "--dot",
+            str(dot),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    graph = QuantumGraph.load(save)
+    assert len(graph) > 0 and graph.metadata["where"] == "tract = 0"
+    assert "makeWarp" in dot.read_text()
+    shown = runner.invoke(supertask_cli, ["qgraph", "show", str(save)])
+    assert shown.exit_code == 0 and "assembleCoadd" in shown.output
+    one = runner.invoke(supertask_cli, ["qgraph", "show", str(save), "--quantum", "0"])
+    assert one.exit_code == 0 and "outputs" in one.output
+    empty = runner.invoke(
+        supertask_cli,
+        [
+            "qgraph",
+            str(repo),
+            "-p",
+            str(PIPELINE),
+            "-i",
+            INPUTS[0],
+            "-o",
+            "cli/run",
+            "--where",
+            "visit = 99999",
+            "--save",
+            str(tmp_path / "none.qgraph"),
+        ],
+    )
+    assert empty.exit_code == 1 and "empty" in empty.output
