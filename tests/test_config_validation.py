@@ -196,6 +196,8 @@ def test_int_field_with_fractional_bound_is_refused_at_declaration():
         Field(dtype=int, doc="a count", min=0.5)
     with pytest.raises(TypeError, match="itemMin/itemMax only apply"):
         ListField(dtype=str, doc="names", itemMin=1)
+    with pytest.raises(TypeError, match="not inf: leave the bound out"):
+        Field(dtype=int, doc="a count", max=float("inf"))
     assert Field(dtype=int, doc="a count", min=2.0)._bounds == (("ge", 2),)
 
 

@@ -127,10 +127,14 @@ def make_bounds(
             raise TypeError(f"field bounds must be numbers, not {limit!r}")
         if dtype is int:
             if isinstance(limit, float) and not limit.is_integer():
+                fix = (
+                    f"use {math.floor(limit) if op in ('le', 'lt') else math.ceil(limit)}"
+                    if math.isfinite(limit)
+                    else "leave the bound out (None)"
+                )
                 raise TypeError(
-                    f"bounds of an int field must be whole numbers, not {limit!r}: "
-                    f"use {math.floor(limit) if op in ('le', 'lt') else math.ceil(limit)} "
-                    f"or make the field a float"
+                    f"bounds of an int field must be whole numbers, not {limit!r}: {fix} or make the "
+                    "field a float"
                 )
             limit = int(limit)
         else:
