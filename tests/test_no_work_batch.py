@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from bps import exit_codes
 from bps.finalize import finalize
@@ -346,3 +349,102 @@ def test_finalize_keeps_tombstones_while_the_workflow_is_incomplete(tmp_path):
     assert registered_detectors(repo) == [1] and summary.missing == 1 and summary.no_work == 1
     assert summary.tombstones_removed == 0
     assert is_tombstone(repo / RUN / "calexp" / "calexp_detector-2.json")  # a restart's consumers need it
+
+
+# -- the proof on the demo: tile 0 has makeWarp quanta with no work ------------------------
+
+PIPELINE = Path(__file__).resolve().parents[1] / "examples" / "demo_pipeline.yaml"
+INPUTS = ["DemoCam/defaults"]
+WHERE = "tract = 0"
+BIN = Path(sys.executable).parent
+
+
+def registered_checksums(repo: Path, run: str) -> dict[tuple[str, Any], str | None]:
+    """(dataset type, data ID) -> checksum of every dataset registered in ``run``."""
+    butler = Butler(repo, collections=[run])
+    try:
+        registry = butler.registry
+        return {
+            (dt.name, d.dataId): registry.getDatasetLocation(d)[2]
+            for dt in registry.queryDatasetTypes()
+            for d in registry.queryDatasets(dt.name, [run])
+        }
+    finally:
+        butler.close()
+
+
+def tombstones_under(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and is_tombstone(p)]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> tuple[Path, Path, dict, set[str]]:
+    """A 3-exposure demo repository, what ``supertask run`` registers for tile 0, and its labels with no work."""
+    from supertask.demo.data import make_demo_repo
+    from supertask.execution import run_pipeline
+
+    root = tmp_path_factory.mktemp("nowork-demo")
+    repo = root / "repo"
+    make_demo_repo(repo, n_exposures=3)
+    result = run_pipeline(
+        PIPELINE, repo, where=WHERE, input_collections=INPUTS, output_run="demo/direct", processes=2
+    )
+    assert result.ok, [(f.label, f.reason) for f in result.failures]
+    assert result.counts["makeWarp"]["no_work"] > 0  # otherwise this proves nothing
+    no_work_labels = {label for label, counts in result.counts.items() if counts["no_work"]}
+    return root, repo, registered_checksums(repo, "demo/direct"), no_work_labels
+
+
+def submit_yaml(root: Path, repo: Path, run: str, **extra: Any) -> Path:
+    config = root / f"{run.replace('/', '_')}.yaml"
+    body = {
+        "pipeline": str(PIPELINE),
+        "repo": str(repo),
+        "input_collections": INPUTS,
+        "where": WHERE,
+        "output_run": run,
+        "submit_dir": str(root / "submit" / run.replace("/", "_")),
+        **extra,
+    }
+    config.write_text(yaml.safe_dump(body))
+    return config
+
+
+def check_same_as_supertask_run(repo: Path, run: str, submit: Path, demo: tuple) -> None:
+    _, _, reference, no_work_labels = demo
+    assert registered_checksums(repo, run) == reference
+    summary = json.loads((submit / "finalize_summary.json").read_text())
+    assert summary["missing"] == 0 and not summary["rejected"]
+    assert {label for label, s in summary["labels"].items() if s["outputs_no_work"]} == no_work_labels
+    assert not tombstones_under(repo / run) and not tombstones_under(submit)
+
+
+@pytest.mark.slow
+def test_demo_tile_through_bps_local_registers_what_supertask_run_does(demo):
+    root, repo, _, _ = demo
+    config = submit_yaml(root, repo, "demo/bps-local", wms="local", compute_site="local")
+    done = subprocess.run(
+        [str(BIN / "bps"), "submit", str(config), "-j", "2"], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    check_same_as_supertask_run(repo, "demo/bps-local", root / "submit" / "demo_bps-local", demo)
+
+
+@pytest.mark.slow
+def test_demo_tile_through_pegasus_registers_what_supertask_run_does(demo):
+    from click.testing import CliRunner
+
+    from bps.cli import main as bps_main
+
+    try:
+        from tests.support.pegasus_runner import run_workflow
+    except ImportError:  # tests/ is not a package: pytest put tests/ itself on sys.path
+        from support.pegasus_runner import run_workflow
+
+    root, repo, _, _ = demo
+    config = submit_yaml(root, repo, "demo/pegasus", wms="pegasus", compute_site="pegasus_local")
+    prepared = CliRunner().invoke(bps_main, ["prepare", str(config)])
+    assert prepared.exit_code == 0, prepared.output
+    submit = root / "submit" / "demo_pegasus"
+    run_workflow(submit / "pegasus", root / "pegasus-work", timeout=300)
+    check_same_as_supertask_run(repo, "demo/pegasus", submit, demo)
