@@ -254,3 +254,13 @@ def test_config_build_save_load_and_string_overrides_do_not_import_pydantic():
     error, modules = out.strip().splitlines()
     assert "'count'" in error and "Input should be a valid integer" in error
     assert modules == "[]"
+
+
+def test_import_defers_modules_only_rare_paths_need():
+    # digest (hashlib, json), "did you mean" (difflib), retargeting (inspect) and error messages (decimal)
+    code = (
+        "import sys, supertask.config; "
+        "print(sorted(m for m in ('decimal', 'difflib', 'hashlib', 'json', 'inspect') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

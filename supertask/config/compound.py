@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +10,8 @@ from .errors import FieldValidationError, FrozenConfigError
 from .fields import Field, FieldBase
 
 if TYPE_CHECKING:
+    import inspect
+
     from ..repo.dataset import DatasetType
 
 __all__ = ["ConfigField", "ConfigurableField", "ConfigurableValue", "DatasetField", "DatasetConfig"]
@@ -83,6 +84,8 @@ class ConfigField(FieldBase):
 
 
 def _run_signature(target: type) -> inspect.Signature:
+    import inspect  # only retargeting needs it; batch jobs do not pay for the import
+
     run = getattr(target, "run", None)
     if run is None:
         raise TypeError(f"{class_path(target)} has no run method; a subtask target must be a Task")
@@ -91,6 +94,8 @@ def _run_signature(target: type) -> inspect.Signature:
 
 def _same_call_shape(a: inspect.Signature, b: inspect.Signature) -> bool:
     """Same parameter names, kinds and defaulted-ness (annotations are not compared)."""
+
+    import inspect
 
     def shape(sig: inspect.Signature) -> list[tuple[str, Any, bool]]:
         return [(p.name, p.kind, p.default is inspect.Parameter.empty) for p in sig.parameters.values()]

@@ -12,8 +12,6 @@ pipeline YAML stored in a graph file) and what `Config.digest` hashes for proven
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -300,6 +298,9 @@ class Config:
 
     def digest(self) -> str:
         """A SHA-256 of the class path and saved form; equal in every process and Python run."""
+        import hashlib  # imported here: batch jobs build configs but rarely digest them
+        import json
+
         payload = json.dumps(
             {"class": class_path(type(self)), "values": self.toDict()}, sort_keys=True, separators=(",", ":")
         )

@@ -7,7 +7,6 @@ subclasses let tests and tools tell the cases apart.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
 
@@ -41,5 +40,7 @@ def suggest(name: str, choices: Iterable[str]) -> str:
     choices : iterable of `str`
         The valid names.
     """
+    import difflib  # only error paths need it
+
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
     return f" Did you mean {close[0]!r}?" if close else ""

@@ -31,7 +31,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Sequence
-from decimal import Decimal
 from typing import Any
 
 __all__ = [
@@ -99,6 +98,8 @@ def format_limit(limit: int | float) -> str:
         return "NaN"
     if limit == 0:
         return "0"
+    from decimal import Decimal  # only error messages need it
+
     text = format(Decimal(repr(limit)), "f")
     if "." in text:
         text = text.rstrip("0").rstrip(".")
