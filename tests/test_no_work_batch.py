@@ -9,6 +9,7 @@ nothing but staged files connects one job to the next: that is where a side chan
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -352,10 +353,15 @@ def test_finalize_keeps_tombstones_while_the_workflow_is_incomplete(tmp_path):
 
 
 # -- the proof on the demo: tile 0 has makeWarp quanta with no work ------------------------
+# Every dataset `supertask run` registers (all types, with checksums) is registered by the batch run,
+# and nothing else; finalize reports the no-work outputs of the same labels and leaves no tombstone.
 
 PIPELINE = Path(__file__).resolve().parents[1] / "examples" / "demo_pipeline.yaml"
 INPUTS = ["DemoCam/defaults"]
-WHERE = "tract = 0"
+#: The patches of tile 0 where visit 101's warps have no pixels (``makeWarp`` finds no work), so the
+#: consumers downstream have no work either; the fixture asserts it. The whole tile (``tract = 0``,
+#: 141 quanta, about 4 minutes for both tests on 2 cores) passes too: set the variable to run it.
+WHERE = os.environ.get("BPS_NO_WORK_PROOF_WHERE", "tract = 0 AND patch IN (4, 8, 12)")
 BIN = Path(sys.executable).parent
 
 
