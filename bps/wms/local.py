@@ -246,7 +246,7 @@ class LocalService(WorkflowService):
                     code = r.process.returncode
                     info = states[name]
                     info["exit_code"] = code
-                    if code in (0, TASK_NO_WORK):  # no work is an outcome: consumers run without it
+                    if code in (0, TASK_NO_WORK):  # 3: no work from an older run_quantum (now exits 0)
                         info["state"] = "succeeded"
                         progress.advance(bar)
                         for child in children[name]:
