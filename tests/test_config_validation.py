@@ -98,10 +98,12 @@ _values = st.one_of(
     st.just({}),
     st.just(b"x"),
 )
+# no -0.0: typing caches ``Annotated[...]`` by equality, so a -0.0 limit would reuse the validator
+# built for 0.0 (or the reverse) and be compared with the wrong message; format_limit's test covers it
 _limits = st.one_of(
     st.none(),
     st.integers(min_value=-(2**64), max_value=2**64),
-    st.floats(allow_nan=False),
+    st.floats(allow_nan=False).filter(lambda x: x != 0 or math.copysign(1.0, x) > 0),
     st.sampled_from([0, 0.0, 1, 1e-7, 1 / 3, 1e16, 2.0**70]),
 )
 
@@ -181,6 +183,7 @@ def test_plain_values_never_need_pydantic(dtype, value):
     "limit,text",
     [
         (0.0, "0"),
+        (-0.0, "-0"),  # pydantic-core writes a negative zero limit with its sign
         (1e-7, "0.0000001"),
         (1e20, "100000000000000000000"),
         (1 / 3, "0.3333333333333333"),

@@ -97,7 +97,7 @@ def format_limit(limit: int | float) -> str:
     if math.isnan(limit):
         return "NaN"
     if limit == 0:
-        return "0"
+        return "-0" if math.copysign(1.0, limit) < 0 else "0"
     from decimal import Decimal  # only error messages need it
 
     text = format(Decimal(repr(limit)), "f")
