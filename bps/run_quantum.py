@@ -312,12 +312,14 @@ def run_job(
     try:
         for quantum in quanta:
             if quantum.id in done:
+                staged_keys = set()
                 for f in manifest.quanta[quantum.id]:
                     key = _file_key(quantum, f)
-                    if f.tombstone:
-                        missing.add(key)
-                    else:
+                    if not f.tombstone:
+                        staged_keys.add(key)
                         butler.locations[key] = placement.staged_file(f)
+                # tombstones, and outputs a version-1 manifest left unlisted, will never exist
+                missing.update(d.key for d in quantum.iterOutputs() if d.key not in staged_keys)
                 continue
             if any(d.key in unavailable for d in quantum.iterInputs()):
                 result.blocked.append(quantum.id)

@@ -255,6 +255,33 @@ def test_rerun_of_a_job_with_no_work_is_idempotent(repo, tmp_path):
     assert third.ran == [6] and rerun_backend.tasks["total"].calls == [{"doubled": [1, 3]}]
 
 
+def test_output_a_successful_task_did_not_write_gets_a_tombstone_so_consumers_do_not_wait(repo, tmp_path):
+    backend = Backend(repo)
+    backend.tasks["make"].runQuantum = lambda quantum, butler: None  # succeeds, writes nothing
+    result, work = transfer_job(backend, tmp_path, [0], "lazy", seeds(repo, 1))
+    assert result.ran == [0] and result.exit_code == exit_codes.SUCCESS
+    assert read_tombstone(work / lfn(MADE, 1))["reason"] == "make did not write it"
+
+
+def test_version_1_manifest_without_tombstones_is_still_read(tmp_path):
+    path = tmp_path / "old.manifest.json"
+    entry = {
+        "lfn": "x",
+        "dataset_type": "made",
+        "units": ["detector"],
+        "storage_class": "Json",
+        "data_id": {"detector": 1},
+        "path": "p",
+        "size": 1,
+        "checksum": "c",
+    }
+    path.write_text(
+        json.dumps({"version": 1, "job": "old", "output_run": RUN, "root": "", "quanta": {"0": [entry]}})
+    )
+    (f,) = read_manifest(path).quanta[0]
+    assert f.lfn == "x" and not f.tombstone
+
+
 # -- finalize ------------------------------------------------------------------------------
 
 CALEXP = DatasetType("calexp", ("detector", "instrument"), "StructuredDataDict")
