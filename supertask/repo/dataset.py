@@ -10,7 +10,7 @@ exact software that wrote them).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .dataid import DataId
@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from ..quantum import Quantum
 
 
-@dataclass(frozen=True, slots=True)
 class DatasetType:
     """A named kind of dataset.
 
@@ -33,18 +32,42 @@ class DatasetType:
     storageClass : `str`
         How the in-memory object is written and read (see ``repo.formatters``),
         e.g. ``"NumpyArray"``, ``"StructuredDataDict"``, ``"Table"``.
+
+    Notes
+    -----
+    Immutable and hashable. Written as a plain slotted class rather than a
+    dataclass: every batch job imports this module, and ``dataclasses`` costs
+    start-up time.
     """
+
+    __slots__ = ("name", "units", "storageClass")
 
     name: str
     units: tuple[str, ...]
     storageClass: str
 
-    def __post_init__(self) -> None:
-        if not self.name or not self.name.replace("_", "a").isalnum() or self.name[0].isdigit():
+    def __init__(self, name: str, units: Iterable[str], storageClass: str):
+        if not name or not name.replace("_", "a").isalnum() or name[0].isdigit():
             raise ValueError(
-                f"invalid dataset type name {self.name!r}: use letters, digits and '_', not starting with a digit"
+                f"invalid dataset type name {name!r}: use letters, digits and '_', not starting with a digit"
             )
-        object.__setattr__(self, "units", tuple(sorted(set(self.units))))
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "units", tuple(sorted(set(units))))
+        object.__setattr__(self, "storageClass", storageClass)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"DatasetType is immutable: cannot set {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DatasetType):
+            return NotImplemented
+        return (self.name, self.units, self.storageClass) == (other.name, other.units, other.storageClass)
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.units, self.storageClass))
+
+    def __repr__(self) -> str:
+        return f"DatasetType(name={self.name!r}, units={self.units!r}, storageClass={self.storageClass!r})"
 
     def __reduce__(self):
         return (DatasetType, (self.name, self.units, self.storageClass))
