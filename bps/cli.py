@@ -38,7 +38,7 @@ def _handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def _config_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
-        click.argument("config_file", type=click.Path(dir_okay=False), required=False),
+        click.argument("config_file", type=click.Path(), required=False),
         click.option("--wms", type=click.Choice(["local", "htcondor", "pegasus"]), help="Workflow system."),
         click.option("--compute-site", help="Site: reads site_configs/<SITE>.yaml."),
         click.option(
@@ -120,10 +120,18 @@ def prepare(config_file: str | None, show_config: bool, **cli: Any) -> None:
 @_config_options
 @_handle_errors
 def submit(config_file: str | None, show_config: bool, **cli: Any) -> None:
-    """Prepare CONFIG_FILE, then hand the workflow to its workflow system."""
+    """Prepare CONFIG_FILE, then hand the workflow to its workflow system.
+
+    CONFIG_FILE may also be a submit directory prepared earlier (``bps prepare``, or a
+    submission that stopped because the workflow system was unreachable): it is
+    submitted as it is.
+    """
     from .prepare import prepare as do_prepare
     from .wms.base import write_run_record
 
+    if config_file and Path(config_file).is_dir():
+        _submit_prepared(Path(config_file), cli.get("jobs"))
+        return
     resolved = _resolve(config_file, **cli)
     if show_config:
         click.echo(resolved.show())
@@ -150,16 +158,76 @@ def report(submit_dir: str) -> None:
     _print_report(rep)
 
 
+def _submit_prepared(submit_dir: Path, jobs: int | None) -> None:
+    """Submit a directory that was prepared earlier."""
+    from .wms.base import WmsError, write_run_record
+
+    if not (submit_dir / "workflow.json").exists():
+        raise WmsError(
+            f"{submit_dir} is a directory but not a prepared submit directory (no workflow.json): "
+            "give a submit YAML file, or the directory `bps prepare` wrote"
+        )
+    wms = _wms_of(submit_dir)
+    service = _service(wms, jobs)
+    run_id = service.submit(submit_dir)
+    write_run_record(submit_dir, wms=wms, run_id=run_id)
+    click.echo(f"submitted {run_id} with {wms}")
+    if wms == "local":
+        report = service.report(submit_dir)
+        _print_report(report)
+        if report.state != "succeeded":
+            sys.exit(1)
+
+
+def _restart_overrides(values: dict[str, Any], label_sets: tuple[str, ...]) -> dict[str, Any] | None:
+    """Command-line restart changes as ``{key: value, "labels": {label: {key: value}}}``."""
+    overrides: dict[str, Any] = {k: v for k, v in values.items() if v is not None}
+    for item in label_sets:
+        label, sep, rest = item.partition(":")
+        key, eq, raw = rest.partition("=")
+        if not sep or not eq or not label or not key:
+            raise click.BadParameter(f"{item!r}: expected LABEL:KEY=VALUE", param_hint="--label-set")
+        try:
+            value: Any = int(raw)
+        except ValueError:
+            try:
+                value = float(raw)
+            except ValueError:
+                raise click.BadParameter(
+                    f"{item!r}: {raw!r} is not a number", param_hint="--label-set"
+                ) from None
+        overrides.setdefault("labels", {}).setdefault(label, {})[key] = value
+    return overrides or None
+
+
 @main.command()
 @click.argument("submit_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--retries", type=click.IntRange(min=0), help="New number of retries per job.")
+@click.option("--memory-mb", type=click.IntRange(min=1), help="New memory request of every job.")
+@click.option("--memory-max-mb", type=click.IntRange(min=1), help="New cap of memory escalation.")
+@click.option("--memory-multiplier", type=click.FloatRange(min=1.0), help="New memory escalation factor.")
+@click.option("--cpus", type=click.IntRange(min=1), help="New cpu request of every job.")
+@click.option("--disk-mb", type=click.IntRange(min=1), help="New disk request of every job.")
+@click.option("--walltime-s", type=click.IntRange(min=1), help="New walltime of every job.")
+@click.option(
+    "--label-set",
+    "label_sets",
+    multiple=True,
+    metavar="LABEL:KEY=VALUE",
+    help="Change one label only, e.g. coadd:memory_mb=8192 (repeatable).",
+)
 @click.option("-j", "--jobs", type=click.IntRange(min=1), help="Parallel jobs (local workflow system).")
 @_handle_errors
-def restart(submit_dir: str, retries: int | None, jobs: int | None) -> None:
-    """Rerun only what did not succeed."""
+def restart(submit_dir: str, label_sets: tuple[str, ...], jobs: int | None, **values: Any) -> None:
+    """Rerun only what did not succeed, optionally with other resources or retries."""
     wms = _wms_of(Path(submit_dir))
     service = _service(wms, jobs)
-    overrides = {"retries": retries} if retries is not None else None
+    overrides = _restart_overrides(values, label_sets)
+    if wms == "local" and overrides and set(overrides) - {"retries"}:
+        click.echo(
+            "note: the local workflow system does not enforce resources; only --retries applies to it",
+            err=True,
+        )
     run_id = service.restart(Path(submit_dir), overrides)
     click.echo(f"restarted {submit_dir} as {run_id}")
     if wms == "local":
