@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import Config, DatasetField, Field
+from ..config import Config, ConfigField, DatasetField, Field
 from ..supertask import SuperTask
 from ..task import Struct
 from .calibrate import CalibrateParams, calibrate
@@ -79,6 +79,18 @@ class IsrTask(SuperTask):
         return Struct(postISRCCD=post.to_array_dict())
 
 
+class DetectionConfig(Config):
+    """Detection and measurement settings shared by single-frame calibration and coadd detection."""
+
+    threshold = Field(
+        dtype=float, default=5.0, doc="Detection threshold, sigma of the PSF-filtered image.", min=1.0
+    )
+    psfSigma = Field(
+        dtype=float, default=1.2, doc="Detection filter width and centroid weight (pixels).", min=0.3
+    )
+    apertureRadius = Field(dtype=float, default=6.0, doc="Photometry aperture radius (pixels).", min=1.0)
+
+
 class CalibrateConfig(Config):
     postISRCCD = DatasetField(
         doc="Post-ISR images of the visit's exposures (snaps).",
@@ -103,13 +115,7 @@ class CalibrateConfig(Config):
         name="src",
         role="output",
     )
-    threshold = Field(
-        dtype=float, default=5.0, doc="Detection threshold, sigma of the PSF-filtered image.", min=1.0
-    )
-    psfSigma = Field(
-        dtype=float, default=1.2, doc="Detection filter width and centroid weight (pixels).", min=0.3
-    )
-    apertureRadius = Field(dtype=float, default=6.0, doc="Photometry aperture radius (pixels).", min=1.0)
+    detection = ConfigField(dtype=DetectionConfig, doc="Source detection and aperture photometry.")
     searchRadius = Field(
         dtype=float, default=15.0, doc="Largest pointing error the matcher looks for (pixels).", min=1.0
     )
@@ -153,9 +159,9 @@ class CalibrateTask(SuperTask):
             )
         c = self.config
         params = CalibrateParams(
-            threshold=c.threshold,
-            psf_sigma=c.psfSigma,
-            aperture_radius=c.apertureRadius,
+            threshold=c.detection.threshold,
+            psf_sigma=c.detection.psfSigma,
+            aperture_radius=c.detection.apertureRadius,
             search_radius=c.searchRadius,
             match_radius=c.matchRadius,
             min_matches=c.minMatches,
@@ -282,13 +288,7 @@ class DetectCoaddConfig(Config):
         name="deepCoadd_src",
         role="output",
     )
-    threshold = Field(
-        dtype=float, default=5.0, doc="Detection threshold, sigma of the PSF-filtered image.", min=1.0
-    )
-    psfSigma = Field(
-        dtype=float, default=1.2, doc="Detection filter width and centroid weight (pixels).", min=0.3
-    )
-    apertureRadius = Field(dtype=float, default=6.0, doc="Photometry aperture radius (pixels).", min=1.0)
+    detection = ConfigField(dtype=DetectionConfig, doc="Source detection and aperture photometry.")
 
 
 class DetectCoaddTask(SuperTask):
@@ -301,7 +301,10 @@ class DetectCoaddTask(SuperTask):
     def run(self, coadd: Any) -> Struct:
         c = self.config
         catalog = detect_coadd(
-            _exposure(coadd), threshold=c.threshold, psf_sigma=c.psfSigma, aperture_radius=c.apertureRadius
+            _exposure(coadd),
+            threshold=c.detection.threshold,
+            psf_sigma=c.detection.psfSigma,
+            aperture_radius=c.detection.apertureRadius,
         )
         self.metadata["n_sources"] = len(catalog)
         return Struct(sources=catalog)
