@@ -6,19 +6,13 @@ prints the summary of a saved graph, one quantum, or a Graphviz picture of a sub
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import click
 
-from .request_options import (
-    command_line,
-    handle_errors,
-    load_pipeline,
-    parse_bind,
-    request_options,
-    split_collections,
-)
+from .request_options import handle_errors, plan_request, request_options, split_collections
 
 
 class _DefaultToBuild(click.Group):
@@ -92,38 +86,32 @@ def build(
     """Build the QuantumGraph for a pipeline over REPO and save it."""
     from rich.console import Console
 
-    from ..graph.builder import DEFAULT_MAX_ROWS, build_quantum_graph
-    from ..repo.butler import Butler
-
     if not pipeline_file:
         raise click.UsageError("a pipeline is required: -p PIPELINE.yaml")
     if not output_run:
         raise click.UsageError("an output run is required: -o RUN (e.g. -o u/$USER/tile0)")
     console = Console(stderr=True)
-    pipeline = load_pipeline(pipeline_file, config_overrides, instrument)
-    collections = split_collections(inputs)
-    butler = Butler(repo, collections=collections or None)
-    with console.status("planning..."):
-        graph, report = build_quantum_graph(
-            pipeline,
-            butler,
-            where=where,
-            bind=parse_bind(bind),
-            input_collections=collections or None,
-            output_run=output_run,
-            skip_existing=skip_existing,
-            max_rows=(None if max_rows == 0 else max_rows) if max_rows is not None else DEFAULT_MAX_ROWS,
-            expand_inputs=not restrict_inputs,
-            command_line=command_line(),
-        )
-    for line in report.lines():
-        console.print(line)
+    start = time.perf_counter()
+    _, graph = plan_request(
+        repo,
+        pipeline_file,
+        split_collections(inputs),
+        output_run,
+        where=where,
+        bind=bind,
+        config_overrides=config_overrides,
+        instrument=instrument,
+        skip_existing=skip_existing,
+        max_rows=max_rows,
+        restrict_inputs=restrict_inputs,
+        console=console,
+    )
     Path(save_file).parent.mkdir(parents=True, exist_ok=True)
     graph.save(save_file)
     if dot_file:
         Path(dot_file).write_text(graph.toDot())
     print_summary(graph, Console())
-    console.print(f"saved {len(graph)} quanta to {save_file} in {report.seconds:.1f} s")
+    console.print(f"saved {len(graph)} quanta to {save_file} in {time.perf_counter() - start:.1f} s")
 
 
 @qgraph.command("show")

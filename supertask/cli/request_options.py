@@ -146,3 +146,44 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(1)
 
     return wrapper
+
+
+def plan_request(
+    repo: str,
+    pipeline_file: str,
+    collections: list[str],
+    output_run: str,
+    *,
+    where: str | None,
+    bind: tuple[str, ...],
+    config_overrides: tuple[str, ...],
+    instrument: str | None,
+    skip_existing: bool,
+    max_rows: int | None,
+    restrict_inputs: bool,
+    console: Any,
+) -> tuple[Any, Any]:
+    """Open the repository and plan the request; print what preflight found. Returns ``(butler, graph)``."""
+    from ..graph.builder import DEFAULT_MAX_ROWS, build_quantum_graph
+    from ..repo.butler import Butler
+
+    pipeline = load_pipeline(pipeline_file, config_overrides, instrument)
+    butler = Butler(repo, collections=collections or None)
+    if max_rows is None:
+        max_rows = DEFAULT_MAX_ROWS
+    with console.status("planning..."):
+        graph, report = build_quantum_graph(
+            pipeline,
+            butler,
+            where=where,
+            bind=parse_bind(bind),
+            input_collections=collections or None,
+            output_run=output_run,
+            skip_existing=skip_existing,
+            max_rows=None if max_rows == 0 else max_rows,
+            expand_inputs=not restrict_inputs,
+            command_line=command_line(),
+        )
+    for line in report.lines():
+        console.print(line)
+    return butler, graph

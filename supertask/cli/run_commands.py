@@ -8,14 +8,7 @@ from typing import Any
 
 import click
 
-from .request_options import (
-    command_line,
-    handle_errors,
-    load_pipeline,
-    parse_bind,
-    request_options,
-    split_collections,
-)
+from .request_options import command_line, handle_errors, plan_request, request_options, split_collections
 
 #: exit codes of `supertask run`
 EXIT_OK, EXIT_FAILURES, EXIT_INTERRUPTED = 0, 1, 130
@@ -143,7 +136,6 @@ def run(
     from rich.console import Console
 
     from ..execution import run_graph
-    from ..graph.builder import DEFAULT_MAX_ROWS, build_quantum_graph
     from ..graph.quantum_graph import QuantumGraph
     from ..repo.butler import Butler
 
@@ -161,23 +153,20 @@ def run(
             raise click.UsageError("give a pipeline (-p PIPELINE.yaml) or a saved graph (--qgraph FILE)")
         if not output_run:
             raise click.UsageError("an output run is required: -o RUN")
-        pipeline = load_pipeline(pipeline_file, config_overrides, instrument)
-        butler = Butler(repo, collections=collections or None)
-        with console.status("planning..."):
-            graph, report = build_quantum_graph(
-                pipeline,
-                butler,
-                where=where,
-                bind=parse_bind(bind),
-                input_collections=collections or None,
-                output_run=output_run,
-                skip_existing=skip_existing,
-                max_rows=(None if max_rows == 0 else max_rows) if max_rows is not None else DEFAULT_MAX_ROWS,
-                expand_inputs=not restrict_inputs,
-                command_line=command_line(),
-            )
-        for line in report.lines():
-            console.print(line)
+        butler, graph = plan_request(
+            repo,
+            pipeline_file,
+            collections,
+            output_run,
+            where=where,
+            bind=bind,
+            config_overrides=config_overrides,
+            instrument=instrument,
+            skip_existing=skip_existing,
+            max_rows=max_rows,
+            restrict_inputs=restrict_inputs,
+            console=console,
+        )
         if save_qgraph:
             graph.save(save_qgraph)
     console.print(f"running {len(graph)} quanta with {processes} process(es) into {output_run!r}")
