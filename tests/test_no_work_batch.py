@@ -387,7 +387,7 @@ PIPELINE = Path(__file__).resolve().parents[1] / "examples" / "demo_pipeline.yam
 INPUTS = ["DemoCam/defaults"]
 #: A patch of tile 0 where visit 101's warp has no pixels (``makeWarp`` finds no work; the fixture
 #: asserts it), so that the three workflow systems take under 30 s together on 2 cores. The whole
-#: tile (``tract = 0``: 141 quanta, 9 of them no work, about 6 minutes) passes too: set the variable.
+#: tile (``tract = 0``: 141 quanta, 9 of them no work, about 4 minutes) passes too: set the variable.
 WHERE = os.environ.get("BPS_NO_WORK_PROOF_WHERE", "tract = 0 AND patch = 12")
 BIN = Path(sys.executable).parent
 
@@ -484,7 +484,8 @@ def test_demo_tile_through_pegasus_registers_what_supertask_run_does(demo):
 
 
 @pytest.mark.slow
-def test_demo_tile_through_htcondor_file_transfer_registers_what_supertask_run_does(demo, tmp_path):
+@pytest.mark.parametrize("staging", ["transfer", "shared"])
+def test_demo_tile_through_htcondor_registers_what_supertask_run_does(demo, tmp_path, staging):
     try:
         from tests.support.dagman_runner import run_dag
     except ImportError:  # tests/ is not a package: pytest put tests/ itself on sys.path
@@ -494,15 +495,15 @@ def test_demo_tile_through_htcondor_file_transfer_registers_what_supertask_run_d
     config = submit_yaml(
         root,
         repo,
-        "demo/condor",
+        f"demo/condor-{staging}",
         wms="htcondor",
-        compute_site="htcondor_transfer",
+        compute_site=f"htcondor_{staging}",
         site={"condor": {"skip_checks": ["tmp_node_log", "job_user"]}},  # a test machine's /tmp, as root
     )
     done = subprocess.run([str(BIN / "bps"), "prepare", str(config)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
-    submit = root / "submit" / "demo_condor"
+    submit = root / "submit" / f"demo_condor-{staging}"
     (dag,) = submit.glob("*.dag")
     result = run_dag(dag, tmp_path / "condor-scratch")
     assert result.exit_code == 0
-    check_same_as_supertask_run(repo, "demo/condor", submit, demo)
+    check_same_as_supertask_run(repo, f"demo/condor-{staging}", submit, demo)
