@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import sys
 import typing
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -187,6 +188,7 @@ def site_config_dirs() -> list[Path]:
     dirs = [Path(p) for p in os.environ.get("BPS_SITE_CONFIG_PATH", "").split(os.pathsep) if p]
     dirs.append(Path.cwd() / "site_configs")
     dirs.append(Path(__file__).resolve().parent.parent / "site_configs")
+    dirs.append(Path(sys.prefix) / "share" / "supertask" / "site_configs")  # a non-editable install
     return list(dict.fromkeys(d.resolve() for d in dirs))
 
 

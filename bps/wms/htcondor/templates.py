@@ -9,11 +9,20 @@ error naming the template, so a site template cannot silently lose a setting.
 from __future__ import annotations
 
 import string
+import sys
 from functools import lru_cache
 from pathlib import Path
 
+
+def _shipped_dir() -> Path:
+    """The templates shipped with the project: the source tree, else an installed copy."""
+    source = Path(__file__).resolve().parents[3] / "condor_templates"
+    installed = Path(sys.prefix) / "share" / "supertask" / "condor_templates"
+    return source if source.is_dir() or not installed.is_dir() else installed
+
+
 #: Templates shipped with the project.
-DEFAULT_DIR = Path(__file__).resolve().parents[3] / "condor_templates"
+DEFAULT_DIR = _shipped_dir()
 NAMES = ("job.sub", "final.sub", "dagman.config", "post.sh", "job_wrapper.sh")
 
 
