@@ -81,6 +81,38 @@ def test_add_dataset_links_the_future_dataset_to_its_units(butler):
     assert ds.id is None
 
 
+def test_add_datasets_in_bulk_matches_one_call_per_data_id(butler):
+    bulk = makeRepoGraph(butler, [RAW], [CALEXP], "visit = 4")
+    single = makeRepoGraph(butler, [RAW], [CALEXP], "visit = 4")
+    ids = [vd(4, d) for d in range(4)]
+    added = bulk.addDatasets(CALEXP, ids)
+    expected = [single.addDataset(CALEXP, d) for d in ids]
+    assert [d.dataId for d in added] == [d.dataId for d in expected] == ids
+    for d in range(4):
+        linked = bulk.getUnit("detector", vd(4, d)).datasets["calexp"]
+        assert {x.dataId for x in linked} == {
+            x.dataId for x in single.getUnit("detector", vd(4, d)).datasets["calexp"]
+        }
+    assert len(bulk.getUnit("visit", {"instrument": "Cam", "visit": 4}).datasets["calexp"]) == 4
+
+
+def test_add_datasets_returns_existing_handles_and_dedupes_within_a_call(butler):
+    graph = makeRepoGraph(butler, [RAW], [CALEXP], "visit = 4")
+    first = graph.addDataset(CALEXP, vd(4, 1))
+    again, twice, other = graph.addDatasets(CALEXP, [vd(4, 1), vd(4, 2), vd(4, 2)])[0:3]
+    assert again is first
+    assert twice is other
+    assert len(graph.datasets["calexp"]) == 2
+
+
+def test_add_datasets_checks_data_ids_without_exactly_the_keys(butler):
+    graph = makeRepoGraph(butler, [RAW], [CALEXP], "visit = 4")
+    (ds,) = graph.addDatasets(CALEXP, [{"instrument": "Cam", "visit": 4, "detector": 1, "band": "g"}])
+    assert ds.dataId == vd(4, 1) and type(ds.dataId) is DataId
+    with pytest.raises(ValueError, match="lacks 'detector'"):
+        graph.addDatasets(CALEXP, [DataId(instrument="Cam", visit=4)])
+
+
 def test_related_data_ids_are_not_sliced_by_the_expression(butler):
     graph = makeRepoGraph(butler, [RAW], [CALEXP, COADD], "visit = 2 AND detector = 0")
     (patch,) = graph.dataIds(["patch"])

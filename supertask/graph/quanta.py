@@ -215,11 +215,18 @@ def define_quanta_by_units(task: SuperTask, repoGraph: Any) -> list[Quantum]:
             if planned is not None:
                 planned.prune(task.label, f"{dataId!r}: no {missing!r} exists or will be produced")
             continue
-        for datasetType in outputs.values():
-            quantum.outputs[datasetType.name] = [
-                repoGraph.addDataset(datasetType, _project(dataId, datasetType.units))
-            ]
         quanta.append(quantum)
+    # Outputs are added in bulk, one call per output type (same datasets, same order per
+    # type as one addDataset per quantum; a graph without addDatasets gets those calls).
+    addDatasets = getattr(repoGraph, "addDatasets", None)
+    for datasetType in outputs.values():
+        projected = [_project(q.dataId, datasetType.units) for q in quanta]
+        if addDatasets is not None:
+            added = addDatasets(datasetType, projected)
+        else:
+            added = [repoGraph.addDataset(datasetType, d) for d in projected]
+        for quantum, dataset in zip(quanta, added, strict=True):
+            quantum.outputs[datasetType.name] = [dataset]
     return quanta
 
 

@@ -240,6 +240,42 @@ class RepoGraph:
         self._attach(dataset)
         return dataset
 
+    def addDatasets(self, datasetType: DatasetType, dataIds: Iterable[Mapping[str, Any]]) -> list[Dataset]:
+        """Add many datasets of one type that a pipeline will produce; one handle per data ID, in order.
+
+        The bulk form of `addDataset` (one call per output type of a task instead of one
+        per quantum): the unit links are computed once, and a `DataId` that already has
+        exactly the type's expanded keys is used as it is (the builder's data IDs come
+        from the registry, so checking and copying each again would only cost time).
+        Anything else goes through `Universe.checkDataId` as in `addDataset`.
+
+        Returns
+        -------
+        datasets : `list` [`Dataset`]
+            The graph's handle for each data ID (an existing one if already there).
+        """
+        name = datasetType.name
+        keys = self.universe.expand(datasetType.units)
+        keySet = frozenset(keys)
+        nKeys = len(keys)
+        index = self._datasetIndex.setdefault(name, {})
+        check = self.universe.checkDataId
+        out: list[Dataset] = []
+        new: list[Dataset] = []
+        for dataId in dataIds:
+            if not (
+                type(dataId) is DataId and len(dataId._values) == nKeys and dataId._values.keys() == keySet
+            ):
+                dataId = check(datasetType.units, dataId)
+            dataset = index.get(dataId)
+            if dataset is None:
+                dataset = index[dataId] = Dataset(datasetType, dataId)
+                new.append(dataset)
+            out.append(dataset)
+        if new:
+            self._attachMany(datasetType, new)
+        return out
+
     # ------------------------------------------------------------------ diagnostics
     def explainEmpty(self) -> str:
         """Say why the graph has no rows: which constraint or missing dataset removed them all."""
