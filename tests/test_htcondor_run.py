@@ -38,11 +38,10 @@ def test_both_staging_modes_produce_the_same_datasets(tmp_path):
 
 
 def test_transfer_mode_leaves_nothing_in_staged_after_finalize(tmp_path):
-    wf = diamond(tmp_path, "transfer")
+    wf = diamond(tmp_path, "transfer", extra={"calibrate_2": ["--no-work"], "coadd_0": ["--allow-missing"]})
     _, submit = _run(wf)
-    # Only the (empty) directory of "no work" markers stays.
-    assert [p.name for p in (submit / "staged").iterdir()] == ["nowork"]
-    assert list((submit / "staged" / "nowork").iterdir()) == []
+    # Neither outputs nor the tombstone of the quantum with no work stay behind.
+    assert list((submit / "staged").iterdir()) == []
 
 
 def test_a_failed_job_stops_its_descendants_and_the_final_job_still_runs(tmp_path):
@@ -87,7 +86,8 @@ def test_no_retry_exit_codes_are_not_retried(tmp_path):
     assert "invalid configuration" in failure.reason
 
 
-def test_a_job_with_no_work_succeeds_and_its_consumers_run_without_its_output(tmp_path):
+def test_exit_3_of_an_older_run_quantum_still_counts_as_success(tmp_path):
+    # Compatibility only (bps/exit_codes.py): today's run_quantum exits 0 with tombstones.
     wf = diamond(tmp_path, extra={"calibrate_2": ["--exit", "3"], "coadd_0": ["--allow-missing"]})
     result, submit = _run(wf)
     assert result.exit_code == 0
@@ -97,20 +97,24 @@ def test_a_job_with_no_work_succeeds_and_its_consumers_run_without_its_output(tm
     assert len(output_checksums(wf)) == 3  # no calexp for visit 2
 
 
-def test_in_transfer_mode_no_work_markers_reach_the_consumers(tmp_path):
-    # The fake job leaves a marker like run_quantum does; the consumer must receive it.
+@pytest.mark.parametrize("staging", ["shared", "transfer"])
+def test_a_tombstone_reaches_the_consumer_which_runs_without_it_and_is_never_registered(tmp_path, staging):
+    # The fake job leaves tombstones and exits 0, like run_quantum; the consumer fails
+    # (--expect-no-work) unless the tombstone arrived in its place.
     wf = diamond(
         tmp_path,
-        "transfer",
-        extra={
-            "calibrate_2": ["--exit", "3", "--no-work-marker"],
-            "coadd_0": ["--allow-missing", "--expect-no-work"],
-        },
+        staging,
+        extra={"calibrate_2": ["--no-work"], "coadd_0": ["--allow-missing", "--expect-no-work"]},
     )
     result, submit = _run(wf)
-    assert result.exit_code == 0, [result.status(n) for n in result.order]
-    assert (submit / "staged" / "nowork" / "calexp.instrument-DemoCam.visit-2").exists()
-    assert len(output_checksums(wf)) == 3
+    assert result.exit_code == 0, [(n, result.status(n)) for n in result.order]
+    assert result.status("calibrate_2") == result.status("coadd_0") == "STATUS_DONE"
+    missing = "calexp.instrument-DemoCam.visit-2"
+    assert missing not in (submit / "finalized.txt").read_text().split()
+    assert sorted(output_checksums(wf)) == sorted(
+        f.lfn for j in wf.jobs.values() for f in j.outputs if f.lfn != missing
+    )
+    assert SERVICE.report(submit).counts["calibrate"]["succeeded"] == 2
 
 
 def test_retries_keep_the_log_of_every_attempt(tmp_path):

@@ -92,16 +92,15 @@ def test_transfer_mode_ships_the_graph_and_inputs_and_brings_outputs_to_staged(t
     for key, value in dag.nodes["coadd_0"].vars.items():
         sub[key] = value
     inputs = sub.expand("transfer_input_files").split(",")
-    assert inputs[:2] == [wf.graph_file, str(layout.staged / "nowork")]
-    assert inputs[2:] == [str(layout.staged / f.lfn) for f in wf.jobs["coadd_0"].inputs]
-    assert sub.expand("transfer_output_files") == "nowork,coadd.skymap-demo.tract-0"
+    assert inputs == [wf.graph_file] + [str(layout.staged / f.lfn) for f in wf.jobs["coadd_0"].inputs]
+    # Outputs (or their tombstones, for no work) come back under their logical names.
+    assert sub.expand("transfer_output_files") == "coadd.skymap-demo.tract-0"
     assert sub["initialdir"] == str(layout.staged)
     assert sub["when_to_transfer_output"] == "ON_SUCCESS"
-    # The wrapper runs the job: its products first, then the job's own command line.
-    assert sub["executable"] == str(layout.job_wrapper)
+    # The job itself runs, with no wrapper in between.
+    assert sub["executable"] == FAKE_JOB
     args = split_arguments(sub.expand("arguments").strip('"'))
-    assert args[:2] == ["coadd.skymap-demo.tract-0", FAKE_JOB]
-    assert args[2:4] == ["--graph", "pipeline.qgraph"]
+    assert args[:2] == ["--graph", "pipeline.qgraph"]
     assert args[-4:] == ["--inputs-dir", ".", "--outputs-dir", "."]
     # Overall inputs are linked under their logical names to their datastore files.
     link = layout.input_links / wf.jobs["calibrate_1"].inputs[0].lfn
@@ -118,27 +117,32 @@ def test_every_node_has_the_post_script_and_retrying_nodes_stop_at_the_sentinel(
     assert dag.nodes["coadd_0"].retries == 0 and dag.nodes["coadd_0"].post == ["bps_post.sh", "$RETURN"]
 
 
-@pytest.mark.parametrize("made", [True, False])
-def test_transfer_wrapper_turns_no_work_into_success_with_placeholders(tmp_path, made):
-    import subprocess
+def test_transfer_node_without_outputs_names_the_explicit_empty_list(tmp_path):
+    # An empty transfer_output_files would make HTCondor bring back every new file.
+    wf = diamond(tmp_path, "transfer")
+    wf.jobs["detect_0"] = replace(wf.jobs["detect_0"], outputs=[])
+    layout = write_dag(wf)
+    dag = parse_dag(layout.dag)
+    sub = htcondor2.Submit(layout.submit_file("detect").read_text())
+    for key, value in dag.nodes["detect_0"].vars.items():
+        sub[key] = value
+    assert sub.expand("transfer_output_files") == '""'
 
+
+def test_transfer_mode_writes_no_job_wrapper_and_no_side_directory(tmp_path):
+    # No work travels as tombstones in place of outputs: nothing else to set up.
     layout = write_dag(diamond(tmp_path, "transfer"))
-    work = tmp_path / "scratch"
-    work.mkdir()
-    script = "touch a; exit 3" if made else "exit 3"
-    rc = subprocess.run([str(layout.job_wrapper), "a,b", "/bin/sh", "-c", script], cwd=work).returncode
-    assert rc == 0
-    assert sorted(p.name for p in work.iterdir()) == ["a", "b", "nowork"]
-    assert (work / "b").stat().st_size == 0
-    failing = subprocess.run([str(layout.job_wrapper), ",", "/bin/sh", "-c", "exit 75"], cwd=work)
-    assert failing.returncode == 75
+    assert sorted(p.name for p in layout.submit_dir.iterdir() if p.suffix == ".sh") == ["bps_post.sh"]
+    assert list(layout.staged.iterdir()) == []
 
 
 @pytest.mark.parametrize(
     ("code", "expected"),
     [(exit_codes.CONFIG_ERROR, NO_RETRY_SENTINEL), (exit_codes.TASK_NO_WORK, 0), (75, 75), (0, 0), (-9, 1)],
 )
-def test_post_script_maps_no_work_to_success_and_no_retry_codes_to_the_sentinel(tmp_path, code, expected):
+def test_post_script_maps_no_retry_codes_to_the_sentinel_and_an_older_no_work_exit_to_success(
+    tmp_path, code, expected
+):
     import subprocess
 
     layout = write_dag(diamond(tmp_path))

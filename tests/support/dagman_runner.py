@@ -433,6 +433,8 @@ class DagmanRunner:
     def _transfer_out(spec: str, scratch: Path, initialdir: Path, remaps: str = "") -> str | None:
         pairs = (r.partition("=") for r in remaps.split(";") if r.strip())
         where = {k.strip(): v.strip() for k, _, v in pairs}
+        if spec.strip() == '""':  # HTCondor's explicit empty list: nothing comes back
+            return None
         for item in filter(None, (s.strip() for s in spec.split(","))):
             src = scratch / item
             if not src.exists():

@@ -3,12 +3,15 @@
 
 Moves staged outputs (``<submit_dir>/staged/<lfn>``) into the datastore and writes
 ``finalized.txt`` listing every output present, as the real final job registers them;
-outputs marked in ``staged/nowork/`` (placeholders of jobs with no work) are dropped.
+tombstones (outputs of a quantum with no work) are never registered and are deleted,
+wherever they are (staged back by file transfer, or at the datastore path).
 """
 
 import json
 import sys
 from pathlib import Path
+
+from bps.staging import is_tombstone
 
 submit_dir = Path(sys.argv[1])
 wf = json.loads((submit_dir / "workflow.json").read_text())
@@ -18,8 +21,10 @@ for job in wf["jobs"]:
     for out in job["outputs"]:
         staged = submit_dir / "staged" / out["lfn"]
         target = repo / out["path"]
-        if (submit_dir / "staged" / "nowork" / out["lfn"]).exists():
-            staged.unlink(missing_ok=True)  # a placeholder of a job with no work: never registered
+        tombstones = [p for p in (staged, target) if is_tombstone(p)]
+        if tombstones:
+            for place in tombstones:
+                place.unlink()
             continue
         if staged.exists():
             target.parent.mkdir(parents=True, exist_ok=True)

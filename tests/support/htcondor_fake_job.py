@@ -7,6 +7,10 @@ With ``--repo`` (shared filesystem) it reads and writes datastore paths; with
 Each output holds a digest of the quantum and its inputs, so both staging modes must
 produce identical files. ``--exit CODE`` fails; ``--fail-until-attempt N --marker F``
 fails the first N-1 attempts; ``--memory MB`` claims a peak memory (see dagman_runner).
+``--no-work`` behaves like ``run_quantum`` for a quantum with no work: a tombstone
+(`bps.staging.write_tombstone`) where each output would go, and exit 0. With
+``--allow-missing`` (a gathering task) tombstoned inputs are dropped, as ``run_quantum``
+drops them; ``--expect-no-work`` fails unless one arrived.
 """
 
 import argparse
@@ -14,6 +18,8 @@ import hashlib
 import os
 import sys
 from pathlib import Path
+
+from bps.staging import is_tombstone, write_tombstone
 
 p = argparse.ArgumentParser()
 p.add_argument("--graph", required=True)
@@ -25,8 +31,8 @@ p.add_argument("--fail-until-attempt", type=int, default=0)
 p.add_argument("--marker")
 p.add_argument("--memory", type=int)
 p.add_argument("--allow-missing", action="store_true", help="skip absent inputs (a gathering task)")
-p.add_argument("--no-work-marker", action="store_true", help="with --exit 3: mark outputs as never made")
-p.add_argument("--expect-no-work", action="store_true", help="fail unless a no-work marker arrived")
+p.add_argument("--no-work", action="store_true", help="leave tombstones for the outputs and exit 0")
+p.add_argument("--expect-no-work", action="store_true", help="fail unless a tombstoned input arrived")
 p.add_argument("--repo")
 p.add_argument("--inputs-dir")
 p.add_argument("--outputs-dir")
@@ -44,12 +50,6 @@ if a.fail_until_attempt:
     if attempt < a.fail_until_attempt:
         print(f"attempt {attempt}: failing on purpose", file=sys.stderr)
         sys.exit(75)
-if a.expect_no_work and not any(Path("nowork").glob("*")):
-    sys.exit("expected a no-work marker in nowork/")
-if a.no_work_marker:  # like run_quantum: markers under the manifest directory (scratch here)
-    Path("nowork").mkdir(exist_ok=True)
-    for spec in a.outputs:
-        Path("nowork", spec.partition("=")[0]).touch()
 if a.exit:
     print(f"failing with exit code {a.exit} on purpose", file=sys.stderr)
     sys.exit(a.exit)
@@ -60,12 +60,23 @@ def where(spec: str, staged_dir: str | None) -> Path:
     return Path(staged_dir, lfn) if staged_dir else Path(a.repo, path)
 
 
+if a.no_work:
+    for spec in a.outputs:
+        write_tombstone(where(spec, a.outputs_dir), spec.partition("=")[0], {}, "no work (test)")
+    sys.exit(0)
+
 digest = hashlib.sha256(",".join(a.quantum).encode())
+tombstoned = 0
 for spec in a.inputs:
     source = where(spec, a.inputs_dir)
-    if a.allow_missing and (not source.exists() or Path("nowork", spec.partition("=")[0]).exists()):
+    if a.allow_missing and is_tombstone(source):
+        tombstoned += 1
+        continue
+    if a.allow_missing and not source.exists():
         continue
     digest.update(source.read_bytes())
+if a.expect_no_work and not tombstoned:
+    sys.exit("expected a tombstoned input (its producer found no work); none arrived")
 for spec in a.outputs:
     target = where(spec, a.outputs_dir)
     target.parent.mkdir(parents=True, exist_ok=True)

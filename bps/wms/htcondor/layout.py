@@ -64,11 +64,6 @@ class DagLayout:
         return self.submit_dir / POST_SCRIPT
 
     @property
-    def job_wrapper(self) -> Path:
-        """The wrapper of file-transfer jobs (``condor_templates/job_wrapper.sh``)."""
-        return self.submit_dir / "bps_job.sh"
-
-    @property
     def workflow_json(self) -> Path:
         return self.submit_dir / WORKFLOW_JSON
 

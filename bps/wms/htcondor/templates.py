@@ -23,7 +23,7 @@ def _shipped_dir() -> Path:
 
 #: Templates shipped with the project.
 DEFAULT_DIR = _shipped_dir()
-NAMES = ("job.sub", "final.sub", "dagman.config", "post.sh", "job_wrapper.sh")
+NAMES = ("job.sub", "final.sub", "dagman.config", "post.sh")
 
 
 class _CondorTemplate(string.Template):

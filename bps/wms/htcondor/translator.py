@@ -8,11 +8,15 @@ note 9). What each node gets:
 - ``JOB`` + ``VARS`` (``bps_args``: the arguments between the label's common prefix
   and suffix; ``bps_log``: its log path stem; ``bps_memory`` / ``bps_cpus`` / ``bps_disk`` only
   when they differ from the label default; ``bps_inputs`` / ``bps_outputs`` for file transfer);
-- ``SCRIPT POST`` (exit code 3, "no work", becomes success so consumers run; the no-retry
-  exit codes become one sentinel, since ``UNLESS-EXIT`` takes a single value) and
+- ``SCRIPT POST`` (the no-retry exit codes become one sentinel, since ``UNLESS-EXIT`` takes a
+  single value; exit code 3 of an older ``run_quantum`` counts as success) and
   ``RETRY n UNLESS-EXIT sentinel``;
 - ``PRIORITY`` and ``CATEGORY`` (throttled by ``MAXJOBS``);
 - then ``PARENT ... CHILD`` edges, ``NODE_STATUS_FILE``, ``CONFIG`` and the ``FINAL`` node.
+
+"No work" needs nothing here: ``run_quantum`` leaves a tombstone in place of each output
+it cannot make and exits 0 (see `bps.staging`), so file transfer moves tombstones like
+any output and the DAG has no rule of its own for it.
 """
 
 from __future__ import annotations
@@ -35,12 +39,11 @@ from .quoting import environment_value, join_arguments, vars_value
 #: run_quantum options the translator rewrites in transfer mode.
 MANIFEST_OPTION = "--manifest-dir"
 JOB_OPTION = "--job"
-#: Where ``run_quantum`` marks outputs that will never exist (its ``NO_WORK_DIR``, under the
-#: manifest directory, which is the scratch directory in transfer mode).
-NO_WORK_DIR = "nowork"
 #: What the POST script turns every no-retry exit code into (not an exit code of run_quantum).
 NO_RETRY_SENTINEL = 113
 FINAL_NODE = "bps_final"
+#: HTCondor's explicit empty file list (an empty value would mean "every new file").
+EMPTY_LIST = '""'
 RESERVED = {"PARENT", "CHILD", "ALL_NODES", "FINAL", "JOB"}
 NODE_STATUS_INTERVAL_S = 60
 
@@ -77,14 +80,8 @@ def write_dag(
     layout.submit_dir.mkdir(parents=True, exist_ok=True)
     transfer = site.staging == "transfer"
     if transfer:
-        (layout.staged / NO_WORK_DIR).mkdir(parents=True, exist_ok=True)
+        layout.staged.mkdir(parents=True, exist_ok=True)
         layout.input_links.mkdir(exist_ok=True)
-        _write_script(
-            layout.job_wrapper,
-            templates.render(
-                "job_wrapper.sh", {"no_work": exit_codes.TASK_NO_WORK}, site.condor.get("templates_dir")
-            ),
-        )
 
     graph_arg = os.path.basename(workflow.graph_file) if transfer else workflow.graph_file
     names = node_names(workflow.jobs)
@@ -257,16 +254,13 @@ def _render_job_submit(
     arguments = " ".join(p for p in (prefix, "$(bps_args)", suffix, staging_args) if p)
     executable = executable_path(d.job, site)
     if site.staging == "transfer":
-        # The wrapper turns "no work" into success with placeholders (see job_wrapper.sh);
-        # nowork/ carries the markers of outputs that will never exist, both ways.
-        arguments = f"$(bps_products) {join_arguments([executable])} {arguments}"
-        executable = str(layout.job_wrapper)
+        # Every declared output comes back, as the product or as its tombstone (no work).
         staging = "\n".join(
             [
                 "should_transfer_files = YES",
                 "when_to_transfer_output = ON_SUCCESS",
-                f"transfer_input_files = {workflow.graph_file},{layout.staged / NO_WORK_DIR}$(bps_inputs)",
-                f"transfer_output_files = {NO_WORK_DIR}$(bps_outputs)",
+                f"transfer_input_files = {workflow.graph_file}$(bps_inputs)",
+                "transfer_output_files = $(bps_outputs)",
             ]
         )
         manifest_dir = _manifest_dir(d.job)
@@ -324,6 +318,7 @@ def _render_final_submit(workflow: GenericWorkflow, layout: DagLayout, env: dict
 def _write_post_script(layout: DagLayout, workflow: GenericWorkflow) -> None:
     site = workflow.site
     jobs = list(workflow.jobs.values()) + ([workflow.final] if workflow.final else [])
+    # TASK_NO_WORK is success (an older run_quantum's "no work"), never a failure not to retry.
     no_retry = sorted({c for job in jobs for c in job.retry.no_retry_exit_codes} - {exit_codes.TASK_NO_WORK})
     text = templates.render(
         "post.sh",
@@ -384,8 +379,8 @@ def _throttles(workflow: GenericWorkflow) -> dict[str, int]:
 
 
 def _retry_lines(node: str, job: Job, post: str) -> str:
-    """The POST script (every node: it turns "no work" into success and the no-retry exit
-    codes into one sentinel) and ``RETRY n UNLESS-EXIT sentinel`` when the job retries.
+    """The POST script (every node: it turns the no-retry exit codes into one sentinel) and
+    ``RETRY n UNLESS-EXIT sentinel`` when the job retries.
 
     The final job may retry too: ``bps finalize`` is idempotent, and a registry that was
     briefly unreachable should not end a campaign."""
@@ -442,8 +437,9 @@ def _node_lines(
             if manifest is not None:
                 outputs.append(manifest)
                 vars_.append(f"bps_manifest={vars_value(manifest)}")
-            vars_.append(f"bps_products={vars_value(','.join(f.lfn for f in job.outputs) or ',')}")
-            vars_.append(f"bps_outputs={vars_value(''.join(',' + o for o in outputs))}")
+            # An empty list is "" (the explicit empty list): left empty, HTCondor would
+            # bring back every file the job created.
+            vars_.append(f"bps_outputs={vars_value(','.join(outputs) or EMPTY_LIST)}")
         lines = [f"JOB {node} {sub_files[job.label]}\n", f"VARS {node} {' '.join(vars_)}\n"]
         lines.append(_retry_lines(node, job, post))
         if job.priority:
