@@ -173,3 +173,29 @@ def test_explain_empty_when_terms_only_conflict_together(butler):
 def test_explain_on_a_non_empty_graph_says_so(butler):
     graph = makeRepoGraph(butler, [RAW], [CALEXP], "visit = 1")
     assert graph.explainEmpty().startswith("the graph is not empty: 4 rows")
+
+
+def test_rows_view_behaves_like_the_list_of_data_ids(butler):
+    graph = makeRepoGraph(butler, [RAW], [COADD], "visit = 2")
+    rows = list(graph.rows)
+    assert rows and all(type(r) is DataId for r in rows)
+    assert graph.rows == rows
+    assert graph.rows[0] == rows[0] and graph.rows[-2:] == rows[-2:]
+    assert len(graph.rows) == len(rows) == len(set(rows))
+    assert rows == sorted(rows, key=DataId.sort_key)
+
+
+def test_projections_are_distinct_sorted_and_cached(butler):
+    graph = makeRepoGraph(butler, [RAW], [COADD], None)
+    visits = graph.dataIds(["visit"])
+    assert visits == sorted({r.subset(("instrument", "visit")) for r in graph.rows}, key=DataId.sort_key)
+    assert graph.dataIds(["visit"]) is visits
+    assert {u.dataId for u in graph.units["visit"]} == set(visits)
+
+
+def test_sort_value_tuples_orders_mixed_types_like_data_ids():
+    from supertask.repo.units import sort_data_ids, sort_value_tuples
+
+    rows = [("a", 2), ("a", "x"), ("b", 1), ("a", 1)]
+    ids = sort_data_ids([DataId(k=k, v=v) for k, v in rows])
+    assert sort_value_tuples(("k", "v"), rows) == [(d["k"], d["v"]) for d in ids]

@@ -13,16 +13,81 @@ loads datasets outside the selection on demand.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any, overload
 
 from .dataid import DataId
 from .dataset import Dataset, DatasetType
-from .units import Unit, sort_data_ids
+from .units import Unit, sort_value_tuples
 
 if TYPE_CHECKING:
     from .butler import Butler
     from .registry import Registry
+
+
+class RowView(Sequence[DataId]):
+    """The graph's rows as `DataId` objects, built on access from value tuples.
+
+    The planning query of a large campaign has a million rows; a `DataId` per row was the
+    largest single block of preflight's memory, and the graph itself only needs the
+    value tuples. This view keeps the seed's ``RepoGraph.rows`` interface.
+    """
+
+    __slots__ = ("_keys", "_values")
+
+    def __init__(self, keys: tuple[str, ...], values: list[tuple]):
+        self._keys = keys
+        self._values = values
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    @overload
+    def __getitem__(self, i: int) -> DataId: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[DataId]: ...
+
+    def __getitem__(self, i: int | slice) -> DataId | list[DataId]:
+        if isinstance(i, slice):
+            return [self._make(v) for v in self._values[i]]
+        return self._make(self._values[i])
+
+    def __iter__(self) -> Iterator[DataId]:
+        return map(self._make, self._values)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return list(self) == list(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return repr(list(self))
+
+    def _make(self, values: tuple) -> DataId:
+        return DataId._from_sorted(dict(zip(self._keys, values, strict=True)))
+
+
+def _projector(rowKeys: Sequence[str], keys: Sequence[str]) -> Callable[[tuple], tuple]:
+    """A function from a row's value tuple (over ``rowKeys``) to its values over ``keys``.
+
+    Raises
+    ------
+    KeyError
+        If a key is not among the row keys.
+    """
+    try:
+        idx = [rowKeys.index(k) for k in keys]
+    except ValueError:
+        missing = [k for k in keys if k not in rowKeys]
+        raise KeyError(f"the graph's rows have no value for {missing}; they have {list(rowKeys)}") from None
+    if not idx:
+        return lambda row: ()
+    if len(idx) == 1:
+        (i,) = idx
+        return lambda row: (row[i],)
+    return itemgetter(*idx)
 
 
 class RepoGraph:
@@ -37,8 +102,9 @@ class RepoGraph:
         The registry the graph was read from (for the unconstrained look-ups).
     collections : sequence of `str`
         Input collections searched for datasets.
-    rows : `list` [`DataId`]
-        The constrained rows over all units involved.
+    rows : `list` [`DataId`] or `None`
+        The constrained rows over all units involved (or ``None`` with ``rowKeys`` and
+        ``rowValues``: the same rows as value tuples, as `makeRepoGraph` passes them).
     unitNames : iterable of `str`
         The units of the rows.
     """
@@ -47,9 +113,11 @@ class RepoGraph:
         self,
         registry: Registry,
         collections: Sequence[str],
-        rows: list[DataId],
+        rows: Sequence[DataId] | None,
         unitNames: Iterable[str],
         *,
+        rowKeys: Sequence[str] = (),
+        rowValues: list[tuple] | None = None,
         where: str | None = None,
         bind: Mapping[str, Any] | None = None,
         neededDatasetTypes: Sequence[DatasetType] = (),
@@ -59,8 +127,14 @@ class RepoGraph:
         self.registry = registry
         self.universe = registry.universe
         self.collections = list(collections)
-        self.rows = rows
         self.unitNames = tuple(sorted(unitNames))
+        if rowValues is None:
+            rows = list(rows or ())
+            rowKeys = tuple(rows[0]._values) if rows else self.universe.expand(self.unitNames)
+            rowValues = [tuple(r._values.values()) for r in rows]
+        self._rowKeys: tuple[str, ...] = tuple(rowKeys)
+        self._rowValues: list[tuple] = rowValues
+        self.rows = RowView(self._rowKeys, rowValues)
         self.where = where
         self.bind = dict(bind or {})
         self.datasetTypes: dict[str, DatasetType] = {
@@ -74,17 +148,31 @@ class RepoGraph:
         self.datasets: dict[str, set[Dataset]] = {dt.name: set() for dt in self.datasetTypes.values()}
         self._datasetIndex: dict[str, dict[DataId, Dataset]] = {name: {} for name in self.datasets}
         self._projections: dict[tuple[str, ...], list[DataId]] = {}
-        self._rowsByUnit: dict[str, dict[DataId, list[int]]] = {}
+        self._rowsByUnit: dict[str, dict[tuple, list[int]]] = {}
 
     # ------------------------------------------------------------------ building
     def _buildUnits(self, withFields: bool = True) -> None:
         for name in self.unitNames:
-            dataIds = self.dataIds([name])
+            values, dataIds = self._projection(self.universe.expand([name]))
             records = self.registry.getUnitRecords(name, dataIds) if withFields and dataIds else {}
-            index = {d: Unit(name, d, records.get(d), graph=self) for d in dataIds}
-            self._unitIndex[name] = index
-            self._unitsByValues[name] = {tuple(d._values.values()): u for d, u in index.items()}
-            self.units[name] = set(index.values())
+            units = [Unit(name, d, records.get(d), graph=self) for d in dataIds]
+            self._unitIndex[name] = dict(zip(dataIds, units, strict=True))
+            self._unitsByValues[name] = dict(zip(values, units, strict=True))
+            self.units[name] = set(units)
+
+    def _attachFound(self, datasetType: DatasetType, dataIds: list[DataId], values: list[tuple]) -> None:
+        """Attach the existing datasets of a needed type at the given data IDs (one bulk look-up).
+
+        ``values`` are the data IDs' value tuples; each dataset reuses its graph data ID
+        rather than a copy built by the registry.
+        """
+        found = self.registry.findDatasetValues(datasetType, self.collections, values)
+        datasets = []
+        for dataId, key in zip(dataIds, values, strict=True):
+            hit = found.get(key)
+            if hit is not None:
+                datasets.append(Dataset(datasetType, dataId, id=hit[0], run=hit[1]))
+        self._attachMany(datasetType, datasets)
 
     def _attach(self, dataset: Dataset) -> None:
         self._attachMany(dataset.datasetType, [dataset])
@@ -112,18 +200,27 @@ class RepoGraph:
     # ------------------------------------------------------------------ queries on the graph
     def dataIds(self, units: Iterable[str]) -> list[DataId]:
         """Distinct projections of the rows onto ``units`` (and the units they require), sorted."""
-        keys = self.universe.expand(units)
+        return self._projection(self.universe.expand(units))[1]
+
+    def _projection(self, keys: tuple[str, ...]) -> tuple[list[tuple], list[DataId]]:
+        """Distinct sorted value tuples over ``keys`` and their data IDs (one per distinct tuple).
+
+        Only the data IDs are cached (the tuples are cheap to recompute and would double
+        the memory of a large projection).
+        """
+        rows = self._rowValues
+        if not rows:
+            values: list[tuple] = []
+        elif keys == self._rowKeys:  # the rows themselves: already distinct and sorted
+            values = rows
+        else:
+            values = sort_value_tuples(keys, set(map(_projector(self._rowKeys, keys), rows)))
         cached = self._projections.get(keys)
         if cached is None:
-            if not self.rows:
-                cached = []
-            elif tuple(self.rows[0]._values) == keys:  # the rows themselves: already distinct and sorted
-                cached = list(self.rows)
-            else:
-                seen = {DataId._from_sorted({k: row._values[k] for k in keys}) for row in self.rows}
-                cached = sort_data_ids(seen)
-            self._projections[keys] = cached
-        return cached
+            cached = self._projections[keys] = [
+                DataId._from_sorted(dict(zip(keys, v, strict=True))) for v in values
+            ]
+        return values, cached
 
     def getUnit(self, name: str, dataId: Mapping[str, Any]) -> Unit:
         """The graph's unit of type ``name`` for ``dataId`` (extra keys are ignored).
@@ -140,20 +237,24 @@ class RepoGraph:
             raise KeyError(f"the graph has no {name} unit {dict(key)}") from None
 
     def _relatedUnits(self, unit: Unit) -> dict[str, set[Unit]]:
+        expand = self.universe.expand
         index = self._rowsByUnit.get(unit.name)
         if index is None:
-            keys = self.universe.requiredKeys(unit.name)
+            project = _projector(self._rowKeys, expand([unit.name]))
             index = {}
-            for i, row in enumerate(self.rows):
-                index.setdefault(row.subset(keys), []).append(i)
+            for i, row in enumerate(self._rowValues):
+                index.setdefault(project(row), []).append(i)
             self._rowsByUnit[unit.name] = index
+        others = [
+            (other, units, _projector(self._rowKeys, expand([other])))
+            for other, units in self._unitsByValues.items()
+            if other != unit.name
+        ]
         out: dict[str, set[Unit]] = {}
-        for i in index.get(unit.dataId, ()):
-            row = self.rows[i]
-            for other, units in self._unitIndex.items():
-                if other == unit.name:
-                    continue
-                found = units.get(row.subset(self.universe.requiredKeys(other)))
+        for i in index.get(tuple(unit.dataId._values.values()), ()):
+            row = self._rowValues[i]
+            for other, units, project in others:
+                found = units.get(project(row))
                 if found is not None:
                     out.setdefault(other, set()).add(found)
         return out
@@ -173,20 +274,33 @@ class RepoGraph:
         dataIds = list(dataIds)
         if not dataIds:
             return {}
+        toUnits = list(toUnits)
         toKeys = self.universe.expand(toUnits)
-        out: dict[DataId, set[DataId]] = {d: set() for d in dataIds}
+        out: dict[DataId, set[tuple]] = {d: set() for d in dataIds}
         byKeys: dict[tuple[str, ...], list[DataId]] = {}
         for d in dataIds:
             byKeys.setdefault(tuple(d.keys()), []).append(d)
         for fromKeys, group in byKeys.items():
             restrict = {k: {d[k] for d in group} for k in fromKeys}
-            rows = self.registry.queryDataIds(set(fromKeys) | set(toUnits), restrict=restrict)
-            wanted = set(group)
+            keys, rows = self.registry.queryDataIdValues(set(fromKeys) | set(toUnits), restrict=restrict)
+            wanted = {tuple(d._values.values()): d for d in group}
+            src, dst = _projector(keys, fromKeys), _projector(keys, toKeys)
             for row in rows:
-                src = row.subset(fromKeys)
-                if src in wanted:
-                    out[src].add(row.subset(toKeys))
-        return {d: sort_data_ids(v) for d, v in out.items()}
+                found = wanted.get(src(row))
+                if found is not None:
+                    out[found].add(dst(row))
+        # One DataId per distinct related tuple, shared by every data ID it is related to.
+        interned: dict[tuple, DataId] = {}
+        result: dict[DataId, list[DataId]] = {}
+        for d, related in out.items():
+            ids = []
+            for v in sort_value_tuples(toKeys, related):
+                to = interned.get(v)
+                if to is None:
+                    to = interned[v] = DataId._from_sorted(dict(zip(toKeys, v, strict=True)))
+                ids.append(to)
+            result[d] = ids
+        return result
 
     def findDatasets(self, typeName: str, dataIds: Iterable[DataId]) -> dict[DataId, Dataset]:
         """Datasets of a type for the given data IDs: from the graph, else from the input collections.
@@ -211,13 +325,22 @@ class RepoGraph:
             else:
                 missing.append(d)
         if missing and self.collections:
+            convert = self.universe.dataIdConverter(dt.units)
+            byValues = {}
+            for d in missing:
+                key = convert(d)
+                byValues.setdefault(tuple(key._values.values()), key)
             try:
-                loaded = self.registry.queryDatasets(
-                    dt, self.collections, dataIds={d.subset(keys) for d in missing}
-                )
+                loaded = self.registry.findDatasetValues(dt, self.collections, byValues)
             except KeyError:  # type not registered: nothing exists yet
-                loaded = []
-            self._attachMany(dt, loaded)
+                loaded = {}
+            self._attachMany(
+                dt,
+                [
+                    Dataset(dt, byValues[v], id=loaded[v][0], run=loaded[v][1])
+                    for v in sort_value_tuples(keys, loaded)
+                ],
+            )
             for d in missing:
                 found = index.get(d.subset(keys))
                 if found is not None:
@@ -423,14 +546,18 @@ def makeRepoGraph(
     if needed and not collections:
         raise ValueError("makeRepoGraph needs input collections: open the Butler with collections=[...]")
     if problems:
-        rows: list[DataId] = []
+        rowKeys, rowValues = unitNames, []
     else:
-        rows = registry.queryDataIds(unitNames, where, bind, datasets=registered, collections=collections)
+        rowKeys, rowValues = registry.queryDataIdValues(
+            unitNames, where, bind, datasets=registered, collections=collections
+        )
     graph = RepoGraph(
         registry,
         collections,
-        rows,
+        None,
         unitNames,
+        rowKeys=rowKeys,
+        rowValues=rowValues,
         where=where,
         bind=bind,
         neededDatasetTypes=needed,
@@ -439,10 +566,9 @@ def makeRepoGraph(
     )
     graph._buildUnits(withFields=loadUnitFields)
     for dt in registered:
-        dataIds = graph.dataIds(dt.units)
-        if not dataIds:
-            continue
-        graph._attachMany(dt, registry.queryDatasets(dt, collections, dataIds=dataIds))
+        values, dataIds = graph._projection(registry.universe.expand(dt.units))
+        if dataIds:
+            graph._attachFound(dt, dataIds, values)
     return graph
 
 

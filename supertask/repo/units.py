@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import operator
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
@@ -340,6 +340,22 @@ def sort_data_ids(dataIds: Iterable[DataId]) -> list[DataId]:
     except TypeError:  # mixed value types under one key
         pass
     return sorted(items, key=DataId.sort_key)
+
+
+def sort_value_tuples(keys: Sequence[str], rows: Iterable[tuple]) -> list[tuple]:
+    """Sort value tuples over ``keys`` in the order `sort_data_ids` gives their data IDs.
+
+    Tuples compare as the registry's one-type-per-column values do; a column of mixed
+    types falls back to the order of `DataId.sort_key` (ints before strings).
+    """
+    try:
+        return sorted(rows)
+    except TypeError:  # mixed value types under one key
+        return sorted(rows, key=lambda row: tuple(zip(keys, map(_sort_item, row), strict=True)))
+
+
+def _sort_item(value: Any) -> tuple:
+    return (0, value) if isinstance(value, int) else (1, str(value))
 
 
 class Unit:

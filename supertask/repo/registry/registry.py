@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ..dataid import DataId
 from ..dataset import Dataset, DatasetType
-from ..units import BOX_FIELDS, Universe, sort_data_ids
+from ..units import BOX_FIELDS, Universe, sort_data_ids, sort_value_tuples
 from .bulk import CHUNK, chunked, data_id_key, pg_copy_insert, restrict_chunks
 from .engine import is_sqlite, make_engine
 from .query import DatasetConstraint, QueryBuilder, QueryPlan
@@ -678,6 +678,41 @@ class Registry:
             unique = {d.dataId: d for d in found}
             return [unique[d] for d in sort_data_ids(unique)]
 
+    def findDatasetValues(
+        self, typeOrName: DatasetType | str, collections: Sequence[str] | str, wanted: Iterable[tuple]
+    ) -> dict[tuple, tuple[int, str]]:
+        """``{values: (id, run)}`` of the datasets of a type at the given data IDs (first in search order).
+
+        The value-tuple form of ``queryDatasets(..., dataIds=...)`` for callers that index
+        by data ID anyway (a RepoGraph): no `DataId` per dataset and no sort. ``wanted``
+        holds tuples of key values in the order of ``universe.expand(datasetType.units)``,
+        already of the keys' types; absent data IDs are absent from the result.
+        """
+        typeId, dt = self._resolveType(typeOrName)
+        runs = self.resolveCollections(collections)
+        runOrder = {rid: (rank, name) for rank, (rid, name) in enumerate(runs)}
+        wanted = set(wanted)
+        if not wanted:
+            return {}
+        ds = self.schema.dataset
+        keys = self.universe.expand(dt.units)
+        stmt = sa.select(ds.c.id, ds.c.run_id, *[ds.c[k] for k in keys]).where(
+            ds.c.dataset_type_id == typeId, ds.c.run_id.in_(list(runOrder))
+        )
+        restrict = {k: {row[i] for row in wanted} for i, k in enumerate(keys)}
+        best: dict[tuple, tuple[int, int, str]] = {}
+        with self.engine.connect() as conn:
+            for extra in restrict_chunks(restrict, lambda k: ds.c[k]):
+                for row in conn.execute(stmt.where(*extra)):
+                    values = tuple(row[2:])
+                    if values not in wanted:
+                        continue
+                    rank, runName = runOrder[row[1]]
+                    prev = best.get(values)
+                    if prev is None or rank < prev[0]:
+                        best[values] = (rank, row[0], runName)
+        return {values: (dsId, runName) for values, (_, dsId, runName) in best.items()}
+
     def getDatasetLocation(self, dataset: Dataset) -> tuple[str, int | None, str | None]:
         """``(path, size, checksum)`` of a registered dataset (by id, else by type, data ID and run).
 
@@ -816,6 +851,27 @@ class Registry:
         dataIds : `list` [`DataId`]
             Sorted by key columns.
         """
+        keys, rows = self.queryDataIdValues(
+            units, where, bind, restrict, datasets=datasets, collections=collections
+        )
+        return [DataId._from_sorted(dict(zip(keys, row, strict=True))) for row in rows]
+
+    def queryDataIdValues(
+        self,
+        units: Iterable[str],
+        where: str | None = None,
+        bind: Mapping[str, Any] | None = None,
+        restrict: Mapping[str, Iterable[Any]] | None = None,
+        *,
+        datasets: Sequence[DatasetType | str] = (),
+        collections: Sequence[str] | str | None = None,
+    ) -> tuple[tuple[str, ...], list[tuple]]:
+        """`queryDataIds` as value tuples: ``(keys, rows)``, rows distinct and sorted.
+
+        The same query and order as `queryDataIds`, without a `DataId` per row: a
+        planning query of a million rows is kept as tuples plus one key order, and
+        callers build data IDs only for the distinct projections they need.
+        """
         units = list(units)
         sets = {k: set(v) for k, v in (restrict or {}).items()}
         unknown = [k for k in sets if k not in self.universe.units]
@@ -825,17 +881,16 @@ class Registry:
         outputKeys = self.universe.expand(units)
         plan.outputKeys = outputKeys
         if not plan.elements:
-            return [DataId()] if self._globalConstraintsHold(constraints) else []
-        result: set[DataId] = set()
+            return (), ([()] if self._globalConstraintsHold(constraints) else [])
+        result: set[tuple] = set()
         base = self.queries.select(plan, clause, constraints, None)
         with self.engine.connect() as conn:
             for extra in restrict_chunks(sets, plan.columns.__getitem__, droppable=set(outputKeys)):
-                for row in conn.execute(base.where(*extra)):
-                    result.add(DataId._from_sorted(dict(zip(outputKeys, row, strict=True))))
-        checks = [(k, v) for k, v in sets.items() if k in outputKeys]
+                result.update(map(tuple, conn.execute(base.where(*extra))))
+        checks = [(outputKeys.index(k), v) for k, v in sets.items() if k in outputKeys]
         if checks:
-            result = {d for d in result if all(d._values[k] in v for k, v in checks)}
-        return sort_data_ids(result)
+            result = {row for row in result if all(row[i] in v for i, v in checks)}
+        return outputKeys, sort_value_tuples(outputKeys, result)
 
     def countDataIds(
         self,

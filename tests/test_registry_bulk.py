@@ -1,0 +1,72 @@
+"""The registry's bulk, value-tuple look-ups used by preflight and the executor."""
+
+from __future__ import annotations
+
+import pytest
+from conftest_repo import db_url, populate, postgres_schema_url  # noqa: F401
+
+from supertask.repo.dataid import DataId
+from supertask.repo.dataset import DatasetType
+from supertask.repo.registry import Registry
+
+RAW = DatasetType("raw", ("instrument", "visit", "detector"), "NumpyArray")
+REFCAT = DatasetType("refcat", (), "Table")
+
+
+@pytest.fixture
+def registry(db_url):  # noqa: F811
+    reg = Registry.create(db_url)
+    populate(reg)
+    yield reg
+    reg.close()
+
+
+def vd(visit: int, detector: int) -> DataId:
+    return DataId(instrument="Cam", visit=visit, detector=detector)
+
+
+def records(dataIds, prefix="f"):
+    return [{"dataId": d, "path": f"{prefix}/{i}", "size": i, "checksum": "c"} for i, d in enumerate(dataIds)]
+
+
+def test_query_data_id_values_are_the_data_ids_as_sorted_tuples(registry):
+    for kwargs in ({}, {"where": "band = 'r'"}, {"restrict": {"visit": {1, 4}}}):
+        keys, rows = registry.queryDataIdValues(["visit", "patch"], **kwargs)
+        dataIds = registry.queryDataIds(["visit", "patch"], **kwargs)
+        assert rows, kwargs
+        assert [DataId(zip(keys, row, strict=True)) for row in rows] == dataIds
+        assert rows == sorted(set(rows))
+
+
+def test_find_dataset_values_takes_the_first_run_in_search_order(registry):
+    registry.registerDatasetType(RAW)
+    registry.registerRun("old")
+    registry.registerRun("new")
+    registry.insertDatasets(RAW, "old", records([vd(1, 1), vd(1, 2)]))
+    (newer,) = registry.insertDatasets(RAW, "new", records([vd(1, 1)], "n"))
+    a, b = tuple(vd(1, 1).values()), tuple(vd(1, 2).values())  # keys in sorted order
+    found = registry.findDatasetValues(RAW, ["new", "old"], [a, b, tuple(vd(9, 9).values())])
+    assert set(found) == {a, b}
+    assert found[a] == (newer.id, "new")
+    assert found[b][1] == "old"
+    assert registry.findDatasetValues(RAW, ["old"], []) == {}
+
+
+def test_find_dataset_values_agrees_with_query_datasets(registry):
+    registry.registerDatasetType(RAW)
+    registry.registerRun("run")
+    registry.insertDatasets(RAW, "run", records([vd(v, d) for v in range(6) for d in range(4)]))
+    wanted = [vd(2, 2), vd(4, 1), vd(5, 3)]
+    expected = {
+        tuple(d.dataId.values()): (d.id, d.run) for d in registry.queryDatasets(RAW, "run", dataIds=wanted)
+    }
+    assert registry.findDatasetValues(RAW, "run", [tuple(d.values()) for d in wanted]) == expected
+
+
+def test_find_dataset_values_of_a_global_type_use_the_empty_tuple(registry):
+    registry.registerDatasetType(REFCAT)
+    registry.registerRun("refs")
+    (ds,) = registry.insertDatasets(
+        REFCAT, "refs", [{"dataId": {}, "path": "r.npy", "size": 3, "checksum": "x"}]
+    )
+    assert registry.findDatasetValues(REFCAT, ["refs"], [()]) == {(): (ds.id, "refs")}
