@@ -90,6 +90,16 @@ def _projector(rowKeys: Sequence[str], keys: Sequence[str]) -> Callable[[tuple],
     return itemgetter(*idx)
 
 
+def _projector_from_mapping(keys: Sequence[str]) -> Callable[[Mapping[str, Any]], tuple]:
+    """A function from a mapping to the tuple of its values at ``keys`` (always a tuple)."""
+    if not keys:
+        return lambda values: ()
+    if len(keys) == 1:
+        (k,) = keys
+        return lambda values: (values[k],)
+    return itemgetter(*keys)
+
+
 class RepoGraph:
     """A subset of a data repository: units, datasets and their relations.
 
@@ -183,19 +193,28 @@ class RepoGraph:
         allOfType = self.datasets.setdefault(name, set())
         index = self._datasetIndex.setdefault(name, {})
         self.datasetTypes.setdefault(name, datasetType)
-        links = [
-            (self._unitsByValues[u], tuple(sorted(self.universe.requiredKeys(u))))
-            for u in self.universe.expand(datasetType.units)
-            if u in self._unitsByValues
-        ]
-        for dataset in datasets:
-            allOfType.add(dataset)
-            index[dataset.dataId] = dataset
-            values = dataset.dataId._values
-            for units, keys in links:
-                unit = units.get(tuple([values[k] for k in keys]))
+        datasets = list(datasets)
+        allOfType.update(datasets)
+        index.update((d.dataId, d) for d in datasets)
+        # Group the datasets by each linked unit's key values and link every group with
+        # one set update: the same sets, filled in the same order, as one add per link.
+        for u in self.universe.expand(datasetType.units):
+            units = self._unitsByValues.get(u)
+            if units is None:
+                continue
+            project = _projector_from_mapping(self.universe.expand([u]))
+            groups: dict[tuple, list[Dataset]] = {}
+            for dataset in datasets:
+                key = project(dataset.dataId._values)
+                group = groups.get(key)
+                if group is None:
+                    groups[key] = [dataset]
+                else:
+                    group.append(dataset)
+            for key, group in groups.items():
+                unit = units.get(key)
                 if unit is not None:
-                    unit.datasets.setdefault(name, set()).add(dataset)
+                    unit.datasets.setdefault(name, set()).update(group)
 
     # ------------------------------------------------------------------ queries on the graph
     def dataIds(self, units: Iterable[str]) -> list[DataId]:
