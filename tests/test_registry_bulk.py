@@ -70,3 +70,23 @@ def test_find_dataset_values_of_a_global_type_use_the_empty_tuple(registry):
         REFCAT, "refs", [{"dataId": {}, "path": "r.npy", "size": 3, "checksum": "x"}]
     )
     assert registry.findDatasetValues(REFCAT, ["refs"], [()]) == {(): (ds.id, "refs")}
+
+
+def test_dataset_locations_in_bulk_match_one_look_up_each(registry):
+    registry.registerDatasetType(RAW)
+    registry.registerRun("run")
+    inserted = registry.insertDatasets(RAW, "run", records([vd(v, d) for v in range(6) for d in range(4)]))
+    picked = [inserted[7], inserted[0], inserted[23], inserted[7]]
+    assert registry.getDatasetLocations(picked) == [registry.getDatasetLocation(d)[0] for d in picked]
+    unresolved = type(inserted[3])(RAW, inserted[3].dataId, run="run")  # no id: looked up by run
+    assert registry.getDatasetLocations([unresolved]) == [registry.getDatasetLocation(inserted[3])[0]]
+    assert registry.getDatasetLocations([]) == []
+
+
+def test_dataset_locations_name_what_is_not_registered(registry):
+    registry.registerDatasetType(RAW)
+    registry.registerRun("run")
+    (ds,) = registry.insertDatasets(RAW, "run", records([vd(1, 1)]))
+    ghost = type(ds)(RAW, vd(2, 2), id=10**9, run="run")
+    with pytest.raises(LookupError, match="id=1000000000"):
+        registry.getDatasetLocations([ds, ghost])

@@ -743,6 +743,41 @@ class Registry:
             raise LookupError(f"{dataset} (id={dataset.id}, run={dataset.run!r}) is not registered")
         return row.path, row.size, row.checksum
 
+    def getDatasetLocations(self, datasets: Sequence[Dataset]) -> list[str]:
+        """Paths of many registered datasets, in order: one chunked ``IN`` query over their ids.
+
+        The executor looks up every overall input of a graph before the first quantum
+        starts; one query per dataset took seconds for 10^4 inputs. Datasets without an
+        id are looked up one by one as in `getDatasetLocation`.
+
+        Raises
+        ------
+        LookupError
+            If any dataset is not registered (the message names up to five of them).
+        """
+        datasets = list(datasets)
+        ds = self.schema.dataset
+        ids = sorted({d.id for d in datasets if d.id is not None})
+        paths: dict[int, str] = {}
+        with self.engine.connect() as conn:
+            for part in chunked(ids):
+                for dsId, path in conn.execute(sa.select(ds.c.id, ds.c.path).where(ds.c.id.in_(list(part)))):
+                    paths[dsId] = path
+        out: list[str] = []
+        missing: list[str] = []
+        for d in datasets:
+            if d.id is None:
+                out.append(self.getDatasetLocation(d)[0])
+                continue
+            path = paths.get(d.id)
+            if path is None:
+                missing.append(f"{d} (id={d.id}, run={d.run!r})")
+            out.append(path)
+        if missing:
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            raise LookupError(f"not registered: {', '.join(missing[:5])}{more}")
+        return out
+
     def removeDatasets(self, datasets: Iterable[Dataset]) -> int:
         """Unregister resolved datasets (files are the datastore's business); returns the count."""
         ids = [d.id for d in datasets if d.id is not None]
