@@ -151,3 +151,21 @@ def test_parquet_without_pyarrow_says_how_to_get_it(tmp_path):
         fmt = get_formatter("ParquetTable")
         fmt.write(pa.table({"a": [1, 2]}), tmp_path / "t.parquet")
         assert fmt.read(tmp_path / "t.parquet").column("a").to_pylist() == [1, 2]
+
+
+def test_write_fsyncs_by_default_and_not_when_the_caller_syncs(tmp_path, monkeypatch):
+    import os
+
+    calls = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: calls.append(fd) or real(fd))
+    store = Datastore(tmp_path)
+    dt = DatasetType("calexp", ("detector",), "NumpyArray")
+    default = store.write(np.arange(3), dt, {"detector": 1}, "run")
+    assert len(calls) == 1
+    unsynced = store.write(np.arange(3), dt, {"detector": 2}, "run", fsync=False)
+    assert len(calls) == 1
+    assert unsynced[1:] == default[1:]  # same bytes, size and checksum
+    np.testing.assert_array_equal(store.read(unsynced[0], "NumpyArray"), np.arange(3))
+    assert not list(tmp_path.rglob("*.tmp*"))
+    store.sync()  # flushes the filesystem of the root; must not fail on a fresh directory

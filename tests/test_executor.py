@@ -236,3 +236,50 @@ def test_zero_processes_is_refused(tmp_path):
     butler, graph = make_graph(tmp_path, CalibrateTask())
     with pytest.raises(ValueError, match="at least 1"):
         run_graph(butler, graph, "out", processes=0)
+
+
+class SyncingDatastore(FileDatastore):
+    """Records writes made without fsync (from any process) until ``sync`` is called."""
+
+    def write(self, obj, datasetType, dataId, run, *, fsync=True):
+        rel = super().write(obj, datasetType, dataId, run)
+        if not fsync:
+            with open(self.root / "unsynced.log", "a") as fh:
+                fh.write(rel[0] + "\n")
+        return rel
+
+    def sync(self):
+        log = self.root / "unsynced.log"
+        if log.exists():
+            with open(self.root / "synced.log", "a") as fh:
+                fh.write(log.read_text())
+            log.unlink()
+
+    def unsynced(self) -> set[str]:
+        log = self.root / "unsynced.log"
+        return set(log.read_text().split()) if log.exists() else set()
+
+
+class CheckingRegistry(MemoryRegistry):
+    """Refuses to register a file that a worker wrote without fsync and nobody synced yet."""
+
+    def __init__(self, datastore):
+        super().__init__()
+        self.datastore = datastore
+
+    def insertDatasets(self, datasetType, run, records):
+        unsynced = self.datastore.unsynced()
+        late = [r["path"] for r in records if r["path"] in unsynced]
+        assert not late, f"registered before sync: {late}"
+        super().insertDatasets(datasetType, run, records)
+
+
+def test_workers_skip_fsync_and_the_main_process_syncs_before_registering(tmp_path):
+    butler, graph = make_graph(tmp_path, CalibrateTask())
+    butler.datastore = SyncingDatastore(tmp_path)
+    butler.registry = CheckingRegistry(butler.datastore)
+    result = run_graph(butler, graph, "out", processes=2)
+    assert result.ok, result.failures
+    assert butler.registry.registered("out", "calexp") == [1, 2, 3, 4]
+    synced = set((tmp_path / "synced.log").read_text().split())
+    assert {r["path"] for r in butler.registry.datasets.values()} == synced  # every output went unsynced

@@ -99,7 +99,10 @@ def _worker_main(conn: Connection) -> None:
         if message is None:
             return
         quantum: Quantum = message
-        butler = QuantumButler(datastore, run, locations)
+        # A datastore that can sync itself is not fsynced per file: the main process
+        # syncs it once before it registers a batch (Executor._register), so registered
+        # files are on disk all the same.
+        butler = QuantumButler(datastore, run, locations, fsync=not hasattr(datastore, "sync"))
         log_file = log_dir / quantum.taskLabel / f"{quantum.id:07d}.log" if log_dir else None
         outcome = run_quantum(tasks[quantum.taskLabel], quantum, butler, log_file)
         conn.send(outcome)
@@ -226,6 +229,11 @@ class MultiprocessExecutor:
                 written.setdefault(item.datasetType, []).append(item)
         if not written:
             return
+        # Workers write without fsync when the datastore can sync: flush all their files
+        # in one call before any is registered ("a registered dataset's file is on disk").
+        sync = getattr(self.butler.datastore, "sync", None)
+        if sync is not None:
+            sync()
         registry = self.butler.registry
         # Each insertDatasets call is one transaction (idempotent for identical records);
         # the registry's transactions do not nest, so none is opened around them here.

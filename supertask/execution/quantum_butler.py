@@ -40,10 +40,22 @@ class QuantumButler:
     locations : `dict`, optional
         ``{(dataset type name, data ID): path}`` overriding the template path of an
         input (e.g. files ingested in place, or staged into a scratch directory).
+    fsync : `bool`
+        Flush each output to disk before its rename (default). The local executor's
+        workers pass `False` because the main process syncs the datastore once before
+        each registration batch; batch jobs keep the default.
     """
 
-    def __init__(self, datastore: Any, run: str, locations: dict[tuple[str, DataId], str] | None = None):
+    def __init__(
+        self,
+        datastore: Any,
+        run: str,
+        locations: dict[tuple[str, DataId], str] | None = None,
+        *,
+        fsync: bool = True,
+    ):
         self.datastore = datastore
+        self.fsync = fsync
         self.run = run
         self.locations = locations or {}
         self.written: list[WrittenDataset] = []
@@ -60,7 +72,12 @@ class QuantumButler:
 
     def put(self, obj: Any, dataset: Dataset) -> Dataset:
         """Write one output (atomically) and remember it for registration."""
-        path, size, checksum = self.datastore.write(obj, dataset.datasetType, dataset.dataId, self.run)
+        if self.fsync:
+            path, size, checksum = self.datastore.write(obj, dataset.datasetType, dataset.dataId, self.run)
+        else:
+            path, size, checksum = self.datastore.write(
+                obj, dataset.datasetType, dataset.dataId, self.run, fsync=False
+            )
         self.written.append(WrittenDataset(dataset.datasetType, dataset.dataId, path, size, checksum))
         self.locations[dataset.key] = path
         return dataset
