@@ -36,6 +36,8 @@ def test_query_data_id_values_are_the_data_ids_as_sorted_tuples(registry):
         assert rows, kwargs
         assert [DataId(zip(keys, row, strict=True)) for row in rows] == dataIds
         assert rows == sorted(set(rows))
+        unordered = registry.queryDataIdValues(["visit", "patch"], ordered=False, **kwargs)
+        assert unordered[0] == keys and sorted(unordered[1]) == rows and len(unordered[1]) == len(rows)
 
 
 def test_find_dataset_values_takes_the_first_run_in_search_order(registry):

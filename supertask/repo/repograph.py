@@ -301,7 +301,9 @@ class RepoGraph:
             byKeys.setdefault(tuple(d.keys()), []).append(d)
         for fromKeys, group in byKeys.items():
             restrict = {k: {d[k] for d in group} for k in fromKeys}
-            keys, rows = self.registry.queryDataIdValues(set(fromKeys) | set(toUnits), restrict=restrict)
+            keys, rows = self.registry.queryDataIdValues(
+                set(fromKeys) | set(toUnits), restrict=restrict, ordered=False
+            )  # each data ID's related tuples are sorted below
             wanted = {tuple(d._values.values()): d for d in group}
             src, dst = _projector(keys, fromKeys), _projector(keys, toKeys)
             for row in rows:

@@ -900,12 +900,15 @@ class Registry:
         *,
         datasets: Sequence[DatasetType | str] = (),
         collections: Sequence[str] | str | None = None,
+        ordered: bool = True,
     ) -> tuple[tuple[str, ...], list[tuple]]:
         """`queryDataIds` as value tuples: ``(keys, rows)``, rows distinct and sorted.
 
         The same query and order as `queryDataIds`, without a `DataId` per row: a
         planning query of a million rows is kept as tuples plus one key order, and
         callers build data IDs only for the distinct projections they need.
+        ``ordered=False`` skips the final sort (rows in no particular order) for callers
+        that index or re-sort the rows anyway: about 3 s per 10^6 rows.
         """
         units = list(units)
         sets = {k: set(v) for k, v in (restrict or {}).items()}
@@ -925,7 +928,7 @@ class Registry:
         checks = [(outputKeys.index(k), v) for k, v in sets.items() if k in outputKeys]
         if checks:
             result = {row for row in result if all(row[i] in v for i, v in checks)}
-        return outputKeys, sort_value_tuples(outputKeys, result)
+        return outputKeys, sort_value_tuples(outputKeys, result) if ordered else list(result)
 
     def countDataIds(
         self,
