@@ -92,3 +92,15 @@ def test_dataset_locations_name_what_is_not_registered(registry):
     ghost = type(ds)(RAW, vd(2, 2), id=10**9, run="run")
     with pytest.raises(LookupError, match="id=1000000000"):
         registry.getDatasetLocations([ds, ghost])
+
+
+def test_every_unit_of_a_relation_leads_an_index(registry):
+    import sqlalchemy as sa
+
+    leading = set()
+    inspector = sa.inspect(registry.engine)
+    table = "visit_detector_patch_overlap"
+    for index in inspector.get_indexes(table):
+        leading.add(index["column_names"][0])
+    leading.add(inspector.get_pk_constraint(table)["constrained_columns"][0])
+    assert {"visit", "detector", "patch"} <= leading

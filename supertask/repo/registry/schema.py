@@ -57,6 +57,18 @@ class RegistrySchema:
             table = sa.Table(name, md, *cols)
             # Second index with the other side first, so joins from either end are indexed.
             sa.Index(f"ix_{name}_rev", *[table.c[k] for k in reversed(keys)])
+            # A unit whose own key leads neither index gets one (e.g. patch in the
+            # (visit, detector) <-> patch overlaps): without it, SQLite answered "which
+            # visits overlap these patches" by scanning the whole relation once per patch
+            # (34 s instead of 2.7 s at 10^6 overlaps). Older repositories simply lack it.
+            leading = {keys[0], keys[-1]}
+            for unit in rel.units:
+                if unit in leading:
+                    continue
+                first = list(reversed(universe.requiredKeys(unit)))
+                cols = first + [k for k in keys if k not in first]
+                sa.Index(f"ix_{name}_{unit}", *[table.c[k] for k in cols])
+                leading.add(unit)
             self.elements[name] = table
         self.dataset_type = sa.Table(
             "dataset_type",
