@@ -8,6 +8,7 @@ from conftest_repo import db_url, populate, postgres_schema_url  # noqa: F401
 from supertask.repo.dataid import DataId
 from supertask.repo.dataset import DatasetType
 from supertask.repo.registry import Registry
+from supertask.repo.registry.bulk import dropped_keys
 
 RAW = DatasetType("raw", ("instrument", "visit", "detector"), "NumpyArray")
 REFCAT = DatasetType("refcat", (), "Table")
@@ -104,3 +105,11 @@ def test_every_unit_of_a_relation_leads_an_index(registry):
         leading.add(index["column_names"][0])
     leading.add(inspector.get_pk_constraint(table)["constrained_columns"][0])
     assert {"visit", "detector", "patch"} <= leading
+
+
+def test_restrict_sets_left_out_of_the_sql_are_still_applied(registry):
+    restrict = {"visit": set(range(5000)), "detector": {1} | set(range(1000, 3500))}
+    assert dropped_keys(restrict, {"visit", "detector", "instrument"}) == ["detector"]
+    keys, rows = registry.queryDataIdValues(["visit", "detector"], restrict=restrict)
+    assert rows and {row[keys.index("detector")] for row in rows} == {1}
+    assert len(rows) == len(registry.queryDataIds(["visit"]))

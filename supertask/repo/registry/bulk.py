@@ -28,6 +28,22 @@ def chunked(values: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]
         yield values[start : start + size]
 
 
+def dropped_keys(restrict: Mapping[str, set[Any]], droppable: set[str] | None = None) -> list[str]:
+    """The keys of ``restrict`` that `restrict_chunks` leaves out of the SQL (the caller filters them).
+
+    Every other key is enforced by the statements themselves: the biggest set through
+    its chunks, the small ones whole.
+    """
+    if not restrict:
+        return []
+    axis = max(restrict, key=lambda k: len(restrict[k]))
+    return [
+        k
+        for k, v in restrict.items()
+        if k != axis and len(v) > 2000 and (droppable is None or k in droppable)
+    ]
+
+
 def restrict_chunks(
     restrict: Mapping[str, set[Any]], column, droppable: set[str] | None = None
 ) -> Iterator[list[sa.ColumnElement[bool]]]:
@@ -41,10 +57,9 @@ def restrict_chunks(
         yield []
         return
     axis = max(restrict, key=lambda k: len(restrict[k]))
+    left_out = set(dropped_keys(restrict, droppable))
     fixed = [
-        column(k).in_(sorted(v, key=str))
-        for k, v in restrict.items()
-        if k != axis and (len(v) <= 2000 or (droppable is not None and k not in droppable))
+        column(k).in_(sorted(v, key=str)) for k, v in restrict.items() if k != axis and k not in left_out
     ]
     values = sorted(restrict[axis], key=str)
     if not values:

@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from ..dataid import DataId
 from ..dataset import Dataset, DatasetType
 from ..units import BOX_FIELDS, Universe, sort_data_ids, sort_value_tuples
-from .bulk import CHUNK, chunked, data_id_key, pg_copy_insert, restrict_chunks
+from .bulk import CHUNK, chunked, data_id_key, dropped_keys, pg_copy_insert, restrict_chunks
 from .engine import is_sqlite, make_engine
 from .query import DatasetConstraint, QueryBuilder, QueryPlan
 from .schema import SCHEMA_VERSION, RegistrySchema
@@ -925,7 +925,8 @@ class Registry:
         with self.engine.connect() as conn:
             for extra in restrict_chunks(sets, plan.columns.__getitem__, droppable=set(outputKeys)):
                 result.update(map(tuple, conn.execute(base.where(*extra))))
-        checks = [(outputKeys.index(k), v) for k, v in sets.items() if k in outputKeys]
+        # Only the sets restrict_chunks left out of the SQL need checking here.
+        checks = [(outputKeys.index(k), sets[k]) for k in dropped_keys(sets, set(outputKeys))]
         if checks:
             result = {row for row in result if all(row[i] in v for i, v in checks)}
         return outputKeys, sort_value_tuples(outputKeys, result) if ordered else list(result)
