@@ -133,11 +133,16 @@ def write_manifest(path: str | Path, manifest: Manifest) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename."""
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a synced temporary file and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + _TMP_MARK, dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as stream:
-            stream.write(text)
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(tmp, path)
@@ -239,16 +244,7 @@ def write_tombstone(
     path.parent.mkdir(parents=True, exist_ok=True)
     for orphan in path.parent.glob(path.name + _TMP_MARK + "*"):
         _unlink_quietly(orphan)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + _TMP_MARK, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
+    atomic_write_bytes(path, text)
     h = _hasher()
     h.update(text)
     return len(text), h.hexdigest()

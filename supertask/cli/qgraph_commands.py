@@ -73,15 +73,9 @@ def build(
     pipeline_file: str | None,
     inputs: tuple[str, ...],
     output_run: str | None,
-    where: str | None,
-    bind: tuple[str, ...],
-    config_overrides: tuple[str, ...],
-    instrument: str | None,
-    skip_existing: bool,
-    max_rows: int | None,
-    restrict_inputs: bool,
     save_file: str,
     dot_file: str | None,
+    **request: Any,
 ) -> None:
     """Build the QuantumGraph for a pipeline over REPO and save it."""
     from rich.console import Console
@@ -93,18 +87,7 @@ def build(
     console = Console(stderr=True)
     start = time.perf_counter()
     _, graph = plan_request(
-        repo,
-        pipeline_file,
-        split_collections(inputs),
-        output_run,
-        where=where,
-        bind=bind,
-        config_overrides=config_overrides,
-        instrument=instrument,
-        skip_existing=skip_existing,
-        max_rows=max_rows,
-        restrict_inputs=restrict_inputs,
-        console=console,
+        repo, pipeline_file, split_collections(inputs), output_run, console=console, **request
     )
     Path(save_file).parent.mkdir(parents=True, exist_ok=True)
     graph.save(save_file)

@@ -119,18 +119,12 @@ def run(
     pipeline_file: str | None,
     inputs: tuple[str, ...],
     output_run: str | None,
-    where: str | None,
-    bind: tuple[str, ...],
-    config_overrides: tuple[str, ...],
-    instrument: str | None,
-    skip_existing: bool,
-    max_rows: int | None,
-    restrict_inputs: bool,
     graph_file: str | None,
     processes: int,
     timeout: float | None,
     fail_fast: bool,
     save_qgraph: str | None,
+    **request: Any,
 ) -> None:
     """Run a pipeline (or a saved graph) over REPO with N processes."""
     from rich.console import Console
@@ -153,20 +147,7 @@ def run(
             raise click.UsageError("give a pipeline (-p PIPELINE.yaml) or a saved graph (--qgraph FILE)")
         if not output_run:
             raise click.UsageError("an output run is required: -o RUN")
-        butler, graph = plan_request(
-            repo,
-            pipeline_file,
-            collections,
-            output_run,
-            where=where,
-            bind=bind,
-            config_overrides=config_overrides,
-            instrument=instrument,
-            skip_existing=skip_existing,
-            max_rows=max_rows,
-            restrict_inputs=restrict_inputs,
-            console=console,
-        )
+        butler, graph = plan_request(repo, pipeline_file, collections, output_run, console=console, **request)
         if save_qgraph:
             graph.save(save_qgraph)
     console.print(f"running {len(graph)} quanta with {processes} process(es) into {output_run!r}")
@@ -178,7 +159,7 @@ def run(
             processes=processes,
             timeout=timeout,
             fail_fast=fail_fast,
-            skip_existing=skip_existing,
+            skip_existing=request["skip_existing"],
             progress=progress,
             command_line=command_line(),
         )
