@@ -24,6 +24,21 @@ def _sql_type(kind: type) -> sa.types.TypeEngine:
     return t() if isinstance(t, type) else t
 
 
+DATASET_INDEXES: dict[str, tuple[str, ...]] = {
+    "visit": ("detector",),
+    "exposure": ("detector",),
+    "tract": ("patch", "band"),
+}
+"""Indexes of the dataset table: the leading unit, the units usually beside it in data IDs.
+
+Each index holds ``(dataset_type_id, unit, companions..., required keys, run_id)``, so
+the "does this dataset exist" check of a planning query (a correlated EXISTS per row) is
+answered from the index alone. With only ``(dataset_type_id, visit)`` SQLite read ~100
+table rows per check: at 10^6 planning rows the query took 13 s instead of 5 s.
+Repositories created before this layout keep their two-column indexes and stay correct.
+"""
+
+
 class RegistrySchema:
     """All tables of one registry.
 
@@ -113,9 +128,17 @@ class RegistrySchema:
                 "dataset_type_id", "data_id_key", "run_id", name="uq_dataset_type_dataid_run"
             ),
         )
-        for unit in ("visit", "exposure", "tract"):
-            if unit in universe.units:
-                sa.Index(f"ix_dataset_type_{unit}", self.dataset.c.dataset_type_id, self.dataset.c[unit])
+        for unit, companions in DATASET_INDEXES.items():
+            if unit not in universe.units:
+                continue
+            keys = [unit, *(u for u in companions if u in universe.units)]
+            keys += [k for k in universe.requiredKeys(unit) if k not in keys]
+            sa.Index(
+                f"ix_dataset_type_{unit}",
+                self.dataset.c.dataset_type_id,
+                *[self.dataset.c[k] for k in keys],
+                self.dataset.c.run_id,
+            )
 
     def _keyColumn(self, unit: str, primary_key: bool) -> sa.Column:
         return sa.Column(
