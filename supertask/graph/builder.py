@@ -19,16 +19,15 @@ skip-existing, QuantumGraph) used by the command line and the notebook API.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import gc
 import logging
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..gc_pause import gc_paused
 from ..repo.dataid import DataId
 from ..repo.dataset import Dataset, DatasetType
 from ..repo.units import sort_data_ids
@@ -356,7 +355,7 @@ def build_quantum_graph(
     EmptyGraphError
         When nothing is selected, with the explanation (unless ``allow_empty``).
     """
-    with _gc_paused():
+    with gc_paused():
         return _build_quantum_graph(
             pipeline,
             butler,
@@ -370,23 +369,6 @@ def build_quantum_graph(
             command_line=command_line,
             allow_empty=allow_empty,
         )
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector while preflight allocates millions of objects.
-
-    Preflight builds data IDs, datasets and quanta that all stay alive, so the collector's
-    repeated full passes over a growing heap find nothing and cost 15-20 % of the CPU time
-    at 10^5 quanta (more at 10^6). The previous state is restored afterwards.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _build_quantum_graph(

@@ -21,7 +21,6 @@ library, ``zstandard`` and the light handle modules.
 
 from __future__ import annotations
 
-import gc
 import io
 import os
 import pickle
@@ -36,6 +35,7 @@ from typing import Any
 
 import zstandard
 
+from ..gc_pause import gc_paused
 from ..quantum import Quantum
 from .record_codec import RecordDecoder, RecordEncoder, Tables
 
@@ -74,23 +74,6 @@ class GraphFileError(ValueError):
 
     The message names the file and what is wrong with it.
     """
-
-
-class _GcPaused:
-    """Pause the cyclic garbage collector while building many objects that form no garbage.
-
-    Loading a graph allocates millions of small objects; each allocation burst would
-    trigger a collection that scans the whole growing heap, which made loading several
-    times slower. Nothing here creates reference cycles that need collecting.
-    """
-
-    def __enter__(self) -> None:
-        self.enabled = gc.isenabled()
-        gc.disable()
-
-    def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            gc.enable()
 
 
 def _digest(*parts: bytes) -> bytes:
@@ -180,7 +163,7 @@ def write_graph(path: str | os.PathLike[str], quanta: Sequence[Quantum], header:
             "str/int/float/bool/None, lists and dicts"
         ) from None
 
-    with _GcPaused():
+    with gc_paused():
         _write_graph(path, quanta, header_bytes)
 
 
@@ -453,7 +436,7 @@ def read_quanta(path: str | os.PathLike[str], ids: Iterable[int] | None = None) 
     reported as such rather than as a bad record.
     """
     f, layout = _open(path)
-    with f, _GcPaused():
+    with f, gc_paused():
         decoder, decompress = _read_decoding(f, layout)
         if ids is None:
             index = _read_at(f, layout.index_offset, 8 * (layout.n + 1))

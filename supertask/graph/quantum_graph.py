@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 from os import PathLike
 from typing import Any
 
+from ..gc_pause import gc_paused
 from ..quantum import Quantum
 from ..repo.dataid import DataId
 from ..repo.dataset import Dataset
 from . import file_format
-from .file_format import GraphFileError, _GcPaused
+from .file_format import GraphFileError
 
 __all__ = ("GraphFileError", "GraphSummary", "QuantumGraph")
 
@@ -132,7 +133,7 @@ class QuantumGraph:
 
     def _assemble(self, quanta: list[Quantum], shared: bool) -> None:
         """Share datasets (unless ``shared``: already one object each), link, order and number."""
-        with _GcPaused():
+        with gc_paused():
             self._datasets = _datasets_by_type(quanta) if shared else _share_datasets(quanta)
             _link(quanta)
             self._quanta = _dependency_order(quanta)

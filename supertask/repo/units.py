@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import operator
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -393,14 +394,22 @@ class Unit:
         self.dataId = dataId
         self.fields: dict[str, Any] = dict(fields or {})
         self.datasets: dict[str, set[Dataset]] = {}
-        self._graph = graph
+        # Weak: the graph owns its units, and a strong back-reference would make every
+        # RepoGraph a reference cycle that only the cyclic collector can free.
+        self._graph = weakref.ref(graph) if graph is not None else None
 
     @cached_property
     def related(self) -> dict[str, set[Unit]]:
         """Units that share at least one graph row with this one, by unit type."""
         if self._graph is None:
             return {}
-        return self._graph._relatedUnits(self)
+        graph = self._graph()
+        if graph is None:
+            raise RuntimeError(
+                f"{self!r}: its RepoGraph no longer exists, so its related units are unknown; "
+                "keep the RepoGraph alive while using Unit.related"
+            )
+        return graph._relatedUnits(self)
 
     def __hash__(self) -> int:
         return hash((self.name, self.dataId))
