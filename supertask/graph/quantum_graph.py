@@ -134,7 +134,8 @@ class QuantumGraph:
     def _assemble(self, quanta: list[Quantum], shared: bool) -> None:
         """Share datasets (unless ``shared``: already one object each), link, order and number."""
         with gc_paused():
-            self._datasets = _datasets_by_type(quanta) if shared else _share_datasets(quanta)
+            self._byType = _datasets_by_type(quanta) if shared else _share_datasets(quanta)
+            self._datasetSets: dict[str, set[Dataset]] | None = None
             _link(quanta)
             self._quanta = _dependency_order(quanta)
         for i, quantum in enumerate(self._quanta):
@@ -154,7 +155,7 @@ class QuantumGraph:
         return self._quanta[id]
 
     def __repr__(self) -> str:
-        return f"<QuantumGraph: {len(self)} quanta, {sum(len(s) for s in self._datasets.values())} datasets>"
+        return f"<QuantumGraph: {len(self)} quanta, {sum(len(s) for s in self._byType.values())} datasets>"
 
     @property
     def quanta(self) -> list[Quantum]:
@@ -164,7 +165,11 @@ class QuantumGraph:
     @property
     def datasets(self) -> dict[str, set[Dataset]]:
         """Every dataset the graph reads or writes, by dataset type name."""
-        return self._datasets
+        if self._datasetSets is None:
+            # Built on first use: hashing two million datasets into sets is a few seconds
+            # that preflight, saving and batch jobs never need.
+            self._datasetSets = {name: set(datasets) for name, datasets in self._byType.items()}
+        return self._datasetSets
 
     def _quantum(self, q: Quantum | int) -> Quantum:
         return self[q] if isinstance(q, int) else q
@@ -218,7 +223,7 @@ class QuantumGraph:
                 final += 1
         return GraphSummary(
             quantaPerLabel={k: len(v) for k, v in self.quantaByLabel().items()},
-            datasetsPerType={k: len(v) for k, v in self._datasets.items()},
+            datasetsPerType={k: len(v) for k, v in self._byType.items()},
             initialInputs=initial,
             finalOutputs=final,
         )
@@ -322,7 +327,7 @@ class QuantumGraph:
             # counts an operator can inspect with readHeader, without loading the graph
             "summary": {
                 "quantaPerLabel": {k: len(v) for k, v in self.quantaByLabel().items()},
-                "datasetsPerType": {k: len(v) for k, v in self._datasets.items()},
+                "datasetsPerType": {k: len(v) for k, v in self._byType.items()},
             },
         }
         file_format.write_graph(path, self._quanta, header)
@@ -374,39 +379,47 @@ def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
-def _share_datasets(quanta: list[Quantum]) -> dict[str, set[Dataset]]:
-    """Make equal datasets one object across ``quanta``; return them by type name."""
-    # keyed by (name, DataId): DataId caches its hash, which measured faster than C-level tuple keys
-    canonical: dict[tuple[str, DataId], Dataset] = {}
+def _share_datasets(quanta: list[Quantum]) -> dict[str, list[Dataset]]:
+    """Make equal datasets one object across ``quanta``; return the distinct ones by type name.
+
+    A dataset object already chosen as the canonical one is recognised by its identity
+    (a C-level set of ids), so only the first sighting of each object pays for hashing
+    its data ID: about half of the look-ups of a builder's graph, where the inputs are
+    already the producers' output objects.
+    """
+    canonical: dict[str, dict[DataId, Dataset]] = {}
+    known: set[int] = set()
     for quantum in quanta:
         for by_type in (quantum.inputs, quantum.outputs):
             for datasets in by_type.values():
                 for j, d in enumerate(datasets):
-                    key = (d.datasetType.name, d.dataId)
-                    c = canonical.get(key)
-                    if c is None:
-                        canonical[key] = d
-                    elif c is not d:
+                    if id(d) in known:
+                        continue
+                    name = d.datasetType.name
+                    index = canonical.get(name)
+                    if index is None:
+                        index = canonical[name] = {}
+                    c = index.setdefault(d.dataId, d)
+                    if c is d:
+                        known.add(id(d))
+                    else:
                         datasets[j] = c
                         if c.id is None and d.id is not None:
                             c.id, c.run = d.id, d.run
-    result: dict[str, set[Dataset]] = {}
-    for (name, _), d in canonical.items():
-        result.setdefault(name, set()).add(d)
-    return result
+    return {name: list(index.values()) for name, index in canonical.items()}
 
 
-def _datasets_by_type(quanta: list[Quantum]) -> dict[str, set[Dataset]]:
-    """The datasets of ``quanta`` by type name, when equal datasets are already one object."""
+def _datasets_by_type(quanta: list[Quantum]) -> dict[str, list[Dataset]]:
+    """The distinct datasets of ``quanta`` by type name, when equal datasets are already one object."""
     seen: set[int] = set()
-    result: dict[str, set[Dataset]] = {}
+    result: dict[str, list[Dataset]] = {}
     for quantum in quanta:
         for by_type in (quantum.inputs, quantum.outputs):
             for name, datasets in by_type.items():
                 for d in datasets:
                     if id(d) not in seen:
                         seen.add(id(d))
-                        result.setdefault(name, set()).add(d)
+                        result.setdefault(name, []).append(d)
     return result
 
 
