@@ -7,7 +7,7 @@ from conftest_repo import db_url, populate, postgres_schema_url  # noqa: F401
 
 from supertask.repo.dataid import DataId
 from supertask.repo.dataset import DatasetType
-from supertask.repo.registry import Registry
+from supertask.repo.registry import Registry, RowLimitError
 from supertask.repo.registry.bulk import dropped_keys
 
 RAW = DatasetType("raw", ("instrument", "visit", "detector"), "NumpyArray")
@@ -39,6 +39,16 @@ def test_query_data_id_values_are_the_data_ids_as_sorted_tuples(registry):
         assert rows == sorted(set(rows))
         unordered = registry.queryDataIdValues(["visit", "patch"], ordered=False, **kwargs)
         assert unordered[0] == keys and sorted(unordered[1]) == rows and len(unordered[1]) == len(rows)
+
+
+def test_query_data_id_values_stops_with_row_limit_error_past_max_rows(registry):
+    keys, rows = registry.queryDataIdValues(["visit", "detector"])
+    assert registry.queryDataIdValues(["visit", "detector"], max_rows=len(rows))[1] == rows
+    with pytest.raises(RowLimitError, match=f"more than {len(rows) - 1} rows") as caught:
+        registry.queryDataIdValues(["visit", "detector"], max_rows=len(rows) - 1)
+    assert caught.value.limit == len(rows) - 1
+    with pytest.raises(RowLimitError):
+        registry.queryDataIdValues(["visit", "detector"], restrict={"visit": {1, 2, 3}}, max_rows=1)
 
 
 def test_find_dataset_values_takes_the_first_run_in_search_order(registry):

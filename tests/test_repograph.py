@@ -219,3 +219,37 @@ def test_a_dropped_repo_graph_is_freed_without_the_cyclic_collector(butler):
             gc.enable()
     with pytest.raises(RuntimeError, match="RepoGraph no longer exists"):
         visit.related  # noqa: B018
+
+
+def test_unit_datasets_asked_before_and_after_datasets_are_added_agree(butler):
+    early = makeRepoGraph(butler, [RAW], [CALEXP], "visit = 4")
+    late = makeRepoGraph(butler, [RAW], [CALEXP], "visit = 4")
+    detector = vd(4, 2)
+    # Linked on first use: asking before the calexps exist, then adding, keeps the links current.
+    assert {d.name for d in early.getUnit("detector", detector).datasets["raw"]} == {"raw"}
+    assert "calexp" not in early.getUnit("detector", detector).datasets
+    for graph in (early, late):
+        graph.addDatasets(CALEXP, [vd(4, d) for d in range(4)])
+        graph.addDataset(CALEXP, vd(4, 1))
+    for graph in (early, late):
+        unit = graph.getUnit("detector", detector)
+        assert {x.dataId for x in unit.datasets["calexp"]} == {detector}
+        assert {x.dataId for x in unit.datasets["raw"]} == {detector}
+        visit = graph.getUnit("visit", {"instrument": "Cam", "visit": 4})
+        assert len(visit.datasets["calexp"]) == 4
+        assert len(graph.datasets["calexp"]) == 4
+
+
+def test_collections_given_to_make_repo_graph_override_the_butlers(butler, tmp_path):
+    graph = makeRepoGraph(Butler(butler.root), [RAW], [CALEXP], "visit = 3", collections=["raw"])
+    assert {d.dataId["detector"] for d in graph.datasets["raw"]} == {0, 1, 3}
+    with pytest.raises(ValueError, match="collections="):
+        makeRepoGraph(Butler(butler.root), [RAW], [CALEXP], "visit = 3")
+
+
+def test_a_selection_over_max_rows_is_refused_while_fetching(butler):
+    from supertask.repo.registry import RowLimitError
+
+    assert len(makeRepoGraph(butler, [RAW], [CALEXP], "visit = 3", maxRows=3).rows) == 3
+    with pytest.raises(RowLimitError):
+        makeRepoGraph(butler, [RAW], [CALEXP], "visit = 3", maxRows=2)

@@ -19,7 +19,6 @@ skip-existing, QuantumGraph) used by the command line and the notebook API.
 
 from __future__ import annotations
 
-import copy
 import logging
 import sys
 import time
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from ..gc_pause import gc_paused
 from ..repo.dataid import DataId
 from ..repo.dataset import Dataset, DatasetType
+from ..repo.registry import RowLimitError
 from ..repo.units import sort_data_ids
 from .quanta import PlannedRepoGraph, PruneRecord, _project
 
@@ -64,7 +64,7 @@ class BuildReport:
     skipped_existing: dict[str, int] = field(default_factory=dict)
     expanded: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
-    #: wall-clock seconds per preflight step (count query, makeRepoGraph, planning,
+    #: wall-clock seconds per preflight step (makeRepoGraph, planning,
     #: defineQuanta per label, QuantumGraph construction), so a slow plan says where it went
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -177,13 +177,15 @@ class QuantumGraphBuilder:
             repoGraph, planned, {}, {}, self.expand_inputs, related_cache=self._relatedCache(repoGraph)
         )
         for task in reversed(self.tasks):
+            produced_inputs = [
+                (datasetType, self.producers[datasetType.name])
+                for datasetType in task.getDatasetClasses()["inputs"].values()
+                if datasetType.name in self.producers
+            ]
+            if not produced_inputs or not planned[task.label]:
+                continue  # (sorting a first task's million data IDs here would be wasted)
             dataIds = sort_data_ids(planned[task.label])
-            if not dataIds:
-                continue
-            for datasetType in task.getDatasetClasses()["inputs"].values():
-                producer = self.producers.get(datasetType.name)
-                if producer is None:
-                    continue
+            for datasetType, producer in produced_inputs:
                 if set(datasetType.units) <= set(task.quantumUnits):
                     needed = {_project(d, datasetType.units) for d in dataIds}
                 else:
@@ -318,19 +320,6 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def _searching(butler: Any, collections: list[str]) -> Any:
-    """``butler`` itself if it already searches ``collections``, else a shallow copy that does.
-
-    `makeRepoGraph` reads the input collections from ``butler.collections`` (its contract);
-    the copy shares the registry and datastore, so nothing is reopened.
-    """
-    if list(getattr(butler, "collections", None) or []) == collections:
-        return butler
-    view = copy.copy(butler)
-    view.collections = list(collections)
-    return view
-
-
 def build_quantum_graph(
     pipeline: Pipeline,
     butler: Any,
@@ -394,23 +383,26 @@ def _build_quantum_graph(
     registry = butler.registry
     collections = list(input_collections or butler.collections or [])
     tick = time.perf_counter()
-    report.rows = registry.countDataIds(units, where=where, bind=bind)
-    report.timings["count query"] = time.perf_counter() - tick
-    _LOG.info("planning query over %s: %d rows", units, report.rows)
-    if max_rows is not None and report.rows > max_rows:
+    try:
+        repoGraph = makeRepoGraph(
+            butler,
+            builder.inputDatasetTypes,
+            builder.outputDatasetTypes,
+            where,
+            bind=bind,
+            collections=collections,
+            maxRows=max_rows,
+        )
+    except RowLimitError:
+        # Fetching stopped at the limit; count the whole selection for the message only.
+        rows = registry.countDataIds(units, where=where, bind=bind)
         raise QueryTooLargeError(
-            f"the planning query selects {report.rows} rows (limit {max_rows}); constrain the expression "
+            f"the planning query selects {rows} rows (limit {max_rows}); constrain the expression "
             f"(e.g. add a tract, patch or visit constraint: where={where!r}) or raise the limit "
             "(--max-rows N, or 0 for no limit)"
-        )
-    tick = time.perf_counter()
-    repoGraph = makeRepoGraph(
-        _searching(butler, collections),
-        builder.inputDatasetTypes,
-        builder.outputDatasetTypes,
-        where,
-        bind=bind,
-    )
+        ) from None
+    report.rows = len(repoGraph.rows)
+    _LOG.info("planning query over %s: %d rows", units, report.rows)
     report.timings["makeRepoGraph"] = time.perf_counter() - tick
     existing: dict[str, dict[DataId, Dataset]] = {}
     if skip_existing:

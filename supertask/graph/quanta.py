@@ -56,6 +56,10 @@ class PlannedRepoGraph:
     index of the datasets produced so far, and a record of pruned quanta. Every other
     attribute is the underlying RepoGraph's, so a custom ``defineQuanta`` can use the
     seed's interface unchanged.
+
+    ``planned`` comes from `QuantumGraphBuilder.planDataIds`: each task's set holds at
+    least the graph's own data IDs over the task's quantum units (the expression's
+    selection), which `quantumDataIds` relies on.
     """
 
     def __init__(
@@ -95,7 +99,14 @@ class PlannedRepoGraph:
         cached = self._sorted_cache.get(task.label)
         if cached is None or cached[0] != len(planned):
             # The planned sets only grow, so an unchanged size means an unchanged set.
-            cached = self._sorted_cache[task.label] = (len(planned), sort_data_ids(planned))
+            selected = self._repoGraph.dataIds(task.quantumUnits)
+            if len(selected) == len(planned):
+                # Planning started from the expression's selection and added nothing: the
+                # graph's projection is that very set, already sorted (10^6 sorts saved).
+                cached = (len(planned), selected)
+            else:
+                cached = (len(planned), sort_data_ids(planned))
+            self._sorted_cache[task.label] = cached
         return list(cached[1])
 
     def related(self, dataIds: Sequence[DataId], toUnits: Iterable[str]) -> dict[DataId, list[DataId]]:

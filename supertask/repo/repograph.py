@@ -155,8 +155,9 @@ class RepoGraph:
         self.units: dict[str, set[Unit]] = {}
         self._unitIndex: dict[str, dict[DataId, Unit]] = {}
         self._unitsByValues: dict[str, dict[tuple, Unit]] = {}  # same units, keyed by value tuples
-        self.datasets: dict[str, set[Dataset]] = {dt.name: set() for dt in self.datasetTypes.values()}
-        self._datasetIndex: dict[str, dict[DataId, Dataset]] = {name: {} for name in self.datasets}
+        self._datasetIndex: dict[str, dict[DataId, Dataset]] = {name: {} for name in self.datasetTypes}
+        self._datasetSets: dict[str, set[Dataset]] | None = None  # `datasets`, built on first use
+        self._linkedUnits: set[str] = set()  # unit types whose Unit.datasets are filled in
         self._projections: dict[tuple[str, ...], list[DataId]] = {}
         self._rowsByUnit: dict[str, dict[tuple, list[int]]] = {}
 
@@ -187,21 +188,45 @@ class RepoGraph:
     def _attach(self, dataset: Dataset) -> None:
         self._attachMany(dataset.datasetType, [dataset])
 
+    @property
+    def datasets(self) -> dict[str, set[Dataset]]:
+        """Every dataset in the graph (existing inputs and datasets to be produced), by type name.
+
+        Built on first use and after datasets are added: preflight itself looks datasets
+        up by data ID and never needs these sets. Read-only.
+        """
+        if self._datasetSets is None:
+            self._datasetSets = {name: set(index.values()) for name, index in self._datasetIndex.items()}
+        return self._datasetSets
+
     def _attachMany(self, datasetType: DatasetType, datasets: Iterable[Dataset]) -> None:
-        """Add datasets of one type and link each to the graph's units in its data ID."""
+        """Add datasets of one type; link them to units whose ``datasets`` were already asked for."""
         name = datasetType.name
-        allOfType = self.datasets.setdefault(name, set())
         index = self._datasetIndex.setdefault(name, {})
         self.datasetTypes.setdefault(name, datasetType)
         datasets = list(datasets)
-        allOfType.update(datasets)
         index.update((d.dataId, d) for d in datasets)
-        # Group the datasets by each linked unit's key values and link every group with
-        # one set update: the same sets, filled in the same order, as one add per link.
+        self._datasetSets = None
         for u in self.universe.expand(datasetType.units):
-            units = self._unitsByValues.get(u)
-            if units is None:
-                continue
+            if u in self._linkedUnits:
+                self._link(u, name, datasets)
+
+    def _linkUnits(self, unitName: str) -> None:
+        """Fill in ``Unit.datasets`` of every unit of one type (once; `_attachMany` keeps it current)."""
+        if unitName in self._linkedUnits:
+            return
+        self._linkedUnits.add(unitName)
+        for name, index in self._datasetIndex.items():
+            datasetType = self.datasetTypes.get(name)
+            if index and datasetType is not None and unitName in self.universe.expand(datasetType.units):
+                self._link(unitName, name, list(index.values()))
+
+    def _link(self, u: str, name: str, datasets: list[Dataset]) -> None:
+        """Link datasets of type ``name`` to the graph's units of type ``u`` in their data IDs."""
+        units = self._unitsByValues.get(u)
+        if units is not None:
+            # Group the datasets by the unit's key values and link every group with one
+            # set update: the same sets as one add per link, in a fraction of the time.
             project = _projector_from_mapping(self.universe.expand([u]))
             groups: dict[tuple, list[Dataset]] = {}
             for dataset in datasets:
@@ -214,7 +239,7 @@ class RepoGraph:
             for key, group in groups.items():
                 unit = units.get(key)
                 if unit is not None:
-                    unit.datasets.setdefault(name, set()).update(group)
+                    unit._datasets.setdefault(name, set()).update(group)
 
     # ------------------------------------------------------------------ queries on the graph
     def dataIds(self, units: Iterable[str]) -> list[DataId]:
@@ -335,7 +360,6 @@ class RepoGraph:
             self.datasetTypes[typeName] = dt
         keys = self.universe.expand(dt.units)
         index = self._datasetIndex.setdefault(typeName, {})
-        self.datasets.setdefault(typeName, set())
         out: dict[DataId, Dataset] = {}
         missing: list[DataId] = []
         for d in dataIds:
@@ -440,7 +464,7 @@ class RepoGraph:
     def __repr__(self) -> str:
         return (
             f"RepoGraph({len(self.rows)} rows, units={ {k: len(v) for k, v in self.units.items()} }, "
-            f"datasets={ {k: len(v) for k, v in self.datasets.items()} })"
+            f"datasets={ {k: len(v) for k, v in self._datasetIndex.items()} })"
         )
 
 
@@ -525,13 +549,16 @@ def makeRepoGraph(
     bind: Mapping[str, Any] | None = None,
     *,
     loadUnitFields: bool = True,
+    collections: Sequence[str] | None = None,
+    maxRows: int | None = None,
 ) -> RepoGraph:
     """Build the RepoGraph of a pipeline's preflight (DMTN-055 6.2).
 
     Parameters
     ----------
     butler : `Butler`
-        The repository; ``butler.collections`` are the input collections.
+        The repository; ``butler.collections`` are the input collections unless
+        ``collections`` is given.
     neededDatasetTypes : iterable of `DatasetType`
         Types whose datasets must exist (rows without one are dropped).
     futureDatasetTypes : iterable of `DatasetType`
@@ -542,6 +569,11 @@ def makeRepoGraph(
         Values of ``:name`` parameters in ``where``.
     loadUnitFields : `bool`
         Fetch each unit's descriptive fields (one query per unit type).
+    collections : sequence of `str`, optional
+        Input collections to search for datasets, in order (default: ``butler.collections``).
+    maxRows : `int`, optional
+        Refuse a selection of more rows than this: `RowLimitError` is raised while
+        fetching, before the graph is built (see `Registry.queryDataIdValues`).
 
     Returns
     -------
@@ -563,14 +595,16 @@ def makeRepoGraph(
             registered.append(dt)
         except KeyError:
             problems.append(f"needed dataset type {dt.name!r} is not registered in the repository")
-    collections = list(butler.collections)
+    collections = list(butler.collections if collections is None else collections)
     if needed and not collections:
-        raise ValueError("makeRepoGraph needs input collections: open the Butler with collections=[...]")
+        raise ValueError(
+            "makeRepoGraph needs input collections: pass collections=[...] or open the Butler with them"
+        )
     if problems:
         rowKeys, rowValues = unitNames, []
     else:
         rowKeys, rowValues = registry.queryDataIdValues(
-            unitNames, where, bind, datasets=registered, collections=collections
+            unitNames, where, bind, datasets=registered, collections=collections, max_rows=maxRows
         )
     graph = RepoGraph(
         registry,

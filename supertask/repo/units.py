@@ -371,8 +371,9 @@ class Unit:
     fields : `dict`
         Its descriptive values from the registry (exposure time, filter, box...).
     graph : `RepoGraph`, optional
-        The graph it belongs to; ``related`` is computed from it on first use, because
-        building every unit's neighbours eagerly costs more than most tasks ever read.
+        The graph it belongs to; ``related`` and ``datasets`` are computed from it on
+        first use, because linking every unit eagerly costs more than most tasks ever
+        read (a million datasets linked to each of their units at 10^6 quanta).
 
     Notes
     -----
@@ -381,7 +382,7 @@ class Unit:
     appear together with this one in the graph's rows.
     """
 
-    __slots__ = ("name", "dataId", "fields", "datasets", "_graph", "__dict__")
+    __slots__ = ("name", "dataId", "fields", "_datasets", "_graph", "__dict__")
 
     def __init__(
         self,
@@ -393,23 +394,35 @@ class Unit:
         self.name = name
         self.dataId = dataId
         self.fields: dict[str, Any] = dict(fields or {})
-        self.datasets: dict[str, set[Dataset]] = {}
+        self._datasets: dict[str, set[Dataset]] = {}
         # Weak: the graph owns its units, and a strong back-reference would make every
         # RepoGraph a reference cycle that only the cyclic collector can free.
         self._graph = weakref.ref(graph) if graph is not None else None
 
-    @cached_property
-    def related(self) -> dict[str, set[Unit]]:
-        """Units that share at least one graph row with this one, by unit type."""
+    def _owner(self, what: str) -> RepoGraph | None:
         if self._graph is None:
-            return {}
+            return None
         graph = self._graph()
         if graph is None:
             raise RuntimeError(
-                f"{self!r}: its RepoGraph no longer exists, so its related units are unknown; "
-                "keep the RepoGraph alive while using Unit.related"
+                f"{self!r}: its RepoGraph no longer exists, so its {what} are unknown; "
+                f"keep the RepoGraph alive while using Unit.{what}"
             )
-        return graph._relatedUnits(self)
+        return graph
+
+    @cached_property
+    def related(self) -> dict[str, set[Unit]]:
+        """Units that share at least one graph row with this one, by unit type."""
+        graph = self._owner("related")
+        return {} if graph is None else graph._relatedUnits(self)
+
+    @property
+    def datasets(self) -> dict[str, set[Dataset]]:
+        """Datasets of the graph whose data IDs contain this unit, by dataset type name."""
+        graph = self._owner("datasets")
+        if graph is not None:
+            graph._linkUnits(self.name)
+        return self._datasets
 
     def __hash__(self) -> int:
         return hash((self.name, self.dataId))

@@ -6,6 +6,7 @@ from .registry import (
     IncompatibleSchemaError,
     Registry,
     RegistryError,
+    RowLimitError,
 )
 from .schema import SCHEMA_VERSION
 
@@ -15,5 +16,6 @@ __all__ = [
     "IncompatibleSchemaError",
     "Registry",
     "RegistryError",
+    "RowLimitError",
     "data_id_key",
 ]

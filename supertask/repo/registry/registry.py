@@ -44,6 +44,14 @@ class ConflictingDatasetError(RegistryError):
     """A dataset is already registered in the run with different content."""
 
 
+class RowLimitError(RegistryError):
+    """A query returned more rows than the caller's ``max_rows``; fetching stopped there."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"the query returns more than {limit} rows")
+        self.limit = limit
+
+
 class Registry:
     """A registry database (SQLite file or PostgreSQL schema).
 
@@ -901,6 +909,7 @@ class Registry:
         datasets: Sequence[DatasetType | str] = (),
         collections: Sequence[str] | str | None = None,
         ordered: bool = True,
+        max_rows: int | None = None,
     ) -> tuple[tuple[str, ...], list[tuple]]:
         """`queryDataIds` as value tuples: ``(keys, rows)``, rows distinct and sorted.
 
@@ -909,6 +918,10 @@ class Registry:
         callers build data IDs only for the distinct projections they need.
         ``ordered=False`` skips the final sort (rows in no particular order) for callers
         that index or re-sort the rows anyway: about 3 s per 10^6 rows.
+
+        ``max_rows`` guards against a badly constrained query: rows are streamed, and
+        `RowLimitError` is raised as soon as more than ``max_rows`` have arrived, so a
+        runaway query costs neither its whole fetch nor a separate COUNT beforehand.
         """
         units = list(units)
         sets = {k: set(v) for k, v in (restrict or {}).items()}
@@ -923,8 +936,18 @@ class Registry:
         result: set[tuple] = set()
         base = self.queries.select(plan, clause, constraints, None)
         with self.engine.connect() as conn:
+            if max_rows is not None:
+                conn = conn.execution_options(stream_results=True)
             for extra in restrict_chunks(sets, plan.columns.__getitem__, droppable=set(outputKeys)):
-                result.update(map(tuple, conn.execute(base.where(*extra))))
+                rows = conn.execute(base.where(*extra))
+                if max_rows is None:
+                    result.update(map(tuple, rows))
+                    continue
+                for part in rows.partitions(65536):
+                    result.update(map(tuple, part))
+                    if len(result) > max_rows:
+                        rows.close()
+                        raise RowLimitError(max_rows)
         # Only the sets restrict_chunks left out of the SQL need checking here.
         checks = [(outputKeys.index(k), sets[k]) for k in dropped_keys(sets, set(outputKeys))]
         if checks:
@@ -990,5 +1013,6 @@ __all__ = [
     "IncompatibleSchemaError",
     "Registry",
     "RegistryError",
+    "RowLimitError",
     "data_id_key",
 ]
