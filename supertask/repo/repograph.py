@@ -159,6 +159,7 @@ class RepoGraph:
         self._datasetSets: dict[str, set[Dataset]] | None = None  # `datasets`, built on first use
         self._linkedUnits: set[str] = set()  # unit types whose Unit.datasets are filled in
         self._projections: dict[tuple[str, ...], list[DataId]] = {}
+        self._interned: dict[tuple[str, ...], dict[tuple, DataId]] = {}
         self._rowsByUnit: dict[str, dict[tuple, list[int]]] = {}
 
     # ------------------------------------------------------------------ building
@@ -244,7 +245,9 @@ class RepoGraph:
     # ------------------------------------------------------------------ queries on the graph
     def dataIds(self, units: Iterable[str]) -> list[DataId]:
         """Distinct projections of the rows onto ``units`` (and the units they require), sorted."""
-        return self._projection(self.universe.expand(units))[1]
+        keys = self.universe.expand(units)
+        cached = self._projections.get(keys)
+        return cached if cached is not None else self._projection(keys)[1]
 
     def _projection(self, keys: tuple[str, ...]) -> tuple[list[tuple], list[DataId]]:
         """Distinct sorted value tuples over ``keys`` and their data IDs (one per distinct tuple).
@@ -320,7 +323,7 @@ class RepoGraph:
             return {}
         toUnits = list(toUnits)
         toKeys = self.universe.expand(toUnits)
-        out: dict[DataId, set[tuple]] = {d: set() for d in dataIds}
+        related: dict[DataId, list[tuple]] = {}
         byKeys: dict[tuple[str, ...], list[DataId]] = {}
         for d in dataIds:
             byKeys.setdefault(tuple(d.keys()), []).append(d)
@@ -331,22 +334,41 @@ class RepoGraph:
             )  # each data ID's related tuples are sorted below
             wanted = {tuple(d._values.values()): d for d in group}
             src, dst = _projector(keys, fromKeys), _projector(keys, toKeys)
+            # The rows are distinct and hold exactly the from and to keys, so each
+            # (from, to) pair comes once: lists, not sets, collect them.
+            groups: dict[tuple, list[tuple]] = {}
             for row in rows:
-                found = wanted.get(src(row))
-                if found is not None:
-                    out[found].add(dst(row))
-        # One DataId per distinct related tuple, shared by every data ID it is related to.
-        interned: dict[tuple, DataId] = {}
+                key = src(row)
+                found = groups.get(key)
+                if found is None:
+                    groups[key] = [dst(row)]
+                else:
+                    found.append(dst(row))
+            for key, d in wanted.items():
+                related[d] = groups.get(key, [])
+        # Related data IDs are the graph's own objects where it has them (one object per
+        # data ID keeps memory down and makes later dictionary look-ups identity hits).
+        interned = self._internTable(toKeys)
         result: dict[DataId, list[DataId]] = {}
-        for d, related in out.items():
+        for d in dataIds:
             ids = []
-            for v in sort_value_tuples(toKeys, related):
+            for v in sort_value_tuples(toKeys, related[d]):
                 to = interned.get(v)
                 if to is None:
                     to = interned[v] = DataId._from_sorted(dict(zip(toKeys, v, strict=True)))
                 ids.append(to)
             result[d] = ids
         return result
+
+    def _internTable(self, keys: tuple[str, ...]) -> dict[tuple, DataId]:
+        """``{values: DataId}`` over ``keys``: the graph's data IDs, shared by its look-ups."""
+        table = self._interned.get(keys)
+        if table is None:
+            table = self._interned[keys] = {}
+            known = self._projections.get(keys)
+            if known:
+                table.update((tuple(d._values.values()), d) for d in known)
+        return table
 
     def findDatasets(self, typeName: str, dataIds: Iterable[DataId]) -> dict[DataId, Dataset]:
         """Datasets of a type for the given data IDs: from the graph, else from the input collections.
