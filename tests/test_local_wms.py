@@ -1,6 +1,6 @@
 """End to end through the real graph file, pipeline, datastore and registry: ``bps submit --wms local``.
 
-Toy SuperTasks (written to a module on PYTHONPATH, as a user's package would be):
+The toy SuperTasks of ``support.toy_pipeline`` (imported by path, as a user's package would be):
 ``make`` per detector turns ``seed`` into ``made``; ``total`` gathers every ``made``.
 """
 
@@ -9,161 +9,41 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import textwrap
 from pathlib import Path
 
 import pytest
 import yaml
 from click.testing import CliRunner
+from support.toy_pipeline import (
+    ToyPipeline,
+    output_checksums,
+    prepare,
+    query_datasets,
+    registered_checksums,
+    registered_in,
+    submit_dir_of,
+)
 
 from bps.cli import main as bps_main
-from bps.staging import checksum_file
 from bps.wms.local import LocalService
 from bps.workflow import GenericWorkflow
 from supertask.graph.quantum_graph import QuantumGraph
-from supertask.quantum import Quantum
-from supertask.repo.butler import Butler
-from supertask.repo.dataid import DataId
-from supertask.repo.dataset import Dataset, DatasetType
 
 RUN = "u/test/bps"
-DETECTORS = (1, 2, 3, 4)
-TASKS = """
-import os, time
-from supertask.config import Config, DatasetField, Field
-from supertask.supertask import SuperTask
-from supertask.task import Struct
-
-class MakeConfig(Config):
-    seed = DatasetField(doc="in", units=("instrument", "detector"), storageClass="StructuredDataDict", name="seed")
-    made = DatasetField(doc="out", units=("instrument", "detector"), storageClass="StructuredDataDict",
-                        name="made", role="output")
-    failDetector = Field(dtype=int, default=-1, doc="raise on this detector")
-
-class MakeTask(SuperTask):
-    ConfigClass = MakeConfig
-    _DefaultName = "make"
-    quantumUnits = ("instrument", "detector")
-
-    def run(self, seed):
-        if seed["detector"] == self.config.failDetector:
-            raise RuntimeError("make fails on purpose")
-        delay = float(os.environ.get("TOY_DELAY", "0"))
-        if delay:
-            time.sleep(delay)
-        return Struct(made={"detector": seed["detector"], "value": seed["value"] * 2})
-
-class TotalConfig(Config):
-    made = DatasetField(doc="in", units=("instrument", "detector"), storageClass="StructuredDataDict", name="made")
-    total = DatasetField(doc="out", units=("instrument",), storageClass="StructuredDataDict", name="total",
-                         role="output")
-
-class TotalTask(SuperTask):
-    ConfigClass = TotalConfig
-    _DefaultName = "total"
-    quantumUnits = ("instrument",)
-
-    def run(self, made):
-        return Struct(total={"sum": sum(m["value"] for m in made.values())})
-"""
-
-SEED = DatasetType("seed", ("instrument", "detector"), "StructuredDataDict")
-MADE = DatasetType("made", ("instrument", "detector"), "StructuredDataDict")
-TOTAL = DatasetType("total", ("instrument",), "StructuredDataDict")
-
-
-def pipeline_yaml(fail_detector: int = -1) -> str:
-    return yaml.safe_dump(
-        {
-            "inputs": ["seed"],
-            "tasks": {
-                "make": {"class": "toy_tasks.MakeTask", "config": {"failDetector": fail_detector}},
-                "total": {"class": "toy_tasks.TotalTask"},
-            },
-        }
-    )
-
-
-def make_repo(root: Path) -> list[Dataset]:
-    """A repository holding one seed per detector in run ``seeds``."""
-    Butler.create(root).close()
-    butler = Butler(root, run="seeds")
-    try:
-        return [
-            butler.put({"detector": d, "value": d * 10}, SEED, {"instrument": "Cam", "detector": d})
-            for d in DETECTORS
-        ]
-    finally:
-        butler.close()
+TOY = ToyPipeline(run=RUN, detectors=(1, 2, 3, 4), seed_scale=10, multiplier=2)
+DETECTORS = TOY.detectors
 
 
 @pytest.fixture
 def toy(tmp_path, monkeypatch):
-    """A repository with seeds, a saved graph, a site config and a submit YAML."""
-    pkg = tmp_path / "pkg"
-    pkg.mkdir()
-    (pkg / "toy_tasks.py").write_text(textwrap.dedent(TASKS))
-    monkeypatch.syspath_prepend(str(pkg))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(pkg), os.environ.get("PYTHONPATH", "")]))
-    repo = tmp_path / "repo"
-    seeds = make_repo(repo)
-
-    def make_graph(path: Path, fail_detector: int = -1) -> Path:
-        quanta = []
-        made = []
-        for s in seeds:
-            out = Dataset(MADE, s.dataId)
-            made.append(out)
-            quanta.append(
-                Quantum(
-                    "make",
-                    DataId(s.dataId),
-                    {"seed": [Dataset(SEED, s.dataId, id=s.id, run=s.run)]},
-                    {"made": [out]},
-                )
-            )
-        quanta.append(
-            Quantum(
-                "total",
-                DataId(instrument="Cam"),
-                {"made": list(made)},
-                {"total": [Dataset(TOTAL, DataId(instrument="Cam"))]},
-            )
-        )
-        graph = QuantumGraph(
-            quanta,
-            pipelineYaml=pipeline_yaml(fail_detector),
-            metadata={"output_run": RUN, "input_collections": ["seeds"]},
-        )
-        graph.save(path)
-        return path
-
-    def config(name: str, **extra) -> Path:
-        data = {
-            "qgraph": str(make_graph(tmp_path / f"{name}.qgraph", extra.pop("fail_detector", -1))),
-            "repo": str(repo),
-            "output_run": RUN,
-            "compute_site": "local",
-            "submit_dir": str(tmp_path / "submit" / name),
-            **extra,
-        }
-        path = tmp_path / f"{name}.yaml"
-        path.write_text(yaml.safe_dump(data))
-        return path
-
-    return repo, config
+    """A repository with seeds, and a function writing a graph and a submit YAML for the local WMS."""
+    toy = TOY.set_up(tmp_path, monkeypatch, compute_site="local")
+    return toy.repo, toy.submit_yaml
 
 
 def registered(repo: Path, name: str) -> dict:
-    butler = Butler(repo, collections=[RUN])
-    try:
-        try:
-            found = butler.registry.queryDatasets(name, [RUN])
-        except KeyError:  # dataset type never registered: nothing of it was made
-            return {}
-        return {d.dataId.get("detector"): butler.get(d) for d in found}
-    finally:
-        butler.close()
+    """Detector -> object of every ``name`` registered in ``RUN`` (``test_bps_cli`` imports it too)."""
+    return registered_in(repo, RUN, name)
 
 
 def submit(config: Path, *args: str):
@@ -194,11 +74,11 @@ def test_clustering_changes_job_count_not_outputs(toy):
     # a second run into the same output run would collide: register under another run name
     text = yaml.safe_load(clustered_cfg.read_text())
     assert plain.exit_code == 0
-    files_plain = {p.relative_to(repo): checksum_file(p) for p in (repo / RUN).rglob("*.json")}
+    files_plain = output_checksums(repo, RUN, "*.json")
     shutil.rmtree(repo / RUN)
     result = submit(clustered_cfg)
     assert result.exit_code == 0, result.output
-    files_clustered = {p.relative_to(repo): checksum_file(p) for p in (repo / RUN).rglob("*.json")}
+    files_clustered = output_checksums(repo, RUN, "*.json")
     assert files_plain == files_clustered and len(files_plain) == 5
     assert len(GenericWorkflow.load(Path(text["submit_dir"]) / "workflow.json").jobs) == 1
 
@@ -210,7 +90,7 @@ def test_permanent_failure_skips_descendants_and_registers_the_rest(toy):
     assert result.exit_code == 1
     assert sorted(registered(repo, "made")) == [1, 2, 4]
     assert registered(repo, "total") == {}
-    submit_dir = Path(yaml.safe_load(cfg.read_text())["submit_dir"])
+    submit_dir = submit_dir_of(cfg)
     report = LocalService().report(submit_dir)
     assert report.counts["make"]["failed"] == 1 and report.counts["total"]["skipped"] == 1
     (failure,) = report.failures
@@ -224,11 +104,11 @@ def test_restart_reruns_only_what_did_not_succeed(toy, monkeypatch):
     repo, config = toy
     cfg = config("restart", fail_detector=3, retry={"retries": 0})
     assert submit(cfg).exit_code == 1
-    submit_dir = Path(yaml.safe_load(cfg.read_text())["submit_dir"])
+    submit_dir = submit_dir_of(cfg)
     # fix the "bug": rewrite the graph's pipeline without the failure, then restart
     data = yaml.safe_load(cfg.read_text())
     fixed = QuantumGraph.load(data["qgraph"])
-    fixed.pipelineYaml = pipeline_yaml(-1)
+    fixed.pipelineYaml = TOY.pipeline_yaml(-1)
     fixed.save(data["qgraph"])
     log_of_ok = submit_dir / "logs" / "make" / "make_1_Cam.log"
     attempts_before = log_of_ok.read_text().count("=== attempt")
@@ -245,7 +125,7 @@ def test_prepare_writes_a_submit_directory_and_submits_nothing(toy):
     result = CliRunner().invoke(bps_main, ["prepare", str(cfg), "--show-config"])
     assert result.exit_code == 0, result.output
     assert f"output_run: {RUN}  # {cfg}" in result.output
-    submit_dir = Path(yaml.safe_load(cfg.read_text())["submit_dir"])
+    submit_dir = submit_dir_of(cfg)
     assert (submit_dir / "workflow.json").exists() and (submit_dir / "submit_config.yaml").exists()
     assert not list((submit_dir / "manifests").iterdir()) and not (repo / RUN).exists()
     again = CliRunner().invoke(bps_main, ["prepare", str(cfg)])
@@ -267,8 +147,7 @@ def test_job_killed_at_random_points_leaves_nothing_half_written_and_rerun_compl
         "killed",
         clustering={"clusters": [{"name": "all", "labels": ["make", "total"], "units": ["instrument"]}]},
     )
-    assert CliRunner().invoke(bps_main, ["prepare", str(cfg)]).exit_code == 0
-    submit_dir = Path(yaml.safe_load(cfg.read_text())["submit_dir"])
+    submit_dir = prepare(cfg)
     wf = GenericWorkflow.load(submit_dir / "workflow.json")
     (job,) = wf.jobs.values()
     command = [sys.executable, "-m", "bps.run_quantum", *job.arguments, "--repo", str(repo)]
@@ -299,7 +178,7 @@ def test_job_killed_at_random_points_leaves_nothing_half_written_and_rerun_compl
         progress_seen.append(len(manifest.quanta) if manifest else 0)
         summary = finalize(submit_dir)
         assert not summary.rejected
-        assert {(d.dataId.get("detector")) for d in _resolved(repo, "made")} == {
+        assert {(d.dataId.get("detector")) for d in query_datasets(repo, RUN, "made")} == {
             f.data_id["detector"] for f in (manifest.files() if manifest else []) if f.dataset_type == "made"
         }
         assert all((repo / p).exists() for p in listed)
@@ -311,16 +190,6 @@ def test_job_killed_at_random_points_leaves_nothing_half_written_and_rerun_compl
     assert registered(repo, "total")[None] == {"sum": sum(d * 20 for d in DETECTORS)}
 
 
-def _resolved(repo: Path, name: str) -> list:
-    butler = Butler(repo, collections=[RUN])
-    try:
-        return butler.registry.queryDatasets(name, [RUN])
-    except KeyError:
-        return []
-    finally:
-        butler.close()
-
-
 @pytest.mark.parametrize("site", ["htcondor_shared", "pegasus_local"])
 def test_prepare_for_cluster_systems_hands_the_workflow_to_their_translator(toy, site):
     repo, config = toy
@@ -329,7 +198,7 @@ def test_prepare_for_cluster_systems_hands_the_workflow_to_their_translator(toy,
     cfg = config(f"prep_{site}", compute_site=site, site=waive)
     result = CliRunner().invoke(bps_main, ["prepare", str(cfg)])
     assert result.exit_code == 0, result.output
-    submit_dir = Path(yaml.safe_load(cfg.read_text())["submit_dir"])
+    submit_dir = submit_dir_of(cfg)
     wf = GenericWorkflow.load(submit_dir / "workflow.json")
     assert wf.site.name == site and len(wf.jobs) == 5
     assert "workflow file:" in result.output
@@ -346,30 +215,19 @@ def test_bps_outputs_are_identical_to_supertask_run(toy, tmp_path):
     cfg = config("same")
     graph = yaml.safe_load(cfg.read_text())["qgraph"]
     twin = tmp_path / "twin"
-    make_repo(twin)
+    TOY.make_repo(twin)
     supertask = Path(sys.executable).parent / "supertask"
     done = subprocess.run(
         [str(supertask), "run", str(twin), "--qgraph", graph, "-j", "2"], capture_output=True, text=True
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert submit(cfg).exit_code == 0
-    ours = {p.relative_to(repo): checksum_file(p) for p in (repo / RUN).rglob("*.json")}
-    theirs = {p.relative_to(twin): checksum_file(p) for p in (twin / RUN).rglob("*.json")}
+    ours = output_checksums(repo, RUN, "*.json")
+    theirs = output_checksums(twin, RUN, "*.json")
     assert ours == theirs and len(ours) == len(DETECTORS) + 1
     # and both registries hold the same datasets with the same checksums
-    for root in (repo, twin):
-        butler = Butler(root, collections=[RUN])
-        try:
-            rows = {
-                (d.datasetType.name, d.dataId): butler.registry.getDatasetLocation(d)[2]
-                for name in ("made", "total")
-                for d in butler.registry.queryDatasets(name, [RUN])
-            }
-        finally:
-            butler.close()
-        if root == repo:
-            ours_registered = rows
-    assert rows == ours_registered
+    names = ("made", "total")
+    assert registered_checksums(twin, RUN, names) == registered_checksums(repo, RUN, names)
 
 
 def test_transfer_staging_by_logical_file_name_then_finalize_puts_outputs_in_place(toy, tmp_path):
@@ -381,8 +239,7 @@ def test_transfer_staging_by_logical_file_name_then_finalize_puts_outputs_in_pla
 
     repo, config = toy
     cfg = config("transfer")
-    assert CliRunner().invoke(bps_main, ["prepare", str(cfg)]).exit_code == 0
-    submit_dir = Path(yaml.safe_load(cfg.read_text())["submit_dir"])
+    submit_dir = prepare(cfg)
     wf = GenericWorkflow.load(submit_dir / "workflow.json")
     staged = submit_dir / STAGED_DIR
     staged.mkdir()
@@ -422,7 +279,7 @@ def test_cancel_stops_a_local_run_and_restart_finishes_it(toy):
 
     repo, config = toy
     cfg = config("cancel")
-    submit_dir = Path(yaml.safe_load(cfg.read_text())["submit_dir"])
+    submit_dir = submit_dir_of(cfg)
     env = dict(os.environ, TOY_DELAY="30")
     runner = subprocess.Popen(
         [str(Path(sys.executable).parent / "bps"), "submit", str(cfg), "-j", "1"],
@@ -474,6 +331,6 @@ def test_inputs_stored_off_their_template_path_are_found_by_jobs(toy):
     cfg = config("offtemplate")
     result = submit(cfg)
     assert result.exit_code == 0, result.output
-    submit_dir = Path(yaml.safe_load(cfg.read_text())["submit_dir"])
+    submit_dir = submit_dir_of(cfg)
     assert [p.name for p in (submit_dir / "input_locations").iterdir()] == ["make_2_Cam.json"]
     assert registered(repo, "made")[2] == {"detector": 2, "value": 40}

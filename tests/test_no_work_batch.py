@@ -1,7 +1,7 @@
 """ "No work" in batch: tombstones in place of outputs, consumers that drop them, finalize that skips them.
 
-The unit tests use a small stand-in backend (the pipeline ``make -> double`` per
-detector, and ``total`` gathering every ``doubled``) in file-transfer staging, where
+The unit tests use the stand-in backend of ``support.toy_pipeline`` (the pipeline ``make -> double``
+per detector, and ``total`` gathering every ``doubled``) in file-transfer staging, where
 nothing but staged files connects one job to the next: that is where a side channel
 (the former ``manifests/nowork/`` markers) could not reach the consumer.
 """
@@ -18,6 +18,12 @@ from typing import Any
 
 import pytest
 import yaml
+from support.toy_pipeline import STANDIN_DOUBLED as DOUBLED
+from support.toy_pipeline import STANDIN_MADE as MADE
+from support.toy_pipeline import STANDIN_RUN as RUN
+from support.toy_pipeline import STANDIN_SEED as SEED
+from support.toy_pipeline import STANDIN_TOTAL as TOTAL
+from support.toy_pipeline import StandInBackend, registered_checksums, write_stand_in_seeds
 
 from bps import exit_codes
 from bps.finalize import finalize
@@ -34,17 +40,9 @@ from bps.staging import (
     write_tombstone,
 )
 from bps.workflow import GenericWorkflow, Job, WorkflowFile, dataset_lfn
-from supertask.quantum import Quantum
 from supertask.repo.butler import Butler
-from supertask.repo.dataid import DataId
-from supertask.repo.dataset import Dataset, DatasetType
-from supertask.task import NoWorkFound
+from supertask.repo.dataset import DatasetType
 
-SEED = DatasetType("seed", ("detector",), "Json")
-MADE = DatasetType("made", ("detector",), "Json")
-DOUBLED = DatasetType("doubled", ("detector",), "Json")
-TOTAL = DatasetType("total", (), "Json")
-RUN = "out/run"
 DETECTORS = (1, 2, 3)
 
 
@@ -52,104 +50,14 @@ def lfn(dtype: DatasetType, detector: int | None = None) -> str:
     return dataset_lfn(dtype.name, {} if detector is None else {"detector": detector})
 
 
-def make_quanta() -> list[Quantum]:
-    """ids 0-2 make, 3-5 double, 6 total."""
-    quanta = []
-    for det in DETECTORS:
-        d = DataId(detector=det)
-        quanta.append(
-            Quantum("make", d, {"seed": [Dataset(SEED, d, run="in")]}, {"made": [Dataset(MADE, d)]})
-        )
-    for det in DETECTORS:
-        d = DataId(detector=det)
-        quanta.append(Quantum("double", d, {"made": [Dataset(MADE, d)]}, {"doubled": [Dataset(DOUBLED, d)]}))
-    quanta.append(
-        Quantum(
-            "total",
-            DataId(),
-            {"doubled": [Dataset(DOUBLED, DataId(detector=x)) for x in DETECTORS]},
-            {"total": [Dataset(TOTAL, DataId())]},
-        )
-    )
-    for i, q in enumerate(quanta):
-        q.id = i
-    return quanta
-
-
-class Store:
-    def __init__(self, root: Path):
-        self.root = root
-
-    def path(self, datasetType, dataId, run) -> str:
-        parts = "_".join(f"{k}{v}" for k, v in dataId.items()) or "all"
-        return f"{run}/{datasetType.name}/{parts}.json"
-
-    def read(self, path: str, storageClass: str) -> Any:
-        return json.loads(Path(path).read_text())
-
-
-class Task:
-    """``make`` finds no work on the detectors in ``no_work``; records what each call received."""
-
-    def __init__(self, label: str, no_work: set[int]):
-        self.label = label
-        self.no_work = no_work
-        self.calls: list[dict[str, list[Any]]] = []
-
-    def runQuantum(self, quantum: Quantum, butler) -> None:
-        if quantum.dataId.get("detector") in self.no_work:
-            raise NoWorkFound(f"no pixels on detector {quantum.dataId['detector']}")
-        self.calls.append(
-            {name: [d.dataId.get("detector") for d in ds] for name, ds in quantum.inputs.items()}
-        )
-        values = [butler.get(d) for d in quantum.iterInputs()]
-        result = {
-            "make": lambda: values[0] + 1,
-            "double": lambda: values[0] * 2,
-            "total": lambda: sum(values),
-        }
-        for d in quantum.iterOutputs():
-            butler.put(result[self.label](), d)
-
-
-class Backend:
-    def __init__(self, repo: Path, no_work: set[int] = frozenset()):
-        self.repo = repo
-        self.quanta = make_quanta()
-        self.tasks = {
-            label: Task(label, set(no_work) if label == "make" else set())
-            for label in ("make", "double", "total")
-        }
-        self.header = {"pipelineYaml": "", "metadata": {"output_run": RUN}}
-
-    def load(self, graph, ids):
-        by_id = {q.id: q for q in self.quanta}
-        return self.header, [by_id[i] for i in ids]
-
-    def make_tasks(self, header, labels):
-        return {label: self.tasks[label] for label in labels}
-
-    def open_store(self, repo):
-        return Store(self.repo)
-
-    def open_scratch_store(self, scratch):
-        return Store(scratch)
-
-    def write_file(self, store, obj, storageClass, path):
-        Path(path).write_text(json.dumps(obj))
-
-
 @pytest.fixture
 def repo(tmp_path) -> Path:
-    root = tmp_path / "repo"
-    for det in DETECTORS:
-        f = root / "in" / "seed" / f"detector{det}.json"
-        f.parent.mkdir(parents=True, exist_ok=True)
-        f.write_text(json.dumps(det * 10))
-    return root
+    return write_stand_in_seeds(tmp_path / "repo", DETECTORS)
 
 
-def transfer_job(backend: Backend, tmp_path: Path, ids: list[int], name: str, inputs: dict[str, Path]) -> Any:
+def transfer_job(
+    backend: StandInBackend, tmp_path: Path, ids: list[int], name: str, inputs: dict[str, Path]
+) -> Any:
     """Run a job in its own work directory as Pegasus would: inputs copied in by lfn, outputs left by lfn."""
     work = tmp_path / "work" / name
     work.mkdir(parents=True)
@@ -174,7 +82,7 @@ def seeds(repo: Path, *detectors: int) -> dict[str, Path]:
 
 
 def test_no_work_quantum_leaves_a_tombstone_under_the_output_name_and_exits_0(repo, tmp_path):
-    backend = Backend(repo, no_work={2})
+    backend = StandInBackend(repo, DETECTORS, no_work={2})
     result, work = transfer_job(backend, tmp_path, [1], "make2", seeds(repo, 2))
     assert result.exit_code == exit_codes.SUCCESS and result.no_work == [1]
     said = read_tombstone(work / lfn(MADE, 2))
@@ -183,7 +91,7 @@ def test_no_work_quantum_leaves_a_tombstone_under_the_output_name_and_exits_0(re
 
 
 def test_single_input_consumer_of_a_tombstone_has_no_work_and_passes_it_on(repo, tmp_path):
-    backend = Backend(repo, no_work={2})
+    backend = StandInBackend(repo, DETECTORS, no_work={2})
     _, made = transfer_job(backend, tmp_path, [1], "make2", seeds(repo, 2))
     result, work = transfer_job(backend, tmp_path, [4], "double2", {lfn(MADE, 2): made / lfn(MADE, 2)})
     assert result.no_work == [4] and result.exit_code == exit_codes.SUCCESS
@@ -193,7 +101,7 @@ def test_single_input_consumer_of_a_tombstone_has_no_work_and_passes_it_on(repo,
 
 
 def test_gathering_consumer_drops_tombstoned_inputs_and_runs_with_the_rest(repo, tmp_path):
-    backend = Backend(repo, no_work={2})
+    backend = StandInBackend(repo, DETECTORS, no_work={2})
     _, makers = transfer_job(backend, tmp_path, [0, 1, 2], "makers", seeds(repo, *DETECTORS))
     made = {lfn(MADE, d): makers / lfn(MADE, d) for d in DETECTORS}
     _, doublers = transfer_job(backend, tmp_path, [3, 4, 5], "doublers", made)
@@ -205,7 +113,7 @@ def test_gathering_consumer_drops_tombstoned_inputs_and_runs_with_the_rest(repo,
 
 
 def test_gathering_consumer_left_with_only_tombstones_has_no_work(repo, tmp_path):
-    backend = Backend(repo, no_work=set(DETECTORS))
+    backend = StandInBackend(repo, DETECTORS, no_work=set(DETECTORS))
     _, makers = transfer_job(backend, tmp_path, [0, 1, 2, 3, 4, 5], "front", seeds(repo, *DETECTORS))
     doubled = {lfn(DOUBLED, d): makers / lfn(DOUBLED, d) for d in DETECTORS}
     result, work = transfer_job(backend, tmp_path, [6], "total", doubled)
@@ -213,7 +121,7 @@ def test_gathering_consumer_left_with_only_tombstones_has_no_work(repo, tmp_path
 
 
 def test_rerun_of_a_job_with_no_work_is_idempotent(repo, tmp_path):
-    backend = Backend(repo, no_work={2})
+    backend = StandInBackend(repo, DETECTORS, no_work={2})
     first = run_job(
         "g",
         [0, 1, 2, 3, 4, 5, 6],
@@ -233,7 +141,7 @@ def test_rerun_of_a_job_with_no_work_is_idempotent(repo, tmp_path):
         job="all",
         manifest_dir=tmp_path / "m",
         scratch=str(tmp_path / "s"),
-        backend=Backend(repo, no_work={2}),
+        backend=StandInBackend(repo, DETECTORS, no_work={2}),
     )
     assert again.skipped_done == [0, 1, 2, 3, 4, 5, 6] and again.ran == [] and again.no_work == []
     assert tombstone.stat().st_mtime_ns == before
@@ -242,7 +150,7 @@ def test_rerun_of_a_job_with_no_work_is_idempotent(repo, tmp_path):
     manifest = read_manifest(mpath)
     del manifest.quanta[6]
     write_manifest(mpath, manifest)
-    rerun_backend = Backend(repo, no_work={2})
+    rerun_backend = StandInBackend(repo, DETECTORS, no_work={2})
     third = run_job(
         "g",
         [0, 1, 2, 3, 4, 5, 6],
@@ -256,7 +164,7 @@ def test_rerun_of_a_job_with_no_work_is_idempotent(repo, tmp_path):
 
 
 def test_output_a_successful_task_did_not_write_gets_a_tombstone_so_consumers_do_not_wait(repo, tmp_path):
-    backend = Backend(repo)
+    backend = StandInBackend(repo, DETECTORS)
     backend.tasks["make"].runQuantum = lambda quantum, butler: None  # succeeds, writes nothing
     result, work = transfer_job(backend, tmp_path, [0], "lazy", seeds(repo, 1))
     assert result.ran == [0] and result.exit_code == exit_codes.SUCCESS
@@ -390,20 +298,6 @@ INPUTS = ["DemoCam/defaults"]
 #: tile (``tract = 0``: 141 quanta, 9 of them no work, about 4 minutes) passes too: set the variable.
 WHERE = os.environ.get("BPS_NO_WORK_PROOF_WHERE", "tract = 0 AND patch = 12")
 BIN = Path(sys.executable).parent
-
-
-def registered_checksums(repo: Path, run: str) -> dict[tuple[str, Any], str | None]:
-    """(dataset type, data ID) -> checksum of every dataset registered in ``run``."""
-    butler = Butler(repo, collections=[run])
-    try:
-        registry = butler.registry
-        return {
-            (dt.name, d.dataId): registry.getDatasetLocation(d)[2]
-            for dt in registry.queryDatasetTypes()
-            for d in registry.queryDatasets(dt.name, [run])
-        }
-    finally:
-        butler.close()
 
 
 def tombstones_under(root: Path) -> list[Path]:

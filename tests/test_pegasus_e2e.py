@@ -13,27 +13,26 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
-import textwrap
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 from click.testing import CliRunner
+from support.toy_pipeline import (
+    TASKS_PYTHONPATH,
+    ToyPipeline,
+    ToyRepo,
+    prepare,
+    query_datasets,
+    registered_in,
+)
 
 from bps.cli import main as bps_main
 from bps.wms.pegasus import schema
 from bps.workflow import GenericWorkflow
-from supertask.graph.quantum_graph import QuantumGraph
-from supertask.quantum import Quantum
-from supertask.repo.butler import Butler
-from supertask.repo.dataid import DataId
-from supertask.repo.dataset import Dataset, DatasetType
 
 try:
     from tests.support.pegasus_runner import run_workflow
@@ -41,119 +40,21 @@ except ImportError:  # tests/ is not a package: pytest put tests/ itself on sys.
     from support.pegasus_runner import run_workflow
 
 RUN = "u/test/pegasus"
-TASKS = """
-from supertask.config import Config, DatasetField, Field
-from supertask.supertask import SuperTask
-from supertask.task import Struct
-
-class TripleConfig(Config):
-    seed = DatasetField(doc="in", units=("instrument", "detector"), storageClass="StructuredDataDict", name="seed")
-    tripled = DatasetField(doc="out", units=("instrument", "detector"), storageClass="StructuredDataDict",
-                           name="tripled", role="output")
-    failDetector = Field(dtype=int, default=-1, doc="raise on this detector")
-
-class TripleTask(SuperTask):
-    ConfigClass = TripleConfig
-    _DefaultName = "triple"
-    quantumUnits = ("instrument", "detector")
-
-    def run(self, seed):
-        if seed["detector"] == self.config.failDetector:
-            raise RuntimeError("triple fails on purpose")
-        return Struct(tripled={"detector": seed["detector"], "value": seed["value"] * 3})
-
-class TotalConfig(Config):
-    tripled = DatasetField(doc="in", units=("instrument", "detector"), storageClass="StructuredDataDict",
-                           name="tripled")
-    total = DatasetField(doc="out", units=("instrument",), storageClass="StructuredDataDict", name="total",
-                         role="output")
-
-class TotalTask(SuperTask):
-    ConfigClass = TotalConfig
-    _DefaultName = "total"
-    quantumUnits = ("instrument",)
-
-    def run(self, tripled):
-        return Struct(total={"sum": sum(m["value"] for m in tripled.values())})
-"""
-SEED = DatasetType("seed", ("instrument", "detector"), "StructuredDataDict")
-TRIPLED = DatasetType("tripled", ("instrument", "detector"), "StructuredDataDict")
-TOTAL = DatasetType("total", ("instrument",), "StructuredDataDict")
-PIPELINE = {
-    "inputs": ["seed"],
-    "tasks": {
-        "triple": {"class": "pegasus_toy_tasks.TripleTask"},
-        "total": {"class": "pegasus_toy_tasks.TotalTask"},
-    },
-}
-
-
-@dataclass
-class Toy:
-    """The toy's directory, repository, submit YAML, and a function rewriting its graph."""
-
-    root: Path
-    repo: Path
-    config: Path
-    write_graph: Callable[..., None]
+TOY = ToyPipeline(run=RUN, detectors=(1, 2, 3), seed_scale=1, multiplier=3, make="triple", made="tripled")
 
 
 @pytest.fixture
-def toy(tmp_path, monkeypatch) -> Toy:
-    """A repository with three seeds, a two-task graph over them, and a submit YAML for Pegasus."""
-    pkg = tmp_path / "pkg"
-    pkg.mkdir()
-    (pkg / "pegasus_toy_tasks.py").write_text(textwrap.dedent(TASKS))
-    monkeypatch.syspath_prepend(str(pkg))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(pkg), os.environ.get("PYTHONPATH", "")]))
-    repo = tmp_path / "repo"
-    Butler.create(repo).close()
-    butler = Butler(repo, run="seeds")
-    seeds = [
-        butler.put({"detector": d, "value": d}, SEED, {"instrument": "Cam", "detector": d}) for d in (1, 2, 3)
-    ]
-    butler.close()
-    graph = tmp_path / "toy.qgraph"
-
-    def write_graph(fail_detector: int = -1) -> None:
-        quanta, tripled = [], []
-        for s in seeds:
-            out = Dataset(TRIPLED, s.dataId)
-            tripled.append(out)
-            inputs = {"seed": [Dataset(SEED, s.dataId, id=s.id, run=s.run)]}
-            quanta.append(Quantum("triple", DataId(s.dataId), inputs, {"tripled": [out]}))
-        cam = DataId(instrument="Cam")
-        quanta.append(Quantum("total", cam, {"tripled": list(tripled)}, {"total": [Dataset(TOTAL, cam)]}))
-        pipeline = {**PIPELINE, "tasks": dict(PIPELINE["tasks"])}
-        pipeline["tasks"]["triple"] = {
-            **pipeline["tasks"]["triple"],
-            "config": {"failDetector": fail_detector},
-        }
-        metadata = {"output_run": RUN, "input_collections": ["seeds"]}
-        QuantumGraph(quanta, pipelineYaml=yaml.safe_dump(pipeline), metadata=metadata).save(graph)
-
-    write_graph()
-    config = tmp_path / "submit.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "qgraph": str(graph),
-                "repo": str(repo),
-                "output_run": RUN,
-                "wms": "pegasus",
-                "compute_site": "pegasus_local",
-                "submit_dir": str(tmp_path / "submit"),
-                "site": {"environment": {"PYTHONPATH": str(pkg)}},
-            }
-        )
+def toy(tmp_path, monkeypatch) -> ToyRepo:
+    """A repository with three seeds; ``toy.submit_yaml("toy")`` writes the two-task graph over them and a
+    submit YAML for Pegasus (and rewrites both, e.g. with a ``fail_detector``)."""
+    toy = TOY.set_up(
+        tmp_path,
+        monkeypatch,
+        wms="pegasus",
+        compute_site="pegasus_local",
+        site={"environment": {"PYTHONPATH": TASKS_PYTHONPATH}},
     )
-    return Toy(tmp_path, repo, config, write_graph)
-
-
-def _prepare(config: Path) -> Path:
-    result = CliRunner().invoke(bps_main, ["prepare", str(config)])
-    assert result.exit_code == 0, result.output
-    return Path(yaml.safe_load(config.read_text())["submit_dir"])
+    return toy
 
 
 def _pegasus_edges(pegasus_dir: Path) -> tuple[set[str], set[tuple[str, str]], str]:
@@ -184,8 +85,8 @@ def _dag_edges(dag: Path, workflow: GenericWorkflow) -> tuple[set[str], set[tupl
 
 
 def test_pegasus_workflow_and_htcondor_dag_have_the_same_jobs_and_edges(toy):
-    tmp_path, config = toy.root, toy.config
-    submit = _prepare(config)
+    tmp_path, config = toy.root, toy.submit_yaml("toy")
+    submit = prepare(config)
     workflow = GenericWorkflow.load(submit / "workflow.json")
     jobs, edges, final_name = _pegasus_edges(submit / "pegasus")
     compute_edges = {e for e in edges if e[1] != final_name}
@@ -204,13 +105,13 @@ def test_pegasus_workflow_and_htcondor_dag_have_the_same_jobs_and_edges(toy):
 
 
 def test_prepared_pegasus_files_validate_against_the_schemas(toy):
-    config = toy.config
-    submit = _prepare(config)
+    config = toy.submit_yaml("toy")
+    submit = prepare(config)
     assert schema.validate_directory(submit / "pegasus") == {n: [] for n in schema.SCHEMA_OF}
 
 
 def test_bps_submit_without_pegasus_stops_clearly_and_leaves_the_directory_ready(toy, monkeypatch):
-    tmp_path, config = toy.root, toy.config
+    tmp_path, config = toy.root, toy.submit_yaml("toy")
     empty = tmp_path / "emptybin"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
@@ -234,7 +135,7 @@ def _run_quantum_has_pegasus_mode() -> bool:
 def test_pegasus_jobs_run_in_order_register_the_same_datasets_as_supertask_run(toy):
     from bps.staging import checksum_file
 
-    tmp_path, repo, config = toy.root, toy.repo, toy.config
+    tmp_path, repo, config = toy.root, toy.repo, toy.submit_yaml("toy")
     reference = tmp_path / "reference"
     shutil.copytree(repo, reference)
     graph = yaml.safe_load(config.read_text())["qgraph"]
@@ -246,7 +147,7 @@ def test_pegasus_jobs_run_in_order_register_the_same_datasets_as_supertask_run(t
         timeout=120,
     )
     assert ref.returncode == 0, ref.stdout + ref.stderr
-    submit = _prepare(config)
+    submit = prepare(config)
     run_workflow(submit / "pegasus", tmp_path / "work")
 
     # the datasets the workflow makes (supertask run also leaves per-quantum logs, batch jobs do not)
@@ -256,12 +157,7 @@ def test_pegasus_jobs_run_in_order_register_the_same_datasets_as_supertask_run(t
     expected = {p: checksum_file(reference / p) for p in paths}
     assert {p: checksum_file(repo / p) for p in paths} == expected
     assert not list((submit / "staged").iterdir())  # finalize moved everything into place
-    butler = Butler(repo, collections=[RUN])
-    try:
-        (total,) = butler.registry.queryDatasets("total", [RUN])
-        assert butler.get(total) == {"sum": 3 * (1 + 2 + 3)}
-    finally:
-        butler.close()
+    assert registered_in(repo, RUN, "total") == {None: {"sum": 3 * (1 + 2 + 3)}}
 
 
 @pytest.mark.skipif(
@@ -271,8 +167,7 @@ def test_pegasus_jobs_run_in_order_register_the_same_datasets_as_supertask_run(t
 def test_a_run_stopped_partway_registers_what_succeeded_and_a_restart_reruns_only_the_rest(toy):
     from bps.wms.pegasus.service import PegasusService
 
-    toy.write_graph(fail_detector=2)
-    submit = _prepare(toy.config)
+    submit = prepare(toy.submit_yaml("toy", fail_detector=2))
     pegasus_dir = submit / "pegasus"
     job_map = json.loads((pegasus_dir / "job_map.json").read_text())
     by_name = {entry["name"]: pid for pid, entry in job_map.items()}
@@ -284,14 +179,10 @@ def test_a_run_stopped_partway_registers_what_succeeded_and_a_restart_reruns_onl
     # the final job did not run: register by hand what succeeded
     result = CliRunner().invoke(bps_main, ["finalize", str(submit)])
     assert result.exit_code == 0, result.output
-    butler = Butler(toy.repo, collections=[RUN])
-    try:
-        assert len(list(butler.registry.queryDatasets("tripled", [RUN]))) == 2
-    finally:
-        butler.close()
+    assert len(query_datasets(toy.repo, RUN, "tripled")) == 2
 
     # fix the cause, restart with a change: Pegasus's data reuse prunes the two jobs that succeeded
-    toy.write_graph(fail_detector=-1)
+    toy.submit_yaml("toy", fail_detector=-1)  # rewrites the same graph file without the failure
     PegasusService().prepare_restart(submit, {"retries": 1})
     second = run_workflow(pegasus_dir, toy.root / "work2")
     ran = {job_map[pid]["name"] for pid in second.order}
@@ -299,10 +190,5 @@ def test_a_run_stopped_partway_registers_what_succeeded_and_a_restart_reruns_onl
         name for name in by_name if job_map[by_name[name]]["label"] in ("total", "finalize")
     }
     assert {job_map[pid]["label"] for pid in second.pruned} == {"triple"} and len(second.pruned) == 2
-    butler = Butler(toy.repo, collections=[RUN])
-    try:
-        assert len(list(butler.registry.queryDatasets("tripled", [RUN]))) == 3
-        (total,) = butler.registry.queryDatasets("total", [RUN])
-        assert butler.get(total) == {"sum": 3 * (1 + 2 + 3)}
-    finally:
-        butler.close()
+    assert len(query_datasets(toy.repo, RUN, "tripled")) == 3
+    assert registered_in(toy.repo, RUN, "total") == {None: {"sum": 3 * (1 + 2 + 3)}}

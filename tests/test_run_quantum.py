@@ -1,7 +1,7 @@
 """run_quantum: staging through scratch, manifests, restarts and exit codes (with in-memory stand-ins).
 
-The stand-in backend plays the graph file, the pipeline and the datastore: a chain
-``make -> double`` per detector and a ``total`` that gathers every detector.
+The stand-in backend (``support.toy_pipeline.StandInBackend``) plays the graph file, the pipeline
+and the datastore: a chain ``make -> double`` per detector and a ``total`` that gathers every detector.
 """
 
 from __future__ import annotations
@@ -11,112 +11,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.toy_pipeline import STANDIN_RUN as RUN
+from support.toy_pipeline import STANDIN_TOTAL as TOTAL
+from support.toy_pipeline import StandInBackend, stand_in_quanta, write_stand_in_seeds
 
 from bps import exit_codes
 from bps.run_quantum import JobError, main, run_job
 from bps.staging import is_tombstone, manifest_path, read_manifest, read_tombstone
-from supertask.quantum import Quantum
 from supertask.repo.dataid import DataId
-from supertask.repo.dataset import Dataset, DatasetType
+from supertask.repo.dataset import Dataset
 from supertask.repo.datastore import checksum_file as datastore_checksum
 
-SEED = DatasetType("seed", ("detector",), "Json")
-MADE = DatasetType("made", ("detector",), "Json")
-DOUBLED = DatasetType("doubled", ("detector",), "Json")
-TOTAL = DatasetType("total", (), "Json")
-RUN = "out/run"
-
-
-def make_quanta(detectors=(1, 2)) -> list[Quantum]:
-    quanta: list[Quantum] = []
-    for det in detectors:
-        d = DataId(detector=det)
-        quanta.append(
-            Quantum("make", d, {"seed": [Dataset(SEED, d, run="in")]}, {"made": [Dataset(MADE, d)]})
-        )
-    for det in detectors:
-        d = DataId(detector=det)
-        quanta.append(Quantum("double", d, {"made": [Dataset(MADE, d)]}, {"doubled": [Dataset(DOUBLED, d)]}))
-    quanta.append(
-        Quantum(
-            "total",
-            DataId(),
-            {"doubled": [Dataset(DOUBLED, DataId(detector=x)) for x in detectors]},
-            {"total": [Dataset(TOTAL, DataId())]},
-        )
-    )
-    for i, q in enumerate(quanta):
-        q.id = i
-    return quanta
-
-
-class JsonStore:
-    def __init__(self, root: Path):
-        self.root = root
-
-    def path(self, datasetType, dataId, run) -> str:
-        parts = "_".join(f"{k}{v}" for k, v in dataId.items()) or "all"
-        return f"{run}/{datasetType.name}/{parts}.json"
-
-    def read(self, path: str, storageClass: str) -> Any:
-        return json.loads(Path(path).read_text())
-
-
-class Task:
-    def __init__(self, label: str, fail_on: set[Any]):
-        self.label = label
-        self.fail_on = fail_on
-        self.calls = 0
-
-    def runQuantum(self, quantum: Quantum, butler) -> None:
-        self.calls += 1
-        if dict(quantum.dataId).get("detector") in self.fail_on:
-            raise RuntimeError(f"{self.label} fails on purpose for {quantum.dataId!r}")
-        values = [butler.get(d) for d in quantum.iterInputs()]
-        result = {
-            "make": lambda: values[0] + 1,
-            "double": lambda: values[0] * 2,
-            "total": lambda: sum(values),
-        }
-        for d in quantum.iterOutputs():
-            butler.put(result[self.label](), d)
-
-
-class StandIn:
-    """Backend stand-in; ``fail`` maps a label to detectors whose quanta raise."""
-
-    def __init__(self, repo: Path, fail: dict[str, set[Any]] | None = None, header: dict | None = None):
-        self.repo = repo
-        self.quanta = make_quanta()
-        self.tasks = {
-            label: Task(label, (fail or {}).get(label, set())) for label in ("make", "double", "total")
-        }
-        self.header = header if header is not None else {"pipelineYaml": "", "metadata": {"output_run": RUN}}
-        self.loads = 0
-
-    def load(self, graph, ids):
-        self.loads += 1
-        by_id = {q.id: q for q in self.quanta}
-        return self.header, [by_id[i] for i in ids]
-
-    def make_tasks(self, header, labels):
-        return {label: self.tasks[label] for label in labels}
-
-    def open_store(self, repo):
-        return JsonStore(self.repo)
-
-    def write_file(self, store, obj, storageClass, path):
-        Path(path).write_text(json.dumps(obj))
+DETECTORS = (1, 2)
 
 
 @pytest.fixture
 def repo(tmp_path) -> Path:
-    root = tmp_path / "repo"
-    for det in (1, 2):
-        f = root / "in" / "seed" / f"detector{det}.json"
-        f.parent.mkdir(parents=True, exist_ok=True)
-        f.write_text(json.dumps(det * 10))
-    return root
+    return write_stand_in_seeds(tmp_path / "repo", DETECTORS)
 
 
 def job(backend, repo, tmp_path, ids, name="job"):
@@ -136,7 +47,7 @@ def read(repo: Path, name: str, part: str) -> Any:
 
 
 def test_cluster_runs_in_dependency_order_and_stages_outputs_with_a_manifest(repo, tmp_path):
-    backend = StandIn(repo)
+    backend = StandInBackend(repo, DETECTORS)
     result = job(backend, repo, tmp_path, [4, 2, 0, 3, 1])
     assert result.exit_code == exit_codes.SUCCESS and result.ran == [0, 1, 2, 3, 4]
     assert read(repo, "doubled", "detector1") == 22 and read(repo, "total", "all") == 22 + 42
@@ -152,14 +63,14 @@ def test_cluster_runs_in_dependency_order_and_stages_outputs_with_a_manifest(rep
 
 
 def test_jobs_read_outputs_of_earlier_jobs_from_the_shared_store(repo, tmp_path):
-    backend = StandIn(repo)
+    backend = StandInBackend(repo, DETECTORS)
     assert job(backend, repo, tmp_path, [0, 1], "makers").exit_code == 0
     assert job(backend, repo, tmp_path, [2, 3, 4], "rest").exit_code == 0
     assert read(repo, "total", "all") == 22 + 42
 
 
 def test_job_whose_outputs_are_all_staged_does_nothing(repo, tmp_path):
-    backend = StandIn(repo)
+    backend = StandInBackend(repo, DETECTORS)
     job(backend, repo, tmp_path, [0, 1, 2, 3, 4])
     again = job(backend, repo, tmp_path, [0, 1, 2, 3, 4])
     assert again.skipped_done == [0, 1, 2, 3, 4] and again.ran == []
@@ -167,7 +78,7 @@ def test_job_whose_outputs_are_all_staged_does_nothing(repo, tmp_path):
 
 
 def test_rerun_redoes_only_quanta_missing_from_the_manifest_or_damaged(repo, tmp_path):
-    backend = StandIn(repo)
+    backend = StandInBackend(repo, DETECTORS)
     job(backend, repo, tmp_path, [0, 1, 2, 3, 4])
     (repo / RUN / "total" / "all.json").write_text("99999")  # damaged: size differs
     again = job(backend, repo, tmp_path, [0, 1, 2, 3, 4])
@@ -176,21 +87,21 @@ def test_rerun_redoes_only_quanta_missing_from_the_manifest_or_damaged(repo, tmp
 
 
 def test_failed_quantum_blocks_only_its_descendants_in_the_job(repo, tmp_path):
-    backend = StandIn(repo, fail={"make": {2}})
+    backend = StandInBackend(repo, DETECTORS, fail={"make": {2}})
     result = job(backend, repo, tmp_path, [0, 1, 2, 3, 4])
     assert result.failed == {1: exit_codes.UNEXPECTED} and result.blocked == [3, 4]
     assert result.ran == [0, 2] and result.exit_code == exit_codes.UNEXPECTED
     manifest = read_manifest(manifest_path(tmp_path / "manifests", "job"))
     assert sorted(manifest.quanta) == [0, 2]
     # the retry (failure gone) runs just what is missing
-    fixed = StandIn(repo)
+    fixed = StandInBackend(repo, DETECTORS)
     again = job(fixed, repo, tmp_path, [0, 1, 2, 3, 4])
     assert again.ran == [1, 3, 4] and again.exit_code == 0
 
 
 def test_missing_input_is_retryable(repo, tmp_path):
     (repo / "in" / "seed" / "detector1.json").unlink()
-    result = job(StandIn(repo), repo, tmp_path, [0])
+    result = job(StandInBackend(repo, DETECTORS), repo, tmp_path, [0])
     assert result.failed == {0: exit_codes.MISSING_INPUT}
     assert exit_codes.MISSING_INPUT not in exit_codes.NO_RETRY
 
@@ -199,7 +110,7 @@ def test_task_declaring_no_work_succeeds_and_leaves_a_tombstone_instead_of_its_o
     class NoWorkFound(Exception):
         pass
 
-    backend = StandIn(repo)
+    backend = StandInBackend(repo, DETECTORS)
 
     def refuse(quantum, butler):
         butler.put(5, quantum.outputs["made"][0])  # written, then the task gives up: not kept
@@ -218,7 +129,7 @@ def test_task_declaring_no_work_succeeds_and_leaves_a_tombstone_instead_of_its_o
 
 
 def test_task_writing_a_dataset_it_does_not_declare_fails(repo, tmp_path):
-    backend = StandIn(repo)
+    backend = StandInBackend(repo, DETECTORS)
 
     def rogue(quantum, butler):
         butler.put(1, Dataset(TOTAL, DataId()))
@@ -230,12 +141,12 @@ def test_task_writing_a_dataset_it_does_not_declare_fails(repo, tmp_path):
 
 def test_header_without_output_run_is_a_data_error(repo, tmp_path):
     with pytest.raises(JobError) as err:
-        job(StandIn(repo, header={"metadata": {}}), repo, tmp_path, [0])
+        job(StandInBackend(repo, DETECTORS, header={"metadata": {}}), repo, tmp_path, [0])
     assert err.value.code == exit_codes.DATA_ERROR
 
 
 def test_broken_pipeline_is_a_config_error(repo, tmp_path, capsys):
-    backend = StandIn(repo)
+    backend = StandInBackend(repo, DETECTORS)
 
     def broken(header, labels):
         raise ValueError("no such task class demo.Nope")
@@ -255,7 +166,7 @@ def test_bad_command_line_exits_with_usage_code(capsys):
 
 
 def test_main_accepts_comma_separated_ids_and_reports_success(repo, tmp_path):
-    backend = StandIn(repo)
+    backend = StandInBackend(repo, DETECTORS)
     argv = [
         "--graph",
         "g",
@@ -279,7 +190,7 @@ def test_main_accepts_comma_separated_ids_and_reports_success(repo, tmp_path):
 def test_scratch_defaults_to_condor_scratch_dir(repo, tmp_path, monkeypatch):
     condor = tmp_path / "condor_scratch"
     monkeypatch.setenv("_CONDOR_SCRATCH_DIR", str(condor))
-    backend = StandIn(repo)
+    backend = StandInBackend(repo, DETECTORS)
     seen = []
     original = backend.write_file
 
@@ -310,11 +221,11 @@ def test_input_locations_override_template_paths(repo, tmp_path):
         "--input-locations",
         str(locations),
     ]
-    assert main(argv, StandIn(repo)) == 0
+    assert main(argv, StandInBackend(repo, DETECTORS)) == 0
     assert read(repo, "made", "detector1") == 11
 
 
-def no_work_on(backend: StandIn, detector: int) -> None:
+def no_work_on(backend: StandInBackend, detector: int) -> None:
     class NoWorkFound(Exception):
         pass
 
@@ -330,7 +241,7 @@ def no_work_on(backend: StandIn, detector: int) -> None:
 
 
 def test_no_work_is_an_outcome_consumers_run_without_it(repo, tmp_path):
-    backend = StandIn(repo)
+    backend = StandInBackend(repo, DETECTORS)
     no_work_on(backend, 2)
     result = job(backend, repo, tmp_path, [0, 1, 2, 3, 4])
     # make(2) had no work; double(2) lost its only input so has none either; total gathers what exists
@@ -339,21 +250,23 @@ def test_no_work_is_an_outcome_consumers_run_without_it(repo, tmp_path):
     assert read(repo, "total", "all") == 22
     assert is_tombstone(repo / RUN / "made" / "detector2.json")
     assert is_tombstone(repo / RUN / "doubled" / "detector2.json")
-    again = job(StandIn(repo), repo, tmp_path, [0, 1, 2, 3, 4])
+    again = job(StandInBackend(repo, DETECTORS), repo, tmp_path, [0, 1, 2, 3, 4])
     assert again.skipped_done == [0, 1, 2, 3, 4]  # no-work quanta are done too
 
 
 def test_no_work_in_an_earlier_job_is_seen_by_later_jobs(repo, tmp_path):
-    backend = StandIn(repo)
+    backend = StandInBackend(repo, DETECTORS)
     no_work_on(backend, 2)
     assert job(backend, repo, tmp_path, [0, 1], "makers").no_work == [1]
-    later = job(StandIn(repo), repo, tmp_path, [2, 3, 4], "rest")
+    later = job(StandInBackend(repo, DETECTORS), repo, tmp_path, [2, 3, 4], "rest")
     assert later.no_work == [3] and later.ran == [2, 4]
     assert read(repo, "total", "all") == 22
 
 
 def test_missing_produced_input_without_tombstone_is_retryable(repo, tmp_path):
-    result = job(StandIn(repo), repo, tmp_path, [2])  # make(1) never ran: no file, no tombstone
+    result = job(
+        StandInBackend(repo, DETECTORS), repo, tmp_path, [2]
+    )  # make(1) never ran: no file, no tombstone
     assert result.failed == {2: exit_codes.MISSING_INPUT}
 
 
@@ -361,7 +274,9 @@ def test_graph_file_problems_map_to_exit_codes(tmp_path):
     from supertask.graph.quantum_graph import QuantumGraph
 
     graph = tmp_path / "g.qgraph"
-    QuantumGraph(make_quanta(), pipelineYaml="tasks: {}", metadata={"output_run": RUN}).save(graph)
+    QuantumGraph(stand_in_quanta(DETECTORS), pipelineYaml="tasks: {}", metadata={"output_run": RUN}).save(
+        graph
+    )
     truncated = tmp_path / "t.qgraph"
     truncated.write_bytes(graph.read_bytes()[:200])
 
