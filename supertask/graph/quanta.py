@@ -182,8 +182,9 @@ def define_quanta_by_units(task: SuperTask, repoGraph: Any) -> list[Quantum]:
     if not dataIds:
         return []
 
-    # Resolve every input type for all quanta at once: one bulk look-up per type.
-    resolved: dict[str, dict[DataId, list[Dataset]]] = {}
+    # Resolve every input type for all quanta at once: one bulk look-up per type, kept
+    # as lists aligned with ``dataIds`` (no dictionary keyed by a million data IDs).
+    resolved: dict[str, list[list[Dataset]]] = {}
     for datasetType in inputs.values():
         if datasetType.name in resolved:
             continue
@@ -203,30 +204,30 @@ def define_quanta_by_units(task: SuperTask, repoGraph: Any) -> list[Quantum]:
             else repoGraph.findDatasets(datasetType.name, wanted)
         )
         if _is_gathering(datasetType, quantumUnits):
-            resolved[datasetType.name] = {
-                q: [found[d] for d in related.get(q, ()) if d in found] for q in dataIds
-            }
+            resolved[datasetType.name] = [
+                [found[d] for d in related.get(q, ()) if d in found] for q in dataIds
+            ]
         else:
             get = found.get
-            resolved[datasetType.name] = {
-                q: [ds] if (ds := get(d)) is not None else [] for q, d in zip(dataIds, projected, strict=True)
-            }
+            resolved[datasetType.name] = [[ds] if (ds := get(d)) is not None else [] for d in projected]
 
     quanta: list[Quantum] = []
-    for dataId in dataIds:
-        quantum = Quantum(task.label, dataId, task=task)
+    columns = [(datasetType.name, resolved[datasetType.name]) for datasetType in inputs.values()]
+    label = task.label
+    for i, dataId in enumerate(dataIds):
+        quantumInputs = {}
         missing = None
-        for datasetType in inputs.values():
-            datasets = resolved[datasetType.name][dataId]
+        for name, column in columns:
+            datasets = column[i]
             if not datasets:
-                missing = datasetType.name
+                missing = name
                 break
-            quantum.inputs[datasetType.name] = datasets
+            quantumInputs[name] = datasets
         if missing is not None:
             if planned is not None:
-                planned.prune(task.label, f"{dataId!r}: no {missing!r} exists or will be produced")
+                planned.prune(label, f"{dataId!r}: no {missing!r} exists or will be produced")
             continue
-        quanta.append(quantum)
+        quanta.append(Quantum(label, dataId, quantumInputs, task=task))
     # Outputs are added in bulk, one call per output type (same datasets, same order per
     # type as one addDataset per quantum; a graph without addDatasets gets those calls).
     addDatasets = getattr(repoGraph, "addDatasets", None)
