@@ -114,7 +114,7 @@ def make_pipeline(labels: tuple[str, ...] = ("calibrate", "makeWarp", "assembleC
     unknown = set(labels) - set(classes)
     if unknown:
         raise ValueError(f"unknown benchmark task labels {sorted(unknown)}; choose from {list(classes)}")
-    pipeline = Pipeline()
+    pipeline = Pipeline(inputs=["raw"])  # declared, so that its YAML form (toYaml) loads back
     for label in labels:
         pipeline.addTask(classes[label], label)
     return pipeline

@@ -164,3 +164,13 @@ def test_qgraph_command_builds_saves_and_shows(repo, tmp_path):
         ],
     )
     assert empty.exit_code == 1 and "empty" in empty.output
+
+
+def test_a_pipeline_built_in_python_is_checked_like_a_pipeline_file(repo):
+    from supertask.pipeline.errors import PipelineError
+
+    undeclared = Pipeline.fromFile(PIPELINE)
+    undeclared.inputs = []  # as if built in Python without declaring what comes from the repository
+    butler = Butler(repo, collections=INPUTS)
+    with pytest.raises(PipelineError, match="top-level 'inputs:' list"):
+        build_quantum_graph(undeclared, butler, where="tract = 0", input_collections=INPUTS, output_run="plan")

@@ -378,6 +378,9 @@ def _build_quantum_graph(
 
     start = time.perf_counter()
     report = BuildReport()
+    # The checks a pipeline file gets when it is read, for pipelines built in Python too:
+    # a misspelt input must be named here, not found missing in the repository later.
+    pipeline.validate()
     builder = QuantumGraphBuilder(pipeline, butler, expand_inputs=expand_inputs)
     units = sorted(builder.units)
     registry = butler.registry
