@@ -173,4 +173,6 @@ def test_a_pipeline_built_in_python_is_checked_like_a_pipeline_file(repo):
     undeclared.inputs = []  # as if built in Python without declaring what comes from the repository
     butler = Butler(repo, collections=INPUTS)
     with pytest.raises(PipelineError, match="top-level 'inputs:' list"):
-        build_quantum_graph(undeclared, butler, where="tract = 0", input_collections=INPUTS, output_run="plan")
+        build_quantum_graph(
+            undeclared, butler, where="tract = 0", input_collections=INPUTS, output_run="plan"
+        )
