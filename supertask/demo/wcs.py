@@ -93,7 +93,10 @@ class TanWcs:
 
         The box is taken over the image's edges (not only its corners, since
         declination extremes of a tangent-plane image can lie mid-edge), widened by
-        ``margin`` degrees. It does not handle images straddling RA = 0.
+        ``margin`` degrees. It follows the registry's convention: RA in [0, 360], Dec
+        in [-90, 90] (clamped), and an image straddling RA 0 gets ``ra_min > ra_max``
+        (a box that wraps through RA 0); one whose widened box spans all RAs gets
+        ``(0, 360)``. Images containing a pole are not handled (the demo has none).
         """
         along_x = np.linspace(-0.5, width - 0.5, 16)
         along_y = np.linspace(-0.5, height - 0.5, 16)
@@ -101,11 +104,19 @@ class TanWcs:
         ys = np.concatenate([np.full(16, -0.5), np.full(16, height - 0.5), along_y, along_y])
         ra, dec = self.pixel_to_sky(xs, ys)
         cos_dec = max(np.cos(np.deg2rad(self.crval_dec)), 1e-6)
+        if ra.max() - ra.min() > 180.0:  # the edges straddle RA 0: make them continuous
+            ra = np.where(ra > 180.0, ra - 360.0, ra)
+        lo = float(ra.min() - margin / cos_dec)
+        hi = float(ra.max() + margin / cos_dec)
+        if hi - lo >= 360.0:
+            lo, hi = 0.0, 360.0
+        else:
+            lo, hi = _normalise_ra(lo), _normalise_ra(hi)
         return (
-            float(ra.min() - margin / cos_dec),
-            float(ra.max() + margin / cos_dec),
-            float(dec.min() - margin),
-            float(dec.max() + margin),
+            lo,
+            hi,
+            float(max(dec.min() - margin, -90.0)),
+            float(min(dec.max() + margin, 90.0)),
         )
 
     def to_dict(self) -> dict[str, float]:
@@ -119,3 +130,9 @@ class TanWcs:
             return cls(**{name: float(data[name]) for name in cls.__dataclass_fields__})
         except KeyError as err:
             raise ValueError(f"WCS metadata lacks {err.args[0]!r}; it has {sorted(data)}") from None
+
+
+def _normalise_ra(ra: float) -> float:
+    """``ra`` in degrees, brought into [0, 360)."""
+    ra = float(ra) % 360.0
+    return 0.0 if ra >= 360.0 else ra  # % of a tiny negative angle rounds to 360.0

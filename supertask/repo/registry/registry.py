@@ -9,6 +9,8 @@ SELECT built by `QueryBuilder`.
 from __future__ import annotations
 
 import json
+import math
+import numbers
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -169,7 +171,10 @@ class Registry:
         Raises
         ------
         ValueError
-            If a row lacks a key, has an unknown column, or contradicts an existing row.
+            If a row lacks a key, has an unknown column, or contradicts an existing row;
+            or if a sky box (``ra_min, ra_max, dec_min, dec_max``) is partial, NaN, out of
+            range (RA in [0, 360], Dec in [-90, 90]) or has ``dec_min > dec_max``. Rows are
+            checked before anything is written: a batch with a bad row inserts nothing.
         """
         u = self.universe
         if unitName not in self.schema.elements:
@@ -191,6 +196,8 @@ class Registry:
             clean.append({c: row.get(c) for c in table.c.keys()})
         if not clean:
             return 0
+        if all(f in valid for f in BOX_FIELDS):
+            _check_boxes(unitName, keys, clean)  # before the transaction: a bad batch writes nothing
         with self.transaction() as conn:
             for part in chunked(clean, INSERT_CHUNK):
                 if self.isSqlite or len(part) < COPY_THRESHOLD:
@@ -227,7 +234,11 @@ class Registry:
                     )
 
     def _computeOverlaps(self, conn: sa.Connection, overlap, inserted: str, rows: list[dict]) -> None:
-        """Insert the relation rows for boxes of ``inserted`` rows that intersect the other side."""
+        """Insert the relation rows for boxes of ``inserted`` rows that intersect the other side.
+
+        One ``INSERT ... SELECT`` per chunk of new keys; the RA test handles boxes that wrap
+        through RA 0 (``ra_min > ra_max``, see `_ra_overlap`), touching edges count.
+        """
         u = self.universe
         left = self.schema.elements[overlap.left]
         right = self.schema.elements[overlap.right]
@@ -236,8 +247,7 @@ class Registry:
         leftKeys = set(u.elementKeys(overlap.left))
         cols = [left.c[k] if k in leftKeys else right.c[k] for k in relKeys]
         box = sa.and_(
-            left.c.ra_min <= right.c.ra_max,
-            left.c.ra_max >= right.c.ra_min,
+            *_ra_overlap(left, right),
             left.c.dec_min <= right.c.dec_max,
             left.c.dec_max >= right.c.dec_min,
         )
@@ -1015,6 +1025,100 @@ def _safe_url(url: str) -> str:
         return sa.make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - only for messages
         return "<registry url>"
+
+
+def _ra_overlap(left: sa.Table, right: sa.Table) -> tuple[sa.ColumnElement[bool], ...]:
+    """SQL terms (to be ANDed) that hold when the RA ranges of two boxes intersect.
+
+    A box with ``ra_min > ra_max`` wraps: it covers ``[ra_min, 360]`` and ``[0, ra_max]``.
+    With ``starts = l.ra_min <= r.ra_max`` and ``ends = l.ra_max >= r.ra_min``, the rule is:
+    neither wraps, ``starts AND ends``; one wraps, ``starts OR ends`` (the other box reaches
+    into one of its two pieces); both wrap, always (both contain RA 0). Touching edges count.
+
+    It is written as three ANDed terms, ``(starts OR wraps) AND (ends OR wraps) AND (starts
+    OR ends OR both wrap)`` with ``wraps = l wraps OR r wraps``, which is the same rule
+    (check each case) but costs SQLite about half the time per pair of the three-way OR of
+    the cases: most pairs fail ``starts`` or ``ends`` and need only the two wrap tests more.
+    """
+    starts = left.c.ra_min <= right.c.ra_max
+    ends = left.c.ra_max >= right.c.ra_min
+    left_wraps = left.c.ra_min > left.c.ra_max
+    right_wraps = right.c.ra_min > right.c.ra_max
+    return (
+        sa.or_(starts, left_wraps, right_wraps),
+        sa.or_(ends, left_wraps, right_wraps),
+        sa.or_(starts, ends, sa.and_(left_wraps, right_wraps)),
+    )
+
+
+_RA_FIX = (
+    "RA must be in [0, 360]: normalise with ra % 360; a box crossing RA 0 is written with "
+    "ra_min > ra_max (e.g. ra_min=359.8, ra_max=0.2)"
+)
+
+
+def _check_boxes(name: str, keys: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
+    """Refuse rows whose sky box is partial, NaN, out of range or upside down in Dec.
+
+    Raises `ValueError` naming the table, the first bad row's keys, the field and the fix.
+    Rows without any box field are accepted (a tract may be registered without its box).
+    """
+    bad = 0
+    first: tuple[Mapping[str, Any], str] | None = None
+    for row in rows:
+        try:  # the common, valid case in one chained comparison (NaN and None fail it)
+            if (
+                0.0 <= row["ra_min"] <= 360.0
+                and 0.0 <= row["ra_max"] <= 360.0
+                and -90.0 <= row["dec_min"] <= row["dec_max"] <= 90.0
+            ):
+                continue
+        except TypeError:
+            pass
+        problem = _box_problem(row)
+        if problem is not None:
+            bad += 1
+            if first is None:
+                first = (row, problem)
+    if first is not None:
+        row, problem = first
+        ids = {k: row[k] for k in keys}
+        others = f"; {bad - 1} more of the {len(rows)} rows are invalid too" if bad > 1 else ""
+        raise ValueError(f"{name} row {ids}: {problem} (nothing was inserted{others})")
+
+
+def _box_problem(row: Mapping[str, Any]) -> str | None:
+    """What is wrong with a row's sky box, or None if it is valid or absent."""
+    values = {f: row.get(f) for f in BOX_FIELDS}
+    missing = [f for f, v in values.items() if v is None]
+    if len(missing) == len(BOX_FIELDS):
+        return None
+    if missing:
+        given = [f for f in BOX_FIELDS if f not in missing]
+        return (
+            f"its sky box is partial ({given} given, {missing} missing): give all of "
+            f"{list(BOX_FIELDS)}, or none for a row without a box"
+        )
+    for f, v in values.items():
+        if not isinstance(v, numbers.Real):
+            return f"{f} = {v!r} is not a number: give the box in degrees as floats"
+        if math.isnan(v):
+            return f"{f} is NaN: compute the box from finite coordinates (a NaN box overlaps nothing)"
+    for f in ("ra_min", "ra_max"):
+        if not 0.0 <= values[f] <= 360.0:
+            return f"{f} = {values[f]!r} is outside [0, 360]; {_RA_FIX}"
+    for f in ("dec_min", "dec_max"):
+        if not -90.0 <= values[f] <= 90.0:
+            return (
+                f"{f} = {values[f]!r} is outside [-90, 90]: Dec must be in [-90, 90]; "
+                "clamp a box that reaches a pole to ±90"
+            )
+    if values["dec_min"] > values["dec_max"]:
+        return (
+            f"dec_min = {values['dec_min']!r} is greater than dec_max = {values['dec_max']!r}: "
+            "give the smaller Dec as dec_min (only RA wraps: ra_min > ra_max is a box crossing RA 0)"
+        )
+    return None
 
 
 __all__ = [
