@@ -181,6 +181,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--detectors", type=int, default=100)
     parser.add_argument("--db-url", default=None, help="PostgreSQL URL (default: SQLite in a temp directory)")
     args = parser.parse_args(argv)
+    if args.visits > 3598:  # visits step 0.1 degree of RA from 0 and sky boxes must stay within RA 360
+        parser.error(f"--visits {args.visits} would place sky boxes beyond RA 360: use at most 3598")
     print(
         f"machine: {os.cpu_count()} cores, {platform.machine()}, Python {sys.version.split()[0]}, "
         f"SQLite {sqlite3.sqlite_version}, SQLAlchemy {sa.__version__}, backend "

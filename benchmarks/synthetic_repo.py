@@ -108,6 +108,13 @@ def layout_for_visits(visits: int, detectors: int = GRID * GRID) -> Layout:
     """A layout whose strip is long enough for about VISITS_PER_PATCH visits per patch."""
     patches = max(PATCHES_RA * PATCHES_DEC, visits * 2.8 / VISITS_PER_PATCH)
     tracts = max(1, math.ceil(patches / (PATCHES_RA * PATCHES_DEC)))
+    if tracts * PATCHES_RA > 360:
+        # The strip runs along RA from 0; the registry refuses sky boxes beyond RA 360.
+        raise ValueError(
+            f"{visits} visits need a strip of {tracts} tracts ({tracts * PATCHES_RA} degrees of RA), but the "
+            f"synthetic layout covers at most 360 degrees ({360 // PATCHES_RA} tracts, about 1.05e6 quanta "
+            "at 100 detectors): ask for fewer quanta, or fewer detectors per visit"
+        )
     return Layout(visits=visits, detectors=detectors, tracts=tracts)
 
 
