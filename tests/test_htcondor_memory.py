@@ -7,20 +7,22 @@ import pytest
 
 from bps.wms.htcondor import memory
 
+try:
+    from tests.support import memory_classads as ads
+except ImportError:  # tests/ is not a package: pytest put tests/ itself on sys.path
+    from support import memory_classads as ads
+
 POLICY = memory.MemoryPolicy(base_mb=2048, multiplier=2.0, max_mb=8192, max_starts=4)
+#: As the schedd gets them: submit lines parsed by htcondor2 ($(bps_memory:2048) -> 2048).
+COMMANDS = ads.expand_submit(ads.submit_text(memory.submit_commands(POLICY)))
 
 
 def _ad(**attrs) -> classad2.ClassAd:
-    ad = classad2.ClassAd()
-    ad.update({"NumJobStarts": 0, "JobStatus": 1, **attrs})
-    ad["RequestMemory"] = classad2.ExprTree(
-        memory.request_memory(POLICY).replace("$(bps_memory:2048)", "2048")
-    )
-    return ad
+    return ads.job_ad(COMMANDS, **attrs)
 
 
 def _eval(expr: str, ad: classad2.ClassAd) -> bool:
-    return bool(classad2.ExprTree(expr).eval(ad))
+    return ads.is_true(expr, ad)
 
 
 def test_first_attempt_requests_the_base():

@@ -16,7 +16,11 @@ has reached the cap so that DAGMan sees a failure instead of a job held forever
   older than ``held_timeout_s`` (a run must end, not sit "running" forever).
 
 The base is the submit macro ``bps_memory`` with the label's request as default, so a
-restart can raise the base of single nodes through ``VARS`` (field note 7).
+restart can raise the base of single nodes through ``VARS`` (field note 7). Pegasus
+(`bps.wms.pegasus.translator`) attaches the same trio to its jobs as ``condor`` profiles;
+it has no per-node ``VARS``, so it passes the job's request as a literal ``base``.
+
+Pure strings: this module imports nothing from HTCondor, so other translators can use it.
 """
 
 from __future__ import annotations
@@ -56,14 +60,34 @@ def base_macro(default_mb: int) -> str:
     return f"$(bps_memory:{int(default_mb)})"
 
 
-def request_memory(policy: MemoryPolicy) -> str:
-    base = base_macro(policy.base_mb)
+def request_memory(policy: MemoryPolicy, base: str | None = None) -> str:
+    """The ``request_memory`` expression.
+
+    ``base`` is the ClassAd text of the first request: by default the DAG's per-node macro
+    (`base_macro`); a workflow system without per-node ``VARS`` passes a literal
+    (`literal_base`).
+    """
+    base = base_macro(policy.base_mb) if base is None else base
     mult = _num(policy.multiplier)
     usage = "ifThenElse(isUndefined(MemoryUsage), 0, MemoryUsage)"
     grown = (
         f"int(min({{ {policy.max_mb}, max({{ {base} * pow({mult}, NumJobStarts), {usage} * {mult} }}) }}))"
     )
     return f"ifThenElse({LAST_MEMORY_HOLD} && NumJobStarts > 0, {grown}, {base})"
+
+
+def literal_base(policy: MemoryPolicy) -> str:
+    """The base request as a plain number, for submit descriptions written without ``VARS``."""
+    return str(int(policy.base_mb))
+
+
+def submit_commands(policy: MemoryPolicy, base: str | None = None) -> dict[str, str]:
+    """The trio as submit commands: ``{"request_memory": ..., "periodic_release": ..., "periodic_remove": ...}``."""
+    return {
+        "request_memory": request_memory(policy, base),
+        "periodic_release": periodic_release(policy),
+        "periodic_remove": periodic_remove(policy),
+    }
 
 
 def periodic_release(policy: MemoryPolicy) -> str:

@@ -18,6 +18,8 @@ from ...workflow import SiteConfig
 from ..base import WmsError
 
 DataConfiguration = Literal["sharedfs", "nonsharedfs", "condorio"]
+#: Pegasus removes a job held longer than this by default (its planner's default ``periodic_remove``).
+HELD_TIMEOUT_S = 1800
 
 
 class PegasusSettings(BaseModel):
@@ -52,6 +54,11 @@ class PegasusSettings(BaseModel):
         jobs of one level into one Condor job (``pegasus-plan --cluster horizontal``).
     properties : `dict`
         Extra Pegasus properties written verbatim to ``pegasus.properties``.
+    held_timeout_s : `int`, optional
+        Remove a job held for another reason than memory after this many seconds,
+        so the run ends (`bps.wms.htcondor.memory`). Default 1800: what Pegasus's own
+        default ``periodic_remove`` does, which the memory-escalation profiles
+        replace. ``null`` or 0: such a job stays held until someone acts.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -67,6 +74,7 @@ class PegasusSettings(BaseModel):
     os_type: Literal["linux", "macosx", "sunos", "aix", "windows"] = "linux"
     cluster_size: int | None = Field(default=None, ge=1)
     properties: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    held_timeout_s: int | None = Field(default=HELD_TIMEOUT_S, ge=0)
 
     @model_validator(mode="after")
     def _check_paths(self) -> PegasusSettings:

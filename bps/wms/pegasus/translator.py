@@ -18,6 +18,14 @@ not). Pegasus has no "always run" node, so when the workflow stops partway the
 final job does not run; what succeeded is staged already and ``bps finalize
 <submit_dir>`` registers it by hand (``docs/pegasus.md``).
 
+Memory escalation: every compute job also gets the ``condor`` profiles
+``request_memory``, ``periodic_release`` and ``periodic_remove`` that the HTCondor
+translator writes (`bps.wms.htcondor.memory`), which ``pegasus-plan`` copies into
+the job's submit description: after a memory hold the job releases itself with a
+larger request, up to the cap, and is removed at the cap. The base request is a
+literal (Pegasus has no per-node ``VARS``); the ``pegasus`` ``memory`` profile is
+kept, and the ``condor`` ``request_memory`` profile wins over it in the submit file.
+
 Speed: the workflow for 10^5 quanta is written as JSON text (JSON is YAML, and
 ``pegasus-plan`` reads it as such) because Pegasus's YAML writer alone takes about
 50 s for that size; see ``benchmarks/bench_pegasus_translate.py``.
@@ -47,6 +55,7 @@ from supertask.gc_pause import gc_paused
 
 from ...workflow import GenericWorkflow, Job
 from ..base import WmsError
+from ..htcondor import memory  # expression strings only: no HTCondor bindings imported
 from . import catalogs
 from .settings import DataConfiguration, PegasusSettings, load_settings
 
@@ -213,6 +222,7 @@ def _translate(
     locations: dict[str, str] = {}
     datastore: dict[str, str] = {}
     input_locations: dict[str, str] = {}
+    site_cap = workflow.site.max_memory_mb
 
     for name, job in workflow.jobs.items():
         pid = _unique_id(pegasus_id(name), job_map)
@@ -222,6 +232,7 @@ def _translate(
             datastore[wf_file.lfn] = os.path.join(root, wf_file.path)
         pjob = _make_job(job, pid, graph, graph_args, locations, input_locations)
         pjob.add_args(*STAGING_ARGS)
+        pjob.add_profiles(Namespace.CONDOR, **memory_profiles(job, site_cap, settings.held_timeout_s))
         wf.add_jobs(pjob)
         pjobs[name] = pjob
 
@@ -346,6 +357,54 @@ def _make_job(
         retry=job.retry.retries, category=job.throttle or None, priority=job.priority or None
     )
     return pjob
+
+
+def memory_profiles(job: Job, site_cap: int, held_timeout_s: int | None = None) -> dict[str, str]:
+    """The ``condor`` profiles of memory escalation for a compute job.
+
+    The same trio, from the same policy, as the HTCondor translator's submit
+    descriptions (`bps.wms.htcondor.memory`): ``request_memory`` grows after a
+    memory hold, ``periodic_release`` releases a memory-held job with room left
+    under the cap, ``periodic_remove`` removes it at the cap (and, after
+    ``held_timeout_s``, a job held for any other reason). The cap is
+    ``min(memory_max_mb, site_cap)``, never below the job's own request. The base
+    is the job's request as a literal: ``pegasus-plan`` writes each profile as a
+    ``key = value`` line of the job's own submit file, with no per-node macro.
+    """
+    retry = job.retry
+    return dict(
+        _memory_profiles(
+            job.resources.memory_mb,
+            retry.memory_multiplier,
+            retry.memory_max_mb,
+            retry.retries,
+            site_cap,
+            held_timeout_s or None,
+        )
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _memory_profiles(
+    base_mb: int,
+    multiplier: float,
+    memory_max_mb: int,
+    retries: int,
+    site_cap: int,
+    held_timeout_s: int | None,
+) -> tuple[tuple[str, str], ...]:
+    """Cached: 10^5 jobs share a handful of policies (one per label, as a rule)."""
+    policy = memory.MemoryPolicy(
+        base_mb=base_mb,
+        multiplier=multiplier,
+        # Escalating beyond the largest slot would leave the job idle forever.
+        max_mb=max(min(memory_max_mb, site_cap), base_mb),
+        max_starts=max(retries, 1) + 1,
+        held_timeout_s=held_timeout_s,
+    )
+    # add_condor_profile(request_memory=...) accepts only "<int> MB"-like values, so
+    # the translator adds these through add_profiles(Namespace.CONDOR, ...).
+    return tuple(memory.submit_commands(policy, base=memory.literal_base(policy)).items())
 
 
 def _read_input_locations(path: str) -> dict[str, str]:
