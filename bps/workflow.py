@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -80,7 +80,7 @@ class RetryPolicy:
     memory_max_mb: int = 32768
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WorkflowFile:
     """A dataset file read or written by a job."""
 
@@ -188,9 +188,9 @@ class GenericWorkflow:
             "repo": self.repo,
             "output_run": self.output_run,
             "site": asdict(self.site),
-            "jobs": [asdict(job) for job in self.jobs.values()],
+            "jobs": [_job_to_json(job) for job in self.jobs.values()],
             "parents": self.parents,
-            "final": asdict(self.final) if self.final else None,
+            "final": _job_to_json(self.final) if self.final else None,
             "throttles": self.throttles,
         }
 
@@ -223,6 +223,35 @@ class GenericWorkflow:
     def load(cls, path: str | Path) -> GenericWorkflow:
         """Read a workflow written by `save`."""
         return cls.from_json(json.loads(Path(path).read_text()))
+
+
+_JOB_FIELDS = tuple(f.name for f in fields(Job))
+
+
+def _file_to_json(f: WorkflowFile) -> dict[str, Any]:
+    return {
+        "lfn": f.lfn,
+        "dataset_type": f.dataset_type,
+        "data_id": f.data_id,
+        "path": f.path,
+        "producer": f.producer,
+    }
+
+
+def _job_to_json(job: Job) -> dict[str, Any]:
+    """``dataclasses.asdict(job)`` without its deep copy of every value: the same JSON, about
+    ten times faster (a 10^5-quantum workflow holds a few hundred thousand files)."""
+    out = {name: getattr(job, name) for name in _JOB_FIELDS}
+    out["quantum_ids"], out["arguments"], out["tags"] = (
+        list(job.quantum_ids),
+        list(job.arguments),
+        dict(job.tags),
+    )
+    out["resources"] = asdict(job.resources)
+    out["retry"] = asdict(job.retry)
+    out["inputs"] = [_file_to_json(f) for f in job.inputs]
+    out["outputs"] = [_file_to_json(f) for f in job.outputs]
+    return out
 
 
 def _job_from_json(raw: dict[str, Any]) -> Job:

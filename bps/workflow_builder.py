@@ -91,10 +91,11 @@ def build_workflow(
     manifest_dir = str(Path(options.submit_dir) / MANIFEST_DIR)
     by_name = {c.name: c for c in clusters}
     resources_of = {q.taskLabel: options.resources_for(q.taskLabel) for q in quanta}
+    files: dict[tuple[str, Any], WorkflowFile] = {}
     for name in order:
         cluster = by_name[name]
         members = [by_id[qid] for qid in cluster.quantum_ids]
-        inputs, outputs = _files(members, name, producer, options.output_run, path_of)
+        inputs, outputs = _files(members, name, producer, options.output_run, path_of, files)
         arguments = ["--graph", options.graph_file]
         for qid in cluster.quantum_ids:
             arguments += ["--quantum", str(qid)]
@@ -138,13 +139,21 @@ def _files(
     producer: dict[tuple[str, Any], str],
     output_run: str,
     path_of: PathFunction,
+    files: dict[tuple[str, Any], WorkflowFile],
 ) -> tuple[list[WorkflowFile], list[WorkflowFile]]:
+    """The files a job reads (made elsewhere) and makes.
+
+    ``files`` holds one `WorkflowFile` per dataset for the whole workflow: an output and
+    the same dataset read by later jobs are one (frozen) object, its path and logical
+    file name computed once.
+    """
     inputs: dict[tuple[str, Any], WorkflowFile] = {}
     outputs: dict[tuple[str, Any], WorkflowFile] = {}
     for q in members:
         for datasets in q.outputs.values():
             for ds in datasets:
-                outputs[_key(ds)] = _file(ds, output_run, job_name, path_of)
+                key = _key(ds)
+                outputs[key] = _shared_file(files, key, ds, output_run, job_name, path_of)
     for q in members:
         for datasets in q.inputs.values():
             for ds in datasets:
@@ -158,10 +167,24 @@ def _files(
                             f"input {ds!r} of {q!r} is made by no quantum and has no RUN: the graph must "
                             "record where each overall input was found; rebuild it"
                         )
-                    inputs[key] = _file(ds, ds.run, None, path_of)
+                    inputs[key] = _shared_file(files, key, ds, ds.run, None, path_of)
                 else:
-                    inputs[key] = _file(ds, output_run, made_by, path_of)
+                    inputs[key] = _shared_file(files, key, ds, output_run, made_by, path_of)
     return list(inputs.values()), list(outputs.values())
+
+
+def _shared_file(
+    files: dict[tuple[str, Any], WorkflowFile],
+    key: tuple[str, Any],
+    dataset: Any,
+    run: str,
+    producer: str | None,
+    path_of: PathFunction,
+) -> WorkflowFile:
+    found = files.get(key)
+    if found is None:
+        found = files[key] = _file(dataset, run, producer, path_of)
+    return found
 
 
 def _file(dataset: Any, run: str, producer: str | None, path_of: PathFunction) -> WorkflowFile:

@@ -334,3 +334,21 @@ def test_inputs_stored_off_their_template_path_are_found_by_jobs(toy):
     submit_dir = submit_dir_of(cfg)
     assert [p.name for p in (submit_dir / "input_locations").iterdir()] == ["make_2_Cam.json"]
     assert registered(repo, "made")[2] == {"detector": 2, "value": 40}
+
+
+def test_prepare_looks_up_what_is_still_registered_when_an_input_was_removed(toy):
+    import sqlite3
+
+    from bps.prepare import _locator
+
+    repo, config = toy
+    graph = QuantumGraph.load(yaml.safe_load(config("removed").read_text())["qgraph"])
+    moved = "seeds/seed/seed_detector-2_instrument-Cam.json"
+    with sqlite3.connect(repo / "registry.sqlite3") as db:  # moved by another tool, and one removed
+        assert (
+            db.execute("UPDATE dataset SET path = ? WHERE path = ?", ("elsewhere/2.json", moved)).rowcount
+            == 1
+        )
+        assert db.execute("DELETE FROM dataset WHERE path LIKE ?", ("%detector-1_%",)).rowcount == 1
+    _, off_template = _locator(str(repo), graph)
+    assert list(off_template.values()) == ["elsewhere/2.json"]
