@@ -56,6 +56,9 @@ def prepare(resolved: ResolvedConfig, *, service: Any = None) -> Prepared:
             f"{submit_dir} already holds a prepared workflow: use `bps restart {submit_dir}` to rerun what "
             "failed, or choose another submit_dir (its default includes {timestamp})"
         )
+    if service is not None:
+        # Site and directory mistakes cost a second here, not the reading of a large graph.
+        service.precheck(resolved.site, submit_dir)
     submit_dir.mkdir(parents=True, exist_ok=True)
     if not os.access(submit_dir, os.W_OK):
         raise PrepareError(f"submit directory {submit_dir} is not writable")

@@ -85,3 +85,22 @@ def test_unknown_check_names_in_skip_checks_are_refused(tmp_path):
     wf = diamond(tmp_path, site=pool_site(skip_checks=["tmp"]))
     with pytest.raises(ValueError, match="unknown checks"):
         checks.check_workflow(wf, tmp_path)
+
+
+def test_a_submit_directory_under_tmp_is_refused_before_the_graph_is_read(tmp_path):
+    """Site mistakes cost a second, not the reading of a large graph: this one is not even a graph."""
+    from click.testing import CliRunner
+
+    from bps.cli import main as bps_main
+
+    not_a_graph = tmp_path / "huge.qgraph"
+    not_a_graph.write_bytes(b"\0" * 1024)
+    config = tmp_path / "bps.yaml"
+    config.write_text(
+        f"repo: {tmp_path / 'repo'}\nqgraph: {not_a_graph}\noutput_run: u/x\nwms: htcondor\n"
+        f"compute_site: htcondor_shared\nsubmit_dir: {Path('/tmp') / tmp_path.name / 'submit'}\n"
+    )
+    result = CliRunner().invoke(bps_main, ["prepare", str(config)])
+    assert result.exit_code != 0
+    assert "strict mode" in result.output and "qgraph" not in result.output.lower()
+    assert not (Path("/tmp") / tmp_path.name / "submit").exists()

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..workflow import GenericWorkflow
+from ..workflow import GenericWorkflow, SiteConfig
 
 #: wms name -> "module:ClassName"
 SERVICES: dict[str, str] = {
@@ -101,6 +101,17 @@ class WorkflowService(ABC):
         with the fix when the site cannot run the workflow (e.g. a job asks for more
         memory than any slot offers).
         """
+
+    def precheck(self, site: SiteConfig, submit_dir: Path) -> None:
+        """Refuse, before the graph is read, a site or submit directory this system cannot use.
+
+        Called by `bps.prepare` first thing, so that a mistake in the site or the
+        directory costs a second, not the minutes and gigabytes of reading a 10^6-quantum
+        graph and building its workflow. Raise `WmsError` naming the fix; `prepare`
+        may check again, together with what needs the workflow (e.g. its resources).
+        The default finds nothing to refuse.
+        """
+        return None
 
     @abstractmethod
     def submit(self, submit_dir: Path) -> str:

@@ -28,9 +28,8 @@ def skipped(site: SiteConfig) -> set[str]:
     return names
 
 
-def check_workflow(workflow: GenericWorkflow, submit_dir: Path) -> list[str]:
-    """Problems that would stop the workflow on an HTCondor pool (empty list: none)."""
-    site = workflow.site
+def check_site(site: SiteConfig, submit_dir: Path) -> list[str]:
+    """Problems of the site and submit directory alone: checkable before any graph is read."""
     skip = skipped(site)
     problems: list[str] = []
     if "tmp_node_log" not in skip:
@@ -39,7 +38,14 @@ def check_workflow(workflow: GenericWorkflow, submit_dir: Path) -> list[str]:
         problems += check_python(site)
     if "environment" not in skip:
         problems += check_environment(site)
-    if "resources" not in skip:
+    return problems
+
+
+def check_workflow(workflow: GenericWorkflow, submit_dir: Path) -> list[str]:
+    """Problems that would stop the workflow on an HTCondor pool (empty list: none)."""
+    site = workflow.site
+    problems = check_site(site, submit_dir)
+    if "resources" not in skipped(site):
         jobs = list(workflow.jobs.values()) + ([workflow.final] if workflow.final else [])
         problems += check_resources(jobs, site)
     return problems

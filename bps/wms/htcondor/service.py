@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ...workflow import GenericWorkflow
+from ...workflow import GenericWorkflow, SiteConfig
 from ..base import (
     RunReport,
     WmsError,
@@ -22,7 +22,7 @@ from ..base import (
     write_run_record,
 )
 from . import overrides as overrides_mod
-from .checks import check_workflow, job_user_warnings
+from .checks import check_site, check_workflow, job_user_warnings
 from .eventlog import read_event_log
 from .layout import DagLayout, find_dag
 from .report import build_report, dagman_exit_status, last_submission
@@ -37,15 +37,13 @@ class HTCondorService(WorkflowService):
     name = "htcondor"
 
     # -- prepare ---------------------------------------------------------------------------
+    def precheck(self, site: SiteConfig, submit_dir: Path) -> None:
+        _refuse(site, check_site(site, Path(submit_dir).absolute()))
+
     def prepare(self, workflow: GenericWorkflow) -> Path:
         submit_dir = Path(workflow.submit_dir).absolute()
         submit_dir.mkdir(parents=True, exist_ok=True)
-        problems = check_workflow(workflow, submit_dir)
-        if problems:
-            raise WmsError(
-                f"site {workflow.site.name!r} cannot run this workflow on HTCondor:\n- "
-                + "\n- ".join(problems)
-            )
+        _refuse(workflow.site, check_workflow(workflow, submit_dir))
         warnings = job_user_warnings(workflow, submit_dir)
         for warning in warnings:
             log.warning("%s", warning)
@@ -205,3 +203,10 @@ def _submit_dag(htcondor2: Any, layout: DagLayout) -> int:
             f"prepared and stays usable: run `bps submit {layout.submit_dir}` on an HTCondor access point."
         ) from exc
     return int(result.cluster())
+
+
+def _refuse(site: SiteConfig, problems: list[str]) -> None:
+    if problems:
+        raise WmsError(
+            f"site {site.name!r} cannot run this workflow on HTCondor:\n- " + "\n- ".join(problems)
+        )
