@@ -84,3 +84,27 @@ def test_inconsistent_policies_are_refused(kwargs, match):
     values = {"base_mb": 2048, "multiplier": 2.0, "max_mb": 8192, "max_starts": 3, **kwargs}
     with pytest.raises(ValueError, match=match):
         memory.MemoryPolicy(**values)
+
+
+def test_a_job_whose_request_only_doubles_is_tried_at_the_cap_before_removal():
+    # No usage reported: the request doubles, 2048, 4096, then the cap 8192 is tried.
+    ad, tried = _ad(), []
+    for _ in range(6):
+        tried.append(int(ad.eval("RequestMemory")))
+        ad.update({"NumJobStarts": int(ad["NumJobStarts"]) + 1, "JobStatus": 5, "HoldReasonCode": 34})
+        if _eval(memory.periodic_remove(POLICY), ad) or not _eval(memory.periodic_release(POLICY), ad):
+            break
+        ad.update({"JobStatus": 1, "LastHoldReasonCode": 34})
+        del ad["HoldReasonCode"]
+    assert tried == [2048, 4096, 8192]
+    # with the usage reported, the job goes to the cap sooner, and is removed only after trying it
+    assert ads.run_until_done(COMMANDS, peak_mb=9000) == ([2048, 8192], "removed")
+    assert ads.run_until_done(COMMANDS, peak_mb=8000) == ([2048, 8192], "done")
+
+
+def test_while_held_the_request_is_what_the_failed_attempt_ran_with():
+    # After three starts (2048, 4096, 8192) the held job shows 8192, not a larger next request.
+    held = ads.memory_hold(COMMANDS, starts=2)
+    assert held == ads.Outcome(request_mb=4096, release=True, remove=False)
+    # killed at the cap through its measured usage: it ran at the cap, so it is removed
+    assert ads.memory_hold(COMMANDS, starts=2, usage_mb=8192) == ads.Outcome(8192, release=False, remove=True)

@@ -109,12 +109,6 @@ def test_a_job_grows_until_it_fits_and_one_that_never_fits_is_removed(tmp_path):
     assert end == "removed" and max(requests) == 16384  # the run ends instead of a job held forever
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bps/wms/htcondor/memory.py (shared with the HTCondor translator): while a job is held, "
-    "NumJobStarts already counts the failed start, so RequestMemory shows the NEXT request; a job "
-    "whose request doubles is removed when the next request would be the cap, without trying it",
-)
 def test_doubling_requests_reach_the_cap_before_removal(tmp_path):
     sample, _, jobs = _jobs(tmp_path)
     commands = _submitted(jobs["coadd.tract-0.patch-1"])  # 4096 -> 8192 -> 16384 (cap)

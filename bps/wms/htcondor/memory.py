@@ -8,9 +8,12 @@ has reached the cap so that DAGMan sees a failure instead of a job held forever
 
 - ``request_memory`` is an expression, re-evaluated at each match: the base request until a
   memory hold happened, then ``base * multiplier ** NumJobStarts`` or ``MemoryUsage *
-  multiplier`` (whichever is larger), never above the cap. While the job is held,
-  ``LastHoldReasonCode`` still describes the *previous* hold, so ``RequestMemory`` is
-  exactly what the failed attempt ran with; the release and remove policies rely on that.
+  multiplier`` (whichever is larger), never above the cap. While the job runs or is held,
+  ``NumJobStarts`` already counts the current attempt and ``LastHoldReasonCode`` still
+  describes the *previous* hold, so ``RequestMemory`` then evaluates to what the attempt was
+  matched with: ``base * multiplier ** (NumJobStarts - 1)`` or the ``MemoryUsage`` it was
+  killed at (about its limit), whichever is larger. The release and remove policies rely on
+  that, so an attempt at the cap is always made before the job is removed.
 - ``periodic_release``: a memory hold, room left under the cap, starts left.
 - ``periodic_remove``: a memory hold at the cap or out of starts; optionally any other hold
   older than ``held_timeout_s`` (a run must end, not sit "running" forever).
@@ -70,10 +73,19 @@ def request_memory(policy: MemoryPolicy, base: str | None = None) -> str:
     base = base_macro(policy.base_mb) if base is None else base
     mult = _num(policy.multiplier)
     usage = "ifThenElse(isUndefined(MemoryUsage), 0, MemoryUsage)"
+    # Idle (being matched): the next attempt's request. NumJobStarts counts the attempts so far.
     grown = (
         f"int(min({{ {policy.max_mb}, max({{ {base} * pow({mult}, NumJobStarts), {usage} * {mult} }}) }}))"
     )
-    return f"ifThenElse({LAST_MEMORY_HOLD} && NumJobStarts > 0, {grown}, {base})"
+    # Running or held: NumJobStarts already counts this attempt, so one power less, or the
+    # usage it was killed at (about the limit it ran with), is what this attempt had. Were it
+    # the next request instead, a held job would be removed when the *next* request reached
+    # the cap, and the cap itself would never be tried.
+    current = f"int(min({{ {policy.max_mb}, max({{ {base} * pow({mult}, NumJobStarts - 1), {usage} }}) }}))"
+    return (
+        f"ifThenElse({LAST_MEMORY_HOLD} && NumJobStarts > 0, "
+        f"ifThenElse(JobStatus =?= 1, {grown}, {current}), {base})"
+    )
 
 
 def literal_base(policy: MemoryPolicy) -> str:
