@@ -193,17 +193,46 @@ def _locator(repo: str | None, graph: Any) -> tuple[Any, dict[tuple[str, Any], s
     return path_of, off_template
 
 
+#: Entries per input-locations file: a job reads the whole file it is given (about 2 ms
+#: of JSON at this size), and the submit directory holds one file per this many entries
+#: instead of one per job (field note 9).
+LOCATIONS_PER_FILE = 2000
+
+
 def _write_input_locations(
     workflow: GenericWorkflow, off_template: dict[tuple[str, Any], str], submit_dir: Path
 ) -> None:
+    """Tell jobs where overall inputs stored off their template path are.
+
+    Consecutive jobs share one ``input_locations/NNNNNN.json`` (``{lfn: path}`` for all of
+    them, up to `LOCATIONS_PER_FILE` entries; a job needing more gets a file to itself):
+    with one file per job, a workflow of ingested raws wrote a file for every job.
+    """
     if not off_template:
         return
     by_lfn = {dataset_lfn(name, dict(data_id)): path for (name, data_id), path in off_template.items()}
     directory = submit_dir / "input_locations"
+    group: dict[str, str] = {}
+    members: list[Any] = []
+    count = 0
+
+    def flush() -> None:
+        nonlocal group, members, count
+        if members:
+            directory.mkdir(exist_ok=True)
+            path = directory / f"{count:06d}.json"
+            atomic_write_text(path, json.dumps(group))
+            for job in members:
+                job.arguments += ["--input-locations", str(path)]
+            count += 1
+        group, members = {}, []
+
     for job in workflow.jobs.values():
         mine = {f.lfn: by_lfn[f.lfn] for f in job.inputs if f.producer is None and f.lfn in by_lfn}
-        if mine:
-            directory.mkdir(exist_ok=True)
-            path = directory / f"{job.name}.json"
-            atomic_write_text(path, json.dumps(mine))
-            job.arguments += ["--input-locations", str(path)]
+        if not mine:
+            continue
+        if members and len(group) + len(mine) > LOCATIONS_PER_FILE:
+            flush()
+        group.update(mine)
+        members.append(job)
+    flush()

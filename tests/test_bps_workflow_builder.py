@@ -160,3 +160,31 @@ def test_workflow_round_trips_through_json(tmp_path):
     again = GenericWorkflow.load(tmp_path / "workflow.json")
     assert again.to_json() == wf.to_json()
     assert again.jobs["isr_1_Cam_1"].throttle == "isr"
+
+
+def test_input_locations_are_shared_files_of_bounded_size(tmp_path, monkeypatch):
+    import json
+
+    from bps import prepare as prepare_mod
+    from bps.workflow import GenericWorkflow, Job, WorkflowFile, dataset_lfn
+    from supertask.repo.dataid import DataId
+
+    monkeypatch.setattr(prepare_mod, "LOCATIONS_PER_FILE", 4)
+    wf = GenericWorkflow("w", str(tmp_path), "g.qgraph", "repo", "run")
+    off_template = {}
+    for j in range(5):  # jobs reading 2, 2, 1, 3, 2 off-template raws
+        n = (2, 2, 1, 3, 2)[j]
+        files = []
+        for k in range(n):
+            data_id = {"visit": j, "detector": k}
+            off_template[("raw", DataId(data_id))] = f"elsewhere/{j}/{k}"
+            files.append(WorkflowFile(dataset_lfn("raw", data_id), "raw", data_id, f"raw/{j}/{k}"))
+        wf.add_job(Job(f"job{j}", "isr", [j], [], inputs=files))
+    prepare_mod._write_input_locations(wf, off_template, tmp_path)
+    written = sorted((tmp_path / "input_locations").iterdir())
+    assert [p.name for p in written] == ["000000.json", "000001.json", "000002.json"]
+    assert all(len(json.loads(p.read_text())) <= 4 for p in written)
+    for job in wf.jobs.values():
+        path = job.arguments[job.arguments.index("--input-locations") + 1]
+        locations = json.loads(open(path).read())
+        assert all(locations[f.lfn] == off_template[("raw", DataId(f.data_id))] for f in job.inputs)

@@ -222,6 +222,7 @@ def _translate(
     locations: dict[str, str] = {}
     datastore: dict[str, str] = {}
     input_locations: dict[str, str] = {}
+    read_location_files: set[str] = set()  # bps prepare shares one such file between many jobs
     site_cap = workflow.site.max_memory_mb
 
     for name, job in workflow.jobs.items():
@@ -230,7 +231,7 @@ def _translate(
         for wf_file in job.outputs:
             locations[wf_file.lfn] = os.path.join(staged, wf_file.lfn)
             datastore[wf_file.lfn] = os.path.join(root, wf_file.path)
-        pjob = _make_job(job, pid, graph, graph_args, locations, input_locations)
+        pjob = _make_job(job, pid, graph, graph_args, locations, input_locations, read_location_files)
         pjob.add_args(*STAGING_ARGS)
         pjob.add_profiles(Namespace.CONDOR, **memory_profiles(job, site_cap, settings.held_timeout_s))
         wf.add_jobs(pjob)
@@ -244,7 +245,9 @@ def _translate(
     if workflow.final is not None:
         final_id = _unique_id(pegasus_id(workflow.final.name), job_map)
         job_map[final_id] = {"name": workflow.final.name, "label": workflow.final.label}
-        final = _make_job(workflow.final, final_id, graph, graph_args, {}, input_locations)
+        final = _make_job(
+            workflow.final, final_id, graph, graph_args, {}, input_locations, read_location_files
+        )
         outputs = sorted(locations)
         if outputs:
             final.add_inputs(*(File(lfn) for lfn in outputs))
@@ -311,6 +314,7 @@ def _make_job(
     graph_args: dict[str, str],
     locations: dict[str, str],
     input_locations: dict[str, str],
+    read_location_files: set[str],
 ) -> _Job:
     """One Pegasus job: arguments, files, resources and retries of a generic job.
 
@@ -325,7 +329,8 @@ def _make_job(
     arguments = _rewrite_arguments(job.arguments, graph_args)
     if "--input-locations" in arguments:
         index = arguments.index("--input-locations")
-        if index + 1 < len(arguments):
+        if index + 1 < len(arguments) and arguments[index + 1] not in read_location_files:
+            read_location_files.add(arguments[index + 1])
             input_locations.update(_read_input_locations(arguments[index + 1]))
         del arguments[index : index + 2]
     manifest = _manifest_output(arguments)
