@@ -182,24 +182,46 @@ class GenericWorkflow:
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return {
+            **self.to_json_header(),
+            "jobs": [_job_to_json(job) for job in self.jobs.values()],
+            **self._tail(),
+        }
+
+    def save(self, path: str | Path) -> None:
+        """Write as JSON (atomically: temporary file, then rename).
+
+        The same document as ``json.dumps(self.to_json())``, written one job at a time: a
+        10^6-quantum workflow is most of a gigabyte of JSON, which should not also sit in
+        memory as one string next to the workflow itself.
+        """
+        path = Path(path)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        dumps = json.JSONEncoder(separators=(",", ":")).encode
+        with open(tmp, "w", encoding="utf-8") as out:
+            head = self.to_json_header()
+            out.write(dumps(head)[:-1] + ',"jobs":[')
+            for i, job in enumerate(self.jobs.values()):
+                out.write(("," if i else "") + dumps(_job_to_json(job)))
+            out.write("]," + dumps(self._tail())[1:])
+        tmp.replace(path)
+
+    def to_json_header(self) -> dict[str, Any]:
+        """The fields of `to_json` that come before ``jobs``."""
+        return {
             "name": self.name,
             "submit_dir": self.submit_dir,
             "graph_file": self.graph_file,
             "repo": self.repo,
             "output_run": self.output_run,
             "site": asdict(self.site),
-            "jobs": [_job_to_json(job) for job in self.jobs.values()],
+        }
+
+    def _tail(self) -> dict[str, Any]:
+        return {
             "parents": self.parents,
             "final": _job_to_json(self.final) if self.final else None,
             "throttles": self.throttles,
         }
-
-    def save(self, path: str | Path) -> None:
-        """Write as JSON (atomically: temporary file, then rename)."""
-        path = Path(path)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(self.to_json(), separators=(",", ":")))
-        tmp.replace(path)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> GenericWorkflow:

@@ -160,6 +160,13 @@ def test_workflow_round_trips_through_json(tmp_path):
     again = GenericWorkflow.load(tmp_path / "workflow.json")
     assert again.to_json() == wf.to_json()
     assert again.jobs["isr_1_Cam_1"].throttle == "isr"
+    # written job by job, yet the very document json.dumps would write (with and without jobs)
+    import json
+
+    assert (tmp_path / "workflow.json").read_text() == json.dumps(wf.to_json(), separators=(",", ":"))
+    empty = GenericWorkflow("w", str(tmp_path), "g", "r", "run")
+    empty.save(tmp_path / "empty.json")
+    assert (tmp_path / "empty.json").read_text() == json.dumps(empty.to_json(), separators=(",", ":"))
 
 
 def test_input_locations_are_shared_files_of_bounded_size(tmp_path, monkeypatch):
