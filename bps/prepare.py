@@ -181,13 +181,21 @@ def _locator(repo: str | None, graph: Any) -> tuple[Any, dict[tuple[str, Any], s
                     registered.append(butler.registry.getDatasetLocation(d)[0])
                 except LookupError:
                     registered.append(None)
+        # Where each overall input is: its registered path (kept when off its template path).
+        known: dict[tuple[str, Any], tuple[str, str]] = {}
         for d, path in zip(inputs, registered, strict=True):
-            if path is not None and path != datastore.path(d.datasetType, d.dataId, d.run or ""):
+            run = d.run or ""
+            template = datastore.path(d.datasetType, d.dataId, run)
+            if path is not None and path != template:
                 off_template[d.key] = path
+            known[d.key] = (run, path if path is not None else template)
     finally:
         butler.close()
 
     def path_of(dataset: Any, run: str) -> str:
+        found = known.get(dataset.key)
+        if found is not None and found[0] == run:
+            return found[1]  # (computed above: a template path costs as much as the look-up)
         return off_template.get(dataset.key) or datastore.path(dataset.datasetType, dataset.dataId, run)
 
     return path_of, off_template
