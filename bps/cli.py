@@ -26,10 +26,18 @@ def _handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         from .config import ConfigError
         from .prepare import PrepareError
         from .wms.base import WmsError
+        from .workflow_io import WorkflowFileError
 
         try:
             return func(*args, **kwargs)
-        except (ConfigError, ClusteringError, PrepareError, WmsError, FileNotFoundError) as err:
+        except (
+            ConfigError,
+            ClusteringError,
+            PrepareError,
+            WmsError,
+            WorkflowFileError,
+            FileNotFoundError,
+        ) as err:
             click.echo(f"bps: error: {err}", err=True)
             sys.exit(1)
 

@@ -23,12 +23,12 @@ else except the `SiteConfig` it carries:
   idempotent anyway).
 
 The workflow saves to and loads from JSON (``workflow.json`` in the submit
-directory) so that ``bps report`` and ``bps restart`` need no graph file.
+directory; the format is `bps.workflow_io`'s) so that ``bps report`` and
+``bps restart`` need no graph file.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -188,22 +188,10 @@ class GenericWorkflow:
         }
 
     def save(self, path: str | Path) -> None:
-        """Write as JSON (atomically: temporary file, then rename).
+        """Write ``workflow.json`` (format 2 of `bps.workflow_io`: each dataset once), atomically."""
+        from .workflow_io import save_workflow
 
-        The same document as ``json.dumps(self.to_json())``, written one job at a time: a
-        10^6-quantum workflow is most of a gigabyte of JSON, which should not also sit in
-        memory as one string next to the workflow itself.
-        """
-        path = Path(path)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        dumps = json.JSONEncoder(separators=(",", ":")).encode
-        with open(tmp, "w", encoding="utf-8") as out:
-            head = self.to_json_header()
-            out.write(dumps(head)[:-1] + ',"jobs":[')
-            for i, job in enumerate(self.jobs.values()):
-                out.write(("," if i else "") + dumps(_job_to_json(job)))
-            out.write("]," + dumps(self._tail())[1:])
-        tmp.replace(path)
+        save_workflow(self, path)
 
     def to_json_header(self) -> dict[str, Any]:
         """The fields of `to_json` that come before ``jobs``."""
@@ -243,8 +231,10 @@ class GenericWorkflow:
 
     @classmethod
     def load(cls, path: str | Path) -> GenericWorkflow:
-        """Read a workflow written by `save`."""
-        return cls.from_json(json.loads(Path(path).read_text()))
+        """Read a workflow written by `save` (or by a release that wrote format 1, `to_json`)."""
+        from .workflow_io import load_workflow
+
+        return load_workflow(path)
 
 
 _JOB_FIELDS = tuple(f.name for f in fields(Job))

@@ -160,13 +160,44 @@ def test_workflow_round_trips_through_json(tmp_path):
     again = GenericWorkflow.load(tmp_path / "workflow.json")
     assert again.to_json() == wf.to_json()
     assert again.jobs["isr_1_Cam_1"].throttle == "isr"
-    # written job by job, yet the very document json.dumps would write (with and without jobs)
-    import json
-
-    assert (tmp_path / "workflow.json").read_text() == json.dumps(wf.to_json(), separators=(",", ":"))
     empty = GenericWorkflow("w", str(tmp_path), "g", "r", "run")
     empty.save(tmp_path / "empty.json")
-    assert (tmp_path / "empty.json").read_text() == json.dumps(empty.to_json(), separators=(",", ":"))
+    assert GenericWorkflow.load(tmp_path / "empty.json").to_json() == empty.to_json()
+
+
+def test_workflow_file_holds_each_dataset_once_and_jobs_share_it_after_loading(tmp_path):
+    import json
+
+    wf = build_workflow(demo_quanta(), options(), path_of)
+    wf.save(tmp_path / "workflow.json")
+    data = json.loads((tmp_path / "workflow.json").read_text())
+    assert data["format"] == 2
+    distinct = {f.lfn for job in wf.jobs.values() for f in (*job.inputs, *job.outputs)}
+    references = sum(len(job.inputs) + len(job.outputs) for job in wf.jobs.values())
+    assert len(data["files"]) == len(distinct) < references  # intermediates are read by other jobs
+    again = GenericWorkflow.load(tmp_path / "workflow.json")
+    made = {f.lfn: f for job in again.jobs.values() for f in job.outputs}
+    read = [f for job in again.jobs.values() for f in job.inputs if f.producer is not None]
+    assert read and all(made[f.lfn] is f for f in read)
+
+
+def test_a_workflow_file_of_format_1_still_loads(tmp_path):
+    import json
+
+    wf = build_workflow(demo_quanta(), options(throttles={"isr": 2}), path_of)
+    (tmp_path / "old.json").write_text(json.dumps(wf.to_json()))  # what earlier releases wrote
+    assert GenericWorkflow.load(tmp_path / "old.json").to_json() == wf.to_json()
+
+
+def test_an_unknown_or_broken_workflow_file_is_refused_with_the_fix(tmp_path):
+    from bps.workflow_io import WorkflowFileError
+
+    (tmp_path / "future.json").write_text('{"format": 9}')
+    with pytest.raises(WorkflowFileError, match="format 9"):
+        GenericWorkflow.load(tmp_path / "future.json")
+    (tmp_path / "cut.json").write_text('{"format": 2, "name": ')
+    with pytest.raises(WorkflowFileError, match="prepare the submit directory again"):
+        GenericWorkflow.load(tmp_path / "cut.json")
 
 
 def test_input_locations_are_shared_files_of_bounded_size(tmp_path, monkeypatch):

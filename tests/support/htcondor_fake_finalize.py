@@ -7,20 +7,20 @@ tombstones (outputs of a quantum with no work) are never registered and are dele
 wherever they are (staged back by file transfer, or at the datastore path).
 """
 
-import json
 import sys
 from pathlib import Path
 
 from bps.staging import is_tombstone
+from bps.workflow import GenericWorkflow
 
 submit_dir = Path(sys.argv[1])
-wf = json.loads((submit_dir / "workflow.json").read_text())
-repo = Path(wf["repo"])
+wf = GenericWorkflow.load(submit_dir / "workflow.json")
+repo = Path(wf.repo)
 present = []
-for job in wf["jobs"]:
-    for out in job["outputs"]:
-        staged = submit_dir / "staged" / out["lfn"]
-        target = repo / out["path"]
+for job in wf.jobs.values():
+    for out in job.outputs:
+        staged = submit_dir / "staged" / out.lfn
+        target = repo / out.path
         tombstones = [p for p in (staged, target) if is_tombstone(p)]
         if tombstones:
             for place in tombstones:
@@ -30,5 +30,5 @@ for job in wf["jobs"]:
             target.parent.mkdir(parents=True, exist_ok=True)
             staged.replace(target)
         if target.exists():
-            present.append(out["lfn"])
+            present.append(out.lfn)
 (submit_dir / "finalized.txt").write_text("\n".join(sorted(present)) + "\n")

@@ -1,0 +1,157 @@
+"""``workflow.json``: how a `~bps.workflow.GenericWorkflow` is kept in its submit directory.
+
+Why a format of its own
+-----------------------
+A workflow lists, for every job, the files it reads and writes. Written naively (format 1:
+``GenericWorkflow.to_json``), every dataset appears once as an output and again in every
+job that reads it, each time with its logical file name, type, data ID, path and producer:
+806 MiB for 10^6 quanta, twelve times the graph file it came from (field note 4: copies of
+the graph in the submit directory multiply submission cost). Format 2 keeps one row per
+dataset in a ``files`` table and lets jobs refer to rows by index:
+
+- ``file_schemas``: ``[[dataset type, [data ID keys]], ...]``;
+- ``files``: ``[[schema index, [data ID values], path, producer job index or -1], ...]``;
+  the logical file name is not stored (`dataset_lfn` recomputes it);
+- ``jobs``: as in format 1, with ``inputs`` and ``outputs`` lists of file indices; the
+  producer index counts jobs in this list's order;
+- everything else (header fields, ``parents``, ``final``, ``throttles``) as in format 1.
+
+Both are JSON, written one row at a time (the document is never one string in memory), and
+`load_workflow` reads either format, so submit directories prepared earlier still report and
+restart.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any, TextIO
+
+from .workflow import GenericWorkflow, Job, Resources, RetryPolicy, SiteConfig, WorkflowFile, dataset_lfn
+
+FORMAT = 2
+_JOB_FIELDS = tuple(f.name for f in fields(Job))
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
+class WorkflowFileError(ValueError):
+    """``workflow.json`` cannot be read; the message names the file and what is wrong."""
+
+
+def save_workflow(workflow: GenericWorkflow, path: str | Path) -> None:
+    """Write ``workflow`` in format 2, atomically (temporary file, then rename)."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as out:
+        _write(workflow, out)
+    tmp.replace(path)
+
+
+def load_workflow(path: str | Path) -> GenericWorkflow:
+    """Read a ``workflow.json`` of format 1 or 2."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise WorkflowFileError(
+            f"cannot read the workflow {path}: {err}; prepare the submit directory again"
+        ) from None
+    version = data.get("format", 1)
+    if version == 1:
+        return GenericWorkflow.from_json(data)
+    if version != FORMAT:
+        raise WorkflowFileError(
+            f"{path} is a workflow of format {version}; this bps reads formats 1 and {FORMAT}: "
+            "use the bps release that prepared it"
+        )
+    return _decode(data)
+
+
+# ------------------------------------------------------------------------------------- writing
+def _write(workflow: GenericWorkflow, out: TextIO) -> None:
+    jobs = list(workflow.jobs.values())
+    job_index = {job.name: i for i, job in enumerate(jobs)}
+    schemas: dict[tuple[str, tuple[str, ...]], int] = {}
+    rows: dict[str, int] = {}  # lfn -> row: a dataset's name is unique within a workflow
+    out.write(_encode({"format": FORMAT, **workflow.to_json_header()})[:-1])
+    out.write(',"files":[')
+
+    def row_of(f: WorkflowFile) -> int:
+        index = rows.get(f.lfn)
+        if index is None:
+            keys = tuple(f.data_id)
+            schema = schemas.setdefault((f.dataset_type, keys), len(schemas))
+            producer = job_index.get(f.producer, -1) if f.producer is not None else -1
+            if f.producer is not None and producer < 0:
+                raise ValueError(
+                    f"file {f.lfn!r} names producer {f.producer!r}, which is not a job of the workflow"
+                )
+            index = rows[f.lfn] = len(rows)
+            out.write(("," if index else "") + _encode([schema, list(f.data_id.values()), f.path, producer]))
+        return index
+
+    encoded_jobs = []
+    for job in jobs:
+        encoded_jobs.append(_encode(_job_json(job, row_of)))
+    final = _job_json(workflow.final, row_of) if workflow.final else None
+    out.write('],"file_schemas":' + _encode([[name, list(keys)] for name, keys in schemas]))
+    out.write(',"jobs":[')
+    for i, text in enumerate(encoded_jobs):
+        out.write(("," if i else "") + text)
+    tail = {"parents": workflow.parents, "final": final, "throttles": workflow.throttles}
+    out.write("]," + _encode(tail)[1:])
+
+
+def _job_json(job: Job, row_of: Any) -> dict[str, Any]:
+    out = {name: getattr(job, name) for name in _JOB_FIELDS}
+    out["resources"] = asdict(job.resources)
+    out["retry"] = asdict(job.retry)
+    out["inputs"] = [row_of(f) for f in job.inputs]
+    out["outputs"] = [row_of(f) for f in job.outputs]
+    return out
+
+
+# ------------------------------------------------------------------------------------- reading
+def _decode(data: dict[str, Any]) -> GenericWorkflow:
+    wf = GenericWorkflow(
+        name=data["name"],
+        submit_dir=data["submit_dir"],
+        graph_file=data["graph_file"],
+        repo=data["repo"],
+        output_run=data["output_run"],
+        site=SiteConfig(**data["site"]),
+        throttles=data.get("throttles", {}),
+    )
+    names = [raw["name"] for raw in data["jobs"]]
+    schemas = [(name, tuple(keys)) for name, keys in data["file_schemas"]]
+    files: list[WorkflowFile] = []
+    for schema, values, path, producer in data["files"]:
+        dataset_type, keys = schemas[schema]
+        data_id = dict(zip(keys, values, strict=True))
+        files.append(
+            WorkflowFile(
+                lfn=dataset_lfn(dataset_type, data_id),
+                dataset_type=dataset_type,
+                data_id=data_id,
+                path=path,
+                producer=names[producer] if producer >= 0 else None,
+            )
+        )
+    for raw in data["jobs"]:
+        job = _job_from(raw, files)
+        wf.jobs[job.name] = job
+    wf.parents = {k: list(v) for k, v in data["parents"].items()}
+    wf.final = _job_from(data["final"], files) if data.get("final") else None
+    return wf
+
+
+def _job_from(raw: dict[str, Any], files: list[WorkflowFile]) -> Job:
+    raw = dict(raw)
+    raw["resources"] = Resources(**raw["resources"])
+    retry = dict(raw["retry"])
+    retry["no_retry_exit_codes"] = tuple(retry["no_retry_exit_codes"])
+    raw["retry"] = RetryPolicy(**retry)
+    raw["inputs"] = [files[i] for i in raw["inputs"]]
+    raw["outputs"] = [files[i] for i in raw["outputs"]]
+    return Job(**raw)
