@@ -10,8 +10,9 @@ the graph in the submit directory multiply submission cost). Format 2 keeps one 
 dataset in a ``files`` table and lets jobs refer to rows by index:
 
 - ``file_schemas``: ``[[dataset type, [data ID keys]], ...]``;
-- ``files``: ``[[schema index, [data ID values], path, producer job index or -1], ...]``;
-  the logical file name is not stored (`dataset_lfn` recomputes it);
+- ``files``: ``[[schema index, [data ID values], path, producer job index or -1, logical
+  file name], ...]``; the name is stored, not recomputed, because staged files and
+  manifests already carry it: a later release must read the names this one wrote;
 - ``jobs``: as in format 1, with ``inputs`` and ``outputs`` lists of file indices; the
   producer index counts jobs in this list's order;
 - everything else (header fields, ``parents``, ``final``, ``throttles``) as in format 1.
@@ -28,7 +29,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, TextIO
 
-from .workflow import GenericWorkflow, Job, Resources, RetryPolicy, SiteConfig, WorkflowFile, dataset_lfn
+from .workflow import GenericWorkflow, Job, Resources, RetryPolicy, SiteConfig, WorkflowFile
 
 FORMAT = 2
 _JOB_FIELDS = tuple(f.name for f in fields(Job))
@@ -88,7 +89,8 @@ def _write(workflow: GenericWorkflow, out: TextIO) -> None:
                     f"file {f.lfn!r} names producer {f.producer!r}, which is not a job of the workflow"
                 )
             index = rows[f.lfn] = len(rows)
-            out.write(("," if index else "") + _encode([schema, list(f.data_id.values()), f.path, producer]))
+            row = [schema, list(f.data_id.values()), f.path, producer, f.lfn]
+            out.write(("," if index else "") + _encode(row))
         return index
 
     encoded_jobs = []
@@ -126,12 +128,12 @@ def _decode(data: dict[str, Any]) -> GenericWorkflow:
     names = [raw["name"] for raw in data["jobs"]]
     schemas = [(name, tuple(keys)) for name, keys in data["file_schemas"]]
     files: list[WorkflowFile] = []
-    for schema, values, path, producer in data["files"]:
+    for schema, values, path, producer, lfn in data["files"]:
         dataset_type, keys = schemas[schema]
         data_id = dict(zip(keys, values, strict=True))
         files.append(
             WorkflowFile(
-                lfn=dataset_lfn(dataset_type, data_id),
+                lfn=lfn,
                 dataset_type=dataset_type,
                 data_id=data_id,
                 path=path,
