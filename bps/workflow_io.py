@@ -25,14 +25,12 @@ restart.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, TextIO
 
-from .workflow import GenericWorkflow, Job, Resources, RetryPolicy, SiteConfig, WorkflowFile
+from .workflow import GenericWorkflow, WorkflowFile, _job_to_json
 
 FORMAT = 2
-_JOB_FIELDS = tuple(f.name for f in fields(Job))
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
@@ -95,8 +93,8 @@ def _write(workflow: GenericWorkflow, out: TextIO) -> None:
 
     encoded_jobs = []
     for job in jobs:
-        encoded_jobs.append(_encode(_job_json(job, row_of)))
-    final = _job_json(workflow.final, row_of) if workflow.final else None
+        encoded_jobs.append(_encode(_job_to_json(job, row_of)))
+    final = _job_to_json(workflow.final, row_of) if workflow.final else None
     out.write('],"file_schemas":' + _encode([[name, list(keys)] for name, keys in schemas]))
     out.write(',"jobs":[')
     for i, text in enumerate(encoded_jobs):
@@ -105,55 +103,20 @@ def _write(workflow: GenericWorkflow, out: TextIO) -> None:
     out.write("]," + _encode(tail)[1:])
 
 
-def _job_json(job: Job, row_of: Any) -> dict[str, Any]:
-    out = {name: getattr(job, name) for name in _JOB_FIELDS}
-    out["resources"] = asdict(job.resources)
-    out["retry"] = asdict(job.retry)
-    out["inputs"] = [row_of(f) for f in job.inputs]
-    out["outputs"] = [row_of(f) for f in job.outputs]
-    return out
-
-
 # ------------------------------------------------------------------------------------- reading
 def _decode(data: dict[str, Any]) -> GenericWorkflow:
-    wf = GenericWorkflow(
-        name=data["name"],
-        submit_dir=data["submit_dir"],
-        graph_file=data["graph_file"],
-        repo=data["repo"],
-        output_run=data["output_run"],
-        site=SiteConfig(**data["site"]),
-        throttles=data.get("throttles", {}),
-    )
     names = [raw["name"] for raw in data["jobs"]]
     schemas = [(name, tuple(keys)) for name, keys in data["file_schemas"]]
     files: list[WorkflowFile] = []
     for schema, values, path, producer, lfn in data["files"]:
         dataset_type, keys = schemas[schema]
-        data_id = dict(zip(keys, values, strict=True))
         files.append(
             WorkflowFile(
                 lfn=lfn,
                 dataset_type=dataset_type,
-                data_id=data_id,
+                data_id=dict(zip(keys, values, strict=True)),
                 path=path,
                 producer=names[producer] if producer >= 0 else None,
             )
         )
-    for raw in data["jobs"]:
-        job = _job_from(raw, files)
-        wf.jobs[job.name] = job
-    wf.parents = {k: list(v) for k, v in data["parents"].items()}
-    wf.final = _job_from(data["final"], files) if data.get("final") else None
-    return wf
-
-
-def _job_from(raw: dict[str, Any], files: list[WorkflowFile]) -> Job:
-    raw = dict(raw)
-    raw["resources"] = Resources(**raw["resources"])
-    retry = dict(raw["retry"])
-    retry["no_retry_exit_codes"] = tuple(retry["no_retry_exit_codes"])
-    raw["retry"] = RetryPolicy(**retry)
-    raw["inputs"] = [files[i] for i in raw["inputs"]]
-    raw["outputs"] = [files[i] for i in raw["outputs"]]
-    return Job(**raw)
+    return GenericWorkflow.from_json(data, files.__getitem__)
