@@ -129,27 +129,3 @@ def test_restrict_sets_left_out_of_the_sql_are_still_applied(registry):
     keys, rows = registry.queryDataIdValues(["visit", "detector"], restrict=restrict)
     assert rows and {row[keys.index("detector")] for row in rows} == {1}
     assert len(rows) == len(registry.queryDataIds(["visit"]))
-
-
-def test_a_restriction_to_most_of_a_unit_is_filtered_after_one_statement(registry, monkeypatch):
-    import supertask.repo.registry.registry as registry_module
-
-    keys, everything = registry.queryDataIdValues(["visit", "detector"])
-    visits = sorted({row[keys.index("visit")] for row in everything})
-    most = set(visits[1:])  # all but one visit: above half of the unit's values
-    expected = [row for row in everything if row[keys.index("visit")] in most]
-    assert registry.queryDataIdValues(["visit", "detector"], restrict={"visit": most})[1] == expected
-    statements = []
-    monkeypatch.setattr(registry_module, "CHUNK", 2)  # as if the set were too big for one IN list
-    original = registry._countKeyValues
-    monkeypatch.setattr(registry, "_countKeyValues", lambda unit: statements.append(unit) or original(unit))
-    assert registry.queryDataIdValues(["visit", "detector"], restrict={"visit": most})[1] == expected
-    assert statements == ["visit"]  # the wide restriction was weighed, and the rows still match
-    with pytest.raises(RowLimitError):
-        registry.queryDataIdValues(
-            ["visit", "detector"], restrict={"visit": most}, max_rows=len(expected) - 1
-        )
-    assert (
-        registry.queryDataIdValues(["visit", "detector"], restrict={"visit": most}, max_rows=len(expected))[1]
-        == expected
-    )
