@@ -121,28 +121,22 @@ def test_gathering_consumer_left_with_only_tombstones_has_no_work(repo, tmp_path
 
 
 def test_rerun_of_a_job_with_no_work_is_idempotent(repo, tmp_path):
-    backend = StandInBackend(repo, DETECTORS, no_work={2})
-    first = run_job(
-        "g",
-        [0, 1, 2, 3, 4, 5, 6],
-        repo=str(repo),
-        job="all",
-        manifest_dir=tmp_path / "m",
-        scratch=str(tmp_path / "s"),
-        backend=backend,
-    )
+    def run_all(backend):
+        return run_job(
+            "g",
+            [0, 1, 2, 3, 4, 5, 6],
+            repo=str(repo),
+            job="all",
+            manifest_dir=tmp_path / "m",
+            scratch=str(tmp_path / "s"),
+            backend=backend,
+        )
+
+    first = run_all(StandInBackend(repo, DETECTORS, no_work={2}))
     assert first.no_work == [1, 4] and first.ran == [0, 2, 3, 5, 6]
     tombstone = repo / RUN / "made" / "detector2.json"
     before = tombstone.stat().st_mtime_ns
-    again = run_job(
-        "g",
-        [0, 1, 2, 3, 4, 5, 6],
-        repo=str(repo),
-        job="all",
-        manifest_dir=tmp_path / "m",
-        scratch=str(tmp_path / "s"),
-        backend=StandInBackend(repo, DETECTORS, no_work={2}),
-    )
+    again = run_all(StandInBackend(repo, DETECTORS, no_work={2}))
     assert again.skipped_done == [0, 1, 2, 3, 4, 5, 6] and again.ran == [] and again.no_work == []
     assert tombstone.stat().st_mtime_ns == before
     # a partial rerun (the consumer's record lost) sees the tombstone again and drops that input
@@ -151,15 +145,7 @@ def test_rerun_of_a_job_with_no_work_is_idempotent(repo, tmp_path):
     del manifest.quanta[6]
     write_manifest(mpath, manifest)
     rerun_backend = StandInBackend(repo, DETECTORS, no_work={2})
-    third = run_job(
-        "g",
-        [0, 1, 2, 3, 4, 5, 6],
-        repo=str(repo),
-        job="all",
-        manifest_dir=tmp_path / "m",
-        scratch=str(tmp_path / "s"),
-        backend=rerun_backend,
-    )
+    third = run_all(rerun_backend)
     assert third.ran == [6] and rerun_backend.tasks["total"].calls == [{"doubled": [1, 3]}]
 
 
