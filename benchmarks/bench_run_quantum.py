@@ -67,6 +67,12 @@ def setup(work: Path, n_quanta: int) -> tuple[Path, Path, dict[str, str]]:
     return repo, graph, env
 
 
+def job_command(graph: Path, repo: Path, i: int, manifests: Path) -> list[str]:
+    """The ``run_quantum`` command of job ``j{i}`` (quantum ``i % 3``), as a batch system starts it."""
+    return [sys.executable, "-m", "bps.run_quantum", "--graph", str(graph), "--quantum", str(i % 3),
+            "--repo", str(repo), "--job", f"j{i}", "--manifest-dir", str(manifests)]  # fmt: skip
+
+
 def main() -> None:
     n_quanta = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
     repeats = int(sys.argv[2]) if len(sys.argv) > 2 else 15
@@ -79,42 +85,14 @@ def main() -> None:
             subprocess.run([sys.executable, "-c", "pass"], check=True)
             baseline.append(time.perf_counter() - start)
             manifests = work / f"m{i}"
-            command = [
-                sys.executable,
-                "-m",
-                "bps.run_quantum",
-                "--graph",
-                str(graph),
-                "--quantum",
-                str(i % 3),
-                "--repo",
-                str(repo),
-                "--job",
-                f"j{i}",
-                "--manifest-dir",
-                str(manifests),
-            ]
+            command = job_command(graph, repo, i, manifests)
             start = time.perf_counter()
             subprocess.run(command, check=True, env=env, stderr=subprocess.DEVNULL)
             job.append(time.perf_counter() - start)
             # the no-op rerun of a finished job
         noop = []
         for i in range(min(repeats, 3)):
-            command = [
-                sys.executable,
-                "-m",
-                "bps.run_quantum",
-                "--graph",
-                str(graph),
-                "--quantum",
-                str(i % 3),
-                "--repo",
-                str(repo),
-                "--job",
-                f"j{i}",
-                "--manifest-dir",
-                str(work / f"m{i}"),
-            ]
+            command = job_command(graph, repo, i, work / f"m{i}")
             start = time.perf_counter()
             subprocess.run(command, check=True, env=env, stderr=subprocess.DEVNULL)
             noop.append(time.perf_counter() - start)

@@ -119,25 +119,8 @@ def test_qgraph_command_builds_saves_and_shows(repo, tmp_path):
     runner = CliRunner()
     save = tmp_path / "tile.qgraph"
     dot = tmp_path / "tile.dot"
-    result = runner.invoke(
-        supertask_cli,
-        [
-            "qgraph",
-            str(repo),
-            "-p",
-            str(PIPELINE),
-            "-i",
-            INPUTS[0],
-            "-o",
-            "cli/run",
-            "--where",
-            "tract = 0",
-            "--save",
-            str(save),
-            "--dot",
-            str(dot),
-        ],
-    )
+    plan = ["qgraph", str(repo), "-p", str(PIPELINE), "-i", INPUTS[0], "-o", "cli/run", "--where"]
+    result = runner.invoke(supertask_cli, [*plan, "tract = 0", "--save", str(save), "--dot", str(dot)])
     assert result.exit_code == 0, result.output
     graph = QuantumGraph.load(save)
     assert len(graph) > 0 and graph.metadata["where"] == "tract = 0"
@@ -146,23 +129,7 @@ def test_qgraph_command_builds_saves_and_shows(repo, tmp_path):
     assert shown.exit_code == 0 and "assembleCoadd" in shown.output
     one = runner.invoke(supertask_cli, ["qgraph", "show", str(save), "--quantum", "0"])
     assert one.exit_code == 0 and "outputs" in one.output
-    empty = runner.invoke(
-        supertask_cli,
-        [
-            "qgraph",
-            str(repo),
-            "-p",
-            str(PIPELINE),
-            "-i",
-            INPUTS[0],
-            "-o",
-            "cli/run",
-            "--where",
-            "visit = 99999",
-            "--save",
-            str(tmp_path / "none.qgraph"),
-        ],
-    )
+    empty = runner.invoke(supertask_cli, [*plan, "visit = 99999", "--save", str(tmp_path / "none.qgraph")])
     assert empty.exit_code == 1 and "empty" in empty.output
 
 
