@@ -26,6 +26,10 @@ USAGE = 64
 DATA_ERROR = 65
 #: An input that the plan says exists is missing: a retry may see it (shared filesystem lag).
 MISSING_INPUT = 66
+#: ``bps finalize`` only: expected outputs were neither produced nor declared no-work (jobs
+#: failed, were cancelled or have not run yet). What was made is registered; the run is not
+#: a success, so the workflow system must not call it one. A restart makes the rest.
+OUTPUTS_MISSING = 69
 #: Temporary failure, e.g. staging I/O: retry.
 TEMPORARY = 75
 #: A configuration error (pipeline or task config invalid): do not retry.
@@ -41,6 +45,7 @@ DESCRIPTIONS: dict[int, str] = {
     USAGE: "bad command line (not retried)",
     DATA_ERROR: "corrupt or incompatible graph file or input (not retried)",
     MISSING_INPUT: "an input file is missing (retry may help)",
+    OUTPUTS_MISSING: "finalize: expected outputs are missing (registered what was made; restart the run)",
     TEMPORARY: "temporary I/O failure (retry may help)",
     CONFIG_ERROR: "invalid configuration (not retried)",
 }

@@ -87,8 +87,16 @@ class FinalizeSummary:
 
     @property
     def exit_code(self) -> int:
-        """Non-zero only if a staged file failed verification (corrupt: a rerun will not fix it)."""
-        return exit_codes.DATA_ERROR if self.rejected else exit_codes.SUCCESS
+        """Zero only when every expected output is registered or declared no-work.
+
+        A rejected (corrupt) file wins, because a rerun will not fix it; otherwise missing
+        outputs make `exit_codes.OUTPUTS_MISSING`, so that a workflow whose final job is
+        finalize (DAGMan's FINAL node, Pegasus's last job) never ends as a success with
+        outputs unregistered.
+        """
+        if self.rejected:
+            return exit_codes.DATA_ERROR
+        return exit_codes.OUTPUTS_MISSING if self.missing else exit_codes.SUCCESS
 
     def text(self) -> str:
         lines = [

@@ -16,6 +16,7 @@ import yaml
 from support.dagman_runner import run_dag
 from support.toy_pipeline import TASKS_PYTHONPATH, ToyPipeline, output_checksums, prepare, registered_in
 
+from bps import exit_codes
 from bps.wms.htcondor.service import HTCondorService
 
 pytestmark = pytest.mark.slow
@@ -84,7 +85,10 @@ def test_a_failing_quantum_is_reported_and_a_restart_completes_the_run(toy):
     report = service.report(dag.parent)
     assert report.counts["scale"]["succeeded"] == 2 and report.counts["scale"]["failed"] == 1
     assert report.counts["sum"]["skipped"] == 1
-    (failure,) = report.failures
+    # the science failure, and the final job saying that outputs are missing
+    (failure,) = [f for f in report.failures if f.label == "scale"]
+    (final,) = [f for f in report.failures if f.label != "scale"]
+    assert final.exit_code == exit_codes.OUTPUTS_MISSING
     assert "scale fails on purpose" in failure.log_tail
     # Fix the cause (the pipeline in the graph), then restart: only the failed job and its descendant run.
     config("fail", fail_detector=-1)  # rewrites the same graph file without the failure

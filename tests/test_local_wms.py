@@ -24,6 +24,7 @@ from support.toy_pipeline import (
     submit_dir_of,
 )
 
+from bps import exit_codes
 from bps.cli import main as bps_main
 from bps.wms.local import LocalService
 from bps.workflow import GenericWorkflow
@@ -93,7 +94,10 @@ def test_permanent_failure_skips_descendants_and_registers_the_rest(toy):
     submit_dir = submit_dir_of(cfg)
     report = LocalService().report(submit_dir)
     assert report.counts["make"]["failed"] == 1 and report.counts["total"]["skipped"] == 1
-    (failure,) = report.failures
+    # the science failure, and the final job saying that outputs are missing
+    (failure,) = [f for f in report.failures if f.label == "make"]
+    (final,) = [f for f in report.failures if f.label != "make"]
+    assert final.exit_code == exit_codes.OUTPUTS_MISSING
     assert "make fails on purpose" in failure.log_tail and failure.attempt == 2  # retried once
     # bps report prints the same, with the log tail
     out = CliRunner().invoke(bps_main, ["report", str(submit_dir)]).output

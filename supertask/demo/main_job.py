@@ -28,7 +28,10 @@ PIPELINE = Path(__file__).resolve().parents[2] / "examples" / "demo_pipeline.yam
 INPUTS = "DemoCam/defaults"
 WHERE = "tract = 0"
 LOCAL_RUN = "demo/tile0"
-BATCH_RUN = "demo/tile0-batch"
+#: one output RUN per workflow system: each run registers its own outputs, so a workflow
+#: submitted from the demo's submit directory makes new datasets instead of meeting the
+#: local run's
+BATCH_RUNS = {"local": "demo/tile0-batch", "htcondor": "demo/tile0-htcondor", "pegasus": "demo/tile0-pegasus"}
 
 
 def _script(name: str) -> str:
@@ -46,7 +49,7 @@ def _run(args: list[str], step: str) -> None:
     print(f"--- {step}: {time.perf_counter() - start:.1f} s", flush=True)
 
 
-def _write_bps_config(path: Path, demo_dir: Path, graph: Path, wms: str, site: str) -> None:
+def _write_bps_config(path: Path, demo_dir: Path, graph: Path, wms: str, site: str, run: str) -> None:
     """A submit YAML like the ones in examples/ (see docs/bps.md for every key)."""
     path.write_text(
         "\n".join(
@@ -54,7 +57,7 @@ def _write_bps_config(path: Path, demo_dir: Path, graph: Path, wms: str, site: s
                 f"# bps submit config written by the demo for the {wms} workflow system",
                 f"repo: {demo_dir / 'repo'}",
                 f"qgraph: {graph}",
-                f"output_run: {BATCH_RUN}",
+                f"output_run: {run}",
                 f"wms: {wms}",
                 f"compute_site: {site}",
                 f"submit_dir: {demo_dir / 'submit' / wms}",
@@ -96,7 +99,6 @@ def main(argv: list[str] | None = None) -> None:
     demo_dir.mkdir(parents=True)
     repo = demo_dir / "repo"
     graph = demo_dir / "tile0.qgraph"
-    batch_graph = demo_dir / "tile0-batch.qgraph"
     start = time.perf_counter()
 
     _run(
@@ -111,17 +113,19 @@ def main(argv: list[str] | None = None) -> None:
     )
     _run([supertask, "run", str(repo), "--qgraph", str(graph), "-j", "2"], "run the tile locally")
 
-    # The batch runs get a graph of their own, with its own output run, so that they never
-    # write over the files of the run above.
-    _run([*plan, "-o", BATCH_RUN, "--save", str(batch_graph)], "plan sky tile 0 again for the batch system")
+    # Each workflow system gets a graph of its own, with its own output run, so that none
+    # writes over the files of another.
     batch = []
     for wms, site, command in (
         ("local", "local", "submit"),
         ("htcondor", "htcondor_shared", "prepare"),
         ("pegasus", "pegasus_local", "prepare"),
     ):
+        run = BATCH_RUNS[wms]
+        batch_graph = demo_dir / f"tile0-{wms}.qgraph"
+        _run([*plan, "-o", run, "--save", str(batch_graph)], f"plan sky tile 0 again for {wms} into {run}")
         config = demo_dir / f"bps_{wms}.yaml"
-        _write_bps_config(config, demo_dir, batch_graph, wms, site)
+        _write_bps_config(config, demo_dir, batch_graph, wms, site, run)
         verb = (
             "run the tile through bps with local jobs" if command == "submit" else f"write the {wms} workflow"
         )
@@ -129,7 +133,8 @@ def main(argv: list[str] | None = None) -> None:
         batch.append((wms, demo_dir / "submit" / wms))
 
     print(f"\n=== demo finished in {time.perf_counter() - start:.1f} s; everything is under {demo_dir}")
-    print(f"repository:          {repo}  (outputs in runs {LOCAL_RUN!r} and {BATCH_RUN!r})")
+    runs = ", ".join(repr(r) for r in (LOCAL_RUN, *BATCH_RUNS.values()))
+    print(f"repository:          {repo}  (outputs in runs {runs})")
     print(f"graph:               {graph}  (supertask qgraph show {graph})")
     print(f"summary and logs:    {repo / LOCAL_RUN / 'logs'}")
     print(f"coadds:              supertask query datasets {repo} deepCoadd --collections {LOCAL_RUN}")
