@@ -9,7 +9,7 @@ from pathlib import Path
 import htcondor2
 import pytest
 from support.dagman_runner import run_dag
-from support.htcondor_workflows import diamond, output_checksums
+from support.htcondor_workflows import diamond, output_checksums, pool_site
 
 from bps.wms.base import WmsError, read_run_record, write_run_record
 from bps.wms.htcondor.eventlog import read_event_log
@@ -274,3 +274,45 @@ def _starts(submit: Path, node: str) -> int:
 
 def _vars_line(dag: Path, node: str) -> str:
     return next(line for line in dag.read_text().splitlines() if line.startswith(f"VARS {node} "))
+
+
+@pytest.mark.parametrize("pool", ["startd", "system_periodic_hold", "cgroup"])
+def test_a_memory_hold_of_the_pools_policy_is_released_with_more_memory(tmp_path, pool):
+    wf = diamond(tmp_path, extra={"detect_0": ["--memory", "3000"]}, site=pool_site(memory_policy=pool))
+    result, submit = _run(wf, pool_memory_policy=pool)
+    assert result.exit_code == 0 and result.dag.nodes["detect_0"].starts == 2
+
+
+def test_a_site_that_names_the_wrong_policy_leaves_the_job_held(tmp_path):
+    # What happened on the real startd-policy pool: code 21/102 was not released.
+    wf = diamond(tmp_path, extra={"detect_0": ["--memory", "3000"]}, site=pool_site(memory_policy="cgroup"))
+    result, _ = _run(wf, pool_memory_policy="startd")
+    assert result.status("detect_0") == "STATUS_SUBMITTED" and result.exit_code == 1
+
+
+def test_a_job_removed_at_the_memory_cap_fails_its_node_without_another_attempt(tmp_path):
+    # Real DAGMan retried such a node 4 times, each new cluster from 2048 MB again.
+    retry = RetryPolicy(retries=3, memory_max_mb=3000)
+    wf = diamond(tmp_path, extra={"detect_0": ["--memory", "3500"]}, retry=retry)
+    result, submit = _run(wf)
+    node = result.dag.nodes["detect_0"]
+    assert result.status("detect_0") == "STATUS_ERROR" and result.exit_code == 1
+    assert len(node.clusters) == 1 and node.starts == 2  # 2048 MB, then the cap 3000 MB
+    events = list(htcondor2.JobEventLog(str(find_dag(submit).nodes_log)).events(0))
+    execs = [e for e in events if e.cluster == node.clusters[0] and e.type == htcondor2.JobEventType.EXECUTE]
+    assert [e["ExecuteProps"]["Memory"] for e in execs] == [2048, 3000]
+
+
+def test_a_retry_after_memory_grew_never_starts_below_the_grown_request(tmp_path):
+    marker = tmp_path / "attempts"
+    wf = diamond(
+        tmp_path,
+        extra={"detect_0": ["--memory", "3000", "--fail-until-attempt", "3", "--marker", str(marker)]},
+        retry=RetryPolicy(retries=3),
+    )
+    result, submit = _run(wf)
+    node = result.dag.nodes["detect_0"]
+    events = list(htcondor2.JobEventLog(str(find_dag(submit).nodes_log)).events(0))
+    memory = [e["ExecuteProps"]["Memory"] for e in events if e.cluster == node.clusters[0] and e.type == 1]
+    assert memory[0] == 2048 and all(b >= a for a, b in zip(memory, memory[1:], strict=False))
+    assert min(memory[1:]) >= 6000
