@@ -251,3 +251,16 @@ def test_cancel_of_a_run_whose_dagman_has_ended_is_refused_and_the_record_kept(t
     with pytest.raises(WmsError, match="DAGMan job 750 .* has already ended"):
         HTCondorService().cancel(submit)
     assert read_run_record(submit)["state"] == "failed"
+
+
+def test_a_restart_where_htcondor_is_unreachable_changes_nothing_and_says_to_restart_there(
+    tmp_path, fake_condor
+):
+    submit = _failed_run(tmp_path)
+    layout = find_dag(submit)
+    before = {p: p.read_bytes() for p in (layout.dag, layout.workflow_json, submit / "run_record.json")}
+    fake_condor(unreachable=True)
+    with pytest.raises(WmsUnavailableError) as err:
+        HTCondorService().restart(submit, {"retries": 4})
+    assert f"bps restart {submit}" in str(err.value) and "bps submit" not in str(err.value)
+    assert {p: p.read_bytes() for p in before} == before

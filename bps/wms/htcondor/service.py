@@ -169,6 +169,12 @@ class HTCondorService(WorkflowService):
             _write_restart(plan)
             _remove_stale_lock(layout, read_run_record(layout.submit_dir))
             cluster = _submit_dag(htcondor2, layout)
+        except WmsUnavailableError as exc:
+            _restore(saved)
+            raise WmsUnavailableError(
+                f"{str(exc).split(' The submit directory')[0]} Nothing was changed: run "
+                f"`bps restart {layout.submit_dir}` on an HTCondor access point."
+            ) from exc
         except BaseException:
             _restore(saved)
             raise
