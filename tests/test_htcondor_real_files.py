@@ -19,7 +19,7 @@ from bps.wms.htcondor import dagman as dm
 from bps.wms.htcondor.eventlog import is_memory_hold, read_event_log
 from bps.wms.htcondor.layout import find_dag
 from bps.wms.htcondor.report import build_report
-from bps.wms.htcondor.service import grown_memory
+from bps.wms.htcondor.service import grown_memory, usage_from_schedd
 from bps.workflow import GenericWorkflow
 
 
@@ -280,3 +280,28 @@ def test_a_raised_cap_lets_a_restart_ask_for_more_than_the_old_cap(tmp_path):
     )
     grown = grown_memory(workflow, read_event_log(find_dag(submit).nodes_log))
     assert grown == {"memHog_0_1_DummyCam": 6348}  # 2 x the 3174 MB it used
+
+
+class _ScheddWithHistory:
+    """A schedd whose history holds the real ``condor_history -l`` ad of one job."""
+
+    def __init__(self, ad_file):
+        import classad2
+
+        self.ad = classad2.parseOne(ad_file.read_text())
+
+    def query(self, constraint, projection):
+        return []
+
+    def history(self, constraint, projection, match=-1):
+        return [self.ad] if constraint == f"ClusterId == {self.ad['ClusterId']}" else []
+
+
+def test_a_restart_reads_the_usage_a_startd_hold_does_not_name_from_the_schedd_history(tmp_path):
+    submit = scenario("memory-hold-startd-policy", tmp_path)
+    workflow = GenericWorkflow.load(submit / "workflow.json")
+    history = read_event_log(find_dag(submit).nodes_log)
+    usage_from_schedd(_ScheddWithHistory(submit / "condor_history_l.736.txt"), history)
+    # ResidentSetSize 3250000 KiB: 3174 MB used, so twice that, not twice the 2048 MB request
+    assert history["memHog_0_1_DummyCam"].memory_usage_mb == 3174
+    assert grown_memory(workflow, history) == {"memHog_0_1_DummyCam": 6348}

@@ -163,7 +163,7 @@ class HTCondorService(WorkflowService):
         """
         layout = find_dag(submit_dir)
         htcondor2 = _import_htcondor()
-        plan = self._plan_restart(layout, overrides)
+        plan = self._plan_restart(layout, overrides, _schedd_or_none(htcondor2))
         saved = _snapshot(_restart_files(layout))
         try:
             _write_restart(plan)
@@ -207,8 +207,14 @@ class HTCondorService(WorkflowService):
         )
         return layout
 
-    def _plan_restart(self, layout: DagLayout, overrides: dict[str, Any] | None) -> _RestartPlan:
-        """Every check of a restart, and what it will write; writes nothing."""
+    def _plan_restart(
+        self, layout: DagLayout, overrides: dict[str, Any] | None, schedd: Any | None = None
+    ) -> _RestartPlan:
+        """Every check of a restart, and what it will write; writes nothing.
+
+        With a ``schedd``, a node held for memory by a policy whose hold reason names no
+        numbers gets its usage from the schedd's history of its last job.
+        """
         record = read_run_record(layout.submit_dir)
         _refuse_if_active(layout, record, "a restart")
         if not layout.rescue_files():
@@ -224,7 +230,10 @@ class HTCondorService(WorkflowService):
         except ValueError as exc:
             raise WmsError(str(exc)) from exc
         # DAGMan truncates the node log when it starts: what earlier restarts kept is in the record.
-        grown = grown_memory(workflow, read_event_log(layout.nodes_log))
+        history = read_event_log(layout.nodes_log)
+        if schedd is not None:
+            usage_from_schedd(schedd, history)
+        grown = grown_memory(workflow, history)
         for earlier in record.get("restarts", []):
             for name, mb in (earlier.get("memory") or {}).items():
                 if name in workflow.jobs and int(mb) > grown.get(name, 0):
@@ -288,6 +297,37 @@ def grown_memory(workflow: GenericWorkflow, history: dict[str, NodeHistory]) -> 
         if reached > job.resources.memory_mb:
             grown[name] = reached
     return grown
+
+
+def usage_from_schedd(schedd: Any, history: dict[str, NodeHistory]) -> None:
+    """Fill in the memory usage of nodes whose last job was held for memory without saying how much.
+
+    A startd policy (``HOLD_IF_MEMORY_EXCEEDED``: "memory usage exceeded request_memory")
+    names no numbers and writes no termination event; the schedd (queue, then history)
+    still has the job's ``ResidentSetSize`` (KiB). Best effort: a schedd that cannot be
+    asked changes nothing.
+    """
+    for hist in history.values():
+        if not hist.memory_exceeded or hist.memory_usage_mb or not hist.clusters:
+            continue
+        constraint, projection = f"ClusterId == {hist.clusters[-1]}", ["ResidentSetSize", "MemoryUsage"]
+        try:
+            ads = list(schedd.query(constraint, projection)) or list(
+                schedd.history(constraint, projection, match=1)
+            )
+        except Exception:  # htcondor2 raises its own types; the history may be unreadable
+            continue
+        for ad in ads[:1]:
+            rss = ad.get("ResidentSetSize")
+            if isinstance(rss, int) and rss > 0:
+                hist.memory_usage_mb = max(hist.memory_usage_mb, (rss + 1023) // 1024)
+
+
+def _schedd_or_none(htcondor2: Any) -> Any | None:
+    try:
+        return htcondor2.Schedd()
+    except Exception:  # no schedd: the restart's submission will say so
+        return None
 
 
 def _write_restart(plan: _RestartPlan) -> None:
