@@ -264,3 +264,18 @@ def test_a_restart_where_htcondor_is_unreachable_changes_nothing_and_says_to_res
         HTCondorService().restart(submit, {"retries": 4})
     assert f"bps restart {submit}" in str(err.value) and "bps submit" not in str(err.value)
     assert {p: p.read_bytes() for p in before} == before
+
+
+def test_bps_restart_of_a_dag_dagman_refuses_exits_1_and_never_says_restarted(tmp_path, fake_condor):
+    from click.testing import CliRunner
+
+    from bps.cli import main as bps_main
+
+    submit = _failed_run(tmp_path)
+    fake_condor(refuse=True)
+    result = CliRunner().invoke(bps_main, ["restart", str(submit)])
+    assert result.exit_code == 1
+    assert f"restarted {submit} as" not in result.output
+    assert "refused the restarted" in result.output and "can not have a retry specification" in result.output
+    report = CliRunner().invoke(bps_main, ["report", str(submit)])
+    assert "htcondor, failed" in report.output.replace("\n", " ")
