@@ -5,8 +5,8 @@
     python benchmarks/bench_htcondor_dag.py WORKDIR [--exposures 5] [--detectors 10]
 
 Builds the unclustered 50 -> 50 -> 5 graph (per exposure and detector: ``make`` then
-``double``; per exposure: ``total`` gathering its detectors; the toy tasks of
-``tests/support/toy_pipeline.py``) in a fresh repository under WORKDIR, prepares it with
+``double``; per exposure: ``total`` gathering its detectors; ``tests/support/real_pool.py``)
+in a fresh repository under WORKDIR, prepares it with
 ``bps prepare`` (site ``htcondor_shared``), writes a twin DAG with the same nodes and edges
 whose every node (FINAL included) runs ``/bin/true``, submits each with ``condor_submit_dag``
 and times submission to DAGMan's exit (the ``.metrics`` file appears). Run it as a user the
@@ -28,94 +28,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support import toy_pipeline as toy  # noqa: E402
+from tests.support import real_pool  # noqa: E402
 
 
 def build_graph(work: Path, exposures: int, detectors: int) -> tuple[Path, Path]:
-    """Repository with one seed per (exposure, detector) and the 105-quantum graph; returns (repo, graph)."""
-    from supertask.graph.quantum_graph import QuantumGraph
-    from supertask.quantum import Quantum
-    from supertask.repo.butler import Butler
-    from supertask.repo.dataid import DataId
-    from supertask.repo.dataset import Dataset, DatasetType
-
-    repo = work / "repo"
-    Butler.create(repo).close()
-    butler = Butler(repo, run=toy.SEEDS_RUN)
-    try:
-        seeds = [
-            butler.put({"detector": d, "value": d}, toy.SEED, {"instrument": f"Cam{e}", "detector": d})
-            for e in range(exposures)
-            for d in range(detectors)
-        ]
-    finally:
-        butler.close()
-    made = DatasetType("made", toy.DETECTOR_UNITS, "StructuredDataDict")
-    doubled = DatasetType("doubled", toy.DETECTOR_UNITS, "StructuredDataDict")
-    quanta = []
-    for s in seeds:
-        quanta.append(
-            Quantum(
-                "make",
-                DataId(s.dataId),
-                {"seed": [Dataset(toy.SEED, s.dataId, id=s.id, run=s.run)]},
-                {"made": [Dataset(made, s.dataId)]},
-            )
-        )
-    for s in seeds:
-        quanta.append(
-            Quantum(
-                "double",
-                DataId(s.dataId),
-                {"made": [Dataset(made, s.dataId)]},
-                {"doubled": [Dataset(doubled, s.dataId)]},
-            )
-        )
-    for e in range(exposures):
-        cam = DataId(instrument=f"Cam{e}")
-        inputs = [Dataset(doubled, s.dataId) for s in seeds if s.dataId["instrument"] == f"Cam{e}"]
-        quanta.append(Quantum("total", cam, {"doubled": inputs}, {"total": [Dataset(toy.TOTAL, cam)]}))
-    module = "tests.support.toy_pipeline"
-    pipeline = {
-        "inputs": ["seed"],
-        "tasks": {
-            "make": {"class": f"{module}.MakeTask", "config": {"made": "made"}},
-            "double": {"class": f"{module}.MakeTask", "config": {"seed": "made", "made": "doubled"}},
-            "total": {"class": f"{module}.TotalTask", "config": {"made": "doubled"}},
-        },
-    }
-    import yaml
-
-    graph = work / "bench.qgraph"
-    QuantumGraph(
-        quanta,
-        pipelineYaml=yaml.safe_dump(pipeline),
-        metadata={"output_run": "bench/dag", "input_collections": [toy.SEEDS_RUN]},
-    ).save(graph)
-    return repo, graph
+    """Repository with one seed per (exposure, detector) and the make -> double -> total graph."""
+    return real_pool.build(work, exposures, detectors, run="bench/dag")
 
 
 def prepare(work: Path, repo: Path, graph: Path) -> Path:
     """``bps prepare`` of the graph for htcondor_shared; returns the .dag."""
-    import yaml
-
-    config = work / "bench.yaml"
-    submit = work / "submit" / "bps"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "qgraph": str(graph),
-                "repo": str(repo),
-                "output_run": "bench/dag",
-                "submit_dir": str(submit),
-                "wms": "htcondor",
-                "compute_site": "htcondor_shared",
-                "site": {"environment": {"PYTHONPATH": str(ROOT)}},
-            }
-        )
-    )
-    bps = Path(sys.executable).parent / "bps"
-    subprocess.run([str(bps), "prepare", str(config)], check=True)
+    submit = real_pool.prepare(work, repo, graph, "bps", "bench/dag", {})
     (dag,) = submit.glob("*.dag")
     return dag
 
