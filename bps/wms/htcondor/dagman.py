@@ -145,14 +145,20 @@ def lock_path(layout: DagLayout) -> Path:
     return layout.submit_dir / f"{layout.dag.name}.lock"
 
 
-def read_sections(dagman_out: Path) -> list[DagmanSection]:
-    """Every DAGMan run in ``.dagman.out``, oldest first (one streaming pass)."""
+def read_sections(dagman_out: Path, offset: int = 0) -> list[DagmanSection]:
+    """Every DAGMan run in ``.dagman.out`` from byte ``offset`` on, oldest first (one streaming pass).
+
+    ``offset``: the file's size before a submission, so that waiting for a new DAGMan
+    does not read the earlier runs again and again.
+    """
     sections: list[DagmanSection] = []
     if not dagman_out.exists():
         return sections
     current: DagmanSection | None = None
-    with dagman_out.open(errors="replace") as f:
-        for line in f:
+    with dagman_out.open("rb") as raw:
+        raw.seek(offset if offset <= dagman_out.stat().st_size else 0)  # rotated or truncated: all
+        for data in raw:
+            line = data.decode(errors="replace")
             if any(marker in line for marker in _STARTING):
                 current = DagmanSection()
                 sections.append(current)
@@ -206,14 +212,17 @@ def read_metrics(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def dagman_run(layout: DagLayout, cluster: int | None, since: float | None = None) -> DagmanRun:
+def dagman_run(
+    layout: DagLayout, cluster: int | None, since: float | None = None, offset: int = 0
+) -> DagmanRun:
     """What became of the DAGMan job ``cluster`` (the last submission of the run record).
 
     Sections of ``.dagman.out`` are matched by the cluster they name. A DAGMan that names
     none (the test runner) is matched as the last section, if ``.dagman.out`` was written
     after the submission time ``since`` (a previous run's exit is not this one's).
+    ``offset``: where in ``.dagman.out`` to start reading (see `read_sections`).
     """
-    sections = read_sections(layout.dagman_out)
+    sections = read_sections(layout.dagman_out, offset)
     jobs = read_dagman_job_log(dagman_log_path(layout))
     job = jobs.get(cluster, DagmanJobEnd()) if cluster is not None else DagmanJobEnd()
     section: DagmanSection | None = None

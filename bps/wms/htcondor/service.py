@@ -107,17 +107,20 @@ class HTCondorService(WorkflowService):
         return str(self._submit_and_follow(htcondor2, layout, record))
 
     def _submit_and_follow(self, htcondor2: Any, layout: DagLayout, record: dict) -> int:
+        offset = _size(layout.dagman_out)
         cluster = _submit_dag(htcondor2, layout)
         submitted_at = time.time()
         history = record.get("submissions", []) + [{"cluster_id": cluster, "time": submitted_at}]
         write_run_record(layout.submit_dir, cluster_id=cluster, state="submitted", submissions=history)
-        self._follow(layout, cluster, submitted_at, layout.dag.name)
+        self._follow(layout, cluster, submitted_at, layout.dag.name, offset)
         return cluster
 
-    def _follow(self, layout: DagLayout, cluster: int, submitted_at: float, what: str) -> None:
+    def _follow(
+        self, layout: DagLayout, cluster: int, submitted_at: float, what: str, offset: int = 0
+    ) -> None:
         """Wait until DAGMan ``cluster`` has read the DAG; raise `WmsError` with DAGMan's own
         error lines if it refused it (the run record then says ``failed`` and keeps them)."""
-        run = self._await_dagman(layout, cluster, submitted_at)
+        run = self._await_dagman(layout, cluster, submitted_at, offset)
         if run is None:
             log.warning(
                 "DAGMan job %s has not started reading %s within %.0f s (the schedd may be busy): "
@@ -137,11 +140,16 @@ class HTCondorService(WorkflowService):
                 f"Fix the DAG, then `bps submit {layout.submit_dir}`."
             )
 
-    def _await_dagman(self, layout: DagLayout, cluster: int, since: float) -> dm.DagmanRun | None:
-        """DAGMan ``cluster`` once it has read the DAG or ended; None if neither within the wait."""
+    def _await_dagman(
+        self, layout: DagLayout, cluster: int, since: float, offset: int = 0
+    ) -> dm.DagmanRun | None:
+        """DAGMan ``cluster`` once it has read the DAG or ended; None if neither within the wait.
+
+        ``offset``: the size of ``.dagman.out`` before the submission (the new DAGMan appends).
+        """
         deadline = time.monotonic() + self.startup_wait_s
         while True:
-            run = dm.dagman_run(layout, cluster, since)
+            run = dm.dagman_run(layout, cluster, since, offset)
             if run.ended or (run.section is not None and run.section.parsed):
                 return run
             if time.monotonic() >= deadline:
@@ -165,6 +173,7 @@ class HTCondorService(WorkflowService):
         htcondor2 = _import_htcondor()
         plan = self._plan_restart(layout, overrides, _schedd_or_none(htcondor2))
         saved = _snapshot(_restart_files(layout))
+        offset = _size(layout.dagman_out)
         try:
             _write_restart(plan)
             _remove_stale_lock(layout, read_run_record(layout.submit_dir))
@@ -188,7 +197,7 @@ class HTCondorService(WorkflowService):
             state="submitted",
             submissions=record.get("submissions", []) + [{"cluster_id": cluster, "time": submitted_at}],
         )
-        self._follow(layout, cluster, submitted_at, f"the restarted {layout.dag.name}")
+        self._follow(layout, cluster, submitted_at, f"the restarted {layout.dag.name}", offset)
         return str(cluster)
 
     def prepare_restart(self, submit_dir: Path, overrides: dict[str, Any] | None = None) -> DagLayout:
@@ -347,6 +356,10 @@ def _restart_files(layout: DagLayout) -> list[Path]:
     files.add(layout.submit_dir / f"{layout.dag.name}.condor.sub")
     files.update(p for p in layout.submit_dir.glob("*.sub"))
     return sorted(files)
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
 
 
 def _snapshot(paths: list[Path]) -> dict[Path, bytes | None]:
