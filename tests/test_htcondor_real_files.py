@@ -305,3 +305,14 @@ def test_a_restart_reads_the_usage_a_startd_hold_does_not_name_from_the_schedd_h
     # ResidentSetSize 3250000 KiB: 3174 MB used, so twice that, not twice the 2048 MB request
     assert history["memHog_0_1_DummyCam"].memory_usage_mb == 3174
     assert grown_memory(workflow, history) == {"memHog_0_1_DummyCam": 6348}
+
+
+def test_waiting_for_a_new_dagman_reads_dagman_out_from_where_it_ended_before(tmp_path):
+    layout = find_dag(scenario("restart", tmp_path))
+    text = layout.dagman_out.read_bytes()
+    starting = text.rindex(b"STARTING UP", 0, text.index(b"Workflow batch-id: <768.0>"))
+    before_768 = text.rindex(b"\n", 0, starting) + 1
+    assert [s.cluster for s in dm.read_sections(layout.dagman_out, before_768)] == [768]
+    assert dm.dagman_run(layout, 768, offset=before_768).exit_status == 0
+    # an offset past the end (the file was replaced) reads it all
+    assert len(dm.read_sections(layout.dagman_out, len(text) + 10)) == 3
