@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .memory import POOL_POLICIES
+
 #: Legacy test runner text: "... memory limit of 4096 MB".
 _LIMIT = re.compile(r"memory limit of (\d+)")
 #: A job's own ``periodic_hold`` (and SYSTEM_PERIODIC_HOLD policies written like it):
@@ -27,11 +29,10 @@ _STRUCTURED_NAME = re.compile(r'DAGNodeName\s*=\s*"([^"]*)"')
 # JobEventType numbers (stable across HTCondor versions)
 SUBMIT, EXECUTE, EVICTED, TERMINATED, ABORTED, HELD, RELEASED, POST_SCRIPT = 0, 1, 4, 5, 9, 12, 13, 16
 
-#: (HoldReasonCode, HoldReasonSubCode) of the holds real pools use for a job over its memory
-#: request; subcode None matches any. 34: the starter's own limit (cgroups); 3/34: the job's
-#: ``periodic_hold`` with ``periodic_hold_subcode = 34``; 26/34: ``SYSTEM_PERIODIC_HOLD`` with
-#: ``SYSTEM_PERIODIC_HOLD_SUBCODE = 34``; 21/102: ``use POLICY : HOLD_IF_MEMORY_EXCEEDED``.
-MEMORY_HOLDS: tuple[tuple[int, int | None], ...] = ((34, None), (3, 34), (26, 34), (21, 102))
+#: (HoldReasonCode, HoldReasonSubCode or None for any) of every memory hold a pool policy
+#: may use: 34 (cgroups), 3/34 (the job's own ``periodic_hold``), 26/34
+#: (``SYSTEM_PERIODIC_HOLD``), 21/102 (``HOLD_IF_MEMORY_EXCEEDED``); see `memory.POOL_POLICIES`.
+MEMORY_HOLDS: tuple[tuple[int, int | None], ...] = POOL_POLICIES["any"]
 
 
 def is_memory_hold(code: int | None, subcode: int | None) -> bool:
