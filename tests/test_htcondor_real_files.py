@@ -19,7 +19,7 @@ from bps.wms.htcondor import dagman as dm
 from bps.wms.htcondor.eventlog import is_memory_hold, read_event_log
 from bps.wms.htcondor.layout import find_dag
 from bps.wms.htcondor.report import build_report
-from bps.wms.htcondor.service import grown_memory, usage_from_schedd
+from bps.wms.htcondor.service import HTCondorService, grown_memory, usage_from_schedd
 from bps.workflow import GenericWorkflow
 
 
@@ -316,3 +316,21 @@ def test_waiting_for_a_new_dagman_reads_dagman_out_from_where_it_ended_before(tm
     assert dm.dagman_run(layout, 768, offset=before_768).exit_status == 0
     # an offset past the end (the file was replaced) reads it all
     assert len(dm.read_sections(layout.dagman_out, len(text) + 10)) == 3
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [(None, 3000), ({"memory_max_mb": 8000}, 6348)])
+def test_bps_restart_writes_the_memory_a_removed_node_needs_into_its_vars(tmp_path, overrides, expected):
+    """The real run removed at its 3000 MB cap: the restarted DAG starts the node at the cap
+    (not at 2048 MB again), or, with a raised cap, at twice the 3174 MB it used."""
+    submit = scenario("memory-removed-at-cap", tmp_path)
+    workflow_json = submit / "workflow.json"
+    # pytest's directories are under /tmp, which the prepare-time check refuses for node logs
+    workflow_json.write_text(
+        workflow_json.read_text().replace('"skip_checks":[]', '"skip_checks":["tmp_node_log"]')
+    )
+    layout = HTCondorService().prepare_restart(submit, overrides)
+    (vars_line,) = [
+        line for line in layout.dag.read_text().splitlines() if line.startswith("VARS memHog_0_1_DummyCam ")
+    ]
+    assert f'bps_memory="{expected}"' in vars_line
+    assert read_run_record(submit)["restarts"][-1]["memory"] == {"memHog_0_1_DummyCam": expected}
