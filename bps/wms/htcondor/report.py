@@ -92,6 +92,7 @@ def build_report(submit_dir: str | Path) -> RunReport:
     # may have no events left. They never run again, so they are done.
     rescues = layout.rescue_files()
     done_before = dm.rescue_done(rescues[-1]) if rescues else set()
+    run_cancelled = cancelled(record) or run.dag_status == dm.DAG_STATUS_RM
     states: dict[str, str] = {}
     known: dict[str, int] = {}
 
@@ -107,11 +108,15 @@ def build_report(submit_dir: str | Path) -> RunReport:
         state = _node_state(node, status.nodes.get(node), hist, job, run.ended, retries)
         if state == "pending" and hist is None and node in done_before:
             state = "succeeded"
+        elif run_cancelled and (state == "skipped" or (hist is not None and _removed_with_dag(hist))):
+            # DAGMan marks the jobs a cancel removed failed and their descendants futile:
+            # they did not fail, they were stopped, and a restart runs them.
+            state = "pending"
         states[node] = state
         report.add(label, state)
         if state in ("failed", "held"):
             report.failures.append(_failure(layout, node, job, hist, run.ended))
-    if not status.nodes:
+    if not status.nodes and not run_cancelled:
         _mark_skipped_from_history(workflow, names, states, report)
 
     # Prepared (or re-prepared by a restart) and not submitted since.
