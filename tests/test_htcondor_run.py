@@ -286,8 +286,12 @@ def test_a_memory_hold_of_the_pools_policy_is_released_with_more_memory(tmp_path
 def test_a_site_that_names_the_wrong_policy_leaves_the_job_held(tmp_path):
     # What happened on the real startd-policy pool: code 21/102 was not released.
     wf = diamond(tmp_path, extra={"detect_0": ["--memory", "3000"]}, site=pool_site(memory_policy="cgroup"))
-    result, _ = _run(wf, pool_memory_policy="startd")
-    assert result.status("detect_0") == "STATUS_SUBMITTED" and result.exit_code == 1
+    result, submit = _run(wf, pool_memory_policy="startd")
+    assert result.status("detect_0") == "STATUS_SUBMITTED"  # held, never released
+    events = list(htcondor2.JobEventLog(str(find_dag(submit).nodes_log)).events(0))
+    held = [e for e in events if e.type == htcondor2.JobEventType.JOB_HELD]
+    assert [(e["HoldReasonCode"], e["HoldReasonSubCode"]) for e in held] == [(21, 102)]
+    assert not any(e.type == htcondor2.JobEventType.JOB_RELEASED for e in events)
 
 
 def test_a_job_removed_at_the_memory_cap_fails_its_node_without_another_attempt(tmp_path):

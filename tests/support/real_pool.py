@@ -31,7 +31,8 @@ from supertask.config import Field
 from . import toy_pipeline as toy
 
 ROOT = Path(__file__).resolve().parents[2]
-MODULE = __name__
+#: The module path jobs import the tasks from (also when this file runs as __main__).
+MODULE = "tests.support.real_pool"
 
 
 class MemHogConfig(toy.MakeConfig):
