@@ -12,7 +12,7 @@ import re
 import shutil
 
 import pytest
-from support.real_htcondor import DATA, cut_dagman_out, cut_event_log, scenario, update_record
+from support.real_htcondor import DATA, DATA_25140, cut_dagman_out, cut_event_log, scenario, update_record
 
 from bps.wms.base import read_run_record
 from bps.wms.htcondor import dagman as dm
@@ -334,3 +334,25 @@ def test_bps_restart_writes_the_memory_a_removed_node_needs_into_its_vars(tmp_pa
     ]
     assert f'bps_memory="{expected}"' in vars_line
     assert read_run_record(submit)["restarts"][-1]["memory"] == {"memHog_0_1_DummyCam": expected}
+
+
+# -- runs of today's DAG (no POST scripts, retries inside the job) on HTCondor 25.14.0 -------------
+
+
+def test_a_cancel_while_every_job_was_idle_leaves_them_pending_not_failed(tmp_path):
+    """`bps cancel` 18 s after submission of the 105-job DAG, every make job still idle: DAGMan
+    removed them, marked them failed and their descendants futile, ran FINAL (exit 69:
+    outputs missing, so DAGMan exited 1 with DAG status 4)."""
+    submit = scenario("cancel-while-idle/after-cancel", tmp_path, data=DATA_25140)
+    status = (submit / "real_wide_1796485764.node_status").read_text()
+    # 50 make jobs and FINAL failed, 50 double + 5 total futile
+    assert status.count('"STATUS_ERROR"') == 51 and status.count('"STATUS_FUTILE"') == 55
+    report = build_report(submit)
+    assert report.state == "cancelled"
+    assert report.counts["make"]["pending"] == 50 and report.counts["double"]["pending"] == 50
+    assert report.totals()["failed"] == 1 and report.totals()["skipped"] == 0
+    (final,) = report.failures
+    assert final.name == "bps_final" and final.exit_code == 69
+    assert "expected outputs not produced" in final.log_tail
+    assert any("DAGMan job 601 exited with status 1, DAG status 4" in m for m in report.messages)
+    assert any("rescue001 marks 0 of 105 jobs done" in m for m in report.messages)

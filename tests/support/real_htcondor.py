@@ -14,13 +14,15 @@ import shutil
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "real-htcondor"
+#: Runs of the DAGs bps writes today (no POST script, retries in the job) on HTCondor 25.14.0.
+DATA_25140 = DATA.parent / "real-htcondor-25.14.0"
 _EVENT_HEAD = re.compile(r"\d{3} \(\S+\) (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)")
 
 
-def scenario(name: str, tmp_path: Path) -> Path:
-    """A writable copy of the submit directory of scenario ``name``."""
+def scenario(name: str, tmp_path: Path, data: Path = DATA) -> Path:
+    """A writable copy of the submit directory of scenario ``name`` (under ``data``)."""
     target = tmp_path / name
-    shutil.copytree(DATA / name, target)
+    shutil.copytree(data / name, target)
     for path in target.rglob("*"):
         path.chmod(path.stat().st_mode | 0o200)
     return target
