@@ -115,3 +115,56 @@ def test_the_runner_agrees_with_real_dagman_on_the_new_failure_dag(tmp_path):
     real_nodes = _node_clusters(_events("failure"))
     assert sorted(result.order) == sorted(real_nodes)
     assert all(result.dag.nodes[n].starts == 4 for n in ("make_0_Cam0", "make_0_Cam1"))
+
+
+def _hold_story(scenario: str) -> list[tuple]:
+    """(event, code/subcode or slot memory) of the memory-hog node, in order."""
+    events = _events(scenario)
+    (cluster,) = _node_clusters(events)["make_0_Cam0"]
+    story = []
+    for e in events:
+        if e.cluster != cluster:
+            continue
+        if e.type == htcondor2.JobEventType.EXECUTE:
+            story.append(("run", e["ExecuteProps"]["Memory"]))
+        elif e.type == htcondor2.JobEventType.JOB_HELD:
+            story.append(("held", e["HoldReasonCode"], e["HoldReasonSubCode"]))
+        elif e.type == htcondor2.JobEventType.JOB_RELEASED:
+            story.append(("released",))
+        elif e.type == htcondor2.JobEventType.JOB_ABORTED:
+            story.append(("removed",))
+        elif e.type == htcondor2.JobEventType.JOB_TERMINATED:
+            story.append(("exit", e["ReturnValue"]))
+    return story
+
+
+def test_a_startd_memory_hold_21_102_is_released_and_rematched_with_more_memory():
+    story = _hold_story("memory-startd")
+    assert story[:3] == [("run", 2048), ("held", 21, 102), ("released",)]
+    assert story[3][0] == "run" and story[3][1] > 2048 and story[-1] == ("exit", 0)
+    assert _metrics("memory-startd")["exitcode"] == 0
+
+
+def test_a_system_periodic_hold_26_34_is_released_until_the_job_fits():
+    story = _hold_story("memory-system")
+    assert ("held", 26, 34) in story and story[-1] == ("exit", 0)
+    runs = [s[1] for s in story if s[0] == "run"]
+    assert runs == sorted(runs) and runs[-1] > runs[0]  # never back below a request that failed
+    assert _metrics("memory-system")["exitcode"] == 0
+
+
+def test_a_job_held_at_the_memory_cap_is_removed_and_its_node_fails_without_another_attempt():
+    # memory_max_mb 3000: 2048 held, 3000 (slot 3072) held, removed; no new cluster.
+    story = _hold_story("memory-cap")
+    assert story == [
+        ("run", 2048),
+        ("held", 26, 34),
+        ("released",),
+        ("run", 3072),
+        ("held", 26, 34),
+        ("removed",),
+    ]
+    nodes = _node_clusters(_events("memory-cap"))
+    assert len(nodes["make_0_Cam0"]) == 1
+    metrics = _metrics("memory-cap")
+    assert (metrics["exitcode"], metrics["DagStatus"]) == (1, 2)
