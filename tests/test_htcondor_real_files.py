@@ -356,3 +356,41 @@ def test_a_cancel_while_every_job_was_idle_leaves_them_pending_not_failed(tmp_pa
     assert "expected outputs not produced" in final.log_tail
     assert any("DAGMan job 601 exited with status 1, DAG status 4" in m for m in report.messages)
     assert any("rescue001 marks 0 of 105 jobs done" in m for m in report.messages)
+
+
+def test_report_of_the_demo_run_unedited_on_25_14_0_is_succeeded(tmp_path):
+    report = build_report(scenario("demo-success", tmp_path, data=DATA_25140))
+    assert report.state == "succeeded" and report.failures == []
+    assert report.totals()["succeeded"] == 29 == sum(report.totals().values())
+
+
+def test_report_of_a_failure_with_retries_inside_the_job_counts_its_four_starts(tmp_path):
+    report = build_report(scenario("failure", tmp_path, data=DATA_25140))
+    assert report.state == "failed"
+    assert report.counts["make"] == {**report.counts["make"], "succeeded": 4, "failed": 2}
+    assert report.counts["double"]["skipped"] == 2 and report.counts["total"]["skipped"] == 2
+    for node in ("make_0_Cam0", "make_0_Cam1"):
+        failure = _failure(report, node)
+        # one cluster, three "terminated and requeued" evictions, then the termination
+        assert (failure.attempt, failure.exit_code) == (4, 1) and failure.reason.startswith("exit code 1: ")
+    final = _failure(report, "bps_final")
+    assert final.exit_code == 69  # finalize: outputs missing, so DAGMan exits 1
+    assert any("DAGMan job 43 exited with status 1, DAG status 2" in m for m in report.messages)
+    assert any("marks 8 of 14 jobs done" in m and "reruns the other 6" in m for m in report.messages)
+
+
+def test_report_of_a_no_retry_exit_code_says_it_was_not_retried(tmp_path):
+    report = build_report(scenario("no-retry-exit-78", tmp_path, data=DATA_25140))
+    assert report.state == "failed"
+    failure = _failure(report, "make_0_Cam0")
+    assert (failure.attempt, failure.exit_code) == (1, 78) and "(not retried)" in failure.reason
+
+
+def test_report_of_the_cancel_dagman_died_in_says_cancelled_and_why_no_metrics(tmp_path):
+    submit = scenario("cancel-jobs-running", tmp_path, data=DATA_25140)
+    report = build_report(submit)
+    assert report.state == "cancelled" and read_run_record(submit)["state"] == "cancelled"
+    (died,) = [m for m in report.messages if "without an exit status or metrics" in m]
+    assert "DAGMan job 50" in died and "Assertion ERROR on (! _finalNodeRun)" in died
+    assert report.counts["make"]["succeeded"] == 9 and report.totals()["pending"] == 96
+    assert [f.name for f in report.failures] == ["bps_final"]  # removed with its DAGMan
