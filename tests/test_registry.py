@@ -13,6 +13,7 @@ from supertask.repo.registry import (
     IncompatibleSchemaError,
     Registry,
     RegistryError,
+    RunConflictError,
 )
 
 RAW = DatasetType("raw", ("instrument", "visit", "detector"), "NumpyArray")
@@ -218,6 +219,19 @@ def test_run_provenance_round_trips_and_keeps_restarts(registry):
     stored = registry.getRunProvenance("out")
     assert stored["command"] == "supertask run"
     assert stored["later_executions"][0]["command"] == "supertask run --restart"
+
+
+def test_run_registered_again_with_another_pipeline_or_config_is_refused(registry):
+    prov = {"pipeline": "tasks: [a]", "configs": {"a": "x=1"}, "command_line": "first"}
+    registry.registerRun("out", provenance=prov)
+    registry.registerRun("out", provenance={**prov, "command_line": "second"})  # same digests: a resume
+    with pytest.raises(RunConflictError, match="different task configs.*--clobber-outputs.*-o NEW_RUN"):
+        registry.registerRun("out", provenance={**prov, "configs": {"a": "x=2"}})
+    with pytest.raises(RunConflictError, match="different pipeline"):
+        registry.registerRun("out", provenance={**prov, "pipeline": "tasks: [b]"})
+    stored = registry.getRunProvenance("out")
+    assert stored["configs"] == {"a": "x=1"}
+    assert [e["command_line"] for e in stored["later_executions"]] == ["second"]
 
 
 def test_query_datasets_with_expression_and_data_ids(registry):
