@@ -573,7 +573,11 @@ class Registry:
                 beforeCommit()
 
     def _insertDatasetsIn(
-        self, conn: sa.Connection, datasetType: DatasetType | str, run: str, records: Iterable[Mapping[str, Any]]
+        self,
+        conn: sa.Connection,
+        datasetType: DatasetType | str,
+        run: str,
+        records: Iterable[Mapping[str, Any]],
     ) -> list[Dataset]:
         typeId, dt = self._resolveType(datasetType)
         keys = self.universe.expand(dt.units)
