@@ -236,7 +236,21 @@ def finalize(
                     {"dataId": f.data_id, "path": f.path, "size": f.size, "checksum": f.checksum}
                     for f, _ in chunk
                 ]
-                registrar.insert(dt, wf.output_run, records)
+                try:
+                    registrar.insert(dt, wf.output_run, records)
+                except Exception as err:
+                    if type(err).__name__ != "ConflictingDatasetError":
+                        raise
+                    # some are registered already with other bytes: register the rest, one by one
+                    for (f, name), record in zip(chunk, records, strict=True):
+                        reason = _insert_unless_registered(registrar, dt, wf.output_run, record)
+                        if reason:
+                            summary.rejected.append({"path": f.path, "reason": reason, "job": name})
+                            fresh.pop(name, None)
+                        else:
+                            summary.registered += 1
+                            registered_lfns.add(f.lfn)
+                    continue
                 summary.registered += len(records)
                 registered_lfns.update(f.lfn for f, _ in chunk)
         # remember manifests registered in full, so a rerun skips them without re-reading files
@@ -303,8 +317,31 @@ def _remove_tombstones(places: list[Path]) -> int:
     return removed
 
 
+def _insert_unless_registered(registrar: Any, dataset_type: Any, run: str, record: dict[str, Any]) -> str:
+    """Register one dataset; '' on success, else why not (registered before with other bytes).
+
+    A dataset registered in the run is never registered again with another checksum, and
+    finalize never writes over its file (`_put_in_place` only fills an empty place). Such
+    a conflict comes from a job of a plan made before the dataset was registered: the
+    plan should have been made with ``--skip-existing`` or into a new RUN.
+    """
+    try:
+        registrar.insert(dataset_type, run, [record])
+    except Exception as err:
+        if type(err).__name__ != "ConflictingDatasetError":
+            raise
+        return (
+            f"already registered in {run!r} with another checksum, so not registered again: {err} "
+            "(plan with --skip-existing, --clobber-outputs or into a new RUN)"
+        )
+    return ""
+
+
 def _put_in_place(staged: Path, target: Path, f: StagedFile) -> str:
-    """Move a file that file-transfer staging left in ``staged/`` to its datastore path (atomically)."""
+    """Move a file that file-transfer staging left in ``staged/`` to its datastore path (atomically).
+
+    Never over an existing file: the place may hold a registered dataset's file.
+    """
     if target.exists() or not staged.exists():
         return ""
     try:
