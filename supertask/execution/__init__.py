@@ -92,6 +92,9 @@ def run_pipeline(
     fail_fast: bool = False,
     skip_existing: bool = False,
     max_rows: int | None = None,
+    skip_existing_in: list[str] | tuple[str, ...] = (),
+    extend_run: bool = False,
+    clobber_outputs: bool = False,
 ) -> ExecutionResult:
     """Plan and run a pipeline on this machine in one call.
 
@@ -109,6 +112,9 @@ def run_pipeline(
         The RUN collection to write to.
     processes : `int`
         Worker processes.
+    skip_existing, skip_existing_in, extend_run, clobber_outputs : optional
+        What to do with outputs already registered in ``output_run`` (see `run_graph`;
+        by default the run is refused rather than replace them).
 
     Returns
     -------
@@ -130,6 +136,9 @@ def run_pipeline(
         input_collections=input_collections,
         output_run=output_run,
         skip_existing=skip_existing,
+        skip_existing_in=skip_existing_in,
+        extend_run=extend_run,
+        clobber_outputs=clobber_outputs,
         max_rows=max_rows if max_rows is not None else DEFAULT_MAX_ROWS,
     )
     return run_graph(
@@ -140,4 +149,7 @@ def run_pipeline(
         timeout=timeout,
         fail_fast=fail_fast,
         skip_existing=skip_existing,
+        skip_existing_in=skip_existing_in,
+        extend_run=extend_run,
+        clobber_outputs=clobber_outputs,
     )
