@@ -156,6 +156,17 @@ def test_planning_into_a_run_holding_outputs_is_refused_unless_an_option_says_wh
     )
     assert result.exit_code == 1
     assert "already registered" in result.output and "Traceback" not in result.output
+    # and so does bps prepare, which plans the same way
+    from bps.cli import main as bps_main
+
+    config = tmp_path / "submit.yaml"
+    config.write_text(
+        f"pipeline: {PIPELINE}\nrepo: {repo}\ninput_collections: [{INPUTS[0]}]\noutput_run: {run}\n"
+        f"where: tract = 0\nsubmit_dir: {tmp_path / 'submit'}\n"
+    )
+    prepared = CliRunner().invoke(bps_main, ["prepare", str(config)])
+    assert prepared.exit_code == 1, prepared.output
+    assert "already registered" in prepared.output and "Traceback" not in prepared.output
 
 
 def test_an_empty_graph_says_which_constraint_emptied_it(repo):
