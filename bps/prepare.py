@@ -142,7 +142,6 @@ def _graph_file(resolved: ResolvedConfig, submit_dir: Path) -> Path:
     from supertask.graph.builder import build_quantum_graph
     from supertask.pipeline import Pipeline
     from supertask.repo.butler import Butler
-
     from supertask.repo.registry import OutputExistsError, RunConflictError
 
     pipeline = Pipeline.fromFile(c.pipeline)
