@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -174,3 +175,55 @@ def test_an_output_registered_before_with_other_bytes_is_rejected_and_the_rest_r
     else:
         assert "differs from the manifest" in rejected["reason"]
         assert (repo / path).read_bytes() == kept  # the registered file was not replaced
+
+
+def test_a_finalize_killed_between_dataset_types_leaves_no_quantum_half_registered(setup, monkeypatch):
+    # Each quantum makes a calexp and a src; finalize dies after inserting the calexps (the
+    # first dataset type) of the batch: nothing is registered, and a rerun registers it whole.
+    from supertask.repo.registry import Registry
+
+    repo, submit, wf = setup
+    files, outputs = {}, []
+    for det in (1, 2):
+        data_id = {"instrument": "Cam", "detector": det}
+        files[det] = []
+        for name in ("calexp", "src"):
+            rel = f"{RUN}/{name}/{name}_detector-{det}.json"
+            src = submit / "src" / f"{name}{det}.json"
+            src.parent.mkdir(parents=True, exist_ok=True)
+            src.write_text(json.dumps({"detector": det, "type": name}))
+            size, checksum = copy_atomic(src, repo / rel)
+            lfn = dataset_lfn(name, data_id)
+            files[det].append(
+                StagedFile(
+                    lfn, name, ["detector", "instrument"], "StructuredDataDict", data_id, rel, size, checksum
+                )
+            )
+            outputs.append(WorkflowFile(lfn, name, data_id, rel))
+    manifest = Manifest(job="a", output_run=RUN, root=str(repo.resolve()), quanta=files)
+    write_manifest(manifest_path(submit / "manifests", "a"), manifest)
+    wf.add_job(Job(name="a", label="calibrate", quantum_ids=[1, 2], arguments=[], outputs=outputs))
+    wf.save(submit / "workflow.json")
+
+    original = Registry._insertDatasetsIn
+    calls = []
+
+    def dies_on_the_second_type(self, conn, datasetType, run, records):
+        calls.append(datasetType)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")
+        return original(self, conn, datasetType, run, records)
+
+    monkeypatch.setattr(Registry, "_insertDatasetsIn", dies_on_the_second_type)
+    with pytest.raises(KeyboardInterrupt):
+        finalize(submit)
+    monkeypatch.undo()
+    butler = Butler(repo, collections=[RUN])
+    try:
+        for name in ("calexp", "src"):
+            with contextlib.suppress(KeyError):  # the type may not be registered at all
+                assert butler.registry.queryDatasets(name, [RUN]) == []
+    finally:
+        butler.close()
+    summary = finalize(submit)
+    assert summary.registered == 4 and summary.exit_code == exit_codes.SUCCESS
