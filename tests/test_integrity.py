@@ -10,6 +10,7 @@ random moments) and after each resume.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import random
@@ -17,10 +18,13 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support.toy_pipeline import SEEDS_RUN, ToyPipeline, twin_pipeline_yaml, twin_quanta
+from conftest_repo import BACKENDS, _fresh_postgres_schema
+from support.toy_pipeline import SEED, SEEDS_RUN, ToyPipeline, twin_pipeline_yaml, twin_quanta, use_toy_tasks
 
 from supertask.execution import MultiprocessExecutor, run_graph
 from supertask.graph.quantum_graph import QuantumGraph
@@ -35,10 +39,38 @@ OUTPUTS = ("made", "noise", "total")
 SUPERTASK = str(Path(sys.executable).parent / "supertask")
 
 
-def make_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, multiplier: int = 2) -> tuple[Path, Path]:
-    """A toy repository and the saved twin graph over it: ``(repo, graph file)``."""
-    toy = TOY.set_up(tmp_path, monkeypatch)
-    return toy.repo, save_graph(tmp_path / "twin.qgraph", toy.seeds, multiplier)
+def make_repo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, multiplier: int = 2, registry: str | None = None
+) -> tuple[Path, Path]:
+    """A toy repository (SQLite, or the registry at URL ``registry``) and the saved twin graph over it."""
+    if registry is None:
+        toy = TOY.set_up(tmp_path, monkeypatch)
+        return toy.repo, save_graph(tmp_path / "twin.qgraph", toy.seeds, multiplier)
+    use_toy_tasks(monkeypatch)
+    repo = tmp_path / "repo"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the test server's password in the URL
+        Butler.create(repo, db_url=registry).close()
+    butler = Butler(repo, run=SEEDS_RUN)
+    try:
+        seeds = [
+            butler.put({"detector": d, "value": d * 10}, SEED, {"instrument": "Cam", "detector": d})
+            for d in DETECTORS
+        ]
+    finally:
+        butler.close()
+    return repo, save_graph(tmp_path / "twin.qgraph", seeds, multiplier)
+
+
+@pytest.fixture(params=BACKENDS)
+def registry_urls(request) -> Iterator[Callable[[], str | None]]:
+    """Makes a registry URL per repository: None (the repository's own SQLite file), or a
+    fresh PostgreSQL schema each call (dropped after the test)."""
+    if request.param == "sqlite":
+        yield lambda: None
+        return
+    with contextlib.ExitStack() as stack:
+        yield lambda: stack.enter_context(_fresh_postgres_schema())
 
 
 def save_graph(path: Path, seeds, multiplier: int = 2) -> Path:
@@ -88,9 +120,9 @@ def assert_intact(repo: Path) -> dict[tuple[str, object], tuple[str, str]]:
 
 
 def test_a_nondeterministic_task_run_twice_into_one_run_never_changes_a_registered_file(
-    tmp_path, monkeypatch
+    tmp_path, monkeypatch, registry_urls
 ):
-    repo, graph = make_repo(tmp_path, monkeypatch)
+    repo, graph = make_repo(tmp_path, monkeypatch, registry=registry_urls())
     assert run(repo, graph).ok
     first = assert_intact(repo)
     assert len(first) == 2 * len(DETECTORS) + 1
@@ -217,11 +249,11 @@ def _kill_and_resume(repo: Path, graph: Path, kill_at: int, before_commit: bool,
 @pytest.mark.slow
 @pytest.mark.parametrize("before_commit", [False, True], ids=["after-commit", "before-commit"])
 def test_killed_at_each_registration_point_the_repository_is_intact_and_a_resume_completes_it(
-    tmp_path, monkeypatch, before_commit
+    tmp_path, monkeypatch, before_commit, registry_urls
 ):
     # batches of one quantum: one registration per quantum
     for k in range(1, len(DETECTORS) + 2):
-        repo, graph = make_repo(tmp_path / f"k{k}", monkeypatch)
+        repo, graph = make_repo(tmp_path / f"k{k}", monkeypatch, registry=registry_urls())
         _kill_and_resume(repo, graph, k, before_commit, None)
 
 
