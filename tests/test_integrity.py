@@ -145,6 +145,15 @@ def test_a_nondeterministic_task_run_twice_into_one_run_never_changes_a_register
     again = run(repo, graph, skip_existing=True)
     assert again.ok and again.total("skipped_existing") == len(DETECTORS) + 1
     assert assert_intact(repo) == first
+    for option in ("--extend-run", f"--skip-existing-in={RUN}"):
+        cli = subprocess.run(
+            [SUPERTASK, "run", str(repo), "--qgraph", str(graph), option],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert cli.returncode == 0, cli.stderr
+        assert assert_intact(repo) == first
 
     # replaced only when asked (--clobber-outputs): new registrations, each matching its file
     clobbered = run(repo, graph, clobber_outputs=True)
