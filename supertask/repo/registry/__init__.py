@@ -4,9 +4,11 @@ from .bulk import data_id_key
 from .registry import (
     ConflictingDatasetError,
     IncompatibleSchemaError,
+    OutputExistsError,
     Registry,
     RegistryError,
     RowLimitError,
+    RunConflictError,
 )
 from .schema import SCHEMA_VERSION
 
@@ -14,8 +16,10 @@ __all__ = [
     "SCHEMA_VERSION",
     "ConflictingDatasetError",
     "IncompatibleSchemaError",
+    "OutputExistsError",
     "Registry",
     "RegistryError",
     "RowLimitError",
+    "RunConflictError",
     "data_id_key",
 ]
