@@ -168,3 +168,11 @@ def test_a_job_held_at_the_memory_cap_is_removed_and_its_node_fails_without_anot
     assert len(nodes["make_0_Cam0"]) == 1
     metrics = _metrics("memory-cap")
     assert (metrics["exitcode"], metrics["DagStatus"]) == (1, 2)
+
+
+def test_with_the_matched_slot_as_the_running_request_the_job_is_held_once_and_fits():
+    # The same run as memory-system/ with `job_machine_attrs = Memory`: no early second hold.
+    story = _hold_story("memory-system-matched-slot")
+    assert story[:3] == [("run", 2048), ("held", 26, 34), ("released",)]
+    assert story[3:] == [("run", story[3][1]), ("exit", 0)] and story[3][1] > 4096
+    assert "job_machine_attrs = Memory" in (REAL / "memory-system-matched-slot" / "make.sub").read_text()

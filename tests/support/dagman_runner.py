@@ -611,6 +611,8 @@ class DagmanRunner:
                     return None
             request_memory = int(ad.eval("RequestMemory"))
             self.events.execute(cluster, request_memory)
+            if "Memory" in get("job_machine_attrs").split():
+                ad["MachineAttrMemory0"] = request_memory  # the matched slot (as large as the request)
             ad["NumJobStarts"] = int(ad["NumJobStarts"]) + 1
             node.starts += 1
             ad["JobStatus"] = 2

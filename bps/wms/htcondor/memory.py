@@ -25,7 +25,11 @@ the request has reached the cap so that DAGMan sees a failure instead of a job h
   describes the *previous* hold, so ``RequestMemory`` then evaluates to what the attempt was
   matched with: ``base * multiplier ** (NumJobStarts - 1)`` or the ``MemoryUsage`` it was
   killed at (about its limit), whichever is larger. The release and remove policies rely on
-  that, so an attempt at the cap is always made before the job is removed.
+  that, so an attempt at the cap is always made before the job is removed. While a job runs
+  after a memory hold, ``RequestMemory`` is the memory of the slot it was matched with
+  (``MachineAttrMemory0``, recorded by ``job_machine_attrs = Memory`` in the DAG's submit
+  description), so a pool policy comparing ``MemoryUsage > RequestMemory`` fires only when the
+  job outgrows its slot.
 - ``periodic_release``: a memory hold, room left under the cap, starts left.
 - ``periodic_remove``: a memory hold at the cap or out of starts; optionally any other hold
   older than ``held_timeout_s`` (a run must end, not sit "running" forever).
@@ -56,6 +60,8 @@ POOL_POLICIES: dict[str, tuple[tuple[int, int | None], ...]] = {
     "any": ((34, None), (21, 102), (26, 34), (3, 34)),
 }
 DEFAULT_POOL_POLICY = "any"
+#: The matched slot's memory, recorded in the job ad by ``job_machine_attrs = Memory``.
+MATCHED_MEMORY = "MachineAttrMemory0"
 #: The hold subcode of the ``periodic_hold`` bps adds under the ``job`` policy.
 JOB_POLICY_SUBCODE = 34
 
@@ -140,9 +146,16 @@ def request_memory(policy: MemoryPolicy, base: str | None = None) -> str:
     # the next request instead, a held job would be removed when the *next* request reached
     # the cap, and the cap itself would never be tried.
     current = f"int(min({{ {policy.max_mb}, max({{ {base} * pow({mult}, NumJobStarts - 1), {usage} }}) }}))"
+    # Running: the memory of the slot it was matched with (``job_machine_attrs = Memory`` in the
+    # DAG's job.sub; without it, e.g. Pegasus jobs, `current` as before). On a
+    # real 25.14 pool the schedd's NumJobStarts did not yet count a running attempt, so
+    # `current` followed the live MemoryUsage with a lag and a pool policy comparing
+    # MemoryUsage > RequestMemory held the job early (tests/data/real-htcondor-25.14.0).
+    running = f"int(min({{ {policy.max_mb}, {MATCHED_MEMORY} }}))"
     return (
         f"ifThenElse({policy.last_memory_hold} && NumJobStarts > 0, "
-        f"ifThenElse(JobStatus =?= 1, {grown}, {current}), {base})"
+        f"ifThenElse(JobStatus =?= 1, {grown}, "
+        f"ifThenElse(JobStatus =?= 2 && {MATCHED_MEMORY} =!= undefined, {running}, {current})), {base})"
     )
 
 
