@@ -124,7 +124,10 @@ def build_report(submit_dir: str | Path) -> RunReport:
     report.state = "prepared" if waiting else _run_state(record, run, report)
     report.messages.extend(_dagman_messages(layout, run, report.state))
     _restart_hint(layout, report, states)
-    report.messages.extend(f"warning: {w}" for w in record.get("warnings", []))
+    if since is None:
+        # Prepare-time warnings (file ownership); `bps submit` refuses while they hold, so
+        # after a submission they are resolved.
+        report.messages.extend(f"warning: {w}" for w in record.get("warnings", []))
     if report.state == "prepared":
         report.messages.append(f"not submitted yet: `bps submit {layout.submit_dir}`")
     fields: dict = {"counts": report.totals()}
