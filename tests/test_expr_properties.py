@@ -12,6 +12,7 @@ selects, and a tree printed with `to_text` must parse back to itself.
 from __future__ import annotations
 
 import functools
+import os
 import math
 import operator
 from typing import Any
@@ -185,11 +186,20 @@ strings = st.one_of(
 literals = st.builds(Literal, st.one_of(ints, floats, strings))
 BIND_NAMES = ["a", "b", "c"]
 binds = st.builds(BindParam, st.sampled_from([*BIND_NAMES, "missing"]))
-ranges = st.builds(
-    lambda start, length, stride: Range(start, start + length, stride),
-    st.integers(-200, 200) | st.integers(-(10**12), 10**12),
-    st.integers(0, 50) | st.integers(0, 10**7),
-    st.integers(1, 7),
+ranges = st.one_of(
+    st.builds(
+        lambda start, length, stride: Range(start, start + length, stride),
+        st.integers(-200, 200) | st.integers(-(10**12), 10**12),
+        st.integers(0, 50) | st.integers(0, 10**7),
+        st.integers(1, 7),
+    ),
+    # ranges reaching the ends of 64 bits, where ``column - start`` would overflow
+    st.builds(
+        lambda start, stop, stride: Range(min(start, stop), max(start, stop), stride),
+        st.integers(-(2**63), 2**63 - 1),
+        st.integers(-(2**63), 2**63 - 1),
+        st.integers(1, 7) | st.integers(1, 2**63 - 1),
+    ),
 )
 operands = st.one_of(identifiers, literals, binds)
 comparisons = st.builds(Comparison, st.sampled_from(["=", "!=", "<", "<=", ">", ">="]), operands, operands)
@@ -304,3 +314,98 @@ def test_generated_expressions_print_parse_and_select_like_python_evaluation(tre
 def test_float_literals_round_trip_exactly(value):
     parsed = parse_expression(to_text(Comparison("=", Identifier("x"), Literal(value)))).right.value
     assert parsed == value and math.copysign(1, parsed) == math.copysign(1, value)
+
+
+# --------------------------------------------------------------------------------------------
+# Huge, deep and hostile inputs against a real registry file
+
+
+@functools.cache
+def _registry_file() -> tuple[Any, str]:
+    import hashlib
+    import tempfile
+    from pathlib import Path
+
+    from conftest_repo import populate
+
+    from supertask.repo.registry import Registry
+
+    path = Path(tempfile.mkdtemp(prefix="expr-fuzz-")) / "registry.sqlite3"
+    registry = Registry.create(f"sqlite:///{path}")
+    populate(registry, n_visits=12)
+    registry.close()
+    registry = Registry(f"sqlite:///{path}")
+    return registry, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _registry_digest(registry: Any) -> str:
+    import hashlib
+
+    return hashlib.sha256(open(registry.engine.url.database, "rb").read()).hexdigest()
+
+
+ITEMS = st.one_of(
+    small_ints.map(str),
+    ints.map(str),
+    st.builds(
+        lambda a, n, s: f"{a}..{a + n}:{s}",
+        st.integers(-(2**63), 2**62),
+        st.integers(0, 2**62),
+        st.integers(1, 9),
+    ),
+    st.text(max_size=6).map(lambda t: "'" + t.replace("'", "''") + "'"),
+    st.sampled_from([":a", ":big", "1e999", "99999999999999999999", "'; DROP TABLE dataset; --", "NULL"]),
+)
+
+
+@st.composite
+def huge_inputs(draw: st.DrawFn) -> str:
+    kind = draw(st.sampled_from(["in", "or", "deep", "and"]))
+    if kind == "in":
+        items = draw(st.lists(ITEMS, min_size=1, max_size=40))
+        repeat = draw(st.sampled_from([1, 1, 50, 2000]))
+        return f"visit {draw(st.sampled_from(['IN', 'NOT IN']))} ({', '.join(items * repeat)})"
+    if kind == "or":
+        n = draw(st.sampled_from([2, 999, 1001, 3000]))
+        unit = draw(st.sampled_from(["visit", "detector", "band", "visit.exposure_time"]))
+        value = draw(ITEMS)
+        return " OR ".join(
+            f"{unit} = {value}" if i % 2 else f"({unit} = {i} AND detector != {i})" for i in range(n)
+        )
+    if kind == "and":
+        n = draw(st.sampled_from([2, 1001, 3000]))
+        return " AND ".join(f"visit != {i}" for i in range(n))
+    depth = draw(st.integers(1, 80))
+    core = draw(st.sampled_from(["visit = 1", "band = 'é''x'", "detector IN (1..3)"]))
+    return "NOT (" * depth + core + ")" * depth
+
+
+HUGE_SETTINGS = settings(
+    max_examples=int(os.environ.get("SUPERTASK_FUZZ_EXAMPLES", "40")),
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+@HUGE_SETTINGS
+@given(
+    text=st.one_of(huge_inputs(), token_soup, st.text(max_size=40)),
+    bind=st.fixed_dictionaries(
+        {
+            "a": st.one_of(ints, strings, floats),
+            "big": st.one_of(st.just(range(-(2**63), 2**63 - 1, 3)), st.lists(ints, max_size=3000)),
+        }
+    ),
+)
+def test_huge_deep_and_hostile_queries_give_rows_or_expression_errors_and_leave_the_registry_file_alone(
+    text, bind
+):
+    registry, digest = _registry_file()
+    try:
+        rows = registry.queryDataIds(["visit"], where=text, bind=bind)
+    except ExpressionError:
+        pass
+    else:
+        assert all(set(row) == {"instrument", "visit"} for row in rows)
+    assert _registry_digest(registry) == digest
