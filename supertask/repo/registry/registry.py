@@ -26,7 +26,7 @@ from .bulk import CHUNK, chunked, data_id_key, dropped_keys, pg_copy_insert, res
 from .engine import is_sqlite, make_engine
 from .query import DatasetConstraint, QueryBuilder, QueryPlan
 from .schema import SCHEMA_VERSION, RegistrySchema
-from .where import ParsedWhere, parse_where
+from .where import ParsedWhere, check_query_arguments, parse_where
 
 INSERT_CHUNK = 5000
 
@@ -670,6 +670,7 @@ class Registry:
         runOrder = {rid: (rank, name) for rank, (rid, name) in enumerate(runs)}
         ds = self.schema.dataset
         keys = self.universe.expand(dt.units)
+        check_query_arguments((), bind)
         parsed = parse_where(where)
         base = [ds.c.dataset_type_id == typeId, ds.c.run_id.in_(list(runOrder))]
         cols = [ds.c.id, ds.c.run_id, *[ds.c[k].label(k) for k in keys]]
@@ -856,7 +857,8 @@ class Registry:
         datasets: Sequence[DatasetType | str],
         collections: Sequence[str] | str | None,
     ) -> tuple[QueryPlan, sa.ColumnElement[bool] | None, list[DatasetConstraint]]:
-        parsed = parse_where(where) if isinstance(where, str) or where is None else where
+        check_query_arguments(units, bind)
+        parsed = parse_where(where)
         constraints = []
         units = set(units)
         if datasets:
@@ -939,6 +941,7 @@ class Registry:
         `RowLimitError` is raised as soon as more than ``max_rows`` have arrived, so a
         runaway query costs neither its whole fetch nor a separate COUNT beforehand.
         """
+        check_query_arguments(units, bind)
         units = list(units)
         sets = {k: set(v) for k, v in (restrict or {}).items()}
         unknown = [k for k in sets if k not in self.universe.units]
@@ -982,6 +985,7 @@ class Registry:
         collections: Sequence[str] | str | None = None,
     ) -> int:
         """The number of rows `queryDataIds` would return (a COUNT, so operators can check size first)."""
+        check_query_arguments(units, bind)
         units = list(units)
         plan, clause, constraints = self._dataIdQuery(units, where, bind, datasets, collections)
         plan.outputKeys = self.universe.expand(units)
