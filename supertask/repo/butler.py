@@ -47,6 +47,11 @@ class Butler:
         ``run`` is given.
     run : `str`, optional
         The RUN collection writes go to (registered if new).
+    writeable : `bool`, optional
+        `False` opens an SQLite registry read-only (for callers that only read: queries,
+        planning, ``get``); `True` read-write. By default it is read-only exactly when
+        this process may not write it (a shared release area), so such a repository can
+        still be queried; a write then raises `ReadOnlyError` naming the repository.
 
     Raises
     ------
@@ -57,8 +62,15 @@ class Butler:
     """
 
     def __init__(
-        self, root: str | Path, collections: Sequence[str] | str | None = None, run: str | None = None
+        self,
+        root: str | Path,
+        collections: Sequence[str] | str | None = None,
+        run: str | None = None,
+        *,
+        writeable: bool | None = None,
     ):
+        if writeable is False and run is not None:
+            raise ValueError(f"a read-only Butler cannot write to run {run!r}; drop run= or writeable=False")
         self.root = Path(root)
         config = read_repo_config(self.root)
         self.config = config
@@ -68,7 +80,7 @@ class Butler:
                 f"repository {root} has schema version {version}; this software reads "
                 f"{SCHEMA_VERSION.split('.')[0]}.x. Use a matching supertask release."
             )
-        self.registry = Registry(self.dbUrl)
+        self.registry = Registry(self.dbUrl, readOnly=None if writeable is None else not writeable)
         self.datastore = Datastore(self.root, config.get("datastore"))
         self.run = run
         if run is not None:

@@ -4,6 +4,8 @@ from .bulk import data_id_key
 from .registry import (
     ConflictingDatasetError,
     IncompatibleSchemaError,
+    MissingCollectionError,
+    ReadOnlyError,
     Registry,
     RegistryError,
     RowLimitError,
@@ -14,6 +16,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "ConflictingDatasetError",
     "IncompatibleSchemaError",
+    "MissingCollectionError",
+    "ReadOnlyError",
     "Registry",
     "RegistryError",
     "RowLimitError",

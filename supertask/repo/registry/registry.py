@@ -23,7 +23,7 @@ from ..dataid import DataId
 from ..dataset import Dataset, DatasetType
 from ..units import BOX_FIELDS, Universe, sort_data_ids, sort_value_tuples
 from .bulk import CHUNK, chunked, data_id_key, dropped_keys, pg_copy_insert, restrict_chunks
-from .engine import is_sqlite, make_engine
+from .engine import ReadOnlyRegistryError, is_read_only, is_sqlite, make_engine
 from .query import DatasetConstraint, QueryBuilder, QueryPlan
 from .schema import SCHEMA_VERSION, RegistrySchema
 from .where import ParsedWhere, check_query_arguments, parse_where
@@ -44,6 +44,17 @@ class IncompatibleSchemaError(RegistryError):
 
 class ConflictingDatasetError(RegistryError):
     """A dataset is already registered in the run with different content."""
+
+
+class ReadOnlyError(RegistryError):
+    """A write was attempted on a registry opened read-only (or that the database refused as read-only)."""
+
+
+class MissingCollectionError(RegistryError, KeyError):
+    """A collection named by the caller does not exist (also a `KeyError`, as it always was)."""
+
+    def __str__(self) -> str:  # a KeyError would quote its message
+        return str(self.args[0]) if self.args else ""
 
 
 class RowLimitError(RegistryError):
@@ -72,9 +83,12 @@ class Registry:
         If its schema version's major number differs from this software's.
     """
 
-    def __init__(self, url: str, *, _engine: sa.Engine | None = None):
+    def __init__(self, url: str, *, readOnly: bool | None = None, _engine: sa.Engine | None = None):
         self.url = url
-        self.engine = _engine or make_engine(url)
+        try:
+            self.engine = _engine or make_engine(url, readOnly)
+        except ReadOnlyRegistryError as err:
+            raise RegistryError(str(err)) from None
         meta = self._readMeta()
         version = meta.get("schema_version", "?")
         if version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
@@ -449,7 +463,8 @@ class Registry:
                 raise RegistryError(f"collection chain cycle through {name!r}; a chain cannot contain itself")
             row = conn.execute(sa.select(c.c.id, c.c.type).where(c.c.name == name)).first()
             if row is None:
-                raise KeyError(f"collection {name!r} does not exist")
+                known = list(conn.execute(sa.select(c.c.name).order_by(c.c.name)).scalars())
+                raise MissingCollectionError(_missing_collection_message(name, known))
             if row.type == "RUN":
                 out.append((row.id, name))
             else:
@@ -1009,9 +1024,46 @@ class Registry:
 
 @contextmanager
 def _write(engine: sa.Engine) -> Iterator[sa.Connection]:
-    with engine.connect().execution_options(sqlite_write=True) as conn:
-        with conn.begin():
-            yield conn
+    if is_read_only(engine):
+        raise ReadOnlyError(
+            _read_only_message(
+                engine, "opened read-only: the caller only reads, or this user may not write it"
+            )
+        )
+    try:
+        with engine.connect().execution_options(sqlite_write=True) as conn:
+            with conn.begin():
+                yield conn
+    except sa.exc.OperationalError as err:
+        if "readonly" in str(err.orig).replace("-", "").replace(" ", ""):
+            raise ReadOnlyError(
+                _read_only_message(engine, f"the database refused the write ({err.orig})")
+            ) from None
+        raise
+
+
+def _read_only_message(engine: sa.Engine, why: str) -> str:
+    database = engine.url.database or ""
+    where = database.removeprefix("file:") if engine.dialect.name == "sqlite" else _safe_url(str(engine.url))
+    return (
+        f"repository registry {where} is read-only ({why}): it can be queried but not written. "
+        "Write to a repository you own (or ask its owner to), or copy the repository first"
+    )
+
+
+def _missing_collection_message(name: str, known: Sequence[str]) -> str:
+    """ "collection X does not exist", with the closest names (or some of the existing ones)."""
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    if close:
+        hint = f"did you mean {' or '.join(repr(c) for c in close)}?"
+    elif known:
+        more = f" (and {len(known) - 10} more)" if len(known) > 10 else ""
+        hint = f"existing collections: {', '.join(known[:10])}{more}"
+    else:
+        hint = "the repository has no collections yet"
+    return f"collection {name!r} does not exist; {hint}"
 
 
 def _check_collection_name(name: str) -> None:

@@ -81,6 +81,8 @@ def check_query_arguments(units: Any, bind: Any) -> None:
     fails deep inside the compiler.
     """
     if isinstance(units, str | bytes):
-        raise TypeError(f"units must be a list of unit names, not a {type(units).__name__}: write [{units!r}]")
+        raise TypeError(
+            f"units must be a list of unit names, not a {type(units).__name__}: write [{units!r}]"
+        )
     if bind is not None and not isinstance(bind, Mapping):
         raise TypeError(f"bind must be a mapping {{name: value}} or None, not {type(bind).__name__}")
