@@ -164,24 +164,38 @@ class Butler:
         return found
 
     def get(self, dataset: Dataset, *, verify: bool = False) -> Any:
-        """Read a dataset.
+        """Read a dataset, after checking its file against what was registered.
+
+        The file's size is always compared with the registered size (one ``stat``: it
+        catches truncated, replaced and half-copied files before a formatter fails on
+        them with an unrelated error); ``verify=True`` compares the full checksum too,
+        which reads the file once more.
 
         Parameters
         ----------
         dataset : `Dataset`
             Resolved (``id`` or ``run`` set), or looked up in ``butler.collections``.
         verify : `bool`
-            Compare the file against its recorded size and checksum first.
+            Also compare the file's checksum with the registered one.
 
         Raises
         ------
         LookupError
             If it is not in the collections.
+        DatastoreError
+            If the file is missing or differs from what was registered; the message
+            names the dataset and what to do.
         """
         resolved = self._resolveInput(dataset)
         path, size, checksum = self.registry.getDatasetLocation(resolved)
-        if verify:
-            self.datastore.verify(path, size, checksum)
+        try:
+            self.datastore.verify(path, size, checksum if verify else None)
+        except DatastoreError as err:
+            raise DatastoreError(
+                f"{resolved.datasetType.name} {dict(resolved.dataId)} in run {resolved.run!r}: {err}. "
+                "The file changed after it was registered (corrupted, truncated or replaced): restore it "
+                "from a copy, or remove the dataset and rerun the task that made it"
+            ) from None
         return self.datastore.read(path, resolved.datasetType.storageClass)
 
     def datasetExists(self, dataset: Dataset) -> bool:
