@@ -818,6 +818,23 @@ class Registry:
             raise LookupError(f"not registered: {', '.join(missing[:5])}{more}")
         return out
 
+    def getDatasetRecords(self, datasets: Sequence[Dataset]) -> dict[int, tuple[str, int | None, str | None]]:
+        """``{id: (path, size, checksum)}`` of the registered datasets among ``datasets`` (by id).
+
+        One chunked ``IN`` query; datasets without an id, or no longer registered, are
+        absent from the result. Batch preparation records sizes and checksums for the
+        jobs, which verify their inputs without a registry.
+        """
+        ds = self.schema.dataset
+        ids = sorted({d.id for d in datasets if d.id is not None})
+        found: dict[int, tuple[str, int | None, str | None]] = {}
+        with self.engine.connect() as conn:
+            for part in chunked(ids):
+                stmt = sa.select(ds.c.id, ds.c.path, ds.c.size, ds.c.checksum).where(ds.c.id.in_(list(part)))
+                for dsId, path, size, checksum in conn.execute(stmt):
+                    found[dsId] = (path, size, checksum)
+        return found
+
     def removeDatasets(self, datasets: Iterable[Dataset]) -> int:
         """Unregister resolved datasets (files are the datastore's business); returns the count."""
         ids = [d.id for d in datasets if d.id is not None]
