@@ -12,9 +12,9 @@ selects, and a tree printed with `to_text` must parse back to itself.
 from __future__ import annotations
 
 import functools
-import os
 import math
 import operator
+import os
 from typing import Any
 
 import sqlalchemy as sa
