@@ -137,3 +137,27 @@ def test_query_command_opens_the_repository_read_only(repo):
     result = CliRunner().invoke(query, ["data-ids", str(repo), "visit", "--where", "visit IN (1..2)"])
     assert result.exit_code == 0, result.output
     assert "2 data IDs" in result.output
+
+
+def test_qgraph_plans_against_a_repository_the_user_may_not_write(tmp_path):
+    user = _condoruser()
+    from supertask.demo.data import make_demo_repo
+
+    root = tmp_path / "release" / "demo"
+    make_demo_repo(root, n_exposures=1)
+    for path in [root, *root.rglob("*")]:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    for parent in root.parents:
+        if parent != Path("/") and parent.stat().st_mode & 0o005 != 0o005:
+            parent.chmod(parent.stat().st_mode | 0o005)
+    out = tmp_path / "mine"
+    out.mkdir(mode=0o777)
+    out.chmod(0o777)
+    before = _digest(root)
+    pipeline = Path(__file__).resolve().parents[1] / "examples" / "demo_pipeline.yaml"
+    argv = ["supertask", "qgraph", str(root), "-p", str(pipeline), "-i", "DemoCam/defaults", "-o", "u/me/x",
+            "--save", str(out / "g.qgraph")]  # fmt: skip
+    plan = _as_user(user, f"import sys\nfrom supertask.cli.main import main\nsys.argv = {argv!r}\nmain()\n")
+    assert plan.returncode == 0, plan.stderr
+    assert (out / "g.qgraph").stat().st_size > 0
+    assert _digest(root) == before
