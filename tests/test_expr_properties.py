@@ -37,6 +37,7 @@ from supertask.expr import (
     compile_expression,
     parse_expression,
     to_text,
+    walk,
 )
 
 SETTINGS = settings(
@@ -409,3 +410,43 @@ def test_huge_deep_and_hostile_queries_give_rows_or_expression_errors_and_leave_
     else:
         assert all(set(row) == {"instrument", "visit"} for row in rows)
     assert _registry_digest(registry) == digest
+
+
+LIST_ITEMS = st.one_of(
+    ITEMS.filter(lambda item: item not in ("NULL", "'; DROP TABLE dataset; --")),
+    st.sampled_from(["1 .. 5", "1..5 : 2", "3..1", "1..5:0", "+7", "-0", "1.5e3", "'a''b'", '"x""y"', ":_b"]),
+)
+ODD_ITEMS = st.sampled_from(
+    ["visit", "(", ")", "..", "'", "1.", ".5", "1..", ":", ",", "IN (1, 2)", "\n", "1e"]
+)
+
+
+@st.composite
+def list_items(draw: st.DrawFn) -> list[str]:
+    """30-45 items the fast path reads, sometimes with one it must leave to lark."""
+    items = draw(st.lists(LIST_ITEMS, min_size=30, max_size=45))
+    if draw(st.integers(0, 3)) == 0:
+        items.insert(draw(st.integers(0, len(items))), draw(ODD_ITEMS))
+    return items
+
+
+@settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    items=list_items(),
+    separators=st.lists(st.sampled_from([", ", ",", " ,\n ", ",\t"]), min_size=46, max_size=46),
+    prefix=st.sampled_from(["visit IN (", "visit not in(", "band = 'IN (' AND visit IN (", "NOT visit IN ("]),
+    suffix=st.sampled_from([")", ") AND detector = 1", ") OR", "", "))"]),
+)
+def test_the_fast_list_path_parses_exactly_like_lark(items, separators, prefix, suffix):
+    body = "".join(item + separators[i] for i, item in enumerate(items[:-1])) + items[-1]
+    text = prefix + body + suffix
+    outcomes = []
+    for fast in (True, False):
+        try:
+            tree = parse_expression(text, fast_lists=fast)
+        except ExpressionError as error:
+            outcomes.append(("error", type(error).__name__, str(error)))
+        else:
+            spans = [(type(n).__name__, n.span.start, n.span.end) for n in walk(tree) if n.span is not None]
+            outcomes.append(("tree", tree, spans))
+    assert outcomes[0] == outcomes[1], text
