@@ -347,3 +347,11 @@ def test_wrong_argument_types_are_a_clear_type_error(shared, arguments, message)
 def test_units_given_as_one_string_are_a_clear_type_error(shared):
     with pytest.raises(TypeError, match=r"write \['visit'\]"):
         shared.queryDataIds("visit")
+
+
+def test_a_query_for_no_units_is_whether_the_expression_matches(shared):
+    # an expression on units that are not output: one empty data ID, or none (was invalid SQL)
+    assert shared.queryDataIds([], where="tract = 0") == [DataId()]
+    assert shared.queryDataIds([], where="tract = 7") == []
+    assert shared.countDataIds([], where="patch IN (1, 2)") == 1
+    assert shared.countDataIds([], where="patch = 99") == 0

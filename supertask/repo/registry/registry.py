@@ -1005,6 +1005,8 @@ class Registry:
                     if max_rows is not None and len(result) > max_rows:
                         rows.close()
                         raise RowLimitError(max_rows)
+        if not outputKeys:  # rows of the existence test: the empty data ID, once, if any matched
+            return (), [()] if result else []
         return outputKeys, sort_value_tuples(outputKeys, result) if ordered else result
 
     def countDataIds(
