@@ -323,7 +323,6 @@ def test_float_literals_round_trip_exactly(value):
 
 @functools.cache
 def _registry_file() -> tuple[Any, str]:
-    import hashlib
     import tempfile
     from pathlib import Path
 
@@ -336,13 +335,27 @@ def _registry_file() -> tuple[Any, str]:
     populate(registry, n_visits=12)
     registry.close()
     registry = Registry(f"sqlite:///{path}")
-    return registry, hashlib.sha256(path.read_bytes()).hexdigest()
+    return registry, _registry_digest(registry)
 
 
 def _registry_digest(registry: Any) -> str:
-    import hashlib
+    """Digest of the database file and of its content as a reader sees it (WAL included).
 
-    return hashlib.sha256(open(registry.engine.url.database, "rb").read()).hexdigest()
+    In WAL mode a write lands in the ``-wal`` file first and reaches the database file
+    only at a checkpoint, so the file's bytes alone could miss one; the dump cannot.
+    """
+    import hashlib
+    import sqlite3
+
+    path = registry.engine.url.database
+    digest = hashlib.sha256(open(path, "rb").read())
+    reader = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        for line in reader.iterdump():
+            digest.update(line.encode())
+    finally:
+        reader.close()
+    return digest.hexdigest()
 
 
 ITEMS = st.one_of(
