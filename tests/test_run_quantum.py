@@ -330,3 +330,11 @@ def test_an_intact_input_passes_its_checks(repo, tmp_path):
     argv = ["--graph", "g", "--quantum", "0", "--repo", str(repo), "--manifest-dir", str(tmp_path)]
     assert main([*argv, "--input-checks", str(checks)], StandInBackend(repo, DETECTORS)) == 0
     assert read(repo, "made", "detector1") == 11
+
+
+def test_an_input_checks_file_this_node_cannot_see_is_a_warning_not_a_failure(repo, tmp_path, caplog):
+    argv = ["--graph", "g", "--quantum", "0", "--repo", str(repo), "--manifest-dir", str(tmp_path)]
+    with caplog.at_level("WARNING"):
+        code = main([*argv, "--input-checks", str(tmp_path / "absent.json")], StandInBackend(repo, DETECTORS))
+    assert code == 0
+    assert "not visible here" in caplog.text
