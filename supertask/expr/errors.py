@@ -70,13 +70,10 @@ class Span:
             lead = "..." if window_start > line_start else ""
             tail = "..." if window_end < line_end else ""
             shown = lead + self.source[window_start:window_end] + tail
-            start, line_start, line_end = (
-                start - window_start + len(lead),
-                0,
-                len(lead) + window_end - window_start,
-            )
-            return Span(shown, start, min(self.end - window_start + len(lead), line_end))._render_line(
-                self.source.count(chr(10), 0, self.start) + 1 if "\n" in self.source else None
+            offset = len(lead) - window_start  # source position -> position in ``shown``
+            end = min(self.end, window_end) + offset
+            return Span(shown, start + offset, end)._render_line(
+                self.source.count(chr(10), 0, start) + 1 if "\n" in self.source else None
             )
         line = self.source[line_start:line_end]
         width = max(1, min(self.end, line_end) - start)

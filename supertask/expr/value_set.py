@@ -12,6 +12,9 @@ a table:
 
 The construct carries its own negation (``NOT (column IN ...)``), so ``NOT IN`` of a long
 list keeps SQL's three-valued logic exactly as a short ``NOT IN`` does.
+
+`Parenthesized` keeps a clause in parentheses, which SQLAlchemy would otherwise flatten
+away: the compiler builds long ``AND``/``OR`` chains as balanced trees with it.
 """
 
 from __future__ import annotations
