@@ -144,6 +144,7 @@ def _graph_file(resolved: ResolvedConfig, submit_dir: Path) -> Path:
     from supertask.graph.builder import build_quantum_graph
     from supertask.pipeline import Pipeline
     from supertask.repo.butler import Butler
+    from supertask.repo.registry import OutputExistsError, RunConflictError
 
     pipeline = Pipeline.fromFile(c.pipeline)
     butler = Butler(c.repo, collections=c.input_collections or None)
@@ -155,6 +156,8 @@ def _graph_file(resolved: ResolvedConfig, submit_dir: Path) -> Path:
             input_collections=list(c.input_collections) or None,
             output_run=c.output_run,
         )
+    except (OutputExistsError, RunConflictError) as err:  # registered outputs are never replaced
+        raise PrepareError(str(err)) from None
     finally:
         butler.close()
     for line in report.lines():

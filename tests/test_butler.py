@@ -73,15 +73,30 @@ def test_crash_before_registration_leaves_nothing_registered_and_a_retry_works(r
     def crash(*args, **kwargs):
         raise KeyboardInterrupt("killed")
 
-    monkeypatch.setattr(butler.registry, "insertDatasets", crash)
+    monkeypatch.setattr(butler.registry, "insertDatasetGroups", crash)
     with pytest.raises(KeyboardInterrupt):
         butler.put(np.ones(3), CALEXP, DATA_ID)
     monkeypatch.undo()
     assert not butler.datasetExists(Dataset(CALEXP, DataId(DATA_ID)))
+    assert not [p for p in repo.rglob("*.tmp*")], "the temporary file of the failed put is left"
     ds = butler.put(np.full(3, 7.0), CALEXP, DATA_ID)
     path, size, checksum = butler.registry.getDatasetLocation(ds)
     assert checksum_file(repo / path) == checksum
     np.testing.assert_array_equal(butler.get(ds), np.full(3, 7.0))
+
+
+def test_a_put_that_loses_the_race_never_replaces_the_registered_file(repo, monkeypatch):
+    # Another writer registers the dataset between this put's existence check and its
+    # registration: the put fails, and the registered file keeps its bytes.
+    butler = Butler(repo, run="run1")
+    other = Butler(repo, run="run1")
+    monkeypatch.setattr(butler.registry, "findDataset", lambda *a, **k: None)
+    first = other.put(np.full(3, 1.0), CALEXP, DATA_ID)
+    path, _, checksum = other.registry.getDatasetLocation(first)
+    with pytest.raises(ConflictingDatasetError):
+        butler.put(np.full(3, 2.0), CALEXP, DATA_ID)
+    assert checksum_file(repo / path) == checksum
+    np.testing.assert_array_equal(other.get(first), np.full(3, 1.0))
 
 
 def test_get_of_a_missing_dataset_names_the_collections(repo):

@@ -13,6 +13,7 @@ from supertask.repo.registry import (
     IncompatibleSchemaError,
     Registry,
     RegistryError,
+    RunConflictError,
 )
 
 RAW = DatasetType("raw", ("instrument", "visit", "detector"), "NumpyArray")
@@ -218,6 +219,48 @@ def test_run_provenance_round_trips_and_keeps_restarts(registry):
     stored = registry.getRunProvenance("out")
     assert stored["command"] == "supertask run"
     assert stored["later_executions"][0]["command"] == "supertask run --restart"
+
+
+def test_run_registered_again_with_another_pipeline_or_config_is_refused(registry):
+    prov = {"pipeline": "tasks: [a]", "configs": {"a": "x=1"}, "command_line": "first"}
+    registry.registerRun("out", provenance=prov)
+    registry.registerRun("out", provenance={**prov, "command_line": "second"})  # same digests: a resume
+    with pytest.raises(RunConflictError, match="different task configs.*--clobber-outputs.*-o NEW_RUN"):
+        registry.registerRun("out", provenance={**prov, "configs": {"a": "x=2"}})
+    with pytest.raises(RunConflictError, match="different pipeline"):
+        registry.registerRun("out", provenance={**prov, "pipeline": "tasks: [b]"})
+    stored = registry.getRunProvenance("out")
+    assert stored["configs"] == {"a": "x=1"}
+    assert [e["command_line"] for e in stored["later_executions"]] == ["second"]
+
+
+def test_dataset_groups_register_in_one_transaction_or_not_at_all(registry):
+    registry.registerDatasetType(RAW)
+    registry.registerDatasetType(REFCAT)
+    registry.registerRun("run")
+
+    def rec(visit, checksum="c"):
+        return {
+            "dataId": {"instrument": "Cam", "visit": visit, "detector": 1},
+            "path": f"p{visit}",
+            "checksum": checksum,
+        }
+
+    groups = [[(RAW, rec(1)), (REFCAT, {"dataId": {}, "path": "ref", "checksum": "r"})], [(RAW, rec(2))]]
+
+    def fail():
+        raise OSError("rename failed")
+
+    with pytest.raises(OSError):  # the hook fails: nothing of any group is registered
+        registry.insertDatasetGroups("run", groups, beforeCommit=fail)
+    assert registry.countDatasets() == 0
+    published = []
+    registry.insertDatasetGroups("run", groups, beforeCommit=lambda: published.append(True))
+    assert published == [True] and registry.countDatasets() == 3
+    # a conflict in a later group rolls back the earlier ones too, and skips the hook
+    with pytest.raises(ConflictingDatasetError):
+        registry.insertDatasetGroups("run", [[(RAW, rec(3))], [(RAW, rec(2, "other"))]], beforeCommit=fail)
+    assert registry.countDatasets() == 3
 
 
 def test_query_datasets_with_expression_and_data_ids(registry):

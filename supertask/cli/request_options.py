@@ -54,7 +54,29 @@ def request_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--skip-existing",
             is_flag=True,
-            help="Leave out quanta whose outputs already exist in the output run.",
+            help="Leave out quanta whose outputs all exist in the output run already "
+            "(= --skip-existing-in OUTPUT_RUN).",
+        ),
+        click.option(
+            "--skip-existing-in",
+            "skip_existing_in",
+            multiple=True,
+            metavar="COLL",
+            help="Leave out quanta whose outputs all exist in these collections; their consumers "
+            "read them there (repeatable; comma-separated allowed).",
+        ),
+        click.option(
+            "--extend-run",
+            is_flag=True,
+            help="Add to an output RUN that exists already (same pipeline and configs only), "
+            "leaving out quanta whose outputs all exist there.",
+        ),
+        click.option(
+            "--clobber-outputs",
+            is_flag=True,
+            help="Unregister outputs already in the output RUN that are in the way of a quantum "
+            "that runs (e.g. the partial outputs of a failed one), so it can write them anew. "
+            "Registered files are never replaced without it.",
         ),
         click.option(
             "--max-rows",
@@ -186,6 +208,9 @@ def plan_request(
     max_rows: int | None,
     restrict_inputs: bool,
     console: Any,
+    skip_existing_in: tuple[str, ...] = (),
+    extend_run: bool = False,
+    clobber_outputs: bool = False,
     writeable: bool | None = None,
 ) -> tuple[Any, Any]:
     """Open the repository and plan the request; print what preflight found. Returns ``(butler, graph)``.
@@ -209,6 +234,9 @@ def plan_request(
             input_collections=collections or None,
             output_run=output_run,
             skip_existing=skip_existing,
+            skip_existing_in=split_collections(skip_existing_in),
+            extend_run=extend_run,
+            clobber_outputs=clobber_outputs,
             max_rows=None if max_rows == 0 else max_rows,
             expand_inputs=not restrict_inputs,
             command_line=command_line(),

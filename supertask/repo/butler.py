@@ -234,9 +234,21 @@ class Butler:
                 f"{datasetType.name} {dict(dataId)} already exists in run {self.run!r}; outputs are write-once: "
                 "write to a new run, or remove the dataset first"
             )
-        path, size, checksum = self.datastore.write(obj, datasetType, dataId, self.run)
+        # Written under a temporary name and renamed inside the registration transaction:
+        # a concurrent put of the same dataset that registers first makes this one fail
+        # before its rename, so a registered file is never replaced.
+        path, tmp, size, checksum = self.datastore.write_temporary(obj, datasetType, dataId, self.run)
         record = {"dataId": dataId, "path": path, "size": size, "checksum": checksum}
-        return self.registry.insertDatasets(datasetType, self.run, [record])[0]
+        try:
+            self.registry.insertDatasetGroups(
+                self.run, [[(datasetType, record)]], beforeCommit=lambda: self.datastore.publish(tmp, path)
+            )
+        except BaseException:
+            self.datastore.discard(tmp)
+            raise
+        found = self.registry.findDataset(datasetType, dataId, [self.run])
+        assert found is not None
+        return found
 
     def ingest(self, items: Iterable[IngestItem | tuple], mode: str = "copy") -> list[Dataset]:
         """Bring existing files into ``butler.run`` in bulk.

@@ -5,10 +5,12 @@ from .registry import (
     ConflictingDatasetError,
     IncompatibleSchemaError,
     MissingCollectionError,
+    OutputExistsError,
     ReadOnlyError,
     Registry,
     RegistryError,
     RowLimitError,
+    RunConflictError,
 )
 from .schema import SCHEMA_VERSION
 
@@ -18,8 +20,10 @@ __all__ = [
     "IncompatibleSchemaError",
     "MissingCollectionError",
     "ReadOnlyError",
+    "OutputExistsError",
     "Registry",
     "RegistryError",
     "RowLimitError",
+    "RunConflictError",
     "data_id_key",
 ]

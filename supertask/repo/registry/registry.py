@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -25,6 +25,7 @@ from ..units import BOX_FIELDS, Universe, sort_data_ids, sort_value_tuples
 from .bulk import CHUNK, chunked, data_id_key, dropped_keys, pg_copy_insert, restrict_chunks
 from .engine import ReadOnlyRegistryError, is_read_only, is_sqlite, make_engine
 from .query import DatasetConstraint, QueryBuilder, QueryPlan
+from .run_provenance import mismatch_message
 from .schema import SCHEMA_VERSION, RegistrySchema
 from .where import ParsedWhere, check_query_arguments, parse_where
 
@@ -55,6 +56,14 @@ class MissingCollectionError(RegistryError, KeyError):
 
     def __str__(self) -> str:  # a KeyError would quote its message
         return str(self.args[0]) if self.args else ""
+
+
+class RunConflictError(RegistryError):
+    """A RUN is being written with another pipeline or config than it was made with."""
+
+
+class OutputExistsError(RegistryError):
+    """Outputs a plan would write are registered already, and no option says what to do."""
 
 
 class RowLimitError(RegistryError):
@@ -371,7 +380,16 @@ class Registry:
         """Register a RUN collection (idempotent) and record its provenance.
 
         A second registration with different provenance (a restart with another command
-        line) keeps the first and appends the new one under ``"later_executions"``.
+        line) keeps the first and appends the new one under ``"later_executions"``. The
+        collection row is read with ``SELECT ... FOR UPDATE`` (PostgreSQL; SQLite's write
+        transaction is exclusive anyway), so concurrent registrations of one run each
+        append their record instead of overwriting each other's.
+
+        Raises
+        ------
+        RunConflictError
+            If the run's recorded pipeline or task configs differ from ``provenance``'s
+            (see `run_provenance`): one RUN holds the outputs of one configuration.
         """
         _check_collection_name(name)
         c = self.schema.collection
@@ -381,12 +399,15 @@ class Registry:
                 .on_conflict_do_nothing(index_elements=["name"])
                 .values(name=name, type="RUN", provenance=json.dumps(provenance) if provenance else None)
             )
-            row = conn.execute(sa.select(c).where(c.c.name == name)).mappings().one()
+            row = conn.execute(sa.select(c).where(c.c.name == name).with_for_update()).mappings().one()
             if row["type"] != "RUN":
                 raise RegistryError(f"collection {name!r} exists as a {row['type']} collection, not a RUN")
             if provenance:
                 stored = json.loads(row["provenance"]) if row["provenance"] else None
                 new = json.loads(json.dumps(provenance))
+                refusal = mismatch_message(name, stored, new)
+                if refusal:
+                    raise RunConflictError(refusal)
                 if stored is None:
                     stored = new
                 elif stored != new and new not in stored.get("later_executions", []):
@@ -523,6 +544,56 @@ class Registry:
             If a (type, data ID, run) is already registered with another checksum. The same
             checksum is a no-op, which makes re-running a registration job safe.
         """
+        with self.transaction() as conn:
+            return self._insertDatasetsIn(conn, datasetType, run, records)
+
+    def insertDatasetGroups(
+        self,
+        run: str,
+        groups: Sequence[Sequence[tuple[DatasetType | str, Mapping[str, Any]]]],
+        *,
+        beforeCommit: Callable[[], None] | None = None,
+    ) -> None:
+        """Register several groups of datasets (of any types) in ONE transaction.
+
+        The executor registers the outputs of a batch of quanta this way, one group per
+        quantum: either all of them are registered or none is, so a kill at any moment
+        never leaves a quantum half registered.
+
+        Parameters
+        ----------
+        run : `str`
+            A registered RUN collection.
+        groups : sequence of sequences of ``(dataset type, record)``
+            Records as for `insertDatasets`.
+        beforeCommit : callable, optional
+            Called inside the transaction once every row is inserted and checked, before
+            the commit (the executor moves the files to their final names there). If it
+            raises, nothing is registered.
+
+        Raises
+        ------
+        ConflictingDatasetError
+            If any dataset is registered already with another checksum (nothing is registered).
+        """
+        byType: dict[str, tuple[DatasetType | str, list[Mapping[str, Any]]]] = {}
+        for group in groups:
+            for datasetType, record in group:
+                name = datasetType if isinstance(datasetType, str) else datasetType.name
+                byType.setdefault(name, (datasetType, []))[1].append(record)
+        with self.transaction() as conn:
+            for datasetType, records in byType.values():
+                self._insertDatasetsIn(conn, datasetType, run, records)
+            if beforeCommit is not None:
+                beforeCommit()
+
+    def _insertDatasetsIn(
+        self,
+        conn: sa.Connection,
+        datasetType: DatasetType | str,
+        run: str,
+        records: Iterable[Mapping[str, Any]],
+    ) -> list[Dataset]:
         typeId, dt = self._resolveType(datasetType)
         keys = self.universe.expand(dt.units)
         convert = self.universe.dataIdConverter(dt.units)
@@ -538,16 +609,15 @@ class Registry:
             return []
         columns = ["data_id_key", "path", "size", "checksum", *keys]
         ids: dict[str, int] = {}
-        with self.transaction() as conn:
-            runId = self._runId(conn, run)
-            for part in chunked(rows, INSERT_CHUNK):
-                if self.isSqlite:
-                    inserted = self._insertDatasetsSqlite(conn, typeId, runId, columns, part, ids)
-                else:
-                    inserted = self._insertDatasetsReturning(conn, typeId, runId, columns, part, ids)
-                if inserted != len(part):
-                    missing = [r for r in part if r[0] not in ids]
-                    self._checkExisting(conn, typeId, runId, dt, missing, ids)
+        runId = self._runId(conn, run)
+        for part in chunked(rows, INSERT_CHUNK):
+            if self.isSqlite:
+                inserted = self._insertDatasetsSqlite(conn, typeId, runId, columns, part, ids)
+            else:
+                inserted = self._insertDatasetsReturning(conn, typeId, runId, columns, part, ids)
+            if inserted != len(part):
+                missing = [r for r in part if r[0] not in ids]
+                self._checkExisting(conn, typeId, runId, dt, missing, ids)
         return [
             Dataset(dt, dataId, id=ids[row[0]], run=run) for dataId, row in zip(dataIds, rows, strict=True)
         ]
@@ -1198,8 +1268,10 @@ __all__ = [
     "BOX_FIELDS",
     "ConflictingDatasetError",
     "IncompatibleSchemaError",
+    "OutputExistsError",
     "Registry",
     "RegistryError",
     "RowLimitError",
+    "RunConflictError",
     "data_id_key",
 ]
