@@ -62,6 +62,7 @@ def test_cancel_without_a_schedd_reports_it_unreachable(tmp_path):
     with pytest.raises(WmsUnavailableError, match="cannot reach the schedd"):
         service.cancel(Path(wf.submit_dir))
     assert read_run_record(Path(wf.submit_dir))["state"] == "submitted"
+    assert not service_mod.halt_path(find_dag(Path(wf.submit_dir))).exists()
 
 
 def test_report_after_the_schedd_forgot_the_run_uses_the_submit_directory(tmp_path):
@@ -107,6 +108,7 @@ class FakeHTCondor:
     def __init__(self, refuse: bool = False, config_error: bool = False, unreachable: bool = False):
         self.refuse, self.config_error, self.unreachable = refuse, config_error, unreachable
         self.cwd: str | None = None
+        self.dag = Path()
         self.next_cluster = 900
         fake = self
 
@@ -141,9 +143,32 @@ class FakeHTCondor:
                 return Result(fake.next_cluster)
 
             def query(self, constraint: str, projection: list[str]) -> list:
+                if "DAGManJobId" in constraint and fake.node_jobs:
+                    return [{"ClusterId": c} for c in fake.node_jobs.pop(0)]
                 return []
 
-        self.Submit, self.Schedd = Submit, Schedd
+            def act(self, action: str, constraint: str, reason: object) -> None:
+                fake.acts.append((action, constraint, reason, fake.halt_existed()))
+                if "DAGManJobId" in constraint and fake.dagman_exits:
+                    # The halted DAGMan, with no node job left, runs FINAL and exits.
+                    with Path(str(fake.dag) + ".dagman.out").open("a") as f:
+                        f.write("12/05/26 13:59:44 DAG status: 6 (DAG_STATUS_HALTED)\n")
+                        f.write(
+                            "12/05/26 13:59:44 **** condor_dagman (condor_DAGMAN) pid 1 EXITING WITH STATUS 1\n"
+                        )
+
+        class JobAction:
+            Remove = "Remove"
+
+        self.Submit, self.Schedd, self.JobAction = Submit, Schedd, JobAction
+        #: cluster ids the schedd lists for each query of node jobs, in turn
+        self.node_jobs: list[list[int]] = []
+        #: (action, constraint, reason, whether the halt file existed) of each `act`
+        self.acts: list[tuple[str, str, object, bool]] = []
+        self.dagman_exits = True
+
+    def halt_existed(self) -> bool:
+        return Path(str(self.dag) + ".halt").exists()
 
 
 @pytest.fixture
@@ -279,3 +304,76 @@ def test_bps_restart_of_a_dag_dagman_refuses_exits_1_and_never_says_restarted(tm
     assert "refused the restarted" in result.output and "can not have a retry specification" in result.output
     report = CliRunner().invoke(bps_main, ["report", str(submit)])
     assert "htcondor, failed" in report.output.replace("\n", " ")
+
+
+# -- cancel: halt DAGMan, remove its node jobs, let it run FINAL and exit ---------------------------
+
+
+def _running(tmp_path: Path, fake_condor, **kwargs) -> tuple[Path, FakeHTCondor]:
+    """A run whose DAGMan (cluster 901) has read the DAG and not ended."""
+    submit = _prepared(tmp_path)
+    fake = fake_condor(**kwargs)
+    assert HTCondorService().submit(submit) == "901"
+    return submit, fake
+
+
+def test_cancel_halts_dagman_then_removes_only_its_node_jobs_and_waits_for_it_to_end(tmp_path, fake_condor):
+    submit, fake = _running(tmp_path, fake_condor)
+    fake.node_jobs = [[902, 903]]
+    service = HTCondorService()
+    service.poll_s = 0.01
+    service.cancel(submit)
+    assert len(fake.acts) == 1
+    action, constraint, reason, halted = fake.acts[0]
+    assert action == "Remove" and halted, "node jobs are removed only once DAGMan is halted"
+    assert (
+        "DAGManJobId == 901" in constraint and '"bps_final"' in constraint and "ClusterId" not in constraint
+    )
+    assert isinstance(reason, tuple) and reason[0].startswith("bps cancel")
+    layout = find_dag(submit)
+    assert not service_mod.halt_path(layout).exists(), "a restart would halt at once"
+    record = read_run_record(submit)
+    assert record["state"] == "cancelled" and "cancelled_at" in record
+    assert service.report(submit).state == "cancelled"
+
+
+def test_cancel_removes_node_jobs_dagman_submitted_before_it_saw_the_halt_file(tmp_path, fake_condor):
+    submit, fake = _running(tmp_path, fake_condor)
+    fake.dagman_exits = False
+    fake.node_jobs = [[902], [950]]  # 950: submitted in the same DAGMan cycle as the halt
+    service = HTCondorService()
+    service.poll_s, service.cancel_wait_s = 0.01, 0.2
+    service.cancel(submit)
+    node_removals = [a for a in fake.acts if "DAGManJobId == 901" in a[1]]
+    assert len(node_removals) == 2
+
+
+def test_cancel_removes_dagman_itself_when_it_does_not_end_in_time(tmp_path, fake_condor, caplog):
+    submit, fake = _running(tmp_path, fake_condor)
+    fake.dagman_exits = False
+    fake.node_jobs = [[902]]
+    service = HTCondorService()
+    service.poll_s, service.cancel_wait_s = 0.01, 0.05
+    service.cancel(submit)
+    assert fake.acts[-1][:2] == ("Remove", "ClusterId == 901")
+    assert "did not end within" in caplog.text
+    assert read_run_record(submit)["state"] == "cancelled"
+    assert not service_mod.halt_path(find_dag(submit)).exists()
+
+
+def test_a_submission_removes_a_halt_file_an_interrupted_cancel_left(tmp_path, fake_condor):
+    submit = _prepared(tmp_path)
+    halt = service_mod.halt_path(find_dag(submit))
+    halt.touch()
+    fake_condor()
+    HTCondorService().submit(submit)
+    assert not halt.exists()
+
+
+def test_a_restart_removes_a_halt_file_an_interrupted_cancel_left(tmp_path, fake_condor):
+    submit = _failed_run(tmp_path)
+    halt = service_mod.halt_path(find_dag(submit))
+    halt.touch()
+    fake_condor()
+    HTCondorService().restart(submit)
+    assert not halt.exists()

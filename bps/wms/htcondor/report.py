@@ -39,6 +39,8 @@ TAIL_LINES = 20
 _POLICY = re.compile(r"The job attribute (\w+) expression '.*' evaluated to TRUE", re.DOTALL)
 #: The reason HTCondor gives the node jobs it removes because their DAGMan job was removed.
 DAG_REMOVED = "DAG Removed"
+#: The reason `bps cancel` gives the node jobs it removes (the DAGMan job stays, halted).
+BPS_CANCEL = "bps cancel"
 
 
 def last_submission(record: dict) -> float | None:
@@ -200,8 +202,8 @@ def _node_state(
 
 
 def _removed_with_dag(hist: NodeHistory) -> bool:
-    """Removed only because its DAGMan job was removed (a cancel), never held before."""
-    return hist.last_hold_reason is None and (hist.remove_reason or "").startswith(DAG_REMOVED)
+    """Removed only by a cancel (its DAGMan job removed, or `bps cancel`), never held before."""
+    return hist.last_hold_reason is None and (hist.remove_reason or "").startswith((DAG_REMOVED, BPS_CANCEL))
 
 
 def _will_retry(hist: NodeHistory, job: Job, dag_retries: int) -> bool:

@@ -41,8 +41,8 @@ from . import overrides as overrides_mod
 from .checks import check_site, check_workflow, job_user_warnings
 from .eventlog import NodeHistory, read_event_log
 from .layout import DagLayout, find_dag
-from .report import build_report, current_run
-from .translator import NodeOverrides, node_names, write_dag
+from .report import BPS_CANCEL, build_report, current_run
+from .translator import FINAL_NODE, NodeOverrides, node_names, write_dag
 
 log = logging.getLogger("bps.wms.htcondor")
 
@@ -65,6 +65,8 @@ class HTCondorService(WorkflowService):
     startup_wait_s: float = 60.0
     #: Seconds between two looks at DAGMan's files while waiting.
     poll_s: float = 0.5
+    #: How long `cancel` waits for the halted DAGMan to run FINAL and exit before removing it.
+    cancel_wait_s: float = 300.0
 
     # -- prepare ---------------------------------------------------------------------------
     def precheck(self, site: SiteConfig, submit_dir: Path) -> None:
@@ -254,6 +256,18 @@ class HTCondorService(WorkflowService):
 
     # -- cancel ----------------------------------------------------------------------------
     def cancel(self, submit_dir: Path) -> None:
+        """Stop the run so that DAGMan ends by itself: halt it, remove its node jobs, wait.
+
+        Removing the DAGMan job itself (SIGUSR1) makes DAGMan 25.14 start the FINAL node
+        and then still process a node job that terminated in the same second, start that
+        node's child and die on ``Assertion ERROR on (! _finalNodeRun)``: no metrics, a
+        lock file left. So `cancel` first creates the DAG's halt file (``<dag>.halt``:
+        DAGMan submits no new node job), then removes the node jobs (not the FINAL one).
+        With nothing running, the halted DAGMan writes a rescue DAG, runs FINAL (with
+        ``DAG_STATUS`` 6, halted) and exits non-zero. Only if it has not ended within
+        `cancel_wait_s` is the DAGMan job removed. The halt file is removed once DAGMan
+        ended (and before any later submission: a DAGMan that finds it halts at once).
+        """
         layout = find_dag(submit_dir)
         record = read_run_record(layout.submit_dir)
         cluster = record.get("cluster_id")
@@ -266,15 +280,61 @@ class HTCondorService(WorkflowService):
                 f"{run.exit_status}): there is nothing to cancel; `bps report` says how it ended"
             )
         htcondor2 = _import_htcondor()
+        halt = halt_path(layout)
+        halt.touch()
         try:
             schedd = htcondor2.Schedd()
-            # Removing the DAGMan job removes its node jobs; DAGMan writes a rescue DAG on the way out.
-            schedd.act(htcondor2.JobAction.Remove, f"ClusterId == {int(cluster)}", "bps cancel")
+            _remove_node_jobs(htcondor2, schedd, int(cluster))
         except Exception as exc:  # htcondor2 raises its own exception types
+            halt.unlink(missing_ok=True)
             raise WmsUnavailableError(
                 f"cannot reach the schedd to cancel DAGMan job {cluster}: {exc}"
             ) from exc
         write_run_record(layout.submit_dir, state="cancelled", cancelled_at=time.time())
+        if not self._await_halted_end(htcondor2, schedd, layout, int(cluster)):
+            log.warning(
+                "DAGMan job %s did not end within %.0f s of the halt: removing it",
+                cluster,
+                self.cancel_wait_s,
+            )
+            try:
+                schedd.act(htcondor2.JobAction.Remove, f"ClusterId == {int(cluster)}", "bps cancel")
+            except Exception as exc:  # htcondor2 raises its own exception types
+                raise WmsUnavailableError(
+                    f"cannot reach the schedd to remove DAGMan job {cluster}: {exc}; the run is halted "
+                    f"({halt.name}): `condor_rm {cluster}` ends it"
+                ) from exc
+        halt.unlink(missing_ok=True)
+
+    def _await_halted_end(self, htcondor2: Any, schedd: Any, layout: DagLayout, cluster: int) -> bool:
+        """Wait until halted DAGMan ``cluster`` has ended; True if it did within `cancel_wait_s`.
+
+        Node jobs DAGMan submitted before it saw the halt file are removed as they appear.
+        """
+        deadline = time.monotonic() + self.cancel_wait_s
+        record = read_run_record(layout.submit_dir)
+        while not current_run(layout, record).ended:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(self.poll_s)
+            with contextlib.suppress(Exception):  # best effort: the next look tries again
+                _remove_node_jobs(htcondor2, schedd, cluster)
+        return True
+
+
+def halt_path(layout: DagLayout) -> Path:
+    """DAGMan's halt file: while it exists, DAGMan submits no new node job (only FINAL)."""
+    return layout.submit_dir / f"{layout.dag.name}.halt"
+
+
+def _remove_node_jobs(htcondor2: Any, schedd: Any, cluster: int) -> None:
+    """Remove DAGMan ``cluster``'s node jobs that are still queued, except the FINAL node's."""
+    constraint = (
+        f'DAGManJobId == {cluster} && DAGNodeName =!= "{FINAL_NODE}" && JobStatus != 3 && JobStatus != 4'
+    )
+    if list(schedd.query(constraint, ["ClusterId"])):
+        # A (reason, code) pair: htcondor2 25.14 drops a reason given as a plain string.
+        schedd.act(htcondor2.JobAction.Remove, constraint, (f"{BPS_CANCEL}: the run was cancelled", None))
 
 
 # -- restart helpers -------------------------------------------------------------------------
@@ -453,6 +513,8 @@ def _submit_dag(htcondor2: Any, layout: DagLayout) -> int:
         # Re-submission (restart): rewrite DAGMan's own submit file but keep the rescue DAG
         # (`force` would rename rescue DAGs away and rerun everything).
         options["update_submit"] = True
+    # A halt file left by an interrupted `bps cancel` would halt the new DAGMan at once.
+    halt_path(layout).unlink(missing_ok=True)
     failure: Exception | None = None
     with _in_directory(layout.submit_dir):
         with _captured_output() as said:
