@@ -396,3 +396,23 @@ def test_report_of_the_cancel_dagman_died_in_says_cancelled_and_why_no_metrics(t
     assert "DAGMan job 50" in died and "Assertion ERROR on (! _finalNodeRun)" in died
     assert report.counts["make"]["succeeded"] == 9 and report.totals()["pending"] == 96
     assert [f.name for f in report.failures] == ["bps_final"]  # removed with its DAGMan
+
+
+def test_a_cancel_by_halting_dagman_ends_with_final_metrics_and_a_rescue_dag_not_an_assertion(tmp_path):
+    """`bps cancel` 6 s into the 50 -> 50 -> 5 DAG (4 make done, make and double jobs queued):
+    halt file, then the node jobs removed; DAGMan ran FINAL and exited 1 by itself."""
+    submit = scenario("cancel-halted", tmp_path, data=DATA_25140)
+    out = (submit / "real_wide_1796487694.dag.dagman.out").read_text()
+    assert "Assertion" not in out and "Received SIGUSR1" not in out
+    assert "Exiting because DAG is halted and no jobs or scripts are running" in out
+    metrics = dm.read_metrics(submit / "real_wide_1796487694.dag.metrics")
+    assert (metrics["exitcode"], metrics["DagStatus"]) == (1, 6)
+    history = read_event_log(submit / "real_wide_1796487694.dag.nodes.log")
+    removed = [h for h in history.values() if h.state == "removed"]
+    assert len(removed) == 50 and all(h.remove_reason.startswith("bps cancel") for h in removed)
+    report = build_report(submit)
+    assert report.state == "cancelled" and not [m for m in report.messages if "without an exit" in m]
+    assert report.counts["make"]["succeeded"] == 4 and report.totals()["pending"] == 101
+    assert [f.name for f in report.failures] == ["bps_final"]  # finalize: outputs missing (69)
+    assert any("DAGMan job 1594 exited with status 1, DAG status 6" in m for m in report.messages)
+    assert any("rescue001 marks 4 of 105 jobs done" in m and "bps restart" in m for m in report.messages)
