@@ -4,15 +4,21 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install lint clean
+.PHONY: demo test install lint clean bytecode
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(MAKE) bytecode
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Bytecode of the editable checkout: pool jobs run as a user who cannot write its __pycache__
+# would otherwise compile every module they import, in every job.
+bytecode:
+	$(BIN)/python -m compileall -q supertask bps
 
 demo: $(STAMP)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m supertask.demo.main_job ./demo_run
