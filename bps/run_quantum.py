@@ -537,7 +537,7 @@ def _run_one(
                 size, checksum = publish(path, target, lambda d=d: registered(d))
         except RegisteredOutputError as err:
             log.error(
-                "%s %s is already registered in RUN %r with other content (checksum %s; file %s, left "
+                "%s %s is already registered in RUN %r with other content (registered checksum %s; file %s, left "
                 "unchanged): this graph was planned before it was registered; plan again with "
                 "--skip-existing-in %s or --extend-run (or --clobber-outputs to replace it), or into a new RUN",
                 d.datasetType.name,
