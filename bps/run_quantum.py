@@ -16,7 +16,11 @@ job (``bps finalize``) registers what the manifests list.
 Restarting is safe at any point: outputs appear under their final names only
 complete, and the manifest records a quantum only once all its outputs are staged.
 A rerun skips recorded quanta whose files are intact; a job whose quanta are all
-recorded exits at once without reading the graph.
+recorded exits at once without reading the graph. With shared staging an output is
+published at its datastore path never over a registered dataset's file
+(`bps.publish`): an earlier attempt's unregistered leftover is replaced, a registered
+file (a plan made before its outputs were registered) fails the quantum with
+`exit_codes.DATA_ERROR`.
 
 No work is an outcome, not a failure (as in ``supertask run``): a quantum whose
 task raises ``NoWorkFound``, or that is left without some input because the quanta
