@@ -58,7 +58,16 @@ class RegisteredOutputError(Exception):
     """The destination holds other bytes and the registry says they are a registered dataset's file."""
 
 
-def publish(src: str | Path, dest: str | Path, registered: Callable[[], str | None]) -> tuple[int, str]:
+class SourceMismatchError(ValueError):
+    """The source is not the file its record describes (size or checksum); nothing was published."""
+
+
+def publish(
+    src: str | Path,
+    dest: str | Path,
+    registered: Callable[[], str | None],
+    expected: tuple[int, str] | None = None,
+) -> tuple[int, str]:
     """Copy ``src`` to ``dest`` unless ``dest`` holds another, registered file; return size and checksum.
 
     Parameters
@@ -72,11 +81,17 @@ def publish(src: str | Path, dest: str | Path, registered: Callable[[], str | No
         registered dataset whose file ``dest`` is (``run_quantum`` returns its registered
         checksum; the text of the error), or ``None`` if it is not registered. It may
         raise (registry unreachable): then nothing is replaced.
+    expected
+        ``(size, checksum)`` the source must have (a manifest's record), checked on
+        the copy before it is published: a file that is not what was recorded never
+        reaches the datastore.
 
     Raises
     ------
     RegisteredOutputError
         If ``dest`` is a registered dataset's file with other content (left unchanged).
+    SourceMismatchError
+        If ``src`` is not ``expected`` (``dest`` unchanged).
     OSError
         For I/O failures (``dest`` is then unchanged, or absent).
     """
@@ -96,6 +111,8 @@ def publish(src: str | Path, dest: str | Path, registered: Callable[[], str | No
             target.flush()
             os.fsync(target.fileno())
         checksum = h.hexdigest()
+        if expected is not None and (size, checksum) != tuple(expected):
+            raise SourceMismatchError(f"{src} does not match its record (size or checksum)")
         if _place_new(tmp, dest) or file_matches(dest, size, checksum):
             return size, checksum
         what = registered()

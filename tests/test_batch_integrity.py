@@ -168,19 +168,15 @@ def test_a_batch_rerun_replaces_unregistered_leftovers_of_killed_jobs_and_regist
     assert all(checksum_file(p) != old for p, old in leftovers.items())  # replaced by the rerun's bytes
 
 
-def test_transfer_staging_of_a_stale_plan_is_rejected_by_finalize_and_changes_nothing(twin, tmp_path):
-    """As HTCondor file transfer runs the jobs: inputs and outputs by lfn; finalize puts files in place."""
-    repo, graph = twin
-    submit_dir = prepare(submit_yaml(repo, graph, "transfer"))
-    supertask_run(repo, graph)  # registered after the plan was made
-    before = assert_intact(repo)
-    files_before = {path: checksum_file(repo / path) for path, _ in before.values()}
-
+def run_jobs_with_file_transfer(repo: Path, submit_dir: Path, nodes: Path) -> None:
+    """Run every job as HTCondor file transfer would: inputs and outputs by lfn in the job's directory,
+    outputs brought back to ``SUBMIT_DIR/staged``; jobs never see the datastore."""
     wf = GenericWorkflow.load(submit_dir / "workflow.json")
     staged = submit_dir / STAGED_DIR
     staged.mkdir()
+    (submit_dir / "manifests").mkdir(exist_ok=True)
     for job in wf.jobs.values():
-        workdir = tmp_path / "nodes" / job.name
+        workdir = nodes / job.name
         workdir.mkdir(parents=True)
         for f in job.inputs:  # what the workflow system transfers in
             shutil.copyfile(repo / f.path if f.producer is None else staged / f.lfn, workdir / f.lfn)
@@ -192,16 +188,42 @@ def test_transfer_staging_of_a_stale_plan_is_rejected_by_finalize_and_changes_no
             capture_output=True,
             text=True,
         )
-        assert done.returncode == 0, done.stderr  # jobs never see the datastore in transfer staging
+        assert done.returncode == 0, done.stderr
         for f in job.outputs:  # what it transfers back
             shutil.move(workdir / f.lfn, staged / f.lfn)
-        (submit_dir / "manifests").mkdir(exist_ok=True)
         for manifest in workdir.glob("*.manifest.json"):
             shutil.move(manifest, submit_dir / "manifests" / manifest.name)
 
+
+def test_transfer_staging_of_a_stale_plan_is_rejected_by_finalize_and_changes_nothing(twin, tmp_path):
+    repo, graph = twin
+    submit_dir = prepare(submit_yaml(repo, graph, "transfer"))
+    supertask_run(repo, graph)  # registered after the plan was made
+    before = assert_intact(repo)
+    files_before = {path: checksum_file(repo / path) for path, _ in before.values()}
+    run_jobs_with_file_transfer(repo, submit_dir, tmp_path / "nodes")
+
     summary = finalize(submit_dir)
     assert summary.exit_code == exit_codes.DATA_ERROR
-    rejected = " ".join(r["reason"] for r in summary.rejected)
-    assert "checksum differs" in rejected  # the twin quanta: their noise is not the registered one
+    reasons = [r["reason"] for r in summary.rejected if "/noise/" in r["path"]]
+    assert len(reasons) == len(DETECTORS)
+    assert all("already registered" in r and "--skip-existing-in" in r for r in reasons), reasons
     assert assert_intact(repo) == before
     assert {path: checksum_file(repo / path) for path in files_before} == files_before
+
+
+def test_transfer_staging_finalize_replaces_an_unregistered_leftover_at_a_datastore_path(twin, tmp_path):
+    repo, graph = twin
+    submit_dir = prepare(submit_yaml(repo, graph, "transfer"))
+    run_jobs_with_file_transfer(repo, submit_dir, tmp_path / "nodes")
+    # what a killed `supertask run` of the same graph leaves: renamed into place, never registered
+    wf = GenericWorkflow.load(submit_dir / "workflow.json")
+    leftovers = [repo / f.path for job in wf.jobs.values() for f in job.outputs if "/noise/" in f.path]
+    for path in leftovers:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text('{"detector": 0, "nonce": "of a killed run"}')
+
+    summary = finalize(submit_dir)
+    assert summary.exit_code == exit_codes.SUCCESS and not summary.rejected, summary.rejected
+    assert len(assert_intact(repo)) == 2 * len(DETECTORS) + 1
+    assert all("killed" not in path.read_text() for path in leftovers)

@@ -198,3 +198,13 @@ def test_a_retry_after_a_kill_mid_publish_replaces_its_own_unregistered_leftover
     assert result.exit_code == exit_codes.SUCCESS and result.ran == [0]
     assert json.loads(made(repo, 1).read_text()) == 501
     assert backend.lookups == [("made", DataId(detector=1))] and tmp_leftovers(repo) == []
+
+
+def test_publish_of_a_file_that_is_not_what_its_record_says_publishes_nothing(tmp_path, links):
+    src = tmp_path / "out.json"
+    src.write_text('{"a": 2}')
+    dest = tmp_path / "a.json"
+    with pytest.raises(publish.SourceMismatchError, match="does not match its record"):
+        publish.publish(src, dest, no_registry_call, expected=(8, "0" * 32))
+    assert not dest.exists() and tmp_leftovers(tmp_path) == []
+    assert publish.publish(src, dest, no_registry_call, expected=(8, checksum_file(src)))[0] == 8
