@@ -21,6 +21,9 @@ start-up and stage-out are hot paths; jobs never write the registry):
    up in the registry, read-only. Registered: `RegisteredOutputError`, the file is left
    alone. Not registered: a leftover of an earlier attempt, replaced atomically.
 
+``bps finalize`` puts the files that file-transfer staging brought back in place the
+same way (with the manifest's size and checksum as ``expected``).
+
 Races. Within one workflow, only attempts of the job that owns a quantum write its
 outputs, and ``bps finalize`` (the only writer of that workflow's registrations) runs as
 the final job, after every job has ended (DAGMan's FINAL node, Pegasus's last job, the
