@@ -208,3 +208,18 @@ def test_publish_of_a_file_that_is_not_what_its_record_says_publishes_nothing(tm
         publish.publish(src, dest, no_registry_call, expected=(8, "0" * 32))
     assert not dest.exists() and tmp_leftovers(tmp_path) == []
     assert publish.publish(src, dest, no_registry_call, expected=(8, checksum_file(src)))[0] == 8
+
+
+def test_a_job_that_cannot_read_the_registry_replaces_nothing_and_may_be_retried(repo, tmp_path):
+    target = made(repo, 1)
+    target.parent.mkdir(parents=True)
+    target.write_text("7")
+    backend = StandInBackend(repo, DETECTORS)
+
+    def unreachable(*args):
+        raise ConnectionError("registry unreachable")
+
+    backend.registered = unreachable
+    result = job(backend, repo, tmp_path, [0])
+    assert result.failed == {0: exit_codes.TEMPORARY} and exit_codes.TEMPORARY not in exit_codes.NO_RETRY
+    assert target.read_text() == "7" and tmp_leftovers(repo) == []
