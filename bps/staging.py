@@ -225,6 +225,47 @@ def file_matches(path: str | Path, size: int, checksum: str | None = None) -> bo
     return checksum is None or checksum_file(path) == checksum
 
 
+def verify_input(path: str | Path, size: int | None, checksum: str | None) -> str | None:
+    """What is wrong with a staged-in input compared with its registration, or `None` if nothing.
+
+    The size is compared first (one ``stat``, and most damage - a truncated copy, a file
+    replaced by another - changes it); then the checksum, which reads the file once: the
+    task reads it anyway, so a job pays one extra read of its inputs (mostly from the page
+    cache) to turn a corrupted input into a clear error instead of a failure deep inside
+    the task's reader.
+    """
+    try:
+        actual = os.stat(path).st_size
+    except OSError as err:
+        return f"cannot read it ({err.strerror})"
+    if size is not None and actual != size:
+        return f"it has {actual} bytes, registered {size}"
+    if checksum is not None and checksum_file(path) != checksum:
+        return f"its checksum is not the registered {checksum}"
+    return None
+
+
+def read_input_checks(path: str | Path | None) -> dict[str, tuple[int | None, str | None]]:
+    """``{lfn: (size, checksum)}`` from an ``--input-checks`` file written by ``bps prepare``.
+
+    Raises
+    ------
+    ValueError
+        If the file is not such a file (the message names it).
+    """
+    if not path:
+        return {}
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(
+            f"input checks file {path} is unreadable ({err}); prepare the submit directory again"
+        ) from None
+    if not isinstance(data, dict) or not all(isinstance(v, list) and len(v) == 2 for v in data.values()):
+        raise ValueError(f"input checks file {path}: expected an object {{lfn: [size, checksum]}}")
+    return {str(lfn): (size, checksum) for lfn, (size, checksum) in data.items()}
+
+
 def tombstone_text(dataset_type: str, data_id: dict[str, Any], reason: str) -> bytes:
     """The content of a tombstone: the magic line, then one JSON line saying what is missing and why."""
     body = {"dataset_type": dataset_type, "data_id": data_id, "reason": reason}

@@ -369,3 +369,32 @@ def test_query_datasets_expression_may_name_other_units(registry):
     registry.insertDatasets(RAW, "run", records([vd(v, 0) for v in range(6)]))
     found = registry.queryDatasets(RAW, "run", where="patch = 2")
     assert [d.dataId["visit"] for d in found] == [4, 5]  # the visits overlapping patch 2
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"where": b"visit = 1"}, r"not bytes \(decode it first"),
+        ({"where": 42}, "not int"),
+        ({"where": "visit = :v", "bind": [("v", 1)]}, "bind must be a mapping"),
+    ],
+)
+def test_wrong_argument_types_are_a_clear_type_error(shared, arguments, message):
+    for query in (shared.queryDataIds, shared.countDataIds):
+        with pytest.raises(TypeError, match=message):
+            query(["visit"], **arguments)
+    with pytest.raises(TypeError, match=message):
+        shared.queryDataIdValues(["visit"], **arguments)
+
+
+def test_units_given_as_one_string_are_a_clear_type_error(shared):
+    with pytest.raises(TypeError, match=r"write \['visit'\]"):
+        shared.queryDataIds("visit")
+
+
+def test_a_query_for_no_units_is_whether_the_expression_matches(shared):
+    # an expression on units that are not output: one empty data ID, or none (was invalid SQL)
+    assert shared.queryDataIds([], where="tract = 0") == [DataId()]
+    assert shared.queryDataIds([], where="tract = 7") == []
+    assert shared.countDataIds([], where="patch IN (1, 2)") == 1
+    assert shared.countDataIds([], where="patch = 99") == 0

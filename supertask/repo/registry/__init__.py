@@ -4,7 +4,9 @@ from .bulk import data_id_key
 from .registry import (
     ConflictingDatasetError,
     IncompatibleSchemaError,
+    MissingCollectionError,
     OutputExistsError,
+    ReadOnlyError,
     Registry,
     RegistryError,
     RowLimitError,
@@ -16,6 +18,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "ConflictingDatasetError",
     "IncompatibleSchemaError",
+    "MissingCollectionError",
+    "ReadOnlyError",
     "OutputExistsError",
     "Registry",
     "RegistryError",

@@ -23,11 +23,11 @@ from ..dataid import DataId
 from ..dataset import Dataset, DatasetType
 from ..units import BOX_FIELDS, Universe, sort_data_ids, sort_value_tuples
 from .bulk import CHUNK, chunked, data_id_key, dropped_keys, pg_copy_insert, restrict_chunks
-from .engine import is_sqlite, make_engine
+from .engine import ReadOnlyRegistryError, is_read_only, is_sqlite, make_engine
 from .query import DatasetConstraint, QueryBuilder, QueryPlan
 from .run_provenance import mismatch_message
 from .schema import SCHEMA_VERSION, RegistrySchema
-from .where import ParsedWhere, parse_where
+from .where import ParsedWhere, check_query_arguments, parse_where
 
 INSERT_CHUNK = 5000
 
@@ -45,6 +45,17 @@ class IncompatibleSchemaError(RegistryError):
 
 class ConflictingDatasetError(RegistryError):
     """A dataset is already registered in the run with different content."""
+
+
+class ReadOnlyError(RegistryError):
+    """A write was attempted on a registry opened read-only (or that the database refused as read-only)."""
+
+
+class MissingCollectionError(RegistryError, KeyError):
+    """A collection named by the caller does not exist (also a `KeyError`, as it always was)."""
+
+    def __str__(self) -> str:  # a KeyError would quote its message
+        return str(self.args[0]) if self.args else ""
 
 
 class RunConflictError(RegistryError):
@@ -81,9 +92,12 @@ class Registry:
         If its schema version's major number differs from this software's.
     """
 
-    def __init__(self, url: str, *, _engine: sa.Engine | None = None):
+    def __init__(self, url: str, *, readOnly: bool | None = None, _engine: sa.Engine | None = None):
         self.url = url
-        self.engine = _engine or make_engine(url)
+        try:
+            self.engine = _engine or make_engine(url, readOnly)
+        except ReadOnlyRegistryError as err:
+            raise RegistryError(str(err)) from None
         meta = self._readMeta()
         version = meta.get("schema_version", "?")
         if version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
@@ -470,7 +484,8 @@ class Registry:
                 raise RegistryError(f"collection chain cycle through {name!r}; a chain cannot contain itself")
             row = conn.execute(sa.select(c.c.id, c.c.type).where(c.c.name == name)).first()
             if row is None:
-                raise KeyError(f"collection {name!r} does not exist")
+                known = list(conn.execute(sa.select(c.c.name).order_by(c.c.name)).scalars())
+                raise MissingCollectionError(_missing_collection_message(name, known))
             if row.type == "RUN":
                 out.append((row.id, name))
             else:
@@ -740,6 +755,7 @@ class Registry:
         runOrder = {rid: (rank, name) for rank, (rid, name) in enumerate(runs)}
         ds = self.schema.dataset
         keys = self.universe.expand(dt.units)
+        check_query_arguments((), bind)
         parsed = parse_where(where)
         base = [ds.c.dataset_type_id == typeId, ds.c.run_id.in_(list(runOrder))]
         cols = [ds.c.id, ds.c.run_id, *[ds.c[k].label(k) for k in keys]]
@@ -872,6 +888,23 @@ class Registry:
             raise LookupError(f"not registered: {', '.join(missing[:5])}{more}")
         return out
 
+    def getDatasetRecords(self, datasets: Sequence[Dataset]) -> dict[int, tuple[str, int | None, str | None]]:
+        """``{id: (path, size, checksum)}`` of the registered datasets among ``datasets`` (by id).
+
+        One chunked ``IN`` query; datasets without an id, or no longer registered, are
+        absent from the result. Batch preparation records sizes and checksums for the
+        jobs, which verify their inputs without a registry.
+        """
+        ds = self.schema.dataset
+        ids = sorted({d.id for d in datasets if d.id is not None})
+        found: dict[int, tuple[str, int | None, str | None]] = {}
+        with self.engine.connect() as conn:
+            for part in chunked(ids):
+                stmt = sa.select(ds.c.id, ds.c.path, ds.c.size, ds.c.checksum).where(ds.c.id.in_(list(part)))
+                for dsId, path, size, checksum in conn.execute(stmt):
+                    found[dsId] = (path, size, checksum)
+        return found
+
     def removeDatasets(self, datasets: Iterable[Dataset]) -> int:
         """Unregister resolved datasets (files are the datastore's business); returns the count."""
         ids = [d.id for d in datasets if d.id is not None]
@@ -926,7 +959,8 @@ class Registry:
         datasets: Sequence[DatasetType | str],
         collections: Sequence[str] | str | None,
     ) -> tuple[QueryPlan, sa.ColumnElement[bool] | None, list[DatasetConstraint]]:
-        parsed = parse_where(where) if isinstance(where, str) or where is None else where
+        check_query_arguments(units, bind)
+        parsed = parse_where(where)
         constraints = []
         units = set(units)
         if datasets:
@@ -1009,6 +1043,7 @@ class Registry:
         `RowLimitError` is raised as soon as more than ``max_rows`` have arrived, so a
         runaway query costs neither its whole fetch nor a separate COUNT beforehand.
         """
+        check_query_arguments(units, bind)
         units = list(units)
         sets = {k: set(v) for k, v in (restrict or {}).items()}
         unknown = [k for k in sets if k not in self.universe.units]
@@ -1040,6 +1075,8 @@ class Registry:
                     if max_rows is not None and len(result) > max_rows:
                         rows.close()
                         raise RowLimitError(max_rows)
+        if not outputKeys:  # rows of the existence test: the empty data ID, once, if any matched
+            return (), [()] if result else []
         return outputKeys, sort_value_tuples(outputKeys, result) if ordered else result
 
     def countDataIds(
@@ -1052,6 +1089,7 @@ class Registry:
         collections: Sequence[str] | str | None = None,
     ) -> int:
         """The number of rows `queryDataIds` would return (a COUNT, so operators can check size first)."""
+        check_query_arguments(units, bind)
         units = list(units)
         plan, clause, constraints = self._dataIdQuery(units, where, bind, datasets, collections)
         plan.outputKeys = self.universe.expand(units)
@@ -1075,9 +1113,46 @@ class Registry:
 
 @contextmanager
 def _write(engine: sa.Engine) -> Iterator[sa.Connection]:
-    with engine.connect().execution_options(sqlite_write=True) as conn:
-        with conn.begin():
-            yield conn
+    if is_read_only(engine):
+        raise ReadOnlyError(
+            _read_only_message(
+                engine, "opened read-only: the caller only reads, or this user may not write it"
+            )
+        )
+    try:
+        with engine.connect().execution_options(sqlite_write=True) as conn:
+            with conn.begin():
+                yield conn
+    except sa.exc.OperationalError as err:
+        if "readonly" in str(err.orig).replace("-", "").replace(" ", ""):
+            raise ReadOnlyError(
+                _read_only_message(engine, f"the database refused the write ({err.orig})")
+            ) from None
+        raise
+
+
+def _read_only_message(engine: sa.Engine, why: str) -> str:
+    database = engine.url.database or ""
+    where = database.removeprefix("file:") if engine.dialect.name == "sqlite" else _safe_url(str(engine.url))
+    return (
+        f"repository registry {where} is read-only ({why}): it can be queried but not written. "
+        "Write to a repository you own (or ask its owner to), or copy the repository first"
+    )
+
+
+def _missing_collection_message(name: str, known: Sequence[str]) -> str:
+    """ "collection X does not exist", with the closest names (or some of the existing ones)."""
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    if close:
+        hint = f"did you mean {' or '.join(repr(c) for c in close)}?"
+    elif known:
+        more = f" (and {len(known) - 10} more)" if len(known) > 10 else ""
+        hint = f"existing collections: {', '.join(known[:10])}{more}"
+    else:
+        hint = "the repository has no collections yet"
+    return f"collection {name!r} does not exist; {hint}"
 
 
 def _check_collection_name(name: str) -> None:
