@@ -146,7 +146,7 @@ class SupertaskBackend:
         from supertask.repo.butler import Butler
         from supertask.repo.dataset import Dataset
 
-        butler = Butler(repo)
+        butler = Butler(repo, writeable=False)  # jobs never write the registry
         try:
             _, _, checksum = butler.registry.getDatasetLocation(Dataset(datasetType, dataId, run=run))
         except LookupError:  # not registered, or its dataset type is not
