@@ -166,8 +166,8 @@ def test_report_counts_per_label_and_explains_failures_from_jobstate_log(tmp_pat
     assert report.state == "running"
     assert report.counts["isr"] == {**report.counts["isr"], "succeeded": 1, "failed": 1, "running": 1}
     assert report.counts["calib"]["pending"] == 2
-    assert report.counts["(pegasus data staging)"]["held"] == 1
-    assert report.counts["(pegasus data staging)"]["succeeded"] == 1
+    assert report.counts["(pegasus stage_out)"]["held"] == 1
+    assert report.counts["(pegasus create_dir)"]["succeeded"] == 1
     failure = next(f for f in report.failures if f.label == "isr")
     assert failure.name == "isr.visit-1.detector-2"
     assert failure.attempt == 2
@@ -231,7 +231,7 @@ def test_restart_with_overrides_replans_reusing_the_outputs_already_made(tmp_pat
     assert done <= set(replicas)
     assert not set(replicas) & (set(result.staged) - done)
     assert replicas[moved.lfn] == [{"site": "local", "pfn": f"file://{sample.repo / moved.path}"}]
-    workflow = json.loads(main.read_text())
+    workflow = json.loads((main.parent / "compute.yml").read_text())
     calib = [j for j in workflow["jobs"] if j["nodeLabel"] == "calib"]
     assert {j["profiles"]["pegasus"]["memory"] for j in calib} == {3000}
     assert GenericWorkflow.load(submit / "workflow.json").jobs["calib.visit-1"].resources.memory_mb == 3000

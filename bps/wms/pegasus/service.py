@@ -37,10 +37,21 @@ from ..base import (
 from ..htcondor import overrides as overrides_mod
 from ..htcondor.checks import check_environment, check_resources
 from . import catalogs
-from .status import AUXILIARY_LABEL, is_auxiliary, job_files, match_job, read_jobstate, tail
+from .status import (
+    SUBWORKFLOW_PREFIX,
+    auxiliary_label,
+    is_auxiliary,
+    job_files,
+    match_job,
+    read_jobstate,
+    run_dirs,
+    tail,
+)
 from .translator import (
+    COMPUTE_LABEL,
     JOB_MAP_FILE,
     PEGASUS_SUBDIR,
+    WORKFLOW_FILE,
     PegasusPlan,
     plan_command,
     translate,
@@ -118,7 +129,7 @@ class PegasusService(WorkflowService):
         pegasus_dir = submit_dir / PEGASUS_SUBDIR
         job_map: dict[str, dict[str, str]] = json.loads((pegasus_dir / JOB_MAP_FILE).read_text())
         report = RunReport(submit_dir=str(submit_dir), wms=self.name, run_id=record.get("run_id"))
-        run_dir = Path(record["run_dir"]) if record.get("run_dir") else None
+        run_dir = find_run_dir(submit_dir, record)
         if run_dir is None:
             for entry in job_map.values():
                 report.add(entry["label"], "pending")
@@ -127,34 +138,42 @@ class PegasusService(WorkflowService):
                 f"not submitted yet: run `bps submit {submit_dir}` or {pegasus_dir / 'plan.sh'}"
             )
             return report
-        run = read_jobstate(run_dir / "jobstate.log")
+        if not record.get("run_dir") or Path(record["run_dir"]) != run_dir:
+            report.messages.append(f"following the Pegasus run in {run_dir} (found from its braindump.yml)")
+            report.run_id = report.run_id or _wf_uuid(run_dir)
+        runs = [(d, read_jobstate(d / "jobstate.log")) for d in run_dirs(run_dir)]
+        run = runs[0][1]
         transformations = _transformation_names(pegasus_dir)
         seen: set[str] = set()
-        failed_any = any(job.state in ("failed", "held") for job in run.jobs.values())
-        files = job_files(run_dir) if failed_any else {}
-        for node, job in sorted(run.jobs.items()):
-            pid = match_job(node, transformations, set(job_map))
-            if pid is None:
-                if not is_auxiliary(node):
-                    report.messages.append(f"DAG node {node} is not a job of this workflow (clustered?)")
-                    continue
-                label, name = AUXILIARY_LABEL, node
-            else:
-                seen.add(pid)
-                label, name = job_map[pid]["label"], job_map[pid]["name"]
-            report.add(label, job.state)
-            if job.state in ("failed", "held"):
-                out, err = files.get(node, (None, None))
-                report.failures.append(
-                    JobFailure(
-                        name=name,
-                        label=label,
-                        attempt=max(job.attempts, 1),
-                        reason=f"{job.last_event} on site {job.site or '?'} after {job.attempts} attempt(s)",
-                        log_file=str(err or out) if (err or out) else None,
-                        log_tail=tail(err) or tail(out),
+        ids = set(job_map)
+        failed_any = any(job.state in ("failed", "held") for _, r in runs for job in r.jobs.values())
+        for directory, sub_run in runs:
+            files = job_files(directory) if failed_any else {}
+            for node, job in sorted(sub_run.jobs.items()):
+                pid = match_job(node, transformations, ids)
+                if pid is None and node.startswith(SUBWORKFLOW_PREFIX + "_"):
+                    label, name = COMPUTE_LABEL, node
+                elif pid is None:
+                    if not is_auxiliary(node):
+                        report.messages.append(f"DAG node {node} is not a job of this workflow (clustered?)")
+                        continue
+                    label, name = auxiliary_label(node), node
+                else:
+                    seen.add(pid)
+                    label, name = job_map[pid]["label"], job_map[pid]["name"]
+                report.add(label, job.state)
+                if job.state in ("failed", "held"):
+                    out, err = files.get(node, (None, None))
+                    report.failures.append(
+                        JobFailure(
+                            name=name,
+                            label=label,
+                            attempt=max(job.attempts, 1),
+                            reason=f"{job.last_event} on site {job.site or '?'} after {job.attempts} attempt(s)",
+                            log_file=str(err or out) if (err or out) else None,
+                            log_tail=tail(err) or tail(out),
+                        )
                     )
-                )
         for pid, entry in job_map.items():
             if pid not in seen:
                 report.add(entry["label"], "pending")
@@ -164,14 +183,20 @@ class PegasusService(WorkflowService):
             report.state = "running" if run.jobs else "submitted"
         else:
             report.state = "succeeded" if run.dagman_status == 0 else "failed"
+        incomplete = _finalize_incomplete(submit_dir)
+        if incomplete:
+            report.messages.append(incomplete)
+            if report.state == "succeeded":
+                report.state = "failed"
         status = _pegasus_status(run_dir)
         if status:
             report.messages.append(status)
-        if report.failures:
+        if report.failures or incomplete:
             report.messages.append(
                 "outputs of the jobs that succeeded are already in place: `bps finalize "
                 f"{submit_dir}` registers them; `bps restart {submit_dir}` reruns only what failed"
             )
+        if report.failures:
             report.messages += _analyzer_summary(run_dir)
         return report
 
@@ -297,6 +322,60 @@ def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 def _last_lines(proc: subprocess.CompletedProcess, n: int = 15) -> str:
     return "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-n:])
+
+
+def find_run_dir(submit_dir: Path, record: dict[str, Any]) -> Path | None:
+    """The run directory of the newest Pegasus run of ``submit_dir``, however it was started.
+
+    ``bps submit`` records it; ``plan.sh`` (or ``pegasus-plan`` by hand) does not, so
+    the run directories under ``pegasus/submit`` are looked at too: the newest one
+    whose ``braindump.yml`` says it was planned from this submit directory's
+    ``workflow.yml``.
+    """
+    pegasus_dir = submit_dir / PEGASUS_SUBDIR
+    planned = {pegasus_dir / WORKFLOW_FILE, Path(WORKFLOW_FILE)}
+    candidates: dict[Path, tuple[str, float]] = {}
+    for braindump in (pegasus_dir / "submit").glob("*/braindump.yml"):
+        data = _braindump(braindump.parent)
+        if Path(str(data.get("dax", ""))) in planned:
+            candidates[braindump.parent] = (str(data.get("timestamp", "")), braindump.stat().st_mtime)
+    recorded = Path(record["run_dir"]) if record.get("run_dir") else None
+    if recorded is not None and recorded not in candidates:
+        data = _braindump(recorded)
+        candidates[recorded] = (
+            str(data.get("timestamp", "")),
+            recorded.stat().st_mtime if recorded.exists() else 0,
+        )
+    return max(candidates, key=candidates.__getitem__) if candidates else None
+
+
+def _braindump(run_dir: Path) -> dict[str, Any]:
+    """Pegasus's ``braindump.yml`` of a run directory (empty when absent or unreadable)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load((run_dir / "braindump.yml").read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _finalize_incomplete(submit_dir: Path) -> str | None:
+    """What the last ``bps finalize`` left unregistered, from its summary (None when nothing)."""
+    from ...finalize import SUMMARY_FILE
+
+    try:
+        summary = json.loads((submit_dir / SUMMARY_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    missing, rejected = int(summary.get("missing", 0)), len(summary.get("rejected", []))
+    if not missing and not rejected:
+        return None
+    return (
+        f"bps finalize: {missing} expected outputs not registered, {rejected} rejected "
+        f"(no_work: {summary.get('no_work', 0)}, registered: {summary.get('registered', 0)}): "
+        "the run is not a success"
+    )
 
 
 def _wf_uuid(run_dir: Path) -> str | None:
