@@ -1,0 +1,106 @@
+"""`bps report` on the files real Pegasus 5.1.2 and HTCondor 25.14.0 wrote for the demo tile.
+
+``tests/data/real-pegasus/<scenario>/`` holds what Pegasus's own tools wrote in two runs of the
+demo's Pegasus workflow on a real pool (see its README): ``jobstate.log`` (pegasus-monitord),
+``braindump.yml`` and the planned ``.dag`` (pegasus-plan), and the project's files of that run
+(``run_record.json``, the finalize summary). Those runs used the earlier layout, in which the final
+job was a child of the compute jobs but not of the stage-out jobs:
+
+- ``pegasus_local``: started with ``plan.sh`` (no run recorded), DAGMan said Success, but the
+  final job ran while the coadd outputs were still being staged: 80 of 254 outputs unregistered;
+- ``pegasus_condorio``: started with ``bps submit``; every output registered.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from bps.wms.pegasus.service import PegasusService
+
+try:
+    from tests.support.pegasus_dag import ancestors, dag_nodes, dag_parents, transfer_inputs
+except ImportError:  # tests/ is not a package: pytest put tests/ itself on sys.path
+    from support.pegasus_dag import ancestors, dag_nodes, dag_parents, transfer_inputs
+
+DATA = Path(__file__).resolve().parent / "data" / "real-pegasus"
+
+
+def _submit_dir(tmp_path: Path, scenario: str, record: str, summary: str) -> Path:
+    """A submit directory holding the real run's files where Pegasus and bps put them."""
+    source = DATA / scenario
+    submit = tmp_path / "submit"
+    run_dir = submit / "pegasus" / "submit" / "run"
+    run_dir.mkdir(parents=True)
+
+    def place(name: str, target: Path) -> None:
+        target.write_text((source / name).read_text().replace("{submit_dir}", str(submit)))
+
+    place(record, submit / "run_record.json")
+    place(summary, submit / "finalize_summary.json")
+    place("job_map.json", submit / "pegasus" / "job_map.json")
+    for name in ("jobstate.log", "braindump.yml"):
+        place(name, run_dir / name)
+    dag = next(source.glob("*.dag"))
+    shutil.copyfile(dag, run_dir / dag.name)
+    # the transformation catalog the project wrote for that run: run_quantum and bps
+    (submit / "pegasus" / "transformations.yml").write_text(
+        json.dumps({"transformations": [{"name": "run_quantum"}, {"name": "bps"}]})
+    )
+    return submit
+
+
+def test_report_of_the_real_plan_sh_run_finds_the_run_and_says_80_missing_outputs_are_a_failure(tmp_path):
+    submit = _submit_dir(
+        tmp_path, "pegasus_local", "run_record.orig.json", "finalize_summary.in_workflow.json"
+    )
+    assert "run_dir" not in json.loads((submit / "run_record.json").read_text())  # plan.sh records nothing
+    report = PegasusService().report(submit)
+
+    # DAGMan said Success (DAGMAN_FINISHED 0), finalize exited 0, yet 80 outputs were not registered
+    assert "DAGMAN_FINISHED 0" in (DATA / "pegasus_local" / "jobstate.log").read_text()
+    assert report.state == "failed"
+    assert any("80 expected outputs not registered" in m for m in report.messages)
+    assert any("found from its braindump.yml" in m for m in report.messages)
+    assert report.run_id == "9a893045-104e-43a8-964f-52ab9785af61"
+
+    # every one of the 41 DAG nodes is accounted for, Pegasus's own jobs apart from ours
+    assert not [m for m in report.messages if "is not a job of this workflow" in m]
+    totals = report.totals()
+    assert (
+        totals["succeeded"] == len(dag_nodes(next((DATA / "pegasus_local").glob("*.dag")).read_text())) == 41
+    )
+    assert report.counts["(pegasus clean_up)"]["succeeded"] == 4
+    assert report.counts["(pegasus stage_out)"]["succeeded"] == 4
+    assert report.counts["(pegasus stage_in)"]["succeeded"] == 2
+    assert report.counts["(pegasus create_dir)"]["succeeded"] == 1
+    assert report.counts["(pegasus cleanup)"]["succeeded"] == 1
+    assert {label: report.counts[label]["succeeded"] for label in ("isr", "visit", "coadd", "finalize")} == {
+        "isr": 6,
+        "visit": 6,
+        "coadd": 16,
+        "finalize": 1,
+    }
+
+
+def test_report_of_the_real_bps_submit_run_with_every_output_registered_is_a_success(tmp_path):
+    submit = _submit_dir(tmp_path, "pegasus_condorio", "run_record.json", "finalize_summary.final.json")
+    report = PegasusService().report(submit)
+    assert json.loads((submit / "finalize_summary.json").read_text())["missing"] == 0
+    assert report.state == "succeeded"
+    assert report.totals()["succeeded"] == 41
+    assert report.counts["(pegasus clean_up)"]["succeeded"] == 4
+    assert not [m for m in report.messages if "is not a job" in m or "found from" in m]
+
+
+def test_the_real_flat_plans_ordered_finalize_after_the_compute_jobs_but_not_after_stage_out():
+    # what the earlier layout gave on the real planner: the defect the sub-workflow removes
+    for scenario in ("pegasus_local", "pegasus_condorio"):
+        dag = next((DATA / scenario).glob("*.dag"))
+        before_final = ancestors(dag_parents(dag.read_text()), "bps_finalize")
+        stage_outs = {n for n in dag_nodes(dag.read_text()) if n.startswith("stage_out_")}
+        assert stage_outs and not stage_outs & before_final
+    # and Pegasus copied every output listed as an input into the final job's sandbox
+    sub = (DATA / "pegasus_condorio" / "jobs" / "bps_finalize.sub").read_text()
+    assert len(transfer_inputs(sub)) > 250
