@@ -21,6 +21,7 @@ import json
 import shutil
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -204,25 +205,27 @@ class PegasusService(WorkflowService):
     def restart(self, submit_dir: Path, overrides: dict[str, Any] | None = None) -> str:
         submit_dir = Path(submit_dir).absolute()
         record = _record(submit_dir)
-        if not record.get("run_dir"):
+        run_dir = find_run_dir(submit_dir, record)
+        if run_dir is None:
             raise WmsError(f"{submit_dir} was never submitted: use `bps submit {submit_dir}`")
         state = self.report(submit_dir).state
         if state in ("running", "submitted"):
             raise WmsError(
-                f"the run in {record['run_dir']} is still {state}: wait for it to end or "
+                f"the run in {run_dir} is still {state}: wait for it to end or "
                 f"`bps cancel {submit_dir}`, then restart"
             )
         if state == "succeeded":
-            raise WmsError(f"the run in {record['run_dir']} succeeded: there is nothing to rerun")
+            raise WmsError(f"the run in {run_dir} succeeded: there is nothing to rerun")
         if not overrides:
             pegasus_dir = submit_dir / PEGASUS_SUBDIR
             _require_tool("pegasus-run", pegasus_dir)
-            proc = _run(["pegasus-run", record["run_dir"]], cwd=pegasus_dir)
+            grown = carry_grown_memory(submit_dir, run_dir)
+            proc = _run(["pegasus-run", str(run_dir)], cwd=pegasus_dir)
             if proc.returncode != 0:
                 raise WmsError(f"pegasus-run failed (exit {proc.returncode}):\n{_last_lines(proc)}")
-            restarts = record.get("restarts", []) + [{"time": time.time(), "overrides": {}}]
+            restarts = record.get("restarts", []) + [{"time": time.time(), "overrides": {}, "memory": grown}]
             write_run_record(submit_dir, state="submitted", restarts=restarts)
-            return record.get("run_id") or record["run_dir"]
+            return record.get("run_id") or str(run_dir)
         plan = self.prepare_restart(submit_dir, overrides)
         record = _record(submit_dir)
         run_name = _next_run_name(record)
@@ -246,6 +249,16 @@ class PegasusService(WorkflowService):
         check(workflow)
         workflow.save(submit_dir / WORKFLOW_JSON)
         pegasus_dir = submit_dir / PEGASUS_SUBDIR
+        # Memory a job grew to in the last run stays its request (above a lower override).
+        record = _record(submit_dir)
+        run_dir = find_run_dir(submit_dir, record)
+        grown = {
+            name: reached
+            for name, (reached, _) in (grown_memory(submit_dir, run_dir, workflow) if run_dir else {}).items()
+        }
+        for name, reached in grown.items():
+            job = workflow.jobs[name]
+            workflow.jobs[name] = replace(job, resources=replace(job.resources, memory_mb=reached))
         plan = translate(workflow, pegasus_dir)
         reused = 0
         for lfn, staged in sorted(plan.output_locations.items()):
@@ -262,7 +275,7 @@ class PegasusService(WorkflowService):
             submit_dir, plan_command=plan_command(plan, pegasus_dir, submit=True, run_name=run_name)
         )
         restarts = record.get("restarts", []) + [
-            {"time": time.time(), "overrides": overrides or {}, "reused_outputs": reused}
+            {"time": time.time(), "overrides": overrides or {}, "reused_outputs": reused, "memory": grown}
         ]
         write_run_record(submit_dir, state="prepared", restarts=restarts)
         return plan
@@ -271,11 +284,12 @@ class PegasusService(WorkflowService):
     def cancel(self, submit_dir: Path) -> None:
         submit_dir = Path(submit_dir).absolute()
         record = _record(submit_dir)
-        if not record.get("run_dir"):
+        run_dir = find_run_dir(submit_dir, record)
+        if run_dir is None:
             raise WmsError(f"{submit_dir} was never submitted: there is nothing to cancel")
         pegasus_dir = submit_dir / PEGASUS_SUBDIR
         _require_tool("pegasus-remove", pegasus_dir)
-        proc = _run(["pegasus-remove", record["run_dir"]], cwd=pegasus_dir)
+        proc = _run(["pegasus-remove", str(run_dir)], cwd=pegasus_dir)
         if proc.returncode != 0:
             raise WmsUnavailableError(f"pegasus-remove failed (exit {proc.returncode}):\n{_last_lines(proc)}")
         write_run_record(submit_dir, state="cancelled", cancelled_at=time.time())
@@ -347,6 +361,79 @@ def find_run_dir(submit_dir: Path, record: dict[str, Any]) -> Path | None:
             recorded.stat().st_mtime if recorded.exists() else 0,
         )
     return max(candidates, key=candidates.__getitem__) if candidates else None
+
+
+def carry_grown_memory(submit_dir: Path, run_dir: Path) -> dict[str, int]:
+    """Make the planned submit files of jobs whose memory grew start from what they reached.
+
+    ``pegasus-run`` resubmits the rescue DAG with the submit files Pegasus planned,
+    whose memory expressions hold the original request as a literal, so a rerun
+    job would start again from it. The ``request_memory``, ``periodic_release`` and
+    ``periodic_remove`` lines of each job that grew (`grown_memory`) are rewritten
+    with what it reached as the base. Returns job name -> new base (MB).
+    """
+    from .settings import load_settings
+    from .translator import memory_profiles
+
+    workflow = GenericWorkflow.load(submit_dir / WORKFLOW_JSON)
+    settings, _ = load_settings(workflow.site)
+    grown = grown_memory(submit_dir, run_dir, workflow)
+    for name, (reached, sub) in grown.items():
+        job = workflow.jobs[name]
+        bigger = replace(job, resources=replace(job.resources, memory_mb=reached))
+        _rewrite_submit_lines(
+            sub, memory_profiles(bigger, workflow.site.max_memory_mb, settings.held_timeout_s)
+        )
+    return {name: reached for name, (reached, _) in grown.items()}
+
+
+def grown_memory(submit_dir: Path, run_dir: Path, workflow: GenericWorkflow) -> dict[str, tuple[int, Path]]:
+    """Job name -> (the memory it reached, its planned submit file), for jobs that grew.
+
+    Read from the HTCondor event log of each run of ``run_dir`` (``condor_log`` of
+    its ``braindump.yml``; the compute jobs are in the sub-workflow's run): the
+    largest request from a termination record or a memory-hold limit, capped as on
+    HTCondor at ``max(memory_max_mb, memory_mb)``.
+    """
+    from ..htcondor.eventlog import read_event_log
+
+    job_map: dict[str, dict[str, str]] = json.loads((submit_dir / PEGASUS_SUBDIR / JOB_MAP_FILE).read_text())
+    by_name = {entry["name"]: pid for pid, entry in job_map.items()}
+    grown: dict[str, tuple[int, Path]] = {}
+    for directory in run_dirs(run_dir):
+        log = _braindump(directory).get("condor_log")
+        history = read_event_log(directory / str(log)) if log else {}
+        if not history:
+            continue
+        for name, job in workflow.jobs.items():
+            node = f"{catalogs.transformation_name(job.executable)}_{by_name.get(name, '')}"
+            hist = history.get(node)
+            if hist is None:
+                continue
+            reached = min(hist.memory_grown_to_mb, max(job.retry.memory_max_mb, job.resources.memory_mb))
+            sub = next(directory.rglob(f"{node}.sub"), None)
+            if reached > job.resources.memory_mb and sub is not None:
+                grown[name] = (reached, sub)
+    return grown
+
+
+def _rewrite_submit_lines(path: Path, commands: dict[str, str]) -> None:
+    """Replace the ``key = value`` lines of ``commands`` in a submit file (atomically)."""
+    lines = path.read_text().splitlines()
+    done = set()
+    for i, line in enumerate(lines):
+        key = line.split("=", 1)[0].strip()
+        if key in commands and "=" in line:
+            lines[i] = f"{key} = {commands[key]}"
+            done.add(key)
+    missing = [key for key in commands if key not in done]
+    if missing:
+        raise WmsError(
+            f"{path} has no {', '.join(missing)} line: it was not planned from this submit directory"
+        )
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(path)
 
 
 def _braindump(run_dir: Path) -> dict[str, Any]:
