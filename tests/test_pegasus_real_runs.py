@@ -104,3 +104,28 @@ def test_the_real_flat_plans_ordered_finalize_after_the_compute_jobs_but_not_aft
     # and Pegasus copied every output listed as an input into the final job's sandbox
     sub = (DATA / "pegasus_condorio" / "jobs" / "bps_finalize.sub").read_text()
     assert len(transfer_inputs(sub)) > 250
+
+
+def test_the_real_planner_wrote_the_memory_profiles_unchanged_and_a_restart_can_rewrite_them(tmp_path):
+    try:
+        from tests.support import memory_classads as ads
+    except ImportError:
+        from support import memory_classads as ads
+    from bps.wms.pegasus.service import _rewrite_submit_lines
+
+    jobs = DATA / "pegasus_condorio" / "jobs"
+    planned = json.loads((jobs / "coadd_0_demo_skymap_0.profiles.json").read_text())["profiles"]["condor"]
+    text = (jobs / "run_quantum_coadd_0_demo_skymap_0.sub").read_text()
+    lines = dict(line.split(" = ", 1) for line in text.splitlines() if " = " in line)
+    assert {key: lines[key] for key in planned} == planned
+    # what `bps restart` does to a job that grew to 8192 MB, on the file the planner wrote
+    sub = tmp_path / "job.sub"
+    sub.write_text(text)
+    grown = {key: value.replace("2048", "8192") for key, value in planned.items()}
+    _rewrite_submit_lines(sub, grown)
+    rewritten = sub.read_text().splitlines()
+    assert len(rewritten) == len(text.splitlines())
+    assert ads.first_start(ads.expand_submit("\n".join(f"{k} = {v}" for k, v in grown.items()))).request_mb == 8192
+    assert [line for line in rewritten if line.startswith("request_memory")] == [
+        f"request_memory = {grown['request_memory']}"
+    ]
