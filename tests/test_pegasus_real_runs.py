@@ -125,7 +125,10 @@ def test_the_real_planner_wrote_the_memory_profiles_unchanged_and_a_restart_can_
     _rewrite_submit_lines(sub, grown)
     rewritten = sub.read_text().splitlines()
     assert len(rewritten) == len(text.splitlines())
-    assert ads.first_start(ads.expand_submit("\n".join(f"{k} = {v}" for k, v in grown.items()))).request_mb == 8192
+    assert (
+        ads.first_start(ads.expand_submit("\n".join(f"{k} = {v}" for k, v in grown.items()))).request_mb
+        == 8192
+    )
     assert [line for line in rewritten if line.startswith("request_memory")] == [
         f"request_memory = {grown['request_memory']}"
     ]
