@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from bps.wms.pegasus.service import PegasusService
 
@@ -132,3 +135,25 @@ def test_the_real_planner_wrote_the_memory_profiles_unchanged_and_a_restart_can_
     assert [line for line in rewritten if line.startswith("request_memory")] == [
         f"request_memory = {grown['request_memory']}"
     ]
+
+
+@pytest.mark.pegasus_planner
+@pytest.mark.skipif(shutil.which("pegasus-exitcode") is None, reason="pegasus-exitcode is not on PATH")
+@pytest.mark.parametrize(("exit_code", "node_fails"), [(0, False), (69, True)])
+def test_pegasus_fails_the_final_node_when_finalize_exits_outputs_missing(tmp_path, exit_code, node_fails):
+    """The final node's POST script is Pegasus's pegasus-exitcode on the job's kickstart record."""
+    from bps import exit_codes
+
+    assert exit_codes.OUTPUTS_MISSING == 69
+    record = (DATA / "pegasus_local" / "jobs" / "bps_finalize.out.000").read_text()
+    assert "raw: 0\n      regular_exitcode: 0\n" in record
+    out = tmp_path / "bps_finalize.out"
+    out.write_text(
+        record.replace("raw: 0\n", f"raw: {exit_code << 8}\n").replace(
+            "regular_exitcode: 0\n", f"regular_exitcode: {exit_code}\n"
+        )
+    )
+    proc = subprocess.run(
+        ["pegasus-exitcode", "-n", "-N", "-r", str(exit_code), str(out)], capture_output=True, text=True
+    )
+    assert (proc.returncode != 0) == node_fails, proc.stdout + proc.stderr
