@@ -23,9 +23,9 @@ import pytest
 from bps.wms.pegasus.service import PegasusService
 
 try:
-    from tests.support.pegasus_dag import ancestors, dag_nodes, dag_parents, transfer_inputs
+    from tests.support.pegasus_dag import ancestors, check_plan, dag_nodes, dag_parents, transfer_inputs
 except ImportError:  # tests/ is not a package: pytest put tests/ itself on sys.path
-    from support.pegasus_dag import ancestors, dag_nodes, dag_parents, transfer_inputs
+    from support.pegasus_dag import ancestors, check_plan, dag_nodes, dag_parents, transfer_inputs
 
 DATA = Path(__file__).resolve().parent / "data" / "real-pegasus"
 
@@ -157,3 +157,88 @@ def test_pegasus_fails_the_final_node_when_finalize_exits_outputs_missing(tmp_pa
         ["pegasus-exitcode", "-n", "-N", "-r", str(exit_code), str(out)], capture_output=True, text=True
     )
     assert (proc.returncode != 0) == node_fails, proc.stdout + proc.stderr
+
+
+# -- the sub-workflow layout, run by real Pegasus 5.1.2 on a real HTCondor pool -----------------
+
+RUNS = Path(__file__).resolve().parent / "data" / "real-pegasus-runs"
+COMPUTE_RUN = "00/00/demo_tile0-pegasus-compute_compute_workflow"
+
+
+def _run_submit_dir(tmp_path: Path, scenario: str) -> Path:
+    """A submit directory with the run's files where Pegasus and bps left them."""
+    source = RUNS / scenario
+    submit = tmp_path / "submit"
+    run_dir = submit / "pegasus" / "submit" / "run"
+    compute = run_dir / (COMPUTE_RUN + ".000")
+    compute.mkdir(parents=True)
+    (run_dir / COMPUTE_RUN).symlink_to(compute.name)
+
+    def place(name: str, target: Path) -> None:
+        target.write_text((source / name).read_text().replace("{submit_dir}", str(submit)))
+
+    for name in ("run_record.json", "finalize_summary.json"):
+        place(name, submit / name)
+    place("job_map.json", submit / "pegasus" / "job_map.json")
+    for name in ("jobstate.log", "braindump.yml"):
+        place(name, run_dir / name)
+        place(f"compute/{name}", compute / name)
+    (submit / "pegasus" / "transformations.yml").write_text(
+        json.dumps({"transformations": [{"name": "run_quantum"}, {"name": "bps"}]})
+    )
+    return submit
+
+
+def _events(path: Path) -> list[tuple[int, str, str]]:
+    rows = []
+    for line in path.read_text().splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and fields[1] != "INTERNAL":
+            rows.append((int(fields[0]), fields[1], fields[2]))
+    return rows
+
+
+@pytest.mark.parametrize("scenario", sorted(p.name for p in RUNS.iterdir() if p.is_dir()))
+def test_real_run_finalize_started_after_the_last_stage_out_and_registered_every_output(tmp_path, scenario):
+    source = RUNS / scenario
+    compute_events = _events(source / "compute" / "jobstate.log")
+    top_events = _events(source / "jobstate.log")
+    staged_out = max(
+        t
+        for t, node, event in compute_events
+        if node.startswith("stage_out_") and event == "POST_SCRIPT_SUCCESS"
+    )
+    (started,) = [t for t, node, event in top_events if node == "bps_finalize" and event == "EXECUTE"]
+    assert started >= staged_out
+    assert "DAGMAN_FINISHED 0" in (source / "jobstate.log").read_text()
+    summary = json.loads((source / "finalize_summary.json").read_text())
+    assert (summary["registered"], summary["missing"], summary["rejected"]) == (254, 0, [])
+    # the same datasets and checksums as the local run of the same graph (demo/tile0-batch)
+    checks = (source / "checksums.txt").read_text()
+    assert "demo/tile0-pegasus: 254 datasets" in checks and "same checksums: True" in checks
+    # the DAGs that ran: every stage-out before the final job, which transferred nothing
+    check_plan(
+        next(source.glob("*.dag")).read_text(),
+        next((source / "compute").glob("*.dag")).read_text(),
+        (source / "bps_finalize.sub").read_text(),
+    )
+
+
+@pytest.mark.parametrize("scenario", sorted(p.name for p in RUNS.iterdir() if p.is_dir()))
+def test_report_of_a_real_sub_workflow_run_counts_every_node_and_calls_it_a_success(tmp_path, scenario):
+    submit = _run_submit_dir(tmp_path, scenario)
+    report = PegasusService().report(submit)
+    assert report.state == "succeeded"
+    nodes = len(dag_nodes(next((RUNS / scenario).glob("*.dag")).read_text())) + len(
+        dag_nodes(next((RUNS / scenario / "compute").glob("*.dag")).read_text())
+    )
+    assert report.totals()["succeeded"] == nodes == 39
+    # the sub-workflow's node has no POST script: its JOB_SUCCESS is its end
+    assert report.counts["(pegasus sub-workflow)"]["succeeded"] == 1
+    assert report.counts["finalize"]["succeeded"] == 1
+    assert {label: report.counts[label]["succeeded"] for label in ("isr", "visit", "coadd")} == {
+        "isr": 6,
+        "visit": 6,
+        "coadd": 16,
+    }
+    assert not [m for m in report.messages if "is not a job" in m]

@@ -97,6 +97,10 @@ def read_jobstate(path: Path) -> RunState:
             if name == "INTERNAL":
                 if len(fields) > 4 and fields[3] == "DAGMAN_FINISHED":
                     status = int(fields[4]) if fields[4].lstrip("-").isdigit() else 1
+                    # a node without a POST script (a sub-workflow's) ends with JOB_SUCCESS
+                    for job in jobs.values():
+                        if job.last_event == "JOB_SUCCESS":
+                            job.state = "succeeded"
                 elif len(fields) > 3 and fields[3] == "DAGMAN_STARTED":
                     status = None  # a resubmission (pegasus-run of a rescue DAG) is running again
                 continue
@@ -106,6 +110,8 @@ def read_jobstate(path: Path) -> RunState:
             job = jobs.get(name)
             if job is None:
                 job = jobs[name] = JobState(name, state, 0, event)
+            if event == "JOB_SUCCESS" and name.startswith(SUBWORKFLOW_PREFIX + "_"):
+                state = "succeeded"  # its node has no POST script: JOB_SUCCESS is its last event
             job.state, job.last_event = state, event
             if event == "SUBMIT":
                 job.attempts += 1
