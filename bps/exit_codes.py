@@ -15,6 +15,8 @@ longer emitted; it stays reserved, and translators keep treating it as success, 
 that jobs of an older ``run_quantum`` still in a queue are understood.
 """
 
+from supertask.signal_names import describe_signal, signal_of_exit_code
+
 SUCCESS = 0
 #: An unexpected exception: may be transient (a filesystem hiccup), so retry.
 UNEXPECTED = 1
@@ -52,11 +54,14 @@ DESCRIPTIONS: dict[int, str] = {
 
 
 def describe(code: int) -> str:
-    """A human description of an exit code, including signal deaths (negative or 128+N)."""
+    """A human description of an exit code, including signal deaths (negative or 128+N).
+
+    A signal is named with what usually sends it (``SIGSEGV``: a crash in compiled code;
+    ``SIGKILL``: often an out-of-memory kill), so a segfault is not taken for a memory limit.
+    """
     if code in DESCRIPTIONS:
         return DESCRIPTIONS[code]
-    if code < 0 or code > 128:
-        sig = -code if code < 0 else code - 128
-        hint = " (SIGKILL: often an out-of-memory kill)" if sig == 9 else ""
-        return f"killed by signal {sig}{hint}"
+    sig = signal_of_exit_code(code)
+    if sig is not None:
+        return f"killed by {describe_signal(sig)}"
     return f"exit code {code}"

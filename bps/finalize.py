@@ -3,7 +3,9 @@
 Jobs never touch the registry (field note 10: many writers lock SQLite and strain
 even PostgreSQL). Each job leaves a manifest of the outputs it staged back; this job
 reads them all, verifies every file's size and checksum against its manifest,
-and registers the good ones in batched transactions.
+and registers the good ones in batched transactions of whole quanta: all the outputs
+of a quantum are registered in one transaction, so a kill never leaves a quantum half
+registered, and a quantum with a rejected output registers none of them.
 
 It runs even when other jobs failed, registering everything that *was* made (each
 quantum is in a manifest only once all its outputs are staged, so nothing
@@ -139,6 +141,10 @@ class Registrar:
     def insert(self, dataset_type: Any, run: str, records: list[dict[str, Any]]) -> None:
         self.registry.insertDatasets(dataset_type, run, records)
 
+    def insert_groups(self, run: str, groups: list[list[tuple[Any, dict[str, Any]]]]) -> None:
+        """Register several quanta's outputs (any dataset types) in one transaction."""
+        self.registry.insertDatasetGroups(run, groups)
+
     def close(self) -> None:
         self.butler.close()
 
@@ -176,8 +182,8 @@ def finalize(
 
     registrar = registrar_factory(wf.repo, wf.output_run)
     try:
-        pending: dict[str, list[tuple[StagedFile, str]]] = defaultdict(list)  # type -> (file, manifest name)
-        types: dict[str, tuple[list[str], str]] = {}
+        #: the files to register, one group per quantum (a quantum registers whole or not at all)
+        pending: list[tuple[str, list[StagedFile]]] = []  # (manifest name, the quantum's files)
         fresh: dict[str, str] = {}
         registered_lfns: set[str] = set()
         #: lfn -> places a tombstone may be (staged by file transfer, or at its datastore path)
@@ -200,45 +206,55 @@ def finalize(
                         registered_lfns.add(f.lfn)
                 continue
             fresh[name] = digest
-            for f in manifest.files():
-                if f.tombstone:
-                    tombstones[f.lfn] = _tombstone_places(submit_dir, root, f, planned)
-                    continue
-                relative = f.path or planned.get(f.lfn, "")
-                if not relative:
-                    summary.rejected.append(
-                        {"path": f.lfn, "reason": "not an output of this workflow", "job": manifest.job}
-                    )
-                    fresh.pop(name, None)
-                    continue
-                if is_tombstone(submit_dir / STAGED_DIR / f.lfn) or is_tombstone(root / relative):
-                    # listed as an output but it is a tombstone: never register it
-                    tombstones[f.lfn] = _tombstone_places(submit_dir, root, f, planned)
-                    continue
-                reason = _put_in_place(submit_dir / STAGED_DIR / f.lfn, root / relative, f)
-                reason = reason or _verify(root / relative, f)
-                if reason:
-                    summary.rejected.append(
-                        {"path": str(root / relative), "reason": reason, "job": manifest.job}
-                    )
+            for files in manifest.quanta.values():
+                group: list[StagedFile] = []
+                bad = 0
+                for f in files:
+                    if f.tombstone:
+                        tombstones[f.lfn] = _tombstone_places(submit_dir, root, f, planned)
+                        continue
+                    relative = f.path or planned.get(f.lfn, "")
+                    if not relative:
+                        summary.rejected.append(
+                            {"path": f.lfn, "reason": "not an output of this workflow", "job": manifest.job}
+                        )
+                        bad += 1
+                        continue
+                    if is_tombstone(submit_dir / STAGED_DIR / f.lfn) or is_tombstone(root / relative):
+                        # listed as an output but it is a tombstone: never register it
+                        tombstones[f.lfn] = _tombstone_places(submit_dir, root, f, planned)
+                        continue
+                    reason = _put_in_place(submit_dir / STAGED_DIR / f.lfn, root / relative, f)
+                    reason = reason or _verify(root / relative, f)
+                    if reason:
+                        summary.rejected.append(
+                            {"path": str(root / relative), "reason": reason, "job": manifest.job}
+                        )
+                        bad += 1
+                        continue
+                    group.append(dataclasses.replace(f, path=relative) if relative != f.path else f)
+                if bad:
                     fresh.pop(name, None)  # retry this manifest next time
+                    if group:  # never a part of a quantum: its good files wait for the rest
+                        summary.rejected.append(
+                            {
+                                "path": ", ".join(f.path for f in group),
+                                "reason": f"not registered: {bad} other output(s) of the same quantum were rejected",
+                                "job": manifest.job,
+                            }
+                        )
                     continue
-                if relative != f.path:
-                    f = dataclasses.replace(f, path=relative)
-                pending[f.dataset_type].append((f, name))
-                types[f.dataset_type] = (f.units, f.storage_class)
-        for type_name, items in pending.items():
-            units, storage_class = types[type_name]
-            dt = registrar.dataset_type(type_name, units, storage_class)
-            for i in range(0, len(items), batch_size):
-                chunk = items[i : i + batch_size]
-                records = [
-                    {"dataId": f.data_id, "path": f.path, "size": f.size, "checksum": f.checksum}
-                    for f, _ in chunk
-                ]
-                registrar.insert(dt, wf.output_run, records)
-                summary.registered += len(records)
-                registered_lfns.update(f.lfn for f, _ in chunk)
+                if group:
+                    pending.append((name, group))
+        batch: list[tuple[str, list[StagedFile]]] = []
+        size = 0
+        for item in [*pending, None]:
+            if item is not None:
+                batch.append(item)
+                size += len(item[1])
+            if batch and (item is None or size >= batch_size):
+                _register_batch(registrar, wf.output_run, batch, summary, fresh, registered_lfns)
+                batch, size = [], 0
         # remember manifests registered in full, so a rerun skips them without re-reading files
         state.update(fresh)
         payload = {"manifests": state, "no_work": sorted(known_no_work | set(tombstones))}
@@ -303,8 +319,78 @@ def _remove_tombstones(places: list[Path]) -> int:
     return removed
 
 
+def _register_batch(
+    registrar: Any,
+    run: str,
+    batch: list[tuple[str, list[StagedFile]]],
+    summary: FinalizeSummary,
+    fresh: dict[str, str],
+    registered_lfns: set[str],
+) -> None:
+    """Register a batch of whole quanta: one transaction (``insert_groups``) when the registrar
+    has it, so a kill never leaves a quantum half registered; per dataset type otherwise.
+
+    A quantum with an output registered before with another checksum is rejected whole
+    (exit 65) and the others are registered: finalize never registers a dataset again with
+    other bytes, and never writes over its file (`_put_in_place` only fills an empty place).
+    Such a conflict comes from a job of a plan made before the dataset was registered.
+    """
+
+    def record(f: StagedFile) -> dict[str, Any]:
+        return {"dataId": f.data_id, "path": f.path, "size": f.size, "checksum": f.checksum}
+
+    def dataset_type(f: StagedFile) -> Any:
+        return registrar.dataset_type(f.dataset_type, f.units, f.storage_class)
+
+    def done(files: list[StagedFile]) -> None:
+        summary.registered += len(files)
+        registered_lfns.update(f.lfn for f in files)
+
+    insert_groups = getattr(registrar, "insert_groups", None)
+    if insert_groups is None:  # a registrar without transactions over types (test stand-ins)
+        by_type: dict[str, list[StagedFile]] = defaultdict(list)
+        for _, files in batch:
+            for f in files:
+                by_type[f.dataset_type].append(f)
+        for files in by_type.values():
+            registrar.insert(dataset_type(files[0]), run, [record(f) for f in files])
+            done(files)
+        return
+    groups = [[(dataset_type(f), record(f)) for f in files] for _, files in batch]
+    try:
+        insert_groups(run, groups)
+    except Exception as err:
+        if type(err).__name__ != "ConflictingDatasetError":
+            raise
+    else:
+        for _, files in batch:
+            done(files)
+        return
+    for (name, files), group in zip(batch, groups, strict=True):  # find the offenders
+        try:
+            insert_groups(run, [group])
+        except Exception as err:
+            if type(err).__name__ != "ConflictingDatasetError":
+                raise
+            summary.rejected.append(
+                {
+                    "path": ", ".join(f.path for f in files),
+                    "reason": f"already registered in {run!r} with another checksum, so this quantum's "
+                    f"outputs are not registered: {err} (plan with --skip-existing, --clobber-outputs "
+                    "or into a new RUN)",
+                    "job": name,
+                }
+            )
+            fresh.pop(name, None)
+        else:
+            done(files)
+
+
 def _put_in_place(staged: Path, target: Path, f: StagedFile) -> str:
-    """Move a file that file-transfer staging left in ``staged/`` to its datastore path (atomically)."""
+    """Move a file that file-transfer staging left in ``staged/`` to its datastore path (atomically).
+
+    Never over an existing file: the place may hold a registered dataset's file.
+    """
     if target.exists() or not staged.exists():
         return ""
     try:

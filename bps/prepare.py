@@ -8,6 +8,7 @@ one copy of the graph only (field note 4)::
       workflow.json            the generic workflow (translators and bps report read it)
       <output_run>.qgraph      the graph, when prepare planned it (else the qgraph file is used in place)
       input_locations/<job>.json   only for jobs reading inputs stored off their template path
+      input_checks/NNNNNN.json     registered size and checksum of the jobs' overall inputs
       manifests/               filled by the jobs, read by the final job
       logs/<label>/            job logs
       ...                      the workflow system's own files
@@ -99,6 +100,7 @@ def prepare(resolved: ResolvedConfig, *, service: Any = None) -> Prepared:
     )
     workflow = build_workflow(iter(graph), options, path_of)
     _write_input_locations(workflow, off_template, submit_dir)
+    _write_input_checks(workflow, _input_checks(c.repo, graph), submit_dir)
     workflow.save(submit_dir / WORKFLOW_FILE)
     main_file = service.prepare(workflow) if service is not None else None
     return Prepared(submit_dir=submit_dir, workflow=workflow, main_file=main_file)
@@ -142,6 +144,7 @@ def _graph_file(resolved: ResolvedConfig, submit_dir: Path) -> Path:
     from supertask.graph.builder import build_quantum_graph
     from supertask.pipeline import Pipeline
     from supertask.repo.butler import Butler
+    from supertask.repo.registry import OutputExistsError, RunConflictError
 
     pipeline = Pipeline.fromFile(c.pipeline)
     butler = Butler(c.repo, collections=c.input_collections or None)
@@ -153,6 +156,8 @@ def _graph_file(resolved: ResolvedConfig, submit_dir: Path) -> Path:
             input_collections=list(c.input_collections) or None,
             output_run=c.output_run,
         )
+    except (OutputExistsError, RunConflictError) as err:  # registered outputs are never replaced
+        raise PrepareError(str(err)) from None
     finally:
         butler.close()
     for line in report.lines():
@@ -232,6 +237,59 @@ def _write_input_locations(
             atomic_write_text(path, json.dumps(group))
             for job in members:
                 job.arguments += ["--input-locations", str(path)]
+            count += 1
+        group, members = {}, []
+
+    for job in workflow.jobs.values():
+        mine = {f.lfn: by_lfn[f.lfn] for f in job.inputs if f.producer is None and f.lfn in by_lfn}
+        if not mine:
+            continue
+        if members and len(group) + len(mine) > LOCATIONS_PER_FILE:
+            flush()
+        group.update(mine)
+        members.append(job)
+    flush()
+
+
+def _input_checks(repo: str | None, graph: Any) -> dict[tuple[str, Any], tuple[int | None, str | None]]:
+    """Registered ``(size, checksum)`` of the graph's overall inputs, for jobs to verify on stage-in."""
+    from supertask.repo.butler import Butler
+
+    inputs = [d for d in graph.initialInputs() if d.id is not None]
+    if not inputs:
+        return {}
+    butler = Butler(repo, writeable=False)
+    try:
+        records = butler.registry.getDatasetRecords(inputs)
+    finally:
+        butler.close()
+    return {d.key: records[d.id][1:] for d in inputs if d.id in records}
+
+
+def _write_input_checks(
+    workflow: GenericWorkflow, checks: dict[tuple[str, Any], tuple[int | None, str | None]], submit_dir: Path
+) -> None:
+    """Give each job reading overall inputs an ``--input-checks`` file of their registered size and checksum.
+
+    Grouped like the input-locations files (`LOCATIONS_PER_FILE` entries per file,
+    consecutive jobs sharing one), so a job verifies what it stages in without a registry.
+    """
+    if not checks:
+        return
+    by_lfn = {dataset_lfn(name, dict(data_id)): list(check) for (name, data_id), check in checks.items()}
+    directory = submit_dir / "input_checks"
+    group: dict[str, list[Any]] = {}
+    members: list[Any] = []
+    count = 0
+
+    def flush() -> None:
+        nonlocal group, members, count
+        if members:
+            directory.mkdir(exist_ok=True)
+            path = directory / f"{count:06d}.json"
+            atomic_write_text(path, json.dumps(group))
+            for job in members:
+                job.arguments += ["--input-checks", str(path)]
             count += 1
         group, members = {}, []
 

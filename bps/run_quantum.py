@@ -58,7 +58,9 @@ from .staging import (
     link_or_copy,
     make_scratch,
     manifest_path,
+    read_input_checks,
     read_manifest,
+    verify_input,
     write_manifest,
     write_tombstone,
 )
@@ -146,6 +148,7 @@ class ScratchButler:
         self.allowed_outputs: dict[tuple[str, Any], str] = {}
         #: lfn -> path of overall inputs not at their template path (e.g. ingested in place)
         self.input_locations: dict[str, str] = {}
+        self.input_checks: dict[str, tuple[int | None, str | None]] = {}
 
     def get(self, dataset: Any) -> Any:
         """Read an input of the running quantum."""
@@ -246,6 +249,7 @@ def run_job(
     scratch: str | None = None,
     keep_scratch: bool = False,
     input_locations: dict[str, str] | None = None,
+    input_checks: dict[str, tuple[int | None, str | None]] | None = None,
     backend: Backend | None = None,
 ) -> JobResult:
     """Run the quanta ``ids`` of ``graph`` with staging; see the module docstring.
@@ -305,6 +309,7 @@ def run_job(
         done = set()
     butler = ScratchButler(backend, store, scratch_dir)
     butler.input_locations = dict(input_locations or {})
+    butler.input_checks = dict(input_checks or {})
     result = JobResult(ran=[], skipped_done=sorted(done), failed={}, blocked=[])
     unavailable: set[tuple[str, Any]] = set()  # outputs of failed or blocked quanta of this job
     missing: set[tuple[str, Any]] = set()  # outputs that will never exist: their quantum had no work
@@ -441,6 +446,19 @@ def _run_one(
         except OSError as err:
             log.error("quantum %s %r: staging in %s failed: %s", quantum.taskLabel, quantum.dataId, src, err)
             return exit_codes.TEMPORARY
+        if lfn in butler.input_checks and (problem := verify_input(dest, *butler.input_checks[lfn])):
+            log.error(
+                "quantum %s %r: input %s %r at %s does not match its registration: %s. The file changed "
+                "after it was registered (corrupted, truncated or replaced): restore it from a copy, or "
+                "remove the dataset and rerun what made it",
+                quantum.taskLabel,
+                quantum.dataId,
+                d.datasetType.name,
+                dict(d.dataId),
+                src,
+                problem,
+            )
+            return exit_codes.DATA_ERROR
         if is_tombstone(dest):  # its producer, in another job, found no work
             missing.add(d.key)
         else:
@@ -552,6 +570,18 @@ def _read_locations(path: str | None) -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()}
 
 
+def _read_checks(path: str | None) -> dict[str, tuple[int | None, str | None]]:
+    if path and not Path(path).exists():
+        # A submit-host file that a node without the submit directory cannot see (HTCondor
+        # file transfer to another machine): the job runs, unverified, rather than fail.
+        log.warning("input checks file %s is not visible here: staged-in inputs are not verified", path)
+        return {}
+    try:
+        return read_input_checks(path)
+    except ValueError as err:
+        raise JobError(exit_codes.DATA_ERROR, str(err)) from None
+
+
 # -- command line -------------------------------------------------------------------------
 
 
@@ -585,6 +615,11 @@ def _parser() -> argparse.ArgumentParser:
         "--input-locations",
         help="JSON file {lfn: path} for overall inputs not at their datastore template path (written by prepare)",
     )
+    p.add_argument(
+        "--input-checks",
+        help="JSON file {lfn: [size, checksum]} of registered overall inputs, verified on stage-in "
+        "(written by prepare)",
+    )
     p.add_argument("--keep-scratch", action="store_true", help="keep the scratch directory (debugging)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -608,6 +643,7 @@ def main(argv: Sequence[str] | None = None, backend: Backend | None = None) -> i
     job = args.job or f"quanta-{'-'.join(str(i) for i in sorted(set(ids))[:5])}"
     try:
         locations = _read_locations(args.input_locations)
+        checks = _read_checks(args.input_checks)
     except JobError as err:
         log.error("job %s failed: %s (exit %d: %s)", job, err, err.code, exit_codes.describe(err.code))
         return err.code
@@ -623,6 +659,7 @@ def main(argv: Sequence[str] | None = None, backend: Backend | None = None) -> i
             scratch=args.scratch,
             keep_scratch=args.keep_scratch,
             input_locations=locations,
+            input_checks=checks,
             backend=backend,
         )
     except JobError as err:

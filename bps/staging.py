@@ -225,6 +225,47 @@ def file_matches(path: str | Path, size: int, checksum: str | None = None) -> bo
     return checksum is None or checksum_file(path) == checksum
 
 
+def verify_input(path: str | Path, size: int | None, checksum: str | None) -> str | None:
+    """What is wrong with a staged-in input compared with its registration, or `None` if nothing.
+
+    The size is compared first (one ``stat``, and most damage - a truncated copy, a file
+    replaced by another - changes it); then the checksum, which reads the file once: the
+    task reads it anyway, so a job pays one extra read of its inputs (mostly from the page
+    cache) to turn a corrupted input into a clear error instead of a failure deep inside
+    the task's reader.
+    """
+    try:
+        actual = os.stat(path).st_size
+    except OSError as err:
+        return f"cannot read it ({err.strerror})"
+    if size is not None and actual != size:
+        return f"it has {actual} bytes, registered {size}"
+    if checksum is not None and checksum_file(path) != checksum:
+        return f"its checksum is not the registered {checksum}"
+    return None
+
+
+def read_input_checks(path: str | Path | None) -> dict[str, tuple[int | None, str | None]]:
+    """``{lfn: (size, checksum)}`` from an ``--input-checks`` file written by ``bps prepare``.
+
+    Raises
+    ------
+    ValueError
+        If the file is not such a file (the message names it).
+    """
+    if not path:
+        return {}
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(
+            f"input checks file {path} is unreadable ({err}); prepare the submit directory again"
+        ) from None
+    if not isinstance(data, dict) or not all(isinstance(v, list) and len(v) == 2 for v in data.values()):
+        raise ValueError(f"input checks file {path}: expected an object {{lfn: [size, checksum]}}")
+    return {str(lfn): (size, checksum) for lfn, (size, checksum) in data.items()}
+
+
 def tombstone_text(dataset_type: str, data_id: dict[str, Any], reason: str) -> bytes:
     """The content of a tombstone: the magic line, then one JSON line saying what is missing and why."""
     body = {"dataset_type": dataset_type, "data_id": data_id, "reason": reason}
@@ -273,15 +314,103 @@ def read_tombstone(path: str | Path) -> dict[str, Any]:
     return json.loads(raw[len(TOMBSTONE_MAGIC) :])
 
 
+#: separates the owner's identity in a scratch directory's name (never in a job name or host name)
+_OWNER_SEP = "~"
+
+
 def make_scratch(base: str | None, job: str) -> Path:
     """A fresh scratch directory for one attempt: ``--scratch``, else ``$_CONDOR_SCRATCH_DIR``, else tmp.
 
     Each attempt gets its own directory, so a retry never reads a killed attempt's files.
+    Its name carries its owner (host, boot id, pid, process start time): a killed job
+    cannot remove its own directory, so each new one first removes those of the same
+    base whose owner is dead (`remove_stale_scratch`).
     """
     root = base or os.environ.get("_CONDOR_SCRATCH_DIR") or None
     if root is not None:
         Path(root).mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f"bps-{job[:40]}-", dir=root))
+    remove_stale_scratch(root if root is not None else tempfile.gettempdir())
+    owner = _OWNER_SEP.join(_owner_identity())
+    return Path(tempfile.mkdtemp(prefix=f"bps-{job[:40]}{_OWNER_SEP}{owner}{_OWNER_SEP}", dir=root))
+
+
+def remove_stale_scratch(base: str | Path) -> list[Path]:
+    """Remove the scratch directories under ``base`` whose owning job is dead; return them.
+
+    Only directories named by `make_scratch` are considered, and one is removed only
+    when its owner is provably dead: same host and the machine rebooted since, or no
+    process with its pid and start time. A directory of another host (a shared scratch
+    filesystem) or of a live job is never touched; neither are the untagged names of
+    older versions, whose owner cannot be known.
+    """
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(base))
+    except OSError:
+        return removed
+    me = _owner_identity()
+    for entry in entries:
+        if not entry.name.startswith("bps-") or _OWNER_SEP not in entry.name:
+            continue
+        parts = entry.name.split(_OWNER_SEP)
+        if len(parts) != 6:  # job, host, boot, pid, start, random suffix
+            continue
+        try:
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+        except OSError:
+            continue
+        _, host, boot, pid, start, _ = parts
+        if _owner_dead(me, host, boot, pid, start):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(Path(entry.path))
+    return removed
+
+
+def _owner_identity(pid: int | None = None) -> tuple[str, str, str, str]:
+    """``(host, boot id, pid, start time)`` of a process (this one by default)."""
+    import socket
+
+    pid = os.getpid() if pid is None else pid
+    host = socket.gethostname().replace(_OWNER_SEP, "_").replace("/", "_") or "host"
+    return host, _boot_id(), str(pid), _start_time(pid) or "0"
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")[:12]
+    except OSError:  # not Linux: pids alone tell liveness
+        return "0"
+
+
+def _start_time(pid: int | str) -> str | None:
+    """A process's start time (clock ticks after boot, Linux), '' where unknown, None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _owner_dead(me: tuple[str, str, str, str], host: str, boot: str, pid: str, start: str) -> bool:
+    if host != me[0] or not pid.isdigit():
+        return False  # another machine's directory: its jobs are not ours to judge
+    if boot != me[1]:
+        return True  # the machine rebooted: every process of the earlier boot is gone
+    if pid == me[2]:
+        return False
+    if Path("/proc/self/stat").exists():
+        now = _start_time(pid)
+        return now is None or (now != "" and start != "0" and now != start)  # gone, or pid reused
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def _unlink_quietly(path: str | Path) -> None:

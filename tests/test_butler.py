@@ -12,7 +12,7 @@ from conftest_repo import db_url, populate, postgres_schema_url  # noqa: F401
 from supertask.repo.butler import Butler, IngestItem
 from supertask.repo.dataid import DataId
 from supertask.repo.dataset import Dataset, DatasetType
-from supertask.repo.datastore import checksum_file
+from supertask.repo.datastore import DatastoreError, checksum_file
 from supertask.repo.registry import ConflictingDatasetError, IncompatibleSchemaError
 
 CALEXP = DatasetType("calexp", ("instrument", "visit", "detector"), "NumpyArray")
@@ -73,15 +73,30 @@ def test_crash_before_registration_leaves_nothing_registered_and_a_retry_works(r
     def crash(*args, **kwargs):
         raise KeyboardInterrupt("killed")
 
-    monkeypatch.setattr(butler.registry, "insertDatasets", crash)
+    monkeypatch.setattr(butler.registry, "insertDatasetGroups", crash)
     with pytest.raises(KeyboardInterrupt):
         butler.put(np.ones(3), CALEXP, DATA_ID)
     monkeypatch.undo()
     assert not butler.datasetExists(Dataset(CALEXP, DataId(DATA_ID)))
+    assert not [p for p in repo.rglob("*.tmp*")], "the temporary file of the failed put is left"
     ds = butler.put(np.full(3, 7.0), CALEXP, DATA_ID)
     path, size, checksum = butler.registry.getDatasetLocation(ds)
     assert checksum_file(repo / path) == checksum
     np.testing.assert_array_equal(butler.get(ds), np.full(3, 7.0))
+
+
+def test_a_put_that_loses_the_race_never_replaces_the_registered_file(repo, monkeypatch):
+    # Another writer registers the dataset between this put's existence check and its
+    # registration: the put fails, and the registered file keeps its bytes.
+    butler = Butler(repo, run="run1")
+    other = Butler(repo, run="run1")
+    monkeypatch.setattr(butler.registry, "findDataset", lambda *a, **k: None)
+    first = other.put(np.full(3, 1.0), CALEXP, DATA_ID)
+    path, _, checksum = other.registry.getDatasetLocation(first)
+    with pytest.raises(ConflictingDatasetError):
+        butler.put(np.full(3, 2.0), CALEXP, DATA_ID)
+    assert checksum_file(repo / path) == checksum
+    np.testing.assert_array_equal(other.get(first), np.full(3, 1.0))
 
 
 def test_get_of_a_missing_dataset_names_the_collections(repo):
@@ -140,3 +155,29 @@ def test_a_password_in_the_registry_url_draws_a_warning(tmp_path):
     with pytest.warns(UserWarning, match="pgpass"):
         with pytest.raises(Exception):  # noqa: B017 - nothing listens there; only the warning matters
             Butler.create(tmp_path / "r", db_url="postgresql+psycopg://u:secret@127.0.0.1:1/db")
+
+
+def _corrupt(butler, ds, how: str) -> None:
+    path = butler.datastore.root / butler.registry.getDatasetLocation(ds)[0]
+    data = bytearray(path.read_bytes())
+    if how == "truncated":
+        data = data[: len(data) // 2]
+    else:  # same size, different bytes: only the checksum can tell
+        data[-8:] = bytes(b ^ 0xFF for b in data[-8:])
+    path.write_bytes(bytes(data))
+
+
+def test_get_of_a_truncated_file_names_the_dataset_and_the_fix_instead_of_a_reader_error(repo):
+    butler = Butler(repo, run="run1")
+    ds = butler.put(np.arange(1000.0), CALEXP, DATA_ID)
+    _corrupt(butler, ds, "truncated")
+    with pytest.raises(DatastoreError, match=r"calexp .*'visit': 1.* in run 'run1': .*has size .*restore it"):
+        butler.get(ds)
+
+
+def test_get_with_verify_finds_same_size_corruption_by_checksum(repo):
+    butler = Butler(repo, run="run1")
+    ds = butler.put(np.arange(1000.0), CALEXP, DATA_ID)
+    _corrupt(butler, ds, "flipped")
+    with pytest.raises(DatastoreError, match="does not match its registered checksum"):
+        butler.get(ds, verify=True)

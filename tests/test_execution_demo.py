@@ -37,10 +37,16 @@ def demo_repo(tmp_path_factory) -> Path:
 
 
 def planned_quanta(root: Path, run: str) -> dict[str, int]:
-    """Number of quanta per task label in the tile-0 graph."""
+    """Number of quanta per task label in the tile-0 graph (planned as if ``run`` were empty:
+    planning into a RUN that holds the outputs is refused without an option)."""
     butler = Butler(root, collections=INPUTS)
     graph, _ = build_quantum_graph(
-        Pipeline.fromFile(PIPELINE), butler, where="tract = 0", input_collections=INPUTS, output_run=run
+        Pipeline.fromFile(PIPELINE),
+        butler,
+        where="tract = 0",
+        input_collections=INPUTS,
+        output_run=run,
+        clobber_outputs=True,
     )
     return {label: len(quanta) for label, quanta in graph.quantaByLabel().items()}
 

@@ -65,6 +65,17 @@ class MemoryRegistry:
             assert key not in self.datasets, f"registered twice: {key}"
             self.datasets[key] = record
 
+    def insertDatasetGroups(self, run, groups, beforeCommit=None):
+        for group in groups:
+            for datasetType, record in group:
+                self.insertDatasets(datasetType, run, [record])
+        if beforeCommit is not None:
+            beforeCommit()
+
+    def removeDatasets(self, datasets):
+        for d in datasets:
+            del self.datasets[(d.run, d.datasetType.name, d.dataId)]
+
     def queryDatasets(self, name, collections):
         return [
             Dataset(SUMMARY if name == "summary" else CALEXP, d, run=r)
@@ -91,8 +102,9 @@ class CalibrateTask:
 
     label = "calibrate"
 
-    def __init__(self, fail_on=(), sleep_on=(), die_on=()):
+    def __init__(self, fail_on=(), sleep_on=(), die_on=(), segfault_on=()):
         self.fail_on, self.sleep_on, self.die_on = set(fail_on), set(sleep_on), set(die_on)
+        self.segfault_on = set(segfault_on)
 
     def runQuantum(self, quantum, butler):
         (raw,) = quantum.inputs["raw"]
@@ -103,6 +115,11 @@ class CalibrateTask:
             time.sleep(30)
         if detector in self.die_on:
             os.kill(os.getpid(), signal.SIGKILL)
+        if detector in self.segfault_on:
+            import faulthandler
+
+            faulthandler.disable()  # pytest enables it; the point is the bare signal
+            os.kill(os.getpid(), signal.SIGSEGV)
         if detector in self.fail_on:
             raise RuntimeError(f"bad pixels on detector {detector}")
         (out,) = quantum.outputs["calexp"]
@@ -205,6 +222,46 @@ def test_a_worker_killed_midway_is_reported_and_replaced(tmp_path):
     assert result.counts["calibrate"]["succeeded"] == 3  # the replacement worker ran the rest
     (failure,) = [f for f in result.failures if f.label == "calibrate"]
     assert "worker process died" in failure.reason
+    assert "SIGKILL" in failure.reason and "out-of-memory" in failure.reason
+
+
+def test_a_segfault_is_reported_as_one_not_as_out_of_memory(tmp_path):
+    butler, graph = make_graph(tmp_path, CalibrateTask(segfault_on={3}))
+    result = run_graph(butler, graph, "out", processes=1)
+    (failure,) = [f for f in result.failures if f.label == "calibrate"]
+    assert "signal 11 (SIGSEGV, segmentation fault" in failure.reason
+    assert "memory" not in failure.reason
+
+
+def test_a_rerun_into_a_run_holding_the_outputs_is_refused_before_anything_is_written(tmp_path):
+    from supertask.repo.registry import OutputExistsError
+
+    butler, graph = make_graph(tmp_path, CalibrateTask())
+    assert run_graph(butler, graph, "out", processes=1).ok
+    before = {p: p.read_bytes() for p in (tmp_path / "out").rglob("*.pkl")}
+    registered = dict(butler.registry.datasets)
+    for quantum in graph:
+        if quantum.taskLabel == "calibrate":
+            quantum.task.fail_on = {1, 2, 3, 4}  # would fail if it ran at all
+    with pytest.raises(
+        OutputExistsError,
+        match=r"5 quanta would write outputs already registered in RUN 'out'.*--skip-existing.*--clobber-outputs.*-o NEW_RUN",
+    ):
+        run_graph(butler, graph, "out", processes=1)
+    assert butler.registry.datasets == registered
+    assert {p: p.read_bytes() for p in (tmp_path / "out").rglob("*.pkl")} == before
+
+
+def test_clobber_outputs_unregisters_and_replaces_them(tmp_path):
+    butler, graph = make_graph(tmp_path, CalibrateTask())
+    assert run_graph(butler, graph, "out", processes=1).ok
+    for quantum in graph:
+        if quantum.taskLabel == "calibrate":
+            quantum.task.fail_on = {2}
+    result = run_graph(butler, graph, "out", processes=1, clobber_outputs=True)
+    assert result.counts["calibrate"]["succeeded"] == 3 and result.counts["calibrate"]["failed"] == 1
+    # the failed quantum's old output was unregistered, the others registered anew
+    assert butler.registry.registered("out", "calexp") == [1, 3, 4]
 
 
 def test_each_quantum_log_captures_logging_and_stdout(tmp_path):
@@ -230,6 +287,70 @@ def test_skip_existing_reruns_only_what_is_missing(tmp_path):
     assert second.counts["calibrate"]["skipped_existing"] == 3
     assert second.counts["calibrate"]["succeeded"] == 1
     assert second.counts["summary"]["succeeded"] == 1
+
+
+_ORPHAN_DRIVER = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+from test_executor import CalibrateTask, make_graph
+from supertask.execution import run_graph
+butler, graph = make_graph(Path(sys.argv[2]), CalibrateTask(sleep_on={1}))
+run_graph(butler, graph, "out", processes=2)
+"""
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find the workers")
+def test_workers_exit_when_the_parent_is_killed(tmp_path):
+    # One worker sleeps in a quantum, the other waits in recv for work that depends on it;
+    # SIGKILL of the parent (an out-of-memory kill) must take both down.
+    import subprocess
+    import sys
+
+    driver = subprocess.Popen(
+        [sys.executable, "-c", _ORPHAN_DRIVER, str(Path(__file__).parent), str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    workers: set[int] = set()
+    try:
+        deadline = time.monotonic() + 30
+        while len(_children(driver.pid)) < 2 or not (tmp_path / "out" / "calexp").is_dir():
+            assert time.monotonic() < deadline, "the workers did not start"
+            time.sleep(0.05)
+        time.sleep(0.5)
+        workers = _children(driver.pid)
+        driver.kill()
+        driver.wait()
+        deadline = time.monotonic() + 10
+        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [w for w in workers if _alive(w)], "workers outlived their parent"
+    finally:
+        driver.kill()
+        for w in workers | _children(driver.pid):
+            if _alive(w):
+                os.kill(w, signal.SIGKILL)
 
 
 def test_zero_processes_is_refused(tmp_path):

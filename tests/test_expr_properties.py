@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import math
 import operator
+import os
 from typing import Any
 
 import sqlalchemy as sa
@@ -36,6 +37,7 @@ from supertask.expr import (
     compile_expression,
     parse_expression,
     to_text,
+    walk,
 )
 
 SETTINGS = settings(
@@ -185,11 +187,20 @@ strings = st.one_of(
 literals = st.builds(Literal, st.one_of(ints, floats, strings))
 BIND_NAMES = ["a", "b", "c"]
 binds = st.builds(BindParam, st.sampled_from([*BIND_NAMES, "missing"]))
-ranges = st.builds(
-    lambda start, length, stride: Range(start, start + length, stride),
-    st.integers(-200, 200) | st.integers(-(10**12), 10**12),
-    st.integers(0, 50) | st.integers(0, 10**7),
-    st.integers(1, 7),
+ranges = st.one_of(
+    st.builds(
+        lambda start, length, stride: Range(start, start + length, stride),
+        st.integers(-200, 200) | st.integers(-(10**12), 10**12),
+        st.integers(0, 50) | st.integers(0, 10**7),
+        st.integers(1, 7),
+    ),
+    # ranges reaching the ends of 64 bits, where ``column - start`` would overflow
+    st.builds(
+        lambda start, stop, stride: Range(min(start, stop), max(start, stop), stride),
+        st.integers(-(2**63), 2**63 - 1),
+        st.integers(-(2**63), 2**63 - 1),
+        st.integers(1, 7) | st.integers(1, 2**63 - 1),
+    ),
 )
 operands = st.one_of(identifiers, literals, binds)
 comparisons = st.builds(Comparison, st.sampled_from(["=", "!=", "<", "<=", ">", ">="]), operands, operands)
@@ -304,3 +315,151 @@ def test_generated_expressions_print_parse_and_select_like_python_evaluation(tre
 def test_float_literals_round_trip_exactly(value):
     parsed = parse_expression(to_text(Comparison("=", Identifier("x"), Literal(value)))).right.value
     assert parsed == value and math.copysign(1, parsed) == math.copysign(1, value)
+
+
+# --------------------------------------------------------------------------------------------
+# Huge, deep and hostile inputs against a real registry file
+
+
+@functools.cache
+def _registry_file() -> tuple[Any, str]:
+    import tempfile
+    from pathlib import Path
+
+    from conftest_repo import populate
+
+    from supertask.repo.registry import Registry
+
+    path = Path(tempfile.mkdtemp(prefix="expr-fuzz-")) / "registry.sqlite3"
+    registry = Registry.create(f"sqlite:///{path}")
+    populate(registry, n_visits=12)
+    registry.close()
+    registry = Registry(f"sqlite:///{path}")
+    return registry, _registry_digest(registry)
+
+
+def _registry_digest(registry: Any) -> str:
+    """Digest of the database file and of its content as a reader sees it (WAL included).
+
+    In WAL mode a write lands in the ``-wal`` file first and reaches the database file
+    only at a checkpoint, so the file's bytes alone could miss one; the dump cannot.
+    """
+    import hashlib
+    import sqlite3
+
+    path = registry.engine.url.database
+    digest = hashlib.sha256(open(path, "rb").read())
+    reader = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        for line in reader.iterdump():
+            digest.update(line.encode())
+    finally:
+        reader.close()
+    return digest.hexdigest()
+
+
+ITEMS = st.one_of(
+    small_ints.map(str),
+    ints.map(str),
+    st.builds(
+        lambda a, n, s: f"{a}..{a + n}:{s}",
+        st.integers(-(2**63), 2**62),
+        st.integers(0, 2**62),
+        st.integers(1, 9),
+    ),
+    st.text(max_size=6).map(lambda t: "'" + t.replace("'", "''") + "'"),
+    st.sampled_from([":a", ":big", "1e999", "99999999999999999999", "'; DROP TABLE dataset; --", "NULL"]),
+)
+
+
+@st.composite
+def huge_inputs(draw: st.DrawFn) -> str:
+    kind = draw(st.sampled_from(["in", "or", "deep", "and"]))
+    if kind == "in":
+        items = draw(st.lists(ITEMS, min_size=1, max_size=40))
+        repeat = draw(st.sampled_from([1, 1, 50, 2000]))
+        return f"visit {draw(st.sampled_from(['IN', 'NOT IN']))} ({', '.join(items * repeat)})"
+    if kind == "or":
+        n = draw(st.sampled_from([2, 999, 1001, 3000]))
+        unit = draw(st.sampled_from(["visit", "detector", "band", "visit.exposure_time"]))
+        value = draw(ITEMS)
+        return " OR ".join(
+            f"{unit} = {value}" if i % 2 else f"({unit} = {i} AND detector != {i})" for i in range(n)
+        )
+    if kind == "and":
+        n = draw(st.sampled_from([2, 1001, 3000]))
+        return " AND ".join(f"visit != {i}" for i in range(n))
+    depth = draw(st.integers(1, 80))
+    core = draw(st.sampled_from(["visit = 1", "band = 'é''x'", "detector IN (1..3)"]))
+    return "NOT (" * depth + core + ")" * depth
+
+
+HUGE_SETTINGS = settings(
+    max_examples=int(os.environ.get("SUPERTASK_FUZZ_EXAMPLES", "40")),
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+@HUGE_SETTINGS
+@given(
+    text=st.one_of(huge_inputs(), token_soup, st.text(max_size=40)),
+    bind=st.fixed_dictionaries(
+        {
+            "a": st.one_of(ints, strings, floats),
+            "big": st.one_of(st.just(range(-(2**63), 2**63 - 1, 3)), st.lists(ints, max_size=3000)),
+        }
+    ),
+)
+def test_huge_deep_and_hostile_queries_give_rows_or_expression_errors_and_leave_the_registry_file_alone(
+    text, bind
+):
+    registry, digest = _registry_file()
+    try:
+        rows = registry.queryDataIds(["visit"], where=text, bind=bind)
+    except ExpressionError:
+        pass
+    else:
+        assert all(set(row) == {"instrument", "visit"} for row in rows)
+    assert _registry_digest(registry) == digest
+
+
+LIST_ITEMS = st.one_of(
+    ITEMS.filter(lambda item: item not in ("NULL", "'; DROP TABLE dataset; --")),
+    st.sampled_from(["1 .. 5", "1..5 : 2", "3..1", "1..5:0", "+7", "-0", "1.5e3", "'a''b'", '"x""y"', ":_b"]),
+)
+ODD_ITEMS = st.sampled_from(
+    ["visit", "(", ")", "..", "'", "1.", ".5", "1..", ":", ",", "IN (1, 2)", "\n", "1e"]
+)
+
+
+@st.composite
+def list_items(draw: st.DrawFn) -> list[str]:
+    """30-45 items the fast path reads, sometimes with one it must leave to lark."""
+    items = draw(st.lists(LIST_ITEMS, min_size=30, max_size=45))
+    if draw(st.integers(0, 3)) == 0:
+        items.insert(draw(st.integers(0, len(items))), draw(ODD_ITEMS))
+    return items
+
+
+@settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    items=list_items(),
+    separators=st.lists(st.sampled_from([", ", ",", " ,\n ", ",\t"]), min_size=46, max_size=46),
+    prefix=st.sampled_from(["visit IN (", "visit not in(", "band = 'IN (' AND visit IN (", "NOT visit IN ("]),
+    suffix=st.sampled_from([")", ") AND detector = 1", ") OR", "", "))"]),
+)
+def test_the_fast_list_path_parses_exactly_like_lark(items, separators, prefix, suffix):
+    body = "".join(item + separators[i] for i, item in enumerate(items[:-1])) + items[-1]
+    text = prefix + body + suffix
+    outcomes = []
+    for fast in (True, False):
+        try:
+            tree = parse_expression(text, fast_lists=fast)
+        except ExpressionError as error:
+            outcomes.append(("error", type(error).__name__, str(error)))
+        else:
+            spans = [(type(n).__name__, n.span.start, n.span.end) for n in walk(tree) if n.span is not None]
+            outcomes.append(("tree", tree, spans))
+    assert outcomes[0] == outcomes[1], text

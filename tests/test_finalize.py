@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -132,3 +133,97 @@ def test_batches_are_bounded_by_batch_size(setup):
 def test_not_a_submit_directory_is_explained(tmp_path):
     with pytest.raises(FileNotFoundError, match="bps prepare"):
         finalize(tmp_path)
+
+
+@pytest.mark.parametrize("staging", ["shared", "transfer"])
+def test_an_output_registered_before_with_other_bytes_is_rejected_and_the_rest_registered(setup, staging):
+    # A job of a stale plan made detector 2 again, differently, after it was registered: finalize
+    # refuses that one with a reason (exit 65), never registers it again nor writes over its file
+    # (file transfer), and still registers the other outputs of the batch.
+    from supertask.repo.dataset import DatasetType
+
+    repo, submit, wf = setup
+    butler = Butler(repo, run=RUN)
+    calexp = DatasetType("calexp", ("instrument", "detector"), "StructuredDataDict")
+    first = butler.put({"detector": 2, "pad": "earlier"}, calexp, {"instrument": "Cam", "detector": 2})
+    path, _, checksum = butler.registry.getDatasetLocation(first)
+    butler.close()
+    kept = (repo / path).read_bytes()
+    wf.add_job(staged_job(repo, submit, "a", [1, 3]))
+    wf.save(submit / "workflow.json")
+    other = submit / "src" / "2.json"
+    other.write_text(json.dumps({"detector": 2, "pad": "later, longer"}))
+    data_id = {"instrument": "Cam", "detector": 2}
+    lfn = dataset_lfn("calexp", data_id)
+    # shared staging: the job wrote at the dataset's path; file transfer: into staged/
+    size, new_checksum = copy_atomic(other, repo / path if staging == "shared" else submit / "staged" / lfn)
+    f = StagedFile(
+        lfn, "calexp", ["detector", "instrument"], "StructuredDataDict", data_id, path, size, new_checksum
+    )
+    stale = Manifest(job="stale", output_run=RUN, root=str(repo.resolve()), quanta={7: [f]})
+    write_manifest(manifest_path(submit / "manifests", "stale"), stale)
+    summary = finalize(submit)
+    assert sorted(d.dataId["detector"] for d in registered(repo)) == [1, 2, 3]
+    assert summary.registered == 2
+    (rejected,) = summary.rejected
+    assert summary.exit_code == exit_codes.DATA_ERROR
+    butler = Butler(repo, collections=[RUN])
+    assert butler.registry.getDatasetLocation(first)[2] == checksum  # still the first registration
+    butler.close()
+    if staging == "shared":
+        assert "already registered" in rejected["reason"] and "--skip-existing" in rejected["reason"]
+    else:
+        assert "differs from the manifest" in rejected["reason"]
+        assert (repo / path).read_bytes() == kept  # the registered file was not replaced
+
+
+def test_a_finalize_killed_between_dataset_types_leaves_no_quantum_half_registered(setup, monkeypatch):
+    # Each quantum makes a calexp and a src; finalize dies after inserting the calexps (the
+    # first dataset type) of the batch: nothing is registered, and a rerun registers it whole.
+    from supertask.repo.registry import Registry
+
+    repo, submit, wf = setup
+    files, outputs = {}, []
+    for det in (1, 2):
+        data_id = {"instrument": "Cam", "detector": det}
+        files[det] = []
+        for name in ("calexp", "src"):
+            rel = f"{RUN}/{name}/{name}_detector-{det}.json"
+            src = submit / "src" / f"{name}{det}.json"
+            src.parent.mkdir(parents=True, exist_ok=True)
+            src.write_text(json.dumps({"detector": det, "type": name}))
+            size, checksum = copy_atomic(src, repo / rel)
+            lfn = dataset_lfn(name, data_id)
+            files[det].append(
+                StagedFile(
+                    lfn, name, ["detector", "instrument"], "StructuredDataDict", data_id, rel, size, checksum
+                )
+            )
+            outputs.append(WorkflowFile(lfn, name, data_id, rel))
+    manifest = Manifest(job="a", output_run=RUN, root=str(repo.resolve()), quanta=files)
+    write_manifest(manifest_path(submit / "manifests", "a"), manifest)
+    wf.add_job(Job(name="a", label="calibrate", quantum_ids=[1, 2], arguments=[], outputs=outputs))
+    wf.save(submit / "workflow.json")
+
+    original = Registry._insertDatasetsIn
+    calls = []
+
+    def dies_on_the_second_type(self, conn, datasetType, run, records):
+        calls.append(datasetType)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")
+        return original(self, conn, datasetType, run, records)
+
+    monkeypatch.setattr(Registry, "_insertDatasetsIn", dies_on_the_second_type)
+    with pytest.raises(KeyboardInterrupt):
+        finalize(submit)
+    monkeypatch.undo()
+    butler = Butler(repo, collections=[RUN])
+    try:
+        for name in ("calexp", "src"):
+            with contextlib.suppress(KeyError):  # the type may not be registered at all
+                assert butler.registry.queryDatasets(name, [RUN]) == []
+    finally:
+        butler.close()
+    summary = finalize(submit)
+    assert summary.registered == 4 and summary.exit_code == exit_codes.SUCCESS

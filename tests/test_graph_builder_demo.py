@@ -105,6 +105,70 @@ def test_skip_existing_plans_only_what_is_missing(repo):
     assert inputs and all(d.run == run and d.id is not None for d in inputs)
 
 
+def test_planning_into_a_run_holding_outputs_is_refused_unless_an_option_says_what_to_do(repo, tmp_path):
+    from supertask.repo.registry import OutputExistsError, RunConflictError
+
+    run = "plan/guard"
+    graph, _ = build(repo, "tract = 0", run=run)
+    done = graph.quantaByLabel()["isr"][:2]
+    butler = Butler(repo, collections=INPUTS)
+    assert run_graph(butler, graph.subgraph([q.id for q in done]), run, processes=1).ok
+    with pytest.raises(
+        OutputExistsError, match=r"2 quanta would write outputs already registered.*--skip-existing"
+    ):
+        build(repo, "tract = 0", run=run)
+    # --extend-run and --skip-existing leave the done quanta out
+    for option in ("extend_run", "skip_existing"):
+        again, report = build(repo, "tract = 0", run=run, **{option: True})
+        assert report.skipped_existing["isr"] == 2
+    # --skip-existing-in: another RUN's outputs count as done; consumers read them from there
+    other, report = build(repo, "tract = 0", run="plan/guard-2", skip_existing_in=[run])
+    assert report.skipped_existing["isr"] == 2
+    reused = [d for q in other.quantaByLabel()["calibrate"] for d in q.inputs["postISRCCD"] if d.run == run]
+    assert len(reused) == 2
+    # --clobber-outputs keeps them in the plan (the run unregisters the old outputs first)
+    clobber, _ = build(repo, "tract = 0", run=run, clobber_outputs=True)
+    assert len(clobber.quantaByLabel()["isr"]) == len(graph.quantaByLabel()["isr"])
+    # another config into the same RUN: refused, whatever the options
+    changed = Pipeline.fromFile(PIPELINE)
+    changed.applyConfigOverrides({"calibrate": ["minMatches=6"]})
+    with pytest.raises(RunConflictError, match="made with a different (pipeline|task configs)"):
+        build_quantum_graph(
+            changed, butler, where="tract = 0", input_collections=INPUTS, output_run=run, skip_existing=True
+        )
+    # the command line says it in one line
+    result = CliRunner().invoke(
+        supertask_cli,
+        [
+            "qgraph",
+            str(repo),
+            "-p",
+            str(PIPELINE),
+            "-i",
+            INPUTS[0],
+            "-o",
+            run,
+            "-d",
+            "tract = 0",
+            "--save",
+            str(tmp_path / "g.qgraph"),
+        ],
+    )
+    assert result.exit_code == 1
+    assert "already registered" in result.output and "Traceback" not in result.output
+    # and so does bps prepare, which plans the same way
+    from bps.cli import main as bps_main
+
+    config = tmp_path / "submit.yaml"
+    config.write_text(
+        f"pipeline: {PIPELINE}\nrepo: {repo}\ninput_collections: [{INPUTS[0]}]\noutput_run: {run}\n"
+        f"where: tract = 0\nsubmit_dir: {tmp_path / 'submit'}\n"
+    )
+    prepared = CliRunner().invoke(bps_main, ["prepare", str(config)])
+    assert prepared.exit_code == 1, prepared.output
+    assert "already registered" in prepared.output and "Traceback" not in prepared.output
+
+
 def test_an_empty_graph_says_which_constraint_emptied_it(repo):
     with pytest.raises(EmptyGraphError, match="tract"):
         build(repo, "tract = 0 AND visit = 99999")

@@ -357,3 +357,24 @@ def test_prepare_looks_up_what_is_still_registered_when_an_input_was_removed(toy
         assert db.execute("DELETE FROM dataset WHERE path LIKE ?", ("%detector-1_%",)).rowcount == 1
     _, off_template = _locator(str(repo), graph)
     assert list(off_template.values()) == ["elsewhere/2.json"]
+
+
+def test_prepare_records_registered_sizes_and_checksums_and_a_corrupted_input_stops_its_job(toy):
+    from bps.staging import checksum_file
+
+    repo, config = toy
+    seed = repo / "seeds/seed/seed_detector-2_instrument-Cam.json"
+    registered_size, registered_sum = seed.stat().st_size, checksum_file(seed)
+    seed.write_bytes(seed.read_bytes()[:-1] + b" ")  # same size, other bytes: after registration
+    cfg = config("corrupt")
+    result = submit(cfg)
+    assert result.exit_code != 0
+    submit_dir = submit_dir_of(cfg)
+    checks = {}
+    for path in (submit_dir / "input_checks").iterdir():
+        checks.update(json.loads(path.read_text()))
+    assert checks["seed.detector-2.instrument-Cam"] == [registered_size, registered_sum]
+    logs = "".join(p.read_text(errors="replace") for p in submit_dir.rglob("*.log") if p.is_file())
+    logs += "".join(p.read_text(errors="replace") for p in submit_dir.rglob("*.err") if p.is_file())
+    assert "does not match its registration" in logs
+    assert 2 not in registered(repo, "made")

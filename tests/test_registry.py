@@ -13,6 +13,7 @@ from supertask.repo.registry import (
     IncompatibleSchemaError,
     Registry,
     RegistryError,
+    RunConflictError,
 )
 
 RAW = DatasetType("raw", ("instrument", "visit", "detector"), "NumpyArray")
@@ -220,6 +221,48 @@ def test_run_provenance_round_trips_and_keeps_restarts(registry):
     assert stored["later_executions"][0]["command"] == "supertask run --restart"
 
 
+def test_run_registered_again_with_another_pipeline_or_config_is_refused(registry):
+    prov = {"pipeline": "tasks: [a]", "configs": {"a": "x=1"}, "command_line": "first"}
+    registry.registerRun("out", provenance=prov)
+    registry.registerRun("out", provenance={**prov, "command_line": "second"})  # same digests: a resume
+    with pytest.raises(RunConflictError, match="different task configs.*--clobber-outputs.*-o NEW_RUN"):
+        registry.registerRun("out", provenance={**prov, "configs": {"a": "x=2"}})
+    with pytest.raises(RunConflictError, match="different pipeline"):
+        registry.registerRun("out", provenance={**prov, "pipeline": "tasks: [b]"})
+    stored = registry.getRunProvenance("out")
+    assert stored["configs"] == {"a": "x=1"}
+    assert [e["command_line"] for e in stored["later_executions"]] == ["second"]
+
+
+def test_dataset_groups_register_in_one_transaction_or_not_at_all(registry):
+    registry.registerDatasetType(RAW)
+    registry.registerDatasetType(REFCAT)
+    registry.registerRun("run")
+
+    def rec(visit, checksum="c"):
+        return {
+            "dataId": {"instrument": "Cam", "visit": visit, "detector": 1},
+            "path": f"p{visit}",
+            "checksum": checksum,
+        }
+
+    groups = [[(RAW, rec(1)), (REFCAT, {"dataId": {}, "path": "ref", "checksum": "r"})], [(RAW, rec(2))]]
+
+    def fail():
+        raise OSError("rename failed")
+
+    with pytest.raises(OSError):  # the hook fails: nothing of any group is registered
+        registry.insertDatasetGroups("run", groups, beforeCommit=fail)
+    assert registry.countDatasets() == 0
+    published = []
+    registry.insertDatasetGroups("run", groups, beforeCommit=lambda: published.append(True))
+    assert published == [True] and registry.countDatasets() == 3
+    # a conflict in a later group rolls back the earlier ones too, and skips the hook
+    with pytest.raises(ConflictingDatasetError):
+        registry.insertDatasetGroups("run", [[(RAW, rec(3))], [(RAW, rec(2, "other"))]], beforeCommit=fail)
+    assert registry.countDatasets() == 3
+
+
 def test_query_datasets_with_expression_and_data_ids(registry):
     registry.registerDatasetType(RAW)
     registry.registerRun("run")
@@ -326,3 +369,32 @@ def test_query_datasets_expression_may_name_other_units(registry):
     registry.insertDatasets(RAW, "run", records([vd(v, 0) for v in range(6)]))
     found = registry.queryDatasets(RAW, "run", where="patch = 2")
     assert [d.dataId["visit"] for d in found] == [4, 5]  # the visits overlapping patch 2
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"where": b"visit = 1"}, r"not bytes \(decode it first"),
+        ({"where": 42}, "not int"),
+        ({"where": "visit = :v", "bind": [("v", 1)]}, "bind must be a mapping"),
+    ],
+)
+def test_wrong_argument_types_are_a_clear_type_error(shared, arguments, message):
+    for query in (shared.queryDataIds, shared.countDataIds):
+        with pytest.raises(TypeError, match=message):
+            query(["visit"], **arguments)
+    with pytest.raises(TypeError, match=message):
+        shared.queryDataIdValues(["visit"], **arguments)
+
+
+def test_units_given_as_one_string_are_a_clear_type_error(shared):
+    with pytest.raises(TypeError, match=r"write \['visit'\]"):
+        shared.queryDataIds("visit")
+
+
+def test_a_query_for_no_units_is_whether_the_expression_matches(shared):
+    # an expression on units that are not output: one empty data ID, or none (was invalid SQL)
+    assert shared.queryDataIds([], where="tract = 0") == [DataId()]
+    assert shared.queryDataIds([], where="tract = 7") == []
+    assert shared.countDataIds([], where="patch IN (1, 2)") == 1
+    assert shared.countDataIds([], where="patch = 99") == 0

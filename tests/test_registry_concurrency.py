@@ -108,3 +108,42 @@ def test_concurrent_butler_puts_are_all_readable(tmp_path, db_url):  # noqa: F81
         np.testing.assert_array_equal(
             reader.get(Dataset(RAW, ds.dataId), verify=True), np.full(3, ds.dataId["detector"])
         )
+
+
+N_RUN_WRITERS = 8
+
+
+def _run_registrar(url: str, worker: int, barrier, queue) -> None:
+    try:
+        reg = Registry(url)
+        barrier.wait(timeout=60)
+        reg.registerRun("out", provenance={"pipeline": "p.yaml", "command_line": f"worker {worker}"})
+        reg.close()
+        queue.put((worker, None))
+    except BaseException as err:
+        queue.put((worker, repr(err)))
+
+
+@pytest.mark.slow
+def test_concurrent_run_registrations_keep_every_provenance_record(db_url):  # noqa: F811
+    # Eight executions registering one RUN at the same moment: each record is kept (the
+    # first as the run's provenance, the seven others under later_executions), none is
+    # lost to a read-modify-write race.
+    Registry.create(db_url).close()
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(N_RUN_WRITERS)
+    queue = ctx.Queue()
+    procs = [
+        ctx.Process(target=_run_registrar, args=(db_url, w, barrier, queue)) for w in range(N_RUN_WRITERS)
+    ]
+    for p in procs:
+        p.start()
+    results = dict(queue.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+    assert results == dict.fromkeys(range(N_RUN_WRITERS))
+    reg = Registry(db_url)
+    stored = reg.getRunProvenance("out")
+    records = [stored["command_line"]] + [e["command_line"] for e in stored.get("later_executions", [])]
+    assert sorted(records) == sorted(f"worker {w}" for w in range(N_RUN_WRITERS))
+    reg.close()

@@ -296,3 +296,45 @@ def test_graph_file_problems_map_to_exit_codes(tmp_path):
     assert code(graph, "99") == exit_codes.USAGE
     assert code(truncated, "0") == exit_codes.DATA_ERROR
     assert code(tmp_path / "absent.qgraph", "0") == exit_codes.MISSING_INPUT
+
+
+def _checks_file(repo: Path, tmp_path: Path, lfn: str, relative: str) -> Path:
+    from bps.staging import checksum_file
+
+    path = repo / relative
+    checks = tmp_path / "checks.json"
+    checks.write_text(json.dumps({lfn: [path.stat().st_size, checksum_file(path)]}))
+    return checks
+
+
+@pytest.mark.parametrize("damage", ["truncated", "same size, other bytes"])
+def test_a_corrupted_input_fails_stage_in_with_the_dataset_named_not_inside_the_task(
+    repo, tmp_path, caplog, damage
+):
+    relative = "in/seed/detector1.json"
+    checks = _checks_file(repo, tmp_path, "seed.detector-1", relative)
+    data = (repo / relative).read_bytes()
+    (repo / relative).write_bytes(data[:-3] if damage == "truncated" else data[:-1] + b"\x00")
+    argv = ["--graph", "g", "--quantum", "0", "--repo", str(repo), "--manifest-dir", str(tmp_path)]
+    with caplog.at_level("ERROR"):
+        code = main([*argv, "--input-checks", str(checks)], StandInBackend(repo, DETECTORS))
+    assert code == exit_codes.DATA_ERROR  # not retried: the same bytes would fail again
+    message = caplog.text
+    assert "seed {'detector': 1}" in message and "does not match its registration" in message
+    assert ("bytes, registered" if damage == "truncated" else "checksum") in message
+    assert "restore it from a copy" in message
+
+
+def test_an_intact_input_passes_its_checks(repo, tmp_path):
+    checks = _checks_file(repo, tmp_path, "seed.detector-1", "in/seed/detector1.json")
+    argv = ["--graph", "g", "--quantum", "0", "--repo", str(repo), "--manifest-dir", str(tmp_path)]
+    assert main([*argv, "--input-checks", str(checks)], StandInBackend(repo, DETECTORS)) == 0
+    assert read(repo, "made", "detector1") == 11
+
+
+def test_an_input_checks_file_this_node_cannot_see_is_a_warning_not_a_failure(repo, tmp_path, caplog):
+    argv = ["--graph", "g", "--quantum", "0", "--repo", str(repo), "--manifest-dir", str(tmp_path)]
+    with caplog.at_level("WARNING"):
+        code = main([*argv, "--input-checks", str(tmp_path / "absent.json")], StandInBackend(repo, DETECTORS))
+    assert code == 0
+    assert "not visible here" in caplog.text

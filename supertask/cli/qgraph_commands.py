@@ -87,7 +87,13 @@ def build(
     console = Console(stderr=True)
     start = time.perf_counter()
     _, graph = plan_request(
-        repo, pipeline_file, split_collections(inputs), output_run, console=console, **request
+        repo,
+        pipeline_file,
+        split_collections(inputs),
+        output_run,
+        console=console,
+        writeable=False,
+        **request,
     )
     Path(save_file).parent.mkdir(parents=True, exist_ok=True)
     graph.save(save_file)

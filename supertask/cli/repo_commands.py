@@ -6,13 +6,14 @@ an unknown unit or collection) are printed as one message, not a traceback.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
 import click
 
-from .request_options import parse_bind, split_collections
+from .request_options import parse_bind, report_unexpected, split_collections
 
 MAX_ROWS_DEFAULT = 200
 
@@ -30,6 +31,11 @@ def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         except (ValueError, KeyError, LookupError, RegistryError, RepoConfigError, FileExistsError) as err:
             message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
             raise click.ClickException(str(message)) from None
+        except click.ClickException:
+            raise
+        except Exception as err:  # noqa: BLE001 - the last line of defence: never a traceback
+            report_unexpected(err)
+            sys.exit(1)
 
     return wrapper
 
@@ -66,7 +72,7 @@ def info(root: str) -> None:
 
     from ..repo.butler import Butler
 
-    butler = Butler(root)
+    butler = Butler(root, writeable=False)
     reg = butler.registry
     units = Table(title="units")
     units.add_column("unit or relation")
@@ -113,7 +119,7 @@ def data_ids(
 
     from ..repo.butler import Butler
 
-    reg = Butler(root).registry
+    reg = Butler(root, writeable=False).registry
     if datasets and not collections:
         raise click.UsageError("--datasets needs --collections to search")
     extra = {"datasets": list(datasets), "collections": split_collections(collections) or None}
@@ -153,7 +159,7 @@ def datasets(
 
     from ..repo.butler import Butler
 
-    reg = Butler(root).registry
+    reg = Butler(root, writeable=False).registry
     found = reg.queryDatasets(dataset_type, split_collections(collections), where, parse_bind(bind))
     keys = reg.universe.expand(reg.getDatasetType(dataset_type).units)
     table = Table(title=f"{len(found)} {dataset_type} datasets")

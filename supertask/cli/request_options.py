@@ -54,7 +54,29 @@ def request_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--skip-existing",
             is_flag=True,
-            help="Leave out quanta whose outputs already exist in the output run.",
+            help="Leave out quanta whose outputs all exist in the output run already "
+            "(= --skip-existing-in OUTPUT_RUN).",
+        ),
+        click.option(
+            "--skip-existing-in",
+            "skip_existing_in",
+            multiple=True,
+            metavar="COLL",
+            help="Leave out quanta whose outputs all exist in these collections; their consumers "
+            "read them there (repeatable; comma-separated allowed).",
+        ),
+        click.option(
+            "--extend-run",
+            is_flag=True,
+            help="Add to an output RUN that exists already (same pipeline and configs only), "
+            "leaving out quanta whose outputs all exist there.",
+        ),
+        click.option(
+            "--clobber-outputs",
+            is_flag=True,
+            help="Unregister outputs already in the output RUN that are in the way of a quantum "
+            "that runs (e.g. the partial outputs of a failed one), so it can write them anew. "
+            "Registered files are never replaced without it.",
         ),
         click.option(
             "--max-rows",
@@ -144,8 +166,32 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         except expected as err:
             click.secho(f"error: {err}", fg="red", err=True)
             sys.exit(1)
+        except click.ClickException:
+            raise
+        except Exception as err:  # noqa: BLE001 - the last line of defence: never a traceback
+            report_unexpected(err)
+            sys.exit(1)
 
     return wrapper
+
+
+def report_unexpected(err: BaseException) -> None:
+    """Print an unexpected error as one line (the traceback goes to the log at DEBUG level).
+
+    Every input a user can get wrong has its own message; this is for what is left, so
+    that even then the user sees what failed and how to get the details, not 60 lines.
+    """
+    import logging
+    import traceback
+
+    logging.getLogger("supertask.cli").debug("".join(traceback.format_exception(err)))
+    message = str(err).splitlines()[0] if str(err) else ""
+    click.secho(
+        f"error: {type(err).__name__}: {message[:300]} (unexpected; rerun with --log-level DEBUG "
+        "for the traceback and report it)",
+        fg="red",
+        err=True,
+    )
 
 
 def plan_request(
@@ -162,13 +208,21 @@ def plan_request(
     max_rows: int | None,
     restrict_inputs: bool,
     console: Any,
+    skip_existing_in: tuple[str, ...] = (),
+    extend_run: bool = False,
+    clobber_outputs: bool = False,
+    writeable: bool | None = None,
 ) -> tuple[Any, Any]:
-    """Open the repository and plan the request; print what preflight found. Returns ``(butler, graph)``."""
+    """Open the repository and plan the request; print what preflight found. Returns ``(butler, graph)``.
+
+    ``writeable=False`` opens the repository read-only (planning alone never writes to it);
+    the default leaves the Butler free to write, as ``supertask run`` needs.
+    """
     from ..graph.builder import DEFAULT_MAX_ROWS, build_quantum_graph
     from ..repo.butler import Butler
 
     pipeline = load_pipeline(pipeline_file, config_overrides, instrument)
-    butler = Butler(repo, collections=collections or None)
+    butler = Butler(repo, collections=collections or None, writeable=writeable)
     if max_rows is None:
         max_rows = DEFAULT_MAX_ROWS
     with console.status("planning..."):
@@ -180,6 +234,9 @@ def plan_request(
             input_collections=collections or None,
             output_run=output_run,
             skip_existing=skip_existing,
+            skip_existing_in=split_collections(skip_existing_in),
+            extend_run=extend_run,
+            clobber_outputs=clobber_outputs,
             max_rows=None if max_rows == 0 else max_rows,
             expand_inputs=not restrict_inputs,
             command_line=command_line(),

@@ -160,6 +160,9 @@ def run(
             timeout=timeout,
             fail_fast=fail_fast,
             skip_existing=request["skip_existing"],
+            skip_existing_in=split_collections(request["skip_existing_in"]),
+            extend_run=request["extend_run"],
+            clobber_outputs=request["clobber_outputs"],
             progress=progress,
             command_line=command_line(),
         )

@@ -38,8 +38,19 @@ def run_graph(
     skip_existing: bool = False,
     progress: Any = None,
     command_line: str = "",
+    skip_existing_in: list[str] | tuple[str, ...] = (),
+    extend_run: bool = False,
+    clobber_outputs: bool = False,
 ) -> ExecutionResult:
-    """Run an already planned `QuantumGraph` against ``butler``'s repository."""
+    """Run an already planned `QuantumGraph` against ``butler``'s repository.
+
+    Outputs already registered in the output run are never replaced: quanta whose outputs
+    all exist are skipped with ``skip_existing`` / ``extend_run`` (or found in
+    ``skip_existing_in``), outputs in the way are unregistered first with
+    ``clobber_outputs``, and otherwise the run is refused (`OutputExistsError`) before
+    anything is written; a RUN recorded with another pipeline or config is refused
+    (`RunConflictError`).
+    """
     output_run = output_run or graph.metadata.get("output_run")
     if not output_run:
         raise ValueError("no output run: pass output_run or plan the graph with one")
@@ -61,6 +72,9 @@ def run_graph(
         skip_existing=skip_existing,
         progress=progress,
         provenance=provenance,
+        skip_existing_in=tuple(skip_existing_in),
+        extend_run=extend_run,
+        clobber_outputs=clobber_outputs,
     )
     return executor.execute()
 
@@ -78,6 +92,9 @@ def run_pipeline(
     fail_fast: bool = False,
     skip_existing: bool = False,
     max_rows: int | None = None,
+    skip_existing_in: list[str] | tuple[str, ...] = (),
+    extend_run: bool = False,
+    clobber_outputs: bool = False,
 ) -> ExecutionResult:
     """Plan and run a pipeline on this machine in one call.
 
@@ -95,6 +112,9 @@ def run_pipeline(
         The RUN collection to write to.
     processes : `int`
         Worker processes.
+    skip_existing, skip_existing_in, extend_run, clobber_outputs : optional
+        What to do with outputs already registered in ``output_run`` (see `run_graph`;
+        by default the run is refused rather than replace them).
 
     Returns
     -------
@@ -116,6 +136,9 @@ def run_pipeline(
         input_collections=input_collections,
         output_run=output_run,
         skip_existing=skip_existing,
+        skip_existing_in=skip_existing_in,
+        extend_run=extend_run,
+        clobber_outputs=clobber_outputs,
         max_rows=max_rows if max_rows is not None else DEFAULT_MAX_ROWS,
     )
     return run_graph(
@@ -126,4 +149,7 @@ def run_pipeline(
         timeout=timeout,
         fail_fast=fail_fast,
         skip_existing=skip_existing,
+        skip_existing_in=skip_existing_in,
+        extend_run=extend_run,
+        clobber_outputs=clobber_outputs,
     )

@@ -6,11 +6,20 @@ Design
   interpreter and imports (field note: the reference's per-quantum processes make a
   multi-process run of tiny tasks slower than a single process).
 - A quantum starts as soon as all of its parents have succeeded, not level by level.
-- Workers only write files (atomically, through the datastore); the main process is
-  the registry's single writer and registers each finished quantum's outputs in
-  batched transactions. A quantum that dies midway leaves no registered output.
+- Workers only write files, under temporary names (`Datastore.write_temporary`). The
+  main process is the registry's single writer: it registers finished quanta in
+  batches, all of a batch in ONE transaction (`Registry.insertDatasetGroups`), and
+  renames their files to their final names inside that transaction, after the insert
+  found no registered dataset in the way. So a quantum registers whole or not at all,
+  and no registered file is ever replaced. A quantum's consumers start once its
+  outputs are registered (a batch is flushed at once when workers would otherwise idle).
+- Outputs registered before the run starts are skipped, clobbered or refused up front
+  (`existing_outputs`), and a RUN made with another pipeline or config is refused.
 - A quantum that exceeds ``timeout`` has its worker killed and replaced; so does a
-  worker that dies (e.g. an out-of-memory kill).
+  worker that dies (the signal is named: a segfault is not an out-of-memory kill).
+- Workers die with the main process: each closes the pipe ends it does not use (so its
+  ``recv`` sees EOF), asks Linux for SIGKILL when its parent dies (``PR_SET_PDEATHSIG``),
+  and otherwise checks its parent's pid while it waits.
 - SIGINT / SIGTERM: workers are stopped, what finished is registered, and the run
   can be completed later with skip-existing.
 """
@@ -24,7 +33,7 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -32,7 +41,9 @@ from typing import Any
 
 from ..quantum import Quantum
 from ..repo.dataid import DataId
-from .quantum_butler import QuantumButler, WrittenDataset
+from ..signal_names import describe_signal, signal_of_exit_code
+from .existing_outputs import OutputPolicy, classify_existing
+from .quantum_butler import QuantumButler
 from .single_quantum import QuantumOutcome, run_quantum, tail
 
 _LOG = logging.getLogger("supertask.execution")
@@ -82,10 +93,18 @@ class ExecutionResult:
 _WORKER_STATE: dict[str, Any] = {}
 
 
-def _worker_main(conn: Connection) -> None:
-    """Worker loop: receive a quantum, run it, send the outcome back."""
+def _worker_main(conn: Connection, parent_pid: int) -> None:
+    """Worker loop: receive a quantum, run it, send the outcome back; exit when the parent dies."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with_parent(parent_pid)
+    # The parent's ends of every worker's pipe were inherited by the fork: holding them
+    # would keep this worker's own recv from ever seeing EOF when the parent dies.
+    for end in _WORKER_STATE.get("parent_ends", ()):
+        try:
+            end.close()
+        except OSError:
+            pass
     tasks = _WORKER_STATE["tasks"]
     datastore = _WORKER_STATE["datastore"]
     run = _WORKER_STATE["run"]
@@ -93,8 +112,11 @@ def _worker_main(conn: Connection) -> None:
     log_dir: Path = _WORKER_STATE["log_dir"]
     while True:
         try:
+            while not conn.poll(PARENT_CHECK_SECONDS):
+                if os.getppid() != parent_pid:  # the portable fallback for PR_SET_PDEATHSIG
+                    os._exit(1)
             message = conn.recv()
-        except EOFError:
+        except (EOFError, OSError):
             return
         if message is None:
             return
@@ -108,11 +130,36 @@ def _worker_main(conn: Connection) -> None:
         conn.send(outcome)
 
 
+#: how often a waiting worker checks that its parent is alive where PR_SET_PDEATHSIG is not available
+PARENT_CHECK_SECONDS = 1.0
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to SIGKILL this process when its parent dies; exit if it is dead already.
+
+    ``prctl(PR_SET_PDEATHSIG)`` through ctypes (no dependency); elsewhere the worker
+    loop's parent-pid check and EOF on the pipe do the job.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - no prctl
+            pass
+    if os.getppid() != parent_pid:  # died before the request took effect
+        os._exit(1)
+
+
 class _Worker:
     def __init__(self, ctx: Any):
         parent, child = ctx.Pipe()
         self.conn = parent
-        self.process = ctx.Process(target=_worker_main, args=(child,), daemon=True)
+        ends = _WORKER_STATE.setdefault("parent_ends", [])
+        ends.append(parent)
+        self.process = ctx.Process(target=_worker_main, args=(child, os.getpid()), daemon=True)
         self.process.start()
         child.close()
         self.quantum: Quantum | None = None
@@ -123,6 +170,12 @@ class _Worker:
         self.started = time.monotonic()
         self.conn.send(quantum)
 
+    def _forget(self) -> None:
+        ends = _WORKER_STATE.get("parent_ends", [])
+        if self.conn in ends:
+            ends.remove(self.conn)
+        self.conn.close()
+
     def kill(self) -> None:
         if self.process.is_alive():
             self.process.terminate()
@@ -130,7 +183,7 @@ class _Worker:
             if self.process.is_alive():
                 self.process.kill()
                 self.process.join(2)
-        self.conn.close()
+        self._forget()
 
     def stop(self) -> None:
         try:
@@ -140,6 +193,16 @@ class _Worker:
         self.process.join(2)
         if self.process.is_alive():
             self.kill()
+        else:
+            self._forget()
+
+
+def death_reason(exitcode: int | None) -> str:
+    """Why a worker process died, naming the signal (a segfault is not an out-of-memory kill)."""
+    sig = signal_of_exit_code(exitcode) if exitcode is not None else None
+    if sig is not None and exitcode is not None and exitcode < 0:
+        return f"worker process died: killed by {describe_signal(sig)}"
+    return f"worker process died (exit code {exitcode})"
 
 
 # --------------------------------------------------------------------------- executor
@@ -164,6 +227,15 @@ class MultiprocessExecutor:
         depend on it.
     skip_existing : `bool`
         Leave out quanta whose outputs are all registered in the output run already.
+    skip_existing_in : sequence of `str`
+        Leave out quanta whose outputs are all registered in these collections.
+    extend_run : `bool`
+        Add to an existing RUN: like ``skip_existing``.
+    clobber_outputs : `bool`
+        Unregister outputs already in the output run that are in the way of a quantum
+        (one not skipped), so that it runs again and its new files are registered.
+        Without any of these, a quantum with a registered output refuses the whole run
+        (`OutputExistsError`) before anything is written.
     progress : callable, optional
         Called as ``progress(done, failed, running, remaining)`` after each change.
     """
@@ -185,6 +257,9 @@ class MultiprocessExecutor:
         skip_existing: bool = False,
         progress: Callable[[dict[str, int]], None] | None = None,
         provenance: dict[str, Any] | None = None,
+        skip_existing_in: Sequence[str] = (),
+        extend_run: bool = False,
+        clobber_outputs: bool = False,
     ):
         if processes < 1:
             raise ValueError(f"processes must be at least 1, got {processes}")
@@ -195,6 +270,12 @@ class MultiprocessExecutor:
         self.timeout = timeout
         self.fail_fast = fail_fast
         self.skip_existing = skip_existing
+        self.policy = OutputPolicy(
+            skip_existing=skip_existing,
+            skip_existing_in=tuple(skip_existing_in),
+            extend_run=extend_run,
+            clobber_outputs=clobber_outputs,
+        )
         self.progress = progress
         self.provenance = provenance or {}
         self._stop_signal: int | None = None
@@ -211,39 +292,90 @@ class MultiprocessExecutor:
                 tasks.setdefault(task.label, task)
         return tasks
 
-    def _existing_outputs(self) -> set[tuple[str, DataId]]:
-        names = {d.datasetType.name for q in self.graph for d in q.iterOutputs()}
-        existing: set[tuple[str, DataId]] = set()
-        for name in names:
-            try:
-                found = self.butler.registry.queryDatasets(name, [self.output_run])
-            except Exception:
-                continue
-            existing.update((name, d.dataId) for d in found)
-        return existing
+    def _check_run(self) -> None:
+        """Refuse a RUN recorded with another pipeline or config, before anything is written."""
+        from ..repo.registry import RunConflictError
+        from ..repo.registry.run_provenance import mismatch_message
 
-    def _register(self, outcomes: list[QuantumOutcome]) -> None:
-        written: dict[Any, list[WrittenDataset]] = {}
-        for outcome in outcomes:
-            for item in outcome.written:
-                written.setdefault(item.datasetType, []).append(item)
-        if not written:
+        getter = getattr(self.butler.registry, "getRunProvenance", None)
+        if getter is None or not self.provenance:
             return
+        try:
+            stored = getter(self.output_run)
+        except KeyError:
+            return  # a new run
+        refusal = mismatch_message(self.output_run, stored, self.provenance)
+        if refusal:
+            raise RunConflictError(refusal)
+
+    def _register(self, outcomes: list[QuantumOutcome]) -> dict[int, str]:
+        """Register and publish the outputs of finished quanta; return ``{quantum id: reason}``
+        for those that could not be (their temporary files are discarded).
+
+        All quanta of the batch go in one transaction, so each registers whole; if one
+        conflicts with a registered dataset, each quantum is retried in its own
+        transaction, so the others still register and only the offender fails.
+        """
+        outcomes = [o for o in outcomes if o.written]
+        if not outcomes:
+            return {}
+        from ..repo.registry import ConflictingDatasetError
+
         # Workers write without fsync when the datastore can sync: flush all their files
         # in one call before any is registered ("a registered dataset's file is on disk").
         sync = getattr(self.butler.datastore, "sync", None)
         if sync is not None:
             sync()
+        try:
+            self._register_together(outcomes, sync)
+            return {}
+        except ConflictingDatasetError as err:
+            if len(outcomes) == 1:
+                self._discard(outcomes)
+                return {outcomes[0].quantum_id: f"not registered: {err}"}
+        failed: dict[int, str] = {}
+        for outcome in outcomes:
+            failed.update(self._register([outcome]))
+        return failed
+
+    def _register_together(self, outcomes: list[QuantumOutcome], sync: Callable[[], None] | None) -> None:
         registry = self.butler.registry
-        # Each insertDatasets call is one transaction (idempotent for identical records);
-        # the registry's transactions do not nest, so none is opened around them here.
-        for datasetType, items in written.items():
-            registry.registerDatasetType(datasetType)
-            registry.insertDatasets(
-                datasetType,
-                self.output_run,
-                [{"dataId": i.dataId, "path": i.path, "size": i.size, "checksum": i.checksum} for i in items],
-            )
+        datastore = self.butler.datastore
+        for item in {i.datasetType.name: i for o in outcomes for i in o.written}.values():
+            if item.datasetType.name not in self._registered_types:
+                registry.registerDatasetType(item.datasetType)
+                self._registered_types.add(item.datasetType.name)
+        groups = [
+            [
+                (i.datasetType, {"dataId": i.dataId, "path": i.path, "size": i.size, "checksum": i.checksum})
+                for i in o.written
+            ]
+            for o in outcomes
+        ]
+
+        def publish() -> None:
+            # Inside the transaction, after the insert found nothing registered in the
+            # way: only now do the files get their final names. A kill from here to the
+            # commit leaves unregistered files, which the next publish replaces.
+            for o in outcomes:
+                for i in o.written:
+                    if i.tmp_path is not None:
+                        datastore.publish(i.tmp_path, i.path)
+            if sync is not None:
+                sync()  # the renames too must be on disk before the datasets are registered
+
+        try:
+            registry.insertDatasetGroups(self.output_run, groups, beforeCommit=publish)
+        except BaseException:
+            self._discard(outcomes)
+            raise
+
+    def _discard(self, outcomes: list[QuantumOutcome]) -> None:
+        discard = getattr(self.butler.datastore, "discard", None)
+        for o in outcomes:
+            for i in o.written:
+                if i.tmp_path is not None and discard is not None:
+                    discard(i.tmp_path)
 
     # -- main loop ---------------------------------------------------------------------
     def execute(self) -> ExecutionResult:
@@ -257,14 +389,16 @@ class MultiprocessExecutor:
         labels = list(dict.fromkeys(q.taskLabel for q in graph))
         result.counts = {label: dict.fromkeys(STATES, 0) for label in labels}
 
-        self.butler.registry.registerRun(self.output_run, provenance=self.provenance)
-        state: dict[int, str] = {}
-        if self.skip_existing:
-            existing = self._existing_outputs()
-            for q in graph:
-                outs = [d.key for d in q.iterOutputs()]
-                if outs and all(k in existing for k in outs):
-                    state[q.id] = "skipped_existing"
+        registry = self.butler.registry
+        self._registered_types: set[str] = set()
+        # Everything that could refuse the run does so before anything is written.
+        self._check_run()
+        existing = classify_existing(graph, registry, self.output_run, self.policy)
+        registry.registerRun(self.output_run, provenance=self.provenance)
+        if existing.clobber:
+            registry.removeDatasets(existing.clobber)
+            _LOG.info("unregistered %d outputs in the way (--clobber-outputs)", len(existing.clobber))
+        state: dict[int, str] = {q.id: "skipped_existing" for q in existing.skipped}
         waiting = {
             qid: len([p for p in ps if state.get(p) != "skipped_existing"]) for qid, ps in parents.items()
         }
@@ -274,7 +408,7 @@ class MultiprocessExecutor:
             tasks=self._tasks(),
             datastore=self.butler.datastore,
             run=self.output_run,
-            locations=_input_locations(self.butler, graph),
+            locations={**_input_locations(self.butler, graph), **_found_locations(registry, existing.found)},
             log_dir=log_dir,
         )
         ctx = multiprocessing.get_context("fork")
@@ -305,6 +439,23 @@ class MultiprocessExecutor:
                 return None
             return Quantum(q.taskLabel, q.dataId, inputs, q.outputs, id=q.id, task=q.task)
 
+        def flush() -> None:
+            """Register the pending quanta (one transaction), then release their consumers."""
+            batch = list(pending_registration)
+            pending_registration.clear()
+            failed = self._register(batch)
+            for outcome in batch:
+                qid = outcome.quantum_id
+                if qid not in failed:
+                    release(qid)
+                    continue
+                q = quanta[qid]
+                state[qid] = "failed"
+                result.failures.append(
+                    QuantumFailure(qid, q.taskLabel, q.dataId, failed[qid], outcome.log_file, "")
+                )
+                mark_descendants(qid)
+
         def mark_descendants(qid: int) -> None:
             stack = list(children[qid])
             while stack:
@@ -328,9 +479,9 @@ class MultiprocessExecutor:
             worker.quantum = None
             assert q is not None
             if outcome is not None and outcome.ok:
+                # its consumers are released once its outputs are registered (flush below)
                 state[q.id] = "succeeded"
                 pending_registration.append(outcome)
-                release(q.id)
                 return
             if outcome is not None and outcome.no_work:
                 no_work(q.id)
@@ -370,6 +521,10 @@ class MultiprocessExecutor:
                     idle.assign(quantum)
                 busy = [w for w in workers if w.quantum is not None]
                 if not busy:
+                    if pending_registration and not stopping:
+                        flush()  # their consumers may be all that is left to run
+                        last_flush = time.monotonic()
+                        continue
                     break
                 if stopping and (self._stop_signal is not None or self.fail_fast):
                     for w in busy:
@@ -394,8 +549,7 @@ class MultiprocessExecutor:
                             finish(w, outcome, None)
                             continue
                     if w.process.sentinel in ready_conns and not w.process.is_alive():
-                        code = w.process.exitcode
-                        finish(w, None, f"worker process died (exit code {code}); out of memory?")
+                        finish(w, None, death_reason(w.process.exitcode))
                         w.kill()
                         workers[workers.index(w)] = _Worker(ctx)
                         continue
@@ -404,12 +558,13 @@ class MultiprocessExecutor:
                             w.kill()
                             finish(w, None, f"timed out after {self.timeout:g} s")
                             workers[workers.index(w)] = _Worker(ctx)
+                idle = any(w.quantum is None for w in workers)
                 if pending_registration and (
                     len(pending_registration) >= self.REGISTER_BATCH
                     or time.monotonic() - last_flush > self.REGISTER_DELAY
+                    or (idle and not ready)  # consumers wait for these outputs: do not batch
                 ):
-                    self._register(pending_registration)
-                    pending_registration.clear()
+                    flush()
                     last_flush = time.monotonic()
                 if self.progress is not None:
                     self.progress(_tally(state, len(quanta)))
@@ -420,7 +575,7 @@ class MultiprocessExecutor:
                     state[w.quantum.id] = "not_run"
                 else:
                     w.stop()
-            self._register(pending_registration)
+            flush()
             self._restore_signal_handlers(previous_handlers)
             _WORKER_STATE.clear()
         for qid, q in quanta.items():
@@ -499,6 +654,15 @@ def _input_locations(butler: Any, graph: Any) -> dict[tuple[str, DataId], str]:
         path = location[0] if isinstance(location, tuple) else getattr(location, "path", location)
         result[d.key] = path
     return result
+
+
+def _found_locations(registry: Any, found: dict[tuple[str, DataId], Any]) -> dict[tuple[str, DataId], str]:
+    """Registered paths of the outputs of skipped quanta, which their consumers read."""
+    datasets = [d for d in found.values() if getattr(d, "id", None) is not None]
+    locate = getattr(registry, "getDatasetLocations", None)
+    if not datasets or locate is None:
+        return {}
+    return {d.key: path for d, path in zip(datasets, locate(datasets), strict=True)}
 
 
 def default_process_count() -> int:

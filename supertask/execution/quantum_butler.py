@@ -5,6 +5,12 @@ locations of every dataset in a quantum are fully determined at preflight (DMTN-
 section 8), so no database connection is needed to run a quantum. The files a
 quantum writes are remembered, and registered later by a single writer: the
 executor's main process, or the final job of a batch workflow (field note 10).
+
+With a datastore that can write under temporary names (`Datastore.write_temporary`),
+outputs are never written under their final names here: the registry's single writer
+renames them inside the transaction that registers them, after the insert found no
+registered dataset in the way. A worker therefore cannot replace a registered file,
+whatever the plan says.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ class WrittenDataset:
     path: str
     size: int
     checksum: str
+    #: where the file is until it is published to ``path`` (None: written at ``path`` already)
+    tmp_path: str | None = None
 
 
 class QuantumButler:
@@ -57,11 +65,14 @@ class QuantumButler:
         self.datastore = datastore
         self.fsync = fsync
         self.run = run
-        self.locations = locations or {}
+        self.locations = locations if locations is not None else {}
+        #: this butler's own outputs, where they are now (a temporary name until published);
+        #: kept apart from ``locations``, which a worker shares between quanta
+        self.own: dict[tuple[str, DataId], str] = {}
         self.written: list[WrittenDataset] = []
 
     def _path(self, dataset: Dataset) -> str:
-        path = self.locations.get(dataset.key)
+        path = self.own.get(dataset.key) or self.locations.get(dataset.key)
         if path is not None:
             return path
         return self.datastore.path(dataset.datasetType, dataset.dataId, dataset.run or self.run)
@@ -71,13 +82,18 @@ class QuantumButler:
         return self.datastore.read(self._path(dataset), dataset.datasetType.storageClass)
 
     def put(self, obj: Any, dataset: Dataset) -> Dataset:
-        """Write one output (atomically) and remember it for registration."""
-        if self.fsync:
-            path, size, checksum = self.datastore.write(obj, dataset.datasetType, dataset.dataId, self.run)
-        else:
-            path, size, checksum = self.datastore.write(
-                obj, dataset.datasetType, dataset.dataId, self.run, fsync=False
+        """Write one output (under a temporary name when the datastore can) and remember it."""
+        kwargs = {} if self.fsync else {"fsync": False}
+        write_temporary = getattr(self.datastore, "write_temporary", None)
+        if write_temporary is not None:
+            path, tmp, size, checksum = write_temporary(
+                obj, dataset.datasetType, dataset.dataId, self.run, **kwargs
             )
-        self.written.append(WrittenDataset(dataset.datasetType, dataset.dataId, path, size, checksum))
-        self.locations[dataset.key] = path
+        else:  # a datastore without temporary names (test stand-ins) writes in place
+            path, size, checksum = self.datastore.write(
+                obj, dataset.datasetType, dataset.dataId, self.run, **kwargs
+            )
+            tmp = None
+        self.written.append(WrittenDataset(dataset.datasetType, dataset.dataId, path, size, checksum, tmp))
+        self.own[dataset.key] = tmp or path  # later steps of this quantum read it where it is
         return dataset

@@ -40,6 +40,7 @@ from .nodes import (
 from .parser import parse_expression
 from .resolver import VALUE_TYPES, IdentifierResolver, ResolvedColumn, ResolveFunction
 from .text import to_text
+from .value_set import Parenthesized, ValueSet
 
 __all__ = ["compile_expression"]
 
@@ -49,6 +50,21 @@ _MIRRORED = {"=": "=", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 _SEQUENCE_TYPES = (list, tuple, Set, range)
 _MAX_EXPANDED_RANGE = 1000
 """Strided ranges with fewer values than this compile to an explicit IN list."""
+MAX_INLINE_VALUES = 1000
+"""IN lists with more values of one type than this go to the database as one parameter (`ValueSet`)."""
+MAX_IN_VALUES = 10_000_000
+"""Most values one IN list may hold (bind lists included); ranges count as one item each."""
+MAX_RANGE_CONDITIONS = 1000
+"""Most ranges one IN list may keep as range conditions after short ranges became values."""
+_RANGE_CONDITIONS_KEPT = 64
+"""Beyond this many range conditions, the shortest ranges are expanded into values ..."""
+_MAX_RANGE_VALUES = 1_000_000
+"""... as long as the IN list stays under this many values."""
+MAX_PARAMETERS = 20_000
+"""Most bound parameters one compiled expression may use (SQLite allows 32,766 per statement,
+PostgreSQL 65,535; the registry's own restrictions need the rest)."""
+MAX_SQL_DEPTH = 500
+"""Deepest SQL expression tree an expression may compile to (SQLite refuses more than 1,000)."""
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string"}
 
 
@@ -83,23 +99,52 @@ def compile_expression(
         expression with a caret under the problem.
     """
     tree = parse_expression(expression) if isinstance(expression, str) else expression
-    return _Compiler(resolver, bind or {}).compile(tree)
+    if not isinstance(tree, Node):
+        raise TypeError(
+            f"A data-ID expression must be a str or a parsed Node, not {type(tree).__name__}; "
+            "decode bytes first (e.g. where.decode())."
+        )
+    return _Compiler(resolver, bind or {}).compile_checked(tree)
 
 
 class _Compiler:
     def __init__(self, resolver: IdentifierResolver | ResolveFunction, bind: Mapping[str, Any]):
         self.resolver = resolver
         self.bind = bind
+        self.parameters = 0
 
-    def compile(self, node: Node) -> ColumnElement[bool]:
-        if isinstance(node, And):
-            return sa.and_(*(self.compile(term) for term in node.terms))
-        if isinstance(node, Or):
-            return sa.or_(*(self.compile(term) for term in node.terms))
+    def compile_checked(self, node: Node) -> ColumnElement[bool]:
+        """Compile ``node`` and check the result against the databases' limits."""
+        self.parameters = 0
+        clause, depth = self.compile(node)
+        if depth > MAX_SQL_DEPTH:
+            raise ExpressionValueError(
+                f"The data-ID expression compiles to SQL nested {depth} levels deep; the limit is "
+                f"{MAX_SQL_DEPTH}.",
+                node.span,
+                "Simplify it: use IN lists and ranges instead of many nested conditions.",
+            )
+        if self.parameters > MAX_PARAMETERS:
+            raise ExpressionValueError(
+                f"The data-ID expression uses {self.parameters} values outside long IN lists; the limit "
+                f"is {MAX_PARAMETERS}.",
+                node.span,
+                "Put the values in IN lists (visit IN (1, 2, ...)) or a :bind list, which have no such limit.",
+            )
+        return clause
+
+    def compile(self, node: Node) -> tuple[ColumnElement[bool], int]:
+        """Return the clause of ``node`` and the depth of its SQL expression tree."""
+        if isinstance(node, And | Or):
+            terms = self.folded(node.terms) if isinstance(node, Or) else list(node.terms)
+            compiled = [self.compile(term) for term in terms]
+            combine = sa.and_ if isinstance(node, And) else sa.or_
+            return _balanced(combine, [c for c, _ in compiled]), _combined_depth(compiled)
         if isinstance(node, Not):
-            return sa.not_(self.compile(node.operand))
+            clause, depth = self.compile(node.operand)
+            return sa.not_(clause), depth + 1
         if isinstance(node, Comparison):
-            return self.comparison(node)
+            return self.comparison(node), 2
         if isinstance(node, InList):
             return self.in_list(node)
         raise ExpressionTypeError(
@@ -107,6 +152,56 @@ class _Compiler:
             node.span,
             "Compare it with something, e.g. visit = 100.",
         )
+
+    def folded(self, terms: tuple[Node, ...]) -> list[Node]:
+        """The terms of an OR, with equalities and IN lists on one identifier merged into one IN list.
+
+        ``visit = 1 OR visit = 2 OR ...`` selects what ``visit IN (1, 2, ...)`` selects;
+        as one IN list it is one condition (and one parameter when long) instead of a
+        thousand, which SQLite would refuse as too deep.
+        """
+        groups: dict[str, tuple[Identifier, list[Node], list[Node]]] = {}
+        out: list[Node] = []
+        for term in terms:
+            found = self.foldable(term)
+            if found is None:
+                out.append(term)
+                continue
+            identifier, items = found
+            group = groups.get(identifier.name)
+            if group is None:
+                group = groups[identifier.name] = (identifier, [], [])
+                out.append(identifier)  # placeholder: keeps the group where its first term was
+            group[1].extend(items)
+            group[2].append(term)
+        result: list[Node] = []
+        for term in out:
+            if isinstance(term, Identifier):
+                identifier, items, originals = groups[term.name]
+                if len(originals) == 1:
+                    result.append(originals[0])
+                else:
+                    result.append(InList(identifier, tuple(items), False, span=originals[0].span))
+            else:
+                result.append(term)
+        return result
+
+    def foldable(self, term: Node) -> tuple[Identifier, tuple[Node, ...]] | None:
+        """``(identifier, IN items)`` if ``term`` is ``identifier = value`` or ``identifier IN (...)``."""
+        if isinstance(term, InList) and not term.negated and isinstance(term.operand, Identifier):
+            return term.operand, term.items
+        if not isinstance(term, Comparison) or term.op != "=":
+            return None
+        for identifier, value in ((term.left, term.right), (term.right, term.left)):
+            if not isinstance(identifier, Identifier):
+                continue
+            if isinstance(value, Literal):
+                return identifier, (value,)
+            if isinstance(value, BindParam) and value.name in self.bind:
+                bound = self.bind[value.name]
+                if isinstance(bound, str) or not isinstance(bound, _SEQUENCE_TYPES):
+                    return identifier, (value,)
+        return None
 
     # -- operands -------------------------------------------------------------------------
 
@@ -178,9 +273,10 @@ class _Compiler:
                 )
             return column.operate(_operator(op), other)
         value = self.scalar(right, left, pytype)
+        self.parameters += 1
         return column.operate(_operator(op), _param(value))
 
-    def in_list(self, node: InList) -> ColumnElement[bool]:
+    def in_list(self, node: InList) -> tuple[ColumnElement[bool], int]:
         if not isinstance(node.operand, Identifier):
             raise ExpressionTypeError(
                 f"The left side of IN must be an identifier, not {to_text(node.operand)}.",
@@ -189,19 +285,22 @@ class _Compiler:
         identifier = node.operand
         column, pytype = self.column(identifier)
         values: list[Any] = []
-        conditions: list[ColumnElement[bool]] = []
+        ranges: list[tuple[int, int, int]] = []
         for item in node.items:
             if isinstance(item, Range):
                 self.check_range(item, identifier, pytype)
-                if item.stride > 1 and (item.stop - item.start) // item.stride < _MAX_EXPANDED_RANGE:
-                    # A short strided range is just a list of values: exact, and an
-                    # index lookup for the database.
-                    values.extend(range(item.start, item.stop + 1, item.stride))
-                else:
-                    conditions.append(_range_condition(item, column))
+                ranges.append((item.start, item.stop, item.stride))
             elif isinstance(item, BindParam):
                 value = self.bound_value(item)
-                if isinstance(value, _SEQUENCE_TYPES) and not isinstance(value, str):
+                if isinstance(value, range):
+                    # A range stays a range: exact, and free whatever its length.
+                    if len(value):
+                        forward = value if value.step > 0 else value[::-1]
+                        for end in (forward[0], forward[-1]):
+                            _checked(end, pytype, identifier, item)
+                        ranges.append((forward[0], forward[-1], forward.step))
+                elif isinstance(value, _SEQUENCE_TYPES) and not isinstance(value, str):
+                    self.check_count(len(values) + len(value), item)
                     values.extend(_checked(v, pytype, identifier, item) for v in value)
                 else:
                     values.append(_checked(value, pytype, identifier, item))
@@ -212,16 +311,91 @@ class _Compiler:
                     f"An IN list holds values, ranges and :binds, not {type(item).__name__} nodes.",
                     item.span if isinstance(item, Node) else node.span,
                 )
+        kept = self.expand_ranges(ranges, values, node)
+        self.check_count(len(values), node)
+        conditions: list[ColumnElement[bool]] = []
+        depth = 2
         by_type: dict[type, list[Any]] = {}
         for value in values:
             by_type.setdefault(type(value), []).append(value)
         for value_type, group in by_type.items():
-            param = sa.bindparam(None, group, expanding=True, type_=_sql_type(value_type), unique=True)
-            conditions.insert(0, column.in_(param))
+            if len(group) > MAX_INLINE_VALUES:
+                conditions.append(ValueSet(column, group, value_type))
+                self.parameters += 1
+                depth = 4
+            else:
+                param = sa.bindparam(None, group, expanding=True, type_=_sql_type(value_type), unique=True)
+                conditions.append(column.in_(param))
+                self.parameters += len(group)
+        for start, stop, stride in kept:
+            conditions.append(self.range_condition(start, stop, stride, column))
+            depth = 5
         if not conditions:  # an empty bind list: IN () selects nothing
             conditions.append(sa.false())
-        clause = conditions[0] if len(conditions) == 1 else sa.or_(*conditions)
-        return sa.not_(clause) if node.negated else clause
+        clause = _balanced(sa.or_, conditions)
+        depth += _spread(len(conditions))
+        return (sa.not_(clause), depth + 1) if node.negated else (clause, depth)
+
+    def expand_ranges(
+        self, ranges: list[tuple[int, int, int]], values: list[Any], node: InList
+    ) -> list[tuple[int, int, int]]:
+        """Move short ranges into ``values``; return the ranges kept as range conditions.
+
+        A short strided range is just a list of values (exact, and an index lookup for
+        the database). When an IN list has many ranges, the shortest become values too,
+        so that the condition stays one IN list instead of an OR of thousands of ranges.
+        """
+        kept: list[tuple[int, int, int]] = []
+        for start, stop, stride in _merged(ranges):
+            if stride > 1 and (stop - start) // stride < _MAX_EXPANDED_RANGE:
+                values.extend(range(start, stop + 1, stride))
+            else:
+                kept.append((start, stop, stride))
+        if len(kept) > _RANGE_CONDITIONS_KEPT:
+            kept.sort(key=lambda r: (r[1] - r[0]) // r[2])
+            while len(kept) > _RANGE_CONDITIONS_KEPT:
+                start, stop, stride = kept[0]
+                if len(values) + (stop - start) // stride + 1 > _MAX_RANGE_VALUES:
+                    break
+                values.extend(range(start, stop + 1, stride))
+                kept.pop(0)
+        if len(kept) > MAX_RANGE_CONDITIONS:
+            raise ExpressionValueError(
+                f"The IN list holds {len(kept)} long ranges; the limit is {MAX_RANGE_CONDITIONS}.",
+                node.span,
+                "Merge neighbouring ranges, or split the request into several runs.",
+            )
+        return kept
+
+    def check_count(self, count: int, node: Node) -> None:
+        if count > MAX_IN_VALUES:
+            raise ExpressionValueError(
+                f"The IN list holds {count} values; the limit is {MAX_IN_VALUES}.",
+                node.span,
+                "Use ranges (start..stop:stride) for runs of values, or split the request.",
+            )
+
+    def range_condition(self, start: int, stop: int, stride: int, column: ColumnElement[Any]) -> Any:
+        """``column BETWEEN start AND stop`` (and, for a long strided range, a remainder test).
+
+        The remainder test is ``column % stride`` compared with the remainder of ``start``:
+        no subtraction, so no value of a 64-bit column can overflow it (``column - start``
+        can, and then SQLite silently computes in floating point and PostgreSQL fails).
+        SQL's ``%`` keeps the sign of the dividend on both backends, so a negative column
+        value has the remainder ``r - stride`` where Python's has ``r``.
+        """
+        clause = column.between(_param(start), _param(stop))
+        self.parameters += 2
+        if stride == 1:
+            return clause
+        r = start % stride  # Python: 0 <= r < stride
+        wanted = sorted({*([r] if stop >= 0 else []), *([r - stride if r else 0] if start < 0 else [])})
+        remainder = column % _param(stride)
+        self.parameters += 1 + len(wanted)
+        test = (
+            remainder == _param(wanted[0]) if len(wanted) == 1 else remainder.in_([_param(w) for w in wanted])
+        )
+        return sa.and_(clause, test)
 
     def check_range(self, item: Range, identifier: Identifier, pytype: type) -> None:
         """Check a range applies to an integer identifier and is well-formed (hand-built trees too)."""
@@ -243,14 +417,38 @@ class _Compiler:
             )
 
 
-def _range_condition(item: Range, column: ColumnElement[Any]) -> ColumnElement[bool]:
-    """``column BETWEEN start AND stop`` (and, for a long strided range, a modulo test)."""
-    start = _param(item.start)
-    clause = column.between(start, _param(item.stop))
-    if item.stride > 1:
-        # (column - start) stays within 64 bits unless the range spans more than 2**63.
-        clause = sa.and_(clause, ((column - start) % _param(item.stride)) == 0)
-    return clause
+def _merged(ranges: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """The ranges with overlapping or adjacent stride-1 ranges merged (strided ones unchanged)."""
+    strided = [r for r in ranges if r[2] != 1]
+    merged: list[tuple[int, int, int]] = []
+    for start, stop, _ in sorted(r for r in ranges if r[2] == 1):
+        if merged and start <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], stop), 1)
+        else:
+            merged.append((start, stop, 1))
+    return merged + strided
+
+
+def _balanced(combine: Any, clauses: list[ColumnElement[bool]]) -> ColumnElement[bool]:
+    """``combine`` (`sqlalchemy.and_` or ``or_``) of the clauses as a balanced, parenthesised tree.
+
+    SQL parsers build ``a OR b OR c ...`` as a chain as deep as it is long (SQLite refuses
+    depth 1,000); grouped in halves it is only log2(n) deep.
+    """
+    if len(clauses) <= 8:
+        return clauses[0] if len(clauses) == 1 else combine(*clauses)
+    middle = len(clauses) // 2
+    halves = (_balanced(combine, clauses[:middle]), _balanced(combine, clauses[middle:]))
+    return combine(*(Parenthesized(h) for h in halves))
+
+
+def _spread(n: int) -> int:
+    """How many levels `_balanced` adds over ``n`` clauses (at most: parsers differ a little)."""
+    return n - 1 if n <= 8 else (n - 1).bit_length() + 7
+
+
+def _combined_depth(compiled: list[tuple[Any, int]]) -> int:
+    return max(depth for _, depth in compiled) + _spread(len(compiled))
 
 
 def _operator(op: str) -> Any:

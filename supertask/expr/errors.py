@@ -14,6 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+_MAX_SHOWN = 160
+"""Longest part of a line shown under an error; longer lines show a window around the caret."""
+
 __all__ = [
     "ExpressionError",
     "ExpressionSyntaxError",
@@ -41,6 +44,13 @@ class Span:
     start: int
     end: int
 
+    def _render_line(self, line_number: int | None) -> str:
+        """Render a one-line source (a window cut from a long line) with the given line number."""
+        width = max(1, self.end - self.start)
+        pad = "".join("\t" if ch == "\t" else " " for ch in self.source[: self.start])
+        prefix = f"line {line_number}: " if line_number is not None else ""
+        return f"    {prefix}{self.source}\n    {' ' * len(prefix)}{pad}^{'~' * (width - 1)}"
+
     def render(self) -> str:
         """Return the source line holding the span with a caret line under it.
 
@@ -53,6 +63,18 @@ class Span:
         line_end = self.source.find("\n", start)
         if line_end < 0:
             line_end = len(self.source)
+        if line_end - line_start > _MAX_SHOWN:
+            # A very long line (a generated IN list) is shown as a window around the problem.
+            window_start = max(line_start, start - _MAX_SHOWN // 2)
+            window_end = min(line_end, window_start + _MAX_SHOWN)
+            lead = "..." if window_start > line_start else ""
+            tail = "..." if window_end < line_end else ""
+            shown = lead + self.source[window_start:window_end] + tail
+            offset = len(lead) - window_start  # source position -> position in ``shown``
+            end = min(self.end, window_end) + offset
+            return Span(shown, start + offset, end)._render_line(
+                self.source.count(chr(10), 0, start) + 1 if "\n" in self.source else None
+            )
         line = self.source[line_start:line_end]
         width = max(1, min(self.end, line_end) - start)
         # Tabs keep their width under the caret so it stays aligned.

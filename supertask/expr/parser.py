@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from typing import TYPE_CHECKING, Any
 
 from .errors import ExpressionError, ExpressionSyntaxError, ExpressionValueError, Span
@@ -27,9 +28,30 @@ Later passes over the tree are recursive; a bound keeps a hostile or generated
 expression from exhausting the interpreter stack (which would not be an `ExpressionError`).
 """
 
+MAX_LENGTH = 20_000_000
+"""Longest expression text accepted (characters): enough for an IN list of a million values."""
+
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
 _MAX_NUMBER_CHARS = 40  # longer digit strings cannot be 64-bit integers; avoids int() limits
+
+# -- the fast path for long literal IN lists ------------------------------------------------
+# lark spends ~100 us per token; a 50,000-value IN list took seconds. A long list whose
+# items are all plain literals, ranges or binds is read here with one regular expression
+# (the grammar's own terminals) and replaced, for lark, by a bind-shaped placeholder of the
+# same length, so every position in the text - and every error's caret - stays the same.
+_FAST_LIST_MIN_ITEMS = 32
+_WS = r"[ \t\r\n]*"
+_INT = r"[+-]?[0-9]+"
+_FLOAT = r"[+-]?(?:[0-9]+\.[0-9]+(?:[eE][+-]?[0-9]+)?|[0-9]+[eE][+-]?[0-9]+)"
+_STRING = r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\""
+_ITEM = (
+    rf"(?P<range>(?P<start>{_INT}){_WS}\.\.{_WS}(?P<stop>{_INT})(?:{_WS}:{_WS}(?P<stride>{_INT}))?)"
+    rf"|(?P<float>{_FLOAT})|(?P<int>{_INT})|(?P<string>{_STRING})|(?P<bind>:[A-Za-z_][A-Za-z0-9_]*)"
+)
+_ITEM_RE = re.compile(rf"{_WS}(?:{_ITEM}){_WS}(?P<sep>,|\))")
+_LIST_START_RE = re.compile(rf"{_STRING}|\b(?:IN|in|In|iN){_WS}\(")
+_PLACEHOLDER = "__supertask_list_"
 
 
 @functools.cache
@@ -40,13 +62,16 @@ def _parser() -> Lark:
     return Lark(GRAMMAR, parser="lalr", propagate_positions=True, maybe_placeholders=False)
 
 
-def parse_expression(text: str) -> Node:
+def parse_expression(text: str, *, fast_lists: bool = True) -> Node:
     """Parse a data-ID expression.
 
     Parameters
     ----------
     text : `str`
         The expression, e.g. ``"instrument = 'DemoCam' AND visit IN (100..120)"``.
+    fast_lists : `bool`
+        Read long IN lists of plain values without lark (same tree, ~20x faster);
+        `False` parses everything with lark (tests compare the two).
 
     Returns
     -------
@@ -66,19 +91,68 @@ def parse_expression(text: str) -> Node:
         raise ExpressionSyntaxError(
             "The data-ID expression is empty.", None, "Pass no expression (None) to select everything."
         )
+    if len(text) > MAX_LENGTH:
+        raise ExpressionSyntaxError(
+            f"The data-ID expression is {len(text)} characters long; the limit is {MAX_LENGTH}.",
+            None,
+            "Pass long lists of values as a :bind list, or use ranges (start..stop:stride).",
+        )
     from lark.exceptions import UnexpectedInput, VisitError
 
+    masked, lists = _mask_long_lists(text) if fast_lists else (text, {})
     try:
-        lark_tree = _parser().parse(text)
+        lark_tree = _parser().parse(masked)
     except UnexpectedInput as error:
         raise _syntax_error(text, error) from None
     _check_depth(text, lark_tree)
     try:
-        return _builder_class()(text).transform(lark_tree)
+        return _builder_class()(text, lists).transform(lark_tree)
     except VisitError as error:
         if isinstance(error.orig_exc, ExpressionError):
             raise error.orig_exc from None
         raise
+
+
+def _mask_long_lists(text: str, min_items: int = _FAST_LIST_MIN_ITEMS) -> tuple[str, dict[str, list[Any]]]:
+    """Replace long literal IN lists by same-length placeholders; return the text and the lists.
+
+    Each list maps the placeholder's bind name to the regular-expression matches of its
+    items (turned into nodes by the tree builder, with the same checks as lark's items).
+    Anything unusual - a list that does not match item by item, text already holding
+    the placeholder name - is left to lark, which then reports the error as usual.
+    """
+    if _PLACEHOLDER in text or text.count(",") < min_items:
+        return text, {}
+    pieces: list[str] = []
+    lists: dict[str, list[Any]] = {}
+    done = 0
+    position = 0
+    while (found := _LIST_START_RE.search(text, position)) is not None:
+        position = found.end()
+        if found.group().startswith(("'", '"')):
+            continue  # a string: an IN inside it is text
+        items = []
+        cursor = position
+        while (item := _ITEM_RE.match(text, cursor)) is not None:
+            items.append(item)
+            cursor = item.end()
+            if item.group("sep") == ")":
+                break
+        if not items or items[-1].group("sep") != ")" or len(items) < min_items:
+            continue
+        name = f"{_PLACEHOLDER}{len(lists)}"
+        end = cursor - 1  # the closing parenthesis stays
+        width = end - position
+        if width < len(name) + 1:
+            continue
+        pieces.append(text[done:position])
+        pieces.append(":" + name + " " * (width - len(name) - 1))
+        lists[name] = items
+        done = position = end
+    if not lists:
+        return text, {}
+    pieces.append(text[done:])
+    return "".join(pieces), lists
 
 
 def _syntax_error(text: str, error: Any) -> ExpressionSyntaxError:
@@ -154,6 +228,67 @@ def _check_depth(text: str, tree: Tree) -> None:
         stack.extend((child, depth + 1) for child in node.children if isinstance(child, Tree))
 
 
+def _check_int(source: str, raw: str, start: int) -> int:
+    if len(raw) > _MAX_NUMBER_CHARS or not _INT64_MIN <= int(raw) <= _INT64_MAX:
+        raise ExpressionValueError(
+            f"Integer {raw[:_MAX_NUMBER_CHARS]} is outside the 64-bit range.",
+            Span(source, start, start + len(raw)),
+            "Unit keys and fields are 64-bit integers at most.",
+        )
+    return int(raw)
+
+
+def _make_range(start: int, stop: int, stride: int, span: Span | None) -> Range:
+    if stop < start:
+        raise ExpressionValueError(
+            f"The range {start}..{stop} is empty.",
+            span,
+            f"Ranges include both ends and go upwards: write {stop}..{start}.",
+        )
+    if stride < 1:
+        raise ExpressionValueError(
+            f"The stride of {start}..{stop}:{stride} must be a positive integer.", span
+        )
+    return Range(start, stop, stride, span=span)
+
+
+def _make_float(raw: str, span: Span | None) -> Literal:
+    value = float(raw)
+    if not math.isfinite(value):
+        raise ExpressionValueError(f"Number {raw} is too large.", span)
+    return Literal(value, span=span)
+
+
+def _fast_items(source: str, matches: list[Any]) -> list[Node]:
+    """The nodes of a list read by `_mask_long_lists`: the values, spans and checks lark's items get."""
+    nodes: list[Node] = []
+    for m in matches:
+        if (raw := m.group("int")) is not None:
+            begin = m.start("int")
+            nodes.append(Literal(_check_int(source, raw, begin), span=Span(source, begin, m.end("int"))))
+        elif m.group("range") is not None:
+            start = _check_int(source, m.group("start"), m.start("start"))
+            stop = _check_int(source, m.group("stop"), m.start("stop"))
+            stride = (
+                1 if m.group("stride") is None else _check_int(source, m.group("stride"), m.start("stride"))
+            )
+            nodes.append(_make_range(start, stop, stride, Span(source, *m.span("range"))))
+        elif (raw := m.group("float")) is not None:
+            nodes.append(_make_float(raw, Span(source, *m.span("float"))))
+        elif (raw := m.group("string")) is not None:
+            nodes.append(Literal(raw[1:-1].replace(raw[0] * 2, raw[0]), span=Span(source, *m.span("string"))))
+        else:
+            nodes.append(BindParam(m.group("bind")[1:], span=Span(source, *m.span("bind"))))
+    return nodes
+
+
+class _Spliced:
+    """The items of a fast-path list, standing where lark saw its placeholder."""
+
+    def __init__(self, nodes: list[Node]):
+        self.nodes = nodes
+
+
 @functools.cache
 def _builder_class() -> type:
     """Return the lark `Transformer` that builds `Node` objects (class made once, lazily).
@@ -165,9 +300,10 @@ def _builder_class() -> type:
 
     @v_args(meta=True)
     class Builder(Transformer):
-        def __init__(self, source: str):
+        def __init__(self, source: str, lists: dict[str, list[Any]] | None = None):
             super().__init__()
             self.source = source
+            self.lists = lists or {}
 
         def span_of(self, meta: Any) -> Span | None:
             if getattr(meta, "empty", True):
@@ -175,29 +311,23 @@ def _builder_class() -> type:
             return Span(self.source, meta.start_pos, meta.end_pos)
 
         def to_int(self, token: Token) -> int:
-            if len(token) > _MAX_NUMBER_CHARS or not _INT64_MIN <= int(token) <= _INT64_MAX:
-                raise ExpressionValueError(
-                    f"Integer {str(token)[:_MAX_NUMBER_CHARS]} is outside the 64-bit range.",
-                    Span(self.source, token.start_pos or 0, token.end_pos or 0),
-                    "Unit keys and fields are 64-bit integers at most.",
-                )
-            return int(token)
+            return _check_int(self.source, str(token), token.start_pos or 0)
 
         def identifier(self, meta: Any, children: list[Token]) -> Identifier:
             unit, _, field = str(children[0]).partition(".")
             return Identifier(unit, field or None, span=self.span_of(meta))
 
-        def bind(self, meta: Any, children: list[Token]) -> BindParam:
-            return BindParam(str(children[0])[1:], span=self.span_of(meta))
+        def bind(self, meta: Any, children: list[Token]) -> Any:
+            name = str(children[0])[1:]
+            if name in self.lists:
+                return _Spliced(_fast_items(self.source, self.lists[name]))
+            return BindParam(name, span=self.span_of(meta))
 
         def int_(self, meta: Any, children: list[Token]) -> Literal:
             return Literal(self.to_int(children[0]), span=self.span_of(meta))
 
         def float_(self, meta: Any, children: list[Token]) -> Literal:
-            value = float(children[0])
-            if not math.isfinite(value):
-                raise ExpressionValueError(f"Number {str(children[0])} is too large.", self.span_of(meta))
-            return Literal(value, span=self.span_of(meta))
+            return _make_float(str(children[0]), self.span_of(meta))
 
         def string(self, meta: Any, children: list[Token]) -> Literal:
             raw = str(children[0])
@@ -207,18 +337,7 @@ def _builder_class() -> type:
         def range_(self, meta: Any, children: list[Token]) -> Range:
             start, stop = self.to_int(children[0]), self.to_int(children[1])
             stride = self.to_int(children[2]) if len(children) > 2 else 1
-            span = self.span_of(meta)
-            if stop < start:
-                raise ExpressionValueError(
-                    f"The range {start}..{stop} is empty.",
-                    span,
-                    f"Ranges include both ends and go upwards: write {stop}..{start}.",
-                )
-            if stride < 1:
-                raise ExpressionValueError(
-                    f"The stride of {start}..{stop}:{stride} must be a positive integer.", span
-                )
-            return Range(start, stop, stride, span=span)
+            return _make_range(start, stop, stride, self.span_of(meta))
 
         def comparison(self, meta: Any, children: list[Any]) -> Comparison:
             left, op, right = children
@@ -226,7 +345,10 @@ def _builder_class() -> type:
             return Comparison(op, left, right, span=self.span_of(meta))
 
         def in_items(self, meta: Any, children: list[Any]) -> tuple[Any, ...]:
-            return tuple(children)
+            items: list[Any] = []
+            for child in children:
+                items.extend(child.nodes if isinstance(child, _Spliced) else (child,))
+            return tuple(items)
 
         def in_(self, meta: Any, children: list[Any]) -> InList:
             return InList(children[0], children[1], False, span=self.span_of(meta))

@@ -22,10 +22,11 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..execution.existing_outputs import OutputPolicy, classify_existing, find_registered
 from ..gc_pause import gc_paused
 from ..repo.dataid import DataId
 from ..repo.dataset import Dataset, DatasetType
@@ -307,6 +308,23 @@ def explain_empty(pipeline_units: Iterable[str], repoGraph: Any, report: BuildRe
     return "\n".join(lines)
 
 
+def _check_output_run(registry: Any, graph: QuantumGraph, output_run: str, policy: OutputPolicy) -> None:
+    """Refuse a plan into an existing RUN made with another pipeline or config, or whose
+    quanta would write outputs registered there (skipped quanta are out of the graph already).
+    """
+    from ..repo.registry import RunConflictError
+    from ..repo.registry.run_provenance import mismatch_message
+
+    try:
+        stored = registry.getRunProvenance(output_run)
+    except (KeyError, AttributeError):
+        return  # a new RUN: nothing can be in the way
+    refusal = mismatch_message(output_run, stored, {"pipeline": graph.pipelineYaml, "configs": graph.configs})
+    if refusal:
+        raise RunConflictError(refusal)
+    classify_existing(graph, registry, output_run, OutputPolicy(clobber_outputs=policy.clobber_outputs))
+
+
 def package_versions() -> dict[str, str]:
     """Versions of the software that planned the graph (never the environment: it holds secrets)."""
     from importlib import metadata
@@ -333,11 +351,25 @@ def build_quantum_graph(
     expand_inputs: bool = True,
     command_line: str | None = None,
     allow_empty: bool = False,
+    skip_existing_in: Sequence[str] = (),
+    extend_run: bool = False,
+    clobber_outputs: bool = False,
 ) -> tuple[QuantumGraph, BuildReport]:
     """Plan a whole request: size check, RepoGraph, builder, skip-existing.
 
+    Planning into a RUN that exists already: quanta whose outputs all exist in the
+    output run are left out with ``skip_existing`` or ``extend_run`` (in other
+    collections: ``skip_existing_in``), and their consumers read the existing datasets;
+    a quantum with any output registered in the output run is otherwise refused
+    (`OutputExistsError`), unless ``clobber_outputs`` (the run will unregister them).
+    A RUN recorded with another pipeline or task configs is refused (`RunConflictError`).
+
     Raises
     ------
+    OutputExistsError
+        Outputs of the plan are registered in the output run and no option says what to do.
+    RunConflictError
+        The output RUN was made with another pipeline or configs.
     QueryTooLargeError
         When the planning query would return more than ``max_rows`` rows
         (``max_rows=None`` disables the check).
@@ -352,7 +384,12 @@ def build_quantum_graph(
             bind=bind,
             input_collections=input_collections,
             output_run=output_run,
-            skip_existing=skip_existing,
+            policy=OutputPolicy(
+                skip_existing=skip_existing,
+                skip_existing_in=tuple(skip_existing_in),
+                extend_run=extend_run,
+                clobber_outputs=clobber_outputs,
+            ),
             max_rows=max_rows,
             expand_inputs=expand_inputs,
             command_line=command_line,
@@ -368,7 +405,7 @@ def _build_quantum_graph(
     bind: Mapping[str, Any] | None,
     input_collections: list[str] | None,
     output_run: str,
-    skip_existing: bool,
+    policy: OutputPolicy,
     max_rows: int | None,
     expand_inputs: bool,
     command_line: str | None,
@@ -408,13 +445,11 @@ def _build_quantum_graph(
     _LOG.info("planning query over %s: %d rows", units, report.rows)
     report.timings["makeRepoGraph"] = time.perf_counter() - tick
     existing: dict[str, dict[DataId, Dataset]] = {}
-    if skip_existing:
-        for datasetType in builder.outputDatasetTypes:
-            try:
-                found = registry.queryDatasets(datasetType.name, [output_run])
-            except Exception:  # the run or type does not exist yet: nothing to skip
-                found = []
-            existing[datasetType.name] = {d.dataId: d for d in found}
+    skip_in = policy.skip_collections(output_run)
+    if skip_in:
+        names = [datasetType.name for datasetType in builder.outputDatasetTypes]
+        for (name, dataId), dataset in find_registered(registry, names, skip_in).items():
+            existing.setdefault(name, {})[dataId] = dataset
     metadata = {
         "output_run": output_run,
         "input_collections": collections,
@@ -426,6 +461,7 @@ def _build_quantum_graph(
         "repo": str(getattr(butler, "root", "")),
     }
     graph = builder.makeGraph(repoGraph, existing_outputs=existing, report=report, metadata=metadata)
+    _check_output_run(registry, graph, output_run, policy)
     report.seconds = time.perf_counter() - start
     if len(graph) == 0 and not allow_empty:
         raise EmptyGraphError("the quantum graph is empty: " + explain_empty(units, repoGraph, report))

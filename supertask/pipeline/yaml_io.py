@@ -117,10 +117,17 @@ def load_pipeline_file(path: Path, *, validate: bool = True, _stack: tuple[Path,
         chain = " -> ".join(str(p) for p in (*_stack, resolved))
         raise PipelineError(f"{path}: pipeline imports form a cycle: {chain}; remove one of the imports")
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise PipelineError(f"cannot read pipeline file {path}: {err.strerror}; check the path") from None
+    except UnicodeDecodeError as err:
+        raise PipelineError(
+            f"{path} is not a pipeline YAML file: byte {err.start} is not UTF-8 text; "
+            "give the path of a pipeline .yaml file"
+        ) from None
     pipeline = _build(text, str(path), path.parent, (*_stack, resolved))
+    if not _stack:
+        _check_has_tasks(pipeline, str(path))
     if validate:
         pipeline.validate()
     return pipeline
@@ -129,9 +136,19 @@ def load_pipeline_file(path: Path, *, validate: bool = True, _stack: tuple[Path,
 def load_pipeline_text(text: str, *, source: str | None = None, validate: bool = True) -> Pipeline:
     """Read a pipeline from YAML text; relative paths resolve from the current directory."""
     pipeline = _build(text, source or "<pipeline YAML>", Path.cwd(), ())
+    _check_has_tasks(pipeline, source or "<pipeline YAML>")
     if validate:
         pipeline.validate()
     return pipeline
+
+
+def _check_has_tasks(pipeline: Pipeline, source: str) -> None:
+    """A pipeline without tasks (an empty file, a file of comments) is a mistake, not an empty plan."""
+    if len(pipeline) == 0:
+        raise PipelineError(
+            f"{source}: the pipeline has no tasks; add a 'tasks:' mapping of label -> task "
+            "(or import a pipeline that has some)"
+        )
 
 
 def _build(text: str, source: str, base: Path, stack: tuple[Path, ...]) -> Pipeline:

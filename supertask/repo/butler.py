@@ -47,6 +47,11 @@ class Butler:
         ``run`` is given.
     run : `str`, optional
         The RUN collection writes go to (registered if new).
+    writeable : `bool`, optional
+        `False` opens an SQLite registry read-only (for callers that only read: queries,
+        planning, ``get``); `True` read-write. By default it is read-only exactly when
+        this process may not write it (a shared release area), so such a repository can
+        still be queried; a write then raises `ReadOnlyError` naming the repository.
 
     Raises
     ------
@@ -57,8 +62,15 @@ class Butler:
     """
 
     def __init__(
-        self, root: str | Path, collections: Sequence[str] | str | None = None, run: str | None = None
+        self,
+        root: str | Path,
+        collections: Sequence[str] | str | None = None,
+        run: str | None = None,
+        *,
+        writeable: bool | None = None,
     ):
+        if writeable is False and run is not None:
+            raise ValueError(f"a read-only Butler cannot write to run {run!r}; drop run= or writeable=False")
         self.root = Path(root)
         config = read_repo_config(self.root)
         self.config = config
@@ -68,7 +80,7 @@ class Butler:
                 f"repository {root} has schema version {version}; this software reads "
                 f"{SCHEMA_VERSION.split('.')[0]}.x. Use a matching supertask release."
             )
-        self.registry = Registry(self.dbUrl)
+        self.registry = Registry(self.dbUrl, readOnly=None if writeable is None else not writeable)
         self.datastore = Datastore(self.root, config.get("datastore"))
         self.run = run
         if run is not None:
@@ -152,24 +164,38 @@ class Butler:
         return found
 
     def get(self, dataset: Dataset, *, verify: bool = False) -> Any:
-        """Read a dataset.
+        """Read a dataset, after checking its file against what was registered.
+
+        The file's size is always compared with the registered size (one ``stat``: it
+        catches truncated, replaced and half-copied files before a formatter fails on
+        them with an unrelated error); ``verify=True`` compares the full checksum too,
+        which reads the file once more.
 
         Parameters
         ----------
         dataset : `Dataset`
             Resolved (``id`` or ``run`` set), or looked up in ``butler.collections``.
         verify : `bool`
-            Compare the file against its recorded size and checksum first.
+            Also compare the file's checksum with the registered one.
 
         Raises
         ------
         LookupError
             If it is not in the collections.
+        DatastoreError
+            If the file is missing or differs from what was registered; the message
+            names the dataset and what to do.
         """
         resolved = self._resolveInput(dataset)
         path, size, checksum = self.registry.getDatasetLocation(resolved)
-        if verify:
-            self.datastore.verify(path, size, checksum)
+        try:
+            self.datastore.verify(path, size, checksum if verify else None)
+        except DatastoreError as err:
+            raise DatastoreError(
+                f"{resolved.datasetType.name} {dict(resolved.dataId)} in run {resolved.run!r}: {err}. "
+                "The file changed after it was registered (corrupted, truncated or replaced): restore it "
+                "from a copy, or remove the dataset and rerun the task that made it"
+            ) from None
         return self.datastore.read(path, resolved.datasetType.storageClass)
 
     def datasetExists(self, dataset: Dataset) -> bool:
@@ -208,9 +234,21 @@ class Butler:
                 f"{datasetType.name} {dict(dataId)} already exists in run {self.run!r}; outputs are write-once: "
                 "write to a new run, or remove the dataset first"
             )
-        path, size, checksum = self.datastore.write(obj, datasetType, dataId, self.run)
+        # Written under a temporary name and renamed inside the registration transaction:
+        # a concurrent put of the same dataset that registers first makes this one fail
+        # before its rename, so a registered file is never replaced.
+        path, tmp, size, checksum = self.datastore.write_temporary(obj, datasetType, dataId, self.run)
         record = {"dataId": dataId, "path": path, "size": size, "checksum": checksum}
-        return self.registry.insertDatasets(datasetType, self.run, [record])[0]
+        try:
+            self.registry.insertDatasetGroups(
+                self.run, [[(datasetType, record)]], beforeCommit=lambda: self.datastore.publish(tmp, path)
+            )
+        except BaseException:
+            self.datastore.discard(tmp)
+            raise
+        found = self.registry.findDataset(datasetType, dataId, [self.run])
+        assert found is not None
+        return found
 
     def ingest(self, items: Iterable[IngestItem | tuple], mode: str = "copy") -> list[Dataset]:
         """Bring existing files into ``butler.run`` in bulk.

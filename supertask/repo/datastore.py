@@ -101,7 +101,9 @@ class Datastore:
 
         The object is written to a temporary file in the target directory, flushed to
         disk and renamed over the final name, so a reader (or a crash) never sees a
-        half-written file under the dataset's name.
+        half-written file under the dataset's name. The caller must know that no
+        registered dataset lives at that name (`Butler.put` registers first); writers
+        that cannot know use `write_temporary` and leave the rename to `publish`.
 
         Parameters
         ----------
@@ -111,6 +113,25 @@ class Datastore:
             (`sync`, as the local executor's main process does once per registration
             batch) may pass `False`: one ``fsync`` costs about as much as a whole
             trivial quantum, and a registered dataset's file must be on disk.
+        """
+        rel, tmp_rel, size, checksum = self.write_temporary(obj, datasetType, dataId, run, fsync=fsync)
+        try:
+            os.replace(self.root / tmp_rel, self.root / rel)
+        except BaseException:
+            (self.root / tmp_rel).unlink(missing_ok=True)
+            raise
+        return rel, size, checksum
+
+    def write_temporary(
+        self, obj: Any, datasetType: DatasetType, dataId: Mapping[str, Any], run: str, *, fsync: bool = True
+    ) -> tuple[str, str, int, str]:
+        """Write a dataset under a temporary name next to its final one.
+
+        Returns ``(relative path, relative temporary path, size, checksum)``. Nothing
+        appears under the dataset's name: `publish` renames the file there, and only
+        the registry's single writer (the executor's main process) calls it, inside the
+        transaction that registers the dataset. So a worker can never replace a file
+        that the registry knows, whatever it writes.
         """
         rel = self.path(datasetType, dataId, run)
         target = self.root / rel
@@ -124,11 +145,24 @@ class Datastore:
                     os.fsync(fh.fileno())
             size = tmp.stat().st_size
             checksum = checksum_file(tmp)
-            os.replace(tmp, target)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        return rel, size, checksum
+        return rel, str(tmp.relative_to(self.root)), size, checksum
+
+    def publish(self, tmp_rel: str | Path, rel: str | Path) -> None:
+        """Rename a file written by `write_temporary` to its final name (atomic).
+
+        The caller guarantees that ``rel`` is not a registered dataset's file (the
+        executor calls this inside the registration transaction, after the insert
+        found no registered dataset there). A file already at ``rel`` is a leftover
+        that was never registered (a run killed between its rename and its commit).
+        """
+        os.replace(self.root / tmp_rel, self.root / rel)
+
+    def discard(self, tmp_rel: str | Path) -> None:
+        """Delete a temporary file that will not be published."""
+        (self.root / tmp_rel).unlink(missing_ok=True)
 
     def sync(self) -> None:
         """Flush every file written under the root to disk (``syncfs`` of its filesystem).

@@ -96,6 +96,66 @@ class TotalTask(SuperTask):
         return Struct(total={"sum": sum(m["value"] for m in made.values())})
 
 
+class TwinConfig(Config):
+    seed = DatasetField(doc="in", units=DETECTOR_UNITS, storageClass="StructuredDataDict", name="seed")
+    made = DatasetField(
+        doc="out", units=DETECTOR_UNITS, storageClass="StructuredDataDict", name="made", role="output"
+    )
+    noise = DatasetField(
+        doc="out", units=DETECTOR_UNITS, storageClass="StructuredDataDict", name="noise", role="output"
+    )
+    multiplier = Field(dtype=int, default=2, doc="made value = seed value * multiplier")
+
+
+class TwinTask(SuperTask):
+    """Per detector, two outputs: ``made`` (as `MakeTask`) and ``noise``, which differs on every run.
+
+    The nondeterministic task of the integrity tests: a rerun writes different bytes, so
+    a registered file that was replaced shows as a checksum mismatch; two outputs per
+    quantum show a quantum registered by halves. ``TOY_DELAY`` slows it down as `MakeTask`.
+    """
+
+    ConfigClass = TwinConfig
+    _DefaultName = "twin"
+    quantumUnits = DETECTOR_UNITS
+
+    def run(self, seed):
+        delay = float(os.environ.get("TOY_DELAY", "0"))
+        if delay:
+            time.sleep(delay)
+        made = {"detector": seed["detector"], "value": seed["value"] * self.config.multiplier}
+        return Struct(made=made, noise={"detector": seed["detector"], "nonce": os.urandom(8).hex()})
+
+
+def twin_pipeline_yaml(multiplier: int = 2) -> str:
+    """``twin`` (per detector: ``made`` and ``noise``) then ``total`` (sums ``made``)."""
+    return yaml.safe_dump(
+        {
+            "inputs": ["seed"],
+            "tasks": {
+                "twin": {"class": f"{TASK_MODULE}.TwinTask", "config": {"multiplier": multiplier}},
+                "total": {"class": f"{TASK_MODULE}.TotalTask"},
+            },
+        }
+    )
+
+
+def twin_quanta(seeds: Iterable[Dataset]) -> list[Quantum]:
+    """One ``twin`` quantum per seed (outputs ``made`` and ``noise``), then ``total``."""
+    made_type = DatasetType("made", DETECTOR_UNITS, "StructuredDataDict")
+    noise_type = DatasetType("noise", DETECTOR_UNITS, "StructuredDataDict")
+    quanta, made = [], []
+    for s in seeds:
+        out = Dataset(made_type, s.dataId)
+        made.append(out)
+        inputs = {"seed": [Dataset(SEED, s.dataId, id=s.id, run=s.run)]}
+        outputs = {"made": [out], "noise": [Dataset(noise_type, s.dataId)]}
+        quanta.append(Quantum("twin", DataId(s.dataId), inputs, outputs))
+    cam = DataId(instrument="Cam")
+    quanta.append(Quantum("total", cam, {"made": list(made)}, {"total": [Dataset(TOTAL, cam)]}))
+    return quanta
+
+
 SEED = DatasetType("seed", DETECTOR_UNITS, "StructuredDataDict")
 TOTAL = DatasetType("total", ("instrument",), "StructuredDataDict")
 

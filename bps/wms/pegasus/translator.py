@@ -383,6 +383,9 @@ def _make_job(
             read_location_files.add(arguments[index + 1])
             input_locations.update(_read_input_locations(arguments[index + 1]))
         del arguments[index : index + 2]
+    if "--input-checks" in arguments:  # a submit-host file that Pegasus does not stage: not verified there
+        index = arguments.index("--input-checks")
+        del arguments[index : index + 2]
     manifest = _manifest_output(arguments)
     if manifest is not None:
         index, manifest_dir, manifest_lfn = manifest

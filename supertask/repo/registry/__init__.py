@@ -4,9 +4,13 @@ from .bulk import data_id_key
 from .registry import (
     ConflictingDatasetError,
     IncompatibleSchemaError,
+    MissingCollectionError,
+    OutputExistsError,
+    ReadOnlyError,
     Registry,
     RegistryError,
     RowLimitError,
+    RunConflictError,
 )
 from .schema import SCHEMA_VERSION
 
@@ -14,8 +18,12 @@ __all__ = [
     "SCHEMA_VERSION",
     "ConflictingDatasetError",
     "IncompatibleSchemaError",
+    "MissingCollectionError",
+    "ReadOnlyError",
+    "OutputExistsError",
     "Registry",
     "RegistryError",
     "RowLimitError",
+    "RunConflictError",
     "data_id_key",
 ]

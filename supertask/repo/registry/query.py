@@ -179,6 +179,11 @@ class QueryBuilder:
             conds.append(sa.exists(sub))
         for unit, values in (restrict or {}).items():
             conds.append(canonical[unit].in_(list(values)))
+        if columns is None and not plan.outputKeys:
+            # No units asked for (the expression alone names tables): whether any row
+            # matches is the whole answer, one empty data ID or none. (A SELECT of no
+            # columns would be invalid SQL.)
+            return sa.select(sa.literal(1)).select_from(*froms).where(*conds).limit(1)
         cols = list(columns) if columns is not None else [canonical[k].label(k) for k in plan.outputKeys]
         stmt = sa.select(*cols).select_from(*froms).where(*conds)
         if columns is None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -23,10 +23,11 @@ from ..dataid import DataId
 from ..dataset import Dataset, DatasetType
 from ..units import BOX_FIELDS, Universe, sort_data_ids, sort_value_tuples
 from .bulk import CHUNK, chunked, data_id_key, dropped_keys, pg_copy_insert, restrict_chunks
-from .engine import is_sqlite, make_engine
+from .engine import ReadOnlyRegistryError, is_read_only, is_sqlite, make_engine
 from .query import DatasetConstraint, QueryBuilder, QueryPlan
+from .run_provenance import mismatch_message
 from .schema import SCHEMA_VERSION, RegistrySchema
-from .where import ParsedWhere, parse_where
+from .where import ParsedWhere, check_query_arguments, parse_where
 
 INSERT_CHUNK = 5000
 
@@ -44,6 +45,25 @@ class IncompatibleSchemaError(RegistryError):
 
 class ConflictingDatasetError(RegistryError):
     """A dataset is already registered in the run with different content."""
+
+
+class ReadOnlyError(RegistryError):
+    """A write was attempted on a registry opened read-only (or that the database refused as read-only)."""
+
+
+class MissingCollectionError(RegistryError, KeyError):
+    """A collection named by the caller does not exist (also a `KeyError`, as it always was)."""
+
+    def __str__(self) -> str:  # a KeyError would quote its message
+        return str(self.args[0]) if self.args else ""
+
+
+class RunConflictError(RegistryError):
+    """A RUN is being written with another pipeline or config than it was made with."""
+
+
+class OutputExistsError(RegistryError):
+    """Outputs a plan would write are registered already, and no option says what to do."""
 
 
 class RowLimitError(RegistryError):
@@ -72,9 +92,12 @@ class Registry:
         If its schema version's major number differs from this software's.
     """
 
-    def __init__(self, url: str, *, _engine: sa.Engine | None = None):
+    def __init__(self, url: str, *, readOnly: bool | None = None, _engine: sa.Engine | None = None):
         self.url = url
-        self.engine = _engine or make_engine(url)
+        try:
+            self.engine = _engine or make_engine(url, readOnly)
+        except ReadOnlyRegistryError as err:
+            raise RegistryError(str(err)) from None
         meta = self._readMeta()
         version = meta.get("schema_version", "?")
         if version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
@@ -357,7 +380,16 @@ class Registry:
         """Register a RUN collection (idempotent) and record its provenance.
 
         A second registration with different provenance (a restart with another command
-        line) keeps the first and appends the new one under ``"later_executions"``.
+        line) keeps the first and appends the new one under ``"later_executions"``. The
+        collection row is read with ``SELECT ... FOR UPDATE`` (PostgreSQL; SQLite's write
+        transaction is exclusive anyway), so concurrent registrations of one run each
+        append their record instead of overwriting each other's.
+
+        Raises
+        ------
+        RunConflictError
+            If the run's recorded pipeline or task configs differ from ``provenance``'s
+            (see `run_provenance`): one RUN holds the outputs of one configuration.
         """
         _check_collection_name(name)
         c = self.schema.collection
@@ -367,12 +399,15 @@ class Registry:
                 .on_conflict_do_nothing(index_elements=["name"])
                 .values(name=name, type="RUN", provenance=json.dumps(provenance) if provenance else None)
             )
-            row = conn.execute(sa.select(c).where(c.c.name == name)).mappings().one()
+            row = conn.execute(sa.select(c).where(c.c.name == name).with_for_update()).mappings().one()
             if row["type"] != "RUN":
                 raise RegistryError(f"collection {name!r} exists as a {row['type']} collection, not a RUN")
             if provenance:
                 stored = json.loads(row["provenance"]) if row["provenance"] else None
                 new = json.loads(json.dumps(provenance))
+                refusal = mismatch_message(name, stored, new)
+                if refusal:
+                    raise RunConflictError(refusal)
                 if stored is None:
                     stored = new
                 elif stored != new and new not in stored.get("later_executions", []):
@@ -449,7 +484,8 @@ class Registry:
                 raise RegistryError(f"collection chain cycle through {name!r}; a chain cannot contain itself")
             row = conn.execute(sa.select(c.c.id, c.c.type).where(c.c.name == name)).first()
             if row is None:
-                raise KeyError(f"collection {name!r} does not exist")
+                known = list(conn.execute(sa.select(c.c.name).order_by(c.c.name)).scalars())
+                raise MissingCollectionError(_missing_collection_message(name, known))
             if row.type == "RUN":
                 out.append((row.id, name))
             else:
@@ -508,6 +544,56 @@ class Registry:
             If a (type, data ID, run) is already registered with another checksum. The same
             checksum is a no-op, which makes re-running a registration job safe.
         """
+        with self.transaction() as conn:
+            return self._insertDatasetsIn(conn, datasetType, run, records)
+
+    def insertDatasetGroups(
+        self,
+        run: str,
+        groups: Sequence[Sequence[tuple[DatasetType | str, Mapping[str, Any]]]],
+        *,
+        beforeCommit: Callable[[], None] | None = None,
+    ) -> None:
+        """Register several groups of datasets (of any types) in ONE transaction.
+
+        The executor registers the outputs of a batch of quanta this way, one group per
+        quantum: either all of them are registered or none is, so a kill at any moment
+        never leaves a quantum half registered.
+
+        Parameters
+        ----------
+        run : `str`
+            A registered RUN collection.
+        groups : sequence of sequences of ``(dataset type, record)``
+            Records as for `insertDatasets`.
+        beforeCommit : callable, optional
+            Called inside the transaction once every row is inserted and checked, before
+            the commit (the executor moves the files to their final names there). If it
+            raises, nothing is registered.
+
+        Raises
+        ------
+        ConflictingDatasetError
+            If any dataset is registered already with another checksum (nothing is registered).
+        """
+        byType: dict[str, tuple[DatasetType | str, list[Mapping[str, Any]]]] = {}
+        for group in groups:
+            for datasetType, record in group:
+                name = datasetType if isinstance(datasetType, str) else datasetType.name
+                byType.setdefault(name, (datasetType, []))[1].append(record)
+        with self.transaction() as conn:
+            for datasetType, records in byType.values():
+                self._insertDatasetsIn(conn, datasetType, run, records)
+            if beforeCommit is not None:
+                beforeCommit()
+
+    def _insertDatasetsIn(
+        self,
+        conn: sa.Connection,
+        datasetType: DatasetType | str,
+        run: str,
+        records: Iterable[Mapping[str, Any]],
+    ) -> list[Dataset]:
         typeId, dt = self._resolveType(datasetType)
         keys = self.universe.expand(dt.units)
         convert = self.universe.dataIdConverter(dt.units)
@@ -523,16 +609,15 @@ class Registry:
             return []
         columns = ["data_id_key", "path", "size", "checksum", *keys]
         ids: dict[str, int] = {}
-        with self.transaction() as conn:
-            runId = self._runId(conn, run)
-            for part in chunked(rows, INSERT_CHUNK):
-                if self.isSqlite:
-                    inserted = self._insertDatasetsSqlite(conn, typeId, runId, columns, part, ids)
-                else:
-                    inserted = self._insertDatasetsReturning(conn, typeId, runId, columns, part, ids)
-                if inserted != len(part):
-                    missing = [r for r in part if r[0] not in ids]
-                    self._checkExisting(conn, typeId, runId, dt, missing, ids)
+        runId = self._runId(conn, run)
+        for part in chunked(rows, INSERT_CHUNK):
+            if self.isSqlite:
+                inserted = self._insertDatasetsSqlite(conn, typeId, runId, columns, part, ids)
+            else:
+                inserted = self._insertDatasetsReturning(conn, typeId, runId, columns, part, ids)
+            if inserted != len(part):
+                missing = [r for r in part if r[0] not in ids]
+                self._checkExisting(conn, typeId, runId, dt, missing, ids)
         return [
             Dataset(dt, dataId, id=ids[row[0]], run=run) for dataId, row in zip(dataIds, rows, strict=True)
         ]
@@ -670,6 +755,7 @@ class Registry:
         runOrder = {rid: (rank, name) for rank, (rid, name) in enumerate(runs)}
         ds = self.schema.dataset
         keys = self.universe.expand(dt.units)
+        check_query_arguments((), bind)
         parsed = parse_where(where)
         base = [ds.c.dataset_type_id == typeId, ds.c.run_id.in_(list(runOrder))]
         cols = [ds.c.id, ds.c.run_id, *[ds.c[k].label(k) for k in keys]]
@@ -802,6 +888,23 @@ class Registry:
             raise LookupError(f"not registered: {', '.join(missing[:5])}{more}")
         return out
 
+    def getDatasetRecords(self, datasets: Sequence[Dataset]) -> dict[int, tuple[str, int | None, str | None]]:
+        """``{id: (path, size, checksum)}`` of the registered datasets among ``datasets`` (by id).
+
+        One chunked ``IN`` query; datasets without an id, or no longer registered, are
+        absent from the result. Batch preparation records sizes and checksums for the
+        jobs, which verify their inputs without a registry.
+        """
+        ds = self.schema.dataset
+        ids = sorted({d.id for d in datasets if d.id is not None})
+        found: dict[int, tuple[str, int | None, str | None]] = {}
+        with self.engine.connect() as conn:
+            for part in chunked(ids):
+                stmt = sa.select(ds.c.id, ds.c.path, ds.c.size, ds.c.checksum).where(ds.c.id.in_(list(part)))
+                for dsId, path, size, checksum in conn.execute(stmt):
+                    found[dsId] = (path, size, checksum)
+        return found
+
     def removeDatasets(self, datasets: Iterable[Dataset]) -> int:
         """Unregister resolved datasets (files are the datastore's business); returns the count."""
         ids = [d.id for d in datasets if d.id is not None]
@@ -856,7 +959,8 @@ class Registry:
         datasets: Sequence[DatasetType | str],
         collections: Sequence[str] | str | None,
     ) -> tuple[QueryPlan, sa.ColumnElement[bool] | None, list[DatasetConstraint]]:
-        parsed = parse_where(where) if isinstance(where, str) or where is None else where
+        check_query_arguments(units, bind)
+        parsed = parse_where(where)
         constraints = []
         units = set(units)
         if datasets:
@@ -939,6 +1043,7 @@ class Registry:
         `RowLimitError` is raised as soon as more than ``max_rows`` have arrived, so a
         runaway query costs neither its whole fetch nor a separate COUNT beforehand.
         """
+        check_query_arguments(units, bind)
         units = list(units)
         sets = {k: set(v) for k, v in (restrict or {}).items()}
         unknown = [k for k in sets if k not in self.universe.units]
@@ -970,6 +1075,8 @@ class Registry:
                     if max_rows is not None and len(result) > max_rows:
                         rows.close()
                         raise RowLimitError(max_rows)
+        if not outputKeys:  # rows of the existence test: the empty data ID, once, if any matched
+            return (), [()] if result else []
         return outputKeys, sort_value_tuples(outputKeys, result) if ordered else result
 
     def countDataIds(
@@ -982,6 +1089,7 @@ class Registry:
         collections: Sequence[str] | str | None = None,
     ) -> int:
         """The number of rows `queryDataIds` would return (a COUNT, so operators can check size first)."""
+        check_query_arguments(units, bind)
         units = list(units)
         plan, clause, constraints = self._dataIdQuery(units, where, bind, datasets, collections)
         plan.outputKeys = self.universe.expand(units)
@@ -1005,9 +1113,46 @@ class Registry:
 
 @contextmanager
 def _write(engine: sa.Engine) -> Iterator[sa.Connection]:
-    with engine.connect().execution_options(sqlite_write=True) as conn:
-        with conn.begin():
-            yield conn
+    if is_read_only(engine):
+        raise ReadOnlyError(
+            _read_only_message(
+                engine, "opened read-only: the caller only reads, or this user may not write it"
+            )
+        )
+    try:
+        with engine.connect().execution_options(sqlite_write=True) as conn:
+            with conn.begin():
+                yield conn
+    except sa.exc.OperationalError as err:
+        if "readonly" in str(err.orig).replace("-", "").replace(" ", ""):
+            raise ReadOnlyError(
+                _read_only_message(engine, f"the database refused the write ({err.orig})")
+            ) from None
+        raise
+
+
+def _read_only_message(engine: sa.Engine, why: str) -> str:
+    database = engine.url.database or ""
+    where = database.removeprefix("file:") if engine.dialect.name == "sqlite" else _safe_url(str(engine.url))
+    return (
+        f"repository registry {where} is read-only ({why}): it can be queried but not written. "
+        "Write to a repository you own (or ask its owner to), or copy the repository first"
+    )
+
+
+def _missing_collection_message(name: str, known: Sequence[str]) -> str:
+    """ "collection X does not exist", with the closest names (or some of the existing ones)."""
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    if close:
+        hint = f"did you mean {' or '.join(repr(c) for c in close)}?"
+    elif known:
+        more = f" (and {len(known) - 10} more)" if len(known) > 10 else ""
+        hint = f"existing collections: {', '.join(known[:10])}{more}"
+    else:
+        hint = "the repository has no collections yet"
+    return f"collection {name!r} does not exist; {hint}"
 
 
 def _check_collection_name(name: str) -> None:
@@ -1123,8 +1268,10 @@ __all__ = [
     "BOX_FIELDS",
     "ConflictingDatasetError",
     "IncompatibleSchemaError",
+    "OutputExistsError",
     "Registry",
     "RegistryError",
     "RowLimitError",
+    "RunConflictError",
     "data_id_key",
 ]

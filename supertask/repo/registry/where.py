@@ -52,14 +52,37 @@ class ParsedWhere:
         return out
 
 
-def parse_where(where: str | None) -> ParsedWhere | None:
-    """Parse ``where`` (``None`` or blank = no constraint).
+def parse_where(where: str | ParsedWhere | None) -> ParsedWhere | None:
+    """Parse ``where`` (``None`` or blank = no constraint; an already parsed one is returned as is).
 
     Raises
     ------
+    TypeError
+        If ``where`` is not a `str` (e.g. `bytes`): the message names the type and the fix.
     supertask.expr.ExpressionError
         If the expression is invalid (the message shows where and what to write).
     """
-    if where is None or not where.strip():
+    if isinstance(where, ParsedWhere):
+        return where
+    if where is None:
+        return None
+    if not isinstance(where, str):
+        fix = " (decode it first: where.decode())" if isinstance(where, bytes | bytearray) else ""
+        raise TypeError(f"where must be a str data-ID expression or None, not {type(where).__name__}{fix}")
+    if not where.strip():
         return None
     return ParsedWhere(where)
+
+
+def check_query_arguments(units: Any, bind: Any) -> None:
+    """Refuse arguments of the wrong type with a `TypeError` naming the argument and the fix.
+
+    Without this a ``str`` of units is read as its letters, and a list as ``bind``
+    fails deep inside the compiler.
+    """
+    if isinstance(units, str | bytes):
+        raise TypeError(
+            f"units must be a list of unit names, not a {type(units).__name__}: write [{units!r}]"
+        )
+    if bind is not None and not isinstance(bind, Mapping):
+        raise TypeError(f"bind must be a mapping {{name: value}} or None, not {type(bind).__name__}")
