@@ -25,8 +25,10 @@ import yaml
 
 try:
     from tests.support.pegasus_dag import check_plan, dag_nodes, sub_workflow_plan_arguments
+    from tests.support.pegasus_runner import throwaway_key
 except ImportError:  # tests/ is not a package: pytest put tests/ itself on sys.path
     from support.pegasus_dag import check_plan, dag_nodes, sub_workflow_plan_arguments
+    from support.pegasus_runner import throwaway_key
 
 PLANS = Path(__file__).resolve().parent / "data" / "real-pegasus-plans"
 SITES = ["pegasus_local", "pegasus_condorio", "pegasus_sharedfs", "pegasus_nonsharedfs"]
@@ -105,9 +107,7 @@ def test_pegasus_plan_of_the_demo_for_every_shipped_site(demo, tmp_path, site):
     path.write_text(yaml.safe_dump(config))
     command = [str(Path(sys.executable).parent / "bps"), "prepare", str(path)]
     if site == "pegasus_nonsharedfs":
-        key = tmp_path / "id_staging"  # the example's key is the operator's: a throw-away one
-        key.write_text("not a real key\n")
-        key.chmod(0o600)
+        key = throwaway_key()  # the example's key is the operator's: a throw-away one
         command += ["--set", f"site.pegasus.ssh_private_key={key}"]
     proc = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr

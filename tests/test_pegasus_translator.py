@@ -21,9 +21,9 @@ from bps.wms.pegasus.translator import (
 )
 
 try:
-    from tests.support.pegasus_runner import build_sample, evaluate_directly, run_workflow
+    from tests.support.pegasus_runner import build_sample, evaluate_directly, run_workflow, throwaway_key
 except ImportError:  # tests/ is not a package: pytest put tests/ itself on sys.path
-    from support.pegasus_runner import build_sample, evaluate_directly, run_workflow
+    from support.pegasus_runner import build_sample, evaluate_directly, run_workflow, throwaway_key
 
 CONFIGS = {
     "local-sharedfs": ({"execution_site": "local"}, "shared"),
@@ -50,19 +50,10 @@ CONFIGS = {
 }
 
 
-def _throwaway_key(directory: Path) -> str:
-    """An SSH private key file as the staging site needs one: a file only its owner can read."""
-    directory.mkdir(parents=True, exist_ok=True)
-    key = directory / "id_staging"
-    key.write_text("not a real key\n")
-    key.chmod(0o600)
-    return str(key)
-
-
 def _written(tmp_path: Path, config: str = "local-sharedfs"):
     pegasus, staging = CONFIGS[config]
     if pegasus.get("data_configuration") == "nonsharedfs":
-        pegasus = {**pegasus, "ssh_private_key": _throwaway_key(tmp_path / "keys")}
+        pegasus = {**pegasus, "ssh_private_key": throwaway_key()}
     sample = build_sample(tmp_path, pegasus=pegasus, staging=staging)
     plan = translate(sample.workflow)
     out = Path(sample.workflow.submit_dir) / "pegasus"
@@ -209,7 +200,7 @@ def test_nonsharedfs_adds_a_staging_site_and_plans_with_it(tmp_path):
     _, plan, out, docs = _written(tmp_path, "pool-nonsharedfs")
     staging = next(s for s in docs["sites.yml"]["sites"] if s["name"] == "staging")
     assert staging["directories"][0]["fileServers"][0]["url"] == "scp://stager@stage.example.org/data/staging"
-    assert staging["profiles"]["pegasus"]["ssh_private_key"] == str(tmp_path / "keys" / "id_staging")
+    assert staging["profiles"]["pegasus"]["ssh_private_key"] == plan.settings.ssh_private_key
     # the compute sub-workflow is planned with the staging site and clustering; workflow.yml runs locally
     sub = next(job for job in docs["workflow.yml"]["jobs"] if job["id"] == plan.compute_id)
     args = sub["arguments"]
@@ -347,7 +338,7 @@ def test_shipped_site_configs_translate_to_valid_catalogs(tmp_path, name):
     assert data["wms"] == "pegasus"
     if data["site"]["pegasus"].get("ssh_private_key"):
         # the example names a key of the operator's; a throw-away one (mode 0600) stands in
-        data["site"]["pegasus"]["ssh_private_key"] = _throwaway_key(tmp_path / "keys")
+        data["site"]["pegasus"]["ssh_private_key"] = throwaway_key()
     site = SiteConfig(**data["site"])
     sample = build_sample(tmp_path, pegasus=site.pegasus, staging=site.staging)
     sample.workflow.site = site
@@ -389,6 +380,7 @@ def test_sharedfs_on_a_pool_needs_pegasus_home_for_the_transfer_tools_on_the_wor
         ({"ssh_private_key": None}, "needs 'ssh_private_key'"),
         ({"ssh_private_key": "/nonexistent/id_staging"}, "cannot be read"),
         ({"ssh_private_key": "relative/key"}, "absolute"),
+        ({"ssh_private_key": "/tmp/id_staging"}, "MOUNT_UNDER_SCRATCH"),
     ],
 )
 def test_nonsharedfs_over_scp_needs_the_staging_user_and_key(tmp_path, changes, fragment):
@@ -398,7 +390,7 @@ def test_nonsharedfs_over_scp_needs_the_staging_user_and_key(tmp_path, changes, 
 
 
 def test_a_staging_key_readable_by_others_is_refused_with_the_chmod_that_fixes_it(tmp_path):
-    key = _throwaway_key(tmp_path / "keys")
+    key = throwaway_key()
     Path(key).chmod(0o644)
     with pytest.raises(WmsError, match=f"chmod 600 {key}"):
         translate(_site_with(tmp_path, "pegasus_nonsharedfs", ssh_private_key=key).workflow)

@@ -457,3 +457,20 @@ def build_sample(root: Path, pegasus: dict | None = None, staging: str = "shared
     )
     graph_path.write_text(json.dumps(graph))
     return Sample(wf, graph, repo, input_paths, registry)
+
+
+def throwaway_key() -> str:
+    """A file standing in for the staging site's SSH private key: mode 0600, outside ``/tmp``.
+
+    Not under ``/tmp``: HTCondor mounts it privately for each job (``MOUNT_UNDER_SCRATCH``),
+    so ``pegasus-plan`` and the site validation refuse a credential there. Removed at exit.
+    """
+    import atexit
+    import tempfile
+
+    directory = Path(tempfile.mkdtemp(prefix=".bps-test-key-", dir=Path.home()))
+    atexit.register(shutil.rmtree, directory, True)
+    key = directory / "id_staging"
+    key.write_text("not a real key\n")
+    key.chmod(0o600)
+    return str(key)

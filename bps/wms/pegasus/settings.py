@@ -155,6 +155,8 @@ def load_settings(site: SiteConfig) -> tuple[PegasusSettings, DataConfiguration]
     return settings, data_configuration
 
 
+#: HTCondor's default MOUNT_UNDER_SCRATCH: pegasus-plan refuses a credential under these.
+_MOUNT_UNDER_SCRATCH = ("/tmp", "/var/tmp")
 #: Staging URL schemes Pegasus reaches over SSH: a user name is required, and (except gsiscp) a key.
 _SSH_SCHEMES = {"scp": True, "sshftp": True, "gsiscp": False}
 
@@ -179,6 +181,13 @@ def _check_staging_credentials(settings: PegasusSettings, where: str) -> None:
         raise WmsError(
             f"{where}: staging_url {settings.staging_url!r} needs 'ssh_private_key': the absolute path of "
             "the SSH private key (mode 0600) that logs in to the staging site"
+        )
+    scratch = next((d for d in _MOUNT_UNDER_SCRATCH if key.startswith(d + "/")), None)
+    if scratch:
+        raise WmsError(
+            f"{where}: ssh_private_key {key!r} is under {scratch}, which HTCondor mounts privately for "
+            "each job (MOUNT_UNDER_SCRATCH), so Pegasus refuses to ship it: keep the key elsewhere, "
+            "e.g. ~/.ssh"
         )
     try:
         mode = os.stat(key).st_mode
