@@ -254,12 +254,29 @@ def cancel(submit_dir: str) -> None:
 @main.command()
 @click.argument("submit_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--batch-size", type=click.IntRange(min=1), default=5000, show_default=True)
-def finalize(submit_dir: str, batch_size: int) -> None:
-    """Register every verified staged output of SUBMIT_DIR (the final job runs this; idempotent)."""
+@click.option(
+    "--dag-status",
+    type=int,
+    default=None,
+    help="the workflow system's status of the run (DAGMan's $(DAG_STATUS)); non-zero: exit non-zero",
+)
+@click.option(
+    "--failed-count",
+    type=click.IntRange(min=0),
+    default=None,
+    help="jobs the workflow system counted as failed (DAGMan's $(FAILED_COUNT)); above 0: exit non-zero",
+)
+def finalize(submit_dir: str, batch_size: int, dag_status: int | None, failed_count: int | None) -> None:
+    """Register every verified staged output of SUBMIT_DIR (the final job runs this; idempotent).
+
+    Exits 0 only when every expected output is registered or no-work and the workflow
+    system (``--dag-status`` / ``--failed-count``) saw no failure."""
     from .finalize import finalize as do_finalize
 
     try:
-        summary = do_finalize(submit_dir, batch_size=batch_size)
+        summary = do_finalize(
+            submit_dir, batch_size=batch_size, workflow_status=dag_status, failed_jobs=failed_count
+        )
     except FileNotFoundError as err:
         click.echo(f"bps finalize: {err}", err=True)
         sys.exit(exit_codes.USAGE)

@@ -11,8 +11,12 @@ as in ``supertask run``: ``run_quantum`` leaves a tombstone in place of each of 
 outputs (see `bps.staging`) and, if nothing else failed, exits 0 (`SUCCESS`). So
 every workflow system runs the consumers with no special rule, and a job is never
 marked failed, retried or reported for finding no work. `TASK_NO_WORK` (3) is no
-longer emitted; it stays reserved, and translators keep treating it as success, so
-that jobs of an older ``run_quantum`` still in a queue are understood.
+longer emitted; it stays reserved. It is in `NO_RETRY`: an HTCondor job (which has no
+POST script to translate codes) exiting 3 is not retried and fails its node.
+
+``bps finalize`` also tells the workflow system's verdict back: given the DAG's status
+(``--dag-status``, ``--failed-count``) it exits `WORKFLOW_FAILED` when jobs failed or the run
+was removed, even if everything that was made is registered.
 """
 
 from supertask.signal_names import describe_signal, signal_of_exit_code
@@ -32,6 +36,9 @@ MISSING_INPUT = 66
 #: failed, were cancelled or have not run yet). What was made is registered; the run is not
 #: a success, so the workflow system must not call it one. A restart makes the rest.
 OUTPUTS_MISSING = 69
+#: ``bps finalize`` only: the workflow system reported failed nodes or a removed run
+#: (``--dag-status`` / ``--failed-count``). What was made is registered; the run is no success.
+WORKFLOW_FAILED = 70
 #: Temporary failure, e.g. staging I/O: retry.
 TEMPORARY = 75
 #: A configuration error (pipeline or task config invalid): do not retry.
@@ -48,6 +55,7 @@ DESCRIPTIONS: dict[int, str] = {
     DATA_ERROR: "corrupt or incompatible graph file or input (not retried)",
     MISSING_INPUT: "an input file is missing (retry may help)",
     OUTPUTS_MISSING: "finalize: expected outputs are missing (registered what was made; restart the run)",
+    WORKFLOW_FAILED: "finalize: the workflow reported failed or removed jobs (registered what was made)",
     TEMPORARY: "temporary I/O failure (retry may help)",
     CONFIG_ERROR: "invalid configuration (not retried)",
 }

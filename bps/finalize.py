@@ -86,6 +86,16 @@ class FinalizeSummary:
     tombstones_removed: int = 0
     labels: dict[str, LabelSummary] = field(default_factory=dict)
     seconds: float = 0.0
+    #: the workflow system's verdict, when it passed one (DAGMan's ``$(DAG_STATUS)``: 0 ok,
+    #: 2 a node failed, 4 removed by ``condor_rm``, ...); None when not given
+    workflow_status: int | None = None
+    #: nodes the workflow system counted as failed (DAGMan's ``$(FAILED_COUNT)``); None when not given
+    failed_jobs: int | None = None
+
+    @property
+    def workflow_failed(self) -> bool:
+        """The workflow system said jobs failed or the run was removed."""
+        return bool(self.workflow_status) or bool(self.failed_jobs)
 
     @property
     def exit_code(self) -> int:
@@ -94,11 +104,17 @@ class FinalizeSummary:
         A rejected (corrupt) file wins, because a rerun will not fix it; otherwise missing
         outputs make `exit_codes.OUTPUTS_MISSING`, so that a workflow whose final job is
         finalize (DAGMan's FINAL node, Pegasus's last job) never ends as a success with
-        outputs unregistered.
+        outputs unregistered; and a workflow the workflow system reported failed or removed
+        (`workflow_status`, `failed_jobs`) makes `exit_codes.WORKFLOW_FAILED`. DAGMan exits
+        with its FINAL node's status, so this is what makes a failed DAG's status non-zero.
         """
         if self.rejected:
             return exit_codes.DATA_ERROR
-        return exit_codes.OUTPUTS_MISSING if self.missing else exit_codes.SUCCESS
+        if self.missing:
+            return exit_codes.OUTPUTS_MISSING
+        # Everything expected is there, but the workflow system saw failed or removed jobs
+        # (e.g. the DAG was cancelled after the last job finished): not a success either.
+        return exit_codes.WORKFLOW_FAILED if self.workflow_failed else exit_codes.SUCCESS
 
     def text(self) -> str:
         lines = [
@@ -115,6 +131,11 @@ class FinalizeSummary:
             )
         for r in self.rejected[:20]:
             lines.append(f"  REJECTED {r['path']}: {r['reason']}")
+        if self.workflow_failed:
+            lines.append(
+                f"the workflow system reported the run failed (status {self.workflow_status}, "
+                f"{self.failed_jobs} failed jobs): not a success; restart it to finish"
+            )
         return "\n".join(lines)
 
 
@@ -154,6 +175,8 @@ def finalize(
     *,
     batch_size: int = 5000,
     registrar_factory: Callable[[str, str], Any] = Registrar,
+    workflow_status: int | None = None,
+    failed_jobs: int | None = None,
 ) -> FinalizeSummary:
     """Verify and register every staged output listed in the submit directory's manifests.
 
@@ -166,6 +189,9 @@ def finalize(
         small enough that a failure loses little and locks are held briefly.
     registrar_factory
         ``(repo, output_run) -> registrar``; tests pass a stand-in.
+    workflow_status, failed_jobs
+        The workflow system's verdict (DAGMan's ``$(DAG_STATUS)`` and ``$(FAILED_COUNT)``),
+        if it gives one: registration is the same, only the exit code follows it.
     """
     start = time.perf_counter()
     submit_dir = Path(submit_dir)
@@ -175,7 +201,9 @@ def finalize(
             f"{submit_dir} has no {WORKFLOW_FILE}: is it a submit directory made by bps prepare?"
         )
     wf = GenericWorkflow.load(workflow_file)
-    summary = FinalizeSummary(output_run=wf.output_run)
+    summary = FinalizeSummary(
+        output_run=wf.output_run, workflow_status=workflow_status, failed_jobs=failed_jobs
+    )
     state_path = submit_dir / STATE_FILE
     state, known_no_work = _read_state(state_path)
     manifests = _read_manifests(submit_dir / MANIFEST_DIR)

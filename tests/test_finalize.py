@@ -135,6 +135,41 @@ def test_not_a_submit_directory_is_explained(tmp_path):
         finalize(tmp_path)
 
 
+@pytest.mark.parametrize(("status", "failed"), [(2, 1), (4, 0), (0, 1)])
+def test_a_failed_or_removed_workflow_registers_everything_and_still_exits_non_zero(setup, status, failed):
+    # DAGMan's $(DAG_STATUS) / $(FAILED_COUNT) reach the FINAL node's finalize: the DAG's exit
+    # status is the FINAL node's, so finalize must not call a failed or removed DAG a success.
+    repo, submit, wf = setup
+    wf.add_job(staged_job(repo, submit, "a", [1, 2]))
+    wf.save(submit / "workflow.json")
+    summary = finalize(submit, workflow_status=status, failed_jobs=failed)
+    assert summary.registered == 2 and summary.missing == 0
+    assert summary.exit_code == exit_codes.WORKFLOW_FAILED
+    assert "reported the run failed" in summary.text()
+    assert json.loads((submit / SUMMARY_FILE).read_text())["workflow_status"] == status
+
+
+def test_a_successful_dag_status_keeps_finalize_a_success(setup):
+    repo, submit, wf = setup
+    wf.add_job(staged_job(repo, submit, "a", [1, 2]))
+    wf.save(submit / "workflow.json")
+    assert finalize(submit, workflow_status=0, failed_jobs=0).exit_code == exit_codes.SUCCESS
+
+
+def test_bps_finalize_takes_the_dag_status_from_its_command_line(setup):
+    from click.testing import CliRunner
+
+    from bps.cli import main
+
+    repo, submit, wf = setup
+    wf.add_job(staged_job(repo, submit, "a", [1]))
+    wf.save(submit / "workflow.json")
+    ok = CliRunner().invoke(main, ["finalize", str(submit), "--dag-status", "0", "--failed-count", "0"])
+    assert ok.exit_code == exit_codes.SUCCESS, ok.output
+    removed = CliRunner().invoke(main, ["finalize", str(submit), "--dag-status", "4", "--failed-count", "0"])
+    assert removed.exit_code == exit_codes.WORKFLOW_FAILED
+
+
 @pytest.mark.parametrize("staging", ["shared", "transfer"])
 def test_an_output_registered_before_with_other_bytes_is_rejected_and_the_rest_registered(setup, staging):
     # A job of a stale plan made detector 2 again, differently, after it was registered: finalize

@@ -104,3 +104,29 @@ def test_a_submit_directory_under_tmp_is_refused_before_the_graph_is_read(tmp_pa
     assert result.exit_code != 0
     assert "strict mode" in result.output and "qgraph" not in result.output.lower()
     assert not (Path("/tmp") / tmp_path.name / "submit").exists()
+
+
+def test_memory_policy_must_name_a_pool_policy(tmp_path):
+    ok = pool_site(memory_policy="startd")
+    assert checks.check_memory_policy(ok) == []
+    (problem,) = checks.check_memory_policy(pool_site(memory_policy="cgroups"))
+    assert "condor.memory_policy 'cgroups'" in problem and "system_periodic_hold" in problem
+    with pytest.raises(WmsError, match="memory_policy"):
+        HTCondorService().precheck(pool_site(memory_policy="cgroups"), tmp_path / "submit")
+
+
+def test_submit_directory_with_a_blank_is_refused_since_the_dag_names_files_absolutely(tmp_path):
+    (problem,) = checks.check_dag_path(tmp_path / "my runs" / "submit")
+    assert "blank" in problem
+    assert checks.check_dag_path(tmp_path / "runs") == []
+
+
+def test_the_site_memory_policy_chooses_the_hold_codes_of_the_submit_description(tmp_path):
+    from bps.wms.htcondor.translator import write_dag
+
+    layout = write_dag(diamond(tmp_path, site=pool_site(memory_policy="startd")))
+    text = layout.submit_file("calibrate").read_text()
+    assert "HoldReasonCode =?= 21 && HoldReasonSubCode =?= 102" in text
+    assert "HoldReasonCode =?= 34" not in text and "periodic_hold" not in text
+    layout = write_dag(diamond(tmp_path / "job", site=pool_site(memory_policy="job")))
+    assert "periodic_hold_subcode = 34" in layout.submit_file("calibrate").read_text()

@@ -108,3 +108,18 @@ def test_while_held_the_request_is_what_the_failed_attempt_ran_with():
     assert held == ads.Outcome(request_mb=4096, release=True, remove=False)
     # killed at the cap through its measured usage: it ran at the cap, so it is removed
     assert ads.memory_hold(COMMANDS, starts=2, usage_mb=8192) == ads.Outcome(8192, release=False, remove=True)
+
+
+def test_a_running_attempt_after_a_memory_hold_requests_its_matched_slot_not_the_lagging_usage():
+    # Real 25.14 pool (memory-system/): while the job ran, NumJobStarts did not yet count the
+    # attempt, so RequestMemory followed MemoryUsage and SYSTEM_PERIODIC_HOLD fired early.
+    ad = _ad(JobStatus=2, NumJobStarts=1, LastHoldReasonCode=26, LastHoldReasonSubCode=34, MemoryUsage=2686)
+    assert ad.eval("RequestMemory") == 2686  # no matched slot recorded: as before
+    ad["MachineAttrMemory0"] = 5376
+    assert ad.eval("RequestMemory") == 5376
+    ad["MachineAttrMemory0"] = 99999
+    assert ad.eval("RequestMemory") == 8192  # never above the cap
+    # held: what the attempt had, for the release/remove decisions (unchanged)
+    held = _ad(JobStatus=5, NumJobStarts=2, LastHoldReasonCode=26, LastHoldReasonSubCode=34, MemoryUsage=2805)
+    held["MachineAttrMemory0"] = 5376
+    assert held.eval("RequestMemory") == 4096

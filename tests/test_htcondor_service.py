@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from support.dagman_runner import run_dag
 from support.htcondor_workflows import diamond
+from support.real_htcondor import DATA, scenario
 
 from bps.wms.base import WmsError, WmsUnavailableError, get_service, read_run_record, write_run_record
+from bps.wms.htcondor import service as service_mod
+from bps.wms.htcondor.layout import find_dag
 from bps.wms.htcondor.service import HTCondorService
+from bps.workflow import RetryPolicy
 
 
 def test_the_registry_of_services_finds_htcondor():
@@ -74,3 +79,203 @@ def test_report_after_the_schedd_forgot_the_run_uses_the_submit_directory(tmp_pa
 def test_report_of_a_directory_that_is_not_an_htcondor_run_is_a_clear_error(tmp_path):
     with pytest.raises(WmsError, match="not prepared for HTCondor"):
         HTCondorService().report(tmp_path)
+
+
+# -- submit / restart against a stand-in for the htcondor2 bindings -----------------------------------
+#
+# What DAGMan writes is taken from the real files (tests/data/real-htcondor/restart: DAGMan 767
+# refused a DAG, 768 ran it); the stand-in only replays it for the cluster it hands out.
+
+REAL = DATA / "restart" / "u_stpeer_fail1.dag.dagman.out"
+
+
+def _section(cluster: int, refused: bool) -> str:
+    """The real .dagman.out section of DAGMan 767 (refused) or 768 (read the DAG), as DAGMan ``cluster``."""
+    text = REAL.read_text()
+    start = text.index("Workflow batch-id: <767.0>" if refused else "Workflow batch-id: <768.0>")
+    start = text.rindex("** condor_dagman (CONDOR_DAGMAN) STARTING UP", 0, start)
+    end = text.index("Bootstrapping...", start) if not refused else text.index("EXITING WITH STATUS 1", start)
+    section = text[start : text.index("\n", end) + 1]
+    return "12/05/26 13:58:44 " + section.replace("<767.0>", f"<{cluster}.0>").replace(
+        "<768.0>", f"<{cluster}.0>"
+    )
+
+
+class FakeHTCondor:
+    """``htcondor2`` as `HTCondorService` uses it: ``Submit.from_dag``, ``Schedd().submit/act/query``."""
+
+    def __init__(self, refuse: bool = False, config_error: bool = False, unreachable: bool = False):
+        self.refuse, self.config_error, self.unreachable = refuse, config_error, unreachable
+        self.cwd: str | None = None
+        self.next_cluster = 900
+        fake = self
+
+        class Submit:
+            @staticmethod
+            def from_dag(dag: str, options: dict) -> object:
+                fake.cwd = os.getcwd()
+                if fake.config_error:
+                    os.write(
+                        2,
+                        f"ERROR: Unable to read config file {os.getcwd()}/x.config (2): No such file\n".encode(),
+                    )
+                    raise RuntimeError("Unable to write condor_dagman submit file")
+                fake.dag = Path(dag)
+                return object()
+
+        class Result:
+            def __init__(self, cluster: int) -> None:
+                self._cluster = cluster
+
+            def cluster(self) -> int:
+                return self._cluster
+
+        class Schedd:
+            def submit(self, submit: object) -> Result:
+                if fake.unreachable:
+                    raise RuntimeError("Failed to connect to schedd")
+                fake.next_cluster += 1
+                out = Path(str(fake.dag) + ".dagman.out")
+                with out.open("a") as f:
+                    f.write(_section(fake.next_cluster, fake.refuse))
+                return Result(fake.next_cluster)
+
+            def query(self, constraint: str, projection: list[str]) -> list:
+                return []
+
+        self.Submit, self.Schedd = Submit, Schedd
+
+
+@pytest.fixture
+def fake_condor(monkeypatch):
+    def install(**kwargs) -> FakeHTCondor:
+        fake = FakeHTCondor(**kwargs)
+        monkeypatch.setattr(service_mod, "_import_htcondor", lambda: fake)
+        monkeypatch.setattr(service_mod.shutil, "which", lambda name: f"/usr/bin/{name}")
+        return fake
+
+    return install
+
+
+def _prepared(tmp_path: Path) -> Path:
+    wf = diamond(tmp_path)
+    HTCondorService().prepare(wf)
+    return Path(wf.submit_dir)
+
+
+def test_submit_from_another_directory_runs_dagman_from_the_submit_directory(
+    tmp_path, fake_condor, monkeypatch
+):
+    submit = _prepared(tmp_path)
+    fake = fake_condor()
+    monkeypatch.chdir(tmp_path)
+    assert HTCondorService().submit(submit) == "901"
+    assert fake.cwd == str(submit.absolute()) and os.getcwd() == str(tmp_path)
+    record = read_run_record(submit)
+    assert (record["state"], record["cluster_id"]) == ("submitted", 901)
+
+
+def test_a_dag_htcondor_cannot_read_is_its_error_not_an_unreachable_pool(tmp_path, fake_condor):
+    submit = _prepared(tmp_path)
+    fake_condor(config_error=True)
+    with pytest.raises(WmsError) as err:
+        HTCondorService().submit(submit)
+    assert not isinstance(err.value, WmsUnavailableError)
+    assert "Unable to read config file" in str(err.value) and "not reachable" not in str(err.value)
+    assert read_run_record(submit)["state"] == "prepared"
+
+
+def test_an_unreachable_schedd_is_reported_unreachable_and_the_directory_stays_prepared(
+    tmp_path, fake_condor
+):
+    submit = _prepared(tmp_path)
+    fake_condor(unreachable=True)
+    with pytest.raises(WmsUnavailableError, match="cannot reach the schedd"):
+        HTCondorService().submit(submit)
+    assert read_run_record(submit)["state"] == "prepared"
+
+
+def test_a_dag_dagman_refuses_is_an_error_in_dagmans_words_and_the_record_says_failed(tmp_path, fake_condor):
+    submit = _prepared(tmp_path)
+    fake_condor(refuse=True)
+    with pytest.raises(WmsError, match="DAGMan job 901 refused") as err:
+        HTCondorService().submit(submit)
+    assert "ERROR: RETRY node bps_final can not have a retry specification" in str(err.value)
+    record = read_run_record(submit)
+    assert record["state"] == "failed" and record["cluster_id"] == 901
+    assert HTCondorService().report(submit).state == "failed"
+    # DAGMan exited: submitting again is not refused as "has not finished"
+    fake_condor(refuse=False)
+    assert HTCondorService().submit(submit) == "901"
+
+
+def _failed_run(tmp_path: Path) -> Path:
+    wf = diamond(tmp_path, extra={"coadd_0": ["--exit", "1"]}, retry=RetryPolicy(retries=0))
+    dag = HTCondorService().prepare(wf)
+    run_dag(dag)
+    submit = Path(wf.submit_dir)
+    assert find_dag(submit).rescue_files()
+    HTCondorService().report(submit)
+    return submit
+
+
+def test_a_restart_whose_submission_fails_leaves_the_dag_and_the_record_as_they_were(tmp_path, fake_condor):
+    submit = _failed_run(tmp_path)
+    layout = find_dag(submit)
+    before = {p: p.read_bytes() for p in (layout.dag, layout.workflow_json, submit / "run_record.json")}
+    fake_condor(config_error=True)
+    with pytest.raises(WmsError, match="Unable to read config file"):
+        HTCondorService().restart(submit, {"retries": 4})
+    assert {p: p.read_bytes() for p in before} == before
+
+
+def test_a_restart_dagman_refuses_is_an_error_not_restarted(tmp_path, fake_condor):
+    submit = _failed_run(tmp_path)
+    fake_condor(refuse=True)
+    with pytest.raises(WmsError, match="refused the restarted"):
+        HTCondorService().restart(submit)
+    record = read_run_record(submit)
+    assert record["state"] == "failed" and len(record["restarts"]) == 1
+
+
+def test_a_restart_dagman_accepts_is_recorded_as_submitted(tmp_path, fake_condor):
+    submit = _failed_run(tmp_path)
+    fake_condor()
+    assert HTCondorService().restart(submit) == "901"
+    record = read_run_record(submit)
+    assert record["state"] == "submitted" and record["submissions"][-1]["cluster_id"] == 901
+
+
+def test_cancel_of_a_run_whose_dagman_has_ended_is_refused_and_the_record_kept(tmp_path):
+    submit = scenario("failure", tmp_path)
+    with pytest.raises(WmsError, match="DAGMan job 750 .* has already ended"):
+        HTCondorService().cancel(submit)
+    assert read_run_record(submit)["state"] == "failed"
+
+
+def test_a_restart_where_htcondor_is_unreachable_changes_nothing_and_says_to_restart_there(
+    tmp_path, fake_condor
+):
+    submit = _failed_run(tmp_path)
+    layout = find_dag(submit)
+    before = {p: p.read_bytes() for p in (layout.dag, layout.workflow_json, submit / "run_record.json")}
+    fake_condor(unreachable=True)
+    with pytest.raises(WmsUnavailableError) as err:
+        HTCondorService().restart(submit, {"retries": 4})
+    assert f"bps restart {submit}" in str(err.value) and "bps submit" not in str(err.value)
+    assert {p: p.read_bytes() for p in before} == before
+
+
+def test_bps_restart_of_a_dag_dagman_refuses_exits_1_and_never_says_restarted(tmp_path, fake_condor):
+    from click.testing import CliRunner
+
+    from bps.cli import main as bps_main
+
+    submit = _failed_run(tmp_path)
+    fake_condor(refuse=True)
+    result = CliRunner().invoke(bps_main, ["restart", str(submit)])
+    assert result.exit_code == 1
+    assert f"restarted {submit} as" not in result.output
+    assert "refused the restarted" in result.output and "can not have a retry specification" in result.output
+    report = CliRunner().invoke(bps_main, ["report", str(submit)])
+    assert "htcondor, failed" in report.output.replace("\n", " ")

@@ -14,7 +14,7 @@ from support.htcondor_workflows import FAKE_JOB, diamond, pool_site
 from bps import exit_codes
 from bps.wms.htcondor.layout import find_dag
 from bps.wms.htcondor.quoting import split_arguments
-from bps.wms.htcondor.translator import NO_RETRY_SENTINEL, NodeOverrides, write_dag
+from bps.wms.htcondor.translator import NodeOverrides, write_dag
 from bps.workflow import Job, Resources, RetryPolicy
 
 
@@ -41,7 +41,9 @@ def test_one_submit_description_per_label_not_per_job(tmp_path):
     assert subs == ["bps_final.sub", "calibrate.sub", "coadd.sub", "detect.sub"]
     dag = parse_dag(layout.dag)
     assert len(dag.nodes) == len(wf.jobs) == 44
-    assert {n.submit for n in dag.nodes.values()} == {"calibrate.sub", "coadd.sub", "detect.sub"}
+    assert {n.submit for n in dag.nodes.values()} == {
+        str(layout.submit_dir / name) for name in ("calibrate.sub", "coadd.sub", "detect.sub")
+    }
 
 
 def test_edges_and_final_node_follow_the_workflow(tmp_path):
@@ -49,15 +51,43 @@ def test_edges_and_final_node_follow_the_workflow(tmp_path):
     dag = parse_dag(write_dag(wf).dag)
     assert dag.nodes["coadd_0"].parents == {"calibrate_1", "calibrate_2"}
     assert dag.nodes["detect_0"].parents == {"coadd_0"}
-    assert dag.final is not None and dag.final.submit == "bps_final.sub"
+    assert dag.final is not None and dag.final.submit == str(Path(wf.submit_dir).absolute() / "bps_final.sub")
     assert dag.final.retries == 0
 
 
-def test_the_final_node_may_retry_since_finalize_is_idempotent(tmp_path):
+def test_the_final_node_has_no_retry_priority_or_category_line(tmp_path):
+    # Real DAGMan refuses them: "ERROR: RETRY node bps_final can not have a retry specification".
+    wf = diamond(tmp_path, site=pool_site(max_jobs_per_label={"finalize": 1}))
+    wf.final = replace(wf.final, retry=RetryPolicy(retries=2), priority=5)
+    text = write_dag(wf).dag.read_text()
+    lines = [line.split()[:2] for line in text.splitlines() if line and not line.startswith("#")]
+    assert [cmd for cmd, node in lines if node == "bps_final"] == ["FINAL"]
+
+
+def test_the_final_node_retries_in_its_cluster_but_never_an_outcome(tmp_path):
+    # bps finalize is idempotent: a registry briefly down is worth a retry; missing outputs,
+    # a failed DAG or rejected files are outcomes.
     wf = diamond(tmp_path)
     wf.final = replace(wf.final, retry=RetryPolicy(retries=2))
-    dag = parse_dag(write_dag(wf).dag)
-    assert (dag.final.retries, dag.final.unless_exit) == (2, NO_RETRY_SENTINEL)
+    sub = htcondor2.Submit((write_dag(wf).submit_dir / "bps_final.sub").read_text())
+    assert sub["max_retries"] == "2"
+    until = sub["retry_until"]
+    for code in (
+        exit_codes.OUTPUTS_MISSING,
+        exit_codes.WORKFLOW_FAILED,
+        exit_codes.DATA_ERROR,
+        exit_codes.USAGE,
+    ):
+        assert f"ExitCode =?= {code}" in until
+    assert f"ExitCode =?= {exit_codes.TEMPORARY}" not in until
+
+
+def test_the_final_job_is_told_the_dag_status_and_failed_count(tmp_path):
+    wf = diamond(tmp_path)
+    sub = htcondor2.Submit((write_dag(wf).submit_dir / "bps_final.sub").read_text())
+    sub["DAG_STATUS"], sub["FAILED_COUNT"] = "2", "1"  # what DAGMan defines for the node
+    args = split_arguments(sub.expand("arguments").strip('"'))
+    assert args[-4:] == ["--dag-status", "2", "--failed-count", "1"]
 
 
 @pytest.mark.parametrize("staging", ["shared", "transfer"])
@@ -107,14 +137,33 @@ def test_transfer_mode_ships_the_graph_and_inputs_and_brings_outputs_to_staged(t
     assert link.resolve() == (Path(wf.repo) / wf.jobs["calibrate_1"].inputs[0].path).resolve()
 
 
-def test_every_node_has_the_post_script_and_retrying_nodes_stop_at_the_sentinel(tmp_path):
+def test_no_node_has_a_dagman_retry_or_script_retries_stay_in_the_cluster(tmp_path):
     wf = diamond(tmp_path)
     wf.jobs["coadd_0"] = replace(wf.jobs["coadd_0"], retry=RetryPolicy(retries=0))
-    dag = parse_dag(write_dag(wf).dag)
-    retrying = dag.nodes["calibrate_1"]
-    assert (retrying.retries, retrying.unless_exit) == (2, NO_RETRY_SENTINEL)
-    assert retrying.post == ["bps_post.sh", "$RETURN"]
-    assert dag.nodes["coadd_0"].retries == 0 and dag.nodes["coadd_0"].post == ["bps_post.sh", "$RETURN"]
+    layout = write_dag(wf)
+    text = layout.dag.read_text()
+    assert not re.search(r"^(RETRY|SCRIPT) ", text, re.M)
+    dag = parse_dag(layout.dag)
+    sub = htcondor2.Submit(layout.submit_file("calibrate").read_text())
+    assert sub.expand("max_retries") == "2"
+    until = sub["retry_until"]
+    assert all(f"ExitCode =?= {c}" in until for c in exit_codes.NO_RETRY)
+    assert f"ExitCode =?= {exit_codes.TEMPORARY}" not in until
+    # A node with other retries than its label gets them through VARS.
+    assert dag.nodes["coadd_0"].vars.get("bps_retries") in (None, "0")
+    coadd = htcondor2.Submit(layout.submit_file("coadd").read_text())
+    for key, value in dag.nodes["coadd_0"].vars.items():
+        coadd[key] = value
+    assert coadd.expand("max_retries") == "0"
+
+
+def test_a_node_with_other_retries_than_its_label_gets_them_through_vars(tmp_path):
+    wf = diamond(tmp_path)
+    wf.jobs["calibrate_2"] = replace(wf.jobs["calibrate_2"], retry=RetryPolicy(retries=5))
+    layout = write_dag(wf)
+    dag = parse_dag(layout.dag)
+    assert dag.nodes["calibrate_2"].vars["bps_retries"] == "5"
+    assert "bps_retries" not in dag.nodes["calibrate_1"].vars
 
 
 def test_transfer_node_without_outputs_names_the_explicit_empty_list(tmp_path):
@@ -132,21 +181,8 @@ def test_transfer_node_without_outputs_names_the_explicit_empty_list(tmp_path):
 def test_transfer_mode_writes_no_job_wrapper_and_no_side_directory(tmp_path):
     # No work travels as tombstones in place of outputs: nothing else to set up.
     layout = write_dag(diamond(tmp_path, "transfer"))
-    assert sorted(p.name for p in layout.submit_dir.iterdir() if p.suffix == ".sh") == ["bps_post.sh"]
+    assert sorted(p.name for p in layout.submit_dir.iterdir() if p.suffix == ".sh") == []
     assert list(layout.staged.iterdir()) == []
-
-
-@pytest.mark.parametrize(
-    ("code", "expected"),
-    [(exit_codes.CONFIG_ERROR, NO_RETRY_SENTINEL), (exit_codes.TASK_NO_WORK, 0), (75, 75), (0, 0), (-9, 1)],
-)
-def test_post_script_maps_no_retry_codes_to_the_sentinel_and_an_older_no_work_exit_to_success(
-    tmp_path, code, expected
-):
-    import subprocess
-
-    layout = write_dag(diamond(tmp_path))
-    assert subprocess.run([str(layout.post_script), str(code)]).returncode == expected
 
 
 def test_throttles_priority_and_categories(tmp_path):
@@ -167,9 +203,30 @@ def test_node_status_file_is_periodic_and_dagman_config_takes_site_values(tmp_pa
     layout = write_dag(wf)
     text = layout.dag.read_text()
     assert re.search(r"^NODE_STATUS_FILE \S+ \d+$", text, re.M) and "ALWAYS-UPDATE" not in text
-    assert "CONFIG dagman.config" in text
+    assert f"CONFIG {layout.config}\n" in text
     config = layout.config.read_text()
     assert "DAGMAN_MAX_JOBS_IDLE = 50" in config and "DAGMAN_MAX_POST_SCRIPTS = 8" in config
+
+
+def test_dagman_config_leaves_the_log_scan_interval_to_the_site(tmp_path):
+    layout = write_dag(diamond(tmp_path))
+    assert not re.search(r"^DAGMAN_USER_LOG_SCAN_INTERVAL", layout.config.read_text(), re.M)
+    site = pool_site(dagman_config={"DAGMAN_USER_LOG_SCAN_INTERVAL": 1})
+    layout = write_dag(diamond(tmp_path / "site", site=site))
+    assert "DAGMAN_USER_LOG_SCAN_INTERVAL = 1" in layout.config.read_text()
+
+
+def test_every_file_the_dag_names_is_absolute_so_submit_works_from_any_directory(tmp_path):
+    layout = write_dag(diamond(tmp_path))
+    named = []
+    for line in layout.dag.read_text().splitlines():
+        t = line.split()
+        if t and t[0] in ("CONFIG", "NODE_STATUS_FILE"):
+            named.append(t[1])
+        elif t and t[0] in ("JOB", "FINAL"):
+            named.append(t[2])
+    assert named and all(Path(p).is_absolute() for p in named)
+    assert all(Path(p).parent == layout.submit_dir for p in named)
 
 
 def test_per_node_resources_appear_only_when_they_differ_from_the_label(tmp_path):

@@ -4,19 +4,30 @@
 Moves staged outputs (``<submit_dir>/staged/<lfn>``) into the datastore and writes
 ``finalized.txt`` listing every output present, as the real final job registers them;
 tombstones (outputs of a quantum with no work) are never registered and are deleted,
-wherever they are (staged back by file transfer, or at the datastore path).
+wherever they are (staged back by file transfer, or at the datastore path). Exits as the
+real one does: OUTPUTS_MISSING when an expected output is neither there nor no-work, else
+WORKFLOW_FAILED when ``--dag-status`` / ``--failed-count`` (DAGMan's macros) say so.
 """
 
+import argparse
 import sys
 from pathlib import Path
 
+from bps import exit_codes
 from bps.staging import is_tombstone
 from bps.workflow import GenericWorkflow
 
-submit_dir = Path(sys.argv[1])
+parser = argparse.ArgumentParser()
+parser.add_argument("submit_dir")
+parser.add_argument("--batch-size")
+parser.add_argument("--dag-status", type=int)
+parser.add_argument("--failed-count", type=int)
+options = parser.parse_args()
+submit_dir = Path(options.submit_dir)
 wf = GenericWorkflow.load(submit_dir / "workflow.json")
 repo = Path(wf.repo)
 present = []
+missing = 0
 for job in wf.jobs.values():
     for out in job.outputs:
         staged = submit_dir / "staged" / out.lfn
@@ -31,4 +42,10 @@ for job in wf.jobs.values():
             staged.replace(target)
         if target.exists():
             present.append(out.lfn)
+        else:
+            missing += 1
 (submit_dir / "finalized.txt").write_text("\n".join(sorted(present)) + "\n")
+if missing:
+    sys.exit(exit_codes.OUTPUTS_MISSING)
+if options.dag_status or options.failed_count:
+    sys.exit(exit_codes.WORKFLOW_FAILED)

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ...workflow import GenericWorkflow, Job, SiteConfig
+from . import memory
 
 CHECKS = ("tmp_node_log", "job_user", "python", "environment", "resources")
 
@@ -31,7 +32,7 @@ def skipped(site: SiteConfig) -> set[str]:
 def check_site(site: SiteConfig, submit_dir: Path) -> list[str]:
     """Problems of the site and submit directory alone: checkable before any graph is read."""
     skip = skipped(site)
-    problems: list[str] = []
+    problems: list[str] = check_memory_policy(site) + check_dag_path(submit_dir)
     if "tmp_node_log" not in skip:
         problems += check_not_tmp(submit_dir)
     if "python" not in skip:
@@ -60,6 +61,30 @@ def job_user_warnings(workflow: GenericWorkflow, submit_dir: Path) -> list[str]:
     if workflow.site.staging == "shared" and _is_path(workflow.repo):
         dirs.append(Path(workflow.repo.removeprefix("file://")))
     return check_job_user_access(dirs)
+
+
+def check_memory_policy(site: SiteConfig) -> list[str]:
+    """``condor.memory_policy`` must name how the pool holds a job over its memory."""
+    policy = site.condor.get("memory_policy")
+    if policy is None or policy in memory.POOL_POLICIES:
+        return []
+    return [
+        f"condor.memory_policy {policy!r} is not a pool memory policy: use one of "
+        f"{', '.join(sorted(memory.POOL_POLICIES))} (cgroup: hold code 34; startd: use POLICY : "
+        "HOLD_IF_MEMORY_EXCEEDED, 21/102; system_periodic_hold: SYSTEM_PERIODIC_HOLD with subcode 34, "
+        f"26/34; job: bps adds the job's own periodic_hold, 3/34; any: all of them; default {memory.DEFAULT_POOL_POLICY})"
+    ]
+
+
+def check_dag_path(submit_dir: Path) -> list[str]:
+    """The DAG names its files by absolute path, and DAGMan splits its lines at blanks."""
+    absolute = str(Path(submit_dir).absolute())
+    if any(c.isspace() for c in absolute) or '"' in absolute:
+        return [
+            f"submit directory {absolute!r} contains a blank or a quote: the DAG file names its files by "
+            "absolute path and DAGMan splits its lines at blanks. Use a submit directory without them."
+        ]
+    return []
 
 
 def check_not_tmp(submit_dir: Path) -> list[str]:

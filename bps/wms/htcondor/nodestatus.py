@@ -28,9 +28,12 @@ class DagStatus:
     nodes: dict[str, NodeStatus]
     dag_status: int | None = None
     finished: bool = False
+    #: when DAGMan wrote the file (its ``Timestamp``, epoch seconds), None when absent
+    timestamp: float | None = None
 
 
 def read_node_status(path: str | Path) -> DagStatus:
+    """The node status file's ads (``DagStatus({})`` when DAGMan has not written it)."""
     path = Path(path)
     if not path.exists():
         return DagStatus({})
@@ -47,6 +50,8 @@ def read_node_status(path: str | Path) -> DagStatus:
             )
         elif kind == "DagStatus":
             result.dag_status = int(ad.get("DagStatus", 0))
+            if ad.get("Timestamp") is not None:
+                result.timestamp = float(ad["Timestamp"])
         elif kind == "StatusEnd":
             result.finished = int(ad.get("NextUpdate", 1)) == 0
     return result

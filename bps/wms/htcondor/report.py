@@ -1,30 +1,44 @@
 """``bps report`` for HTCondor runs: per-label counts and each failure, from the submit directory alone.
 
-Three sources, each the authority on something: the node status file (which nodes
-are done, failed, futile), the job event log (running / idle / held, hold reasons,
-exit codes, attempts, memory) and ``<dag>.dagman.out`` (whether DAGMan has exited).
+Sources, each the authority on something:
+
+- the node job event log (``<dag>.nodes.log``): live state of every node that has a
+  job (idle / running / held / exited / removed), exit codes, hold reasons and codes,
+  attempts, memory. It is written as things happen, so a report during a run is current;
+- the node status file: which nodes are done, failed or futile, but DAGMan rewrites it
+  only every 60 s (and at the end), so it is used for what the event log cannot tell
+  (futile nodes, nodes without a job yet) and is ignored when older than the submission;
+- what DAGMan says about its own run (`bps.wms.htcondor.dagman`): whether it has
+  ended, refused the DAG, died, and the DAG status. A DAG's exit is its FINAL node's,
+  so DAGMan exiting 0 is not success: ``DagStatus`` 2 (a node failed) or 4 (removed),
+  a node not done, or a cancel make the run ``failed`` / ``cancelled``;
+- the rescue DAG: what a restart will rerun.
+
 The schedd is never asked, so a report works after its history rolled over; the
-result is also merged into the run record (``run_record.json``).
+result is merged into the run record (``run_record.json``), never turning a
+``cancelled`` run into another state.
 """
 
 from __future__ import annotations
 
 import re
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 from ... import exit_codes
 from ...workflow import GenericWorkflow, Job
 from ..base import JobFailure, RunReport, read_run_record, write_run_record
+from . import dagman as dm
 from . import nodestatus as ns
 from .eventlog import NodeHistory, read_event_log
 from .layout import DagLayout, find_dag
 from .translator import FINAL_NODE, NO_RETRY_SENTINEL, node_names
 
-_EXITING = re.compile(r"EXITING WITH STATUS (-?\d+)")
-#: How a DAGMan start-up shows in .dagman.out (real DAGMan, and the test runner).
-_STARTING = ("(CONDOR_DAGMAN) STARTING UP", "DAGMan starting")
 TAIL_LINES = 20
+_POLICY = re.compile(r"The job attribute (\w+) expression '.*' evaluated to TRUE", re.DOTALL)
+#: The reason HTCondor gives the node jobs it removes because their DAGMan job was removed.
+DAG_REMOVED = "DAG Removed"
 
 
 def last_submission(record: dict) -> float | None:
@@ -33,25 +47,18 @@ def last_submission(record: dict) -> float | None:
     return float(submissions[-1]["time"]) if submissions else None
 
 
-def _fresh(path: Path, since: float | None) -> bool:
-    """``path`` was written by the current submission (files of an earlier one are stale after a restart)."""
-    return path.exists() and (since is None or path.stat().st_mtime >= since)
+def current_run(layout: DagLayout, record: dict) -> dm.DagmanRun:
+    """What became of the DAGMan job of the run record's last submission."""
+    cluster = record.get("cluster_id")
+    return dm.dagman_run(layout, int(cluster) if cluster is not None else None, last_submission(record))
 
 
-def dagman_exit_status(dagman_out: Path, since: float | None = None) -> int | None:
-    """DAGMan's exit status from the end of ``.dagman.out``, or None while it runs (or never ran).
-
-    Only an exit after the last start-up counts, and only if the file was written since
-    the last submission ``since``: after a restart the previous DAGMan's exit is not this one's.
-    """
-    if not _fresh(dagman_out, since):
-        return None
-    with dagman_out.open("rb") as f:
-        f.seek(max(0, f.seek(0, 2) - 65536))
-        tail = f.read().decode(errors="replace")
-    start = max(tail.rfind(marker) for marker in _STARTING)
-    found = _EXITING.findall(tail[max(start, 0) :])
-    return int(found[-1]) if found else None
+def cancelled(record: dict) -> bool:
+    """``bps cancel`` was the last thing done to the run (after its last submission)."""
+    if record.get("state") == "cancelled":
+        return True
+    at, since = record.get("cancelled_at"), last_submission(record)
+    return at is not None and (since is None or float(at) >= since)
 
 
 def log_tail(path: Path, lines: int = TAIL_LINES) -> str:
@@ -70,9 +77,10 @@ def build_report(submit_dir: str | Path) -> RunReport:
     workflow = GenericWorkflow.load(layout.workflow_json)
     record = read_run_record(layout.submit_dir)
     since = last_submission(record)
-    status = (
-        ns.read_node_status(layout.node_status) if _fresh(layout.node_status, since) else ns.DagStatus({})
-    )
+    run = current_run(layout, record)
+    status = ns.read_node_status(layout.node_status)
+    if since is not None and _written_at(status, layout.node_status) < since:
+        status = ns.DagStatus({})  # a previous DAGMan's file
     history = read_event_log(layout.nodes_log)
     report = RunReport(submit_dir=str(layout.submit_dir), wms="htcondor", run_id=_run_id(record))
 
@@ -80,35 +88,72 @@ def build_report(submit_dir: str | Path) -> RunReport:
     nodes = [(names[name], job.label, job) for name, job in workflow.jobs.items()]
     if workflow.final is not None:
         nodes.append((FINAL_NODE, workflow.final.label, workflow.final))
+    # DAGMan truncates the node log when it starts a run: nodes a rescue DAG marks DONE
+    # may have no events left. They never run again, so they are done.
+    rescues = layout.rescue_files()
+    done_before = dm.rescue_done(rescues[-1]) if rescues else set()
+    run_cancelled = cancelled(record) or run.dag_status == dm.DAG_STATUS_RM
     states: dict[str, str] = {}
+    known: dict[str, int] = {}
+
+    def retries(node: str) -> int:
+        if not known:
+            known.update(dag_retries(layout.dag) or {"": 0})
+        return known.get(node, 0)
+
     for node, label, job in nodes:
         hist = history.get(node)
-        if hist is not None and since is not None and hist.last_event_time + 1 <= since:
+        if hist is not None and _before_submission(hist, run, since):
             hist = _before_restart(hist)
-        state = _node_state(status.nodes.get(node), hist)
+        state = _node_state(node, status.nodes.get(node), hist, job, run.ended, retries)
+        if state == "pending" and hist is None and node in done_before:
+            state = "succeeded"
+        elif run_cancelled and (state == "skipped" or (hist is not None and _removed_with_dag(hist))):
+            # DAGMan marks the jobs a cancel removed failed and their descendants futile:
+            # they did not fail, they were stopped, and a restart runs them.
+            state = "pending"
         states[node] = state
         report.add(label, state)
         if state in ("failed", "held"):
-            report.failures.append(_failure(layout, node, job, hist))
-    if not status.nodes:
+            report.failures.append(_failure(layout, node, job, hist, run.ended))
+    if not status.nodes and not run_cancelled:
         _mark_skipped_from_history(workflow, names, states, report)
 
-    exit_status = dagman_exit_status(layout.dagman_out, since)
-    # Prepared (or re-prepared by a restart) and DAGMan has not run since: not submitted yet.
-    waiting = record.get("state") == "prepared" and not _fresh(layout.dagman_out, record.get("prepared_at"))
-    report.state = "prepared" if waiting else _run_state(record, exit_status, report)
-    rescues = layout.rescue_files()
-    if rescues and report.state in ("failed", "cancelled"):
-        todo = report.totals()
-        report.messages.append(
-            f"{rescues[-1].name} records what succeeded: `bps restart {layout.submit_dir}` reruns the "
-            f"{todo['failed'] + todo['skipped'] + todo['held']} jobs that failed or did not run."
-        )
-    report.messages.extend(f"warning: {w}" for w in record.get("warnings", []))
+    # Prepared (or re-prepared by a restart) and not submitted since.
+    waiting = record.get("state") == "prepared" and not dm.fresh(layout.dagman_out, record.get("prepared_at"))
+    report.state = "prepared" if waiting else _run_state(record, run, report)
+    report.messages.extend(_dagman_messages(layout, run, report.state))
+    _restart_hint(layout, report, states)
+    if since is None:
+        # Prepare-time warnings (file ownership); `bps submit` refuses while they hold, so
+        # after a submission they are resolved.
+        report.messages.extend(f"warning: {w}" for w in record.get("warnings", []))
     if report.state == "prepared":
         report.messages.append(f"not submitted yet: `bps submit {layout.submit_dir}`")
-    write_run_record(layout.submit_dir, state=report.state, counts=report.totals())
+    fields: dict = {"counts": report.totals()}
+    if not (cancelled(record) and record.get("state") == "cancelled"):
+        fields["state"] = report.state
+    write_run_record(layout.submit_dir, **fields)
     return report
+
+
+def _written_at(status: ns.DagStatus, path: Path) -> float:
+    """When DAGMan wrote the node status file: its own timestamp, else the file's mtime."""
+    if status.timestamp is not None:
+        return status.timestamp
+    return path.stat().st_mtime if path.exists() else 0.0
+
+
+def _before_submission(hist: NodeHistory, run: dm.DagmanRun, since: float | None) -> bool:
+    """All of the node's attempts belong to an earlier DAGMan than the current one.
+
+    Cluster ids grow in a schedd, so when the DAGMan job's own log knows the current
+    DAGMan cluster, node clusters below it are older. Otherwise (a DAG run by the test
+    runner) event times are compared with the submission time.
+    """
+    if run.cluster is not None and run.job.submitted:
+        return bool(hist.clusters) and hist.clusters[-1] < run.cluster
+    return since is not None and hist.last_event_time + 1 <= since
 
 
 def _before_restart(hist: NodeHistory) -> NodeHistory | None:
@@ -122,7 +167,15 @@ def _run_id(record: dict) -> str | None:
     return str(cluster) if cluster is not None else None
 
 
-def _node_state(status: ns.NodeStatus | None, hist: NodeHistory | None) -> str:
+def _node_state(
+    node: str,
+    status: ns.NodeStatus | None,
+    hist: NodeHistory | None,
+    job: Job,
+    dag_ended: bool,
+    retries: Callable[[str], int] | None = None,
+) -> str:
+    """One node's state: final verdicts of the node status file, else the (newer) event log."""
     if status is not None:
         if status.status == ns.DONE:
             return "succeeded"
@@ -130,25 +183,48 @@ def _node_state(status: ns.NodeStatus | None, hist: NodeHistory | None) -> str:
             return "failed"
         if status.status == ns.FUTILE:
             return "skipped"
-        if status.status in (ns.NOT_READY, ns.READY):
+    if hist is not None:
+        if hist.state in ("held", "running", "idle"):
+            return hist.state
+        if hist.state == "exited" and hist.exit_code == 0 and hist.post_result in (None, 0):
+            return "succeeded"
+        if hist.state == "removed" and _removed_with_dag(hist):
             return "pending"
-        if status.status == ns.PRERUN:
-            return "pending"
-        if status.held or (hist is not None and hist.state == "held"):
-            return "held"
-        if status.status == ns.POSTRUN:
-            return "running"
-    if hist is None:
+        # The last attempt failed: final once DAGMan has ended or no retry is left.
+        if dag_ended or not _will_retry(hist, job, retries(node) if retries else 0):
+            return "failed"
         return "pending"
-    if hist.state == "held":
-        return "held"
-    if hist.state == "running":
-        return "running"
-    if hist.state == "idle":
-        return "idle"
-    if hist.state == "removed":
-        return "failed"
-    return "succeeded" if hist.exit_code == 0 else "failed"
+    if status is not None and status.status in (ns.SUBMITTED, ns.POSTRUN):
+        return "held" if status.held else "running"
+    return "pending"
+
+
+def _removed_with_dag(hist: NodeHistory) -> bool:
+    """Removed only because its DAGMan job was removed (a cancel), never held before."""
+    return hist.last_hold_reason is None and (hist.remove_reason or "").startswith(DAG_REMOVED)
+
+
+def _will_retry(hist: NodeHistory, job: Job, dag_retries: int) -> bool:
+    """Whether DAGMan will submit the node again after its last job left the queue failed.
+
+    Only a DAG with ``RETRY`` lines (written by an older bps; today a job retries inside
+    its own cluster, so a job that left the queue has no attempt left) retries a node.
+    """
+    if hist.post_result == NO_RETRY_SENTINEL or hist.exit_code in job.retry.no_retry_exit_codes:
+        return False
+    return len(hist.clusters) <= dag_retries
+
+
+def dag_retries(dag: Path) -> dict[str, int]:
+    """Node -> its ``RETRY`` count in the DAG file (none in DAGs bps writes today)."""
+    retries: dict[str, int] = {}
+    with dag.open(errors="replace") as f:
+        for line in f:
+            if line.startswith("RETRY "):
+                parts = line.split()
+                if len(parts) >= 3 and parts[2].isdigit():
+                    retries[parts[1]] = int(parts[2])
+    return retries
 
 
 def _mark_skipped_from_history(
@@ -167,34 +243,45 @@ def _mark_skipped_from_history(
             label = workflow.jobs[child].label
             report.counts[label]["pending"] -= 1
             report.add(label, "skipped")
+            states[node] = "skipped"
             queue.append(child)
 
 
-def _failure(layout: DagLayout, node: str, job: Job, hist: NodeHistory | None) -> JobFailure:
+def _failure(layout: DagLayout, node: str, job: Job, hist: NodeHistory | None, dag_ended: bool) -> JobFailure:
     label = job.label
     if hist is None:
         return JobFailure(
-            name=node, label=label, reason="failed before its job ran (PRE script or submission)"
+            name=node,
+            label=label,
+            reason="failed before its job ran (PRE script or submission)"
+            if dag_ended
+            else "failed before its job ran (PRE script or submission; see .dagman.out)",
         )
     if node == FINAL_NODE:
         log = layout.final_log_dir(job) / f"final.{hist.clusters[-1]}.out"
     else:
         log = layout.submit_dir / f"{layout.log_stem(job, node)}.{hist.clusters[-1]}.out"
+    codes = f" ({hist.hold_codes})" if hist.hold_codes else ""
+    memory = f" (over its memory request of {hist.request_memory_mb} MB)" if hist.memory_exceeded else ""
     if hist.state == "held":
-        reason = f"held: {hist.hold_reason}"
+        reason = f"held{memory}{codes}: {hist.hold_reason}"
     elif hist.state == "removed":
-        reason = f"removed by periodic_remove after a hold: {hist.last_hold_reason or 'see the job log'}"
+        why = _short_policy(hist.remove_reason or "no reason recorded")
+        if hist.last_hold_reason:
+            reason = f"removed while held{memory}{codes}: {hist.last_hold_reason}; removal: {why}"
+        else:
+            reason = f"removed: {why}"
     elif hist.exit_code is not None:
-        reason = exit_codes.describe(hist.exit_code)
-        if hist.exit_code == NO_RETRY_SENTINEL:
-            reason = "not retried: its exit code means a retry cannot help"
+        reason = f"exit code {hist.exit_code}: {exit_codes.describe(hist.exit_code)}"
+        if hist.post_result == NO_RETRY_SENTINEL:
+            reason += "; not retried: its exit code means a retry cannot help"
     else:
         reason = "unknown (no termination event)"
     return JobFailure(
         name=node,
         label=label,
         exit_code=hist.exit_code,
-        attempt=hist.attempts,
+        attempt=hist.runs,
         reason=reason,
         hold_reason=hist.hold_reason if hist.state == "held" else hist.last_hold_reason,
         log_file=str(log),
@@ -202,16 +289,71 @@ def _failure(layout: DagLayout, node: str, job: Job, hist: NodeHistory | None) -
     )
 
 
-def _run_state(record: dict, exit_status: int | None, report: RunReport) -> str:
+def _short_policy(reason: str) -> str:
+    """``The job attribute PeriodicRemove expression '<50 lines>' evaluated to TRUE`` without the expression."""
+    return _POLICY.sub(r"its \1 expression evaluated to TRUE", reason)
+
+
+def _run_state(record: dict, run: dm.DagmanRun, report: RunReport) -> str:
     totals = report.totals()
-    if record.get("state") == "cancelled" and exit_status is None:
+    if cancelled(record) or run.dag_status == dm.DAG_STATUS_RM:
         return "cancelled"
-    if exit_status is not None:
-        return (
-            "succeeded" if exit_status == 0 and totals["failed"] == 0 and totals["skipped"] == 0 else "failed"
-        )
+    if run.ended:
+        done = totals["succeeded"] == sum(totals.values())
+        ok = run.exit_status == 0 and run.dag_status in (None, dm.DAG_STATUS_OK)
+        return "succeeded" if done and ok and not run.died else "failed"
     if record.get("cluster_id") is None and not any(
         totals[s] for s in ("succeeded", "failed", "running", "idle", "held")
     ):
         return "prepared"
     return "running"
+
+
+def _dagman_messages(layout: DagLayout, run: dm.DagmanRun, state: str) -> list[str]:
+    """What DAGMan itself said, when it matters: it refused the DAG, died, or says the DAG failed."""
+    if run.cluster is None or state == "prepared":
+        return []
+    out = layout.dagman_out.name
+    errors = "; ".join(run.errors[:3])
+    if run.refused:
+        return [
+            f"DAGMan job {run.cluster} refused the DAG and exited with status {run.exit_status}: "
+            f"{errors or 'see ' + out} (from {out})"
+        ]
+    messages = []
+    if run.died:
+        lock = dm.lock_path(layout)
+        messages.append(
+            f"DAGMan job {run.cluster} ended without an exit status or metrics"
+            + (f": {errors}" if errors else "")
+            + f" (from {out})"
+            + (f"; it left its lock file {lock.name}" if lock.exists() else "")
+        )
+    elif run.ended and run.dag_status not in (None, dm.DAG_STATUS_OK):
+        messages.append(
+            f"DAGMan job {run.cluster} exited with status {run.exit_status}, DAG status "
+            f"{run.dag_status}: {dm.describe_status(run.dag_status)}"
+        )
+    return messages
+
+
+def _restart_hint(layout: DagLayout, report: RunReport, states: dict[str, str]) -> None:
+    """Say what `bps restart` reruns: the nodes the latest rescue DAG does not mark DONE."""
+    rescues = layout.rescue_files()
+    if not rescues or report.state not in ("failed", "cancelled"):
+        return
+    done = dm.rescue_done(rescues[-1])
+    rerun = [n for n in states if n != FINAL_NODE and n not in done]
+    redone = [n for n in rerun if states[n] == "succeeded"]
+    text = (
+        f"{rescues[-1].name} marks {len(done)} of {len(states) - (FINAL_NODE in states)} jobs done: "
+        f"`bps restart {layout.submit_dir}` reruns the other {len(rerun)}"
+        + (" and the final job" if FINAL_NODE in states else "")
+        + "."
+    )
+    if redone:
+        text += (
+            f" {len(redone)} of them succeeded but are not marked done (DAGMan had not finished "
+            "with them when it wrote the rescue DAG): they run again."
+        )
+    report.messages.append(text)

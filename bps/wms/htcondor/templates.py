@@ -1,4 +1,4 @@
-"""Submit descriptions, the DAGMan config and the POST script, rendered from ``condor_templates/``.
+"""Submit descriptions and the DAGMan config, rendered from ``condor_templates/``.
 
 Templates are plain submit-language text with ``@name`` placeholders (``@`` because
 ``$`` belongs to HTCondor's own macros). A site replaces any of them by putting a file
@@ -23,7 +23,7 @@ def _shipped_dir() -> Path:
 
 #: Templates shipped with the project.
 DEFAULT_DIR = _shipped_dir()
-NAMES = ("job.sub", "final.sub", "dagman.config", "post.sh")
+NAMES = ("job.sub", "final.sub", "dagman.config")
 
 
 class _CondorTemplate(string.Template):

@@ -8,11 +8,22 @@ note 9). What each node gets:
 - ``JOB`` + ``VARS`` (``bps_args``: the arguments between the label's common prefix
   and suffix; ``bps_log``: its log path stem; ``bps_memory`` / ``bps_cpus`` / ``bps_disk`` only
   when they differ from the label default; ``bps_inputs`` / ``bps_outputs`` for file transfer);
-- ``SCRIPT POST`` (the no-retry exit codes become one sentinel, since ``UNLESS-EXIT`` takes a
-  single value; exit code 3 of an older ``run_quantum`` counts as success) and
-  ``RETRY n UNLESS-EXIT sentinel``;
 - ``PRIORITY`` and ``CATEGORY`` (throttled by ``MAXJOBS``);
-- then ``PARENT ... CHILD`` edges, ``NODE_STATUS_FILE``, ``CONFIG`` and the ``FINAL`` node.
+- then ``PARENT ... CHILD`` edges, ``NODE_STATUS_FILE``, ``CONFIG`` and the ``FINAL`` node
+  (DAGMan refuses ``RETRY``, ``PRIORITY`` and ``CATEGORY`` on a FINAL node).
+
+No node has a DAGMan ``RETRY`` or a ``SCRIPT``. A job retries inside its own cluster:
+``max_retries`` with ``retry_until`` naming the exit codes a retry cannot help
+(`bps.exit_codes.NO_RETRY`), so the memory an attempt grew to stays with the job
+(`bps.wms.htcondor.memory`), a job removed at the memory cap ends its node without
+another attempt, and DAGMan starts the next layer as soon as a job leaves the queue (a
+POST script per node cost seconds per layer and crashed DAGMan on ``condor_rm``).
+
+Every path DAGMan reads (``CONFIG``, ``NODE_STATUS_FILE``, the submit descriptions) is
+absolute: DAGMan resolves relative ones against the directory ``bps submit`` was run
+from, not against the DAG's. The FINAL node passes DAGMan's ``$(DAG_STATUS)`` and
+``$(FAILED_COUNT)`` to ``bps finalize``, which exits non-zero when the DAG failed or was
+removed; DAGMan's own exit status is the FINAL node's, so it then tells the truth too.
 
 "No work" needs nothing here: ``run_quantum`` leaves a tombstone in place of each output
 it cannot make and exits 0 (see `bps.staging`), so file transfer moves tombstones like
@@ -22,7 +33,6 @@ any output and the DAG has no rule of its own for it.
 from __future__ import annotations
 
 import os
-import stat
 import sys
 from collections import Counter
 from collections.abc import Iterable
@@ -39,13 +49,17 @@ from .quoting import environment_value, join_arguments, vars_value
 #: run_quantum options the translator rewrites in transfer mode.
 MANIFEST_OPTION = "--manifest-dir"
 JOB_OPTION = "--job"
-#: What the POST script turns every no-retry exit code into (not an exit code of run_quantum).
+#: What the POST script of DAGs written by an older bps turned every no-retry exit code into;
+#: today's DAGs have no POST script, but reports of those runs still meet it.
 NO_RETRY_SENTINEL = 113
 FINAL_NODE = "bps_final"
 #: HTCondor's explicit empty file list (an empty value would mean "every new file").
 EMPTY_LIST = '""'
 RESERVED = {"PARENT", "CHILD", "ALL_NODES", "FINAL", "JOB"}
 NODE_STATUS_INTERVAL_S = 60
+#: DAGMan's macros for a node's submit description: the DAG's status when the node is
+#: submitted (0 ok, 2 a node failed, 4 removed by ``condor_rm``, ...) and its failed nodes.
+DAG_STATUS_ARGS = ["--dag-status", "$(DAG_STATUS)", "--failed-count", "$(FAILED_COUNT)"]
 
 
 @dataclass
@@ -92,7 +106,7 @@ def write_dag(
     for defaults in labels.values():
         text = _render_job_submit(workflow, layout, defaults, env, cap)
         layout.submit_file(defaults.label).write_text(text)
-    _write_post_script(layout, workflow)
+    _remove_post_script(layout)
     _write_dagman_config(layout, site)
     if workflow.final is not None:
         layout.final_submit_file.write_text(_render_final_submit(workflow, layout, env))
@@ -102,15 +116,16 @@ def write_dag(
     with tmp.open("w", buffering=1 << 20) as out:
         out.write(f"# DAG of workflow {workflow.name!r}: {len(workflow.jobs)} jobs, labels {list(labels)}\n")
         out.write("# Written by bps.wms.htcondor.translator; see docs/htcondor.md\n")
-        out.write(f"CONFIG {layout.config.name}\n")
-        out.write(f"NODE_STATUS_FILE {layout.node_status.name} {NODE_STATUS_INTERVAL_S}\n")
+        out.write(f"CONFIG {layout.config}\n")
+        out.write(f"NODE_STATUS_FILE {layout.node_status} {NODE_STATUS_INTERVAL_S}\n")
         for category, limit in sorted(_throttles(workflow).items()):
             out.write(f"MAXJOBS {category} {limit}\n")
         out.writelines(_node_lines(workflow, layout, labels, names, graph_arg, node_overrides, log_dirs))
         out.writelines(_edge_lines(workflow, names))
         if workflow.final is not None:
-            out.write(f"FINAL {FINAL_NODE} {layout.final_submit_file.name}\n")
-            out.write(_retry_lines(FINAL_NODE, workflow.final, layout.post_script.name))
+            # DAGMan refuses RETRY, PRIORITY and CATEGORY on a FINAL node; its retries are
+            # max_retries in its submit description.
+            out.write(f"FINAL {FINAL_NODE} {layout.final_submit_file}\n")
     _make_log_dirs(workflow, layout, log_dirs)
     tmp.replace(layout.dag)
     return layout
@@ -247,6 +262,7 @@ def _render_job_submit(
         max_mb=max(min(retry.memory_max_mb, site_cap), d.memory_mb),
         max_starts=max(retry.retries, 1) + 1,
         held_timeout_s=site.condor.get("held_timeout_s"),
+        pool_policy=site.condor.get("memory_policy") or memory.DEFAULT_POOL_POLICY,
     )
     prefix = join_arguments(d.prefix)
     staging_args = join_arguments(_staging_arguments(workflow))
@@ -285,6 +301,8 @@ def _render_job_submit(
             "request_memory": memory.request_memory(policy),
             "periodic_release": memory.periodic_release(policy),
             "periodic_remove": memory.periodic_remove(policy),
+            "periodic_hold": "\n".join(f"{k} = {v}" for k, v in memory.periodic_hold(policy).items()),
+            "retries": retry_commands(d.job),
             "submit_dir": layout.submit_dir,
             "staging": staging,
             "site_lines": _site_lines(site) + _walltime_line(d.job),
@@ -301,7 +319,8 @@ def _render_final_submit(workflow: GenericWorkflow, layout: DagLayout, env: dict
         "final.sub",
         {
             "executable": executable_path(final, workflow.site),
-            "arguments": join_arguments(final.arguments),
+            "arguments": join_arguments(final.arguments) + " " + " ".join(DAG_STATUS_ARGS),
+            "retries": final_retry_commands(final),
             "environment": environment_value(env),
             "initialdir": layout.submit_dir,
             "cpus": final.resources.cpus,
@@ -315,26 +334,42 @@ def _render_final_submit(workflow: GenericWorkflow, layout: DagLayout, env: dict
     )
 
 
-def _write_post_script(layout: DagLayout, workflow: GenericWorkflow) -> None:
-    site = workflow.site
-    jobs = list(workflow.jobs.values()) + ([workflow.final] if workflow.final else [])
-    # TASK_NO_WORK is success (an older run_quantum's "no work"), never a failure not to retry.
-    no_retry = sorted({c for job in jobs for c in job.retry.no_retry_exit_codes} - {exit_codes.TASK_NO_WORK})
-    text = templates.render(
-        "post.sh",
-        {
-            "sentinel": NO_RETRY_SENTINEL,
-            "no_work": exit_codes.TASK_NO_WORK,
-            "no_retry_cases": "|".join(str(c) for c in no_retry) or "__none__",
-        },
-        site.condor.get("templates_dir"),
+def _remove_post_script(layout: DagLayout) -> None:
+    """A submit directory written by an older bps may hold its POST script: nothing uses it now."""
+    layout.post_script.unlink(missing_ok=True)
+
+
+def retry_commands(job: Job) -> str:
+    """``max_retries`` / ``retry_until`` of a job: retries inside the job's own cluster.
+
+    ``retry_until`` names the exit codes a retry cannot help (`bps.exit_codes.NO_RETRY`);
+    the job then leaves the queue with its own exit code and DAGMan fails the node.
+    A signal death (no ``ExitCode``) is retried. The per-node macro ``bps_retries`` wins,
+    so one node can be given more retries than its label."""
+    retries = max(int(job.retry.retries), 0)
+    codes = sorted(set(job.retry.no_retry_exit_codes) - {exit_codes.SUCCESS})
+    lines = [f"max_retries = $(bps_retries:{retries})"]
+    if codes:
+        lines.append("retry_until = " + " || ".join(f"ExitCode =?= {c}" for c in codes))
+    return "\n".join(lines)
+
+
+def final_retry_commands(job: Job) -> str:
+    """Retries of the FINAL node (DAGMan refuses ``RETRY`` on it): ``bps finalize`` is idempotent,
+    so a registry that was briefly unreachable is worth a retry; missing outputs, a failed DAG
+    and rejected files are outcomes, never retried."""
+    if job.retry.retries <= 0:
+        return ""
+    outcomes = set(job.retry.no_retry_exit_codes) | {
+        exit_codes.OUTPUTS_MISSING,
+        exit_codes.WORKFLOW_FAILED,
+        exit_codes.DATA_ERROR,
+        exit_codes.USAGE,
+    }
+    codes = sorted(outcomes - {exit_codes.SUCCESS})
+    return f"max_retries = {int(job.retry.retries)}\nretry_until = " + " || ".join(
+        f"ExitCode =?= {c}" for c in codes
     )
-    _write_script(layout.post_script, text)
-
-
-def _write_script(path: Path, text: str) -> None:
-    path.write_text(text)
-    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
 
 
 def _write_dagman_config(layout: DagLayout, site: SiteConfig) -> None:
@@ -378,18 +413,6 @@ def _throttles(workflow: GenericWorkflow) -> dict[str, int]:
     return limits
 
 
-def _retry_lines(node: str, job: Job, post: str) -> str:
-    """The POST script (every node: it turns the no-retry exit codes into one sentinel) and
-    ``RETRY n UNLESS-EXIT sentinel`` when the job retries.
-
-    The final job may retry too: ``bps finalize`` is idempotent, and a registry that was
-    briefly unreachable should not end a campaign."""
-    text = f"SCRIPT POST {node} {post} $RETURN\n"
-    if job.retry.retries > 0:
-        text = f"RETRY {node} {job.retry.retries} UNLESS-EXIT {NO_RETRY_SENTINEL}\n" + text
-    return text
-
-
 def _node_lines(
     workflow: GenericWorkflow,
     layout: DagLayout,
@@ -402,8 +425,7 @@ def _node_lines(
     """The lines of each node; fills ``log_dirs`` with the log directories the nodes use."""
     transfer = workflow.site.staging == "transfer"
     throttles = _throttles(workflow)
-    post = layout.post_script.name
-    sub_files = {label: layout.submit_file(label).name for label in labels}
+    sub_files = {label: str(layout.submit_file(label)) for label in labels}
     staged = str(layout.staged)
     categories: dict[tuple[str | None, str], str | None] = {}
     for name, job in workflow.jobs.items():
@@ -424,6 +446,8 @@ def _node_lines(
             vars_.append(f'bps_cpus="{job.resources.cpus}"')
         if job.resources.disk_mb != d.disk_mb:
             vars_.append(f'bps_disk="{job.resources.disk_mb}"')
+        if job.retry.retries != d.job.retry.retries:
+            vars_.append(f'bps_retries="{max(int(job.retry.retries), 0)}"')
         if transfer:
             inputs = "".join(
                 f",{staged}/{f.lfn}"
@@ -441,7 +465,6 @@ def _node_lines(
             # bring back every file the job created.
             vars_.append(f"bps_outputs={vars_value(','.join(outputs) or EMPTY_LIST)}")
         lines = [f"JOB {node} {sub_files[job.label]}\n", f"VARS {node} {' '.join(vars_)}\n"]
-        lines.append(_retry_lines(node, job, post))
         if job.priority:
             lines.append(f"PRIORITY {node} {job.priority}\n")
         key = (job.throttle, job.label)
