@@ -13,6 +13,8 @@ import pwd
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,8 +40,25 @@ def _digest(root: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def repo(tmp_path) -> Path:
-    root = tmp_path / "release" / "repo"
+def public_tmp() -> Iterator[Path]:
+    """A directory another user can traverse, outside pytest's per-user temporary root.
+
+    pytest keeps its root (``/tmp/pytest-of-<user>``) at mode 0700 and re-applies that
+    whenever another pytest session starts, so a test that opens it for ``condoruser``
+    would race with any pytest running beside it.
+    """
+    path = Path(tempfile.mkdtemp(prefix="supertask-readonly-"))
+    path.chmod(0o755)
+    yield path
+    for sub in [path, *path.rglob("*")]:
+        if sub.is_dir():
+            sub.chmod(0o755)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def repo(public_tmp) -> Path:
+    root = public_tmp / "release" / "repo"
     butler = Butler.create(root)
     populate(butler.registry)
     butler.close()
@@ -139,18 +158,18 @@ def test_query_command_opens_the_repository_read_only(repo):
     assert "2 data IDs" in result.output
 
 
-def test_qgraph_plans_against_a_repository_the_user_may_not_write(tmp_path):
+def test_qgraph_plans_against_a_repository_the_user_may_not_write(public_tmp):
     user = _condoruser()
     from supertask.demo.data import make_demo_repo
 
-    root = tmp_path / "release" / "demo"
+    root = public_tmp / "release" / "demo"
     make_demo_repo(root, n_exposures=1)
     for path in [root, *root.rglob("*")]:
         path.chmod(0o555 if path.is_dir() else 0o444)
     for parent in root.parents:
         if parent != Path("/") and parent.stat().st_mode & 0o005 != 0o005:
             parent.chmod(parent.stat().st_mode | 0o005)
-    out = tmp_path / "mine"
+    out = public_tmp / "mine"
     out.mkdir(mode=0o777)
     out.chmod(0o777)
     before = _digest(root)
