@@ -37,12 +37,12 @@ from pathlib import Path
 from typing import Any
 
 from . import exit_codes
+from .publish import RegisteredOutputError, SourceMismatchError, publish
 from .staging import (
     Manifest,
     StagedFile,
     atomic_write_text,
     checksum_file,
-    copy_atomic,
     is_tombstone,
     read_manifest,
 )
@@ -166,6 +166,17 @@ class Registrar:
         """Register several quanta's outputs (any dataset types) in one transaction."""
         self.registry.insertDatasetGroups(run, groups)
 
+    def registered(self, f: StagedFile, run: str) -> str | None:
+        """The registered checksum of ``f``'s dataset in ``run`` (``"?"`` if none recorded), or None."""
+        from supertask.repo.dataset import Dataset, DatasetType
+
+        dataset = Dataset(DatasetType(f.dataset_type, f.units, f.storage_class), f.data_id, run=run)
+        try:
+            _, _, checksum = self.registry.getDatasetLocation(dataset)
+        except LookupError:  # not registered, or its dataset type is not
+            return None
+        return checksum or "?"
+
     def close(self) -> None:
         self.butler.close()
 
@@ -252,7 +263,12 @@ def finalize(
                         # listed as an output but it is a tombstone: never register it
                         tombstones[f.lfn] = _tombstone_places(submit_dir, root, f, planned)
                         continue
-                    reason = _put_in_place(submit_dir / STAGED_DIR / f.lfn, root / relative, f)
+                    reason = _put_in_place(
+                        submit_dir / STAGED_DIR / f.lfn,
+                        root / relative,
+                        f,
+                        _lookup(registrar, f, wf.output_run),
+                    )
                     reason = reason or _verify(root / relative, f)
                     if reason:
                         summary.rejected.append(
@@ -360,7 +376,7 @@ def _register_batch(
 
     A quantum with an output registered before with another checksum is rejected whole
     (exit 65) and the others are registered: finalize never registers a dataset again with
-    other bytes, and never writes over its file (`_put_in_place` only fills an empty place).
+    other bytes, and never writes over its file (`_put_in_place` never publishes over a registered one).
     Such a conflict comes from a job of a plan made before the dataset was registered.
     """
 
@@ -414,20 +430,39 @@ def _register_batch(
             done(files)
 
 
-def _put_in_place(staged: Path, target: Path, f: StagedFile) -> str:
-    """Move a file that file-transfer staging left in ``staged/`` to its datastore path (atomically).
+def _lookup(registrar: Any, f: StagedFile, run: str) -> Callable[[], str | None]:
+    """The registry look-up `publish` makes when a datastore path holds other bytes.
 
-    Never over an existing file: the place may hold a registered dataset's file.
+    A registrar without one (a test stand-in) answers "registered": nothing is replaced.
     """
-    if target.exists() or not staged.exists():
+    registered = getattr(registrar, "registered", None)
+    if registered is None:
+        return lambda: "unknown"
+    return lambda: registered(f, run)
+
+
+def _put_in_place(staged: Path, target: Path, f: StagedFile, registered: Callable[[], str | None]) -> str:
+    """Move a file that file-transfer staging left in ``staged/`` to its datastore path (`bps.publish`).
+
+    Never over a registered dataset's file (the place is linked no-clobber; other bytes
+    there are replaced only when ``registered()`` says they are not registered: a
+    leftover, e.g. of a killed ``supertask run``); nothing that does not match its
+    manifest reaches the datastore. Returns why the file is rejected, or ''.
+    """
+    if not staged.exists():
         return ""
     try:
-        size, checksum = copy_atomic(staged, target)
-    except OSError as err:
-        return f"cannot move {staged} into place: {err}"
-    if (size, checksum) != (f.size, f.checksum):
-        target.unlink(missing_ok=True)
+        publish(staged, target, registered, expected=(f.size, f.checksum))
+    except RegisteredOutputError as err:
+        return (
+            f"already registered in this RUN with other content (registered checksum {err}), left unchanged: "
+            "the plan was made before it was registered (plan again with --skip-existing-in RUN or "
+            "--extend-run, or --clobber-outputs, or into a new RUN)"
+        )
+    except SourceMismatchError:
         return f"{staged} does not match its manifest (size or checksum)"
+    except Exception as err:  # I/O, or the registry could not be read: nothing was replaced
+        return f"cannot move {staged} into place: {err}"
     staged.unlink(missing_ok=True)
     return ""
 

@@ -221,11 +221,22 @@ def _write_input_locations(
     them, up to `LOCATIONS_PER_FILE` entries; a job needing more gets a file to itself):
     with one file per job, a workflow of ingested raws wrote a file for every job.
     """
-    if not off_template:
-        return
     by_lfn = {dataset_lfn(name, dict(data_id)): path for (name, data_id), path in off_template.items()}
-    directory = submit_dir / "input_locations"
-    group: dict[str, str] = {}
+    _write_shared_input_files(workflow, by_lfn, submit_dir / "input_locations", "--input-locations")
+
+
+def _write_shared_input_files(
+    workflow: GenericWorkflow, by_lfn: dict[str, Any], directory: Path, option: str
+) -> None:
+    """Write ``{lfn: value}`` of the overall inputs into files shared by consecutive jobs.
+
+    Each job reading any of ``by_lfn`` gets ``option PATH`` on its command line; a file
+    holds at most `LOCATIONS_PER_FILE` entries, except that one job's entries are never
+    split across files.
+    """
+    if not by_lfn:
+        return
+    group: dict[str, Any] = {}
     members: list[Any] = []
     count = 0
 
@@ -236,7 +247,7 @@ def _write_input_locations(
             path = directory / f"{count:06d}.json"
             atomic_write_text(path, json.dumps(group))
             for job in members:
-                job.arguments += ["--input-locations", str(path)]
+                job.arguments += [option, str(path)]
             count += 1
         group, members = {}, []
 
@@ -271,34 +282,7 @@ def _write_input_checks(
 ) -> None:
     """Give each job reading overall inputs an ``--input-checks`` file of their registered size and checksum.
 
-    Grouped like the input-locations files (`LOCATIONS_PER_FILE` entries per file,
-    consecutive jobs sharing one), so a job verifies what it stages in without a registry.
+    Grouped like the input-locations files, so a job verifies what it stages in without a registry.
     """
-    if not checks:
-        return
     by_lfn = {dataset_lfn(name, dict(data_id)): list(check) for (name, data_id), check in checks.items()}
-    directory = submit_dir / "input_checks"
-    group: dict[str, list[Any]] = {}
-    members: list[Any] = []
-    count = 0
-
-    def flush() -> None:
-        nonlocal group, members, count
-        if members:
-            directory.mkdir(exist_ok=True)
-            path = directory / f"{count:06d}.json"
-            atomic_write_text(path, json.dumps(group))
-            for job in members:
-                job.arguments += ["--input-checks", str(path)]
-            count += 1
-        group, members = {}, []
-
-    for job in workflow.jobs.values():
-        mine = {f.lfn: by_lfn[f.lfn] for f in job.inputs if f.producer is None and f.lfn in by_lfn}
-        if not mine:
-            continue
-        if members and len(group) + len(mine) > LOCATIONS_PER_FILE:
-            flush()
-        group.update(mine)
-        members.append(job)
-    flush()
+    _write_shared_input_files(workflow, by_lfn, submit_dir / "input_checks", "--input-checks")

@@ -16,7 +16,11 @@ job (``bps finalize``) registers what the manifests list.
 Restarting is safe at any point: outputs appear under their final names only
 complete, and the manifest records a quantum only once all its outputs are staged.
 A rerun skips recorded quanta whose files are intact; a job whose quanta are all
-recorded exits at once without reading the graph.
+recorded exits at once without reading the graph. With shared staging an output is
+published at its datastore path never over a registered dataset's file
+(`bps.publish`): an earlier attempt's unregistered leftover is replaced, a registered
+file (a plan made before its outputs were registered) fails the quantum with
+`exit_codes.DATA_ERROR`.
 
 No work is an outcome, not a failure (as in ``supertask run``): a quantum whose
 task raises ``NoWorkFound``, or that is left without some input because the quanta
@@ -43,12 +47,13 @@ import shutil
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from . import exit_codes
+from .publish import RegisteredOutputError, publish
 from .staging import (
     Manifest,
     StagedFile,
@@ -99,6 +104,8 @@ class Backend(Protocol):
 
     def write_file(self, store: Store, obj: Any, storageClass: str, path: Path) -> None: ...
 
+    def registered(self, repo: str, datasetType: Any, dataId: Any, run: str) -> str | None: ...
+
 
 class SupertaskBackend:
     """The real services: graph file reader, pipeline, datastore formatters (imported lazily)."""
@@ -129,6 +136,24 @@ class SupertaskBackend:
         from supertask.repo.formatters import get_formatter
 
         get_formatter(storageClass).write(obj, path)
+
+    def registered(self, repo: str, datasetType: Any, dataId: Any, run: str) -> str | None:
+        """The registered checksum of one dataset (``"?"`` if none was recorded), or None if unregistered.
+
+        Read-only, and only on the rare path where an output's datastore path already
+        holds other bytes (`bps.publish`): a normal job never opens the registry.
+        """
+        from supertask.repo.butler import Butler
+        from supertask.repo.dataset import Dataset
+
+        butler = Butler(repo, writeable=False)  # jobs never write the registry
+        try:
+            _, _, checksum = butler.registry.getDatasetLocation(Dataset(datasetType, dataId, run=run))
+        except LookupError:  # not registered, or its dataset type is not
+            return None
+        finally:
+            butler.close()
+        return checksum or "?"
 
 
 class ScratchButler:
@@ -336,7 +361,17 @@ def run_job(
                 )
                 continue
             code = _run_one(
-                quantum, tasks, butler, store, placement, output_run, made_here, missing, manifest, mpath
+                quantum,
+                tasks,
+                butler,
+                store,
+                placement,
+                output_run,
+                made_here,
+                missing,
+                manifest,
+                mpath,
+                lambda d: backend.registered(str(where), d.datasetType, d.dataId, output_run),
             )
             if code == exit_codes.SUCCESS:
                 result.ran.append(quantum.id)
@@ -409,8 +444,14 @@ def _run_one(
     missing: set[tuple[str, Any]],
     manifest: Manifest,
     mpath: Path,
+    registered: Callable[[Any], str | None],
 ) -> int:
     """Stage in, run and stage out one quantum; return its exit code (never raises for task failures).
+
+    With shared staging each output is published at its datastore path by
+    `bps.publish.publish`: never over a registered dataset's file (``registered(dataset)``,
+    the registry look-up, runs only when the path holds other bytes). Such an output fails
+    the quantum with `exit_codes.DATA_ERROR`: the plan is stale and a retry cannot help.
 
     ``TASK_NO_WORK`` is returned for a quantum that found no work: it is recorded in
     the manifest with a tombstone for each output, exactly as a success is recorded
@@ -506,11 +547,43 @@ def _run_one(
         try:
             if path is None:  # will never exist: leave a tombstone where it would be, for consumers
                 reason = no_work or f"{quantum.taskLabel} did not write it"
-                size, checksum = write_tombstone(target, d.datasetType.name, dict(d.dataId), reason)
-            else:
+                if placement.transfer:
+                    size, checksum = write_tombstone(target, d.datasetType.name, dict(d.dataId), reason)
+                else:  # at a datastore path: published like an output, never over a registered file
+                    tomb = butler.scratch / "tombstones" / relative
+                    write_tombstone(tomb, d.datasetType.name, dict(d.dataId), reason)
+                    size, checksum = publish(tomb, target, lambda d=d: registered(d))
+            elif placement.transfer:
                 size, checksum = copy_atomic(path, target)
+            else:
+                size, checksum = publish(path, target, lambda d=d: registered(d))
+        except RegisteredOutputError as err:
+            log.error(
+                "%s %s is already registered in RUN %r with other content (registered checksum %s; file %s, left "
+                "unchanged): this graph was planned before it was registered; plan again with "
+                "--skip-existing-in %s or --extend-run (or --clobber-outputs to replace it), or into a new RUN",
+                d.datasetType.name,
+                dict(d.dataId),
+                output_run,
+                err,
+                target,
+                output_run,
+            )
+            return exit_codes.DATA_ERROR
         except OSError as err:
             log.error("staging out %s to %s failed: %s", path or "a tombstone", target, err)
+            return exit_codes.TEMPORARY
+        except Exception as err:  # the registry could not be read: replace nothing
+            log.error(
+                "%s holds other content than %s %s of this job, and whether it is registered in RUN %r "
+                "could not be read (%s: %s); it is left unchanged (retry, or remove it if it is not registered)",
+                target,
+                d.datasetType.name,
+                dict(d.dataId),
+                output_run,
+                type(err).__name__,
+                err,
+            )
             return exit_codes.TEMPORARY
         staged.append(
             StagedFile(

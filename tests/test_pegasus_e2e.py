@@ -5,9 +5,9 @@
 - every written file validates against Pegasus's schemas;
 - `bps submit` without Pegasus stops with a clear message and leaves the directory ready;
 - executing the Pegasus jobs in dependency order (the test runner stages inputs by
-  logical name) with the real ``run_quantum`` and ``bps finalize`` registers the same
-  datasets as ``supertask run``. That last test needs ``run_quantum``'s Pegasus mode
-  (``--inputs-dir`` / ``--outputs-dir``) and is skipped, saying so, until it exists.
+  logical name, and runs stage-out as a step of its own after each job, as Pegasus does)
+  with the real ``run_quantum`` and ``bps finalize`` registers the same datasets as
+  ``supertask run``.
 """
 
 from __future__ import annotations
@@ -59,12 +59,20 @@ def toy(tmp_path, monkeypatch) -> ToyRepo:
 
 
 def _pegasus_edges(pegasus_dir: Path) -> tuple[set[str], set[tuple[str, str]], str]:
-    """Generic job names and edges of the written Pegasus workflow, and the final job's name."""
+    """Generic job names and edges of the written compute workflow, and the final job's name.
+
+    The final job is in ``workflow.yml``, the only child of the compute sub-workflow.
+    """
     job_map = json.loads((pegasus_dir / "job_map.json").read_text())
-    doc = json.loads((pegasus_dir / "workflow.yml").read_text())
+    doc = json.loads((pegasus_dir / "compute.yml").read_text())
     names = {job["id"]: job_map[job["id"]]["name"] for job in doc["jobs"]}
     edges = {(names[d["id"]], names[c]) for d in doc["jobDependencies"] for c in d["children"]}
-    return set(names.values()), edges, "finalize"
+    root = json.loads((pegasus_dir / "workflow.yml").read_text())
+    (sub,) = [job for job in root["jobs"] if job["type"] == "pegasusWorkflow"]
+    (final,) = [job for job in root["jobs"] if job["type"] == "job"]
+    assert sub["file"] == "compute.yml"
+    assert root["jobDependencies"] == [{"id": sub["id"], "children": [final["id"]]}]
+    return set(names.values()), edges, job_map[final["id"]]["name"]
 
 
 def _dag_edges(dag: Path, workflow: GenericWorkflow) -> tuple[set[str], set[tuple[str, str]], bool]:
@@ -90,8 +98,8 @@ def test_pegasus_workflow_and_htcondor_dag_have_the_same_jobs_and_edges(toy):
     submit = prepare(config)
     workflow = GenericWorkflow.load(submit / "workflow.json")
     jobs, edges, final_name = _pegasus_edges(submit / "pegasus")
-    compute_edges = {e for e in edges if e[1] != final_name}
-    assert jobs == set(workflow.jobs) | {final_name}
+    compute_edges = edges
+    assert jobs == set(workflow.jobs) and final_name == workflow.final.name
     assert compute_edges == set(workflow.edges())
     assert len(workflow.jobs) == 4 and len(compute_edges) == 3
 
@@ -100,7 +108,7 @@ def test_pegasus_workflow_and_htcondor_dag_have_the_same_jobs_and_edges(toy):
 
     layout = write_dag(workflow, tmp_path / "condor")
     dag_jobs, dag_edges, dag_final = _dag_edges(layout.dag, workflow)
-    assert dag_jobs == jobs - {final_name}
+    assert dag_jobs == jobs
     assert dag_edges == compute_edges
     assert dag_final  # both run a final registration job after everything else
 
@@ -123,16 +131,6 @@ def test_bps_submit_without_pegasus_stops_clearly_and_leaves_the_directory_ready
     assert (submit / "pegasus" / "plan.sh").exists() and (submit / "pegasus" / "workflow.yml").exists()
 
 
-def _run_quantum_has_pegasus_mode() -> bool:
-    from bps import run_quantum
-
-    return "--inputs-dir" in run_quantum._parser().format_help()
-
-
-@pytest.mark.skipif(
-    not _run_quantum_has_pegasus_mode(),
-    reason="run_quantum has no Pegasus mode (--inputs-dir/--outputs-dir) yet",
-)
 def test_pegasus_jobs_run_in_order_register_the_same_datasets_as_supertask_run(toy):
     from bps.staging import checksum_file
 
@@ -161,10 +159,6 @@ def test_pegasus_jobs_run_in_order_register_the_same_datasets_as_supertask_run(t
     assert registered_in(repo, RUN, "total") == {None: {"sum": 3 * (1 + 2 + 3)}}
 
 
-@pytest.mark.skipif(
-    not _run_quantum_has_pegasus_mode(),
-    reason="run_quantum has no Pegasus mode (--inputs-dir/--outputs-dir) yet",
-)
 def test_a_run_stopped_partway_registers_what_succeeded_and_a_restart_reruns_only_the_rest(toy):
     from bps.wms.pegasus.service import PegasusService
 

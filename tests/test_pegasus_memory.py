@@ -1,7 +1,7 @@
 """Memory escalation under Pegasus: the HTCondor trio as ``condor`` profiles, evaluated by the real ClassAd library.
 
 ``pegasus-plan`` writes each ``condor`` profile of a job as a ``key = value`` line of that job's
-submit file. These tests take the profiles from the written ``workflow.yml``, write them the same
+submit file. These tests take the profiles from the written ``compute.yml``, write them the same
 way, parse them with ``htcondor2.Submit`` and ``classad2`` and evaluate them in job ClassAds
 (`tests/support/memory_classads.py`, shared with the HTCondor tests).
 """
@@ -29,7 +29,7 @@ except ImportError:  # tests/ is not a package: pytest put tests/ itself on sys.
     from support import memory_classads as ads
     from support.pegasus_runner import build_sample
 
-POOL = {"execution_site": "condorpool", "shared_scratch": "/scratch/pegasus"}
+POOL = {"execution_site": "condorpool", "shared_scratch": "/scratch/pegasus", "pegasus_home": "/opt/pegasus"}
 
 
 def _jobs(tmp_path: Path, pegasus: dict | None = None, overrides: dict | None = None):
@@ -39,7 +39,13 @@ def _jobs(tmp_path: Path, pegasus: dict | None = None, overrides: dict | None = 
     plan = translate(sample.workflow)
     out = Path(sample.workflow.submit_dir) / "pegasus"
     write_plan(plan, out)
-    written = json.loads((out / "workflow.yml").read_text())["jobs"]
+    # compute jobs in compute.yml, the final job in workflow.yml (after the compute sub-workflow)
+    written = [
+        job
+        for name in ("compute.yml", "workflow.yml")
+        for job in json.loads((out / name).read_text())["jobs"]
+        if job["type"] == "job"
+    ]
     return sample, plan, {plan.job_map[job["id"]]["name"]: job for job in written}
 
 
@@ -167,11 +173,11 @@ def test_a_restart_with_raised_memory_replans_with_the_new_literal_base(tmp_path
     service = PegasusService()
     main = service.prepare(sample.workflow)
     submit = Path(sample.workflow.submit_dir)
-    before = {j["nodeLabel"]: j for j in json.loads(main.read_text())["jobs"]}
+    before = {j["nodeLabel"]: j for j in json.loads((main.parent / "compute.yml").read_text())["jobs"]}
     assert ads.first_start(_submitted(before["coadd"])).request_mb == 4096
 
     service.prepare_restart(submit, {"labels": {"coadd": {"memory_mb": 6000, "memory_max_mb": 12000}}})
-    after = {j["nodeLabel"]: j for j in json.loads(main.read_text())["jobs"]}
+    after = {j["nodeLabel"]: j for j in json.loads((main.parent / "compute.yml").read_text())["jobs"]}
     commands = _submitted(after["coadd"])
     assert after["coadd"]["profiles"]["pegasus"]["memory"] == 6000
     assert "4096" not in commands["request_memory"]

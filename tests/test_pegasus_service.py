@@ -166,8 +166,8 @@ def test_report_counts_per_label_and_explains_failures_from_jobstate_log(tmp_pat
     assert report.state == "running"
     assert report.counts["isr"] == {**report.counts["isr"], "succeeded": 1, "failed": 1, "running": 1}
     assert report.counts["calib"]["pending"] == 2
-    assert report.counts["(pegasus data staging)"]["held"] == 1
-    assert report.counts["(pegasus data staging)"]["succeeded"] == 1
+    assert report.counts["(pegasus stage_out)"]["held"] == 1
+    assert report.counts["(pegasus create_dir)"]["succeeded"] == 1
     failure = next(f for f in report.failures if f.label == "isr")
     assert failure.name == "isr.visit-1.detector-2"
     assert failure.attempt == 2
@@ -231,7 +231,7 @@ def test_restart_with_overrides_replans_reusing_the_outputs_already_made(tmp_pat
     assert done <= set(replicas)
     assert not set(replicas) & (set(result.staged) - done)
     assert replicas[moved.lfn] == [{"site": "local", "pfn": f"file://{sample.repo / moved.path}"}]
-    workflow = json.loads(main.read_text())
+    workflow = json.loads((main.parent / "compute.yml").read_text())
     calib = [j for j in workflow["jobs"] if j["nodeLabel"] == "calib"]
     assert {j["profiles"]["pegasus"]["memory"] for j in calib} == {3000}
     assert GenericWorkflow.load(submit / "workflow.json").jobs["calib.visit-1"].resources.memory_mb == 3000
@@ -296,3 +296,79 @@ def test_a_restart_prepared_without_pegasus_leaves_a_plan_script_for_a_new_run_d
     script = (main.parent / "plan.sh").read_text()
     assert "--relative-dir run-2" in script
     assert read_run_record(submit)["state"] == "prepared"
+
+
+def _planned_compute_run(run_dir: Path, main: Path) -> Path:
+    """What pegasus-plan leaves for the compute sub-workflow: its own run directory and braindump."""
+    (run_dir / "braindump.yml").write_text(f"wf_uuid: 1234-abcd\ndax: {main}\ncondor_log: sample_run-0.log\n")
+    compute = run_dir / "00" / "00" / "sample_run-compute_compute_workflow.000"
+    (compute / "00" / "00").mkdir(parents=True)
+    (compute / "braindump.yml").write_text(
+        f"wf_uuid: 5678-efgh\ndax: {main.parent / 'compute.yml'}\ncondor_log: sample_run-compute-0.log\n"
+    )
+    return compute
+
+
+def test_restart_without_overrides_keeps_the_memory_a_job_grew_to_in_its_planned_submit_file(
+    tmp_path, fake_pegasus
+):
+    try:
+        from tests.support import memory_classads as ads
+        from tests.support.htcondor_events import EventLogWriter
+    except ImportError:
+        from support import memory_classads as ads
+        from support.htcondor_events import EventLogWriter
+
+    sample, service, submit, main = _prepared(tmp_path)
+    service.submit(submit)
+    run_dir = main.parent / "submit" / "run"
+    compute = _planned_compute_run(run_dir, main)
+    job_map = json.loads((main.parent / "job_map.json").read_text())
+    pid = next(p for p, e in job_map.items() if e["name"] == "coadd.tract-0.patch-1")
+    node = f"fake_run_quantum_{pid}"
+    job = json.loads((main.parent / "compute.yml").read_text())["jobs"]
+    (planned,) = [j for j in job if j["id"] == pid]
+    sub = compute / "00" / "00" / f"{node}.sub"
+    sub.write_text("universe = local\n" + ads.submit_text(planned["profiles"]["condor"]) + "queue\n")
+    assert ads.first_start(ads.expand_submit(sub.read_text())).request_mb == 4096
+    # the job was held at 4096 MB, released with 8192 MB, and failed later for another reason
+    log = EventLogWriter(compute / "sample_run-compute-0.log")
+    log.submit(10, node)
+    log.held(10, "Job has gone over memory limit of 4096 megabytes. Peak usage: 5000 megabytes.", 34)
+    log.released(10, "memory escalation")
+    log.terminated(10, return_value=1, memory_usage=6000, request_memory=8192)
+    (run_dir / "jobstate.log").write_text(_jobstate([(node, "POST_SCRIPT_FAILURE")], finished=1))
+
+    service.restart(submit)
+    assert fake_pegasus()[-1]["tool"] == "pegasus-run"
+    commands = ads.expand_submit(sub.read_text())
+    assert ads.first_start(commands).request_mb == 8192  # not the 4096 it was planned with
+    assert ads.released(commands, starts=1).request_mb == 16384  # the cap is unchanged
+    assert sub.read_text().startswith("universe = local\n") and sub.read_text().endswith("queue\n")
+    assert read_run_record(submit)["restarts"][-1]["memory"] == {"coadd.tract-0.patch-1": 8192}
+
+
+def test_report_of_a_run_started_with_plan_sh_reads_the_sub_workflow_run(tmp_path, fake_pegasus):
+    _, service, submit, main = _prepared(tmp_path)
+    # plan.sh, not `bps submit`: nothing recorded; pegasus-plan leaves a braindump.yml
+    run_dir = main.parent / "submit" / "run"
+    run_dir.mkdir(parents=True)
+    compute = _planned_compute_run(run_dir, main)
+    assert "run_dir" not in read_run_record(submit)
+    (run_dir / "jobstate.log").write_text(
+        _jobstate(
+            [("pegasus-plan_compute_workflow", "POST_SCRIPT_SUCCESS"), ("bps_finalize", "EXECUTE")], None
+        )
+    )
+    (compute / "jobstate.log").write_text(
+        _jobstate(
+            [("fake_run_quantum_isr_visit-2", "POST_SCRIPT_SUCCESS"), ("clean_up_local_level_3_0", "SUBMIT")],
+            finished=0,
+        )
+    )
+    report = service.report(submit)
+    assert report.state == "running"
+    assert report.counts["isr"]["succeeded"] == 1
+    assert report.counts["(pegasus sub-workflow)"]["succeeded"] == 1
+    assert report.counts["(pegasus clean_up)"]["idle"] == 1
+    assert any("found from its braindump.yml" in m for m in report.messages)

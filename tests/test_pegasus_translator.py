@@ -21,19 +21,27 @@ from bps.wms.pegasus.translator import (
 )
 
 try:
-    from tests.support.pegasus_runner import build_sample, evaluate_directly, run_workflow
+    from tests.support.pegasus_runner import build_sample, evaluate_directly, run_workflow, throwaway_key
 except ImportError:  # tests/ is not a package: pytest put tests/ itself on sys.path
-    from support.pegasus_runner import build_sample, evaluate_directly, run_workflow
+    from support.pegasus_runner import build_sample, evaluate_directly, run_workflow, throwaway_key
 
 CONFIGS = {
     "local-sharedfs": ({"execution_site": "local"}, "shared"),
-    "pool-sharedfs": ({"execution_site": "condorpool", "shared_scratch": "/scratch/pegasus"}, "shared"),
+    "pool-sharedfs": (
+        {
+            "execution_site": "condorpool",
+            "shared_scratch": "/scratch/pegasus",
+            "pegasus_home": "/opt/pegasus",
+        },
+        "shared",
+    ),
     "pool-condorio": ({"execution_site": "condorpool"}, "transfer"),
     "pool-nonsharedfs": (
         {
             "data_configuration": "nonsharedfs",
             "staging_url": "scp://stage.example.org",
             "staging_path": "/data/staging",
+            "staging_user": "stager",
             "cluster_size": 4,
             "properties": {"pegasus.transfer.threads": 4},
         },
@@ -44,6 +52,8 @@ CONFIGS = {
 
 def _written(tmp_path: Path, config: str = "local-sharedfs"):
     pegasus, staging = CONFIGS[config]
+    if pegasus.get("data_configuration") == "nonsharedfs":
+        pegasus = {**pegasus, "ssh_private_key": throwaway_key()}
     sample = build_sample(tmp_path, pegasus=pegasus, staging=staging)
     plan = translate(sample.workflow)
     out = Path(sample.workflow.submit_dir) / "pegasus"
@@ -62,17 +72,22 @@ def test_every_written_file_validates_against_pegasus_schemas(tmp_path, config):
 
 def test_schema_check_rejects_an_id_with_a_dot(tmp_path):
     _, _, _, docs = _written(tmp_path)
-    docs["workflow.yml"]["jobs"][0]["id"] = "isr.visit-1"
-    assert schema.validation_errors(docs["workflow.yml"], "wf-5.0.yml")
+    docs["compute.yml"]["jobs"][0]["id"] = "isr.visit-1"
+    assert schema.validation_errors(docs["compute.yml"], "wf-5.0.yml")
 
 
-def test_one_pegasus_job_per_generic_job_plus_final(tmp_path):
+def test_one_pegasus_job_per_generic_job_and_the_final_job_after_the_compute_sub_workflow(tmp_path):
     sample, plan, _, docs = _written(tmp_path)
-    jobs = docs["workflow.yml"]["jobs"]
+    jobs = docs["compute.yml"]["jobs"]
     names = sorted(plan.job_map[job["id"]]["name"] for job in jobs)
-    assert names == sorted([*sample.workflow.jobs, "finalize"])
+    assert names == sorted(sample.workflow.jobs)
     for job in jobs:
         assert job["nodeLabel"] == plan.job_map[job["id"]]["label"]
+    root = docs["workflow.yml"]
+    sub, final = root["jobs"]
+    assert sub["type"] == "pegasusWorkflow" and sub["file"] == "compute.yml" and sub["id"] == plan.compute_id
+    assert plan.job_map[final["id"]]["name"] == "finalize"
+    assert root["jobDependencies"] == [{"id": plan.compute_id, "children": [final["id"]]}]
 
 
 def test_edges_equal_the_generic_workflows(tmp_path):
@@ -80,30 +95,32 @@ def test_edges_equal_the_generic_workflows(tmp_path):
     names = {pid: entry["name"] for pid, entry in plan.job_map.items()}
     edges = sorted(
         (names[dep["id"]], names[child])
-        for dep in docs["workflow.yml"]["jobDependencies"]
+        for dep in docs["compute.yml"]["jobDependencies"]
         for child in dep["children"]
-        if names[child] != "finalize"
     )
     assert edges == sample.workflow.edges()
 
 
-def test_final_job_follows_the_leaves_and_reads_every_output(tmp_path):
-    sample, plan, _, docs = _written(tmp_path)
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_final_job_declares_no_files_has_no_retries_and_runs_on_the_submit_host(tmp_path, config):
+    _, plan, out, docs = _written(tmp_path, config)
     final = next(job for job in docs["workflow.yml"]["jobs"] if job["id"] == plan.final_id)
-    parents = {
-        dep["id"] for dep in docs["workflow.yml"]["jobDependencies"] if plan.final_id in dep["children"]
-    }
-    assert {plan.job_map[p]["name"] for p in parents} == {"coadd.tract-0.patch-1"}
-    inputs = {use["lfn"] for use in final["uses"] if use["type"] == "input"}
-    outputs = {f.lfn for job in sample.workflow.jobs.values() for f in job.outputs}
-    assert outputs <= inputs
+    # a declared file makes Pegasus copy it into the job's sandbox; finalize reads staged/ itself
+    assert final["uses"] == []
+    assert final["profiles"]["dagman"] == {"RETRY": 0}
     assert final["profiles"]["selector"] == {"execution.site": "local"}
+    sub = next(job for job in docs["workflow.yml"]["jobs"] if job["id"] == plan.compute_id)
+    assert sub["profiles"]["dagman"] == {"RETRY": 0}
+    args = sub["arguments"]
+    assert args[args.index("--conf") + 1] == str(out / "pegasus.properties")
+    assert args[args.index("--sites") + 1] == plan.settings.execution_site
+    assert args[args.index("--output-sites") + 1] == "local"
 
 
 def test_logical_file_names_are_unique_and_each_made_by_one_job(tmp_path):
     _, _, _, docs = _written(tmp_path)
     produced = [
-        use["lfn"] for job in docs["workflow.yml"]["jobs"] for use in job["uses"] if use["type"] == "output"
+        use["lfn"] for job in docs["compute.yml"]["jobs"] for use in job["uses"] if use["type"] == "output"
     ]
     # 7 datasets and one manifest per compute job (6 jobs)
     assert len(produced) == len(set(produced)) == 7 + 6
@@ -113,25 +130,23 @@ def test_logical_file_names_are_unique_and_each_made_by_one_job(tmp_path):
 def test_every_job_reads_the_graph_file_by_its_logical_name(tmp_path):
     sample, plan, _, docs = _written(tmp_path)
     assert plan.graph_lfn == "sample.qgraph"
-    for job in docs["workflow.yml"]["jobs"]:
+    for job in docs["compute.yml"]["jobs"]:
         assert {"lfn": "sample.qgraph", "type": "input"} in job["uses"]
         assert sample.workflow.graph_file not in job["arguments"]
-    compute = [job for job in docs["workflow.yml"]["jobs"] if job["id"] != plan.final_id]
-    for job in compute:
         assert job["arguments"][:2] == ["--graph", "sample.qgraph"]
         assert job["arguments"][-4:] == list(STAGING_ARGS)
 
 
 def test_clustered_job_carries_all_its_quanta(tmp_path):
     _, plan, _, docs = _written(tmp_path)
-    job = next(j for j in docs["workflow.yml"]["jobs"] if plan.job_map[j["id"]]["name"] == "isr.visit-2")
+    job = next(j for j in docs["compute.yml"]["jobs"] if plan.job_map[j["id"]]["name"] == "isr.visit-2")
     quanta = [job["arguments"][i + 1] for i, a in enumerate(job["arguments"]) if a == "--quantum"]
     assert quanta == ["3", "4"]
 
 
 def test_resources_and_retries_become_profiles(tmp_path):
     sample, plan, _, docs = _written(tmp_path)
-    by_name = {plan.job_map[j["id"]]["name"]: j for j in docs["workflow.yml"]["jobs"]}
+    by_name = {plan.job_map[j["id"]]["name"]: j for j in docs["compute.yml"]["jobs"]}
     for name, gjob in sample.workflow.jobs.items():
         profiles = by_name[name]["profiles"]
         res = gjob.resources
@@ -157,6 +172,9 @@ def test_replica_catalog_lists_each_overall_input_at_its_datastore_location(tmp_
         for lfn, path in sample.input_paths.items()
     }
     expected["sample.qgraph"] = [{"site": "local", "pfn": f"file://{sample.workflow.graph_file}"}]
+    # the compute sub-workflow, which Pegasus plans from the submit host
+    pegasus_dir = Path(sample.workflow.submit_dir) / "pegasus"
+    expected["compute.yml"] = [{"site": "local", "pfn": f"file://{pegasus_dir / 'compute.yml'}"}]
     assert replicas == expected
 
 
@@ -181,10 +199,15 @@ def test_sharedfs_site_has_the_configured_shared_scratch(tmp_path):
 def test_nonsharedfs_adds_a_staging_site_and_plans_with_it(tmp_path):
     _, plan, out, docs = _written(tmp_path, "pool-nonsharedfs")
     staging = next(s for s in docs["sites.yml"]["sites"] if s["name"] == "staging")
-    assert staging["directories"][0]["fileServers"][0]["url"] == "scp://stage.example.org/data/staging"
+    assert staging["directories"][0]["fileServers"][0]["url"] == "scp://stager@stage.example.org/data/staging"
+    assert staging["profiles"]["pegasus"]["ssh_private_key"] == plan.settings.ssh_private_key
+    # the compute sub-workflow is planned with the staging site and clustering; workflow.yml runs locally
+    sub = next(job for job in docs["workflow.yml"]["jobs"] if job["id"] == plan.compute_id)
+    args = sub["arguments"]
+    assert args[args.index("--staging-site") + 1] == "condorpool=staging"
+    assert args[args.index("--cluster") + 1] == "horizontal"
     cmd = plan_command(plan, out)
-    assert cmd[cmd.index("--staging-site") + 1] == "condorpool=staging"
-    assert "horizontal" in cmd
+    assert cmd[cmd.index("--sites") + 1] == "local" and "--staging-site" not in cmd
     run_quantum = next(
         t for t in docs["transformations.yml"]["transformations"] if t["name"] == "fake_run_quantum"
     )
@@ -228,6 +251,7 @@ def test_job_names_map_to_unique_valid_ids():
     wf.add_job(Job("a_b", "a", [2], []))
     plan = translate(wf)
     assert sorted(plan.job_map) == ["a_b", "a_b-2"]
+    assert plan.compute_id not in plan.job_map
     assert {v["name"] for v in plan.job_map.values()} == {"a.b", "a_b"}
 
 
@@ -253,9 +277,27 @@ def test_running_the_workflow_produces_the_same_datasets_as_a_direct_run(tmp_pat
     assert json.loads(sample.registry.read_text()) == {paths[lfn]: text for lfn, text in expected.items()}
 
 
+def test_the_runner_shows_that_a_final_job_beside_the_compute_jobs_races_their_stage_out(tmp_path):
+    # The layout Pegasus 5.1.2 planned and ran before: the final job in the compute workflow,
+    # a child of its leaves. The planner made each stage_out_* job a child of its compute job
+    # only, so DAGMan could run the final job first; the runner stages out as late as DAGMan may.
+    sample, plan, out, docs = _written(tmp_path)
+    flat = docs["compute.yml"]
+    final = next(job for job in docs["workflow.yml"]["jobs"] if job["id"] == plan.final_id)
+    parents = {dep["id"] for dep in flat["jobDependencies"]}
+    leaves = [job["id"] for job in flat["jobs"] if job["id"] not in parents]
+    flat["jobs"].append(final)
+    flat["jobDependencies"] += [{"id": leaf, "children": [plan.final_id]} for leaf in leaves]
+    (out / "workflow.yml").write_text(json.dumps(flat))
+    result = run_workflow(out, tmp_path / "work")
+    assert result.order[-1] == plan.final_id
+    assert set(result.stage_outs) == set(plan.job_map) - {plan.final_id}
+    assert json.loads(sample.registry.read_text()) == {}  # it ran before any output was staged
+
+
 def test_manifest_dir_becomes_the_job_directory_and_the_manifest_an_output(tmp_path):
     sample, plan, _, docs = _written(tmp_path)
-    job = next(j for j in docs["workflow.yml"]["jobs"] if plan.job_map[j["id"]]["name"] == "calib.visit-1")
+    job = next(j for j in docs["compute.yml"]["jobs"] if plan.job_map[j["id"]]["name"] == "calib.visit-1")
     args = job["arguments"]
     assert args[args.index("--manifest-dir") + 1] == "."
     outputs = {u["lfn"] for u in job["uses"] if u["type"] == "output"}
@@ -278,7 +320,9 @@ def test_output_map_stages_each_dataset_for_finalize_by_its_logical_name(tmp_pat
     assert all(line.endswith('site="local"') for line in lines)
     properties = (out / "pegasus.properties").read_text()
     assert "pegasus.dir.storage.mapper = Replica" in properties
-    assert "pegasus.dir.storage.mapper.replica.file = outputs.map" in properties
+    assert f"pegasus.dir.storage.mapper.replica.file = {out / 'outputs.map'}" in properties
+    # absolute: Pegasus plans the compute sub-workflow from its run directory
+    assert f"pegasus.catalog.replica.file = {out / 'replicas.yml'}" in properties
 
 
 @pytest.mark.parametrize(
@@ -292,6 +336,9 @@ def test_shipped_site_configs_translate_to_valid_catalogs(tmp_path, name):
     path = Path(__file__).resolve().parent.parent / "site_configs" / f"{name}.yaml"
     data = yaml.safe_load(path.read_text())
     assert data["wms"] == "pegasus"
+    if data["site"]["pegasus"].get("ssh_private_key"):
+        # the example names a key of the operator's; a throw-away one (mode 0600) stands in
+        data["site"]["pegasus"]["ssh_private_key"] = throwaway_key()
     site = SiteConfig(**data["site"])
     sample = build_sample(tmp_path, pegasus=site.pegasus, staging=site.staging)
     sample.workflow.site = site
@@ -300,6 +347,57 @@ def test_shipped_site_configs_translate_to_valid_catalogs(tmp_path, name):
     write_plan(plan, out)
     assert schema.validate_directory(out) == {n: [] for n in schema.SCHEMA_OF}
     assert plan.data_configuration == site.pegasus["data_configuration"]
+
+
+def _site_with(tmp_path: Path, name: str, **changes):
+    import yaml
+
+    from bps.workflow import SiteConfig
+
+    path = Path(__file__).resolve().parent.parent / "site_configs" / f"{name}.yaml"
+    data = yaml.safe_load(path.read_text())["site"]
+    data["pegasus"] = {**data["pegasus"], **changes}
+    sample = build_sample(tmp_path, pegasus=data["pegasus"], staging=data["staging"])
+    sample.workflow.site = SiteConfig(**data)
+    return sample
+
+
+def test_sharedfs_on_a_pool_needs_pegasus_home_for_the_transfer_tools_on_the_workers(tmp_path):
+    with pytest.raises(WmsError, match="needs 'pegasus_home'") as err:
+        translate(_site_with(tmp_path, "pegasus_sharedfs", pegasus_home=None).workflow)
+    assert "pegasus_sharedfs" in str(err.value)
+    plan = translate(_site_with(tmp_path / "ok", "pegasus_sharedfs").workflow)
+    pool = next(s for s in to_document(plan.site_catalog)["sites"] if s["name"] == "condorpool")
+    assert pool["profiles"]["env"]["PEGASUS_HOME"] == "/opt/pegasus/5.1.2"
+    # the planner compares this profile with the string "true"
+    assert pool["profiles"]["pegasus"]["auxillary.local"] == "true"
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"staging_user": None}, "set 'staging_user'"),
+        ({"ssh_private_key": None}, "needs 'ssh_private_key'"),
+        ({"ssh_private_key": "/nonexistent/id_staging"}, "cannot be read"),
+        ({"ssh_private_key": "relative/key"}, "absolute"),
+        ({"ssh_private_key": "/tmp/id_staging"}, "MOUNT_UNDER_SCRATCH"),
+    ],
+)
+def test_nonsharedfs_over_scp_needs_the_staging_user_and_key(tmp_path, changes, fragment):
+    with pytest.raises(WmsError, match=fragment) as err:
+        translate(_site_with(tmp_path, "pegasus_nonsharedfs", **changes).workflow)
+    assert "pegasus_nonsharedfs" in str(err.value)
+
+
+def test_a_staging_key_readable_by_others_is_refused_with_the_chmod_that_fixes_it(tmp_path):
+    key = throwaway_key()
+    Path(key).chmod(0o644)
+    with pytest.raises(WmsError, match=f"chmod 600 {key}"):
+        translate(_site_with(tmp_path, "pegasus_nonsharedfs", ssh_private_key=key).workflow)
+    Path(key).chmod(0o600)
+    plan = translate(_site_with(tmp_path / "ok", "pegasus_nonsharedfs", ssh_private_key=key).workflow)
+    staging = next(s for s in to_document(plan.site_catalog)["sites"] if s["name"] == "staging")
+    assert staging["directories"][0]["fileServers"][0]["url"].startswith("scp://pegasus@staging.example.org/")
 
 
 def test_fast_job_serialisation_matches_the_pegasus_api(tmp_path):

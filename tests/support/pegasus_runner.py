@@ -8,6 +8,14 @@ job that produced it), runs the transformation's executable with the job's
 arguments in that directory, and collects the outputs the job declared. It fails
 loudly where Pegasus would: an input with no replica and no producer, a job
 exiting non-zero, a declared output not produced, a cycle.
+
+Stage-out is a step of its own, as in the DAG Pegasus plans: the planner makes a
+``stage_out_*`` job a child of the job whose outputs it copies and a parent of
+nothing we declare, so DAGMan may run it after any later job. The runner runs
+every stage-out of a workflow at the latest moment DAGMan could: after all of
+that workflow's jobs. A job that needs staged outputs is only safe as a child of
+a sub-workflow (``type: pegasusWorkflow``), whose node ends once everything in it,
+stage-outs included, has ended; the runner runs a sub-workflow that way.
 """
 
 from __future__ import annotations
@@ -38,6 +46,10 @@ class RunResult:
     #: job id -> why it failed (``keep_going``); jobs skipped because an ancestor failed
     failed: dict[str, str] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    #: sub-workflow jobs that failed because a job in them failed (``keep_going``)
+    failed_workflows: list[str] = field(default_factory=list)
+    #: jobs whose stage-out ran, in the order it ran (after all jobs of their workflow)
+    stage_outs: list[str] = field(default_factory=list)
 
 
 def _pfn_path(pfn: str) -> Path:
@@ -100,45 +112,102 @@ def run_workflow(
     its descendants in ``result.skipped``, as DAGMan does; otherwise it raises.
     """
     pegasus_dir = Path(pegasus_dir)
-    workflow = json.loads((pegasus_dir / "workflow.yml").read_text())
     replicas = json.loads((pegasus_dir / "replicas.yml").read_text())
     transformations = json.loads((pegasus_dir / "transformations.yml").read_text())
-    replica_paths = {r["lfn"]: _pfn_path(r["pfns"][0]["pfn"]) for r in replicas["replicas"]}
-    executables = {t["name"]: t["sites"][0]["pfn"] for t in transformations["transformations"]}
+    context = _Context(
+        pegasus_dir=pegasus_dir,
+        work_root=Path(work_root),
+        replica_paths={r["lfn"]: _pfn_path(r["pfns"][0]["pfn"]) for r in replicas["replicas"]},
+        executables={t["name"]: t["sites"][0]["pfn"] for t in transformations["transformations"]},
+        destinations=_read_output_map(pegasus_dir / "outputs.map"),
+        env=dict(os.environ, **(env or {})),
+        timeout=timeout,
+        exclude=exclude,
+        keep_going=keep_going,
+    )
+    result = RunResult()
+    _run_dag(context, pegasus_dir / "workflow.yml", result)
+    return result
+
+
+@dataclass
+class _Context:
+    pegasus_dir: Path
+    work_root: Path
+    replica_paths: dict[str, Path]
+    executables: dict[str, str]
+    destinations: dict[str, Path]
+    env: dict[str, str]
+    timeout: float
+    exclude: tuple[str, ...]
+    keep_going: bool
+
+
+def _run_dag(context: _Context, path: Path, result: RunResult) -> bool:
+    """Run one workflow file as one DAG; True when every node of it succeeded (stage-outs included)."""
+    workflow = json.loads(path.read_text())
     jobs = {job["id"]: job for job in workflow["jobs"]}
     parents: dict[str, list[str]] = {job_id: [] for job_id in jobs}
     for dep in workflow.get("jobDependencies", []):
         for child in dep.get("children", []):
             parents.setdefault(child, []).append(dep["id"])
-    destinations = _read_output_map(pegasus_dir / "outputs.map")
-    result = RunResult()
-    run_env = dict(os.environ, **(env or {}))
+    ok = True
+    failed_here: set[str] = set()
+    stage_outs: list[dict] = []  # nothing depends on them: they run last
     for job_id in topological_order(workflow["jobs"], workflow.get("jobDependencies", [])):
         job = jobs[job_id]
-        outputs = [use["lfn"] for use in job["uses"] if use["type"] == "output"]
-        if job_id in exclude:
+        outputs = [use["lfn"] for use in job.get("uses", []) if use["type"] == "output"]
+        if job_id in context.exclude:
             continue
-        if outputs and all(lfn in replica_paths for lfn in outputs):
+        if outputs and all(lfn in context.replica_paths for lfn in outputs):
             result.pruned.append(job_id)
             continue
-        if any(p in result.failed or p in result.skipped for p in parents.get(job_id, [])):
+        if any(p in failed_here or p in result.skipped for p in parents.get(job_id, [])):
             result.skipped.append(job_id)
             continue
+        if job.get("type") == "pegasusWorkflow":
+            if not _run_dag(context, _sub_workflow_path(context, job), result):
+                if not context.keep_going:
+                    raise PegasusRunError(f"sub-workflow {job_id} failed")
+                result.failed_workflows.append(job_id)
+                failed_here.add(job_id)
+                ok = False
+            continue
         try:
-            _run_job(job, Path(work_root) / job_id, executables, replica_paths, run_env, timeout, result)
+            _run_job(
+                job,
+                context.work_root / job_id,
+                context.executables,
+                context.replica_paths,
+                context.env,
+                context.timeout,
+                result,
+            )
         except PegasusRunError as err:
-            if not keep_going:
+            if not context.keep_going:
                 raise
             result.failed[job_id] = str(err)
+            failed_here.add(job_id)
+            ok = False
             continue
+        if any(use["type"] == "output" and use.get("stageOut") for use in job["uses"]):
+            stage_outs.append(job)
+        result.order.append(job_id)
+    for job in stage_outs:
         for use in job["uses"]:
             if use["type"] == "output" and use.get("stageOut"):
-                target = destinations.get(use["lfn"], pegasus_dir / "outputs" / use["lfn"])
+                target = context.destinations.get(use["lfn"], context.pegasus_dir / "outputs" / use["lfn"])
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(result.outputs[use["lfn"]], target)
                 result.staged[use["lfn"]] = target
-        result.order.append(job_id)
-    return result
+        result.stage_outs.append(job["id"])
+    return ok
+
+
+def _sub_workflow_path(context: _Context, job: dict) -> Path:
+    """Where a sub-workflow job's workflow file is: its replica, else next to the workflow."""
+    lfn = job["file"]
+    return context.replica_paths.get(lfn, context.pegasus_dir / lfn)
 
 
 def _run_job(
@@ -388,3 +457,20 @@ def build_sample(root: Path, pegasus: dict | None = None, staging: str = "shared
     )
     graph_path.write_text(json.dumps(graph))
     return Sample(wf, graph, repo, input_paths, registry)
+
+
+def throwaway_key() -> str:
+    """A file standing in for the staging site's SSH private key: mode 0600, outside ``/tmp``.
+
+    Not under ``/tmp``: HTCondor mounts it privately for each job (``MOUNT_UNDER_SCRATCH``),
+    so ``pegasus-plan`` and the site validation refuse a credential there. Removed at exit.
+    """
+    import atexit
+    import tempfile
+
+    directory = Path(tempfile.mkdtemp(prefix=".bps-test-key-", dir=Path.home()))
+    atexit.register(shutil.rmtree, directory, True)
+    key = directory / "id_staging"
+    key.write_text("not a real key\n")
+    key.chmod(0o600)
+    return str(key)

@@ -508,6 +508,10 @@ class StandInBackend:
             header if header is not None else {"pipelineYaml": "", "metadata": {"output_run": STANDIN_RUN}}
         )
         self.loads = 0
+        #: (dataset type name, data ID) -> checksum of the datasets the stand-in registry holds
+        self.registry: dict[tuple[str, DataId], str] = {}
+        #: (dataset type name, data ID) of every registry look-up a job made
+        self.lookups: list[tuple[str, DataId]] = []
 
     def load(self, graph, ids):
         self.loads += 1
@@ -525,3 +529,7 @@ class StandInBackend:
 
     def write_file(self, store, obj, storageClass, path):
         Path(path).write_text(json.dumps(obj))
+
+    def registered(self, repo, datasetType, dataId, run):
+        self.lookups.append((datasetType.name, DataId(dataId)))
+        return self.registry.get((datasetType.name, DataId(dataId)))

@@ -212,16 +212,33 @@ def build_site_catalog(
             pool.add_directories(
                 _directory(Directory.SHARED_SCRATCH, scratch, file_url(scratch), shared=True)
             )
+            # The shared filesystem is mounted on the submit host too: Pegasus may run the
+            # site's transfer jobs there (the planner reads the value as the string "true").
+            pool.add_profiles(Namespace.PEGASUS, key="auxillary.local", value="true")
+        if settings.pegasus_home:
+            # Where pegasus-transfer, pegasus-kickstart... are installed on the workers.
+            pool.add_env(PEGASUS_HOME=settings.pegasus_home)
         _add_job_environment(pool, site)
         sc.add_sites(pool)
 
     if data_configuration == "nonsharedfs":
         staging = Site(settings.staging_site, arch=arch, os_type=os_type)
         path = settings.staging_path or ""
-        url = (settings.staging_url or "").rstrip("/") + path
-        staging.add_directories(_directory(Directory.SHARED_SCRATCH, path, url))
+        staging.add_directories(_directory(Directory.SHARED_SCRATCH, path, staging_url(settings) + path))
+        if settings.ssh_private_key:
+            # Pegasus's SSH credential handler reads this (lower-case) pegasus profile.
+            staging.add_profiles(Namespace.PEGASUS, key="ssh_private_key", value=settings.ssh_private_key)
         sc.add_sites(staging)
     return sc
+
+
+def staging_url(settings: PegasusSettings) -> str:
+    """The staging site's URL prefix, with ``staging_user`` put in as ``scheme://user@host``."""
+    url = (settings.staging_url or "").rstrip("/")
+    scheme, sep, rest = url.partition("://")
+    if settings.staging_user and sep and "@" not in rest.split("/", 1)[0]:
+        return f"{scheme}://{settings.staging_user}@{rest}"
+    return url
 
 
 def _directory(kind, path: str | Path, url: str, shared: bool = False) -> Directory:
@@ -236,15 +253,22 @@ def _add_job_environment(target: Site, site: SiteConfig) -> None:
 
 
 def build_properties(
-    workflow: GenericWorkflow, settings: PegasusSettings, data_configuration: DataConfiguration
+    workflow: GenericWorkflow,
+    settings: PegasusSettings,
+    data_configuration: DataConfiguration,
+    pegasus_dir: Path,
 ) -> Properties:
-    """``pegasus.properties``: the catalogs' files, the data configuration and the throttles."""
+    """``pegasus.properties``: the catalogs' files, the data configuration and the throttles.
+
+    File names are absolute: Pegasus plans the compute sub-workflow from its run
+    directory, where a relative name would not resolve.
+    """
     props = Properties()
-    props["pegasus.catalog.site.file"] = SITES_FILE
+    props["pegasus.catalog.site.file"] = str(pegasus_dir / SITES_FILE)
     props["pegasus.catalog.replica"] = "YAML"
-    props["pegasus.catalog.replica.file"] = REPLICAS_FILE
+    props["pegasus.catalog.replica.file"] = str(pegasus_dir / REPLICAS_FILE)
     props["pegasus.catalog.transformation"] = "YAML"
-    props["pegasus.catalog.transformation.file"] = TRANSFORMATIONS_FILE
+    props["pegasus.catalog.transformation.file"] = str(pegasus_dir / TRANSFORMATIONS_FILE)
     props["pegasus.data.configuration"] = data_configuration
     # Stage every output straight to its final place (see translator.OUTPUT_MAP_FILE).
     props["pegasus.dir.storage.mapper"] = "Replica"
@@ -254,7 +278,7 @@ def build_properties(
     api_log.setLevel(logging.ERROR)
     try:
         props["pegasus.dir.storage.mapper.replica"] = "File"
-        props["pegasus.dir.storage.mapper.replica.file"] = OUTPUT_MAP_FILE
+        props["pegasus.dir.storage.mapper.replica.file"] = str(pegasus_dir / OUTPUT_MAP_FILE)
     finally:
         api_log.setLevel(level)
     # Symlink rather than copy inputs that are already on a filesystem the job sees.

@@ -27,6 +27,7 @@ _REPO_ROOT = Path(__file__).resolve().parents[3]
 #: Which schema each written file follows.
 SCHEMA_OF: dict[str, str] = {
     "workflow.yml": "wf-5.0.yml",
+    "compute.yml": "wf-5.0.yml",
     "replicas.yml": "rc-5.0.yml",
     "transformations.yml": "tc-5.0.yml",
     "sites.yml": "sc-5.0.yml",

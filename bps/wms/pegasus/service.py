@@ -21,6 +21,7 @@ import json
 import shutil
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +38,21 @@ from ..base import (
 from ..htcondor import overrides as overrides_mod
 from ..htcondor.checks import check_environment, check_resources
 from . import catalogs
-from .status import AUXILIARY_LABEL, is_auxiliary, job_files, match_job, read_jobstate, tail
+from .status import (
+    SUBWORKFLOW_PREFIX,
+    auxiliary_label,
+    is_auxiliary,
+    job_files,
+    match_job,
+    read_jobstate,
+    run_dirs,
+    tail,
+)
 from .translator import (
+    COMPUTE_LABEL,
     JOB_MAP_FILE,
     PEGASUS_SUBDIR,
+    WORKFLOW_FILE,
     PegasusPlan,
     plan_command,
     translate,
@@ -118,7 +130,7 @@ class PegasusService(WorkflowService):
         pegasus_dir = submit_dir / PEGASUS_SUBDIR
         job_map: dict[str, dict[str, str]] = json.loads((pegasus_dir / JOB_MAP_FILE).read_text())
         report = RunReport(submit_dir=str(submit_dir), wms=self.name, run_id=record.get("run_id"))
-        run_dir = Path(record["run_dir"]) if record.get("run_dir") else None
+        run_dir = find_run_dir(submit_dir, record)
         if run_dir is None:
             for entry in job_map.values():
                 report.add(entry["label"], "pending")
@@ -127,34 +139,42 @@ class PegasusService(WorkflowService):
                 f"not submitted yet: run `bps submit {submit_dir}` or {pegasus_dir / 'plan.sh'}"
             )
             return report
-        run = read_jobstate(run_dir / "jobstate.log")
+        if not record.get("run_dir") or Path(record["run_dir"]) != run_dir:
+            report.messages.append(f"following the Pegasus run in {run_dir} (found from its braindump.yml)")
+            report.run_id = report.run_id or _wf_uuid(run_dir)
+        runs = [(d, read_jobstate(d / "jobstate.log")) for d in run_dirs(run_dir)]
+        run = runs[0][1]
         transformations = _transformation_names(pegasus_dir)
         seen: set[str] = set()
-        failed_any = any(job.state in ("failed", "held") for job in run.jobs.values())
-        files = job_files(run_dir) if failed_any else {}
-        for node, job in sorted(run.jobs.items()):
-            pid = match_job(node, transformations, set(job_map))
-            if pid is None:
-                if not is_auxiliary(node):
-                    report.messages.append(f"DAG node {node} is not a job of this workflow (clustered?)")
-                    continue
-                label, name = AUXILIARY_LABEL, node
-            else:
-                seen.add(pid)
-                label, name = job_map[pid]["label"], job_map[pid]["name"]
-            report.add(label, job.state)
-            if job.state in ("failed", "held"):
-                out, err = files.get(node, (None, None))
-                report.failures.append(
-                    JobFailure(
-                        name=name,
-                        label=label,
-                        attempt=max(job.attempts, 1),
-                        reason=f"{job.last_event} on site {job.site or '?'} after {job.attempts} attempt(s)",
-                        log_file=str(err or out) if (err or out) else None,
-                        log_tail=tail(err) or tail(out),
+        ids = set(job_map)
+        failed_any = any(job.state in ("failed", "held") for _, r in runs for job in r.jobs.values())
+        for directory, sub_run in runs:
+            files = job_files(directory) if failed_any else {}
+            for node, job in sorted(sub_run.jobs.items()):
+                pid = match_job(node, transformations, ids)
+                if pid is None and node.startswith(SUBWORKFLOW_PREFIX + "_"):
+                    label, name = COMPUTE_LABEL, node
+                elif pid is None:
+                    if not is_auxiliary(node):
+                        report.messages.append(f"DAG node {node} is not a job of this workflow (clustered?)")
+                        continue
+                    label, name = auxiliary_label(node), node
+                else:
+                    seen.add(pid)
+                    label, name = job_map[pid]["label"], job_map[pid]["name"]
+                report.add(label, job.state)
+                if job.state in ("failed", "held"):
+                    out, err = files.get(node, (None, None))
+                    report.failures.append(
+                        JobFailure(
+                            name=name,
+                            label=label,
+                            attempt=max(job.attempts, 1),
+                            reason=f"{job.last_event} on site {job.site or '?'} after {job.attempts} attempt(s)",
+                            log_file=str(err or out) if (err or out) else None,
+                            log_tail=tail(err) or tail(out),
+                        )
                     )
-                )
         for pid, entry in job_map.items():
             if pid not in seen:
                 report.add(entry["label"], "pending")
@@ -164,14 +184,20 @@ class PegasusService(WorkflowService):
             report.state = "running" if run.jobs else "submitted"
         else:
             report.state = "succeeded" if run.dagman_status == 0 else "failed"
+        incomplete = _finalize_incomplete(submit_dir)
+        if incomplete:
+            report.messages.append(incomplete)
+            if report.state == "succeeded":
+                report.state = "failed"
         status = _pegasus_status(run_dir)
         if status:
             report.messages.append(status)
-        if report.failures:
+        if report.failures or incomplete:
             report.messages.append(
                 "outputs of the jobs that succeeded are already in place: `bps finalize "
                 f"{submit_dir}` registers them; `bps restart {submit_dir}` reruns only what failed"
             )
+        if report.failures:
             report.messages += _analyzer_summary(run_dir)
         return report
 
@@ -179,25 +205,27 @@ class PegasusService(WorkflowService):
     def restart(self, submit_dir: Path, overrides: dict[str, Any] | None = None) -> str:
         submit_dir = Path(submit_dir).absolute()
         record = _record(submit_dir)
-        if not record.get("run_dir"):
+        run_dir = find_run_dir(submit_dir, record)
+        if run_dir is None:
             raise WmsError(f"{submit_dir} was never submitted: use `bps submit {submit_dir}`")
         state = self.report(submit_dir).state
         if state in ("running", "submitted"):
             raise WmsError(
-                f"the run in {record['run_dir']} is still {state}: wait for it to end or "
+                f"the run in {run_dir} is still {state}: wait for it to end or "
                 f"`bps cancel {submit_dir}`, then restart"
             )
         if state == "succeeded":
-            raise WmsError(f"the run in {record['run_dir']} succeeded: there is nothing to rerun")
+            raise WmsError(f"the run in {run_dir} succeeded: there is nothing to rerun")
         if not overrides:
             pegasus_dir = submit_dir / PEGASUS_SUBDIR
             _require_tool("pegasus-run", pegasus_dir)
-            proc = _run(["pegasus-run", record["run_dir"]], cwd=pegasus_dir)
+            grown = carry_grown_memory(submit_dir, run_dir)
+            proc = _run(["pegasus-run", str(run_dir)], cwd=pegasus_dir)
             if proc.returncode != 0:
                 raise WmsError(f"pegasus-run failed (exit {proc.returncode}):\n{_last_lines(proc)}")
-            restarts = record.get("restarts", []) + [{"time": time.time(), "overrides": {}}]
+            restarts = record.get("restarts", []) + [{"time": time.time(), "overrides": {}, "memory": grown}]
             write_run_record(submit_dir, state="submitted", restarts=restarts)
-            return record.get("run_id") or record["run_dir"]
+            return record.get("run_id") or str(run_dir)
         plan = self.prepare_restart(submit_dir, overrides)
         record = _record(submit_dir)
         run_name = _next_run_name(record)
@@ -221,6 +249,16 @@ class PegasusService(WorkflowService):
         check(workflow)
         workflow.save(submit_dir / WORKFLOW_JSON)
         pegasus_dir = submit_dir / PEGASUS_SUBDIR
+        # Memory a job grew to in the last run stays its request (above a lower override).
+        record = _record(submit_dir)
+        run_dir = find_run_dir(submit_dir, record)
+        grown = {
+            name: reached
+            for name, (reached, _) in (grown_memory(submit_dir, run_dir, workflow) if run_dir else {}).items()
+        }
+        for name, reached in grown.items():
+            job = workflow.jobs[name]
+            workflow.jobs[name] = replace(job, resources=replace(job.resources, memory_mb=reached))
         plan = translate(workflow, pegasus_dir)
         reused = 0
         for lfn, staged in sorted(plan.output_locations.items()):
@@ -237,7 +275,7 @@ class PegasusService(WorkflowService):
             submit_dir, plan_command=plan_command(plan, pegasus_dir, submit=True, run_name=run_name)
         )
         restarts = record.get("restarts", []) + [
-            {"time": time.time(), "overrides": overrides or {}, "reused_outputs": reused}
+            {"time": time.time(), "overrides": overrides or {}, "reused_outputs": reused, "memory": grown}
         ]
         write_run_record(submit_dir, state="prepared", restarts=restarts)
         return plan
@@ -246,11 +284,12 @@ class PegasusService(WorkflowService):
     def cancel(self, submit_dir: Path) -> None:
         submit_dir = Path(submit_dir).absolute()
         record = _record(submit_dir)
-        if not record.get("run_dir"):
+        run_dir = find_run_dir(submit_dir, record)
+        if run_dir is None:
             raise WmsError(f"{submit_dir} was never submitted: there is nothing to cancel")
         pegasus_dir = submit_dir / PEGASUS_SUBDIR
         _require_tool("pegasus-remove", pegasus_dir)
-        proc = _run(["pegasus-remove", record["run_dir"]], cwd=pegasus_dir)
+        proc = _run(["pegasus-remove", str(run_dir)], cwd=pegasus_dir)
         if proc.returncode != 0:
             raise WmsUnavailableError(f"pegasus-remove failed (exit {proc.returncode}):\n{_last_lines(proc)}")
         write_run_record(submit_dir, state="cancelled", cancelled_at=time.time())
@@ -297,6 +336,133 @@ def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 def _last_lines(proc: subprocess.CompletedProcess, n: int = 15) -> str:
     return "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-n:])
+
+
+def find_run_dir(submit_dir: Path, record: dict[str, Any]) -> Path | None:
+    """The run directory of the newest Pegasus run of ``submit_dir``, however it was started.
+
+    ``bps submit`` records it; ``plan.sh`` (or ``pegasus-plan`` by hand) does not, so
+    the run directories under ``pegasus/submit`` are looked at too: the newest one
+    whose ``braindump.yml`` says it was planned from this submit directory's
+    ``workflow.yml``.
+    """
+    pegasus_dir = submit_dir / PEGASUS_SUBDIR
+    planned = {pegasus_dir / WORKFLOW_FILE, Path(WORKFLOW_FILE)}
+    candidates: dict[Path, tuple[str, float]] = {}
+    for braindump in (pegasus_dir / "submit").glob("*/braindump.yml"):
+        data = _braindump(braindump.parent)
+        if Path(str(data.get("dax", ""))) in planned:
+            candidates[braindump.parent] = (str(data.get("timestamp", "")), braindump.stat().st_mtime)
+    recorded = Path(record["run_dir"]) if record.get("run_dir") else None
+    if recorded is not None and recorded not in candidates:
+        data = _braindump(recorded)
+        candidates[recorded] = (
+            str(data.get("timestamp", "")),
+            recorded.stat().st_mtime if recorded.exists() else 0,
+        )
+    return max(candidates, key=candidates.__getitem__) if candidates else None
+
+
+def carry_grown_memory(submit_dir: Path, run_dir: Path) -> dict[str, int]:
+    """Make the planned submit files of jobs whose memory grew start from what they reached.
+
+    ``pegasus-run`` resubmits the rescue DAG with the submit files Pegasus planned,
+    whose memory expressions hold the original request as a literal, so a rerun
+    job would start again from it. The ``request_memory``, ``periodic_release`` and
+    ``periodic_remove`` lines of each job that grew (`grown_memory`) are rewritten
+    with what it reached as the base. Returns job name -> new base (MB).
+    """
+    from .settings import load_settings
+    from .translator import memory_profiles
+
+    workflow = GenericWorkflow.load(submit_dir / WORKFLOW_JSON)
+    settings, _ = load_settings(workflow.site)
+    grown = grown_memory(submit_dir, run_dir, workflow)
+    for name, (reached, sub) in grown.items():
+        job = workflow.jobs[name]
+        bigger = replace(job, resources=replace(job.resources, memory_mb=reached))
+        _rewrite_submit_lines(
+            sub, memory_profiles(bigger, workflow.site.max_memory_mb, settings.held_timeout_s)
+        )
+    return {name: reached for name, (reached, _) in grown.items()}
+
+
+def grown_memory(submit_dir: Path, run_dir: Path, workflow: GenericWorkflow) -> dict[str, tuple[int, Path]]:
+    """Job name -> (the memory it reached, its planned submit file), for jobs that grew.
+
+    Read from the HTCondor event log of each run of ``run_dir`` (``condor_log`` of
+    its ``braindump.yml``; the compute jobs are in the sub-workflow's run): the
+    largest request from a termination record or a memory-hold limit, capped as on
+    HTCondor at ``max(memory_max_mb, memory_mb)``.
+    """
+    from ..htcondor.eventlog import read_event_log
+
+    job_map: dict[str, dict[str, str]] = json.loads((submit_dir / PEGASUS_SUBDIR / JOB_MAP_FILE).read_text())
+    by_name = {entry["name"]: pid for pid, entry in job_map.items()}
+    grown: dict[str, tuple[int, Path]] = {}
+    for directory in run_dirs(run_dir):
+        log = _braindump(directory).get("condor_log")
+        history = read_event_log(directory / str(log)) if log else {}
+        if not history:
+            continue
+        for name, job in workflow.jobs.items():
+            node = f"{catalogs.transformation_name(job.executable)}_{by_name.get(name, '')}"
+            hist = history.get(node)
+            if hist is None:
+                continue
+            reached = min(hist.memory_grown_to_mb, max(job.retry.memory_max_mb, job.resources.memory_mb))
+            sub = next(directory.rglob(f"{node}.sub"), None)
+            if reached > job.resources.memory_mb and sub is not None:
+                grown[name] = (reached, sub)
+    return grown
+
+
+def _rewrite_submit_lines(path: Path, commands: dict[str, str]) -> None:
+    """Replace the ``key = value`` lines of ``commands`` in a submit file (atomically)."""
+    lines = path.read_text().splitlines()
+    done = set()
+    for i, line in enumerate(lines):
+        key = line.split("=", 1)[0].strip()
+        if key in commands and "=" in line:
+            lines[i] = f"{key} = {commands[key]}"
+            done.add(key)
+    missing = [key for key in commands if key not in done]
+    if missing:
+        raise WmsError(
+            f"{path} has no {', '.join(missing)} line: it was not planned from this submit directory"
+        )
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(path)
+
+
+def _braindump(run_dir: Path) -> dict[str, Any]:
+    """Pegasus's ``braindump.yml`` of a run directory (empty when absent or unreadable)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load((run_dir / "braindump.yml").read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _finalize_incomplete(submit_dir: Path) -> str | None:
+    """What the last ``bps finalize`` left unregistered, from its summary (None when nothing)."""
+    from ...finalize import SUMMARY_FILE
+
+    try:
+        summary = json.loads((submit_dir / SUMMARY_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    missing, rejected = int(summary.get("missing", 0)), len(summary.get("rejected", []))
+    if not missing and not rejected:
+        return None
+    return (
+        f"bps finalize: {missing} expected outputs not registered, {rejected} rejected "
+        f"(no_work: {summary.get('no_work', 0)}, registered: {summary.get('registered', 0)}): "
+        "the run is not a success"
+    )
 
 
 def _wf_uuid(run_dir: Path) -> str | None:

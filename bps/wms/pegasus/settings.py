@@ -45,6 +45,20 @@ class PegasusSettings(BaseModel):
         The staging site for ``nonsharedfs``: its name, the URL prefix through
         which Pegasus transfers reach it (``scp://host``, ``gsiftp://host``,
         ``file://`` for a mounted filesystem) and the directory on it.
+    staging_user : `str`, optional
+        The user Pegasus logs in as on the staging site, for ``scp://``,
+        ``sshftp://`` and ``gsiscp://`` staging URLs (or put it in the URL,
+        ``scp://user@host``); Pegasus refuses such a URL without one.
+    ssh_private_key : `str`, optional
+        Absolute path, on the submit host, of the SSH private key for the staging
+        site (``scp://``, ``sshftp://``): Pegasus ships it with the transfer jobs.
+        It must exist and be readable by its owner only (mode 0600), as ``ssh``
+        requires.
+    pegasus_home : `str`, optional
+        The Pegasus installation on the execution site's workers (``PEGASUS_HOME``
+        there). Required for ``sharedfs`` on a pool, where Pegasus runs its transfer
+        tools on the workers from this installation; elsewhere, when unset, Pegasus
+        ships its worker package with the jobs.
     input_site : `str`
         The site where the datastore (overall inputs) and the graph file live.
     arch, os_type : `str`
@@ -69,6 +83,9 @@ class PegasusSettings(BaseModel):
     staging_site: str = Field(default="staging", pattern=r"^[A-Za-z0-9_.-]+$")
     staging_url: str | None = None
     staging_path: str | None = None
+    staging_user: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*$")
+    ssh_private_key: str | None = None
+    pegasus_home: str | None = None
     input_site: str = Field(default="local", pattern=r"^[A-Za-z0-9_.-]+$")
     arch: Literal["x86", "x86_64", "ppc", "ppc_64", "ppc64le", "ia64", "amd64", "aarch64"] = "x86_64"
     os_type: Literal["linux", "macosx", "sunos", "aix", "windows"] = "linux"
@@ -78,7 +95,7 @@ class PegasusSettings(BaseModel):
 
     @model_validator(mode="after")
     def _check_paths(self) -> PegasusSettings:
-        for name in ("shared_scratch", "staging_path"):
+        for name in ("shared_scratch", "staging_path", "ssh_private_key", "pegasus_home"):
             value = getattr(self, name)
             if value is not None and not value.startswith("/"):
                 raise ValueError(f"{name} must be an absolute path, got {value!r}")
@@ -127,4 +144,62 @@ def load_settings(site: SiteConfig) -> tuple[PegasusSettings, DataConfiguration]
             "and 'staging_path' (an absolute directory on the staging site) so Pegasus knows where to "
             "stage files between jobs"
         )
+    if data_configuration == "sharedfs" and remote and not settings.pegasus_home:
+        raise WmsError(
+            f"{where}: data_configuration 'sharedfs' on execution site {settings.execution_site!r} needs "
+            "'pegasus_home': the Pegasus installation on the workers (Pegasus runs its transfer tools "
+            "there from it), e.g. /usr or /opt/pegasus/5.1.2"
+        )
+    if data_configuration == "nonsharedfs":
+        _check_staging_credentials(settings, where)
     return settings, data_configuration
+
+
+#: HTCondor's default MOUNT_UNDER_SCRATCH: pegasus-plan refuses a credential under these.
+_MOUNT_UNDER_SCRATCH = ("/tmp", "/var/tmp")
+#: Staging URL schemes Pegasus reaches over SSH: a user name is required, and (except gsiscp) a key.
+_SSH_SCHEMES = {"scp": True, "sshftp": True, "gsiscp": False}
+
+
+def _check_staging_credentials(settings: PegasusSettings, where: str) -> None:
+    """An SSH staging URL needs a user and a private key only its owner can read."""
+    import os
+    import stat
+
+    scheme, _, rest = (settings.staging_url or "").partition("://")
+    if scheme not in _SSH_SCHEMES:
+        return
+    if not settings.staging_user and "@" not in rest.split("/", 1)[0]:
+        raise WmsError(
+            f"{where}: staging_url {settings.staging_url!r} is reached over SSH and needs a user: set "
+            "'staging_user' (or write the URL as scheme://user@host)"
+        )
+    if not _SSH_SCHEMES[scheme]:
+        return
+    key = settings.ssh_private_key
+    if not key:
+        raise WmsError(
+            f"{where}: staging_url {settings.staging_url!r} needs 'ssh_private_key': the absolute path of "
+            "the SSH private key (mode 0600) that logs in to the staging site"
+        )
+    scratch = next((d for d in _MOUNT_UNDER_SCRATCH if key.startswith(d + "/")), None)
+    if scratch:
+        raise WmsError(
+            f"{where}: ssh_private_key {key!r} is under {scratch}, which HTCondor mounts privately for "
+            "each job (MOUNT_UNDER_SCRATCH), so Pegasus refuses to ship it: keep the key elsewhere, "
+            "e.g. ~/.ssh"
+        )
+    try:
+        mode = os.stat(key).st_mode
+    except OSError as err:
+        raise WmsError(
+            f"{where}: ssh_private_key {key!r} cannot be read ({err.strerror}); point it at the SSH "
+            "private key for the staging site"
+        ) from None
+    if not stat.S_ISREG(mode):
+        raise WmsError(f"{where}: ssh_private_key {key!r} is not a file; point it at the SSH private key")
+    if mode & 0o077:
+        raise WmsError(
+            f"{where}: ssh_private_key {key!r} is readable by others (mode {stat.S_IMODE(mode):04o}), "
+            f"which ssh refuses: run `chmod 600 {key}`"
+        )

@@ -7,9 +7,16 @@ DAGMAN_FINISHED <status> ***`` line the end of the run. Reading this file needs
 neither Pegasus nor HTCondor, and it survives the scheduler's history rolling over
 (field note 11).
 
-Pegasus names a compute job's DAG node ``<transformation>_<id>``; auxiliary
-jobs (``stage_in_``, ``stage_out_``, ``create_dir_``, ``cleanup_``, ...) move
-data and are reported under their own label so a failed transfer is not lost.
+Pegasus names a compute job's DAG node ``<transformation>_<id>`` and a
+sub-workflow's ``pegasus-plan_<id>``; the jobs it adds itself (``create_dir_``,
+``stage_in_``, ``stage_out_``, ``stage_inter_``, ``clean_up_``, ``cleanup_``,
+``register_``, ...) are reported apart, one label per kind, so a failed transfer
+is not lost and is never counted as one of ours.
+
+A sub-workflow is planned into its own run directory inside the parent's
+(``00/00/<name>_<id>`` links to the current attempt, ``<name>_<id>.000``,
+``.001``...), with its own ``braindump.yml`` and ``jobstate.log``: `run_dirs`
+finds them.
 """
 
 from __future__ import annotations
@@ -40,18 +47,20 @@ EVENT_STATES: dict[str, str] = {
     "SUBMIT_FAILED": "failed",
 }
 
-#: Name prefixes of the jobs Pegasus adds to move data and make directories.
+#: Name prefixes of the jobs Pegasus adds to move data, make and remove directories, register.
 AUXILIARY_PREFIXES = (
     "stage_in_",
     "stage_out_",
     "stage_inter_",
     "stage_worker_",
     "create_dir_",
+    "clean_up_",
     "cleanup_",
     "register_",
     "chmod_",
 )
-AUXILIARY_LABEL = "(pegasus data staging)"
+#: DAG node name prefix of a sub-workflow job (Pegasus plans it in the node's PRE script).
+SUBWORKFLOW_PREFIX = "pegasus-plan"
 
 
 @dataclass
@@ -88,6 +97,10 @@ def read_jobstate(path: Path) -> RunState:
             if name == "INTERNAL":
                 if len(fields) > 4 and fields[3] == "DAGMAN_FINISHED":
                     status = int(fields[4]) if fields[4].lstrip("-").isdigit() else 1
+                    # a node without a POST script (a sub-workflow's) ends with JOB_SUCCESS
+                    for job in jobs.values():
+                        if job.last_event == "JOB_SUCCESS":
+                            job.state = "succeeded"
                 elif len(fields) > 3 and fields[3] == "DAGMAN_STARTED":
                     status = None  # a resubmission (pegasus-run of a rescue DAG) is running again
                 continue
@@ -97,6 +110,8 @@ def read_jobstate(path: Path) -> RunState:
             job = jobs.get(name)
             if job is None:
                 job = jobs[name] = JobState(name, state, 0, event)
+            if event == "JOB_SUCCESS" and name.startswith(SUBWORKFLOW_PREFIX + "_"):
+                state = "succeeded"  # its node has no POST script: JOB_SUCCESS is its last event
             job.state, job.last_event = state, event
             if event == "SUBMIT":
                 job.attempts += 1
@@ -117,6 +132,40 @@ def match_job(dag_node: str, transformations: list[str], ids: set[str]) -> str |
 def is_auxiliary(dag_node: str) -> bool:
     """True for the jobs Pegasus adds itself (transfers, directories, clean-up)."""
     return dag_node.startswith(AUXILIARY_PREFIXES)
+
+
+def auxiliary_label(dag_node: str) -> str:
+    """The report label of a job Pegasus added: ``(pegasus stage_out)``, ``(pegasus clean_up)``..."""
+    for prefix in AUXILIARY_PREFIXES:
+        if dag_node.startswith(prefix):
+            return f"(pegasus {prefix.rstrip('_')})"
+    raise ValueError(f"{dag_node} is not a job Pegasus adds")
+
+
+def run_dirs(run_dir: Path) -> list[Path]:
+    """``run_dir`` and the run directories of its sub-workflows (current attempts only), parents first.
+
+    A sub-workflow planned again (a retry of its node) gets ``<name>.001`` next
+    to ``<name>.000``; only the highest attempt is the run's current state.
+    """
+    import os
+    import re
+
+    attempt = re.compile(r"^(.*)\.(\d{3})$")
+    found: list[Path] = [run_dir]
+    newest: dict[tuple[Path, str], tuple[int, Path]] = {}
+    for root, dirnames, _ in os.walk(run_dir):  # does not follow the links to the attempts
+        for name in dirnames:
+            path = Path(root) / name
+            if not (path / "braindump.yml").is_file():
+                continue
+            match = attempt.match(name)
+            base, number = (match.group(1), int(match.group(2))) if match else (name, -1)
+            key = (Path(root), base)
+            if key not in newest or number > newest[key][0]:
+                newest[key] = (number, path)
+    found += sorted(path for _, path in newest.values())
+    return found
 
 
 def job_files(run_dir: Path) -> dict[str, tuple[Path | None, Path | None]]:

@@ -12,11 +12,25 @@ sends every dataset to ``<submit_dir>/staged/<lfn>`` and every job's manifest
 (``--manifest-dir .`` inside the job) to ``<submit_dir>/manifests``: the layout of
 file-transfer staging that ``bps finalize`` reads, verifies against the manifests
 and moves atomically into the datastore, so no half-transferred file is ever
-registered. The final (registration) job lists every output as an input: that
-orders it after every stage-out (a plain dependency on the compute jobs would
-not). Pegasus has no "always run" node, so when the workflow stops partway the
-final job does not run; what succeeded is staged already and ``bps finalize
-<submit_dir>`` registers it by hand (``docs/pegasus.md``).
+registered.
+
+Two workflows are written. ``compute.yml`` holds the compute jobs; ``workflow.yml``
+(what ``pegasus-plan`` plans) holds two jobs: that compute workflow as a Pegasus
+*sub-workflow* and, as its child, the final (registration) job. The planner adds
+a ``stage_out_*`` job per compute job as a child of that job only, never as a
+parent of anything we declare: neither a dependency on the compute jobs nor
+listing every output as an input of the final job orders it after stage-out
+(Pegasus 5.1.2 planned and ran it while outputs were still being staged, and
+copied every listed output into the final job's sandbox). The sub-workflow's
+DAG node ends only when every job of the compute workflow, its stage-outs
+included, has ended, so the final job runs after the last stage-out. It declares
+no files: it reads what stage-out put in ``staged/`` and ``manifests/``, and
+Pegasus copies nothing for it. Pegasus has no "always run" node, so when the
+workflow stops partway the final job does not run; what succeeded is staged
+already and ``bps finalize <submit_dir>`` registers it by hand
+(``docs/pegasus.md``). The final job has no DAGMan retries: its exit status
+(``OUTPUTS_MISSING`` when an output is missing) is the run's verdict, and a retry
+could only hide it.
 
 Memory escalation: every compute job also gets the ``condor`` profiles
 ``request_memory``, ``periodic_release`` and ``periodic_remove`` that the HTCondor
@@ -46,7 +60,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from Pegasus.api import File, Namespace, Properties, ReplicaCatalog, SiteCatalog, TransformationCatalog
+from Pegasus.api import (
+    File,
+    Namespace,
+    Properties,
+    ReplicaCatalog,
+    SiteCatalog,
+    SubWorkflow,
+    TransformationCatalog,
+)
 from Pegasus.api import Job as PegasusJob
 from Pegasus.api import Workflow as PegasusWorkflow
 from Pegasus.api.writable import _CustomEncoder
@@ -60,6 +82,12 @@ from . import catalogs
 from .settings import DataConfiguration, PegasusSettings, load_settings
 
 WORKFLOW_FILE = "workflow.yml"
+#: The compute jobs, planned by Pegasus as a sub-workflow of ``WORKFLOW_FILE``.
+COMPUTE_FILE = "compute.yml"
+#: Pegasus id of the sub-workflow job in ``WORKFLOW_FILE`` (its DAG node is ``pegasus-plan_<id>``).
+COMPUTE_JOB_ID = "compute_workflow"
+#: Label of the sub-workflow job in reports.
+COMPUTE_LABEL = "(pegasus sub-workflow)"
 #: Where each output is staged out to (Pegasus "File" replica format, read by the Replica mapper).
 OUTPUT_MAP_FILE = catalogs.OUTPUT_MAP_FILE
 #: Pegasus job id -> generic job name and label, for reports.
@@ -151,9 +179,15 @@ def _use_json(use: Any) -> dict[str, Any]:
 
 @dataclass
 class PegasusPlan:
-    """Everything the translator makes for one generic workflow, before writing."""
+    """Everything the translator makes for one generic workflow, before writing.
+
+    ``workflow`` is the compute workflow (``compute.yml``), ``root`` the workflow
+    that is planned (``workflow.yml``): the compute workflow as a sub-workflow, then
+    the final job.
+    """
 
     workflow: PegasusWorkflow
+    root: PegasusWorkflow
     replica_catalog: ReplicaCatalog
     transformation_catalog: TransformationCatalog
     site_catalog: SiteCatalog
@@ -164,6 +198,8 @@ class PegasusPlan:
     #: Pegasus id -> {"name": generic job name, "label": task label}
     job_map: dict[str, dict[str, str]] = field(default_factory=dict)
     final_id: str | None = None
+    #: Pegasus id of the compute sub-workflow's job in ``root``
+    compute_id: str = COMPUTE_JOB_ID
     #: output lfn -> absolute path it is staged out to
     output_locations: dict[str, str] = field(default_factory=dict)
     #: dataset output lfn -> its final datastore path (where finalize moves it)
@@ -212,7 +248,7 @@ def _translate(
 ) -> PegasusPlan:
     graph_lfn = _graph_lfn(workflow.graph_file)
     graph = File(graph_lfn)
-    wf = PegasusWorkflow(pegasus_name(workflow.name), infer_dependencies=False)
+    wf = PegasusWorkflow(pegasus_name(workflow.name) + "-compute", infer_dependencies=False)
     wf.add_metadata(output_run=workflow.output_run, generic_name=workflow.name)
     job_map: dict[str, dict[str, str]] = {}
     pjobs: dict[str, _Job] = {}
@@ -245,37 +281,51 @@ def _translate(
     if workflow.final is not None:
         final_id = _unique_id(pegasus_id(workflow.final.name), job_map)
         job_map[final_id] = {"name": workflow.final.name, "label": workflow.final.label}
+    # Not in the job map (it is no generic job): reports know its node by Pegasus's prefix.
+    compute_id = _unique_id(COMPUTE_JOB_ID, job_map)
+    root = PegasusWorkflow(pegasus_name(workflow.name), infer_dependencies=False)
+    root.add_metadata(output_run=workflow.output_run, generic_name=workflow.name)
+    sub = SubWorkflow(File(COMPUTE_FILE), is_planned=False, _id=compute_id, node_label=COMPUTE_LABEL)
+    sub.add_args(*compute_planner_arguments(settings, data_configuration, pegasus_dir))
+    # The compute jobs carry their own retries; a retry of the whole sub-workflow would add more.
+    sub.add_dagman_profile(retry=0)
+    root.add_jobs(sub)
+
+    if workflow.final is not None:
         final = _make_job(
             workflow.final, final_id, graph, graph_args, {}, input_locations, read_location_files
         )
-        outputs = sorted(locations)
-        if outputs:
-            final.add_inputs(*(File(lfn) for lfn in outputs))
+        # It reads staged/ and manifests/ itself: a declared file would only make Pegasus copy it.
+        final.uses.clear()
+        # Its exit status is the run's verdict (OUTPUTS_MISSING); a retry could only hide it.
+        final.add_dagman_profile(retry=0)
         # The registry is reached from the submit host; run the final job there.
         final.add_selector_profile(execution_site="local")
-        wf.add_jobs(final)
-        children = workflow.children()
-        leaves = [pjobs[name] for name, kids in children.items() if not kids]
-        if leaves:
-            wf.add_dependency(final, parents=leaves)
+        root.add_jobs(final)
+        root.add_dependency(final, parents=[sub])
 
     # Sorted children lists make the written file reproducible (the API keeps sets).
     for dependency in wf.dependencies.values():
         dependency.children_ids = sorted(dependency.children_ids)
 
+    replica_catalog = catalogs.build_replica_catalog(
+        workflow, graph_lfn, settings.input_site, input_locations
+    )
+    # The compute workflow is an input of the planned one: Pegasus finds it on the submit host.
+    replica_catalog.add_replica("local", COMPUTE_FILE, catalogs.file_url(pegasus_dir / COMPUTE_FILE))
     return PegasusPlan(
         workflow=wf,
-        replica_catalog=catalogs.build_replica_catalog(
-            workflow, graph_lfn, settings.input_site, input_locations
-        ),
+        root=root,
+        replica_catalog=replica_catalog,
         transformation_catalog=catalogs.build_transformation_catalog(workflow, settings),
         site_catalog=catalogs.build_site_catalog(workflow, settings, data_configuration, pegasus_dir),
-        properties=catalogs.build_properties(workflow, settings, data_configuration),
+        properties=catalogs.build_properties(workflow, settings, data_configuration, pegasus_dir),
         settings=settings,
         data_configuration=data_configuration,
         graph_lfn=graph_lfn,
         job_map=job_map,
         final_id=final_id,
+        compute_id=compute_id,
         output_locations=locations,
         datastore_locations=datastore,
     )
@@ -470,7 +520,7 @@ def _rewrite_arguments(arguments: list[str], graph_args: dict[str, str]) -> list
 
 
 def write_plan(plan: PegasusPlan, pegasus_dir: Path, run_name: str = "run") -> Path:
-    """Write the workflow, the three catalogs, the properties, the job map and ``plan.sh``.
+    """Write the two workflows, the three catalogs, the properties, the job map and ``plan.sh``.
 
     Every file is written to a temporary name and renamed, so an interrupted
     prepare never leaves a half-written workflow that ``pegasus-plan`` would read.
@@ -493,8 +543,9 @@ def _write_plan(plan: PegasusPlan, pegasus_dir: Path, run_name: str) -> Path:
     script = pegasus_dir / PLAN_SCRIPT
     _atomic_text(script, _plan_script(plan_command(plan, pegasus_dir, submit=True, run_name=run_name)))
     script.chmod(0o755)
+    _write_json(plan.workflow, pegasus_dir / COMPUTE_FILE)
     path = pegasus_dir / WORKFLOW_FILE
-    _write_json(plan.workflow, path)
+    _write_json(plan.root, path)
     return path
 
 
@@ -514,8 +565,11 @@ def plan_command(
 ) -> list[str]:
     """The ``pegasus-plan`` command line for a written plan (run from ``pegasus_dir``).
 
-    Pegasus refuses to plan into an existing directory, so each planning of one
-    submit directory gets its own ``run_name`` under ``pegasus/submit``.
+    It plans ``workflow.yml``, whose two jobs (the compute sub-workflow and the
+    final job) run on the submit host; the compute workflow is planned by Pegasus
+    when its DAG node starts, with `compute_planner_arguments`. Pegasus refuses to
+    plan into an existing directory, so each planning of one submit directory gets
+    its own ``run_name`` under ``pegasus/submit``.
     """
     cmd = [
         "pegasus-plan",
@@ -526,18 +580,37 @@ def plan_command(
         "--relative-dir",
         run_name,
         "--sites",
-        plan.settings.execution_site,
+        "local",
         "--output-sites",
         "local",
     ]
-    if plan.data_configuration == "nonsharedfs":
-        cmd += ["--staging-site", f"{plan.settings.execution_site}={plan.settings.staging_site}"]
-    if plan.settings.cluster_size:
-        cmd += ["--cluster", "horizontal"]
     if submit:
         cmd.append("--submit")
     cmd.append(WORKFLOW_FILE)
     return cmd
+
+
+def compute_planner_arguments(
+    settings: PegasusSettings, data_configuration: DataConfiguration, pegasus_dir: Path
+) -> list[str]:
+    """The ``pegasus-plan`` arguments of the compute sub-workflow (its execution and staging sites).
+
+    Pegasus runs the sub-workflow's planner from the run directory, so the
+    properties file is given by absolute path (and its catalogs are absolute too).
+    """
+    args = [
+        "--conf",
+        str(pegasus_dir / catalogs.PROPERTIES_FILE),
+        "--sites",
+        settings.execution_site,
+        "--output-sites",
+        "local",
+    ]
+    if data_configuration == "nonsharedfs":
+        args += ["--staging-site", f"{settings.execution_site}={settings.staging_site}"]
+    if settings.cluster_size:
+        args += ["--cluster", "horizontal"]
+    return args
 
 
 def _plan_script(cmd: list[str]) -> str:
