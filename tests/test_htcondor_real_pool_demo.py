@@ -1,0 +1,102 @@
+"""The demo's HTCondor workflow, unedited, run by a real DAGMan on a real pool.
+
+Runs only where HTCondor is installed and its schedd answers (``condor_submit_dag`` on
+``PATH``, ``CONDOR_CONFIG`` pointing at the pool); CI has neither and skips with the reason.
+The demo is written by ``make demo``'s own main job, submitted with ``bps submit`` from the
+checkout (not from inside the submit directory), and must end as DAGMan exit 0 with every
+output registered, file for file identical to what ``supertask run`` made for the same tile.
+
+The work directory is ``SUPERTASK_TEST_POOL_DIR`` or ``.pool-tests/`` in the checkout: not
+under ``/tmp``, where DAGMan refuses node logs, and made writable by everyone because the
+pool's jobs (and the FINAL node's ``bps finalize``) may run as another user than the tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from supertask.repo.datastore import checksum_file
+
+ROOT = Path(__file__).resolve().parents[1]
+#: DAGMan's own limit for the demo on a 4-slot pool is about a minute; leave room for a busy pool.
+TIMEOUT_S = 900
+
+
+def _pool_or_skip() -> None:
+    if shutil.which("condor_submit_dag") is None:
+        pytest.skip("needs a real HTCondor pool: condor_submit_dag is not on PATH")
+    try:
+        import htcondor2
+
+        htcondor2.Schedd().query(projection=["ClusterId"], limit=1)
+    except Exception as err:  # any failure to reach the schedd means: no pool here
+        pytest.skip(f"needs a real HTCondor pool: the schedd does not answer ({err})")
+
+
+def _open_to_all(path: Path) -> None:
+    for p in [path, *path.rglob("*")]:
+        if not p.is_symlink():
+            p.chmod(p.stat().st_mode | (0o777 if p.is_dir() else 0o666))
+
+
+def _wait_for_metrics(submit_dir: Path) -> dict:
+    deadline = time.monotonic() + TIMEOUT_S
+    while time.monotonic() < deadline:
+        found = list(submit_dir.glob("*.dag.metrics"))
+        if found:
+            time.sleep(1)  # DAGMan writes the metrics file last, just before it exits
+            return json.loads(found[0].read_text())
+        time.sleep(2)
+    out = "\n".join(p.read_text()[-3000:] for p in submit_dir.glob("*.dag.dagman.out"))
+    pytest.fail(f"DAGMan did not finish within {TIMEOUT_S} s; .dagman.out ends with:\n{out}")
+
+
+def test_the_demo_dag_runs_unedited_on_a_real_pool_and_registers_what_supertask_run_made():
+    _pool_or_skip()
+    base = Path(os.environ.get("SUPERTASK_TEST_POOL_DIR", ROOT / ".pool-tests"))
+    base.mkdir(parents=True, exist_ok=True)
+    base.chmod(0o777)
+    work = Path(tempfile.mkdtemp(prefix="demo-", dir=base))
+    demo = work / "demo_run"
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    subprocess.run([sys.executable, "-m", "supertask.demo.main_job", str(demo)], check=True, env=env)
+    _open_to_all(work)
+    submit_dir = demo / "submit" / "htcondor"
+    submitted = subprocess.run(
+        [str(bin_dir / "bps"), "submit", str(submit_dir)], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+
+    metrics = _wait_for_metrics(submit_dir)
+    assert metrics["exitcode"] == 0 and metrics["DagStatus"] == 0, metrics
+    summary = json.loads((submit_dir / "finalize_summary.json").read_text())
+    assert summary["missing"] == 0 and not summary["rejected"], summary
+
+    repo = demo / "repo"
+    local = {
+        p.relative_to(repo / "demo" / "tile0"): checksum_file(p)
+        for p in (repo / "demo" / "tile0").rglob("*.*")
+        if p.is_file() and "logs" not in p.relative_to(repo / "demo" / "tile0").parts
+    }
+    pool = {
+        p.relative_to(repo / "demo" / "tile0-htcondor"): checksum_file(p)
+        for p in (repo / "demo" / "tile0-htcondor").rglob("*.*")
+        if p.is_file()
+    }
+    assert pool and pool == local
+    assert summary["registered"] + summary["already_registered"] == len(pool)
+    report = subprocess.run(
+        [str(bin_dir / "bps"), "report", str(submit_dir)], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert report.returncode == 0 and "succeeded" in report.stdout, report.stdout + report.stderr
+    shutil.rmtree(work, ignore_errors=True)
