@@ -45,11 +45,10 @@ from __future__ import annotations
 
 import errno
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from .staging import _CHUNK, _TMP_MARK, _hasher, _unlink_quietly, file_matches
+from .staging import _unlink_quietly, copy_to_temporary, file_matches
 
 #: ``os.link`` errors meaning "this filesystem has no hard links" (not "the name exists")
 _NO_HARD_LINKS = frozenset(
@@ -99,21 +98,8 @@ def publish(
         For I/O failures (``dest`` is then unchanged, or absent).
     """
     src, dest = Path(src), Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    for orphan in dest.parent.glob(dest.name + _TMP_MARK + "*"):
-        _unlink_quietly(orphan)
-    h = _hasher()
-    size = 0
-    fd, tmp = tempfile.mkstemp(prefix=dest.name + _TMP_MARK, dir=dest.parent)
+    tmp, size, checksum = copy_to_temporary(src, dest)
     try:
-        with open(src, "rb") as source, os.fdopen(fd, "wb") as target:
-            while chunk := source.read(_CHUNK):
-                h.update(chunk)
-                size += len(chunk)
-                target.write(chunk)
-            target.flush()
-            os.fsync(target.fileno())
-        checksum = h.hexdigest()
         if expected is not None and (size, checksum) != tuple(expected):
             raise SourceMismatchError(f"{src} does not match its record (size or checksum)")
         if _place_new(tmp, dest) or file_matches(dest, size, checksum):

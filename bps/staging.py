@@ -175,6 +175,22 @@ def copy_atomic(src: str | Path, dest: str | Path) -> tuple[int, str]:
     Returns the size and checksum of what was written. Orphan temporary files of
     earlier, killed attempts at the same destination are removed first.
     """
+    tmp, size, checksum = copy_to_temporary(src, dest)
+    try:
+        os.replace(tmp, dest)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    return size, checksum
+
+
+def copy_to_temporary(src: str | Path, dest: str | Path) -> tuple[str, int, str]:
+    """Copy ``src`` beside ``dest`` under a temporary name, synced to disk; return (name, size, checksum).
+
+    The caller gives the copy its final name (or removes it). Orphan temporary files of
+    earlier, killed attempts at the same destination are removed first; the copy is
+    removed again if it cannot be completed.
+    """
     src, dest = Path(src), Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     for orphan in dest.parent.glob(dest.name + _TMP_MARK + "*"):
@@ -190,11 +206,10 @@ def copy_atomic(src: str | Path, dest: str | Path) -> tuple[int, str]:
                 target.write(chunk)
             target.flush()
             os.fsync(target.fileno())
-        os.replace(tmp, dest)
     except BaseException:
         _unlink_quietly(tmp)
         raise
-    return size, h.hexdigest()
+    return tmp, size, h.hexdigest()
 
 
 def link_or_copy(src: str | Path, dest: str | Path) -> None:
