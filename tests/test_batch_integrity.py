@@ -18,7 +18,16 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-from support.toy_pipeline import SEED, SEEDS_RUN, prepare, twin_pipeline_yaml, twin_quanta, use_toy_tasks
+from support.toy_pipeline import (
+    SEED,
+    SEEDS_RUN,
+    assert_registered_files_intact,
+    prepare,
+    registered_files,
+    twin_pipeline_yaml,
+    twin_quanta,
+    use_toy_tasks,
+)
 
 from bps import exit_codes
 from bps.cli import main as bps_main
@@ -87,28 +96,12 @@ def supertask_run(repo: Path, graph: Path) -> None:
 
 def registered(repo: Path) -> dict[tuple[str, object], tuple[str, str]]:
     """(dataset type, data ID) -> (path, registered checksum) of every output in ``RUN``."""
-    butler = Butler(repo, collections=[RUN])
-    try:
-        out = {}
-        for name in OUTPUTS:
-            try:
-                found = butler.registry.queryDatasets(name, [RUN])
-            except KeyError:
-                continue
-            for d in found:
-                path, _, checksum = butler.registry.getDatasetLocation(d)
-                out[(name, d.dataId)] = (path, checksum)
-        return out
-    finally:
-        butler.close()
+    return registered_files(repo, RUN, OUTPUTS)
 
 
 def assert_intact(repo: Path) -> dict[tuple[str, object], tuple[str, str]]:
     """Every registered file matches its registered checksum."""
-    found = registered(repo)
-    wrong = [key for key, (path, checksum) in found.items() if checksum_file(repo / path) != checksum]
-    assert not wrong, f"registered files that do not match their checksums: {wrong}"
-    return found
+    return assert_registered_files_intact(repo, RUN, OUTPUTS)
 
 
 @pytest.mark.parametrize("registered_by", ["supertask-run", "earlier-workflow"])

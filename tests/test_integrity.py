@@ -24,12 +24,20 @@ from pathlib import Path
 
 import pytest
 from conftest_repo import BACKENDS, _fresh_postgres_schema
-from support.toy_pipeline import SEED, SEEDS_RUN, ToyPipeline, twin_pipeline_yaml, twin_quanta, use_toy_tasks
+from support.toy_pipeline import (
+    SEED,
+    SEEDS_RUN,
+    ToyPipeline,
+    assert_registered_files_intact,
+    registered_files,
+    twin_pipeline_yaml,
+    twin_quanta,
+    use_toy_tasks,
+)
 
 from supertask.execution import MultiprocessExecutor, run_graph
 from supertask.graph.quantum_graph import QuantumGraph
 from supertask.repo.butler import Butler
-from supertask.repo.datastore import checksum_file
 from supertask.repo.registry import OutputExistsError, RunConflictError
 
 RUN = "u/test/twin"
@@ -92,27 +100,12 @@ def run(repo: Path, graph: Path, **options):
 
 def registered(repo: Path) -> dict[tuple[str, object], tuple[str, str]]:
     """(dataset type, data ID) -> (path, registered checksum) of every output in the run."""
-    butler = Butler(repo, collections=[RUN])
-    try:
-        out = {}
-        for name in OUTPUTS:
-            try:
-                found = butler.registry.queryDatasets(name, [RUN])
-            except KeyError:
-                continue
-            for d in found:
-                path, _, checksum = butler.registry.getDatasetLocation(d)
-                out[(name, d.dataId)] = (path, checksum)
-        return out
-    finally:
-        butler.close()
+    return registered_files(repo, RUN, OUTPUTS)
 
 
 def assert_intact(repo: Path) -> dict[tuple[str, object], tuple[str, str]]:
     """Every registered file matches its checksum, and no twin quantum is registered by halves."""
-    found = registered(repo)
-    wrong = [key for key, (path, checksum) in found.items() if checksum_file(repo / path) != checksum]
-    assert not wrong, f"registered files that do not match their checksums: {wrong}"
+    found = assert_registered_files_intact(repo, RUN, OUTPUTS)
     made = {d["detector"] for name, d in found if name == "made"}
     noise = {d["detector"] for name, d in found if name == "noise"}
     assert made == noise, f"quanta registered by halves: made {sorted(made)}, noise {sorted(noise)}"

@@ -358,6 +358,41 @@ def registered_checksums(
         butler.close()
 
 
+def registered_files(repo: Path, run: str, names: Iterable[str]) -> dict[tuple[str, Any], tuple[str, str]]:
+    """(dataset type, data ID) -> (path, registered checksum) of every dataset of ``names`` in ``run``.
+
+    A type that was never registered contributes nothing (its quanta made nothing yet).
+    """
+    from supertask.repo.butler import Butler
+
+    butler = Butler(repo, collections=[run])
+    try:
+        out = {}
+        for name in names:
+            try:
+                found = butler.registry.queryDatasets(name, [run])
+            except KeyError:
+                continue
+            for d in found:
+                path, _, checksum = butler.registry.getDatasetLocation(d)
+                out[(name, d.dataId)] = (path, checksum)
+        return out
+    finally:
+        butler.close()
+
+
+def assert_registered_files_intact(
+    repo: Path, run: str, names: Iterable[str]
+) -> dict[tuple[str, Any], tuple[str, str]]:
+    """Every registered file of ``names`` in ``run`` matches its registered checksum; returns `registered_files`."""
+    from bps.staging import checksum_file
+
+    found = registered_files(repo, run, names)
+    wrong = [key for key, (path, checksum) in found.items() if checksum_file(repo / path) != checksum]
+    assert not wrong, f"registered files that do not match their checksums: {wrong}"
+    return found
+
+
 def output_checksums(repo: Path, run: str, pattern: str = "*") -> dict[str, str]:
     """Path relative to ``repo`` -> checksum of every file of ``run`` matching ``pattern``.
 
