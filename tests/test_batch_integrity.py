@@ -10,7 +10,6 @@ RUN, or by the finalize of an earlier workflow into that RUN.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +23,7 @@ from support.toy_pipeline import (
     assert_registered_files_intact,
     prepare,
     registered_files,
+    run_jobs_with_file_transfer,
     twin_pipeline_yaml,
     twin_quanta,
     use_toy_tasks,
@@ -31,7 +31,7 @@ from support.toy_pipeline import (
 
 from bps import exit_codes
 from bps.cli import main as bps_main
-from bps.finalize import STAGED_DIR, finalize
+from bps.finalize import finalize
 from bps.wms.local import LocalService
 from bps.workflow import GenericWorkflow
 from supertask.execution import run_graph
@@ -159,33 +159,6 @@ def test_a_batch_rerun_replaces_unregistered_leftovers_of_killed_jobs_and_regist
     after = assert_intact(repo)
     assert len(after) == 2 * len(DETECTORS) + 1
     assert all(checksum_file(p) != old for p, old in leftovers.items())  # replaced by the rerun's bytes
-
-
-def run_jobs_with_file_transfer(repo: Path, submit_dir: Path, nodes: Path) -> None:
-    """Run every job as HTCondor file transfer would: inputs and outputs by lfn in the job's directory,
-    outputs brought back to ``SUBMIT_DIR/staged``; jobs never see the datastore."""
-    wf = GenericWorkflow.load(submit_dir / "workflow.json")
-    staged = submit_dir / STAGED_DIR
-    staged.mkdir()
-    (submit_dir / "manifests").mkdir(exist_ok=True)
-    for job in wf.jobs.values():
-        workdir = nodes / job.name
-        workdir.mkdir(parents=True)
-        for f in job.inputs:  # what the workflow system transfers in
-            shutil.copyfile(repo / f.path if f.producer is None else staged / f.lfn, workdir / f.lfn)
-        args = list(job.arguments)
-        args[args.index("--manifest-dir") + 1] = "."
-        done = subprocess.run(
-            [sys.executable, "-m", "bps.run_quantum", *args, "--inputs-dir", ".", "--outputs-dir", "."],
-            cwd=workdir,
-            capture_output=True,
-            text=True,
-        )
-        assert done.returncode == 0, done.stderr
-        for f in job.outputs:  # what it transfers back
-            shutil.move(workdir / f.lfn, staged / f.lfn)
-        for manifest in workdir.glob("*.manifest.json"):
-            shutil.move(manifest, submit_dir / "manifests" / manifest.name)
 
 
 def test_transfer_staging_of_a_stale_plan_is_rejected_by_finalize_and_changes_nothing(twin, tmp_path):

@@ -21,6 +21,7 @@ from support.toy_pipeline import (
     query_datasets,
     registered_checksums,
     registered_in,
+    run_jobs_with_file_transfer,
     submit_dir_of,
 )
 
@@ -236,37 +237,13 @@ def test_bps_outputs_are_identical_to_supertask_run(toy, tmp_path):
 
 def test_transfer_staging_by_logical_file_name_then_finalize_puts_outputs_in_place(toy, tmp_path):
     """As HTCondor file transfer runs a job: inputs and outputs by lfn in the job's directory."""
-    import subprocess
-    import sys
-
     from bps.finalize import STAGED_DIR, finalize
 
     repo, config = toy
     cfg = config("transfer")
     submit_dir = prepare(cfg)
-    wf = GenericWorkflow.load(submit_dir / "workflow.json")
+    run_jobs_with_file_transfer(repo, submit_dir, tmp_path / "nodes")
     staged = submit_dir / STAGED_DIR
-    staged.mkdir()
-    for job in wf.jobs.values():
-        workdir = tmp_path / "nodes" / job.name
-        workdir.mkdir(parents=True)
-        for f in job.inputs:  # what the workflow system transfers in
-            source = repo / f.path if f.producer is None else staged / f.lfn
-            shutil.copyfile(source, workdir / f.lfn)
-        args = [a for a in job.arguments]
-        args[args.index("--manifest-dir") + 1] = "."
-        done = subprocess.run(
-            [sys.executable, "-m", "bps.run_quantum", *args, "--inputs-dir", ".", "--outputs-dir", "."],
-            cwd=workdir,
-            capture_output=True,
-            text=True,
-        )
-        assert done.returncode == 0, done.stderr
-        for f in job.outputs:  # what it transfers back
-            shutil.move(workdir / f.lfn, staged / f.lfn)
-        (submit_dir / "manifests").mkdir(exist_ok=True)
-        for manifest in workdir.glob("*.manifest.json"):
-            shutil.move(manifest, submit_dir / "manifests" / manifest.name)
     assert not (repo / RUN).exists()  # nothing reached the datastore before the final job
     summary = finalize(submit_dir)
     assert summary.registered == len(DETECTORS) + 1 and not summary.rejected

@@ -393,6 +393,40 @@ def assert_registered_files_intact(
     return found
 
 
+def run_jobs_with_file_transfer(repo: Path, submit_dir: Path, nodes: Path) -> None:
+    """Run every job as HTCondor file transfer would: inputs and outputs by lfn in the job's directory,
+    outputs brought back to ``SUBMIT_DIR/staged``; jobs never see the datastore."""
+    import shutil
+    import subprocess
+    import sys
+
+    from bps.finalize import STAGED_DIR
+    from bps.workflow import GenericWorkflow
+
+    wf = GenericWorkflow.load(submit_dir / "workflow.json")
+    staged = submit_dir / STAGED_DIR
+    staged.mkdir()
+    (submit_dir / "manifests").mkdir(exist_ok=True)
+    for job in wf.jobs.values():
+        workdir = nodes / job.name
+        workdir.mkdir(parents=True)
+        for f in job.inputs:  # what the workflow system transfers in
+            shutil.copyfile(repo / f.path if f.producer is None else staged / f.lfn, workdir / f.lfn)
+        args = list(job.arguments)
+        args[args.index("--manifest-dir") + 1] = "."
+        done = subprocess.run(
+            [sys.executable, "-m", "bps.run_quantum", *args, "--inputs-dir", ".", "--outputs-dir", "."],
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+        for f in job.outputs:  # what it transfers back
+            shutil.move(workdir / f.lfn, staged / f.lfn)
+        for manifest in workdir.glob("*.manifest.json"):
+            shutil.move(manifest, submit_dir / "manifests" / manifest.name)
+
+
 def output_checksums(repo: Path, run: str, pattern: str = "*") -> dict[str, str]:
     """Path relative to ``repo`` -> checksum of every file of ``run`` matching ``pattern``.
 
