@@ -113,6 +113,13 @@ def print_result(result: Any, console: Any) -> None:
     default=None,
     help="Also save the planned graph to this file.",
 )
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write a self-contained HTML run report (timeline, memory, failures) to this file.",
+)
 @handle_errors
 def run(
     repo: str,
@@ -124,6 +131,7 @@ def run(
     timeout: float | None,
     fail_fast: bool,
     save_qgraph: str | None,
+    html_file: str | None,
     **request: Any,
 ) -> None:
     """Run a pipeline (or a saved graph) over REPO with N processes."""
@@ -168,6 +176,14 @@ def run(
         )
     # A batch log or a pipe gets the full table rather than one squeezed to 80 columns.
     print_result(result, Console(width=None if sys.stdout.isatty() else 130))
+    if html_file:
+        from ..report import write_html
+        from ..report.execution import summary_from_execution
+
+        summary = summary_from_execution(
+            result, graph, repo=repo, processes=processes, command_line=command_line()
+        )
+        console.print(f"run report: {write_html(summary, html_file)}")
     if result.interrupted:
         console.print("interrupted: rerun with --skip-existing to finish")
         sys.exit(EXIT_INTERRUPTED)

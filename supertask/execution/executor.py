@@ -64,6 +64,19 @@ class QuantumFailure:
     log_tail: str = ""
 
 
+@dataclass(slots=True)
+class QuantumRecord:
+    """When one quantum ran and how much memory it used (for run reports)."""
+
+    quantum_id: int
+    label: str
+    dataId: DataId
+    state: str
+    start: float
+    end: float
+    peak_memory_mb: float | None = None
+
+
 @dataclass
 class ExecutionResult:
     """The outcome of running a graph."""
@@ -73,6 +86,8 @@ class ExecutionResult:
     failures: list[QuantumFailure] = field(default_factory=list)
     interrupted: bool = False
     seconds: float = 0.0
+    #: every quantum that a worker started, with its final state (epoch-second times)
+    quanta: list[QuantumRecord] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -164,10 +179,12 @@ class _Worker:
         child.close()
         self.quantum: Quantum | None = None
         self.started = 0.0
+        self.started_epoch = 0.0
 
     def assign(self, quantum: Quantum) -> None:
         self.quantum = quantum
         self.started = time.monotonic()
+        self.started_epoch = time.time()
         self.conn.send(quantum)
 
     def _forget(self) -> None:
@@ -418,6 +435,8 @@ class MultiprocessExecutor:
         stopping = False
         #: outputs that will never exist because their quantum found no work
         missing: set[tuple[str, DataId]] = set()
+        #: quantum id -> (start, end, peak memory MB) of each quantum a worker started
+        timings: dict[int, tuple[float, float, float | None]] = {}
 
         def release(qid: int) -> None:
             for child in children[qid]:
@@ -478,6 +497,10 @@ class MultiprocessExecutor:
             q = worker.quantum
             worker.quantum = None
             assert q is not None
+            if outcome is not None:
+                timings[q.id] = (outcome.started, outcome.started + outcome.seconds, outcome.peak_memory_mb)
+            else:
+                timings[q.id] = (worker.started_epoch, time.time(), None)
             if outcome is not None and outcome.ok:
                 # its consumers are released once its outputs are registered (flush below)
                 state[q.id] = "succeeded"
@@ -583,6 +606,8 @@ class MultiprocessExecutor:
             if s == "running":
                 s = "not_run"
             result.counts[q.taskLabel][s] += 1
+            if qid in timings:
+                result.quanta.append(QuantumRecord(qid, q.taskLabel, q.dataId, s, *timings[qid]))
         if self.progress is not None:
             self.progress(_tally(state, len(quanta)))
         result.seconds = time.perf_counter() - start

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..peak_memory import PeakMemory
 from ..quantum import Quantum
 from ..task import NoWorkFound
 from .quantum_butler import QuantumButler, WrittenDataset
@@ -34,6 +35,10 @@ class QuantumOutcome:
     error_type: str = ""
     log_file: str | None = None
     seconds: float = 0.0
+    #: when it started (epoch seconds), for timelines
+    started: float = 0.0
+    #: its own peak resident memory in MB (`supertask.peak_memory`), None if not measured
+    peak_memory_mb: float | None = None
 
 
 def tail(path: str | Path | None, lines: int = LOG_TAIL_LINES) -> str:
@@ -115,9 +120,11 @@ def run_quantum(task: Any, quantum: Quantum, butler: QuantumButler, log_file: Pa
     The outcome lists the files written, which the caller registers; on failure the
     error and the log file are reported and nothing is registered.
     """
+    peak = PeakMemory()
+    peak.start()
     start = time.perf_counter()
     butler.written = []
-    outcome = QuantumOutcome(quantum.id if quantum.id is not None else -1, ok=False)
+    outcome = QuantumOutcome(quantum.id if quantum.id is not None else -1, ok=False, started=time.time())
     outcome.log_file = str(log_file) if log_file else None
     with _CaptureOutput(log_file):
         log = logging.getLogger(f"supertask.{quantum.taskLabel}")
@@ -138,4 +145,5 @@ def run_quantum(task: Any, quantum: Quantum, butler: QuantumButler, log_file: Pa
             outcome.written = list(butler.written)
             log.info("done in %.3f s", time.perf_counter() - start)
     outcome.seconds = time.perf_counter() - start
+    outcome.peak_memory_mb = peak.stop()
     return outcome
