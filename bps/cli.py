@@ -159,11 +159,29 @@ def submit(config_file: str | None, show_config: bool, **cli: Any) -> None:
 
 @main.command()
 @click.argument("submit_dir", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write a self-contained HTML report (timeline, memory, pipeline, failures) to this file.",
+)
 @_handle_errors
-def report(submit_dir: str) -> None:
+def report(submit_dir: str, html_file: str | None) -> None:
     """Per task label: succeeded, failed, running, pending; the log tail of each failure."""
     rep = _service(_wms_of(Path(submit_dir))).report(Path(submit_dir))
     _print_report(rep)
+    if html_file:
+        click.echo(f"run report: {write_html_report(Path(submit_dir), rep, Path(html_file))}")
+
+
+def write_html_report(submit_dir: Path, rep: Any, path: Path) -> Path:
+    """Write the HTML report of ``rep`` (a `RunReport` of ``submit_dir``) to ``path``."""
+    from supertask.report.html import write_html
+
+    from .html_report import summary_from_report
+
+    return write_html(summary_from_report(submit_dir, rep), path)
 
 
 def _submit_prepared(submit_dir: Path, jobs: int | None) -> None:

@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from supertask.report.model import JobRecord
+
 from ..workflow import GenericWorkflow, SiteConfig
 
 #: wms name -> "module:ClassName"
@@ -67,6 +69,9 @@ class RunReport:
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     failures: list[JobFailure] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
+    #: every job with what the workflow system recorded of it (times, peak and requested
+    #: memory) for the HTML report; a service that records nothing leaves the times None
+    jobs: list[JobRecord] = field(default_factory=list)
 
     def add(self, label: str, state: str, n: int = 1) -> None:
         """Count ``n`` jobs of ``label`` in ``state``."""

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from supertask.report.model import JobRecord
+
 from ..exit_codes import TASK_NO_WORK, describe
 from ..workflow import GenericWorkflow, Job
 from .base import JobFailure, RunReport, WmsError, WorkflowService, read_run_record, write_run_record
@@ -112,6 +114,18 @@ class LocalService(WorkflowService):
             if state == "running" and not _alive(record.get("pid")):
                 state = "failed"  # the runner died: the job will not finish
             report.add(job.label, state)
+            report.jobs.append(
+                JobRecord(
+                    name=job.name,
+                    label=job.label,
+                    state=state,
+                    start=info.get("start"),
+                    end=info.get("end"),
+                    peak_memory_mb=info.get("peak_memory_mb"),
+                    request_memory_mb=job.resources.memory_mb,
+                    attempts=info.get("attempts", 0),
+                )
+            )
             if state == "failed":
                 log_file = info.get("log")
                 report.failures.append(
@@ -246,6 +260,7 @@ class LocalService(WorkflowService):
                     code = r.process.returncode
                     info = states[name]
                     info["exit_code"] = code
+                    _record_usage(info, r.process)
                     if code in (0, TASK_NO_WORK):  # 3: no work from an older run_quantum (now exits 0)
                         info["state"] = "succeeded"
                         progress.advance(bar)
@@ -271,8 +286,9 @@ class LocalService(WorkflowService):
                 for r in running.values():
                     r.process.terminate()
                 for name, r in running.items():
-                    r.process.wait()
+                    _wait(r.process)
                     states[name]["state"] = "pending"
+                    _record_usage(states[name], r.process)
                 record("cancelled", force=True)
                 return
             # the final job runs even after failures: it registers whatever was made
@@ -280,8 +296,9 @@ class LocalService(WorkflowService):
                 info = states[wf.final.name]
                 while True:
                     r = self._start(wf, wf.final, submit_dir, info)
-                    r.process.wait()
+                    _wait(r.process)
                     info["exit_code"] = r.process.returncode
+                    _record_usage(info, r.process)
                     if r.process.returncode == 0:
                         info["state"] = "succeeded"
                         progress.advance(bar)
@@ -300,6 +317,8 @@ class LocalService(WorkflowService):
     ) -> _Running:
         info["attempts"] = info.get("attempts", 0) + 1
         info["state"] = "running"
+        info["start"] = time.time()
+        info.pop("end", None)
         log_dir = submit_dir / (job.log_subdir or "logs")
         log_dir.mkdir(parents=True, exist_ok=True)
         log_file = log_dir / f"{job.name}.log"
@@ -371,17 +390,10 @@ class _ForkedJob:
                     os._exit(code)
 
     def poll(self) -> int | None:
-        if self.returncode is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.returncode = os.waitstatus_to_exitcode(status)
-        return self.returncode
+        return _poll(self)
 
     def wait(self) -> int:
-        if self.returncode is None:
-            _, status = os.waitpid(self.pid, 0)
-            self.returncode = os.waitstatus_to_exitcode(status)
-        return self.returncode
+        return _wait(self)
 
     def terminate(self) -> None:
         if self.returncode is None:
@@ -422,12 +434,48 @@ def _command(wf: GenericWorkflow, job: Job) -> list[str]:
     return [job.executable, *job.arguments]
 
 
+def _poll(process: Any, block: bool = False) -> int | None:
+    """Reap a finished job process (a `subprocess.Popen` or a `_ForkedJob`) with its resource usage.
+
+    ``os.wait4`` gives this one child's peak resident memory (``ru_maxrss``), kept as
+    ``process.maxrss_kb`` for the run record; ``subprocess``'s own waiting does not.
+    """
+    if process.returncode is not None:
+        return process.returncode
+    try:
+        pid, status, usage = os.wait4(process.pid, 0 if block else os.WNOHANG)
+    except ChildProcessError:  # reaped elsewhere: its status is what the object knows, if anything
+        if isinstance(process, subprocess.Popen):
+            return process.wait() if block else process.poll()
+        process.returncode = 1
+        return 1
+    if pid:
+        process.returncode = os.waitstatus_to_exitcode(status)
+        process.maxrss_kb = usage.ru_maxrss
+    return process.returncode
+
+
+def _wait(process: Any) -> int:
+    """Wait for a job process to end (see `_poll`); its exit code."""
+    code = _poll(process, block=True)
+    assert code is not None
+    return code
+
+
+def _record_usage(info: dict[str, Any], process: Any) -> None:
+    """Put a finished job's end time and peak memory into its run-record entry."""
+    info["end"] = time.time()
+    maxrss_kb = getattr(process, "maxrss_kb", None)
+    if maxrss_kb:
+        info["peak_memory_mb"] = round(maxrss_kb / 1024.0, 1)
+
+
 def _wait_any(running: dict[str, _Running], stop: Any = lambda: False, poll_s: float = 0.02) -> list[str]:
     """Names of jobs that have finished, waiting until one has (or ``stop()`` says to stop)."""
     if not running:
         return []
     while True:
-        finished = [name for name, r in running.items() if r.process.poll() is not None]
+        finished = [name for name, r in running.items() if _poll(r.process) is not None]
         if finished or stop():
             return finished
         time.sleep(poll_s)

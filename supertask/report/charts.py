@@ -182,7 +182,7 @@ def distribution(
     requested = requested or {}
     hi = max(max(v[-1] for _, v in rows), max(requested.values(), default=0.0))
     hi = hi * 1.05 if hi > 0 else 1.0
-    name_w, stats_w, row = 170, 260, 26
+    name_w, stats_w, row = 170, 290, 26
     plot_x, plot_w = name_w, width - name_w - stats_w
     height = row * len(rows) + 30
 
@@ -200,7 +200,7 @@ def distribution(
         y = i * row + row / 2
         colour = colours.get(label, "#888")
         q1, med, q3 = (_quantile(v, q) for q in (0.25, 0.5, 0.75))
-        stats = f"n={len(v)} median {fmt.format(med)} max {fmt.format(v[-1])} {unit}"
+        stats = f"n={len(v)}, median {fmt.format(med)}, max {fmt.format(v[-1])}"
         parts.append(
             f'<g class="dist-row" data-label="{_e(label)}"><title>{_e(label)}: {_e(stats)}</title>'
             f'<text x="{name_w - 8}" y="{y + 4:.1f}" text-anchor="end" {FONT}>{_e(label)}</text>'
@@ -223,7 +223,7 @@ def distribution(
                 f'stroke="#d7301f" stroke-dasharray="3,2" stroke-width="2"><title>requested '
                 f"{_e(fmt.format(requested[label]))} {_e(unit)}</title></line>"
             )
-        text = stats + (f" (requested {fmt.format(requested[label])})" if label in requested else "")
+        text = stats + (f", asked {fmt.format(requested[label])}" if label in requested else "") + f" {unit}"
         parts.append(f'<text x="{plot_x + plot_w + 8}" y="{y + 4:.1f}" {FONT}>{_e(text)}</text></g>')
     return (
         f'<svg class="distribution" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
