@@ -177,11 +177,18 @@ def report(submit_dir: str, html_file: str | None) -> None:
 
 def write_html_report(submit_dir: Path, rep: Any, path: Path) -> Path:
     """Write the HTML report of ``rep`` (a `RunReport` of ``submit_dir``) to ``path``."""
-    from supertask.report.html import write_html
+    from supertask.report.html import check_writable, write_html
 
     from .html_report import summary_from_report
+    from .wms.base import WmsError
 
-    return write_html(summary_from_report(submit_dir, rep), path)
+    problem = check_writable(path)
+    if problem:
+        raise WmsError(f"--html: {problem}")
+    try:
+        return write_html(summary_from_report(submit_dir, rep), path)
+    except OSError as err:
+        raise WmsError(f"--html: cannot write {path}: {err.strerror or err}") from None
 
 
 def _submit_prepared(submit_dir: Path, jobs: int | None) -> None:

@@ -142,6 +142,12 @@ def run(
     from ..repo.butler import Butler
 
     console = Console(stderr=True)
+    if html_file:
+        from ..report.html import check_writable
+
+        problem = check_writable(html_file)
+        if problem:
+            raise click.BadParameter(problem, param_hint="--html")
     collections = split_collections(inputs)
     if graph_file:
         if pipeline_file:

@@ -245,6 +245,24 @@ def render_html(summary: RunSummary) -> str:
     )
 
 
+def check_writable(path: str | os.PathLike[str]) -> str | None:
+    """Why a report could not be written at ``path`` (one line), or None if it can.
+
+    Checked before a run starts, so that a mistyped path costs nothing.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return f"{path} is a directory: give a file name, e.g. {path / 'report.html'}"
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"cannot write {path}: {parent} is a file, not a directory"
+    if not os.access(parent, os.W_OK):
+        return f"cannot write {path}: {parent} is not writable"
+    return None
+
+
 def write_html(summary: RunSummary, path: str | os.PathLike[str]) -> Path:
     """Write the report to ``path`` atomically (a reader never sees half a file); return the path."""
     path = Path(path)
