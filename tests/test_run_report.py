@@ -205,3 +205,54 @@ def test_supertask_run_refuses_an_unwritable_report_path_before_running_anything
     assert result.exit_code != 0
     assert "Traceback" not in result.output and "--html" in result.output
     assert not (toy.repo / RUN).exists()  # nothing ran
+
+
+# -- HTCondor: the times and memory of each node, from the event log real HTCondor 25.14.0 wrote ---
+
+
+def _event_log_by_hand(path: Path) -> dict[int, dict[str, object]]:
+    """Cluster -> first execute time, last terminate time and memory usage, read from the log's text."""
+    import time as _time
+
+    out: dict[int, dict[str, object]] = {}
+    current = None
+    for line in path.read_text().splitlines():
+        m = re.match(r"(\d{3}) \((\d+)\.\d+\.\d+\) (\S+ \S+) ", line)
+        if m:
+            code, cluster = int(m.group(1)), int(m.group(2))
+            when = _time.mktime(_time.strptime(m.group(3), "%Y-%m-%d %H:%M:%S"))
+            entry = out.setdefault(cluster, {})
+            if code == 1:
+                entry.setdefault("start", when)
+            elif code in (5, 9):
+                entry["end"] = when
+            current = (code, cluster)
+            continue
+        usage = re.match(r"\s+Memory \(MB\)\s+:\s+(\d+)\s+(\d+)", line)
+        if usage and current and current[0] == 5:
+            out[current[1]]["memory"] = int(usage.group(1))
+    return out
+
+
+def test_htcondor_report_carries_each_nodes_times_and_memory_as_the_real_event_log_says(tmp_path):
+    from support.real_htcondor import DATA_25140, scenario
+
+    from bps.wms.htcondor.eventlog import read_event_log
+    from bps.wms.htcondor.layout import find_dag
+    from bps.wms.htcondor.report import build_report
+
+    submit = scenario("demo-success", tmp_path, data=DATA_25140)
+    layout = find_dag(submit)
+    report = build_report(submit)
+    by_hand = _event_log_by_hand(layout.nodes_log)
+    history = read_event_log(layout.nodes_log)
+    assert len(report.jobs) == 29
+    for job in report.jobs:
+        expected = by_hand[history[job.name].clusters[-1]]
+        assert (job.start, job.end) == (expected["start"], expected["end"]), job.name
+        assert job.peak_memory_mb == (expected["memory"] or None)
+        assert job.request_memory_mb and job.request_memory_mb >= 1
+    html = tmp_path / "condor.html"
+    result = CliRunner().invoke(bps_main, ["report", str(submit), "--html", str(html)])
+    assert result.exit_code == 0, result.output
+    assert len(BAR.findall(html.read_text())) == 29

@@ -279,7 +279,7 @@ def pipeline_picture(
     box_w, box_h, gap_x, gap_y = 170, 40, 30, 46
     widest = max(len(v) for v in by_layer.values())
     width = max(widest * (box_w + gap_x) + gap_x, 300)
-    height = len(by_layer) * (box_h + gap_y) + gap_y - 20
+    height = len(by_layer) * (box_h + gap_y) - gap_y + 20
     pos: dict[str, tuple[float, float]] = {}
     for d, row in sorted(by_layer.items()):
         row_w = len(row) * box_w + (len(row) - 1) * gap_x

@@ -64,6 +64,10 @@ class NodeHistory:
     memory_exceeded: bool = False
     #: local time (epoch seconds) of the node's last event
     last_event_time: float = 0.0
+    #: when the current cluster first started executing, and when its last execution
+    #: ended (terminated or removed); None until then. For the report's timeline.
+    started: float | None = None
+    ended: float | None = None
 
     #: executions over all clusters (a job retried inside its cluster, ``max_retries``, or
     #: released after a hold, starts again in the same cluster)
@@ -135,12 +139,17 @@ def read_event_log(path: str | Path) -> dict[str, NodeHistory]:
             hist.hold_reason, hist.hold_code, hist.hold_subcode = None, None, None
             hist.remove_reason, hist.memory_exceeded = None, False
             hist.last_event_time = _event_time(event)
+            hist.started = hist.ended = None
             by_cluster[event.cluster] = hist
             continue
         hist = by_cluster.get(event.cluster)
         if hist is None:
             continue
         hist.last_event_time = _event_time(event)
+        if code == EXECUTE and hist.started is None:
+            hist.started = hist.last_event_time
+        elif code in (TERMINATED, ABORTED):
+            hist.ended = hist.last_event_time
         _apply(hist, code, event)
     return nodes
 

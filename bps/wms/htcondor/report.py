@@ -26,6 +26,8 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
+from supertask.report.model import JobRecord
+
 from ... import exit_codes
 from ...workflow import GenericWorkflow, Job
 from ..base import JobFailure, RunReport, read_run_record, write_run_record
@@ -116,6 +118,7 @@ def build_report(submit_dir: str | Path) -> RunReport:
             state = "pending"
         states[node] = state
         report.add(label, state)
+        report.jobs.append(_job_record(node, label, state, job, hist))
         if state in ("failed", "held"):
             report.failures.append(_failure(layout, node, job, hist, run.ended))
     if not status.nodes and not run_cancelled:
@@ -137,6 +140,26 @@ def build_report(submit_dir: str | Path) -> RunReport:
         fields["state"] = report.state
     write_run_record(layout.submit_dir, **fields)
     return report
+
+
+def _job_record(node: str, label: str, state: str, job: Job, hist: NodeHistory | None) -> JobRecord:
+    """What the report's timeline and distributions show of one node: its event log's times and memory.
+
+    ``MemoryUsage`` of the termination event is HTCondor's measure of the job's peak
+    (in MB, rounded up by the startd); 0 or absent means not measured.
+    """
+    if hist is None:
+        return JobRecord(node, label, state, request_memory_mb=job.resources.memory_mb, attempts=0)
+    return JobRecord(
+        name=node,
+        label=label,
+        state=state,
+        start=hist.started,
+        end=hist.ended,
+        peak_memory_mb=float(hist.memory_usage_mb) if hist.memory_usage_mb else None,
+        request_memory_mb=float(hist.request_memory_mb or job.resources.memory_mb),
+        attempts=hist.runs,
+    )
 
 
 def _written_at(status: ns.DagStatus, path: Path) -> float:
