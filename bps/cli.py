@@ -63,6 +63,13 @@ def _config_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--show-config", is_flag=True, help="Print every resolved value and where it came from."
         ),
+        click.option(
+            "--resources-from",
+            "resources_from",
+            multiple=True,
+            type=click.Path(exists=True, file_okay=False),
+            help="Submit directory of an earlier run: each label's memory request from its measured peaks (repeatable).",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -80,6 +87,7 @@ def _resolve(config_file: str | None, **cli: Any) -> Any:
         "qgraph": cli.get("qgraph"),
         "output_run": cli.get("output_run"),
         "local.jobs": cli.get("jobs"),
+        "right_sizing.runs": list(cli["resources_from"]) if cli.get("resources_from") else None,
     }
     for text in sets:
         key, value = parse_cli_override(text)
@@ -116,6 +124,8 @@ def prepare(config_file: str | None, show_config: bool, **cli: Any) -> None:
     if show_config:
         click.echo(resolved.show())
     prepared = do_prepare(resolved, service=_service(resolved.config.wms, resolved.config.local.jobs))
+    for line in prepared.messages:
+        click.echo(line)
     wf = prepared.workflow
     click.echo(
         f"prepared {len(wf.jobs)} jobs ({len(wf.labels())} labels) + final job in {prepared.submit_dir}"
@@ -145,6 +155,8 @@ def submit(config_file: str | None, show_config: bool, **cli: Any) -> None:
         click.echo(resolved.show())
     service = _service(resolved.config.wms, resolved.config.local.jobs)
     prepared = do_prepare(resolved, service=service)
+    for line in prepared.messages:
+        click.echo(line)
     click.echo(f"submit directory: {prepared.submit_dir}")
     run_id = service.submit(prepared.submit_dir)
     write_run_record(prepared.submit_dir, wms=resolved.config.wms, run_id=run_id)

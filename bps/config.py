@@ -33,6 +33,8 @@ DEFAULTS_SOURCE = "package defaults"
 CLI_SOURCE = "command line"
 #: keys whose values are file-system paths, resolved relative to the file that set them
 PATH_KEYS = ("pipeline", "repo", "qgraph", "submit_dir")
+#: keys whose values are lists of paths, resolved the same way
+PATH_LIST_KEYS = ("right_sizing.runs",)
 
 
 class ConfigError(ValueError):
@@ -61,6 +63,15 @@ class RetrySection(_Strict):
     retries: int = Field(default=3, ge=0)
     memory_multiplier: float = Field(default=2.0, ge=1.0)
     memory_max_mb: int = Field(default=32768, gt=0)
+
+
+class RightSizingSection(_Strict):
+    """Memory requests from earlier runs' measured peaks (`bps.right_size`)."""
+
+    runs: list[str] = []
+    quantile: float = Field(default=0.95, gt=0.0, le=1.0)
+    margin: float = Field(default=1.2, ge=1.0)
+    min_samples: int = Field(default=3, ge=1)
 
 
 class ClusterSpec(_Strict):
@@ -118,6 +129,7 @@ class SubmitConfig(_Strict):
     submit_dir: str = "submit/{output_run}/{timestamp}"
     site: SiteSection = SiteSection()  # type: ignore[valid-type]
     resources: ResourcesSection = ResourcesSection()
+    right_sizing: RightSizingSection = RightSizingSection()
     retry: RetrySection = RetrySection()
     clustering: ClusteringSection = ClusteringSection()
     throttles: dict[str, Annotated[int, Field(gt=0)]] = {}
@@ -311,6 +323,8 @@ def _merge(
             else:
                 if base is not None and dotted in PATH_KEYS and isinstance(value, str):
                     value = _resolve_path(value, base)
+                if base is not None and dotted in PATH_LIST_KEYS and isinstance(value, list):
+                    value = [_resolve_path(v, base) if isinstance(v, str) else v for v in value]
                 dst[key] = _plain(value)
                 for old in [k for k in sources if k.startswith(dotted + ".")]:
                     del sources[old]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,8 @@ class Prepared:
     submit_dir: Path
     workflow: GenericWorkflow
     main_file: Path | None
+    #: what prepare decided that the user should read (memory right-sized from earlier runs)
+    messages: list[str] = field(default_factory=list)
 
 
 def prepare(resolved: ResolvedConfig, *, service: Any = None) -> Prepared:
@@ -65,6 +67,14 @@ def prepare(resolved: ResolvedConfig, *, service: Any = None) -> Prepared:
         raise PrepareError(f"submit directory {submit_dir} is not writable")
     for sub in (MANIFEST_DIR, LOG_DIR):
         (submit_dir / sub).mkdir(exist_ok=True)
+    messages: list[str] = []
+    if c.right_sizing.runs:
+        from .right_size import RightSizingError, right_size
+
+        try:
+            messages = right_size(resolved)
+        except RightSizingError as err:
+            raise PrepareError(str(err)) from None
     atomic_write_text(submit_dir / CONFIG_FILE, resolved.show() + "\n")
 
     graph_file = _graph_file(resolved, submit_dir)
@@ -103,7 +113,7 @@ def prepare(resolved: ResolvedConfig, *, service: Any = None) -> Prepared:
     _write_input_checks(workflow, _input_checks(c.repo, graph), submit_dir)
     workflow.save(submit_dir / WORKFLOW_FILE)
     main_file = service.prepare(workflow) if service is not None else None
-    return Prepared(submit_dir=submit_dir, workflow=workflow, main_file=main_file)
+    return Prepared(submit_dir=submit_dir, workflow=workflow, main_file=main_file, messages=messages)
 
 
 def _check_labels(resolved: ResolvedConfig, task_labels: set[str]) -> None:
@@ -115,6 +125,7 @@ def _check_labels(resolved: ResolvedConfig, task_labels: set[str]) -> None:
     import difflib
 
     from .config import DEFAULTS_SOURCE
+    from .right_size import SOURCE as RIGHT_SIZED
 
     c = resolved.config
     known = task_labels | {rule.name for rule in c.clustering.clusters}
@@ -124,7 +135,7 @@ def _check_labels(resolved: ResolvedConfig, task_labels: set[str]) -> None:
         for label in labels:
             key = f"{section}.{label}"
             source = resolved.source_of(key)
-            if label in known or source in (DEFAULTS_SOURCE, site_source):
+            if label in known or source in (DEFAULTS_SOURCE, site_source, RIGHT_SIZED):
                 continue
             close = difflib.get_close_matches(label, sorted(known), n=1)
             hint = f"did you mean {close[0]!r}?" if close else f"labels here: {sorted(known)}"
