@@ -341,6 +341,21 @@ def _wms_of(submit_dir: Path) -> str:
     return GenericWorkflow.load(workflow).site.wms
 
 
+def _memory_by_label(jobs: list[Any]) -> dict[str, tuple[float, float]]:
+    """Label -> (largest measured peak, largest request) in MB, for labels whose jobs measured a peak.
+
+    Side by side they show the waste (or the shortfall) of each label's request;
+    ``bps prepare --resources-from`` sizes the next run's requests from the peaks.
+    """
+    out: dict[str, tuple[float, float]] = {}
+    for job in jobs:
+        if job.peak_memory_mb is None:
+            continue
+        peak, asked = out.get(job.label, (0.0, 0.0))
+        out[job.label] = (max(peak, job.peak_memory_mb), max(asked, job.request_memory_mb or 0.0))
+    return out
+
+
 def _print_report(rep: Any) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -353,10 +368,15 @@ def _print_report(rep: Any) -> None:
     shown = [s for s in STATES if s in ("succeeded", "failed", "running", "pending") or rep.totals()[s]]
     for state in shown:
         table.add_column(state, justify="right")
+    memory = _memory_by_label(rep.jobs)
+    if memory:
+        table.add_column("peak MB", justify="right")
+        table.add_column("asked MB", justify="right")
     for label, counts in rep.counts.items():
-        table.add_row(label, *(str(counts[s]) for s in shown))
+        extra = [f"{memory[label][0]:.0f}", f"{memory[label][1]:.0f}"] if label in memory else ["", ""]
+        table.add_row(label, *(str(counts[s]) for s in shown), *(extra if memory else []))
     totals = rep.totals()
-    table.add_row("[bold]total", *(f"[bold]{totals[s]}" for s in shown))
+    table.add_row("[bold]total", *(f"[bold]{totals[s]}" for s in shown), *(["", ""] if memory else []))
     console.print(table)
     for failure in rep.failures:
         console.print(

@@ -158,6 +158,12 @@ def test_local_runs_record_start_end_and_peak_memory_of_every_job(tmp_path, monk
     by_name = {j.name: j for j in report.jobs}
     assert set(by_name) == set(jobs)
     assert {j.request_memory_mb for j in report.jobs if j.label == "total"} == {1500}
+    # the text report puts each label's largest peak beside its request
+    text = CliRunner().invoke(bps_main, ["report", str(submit_dir)]).output
+    assert "peak MB" in text and "asked MB" in text
+    total_peak = max(j.peak_memory_mb for j in report.jobs if j.label == "total")
+    (row,) = [line for line in text.splitlines() if line.startswith("│ total ") and "1500" in line]
+    assert f"{total_peak:.0f}" in row
 
 
 def test_bps_report_html_shows_each_job_the_failures_and_the_pipeline_down_to_the_final_job(
