@@ -262,3 +262,39 @@ def test_htcondor_report_carries_each_nodes_times_and_memory_as_the_real_event_l
     result = CliRunner().invoke(bps_main, ["report", str(submit), "--html", str(html)])
     assert result.exit_code == 0, result.output
     assert len(BAR.findall(html.read_text())) == 29
+
+
+# -- Pegasus: each job's times from the jobstate.log real Pegasus 5.1.2 wrote -----------------------
+
+
+def test_pegasus_report_carries_each_jobs_times_as_the_real_jobstate_log_says(tmp_path):
+    from test_pegasus_real_runs import RUNS, _run_submit_dir
+
+    from bps.wms.pegasus.service import PegasusService
+
+    submit = _run_submit_dir(tmp_path, "pegasus_local")
+    report = PegasusService().report(submit)
+    by_hand: dict[str, dict[str, int]] = {}
+    for log in (RUNS / "pegasus_local" / "jobstate.log", RUNS / "pegasus_local" / "compute" / "jobstate.log"):
+        for line in log.read_text().splitlines():
+            t, node, event = line.split()[:3]
+            entry = by_hand.setdefault(node, {})
+            if event == "EXECUTE":
+                entry.setdefault("start", int(t))
+            elif event == "JOB_TERMINATED":
+                entry["end"] = int(t)
+    timed = [j for j in report.jobs if j.start is not None]
+    assert len(timed) == len(report.jobs) > 20  # every job of the finished run ran
+    job_map = json.loads((submit / "pegasus" / "job_map.json").read_text())
+    # Pegasus names a job's DAG node <transformation>_<id>: run_quantum for quanta, bps for the final job
+    node_of = {
+        entry["name"]: next(f"{t}_{pid}" for t in ("run_quantum", "bps") if f"{t}_{pid}" in by_hand)
+        for pid, entry in job_map.items()
+    }
+    checked = 0
+    for job in report.jobs:
+        node = node_of.get(job.name, job.name)
+        if node in by_hand:
+            assert (job.start, job.end) == (by_hand[node]["start"], by_hand[node]["end"]), job.name
+            checked += 1
+    assert checked == len(report.jobs)

@@ -25,6 +25,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from supertask.report.model import JobRecord
+
 from ...workflow import GenericWorkflow
 from ..base import (
     JobFailure,
@@ -163,6 +165,9 @@ class PegasusService(WorkflowService):
                     seen.add(pid)
                     label, name = job_map[pid]["label"], job_map[pid]["name"]
                 report.add(label, job.state)
+                report.jobs.append(
+                    JobRecord(name, label, job.state, job.started, job.ended, attempts=max(job.attempts, 1))
+                )
                 if job.state in ("failed", "held"):
                     out, err = files.get(node, (None, None))
                     report.failures.append(

@@ -72,6 +72,10 @@ class JobState:
     attempts: int
     last_event: str
     site: str = ""
+    #: epoch seconds of the latest attempt's first ``EXECUTE`` and of its end
+    #: (``JOB_TERMINATED``, ``JOB_ABORTED``, ``JOB_FAILURE``), for the report's timeline
+    started: float | None = None
+    ended: float | None = None
 
 
 @dataclass
@@ -115,9 +119,21 @@ def read_jobstate(path: Path) -> RunState:
             job.state, job.last_event = state, event
             if event == "SUBMIT":
                 job.attempts += 1
+                job.started = job.ended = None
+            elif event == "EXECUTE" and job.started is None:
+                job.started = _timestamp(fields[0])
+            elif event in ("JOB_TERMINATED", "JOB_ABORTED", "JOB_FAILURE") and job.started is not None:
+                job.ended = _timestamp(fields[0])
             if len(fields) > 4 and fields[4] not in ("-", "None"):
                 job.site = fields[4]
     return RunState(jobs, status)
+
+
+def _timestamp(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def match_job(dag_node: str, transformations: list[str], ids: set[str]) -> str | None:
