@@ -31,13 +31,13 @@ BAR = re.compile(r'<rect class="bar" data-label="([^"]*)" data-job="([^"]*)"')
 def summary(jobs: list[JobRecord], failures: list[FailureRecord] = ()) -> RunSummary:
     counts: dict[str, dict[str, int]] = {}
     for job in jobs:
-        per_label = counts.setdefault(job.label, {"succeeded": 0, "failed": 0, "pending": 0})
-        per_label[job.state] += 1
+        per_label = counts.setdefault(job.label, {})
+        per_label[job.state] = per_label.get(job.state, 0) + 1
     return RunSummary(
         title="t",
         runner="test",
         state="failed" if failures else "succeeded",
-        states=("succeeded", "failed", "pending"),
+        states=("succeeded", "failed", "running", "pending"),
         counts=counts,
         jobs=jobs,
         failures=list(failures),
@@ -54,6 +54,16 @@ def test_timeline_draws_one_bar_per_started_job_and_none_for_jobs_never_started(
     bars = BAR.findall(page)
     assert sorted(name for _, name in bars) == sorted(j.name for j in jobs if j.start is not None)
     assert "1 jobs have no recorded start" in page
+
+
+def test_a_job_still_running_is_drawn_up_to_the_latest_time_known():
+    jobs = [
+        JobRecord("done", "isr", "succeeded", 100.0, 160.0),
+        JobRecord("busy", "isr", "running", 130.0, None),
+    ]
+    page = render_html(summary(jobs))
+    (busy,) = re.findall(r'<rect class="bar"[^>]*data-job="busy"[^>]*><title>([^<]*)</title>', page)
+    assert busy.endswith("30.0 s so far")
 
 
 def test_jobs_that_overlap_in_time_get_separate_lanes_and_jobs_in_sequence_share_one():

@@ -158,3 +158,40 @@ def test_supertask_run_report_renders_in_chromium(browser, tmp_path, monkeypatch
     for selector in ("svg.timeline", "svg.pipeline", "svg.distribution"):
         assert_not_blank(browser, selector)
     browser.save_screenshot(str(tmp_path / "page.png"))
+
+
+def test_report_of_the_demo_pipeline_on_a_demo_tile_renders_in_chromium(browser, tmp_path):
+    """The real demo: five labels, quanta with no work, numpy-heavy tasks in long-lived workers."""
+    from selenium.webdriver.common.by import By
+
+    from supertask.cli.main import main as supertask_main
+
+    repo = tmp_path / "repo"
+    pipeline = Path(__file__).resolve().parents[1] / "examples" / "demo_pipeline.yaml"
+    runner = CliRunner()
+    made = runner.invoke(supertask_main, ["demo-data", str(repo), "--exposures", "2"])
+    assert made.exit_code == 0, made.output
+    html = tmp_path / "demo.html"
+    result = runner.invoke(
+        supertask_main,
+        ["run", str(repo), "-p", str(pipeline), "-i", "DemoCam/defaults", "-o", "u/t/demo"]
+        + ["--where", "tract = 0", "-j", "2", "--html", str(html)],
+    )
+    assert result.exit_code == 0, result.output
+
+    console = load(browser, html)
+    assert [m for m in console if m["level"] in ("SEVERE", "ERROR")] == []
+    # a quantum a worker ran left its log: as many bars as logs
+    logs = list((repo / "u" / "t" / "demo" / "logs").rglob("*.log"))
+    bars = browser.find_elements(By.CSS_SELECTOR, "svg.timeline rect.bar")
+    assert len(bars) == len(logs) > 50
+    counts = rendered_counts(browser)
+    assert set(counts) == {"isr", "calibrate", "makeWarp", "assembleCoadd", "detectCoadd"}
+    assert counts["isr"]["succeeded"] == counts["calibrate"]["succeeded"] != "0"
+    assert all(
+        row["total"] == str(int(row["succeeded"]) + int(row.get("no work", 0))) for row in counts.values()
+    )
+    boxes = browser.find_elements(By.CSS_SELECTOR, "svg.pipeline g.node")
+    assert len(boxes) == 5 and len(browser.find_elements(By.CSS_SELECTOR, "svg.pipeline path.edge")) == 4
+    for selector in ("svg.timeline", "svg.pipeline", "svg.distribution", "table.counts"):
+        assert_not_blank(browser, selector)
