@@ -155,7 +155,7 @@ def _distributions_section(summary: RunSummary, colours: dict[str, str], labels:
     requested: dict[str, float] = {}
     for job in summary.jobs:
         seconds = job.wall_seconds
-        if seconds is not None and job.end is not None:
+        if seconds is not None:
             wall[job.label].append(seconds)
         if job.peak_memory_mb is not None:
             memory[job.label].append(job.peak_memory_mb)
