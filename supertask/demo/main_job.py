@@ -8,7 +8,7 @@ output doubles as a walkthrough:
 2. plan one sky tile (``tract = 0``) and save the graph (``supertask qgraph``);
 3. run it locally with 2 processes (``supertask run``);
 4. run the same graph through the batch system's local workflow service
-   (``bps submit --wms local``);
+   (``bps submit --wms local``) and write its HTML run report (``bps report --html``);
 5. write the HTCondor DAGMan and Pegasus workflows for the same graph
    (``bps prepare``), ready to submit on a cluster.
 
@@ -131,6 +131,11 @@ def main(argv: list[str] | None = None) -> None:
         )
         _run([_script("bps"), command, str(config)], verb)
         batch.append((wms, demo_dir / "submit" / wms))
+    report = demo_dir / "report-local-batch.html"
+    _run(
+        [_script("bps"), "report", str(demo_dir / "submit" / "local"), "--html", str(report)],
+        "write the HTML run report of the local batch run",
+    )
 
     print(f"\n=== demo finished in {time.perf_counter() - start:.1f} s; everything is under {demo_dir}")
     runs = ", ".join(repr(r) for r in (LOCAL_RUN, *BATCH_RUNS.values()))
@@ -140,6 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"coadds:              supertask query datasets {repo} deepCoadd --collections {LOCAL_RUN}")
     for wms, submit_dir in batch:
         print(f"{wms + ' submit dir:':<20} {submit_dir}")
+    print(f"{'HTML run report:':<20} {report}  (the local batch run; open it in a browser)")
 
 
 if __name__ == "__main__":
