@@ -101,3 +101,62 @@ def test_a_directory_that_is_not_a_submit_directory_is_a_one_line_error(earlier_
         f"bps: error: right_sizing.runs: {empty} is not a submit directory (no workflow.json): "
         "name the submit directory of an earlier run"
     )
+
+
+# -- a right-sized workflow on a real HTCondor 25.14.0 pool (tests/data/real-htcondor-25.14.0/demo-rightsized) --
+
+
+def _real_usage_by_node(nodes_log) -> dict[str, tuple[int, int]]:
+    """Node -> (MemoryUsage, requested MB) of its termination, read from the event log's text."""
+    import re
+
+    node_of: dict[str, str] = {}
+    usage: dict[str, tuple[int, int]] = {}
+    cluster = None
+    for line in nodes_log.read_text().splitlines():
+        if m := re.match(r"(\d{3}) \((\d+)\.", line):
+            cluster = (m.group(1), m.group(2))
+        elif m := re.search(r'DAGNodeName = "([^"]+)"', line):
+            node_of[cluster[1]] = m.group(1)
+        elif (m := re.match(r"\s+Memory \(MB\)\s+:\s+(\d+)\s+(\d+)", line)) and cluster[0] == "005":
+            usage[node_of[cluster[1]]] = (int(m.group(1)), int(m.group(2)))
+    return usage
+
+
+def test_right_sized_jobs_ran_on_a_real_pool_with_128_mb_and_each_used_less(tmp_path):
+    from support.real_htcondor import DATA_25140, scenario
+
+    from bps.wms.htcondor.layout import find_dag
+    from bps.wms.htcondor.report import build_report
+
+    submit = scenario("demo-rightsized", tmp_path, data=DATA_25140)
+    usage = _real_usage_by_node(find_dag(submit).nodes_log)
+    assert len(usage) == 29
+    assert {asked for node, (_, asked) in usage.items() if node != "bps_final"} == {128}
+    assert all(used < asked for used, asked in usage.values())
+    report = build_report(submit)
+    assert report.state == "succeeded" and report.totals()["succeeded"] == 29
+    for job in report.jobs:
+        used, asked = usage[job.name]
+        assert job.peak_memory_mb == (used or None) and job.request_memory_mb == asked
+
+
+def test_right_sizing_from_a_real_htcondor_run_uses_the_memory_htcondor_measured(tmp_path):
+    from support.real_htcondor import DATA_25140, scenario
+
+    from bps.right_size import peaks_by_label
+    from bps.wms.htcondor.layout import find_dag
+
+    submit = scenario("demo-rightsized", tmp_path, data=DATA_25140)
+    usage = _real_usage_by_node(find_dag(submit).nodes_log)
+    peaks = peaks_by_label([str(submit)])
+    # clustered jobs: isr_*, visit_* (calibrate + makeWarp), coadd_* (assembleCoadd + detectCoadd);
+    # a job HTCondor measured at 0 MB counts as not measured
+    by_prefix = {
+        prefix: sorted(float(u) for node, (u, _) in usage.items() if node.startswith(prefix) and u)
+        for prefix in ("isr_", "visit_", "coadd_")
+    }
+    assert sorted(peaks["isr"]) == by_prefix["isr_"]
+    assert sorted(peaks["calibrate"]) == sorted(peaks["makeWarp"]) == by_prefix["visit_"]
+    assert sorted(peaks["assembleCoadd"]) == sorted(peaks["detectCoadd"]) == by_prefix["coadd_"]
+    assert "finalize" not in peaks
