@@ -62,11 +62,17 @@ def quantile(values: list[float], q: float) -> float:
 
 def peaks_by_label(submit_dirs: list[str]) -> dict[str, list[float]]:
     """Task label -> the measured peak memory (MB) of every job that ran it, over ``submit_dirs``."""
+    return read_peaks(submit_dirs)[0]
+
+
+def read_peaks(submit_dirs: list[str]) -> tuple[dict[str, list[float]], int]:
+    """`peaks_by_label`, and how many jobs measured a peak (a clustered job counts once)."""
     from .cli import _wms_of
     from .wms.base import get_service
     from .workflow import GenericWorkflow
 
     peaks: dict[str, list[float]] = {}
+    jobs = 0
     for text in submit_dirs:
         submit_dir = Path(text)
         if not (submit_dir / "workflow.json").is_file():
@@ -81,9 +87,10 @@ def peaks_by_label(submit_dirs: list[str]) -> dict[str, list[float]]:
             if spec is None or job.peak_memory_mb is None or job.peak_memory_mb <= 0:
                 continue  # the final job (sized by `final`), or nothing measured
             labels = [x for x in spec.tags.get("task_labels", "").split(",") if x] or [spec.label]
+            jobs += 1
             for label in labels:
                 peaks.setdefault(label, []).append(float(job.peak_memory_mb))
-    return peaks
+    return peaks, jobs
 
 
 def choose(samples: list[float], q: float, margin: float, max_mb: int) -> tuple[int, float, bool]:
@@ -103,7 +110,7 @@ def right_size(resolved: ResolvedConfig) -> list[str]:
     settings = resolved.config.right_sizing
     if not settings.runs:
         return []
-    peaks = peaks_by_label(settings.runs)
+    peaks, jobs = read_peaks(settings.runs)
     site = resolved.config.site
     # a value from the defaults or the site file is a default; one from the user's file or the command line is theirs
     defaults = (DEFAULTS_SOURCE, resolved.source_of("site.name"))
@@ -128,5 +135,5 @@ def right_size(resolved: ResolvedConfig) -> list[str]:
         resolved.sources[key] = SOURCE
         choices.append(Choice(label, len(samples), high, memory, note))
     runs = len(settings.runs)
-    head = f"memory requests right-sized from {sum(c.samples for c in choices)} measured peaks in {runs} earlier run(s):"
+    head = f"memory requests right-sized from the measured peaks of {jobs} jobs of {runs} earlier run(s):"
     return [head, *("  " + c.text(settings.quantile, settings.margin) for c in choices)]

@@ -61,7 +61,7 @@ def test_prepare_sets_each_labels_memory_from_the_peaks_of_an_earlier_run_and_sa
     # one ``total`` peak is fewer than min_samples: its request stays the default
     assert {j.resources.memory_mb for j in wf.jobs.values() if j.label == "total"} == {2048}
     text = result.output
-    assert "right-sized from 6 measured peaks in 1 earlier run" in text
+    assert "right-sized from the measured peaks of 6 jobs of 1 earlier run" in text
     assert f"make: memory_mb = {expected} (p95 of 5 peaks" in text
     assert "total: unchanged (1 peaks, fewer than right_sizing.min_samples = 3)" in text
     saved = (submit_dir_of(config) / "submit_config.yaml").read_text()
