@@ -6,10 +6,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test install lint clean bytecode
 
-$(STAMP): pyproject.toml
+# The framework (supertask, bps) and the demo application (demo_drp/, a package of its own).
+$(STAMP): pyproject.toml demo_drp/pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test]' -e ./demo_drp
 	$(MAKE) bytecode
 	touch $(STAMP)
 
@@ -18,10 +19,10 @@ install: $(STAMP)
 # Bytecode of the editable checkout: pool jobs run as a user who cannot write its __pycache__
 # would otherwise compile every module they import, in every job.
 bytecode:
-	$(BIN)/python -m compileall -q supertask bps
+	$(BIN)/python -m compileall -q supertask bps demo_drp/src
 
 demo: $(STAMP)
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m supertask.demo.main_job ./demo_run
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m demo_drp.main_job ./demo_run
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -88,7 +88,7 @@ def demo(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("demo") / "demo_run"
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
     proc = subprocess.run(
-        [sys.executable, "-m", "supertask.demo.main_job", str(root)],
+        [sys.executable, "-m", "demo_drp.main_job", str(root)],
         capture_output=True,
         text=True,
         env=env,

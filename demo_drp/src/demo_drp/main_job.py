@@ -12,7 +12,7 @@ output doubles as a walkthrough:
 5. write the HTCondor DAGMan and Pegasus workflows for the same graph
    (``bps prepare``), ready to submit on a cluster.
 
-Usage: ``python -m supertask.demo.main_job [DEMO_DIR]`` (default ``./demo_run``).
+Usage: ``python -m demo_drp.main_job [DEMO_DIR]`` (default ``./demo_run``).
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ import shutil
 import subprocess
 import sys
 import time
+from importlib.resources import files
 from pathlib import Path
 
-PIPELINE = Path(__file__).resolve().parents[2] / "examples" / "demo_pipeline.yaml"
+#: The demo pipeline, package data of demo_drp (``examples/demo_pipeline.yaml`` links to it).
+PIPELINE = Path(str(files("demo_drp").joinpath("pipeline.yaml")))
 INPUTS = "DemoCam/defaults"
 WHERE = "tract = 0"
 LOCAL_RUN = "demo/tile0"
