@@ -351,7 +351,7 @@ def test_inconsistent_dataset_type_definitions(tmp_path):
         ("tasks:\n  isr:\n    config: {biasLevel: 1}\n", "task 'isr': no 'class'"),
         (
             "inputs: [raw]\ntasks:\n  isr:\n    class: tutorial_tasks.IsrTask\n    config: {biasLevel: -1}\n",
-            "task 'isr': .*biasLevel.*greater than or equal to 0.*tasks.isr.config",
+            "task 'isr': .*biasLevel.*it must be >= 0.*tasks.isr.config",
         ),
         (
             "inputs: [raw]\ntasks:\n  isr: tutorial_tasks.IsrTask\nsubsets:\n  s: [irs]\n",
