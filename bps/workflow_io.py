@@ -5,8 +5,8 @@ Why a format of its own
 A workflow lists, for every job, the files it reads and writes. Written naively (format 1:
 ``GenericWorkflow.to_json``), every dataset appears once as an output and again in every
 job that reads it, each time with its logical file name, type, data ID, path and producer:
-806 MiB for 10^6 quanta, twelve times the graph file it came from (field note 4: copies of
-the graph in the submit directory multiply submission cost). Format 2 keeps one row per
+806 MiB for 10^6 quanta, twelve times the graph file it came from (copies of the
+graph in the submit directory multiply submission time and memory). Format 2 keeps one row per
 dataset in a ``files`` table and lets jobs refer to rows by index:
 
 - ``file_schemas``: ``[[dataset type, [data ID keys]], ...]``;

@@ -4,7 +4,7 @@ One small interface, in the spirit of Parsl's executors: a `WorkflowService` dec
 how the jobs of a `~bps.workflow.GenericWorkflow` run; it never decides what they are.
 Each service keeps its own record of a run inside the submit directory
 (``run_record.json``) so that ``bps report`` works after the scheduler's history has
-rolled over (field note 11).
+rolled over (the schedd keeps a bounded history: an old run is no longer in it).
 
 Services are looked up by name with `get_service`; their modules are imported only
 when used, so ``bps report`` on a local run never imports ``htcondor2`` or ``Pegasus``.

@@ -65,7 +65,7 @@ def _write_bps_config(path: Path, demo_dir: Path, graph: Path, wms: str, site: s
                 f"submit_dir: {demo_dir / 'submit' / wms}",
                 *_tmp_override(demo_dir, wms),
                 "# one job per exposure for ISR, per visit for calibration and warps, per patch for coadds",
-                "# (field note 17: job start-up and scheduling dominate small quanta)",
+                "# (job start-up and scheduling dominate small quanta)",
                 "clustering:",
                 "  clusters:",
                 "    - {name: isr, labels: [isr], units: [instrument, exposure]}",
@@ -81,7 +81,7 @@ def _tmp_override(demo_dir: Path, wms: str) -> list[str]:
     """Let the demo *write* an HTCondor workflow under /tmp, saying why this is demo-only.
 
     DAGMan's default strict mode refuses node logs under /tmp, and the HTCondor
-    translator refuses such a submit directory at prepare time (field note 14). The
+    translator refuses such a submit directory at prepare time. The
     demo only prepares the workflow, so a clone under /tmp can still show it.
     """
     if wms != "htcondor" or not str(demo_dir).startswith("/tmp/"):
