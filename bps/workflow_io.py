@@ -28,6 +28,8 @@ import json
 from pathlib import Path
 from typing import Any, TextIO
 
+from supertask.atomic_write import atomic_open
+
 from .workflow import GenericWorkflow, WorkflowFile, _job_to_json
 
 FORMAT = 2
@@ -40,11 +42,9 @@ class WorkflowFileError(ValueError):
 
 def save_workflow(workflow: GenericWorkflow, path: str | Path) -> None:
     """Write ``workflow`` in format 2, atomically (temporary file, then rename)."""
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as out:
+    # not synced: written by bps prepare before anything is submitted (a crash means preparing again)
+    with atomic_open(path, "w", fsync=False) as out:
         _write(workflow, out)
-    tmp.replace(path)
 
 
 def load_workflow(path: str | Path) -> GenericWorkflow:

@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from supertask.atomic_write import atomic_write_text
+
 from ..workflow import GenericWorkflow, SiteConfig
 
 #: wms name -> "module:ClassName"
@@ -145,9 +147,7 @@ def write_run_record(submit_dir: Path, **fields: Any) -> None:
     path = Path(submit_dir) / RUN_RECORD
     record = read_run_record(submit_dir)
     record.update(fields)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True))
 
 
 def read_run_record(submit_dir: Path) -> dict[str, Any]:

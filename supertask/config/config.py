@@ -291,18 +291,9 @@ class Config:
 
     def save(self, path: str | Path) -> None:
         """Write the saved form to ``path`` (atomically: a temporary file then a rename)."""
-        import os
-        import tempfile
+        from ..atomic_write import atomic_write_text
 
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            with os.fdopen(fd, "w") as stream:
-                stream.write(self.saveToString())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_text(path, self.saveToString())
 
     @classmethod
     def load(cls, path: str | Path) -> Config:

@@ -14,7 +14,7 @@ from ..config.errors import suggest
 from ..config.overrides import apply_file, apply_string, parse_label_override
 from ..supertask import SuperTask, dataset_classes
 from .errors import PipelineError, UnknownLabelError, where
-from .yaml_io import dump_pipeline, load_pipeline_file, load_pipeline_text, write_atomic
+from .yaml_io import dump_pipeline, load_pipeline_file, load_pipeline_text
 
 if TYPE_CHECKING:
     from ..repo.dataset import DatasetType
@@ -558,4 +558,6 @@ class Pipeline(Mapping[str, TaskDef]):
 
     def write(self, path: str | Path) -> None:
         """Write `toYaml` to ``path`` atomically."""
-        write_atomic(Path(path), self.toYaml())
+        from ..atomic_write import atomic_write_text
+
+        atomic_write_text(path, self.toYaml())

@@ -27,7 +27,6 @@ files the pipeline was assembled from.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,7 +39,7 @@ from .errors import PipelineError, where
 if TYPE_CHECKING:  # the class to fill is passed in: `core` uses this module, never the reverse
     from .core import Pipeline
 
-__all__ = ["load_pipeline_file", "load_pipeline_text", "dump_pipeline", "write_atomic"]
+__all__ = ["load_pipeline_file", "load_pipeline_text", "dump_pipeline"]
 
 TOP_KEYS = ("description", "instrument", "inputs", "imports", "tasks", "subsets")
 TASK_KEYS = ("class", "config", "configFiles", "instrumentOverrides")
@@ -309,15 +308,3 @@ def dump_pipeline(pipeline: Pipeline) -> str:
     if pipeline.subsets:
         data["subsets"] = {name: list(labels) for name, labels in pipeline.subsets.items()}
     return HEADER + yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=100)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename: never half-written."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as stream:
-            stream.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
