@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import site
 import subprocess
 import sys
@@ -28,6 +29,20 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.slow
+
+#: what a wheel is not built from (and what may be large or stale in a checkout)
+_NOT_SOURCE = (
+    ".git",
+    ".venv",
+    "build",
+    "dist",
+    "demo_run",
+    "*.egg-info",
+    "__pycache__",
+    ".*_cache",
+    ".hypothesis",
+)
+_NOT_SOURCE += (".pool-tests", "tests", "benchmarks")
 
 
 def _run(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
@@ -42,6 +57,10 @@ def _run(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
 def installed(tmp_path_factory) -> Path:
     """The python of a new venv holding wheels of supertask and demo_drp (not editable)."""
     base = tmp_path_factory.mktemp("installed")
+    # built from a copy: setuptools builds in the source tree, and its build/ directory would
+    # both litter the checkout and carry files deleted since into later wheels
+    source = base / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*_NOT_SOURCE), symlinks=True)
     wheels = base / "wheels"
     _run(
         [
@@ -53,8 +72,8 @@ def installed(tmp_path_factory) -> Path:
             "--no-deps",
             "-w",
             str(wheels),
-            str(ROOT),
-            str(ROOT / "demo_drp"),
+            str(source),
+            str(source / "demo_drp"),
         ],
         base,
     )
