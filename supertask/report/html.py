@@ -265,12 +265,10 @@ def check_writable(path: str | os.PathLike[str]) -> str | None:
 
 def write_html(summary: RunSummary, path: str | os.PathLike[str]) -> Path:
     """Write the report to ``path`` atomically (a reader never sees half a file); return the path."""
+    from ..atomic_write import atomic_write_text
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(render_html(summary), encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    # not synced: a report is cheap to write again
+    atomic_write_text(path, render_html(summary), fsync=False)
     return path
