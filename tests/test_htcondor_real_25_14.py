@@ -176,3 +176,30 @@ def test_with_the_matched_slot_as_the_running_request_the_job_is_held_once_and_f
     assert story[:3] == [("run", 2048), ("held", 26, 34), ("released",)]
     assert story[3:] == [("run", story[3][1]), ("exit", 0)] and story[3][1] > 4096
     assert "job_machine_attrs = Memory" in (REAL / "memory-system-matched-slot" / "make.sub").read_text()
+
+
+def test_the_runner_halts_like_real_dagman_on_the_cancel_halted_dag(tmp_path):
+    # Real: `bps cancel` created the halt file after make_0..3_Cam0 were done; DAGMan
+    # submitted nothing more, wrote rescue001 with those 4 DONE, ran FINAL with DAG_STATUS 6
+    # (finalize exit 69) and exited 1, metrics DagStatus 6.
+    source = _one(REAL / "cancel-halted", "*.dag")
+    text = source.read_text().replace("{submit_dir}", str(tmp_path))
+    dag = tmp_path / source.name
+    dag.write_text(text)
+    for sub in {t[2] for t in (line.split() for line in text.splitlines()) if t and t[0] in ("JOB", "FINAL")}:
+        # stand-ins: every node succeeds; FINAL fails unless DAG_STATUS is 0 (finalize's rule)
+        Path(sub).write_text(
+            "universe = vanilla\nexecutable = /bin/sh\n"
+            "arguments = \"-c 'case $(JOB)/$(DAG_STATUS) in bps_final/0) exit 0 ;; bps_final/*) exit 69 ;; esac'\"\n"
+            f"output = {tmp_path}/$(JOB).$(Cluster).out\nerror = {tmp_path}/$(JOB).$(Cluster).out\nqueue\n"
+        )
+    (tmp_path / "dagman.config").write_text("\n")
+    result = run_dag(dag, cwd=tmp_path, halt_after=4)
+    metrics = _metrics("cancel-halted")
+    assert (result.exit_code, result.dag_status) == (metrics["exitcode"], metrics["DagStatus"]) == (1, 6)
+    done = lambda p: {x.split()[1] for x in p.read_text().splitlines() if x.startswith("DONE ")}  # noqa: E731
+    assert done(_one(tmp_path, "*.rescue001")) == done(_one(REAL / "cancel-halted", "*.rescue001"))
+    assert len(done(_one(tmp_path, "*.rescue001"))) == 4
+    real_out = _one(REAL / "cancel-halted", "*.dag.dagman.out").read_text()
+    halted = "Exiting because DAG is halted and no jobs or scripts are running"
+    assert halted in real_out and halted in _one(tmp_path, "*.dag.dagman.out").read_text()
