@@ -53,6 +53,9 @@ log = logging.getLogger("bps.finalize")
 
 WORKFLOW_FILE = "workflow.json"
 SUMMARY_FILE = "finalize_summary.json"
+#: Workflow statuses (DAGMan's ``$(DAG_STATUS)``) that mean the run was stopped on purpose:
+#: ``condor_rm`` of the DAGMan job, or its halt file (what ``bps cancel`` creates).
+CANCELLED_STATUSES = {4: "removed", 6: "halted"}
 STATE_FILE = "finalize_state.json"
 #: where file-transfer staging (HTCondor) brings outputs back, by logical file name
 STAGED_DIR = "staged"
@@ -93,6 +96,11 @@ class FinalizeSummary:
     failed_jobs: int | None = None
 
     @property
+    def workflow_cancelled(self) -> bool:
+        """The workflow system said the run was removed or halted (`CANCELLED_STATUSES`)."""
+        return self.workflow_status in CANCELLED_STATUSES
+
+    @property
     def workflow_failed(self) -> bool:
         """The workflow system said jobs failed or the run was removed."""
         return bool(self.workflow_status) or bool(self.failed_jobs)
@@ -131,7 +139,13 @@ class FinalizeSummary:
             )
         for r in self.rejected[:20]:
             lines.append(f"  REJECTED {r['path']}: {r['reason']}")
-        if self.workflow_failed:
+        if self.workflow_cancelled:
+            lines.append(
+                f"the run was cancelled (workflow status {self.workflow_status}: "
+                f"{CANCELLED_STATUSES[self.workflow_status]}): what is missing was not made because of "
+                "the cancel, not because the pipeline failed; restart it to finish"
+            )
+        elif self.workflow_failed:
             lines.append(
                 f"the workflow system reported the run failed (status {self.workflow_status}, "
                 f"{self.failed_jobs} failed jobs): not a success; restart it to finish"
