@@ -203,3 +203,28 @@ def test_the_runner_halts_like_real_dagman_on_the_cancel_halted_dag(tmp_path):
     real_out = _one(REAL / "cancel-halted", "*.dag.dagman.out").read_text()
     halted = "Exiting because DAG is halted and no jobs or scripts are running"
     assert halted in real_out and halted in _one(tmp_path, "*.dag.dagman.out").read_text()
+
+
+def test_bps_cancel_returned_before_dagman_ended_and_the_report_says_cancelled_not_failed(tmp_path):
+    # Real (cancel-prompt/): `bps cancel` 10 s into the 105-job DAG took 6 s and returned
+    # while DAGMan still ran FINAL (its report then: finalize running); DAGMan ended 8 s later.
+    from support.real_htcondor import DATA_25140, scenario
+
+    from bps.wms.htcondor.report import build_report
+
+    directory = REAL / "cancel-prompt"
+    record = json.loads((directory / "run_record.json").read_text())
+    assert record["state"] == "cancelled"
+    ended = [e for e in htcondor2.JobEventLog(str(_one(directory, "*.dag.dagman.log"))).events(0)]
+    assert ended[-1].type == htcondor2.JobEventType.JOB_TERMINATED and ended[-1]["ReturnValue"] == 1
+    right_after = (directory / "bps_report.after_cancel.txt").read_text()
+    assert "cancelled" in right_after and "finalize │         0 │      0 │       1" in right_after
+    out = _one(directory, "*.dag.dagman.out").read_text()
+    assert out.index("DAG status: 6 (DAG_STATUS_HALTED)") < out.index("EXITING WITH STATUS 1")
+    assert "Assertion" not in out and (_metrics("cancel-prompt")["DagStatus"]) == 6
+    report = build_report(scenario("cancel-prompt", tmp_path, data=DATA_25140))
+    assert report.state == "cancelled" and report.failures == []
+    assert report.counts["finalize"]["pending"] == 1
+    (why,) = [m for m in report.messages if m.startswith("the run was cancelled: the final job")]
+    assert "exited 69" in why and "not a failure of the pipeline" in why
+    assert "the run was cancelled: the final job" in (directory / "bps_report.txt").read_text()
