@@ -153,7 +153,10 @@ def test_a_failed_or_removed_workflow_registers_everything_and_still_exits_non_z
     if said == "failed":
         assert "reported the run failed" in text
     else:  # removed (condor_rm): cancelled, which is not a failure of the pipeline
-        assert "the run was cancelled (workflow status 4: removed)" in text and "reported the run failed" not in text
+        assert (
+            "the run was cancelled (workflow status 4: removed)" in text
+            and "reported the run failed" not in text
+        )
     assert json.loads((submit / SUMMARY_FILE).read_text())["workflow_status"] == status
 
 
