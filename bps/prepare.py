@@ -96,7 +96,9 @@ def prepare(resolved: ResolvedConfig, *, service: Any = None) -> Prepared:
         ],
         resources_for=resolved.resources_for,
         cluster_resources={
-            r.name: resolved.resources_for(r.name) for r in c.clustering.clusters if r.name in c.resources.labels
+            r.name: resolved.resources_for(r.name)
+            for r in c.clustering.clusters
+            if r.name in c.resources.labels
         },
         retry=resolved.retry_policy(),
         throttles=dict(c.throttles),
