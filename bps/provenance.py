@@ -3,8 +3,9 @@
 ``supertask run`` records with its RUN the pipeline, the task configs, the software
 versions, the command, the data-ID expression and the input collections. A batch run's
 jobs never touch the registry, so the final job (``bps finalize``) records the same, read
-from the graph file's header, plus what only the batch run has: the ``bps`` command and
-the resolved submit configuration with the layer each value came from. Prepare writes
+from the graph file's header, plus what only the batch run has: the ``bps`` command, the
+resolved submit configuration with the layer each value came from, and the environment
+variables its files name as ``${VAR}`` with the values used (no other variable is read). Prepare writes
 that part to ``provenance.json`` in the submit directory (the final job may run on
 another host, and a restart must record the same thing), with passwords in URLs and
 secret-looking options masked; the submitter's environment is never read.
@@ -51,6 +52,10 @@ def write_submit_provenance(
         "bps_command_line": redact_command_line(argv),
         "submit_config": _masked(resolved.config.model_dump(mode="json")),
         "submit_config_sources": dict(resolved.sources),
+        # only the environment variables the files name (``${VAR}``), with the values used
+        "variables": {
+            name: {"value": value, "named_in": files} for name, (value, files) in resolved.variables.items()
+        },
     }
     path = Path(submit_dir) / PROVENANCE_FILE
     atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
@@ -82,4 +87,5 @@ def run_provenance(submit_dir: Path, graph_file: str | Path) -> dict[str, Any]:
         "input_collections": metadata.get("input_collections", []),
         "submit_config": submit.get("submit_config"),
         "submit_config_sources": submit.get("submit_config_sources"),
+        "submit_variables": submit.get("variables", {}),
     }

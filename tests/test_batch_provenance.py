@@ -96,7 +96,7 @@ def test_prepare_writes_the_bps_command_and_submit_config_with_passwords_masked(
     assert CliRunner().invoke(bps_main, ["prepare", str(cfg)]).exit_code == 0
     written = json.loads((submit_dir_of(cfg) / PROVENANCE_FILE).read_text())
     assert written["submit_config"]["output_run"] == RUN
-    assert set(written) == {"bps_command_line", "submit_config", "submit_config_sources"}
+    assert set(written) == {"bps_command_line", "submit_config", "submit_config_sources", "variables"}
     assert _masked({"repo": "postgresql://me:s3cret@db/x", "n": [1, "a"]}) == {
         "repo": "postgresql://me:***@db/x",
         "n": [1, "a"],
