@@ -371,6 +371,10 @@ def test_cancel_returns_once_dagman_saw_the_halt_without_waiting_for_it_to_end(
     assert "runs the final job" in said and f"`bps report {submit}`" in said and "`condor_q 901`" in said
     assert read_run_record(submit)["state"] == "cancelled"
     assert service_mod.halt_path(find_dag(submit)).exists()  # DAGMan has not ended: it stays halted
+    # the report says the run is cancelled and DAGMan still ending, and how to see it ended
+    report = service.report(submit)
+    assert report.state == "cancelled"
+    assert any(m.startswith("DAGMan job 901 has not ended yet") for m in report.messages)
 
 
 def test_a_second_cancel_of_a_run_still_ending_removes_dagman_itself(tmp_path, fake_condor):

@@ -376,6 +376,11 @@ def _dagman_messages(layout: DagLayout, run: dm.DagmanRun, state: str) -> list[s
             + f" (from {out})"
             + (f"; it left its lock file {lock.name}" if lock.exists() else "")
         )
+    elif state == "cancelled" and not run.ended:
+        messages.append(
+            f"DAGMan job {run.cluster} has not ended yet: it stopped submitting jobs and runs the final "
+            f"job, then exits; `bps report` says `DAGMan job {run.cluster} exited ...` once it has"
+        )
     elif run.ended and run.dag_status not in (None, dm.DAG_STATUS_OK):
         messages.append(
             f"DAGMan job {run.cluster} exited with status {run.exit_status}, DAG status "
