@@ -108,7 +108,7 @@ class Registry:
             )
         self.universe = Universe(yaml.safe_load(meta["universe"]))
         self.schema = RegistrySchema(self.universe)
-        self.queries = QueryBuilder(self.schema)
+        self.queries = QueryBuilder(self.schema, self.engine.dialect.name)
         self._typeCache: dict[str, tuple[int, DatasetType]] = {}
         self._collectionCache: dict[str, tuple[int, str]] = {}
 
@@ -1061,12 +1061,11 @@ class Registry:
         # database's order, and sorting it again is a linear pass over sorted runs
         # (a set would scramble it and cost a full sort: ~5 s per 10^6 rows).
         result: list[tuple] = []
-        base = self.queries.select(plan, clause, constraints, None)
         with self.engine.connect() as conn:
             if max_rows is not None:
                 conn = conn.execution_options(stream_results=True)
             for extra in restrict_chunks(sets, plan.columns.__getitem__, droppable=set(outputKeys)):
-                rows = conn.execute(base.where(*extra))
+                rows = conn.execute(self.queries.select(plan, clause, constraints, extra=extra))
                 for part in rows.partitions(65536) if max_rows is not None else (rows,):
                     values = map(tuple, part)
                     for i, allowed in checks:  # the restrictions not in the SQL
