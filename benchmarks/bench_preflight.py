@@ -15,10 +15,19 @@ preflight (after set-up) and once after: set-up holds its own large lists, so fo
 clean preflight figure use ``--repo`` with a repository made by an earlier run
 (``--keep``), which makes this process do nothing but preflight.
 
+``--db postgresql`` makes the repository's registry a fresh schema on the PostgreSQL
+server of ``--db-url`` (default: ``SUPERTASK_TEST_POSTGRES_URL``, which
+``eval "$(bash .ci/start-postgres)"`` sets). A ``--repo`` run reads whichever database
+the repository was made with. ``--pipeline FILE --input COLLECTION`` plans another
+pipeline over an existing repository (the demo tile: ``--repo DIR --pipeline
+examples/demo_pipeline.yaml --input DemoCam/defaults --where "tract = 0"``).
+``--json FILE`` writes the figures for `bench_preflight_backends` and `bench_scaling`.
+
 Usage::
 
     .venv/bin/python benchmarks/bench_preflight.py [--n 10000] [--repo DIR] [--keep DIR]
-        [--where "..."] [--profile out.prof]
+        [--db sqlite|postgresql] [--db-url URL] [--where "..."] [--profile out.prof]
+        [--pipeline FILE --input COLLECTION] [--json FILE]
 """
 
 from __future__ import annotations
@@ -26,6 +35,8 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
+import hashlib
+import json
 import os
 import platform
 import resource
@@ -64,6 +75,16 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def fingerprint(graph) -> str:
+    """A hash of every quantum: task, data ID, inputs and outputs, in the graph's order."""
+    digest = hashlib.sha256()
+    for q in graph:
+        inputs = [(k, [sorted(d.dataId.items()) for d in v]) for k, v in sorted(q.inputs.items())]
+        outputs = [(k, [sorted(d.dataId.items()) for d in v]) for k, v in sorted(q.outputs.items())]
+        digest.update(repr((q.taskLabel, sorted(q.dataId.items()), inputs, outputs)).encode())
+    return digest.hexdigest()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -72,20 +93,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--detectors", type=int, default=100, help="detectors per visit (max 100)")
     parser.add_argument("--repo", help="use this existing synthetic repository instead of making one")
     parser.add_argument("--keep", help="make the repository here and keep it (for a later --repo run)")
-    parser.add_argument("--db-url", help="registry database URL (default: SQLite inside the repository)")
+    parser.add_argument(
+        "--db",
+        default="sqlite",
+        choices=("sqlite", "postgresql"),
+        help="registry backend of a new repository",
+    )
+    parser.add_argument(
+        "--db-url",
+        help="registry database URL (SQLite: default inside the repository; PostgreSQL: the server, "
+        "default $SUPERTASK_TEST_POSTGRES_URL, in which a fresh schema is made)",
+    )
+    parser.add_argument("--pipeline", help="plan this pipeline file instead of the benchmark's three tasks")
+    parser.add_argument("--input", default=synthetic_repo.INPUT_RUN, help="input collection")
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.add_argument(
+        "--fingerprint", action="store_true", help="with --json: a hash of every quantum (after the timing)"
+    )
     parser.add_argument("--where", default=None, help="data-ID expression (default: the whole repository)")
     parser.add_argument("--profile", help="write a cProfile of build_quantum_graph to this file")
     args = parser.parse_args(argv)
 
     print(machine_note())
     if args.repo:
-        butler = Butler(args.repo, collections=[synthetic_repo.INPUT_RUN])
+        butler = Butler(args.repo, collections=[args.input])
     else:
         root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_preflight_"))
         visits = synthetic_repo.visits_for_quanta(args.n, args.detectors)
         layout = synthetic_repo.layout_for_visits(visits, args.detectors)
         start = time.perf_counter()
-        butler = synthetic_repo.make_repo(root, layout, db_url=args.db_url)
+        db_url = synthetic_repo.database_url(args.db, args.db_url)
+        butler = synthetic_repo.make_repo(root, layout, db_url=db_url)
         print(
             f"set-up: {layout.visits} visits x {layout.detectors} detectors, {layout.tracts} tracts "
             f"in {time.perf_counter() - start:.1f} s at {root}"
@@ -93,7 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     del args.repo
     gc.collect()
     rss_before = peak_rss_mb()
-    pipeline = bench_tasks.make_pipeline()
+    if args.pipeline:
+        from supertask.cli.request_options import load_pipeline
+
+        pipeline = load_pipeline(args.pipeline, (), None)
+    else:
+        pipeline = bench_tasks.make_pipeline()
     profiler = cProfile.Profile() if args.profile else None
     start = time.perf_counter()
     cpu_start = cpu_seconds()
@@ -103,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         pipeline,
         butler,
         where=args.where,
-        input_collections=[synthetic_repo.INPUT_RUN],
+        input_collections=[args.input],
         output_run="bench/out",
         max_rows=None,
     )
@@ -125,6 +168,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {'other (tasks, metadata)':<28} {other:8.2f} s")
     print(f"peak RSS: {peak_rss_mb():.0f} MB (before preflight: {rss_before:.0f} MB)")
     print(machine_note().replace("machine: ", "after: "))
+    if args.json:
+        figures = {
+            "backend": butler.registry.engine.dialect.name,
+            "quanta": len(graph),
+            "rows": report.rows,
+            "wall": elapsed,
+            "cpu": cpu,
+            "peak_rss_mb": peak_rss_mb(),
+            "timings": dict(report.timings),
+            "load": os.getloadavg(),
+        }
+        if args.fingerprint:
+            figures["fingerprint"] = fingerprint(graph)
+        Path(args.json).write_text(json.dumps(figures, indent=1))
     return 0
 
 
