@@ -463,3 +463,25 @@ def test_postgresql_joins_tables_in_a_fixed_order_and_tests_datasets_after_the_j
             assert outer.split("\nFROM ", 1)[1].startswith("planned \nWHERE")
         else:
             assert not outer and " JOIN " not in sql and sql.count("EXISTS") == 2
+
+
+@pytest.mark.postgres
+def test_postgresql_statistics_of_unit_tables_are_fresh_after_an_insert(postgres_schema_url):  # noqa: F811
+    # Autovacuum never analyzes a table of a few rows: without statistics PostgreSQL's
+    # planner guessed one row per table and chose nested loops over 10^5 rows.
+    reg = Registry.create(postgres_schema_url)
+    try:
+        populate(reg)
+        with reg.engine.connect() as conn:
+            counts = dict(
+                conn.execute(
+                    sa.text(
+                        "SELECT relname, reltuples FROM pg_class WHERE relnamespace = current_schema()::regnamespace"
+                        " AND relname IN ('band', 'tract', 'visit', 'visit_detector_patch_overlap')"
+                    )
+                ).all()
+            )
+        overlaps = len(reg.queryDataIds(["visit", "detector", "patch"]))
+        assert counts == {"band": 2, "tract": 1, "visit": 6, "visit_detector_patch_overlap": overlaps}
+    finally:
+        reg.close()

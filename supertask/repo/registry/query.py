@@ -13,7 +13,7 @@ shares the ``instrument`` or ``skymap`` key and the join graph is nearly complet
 planning the demo tile's query (11 tables, 5 ``EXISTS``) took 9-65 s for 2 ms of
 execution. PostgreSQL therefore gets the tables as a chain of explicit ``JOIN``s (the
 planner then searches sub-problems of at most ``join_collapse_limit`` tables, 8 by
-default, in the order given) and, when datasets must exist, the joined rows as a
+default, in the order given; see `QueryBuilder.joinChain`) and, when datasets must exist, the joined rows as a
 ``MATERIALIZED`` CTE that the ``EXISTS`` tests filter (semi-joins flattened into the join
 search multiplied its cost tenfold). Both shapes return the same rows.
 """
@@ -174,35 +174,39 @@ class QueryBuilder:
     def joinChain(self, plan: QueryPlan) -> sa.FromClause:
         """The plan's tables as a chain of explicit inner ``JOIN``s (PostgreSQL's shape).
 
-        Relations come first, then units with more key columns, and single-key units
-        (``instrument``, ``skymap``, ``band``: small tables) last, so that the first
-        ``join_collapse_limit`` tables, which PostgreSQL orders freely, are the ones joined
-        on the most keys. Each table is joined on its key columns to the first earlier
-        table holding the same key (the ``ON`` clause may only name tables already in the
-        chain); the equalities are transitive, so the rows are those of `fromClause`.
+        The chain starts with the table of most key columns (a relation, when there is
+        one) and then, greedily, takes the table sharing the most key columns with those
+        already joined, so that each ``ON`` clause holds every key a table shares (a
+        table joined on ``instrument`` alone multiplies rows until a later one filters
+        them) and the first ``join_collapse_limit`` tables, which PostgreSQL orders
+        freely, are the ones joined on the most keys; single-key units (``instrument``,
+        ``skymap``, ``band``: small tables) come last. Each table is joined to the first
+        earlier table holding the same key (an ``ON`` clause may only name tables
+        already in the chain); the equalities are transitive, so the rows are those of
+        `fromClause`.
         """
         if not plan.columns:
             self.fromClause(plan)
         tables = self.schema.elements
         relations = self.universe.relations
-        order = sorted(
-            plan.elements,
-            key=lambda e: (e not in relations, -len(self._elementKeyColumns(e)), e),
-        )
+        keys = {e: self._elementKeyColumns(e) for e in plan.elements}
+        remaining = sorted(plan.elements)
         first: dict[str, sa.ColumnElement] = {}
         joined: sa.FromClause | None = None
-        for element in order:
+        while remaining:
+            element = max(
+                remaining,
+                key=lambda e: (sum(k in first for k in keys[e]), e in relations, len(keys[e])),
+            )
+            remaining.remove(element)
             table = tables[element]
             on = []
-            for key in self._elementKeyColumns(element):
+            for key in keys[element]:
                 col = table.c[key]
                 earlier = first.setdefault(key, col)
                 if earlier is not col:
                     on.append(col == earlier)
-            if joined is None:
-                joined = table
-            else:
-                joined = joined.join(table, sa.and_(*on) if on else sa.true())
+            joined = table if joined is None else joined.join(table, sa.and_(*on) if on else sa.true())
         assert joined is not None, "a plan without tables has no join"
         return joined
 
