@@ -485,3 +485,26 @@ def test_postgresql_statistics_of_unit_tables_are_fresh_after_an_insert(postgres
         assert counts == {"band": 2, "tract": 1, "visit": 6, "visit_detector_patch_overlap": overlaps}
     finally:
         reg.close()
+
+
+def test_a_chain_of_runs_resolves_with_one_query_per_chain_in_search_order(registry):
+    # Each query is a round trip to a PostgreSQL server, and preflight resolves its
+    # input collections once per dataset type: a chain's children come with their ids
+    # and types, so runs need no query of their own.
+    for run in ("a", "b", "c", "d"):
+        registry.registerRun(run)
+    registry.setChain("inner", ["c", "a"])
+    registry.setChain("outer", ["b", "inner", "d", "a"])
+    statements = []
+
+    def record(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    sa.event.listen(registry.engine, "before_cursor_execute", record)
+    try:
+        resolved = registry.resolveCollections(["outer"])
+    finally:
+        sa.event.remove(registry.engine, "before_cursor_execute", record)
+    assert [name for _, name in resolved] == ["b", "c", "a", "d"]
+    selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert len(selects) == 3  # outer's row, outer's children, inner's children

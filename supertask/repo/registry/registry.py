@@ -491,26 +491,42 @@ class Registry:
             )
             return list(conn.execute(stmt).scalars())
 
-    def _flatten(self, conn: sa.Connection, names: Sequence[str], stack: set[str]) -> list[tuple[int, str]]:
+    def _flatten(
+        self,
+        conn: sa.Connection,
+        names: Sequence[str],
+        stack: set[str],
+        known: Mapping[str, tuple[int, str]] | None = None,
+    ) -> list[tuple[int, str]]:
+        """The RUNs of ``names`` in search order; ``known`` holds rows already read with a chain's children.
+
+        A chain's children come with their ids and types in the query that lists them, so
+        resolving a chain of N runs takes two queries, not N + 2 (each a round trip to a
+        PostgreSQL server; preflight resolves its input collections several times).
+        """
         c, ch = self.schema.collection, self.schema.collection_chain
         out: list[tuple[int, str]] = []
         for name in names:
             if name in stack:
                 raise RegistryError(f"collection chain cycle through {name!r}; a chain cannot contain itself")
-            row = conn.execute(sa.select(c.c.id, c.c.type).where(c.c.name == name)).first()
+            row = (known or {}).get(name)
             if row is None:
-                known = list(conn.execute(sa.select(c.c.name).order_by(c.c.name)).scalars())
-                raise MissingCollectionError(_missing_collection_message(name, known))
-            if row.type == "RUN":
-                out.append((row.id, name))
+                row = conn.execute(sa.select(c.c.id, c.c.type).where(c.c.name == name)).first()
+            if row is None:
+                names_ = list(conn.execute(sa.select(c.c.name).order_by(c.c.name)).scalars())
+                raise MissingCollectionError(_missing_collection_message(name, names_))
+            rowId, rowType = row
+            if rowType == "RUN":
+                out.append((rowId, name))
             else:
                 children = conn.execute(
-                    sa.select(c.c.name)
+                    sa.select(c.c.name, c.c.id, c.c.type)
                     .select_from(ch.join(c, c.c.id == ch.c.child_id))
-                    .where(ch.c.parent_id == row.id)
+                    .where(ch.c.parent_id == rowId)
                     .order_by(ch.c.position)
-                ).scalars()
-                out.extend(self._flatten(conn, list(children), stack | {name}))
+                ).all()
+                rows = {child: (childId, childType) for child, childId, childType in children}
+                out.extend(self._flatten(conn, [child for child, _, _ in children], stack | {name}, rows))
         return out
 
     def resolveCollections(self, collections: Sequence[str] | str) -> list[tuple[int, str]]:
