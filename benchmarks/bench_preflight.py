@@ -49,6 +49,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_tasks  # noqa: E402
 import synthetic_repo  # noqa: E402
+from sqlalchemy import event as sa_event  # noqa: E402
+from sqlalchemy import pool as sa_pool  # noqa: E402
 
 from supertask.graph.builder import build_quantum_graph  # noqa: E402
 from supertask.repo.butler import Butler  # noqa: E402
@@ -85,6 +87,28 @@ def fingerprint(graph) -> str:
     return digest.hexdigest()
 
 
+#: PostgreSQL server processes this process connected to (their CPU is preflight's too).
+_SERVER_PIDS: list[int] = []
+
+
+def _record_server_pid(dbapi_connection, _record) -> None:
+    pid = getattr(getattr(dbapi_connection, "info", None), "backend_pid", None)
+    if pid is not None:
+        _SERVER_PIDS.append(pid)
+
+
+def server_cpu_seconds() -> float | None:
+    """CPU seconds of the PostgreSQL server processes serving this process (a local server only)."""
+    total, ticks = 0.0, os.sysconf("SC_CLK_TCK")
+    for pid in _SERVER_PIDS:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total if _SERVER_PIDS else None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -115,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     print(machine_note())
+    sa_event.listen(sa_pool.Pool, "connect", _record_server_pid)
     if args.repo:
         butler = Butler(args.repo, collections=[args.input])
     else:
@@ -131,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     del args.repo
     gc.collect()
     rss_before = peak_rss_mb()
+    server_start = server_cpu_seconds() or 0.0
     if args.pipeline:
         from supertask.cli.request_options import load_pipeline
 
@@ -155,12 +181,15 @@ def main(argv: list[str] | None = None) -> int:
         profiler.dump_stats(args.profile)
     elapsed = time.perf_counter() - start
     cpu = cpu_seconds() - cpu_start
+    server = server_cpu_seconds()
+    server = None if server is None else server - server_start
     per_label: dict[str, int] = {}
     for quantum in graph:
         per_label[quantum.taskLabel] = per_label.get(quantum.taskLabel, 0) + 1
     print(f"quanta: {len(graph)} {per_label}; planning query rows: {report.rows}")
     print(
         f"build_quantum_graph: {elapsed:.2f} s wall, {cpu:.2f} s CPU ({len(graph) / elapsed:,.0f} quanta/s wall)"
+        + ("" if server is None else f", PostgreSQL server {server:.2f} s CPU")
     )
     for step, seconds in report.timings.items():
         print(f"  {step:<28} {seconds:8.2f} s")
@@ -175,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             "rows": report.rows,
             "wall": elapsed,
             "cpu": cpu,
+            "server_cpu": server,
             "peak_rss_mb": peak_rss_mb(),
             "timings": dict(report.timings),
             "load": os.getloadavg(),

@@ -5,7 +5,10 @@ Target: preflight on PostgreSQL within 1.5x of SQLite for the demo tile and for 
 (`bench_preflight.py --repo DIR --json FILE`), alternating SQLite and PostgreSQL
 ``--repeat`` times; the table gives each backend's best wall-clock time (the PostgreSQL
 server's own CPU is not in the client's CPU seconds, so wall-clock is the figure that
-compares the two), the client's CPU seconds, peak RSS, and the ratio PostgreSQL / SQLite.
+compares the two on an idle machine), the client's CPU seconds, the CPU seconds of the
+PostgreSQL server processes that served it (read from ``/proc``: a local server only),
+their sum (best of the runs: on a loaded machine the figure to compare with SQLite's CPU,
+which is all in the client), peak RSS, and the ratios PostgreSQL / SQLite.
 The two graphs must be identical: each run writes a fingerprint of every quantum
 (task, data ID, inputs, outputs, in graph order) and the script exits non-zero if they
 differ.
@@ -98,8 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         for backend in BACKENDS:
             figures = run_once(work / backend, args.demo)
             runs[backend].append(figures)
+            figures["total_cpu"] = figures["cpu"] + (figures.get("server_cpu") or 0.0)
             print(
                 f"  {backend:<10} wall {figures['wall']:7.2f} s  CPU {figures['cpu']:7.2f} s  "
+                f"+ server {figures.get('server_cpu') or 0.0:6.2f} s  "
                 f"RSS {figures['peak_rss_mb']:6.0f} MB  load {figures['load'][0]:.1f}",
                 flush=True,
             )
@@ -107,12 +112,18 @@ def main(argv: list[str] | None = None) -> int:
     fingerprints = {f["fingerprint"] for b in BACKENDS for f in runs[b]}
     label = "demo tile 0" if args.demo else f"--n {args.n}"
     print(f"\n{label}: {best['sqlite']['quanta']:,} quanta; best of {args.repeat} per backend")
-    print("| backend | wall | client CPU | peak RSS | wall / SQLite |\n|---|---:|---:|---:|---:|")
+    print(
+        "| backend | wall | client CPU | server CPU | client + server CPU | peak RSS | wall / SQLite "
+        "| CPU / SQLite |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+    )
+    low = {b: min(f["total_cpu"] for f in runs[b]) for b in BACKENDS}
     for backend in BACKENDS:
         f = best[backend]
         ratio = f["wall"] / best["sqlite"]["wall"]
+        server = "–" if f.get("server_cpu") is None else f"{f['server_cpu']:.2f} s"
         print(
-            f"| {backend} | {f['wall']:.2f} s | {f['cpu']:.2f} s | {f['peak_rss_mb']:,.0f} MB | {ratio:.2f}x |"
+            f"| {backend} | {f['wall']:.2f} s | {f['cpu']:.2f} s | {server} | {low[backend]:.2f} s "
+            f"| {f['peak_rss_mb']:,.0f} MB | {ratio:.2f}x | {low[backend] / low['sqlite']:.2f}x |"
         )
     steps = [s for s in best["sqlite"]["timings"] if s in best["postgresql"]["timings"]]
     for step in steps:
