@@ -189,6 +189,15 @@ class Driver:
             self.retry_cost,
         )
         dfk = parsl.load(config)
+        todo = sum(1 for name in self.wf.jobs if self.states[name]["state"] != "succeeded")
+        log.info(
+            "%s: %d of %d jobs to run on %d executor(s): %s",
+            run_id,
+            todo,
+            len(self.wf.jobs),
+            len(self.classes),
+            ", ".join(f"{rc.label} ({rc.workers} workers per block)" for rc in self.classes.values()),
+        )
         cleaned = False
         try:
             write_state(self.submit_dir, state="running")
@@ -212,6 +221,7 @@ class Driver:
             if not cleaned:
                 dfk.cleanup()
         ok = final_ok and all(info["state"] == "succeeded" for info in self.states.values())
+        log.info("%s: %s", run_id, "succeeded" if ok else f"failed: `bps report {self.submit_dir}`")
         self.snapshot("succeeded" if ok else "failed")
         write_state(self.submit_dir, state="ended")
         return 0 if ok else 1
@@ -276,7 +286,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--restart", action="store_true", help="run only the jobs that have not succeeded")
     parser.add_argument("--run-id", default=None)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    # Parsl's own detail goes to its parsl.log (in parsl/runinfo/); here only its warnings
+    handler.addFilter(lambda r: r.levelno >= logging.WARNING or not r.name.startswith("parsl"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     submit_dir = args.submit_dir.absolute()
     me = this_process()
     run_id = args.run_id or f"parsl-{me['host']}-{me['pid']}"
