@@ -16,6 +16,7 @@ states in ``run_record.json``; `cancel` sends it SIGTERM (from any shell on its 
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import signal
 import subprocess
@@ -39,6 +40,8 @@ from ..local import _tail
 from .commands import WALLTIME_EXIT
 from .settings import ParslSettings
 from .state import DRIVER_LOG, driver_alive, on_this_host, parsl_dir, read_state
+
+log = logging.getLogger("bps.wms.parsl")
 
 WORKFLOW_FILE = "workflow.json"
 #: Restart changes that apply to Parsl jobs (memory escalation does not exist here).
@@ -148,6 +151,15 @@ class ParslService(WorkflowService):
         while True:
             state = read_state(submit_dir)
             if state.get("pid") == process.pid and state.get("state") in ("running", "ended"):
+                log.info(
+                    "workflow process %d on %s runs the jobs (its log: %s); follow it with `bps report %s`, "
+                    "stop it with `bps cancel %s`",
+                    process.pid,
+                    state.get("host"),
+                    log_path,
+                    submit_dir,
+                    submit_dir,
+                )
                 return str(state["run_id"])
             code = process.poll()
             if code is not None:
