@@ -332,3 +332,16 @@ def test_prepare_for_parsl_writes_the_workflow_and_a_record_nothing_else(prepare
     assert record["wms"] == "parsl" and record["state"] == "prepared"
     assert (prepared / "workflow.json").exists() and not (prepared / "parsl").exists()
     assert json.loads((prepared / "workflow.json").read_text())["site"]["parsl"]["provider"] == "local"
+
+
+def test_submit_says_why_the_workflow_process_stopped_before_running_any_job(tmp_path, monkeypatch):
+    """An executor option Parsl refuses passes bps's check of its name; the process stops, submit says so."""
+    pytest.importorskip("parsl", reason="parsl is not installed")
+    toy = TOY.set_up(tmp_path, monkeypatch, compute_site="parsl_local")
+    cfg = toy.submit_yaml("bad", site={"parsl": {"executor_options": {"heartbeat_period": "often"}}})
+    submit_dir = prepare(cfg)
+    result = CliRunner().invoke(bps_main, ["submit", str(submit_dir)])
+    assert result.exit_code == 1
+    assert "the Parsl workflow process stopped before running any job" in result.output
+    assert "heartbeat_period" in result.output and "driver.log" in result.output
+    assert read_run_record(submit_dir)["state"] == "failed"

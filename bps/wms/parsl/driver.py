@@ -200,7 +200,7 @@ class Driver:
         )
         cleaned = False
         try:
-            write_state(self.submit_dir, state="running")
+            write_state(self.submit_dir, state="running", started=True)
             apps = {label: bash_app(job_command, executors=[label]) for label in self.classes}
             for name, job in self.wf.jobs.items():
                 if self.states[name]["state"] == "succeeded" or self.stop.is_set():
@@ -297,20 +297,23 @@ def main(argv: list[str] | None = None) -> int:
     write_state(
         submit_dir,
         state="starting",
+        started=False,  # becomes true once Parsl runs and the jobs are handed to it
         run_id=run_id,
         started_at=time.time(),
         log=str(parsl_dir(submit_dir) / DRIVER_LOG),
         **me,
     )
-    driver = Driver(submit_dir, restart=args.restart)
+    stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
         log.info("signal %d: cancelling the run", signum)
-        driver.stop.set()
+        stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
+        driver = Driver(submit_dir, restart=args.restart)
+        driver.stop = stop
         return driver.run(run_id)
     except BaseException:
         write_run_record(submit_dir, state="failed")

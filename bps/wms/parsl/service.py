@@ -150,7 +150,14 @@ class ParslService(WorkflowService):
         deadline = time.monotonic() + self.startup_wait_s
         while True:
             state = read_state(submit_dir)
-            if state.get("pid") == process.pid and state.get("state") in ("running", "ended"):
+            ours = state.get("pid") == process.pid
+            if ours and state.get("state") == "ended" and not state.get("started"):
+                process.wait()
+                raise WmsError(
+                    f"the Parsl workflow process stopped before running any job (exit {process.returncode}); "
+                    f"the end of {log_path}:\n{_tail(str(log_path))}"
+                )
+            if ours and state.get("started"):
                 log.info(
                     "workflow process %d on %s runs the jobs (its log: %s); follow it with `bps report %s`, "
                     "stop it with `bps cancel %s`",
