@@ -67,7 +67,8 @@ def attempts_in(log: Path) -> int:
 
 def test_submit_runs_every_job_through_parsl_and_registers_every_output(toy):
     repo, config = toy
-    cfg = config("plain")
+    # total asks for more memory than make: its own resource class, its own executor
+    cfg = config("plain", resources={"labels": {"total": {"memory_mb": 3072}}})
     result = CliRunner().invoke(bps_main, ["submit", str(cfg)])
     assert result.exit_code == 0, result.output
     assert "submitted parsl-" in result.output
@@ -83,9 +84,15 @@ def test_submit_runs_every_job_through_parsl_and_registers_every_output(toy):
     report = ParslService().report(submit_dir)
     assert report.counts["make"]["succeeded"] == 4 and report.counts["total"]["succeeded"] == 1
     assert report.counts["finalize"]["succeeded"] == 1 and not report.failures
+    jobs = record["jobs"]
+    assert {jobs[f"make_{d}_Cam"]["executor"] for d in DETECTORS} == {"c1_m2048"}
+    assert jobs["total_Cam"]["executor"] == "c1_m3072" and jobs["finalize"]["executor"] == "c1_m2048"
+    runinfo = submit_dir / "parsl" / "runinfo"
+    assert {p.name for p in runinfo.glob("*/c1_m*")} == {"c1_m2048", "c1_m3072"}  # two worker pools
     # each job ran its run_quantum command line once, logged under logs/<label>/
-    log = Path(record["jobs"]["make_1_Cam"]["log"]) if "make_1_Cam" in record["jobs"] else None
-    assert log is not None and attempts_in(log) == 1 and "run_quantum" in log.read_text()
+    log = Path(jobs["make_1_Cam"]["log"])
+    assert log == submit_dir / "logs" / "make" / "make_1_Cam.log"
+    assert attempts_in(log) == 1 and "/run_quantum --graph" in log.read_text()
 
 
 def test_retries_no_retry_codes_skipped_descendants_then_restart_reruns_only_what_failed(toy):

@@ -240,7 +240,7 @@ class Driver:
         )
         with self.lock:
             self.futures[job.name] = future
-            self.states[job.name]["log"] = str(log_file)
+            self.states[job.name].update(log=str(log_file), executor=self.job_class[job.name])
         future.add_done_callback(lambda f, name=job.name: self.on_done(name, f))
         return future
 
