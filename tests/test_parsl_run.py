@@ -7,6 +7,7 @@ interchange and worker pool on this machine; jobs are ``run_quantum`` processes 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -44,7 +45,8 @@ def toy(tmp_path, monkeypatch):
 
 def bps(*args: str) -> subprocess.CompletedProcess:
     """``bps`` in its own process: another shell, as an operator would run it."""
-    return subprocess.run([str(BIN / "bps"), *args], capture_output=True, text=True, timeout=600)
+    env = dict(os.environ, COLUMNS="500")  # report lines unwrapped, whatever the temporary path
+    return subprocess.run([str(BIN / "bps"), *args], capture_output=True, text=True, timeout=600, env=env)
 
 
 def wait_for_end(submit_dir: Path, timeout: float = 400) -> dict:
@@ -162,6 +164,14 @@ def test_cancel_from_another_shell_stops_the_run_and_restart_finishes_it(toy, mo
     else:
         raise AssertionError(f"no job started running: {read_run_record(submit_dir)}")
     time.sleep(2)  # let the job's run_quantum start
+    # bps report from another shell sees the run going on, and where its process is
+    during = bps("report", str(submit_dir))
+    assert during.returncode == 0, during.stderr
+    assert (
+        "parsl, running" in during.stdout
+        and f"the workflow process is pid {read_state(submit_dir)['pid']}" in during.stdout
+    )
+    assert ParslService().report(submit_dir).totals()["running"] >= 1
     cancelled = bps("cancel", str(submit_dir))
     assert cancelled.returncode == 0, cancelled.stderr
     assert not driver_alive(read_state(submit_dir))
