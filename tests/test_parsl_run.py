@@ -83,6 +83,11 @@ def test_submit_runs_every_job_through_parsl_and_registers_every_output(toy):
     out = bps("report", str(submit_dir))
     assert out.returncode == 0, out.stderr
     assert "parsl, succeeded" in out.stdout
+    env = dict(os.environ, COLUMNS="500")
+    here = subprocess.run(
+        [str(BIN / "bps"), "report", "."], cwd=submit_dir, capture_output=True, text=True, env=env
+    )
+    assert here.returncode == 0 and "(parsl, succeeded)" in here.stdout, here.stderr
     report = ParslService().report(submit_dir)
     assert report.counts["make"]["succeeded"] == 4 and report.counts["total"]["succeeded"] == 1
     assert report.counts["finalize"]["succeeded"] == 1 and not report.failures
