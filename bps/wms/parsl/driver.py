@@ -70,7 +70,7 @@ def apply_overrides(job: Job, overrides: dict[str, Any]) -> Job:
         **{k: v for k, v in overrides.items() if k != "labels"},
         **overrides.get("labels", {}).get(job.label, {}),
     }
-    resources = {k: own[k] for k in ("memory_mb", "cpus", "walltime_s", "disk_mb") if k in own}
+    resources = {k: own[k] for k in ("memory_mb", "cpus", "walltime_s") if k in own}
     if resources:
         job = dataclasses.replace(job, resources=dataclasses.replace(job.resources, **resources))
     if "retries" in own:

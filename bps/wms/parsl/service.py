@@ -44,8 +44,8 @@ from .state import DRIVER_LOG, driver_alive, on_this_host, parsl_dir, read_state
 log = logging.getLogger("bps.wms.parsl")
 
 WORKFLOW_FILE = "workflow.json"
-#: Restart changes that apply to Parsl jobs (memory escalation does not exist here).
-RESTART_KEYS = ("retries", "memory_mb", "cpus", "walltime_s", "disk_mb")
+#: Restart changes that apply to Parsl jobs (no memory escalation here; providers take no disk request).
+RESTART_KEYS = ("retries", "memory_mb", "cpus", "walltime_s")
 
 
 class ParslService(WorkflowService):
@@ -273,7 +273,7 @@ def _merge_overrides(old: dict[str, Any], new: dict[str, Any], wf: GenericWorkfl
     unknown = sorted(k for k in given if k not in RESTART_KEYS)
     if unknown:
         raise WmsError(
-            f"restart changes {unknown} do not apply to Parsl runs (no memory escalation); "
+            f"restart changes {unknown} do not apply to Parsl runs (no memory escalation, no disk request); "
             f"use {['--' + k.replace('_', '-') for k in RESTART_KEYS]} or --label-set LABEL:KEY=VALUE"
         )
     labels = set(wf.labels())
@@ -281,7 +281,7 @@ def _merge_overrides(old: dict[str, Any], new: dict[str, Any], wf: GenericWorkfl
         if label not in labels:
             raise WmsError(f"--label-set {label}:...: no job has label {label!r}; labels: {sorted(labels)}")
     site = wf.site
-    limits = {"memory_mb": site.max_memory_mb, "cpus": site.max_cpus, "disk_mb": site.max_disk_mb}
+    limits = {"memory_mb": site.max_memory_mb, "cpus": site.max_cpus}
     for scope in [new, *new.get("labels", {}).values()]:
         for key, limit in limits.items():
             if key in scope and scope[key] > limit:
