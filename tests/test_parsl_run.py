@@ -138,17 +138,21 @@ def test_retries_no_retry_codes_skipped_descendants_then_restart_reruns_only_wha
     assert registered_in(repo, RUN, "total") == EXPECTED_TOTAL
 
 
-def test_no_retry_exit_code_ends_a_job_at_its_first_attempt(toy):
+def test_no_retry_exit_code_ends_a_job_at_its_first_attempt_in_a_foreground_run(toy):
     repo, config = toy
-    cfg = config("corrupt", retry={"retries": 3})
+    # detach: false, as inside a batch job: bps submit is the run, and fails with it
+    cfg = config("corrupt", retry={"retries": 3}, site={"parsl": {"detach": False}})
     from support.toy_pipeline import prepare
 
     submit_dir = prepare(cfg)
     # a corrupt graph file: every job exits 65 (DATA_ERROR), which no retry can help
     graph = Path(yaml.safe_load(cfg.read_text())["qgraph"])
     graph.write_bytes(b"not a graph")
-    assert CliRunner().invoke(bps_main, ["submit", str(submit_dir)]).exit_code == 0
-    record = wait_for_end(submit_dir)
+    result = CliRunner().invoke(bps_main, ["submit", str(submit_dir)])
+    assert result.exit_code == 1
+    assert f"the Parsl run in {submit_dir} ended failed" in result.output and "bps report" in result.output
+    assert not driver_alive(read_state(submit_dir))  # the run is over when submit returns
+    record = read_run_record(submit_dir)
     make = record["jobs"]["make_1_Cam"]
     assert make["state"] == "failed" and make["exit_code"] == exit_codes.DATA_ERROR
     assert attempts_in(Path(make["log"])) == 1

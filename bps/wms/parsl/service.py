@@ -122,14 +122,16 @@ class ParslService(WorkflowService):
         env = dict(os.environ)
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         if not settings.detach:
+            # the workflow process in the foreground (its output on this terminal): bps submit
+            # ends with the run, and fails unless the run succeeded
             done = subprocess.run(command, env=env, cwd=submit_dir, stdin=subprocess.DEVNULL)
-            state = read_state(submit_dir)
-            if done.returncode != 0 and read_run_record(submit_dir).get("state") not in (
-                "failed",
-                "cancelled",
-            ):
-                raise WmsError(f"the Parsl workflow process exited with status {done.returncode}")
-            return str(state.get("run_id", "parsl"))
+            ended = read_run_record(submit_dir).get("state", "unknown")
+            if done.returncode != 0 or ended != "succeeded":
+                raise WmsError(
+                    f"the Parsl run in {submit_dir} ended {ended} (workflow process exit {done.returncode}): "
+                    f"`bps report {submit_dir}` shows why"
+                )
+            return str(read_state(submit_dir).get("run_id", "parsl"))
         log_path = directory / DRIVER_LOG
         with open(log_path, "ab") as log_file:
             log_file.write(f"=== {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(command)}\n".encode())
