@@ -8,6 +8,7 @@ interchange and worker pool on this machine; jobs are ``run_quantum`` processes 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -212,3 +213,36 @@ def test_walltime_stops_a_job_over_it_and_the_report_says_so(toy, monkeypatch):
     assert make["state"] == "failed" and make["exit_code"] == 124
     report = ParslService().report(submit_dir)
     assert any("walltime (3 s)" in f.reason for f in report.failures if f.label == "make")
+
+
+def test_a_killed_workflow_process_takes_its_interchange_with_it_and_the_report_says_so(toy, monkeypatch):
+    repo, config = toy
+    monkeypatch.setenv("TOY_DELAY", "120")
+    cfg = config("killed")
+    assert CliRunner().invoke(bps_main, ["submit", str(cfg)]).exit_code == 0
+    submit_dir = submit_dir_of(cfg)
+    pid = read_state(submit_dir)["pid"]
+    children = subprocess.run(["pgrep", "-P", str(pid), "-f", "interchange"], capture_output=True, text=True)
+    (interchange,) = [int(p) for p in children.stdout.split()]
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while os.path.exists(f"/proc/{interchange}") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    stat = Path(f"/proc/{interchange}/stat")
+    assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z", (
+        "the interchange outlived it"
+    )
+    report = ParslService().report(submit_dir)
+    assert report.state == "failed" and any("ended without finishing" in m for m in report.messages)
+    # a worker pool this run started (its log directory is in the submit directory) stops only
+    # after its heartbeat threshold: end its process group (the pool and its jobs) now
+    pools = subprocess.run(
+        ["pgrep", "-f", f"process_worker_pool.py .*{submit_dir}/"], capture_output=True, text=True
+    )
+    for pool in pools.stdout.split():
+        try:
+            group = os.getpgid(int(pool))
+            if group != os.getpgrp():  # Parsl starts each block in a process group of its own
+                os.killpg(group, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

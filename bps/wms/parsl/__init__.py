@@ -4,5 +4,6 @@ Modules: `settings` (the ``site.parsl`` keys, checked at prepare), `commands` (e
 command line and the resource classes that become executors), `state` (the workflow
 process's state file), `service` (prepare, submit, report, restart, cancel: never imports
 ``parsl``), `config` (the ``parsl.Config`` of a run: imports ``parsl``), `driver` (the
-workflow process, ``python -m bps.wms.parsl.driver SUBMIT_DIR``). See docs/parsl.md.
+workflow process, ``python -m bps.wms.parsl.driver SUBMIT_DIR``), `interchange_guard` (Parsl's
+interchange ends with the workflow process). See docs/parsl.md.
 """

@@ -64,7 +64,7 @@ def executor_for(rc: ResourceClass, site: SiteConfig, settings: ParslSettings) -
 
     Its worker pool is started with the jobs' interpreter's ``process_worker_pool.py`` (the
     software area the jobs use, found without ``PATH``), and the interchange with the
-    workflow process's own.
+    workflow process's own, through `bps.wms.parsl.interchange_guard` (it ends with the process).
     """
     pool = Path(job_python(site)).parent / "process_worker_pool.py"
     interchange = Path(sys.executable).parent / "interchange.py"
@@ -77,7 +77,13 @@ def executor_for(rc: ResourceClass, site: SiteConfig, settings: ParslSettings) -
         **settings.executor_options,
     }
     if interchange.exists():
-        options["interchange_launch_cmd"] = [str(interchange)]
+        # the interchange ends with the workflow process, even one killed outright
+        options["interchange_launch_cmd"] = [
+            sys.executable,
+            "-m",
+            "bps.wms.parsl.interchange_guard",
+            str(interchange),
+        ]
     return HighThroughputExecutor(label=rc.label, provider=provider_for(rc, settings), **options)
 
 
