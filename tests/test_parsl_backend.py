@@ -30,7 +30,7 @@ from bps.wms.parsl.state import write_state
 from bps.workflow import GenericWorkflow, Job, Resources, SiteConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-SITE_CONFIGS = ROOT / "site_configs"
+SITE_CONFIGS = ROOT / "bps" / "site_configs"
 RUN = "u/test/parsl-unit"
 TOY = ToyPipeline(run=RUN, detectors=(1, 2), seed_scale=10, multiplier=2)
 

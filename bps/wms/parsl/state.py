@@ -17,6 +17,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from supertask.atomic_write import atomic_write_text
+
 PARSL_DIR = "parsl"
 STATE_FILE = "driver.json"
 DRIVER_LOG = "driver.log"
@@ -37,9 +39,7 @@ def write_state(submit_dir: Path, **fields: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     state = read_state(submit_dir)
     state.update(fields)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(state, indent=1, sort_keys=True))
 
 
 def read_state(submit_dir: Path) -> dict[str, Any]:
