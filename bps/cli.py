@@ -47,7 +47,9 @@ def _handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 def _config_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.argument("config_file", type=click.Path(), required=False),
-        click.option("--wms", type=click.Choice(["local", "htcondor", "pegasus"]), help="Workflow system."),
+        click.option(
+            "--wms", type=click.Choice(["local", "htcondor", "pegasus", "parsl"]), help="Workflow system."
+        ),
         click.option(
             "--compute-site",
             help="Site: <SITE>.yaml from $BPS_SITE_CONFIG_PATH, ./site_configs or the shipped sites.",

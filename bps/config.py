@@ -137,7 +137,7 @@ class SubmitConfig(_Strict):
     output_run: str | None = None
     where: str = ""
     qgraph: str | None = None
-    wms: Literal["local", "htcondor", "pegasus"] = "local"
+    wms: Literal["local", "htcondor", "pegasus", "parsl"] = "local"
     compute_site: str = "local"
     submit_dir: str = "submit/{output_run}/{timestamp}"
     site: SiteSection = SiteSection()  # type: ignore[valid-type]

@@ -4,7 +4,7 @@ Contract
 --------
 A `GenericWorkflow` is built from a saved QuantumGraph (``bps.workflow_builder``)
 and is independent of any workflow system. Translators (``bps.wms.local``,
-``bps.wms.htcondor``, ``bps.wms.pegasus``) read it and must not need anything
+``bps.wms.htcondor``, ``bps.wms.pegasus``, ``bps.wms.parsl``) read it and must not need anything
 else except the `SiteConfig` it carries:
 
 - ``jobs`` is ordered so that every job comes after all of its parents;
@@ -134,6 +134,7 @@ class SiteConfig:
     scratch_dir: str | None = None
     condor: dict[str, Any] = field(default_factory=dict)
     pegasus: dict[str, Any] = field(default_factory=dict)
+    parsl: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

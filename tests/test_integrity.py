@@ -259,13 +259,31 @@ def test_killed_at_each_registration_point_the_repository_is_intact_and_a_resume
         _kill_and_resume(repo, graph, k, before_commit, None)
 
 
+def _uninterrupted_run_seconds(repo: Path, graph: Path) -> float:
+    """How long the run that the random kills interrupt takes here, from its start to its end.
+
+    The kill moments are drawn over this span rather than a fixed one, so that on a loaded machine
+    (where the same run takes several times longer) they still fall between registrations.
+    """
+    ctx = multiprocessing.get_context("fork")
+    started = ctx.Event()
+    child = ctx.Process(target=_killed_run, args=(str(repo), str(graph), 0, False, started, "0.1"))
+    child.start()
+    assert started.wait(30)
+    begin = time.monotonic()
+    child.join(120)
+    assert child.exitcode == 0, "the uninterrupted run failed"
+    return time.monotonic() - begin
+
+
 @pytest.mark.slow
 def test_killed_at_random_moments_the_repository_is_intact_and_a_resume_completes_it(tmp_path, monkeypatch):
     rng = random.Random(14)
+    span = _uninterrupted_run_seconds(*make_repo(tmp_path / "calibration", monkeypatch))
     at_kill = []
     for i in range(20):
         repo, graph = make_repo(tmp_path / f"r{i}", monkeypatch)
-        at_kill.append(_kill_and_resume(repo, graph, 0, False, rng.uniform(0.0, 0.5)))
+        at_kill.append(_kill_and_resume(repo, graph, 0, False, rng.uniform(0.0, 1.2 * span)))
     # the moments spread over the run: some kills land between registrations
     print("outputs registered at each kill:", at_kill)
     assert sum(1 for n in at_kill if 0 < n < 2 * len(DETECTORS) + 1) >= 5, at_kill

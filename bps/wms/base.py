@@ -7,7 +7,7 @@ Each service keeps its own record of a run inside the submit directory
 rolled over (the schedd keeps a bounded history: an old run is no longer in it).
 
 Services are looked up by name with `get_service`; their modules are imported only
-when used, so ``bps report`` on a local run never imports ``htcondor2`` or ``Pegasus``.
+when used, so ``bps report`` on a local run never imports ``htcondor2``, ``Pegasus`` or ``parsl``.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ SERVICES: dict[str, str] = {
     "local": "bps.wms.local:LocalService",
     "htcondor": "bps.wms.htcondor.service:HTCondorService",
     "pegasus": "bps.wms.pegasus.service:PegasusService",
+    "parsl": "bps.wms.parsl.service:ParslService",
 }
 
 RUN_RECORD = "run_record.json"
