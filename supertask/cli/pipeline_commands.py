@@ -161,3 +161,8 @@ def _print_tables(loaded: Any) -> None:
             console.print(f"  instrument overrides for: {', '.join(sorted(taskDef.instrumentOverrides))}")
     if loaded.subsets:
         console.print("Subsets: " + "; ".join(f"{n}: {', '.join(ls)}" for n, ls in loaded.subsets.items()))
+    if loaded.steps:
+        console.print(
+            "Steps, in run order: "
+            + " -> ".join(f"{s.subset} (sharded over {', '.join(s.units)})" for s in loaded.steps)
+        )
