@@ -167,7 +167,6 @@ def _graph_file(resolved: ResolvedConfig, submit_dir: Path) -> Path:
             raise PrepareError(f"qgraph {path} ({resolved.source_of('qgraph')}) does not exist")
         return path
     from supertask.graph.builder import build_quantum_graph
-    from supertask.pipeline import Pipeline
     from supertask.repo.butler import Butler
     from supertask.repo.registry import OutputExistsError, RunConflictError
 
