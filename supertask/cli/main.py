@@ -22,6 +22,11 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "pipeline": ("supertask.cli.pipeline_commands:pipeline", "Inspect pipeline files."),
     "repo": ("supertask.cli.repo_commands:repo", "Create and manage data repositories."),
     "query": ("supertask.cli.repo_commands:query", "Query data IDs and datasets in a repository."),
+    "register-units": (
+        "supertask.cli.ingest_commands:register_units",
+        "Register instrument, detectors, exposures, visits... from YAML/CSV.",
+    ),
+    "ingest": ("supertask.cli.ingest_commands:ingest", "Ingest raw files into a repository."),
     "demo-data": ("supertask.cli.demo_commands:demo_data", "Generate the demo camera's data."),
     "qgraph": ("supertask.cli.qgraph_commands:qgraph", "Build and inspect quantum graphs."),
     "run": ("supertask.cli.run_commands:run", "Execute a quantum graph on this machine."),
