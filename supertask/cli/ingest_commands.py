@@ -101,6 +101,7 @@ def register_units(root: str, files: tuple[str, ...], element: str | None) -> No
 @click.option(
     "--pattern", default="*", show_default=True, help="Files taken under a directory (a glob on the name)."
 )
+@click.option("--list-skipped", is_flag=True, help="List every skipped file (default: up to 10 per reason).")
 @click.option(
     "--chunk",
     type=click.IntRange(min=1),
@@ -121,6 +122,7 @@ def ingest(
     reader: str | None,
     file_list: str | None,
     pattern: str,
+    list_skipped: bool,
     chunk: int,
 ) -> None:
     """Put files (PATHS: files and directories, and/or --file-list) into the repository at ROOT.
@@ -166,7 +168,7 @@ def ingest(
             )
     finally:
         butler.close()
-    for line in report.lines():
+    for line in report.lines(examples=len(report.skipped) if list_skipped else 10):
         click.echo(line)
     if not report.ok:
         sys.exit(1)

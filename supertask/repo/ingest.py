@@ -105,7 +105,7 @@ class IngestReport:
                 for item in items[:examples]:
                     out.append(f"    {item.path}: {item.detail}")
                 if len(items) > examples:
-                    out.append(f"    ... and {len(items) - examples} more")
+                    out.append(f"    ... and {len(items) - examples} more (--list-skipped lists them all)")
         for path in self.leftovers[:examples]:
             out.append(f"note: {path} was ingested but could not be removed; delete it by hand")
         return out

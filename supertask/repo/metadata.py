@@ -179,10 +179,10 @@ def read_fits_header(path: str | Path, max_blocks: int = 200) -> dict[str, Any]:
     with open(path, "rb") as f:
         for block_number in range(max_blocks):
             block = f.read(_BLOCK)
+            if block_number == 0 and not block.startswith(b"SIMPLE  ="):
+                raise MetadataError("invalid metadata: not a FITS file (it does not start with SIMPLE =)")
             if len(block) < _BLOCK:
                 break
-            if block_number == 0 and not block.startswith(b"SIMPLE  ="):
-                raise MetadataError("not a FITS file: it does not start with SIMPLE =")
             for start in range(0, _BLOCK, _CARD):
                 card = block[start : start + _CARD].decode("ascii", errors="replace")
                 keyword = card[:8].strip()
@@ -191,7 +191,7 @@ def read_fits_header(path: str | Path, max_blocks: int = 200) -> dict[str, Any]:
                 if card[8:10] != "= " or not keyword:
                     continue  # COMMENT, HISTORY, blank
                 header[keyword] = _fits_value(card[10:])
-    raise MetadataError("not a complete FITS header: no END card")
+    raise MetadataError("invalid metadata: not a complete FITS header (no END card)")
 
 
 def _fits_value(text: str) -> Any:
