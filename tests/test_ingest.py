@@ -174,10 +174,10 @@ def test_a_file_that_cannot_be_placed_is_skipped_and_the_others_ingested(repo, t
     files = [raw_file(raws, 1, d) for d in (0, 1)]
     place = ingest_module._place
 
-    def failing(source, target, mode):
+    def failing(source, target, mode, made=None):
         if source.name == "raw_1_1.npz":
             raise PermissionError(13, "Permission denied", str(source))
-        return place(source, target, mode)
+        return place(source, target, mode, made)
 
     monkeypatch.setattr(ingest_module, "_place", failing)
     butler = Butler(repo, writeable=True)

@@ -30,11 +30,10 @@ import errno
 import fnmatch
 import logging
 import os
-import shutil
 import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from hashlib import blake2b
 from pathlib import Path
 from typing import Any
 
@@ -295,14 +294,16 @@ def ingest_files(
 
     # 4. place and register, chunk by chunk
     items = sorted(accepted.items(), key=lambda item: str(item[1]))
+    made: set[str] = set()
+    root = str(datastore.root)
     for begin in range(0, len(items), chunk):
         part = items[begin : begin + chunk]
-        placed: list[tuple[Path, Path, dict[str, Any]]] = []
+        placed: list[tuple[Path, str, dict[str, Any]]] = []
         for dataId, path in part:
             rel = datastore.path(datasetType, dataId, run)
-            target = Path(datastore.root) / rel
+            target = os.path.join(root, rel)
             try:
-                size, checksum = _place(path, target, mode)
+                size, checksum = _place(path, target, mode, made)
             except OSError as err:
                 report.skipped.append(Skipped(str(path), "transfer failed", f"cannot {mode} it: {err}"))
                 continue
@@ -311,7 +312,7 @@ def ingest_files(
             registry.insertDatasets(datasetType, run, [record for _, _, record in placed])
         except BaseException:
             for _, target, _ in placed:  # unregistered: what was placed goes, every original stays
-                target.unlink(missing_ok=True)
+                _remove(target)
             report.seconds = time.perf_counter() - start
             raise
         report.ingested += len(placed)
@@ -330,47 +331,96 @@ def ingest_files(
 def _unregistered_units(
     registry: Any, units: Sequence[str], dataIds: list[DataId]
 ) -> dict[str, list[DataId]]:
-    """For each unit of the data IDs, the data IDs whose value of it is not registered."""
+    """For each unit of the data IDs, the data IDs whose value of it is not registered.
+
+    One chunked look-up per unit, of its distinct values only (a few hundred exposures and
+    detectors for 10^5 raws).
+    """
     universe = registry.universe
     missing: dict[str, list[DataId]] = {}
     pending = set(dataIds)
     for unit in universe.expand(units):
         keys = universe.requiredKeys(unit)
-        known = set(registry.getUnitRecords(unit, [d.subset(keys) for d in pending]))
-        absent = [d for d in sorted(pending, key=str) if d.subset(keys) not in known]
+        by_value: dict[tuple[Any, ...], list[DataId]] = {}
+        for d in pending:
+            by_value.setdefault(tuple(d[k] for k in keys), []).append(d)
+        known = registry.getUnitRecords(unit, [DataId(dict(zip(keys, v, strict=True))) for v in by_value])
+        known_values = {tuple(k[key] for key in keys) for k in known}
+        absent = [d for v, ds in by_value.items() if v not in known_values for d in ds]
         if absent:
-            missing[unit] = absent
+            missing[unit] = sorted(absent, key=str)
             pending.difference_update(absent)
     return missing
 
 
-def _place(source: Path, target: Path, mode: str) -> tuple[int, str]:
-    """Put ``source`` at ``target``; return ``(size, checksum)``. ``move`` keeps the source (see module)."""
-    size = source.stat().st_size
-    checksum = checksum_file(source)
-    target.parent.mkdir(parents=True, exist_ok=True)
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _place(source: Path, target: str, mode: str, made: set[str] | None = None) -> tuple[int, str]:
+    """Put ``source`` at ``target``; return ``(size, checksum)``. ``move`` keeps the source (see module).
+
+    ``made`` caches the directories known to exist (one ``mkdir`` per directory, not per file).
+    """
+    parent = os.path.dirname(target)
+    if made is None or parent not in made:
+        os.makedirs(parent, exist_ok=True)
+        if made is not None:
+            made.add(parent)
     # Anything at the target is an unregistered leftover of an interrupted ingest (the run's
-    # registry was checked first, and the path is the dataset's own): it is replaced.
+    # registry was checked first, and the path is the dataset's own): it is replaced, never
+    # written through (it may be a link to another ingest's original).
     if mode == "symlink":
-        target.unlink(missing_ok=True)
-        os.symlink(source.resolve(), target)
+        checksum, size = checksum_file(source), os.stat(source).st_size
+        _replace_with(lambda: os.symlink(source.resolve(), target), target)
         return size, checksum
     if mode in ("hardlink", "move"):
-        target.unlink(missing_ok=True)
+        checksum, size = checksum_file(source), os.stat(source).st_size
         try:
-            os.link(source, target)
+            _replace_with(lambda: os.link(source, target), target)
             return size, checksum
         except OSError as err:
             if mode == "hardlink" or err.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
                 raise
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
+    return _copy_hashing(source, target)
+
+
+def _replace_with(make: Callable[[], None], target: str) -> None:
+    """``make()`` a new file at ``target``, removing a leftover there first if there is one."""
     try:
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
+        make()
+    except FileExistsError:
+        os.unlink(target)
+        make()
+
+
+def _copy_hashing(source: Path, target: str, block: int = 1 << 20) -> tuple[int, str]:
+    """Copy ``source`` to a new file ``target`` and checksum it in the same pass: ``(size, checksum)``.
+
+    The copy is written in place, not renamed: until it is registered nobody reads it, and
+    an interrupted copy is a leftover the next ingest replaces.
+    """
+    h = blake2b(digest_size=16)
+    size = 0
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(target, flags, 0o644)
+    except FileExistsError:
+        os.unlink(target)
+        fd = os.open(target, flags, 0o644)
+    try:
+        with open(source, "rb") as src, os.fdopen(fd, "wb", closefd=True) as dst:
+            while data := src.read(block):
+                h.update(data)
+                dst.write(data)
+                size += len(data)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _remove(target)
         raise
-    return size, checksum
+    return size, h.hexdigest()
 
 
 def reader_from_spec(spec: str) -> MetadataReader:
