@@ -97,7 +97,7 @@ class IngestReport:
         if self.skipped:
             out.append(f"skipped {len(self.skipped)} files:")
             for reason in REASONS:
-                items = [s for s in self.skipped if s.reason == reason]
+                items = sorted((s for s in self.skipped if s.reason == reason), key=lambda s: s.path)
                 if not items:
                     continue
                 out.append(f"  {reason}: {len(items)}")
