@@ -426,3 +426,20 @@ def test_ingested_raws_are_read_by_a_pipeline_run(repo, tmp_path):
         image = butler.get(Dataset(RAW, {"instrument": "Cam", "exposure": 1, "detector": d}, run=RUN))
         assert image["image"].tolist() == np.load(f)["image"].tolist()
     butler.close()
+
+
+def test_move_across_file_systems_copies_then_removes_the_original(repo, tmp_path, monkeypatch):
+    import errno
+
+    raws = tmp_path / "raws"
+    files = [raw_file(raws, 1, d) for d in (0, 1)]
+
+    def cross_device(source, target):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(ingest_module.os, "link", cross_device)
+    butler = Butler(repo, writeable=True)
+    report = ingest_files(butler, RAW, files, SidecarReader(), run=RUN, mode="move")
+    butler.close()
+    assert report.ok and not any(f.exists() for f in files)
+    assert registered(repo) == {(1, 0): 10, (1, 1): 11}

@@ -154,3 +154,20 @@ def test_selecting_a_step_makes_earlier_steps_outputs_inputs_and_drops_steps():
 def test_selection_errors(name, expected):
     with pytest.raises(PipelineError, match=expected):
         select(Pipeline.fromFile(DEMO), name)
+
+
+def test_pipeline_show_lists_steps_and_selects_a_part():
+    from click.testing import CliRunner
+
+    from supertask.cli.main import main
+
+    shown = CliRunner().invoke(main, ["pipeline", "show", str(DEMO)], env={"COLUMNS": "250"})
+    assert shown.exit_code == 0, shown.output
+    assert (
+        "Steps, in run order: singleFrame (sharded over visit) -> coadd (sharded over tract)" in shown.output
+    )
+    part = CliRunner().invoke(main, ["pipeline", "show", f"{DEMO}#coadd", "--yaml"])
+    assert part.exit_code == 0, part.output
+    assert list(Pipeline.fromYaml(part.output)) == ["makeWarp", "assembleCoadd", "detectCoadd"]
+    clash = CliRunner().invoke(main, ["pipeline", "show", f"{DEMO}#coadd", "--subset", "singleFrame"])
+    assert clash.exit_code == 2 and "selects 'coadd' but --subset says 'singleFrame'" in clash.output
