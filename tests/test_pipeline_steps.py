@@ -171,3 +171,31 @@ def test_pipeline_show_lists_steps_and_selects_a_part():
     assert list(Pipeline.fromYaml(part.output)) == ["makeWarp", "assembleCoadd", "detectCoadd"]
     clash = CliRunner().invoke(main, ["pipeline", "show", f"{DEMO}#coadd", "--subset", "singleFrame"])
     assert clash.exit_code == 2 and "selects 'coadd' but --subset says 'singleFrame'" in clash.output
+
+
+def test_sharding_units_are_checked_from_files_not_from_a_graphs_pipeline_text(tmp_path):
+    """A batch job rebuilds its tasks from the graph's pipeline text: no universe on its start-up path."""
+    text = TASKS + "steps:\n  - {subset: step1, units: [visit]}\n  - {subset: step2, units: [detector]}\n"
+    pipeline = Pipeline.fromYaml(text)  # the order and membership checks only
+    assert [s.units for s in pipeline.steps] == [("visit",), ("detector",)]
+    with pytest.raises(PipelineError, match="step 'step2' is sharded over 'detector'"):
+        load(tmp_path, text)
+    from click.testing import CliRunner
+
+    from supertask.cli.main import main
+
+    (tmp_path / "p.yaml").write_text(text)
+    shown = CliRunner().invoke(main, ["pipeline", "show", str(tmp_path / "p.yaml")])
+    assert shown.exit_code == 1 and "step 'step2' is sharded over 'detector'" in shown.output
+
+
+def test_rebuilding_a_stepped_pipeline_from_text_does_not_load_the_universe():
+    import subprocess
+
+    code = (
+        "import sys; sys.path.insert(0, 'examples'); from supertask.pipeline import Pipeline; "
+        f"p = Pipeline.fromFile({str(DEMO)!r}); import supertask.repo.units as u; u._DEFAULT = None; "
+        "Pipeline.fromYaml(p.toYaml()); print(u._DEFAULT is None)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"

@@ -21,7 +21,7 @@ def load_for_cli(
     """
     from ..config import FieldValidationError
     from ..pipeline import Pipeline, PipelineError
-    from ..pipeline.steps import select, split_pipeline_spec
+    from ..pipeline.steps import check_step_units, select, split_pipeline_spec
 
     path, selected = split_pipeline_spec(file)
     if selected is not None and subset is not None and selected != subset:
@@ -34,6 +34,7 @@ def load_for_cli(
         if instrument:
             loaded = loaded.forInstrument(instrument)
         loaded.applyConfigStrings(overrides)
+        check_step_units(loaded)
         if subset is not None:
             loaded = select(loaded, subset)
         loaded.validate()

@@ -508,7 +508,7 @@ class Pipeline(Mapping[str, TaskDef]):
                         f"{suggest(label, self._tasks)} Remove it from the subset or add the task."
                     )
         self._sortedLabels()
-        check_steps(self, self.steps)
+        check_steps(self, self.steps)  # their sharding units: check_step_units, when a file is read
 
     def subset(self, name: str) -> Pipeline:
         """A new pipeline with only the tasks of a named subset (or step).

@@ -14,8 +14,9 @@ declares its steps in order::
       - subset: coadd
         units: [tract]
 
-`check_steps` refuses steps that could not be run in order, or sharded as declared,
-when the pipeline is validated; `split_pipeline_spec` and `select` implement the
+`check_steps` refuses steps that could not be run in order when the pipeline is
+validated, and `check_step_units` those that could not be sharded as declared when a
+pipeline file is read; `split_pipeline_spec` and `select` implement the
 ``FILE#NAME`` (or ``--subset NAME``) selection shared by ``qgraph``, ``run`` and ``bps``.
 """
 
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from ..repo.units import Universe
     from .core import Pipeline
 
-__all__ = ["Step", "check_steps", "select", "split_pipeline_spec", "shard_units_of"]
+__all__ = ["Step", "check_step_units", "check_steps", "select", "split_pipeline_spec", "shard_units_of"]
 
 
 @dataclass(frozen=True)
@@ -129,13 +130,14 @@ def shard_units_of(task_units: Iterable[str], universe: Universe) -> set[str]:
     return units
 
 
-def check_steps(pipeline: Pipeline, steps: Sequence[Step], universe: Universe | None = None) -> None:
-    """Refuse steps that cannot be run in their order or sharded as declared.
+def check_steps(pipeline: Pipeline, steps: Sequence[Step]) -> None:
+    """Refuse steps that cannot be run in their order.
 
     Checks, each with its own message naming the step and the fix: every step names a
     subset, no subset is two steps, every task is in exactly one step, no step reads
-    what a later step writes, and every sharding unit exists and is one each task of
-    the step can be sharded over (`shard_units_of`).
+    what a later step writes, and every step names its sharding units. Needs no
+    universe, so it runs wherever a pipeline is validated (a batch job rebuilding its
+    tasks too); `check_step_units` checks the units themselves.
 
     Raises
     ------
@@ -184,23 +186,40 @@ def check_steps(pipeline: Pipeline, steps: Sequence[Step], universe: Universe | 
                     f"{producer!r} of the later step {step_of[producer]!r} writes; put "
                     f"{step_of[producer]!r} before {step_of[reader]!r} in 'steps:' or move the task"
                 )
-    if universe is None:
-        from ..repo.units import Universe
-
-        universe = Universe.default()
     for step in steps:
         if not step.units:
             raise PipelineError(
                 f"{source}step {step.subset!r} has no 'units': name the units it is sharded over "
                 "(e.g. units: [visit]), so each shard can be planned on its own"
             )
+
+
+def check_step_units(pipeline: Pipeline, universe: Universe | None = None) -> None:
+    """Refuse a sharding unit that does not exist or that a task of its step cannot be split by.
+
+    Run when a pipeline file is read (`Pipeline.fromFile`, every command that takes one),
+    not when a batch job rebuilds its tasks from a graph's pipeline text: the universe is
+    not on a job's start-up path.
+
+    Raises
+    ------
+    PipelineError
+    """
+    if not pipeline.steps:
+        return
+    if universe is None:
+        from ..repo.units import Universe
+
+        universe = Universe.default()
+    source = where(pipeline.source)
+    for step in pipeline.steps:
         for unit in step.units:
             if unit not in universe.units:
                 raise PipelineError(
                     f"{source}step {step.subset!r} is sharded over unknown unit {unit!r}."
                     f"{suggest(unit, universe.units)} Units: {', '.join(universe.units)}."
                 )
-        for label in pipeline.subsets[step.subset]:
+        for label in pipeline.subsets.get(step.subset, []):
             task_units = pipeline[label].taskClass.quantumUnits
             allowed = shard_units_of(task_units, universe)
             for unit in step.units:

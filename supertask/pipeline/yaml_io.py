@@ -42,7 +42,7 @@ from ..config.errors import suggest
 from ..config.overrides import apply_file
 from .core import Pipeline
 from .errors import PipelineError, where
-from .steps import Step
+from .steps import Step, check_step_units
 
 __all__ = ["load_pipeline_file", "load_pipeline_text", "dump_pipeline", "write_atomic"]
 
@@ -137,6 +137,7 @@ def load_pipeline_file(path: Path, *, validate: bool = True, _stack: tuple[Path,
         _check_has_tasks(pipeline, str(path))
     if validate:
         pipeline.validate()
+        check_step_units(pipeline)
     return pipeline
 
 
