@@ -443,3 +443,14 @@ def test_move_across_file_systems_copies_then_removes_the_original(repo, tmp_pat
     butler.close()
     assert report.ok and not any(f.exists() for f in files)
     assert registered(repo) == {(1, 0): 10, (1, 1): 11}
+
+
+def test_the_progress_bar_advances_to_the_number_of_files_on_a_terminal(monkeypatch):
+    from supertask.cli import ingest_commands
+
+    monkeypatch.setattr(ingest_commands.sys.stderr, "isatty", lambda: True)
+    progress = ingest_commands._progress(3)
+    with progress as tick:
+        tick(2)
+        tick(1)
+        assert progress._bar.tasks[0].completed == 3 and progress._bar.tasks[0].total == 3
