@@ -260,7 +260,11 @@ def ingest_files(
         first = accepted.get(dataId)
         if first is not None:
             report.skipped.append(
-                Skipped(str(path), "duplicate", f"same data ID {dict(dataId)} as {first}, which is ingested")
+                Skipped(
+                    str(path),
+                    "duplicate",
+                    f"same data ID {dict(dataId)} as {first}; only the first file of a data ID is taken",
+                )
             )
             tick(1)
             continue
