@@ -57,8 +57,20 @@ def _config_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--submit-dir", type=click.Path(file_okay=False), help="Where to write the submit directory."
         ),
-        click.option("--qgraph", type=click.Path(dir_okay=False), help="Use this saved QuantumGraph."),
-        click.option("--output-run", help="RUN collection of the outputs."),
+        click.option(
+            "--qgraph",
+            type=click.Path(dir_okay=False),
+            help="Use this saved QuantumGraph (with --output-run: retargeted to that RUN).",
+        ),
+        click.option(
+            "--output-run",
+            help="RUN collection of the outputs. With a saved graph (--qgraph) planned for another RUN, "
+            "the graph is retargeted: a copy writing to this RUN goes into the submit directory "
+            "(like supertask run --qgraph FILE -o RUN).",
+        ),
+        click.option(
+            "--subset", help="Plan only this subset or step of the pipeline (= pipeline: FILE#NAME)."
+        ),
         click.option(
             "-j", "--jobs", type=click.IntRange(min=1), help="Parallel jobs (local workflow system)."
         ),
@@ -91,6 +103,7 @@ def _resolve(config_file: str | None, **cli: Any) -> Any:
         "submit_dir": cli.get("submit_dir"),
         "qgraph": cli.get("qgraph"),
         "output_run": cli.get("output_run"),
+        "subset": cli.get("subset"),
         "local.jobs": cli.get("jobs"),
         "right_sizing.runs": list(cli["resources_from"]) if cli.get("resources_from") else None,
     }

@@ -132,6 +132,7 @@ class SubmitConfig(_Strict):
     """The resolved submit configuration (see ``docs/bps.md`` for every key)."""
 
     pipeline: str | None = None
+    subset: str | None = None
     repo: str | None = None
     input_collections: list[str] = []
     output_run: str | None = None
@@ -553,6 +554,11 @@ def _check_consistency(resolved: ResolvedConfig) -> None:
     problems = []
     if c.qgraph is None and c.pipeline is None:
         problems.append("set either qgraph (an existing .qgraph) or pipeline (to plan one)")
+    if c.qgraph is not None and (c.subset or (c.pipeline and "#" in c.pipeline)):
+        problems.append(
+            f"subset ({resolved.source_of('subset' if c.subset else 'pipeline')}) selects part of a pipeline "
+            "to plan, but qgraph is a graph planned already: plan the subset into the graph, or drop one"
+        )
     if c.repo is None:
         problems.append("repo is not set: give the data repository root")
     if c.qgraph is None and not c.output_run:

@@ -84,14 +84,12 @@ def prepare(resolved: ResolvedConfig, *, service: Any = None) -> Prepared:
     from supertask.graph.quantum_graph import QuantumGraph
 
     graph = QuantumGraph.load(graph_file)
-    output_run = graph.metadata.get("output_run") or c.output_run
-    if c.output_run and output_run != c.output_run:
-        raise PrepareError(
-            f"graph {graph_file} writes to run {output_run!r} but output_run is {c.output_run!r} "
-            f"({resolved.source_of('output_run')}): make them agree or drop output_run"
-        )
     if not len(graph):
         raise PrepareError(f"graph {graph_file} has no quanta: nothing to run")
+    output_run = graph.metadata.get("output_run") or c.output_run
+    if c.output_run and output_run != c.output_run:
+        graph_file = _retarget(graph, graph_file, c.repo, c.output_run, submit_dir)
+        output_run = c.output_run
     _check_labels(resolved, {q.taskLabel for q in graph})
     path_of, off_template = _locator(c.repo, graph)
     options = BuildOptions(
@@ -152,6 +150,33 @@ def _check_labels(resolved: ResolvedConfig, task_labels: set[str]) -> None:
         raise PrepareError("\n  ".join(["submit configuration does not match the graph:", *problems]))
 
 
+def _retarget(graph: Any, graph_file: Path, repo: str | None, output_run: str, submit_dir: Path) -> Path:
+    """Write a copy of a saved graph that writes to ``output_run`` into the submit directory.
+
+    The jobs read their output RUN from the graph file, so the copy is what they get;
+    the saved file is left as it was. The RUN is checked first as planning checks its
+    own: one made with another pipeline or config, or holding outputs of the graph, is
+    refused.
+    """
+    from supertask.graph.retarget import check_output_run, retarget
+    from supertask.repo.butler import Butler
+    from supertask.repo.registry import OutputExistsError, RunConflictError
+
+    planned = graph.metadata.get("output_run")
+    butler = Butler(repo, writeable=False)
+    try:
+        check_output_run(butler.registry, graph, output_run)
+    except (OutputExistsError, RunConflictError) as err:
+        raise PrepareError(f"cannot retarget graph {graph_file} to RUN {output_run!r}: {err}") from None
+    finally:
+        butler.close()
+    retarget(graph, output_run)
+    path = submit_dir / f"{safe_name(output_run)}.qgraph"
+    graph.save(path)
+    log.info("graph %s (planned for RUN %r) retargeted to RUN %r: %s", graph_file, planned, output_run, path)
+    return path
+
+
 def _graph_file(resolved: ResolvedConfig, submit_dir: Path) -> Path:
     """The existing graph file, or a new one planned from the pipeline into the submit directory."""
     c = resolved.config
@@ -161,11 +186,10 @@ def _graph_file(resolved: ResolvedConfig, submit_dir: Path) -> Path:
             raise PrepareError(f"qgraph {path} ({resolved.source_of('qgraph')}) does not exist")
         return path
     from supertask.graph.builder import build_quantum_graph
-    from supertask.pipeline import Pipeline
     from supertask.repo.butler import Butler
     from supertask.repo.registry import OutputExistsError, RunConflictError
 
-    pipeline = Pipeline.fromFile(c.pipeline)
+    pipeline = _load_pipeline(c.pipeline, c.subset)
     butler = Butler(c.repo, collections=c.input_collections or None)
     try:
         graph, report = build_quantum_graph(
@@ -184,6 +208,27 @@ def _graph_file(resolved: ResolvedConfig, submit_dir: Path) -> Path:
     path = submit_dir / f"{safe_name(c.output_run or 'run')}.qgraph"
     graph.save(path)
     return path
+
+
+def _load_pipeline(spec: str, subset: str | None) -> Any:
+    """The pipeline to plan: ``FILE``, ``FILE#NAME`` or ``FILE`` with ``subset: NAME``."""
+    from supertask.pipeline import Pipeline, PipelineError
+    from supertask.pipeline.steps import select, split_pipeline_spec
+
+    path, selected = split_pipeline_spec(spec)
+    if selected is not None and subset and selected != subset:
+        raise PrepareError(
+            f"pipeline {spec} selects {selected!r} but subset is {subset!r}: give one of the two"
+        )
+    selected = selected if selected is not None else subset
+    try:
+        pipeline = Pipeline.fromFile(path)
+        if selected is not None:
+            pipeline = select(pipeline, selected)
+            pipeline.validate()
+    except PipelineError as err:
+        raise PrepareError(str(err)) from None
+    return pipeline
 
 
 def _locator(repo: str | None, graph: Any) -> tuple[Any, dict[tuple[str, Any], str]]:

@@ -28,6 +28,11 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "pipeline": ("supertask.cli.pipeline_commands:pipeline", "Inspect pipeline files."),
     "repo": ("supertask.cli.repo_commands:repo", "Create and manage data repositories."),
     "query": ("supertask.cli.repo_commands:query", "Query data IDs and datasets in a repository."),
+    "register-units": (
+        "supertask.cli.ingest_commands:register_units",
+        "Register instrument, detectors, exposures, visits... from YAML/CSV.",
+    ),
+    "ingest": ("supertask.cli.ingest_commands:ingest", "Ingest raw files into a repository."),
     "qgraph": ("supertask.cli.qgraph_commands:qgraph", "Build and inspect quantum graphs."),
     "run": ("supertask.cli.run_commands:run", "Execute a quantum graph on this machine."),
 }

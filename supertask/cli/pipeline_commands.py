@@ -20,14 +20,22 @@ def load_for_cli(
     """
     from ..config import FieldValidationError
     from ..pipeline import Pipeline, PipelineError
+    from ..pipeline.steps import check_step_units, select, split_pipeline_spec
 
+    path, selected = split_pipeline_spec(file)
+    if selected is not None and subset is not None and selected != subset:
+        raise click.UsageError(
+            f"{file} selects {selected!r} but --subset says {subset!r}: give one of the two"
+        )
+    subset = selected if selected is not None else subset
     try:
-        loaded = Pipeline.fromFile(file, validate=False)
+        loaded = Pipeline.fromFile(path, validate=False)
         if instrument:
             loaded = loaded.forInstrument(instrument)
         loaded.applyConfigStrings(overrides)
-        if subset:
-            loaded = loaded.subset(subset)
+        check_step_units(loaded)
+        if subset is not None:
+            loaded = select(loaded, subset)
         loaded.validate()
     except (PipelineError, FieldValidationError) as err:
         raise click.ClickException(str(err)) from None
@@ -71,7 +79,9 @@ def pipeline() -> None:
     help="Config override, e.g. -c calibrate:detection.threshold=4 (repeatable; applied in order).",
 )
 @click.option("--instrument", "-i", help="Specialise the pipeline for this instrument first.")
-@click.option("--subset", help="Show only the tasks of this named subset.")
+@click.option(
+    "--subset", help="Show only the tasks of this subset or step (or labels a,b); the same as FILE#NAME."
+)
 @click.option(
     "--dot",
     "dot_file",
@@ -160,3 +170,8 @@ def _print_tables(loaded: Any) -> None:
             console.print(f"  instrument overrides for: {', '.join(sorted(taskDef.instrumentOverrides))}")
     if loaded.subsets:
         console.print("Subsets: " + "; ".join(f"{n}: {', '.join(ls)}" for n, ls in loaded.subsets.items()))
+    if loaded.steps:
+        console.print(
+            "Steps, in run order: "
+            + " -> ".join(f"{s.subset} (sharded over {', '.join(s.units)})" for s in loaded.steps)
+        )

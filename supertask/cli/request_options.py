@@ -18,8 +18,14 @@ def request_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "-p",
             "--pipeline",
             "pipeline_file",
-            type=click.Path(exists=True, dir_okay=False),
-            help="Pipeline YAML file.",
+            metavar="FILE[#NAME]",
+            help="Pipeline YAML file; FILE#NAME plans only the subset or step NAME (or labels a,b).",
+        ),
+        click.option(
+            "--subset",
+            default=None,
+            metavar="NAME",
+            help="Plan only this subset or step of the pipeline (the same as FILE#NAME).",
         ),
         click.option(
             "-i",
@@ -29,7 +35,13 @@ def request_options(func: Callable[..., Any]) -> Callable[..., Any]:
             metavar="COLL",
             help="Input collection to search, in order (repeatable; comma-separated allowed).",
         ),
-        click.option("-o", "--output", "output_run", metavar="RUN", help="Output RUN collection."),
+        click.option(
+            "-o",
+            "--output",
+            "output_run",
+            metavar="RUN",
+            help="Output RUN collection (supertask run --qgraph FILE -o RUN: the saved graph retargeted to RUN).",
+        ),
         click.option(
             "-d",
             "--where",
@@ -119,11 +131,24 @@ def split_collections(values: tuple[str, ...]) -> list[str]:
     return [c.strip() for v in values for c in v.split(",") if c.strip()]
 
 
-def load_pipeline(pipeline_file: str, config_overrides: tuple[str, ...], instrument: str | None) -> Any:
-    """Read a pipeline file and apply ``label:field=value`` overrides."""
-    from ..pipeline import Pipeline
+def load_pipeline(
+    pipeline_file: str, config_overrides: tuple[str, ...], instrument: str | None, subset: str | None = None
+) -> Any:
+    """Read a pipeline file (``FILE#NAME`` or ``subset``: only that part) and apply ``label:field=value`` overrides.
 
-    pipeline = Pipeline.fromFile(pipeline_file)
+    Overrides are applied to the whole pipeline first, then the part is selected, so an
+    override names a label as the pipeline file does whichever part is run.
+    """
+    from ..pipeline import Pipeline
+    from ..pipeline.steps import select, split_pipeline_spec
+
+    path, selected = split_pipeline_spec(pipeline_file)
+    if selected is not None and subset is not None and selected != subset:
+        raise click.UsageError(
+            f"-p {pipeline_file} selects {selected!r} but --subset says {subset!r}: give one of the two"
+        )
+    selected = selected if selected is not None else subset
+    pipeline = Pipeline.fromFile(path)
     if instrument:
         pipeline = pipeline.forInstrument(instrument)
     if config_overrides:
@@ -134,6 +159,9 @@ def load_pipeline(pipeline_file: str, config_overrides: tuple[str, ...], instrum
                 raise click.BadParameter(f"{item!r}: expected LABEL:FIELD=VALUE", param_hint="--config")
             overrides.setdefault(label, []).append(rest)
         pipeline.applyConfigOverrides(overrides)
+    if selected is not None:
+        pipeline = select(pipeline, selected)
+        pipeline.validate()
     return pipeline
 
 
@@ -212,6 +240,7 @@ def plan_request(
     extend_run: bool = False,
     clobber_outputs: bool = False,
     writeable: bool | None = None,
+    subset: str | None = None,
 ) -> tuple[Any, Any]:
     """Open the repository and plan the request; print what preflight found. Returns ``(butler, graph)``.
 
@@ -221,7 +250,7 @@ def plan_request(
     from ..graph.builder import DEFAULT_MAX_ROWS, build_quantum_graph
     from ..repo.butler import Butler
 
-    pipeline = load_pipeline(pipeline_file, config_overrides, instrument)
+    pipeline = load_pipeline(pipeline_file, config_overrides, instrument, subset)
     butler = Butler(repo, collections=collections or None, writeable=writeable)
     if max_rows is None:
         max_rows = DEFAULT_MAX_ROWS

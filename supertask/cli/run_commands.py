@@ -102,7 +102,17 @@ def print_result(result: Any, console: Any) -> None:
     "graph_file",
     type=click.Path(exists=True, dir_okay=False),
     default=None,
-    help="Run a saved graph instead of planning one.",
+    help="Run a saved graph instead of planning one; with -o RUN, into RUN instead of the graph's own "
+    "(the saved graph retargeted; the file is left as it is).",
+)
+@click.option(
+    "--quantum",
+    "quantum_id",
+    type=int,
+    default=None,
+    metavar="ID",
+    help="With --qgraph: run this one quantum alone (for debugging a failure), its inputs read from "
+    "the registry; the quanta that make them must have run.",
 )
 @click.option("-j", "--processes", type=int, default=1, show_default=True, help="Worker processes.")
 @click.option("--timeout", type=float, default=None, help="Seconds a quantum may run before it is killed.")
@@ -132,9 +142,15 @@ def run(
     fail_fast: bool,
     save_qgraph: str | None,
     html_file: str | None,
+    quantum_id: int | None,
     **request: Any,
 ) -> None:
-    """Run a pipeline (or a saved graph) over REPO with N processes."""
+    """Run a pipeline (or a saved graph) over REPO with N processes.
+
+    A saved graph (--qgraph FILE) runs into the RUN it was planned for, or into another
+    one given with -o RUN (retargeted: the same quanta, outputs written to RUN);
+    --quantum ID runs one of its quanta alone.
+    """
     from rich.console import Console
 
     from ..execution import run_graph
@@ -152,11 +168,31 @@ def run(
     if graph_file:
         if pipeline_file:
             raise click.UsageError("give either --qgraph FILE or -p PIPELINE, not both")
+        if request["subset"]:
+            raise click.UsageError(
+                "--subset selects part of a pipeline to plan; a saved graph is planned already: "
+                "plan the subset with supertask qgraph -p FILE#NAME, or drop --subset"
+            )
         graph = QuantumGraph.load(graph_file)
-        output_run = output_run or graph.metadata.get("output_run")
+        if output_run:
+            from ..graph.retarget import retarget
+
+            retarget(graph, output_run)
+        output_run = graph.metadata.get("output_run")
         collections = collections or list(graph.metadata.get("input_collections", []))
         butler = Butler(repo, collections=collections or None)
+        if quantum_id is not None:
+            from ..graph.one_quantum import QuantumSelectionError, one_quantum_graph
+
+            try:
+                graph = one_quantum_graph(graph, quantum_id, butler.registry, output_run, collections)
+            except QuantumSelectionError as err:
+                raise click.ClickException(str(err)) from None
+            quantum = graph.quanta[0]
+            console.print(f"quantum {quantum_id} of {graph_file}: {quantum.taskLabel} {quantum.dataId!r}")
     else:
+        if quantum_id is not None:
+            raise click.UsageError("--quantum ID runs one quantum of a saved graph: give --qgraph FILE too")
         if not pipeline_file:
             raise click.UsageError("give a pipeline (-p PIPELINE.yaml) or a saved graph (--qgraph FILE)")
         if not output_run:

@@ -14,6 +14,7 @@ from ..config.errors import suggest
 from ..config.overrides import apply_file, apply_string, parse_label_override
 from ..supertask import SuperTask, dataset_classes
 from .errors import PipelineError, UnknownLabelError, where
+from .steps import Step, check_steps
 from .yaml_io import dump_pipeline, load_pipeline_file, load_pipeline_text
 
 if TYPE_CHECKING:
@@ -137,6 +138,8 @@ class Pipeline(Mapping[str, TaskDef]):
         self.instrument = instrument
         self.source = source
         self.subsets: dict[str, list[str]] = {}
+        self.steps: list[Step] = []
+        """The ordered steps (named subsets with their sharding units); see `supertask.pipeline.steps`."""
         self._tasks: dict[str, TaskDef] = {}
 
     # -- mapping ---------------------------------------------------------------------------
@@ -172,6 +175,7 @@ class Pipeline(Mapping[str, TaskDef]):
             and self.inputs == other.inputs
             and self.instrument == other.instrument
             and self.subsets == other.subsets
+            and self.steps == other.steps
             and list(self._tasks.values()) == list(other._tasks.values())
         )
 
@@ -267,6 +271,7 @@ class Pipeline(Mapping[str, TaskDef]):
         """A deep copy (configs included)."""
         new = Pipeline(self.description, inputs=self.inputs, instrument=self.instrument, source=self.source)
         new.subsets = {name: list(labels) for name, labels in self.subsets.items()}
+        new.steps = list(self.steps)
         new._tasks = {label: taskDef.copy() for label, taskDef in self._tasks.items()}
         return new
 
@@ -504,9 +509,10 @@ class Pipeline(Mapping[str, TaskDef]):
                         f"{suggest(label, self._tasks)} Remove it from the subset or add the task."
                     )
         self._sortedLabels()
+        check_steps(self, self.steps)  # their sharding units: check_step_units, when a file is read
 
     def subset(self, name: str) -> Pipeline:
-        """A new pipeline with only the tasks of a named subset.
+        """A new pipeline with only the tasks of a named subset (or step).
 
         Dataset types the subset reads that tasks outside it write become overall inputs.
         """
@@ -515,7 +521,19 @@ class Pipeline(Mapping[str, TaskDef]):
                 f"{where(self.source)}no subset named {name!r}.{suggest(name, self.subsets)} "
                 f"Subsets are: {', '.join(self.subsets) or '(none)'}."
             )
-        keep = set(self.subsets[name])
+        return self.subsetOf(self.subsets[name])
+
+    def subsetOf(self, labels: Iterable[str]) -> Pipeline:
+        """A new pipeline with only the tasks ``labels`` (in pipeline order).
+
+        Dataset types they read that other tasks write become overall inputs, so the
+        part plans against a repository where an earlier part's outputs are registered.
+        The result declares no steps: it is one part of a stepped pipeline.
+        """
+        keep = set(labels)
+        for label in keep:
+            if label not in self._tasks:
+                raise self._unknownLabel(label)
         new = self.copy()
         flow = self.datasetTypes()
         extra = [
@@ -528,6 +546,7 @@ class Pipeline(Mapping[str, TaskDef]):
                 new.removeTask(label)
         new.inputs = sorted(set(self.inputs) | set(extra))
         new.subsets = {n: labels for n, labels in new.subsets.items() if labels}
+        new.steps = []
         return new
 
     def makeTasks(self, butler: Any = None) -> list[SuperTask]:

@@ -17,7 +17,12 @@ A pipeline file::
           DemoCam: {photoCalib: 2.0}
     subsets:
       step1: [isr, calibrate]
+    steps:                            # optional: the order a DRP is run in, step by step
+      - subset: step1
+        units: [visit]                # the units the step is sharded over
     instrument: DemoCam               # optional: specialise on load
+
+Steps are not imported: a file that imports a stepped pipeline declares its own.
 
 `dump_pipeline` writes every task's *complete* config and no imports or config files,
 so a batch job can rebuild exactly the same tasks from the text alone, without the
@@ -35,13 +40,15 @@ from ..config import FieldValidationError
 from ..config.errors import suggest
 from ..config.overrides import apply_file
 from .errors import PipelineError, where
+from .steps import Step, check_step_units
 
 if TYPE_CHECKING:  # the class to fill is passed in: `core` uses this module, never the reverse
     from .core import Pipeline
 
 __all__ = ["load_pipeline_file", "load_pipeline_text", "dump_pipeline"]
 
-TOP_KEYS = ("description", "instrument", "inputs", "imports", "tasks", "subsets")
+TOP_KEYS = ("description", "instrument", "inputs", "imports", "tasks", "subsets", "steps")
+STEP_KEYS = ("subset", "units")
 TASK_KEYS = ("class", "config", "configFiles", "instrumentOverrides")
 IMPORT_KEYS = ("location", "exclude")
 HEADER = "# supertask pipeline, fully resolved: every task's complete config is listed.\n"
@@ -133,6 +140,7 @@ def load_pipeline_file(
         _check_has_tasks(pipeline, str(path))
     if validate:
         pipeline.validate()
+        check_step_units(pipeline)
     return pipeline
 
 
@@ -187,12 +195,37 @@ def _build(
                     "Fix the label or add the task."
                 )
         pipeline.subsets[str(name)] = labels
+    pipeline.steps = _steps(data.get("steps"), source)
     instrument = data.get("instrument")
     if instrument is not None:
         if not isinstance(instrument, str):
             raise PipelineError(f"{source}: 'instrument' must be an instrument name")
         pipeline = pipeline.forInstrument(instrument)
     return pipeline
+
+
+def _steps(value: Any, source: str) -> list[Step]:
+    """The ``steps:`` list; what each step names is checked by `Pipeline.validate`."""
+    if value is None:
+        return []
+    example = "steps: [{subset: singleFrame, units: [visit]}, {subset: coadd, units: [tract]}]"
+    if not isinstance(value, list):
+        raise PipelineError(f"{source}: 'steps' must be a list of steps in run order, e.g. {example}")
+    steps = []
+    for number, entry in enumerate(value, 1):
+        if not isinstance(entry, Mapping) or "subset" not in entry:
+            raise PipelineError(
+                f"{source}: step {number} must be a mapping with 'subset' and 'units', not {entry!r}; e.g. {example}"
+            )
+        _check_keys(entry, STEP_KEYS, f"step {number}", source)
+        subset = entry["subset"]
+        if not isinstance(subset, str):
+            raise PipelineError(
+                f"{source}: step {number}: 'subset' must be the name of a subset, not {subset!r}"
+            )
+        units = _str_list(entry.get("units") or [], f"step {subset!r} 'units'", source)
+        steps.append(Step(subset, tuple(units)))
+    return steps
 
 
 def _import(pipeline: Pipeline, entry: Any, source: str, base: Path, stack: tuple[Path, ...]) -> None:
@@ -307,4 +340,6 @@ def dump_pipeline(pipeline: Pipeline) -> str:
     data["tasks"] = tasks
     if pipeline.subsets:
         data["subsets"] = {name: list(labels) for name, labels in pipeline.subsets.items()}
+    if pipeline.steps:
+        data["steps"] = [step.toDict() for step in pipeline.steps]
     return HEADER + yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=100)
