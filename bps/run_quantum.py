@@ -119,7 +119,12 @@ class SupertaskBackend:
     def make_tasks(self, header: dict[str, Any], labels: set[str]) -> dict[str, Any]:
         from supertask.pipeline import Pipeline
 
-        pipeline = Pipeline.fromYaml(header["pipelineYaml"])
+        if header.get("pipelineJson"):  # graphs saved by this version: no YAML parser needed
+            from supertask.pipeline.yaml_io import load_pipeline_json
+
+            pipeline = load_pipeline_json(header["pipelineJson"])
+        else:
+            pipeline = Pipeline.fromYaml(header["pipelineYaml"])
         return {task.label: task for task in pipeline.makeTasks(butler=None) if task.label in labels}
 
     def open_store(self, repo: str) -> Store:
@@ -309,14 +314,19 @@ def run_job(
             log.info("job %s: all %d quanta already staged; nothing to do", job, len(ids))
             return JobResult(ran=[], skipped_done=ids, failed={}, blocked=[])
     backend = backend or SupertaskBackend()
-    header, quanta = _load(backend, graph, ids)
-    output_run = header.get("metadata", {}).get("output_run")
-    if not output_run:
-        raise JobError(exit_codes.DATA_ERROR, f"{graph}: header metadata has no output_run")
-    try:
-        tasks = backend.make_tasks(header, {q.taskLabel for q in quanta})
-    except Exception as err:
-        raise JobError(exit_codes.CONFIG_ERROR, f"cannot build the pipeline's tasks: {err}") from err
+    from supertask.gc_pause import gc_paused
+
+    # Start-up (imports, the graph's records, the tasks) allocates only what lives as long as
+    # the job: the cyclic collector would walk it again and again and free nothing.
+    with gc_paused():
+        header, quanta = _load(backend, graph, ids)
+        output_run = header.get("metadata", {}).get("output_run")
+        if not output_run:
+            raise JobError(exit_codes.DATA_ERROR, f"{graph}: header metadata has no output_run")
+        try:
+            tasks = backend.make_tasks(header, {q.taskLabel for q in quanta})
+        except Exception as err:
+            raise JobError(exit_codes.CONFIG_ERROR, f"cannot build the pipeline's tasks: {err}") from err
     scratch_dir = make_scratch(scratch, job)
     where = repo if repo is not None and not placement.transfer else None
     try:
@@ -458,7 +468,7 @@ def _run_one(
     with its outputs. Its outputs join ``missing``, so consumers in this job run
     without them; consumers in other jobs see the tombstones.
     """
-    from .workflow import dataset_lfn
+    from .names import dataset_lfn
 
     start = time.perf_counter()
     task = tasks.get(quantum.taskLabel)

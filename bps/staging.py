@@ -384,10 +384,8 @@ def remove_stale_scratch(base: str | Path) -> list[Path]:
 
 def _owner_identity(pid: int | None = None) -> tuple[str, str, str, str]:
     """``(host, boot id, pid, start time)`` of a process (this one by default)."""
-    import socket
-
     pid = os.getpid() if pid is None else pid
-    host = socket.gethostname().replace(_OWNER_SEP, "_").replace("/", "_") or "host"
+    host = os.uname().nodename.replace(_OWNER_SEP, "_").replace("/", "_") or "host"
     return host, _boot_id(), str(pid), _start_time(pid) or "0"
 
 

@@ -317,10 +317,13 @@ class QuantumGraph:
             The command to record as provenance; ``sys.argv`` by default. Passwords
             in it are masked; the environment is never recorded.
         """
+        from ..pipeline.yaml_io import pipeline_json
         from .provenance import collect_provenance
 
         header = {
             "pipelineYaml": self.pipelineYaml,
+            # the same pipeline for batch jobs, which then need no YAML parser (None if JSON cannot hold it)
+            "pipelineJson": pipeline_json(self.pipelineYaml) if self.pipelineYaml else None,
             "configs": self.configs,
             "metadata": self.metadata,
             "provenance": collect_provenance(commandLine),

@@ -38,7 +38,14 @@ from ..config.overrides import apply_file
 from .core import Pipeline
 from .errors import PipelineError, where
 
-__all__ = ["load_pipeline_file", "load_pipeline_text", "dump_pipeline", "write_atomic"]
+__all__ = [
+    "load_pipeline_file",
+    "load_pipeline_text",
+    "load_pipeline_json",
+    "pipeline_json",
+    "dump_pipeline",
+    "write_atomic",
+]
 
 TOP_KEYS = ("description", "instrument", "inputs", "imports", "tasks", "subsets")
 TASK_KEYS = ("class", "config", "configFiles", "instrumentOverrides")
@@ -47,10 +54,14 @@ HEADER = "# supertask pipeline, fully resolved: every task's complete config is 
 
 
 def _loader():
-    """A SafeLoader that refuses duplicate mapping keys (PyYAML silently keeps the last one)."""
+    """A SafeLoader that refuses duplicate mapping keys (PyYAML silently keeps the last one).
+
+    Built on libyaml's parser (``CSafeLoader``) when PyYAML has it: the same documents
+    and errors, parsed several times faster than by the pure-Python parser.
+    """
     import yaml
 
-    class StrictLoader(yaml.SafeLoader):
+    class StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
         pass
 
     def construct_mapping(loader, node, deep=False):
@@ -151,8 +162,64 @@ def _check_has_tasks(pipeline: Pipeline, source: str) -> None:
         )
 
 
+def load_pipeline_json(text: str, *, source: str | None = None, validate: bool = True) -> Pipeline:
+    """Read a pipeline from the JSON form `pipeline_json` made of its YAML text.
+
+    The same pipeline as `load_pipeline_text` of that YAML, read with the standard
+    library's JSON parser: a batch job builds its tasks this way without importing a
+    YAML parser (whose import compiles dozens of regular expressions).
+    """
+    import json
+
+    name = source or "<pipeline JSON>"
+    try:
+        data = json.loads(text)
+    except ValueError as err:
+        raise PipelineError(f"{name}: malformed pipeline JSON ({err}); plan the graph again") from None
+    if not isinstance(data, Mapping):
+        raise PipelineError(f"{name}: the pipeline JSON must be an object, got a {type(data).__name__}")
+    pipeline = _build_data(dict(data), name, Path.cwd(), ())
+    _check_has_tasks(pipeline, name)
+    if validate:
+        pipeline.validate()
+    return pipeline
+
+
+def pipeline_json(text: str) -> str | None:
+    """The parsed YAML ``text`` as JSON text, if JSON keeps it exactly; else None.
+
+    Exactly means parsing the JSON gives back equal data in the same order (a YAML
+    mapping with integer keys, a date or a NaN does not survive JSON, and is then left
+    to the YAML form). Used when a graph is saved, so its jobs can use
+    `load_pipeline_json`.
+    """
+    import json
+
+    try:
+        data = _parse(text, "<pipeline YAML>")
+        encoded = json.dumps(data, ensure_ascii=False, allow_nan=False)
+    except (PipelineError, TypeError, ValueError):
+        return None
+    decoded = json.loads(encoded)
+    if decoded != data or _key_order(decoded) != _key_order(data):
+        return None
+    return encoded
+
+
+def _key_order(value: Any) -> Any:
+    """Every mapping's keys in order, nested: equal data may differ in order, which matters here."""
+    if isinstance(value, Mapping):
+        return [(k, _key_order(v)) for k, v in value.items()]
+    if isinstance(value, list):
+        return [_key_order(v) for v in value]
+    return None
+
+
 def _build(text: str, source: str, base: Path, stack: tuple[Path, ...]) -> Pipeline:
-    data = _parse(text, source)
+    return _build_data(_parse(text, source), source, base, stack)
+
+
+def _build_data(data: dict[str, Any], source: str, base: Path, stack: tuple[Path, ...]) -> Pipeline:
     _check_keys(data, TOP_KEYS, "the pipeline", source)
     description = data.get("description", "")
     if not isinstance(description, str):

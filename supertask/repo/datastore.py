@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import string
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -137,7 +136,7 @@ class Datastore:
         target = self.root / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         formatter = get_formatter(datasetType.storageClass)
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp{formatter.extension}")
+        tmp = target.with_name(f".{target.name}.{os.urandom(6).hex()}.tmp{formatter.extension}")
         try:
             formatter.write(obj, tmp)
             if fsync:
@@ -226,7 +225,7 @@ class Datastore:
         size = source.stat().st_size
         checksum = checksum_file(source)
         if mode == "copy":
-            tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
+            tmp = target.with_name(f".{target.name}.{os.urandom(6).hex()}.tmp")
             try:
                 shutil.copyfile(source, tmp)
                 os.replace(tmp, target)
