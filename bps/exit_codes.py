@@ -61,6 +61,20 @@ DESCRIPTIONS: dict[int, str] = {
 }
 
 
+#: the exit code of each failure kind of the core runner (`supertask.execution.single_quantum.failure_kind`,
+#: which classifies a task's exception by its type)
+FAILURE_CODES: dict[str, int] = {
+    "missing_input": MISSING_INPUT,
+    "config": CONFIG_ERROR,
+    "unexpected": UNEXPECTED,
+}
+
+
+def of_failure(kind: str) -> int:
+    """The exit code of a failed quantum, from the core runner's failure kind (unknown kinds: `UNEXPECTED`)."""
+    return FAILURE_CODES.get(kind, UNEXPECTED)
+
+
 def describe(code: int) -> str:
     """A human description of an exit code, including signal deaths (negative or 128+N).
 
