@@ -24,15 +24,18 @@ This module is on the start-up path of every batch job: standard library only.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+
+try:  # the built-in module behind hashlib.blake2b; importing it alone skips loading OpenSSL
+    from _blake2 import blake2b
+except ImportError:  # pragma: no cover - an interpreter without it
+    from hashlib import blake2b
 
 MANIFEST_VERSION = 2
 #: manifest versions this software reads (1 had no tombstones)
@@ -47,9 +50,12 @@ class StagingError(OSError):
     """Copying a file in or out of scratch failed (retry may help)."""
 
 
-@dataclass(frozen=True)
-class StagedFile:
-    """One output a job staged back: what finalize registers and how it verifies it."""
+class StagedFile(NamedTuple):
+    """One output a job staged back: what finalize registers and how it verifies it.
+
+    A named tuple, not a dataclass: every job creates this class, and ``dataclasses``
+    (with the ``inspect`` it imports) would be a good part of a job's start-up.
+    """
 
     lfn: str
     dataset_type: str
@@ -63,18 +69,35 @@ class StagedFile:
     tombstone: bool = False
 
 
-@dataclass
 class Manifest:
     """What one job has staged back, per quantum id (a quantum appears once all its outputs are staged).
 
     ``root`` is the datastore root the files' ``path`` values are relative to.
     """
 
-    job: str
-    output_run: str
-    root: str
-    quanta: dict[int, list[StagedFile]] = field(default_factory=dict)
-    version: int = MANIFEST_VERSION
+    __slots__ = ("job", "output_run", "root", "quanta", "version")
+
+    def __init__(
+        self,
+        job: str,
+        output_run: str,
+        root: str,
+        quanta: dict[int, list[StagedFile]] | None = None,
+        version: int = MANIFEST_VERSION,
+    ):
+        self.job = job
+        self.output_run = output_run
+        self.root = root
+        self.quanta: dict[int, list[StagedFile]] = quanta if quanta is not None else {}
+        self.version = version
+
+    def __repr__(self) -> str:
+        return "Manifest(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Manifest):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
 
     def files(self) -> Iterable[StagedFile]:
         for files in self.quanta.values():
@@ -86,7 +109,7 @@ class Manifest:
             "job": self.job,
             "output_run": self.output_run,
             "root": self.root,
-            "quanta": {str(qid): [asdict(f) for f in files] for qid, files in self.quanta.items()},
+            "quanta": {str(qid): [f._asdict() for f in files] for qid, files in self.quanta.items()},
         }
 
     @classmethod
@@ -166,7 +189,7 @@ def _hasher() -> Any:
     Staged and registered checksums must agree with what the datastore computes
     when it verifies a file, so this must follow the datastore.
     """
-    return hashlib.blake2b(digest_size=16)
+    return blake2b(digest_size=16)
 
 
 def copy_atomic(src: str | Path, dest: str | Path) -> tuple[int, str]:

@@ -59,6 +59,9 @@ NOT_IMPORTED = (
     "uuid",
     "sqlalchemy",
     "pydantic",
+    "dataclasses",
+    "inspect",
+    "hashlib",
 )
 
 #: runs ``bps.run_quantum`` as ``python -m`` does, then prints the modules it imported

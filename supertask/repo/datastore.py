@@ -8,7 +8,6 @@ SQLAlchemy nor the registry, so job start-up stays cheap.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -16,6 +15,11 @@ import string
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+try:  # the built-in module behind hashlib.blake2b; importing it alone skips loading OpenSSL
+    from _blake2 import blake2b
+except ImportError:  # pragma: no cover - an interpreter without it
+    from hashlib import blake2b
 
 from .dataset import DatasetType
 from .formatters import get_formatter
@@ -34,7 +38,7 @@ class DatastoreError(RuntimeError):
 
 def checksum_file(path: str | Path, chunk: int = 1 << 20) -> str:
     """blake2b (128-bit) of a file's bytes, hex: fast, and collision-safe for our purpose."""
-    h = hashlib.blake2b(digest_size=16)
+    h = blake2b(digest_size=16)
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
             h.update(block)
