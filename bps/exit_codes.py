@@ -19,8 +19,6 @@ POST script to translate codes) exiting 3 is not retried and fails its node.
 was removed, even if everything that was made is registered.
 """
 
-from supertask.signal_names import describe_signal, signal_of_exit_code
-
 SUCCESS = 0
 #: An unexpected exception: may be transient (a filesystem hiccup), so retry.
 UNEXPECTED = 1
@@ -83,6 +81,9 @@ def describe(code: int) -> str:
     """
     if code in DESCRIPTIONS:
         return DESCRIPTIONS[code]
+    # imported here: a job's own exit code is in DESCRIPTIONS, and `signal` builds its enums on import
+    from supertask.signal_names import describe_signal, signal_of_exit_code
+
     sig = signal_of_exit_code(code)
     if sig is not None:
         return f"killed by {describe_signal(sig)}"

@@ -62,6 +62,7 @@ NOT_IMPORTED = (
     "dataclasses",
     "inspect",
     "hashlib",
+    "signal",
 )
 
 #: runs ``bps.run_quantum`` as ``python -m`` does, then prints the modules it imported
