@@ -5,7 +5,8 @@ N quanta, building the task, staging one input in and one output out, and writin
 the manifest. It is compared with the interpreter floor measured in the same run,
 alternately with the jobs: ``python -c pass`` with the same interpreter and
 environment as the job (so the floor includes what the environment adds to every
-start, e.g. an editable install's import hook). Target: a job within 3x the floor,
+start, e.g. an editable install's import hook; ``python -S -c pass``, without any of it,
+is printed beside). Target: a job within 3x the floor,
 in wall-clock and in CPU time (user + system of the child processes, less sensitive
 to other load on the machine, which is printed before and after).
 
@@ -110,9 +111,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         repo, graph, env = setup(work, n_quanta)
-        baseline, job = [], []
-        for i in range(repeats):  # alternately, so that both see the same load
+        baseline, bare, job = [], [], []
+        for i in range(repeats):  # alternately, so that all see the same load
             baseline.append(timed([sys.executable, "-c", "pass"], env))
+            bare.append(timed([sys.executable, "-S", "-c", "pass"], env))
             job.append(timed(job_command(graph, repo, i, work / f"m{i}"), env))
         # the no-op rerun of a finished job
         noop = [timed(job_command(graph, repo, i, work / f"m{i}"), env) for i in range(min(repeats, 3))]
@@ -123,6 +125,7 @@ def main() -> None:
         f"after {', '.join(f'{x:.2f}' for x in load_after)}"
     )
     print(f"graph: {n_quanta} quanta; {repeats} fresh processes each")
+    print(_line("python -S -c pass (no site)", bare, baseline) + "  (the interpreter alone: no .pth hooks)")
     print(_line("python -c pass (the floor)", baseline))
     print(_line("run_quantum, one quantum", job, baseline) + "  (target: within 3x)")
     print(_line("run_quantum, already done", noop, baseline))
