@@ -8,8 +8,8 @@
 Loads only its quanta from the shared graph file (checksums verified by the graph
 reader), links their inputs into a fresh scratch directory (``--scratch``, else
 ``$_CONDOR_SCRATCH_DIR``, else the system temporary directory), runs each task's
-``runQuantum`` in dependency order against a scratch Butler that knows only those
-datasets and never connects to the registry (DMTN-055 section 8), and stages each
+``runQuantum`` in dependency order through the core runner with a `QuantumButler` over
+scratch that never connects to the registry (DMTN-055 section 8), and stages each
 quantum's outputs back atomically, recording them in the job's manifest. The final
 job (``bps finalize``) registers what the manifests list.
 
@@ -23,7 +23,7 @@ file (a plan made before its outputs were registered) fails the quantum with
 `exit_codes.DATA_ERROR`.
 
 No work is an outcome, not a failure (as in ``supertask run``): a quantum whose
-task raises ``NoWorkFound``, or that is left without some input because the quanta
+task raises ``NoWorkFound`` (by type: the core runner's rule), or that is left without some input because the quanta
 making it found no work, writes a tombstone (`bps.staging.write_tombstone`) for each
 of its outputs, at the place the output would go, and is recorded like a success.
 Workflow systems stage tombstones like any file; a consumer that stages one in
