@@ -216,8 +216,7 @@ def copy_to_temporary(src: str | Path, dest: str | Path) -> tuple[str, int, str]
     """
     src, dest = Path(src), Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    for orphan in dest.parent.glob(dest.name + _TMP_MARK + "*"):
-        _unlink_quietly(orphan)
+    _remove_orphans(dest)
     h = _hasher()
     size = 0
     fd, tmp = tempfile.mkstemp(prefix=dest.name + _TMP_MARK, dir=dest.parent)
@@ -321,8 +320,7 @@ def write_tombstone(
     path = Path(path)
     text = tombstone_text(dataset_type, data_id, reason)
     path.parent.mkdir(parents=True, exist_ok=True)
-    for orphan in path.parent.glob(path.name + _TMP_MARK + "*"):
-        _unlink_quietly(orphan)
+    _remove_orphans(path)
     atomic_write_bytes(path, text)
     h = _hasher()
     h.update(text)
@@ -447,6 +445,21 @@ def _owner_dead(me: tuple[str, str, str, str], host: str, boot: str, pid: str, s
     except OSError:
         return False
     return False
+
+
+def _remove_orphans(dest: Path) -> None:
+    """Remove temporary files that killed attempts left beside ``dest`` (``<name>.bps-tmp-*``).
+
+    A prefix test over one directory listing: ``Path.glob`` would compile a pattern into
+    a regular expression first, in every job, for every output.
+    """
+    prefix = dest.name + _TMP_MARK
+    try:
+        entries = [e.path for e in os.scandir(dest.parent) if e.name.startswith(prefix)]
+    except OSError:
+        return
+    for orphan in entries:
+        _unlink_quietly(orphan)
 
 
 def _unlink_quietly(path: str | Path) -> None:
