@@ -183,3 +183,13 @@ def test_repository_config_is_written_as_json_form_yaml_and_read_in_any_yaml_sty
     config = read_repo_config(tmp_path / "repo")
     (tmp_path / "repo" / "butler.yaml").write_text(yaml.safe_dump(config))  # edited into block style
     assert read_repo_config(tmp_path / "repo") == config
+
+
+def test_pipelines_read_the_same_whatever_another_library_did_to_pyyamls_loaders(monkeypatch):
+    # Pegasus.api makes yaml.CSafeLoader read dates as strings for the whole process
+    def as_string(loader, node):
+        return loader.construct_scalar(node)
+
+    monkeypatch.setattr(yaml.CSafeLoader, "yaml_constructors", dict(yaml.CSafeLoader.yaml_constructors))
+    yaml.CSafeLoader.add_constructor("tag:yaml.org,2002:timestamp", as_string)
+    assert pipeline_json("tasks:\n  a:\n    class: x.Y\n    config:\n      when: 2026-12-05\n") is None

@@ -56,13 +56,29 @@ HEADER = "# supertask pipeline, fully resolved: every task's complete config is 
 def _loader():
     """A SafeLoader that refuses duplicate mapping keys (PyYAML silently keeps the last one).
 
-    Built on libyaml's parser (``CSafeLoader``) when PyYAML has it: the same documents
-    and errors, parsed several times faster than by the pure-Python parser.
+    Built on libyaml's parser (``CParser``) when PyYAML has it: the same documents and
+    errors, parsed several times faster than by the pure-Python parser. Assembled from
+    PyYAML's own safe constructor and resolver (as ``yaml.CSafeLoader`` is), not derived
+    from ``CSafeLoader``: other libraries change that class for the whole process (Pegasus
+    makes it read dates as strings), and a pipeline must read the same everywhere.
     """
     import yaml
+    from yaml.constructor import SafeConstructor
+    from yaml.resolver import Resolver
 
-    class StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-        pass
+    parser = getattr(yaml, "CParser", None)
+    if parser is None:  # PyYAML without libyaml
+
+        class StrictLoader(yaml.SafeLoader):
+            pass
+
+    else:
+
+        class StrictLoader(parser, SafeConstructor, Resolver):  # type: ignore[no-redef]
+            def __init__(self, stream: Any):
+                parser.__init__(self, stream)
+                SafeConstructor.__init__(self)
+                Resolver.__init__(self)
 
     def construct_mapping(loader, node, deep=False):
         seen: dict[Any, int] = {}
