@@ -150,7 +150,7 @@ def test_the_json_pipeline_builds_the_same_tasks_as_the_yaml():
     text = Pipeline.fromFile(ROOT / "examples" / "demo_pipeline.yaml").toYaml()
     encoded = pipeline_json(text)
     assert encoded is not None and json.loads(encoded) == yaml.safe_load(text)
-    from_yaml, from_json = Pipeline.fromYaml(text), load_pipeline_json(encoded)
+    from_yaml, from_json = Pipeline.fromYaml(text), load_pipeline_json(encoded, pipeline_class=Pipeline)
     assert list(from_json) == list(from_yaml)
     for label in from_yaml:
         assert from_json[label].classPath == from_yaml[label].classPath

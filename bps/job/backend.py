@@ -64,7 +64,7 @@ class SupertaskBackend:
         if header.get("pipelineJson"):
             from supertask.pipeline.yaml_io import load_pipeline_json
 
-            pipeline = load_pipeline_json(header["pipelineJson"])
+            pipeline = load_pipeline_json(header["pipelineJson"], pipeline_class=Pipeline)
         else:
             pipeline = Pipeline.fromYaml(header["pipelineYaml"])
         return {task.label: task for task in pipeline.makeTasks(butler=None) if task.label in labels}

@@ -27,25 +27,19 @@ files the pipeline was assembled from.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import FieldValidationError
 from ..config.errors import suggest
 from ..config.overrides import apply_file
-from .core import Pipeline
 from .errors import PipelineError, where
 
-__all__ = [
-    "load_pipeline_file",
-    "load_pipeline_text",
-    "load_pipeline_json",
-    "pipeline_json",
-    "dump_pipeline",
-    "write_atomic",
-]
+if TYPE_CHECKING:  # the class to fill is passed in: `core` uses this module, never the reverse
+    from .core import Pipeline
+
+__all__ = ["load_pipeline_file", "load_pipeline_text", "load_pipeline_json", "pipeline_json", "dump_pipeline"]
 
 TOP_KEYS = ("description", "instrument", "inputs", "imports", "tasks", "subsets")
 TASK_KEYS = ("class", "config", "configFiles", "instrumentOverrides")
@@ -137,8 +131,10 @@ def _str_list(value: Any, what: str, source: str) -> list[str]:
     return list(value)
 
 
-def load_pipeline_file(path: Path, *, validate: bool = True, _stack: tuple[Path, ...] = ()) -> Pipeline:
-    """Read a pipeline file; imports and config files are relative to its directory."""
+def load_pipeline_file(
+    path: Path, *, pipeline_class: type[Pipeline], validate: bool = True, _stack: tuple[Path, ...] = ()
+) -> Pipeline:
+    """Read a pipeline file into a new ``pipeline_class``; imports and config files are relative to its directory."""
     resolved = path.resolve()
     if resolved in _stack:
         chain = " -> ".join(str(p) for p in (*_stack, resolved))
@@ -152,7 +148,7 @@ def load_pipeline_file(path: Path, *, validate: bool = True, _stack: tuple[Path,
             f"{path} is not a pipeline YAML file: byte {err.start} is not UTF-8 text; "
             "give the path of a pipeline .yaml file"
         ) from None
-    pipeline = _build(text, str(path), path.parent, (*_stack, resolved))
+    pipeline = _build(pipeline_class, text, str(path), path.parent, (*_stack, resolved))
     if not _stack:
         _check_has_tasks(pipeline, str(path))
     if validate:
@@ -160,9 +156,11 @@ def load_pipeline_file(path: Path, *, validate: bool = True, _stack: tuple[Path,
     return pipeline
 
 
-def load_pipeline_text(text: str, *, source: str | None = None, validate: bool = True) -> Pipeline:
-    """Read a pipeline from YAML text; relative paths resolve from the current directory."""
-    pipeline = _build(text, source or "<pipeline YAML>", Path.cwd(), ())
+def load_pipeline_text(
+    text: str, *, pipeline_class: type[Pipeline], source: str | None = None, validate: bool = True
+) -> Pipeline:
+    """Read a pipeline from YAML text into a new ``pipeline_class``; relative paths resolve from the current directory."""
+    pipeline = _build(pipeline_class, text, source or "<pipeline YAML>", Path.cwd(), ())
     _check_has_tasks(pipeline, source or "<pipeline YAML>")
     if validate:
         pipeline.validate()
@@ -178,8 +176,10 @@ def _check_has_tasks(pipeline: Pipeline, source: str) -> None:
         )
 
 
-def load_pipeline_json(text: str, *, source: str | None = None, validate: bool = True) -> Pipeline:
-    """Read a pipeline from the JSON form `pipeline_json` made of its YAML text.
+def load_pipeline_json(
+    text: str, *, pipeline_class: type[Pipeline], source: str | None = None, validate: bool = True
+) -> Pipeline:
+    """Read a pipeline from the JSON form `pipeline_json` made of its YAML text, into a new ``pipeline_class``.
 
     The same pipeline as `load_pipeline_text` of that YAML, read with the standard
     library's JSON parser: a batch job builds its tasks this way without importing a
@@ -194,7 +194,7 @@ def load_pipeline_json(text: str, *, source: str | None = None, validate: bool =
         raise PipelineError(f"{name}: malformed pipeline JSON ({err}); plan the graph again") from None
     if not isinstance(data, Mapping):
         raise PipelineError(f"{name}: the pipeline JSON must be an object, got a {type(data).__name__}")
-    pipeline = _build_data(dict(data), name, Path.cwd(), ())
+    pipeline = _build_data(pipeline_class, dict(data), name, Path.cwd(), ())
     _check_has_tasks(pipeline, name)
     if validate:
         pipeline.validate()
@@ -231,16 +231,20 @@ def _key_order(value: Any) -> Any:
     return None
 
 
-def _build(text: str, source: str, base: Path, stack: tuple[Path, ...]) -> Pipeline:
-    return _build_data(_parse(text, source), source, base, stack)
+def _build(
+    pipeline_class: type[Pipeline], text: str, source: str, base: Path, stack: tuple[Path, ...]
+) -> Pipeline:
+    return _build_data(pipeline_class, _parse(text, source), source, base, stack)
 
 
-def _build_data(data: dict[str, Any], source: str, base: Path, stack: tuple[Path, ...]) -> Pipeline:
+def _build_data(
+    pipeline_class: type[Pipeline], data: dict[str, Any], source: str, base: Path, stack: tuple[Path, ...]
+) -> Pipeline:
     _check_keys(data, TOP_KEYS, "the pipeline", source)
     description = data.get("description", "")
     if not isinstance(description, str):
         raise PipelineError(f"{source}: 'description' must be a string")
-    pipeline = Pipeline(description, source=source)
+    pipeline = pipeline_class(description, source=source)
     for entry in data.get("imports") or []:
         _import(pipeline, entry, source, base, stack)
     for name in _str_list(data.get("inputs") or [], "'inputs'", source):
@@ -282,7 +286,7 @@ def _import(pipeline: Pipeline, entry: Any, source: str, base: Path, stack: tupl
     location = base / os.path.expandvars(str(entry["location"]))
     if not location.exists():
         raise PipelineError(f"{source}: imported pipeline {location} does not exist; fix its 'location'")
-    imported = load_pipeline_file(location, validate=False, _stack=stack)
+    imported = load_pipeline_file(location, pipeline_class=type(pipeline), validate=False, _stack=stack)
     exclude = _str_list(entry.get("exclude") or [], "'exclude'", source)
     for label in exclude:
         if label not in imported:
@@ -384,15 +388,3 @@ def dump_pipeline(pipeline: Pipeline) -> str:
     if pipeline.subsets:
         data["subsets"] = {name: list(labels) for name, labels in pipeline.subsets.items()}
     return HEADER + yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=100)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename: never half-written."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as stream:
-            stream.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

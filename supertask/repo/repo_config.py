@@ -57,8 +57,9 @@ def _parse(text: str) -> Any:
 
 def write_repo_config(root: str | Path, config: dict[str, Any]) -> Path:
     """Write ``root/butler.yaml`` (atomically), in YAML's JSON form."""
+    from ..atomic_write import atomic_write_text
+
     path = Path(root) / CONFIG_NAME
-    tmp = path.with_name(f".{CONFIG_NAME}.tmp")
-    tmp.write_text(_COMMENT + json.dumps(config, indent=2, ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    atomic_write_text(path, _COMMENT + json.dumps(config, indent=2, ensure_ascii=False) + "
+")
     return path

@@ -73,6 +73,7 @@ from Pegasus.api import Job as PegasusJob
 from Pegasus.api import Workflow as PegasusWorkflow
 from Pegasus.api.writable import _CustomEncoder
 
+from supertask.atomic_write import atomic_write_text
 from supertask.gc_pause import gc_paused
 
 from ...workflow import GenericWorkflow, Job
@@ -537,11 +538,11 @@ def _write_plan(plan: PegasusPlan, pegasus_dir: Path, run_name: str) -> Path:
     _write_json(plan.replica_catalog, pegasus_dir / catalogs.REPLICAS_FILE)
     _write_json(plan.transformation_catalog, pegasus_dir / catalogs.TRANSFORMATIONS_FILE)
     _write_json(plan.site_catalog, pegasus_dir / catalogs.SITES_FILE)
-    _atomic_text(pegasus_dir / catalogs.PROPERTIES_FILE, _properties_text(plan.properties))
-    _atomic_text(pegasus_dir / JOB_MAP_FILE, json.dumps(plan.job_map, separators=(",", ":")))
-    _atomic_text(pegasus_dir / OUTPUT_MAP_FILE, output_map_text(plan.output_locations))
+    atomic_write_text(pegasus_dir / catalogs.PROPERTIES_FILE, _properties_text(plan.properties))
+    atomic_write_text(pegasus_dir / JOB_MAP_FILE, json.dumps(plan.job_map, separators=(",", ":")))
+    atomic_write_text(pegasus_dir / OUTPUT_MAP_FILE, output_map_text(plan.output_locations))
     script = pegasus_dir / PLAN_SCRIPT
-    _atomic_text(script, _plan_script(plan_command(plan, pegasus_dir, submit=True, run_name=run_name)))
+    atomic_write_text(script, _plan_script(plan_command(plan, pegasus_dir, submit=True, run_name=run_name)))
     script.chmod(0o755)
     _write_json(plan.workflow, pegasus_dir / COMPUTE_FILE)
     path = pegasus_dir / WORKFLOW_FILE
@@ -645,7 +646,7 @@ def _write_json(obj: Any, path: Path) -> None:
     body = json.dumps(obj, cls=_CustomEncoder, separators=(",", ":"), ensure_ascii=False)
     # Splice the header in as the first key, as Pegasus's own writer does.
     text = header[:-1] + "," + body[1:] if body != "{}" else header
-    _atomic_text(path, text + "\n")
+    atomic_write_text(path, text + "\n")
 
 
 def _properties_text(props: Properties) -> str:
@@ -654,9 +655,3 @@ def _properties_text(props: Properties) -> str:
     buffer = io.StringIO()
     props.write(buffer)
     return buffer.getvalue()
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
