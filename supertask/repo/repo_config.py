@@ -60,6 +60,5 @@ def write_repo_config(root: str | Path, config: dict[str, Any]) -> Path:
     from ..atomic_write import atomic_write_text
 
     path = Path(root) / CONFIG_NAME
-    atomic_write_text(path, _COMMENT + json.dumps(config, indent=2, ensure_ascii=False) + "
-")
+    atomic_write_text(path, _COMMENT + json.dumps(config, indent=2, ensure_ascii=False) + "\n")
     return path
