@@ -19,8 +19,6 @@ POST script to translate codes) exiting 3 is not retried and fails its node.
 was removed, even if everything that was made is registered.
 """
 
-from supertask.signal_names import describe_signal, signal_of_exit_code
-
 SUCCESS = 0
 #: An unexpected exception: may be transient (a filesystem hiccup), so retry.
 UNEXPECTED = 1
@@ -61,6 +59,20 @@ DESCRIPTIONS: dict[int, str] = {
 }
 
 
+#: the exit code of each failure kind of the core runner (`supertask.execution.single_quantum.failure_kind`,
+#: which classifies a task's exception by its type)
+FAILURE_CODES: dict[str, int] = {
+    "missing_input": MISSING_INPUT,
+    "config": CONFIG_ERROR,
+    "unexpected": UNEXPECTED,
+}
+
+
+def of_failure(kind: str) -> int:
+    """The exit code of a failed quantum, from the core runner's failure kind (unknown kinds: `UNEXPECTED`)."""
+    return FAILURE_CODES.get(kind, UNEXPECTED)
+
+
 def describe(code: int) -> str:
     """A human description of an exit code, including signal deaths (negative or 128+N).
 
@@ -69,6 +81,9 @@ def describe(code: int) -> str:
     """
     if code in DESCRIPTIONS:
         return DESCRIPTIONS[code]
+    # imported here: a job's own exit code is in DESCRIPTIONS, and `signal` builds its enums on import
+    from supertask.signal_names import describe_signal, signal_of_exit_code
+
     sig = signal_of_exit_code(code)
     if sig is not None:
         return f"killed by {describe_signal(sig)}"

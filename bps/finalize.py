@@ -25,7 +25,6 @@ restart's consumers must still find them to know those inputs will never exist.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -309,7 +308,7 @@ def finalize(
                         )
                         bad += 1
                         continue
-                    group.append(dataclasses.replace(f, path=relative) if relative != f.path else f)
+                    group.append(f._replace(path=relative) if relative != f.path else f)
                 if bad:
                     fresh.pop(name, None)  # retry this manifest next time
                     if group:  # never a part of a quantum: its good files wait for the rest

@@ -24,15 +24,18 @@ This module is on the start-up path of every batch job: standard library only.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+
+try:  # the built-in module behind hashlib.blake2b; importing it alone skips loading OpenSSL
+    from _blake2 import blake2b
+except ImportError:  # pragma: no cover - an interpreter without it
+    from hashlib import blake2b
 
 from supertask.atomic_write import atomic_write_bytes as _atomic_write_bytes
 
@@ -49,9 +52,12 @@ class StagingError(OSError):
     """Copying a file in or out of scratch failed (retry may help)."""
 
 
-@dataclass(frozen=True)
-class StagedFile:
-    """One output a job staged back: what finalize registers and how it verifies it."""
+class StagedFile(NamedTuple):
+    """One output a job staged back: what finalize registers and how it verifies it.
+
+    A named tuple, not a dataclass: every job creates this class, and ``dataclasses``
+    (with the ``inspect`` it imports) would be a good part of a job's start-up.
+    """
 
     lfn: str
     dataset_type: str
@@ -65,18 +71,35 @@ class StagedFile:
     tombstone: bool = False
 
 
-@dataclass
 class Manifest:
     """What one job has staged back, per quantum id (a quantum appears once all its outputs are staged).
 
     ``root`` is the datastore root the files' ``path`` values are relative to.
     """
 
-    job: str
-    output_run: str
-    root: str
-    quanta: dict[int, list[StagedFile]] = field(default_factory=dict)
-    version: int = MANIFEST_VERSION
+    __slots__ = ("job", "output_run", "root", "quanta", "version")
+
+    def __init__(
+        self,
+        job: str,
+        output_run: str,
+        root: str,
+        quanta: dict[int, list[StagedFile]] | None = None,
+        version: int = MANIFEST_VERSION,
+    ):
+        self.job = job
+        self.output_run = output_run
+        self.root = root
+        self.quanta: dict[int, list[StagedFile]] = quanta if quanta is not None else {}
+        self.version = version
+
+    def __repr__(self) -> str:
+        return "Manifest(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Manifest):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
 
     def files(self) -> Iterable[StagedFile]:
         for files in self.quanta.values():
@@ -88,7 +111,7 @@ class Manifest:
             "job": self.job,
             "output_run": self.output_run,
             "root": self.root,
-            "quanta": {str(qid): [asdict(f) for f in files] for qid, files in self.quanta.items()},
+            "quanta": {str(qid): [f._asdict() for f in files] for qid, files in self.quanta.items()},
         }
 
     @classmethod
@@ -162,7 +185,7 @@ def _hasher() -> Any:
     Staged and registered checksums must agree with what the datastore computes
     when it verifies a file, so this must follow the datastore.
     """
-    return hashlib.blake2b(digest_size=16)
+    return blake2b(digest_size=16)
 
 
 def copy_atomic(src: str | Path, dest: str | Path) -> tuple[int, str]:
@@ -189,8 +212,7 @@ def copy_to_temporary(src: str | Path, dest: str | Path) -> tuple[str, int, str]
     """
     src, dest = Path(src), Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    for orphan in dest.parent.glob(dest.name + _TMP_MARK + "*"):
-        _unlink_quietly(orphan)
+    _remove_orphans(dest)
     h = _hasher()
     size = 0
     fd, tmp = tempfile.mkstemp(prefix=dest.name + _TMP_MARK, dir=dest.parent)
@@ -294,8 +316,7 @@ def write_tombstone(
     path = Path(path)
     text = tombstone_text(dataset_type, data_id, reason)
     path.parent.mkdir(parents=True, exist_ok=True)
-    for orphan in path.parent.glob(path.name + _TMP_MARK + "*"):
-        _unlink_quietly(orphan)
+    _remove_orphans(path)
     atomic_write_bytes(path, text)
     h = _hasher()
     h.update(text)
@@ -380,10 +401,8 @@ def remove_stale_scratch(base: str | Path) -> list[Path]:
 
 def _owner_identity(pid: int | None = None) -> tuple[str, str, str, str]:
     """``(host, boot id, pid, start time)`` of a process (this one by default)."""
-    import socket
-
     pid = os.getpid() if pid is None else pid
-    host = socket.gethostname().replace(_OWNER_SEP, "_").replace("/", "_") or "host"
+    host = os.uname().nodename.replace(_OWNER_SEP, "_").replace("/", "_") or "host"
     return host, _boot_id(), str(pid), _start_time(pid) or "0"
 
 
@@ -422,6 +441,21 @@ def _owner_dead(me: tuple[str, str, str, str], host: str, boot: str, pid: str, s
     except OSError:
         return False
     return False
+
+
+def _remove_orphans(dest: Path) -> None:
+    """Remove temporary files that killed attempts left beside ``dest`` (``<name>.bps-tmp-*``).
+
+    A prefix test over one directory listing: ``Path.glob`` would compile a pattern into
+    a regular expression first, in every job, for every output.
+    """
+    prefix = dest.name + _TMP_MARK
+    try:
+        entries = [e.path for e in os.scandir(dest.parent) if e.name.startswith(prefix)]
+    except OSError:
+        return
+    for orphan in entries:
+        _unlink_quietly(orphan)
 
 
 def _unlink_quietly(path: str | Path) -> None:

@@ -29,31 +29,13 @@ directory; the format is `bps.workflow_io`'s) so that ``bps report`` and
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
 from . import exit_codes
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def safe_name(text: str) -> str:
-    """Make ``text`` safe as a DAG node name, file name or Pegasus id."""
-    return _UNSAFE.sub("_", text).strip("_") or "_"
-
-
-def dataset_lfn(dataset_type: str, data_id: dict[str, Any]) -> str:
-    """The logical file name of a dataset: stable, unique within a workflow, file-name safe.
-
-    ``calexp`` with ``{instrument: DemoCam, visit: 3, detector: 1}`` becomes
-    ``calexp.detector-1.instrument-DemoCam.visit-3``. Within one workflow a
-    (dataset type, data ID) pair names one dataset, so the name is unique.
-    """
-    parts = [dataset_type] + [f"{k}-{data_id[k]}" for k in sorted(data_id)]
-    return safe_name(".".join(safe_name(str(p)) for p in parts))
+from .names import dataset_lfn, safe_name  # noqa: F401 - re-exported: the workflow's naming rules
 
 
 @dataclass(frozen=True)

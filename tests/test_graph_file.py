@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from supertask.graph import file_format
 from supertask.graph.file_format import GraphFileError
@@ -117,7 +118,7 @@ def test_round_trip_keeps_the_header(graph: QuantumGraph, saved: Path):
     assert loaded.configs == graph.configs
     assert loaded.metadata == graph.metadata
     header = QuantumGraph.readHeader(saved)
-    assert header["formatVersion"] == "1.0"
+    assert header["formatVersion"] == "1.1"
     assert header["nQuanta"] == len(graph)
     assert header["provenance"]["commandLine"] == "supertask qgraph -p drp.yaml"
     assert "zstandard" in header["provenance"]["packages"]
@@ -310,7 +311,10 @@ def test_a_newer_major_version_is_refused_with_upgrade_advice(copy: Path):
 
 def test_a_newer_minor_version_is_read(copy: Path, graph: QuantumGraph):
     rewrite_preamble(copy, file_format.FORMAT_VERSION[0], file_format.FORMAT_VERSION[1] + 3)
-    assert file_format.read_format_version(copy) == (1, 3)
+    assert file_format.read_format_version(copy) == (
+        file_format.FORMAT_VERSION[0],
+        file_format.FORMAT_VERSION[1] + 3,
+    )
     assert describe(QuantumGraph.loadQuantum(copy, 2)) == describe(graph[2])
 
 
@@ -383,11 +387,14 @@ def test_the_header_is_plain_json(saved: Path):
         "formatVersion",
         "nQuanta",
         "pipelineYaml",
+        "pipelineJson",
         "configs",
         "metadata",
         "provenance",
         "summary",
     }
+    # the same pipeline as JSON text, for batch jobs (which then need no YAML parser)
+    assert json.loads(header["pipelineJson"]) == yaml.safe_load(synthetic_graph.PIPELINE_YAML)
     assert set(header["provenance"]) == {"commandLine", "packages", "python", "host", "created"}
 
 

@@ -223,3 +223,25 @@ def test_a_job_that_cannot_read_the_registry_replaces_nothing_and_may_be_retried
     result = job(backend, repo, tmp_path, [0])
     assert result.failed == {0: exit_codes.TEMPORARY} and exit_codes.TEMPORARY not in exit_codes.NO_RETRY
     assert target.read_text() == "7" and tmp_leftovers(repo) == []
+
+
+def test_copying_into_place_removes_only_the_temporary_files_killed_attempts_left_beside_it(tmp_path):
+    from bps.staging import copy_atomic, write_tombstone
+
+    src = tmp_path / "src.json"
+    src.write_text("{}")
+    dest = tmp_path / "out" / "made.json"
+    dest.parent.mkdir()
+    left = [dest.parent / "made.json.bps-tmp-abc123", dest.parent / "made.json.bps-tmp-"]
+    kept = [dest.parent / "other.json.bps-tmp-abc123", dest.parent / "made.json.keep"]
+    for f in left + kept:
+        f.write_text("x")
+    copy_atomic(src, dest)
+    assert dest.read_text() == "{}"
+    assert not any(f.exists() for f in left) and all(f.exists() for f in kept)
+    tomb = dest.parent / "tomb.json"
+    (dest.parent / "tomb.json.bps-tmp-zz").write_text("x")
+    write_tombstone(tomb, "made", {"detector": 1}, "no work")
+    assert sorted(p.name for p in dest.parent.iterdir()) == sorted(
+        ["made.json", "tomb.json", "other.json.bps-tmp-abc123", "made.json.keep"]
+    )

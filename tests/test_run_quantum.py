@@ -18,9 +18,11 @@ from support.toy_pipeline import StandInBackend, stand_in_quanta, write_stand_in
 from bps import exit_codes
 from bps.run_quantum import JobError, main, run_job
 from bps.staging import is_tombstone, manifest_path, read_manifest, read_tombstone
+from supertask.config.errors import FieldValidationError
 from supertask.repo.dataid import DataId
 from supertask.repo.dataset import Dataset
 from supertask.repo.datastore import checksum_file as datastore_checksum
+from supertask.task import NoWorkFound
 
 DETECTORS = (1, 2)
 
@@ -107,9 +109,6 @@ def test_missing_input_is_retryable(repo, tmp_path):
 
 
 def test_task_declaring_no_work_succeeds_and_leaves_a_tombstone_instead_of_its_output(repo, tmp_path):
-    class NoWorkFound(Exception):
-        pass
-
     backend = StandInBackend(repo, DETECTORS)
 
     def refuse(quantum, butler):
@@ -191,15 +190,8 @@ def test_scratch_defaults_to_condor_scratch_dir(repo, tmp_path, monkeypatch):
     condor = tmp_path / "condor_scratch"
     monkeypatch.setenv("_CONDOR_SCRATCH_DIR", str(condor))
     backend = StandInBackend(repo, DETECTORS)
-    seen = []
-    original = backend.write_file
-
-    def spy(store, obj, storageClass, path):
-        seen.append(Path(path))
-        original(store, obj, storageClass, path)
-
-    backend.write_file = spy
     run_job("g", [0], repo=str(repo), job="j", manifest_dir=tmp_path / "m", backend=backend)
+    seen = [path for store in backend.scratch_stores for path in store.written]
     assert seen and all(condor in p.parents for p in seen)
 
 
@@ -226,9 +218,6 @@ def test_input_locations_override_template_paths(repo, tmp_path):
 
 
 def no_work_on(backend: StandInBackend, detector: int) -> None:
-    class NoWorkFound(Exception):
-        pass
-
     task = backend.tasks["make"]
     original = task.runQuantum
 
@@ -338,3 +327,38 @@ def test_an_input_checks_file_this_node_cannot_see_is_a_warning_not_a_failure(re
         code = main([*argv, "--input-checks", str(tmp_path / "absent.json")], StandInBackend(repo, DETECTORS))
     assert code == 0
     assert "not visible here" in caplog.text
+
+
+class _LookalikeNoWork(Exception):
+    """Named like supertask's NoWorkFound, but another type."""
+
+
+_LookalikeNoWork.__name__ = "NoWorkFound"
+
+
+class _BadThreshold(FieldValidationError):
+    """An invalid config value, under another name."""
+
+
+class _GoneFile(FileNotFoundError):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (NoWorkFound("none"), exit_codes.SUCCESS),
+        (_LookalikeNoWork("a name is not a type"), exit_codes.UNEXPECTED),
+        (_BadThreshold("threshold must be positive"), exit_codes.CONFIG_ERROR),
+        (_GoneFile("calib vanished"), exit_codes.MISSING_INPUT),
+        (KeyError("bug"), exit_codes.UNEXPECTED),
+    ],
+)
+def test_a_task_exception_maps_to_an_exit_code_by_its_type_not_its_name(repo, tmp_path, error, code):
+    backend = StandInBackend(repo, DETECTORS)
+
+    def raise_it(quantum, butler):
+        raise error
+
+    backend.tasks["make"].runQuantum = raise_it
+    assert job(backend, repo, tmp_path, [0]).exit_code == code

@@ -406,7 +406,8 @@ class _ForkedJob:
 def _preload(wf: GenericWorkflow) -> None:
     """Import what every job needs, and the pipeline's tasks, once, before forking jobs."""
     try:
-        from ..run_quantum import SupertaskBackend
+        from ..job import runner  # noqa: F401 - the job's own modules and the core runner
+        from ..job.backend import SupertaskBackend
 
         backend = SupertaskBackend()
         header = _read_header(wf.graph_file)

@@ -13,9 +13,23 @@ a pipeline on this machine in one call and get a result object back::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .executor import ExecutionResult, MultiprocessExecutor, QuantumFailure, default_process_count
+if TYPE_CHECKING:
+    from .executor import ExecutionResult, MultiprocessExecutor, QuantumFailure, default_process_count
+
+#: names re-exported lazily from `executor` (PEP 562): a batch job imports `single_quantum`
+#: through this package and must not pay for the executor's multiprocessing imports
+_FROM_EXECUTOR = ("ExecutionResult", "MultiprocessExecutor", "QuantumFailure", "default_process_count")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_EXECUTOR:
+        from . import executor
+
+        return getattr(executor, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ExecutionResult",
@@ -62,6 +76,8 @@ def run_graph(
         "where": graph.metadata.get("where", ""),
         "input_collections": graph.metadata.get("input_collections", []),
     }
+    from .executor import MultiprocessExecutor
+
     executor = MultiprocessExecutor(
         butler,
         graph,

@@ -44,7 +44,7 @@ from ..repo.dataid import DataId
 from ..signal_names import describe_signal, signal_of_exit_code
 from .existing_outputs import OutputPolicy, classify_existing
 from .quantum_butler import QuantumButler
-from .single_quantum import QuantumOutcome, run_quantum, tail
+from .single_quantum import QuantumOutcome, run_quantum, tail, without_missing_inputs
 
 _LOG = logging.getLogger("supertask.execution")
 
@@ -449,15 +449,6 @@ class MultiprocessExecutor:
             missing.update(d.key for d in quanta[qid].iterOutputs())
             release(qid)
 
-        def without_missing_inputs(q: Quantum) -> Quantum | None:
-            """The quantum minus inputs that will never exist; None if a required one is gone."""
-            if not missing or not any(d.key in missing for d in q.iterInputs()):
-                return q
-            inputs = {name: [d for d in ds if d.key not in missing] for name, ds in q.inputs.items()}
-            if any(not ds for ds in inputs.values()):
-                return None
-            return Quantum(q.taskLabel, q.dataId, inputs, q.outputs, id=q.id, task=q.task)
-
         def flush() -> None:
             """Register the pending quanta (one transaction), then release their consumers."""
             batch = list(pending_registration)
@@ -536,7 +527,7 @@ class MultiprocessExecutor:
                     qid = ready.popleft()
                     if qid in state:
                         continue
-                    quantum = without_missing_inputs(quanta[qid])
+                    quantum, _ = without_missing_inputs(quanta[qid], missing)
                     if quantum is None:
                         no_work(qid)
                         continue

@@ -16,16 +16,14 @@ whatever the plan says.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..repo.dataid import DataId
 from ..repo.dataset import Dataset, DatasetType
 
 
-@dataclass(frozen=True)
-class WrittenDataset:
-    """A file a quantum wrote: what to register, and what to verify before registering."""
+class WrittenDataset(NamedTuple):
+    """A file a quantum wrote: what to register (or stage out), and what to verify first."""
 
     datasetType: DatasetType
     dataId: DataId
@@ -71,6 +69,8 @@ class QuantumButler:
         #: kept apart from ``locations``, which a worker shares between quanta
         self.own: dict[tuple[str, DataId], str] = {}
         self.written: list[WrittenDataset] = []
+        #: keys of the outputs of the running quantum (set by `run_quantum`); None: any
+        self.expected: set[tuple[str, DataId]] | None = None
 
     def _path(self, dataset: Dataset) -> str:
         path = self.own.get(dataset.key) or self.locations.get(dataset.key)
@@ -83,7 +83,17 @@ class QuantumButler:
         return self.datastore.read(self._path(dataset), dataset.datasetType.storageClass)
 
     def put(self, obj: Any, dataset: Dataset) -> Dataset:
-        """Write one output (under a temporary name when the datastore can) and remember it."""
+        """Write one output (under a temporary name when the datastore can) and remember it.
+
+        Raises
+        ------
+        LookupError
+            If ``dataset`` is not an output of the running quantum.
+        """
+        if self.expected is not None and dataset.key not in self.expected:
+            raise LookupError(
+                f"{dataset.datasetType.name} {dataset.dataId!r} is not an output of the running quantum"
+            )
         kwargs = {} if self.fsync else {"fsync": False}
         write_temporary = getattr(self.datastore, "write_temporary", None)
         if write_temporary is not None:

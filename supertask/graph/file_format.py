@@ -50,7 +50,7 @@ __all__ = (
 )
 
 MAGIC = b"\x89QGRAPH\n"
-FORMAT_VERSION = (1, 0)
+FORMAT_VERSION = (1, 1)
 """(major, minor). A reader reads every minor version of its major version; see the docs."""
 
 # magic, major, minor, crc of the first 12 bytes

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from os import PathLike
 from typing import Any
 
@@ -31,7 +30,6 @@ from .file_format import GraphFileError
 __all__ = ("GraphFileError", "GraphSummary", "QuantumGraph")
 
 
-@dataclass(frozen=True)
 class GraphSummary:
     """How many quanta per task and datasets per type a graph holds.
 
@@ -49,16 +47,31 @@ class GraphSummary:
         Totals of the two dictionaries.
     """
 
-    quantaPerLabel: dict[str, int]
-    datasetsPerType: dict[str, int]
-    initialInputs: int
-    finalOutputs: int
-    nQuanta: int = field(init=False)
-    nDatasets: int = field(init=False)
+    # A plain class, not a dataclass: batch jobs import this module, and ``dataclasses``
+    # (with the ``inspect`` it imports) would be a good part of a job's start-up.
+    __slots__ = ("quantaPerLabel", "datasetsPerType", "initialInputs", "finalOutputs", "nQuanta", "nDatasets")
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "nQuanta", sum(self.quantaPerLabel.values()))
-        object.__setattr__(self, "nDatasets", sum(self.datasetsPerType.values()))
+    def __init__(
+        self,
+        quantaPerLabel: dict[str, int],
+        datasetsPerType: dict[str, int],
+        initialInputs: int,
+        finalOutputs: int,
+    ):
+        self.quantaPerLabel = quantaPerLabel
+        self.datasetsPerType = datasetsPerType
+        self.initialInputs = initialInputs
+        self.finalOutputs = finalOutputs
+        self.nQuanta = sum(quantaPerLabel.values())
+        self.nDatasets = sum(datasetsPerType.values())
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, GraphSummary):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
+
+    def __repr__(self) -> str:
+        return "GraphSummary(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"
 
     def __str__(self) -> str:
         rows = [("task", "quanta")] + [(k, str(v)) for k, v in self.quantaPerLabel.items()]
@@ -317,10 +330,13 @@ class QuantumGraph:
             The command to record as provenance; ``sys.argv`` by default. Passwords
             in it are masked; the environment is never recorded.
         """
+        from ..pipeline.yaml_io import pipeline_json
         from .provenance import collect_provenance
 
         header = {
             "pipelineYaml": self.pipelineYaml,
+            # the same pipeline for batch jobs, which then need no YAML parser (None if JSON cannot hold it)
+            "pipelineJson": pipeline_json(self.pipelineYaml) if self.pipelineYaml else None,
             "configs": self.configs,
             "metadata": self.metadata,
             "provenance": collect_provenance(commandLine),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import graphlib
 import heapq
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +22,6 @@ if TYPE_CHECKING:
 __all__ = ["Pipeline", "TaskDef", "PipelineDatasetTypes"]
 
 
-@dataclass
 class TaskDef:
     """One entry of a pipeline.
 
@@ -39,10 +37,27 @@ class TaskDef:
         Overrides applied by `Pipeline.forInstrument`, by instrument name.
     """
 
-    label: str
-    taskClass: type[SuperTask]
-    config: Config
-    instrumentOverrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Plain classes here, not dataclasses: batch jobs import this module, and ``dataclasses``
+    # (with the ``inspect`` it imports) would be a good part of a job's start-up.
+    def __init__(
+        self,
+        label: str,
+        taskClass: type[SuperTask],
+        config: Config,
+        instrumentOverrides: dict[str, dict[str, Any]] | None = None,
+    ):
+        self.label = label
+        self.taskClass = taskClass
+        self.config = config
+        self.instrumentOverrides: dict[str, dict[str, Any]] = (
+            instrumentOverrides if instrumentOverrides is not None else {}
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"TaskDef(label={self.label!r}, taskClass={self.taskClass!r}, config={self.config!r}, "
+            f"instrumentOverrides={self.instrumentOverrides!r})"
+        )
 
     @property
     def classPath(self) -> str:
@@ -69,7 +84,6 @@ class TaskDef:
         )
 
 
-@dataclass(frozen=True)
 class PipelineDatasetTypes:
     """How dataset types flow through a pipeline.
 
@@ -87,11 +101,29 @@ class PipelineDatasetTypes:
         Dataset type name -> labels of the tasks that read it (pipeline order).
     """
 
-    inputs: dict[str, DatasetType]
-    intermediates: dict[str, DatasetType]
-    outputs: dict[str, DatasetType]
-    producers: dict[str, str]
-    consumers: dict[str, list[str]]
+    __slots__ = ("inputs", "intermediates", "outputs", "producers", "consumers")
+
+    def __init__(
+        self,
+        inputs: dict[str, DatasetType],
+        intermediates: dict[str, DatasetType],
+        outputs: dict[str, DatasetType],
+        producers: dict[str, str],
+        consumers: dict[str, list[str]],
+    ):
+        self.inputs = inputs
+        self.intermediates = intermediates
+        self.outputs = outputs
+        self.producers = producers
+        self.consumers = consumers
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, PipelineDatasetTypes):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
+
+    def __repr__(self) -> str:
+        return "PipelineDatasetTypes(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"
 
     @property
     def produced(self) -> dict[str, DatasetType]:

@@ -45,7 +45,7 @@ from .steps import Step, check_step_units
 if TYPE_CHECKING:  # the class to fill is passed in: `core` uses this module, never the reverse
     from .core import Pipeline
 
-__all__ = ["load_pipeline_file", "load_pipeline_text", "dump_pipeline"]
+__all__ = ["load_pipeline_file", "load_pipeline_text", "load_pipeline_json", "pipeline_json", "dump_pipeline"]
 
 TOP_KEYS = ("description", "instrument", "inputs", "imports", "tasks", "subsets", "steps")
 STEP_KEYS = ("subset", "units")
@@ -55,11 +55,31 @@ HEADER = "# supertask pipeline, fully resolved: every task's complete config is 
 
 
 def _loader():
-    """A SafeLoader that refuses duplicate mapping keys (PyYAML silently keeps the last one)."""
-    import yaml
+    """A SafeLoader that refuses duplicate mapping keys (PyYAML silently keeps the last one).
 
-    class StrictLoader(yaml.SafeLoader):
-        pass
+    Built on libyaml's parser (``CParser``) when PyYAML has it: the same documents and
+    errors, parsed several times faster than by the pure-Python parser. Assembled from
+    PyYAML's own safe constructor and resolver (as ``yaml.CSafeLoader`` is), not derived
+    from ``CSafeLoader``: other libraries change that class for the whole process (Pegasus
+    makes it read dates as strings), and a pipeline must read the same everywhere.
+    """
+    import yaml
+    from yaml.constructor import SafeConstructor
+    from yaml.resolver import Resolver
+
+    parser = getattr(yaml, "CParser", None)
+    if parser is None:  # PyYAML without libyaml
+
+        class StrictLoader(yaml.SafeLoader):
+            pass
+
+    else:
+
+        class StrictLoader(parser, SafeConstructor, Resolver):  # type: ignore[no-redef]
+            def __init__(self, stream: Any):
+                parser.__init__(self, stream)
+                SafeConstructor.__init__(self)
+                Resolver.__init__(self)
 
     def construct_mapping(loader, node, deep=False):
         seen: dict[Any, int] = {}
@@ -164,10 +184,70 @@ def _check_has_tasks(pipeline: Pipeline, source: str) -> None:
         )
 
 
+def load_pipeline_json(
+    text: str, *, pipeline_class: type[Pipeline], source: str | None = None, validate: bool = True
+) -> Pipeline:
+    """Read a pipeline from the JSON form `pipeline_json` made of its YAML text, into a new ``pipeline_class``.
+
+    The same pipeline as `load_pipeline_text` of that YAML, read with the standard
+    library's JSON parser: a batch job builds its tasks this way without importing a
+    YAML parser (whose import compiles dozens of regular expressions).
+    """
+    import json
+
+    name = source or "<pipeline JSON>"
+    try:
+        data = json.loads(text)
+    except ValueError as err:
+        raise PipelineError(f"{name}: malformed pipeline JSON ({err}); plan the graph again") from None
+    if not isinstance(data, Mapping):
+        raise PipelineError(f"{name}: the pipeline JSON must be an object, got a {type(data).__name__}")
+    pipeline = _build_data(pipeline_class, dict(data), name, Path.cwd(), ())
+    _check_has_tasks(pipeline, name)
+    if validate:
+        pipeline.validate()
+    return pipeline
+
+
+def pipeline_json(text: str) -> str | None:
+    """The parsed YAML ``text`` as JSON text, if JSON keeps it exactly; else None.
+
+    Exactly means parsing the JSON gives back equal data in the same order (a YAML
+    mapping with integer keys, a date or a NaN does not survive JSON, and is then left
+    to the YAML form). Used when a graph is saved, so its jobs can use
+    `load_pipeline_json`.
+    """
+    import json
+
+    try:
+        data = _parse(text, "<pipeline YAML>")
+        encoded = json.dumps(data, ensure_ascii=False, allow_nan=False)
+    except (PipelineError, TypeError, ValueError):
+        return None
+    decoded = json.loads(encoded)
+    if decoded != data or _key_order(decoded) != _key_order(data):
+        return None
+    return encoded
+
+
+def _key_order(value: Any) -> Any:
+    """Every mapping's keys in order, nested: equal data may differ in order, which matters here."""
+    if isinstance(value, Mapping):
+        return [(k, _key_order(v)) for k, v in value.items()]
+    if isinstance(value, list):
+        return [_key_order(v) for v in value]
+    return None
+
+
 def _build(
     pipeline_class: type[Pipeline], text: str, source: str, base: Path, stack: tuple[Path, ...]
 ) -> Pipeline:
-    data = _parse(text, source)
+    return _build_data(pipeline_class, _parse(text, source), source, base, stack)
+
+
+def _build_data(
+    pipeline_class: type[Pipeline], data: dict[str, Any], source: str, base: Path, stack: tuple[Path, ...]
+) -> Pipeline:
     _check_keys(data, TOP_KEYS, "the pipeline", source)
     description = data.get("description", "")
     if not isinstance(description, str):

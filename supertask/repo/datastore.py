@@ -8,15 +8,18 @@ SQLAlchemy nor the registry, so job start-up stays cheap.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
 import string
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+try:  # the built-in module behind hashlib.blake2b; importing it alone skips loading OpenSSL
+    from _blake2 import blake2b
+except ImportError:  # pragma: no cover - an interpreter without it
+    from hashlib import blake2b
 
 from .dataset import DatasetType
 from .formatters import get_formatter
@@ -35,7 +38,7 @@ class DatastoreError(RuntimeError):
 
 def checksum_file(path: str | Path, chunk: int = 1 << 20) -> str:
     """blake2b (128-bit) of a file's bytes, hex: fast, and collision-safe for our purpose."""
-    h = hashlib.blake2b(digest_size=16)
+    h = blake2b(digest_size=16)
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
             h.update(block)
@@ -137,7 +140,7 @@ class Datastore:
         target = self.root / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         formatter = get_formatter(datasetType.storageClass)
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp{formatter.extension}")
+        tmp = target.with_name(f".{target.name}.{os.urandom(6).hex()}.tmp{formatter.extension}")
         try:
             formatter.write(obj, tmp)
             if fsync:
@@ -226,7 +229,7 @@ class Datastore:
         size = source.stat().st_size
         checksum = checksum_file(source)
         if mode == "copy":
-            tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
+            tmp = target.with_name(f".{target.name}.{os.urandom(6).hex()}.tmp")
             try:
                 shutil.copyfile(source, tmp)
                 os.replace(tmp, target)

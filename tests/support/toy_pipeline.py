@@ -495,17 +495,29 @@ def stand_in_quanta(detectors: Iterable[int]) -> list[Quantum]:
 
 
 class JsonStore:
-    """The stand-in datastore: ``<run>/<dataset type>/<data ID>.json``."""
+    """The stand-in datastore: ``<run>/<dataset type>/<data ID>.json``; ``written`` lists what it wrote."""
 
     def __init__(self, root: Path):
         self.root = root
+        self.written: list[Path] = []
 
     def path(self, datasetType, dataId, run) -> str:
         parts = "_".join(f"{k}{v}" for k, v in dataId.items()) or "all"
         return f"{run}/{datasetType.name}/{parts}.json"
 
     def read(self, path: str, storageClass: str) -> Any:
-        return json.loads(Path(path).read_text())
+        return json.loads((self.root / path).read_text())
+
+    def write(self, obj, datasetType, dataId, run, **kwargs) -> tuple[str, int, str]:
+        """Write ``obj`` as JSON at its path; ``(relative path, size, checksum)``, as `Datastore.write`."""
+        from bps.staging import checksum_file
+
+        relative = self.path(datasetType, dataId, run)
+        target = self.root / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(obj))
+        self.written.append(target)
+        return relative, target.stat().st_size, checksum_file(target)
 
 
 class StandInTask:
@@ -577,6 +589,8 @@ class StandInBackend:
             header if header is not None else {"pipelineYaml": "", "metadata": {"output_run": STANDIN_RUN}}
         )
         self.loads = 0
+        #: the scratch stores jobs opened (where their quanta wrote)
+        self.scratch_stores: list[JsonStore] = []
         #: (dataset type name, data ID) -> checksum of the datasets the stand-in registry holds
         self.registry: dict[tuple[str, DataId], str] = {}
         #: (dataset type name, data ID) of every registry look-up a job made
@@ -594,10 +608,9 @@ class StandInBackend:
         return JsonStore(self.repo)
 
     def open_scratch_store(self, scratch):
-        return JsonStore(scratch)
-
-    def write_file(self, store, obj, storageClass, path):
-        Path(path).write_text(json.dumps(obj))
+        store = JsonStore(scratch)
+        self.scratch_stores.append(store)
+        return store
 
     def registered(self, repo, datasetType, dataId, run):
         self.lookups.append((datasetType.name, DataId(dataId)))

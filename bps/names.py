@@ -1,0 +1,31 @@
+"""Names that must be safe everywhere: DAG nodes, file names, Pegasus ids, logical file names.
+
+A module of its own because every batch job needs `dataset_lfn` to find its staged
+files, and importing it from `bps.workflow` (the workflow dataclasses) would cost
+every job the import of the whole workflow model. Standard library only.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+__all__ = ["dataset_lfn", "safe_name"]
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_name(text: str) -> str:
+    """Make ``text`` safe as a DAG node name, file name or Pegasus id."""
+    return _UNSAFE.sub("_", text).strip("_") or "_"
+
+
+def dataset_lfn(dataset_type: str, data_id: dict[str, Any]) -> str:
+    """The logical file name of a dataset: stable, unique within a workflow, file-name safe.
+
+    ``calexp`` with ``{instrument: DemoCam, visit: 3, detector: 1}`` becomes
+    ``calexp.detector-1.instrument-DemoCam.visit-3``. Within one workflow a
+    (dataset type, data ID) pair names one dataset, so the name is unique.
+    """
+    parts = [dataset_type] + [f"{k}-{data_id[k]}" for k in sorted(data_id)]
+    return safe_name(".".join(safe_name(str(p)) for p in parts))
