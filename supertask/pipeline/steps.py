@@ -23,8 +23,7 @@ pipeline file is read; `split_pipeline_spec` and `select` implement the
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..config.errors import suggest
 from .errors import PipelineError, where
@@ -36,9 +35,11 @@ if TYPE_CHECKING:
 __all__ = ["Step", "check_step_units", "check_steps", "select", "split_pipeline_spec", "shard_units_of"]
 
 
-@dataclass(frozen=True)
-class Step:
+class Step(NamedTuple):
     """One step of a pipeline: a named subset, run over shards of these units.
+
+    A named tuple, not a dataclass: pipelines are loaded by every batch job, and
+    ``dataclasses`` (with ``inspect``) is not otherwise on a job's import path.
 
     Attributes
     ----------
