@@ -29,6 +29,7 @@ from .finalize import WORKFLOW_FILE
 from .staging import atomic_write_text
 from .workflow import GenericWorkflow, Resources, dataset_lfn, safe_name
 from .workflow_builder import LOG_DIR, MANIFEST_DIR, BuildOptions, build_workflow
+from .workflow_io import save_workflow
 
 log = logging.getLogger("bps.prepare")
 
@@ -101,7 +102,7 @@ def prepare(resolved: ResolvedConfig, *, service: Any = None) -> Prepared:
     workflow = build_workflow(iter(graph), options, path_of)
     _write_input_locations(workflow, off_template, submit_dir)
     _write_input_checks(workflow, _input_checks(c.repo, graph), submit_dir)
-    workflow.save(submit_dir / WORKFLOW_FILE)
+    save_workflow(workflow, submit_dir / WORKFLOW_FILE)
     main_file = service.prepare(workflow) if service is not None else None
     return Prepared(submit_dir=submit_dir, workflow=workflow, main_file=main_file)
 

@@ -3,7 +3,7 @@
 Why a format of its own
 -----------------------
 A workflow lists, for every job, the files it reads and writes. Written naively (format 1:
-``GenericWorkflow.to_json``), every dataset appears once as an output and again in every
+`workflow_to_json`), every dataset appears once as an output and again in every
 job that reads it, each time with its logical file name, type, data ID, path and producer:
 806 MiB for 10^6 quanta, twelve times the graph file it came from (field note 4: copies of
 the graph in the submit directory multiply submission cost). Format 2 keeps one row per
@@ -20,15 +20,21 @@ dataset in a ``files`` table and lets jobs refer to rows by index:
 Both are JSON, written one row at a time (the document is never one string in memory), and
 `load_workflow` reads either format, so submit directories prepared earlier still report and
 restart.
+
+This module is the only one that knows the JSON form of a workflow: `bps.workflow` holds the
+model and imports nothing of this one, so the dependency runs one way.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, TextIO
 
-from .workflow import GenericWorkflow, WorkflowFile, _job_to_json
+from .workflow import GenericWorkflow, Job, Resources, RetryPolicy, SiteConfig, WorkflowFile
 
 FORMAT = 2
 _encode = json.JSONEncoder(separators=(",", ":")).encode
@@ -58,7 +64,7 @@ def load_workflow(path: str | Path) -> GenericWorkflow:
         ) from None
     version = data.get("format", 1)
     if version == 1:
-        return GenericWorkflow.from_json(data)
+        return workflow_from_json(data)
     if version != FORMAT:
         raise WorkflowFileError(
             f"{path} is a workflow of format {version}; this bps reads formats 1 and {FORMAT}: "
@@ -73,7 +79,7 @@ def _write(workflow: GenericWorkflow, out: TextIO) -> None:
     job_index = {job.name: i for i, job in enumerate(jobs)}
     schemas: dict[tuple[str, tuple[str, ...]], int] = {}
     rows: dict[str, int] = {}  # lfn -> row: a dataset's name is unique within a workflow
-    out.write(_encode({"format": FORMAT, **workflow.to_json_header()})[:-1])
+    out.write(_encode({"format": FORMAT, **_header(workflow)})[:-1])
     out.write(',"files":[')
 
     def row_of(f: WorkflowFile) -> int:
@@ -119,4 +125,105 @@ def _decode(data: dict[str, Any]) -> GenericWorkflow:
                 producer=names[producer] if producer >= 0 else None,
             )
         )
-    return GenericWorkflow.from_json(data, files.__getitem__)
+    return workflow_from_json(data, files.__getitem__)
+
+
+# ------------------------------------------------------------------------------ the JSON form
+def workflow_to_json(workflow: GenericWorkflow) -> dict[str, Any]:
+    """The JSON-ready dict of format 1: every file in full wherever a job names it."""
+    return {
+        **_header(workflow),
+        "jobs": [_job_to_json(job) for job in workflow.jobs.values()],
+        "parents": workflow.parents,
+        "final": _job_to_json(workflow.final) if workflow.final else None,
+        "throttles": workflow.throttles,
+    }
+
+
+def workflow_from_json(
+    data: dict[str, Any], file_from_json: Callable[[Any], WorkflowFile] | None = None
+) -> GenericWorkflow:
+    """The workflow of a `workflow_to_json` dict (``file_from_json``: see `_job_from_json`)."""
+    file_from_json = file_from_json or _file_from_json
+    wf = GenericWorkflow(
+        name=data["name"],
+        submit_dir=data["submit_dir"],
+        graph_file=data["graph_file"],
+        repo=data["repo"],
+        output_run=data["output_run"],
+        site=SiteConfig(**data["site"]),
+        throttles=data.get("throttles", {}),
+    )
+    for raw in data["jobs"]:
+        job = _job_from_json(raw, file_from_json)
+        wf.jobs[job.name] = job
+    wf.parents = {k: list(v) for k, v in data["parents"].items()}
+    wf.final = _job_from_json(data["final"], file_from_json) if data.get("final") else None
+    return wf
+
+
+def _header(workflow: GenericWorkflow) -> dict[str, Any]:
+    """The fields that come before ``jobs`` in both formats."""
+    return {
+        "name": workflow.name,
+        "submit_dir": workflow.submit_dir,
+        "graph_file": workflow.graph_file,
+        "repo": workflow.repo,
+        "output_run": workflow.output_run,
+        "site": asdict(workflow.site),
+    }
+
+
+_JOB_FIELDS = tuple(f.name for f in fields(Job))
+
+
+def _file_to_json(f: WorkflowFile) -> dict[str, Any]:
+    return {
+        "lfn": f.lfn,
+        "dataset_type": f.dataset_type,
+        "data_id": f.data_id,
+        "path": f.path,
+        "producer": f.producer,
+    }
+
+
+@functools.lru_cache(maxsize=1024)
+def _frozen_to_json(value: Resources | RetryPolicy) -> dict[str, Any]:
+    """``asdict`` of a frozen value; cached because a workflow's jobs share a handful of them
+    (one ``asdict`` per job and value was a sixth of writing a 10^5-job workflow)."""
+    return asdict(value)
+
+
+def _job_to_json(job: Job, file_to_json: Callable[[WorkflowFile], Any] = _file_to_json) -> dict[str, Any]:
+    """``dataclasses.asdict(job)`` without its deep copy of every value: the same JSON, about
+    ten times faster (a 10^5-quantum workflow holds a few hundred thousand files)."""
+    out = {name: getattr(job, name) for name in _JOB_FIELDS}
+    out["quantum_ids"], out["arguments"], out["tags"] = (
+        list(job.quantum_ids),
+        list(job.arguments),
+        dict(job.tags),
+    )
+    out["resources"] = dict(_frozen_to_json(job.resources))
+    out["retry"] = dict(_frozen_to_json(job.retry))
+    out["inputs"] = [file_to_json(f) for f in job.inputs]
+    out["outputs"] = [file_to_json(f) for f in job.outputs]
+    return out
+
+
+def _file_from_json(raw: dict[str, Any]) -> WorkflowFile:
+    return WorkflowFile(**raw)
+
+
+def _job_from_json(
+    raw: dict[str, Any], file_from_json: Callable[[Any], WorkflowFile] = _file_from_json
+) -> Job:
+    """A job from its JSON form; ``file_from_json`` turns each entry of ``inputs``/``outputs`` into a file
+    (format 1: the file's own fields; format 2: a row index)."""
+    raw = dict(raw)
+    raw["resources"] = Resources(**raw["resources"])
+    retry = dict(raw["retry"])
+    retry["no_retry_exit_codes"] = tuple(retry["no_retry_exit_codes"])
+    raw["retry"] = RetryPolicy(**retry)
+    raw["inputs"] = [file_from_json(f) for f in raw["inputs"]]
+    raw["outputs"] = [file_from_json(f) for f in raw["outputs"]]
+    return Job(**raw)
