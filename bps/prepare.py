@@ -100,8 +100,12 @@ def prepare(resolved: ResolvedConfig, *, service: Any = None) -> Prepared:
         final_batch_size=c.final.batch_size,
     )
     workflow = build_workflow(iter(graph), options, path_of)
+    checks = _input_checks(c.repo, graph)
+    # The graph is not needed any more: what it frees holds the files written next.
+    del graph, path_of
     _write_input_locations(workflow, off_template, submit_dir)
-    _write_input_checks(workflow, _input_checks(c.repo, graph), submit_dir)
+    _write_input_checks(workflow, checks, submit_dir)
+    del off_template, checks
     save_workflow(workflow, submit_dir / WORKFLOW_FILE)
     main_file = service.prepare(workflow) if service is not None else None
     return Prepared(submit_dir=submit_dir, workflow=workflow, main_file=main_file)

@@ -29,6 +29,7 @@ and `bps.workflow_io.load_workflow`, which import this module (never the reverse
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -50,8 +51,16 @@ def dataset_lfn(dataset_type: str, data_id: dict[str, Any]) -> str:
     ``calexp.detector-1.instrument-DemoCam.visit-3``. Within one workflow a
     (dataset type, data ID) pair names one dataset, so the name is unique.
     """
-    parts = [dataset_type] + [f"{k}-{data_id[k]}" for k in sorted(data_id)]
-    return safe_name(".".join(safe_name(str(p)) for p in parts))
+    parts = [_safe_part(dataset_type)] + [_safe_part(f"{k}-{data_id[k]}") for k in sorted(data_id)]
+    # Every part is safe already, so the outer safe_name only strips the ends.
+    return ".".join(parts).strip("_") or "_"
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _safe_part(text: str) -> str:
+    """`safe_name` of one part of a logical file name; cached, since a workflow's 10^6 names
+    share a few thousand parts (``instrument-X``, ``detector-N``, ``visit-N``...)."""
+    return safe_name(text)
 
 
 @dataclass(frozen=True)
@@ -90,9 +99,11 @@ class WorkflowFile:
     producer: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Job:
-    """One batch job: one quantum, or a cluster of quanta run in one process."""
+    """One batch job: one quantum, or a cluster of quanta run in one process.
+
+    Slotted: a workflow of 10^6 jobs holds 10^6 of them."""
 
     name: str
     label: str

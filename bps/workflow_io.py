@@ -75,16 +75,19 @@ def load_workflow(path: str | Path) -> GenericWorkflow:
 
 # ------------------------------------------------------------------------------------- writing
 def _write(workflow: GenericWorkflow, out: TextIO) -> None:
-    jobs = list(workflow.jobs.values())
-    job_index = {job.name: i for i, job in enumerate(jobs)}
+    """Two passes over the jobs: the files table (rows in order of first mention), then the
+    jobs, each encoded and written at once (never all jobs' text in memory)."""
+    jobs = workflow.jobs.values()
+    job_index = {name: i for i, name in enumerate(workflow.jobs)}
     schemas: dict[tuple[str, tuple[str, ...]], int] = {}
     rows: dict[str, int] = {}  # lfn -> row: a dataset's name is unique within a workflow
     out.write(_encode({"format": FORMAT, **_header(workflow)})[:-1])
     out.write(',"files":[')
 
-    def row_of(f: WorkflowFile) -> int:
-        index = rows.get(f.lfn)
-        if index is None:
+    def add_rows(job: Job) -> None:
+        for f in (*job.inputs, *job.outputs):
+            if f.lfn in rows:
+                continue
             keys = tuple(f.data_id)
             schema = schemas.setdefault((f.dataset_type, keys), len(schemas))
             producer = job_index.get(f.producer, -1) if f.producer is not None else -1
@@ -95,16 +98,19 @@ def _write(workflow: GenericWorkflow, out: TextIO) -> None:
             index = rows[f.lfn] = len(rows)
             row = [schema, list(f.data_id.values()), f.path, producer, f.lfn]
             out.write(("," if index else "") + _encode(row))
-        return index
 
-    encoded_jobs = []
+    def row_of(f: WorkflowFile) -> int:
+        return rows[f.lfn]
+
     for job in jobs:
-        encoded_jobs.append(_encode(_job_to_json(job, row_of)))
-    final = _job_to_json(workflow.final, row_of) if workflow.final else None
+        add_rows(job)
+    if workflow.final:
+        add_rows(workflow.final)
     out.write('],"file_schemas":' + _encode([[name, list(keys)] for name, keys in schemas]))
     out.write(',"jobs":[')
-    for i, text in enumerate(encoded_jobs):
-        out.write(("," if i else "") + text)
+    for i, job in enumerate(jobs):
+        out.write(("," if i else "") + _encode(_job_to_json(job, row_of)))
+    final = _job_to_json(workflow.final, row_of) if workflow.final else None
     tail = {"parents": workflow.parents, "final": final, "throttles": workflow.throttles}
     out.write("]," + _encode(tail)[1:])
 

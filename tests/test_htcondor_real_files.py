@@ -8,6 +8,7 @@ on these very files are kept next to them (``bps_report*.txt``).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 
@@ -275,8 +276,8 @@ def test_a_raised_cap_lets_a_restart_ask_for_more_than_the_old_cap(tmp_path):
     submit = scenario("memory-removed-at-cap", tmp_path)
     workflow = load_workflow(submit / "workflow.json")
     job = workflow.jobs["memHog_0_1_DummyCam"]
-    workflow.jobs["memHog_0_1_DummyCam"] = type(job)(
-        **{**job.__dict__, "retry": type(job.retry)(**{**job.retry.__dict__, "memory_max_mb": 8000})}
+    workflow.jobs["memHog_0_1_DummyCam"] = dataclasses.replace(
+        job, retry=dataclasses.replace(job.retry, memory_max_mb=8000)
     )
     grown = grown_memory(workflow, read_event_log(find_dag(submit).nodes_log))
     assert grown == {"memHog_0_1_DummyCam": 6348}  # 2 x the 3174 MB it used
