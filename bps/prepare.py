@@ -16,6 +16,7 @@ one copy of the graph only (field note 4)::
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -101,8 +102,10 @@ def prepare(resolved: ResolvedConfig, *, service: Any = None) -> Prepared:
     )
     workflow = build_workflow(iter(graph), options, path_of)
     checks = _input_checks(c.repo, graph)
-    # The graph is not needed any more: what it frees holds the files written next.
+    # The graph is not needed any more: what it frees holds the files written next. Its
+    # quanta and datasets refer to each other, so only a full collection frees them.
     del graph, path_of
+    gc.collect()
     _write_input_locations(workflow, off_template, submit_dir)
     _write_input_checks(workflow, checks, submit_dir)
     del off_template, checks
