@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bps.clustering import ClusteringError, ClusterRule, cluster_quanta
 from bps.workflow import GenericWorkflow, Resources
@@ -252,3 +254,22 @@ def test_the_workflow_model_does_not_import_its_json_form_and_that_uses_no_priva
     assert not [m for m, _ in model if m.endswith("workflow_io")]
     io_names = [n for m, names in _imports(Path(bps.workflow_io.__file__)) if m == ".workflow" for n in names]
     assert io_names and not [n for n in io_names if n.startswith("_")]
+
+
+@given(
+    st.text(max_size=12),
+    st.dictionaries(
+        st.text(min_size=1, max_size=8), st.one_of(st.integers(), st.text(max_size=8)), max_size=4
+    ),
+)
+@settings(max_examples=500, deadline=None)
+def test_logical_file_names_are_the_safe_form_of_type_and_sorted_data_id(dataset_type, data_id):
+    import re
+
+    from bps.workflow import dataset_lfn
+
+    def safe(text: str) -> str:
+        return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "_"
+
+    parts = [dataset_type] + [f"{k}-{data_id[k]}" for k in sorted(data_id)]
+    assert dataset_lfn(dataset_type, data_id) == safe(".".join(safe(p) for p in parts))
