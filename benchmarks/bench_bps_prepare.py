@@ -1,6 +1,6 @@
 """`bps prepare` end to end: read a saved graph, build the workflow, write the HTCondor DAG.
 
-What an operator waits for between planning and submitting (field note 4: submission time
+What an operator waits for between planning and submitting (submission time
 and memory grow with the graph). The graph is planned once with `supertask qgraph build`
 over a synthetic repository (`synthetic_repo`, `bench_tasks`), then `bps prepare` runs in a
 fresh process whose CPU time and peak RSS are taken from ``getrusage(RUSAGE_CHILDREN)``.

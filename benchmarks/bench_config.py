@@ -2,11 +2,8 @@
 
 Every batch job rebuilds its tasks' configs from the pipeline stored in the graph file,
 so both the per-config cost and the one-off cost in a fresh process (imports, building
-validators) are on the job start-up path. Two validation paths are compared:
-
-- ``fast``: `supertask.config.validation` (hand-checked rules, pydantic not imported);
-- ``pydantic``: every value through a pydantic ``TypeAdapter`` (the earlier behaviour,
-  and still the path for unusual values), forced here by making the fast path decline.
+validators) are on the job start-up path. Validation is `supertask.config.validation`
+(no validation library is imported: the fresh process reports whether pydantic was).
 
 Usage: ``.venv/bin/python benchmarks/bench_config.py [REPEATS]``
 """
@@ -41,17 +38,6 @@ class DetectConfig(Config):
                            name="src", role="output")
 """
 
-FORCE_PYDANTIC = """
-from supertask.config import fields as _fields
-from supertask.config.validation import Unsupported as _Unsupported
-
-def _decline(self, value, strict):
-    raise _Unsupported
-
-for _kind in (_fields.Field, _fields.ListField, _fields.DictField):
-    _kind._fastValidate = _decline
-"""
-
 FRESH_JOB = """
 import sys
 config = DetectConfig()
@@ -59,11 +45,6 @@ config.threshold = 4.0
 loaded = DetectConfig.loadFromString(config.saveToString())
 assert loaded == config
 """
-
-
-def force_pydantic() -> None:
-    """Make every field validate through pydantic (the earlier behaviour)."""
-    exec(FORCE_PYDANTIC, {})
 
 
 def in_process(number: int) -> dict[str, float]:
@@ -80,9 +61,9 @@ def in_process(number: int) -> dict[str, float]:
     return {"construct": build, "load": load}
 
 
-def fresh_process(force: bool, repeats: int) -> tuple[float, bool]:
+def fresh_process(repeats: int) -> tuple[float, bool]:
     """Median wall time of a fresh interpreter that imports, defines, builds and loads a config."""
-    code = (FORCE_PYDANTIC if force else "") + CONFIGS + FRESH_JOB + "print('pydantic' in sys.modules)"
+    code = CONFIGS + FRESH_JOB + "print('pydantic' in sys.modules)"
     times, imported = [], False
     for _ in range(repeats):
         start = time.perf_counter()
@@ -103,18 +84,12 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"python -c pass: median {baseline * 1000:.1f} ms")
     print("fresh process (import + define + construct + save + load one config with 2 nested):")
-    for label, force in (("fast", False), ("pydantic", True)):
-        seconds, imported = fresh_process(force, repeats)
-        print(f"  {label:9s} median {seconds * 1000:7.1f} ms  (pydantic imported: {imported})")
-    fast = in_process(200)
-    force_pydantic()
-    slow = in_process(200)
+    seconds, imported = fresh_process(repeats)
+    print(f"  median {seconds * 1000:7.1f} ms  (pydantic imported: {imported})")
+    warm = in_process(200)
     print("in process, warm (per config of 8 fields + 3 nested configs):")
     for what in ("construct", "load"):
-        print(
-            f"  {what:9s} fast {fast[what]:7.1f} us   pydantic {slow[what]:7.1f} us   "
-            f"({slow[what] / fast[what]:.1f}x)"
-        )
+        print(f"  {what:9s} {warm[what]:7.1f} us")
 
 
 if __name__ == "__main__":

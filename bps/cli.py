@@ -48,7 +48,10 @@ def _config_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.argument("config_file", type=click.Path(), required=False),
         click.option("--wms", type=click.Choice(["local", "htcondor", "pegasus"]), help="Workflow system."),
-        click.option("--compute-site", help="Site: reads site_configs/<SITE>.yaml."),
+        click.option(
+            "--compute-site",
+            help="Site: <SITE>.yaml from $BPS_SITE_CONFIG_PATH, ./site_configs or the shipped sites.",
+        ),
         click.option(
             "--submit-dir", type=click.Path(file_okay=False), help="Where to write the submit directory."
         ),

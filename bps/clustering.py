@@ -1,6 +1,8 @@
 """Group quanta into clusters: one batch job runs one cluster.
 
-Tens of thousands of sub-minute jobs swamp a scheduler (field notes 5 and 17), so
+Tens of thousands of sub-minute jobs swamp a scheduler and shared software areas
+(on a real 4-slot pool the reference's 105-quantum demo DAG took 220 s as 107 jobs and
+72 s clustered per exposure as 7: job start-up and scheduling dominate), so
 quanta are grouped by units: e.g. every quantum of one (tract, patch), or the
 quanta of some task labels per visit, with a cap on the cluster size so that one
 failure does not lose too much work. A quantum that no rule matches is a cluster

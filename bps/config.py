@@ -16,10 +16,10 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import sys
 import typing
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -28,7 +28,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from .workflow import Resources, RetryPolicy, SiteConfig, safe_name
 
-DEFAULTS_FILE = Path(__file__).with_name("defaults.yaml")
+DEFAULTS_FILE = Path(str(files("bps").joinpath("defaults.yaml")))
+#: The site configs shipped with bps (``compute_site: htcondor_shared`` names ``htcondor_shared.yaml``).
+SHIPPED_SITE_DIR = Path(str(files("bps").joinpath("site_configs")))
 DEFAULTS_SOURCE = "package defaults"
 CLI_SOURCE = "command line"
 #: keys whose values are file-system paths, resolved relative to the file that set them
@@ -184,11 +186,14 @@ class ResolvedConfig:
 
 
 def site_config_dirs() -> list[Path]:
-    """Where ``<compute_site>.yaml`` is looked for: ``$BPS_SITE_CONFIG_PATH``, ./site_configs, the project's."""
+    """Where ``<compute_site>.yaml`` is looked for: ``$BPS_SITE_CONFIG_PATH``, ./site_configs, the shipped ones.
+
+    The shipped sites are package data of `bps` (``bps/site_configs/``), found through
+    `importlib.resources` wherever the package is installed.
+    """
     dirs = [Path(p) for p in os.environ.get("BPS_SITE_CONFIG_PATH", "").split(os.pathsep) if p]
     dirs.append(Path.cwd() / "site_configs")
-    dirs.append(Path(__file__).resolve().parent.parent / "site_configs")
-    dirs.append(Path(sys.prefix) / "share" / "supertask" / "site_configs")  # a non-editable install
+    dirs.append(SHIPPED_SITE_DIR)
     return list(dict.fromkeys(d.resolve() for d in dirs))
 
 

@@ -1,7 +1,7 @@
 """``bps finalize SUBMIT_DIR``: the final job, the only writer of the registry.
 
-Jobs never touch the registry (field note 10: many writers lock SQLite and strain
-even PostgreSQL). Each job leaves a manifest of the outputs it staged back; this job
+Jobs never touch the registry (many writers lock SQLite and strain even
+PostgreSQL). Each job leaves a manifest of the outputs it staged back; this job
 reads them all, verifies every file's size and checksum against its manifest,
 and registers the good ones in batched transactions of whole quanta: all the outputs
 of a quantum are registered in one transaction, so a kill never leaves a quantum half

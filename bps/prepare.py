@@ -1,7 +1,7 @@
 """``bps prepare``: a resolved submit configuration becomes a submit directory; nothing is submitted.
 
 The submit directory holds everything a workflow system and an operator need, and
-one copy of the graph only (field note 4)::
+one copy of the graph only (each copy multiplies submission time and memory)::
 
     SUBMIT_DIR/
       submit_config.yaml       every resolved value and where it came from
@@ -216,7 +216,7 @@ def _locator(repo: str | None, graph: Any) -> tuple[Any, dict[tuple[str, Any], s
 
 #: Entries per input-locations file: a job reads the whole file it is given (about 2 ms
 #: of JSON at this size), and the submit directory holds one file per this many entries
-#: instead of one per job (field note 9).
+#: instead of one per job (10^5 jobs would otherwise mean 10^5 files).
 LOCATIONS_PER_FILE = 2000
 
 

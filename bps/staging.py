@@ -34,6 +34,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from supertask.atomic_write import atomic_write_bytes as _atomic_write_bytes
+
 MANIFEST_VERSION = 2
 #: manifest versions this software reads (1 had no tombstones)
 READABLE_MANIFEST_VERSIONS = (1, 2)
@@ -132,23 +134,17 @@ def write_manifest(path: str | Path, manifest: Manifest) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    """Write ``text`` to ``path`` through a synced temporary file and a rename, creating its directory."""
     atomic_write_bytes(path, text.encode())
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a synced temporary file and a rename."""
+    """`supertask.atomic_write.atomic_write_bytes` with this module's temporary mark, creating the directory.
+
+    The mark is the one orphan clean-up looks for (`write_tombstone`, `copy_to_temporary`).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + _TMP_MARK, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
+    _atomic_write_bytes(path, data, mark=_TMP_MARK)
 
 
 def checksum_file(path: str | Path) -> str:

@@ -5,8 +5,8 @@ Why a format of its own
 A workflow lists, for every job, the files it reads and writes. Written naively (format 1:
 `workflow_to_json`), every dataset appears once as an output and again in every
 job that reads it, each time with its logical file name, type, data ID, path and producer:
-806 MiB for 10^6 quanta, twelve times the graph file it came from (field note 4: copies of
-the graph in the submit directory multiply submission cost). Format 2 keeps one row per
+806 MiB for 10^6 quanta, twelve times the graph file it came from (copies of the
+graph in the submit directory multiply submission time and memory). Format 2 keeps one row per
 dataset in a ``files`` table and lets jobs refer to rows by index:
 
 - ``file_schemas``: ``[[dataset type, [data ID keys]], ...]``;
@@ -34,6 +34,8 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, TextIO
 
+from supertask.atomic_write import atomic_open
+
 from .workflow import GenericWorkflow, Job, Resources, RetryPolicy, SiteConfig, WorkflowFile
 
 FORMAT = 2
@@ -46,11 +48,9 @@ class WorkflowFileError(ValueError):
 
 def save_workflow(workflow: GenericWorkflow, path: str | Path) -> None:
     """Write ``workflow`` in format 2, atomically (temporary file, then rename)."""
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as out:
+    # not synced: written by bps prepare before anything is submitted (a crash means preparing again)
+    with atomic_open(path, "w", fsync=False) as out:
         _write(workflow, out)
-    tmp.replace(path)
 
 
 def load_workflow(path: str | Path) -> GenericWorkflow:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bps.config import ConfigError, load_config, parse_cli_override
+from bps.config import SHIPPED_SITE_DIR, ConfigError, load_config, parse_cli_override
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -137,7 +137,7 @@ def test_site_name_shorthand_selects_the_compute_site(tmp_path, site_dir):
     assert resolved.config.compute_site == "tiny" and resolved.site.max_memory_mb == 4096
 
 
-@pytest.mark.parametrize("site_file", sorted((Path(__file__).parents[1] / "site_configs").glob("*.yaml")))
+@pytest.mark.parametrize("site_file", sorted(SHIPPED_SITE_DIR.glob("*.yaml")))
 def test_every_shipped_site_config_loads(site_file, tmp_path, monkeypatch):
     monkeypatch.delenv("BPS_SITE_CONFIG_PATH", raising=False)
     resolved = load_config(None, {"compute_site": site_file.stem, "qgraph": "g.qgraph", "repo": "r"}, now=NOW)

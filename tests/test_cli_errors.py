@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from demo_drp.data import make_demo_repo
 
 from supertask.cli.main import main as supertask_cli
-from supertask.demo.data import make_demo_repo
 
 PIPELINE = Path(__file__).resolve().parents[1] / "examples" / "demo_pipeline.yaml"
 

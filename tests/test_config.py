@@ -110,7 +110,7 @@ def test_type_error_names_field_value_and_type(name, value, expected):
 
 def test_range_and_choices_are_enforced():
     config = DetectConfig()
-    with pytest.raises(FieldValidationError, match="greater than or equal to 0"):
+    with pytest.raises(FieldValidationError, match="it must be >= 0"):
         config.threshold = -1.0
     with pytest.raises(FieldValidationError, match="choose one of 'peak' \\(local maxima\\), 'psf'"):
         config.method = "blob"

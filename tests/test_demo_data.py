@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest_repo import postgres_schema_url  # noqa: F401
+from demo_drp.cli import demo_data
+from demo_drp.data import DEFAULTS, RAW, REF_CAT, SKYMAP_DS, make_demo_repo
+from demo_drp.exposure import Exposure
+from demo_drp.skymap import DEMO_SKYMAP, SkyMap
 
-from supertask.cli.demo_commands import demo_data
-from supertask.demo.data import DEFAULTS, RAW, REF_CAT, SKYMAP_DS, make_demo_repo
-from supertask.demo.exposure import Exposure
-from supertask.demo.skymap import DEMO_SKYMAP, SkyMap
 from supertask.repo.butler import Butler
 from supertask.repo.dataid import DataId
 from supertask.repo.dataset import Dataset
@@ -49,8 +49,8 @@ def test_overlaps_put_every_visit_on_tract_zero_and_some_detectors_on_tract_one(
 
 def test_overlap_rows_agree_with_pixel_geometry(repo):
     """Every (visit, detector) whose pixels land on a tract-0 patch is registered as overlapping it."""
-    from supertask.demo.camera import DETECTORS
-    from supertask.demo.simulate import observing_plan
+    from demo_drp.camera import DETECTORS
+    from demo_drp.simulate import observing_plan
 
     butler = Butler(repo)
     registered = {

@@ -4,8 +4,7 @@ import struct
 import zlib
 
 import numpy as np
-
-from supertask.demo.display import save_png, stretch
+from demo_drp.display import save_png, stretch
 
 
 def _read_png(path):

@@ -4,11 +4,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from demo_drp.data import DEFAULTS, make_demo_repo
+from demo_drp.exposure import Exposure
+from demo_drp.simulate import demo_reference_catalog
+from demo_drp.validate import summarize
 
-from supertask.demo.data import DEFAULTS, make_demo_repo
-from supertask.demo.exposure import Exposure
-from supertask.demo.simulate import demo_reference_catalog
-from supertask.demo.validate import summarize
 from supertask.pipeline import Pipeline
 
 PIPELINE = Path(__file__).resolve().parents[1] / "examples" / "demo_pipeline.yaml"

@@ -2,10 +2,9 @@
 
 import numpy as np
 import pytest
-
-from supertask.demo.camera import DETECTORS, GAP, PIXEL_SCALE_ARCSEC, get_detector
-from supertask.demo.simulate import observing_plan
-from supertask.demo.skymap import DEMO_SKYMAP, SkyMap
+from demo_drp.camera import DETECTORS, GAP, PIXEL_SCALE_ARCSEC, get_detector
+from demo_drp.simulate import observing_plan
+from demo_drp.skymap import DEMO_SKYMAP, SkyMap
 
 
 def test_detectors_do_not_overlap_and_are_separated_by_gaps():

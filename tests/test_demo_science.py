@@ -4,15 +4,13 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from scipy.spatial import cKDTree
-
-from supertask.demo.calibrate import CalibrationError, calibrate
-from supertask.demo.camera import DETECTORS, get_detector
-from supertask.demo.coadd import assemble_coadd, detect_coadd
-from supertask.demo.exposure import Exposure
-from supertask.demo.isr import run_isr
-from supertask.demo.refcat import magnitudes
-from supertask.demo.simulate import (
+from demo_drp.calibrate import CalibrationError, calibrate
+from demo_drp.camera import DETECTORS, get_detector
+from demo_drp.coadd import assemble_coadd, detect_coadd
+from demo_drp.exposure import Exposure
+from demo_drp.isr import run_isr
+from demo_drp.refcat import magnitudes
+from demo_drp.simulate import (
     demo_reference_catalog,
     make_bias,
     make_flat,
@@ -21,9 +19,10 @@ from supertask.demo.simulate import (
     simulate_raw,
     true_star_positions,
 )
-from supertask.demo.skymap import DEMO_SKYMAP
-from supertask.demo.warp import COADD_ZERO_POINT, make_warp
-from supertask.demo.wcs import TanWcs
+from demo_drp.skymap import DEMO_SKYMAP
+from demo_drp.warp import COADD_ZERO_POINT, make_warp
+from demo_drp.wcs import TanWcs
+from scipy.spatial import cKDTree
 
 
 @pytest.fixture(scope="module")
@@ -256,7 +255,7 @@ def test_calibrate_finds_a_pointing_error_much_larger_than_the_match_radius(plan
 
 
 def test_detection_leaves_the_callers_coverage_mask_untouched():
-    from supertask.demo.measure import detect_sources
+    from demo_drp.measure import detect_sources
 
     image = np.zeros((40, 40))
     variance = np.ones((40, 40))

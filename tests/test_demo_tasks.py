@@ -3,13 +3,13 @@ through the repository's real formatters (so every output must survive its stora
 
 import numpy as np
 import pytest
+from demo_drp.camera import DETECTORS, INSTRUMENT
+from demo_drp.errors import NoWorkFound
+from demo_drp.exposure import Exposure
+from demo_drp.simulate import demo_reference_catalog, make_bias, make_flat, observing_plan, simulate_raw
+from demo_drp.skymap import DEMO_SKYMAP
+from demo_drp.tasks import AssembleCoaddTask, CalibrateTask, DetectCoaddTask, IsrTask, MakeWarpTask
 
-from supertask.demo.camera import DETECTORS, INSTRUMENT
-from supertask.demo.errors import NoWorkFound
-from supertask.demo.exposure import Exposure
-from supertask.demo.simulate import demo_reference_catalog, make_bias, make_flat, observing_plan, simulate_raw
-from supertask.demo.skymap import DEMO_SKYMAP
-from supertask.demo.tasks import AssembleCoaddTask, CalibrateTask, DetectCoaddTask, IsrTask, MakeWarpTask
 from supertask.quantum import Quantum
 from supertask.repo.dataid import DataId
 from supertask.repo.dataset import Dataset, DatasetType
@@ -178,6 +178,6 @@ def test_importing_the_demo_tasks_does_not_import_scipy():
     import subprocess
     import sys
 
-    code = "import sys, supertask.demo.tasks; print(sorted(m for m in sys.modules if m.startswith('scipy')))"
+    code = "import sys, demo_drp.tasks; print(sorted(m for m in sys.modules if m.startswith('scipy')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

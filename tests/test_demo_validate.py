@@ -1,10 +1,9 @@
 """The catalogue-versus-reference summary that tests and the tutorial use."""
 
 import numpy as np
-
-from supertask.demo.coadd import COADD_SRC_DTYPE
-from supertask.demo.simulate import demo_reference_catalog
-from supertask.demo.validate import summarize
+from demo_drp.coadd import COADD_SRC_DTYPE
+from demo_drp.simulate import demo_reference_catalog
+from demo_drp.validate import summarize
 
 
 def _catalog_from(refcat, dmag, shift_arcsec=0.0, n=100):

@@ -2,10 +2,9 @@
 
 import numpy as np
 import pytest
+from demo_drp.wcs import TanWcs
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from supertask.demo.wcs import TanWcs
 
 WCS = TanWcs(crval_ra=150.0, crval_dec=2.0, crpix_x=99.5, crpix_y=99.5, scale=2.0 / 3600)
 

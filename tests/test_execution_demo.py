@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from demo_drp.data import make_demo_repo
 
-from supertask.demo.data import make_demo_repo
 from supertask.execution import run_pipeline
 from supertask.graph.builder import build_quantum_graph
 from supertask.pipeline import Pipeline

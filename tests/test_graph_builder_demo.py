@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from demo_drp.data import make_demo_repo
 
 from supertask.cli.main import main as supertask_cli
-from supertask.demo.data import make_demo_repo
 from supertask.execution import run_graph
 from supertask.graph.builder import EmptyGraphError, QueryTooLargeError, build_quantum_graph
 from supertask.graph.quantum_graph import QuantumGraph

@@ -69,7 +69,7 @@ def test_the_demo_dag_runs_unedited_on_a_real_pool_and_registers_what_supertask_
     demo = work / "demo_run"
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
-    subprocess.run([sys.executable, "-m", "supertask.demo.main_job", str(demo)], check=True, env=env)
+    subprocess.run([sys.executable, "-m", "demo_drp.main_job", str(demo)], check=True, env=env)
     _open_to_all(work)
     submit_dir = demo / "submit" / "htcondor"
     submitted = subprocess.run(

@@ -294,7 +294,8 @@ def tombstones_under(root: Path) -> list[Path]:
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> tuple[Path, Path, dict, set[str]]:
     """A 3-exposure demo repository, what ``supertask run`` registers for tile 0, and its labels with no work."""
-    from supertask.demo.data import make_demo_repo
+    from demo_drp.data import make_demo_repo
+
     from supertask.execution import run_pipeline
 
     root = tmp_path_factory.mktemp("nowork-demo")

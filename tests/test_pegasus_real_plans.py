@@ -1,7 +1,7 @@
 """What the real Pegasus 5.1.2 planner emits for the demo's Pegasus workflow, for every shipped site config.
 
 ``tests/data/real-pegasus-plans/<site>/`` holds the DAGs ``pegasus-plan`` 5.1.2 wrote for the
-demo tile prepared with ``site_configs/<site>.yaml`` (see its README for the commands): the
+demo tile prepared with the shipped site config ``<site>.yaml`` (see its README for the commands): the
 planned ``workflow.yml`` (the compute sub-workflow's node, then the final job), the DAG its
 sub-workflow node's PRE script planned from ``compute.yml``, and the final job's submit file.
 The checks: every ``stage_out_*`` job is an ancestor of the final job, the final job brings no
@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from bps.config import SHIPPED_SITE_DIR
 
 try:
     from tests.support.pegasus_dag import check_plan, dag_nodes, sub_workflow_plan_arguments
@@ -59,7 +61,7 @@ def test_real_plan_plans_the_compute_sub_workflow_on_the_site_execution_site(sit
     text = (PLANS / site / TOP_DAG).read_text()
     (node,) = [n for n in dag_nodes(text) if n.startswith("pegasus-plan_")]
     args = shlex.split(sub_workflow_plan_arguments(text, node))
-    data = yaml.safe_load((Path(__file__).resolve().parents[1] / "site_configs" / f"{site}.yaml").read_text())
+    data = yaml.safe_load((SHIPPED_SITE_DIR / f"{site}.yaml").read_text())
     assert args[args.index("--sites") + 1] == data["site"]["pegasus"]["execution_site"]
     assert args[-1].endswith("/pegasus/compute.yml")
     compute = yaml.safe_load((PLANS / site / "compute-braindump.yml").read_text())
@@ -86,7 +88,7 @@ def demo(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("demo") / "demo_run"
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
     proc = subprocess.run(
-        [sys.executable, "-m", "supertask.demo.main_job", str(root)],
+        [sys.executable, "-m", "demo_drp.main_job", str(root)],
         capture_output=True,
         text=True,
         env=env,

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bps.config import SHIPPED_SITE_DIR
 from bps.wms.base import WmsError
 from bps.wms.pegasus import schema
 from bps.wms.pegasus.translator import (
@@ -333,7 +334,7 @@ def test_shipped_site_configs_translate_to_valid_catalogs(tmp_path, name):
 
     from bps.workflow import SiteConfig
 
-    path = Path(__file__).resolve().parent.parent / "site_configs" / f"{name}.yaml"
+    path = SHIPPED_SITE_DIR / f"{name}.yaml"
     data = yaml.safe_load(path.read_text())
     assert data["wms"] == "pegasus"
     if data["site"]["pegasus"].get("ssh_private_key"):
@@ -354,7 +355,7 @@ def _site_with(tmp_path: Path, name: str, **changes):
 
     from bps.workflow import SiteConfig
 
-    path = Path(__file__).resolve().parent.parent / "site_configs" / f"{name}.yaml"
+    path = SHIPPED_SITE_DIR / f"{name}.yaml"
     data = yaml.safe_load(path.read_text())["site"]
     data["pegasus"] = {**data["pegasus"], **changes}
     sample = build_sample(tmp_path, pegasus=data["pegasus"], staging=data["staging"])

@@ -351,7 +351,7 @@ def test_inconsistent_dataset_type_definitions(tmp_path):
         ("tasks:\n  isr:\n    config: {biasLevel: 1}\n", "task 'isr': no 'class'"),
         (
             "inputs: [raw]\ntasks:\n  isr:\n    class: tutorial_tasks.IsrTask\n    config: {biasLevel: -1}\n",
-            "task 'isr': .*biasLevel.*greater than or equal to 0.*tasks.isr.config",
+            "task 'isr': .*biasLevel.*it must be >= 0.*tasks.isr.config",
         ),
         (
             "inputs: [raw]\ntasks:\n  isr: tutorial_tasks.IsrTask\nsubsets:\n  s: [irs]\n",
@@ -412,3 +412,24 @@ def test_retarget_from_command_line_and_signature_check_in_files(tmp_path):
         PipelineError, match="p.yaml: task 'calibrate': cannot retarget detection.*run signatures differ"
     ):
         Pipeline.fromFile(write(tmp_path, "p.yaml", text), validate=False)
+
+
+def test_the_yaml_format_module_does_not_import_the_pipeline_class_at_run_time():
+    # core -> yaml_io only: yaml_io fills the class it is given, so the two modules form no cycle
+    import ast
+
+    import supertask.pipeline.yaml_io as yaml_io
+
+    tree = ast.parse(Path(yaml_io.__file__).read_text())
+    type_checking_only = {
+        id(node)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and ast.unparse(block.test) == "TYPE_CHECKING"
+        for node in ast.walk(block)
+    }
+    runtime_imports = [
+        node.module
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and id(node) not in type_checking_only
+    ]
+    assert "core" not in runtime_imports and "supertask.pipeline.core" not in runtime_imports

@@ -160,7 +160,7 @@ def test_query_command_opens_the_repository_read_only(repo):
 
 def test_qgraph_plans_against_a_repository_the_user_may_not_write(public_tmp):
     user = _condoruser()
-    from supertask.demo.data import make_demo_repo
+    from demo_drp.data import make_demo_repo
 
     root = public_tmp / "release" / "demo"
     make_demo_repo(root, n_exposures=1)

@@ -418,7 +418,7 @@ def _wrapping(boxes_: Sequence[Box]) -> list[Box]:
 
 
 def test_demo_wcs_box_of_an_image_straddling_ra_zero_wraps_and_overlaps(registry):
-    from supertask.demo.wcs import TanWcs
+    from demo_drp.wcs import TanWcs
 
     # a 200-pixel image centred on RA 0.01 (about 0.056 degrees wide) and its widened box
     wcs = TanWcs(0.01, 1.0, 99.5, 99.5, 1.0 / 3600.0)

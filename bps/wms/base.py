@@ -4,7 +4,7 @@ One small interface, in the spirit of Parsl's executors: a `WorkflowService` dec
 how the jobs of a `~bps.workflow.GenericWorkflow` run; it never decides what they are.
 Each service keeps its own record of a run inside the submit directory
 (``run_record.json``) so that ``bps report`` works after the scheduler's history has
-rolled over (field note 11).
+rolled over (the schedd keeps a bounded history: an old run is no longer in it).
 
 Services are looked up by name with `get_service`; their modules are imported only
 when used, so ``bps report`` on a local run never imports ``htcondor2`` or ``Pegasus``.
@@ -18,6 +18,8 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from supertask.atomic_write import atomic_write_text
 
 from ..workflow import GenericWorkflow, SiteConfig
 
@@ -145,9 +147,7 @@ def write_run_record(submit_dir: Path, **fields: Any) -> None:
     path = Path(submit_dir) / RUN_RECORD
     record = read_run_record(submit_dir)
     record.update(fields)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True))
 
 
 def read_run_record(submit_dir: Path) -> dict[str, Any]:

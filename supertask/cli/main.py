@@ -6,6 +6,9 @@ runs, so ``supertask --help`` and every batch job stay fast, and a module that i
 missing gives a one-line "not available" error instead of a traceback.
 
 To add a command, add a line to `LAZY_COMMANDS` (or call ``main.add_lazy_command``).
+Another installed package adds one through the ``supertask.commands`` entry-point group
+(``name = "module:attribute"``), read only when a name is not one of ours or when the
+commands are listed: the demo's ``supertask demo-data`` comes from ``demo_drp`` this way.
 """
 
 from __future__ import annotations
@@ -15,14 +18,16 @@ import logging
 
 import click
 
-__all__ = ["main", "LazyGroup", "LAZY_COMMANDS"]
+__all__ = ["main", "LazyGroup", "LAZY_COMMANDS", "PLUGIN_GROUP"]
+
+#: Entry-point group through which other installed packages add subcommands.
+PLUGIN_GROUP = "supertask.commands"
 
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     # name: ("module:attribute", short help shown by --help without importing the module)
     "pipeline": ("supertask.cli.pipeline_commands:pipeline", "Inspect pipeline files."),
     "repo": ("supertask.cli.repo_commands:repo", "Create and manage data repositories."),
     "query": ("supertask.cli.repo_commands:query", "Query data IDs and datasets in a repository."),
-    "demo-data": ("supertask.cli.demo_commands:demo_data", "Generate the demo camera's data."),
     "qgraph": ("supertask.cli.qgraph_commands:qgraph", "Build and inspect quantum graphs."),
     "run": ("supertask.cli.run_commands:run", "Execute a quantum graph on this machine."),
 }
@@ -39,9 +44,28 @@ class LazyGroup(click.Group):
         Passed to `click.Group`.
     """
 
-    def __init__(self, *args, lazy_commands: dict[str, tuple[str, str]] | None = None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        lazy_commands: dict[str, tuple[str, str]] | None = None,
+        plugin_group: str | None = None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.lazy_commands: dict[str, tuple[str, str]] = dict(lazy_commands or {})
+        self.plugin_group = plugin_group
+        self._plugins_read = plugin_group is None
+
+    def _read_plugins(self) -> None:
+        """Add the commands other packages declare in the entry-point group (once; ours win)."""
+        if self._plugins_read:
+            return
+        self._plugins_read = True
+        from importlib.metadata import entry_points
+
+        for entry in entry_points(group=self.plugin_group):
+            if entry.name not in self.lazy_commands:
+                self.lazy_commands[entry.name] = (entry.value, "")
 
     def add_lazy_command(self, name: str, target: str, short_help: str = "") -> None:
         """Register ``name`` to be imported from ``target`` (``"module:attribute"``) on use."""
@@ -50,10 +74,13 @@ class LazyGroup(click.Group):
         self.lazy_commands[name] = (target, short_help)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
+        self._read_plugins()
         return sorted(set(super().list_commands(ctx)) | set(self.lazy_commands))
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         command = super().get_command(ctx, name)
+        if command is None and name not in self.lazy_commands:
+            self._read_plugins()
         if command is not None or name not in self.lazy_commands:
             return command
         command = self._load(name)
@@ -80,8 +107,12 @@ class LazyGroup(click.Group):
                 if command.hidden:
                     continue
                 rows.append((name, command.get_short_help_str(limit=formatter.width - 6 - len(name))))
-            else:
+            elif self.lazy_commands[name][1]:
                 rows.append((name, self.lazy_commands[name][1]))
+            else:  # a plugin's command: its own help is the only description there is
+                command = self.get_command(ctx, name)
+                if command is not None and not command.hidden:
+                    rows.append((name, command.get_short_help_str(limit=formatter.width - 6 - len(name))))
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
@@ -106,7 +137,7 @@ def _unavailable(name: str, target: str, short_help: str, err: Exception) -> cli
     return command
 
 
-@click.group(cls=LazyGroup, lazy_commands=LAZY_COMMANDS)
+@click.group(cls=LazyGroup, lazy_commands=LAZY_COMMANDS, plugin_group=PLUGIN_GROUP)
 @click.version_option(package_name="supertask")
 @click.option(
     "--log-level",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import click
@@ -93,10 +92,10 @@ def show(
     """Show the expanded pipeline in FILE: tasks, full configs, and the dataset types between tasks."""
     loaded = load_for_cli(file, overrides, instrument, subset)
     if dot_file:
+        from ..atomic_write import atomic_write_text
         from ..pipeline.dot import pipeline_to_dot
-        from ..pipeline.yaml_io import write_atomic
 
-        write_atomic(Path(dot_file), pipeline_to_dot(loaded))
+        atomic_write_text(dot_file, pipeline_to_dot(loaded))
     if as_yaml:
         click.echo(loaded.toYaml(), nl=False)
     else:

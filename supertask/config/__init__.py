@@ -1,9 +1,8 @@
 """Task configuration: typed, validated fields; overrides; freezing; saved form and digest.
 
 Importing this package, building configs of plain values and loading them from their
-saved form import neither pydantic (the hand-checked rules of `.validation` cover those
-values; pydantic is imported only for unusual ones such as ``numpy.float64``) nor
-anything else heavy: batch jobs do all of it on every start.
+saved form import nothing heavy (validation is the small `.validation`, no
+validation library): batch jobs do all of it on every start.
 """
 
 from .compound import ConfigField, ConfigurableField, ConfigurableValue, DatasetConfig, DatasetField

@@ -19,11 +19,18 @@ from typing import Any, ClassVar
 from .errors import FieldValidationError, FrozenConfigError, UnknownFieldError, suggest
 from .fields import FieldBase
 
-__all__ = ["Config", "class_path", "import_class"]
+__all__ = ["MOVED_MODULES", "Config", "class_path", "import_class"]
+
+#: Modules that left this package: old dotted prefix -> (new prefix, why). A path under an
+#: old prefix (a pipeline file or a graph written before the move) is refused with the new
+#: name rather than guessed: the configs and digests stored with it name the old classes.
+MOVED_MODULES: dict[str, tuple[str, str]] = {
+    "supertask.demo.": ("demo_drp.", "the demo is the separate demo_drp package now"),
+}
 
 
 def class_path(cls: type) -> str:
-    """The importable dotted path of a class, e.g. ``"supertask.demo.tasks.IsrTask"``."""
+    """The importable dotted path of a class, e.g. ``"demo_drp.tasks.IsrTask"``."""
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
@@ -37,6 +44,12 @@ def import_class(path: str, *, what: str = "class") -> type:
     """
     import importlib
 
+    for old, (new, why) in MOVED_MODULES.items():
+        if path.startswith(old):
+            raise ImportError(
+                f"cannot import {what} {path!r}: it is {new + path[len(old) :]!r} since {why}; "
+                "name that in the pipeline file and plan the graph again"
+            )
     if ":" in path:
         module_name, _, attr_path = path.partition(":")
         candidates = [(module_name, attr_path)]
@@ -278,18 +291,9 @@ class Config:
 
     def save(self, path: str | Path) -> None:
         """Write the saved form to ``path`` (atomically: a temporary file then a rename)."""
-        import os
-        import tempfile
+        from ..atomic_write import atomic_write_text
 
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            with os.fdopen(fd, "w") as stream:
-                stream.write(self.saveToString())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_text(path, self.saveToString())
 
     @classmethod
     def load(cls, path: str | Path) -> Config:

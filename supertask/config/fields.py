@@ -2,15 +2,13 @@
 
 A field is a descriptor declared on a `Config` subclass, as users of pex_config write
 them: ``threshold = Field(dtype=float, default=5.0, doc="...")``. Values are checked on
-assignment by the hand-checked rules of `.validation`, which reproduce pydantic's for
-plain values (messages included) without importing it: every batch job rebuilds its
-configs, and pydantic cost most of a job's start-up. Values outside those rules (e.g.
-``numpy.float64``) go to a pydantic ``TypeAdapter`` built the first time it is needed.
+assignment by the rules of `.validation` (small and ours, messages included: every
+batch job rebuilds its configs, so validation is on the job's start-up path).
 
-Assignments from Python are checked in pydantic's *strict* mode (``"5"`` is not a
-float, ``1`` is not a bool) because silent coercion hides mistakes in override files.
-Strings from the command line go through `FieldBase.assignString`, which parses them
-as YAML and then validates in *lax* mode (``"1e-3"`` is a float there).
+Assignments from Python are checked in *strict* mode (``"5"`` is not a float, ``1``
+is not a bool) because silent coercion hides mistakes in override files. Strings from
+the command line go through `FieldBase.assignString`, which parses them as YAML and
+then validates in *lax* mode (``"1e-3"`` is a float there).
 """
 
 from __future__ import annotations
@@ -20,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from .errors import FieldValidationError
-from .validation import Invalid, Unsupported, make_bounds, validate_dict, validate_list, validate_scalar
+from .validation import Invalid, make_bounds, validate_dict, validate_list, validate_scalar
 
 if TYPE_CHECKING:
     from .config import Config
@@ -134,32 +132,18 @@ class FieldBase:
         raise NotImplementedError
 
 
-class _AdapterMixin:
-    """Validates with the hand-checked rules of `.validation`, else with a cached pydantic adapter.
+class _ValidatedMixin:
+    """Validates with the rules of `.validation`; a broken rule becomes a `FieldValidationError`."""
 
-    The hand-checked path covers the plain values configs are made of (and every value
-    a saved config holds); pydantic is imported only for the rest (e.g. ``numpy.float64``
-    or an unusual command-line spelling such as ``1_000``), so its verdict on those is
-    unchanged.
-    """
-
-    _adapters: dict[bool, Any]
-
-    def _annotation(self) -> Any:
+    def _checkValue(self, value: Any, strict: bool) -> Any:
+        """Validate ``value``; raises `.validation.Invalid`."""
         raise NotImplementedError
-
-    def _fastValidate(self, value: Any, strict: bool) -> Any:
-        """Validate without pydantic; raises `.validation.Invalid` or `.validation.Unsupported`."""
-        raise Unsupported
 
     def _validate(self, config: Config, value: Any, strict: bool) -> Any:
         try:
-            return self._fastValidate(value, strict)
+            return self._checkValue(value, strict)
         except Invalid as err:
             self._fail(config, value, err.loc, err.msg)
-        except Unsupported:
-            pass
-        return self._pydanticValidate(config, value, strict)
 
     def _fail(self, config: Config, value: Any, loc: tuple[Any, ...], msg: str) -> NoReturn:
         where = "".join(f"[{part!r}]" for part in loc)
@@ -168,25 +152,8 @@ class _AdapterMixin:
             f"valid {self.typeName()}{' at ' + where if where else ''}: {msg}"  # type: ignore[attr-defined]
         ) from None
 
-    def _pydanticValidate(self, config: Config, value: Any, strict: bool) -> Any:
-        adapters = self.__dict__.setdefault("_adapters", {})
-        adapter = adapters.get(strict)
-        if adapter is None:
-            from pydantic import ConfigDict as PydanticConfig
-            from pydantic import TypeAdapter
 
-            adapter = TypeAdapter(self._annotation(), config=PydanticConfig(strict=strict))
-            adapters[strict] = adapter
-        from pydantic import ValidationError
-
-        try:
-            return adapter.validate_python(value)
-        except ValidationError as err:
-            first = err.errors()[0]
-            self._fail(config, value, tuple(first["loc"]), first["msg"])
-
-
-class Field(_AdapterMixin, FieldBase):
+class Field(_ValidatedMixin, FieldBase):
     """A scalar field: `bool`, `int`, `float` or `str`.
 
     Parameters
@@ -236,20 +203,8 @@ class Field(_AdapterMixin, FieldBase):
         self.inclusiveMin, self.inclusiveMax = inclusiveMin, inclusiveMax
         self._bounds = make_bounds(dtype, min, max, inclusiveMin, inclusiveMax)
 
-    def _fastValidate(self, value: Any, strict: bool) -> Any:
+    def _checkValue(self, value: Any, strict: bool) -> Any:
         return validate_scalar(self.dtype, value, strict, self._bounds)
-
-    def _annotation(self) -> Any:
-        from typing import Annotated
-
-        import annotated_types as at
-
-        constraints = []
-        if self.min is not None:
-            constraints.append(at.Ge(self.min) if self.inclusiveMin else at.Gt(self.min))
-        if self.max is not None:
-            constraints.append(at.Le(self.max) if self.inclusiveMax else at.Lt(self.max))
-        return Annotated[self.dtype, *constraints] if constraints else self.dtype
 
     def assignString(self, config: Config, text: str) -> Any:
         if self.dtype is str:
@@ -278,7 +233,7 @@ class Field(_AdapterMixin, FieldBase):
         return name + (" or None" if self.optional else "")
 
 
-class ListField(_AdapterMixin, FieldBase):
+class ListField(_ValidatedMixin, FieldBase):
     """A list of scalars, stored as a `tuple` so that it cannot change without validation.
 
     Parameters
@@ -324,18 +279,8 @@ class ListField(_AdapterMixin, FieldBase):
             raise TypeError(f"itemMin/itemMax only apply to lists of int or float, not {dtype.__name__}")
         self._itemBounds = make_bounds(dtype, itemMin, itemMax, True, True)
 
-    def _fastValidate(self, value: Any, strict: bool) -> Any:
+    def _checkValue(self, value: Any, strict: bool) -> Any:
         return validate_list(self.dtype, value, strict, self._itemBounds, self.minLength, self.maxLength)
-
-    def _annotation(self) -> Any:
-        from typing import Annotated
-
-        import annotated_types as at
-
-        item: Any = self.dtype
-        if self.itemMin is not None or self.itemMax is not None:
-            item = Annotated[self.dtype, at.Interval(ge=self.itemMin, le=self.itemMax)]
-        return Annotated[list[item], at.Len(self.minLength or 0, self.maxLength)]
 
     def _convert(self, config: Config, value: Any, strict: bool) -> Any:
         if isinstance(value, str) or not isinstance(value, list | tuple):
@@ -380,7 +325,7 @@ class ConfigDict(Mapping):
         return (ConfigDict, (self._data,))
 
 
-class DictField(_AdapterMixin, FieldBase):
+class DictField(_ValidatedMixin, FieldBase):
     """A mapping from scalar keys to scalar values.
 
     Parameters
@@ -402,11 +347,8 @@ class DictField(_AdapterMixin, FieldBase):
         super().__init__(doc, default, optional)
         self.keytype, self.itemtype = keytype, itemtype
 
-    def _fastValidate(self, value: Any, strict: bool) -> Any:
+    def _checkValue(self, value: Any, strict: bool) -> Any:
         return validate_dict(self.keytype, self.itemtype, value, strict)
-
-    def _annotation(self) -> Any:
-        return dict[self.keytype, self.itemtype]  # type: ignore[name-defined]
 
     def _convert(self, config: Config, value: Any, strict: bool) -> Any:
         if not isinstance(value, Mapping):

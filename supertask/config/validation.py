@@ -1,42 +1,46 @@
-"""Hand-checked validation of scalar, list and dict field values, without pydantic.
+"""Validation of scalar, list and dict field values: the rules and the messages are ours.
 
-Why this exists: every batch job rebuilds its task configs from the saved form, and
-building pydantic validators (plus importing pydantic) cost about as much as the rest
-of the job's start-up together. The values a job sees are plain `bool`, `int`,
-`float` and `str` objects, lists and dicts of them; for those, the rules pydantic
-applies are few and are reproduced here exactly, error messages included (the test
-``tests/test_config_validation.py`` compares both on generated values).
+This is the only validator of config fields. It is small on purpose: every batch job
+rebuilds its task configs from their saved form, so validation sits on the job's
+start-up path, and a general validation library (building validators, importing it)
+would cost as much as the rest of that start-up together.
 
-Anything outside that well-understood domain (subclasses such as ``numpy.float64``
-or ``IntEnum``, bytes, command-line strings in an unusual spelling such as
-``"1_000"`` or ``" true "``) raises `Unsupported`, and the caller then asks pydantic,
-so behaviour on those inputs is pydantic's, unchanged.
+Two modes:
 
-The rules reproduced (pydantic 2, ``strict=True`` for assignments from Python,
-``strict=False`` for command-line strings parsed as YAML):
+- *strict*, for assignments from Python (override files, task code): no conversion
+  between kinds, because a silent one hides mistakes (``"5"`` is not a float, ``1`` is
+  not a bool);
+- *lax*, for text from the command line (``label:field=value``, parsed as YAML first):
+  the spellings a user types are converted.
 
-- ``int``: strict takes only `int` (not `bool`); lax also takes `bool`, whole
-  floats and decimal digit strings.
-- ``float``: strict takes `int` and `float` (not `bool`); lax also takes `bool` and
-  number strings. An `int` too large for a float is refused.
-- ``bool``: strict takes only `bool`; lax also takes 0/1.
-- ``str``: only `str` in both modes.
-- Bounds are checked upper first (``le``, ``lt``, then ``ge``, ``gt``), the first
-  failure reported; a list longer than its maximum fails before its items are
-  checked, one shorter than its minimum only after they all passed.
+The rules:
+
+- ``int``: strict takes integers (`int` and its subclasses, numpy integers), never a
+  `bool`; lax also takes `bool`, whole floats and integer text (``"12"``, ``"-3"``,
+  ``"1_000"``, ``"1e3"`` when whole).
+- ``float``: strict takes real numbers (`int`, `float`, their subclasses, numpy
+  floats and integers), never a `bool`; lax also takes `bool` and number text
+  (``"1e-3"``, ``"inf"``). An integer too large for a float is refused.
+- ``bool``: strict takes only `bool`; lax also takes the numbers 0 and 1 and the words
+  ``true/false, yes/no, on/off, t/f, y/n, 1/0`` in any case.
+- ``str``: `str` only, in both modes.
+- Values come back as plain `int`, `float`, `bool`, `str` (a numpy scalar does not
+  survive into a config, whose saved form must stay plain YAML).
+- Bounds: the upper bound is checked before the lower; the first failure is reported.
+  A list longer than its maximum fails before its items are checked, one shorter than
+  its minimum only after they all passed (so an item error is not hidden).
 """
 
 from __future__ import annotations
 
 import math
-import re
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
 __all__ = [
     "Bounds",
     "Invalid",
-    "Unsupported",
     "format_limit",
     "make_bounds",
     "validate_dict",
@@ -46,64 +50,52 @@ __all__ = [
 
 
 class Invalid(Exception):
-    """A value fails validation; ``loc`` and ``msg`` are what pydantic would report first."""
+    """A value fails validation; ``loc`` says where inside a list or dict, ``msg`` what is wrong.
+
+    Parameters
+    ----------
+    msg : `str`
+        What is wrong and what would be accepted.
+    loc : `tuple`, optional
+        Index or key path inside the value (empty for a scalar).
+    """
 
     def __init__(self, msg: str, loc: tuple[Any, ...] = ()):
         super().__init__(msg)
         self.msg, self.loc = msg, loc
 
 
-class Unsupported(Exception):
-    """The value is outside the hand-checked domain: ask pydantic."""
-
-
 Bounds = tuple[tuple[str, Any], ...]
-"""``(operator, limit)`` pairs in the order pydantic checks them."""
+"""``(operator, limit)`` pairs in checking order; operators are ``<=``, ``<``, ``>=``, ``>``."""
 
 _TYPE_MESSAGES = {
-    int: "Input should be a valid integer",
-    float: "Input should be a valid number",
-    bool: "Input should be a valid boolean",
-    str: "Input should be a valid string",
+    (int, True): "give a whole number such as 3 (a bool, a float or text is not one)",
+    (int, False): "give a whole number such as 3",
+    (float, True): "give a number such as 0.5 (a bool or text is not one)",
+    (float, False): "give a number such as 0.5 or 1e-3",
+    (bool, True): "give True or False",
+    (bool, False): "give true or false",
+    (str, True): "give text (a str)",
+    (str, False): "give text (a str)",
 }
-_FRACTION_MESSAGE = "Input should be a valid integer, got a number with a fractional part"
+_FRACTION_MESSAGE = "it has a fractional part; give a whole number"
+_TOO_LARGE_MESSAGE = "it is too large for a float"
 
-_CHECKS: dict[str, tuple[Callable[[Any, Any], bool], str]] = {
-    "le": (lambda v, limit: v <= limit, "less than or equal to"),
-    "lt": (lambda v, limit: v < limit, "less than"),
-    "ge": (lambda v, limit: v >= limit, "greater than or equal to"),
-    "gt": (lambda v, limit: v > limit, "greater than"),
+_CHECKS: dict[str, Callable[[Any, Any], bool]] = {
+    "<=": lambda v, limit: v <= limit,
+    "<": lambda v, limit: v < limit,
+    ">=": lambda v, limit: v >= limit,
+    ">": lambda v, limit: v > limit,
 }
-
-# plain spellings only; anything else (underscores, blanks, "inf", "1.0" for an int) goes to pydantic
-_INT_TEXT = re.compile(r"[+-]?(?:0|[1-9][0-9]{0,17})")
-_FLOAT_TEXT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-_CONTAINERS = (type(None), list, dict, tuple)
-_SCALARS = (bool, int, float, str)
-_EXACT_FLOAT_INT = 2**53
+_TRUE_WORDS = frozenset({"true", "yes", "on", "t", "y", "1"})
+_FALSE_WORDS = frozenset({"false", "no", "off", "f", "n", "0"})
 
 
 def format_limit(limit: int | float) -> str:
-    """Write a bound as pydantic's messages do: no exponent, no trailing ``.0``.
-
-    pydantic-core formats float limits with Rust's ``Display``: the shortest digits
-    that round-trip, written out in full (``1e-07`` is ``0.0000001``, ``1e20`` is
-    ``100000000000000000000``).
-    """
-    if isinstance(limit, int):
-        return str(limit)
-    if math.isinf(limit):
-        return "inf" if limit > 0 else "-inf"
-    if math.isnan(limit):
-        return "NaN"
-    if limit == 0:
-        return "-0" if math.copysign(1.0, limit) < 0 else "0"
-    from decimal import Decimal  # only error messages need it
-
-    text = format(Decimal(repr(limit)), "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text
+    """Write a bound for a message: integers as they are, floats without a needless ``.0``."""
+    if isinstance(limit, float) and limit.is_integer():
+        return str(int(limit))
+    return str(limit)
 
 
 def make_bounds(
@@ -114,13 +106,13 @@ def make_bounds(
     Raises
     ------
     TypeError
-        If an `int` field is given a bound with a fractional part (pydantic would refuse
-        to build its validator, at the first assignment rather than here).
+        If a bound is not a number, or an `int` field is given a bound with a
+        fractional part (the field could never be set to it; the message says the fix).
     """
     bounds: list[tuple[str, Any]] = []
     for op, limit in (
-        ("le" if inclusive_max else "lt", maximum),
-        ("ge" if inclusive_min else "gt", minimum),
+        ("<=" if inclusive_max else "<", maximum),
+        (">=" if inclusive_min else ">", minimum),
     ):
         if limit is None:
             continue
@@ -129,7 +121,7 @@ def make_bounds(
         if dtype is int:
             if isinstance(limit, float) and not limit.is_integer():
                 fix = (
-                    f"use {math.floor(limit) if op in ('le', 'lt') else math.ceil(limit)}"
+                    f"use {math.floor(limit) if op in ('<=', '<') else math.ceil(limit)}"
                     if math.isfinite(limit)
                     else "leave the bound out (None)"
                 )
@@ -146,64 +138,101 @@ def make_bounds(
 
 def _check_bounds(value: Any, bounds: Bounds, loc: tuple[Any, ...]) -> None:
     for op, limit in bounds:
-        test, words = _CHECKS[op]
-        if not test(value, limit):
-            raise Invalid(f"Input should be {words} {format_limit(limit)}", loc)
+        if not _CHECKS[op](value, limit):
+            raise Invalid(f"it must be {op} {format_limit(limit)}", loc)
 
 
-def _convert(dtype: type, value: Any, strict: bool, loc: tuple[Any, ...]) -> Any:
-    kind = type(value)
-    if dtype is kind and dtype is not float:
-        return value
-    if dtype is float:
-        if kind is float:
-            return value
-        if kind is int or (kind is bool and not strict):
+def _is_bool(value: Any) -> bool:
+    """`bool` or a numpy bool (which is not a `bool` subclass, but is no number either)."""
+    return isinstance(value, bool) or type(value).__name__ in ("bool_", "bool")
+
+
+def _to_int(value: Any, strict: bool, loc: tuple[Any, ...]) -> int:
+    if _is_bool(value):
+        if strict:
+            raise Invalid(_TYPE_MESSAGES[int, True], loc)
+        return int(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if strict:
+        raise Invalid(_TYPE_MESSAGES[int, True], loc)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:
             try:
-                return float(value)
-            except OverflowError:
-                raise Invalid(_TYPE_MESSAGES[float], loc) from None
-        if kind is str and not strict:
-            if _FLOAT_TEXT.fullmatch(value):
-                return float(value)
-            raise Unsupported
-    elif dtype is int and not strict:
-        if kind is bool:
-            return int(value)
-        if kind is float:
-            if math.isfinite(value) and not value.is_integer():
-                raise Invalid(_FRACTION_MESSAGE, loc)
-            if math.isfinite(value) and abs(value) < _EXACT_FLOAT_INT:
-                return int(value)
-            raise Unsupported
-        if kind is str:
-            if _INT_TEXT.fullmatch(value):
-                return int(value)
-            raise Unsupported
-    elif dtype is bool and not strict:
-        if kind in (int, float) and value in (0, 1):
+                value = float(text)
+            except ValueError:
+                raise Invalid(_TYPE_MESSAGES[int, False], loc) from None
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        if not math.isfinite(number):
+            raise Invalid(_TYPE_MESSAGES[int, False], loc)
+        if not number.is_integer():
+            raise Invalid(_FRACTION_MESSAGE, loc)
+        return int(number)
+    raise Invalid(_TYPE_MESSAGES[int, False], loc)
+
+
+def _to_float(value: Any, strict: bool, loc: tuple[Any, ...]) -> float:
+    if _is_bool(value):
+        if strict:
+            raise Invalid(_TYPE_MESSAGES[float, True], loc)
+        return float(value)
+    if isinstance(value, str) and not strict:
+        try:
+            return float(value.strip())
+        except ValueError:
+            raise Invalid(_TYPE_MESSAGES[float, False], loc) from None
+    if isinstance(value, numbers.Real):
+        try:
+            return float(value)
+        except OverflowError:
+            raise Invalid(_TOO_LARGE_MESSAGE, loc) from None
+    raise Invalid(_TYPE_MESSAGES[float, strict], loc)
+
+
+def _to_bool(value: Any, strict: bool, loc: tuple[Any, ...]) -> bool:
+    if _is_bool(value):
+        return bool(value)
+    if not strict:
+        if isinstance(value, numbers.Real) and value in (0, 1):
             return bool(value)
-        if kind in (int, float, str):
-            raise Unsupported
-    # a wrong type among those whose refusal is certain; anything else is pydantic's call
-    if kind in _CONTAINERS or (kind in _SCALARS and (strict or dtype is str)):
-        raise Invalid(_TYPE_MESSAGES[dtype], loc)
-    raise Unsupported
+        if isinstance(value, str):
+            word = value.strip().lower()
+            if word in _TRUE_WORDS:
+                return True
+            if word in _FALSE_WORDS:
+                return False
+    raise Invalid(_TYPE_MESSAGES[bool, strict], loc)
+
+
+def _to_str(value: Any, strict: bool, loc: tuple[Any, ...]) -> str:
+    if isinstance(value, str):
+        return str(value)
+    raise Invalid(_TYPE_MESSAGES[str, strict], loc)
+
+
+_CONVERTERS: dict[type, Callable[[Any, bool, tuple[Any, ...]], Any]] = {
+    int: _to_int,
+    float: _to_float,
+    bool: _to_bool,
+    str: _to_str,
+}
 
 
 def validate_scalar(
     dtype: type, value: Any, strict: bool, bounds: Bounds = (), loc: tuple[Any, ...] = ()
 ) -> Any:
-    """Validate one scalar; returns the converted value.
+    """Validate one scalar of type ``dtype`` (`int`, `float`, `bool`, `str`); returns the plain value.
 
     Raises
     ------
     Invalid
-        With pydantic's first error.
-    Unsupported
-        If the value is outside the hand-checked domain.
+        The first rule the value breaks.
     """
-    result = _convert(dtype, value, strict, loc)
+    result = value if type(value) is dtype else _CONVERTERS[dtype](value, strict, loc)
     if bounds:
         _check_bounds(result, bounds, loc)
     return result
@@ -217,7 +246,7 @@ def validate_list(
     min_length: int | None = None,
     max_length: int | None = None,
 ) -> list[Any]:
-    """Validate a list of scalars (lengths, then each item with its index as location)."""
+    """Validate a list of scalars (the maximum length, then each item with its index as location)."""
     if max_length is not None and len(items) > max_length:
         raise Invalid(_length_message("at most", max_length, len(items)))
     result = [validate_scalar(dtype, item, strict, item_bounds, (i,)) for i, item in enumerate(items)]
@@ -227,13 +256,16 @@ def validate_list(
 
 
 def _length_message(which: str, limit: int, actual: int) -> str:
-    return f"List should have {which} {limit} item{'' if limit == 1 else 's'} after validation, not {actual}"
+    return f"give {which} {limit} item{'' if limit == 1 else 's'}, not {actual}"
 
 
 def validate_dict(keytype: type, itemtype: type, data: dict[Any, Any], strict: bool) -> dict[Any, Any]:
-    """Validate a dict of scalars: each key (location ``(key, "[key]")``), then its value."""
+    """Validate a dict of scalars: each key, then its value (both located at the key)."""
     result = {}
     for key, item in data.items():
-        new_key = validate_scalar(keytype, key, strict, (), (key, "[key]"))
+        try:
+            new_key = validate_scalar(keytype, key, strict, (), (key,))
+        except Invalid as err:
+            raise Invalid(f"the key: {err.msg}", err.loc) from None
         result[new_key] = validate_scalar(itemtype, item, strict, (), (key,))
     return result

@@ -3,8 +3,8 @@
 Design
 ------
 - Workers are long-lived forked processes, so a quantum does not pay for a fresh
-  interpreter and imports (field note: the reference's per-quantum processes make a
-  multi-process run of tiny tasks slower than a single process).
+  interpreter and imports (a fresh process per quantum makes a multi-process run of tiny tasks slower than a
+  single process: interpreter start-up and imports cost more than the task).
 - A quantum starts as soon as all of its parents have succeeded, not level by level.
 - Workers only write files, under temporary names (`Datastore.write_temporary`). The
   main process is the registry's single writer: it registers finished quanta in

@@ -4,7 +4,8 @@ Workers (and batch jobs) read and write files through the datastore only; the
 locations of every dataset in a quantum are fully determined at preflight (DMTN-055
 section 8), so no database connection is needed to run a quantum. The files a
 quantum writes are remembered, and registered later by a single writer: the
-executor's main process, or the final job of a batch workflow (field note 10).
+executor's main process, or the final job of a batch workflow (many writers at once lock SQLite and strain even
+PostgreSQL).
 
 With a datastore that can write under temporary names (`Datastore.write_temporary`),
 outputs are never written under their final names here: the registry's single writer

@@ -3,7 +3,9 @@
 `QuantumGraphBuilder` follows the seed: it instantiates every task (configs frozen),
 collects the overall-input and output dataset types, and `makeGraph` calls each task's
 ``defineQuanta`` in pipeline order. Two things are added to the seed's procedure,
-both from what users of the reference middleware run into (field notes 1-3):
+both from what users of the reference middleware run into: a too-loose expression makes
+the planning query explode, "tract slicing" truncates gathering tasks at tile edges, and
+empty graphs come with no explanation:
 
 1. Before any quanta are defined, the builder *plans* the quantum data IDs of every
    task backwards through the pipeline: the expression selects the quanta a campaign

@@ -35,6 +35,7 @@ from typing import Any
 
 import zstandard
 
+from ..atomic_write import atomic_open
 from ..gc_pause import gc_paused
 from ..quantum import Quantum
 from .record_codec import RecordDecoder, RecordEncoder, Tables
@@ -176,62 +177,51 @@ def _write_graph(path: str, quanta: Sequence[Quantum], header_bytes: bytes) -> N
     dictionary = _train_dictionary(samples)
     compress = _compressor(dictionary).compress
 
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(b"\0" * _PREAMBLE_SIZE)
-            header_offset = f.tell()
-            f.write(header_bytes)
-            records_offset = f.tell()
-            offsets = bytearray()
-            position = records_offset
-            write = f.write
-            pack = _OFFSET.pack
-            for i, quantum in enumerate(quanta):
-                if quantum.id != i:
-                    raise ValueError(
-                        f"quantum at position {i} has id {quantum.id}; ids must be 0..n-1 in order"
-                    )
-                payload = compress(dumps(encoder.encode(quantum), protocol=_PICKLE_PROTOCOL))
-                write(_record_digest(i, payload))
-                write(payload)
-                offsets += pack(position)
-                position += _DIGEST_SIZE + len(payload)
+    with atomic_open(path, "wb") as f:  # synced before the rename
+        f.write(b"\0" * _PREAMBLE_SIZE)
+        header_offset = f.tell()
+        f.write(header_bytes)
+        records_offset = f.tell()
+        offsets = bytearray()
+        position = records_offset
+        write = f.write
+        pack = _OFFSET.pack
+        for i, quantum in enumerate(quanta):
+            if quantum.id != i:
+                raise ValueError(f"quantum at position {i} has id {quantum.id}; ids must be 0..n-1 in order")
+            payload = compress(dumps(encoder.encode(quantum), protocol=_PICKLE_PROTOCOL))
+            write(_record_digest(i, payload))
+            write(payload)
             offsets += pack(position)
-            tables_bytes = pickle.dumps(encoder.tables(), protocol=_PICKLE_PROTOCOL)
-            tables_offset = position
-            write(tables_bytes)
-            dict_offset = tables_offset + len(tables_bytes)
-            write(dictionary)
-            index_offset = dict_offset + len(dictionary)
-            write(offsets)
-            file_length = index_offset + len(offsets)
-            body = _BODY.pack(
-                n,
-                file_length,
-                header_offset,
-                len(header_bytes),
-                tables_offset,
-                len(tables_bytes),
-                dict_offset,
-                len(dictionary),
-                index_offset,
-                records_offset,
-                _digest(header_bytes),
-                _digest(tables_bytes, dictionary),
-                _digest(offsets),
-            )
-            major, minor = FORMAT_VERSION
-            lead = _LEAD.pack(MAGIC, major, minor, _lead_check(MAGIC, major, minor))
-            f.seek(0)
-            f.write(lead + body + _digest(lead, body))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+            position += _DIGEST_SIZE + len(payload)
+        offsets += pack(position)
+        tables_bytes = pickle.dumps(encoder.tables(), protocol=_PICKLE_PROTOCOL)
+        tables_offset = position
+        write(tables_bytes)
+        dict_offset = tables_offset + len(tables_bytes)
+        write(dictionary)
+        index_offset = dict_offset + len(dictionary)
+        write(offsets)
+        file_length = index_offset + len(offsets)
+        body = _BODY.pack(
+            n,
+            file_length,
+            header_offset,
+            len(header_bytes),
+            tables_offset,
+            len(tables_bytes),
+            dict_offset,
+            len(dictionary),
+            index_offset,
+            records_offset,
+            _digest(header_bytes),
+            _digest(tables_bytes, dictionary),
+            _digest(offsets),
+        )
+        major, minor = FORMAT_VERSION
+        lead = _LEAD.pack(MAGIC, major, minor, _lead_check(MAGIC, major, minor))
+        f.seek(0)
+        f.write(lead + body + _digest(lead, body))
 
 
 # --------------------------------------------------------------------------------------------- reading

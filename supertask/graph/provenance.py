@@ -3,7 +3,7 @@
 Why so little
 -------------
 Provenance that dumps the submitter's whole environment leaks secrets into shared
-directories (field note 13). The file therefore records an explicit, short list:
+directories, where every collaborator can read them. The file therefore records an explicit, short list:
 the command line (with passwords in URLs and ``--password``-like options masked),
 the versions of the packages that shape a graph, the Python version, the host name
 and the time. Environment variables are never read.

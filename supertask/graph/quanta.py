@@ -2,8 +2,8 @@
 
 Why it is written this way
 --------------------------
-Field note 2 ("tract slicing") is the trap: applying the user's expression to every
-data ID drops work at the edges of a sky tile. Here the expression only selects
+"Tract slicing" is the trap: applying the user's expression to every data ID drops
+(visit, detector) work and truncates gathering tasks at the edges of a sky tile. Here the expression only selects
 *which quanta* a campaign is about (through `PlannedRepoGraph.quantumDataIds`); the
 inputs of each quantum are then looked up through the unit relations *without* the
 expression (`RepoGraph.relatedDataIds`), so a task that gathers all detectors of a

@@ -2,8 +2,9 @@
 
 Why plain tuples
 ----------------
-A ``.qgraph`` file must load with any later version of the software (field note 12:
-graph files that only load with the exact software that wrote them). Pickling
+A ``.qgraph`` file must load with any later version of the software (graph
+files that only load with the exact software version that wrote them strand a campaign
+whenever the software is upgraded). Pickling
 `Quantum` and `Dataset` objects would store their module paths and constructor
 signatures; pickling tuples of ``int``/``str``/``None`` stores nothing but data, and the
 reader can refuse any pickle that names a class at all.

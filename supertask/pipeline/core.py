@@ -14,6 +14,7 @@ from ..config.errors import suggest
 from ..config.overrides import apply_file, apply_string, parse_label_override
 from ..supertask import SuperTask, dataset_classes
 from .errors import PipelineError, UnknownLabelError, where
+from .yaml_io import dump_pipeline, load_pipeline_file, load_pipeline_text
 
 if TYPE_CHECKING:
     from ..repo.dataset import DatasetType
@@ -540,29 +541,23 @@ class Pipeline(Mapping[str, TaskDef]):
                 raise PipelineError(f"{where(self.source, label)}{err}") from None
         return tasks
 
-    # -- files (implemented in supertask.pipeline.yaml_io) -----------------------------------------
+    # -- files (the format is supertask.pipeline.yaml_io's; it fills the class it is given) ----------
     @classmethod
     def fromYaml(cls, text: str, *, source: str | None = None, validate: bool = True) -> Pipeline:
         """Read a pipeline from YAML text (relative paths resolve from the current directory)."""
-        from .yaml_io import load_pipeline_text
-
-        return load_pipeline_text(text, source=source, validate=validate)
+        return load_pipeline_text(text, pipeline_class=cls, source=source, validate=validate)
 
     @classmethod
     def fromFile(cls, path: str | Path, *, validate: bool = True) -> Pipeline:
         """Read a pipeline file (imports and config files resolve relative to it)."""
-        from .yaml_io import load_pipeline_file
-
-        return load_pipeline_file(Path(path), validate=validate)
+        return load_pipeline_file(Path(path), pipeline_class=cls, validate=validate)
 
     def toYaml(self) -> str:
         """The fully resolved, deterministic YAML form; ``fromYaml(p.toYaml()) == p``."""
-        from .yaml_io import dump_pipeline
-
         return dump_pipeline(self)
 
     def write(self, path: str | Path) -> None:
         """Write `toYaml` to ``path`` atomically."""
-        from .yaml_io import write_atomic
+        from ..atomic_write import atomic_write_text
 
-        write_atomic(Path(path), self.toYaml())
+        atomic_write_text(path, self.toYaml())

@@ -27,18 +27,19 @@ files the pipeline was assembled from.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import FieldValidationError
 from ..config.errors import suggest
 from ..config.overrides import apply_file
-from .core import Pipeline
 from .errors import PipelineError, where
 
-__all__ = ["load_pipeline_file", "load_pipeline_text", "dump_pipeline", "write_atomic"]
+if TYPE_CHECKING:  # the class to fill is passed in: `core` uses this module, never the reverse
+    from .core import Pipeline
+
+__all__ = ["load_pipeline_file", "load_pipeline_text", "dump_pipeline"]
 
 TOP_KEYS = ("description", "instrument", "inputs", "imports", "tasks", "subsets")
 TASK_KEYS = ("class", "config", "configFiles", "instrumentOverrides")
@@ -110,8 +111,10 @@ def _str_list(value: Any, what: str, source: str) -> list[str]:
     return list(value)
 
 
-def load_pipeline_file(path: Path, *, validate: bool = True, _stack: tuple[Path, ...] = ()) -> Pipeline:
-    """Read a pipeline file; imports and config files are relative to its directory."""
+def load_pipeline_file(
+    path: Path, *, pipeline_class: type[Pipeline], validate: bool = True, _stack: tuple[Path, ...] = ()
+) -> Pipeline:
+    """Read a pipeline file into a new ``pipeline_class``; imports and config files are relative to its directory."""
     resolved = path.resolve()
     if resolved in _stack:
         chain = " -> ".join(str(p) for p in (*_stack, resolved))
@@ -125,7 +128,7 @@ def load_pipeline_file(path: Path, *, validate: bool = True, _stack: tuple[Path,
             f"{path} is not a pipeline YAML file: byte {err.start} is not UTF-8 text; "
             "give the path of a pipeline .yaml file"
         ) from None
-    pipeline = _build(text, str(path), path.parent, (*_stack, resolved))
+    pipeline = _build(pipeline_class, text, str(path), path.parent, (*_stack, resolved))
     if not _stack:
         _check_has_tasks(pipeline, str(path))
     if validate:
@@ -133,9 +136,11 @@ def load_pipeline_file(path: Path, *, validate: bool = True, _stack: tuple[Path,
     return pipeline
 
 
-def load_pipeline_text(text: str, *, source: str | None = None, validate: bool = True) -> Pipeline:
-    """Read a pipeline from YAML text; relative paths resolve from the current directory."""
-    pipeline = _build(text, source or "<pipeline YAML>", Path.cwd(), ())
+def load_pipeline_text(
+    text: str, *, pipeline_class: type[Pipeline], source: str | None = None, validate: bool = True
+) -> Pipeline:
+    """Read a pipeline from YAML text into a new ``pipeline_class``; relative paths resolve from the current directory."""
+    pipeline = _build(pipeline_class, text, source or "<pipeline YAML>", Path.cwd(), ())
     _check_has_tasks(pipeline, source or "<pipeline YAML>")
     if validate:
         pipeline.validate()
@@ -151,13 +156,15 @@ def _check_has_tasks(pipeline: Pipeline, source: str) -> None:
         )
 
 
-def _build(text: str, source: str, base: Path, stack: tuple[Path, ...]) -> Pipeline:
+def _build(
+    pipeline_class: type[Pipeline], text: str, source: str, base: Path, stack: tuple[Path, ...]
+) -> Pipeline:
     data = _parse(text, source)
     _check_keys(data, TOP_KEYS, "the pipeline", source)
     description = data.get("description", "")
     if not isinstance(description, str):
         raise PipelineError(f"{source}: 'description' must be a string")
-    pipeline = Pipeline(description, source=source)
+    pipeline = pipeline_class(description, source=source)
     for entry in data.get("imports") or []:
         _import(pipeline, entry, source, base, stack)
     for name in _str_list(data.get("inputs") or [], "'inputs'", source):
@@ -199,7 +206,7 @@ def _import(pipeline: Pipeline, entry: Any, source: str, base: Path, stack: tupl
     location = base / os.path.expandvars(str(entry["location"]))
     if not location.exists():
         raise PipelineError(f"{source}: imported pipeline {location} does not exist; fix its 'location'")
-    imported = load_pipeline_file(location, validate=False, _stack=stack)
+    imported = load_pipeline_file(location, pipeline_class=type(pipeline), validate=False, _stack=stack)
     exclude = _str_list(entry.get("exclude") or [], "'exclude'", source)
     for label in exclude:
         if label not in imported:
@@ -301,15 +308,3 @@ def dump_pipeline(pipeline: Pipeline) -> str:
     if pipeline.subsets:
         data["subsets"] = {name: list(labels) for name, labels in pipeline.subsets.items()}
     return HEADER + yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=100)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename: never half-written."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as stream:
-            stream.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -4,8 +4,9 @@ The design note (DMTN-055 section 6.2) makes each dataset type a dynamically cre
 ``Dataset`` subclass. Here a dataset type is a small immutable value, `DatasetType`,
 and a `Dataset` is one instance of it: type plus data ID. One class instead of one
 subclass per type keeps graphs picklable by any process that imports ``supertask``,
-which every batch job must do (field note 12: graph files that only load with the
-exact software that wrote them).
+which every batch job must do, and stores no class of a given software version in a
+graph file (a file that only loads with the exact version that wrote it is stranded by
+the next upgrade).
 """
 
 from __future__ import annotations

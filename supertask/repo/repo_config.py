@@ -38,8 +38,8 @@ def read_repo_config(root: str | Path) -> dict[str, Any]:
 
 def write_repo_config(root: str | Path, config: dict[str, Any]) -> Path:
     """Write ``root/butler.yaml`` (atomically)."""
+    from ..atomic_write import atomic_write_text
+
     path = Path(root) / CONFIG_NAME
-    tmp = path.with_name(f".{CONFIG_NAME}.tmp")
-    tmp.write_text(yaml.safe_dump(config, sort_keys=False))
-    tmp.replace(path)
+    atomic_write_text(path, yaml.safe_dump(config, sort_keys=False))
     return path

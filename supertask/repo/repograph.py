@@ -6,7 +6,8 @@ its rows are the campaign selection. Units, datasets and their links are built f
 those rows with a few bulk look-ups (one per unit type and per dataset type), never one
 query per unit.
 
-Gathering tasks must not be sliced by the expression (field note 2): `relatedDataIds`
+Gathering tasks must not be sliced by the expression (a coadd would lose the visits
+the expression left out at the edge of a tile): `relatedDataIds`
 asks the registry again, restricted only by the given data IDs, and `findDatasets`
 loads datasets outside the selection on demand.
 """
@@ -311,7 +312,7 @@ class RepoGraph:
 
         Not restricted by the graph's expression: a coadd of a patch gathers every
         (visit, detector) overlapping the patch even if the expression selected only
-        some visits (field note 2: no tract slicing).
+        some visits (no "tract slicing").
 
         Returns
         -------

@@ -7,7 +7,7 @@ and the submit descriptions, expanded per node by ``htcondor2.Submit`` exactly a
 DAGMan would (``VARS`` plus DAGMan's own macros ``JOB``, ``RETRY``, ``DAG_STATUS``,
 ``FAILED_COUNT``). Each DAGMan attempt is a new cluster; inside a cluster the schedd's
 ``max_retries`` / ``retry_until`` requeue the job (``OnExitRemove``). Each job runs with only
-the environment its submit description names plus ``$_CONDOR_SCRATCH_DIR`` (field note 15);
+the environment its submit description names plus ``$_CONDOR_SCRATCH_DIR`` (as DAGMan's node jobs do);
 with ``should_transfer_files = YES`` it runs in a fresh scratch directory holding only its
 transferred inputs, and on success its outputs are copied back into ``initialdir``.
 

@@ -24,7 +24,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from supertask.demo.main_job import INPUTS, LOCAL_RUN, PIPELINE, WHERE  # noqa: E402
+from demo_drp.main_job import INPUTS, LOCAL_RUN, PIPELINE, WHERE  # noqa: E402
+
 from support.dagman_runner import run_dag  # noqa: E402
 
 

@@ -2,7 +2,7 @@
 
 Read through ``htcondor2.JobEventLog`` (the schedd's own parser), so a report needs
 no schedd: the log stays in the submit directory after the schedd's history has
-rolled over (field note 11). Each DAGMan attempt of a node is a new cluster; the
+rolled over (the schedd keeps a bounded history). Each DAGMan attempt of a node is a new cluster; the
 submit event's notes tie a cluster to its node. HTCondor 25 writes them structured,
 ``[ DAGNodeName = "NAME"; JobBatchName = "DAG" ]`` (htcondor2: ``LogNotes`` is that
 text, ``StructuredNotes`` the ClassAd); older versions wrote ``DAG Node: NAME``. Both

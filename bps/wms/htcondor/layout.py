@@ -129,7 +129,7 @@ def log_dir(label: str, log_subdir: str, unit: str) -> str:
 
     The workflow's ``log_subdir`` (e.g. ``logs/calibrate``), else ``jobs/<label>``, then
     one level per unit such as ``tract-9``: a directory tree an operator can walk, never
-    one flat directory of 10^5 files (field note 9).
+    one flat directory of 10^5 files.
     """
     base = log_subdir.strip("/") or f"{JOBS_DIR}/{safe_name(label)}"
     parts = [safe_name(p) for p in Path(base).parts if p not in ("", ".", "..")]

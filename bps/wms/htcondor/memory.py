@@ -16,7 +16,8 @@ code it gets depends on the pool's policy (`POOL_POLICIES`, chosen by the site's
 
 Experienced users then let the job release itself with a larger request, and remove it once
 the request has reached the cap so that DAGMan sees a failure instead of a job held forever
-(field note 6). The pieces:
+(out-of-memory kills otherwise look like other failures, and a held job leaves the run
+"running" forever). The pieces:
 
 - ``request_memory`` is an expression, re-evaluated at each match: the base request until a
   memory hold happened, then ``base * multiplier ** NumJobStarts`` or ``MemoryUsage *
@@ -40,7 +41,8 @@ last hold carry over: a retry never starts again below a request that already fa
 job removed at the cap ends its node.
 
 The base is the submit macro ``bps_memory`` with the label's request as default, so a
-restart can raise the base of single nodes through ``VARS`` (field note 7). Pegasus
+restart can raise the base of single nodes through ``VARS`` (the memory a node grew to
+is not forgotten on restart). Pegasus
 (`bps.wms.pegasus.translator`) attaches the same trio to its jobs as ``condor`` profiles;
 it has no per-node ``VARS``, so it passes the job's request as a literal ``base``.
 

@@ -1,7 +1,8 @@
 """Changes an operator may make on restart: resources and retries, globally or per label.
 
 ``{"memory_mb": 8192, "retries": 5, "labels": {"coadd": {"memory_max_mb": 65536}}}``.
-Field note 8: restarting must be able to change what made the run fail.
+Restarting must be able to change what made the run fail (memory, retries), or the
+restarted run fails the same way.
 """
 
 from __future__ import annotations

@@ -206,8 +206,9 @@ class HTCondorService(WorkflowService):
     def prepare_restart(self, submit_dir: Path, overrides: dict[str, Any] | None = None) -> DagLayout:
         """Rewrite the DAG for a restart (the rescue DAG then marks what is done); submit nothing.
 
-        Memory a node grew to on retries becomes its new base request (field note 7),
-        and ``overrides`` change resources and retries (field note 8). Node names stay the
+        Memory a node grew to on retries becomes its new base request (otherwise a restarted
+        node forgets it and fails the same way again), and ``overrides`` change resources
+        and retries (what made the run fail can be changed on restart). Node names stay the
         same, so DAGMan's rescue file still applies.
         """
         layout = find_dag(submit_dir)

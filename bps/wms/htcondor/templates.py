@@ -1,4 +1,4 @@
-"""Submit descriptions and the DAGMan config, rendered from ``condor_templates/``.
+"""Submit descriptions and the DAGMan config, rendered from ``condor_templates/`` of this package.
 
 Templates are plain submit-language text with ``@name`` placeholders (``@`` because
 ``$`` belongs to HTCondor's own macros). A site replaces any of them by putting a file
@@ -9,20 +9,13 @@ error naming the template, so a site template cannot silently lose a setting.
 from __future__ import annotations
 
 import string
-import sys
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 
-
-def _shipped_dir() -> Path:
-    """The templates shipped with the project: the source tree, else an installed copy."""
-    source = Path(__file__).resolve().parents[3] / "condor_templates"
-    installed = Path(sys.prefix) / "share" / "supertask" / "condor_templates"
-    return source if source.is_dir() or not installed.is_dir() else installed
-
-
-#: Templates shipped with the project.
-DEFAULT_DIR = _shipped_dir()
+#: Templates shipped inside this package (package data, found the same way in a source
+#: checkout, an editable install and a wheel: packages are installed as directories).
+DEFAULT_DIR = Path(str(resources.files("bps.wms.htcondor").joinpath("condor_templates")))
 NAMES = ("job.sub", "final.sub", "dagman.config")
 
 
@@ -51,7 +44,7 @@ def template_path(name: str, site_dir: str | None = None) -> Path:
     path = DEFAULT_DIR / name
     if not path.is_file():
         raise FileNotFoundError(
-            f"shipped template {path} is missing: reinstall supertask from a full checkout"
+            f"shipped template {path} is missing: reinstall supertask (pip install --force-reinstall supertask)"
         )
     return path
 

@@ -39,6 +39,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from supertask.atomic_write import atomic_open
+
 from ... import exit_codes
 from ...staging import manifest_path
 from ...workflow import GenericWorkflow, Job, SiteConfig, WorkflowFile, safe_name
@@ -112,8 +114,8 @@ def write_dag(
         layout.final_submit_file.write_text(_render_final_submit(workflow, layout, env))
 
     log_dirs: set[str] = set()
-    tmp = layout.dag.with_suffix(".dag.tmp")
-    with tmp.open("w", buffering=1 << 20) as out:
+    # not synced: written before anything is submitted, so a crash means preparing again
+    with atomic_open(layout.dag, "w", fsync=False, buffering=1 << 20) as out:
         out.write(f"# DAG of workflow {workflow.name!r}: {len(workflow.jobs)} jobs, labels {list(labels)}\n")
         out.write("# Written by bps.wms.htcondor.translator; see docs/htcondor.md\n")
         out.write(f"CONFIG {layout.config}\n")
@@ -127,7 +129,6 @@ def write_dag(
             # max_retries in its submit description.
             out.write(f"FINAL {FINAL_NODE} {layout.final_submit_file}\n")
     _make_log_dirs(workflow, layout, log_dirs)
-    tmp.replace(layout.dag)
     return layout
 
 

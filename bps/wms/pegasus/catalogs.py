@@ -119,7 +119,8 @@ def resolve_executable(executable: str, site: SiteConfig) -> str:
     Absolute paths are kept. Otherwise the executable is looked for next to the
     site's Python (a virtual environment's ``bin``), then on ``PATH``, then next
     to the Python running this translator: on an HTCondor pool a job does not
-    inherit the submitter's ``PATH`` (field note 15), so the catalog must hold
+    inherit the submitter's ``PATH`` (DAGMan hands its node jobs only a short list of
+    environment variables), so the catalog must hold
     a full path.
     """
     if os.path.isabs(executable):

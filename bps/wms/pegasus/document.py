@@ -30,6 +30,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from supertask.atomic_write import atomic_open
+
 #: The format version the documents declare (what ``Pegasus.api`` 5.x writes and 5.1.2 plans).
 PEGASUS_VERSION = "5.0.4"
 
@@ -56,10 +58,8 @@ def api_document(obj: Any) -> dict[str, Any]:
 
 def atomic_write(path: Path, chunks: Iterable[str]) -> None:
     """Write ``chunks`` to a temporary name and rename it: ``pegasus-plan`` never reads half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8", buffering=1 << 20) as out:
+    with atomic_open(path, "w", buffering=1 << 20) as out:
         out.writelines(chunks)
-    tmp.replace(path)
 
 
 def compact(document: dict[str, Any]) -> str:

@@ -4,11 +4,12 @@ Pegasus publishes its YAML formats as JSON Schema (draft 7) documents that refer
 to each other by relative file name (``wf-5.0.yml`` uses ``common.yml#/$defs/...``,
 ``sc-5.0.yml``...). This module loads a directory of them into a `referencing`
 registry under one base URI so those references resolve, and validates a written
-workflow or catalog. ``jsonschema`` is a test dependency, imported only here.
+workflow or catalog. ``jsonschema`` is an optional dependency (the ``validate``
+extra: ``pip install 'supertask[validate]'``), imported only when a validator is built.
 
-The schema directory is found, in order, from ``$SUPERTASK_PEGASUS_SCHEMA_DIR``,
-from ``../shared/pegasus-schema`` beside the repository (how CI lays it out), and
-from ``tests/data/pegasus-schema`` inside the repository.
+The schemas ship with this package (``schemas/``, Pegasus 5.0 formats, with Pegasus's
+licence and the commit they come from); ``$SUPERTASK_PEGASUS_SCHEMA_DIR`` names
+another directory of them instead (e.g. a newer Pegasus release's).
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ from __future__ import annotations
 import json
 import os
 from functools import cache
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 _BASE = "https://pegasus.isi.edu/schema/"
-_REPO_ROOT = Path(__file__).resolve().parents[3]
+#: The schemas shipped with this package.
+SHIPPED_DIR = Path(str(files("bps.wms.pegasus").joinpath("schemas")))
 
 #: Which schema each written file follows.
 SCHEMA_OF: dict[str, str] = {
@@ -45,7 +48,7 @@ def schema_dir() -> Path:
     candidates = []
     if os.environ.get("SUPERTASK_PEGASUS_SCHEMA_DIR"):
         candidates.append(Path(os.environ["SUPERTASK_PEGASUS_SCHEMA_DIR"]))
-    candidates += [_REPO_ROOT.parent / "shared" / "pegasus-schema", _REPO_ROOT / "tests/data/pegasus-schema"]
+    candidates.append(SHIPPED_DIR)
     for candidate in candidates:
         if (candidate / "wf-5.0.yml").is_file():
             return candidate
@@ -70,7 +73,12 @@ def _registry(directory: str):
 
 def validator(schema_name: str, directory: Path | None = None):
     """A draft-7 validator for one schema file (``wf-5.0.yml``, ``rc-5.0.yml``, ...)."""
-    from jsonschema import Draft7Validator
+    try:
+        from jsonschema import Draft7Validator
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError(
+            "validating Pegasus files needs jsonschema: pip install 'supertask[validate]'"
+        ) from None
 
     registry = _registry(str(directory or schema_dir()))
     return Draft7Validator({"$ref": _BASE + schema_name}, registry=registry)

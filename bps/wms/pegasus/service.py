@@ -25,6 +25,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from supertask.atomic_write import atomic_write_text
+
 from ...workflow import GenericWorkflow
 from ...workflow_io import load_workflow, save_workflow
 from ..base import (
@@ -432,9 +434,7 @@ def _rewrite_submit_lines(path: Path, commands: dict[str, str]) -> None:
         raise WmsError(
             f"{path} has no {', '.join(missing)} line: it was not planned from this submit directory"
         )
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(path)
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def _braindump(run_dir: Path) -> dict[str, Any]:

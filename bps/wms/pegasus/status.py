@@ -5,7 +5,7 @@ Pegasus's monitoring daemon appends one line per job event to ``jobstate.log``
 state, the number of ``SUBMIT`` events its attempts, and the ``INTERNAL ***
 DAGMAN_FINISHED <status> ***`` line the end of the run. Reading this file needs
 neither Pegasus nor HTCondor, and it survives the scheduler's history rolling over
-(field note 11).
+(after which the scheduler can no longer report the run at all).
 
 Pegasus names a compute job's DAG node ``<transformation>_<id>`` and a
 sub-workflow's ``pegasus-plan_<id>``; the jobs it adds itself (``create_dir_``,

@@ -72,6 +72,7 @@ from Pegasus.api import (
 from Pegasus.api import Job as PegasusJob
 from Pegasus.api import Workflow as PegasusWorkflow
 
+from supertask.atomic_write import atomic_write_text
 from supertask.gc_pause import gc_paused
 
 from ...workflow import GenericWorkflow, Job
@@ -537,11 +538,11 @@ def _write_plan(plan: PegasusPlan, pegasus_dir: Path, run_name: str) -> Path:
     plan.replica_catalog.write(pegasus_dir / catalogs.REPLICAS_FILE)
     _write_api(plan.transformation_catalog, pegasus_dir / catalogs.TRANSFORMATIONS_FILE)
     _write_api(plan.site_catalog, pegasus_dir / catalogs.SITES_FILE)
-    _atomic_text(pegasus_dir / catalogs.PROPERTIES_FILE, _properties_text(plan.properties))
-    _atomic_text(pegasus_dir / JOB_MAP_FILE, json.dumps(plan.job_map, separators=(",", ":")))
-    _atomic_text(pegasus_dir / OUTPUT_MAP_FILE, output_map_text(plan.output_locations))
+    atomic_write_text(pegasus_dir / catalogs.PROPERTIES_FILE, _properties_text(plan.properties))
+    atomic_write_text(pegasus_dir / JOB_MAP_FILE, json.dumps(plan.job_map, separators=(",", ":")))
+    atomic_write_text(pegasus_dir / OUTPUT_MAP_FILE, output_map_text(plan.output_locations))
     script = pegasus_dir / PLAN_SCRIPT
-    _atomic_text(script, _plan_script(plan_command(plan, pegasus_dir, submit=True, run_name=run_name)))
+    atomic_write_text(script, _plan_script(plan_command(plan, pegasus_dir, submit=True, run_name=run_name)))
     script.chmod(0o755)
     plan.workflow.write(pegasus_dir / COMPUTE_FILE)
     path = pegasus_dir / WORKFLOW_FILE
@@ -642,9 +643,3 @@ def _properties_text(props: Properties) -> str:
     buffer = io.StringIO()
     props.write(buffer)
     return buffer.getvalue()
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)

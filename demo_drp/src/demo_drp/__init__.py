@@ -7,6 +7,6 @@ Algorithms, each free of I/O: `isr`, `calibrate` (with `measure`), `warp`, `coad
 SuperTasks wrapping them: `tasks`. Checking and looking: `validate`, `display`.
 `main_job` runs the whole system end to end (``make demo``).
 
-Nothing is imported here, so ``import supertask.demo.tasks`` in a batch job loads
+Nothing is imported here, so ``import demo_drp.tasks`` in a batch job loads
 only what that job needs.
 """

@@ -23,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from ..config import Config, ConfigField, DatasetField, Field
-from ..supertask import SuperTask
-from ..task import Struct
+from supertask.config import Config, ConfigField, DatasetField, Field
+from supertask.supertask import SuperTask
+from supertask.task import Struct
+
 from .calibrate import CalibrateParams, calibrate
 from .coadd import assemble_coadd, detect_coadd
 from .errors import NoWorkFound

@@ -10,6 +10,6 @@ warp whose detectors only graze a patch is expected, and must not read as an err
 
 from __future__ import annotations
 
-from ..task import NoWorkFound
+from supertask.task import NoWorkFound
 
 __all__ = ["NoWorkFound"]

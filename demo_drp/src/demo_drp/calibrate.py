@@ -144,7 +144,7 @@ def calibrate(
     exposure : `Exposure`
         Post-ISR image in electrons, with variance, its nominal WCS and ``band`` in metadata.
     refcat : `numpy.ndarray`
-        The reference catalogue (`supertask.demo.refcat.REFCAT_DTYPE`).
+        The reference catalogue (`demo_drp.refcat.REFCAT_DTYPE`).
     params : `CalibrateParams`, optional
         Detection and matching parameters.
 

@@ -12,7 +12,7 @@ output doubles as a walkthrough:
 5. write the HTCondor DAGMan and Pegasus workflows for the same graph
    (``bps prepare``), ready to submit on a cluster.
 
-Usage: ``python -m supertask.demo.main_job [DEMO_DIR]`` (default ``./demo_run``).
+Usage: ``python -m demo_drp.main_job [DEMO_DIR]`` (default ``./demo_run``).
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ import shutil
 import subprocess
 import sys
 import time
+from importlib.resources import files
 from pathlib import Path
 
-PIPELINE = Path(__file__).resolve().parents[2] / "examples" / "demo_pipeline.yaml"
+#: The demo pipeline, package data of demo_drp (``examples/demo_pipeline.yaml`` links to it).
+PIPELINE = Path(str(files("demo_drp").joinpath("pipeline.yaml")))
 INPUTS = "DemoCam/defaults"
 WHERE = "tract = 0"
 LOCAL_RUN = "demo/tile0"
@@ -63,7 +65,7 @@ def _write_bps_config(path: Path, demo_dir: Path, graph: Path, wms: str, site: s
                 f"submit_dir: {demo_dir / 'submit' / wms}",
                 *_tmp_override(demo_dir, wms),
                 "# one job per exposure for ISR, per visit for calibration and warps, per patch for coadds",
-                "# (field note 17: job start-up and scheduling dominate small quanta)",
+                "# (job start-up and scheduling dominate small quanta)",
                 "clustering:",
                 "  clusters:",
                 "    - {name: isr, labels: [isr], units: [instrument, exposure]}",
@@ -79,7 +81,7 @@ def _tmp_override(demo_dir: Path, wms: str) -> list[str]:
     """Let the demo *write* an HTCondor workflow under /tmp, saying why this is demo-only.
 
     DAGMan's default strict mode refuses node logs under /tmp, and the HTCondor
-    translator refuses such a submit directory at prepare time (field note 14). The
+    translator refuses such a submit directory at prepare time. The
     demo only prepares the workflow, so a clone under /tmp can still show it.
     """
     if wms != "htcondor" or not str(demo_dir).startswith("/tmp/"):

@@ -36,16 +36,17 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from ..repo.butler import Butler, IngestItem
-from ..repo.dataid import DataId
-from ..repo.dataset import DatasetType
-from ..repo.formatters import get_formatter
-from ..repo.repo_config import CONFIG_NAME
+from supertask.repo.butler import Butler, IngestItem
+from supertask.repo.dataid import DataId
+from supertask.repo.dataset import DatasetType
+from supertask.repo.formatters import get_formatter
+from supertask.repo.repo_config import CONFIG_NAME
+
 from .camera import DETECTORS, FILTERS, INSTRUMENT
 from .simulate import VisitInfo, demo_reference_catalog, make_bias, make_flat, observing_plan, simulate_raw
 from .skymap import DEMO_SKYMAP, SkyMap
 
-log = logging.getLogger("supertask.demo.data")
+log = logging.getLogger("demo_drp.data")
 
 RAW_RUN = f"{INSTRUMENT}/raw/all"
 CALIB_RUN = f"{INSTRUMENT}/calib"
@@ -77,7 +78,7 @@ def register_instrument(butler: Butler) -> None:
         [
             {
                 "instrument": INSTRUMENT,
-                "class_name": "supertask.demo.camera",
+                "class_name": "demo_drp.camera",
                 "detector_max": len(DETECTORS),
                 "visit_max": 10**6,
             }

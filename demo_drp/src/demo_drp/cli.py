@@ -35,7 +35,7 @@ def demo_data(repo: str, exposures: int, seed: int, db_url: str | None) -> None:
 
         supertask qgraph REPO -p examples/demo_pipeline.yaml -i DemoCam/defaults -o u/$USER/tile0 --where "tract = 0"
     """
-    from ..demo.data import DEFAULTS, make_demo_repo
+    from demo_drp.data import DEFAULTS, make_demo_repo
 
     start = time.perf_counter()
     try:
