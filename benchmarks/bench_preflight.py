@@ -15,10 +15,19 @@ preflight (after set-up) and once after: set-up holds its own large lists, so fo
 clean preflight figure use ``--repo`` with a repository made by an earlier run
 (``--keep``), which makes this process do nothing but preflight.
 
+``--db postgresql`` makes the repository's registry a fresh schema on the PostgreSQL
+server of ``--db-url`` (default: ``SUPERTASK_TEST_POSTGRES_URL``, which
+``eval "$(bash .ci/start-postgres)"`` sets). A ``--repo`` run reads whichever database
+the repository was made with. ``--pipeline FILE --input COLLECTION`` plans another
+pipeline over an existing repository (the demo tile: ``--repo DIR --pipeline
+examples/demo_pipeline.yaml --input DemoCam/defaults --where "tract = 0"``).
+``--json FILE`` writes the figures for `bench_preflight_backends` and `bench_scaling`.
+
 Usage::
 
     .venv/bin/python benchmarks/bench_preflight.py [--n 10000] [--repo DIR] [--keep DIR]
-        [--where "..."] [--profile out.prof]
+        [--db sqlite|postgresql] [--db-url URL] [--where "..."] [--profile out.prof]
+        [--pipeline FILE --input COLLECTION] [--json FILE]
 """
 
 from __future__ import annotations
@@ -26,6 +35,8 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
+import hashlib
+import json
 import os
 import platform
 import resource
@@ -38,6 +49,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_tasks  # noqa: E402
 import synthetic_repo  # noqa: E402
+from sqlalchemy import event as sa_event  # noqa: E402
+from sqlalchemy import pool as sa_pool  # noqa: E402
 
 from supertask.graph.builder import build_quantum_graph  # noqa: E402
 from supertask.repo.butler import Butler  # noqa: E402
@@ -64,6 +77,38 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def fingerprint(graph) -> str:
+    """A hash of every quantum: task, data ID, inputs and outputs, in the graph's order."""
+    digest = hashlib.sha256()
+    for q in graph:
+        inputs = [(k, [sorted(d.dataId.items()) for d in v]) for k, v in sorted(q.inputs.items())]
+        outputs = [(k, [sorted(d.dataId.items()) for d in v]) for k, v in sorted(q.outputs.items())]
+        digest.update(repr((q.taskLabel, sorted(q.dataId.items()), inputs, outputs)).encode())
+    return digest.hexdigest()
+
+
+#: PostgreSQL server processes this process connected to (their CPU is preflight's too).
+_SERVER_PIDS: list[int] = []
+
+
+def _record_server_pid(dbapi_connection, _record) -> None:
+    pid = getattr(getattr(dbapi_connection, "info", None), "backend_pid", None)
+    if pid is not None:
+        _SERVER_PIDS.append(pid)
+
+
+def server_cpu_seconds() -> float | None:
+    """CPU seconds of the PostgreSQL server processes serving this process (a local server only)."""
+    total, ticks = 0.0, os.sysconf("SC_CLK_TCK")
+    for pid in _SERVER_PIDS:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total if _SERVER_PIDS else None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -72,20 +117,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--detectors", type=int, default=100, help="detectors per visit (max 100)")
     parser.add_argument("--repo", help="use this existing synthetic repository instead of making one")
     parser.add_argument("--keep", help="make the repository here and keep it (for a later --repo run)")
-    parser.add_argument("--db-url", help="registry database URL (default: SQLite inside the repository)")
+    parser.add_argument(
+        "--db",
+        default="sqlite",
+        choices=("sqlite", "postgresql"),
+        help="registry backend of a new repository",
+    )
+    parser.add_argument(
+        "--db-url",
+        help="registry database URL (SQLite: default inside the repository; PostgreSQL: the server, "
+        "default $SUPERTASK_TEST_POSTGRES_URL, in which a fresh schema is made)",
+    )
+    parser.add_argument("--pipeline", help="plan this pipeline file instead of the benchmark's three tasks")
+    parser.add_argument("--input", default=synthetic_repo.INPUT_RUN, help="input collection")
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.add_argument(
+        "--fingerprint", action="store_true", help="with --json: a hash of every quantum (after the timing)"
+    )
     parser.add_argument("--where", default=None, help="data-ID expression (default: the whole repository)")
     parser.add_argument("--profile", help="write a cProfile of build_quantum_graph to this file")
     args = parser.parse_args(argv)
 
     print(machine_note())
+    sa_event.listen(sa_pool.Pool, "connect", _record_server_pid)
     if args.repo:
-        butler = Butler(args.repo, collections=[synthetic_repo.INPUT_RUN])
+        butler = Butler(args.repo, collections=[args.input])
     else:
         root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_preflight_"))
         visits = synthetic_repo.visits_for_quanta(args.n, args.detectors)
         layout = synthetic_repo.layout_for_visits(visits, args.detectors)
         start = time.perf_counter()
-        butler = synthetic_repo.make_repo(root, layout, db_url=args.db_url)
+        db_url = synthetic_repo.database_url(args.db, args.db_url)
+        butler = synthetic_repo.make_repo(root, layout, db_url=db_url)
         print(
             f"set-up: {layout.visits} visits x {layout.detectors} detectors, {layout.tracts} tracts "
             f"in {time.perf_counter() - start:.1f} s at {root}"
@@ -93,7 +156,13 @@ def main(argv: list[str] | None = None) -> int:
     del args.repo
     gc.collect()
     rss_before = peak_rss_mb()
-    pipeline = bench_tasks.make_pipeline()
+    server_start = server_cpu_seconds() or 0.0
+    if args.pipeline:
+        from supertask.cli.request_options import load_pipeline
+
+        pipeline = load_pipeline(args.pipeline, (), None)
+    else:
+        pipeline = bench_tasks.make_pipeline()
     profiler = cProfile.Profile() if args.profile else None
     start = time.perf_counter()
     cpu_start = cpu_seconds()
@@ -103,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         pipeline,
         butler,
         where=args.where,
-        input_collections=[synthetic_repo.INPUT_RUN],
+        input_collections=[args.input],
         output_run="bench/out",
         max_rows=None,
     )
@@ -112,12 +181,15 @@ def main(argv: list[str] | None = None) -> int:
         profiler.dump_stats(args.profile)
     elapsed = time.perf_counter() - start
     cpu = cpu_seconds() - cpu_start
+    server = server_cpu_seconds()
+    server = None if server is None else server - server_start
     per_label: dict[str, int] = {}
     for quantum in graph:
         per_label[quantum.taskLabel] = per_label.get(quantum.taskLabel, 0) + 1
     print(f"quanta: {len(graph)} {per_label}; planning query rows: {report.rows}")
     print(
         f"build_quantum_graph: {elapsed:.2f} s wall, {cpu:.2f} s CPU ({len(graph) / elapsed:,.0f} quanta/s wall)"
+        + ("" if server is None else f", PostgreSQL server {server:.2f} s CPU")
     )
     for step, seconds in report.timings.items():
         print(f"  {step:<28} {seconds:8.2f} s")
@@ -125,6 +197,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {'other (tasks, metadata)':<28} {other:8.2f} s")
     print(f"peak RSS: {peak_rss_mb():.0f} MB (before preflight: {rss_before:.0f} MB)")
     print(machine_note().replace("machine: ", "after: "))
+    if args.json:
+        figures = {
+            "backend": butler.registry.engine.dialect.name,
+            "quanta": len(graph),
+            "rows": report.rows,
+            "wall": elapsed,
+            "cpu": cpu,
+            "server_cpu": server,
+            "peak_rss_mb": peak_rss_mb(),
+            "timings": dict(report.timings),
+            "load": os.getloadavg(),
+        }
+        if args.fingerprint:
+            figures["fingerprint"] = fingerprint(graph)
+        Path(args.json).write_text(json.dumps(figures, indent=1))
     return 0
 
 

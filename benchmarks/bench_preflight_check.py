@@ -10,6 +10,11 @@ compares everything. It prints one line per case and exits non-zero on a differe
 Usage::
 
     .venv/bin/python benchmarks/bench_preflight_check.py [--visits 60] [--original COMMIT]
+        [--db sqlite|postgresql] [--db-url URL]
+
+``--db postgresql`` puts the repository's registry in a fresh schema of the PostgreSQL
+server of ``--db-url`` (default ``SUPERTASK_TEST_POSTGRES_URL``): the same graphs must
+come out of its query shape.
 """
 
 from __future__ import annotations
@@ -97,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--visits", type=int, default=60, help="visits in the synthetic repository")
     parser.add_argument("--original", default=ORIGINAL, help="git commit of the original modules")
+    parser.add_argument("--db", default="sqlite", choices=("sqlite", "postgresql"), help="registry backend")
+    parser.add_argument("--db-url", help="PostgreSQL server URL (default $SUPERTASK_TEST_POSTGRES_URL)")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="preflight_check_"))
     extract_original(args.original, work)
@@ -104,7 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     import original_graph.builder as original_builder
     import original_graph.quanta as original_quanta
 
-    butler = synthetic_repo.make_repo(work / "repo", synthetic_repo.layout_for_visits(args.visits))
+    db_url = synthetic_repo.database_url(args.db, args.db_url)
+    butler = synthetic_repo.make_repo(
+        work / "repo", synthetic_repo.layout_for_visits(args.visits), db_url=db_url
+    )
     failures = 0
     for where in WHERES:
         for expand in (True, False):

@@ -22,10 +22,13 @@ assembleCoadd has about ``visits * (detectors + 3) + 3 * patches`` quanta;
 from __future__ import annotations
 
 import math
+import os
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 
@@ -240,6 +243,34 @@ def populate(
             record["size"] = path.stat().st_size
     counts["raw"] = sum(len(reg.insertDatasets(RAW, INPUT_RUN, part)) for part in _chunks(records))
     return counts
+
+
+def database_url(db: str, db_url: str | None = None) -> str | None:
+    """The registry URL for ``--db``: `None` (SQLite inside the repository) or a fresh PostgreSQL schema.
+
+    ``db_url`` (else ``SUPERTASK_TEST_POSTGRES_URL``, the URL ``.ci/start-postgres``
+    prints) names the server and database; each call creates a schema of its own there,
+    so repositories of several sizes and runs live side by side. The schema is kept: the
+    repository's ``butler.yaml`` refers to it, and a later ``--repo`` run reads it.
+    """
+    if db == "sqlite":
+        return db_url
+    if db != "postgresql":
+        raise SystemExit(f"--db {db!r}: use sqlite or postgresql")
+    base = db_url or os.environ.get("SUPERTASK_TEST_POSTGRES_URL")
+    if not base:
+        raise SystemExit(
+            '--db postgresql needs --db-url URL or SUPERTASK_TEST_POSTGRES_URL (eval "$(bash .ci/start-postgres)")'
+        )
+    import sqlalchemy as sa
+
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    engine = sa.create_engine(base)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    engine.dispose()
+    sep = "&" if "?" in base else "?"
+    return f"{base}{sep}options={quote(f'-csearch_path={schema}')}"
 
 
 def make_repo(

@@ -250,8 +250,8 @@ def restart(submit_dir: str, label_sets: tuple[str, ...], jobs: int | None, **va
 @_handle_errors
 def cancel(submit_dir: str) -> None:
     """Stop a running workflow."""
-    _service(_wms_of(Path(submit_dir))).cancel(Path(submit_dir))
-    click.echo(f"cancelled {submit_dir}")
+    said = _service(_wms_of(Path(submit_dir))).cancel(Path(submit_dir))
+    click.echo(f"cancelled {submit_dir}" + (f": {said}" if said else ""))
 
 
 @main.command()

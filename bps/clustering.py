@@ -73,13 +73,25 @@ def cluster_quanta(quanta: Iterable[QuantumLike], rules: Sequence[ClusterRule]) 
 
     Returns clusters in the order of their first quantum; their names are unique and
     file-name safe. Unmatched quanta each make a cluster named after label and data ID.
+
+    Raises
+    ------
+    ClusteringError
+        If a rule names a task label whose quanta lack some of the rule's units (they
+        would silently stay single jobs), or the rules are malformed.
     """
     _check_rules(rules)
     groups: dict[tuple[Any, ...], Cluster] = {}
+    #: (rule name, task label) -> (units the rule needs that the label's quanta lack, the label's units)
+    unmet: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
     for quantum in quanta:
         if quantum.id is None:
             raise ClusteringError(f"{quantum!r} has no id: cluster quanta loaded from a saved graph")
         rule = next((r for r in rules if r.matches(quantum)), None)
+        named = next((r for r in rules if quantum.taskLabel in r.labels), None)
+        if named is not None and named is not rule and not named.matches(quantum):
+            missing = [u for u in named.units if u not in quantum.dataId]
+            unmet.setdefault((named.name, quantum.taskLabel), (missing, list(quantum.dataId)))
         if rule is None:
             key: tuple[Any, ...] = ("", quantum.id)
             values = dict(quantum.dataId)
@@ -94,6 +106,8 @@ def cluster_quanta(quanta: Iterable[QuantumLike], rules: Sequence[ClusterRule]) 
         cluster.quantum_ids.append(quantum.id)
         if quantum.taskLabel not in cluster.task_labels:
             cluster.task_labels.append(quantum.taskLabel)
+    if unmet:
+        raise ClusteringError(_unmet_message(rules, unmet))
     rule_by_name = {r.name: r for r in rules}
     result: list[Cluster] = []
     for (rule_name, _), cluster in groups.items():
@@ -136,6 +150,25 @@ def _check_rules(rules: Sequence[ClusterRule]) -> None:
                 f"clustering rule {rule.name!r} has neither labels nor units: it would put every quantum "
                 "in one job; give units (e.g. [tract, patch]) or labels"
             )
+
+
+def _unmet_message(
+    rules: Sequence[ClusterRule], unmet: Mapping[tuple[str, str], tuple[list[str], list[str]]]
+) -> str:
+    """A rule naming a label whose quanta lack the rule's units would leave them unclustered."""
+    units = {r.name: list(r.units) for r in rules}
+    lines = [
+        f"clustering rule {rule!r} groups by {units[rule]}, but task label {label!r} has no "
+        f"{', '.join(repr(u) for u in missing)} (its quanta have {have}): they would stay single jobs"
+        for (rule, label), (missing, have) in unmet.items()
+    ]
+    return "\n  ".join(
+        [
+            *lines,
+            "give each rule units that all its labels have, or one rule per group of labels "
+            "sharing units (e.g. isr by exposure, calibrate by visit)",
+        ]
+    )
 
 
 def _join(prefix: str, values: Mapping[str, Any]) -> str:

@@ -1,10 +1,20 @@
 """The submit configuration: layered YAML, validated, with the provenance of every value.
 
 Layers, lowest first: the package defaults (``bps/defaults.yaml``) <
-``site_configs/<compute_site>.yaml`` < the user's file < command-line options.
-Mappings merge key by key; lists and scalars replace. Each leaf remembers the
-layer that set it, so ``bps prepare --show-config`` can say where a value came
-from and a validation error can name the file to fix.
+``site_configs/<compute_site>.yaml`` < the files the user's file includes < the user's
+file < command-line options. Mappings merge key by key; lists and scalars replace. Each
+leaf remembers the layer that set it, so ``bps prepare --show-config`` can say where a
+value came from and a validation error can name the file to fix.
+
+``include: [a.yaml, b.yaml]`` (or one name) in a file layers those files below it, in
+that order (b over a), each with its own includes; names are relative to the including
+file. So site paths shared by many tile files live in one file. ``${VAR}`` in a string
+value of the user's file, an included file or the site file is replaced by the
+environment variable when the configuration is loaded (at prepare: jobs never read the
+submitter's environment); ``$${`` is a literal ``${``. An unset variable is an error
+naming it, the key and the file. Only the variables the files name are kept, with their
+values and the files naming them (`ResolvedConfig.variables`), and written into the
+submit directory.
 
 Why pydantic with ``extra="forbid"``: an unknown key is almost always a typo
 (``retires: 5``) that would otherwise be silently ignored and cost a campaign;
@@ -16,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import typing
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -133,6 +144,8 @@ class ResolvedConfig:
 
     config: SubmitConfig
     sources: dict[str, str]
+    #: environment variables the files named as ``${VAR}``: name -> (value, the files naming it)
+    variables: dict[str, tuple[str, list[str]]] = dataclasses.field(default_factory=dict)
 
     @property
     def site(self) -> SiteConfig:
@@ -179,6 +192,10 @@ class ResolvedConfig:
             lines.append(
                 f"{key}: {yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}  # {self.source_of(key)}"
             )
+        if self.variables:
+            lines.append("# environment variables the files name, with the values used (${VAR}):")
+            for name, (value, files) in sorted(self.variables.items()):
+                lines.append(f"#   {name}={value}  (named in {', '.join(files)})")
         return "\n".join(lines)
 
 
@@ -261,34 +278,114 @@ def load_config(
     """
     merged: dict[str, Any] = {}
     sources: dict[str, str] = {}
+    variables: dict[str, tuple[str, list[str]]] = {}
     _merge(merged, sources, read_yaml_layer(DEFAULTS_FILE), DEFAULTS_SOURCE, None)
-    user: dict[str, Any] = {}
-    user_source = ""
+    #: (layer, source, base directory) of the user's file and what it includes, lowest first
+    user_layers: list[tuple[dict[str, Any], str, Path]] = []
     if user_file is not None:
-        user_path = Path(user_file).resolve()
-        user = _site_shorthand(read_yaml_layer(user_path), user_path)
-        user_source = str(user_path)
+        user_layers = _read_with_includes(Path(user_file).resolve(), variables, ())
     cli_tree: dict[str, Any] = {}
     for key, value in (cli or {}).items():
         if value is not None:
             _set_dotted(cli_tree, key, value)
     cli_tree = _site_shorthand(cli_tree, CLI_SOURCE)
-    site_name = cli_tree.get("compute_site") or user.get("compute_site") or merged["compute_site"]
+    site_name = cli_tree.get("compute_site")
+    for layer, _, _ in reversed(user_layers):
+        site_name = site_name or layer.get("compute_site")
+    site_name = site_name or merged["compute_site"]
     if not isinstance(site_name, str):
         raise ConfigError(f"compute_site must be a site name (a string), got {site_name!r}")
     site_file = find_site_file(site_name)
-    _merge(merged, sources, read_yaml_layer(site_file), str(site_file), site_file.parent)
-    if user_file is not None:
-        _merge(merged, sources, user, user_source, Path(user_source).parent)
+    site_layer = _expand_variables(read_yaml_layer(site_file), str(site_file), variables)
+    _merge(merged, sources, site_layer, str(site_file), site_file.parent)
+    for layer, source, base in user_layers:
+        _merge(merged, sources, layer, source, base)
     _merge(merged, sources, cli_tree, CLI_SOURCE, Path.cwd())
     try:
         config = SubmitConfig.model_validate(merged)
     except ValidationError as err:
         raise ConfigError(_explain(err, sources)) from None
-    resolved = ResolvedConfig(config, sources)
+    resolved = ResolvedConfig(config, sources, variables)
     config.submit_dir = _expand_submit_dir(config, now or datetime.now(UTC))
     _check_consistency(resolved)
     return resolved
+
+
+def _read_with_includes(
+    path: Path, variables: dict[str, tuple[str, list[str]]], chain: tuple[Path, ...]
+) -> list[tuple[dict[str, Any], str, Path]]:
+    """``path`` and the files it includes, as (layer, source, base directory), lowest first.
+
+    A file included by another is named ``FILE (included by PARENT)`` as the source of
+    its values, so ``--show-config`` says where each value came from.
+    """
+    if path in chain:
+        cycle = " -> ".join(str(p) for p in (*chain[chain.index(path) :], path))
+        raise ConfigError(f"include cycle: {cycle}; a file must not include itself")
+    source = str(path) if not chain else f"{path} (included by {chain[-1]})"
+    data = _expand_variables(read_yaml_layer(path), str(path), variables)
+    includes = data.pop("include", None)
+    if includes is None:
+        includes = []
+    elif isinstance(includes, str):
+        includes = [includes]
+    if not isinstance(includes, list) or not all(isinstance(i, str) and i for i in includes):
+        raise ConfigError(
+            f"include in {path}: expected a file name or a list of file names, got {includes!r}"
+        )
+    layers: list[tuple[dict[str, Any], str, Path]] = []
+    for name in includes:
+        target = Path(_resolve_path(name, path.parent)).resolve()
+        if not target.is_file():
+            raise ConfigError(f"include {name!r} in {path}: no file {target}")
+        layers.extend(_read_with_includes(target, variables, (*chain, path)))
+    layers.append((_site_shorthand(data, path), source, path.parent))
+    return layers
+
+
+_VARIABLE = re.compile(r"\$(\$?)\{([^}]*)\}")
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _expand_variables(
+    data: dict[str, Any], source: str, variables: dict[str, tuple[str, list[str]]]
+) -> dict[str, Any]:
+    """``data`` with ``${VAR}`` in string values replaced from the environment (``$${`` stays ``${``).
+
+    Every variable used is added to ``variables`` with its value and ``source``.
+    """
+
+    def expand(value: Any, key: str) -> Any:
+        if isinstance(value, Mapping):
+            return {k: expand(v, f"{key}.{k}" if key else str(k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [expand(v, f"{key}[{i}]") for i, v in enumerate(value)]
+        if not isinstance(value, str) or "${" not in value:
+            return value
+
+        def one(match: re.Match[str]) -> str:
+            if match.group(1):
+                return "${" + match.group(2) + "}"
+            name = match.group(2)
+            if not _VARIABLE_NAME.fullmatch(name):
+                raise ConfigError(
+                    f"{key} in {source}: ${{{name}}} is not an environment variable name "
+                    "(letters, digits and '_'); write $${ for a literal ${"
+                )
+            if name not in os.environ:
+                raise ConfigError(
+                    f"{key} in {source}: environment variable {name} (written ${{{name}}}) is not set; "
+                    "set it before bps prepare, or write the value"
+                )
+            value = os.environ[name]
+            files = variables.setdefault(name, (value, []))[1]
+            if source not in files:
+                files.append(source)
+            return value
+
+        return _VARIABLE.sub(one, value)
+
+    return expand(data, "")
 
 
 def _site_shorthand(layer: dict[str, Any], source: Any) -> dict[str, Any]:

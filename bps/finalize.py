@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from . import exit_codes
+from .provenance import run_provenance
 from .publish import RegisteredOutputError, SourceMismatchError, publish
 from .staging import (
     Manifest,
@@ -54,6 +55,9 @@ log = logging.getLogger("bps.finalize")
 
 WORKFLOW_FILE = "workflow.json"
 SUMMARY_FILE = "finalize_summary.json"
+#: Workflow statuses (DAGMan's ``$(DAG_STATUS)``) that mean the run was stopped on purpose:
+#: ``condor_rm`` of the DAGMan job, or its halt file (what ``bps cancel`` creates).
+CANCELLED_STATUSES = {4: "removed", 6: "halted"}
 STATE_FILE = "finalize_state.json"
 #: where file-transfer staging (HTCondor) brings outputs back, by logical file name
 STAGED_DIR = "staged"
@@ -92,6 +96,13 @@ class FinalizeSummary:
     workflow_status: int | None = None
     #: nodes the workflow system counted as failed (DAGMan's ``$(FAILED_COUNT)``); None when not given
     failed_jobs: int | None = None
+    #: why the run's provenance could not be recorded (e.g. the graph file is gone); None if it was
+    provenance_error: str | None = None
+
+    @property
+    def workflow_cancelled(self) -> bool:
+        """The workflow system said the run was removed or halted (`CANCELLED_STATUSES`)."""
+        return self.workflow_status in CANCELLED_STATUSES
 
     @property
     def workflow_failed(self) -> bool:
@@ -132,7 +143,15 @@ class FinalizeSummary:
             )
         for r in self.rejected[:20]:
             lines.append(f"  REJECTED {r['path']}: {r['reason']}")
-        if self.workflow_failed:
+        if self.provenance_error:
+            lines.append(self.provenance_error)
+        if self.workflow_cancelled:
+            lines.append(
+                f"the run was cancelled (workflow status {self.workflow_status}: "
+                f"{CANCELLED_STATUSES[self.workflow_status]}): what is missing was not made because of "
+                "the cancel, not because the pipeline failed; restart it to finish"
+            )
+        elif self.workflow_failed:
             lines.append(
                 f"the workflow system reported the run failed (status {self.workflow_status}, "
                 f"{self.failed_jobs} failed jobs): not a success; restart it to finish"
@@ -178,6 +197,11 @@ class Registrar:
             return None
         return checksum or "?"
 
+    def record_run(self, provenance: dict[str, Any]) -> None:
+        """Record the run's provenance with its RUN (idempotent; refused if the pipeline or
+        configs differ from what the RUN already records)."""
+        self.registry.registerRun(self.butler.run, provenance=provenance)
+
     def close(self) -> None:
         self.butler.close()
 
@@ -222,6 +246,15 @@ def finalize(
 
     registrar = registrar_factory(wf.repo, wf.output_run)
     try:
+        record_run = getattr(registrar, "record_run", None)
+        if record_run is not None:  # what `supertask run` records, and the submit config
+            from supertask.repo.registry import RunConflictError
+
+            try:
+                record_run(run_provenance(submit_dir, wf.graph_file))
+            except (OSError, ValueError, RunConflictError) as exc:  # the outputs are still registered
+                summary.provenance_error = f"the run's provenance was not recorded: {exc}"
+                log.warning("%s", summary.provenance_error)
         #: the files to register, one group per quantum (a quantum registers whole or not at all)
         pending: list[tuple[str, list[StagedFile]]] = []  # (manifest name, the quantum's files)
         fresh: dict[str, str] = {}

@@ -5,6 +5,7 @@ one copy of the graph only (each copy multiplies submission time and memory)::
 
     SUBMIT_DIR/
       submit_config.yaml       every resolved value and where it came from
+      provenance.json          the bps command and the submit config, for the final job to record
       workflow.json            the generic workflow (translators and bps report read it)
       <output_run>.qgraph      the graph, when prepare planned it (else the qgraph file is used in place)
       input_locations/<job>.json   only for jobs reading inputs stored off their template path
@@ -27,6 +28,7 @@ from typing import Any
 from .clustering import ClusterRule
 from .config import ResolvedConfig
 from .finalize import WORKFLOW_FILE
+from .provenance import write_submit_provenance
 from .staging import atomic_write_text
 from .workflow import GenericWorkflow, Resources, dataset_lfn, safe_name
 from .workflow_builder import LOG_DIR, MANIFEST_DIR, BuildOptions, build_workflow
@@ -68,6 +70,7 @@ def prepare(resolved: ResolvedConfig, *, service: Any = None) -> Prepared:
     for sub in (MANIFEST_DIR, LOG_DIR):
         (submit_dir / sub).mkdir(exist_ok=True)
     atomic_write_text(submit_dir / CONFIG_FILE, resolved.show() + "\n")
+    write_submit_provenance(submit_dir, resolved)
 
     graph_file = _graph_file(resolved, submit_dir)
     from supertask.graph.quantum_graph import QuantumGraph
@@ -94,6 +97,11 @@ def prepare(resolved: ResolvedConfig, *, service: Any = None) -> Prepared:
             ClusterRule(r.name, tuple(r.labels), tuple(r.units), r.max_size) for r in c.clustering.clusters
         ],
         resources_for=resolved.resources_for,
+        cluster_resources={
+            r.name: resolved.resources_for(r.name)
+            for r in c.clustering.clusters
+            if r.name in c.resources.labels
+        },
         retry=resolved.retry_policy(),
         throttles=dict(c.throttles),
         final_resources=Resources(memory_mb=c.final.memory_mb, cpus=c.final.cpus, disk_mb=c.final.disk_mb),

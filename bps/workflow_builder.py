@@ -36,6 +36,8 @@ class BuildOptions:
     site: SiteConfig = field(default_factory=SiteConfig)
     rules: Sequence[ClusterRule] = ()
     resources_for: Callable[[str], Resources] = lambda label: Resources()
+    #: resources set for a clustering rule's name: its jobs ask these, not their labels' combined
+    cluster_resources: dict[str, Resources] = field(default_factory=dict)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     throttles: dict[str, int] = field(default_factory=dict)
     final_resources: Resources = field(default_factory=Resources)
@@ -108,7 +110,8 @@ def build_workflow(
             label=cluster.label,
             quantum_ids=list(cluster.quantum_ids),
             arguments=arguments,
-            resources=_combine([resources_of[q.taskLabel] for q in members]),
+            resources=options.cluster_resources.get(cluster.label)
+            or _combine([resources_of[q.taskLabel] for q in members]),
             retry=options.retry,
             inputs=inputs,
             outputs=outputs,

@@ -273,3 +273,33 @@ def test_logical_file_names_are_the_safe_form_of_type_and_sorted_data_id(dataset
 
     parts = [dataset_type] + [f"{k}-{data_id[k]}" for k in sorted(data_id)]
     assert dataset_lfn(dataset_type, data_id) == safe(".".join(safe(p) for p in parts))
+
+
+def test_a_rule_whose_units_one_of_its_labels_lacks_is_an_error_naming_why():
+    # isr quanta have no patch: the rule would silently cluster only the warps
+    rules = [ClusterRule("per_patch", ("isr", "warp"), ("patch",))]
+    with pytest.raises(ClusteringError) as err:
+        build_workflow(demo_quanta(), options(rules=rules), path_of)
+    first, fix = str(err.value).splitlines()
+    assert first == (
+        "clustering rule 'per_patch' groups by ['patch'], but task label 'isr' has no 'patch' "
+        "(its quanta have ['detector', 'instrument', 'visit']): they would stay single jobs"
+    )
+    assert "give each rule units that all its labels have, or one rule per group of labels" in fix
+
+
+def test_a_rule_without_labels_still_clusters_only_the_quanta_that_have_its_units():
+    # No labels named: "every quantum that has these units" is what the rule says.
+    clusters = cluster_quanta(demo_quanta(), [ClusterRule("per_patch", (), ("patch",))])
+    assert {c.label for c in clusters} == {"per_patch", "isr", "summary"}
+
+
+def test_resources_set_for_a_cluster_name_are_what_its_jobs_ask():
+    opts = options(
+        rules=[ClusterRule("per_patch", ("warp", "coadd"), ("patch",))],
+        resources_for=lambda label: Resources(memory_mb=1000),
+        cluster_resources={"per_patch": Resources(memory_mb=8192, cpus=2)},
+    )
+    wf = build_workflow(demo_quanta(), opts, path_of)
+    assert (wf.jobs["per_patch_0"].resources.memory_mb, wf.jobs["per_patch_0"].resources.cpus) == (8192, 2)
+    assert wf.jobs["isr_1_Cam_1"].resources.memory_mb == 1000

@@ -175,3 +175,72 @@ def test_submit_events_carry_the_structured_node_name(tmp_path):
         '[ DAGNodeName = "a"; JobBatchName = "t" ]',
         '[ DAGNodeName = "fin"; JobBatchName = "t" ]',
     ]
+
+
+# -- the halt file (what `bps cancel` creates) --------------------------------------------------
+
+HALTING_SUB = """universe = vanilla
+executable = /bin/sh
+arguments = "-c 'touch {dir}/t.dag.halt; exit $(bps_exit:0)'"
+output = {dir}/$(JOB).$(Cluster).out
+error = {dir}/$(JOB).$(Cluster).out
+queue
+"""
+
+
+def _halting_dag(tmp_path: Path, body: str) -> Path:
+    """``_dag`` plus ``halt.sub``: a job that creates the DAG's halt file while it runs."""
+    dag = _dag(tmp_path, body)
+    (tmp_path / "halt.sub").write_text(HALTING_SUB.format(dir=tmp_path))
+    return dag
+
+
+def test_a_halt_file_created_while_a_job_runs_stops_submissions_and_final_sees_status_6(tmp_path):
+    dag = _halting_dag(tmp_path, "JOB a halt.sub\nJOB b job.sub\nJOB c job.sub\nPARENT a CHILD b\n")
+    result = run_dag(dag, cwd=tmp_path)
+    # a finished and counts as done; neither b (its child) nor c (ready) was submitted.
+    assert result.order == ["a", "fin"] and result.dag_status == 6
+    assert (result.status("a"), result.status("c")) == ("STATUS_DONE", "STATUS_READY")
+    (log,) = tmp_path.glob("fin.*.out")
+    assert "status=6" in log.read_text()
+    out = (tmp_path / "t.dag.dagman.out").read_text()
+    assert "Exiting because DAG is halted and no jobs or scripts are running" in out
+    rescue = (tmp_path / "t.dag.rescue001").read_text().splitlines()
+    assert [line for line in rescue if line.startswith("DONE")] == ["DONE a"]
+    metrics = json.loads((tmp_path / "t.dag.metrics").read_text())
+    # The DAG ends with FINAL's status (here FINAL succeeded).
+    assert (metrics["DagStatus"], metrics["exitcode"], result.exit_code) == (6, 0, 0)
+
+
+def test_a_halted_dag_whose_final_node_fails_exits_1(tmp_path):
+    dag = _halting_dag(tmp_path, "JOB a halt.sub\nJOB b job.sub\n")
+    dag.write_text(dag.read_text() + 'VARS fin bps_exit="69"\n')
+    result = run_dag(dag, cwd=tmp_path)
+    assert (result.exit_code, result.dag_status, result.order) == (1, 6, ["a", "fin"])
+
+
+def test_a_halt_file_there_before_the_run_halts_it_at_once(tmp_path):
+    dag = _dag(tmp_path, "JOB a job.sub\nJOB b job.sub\n")
+    (tmp_path / "t.dag.halt").touch()
+    result = run_dag(dag, cwd=tmp_path)
+    assert result.order == ["fin"] and result.dag_status == 6
+    assert "DONE" not in (tmp_path / "t.dag.rescue001").read_text().split()
+
+
+def test_a_halted_dag_submits_no_dagman_retry_but_still_runs_the_post_script(tmp_path):
+    dag = _halting_dag(tmp_path, 'JOB a halt.sub\nVARS a bps_exit="1"\nRETRY a 2\n')
+    post = tmp_path / "post.sh"
+    post.write_text(f'#!/bin/sh\necho "$1" > {tmp_path}/post.ran\nexit "$1"\n')
+    post.chmod(0o755)
+    dag.write_text(dag.read_text() + f"SCRIPT POST a {post} $RETURN\n")
+    result = run_dag(dag, cwd=tmp_path)
+    assert len(result.dag.nodes["a"].clusters) == 1  # RETRY 2 would have submitted it again
+    assert (tmp_path / "post.ran").read_text().strip() == "1"
+    assert result.status("a") != "STATUS_DONE" and result.dag_status == 6
+
+
+def test_halt_after_creates_the_halt_file_as_bps_cancel_does(tmp_path):
+    dag = _dag(tmp_path, "JOB a job.sub\nJOB b job.sub\nJOB c job.sub\n")
+    result = run_dag(dag, cwd=tmp_path, halt_after=2)
+    assert result.order == ["a", "b", "fin"] and result.dag_status == 6
+    assert (tmp_path / "t.dag.halt").exists()  # DAGMan never deletes it; the next submission does

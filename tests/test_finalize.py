@@ -136,8 +136,12 @@ def test_not_a_submit_directory_is_explained(tmp_path):
         finalize(tmp_path)
 
 
-@pytest.mark.parametrize(("status", "failed"), [(2, 1), (4, 0), (0, 1)])
-def test_a_failed_or_removed_workflow_registers_everything_and_still_exits_non_zero(setup, status, failed):
+@pytest.mark.parametrize(
+    ("status", "failed", "said"), [(2, 1, "failed"), (4, 0, "cancelled"), (0, 1, "failed")]
+)
+def test_a_failed_or_removed_workflow_registers_everything_and_still_exits_non_zero(
+    setup, status, failed, said
+):
     # DAGMan's $(DAG_STATUS) / $(FAILED_COUNT) reach the FINAL node's finalize: the DAG's exit
     # status is the FINAL node's, so finalize must not call a failed or removed DAG a success.
     repo, submit, wf = setup
@@ -146,8 +150,28 @@ def test_a_failed_or_removed_workflow_registers_everything_and_still_exits_non_z
     summary = finalize(submit, workflow_status=status, failed_jobs=failed)
     assert summary.registered == 2 and summary.missing == 0
     assert summary.exit_code == exit_codes.WORKFLOW_FAILED
-    assert "reported the run failed" in summary.text()
+    text = summary.text()
+    if said == "failed":
+        assert "reported the run failed" in text
+    else:  # removed (condor_rm): cancelled, which is not a failure of the pipeline
+        assert (
+            "the run was cancelled (workflow status 4: removed)" in text
+            and "reported the run failed" not in text
+        )
     assert json.loads((submit / SUMMARY_FILE).read_text())["workflow_status"] == status
+
+
+def test_a_halted_workflow_with_outputs_missing_says_cancelled_not_failed(setup):
+    # `bps cancel` halts DAGMan: FINAL gets $(DAG_STATUS) 6 and the jobs it stopped as failed.
+    repo, submit, wf = setup
+    wf.add_job(staged_job(repo, submit, "a", [1, 2]))
+    wf.add_job(staged_job(repo, submit, "b", [3], manifest=False))  # stopped
+    save_workflow(wf, submit / "workflow.json")
+    summary = finalize(submit, workflow_status=6, failed_jobs=1)
+    assert summary.exit_code == exit_codes.OUTPUTS_MISSING  # the DAG must not end as a success
+    text = summary.text()
+    assert "the run was cancelled (workflow status 6: halted)" in text
+    assert "not because the pipeline failed" in text and "reported the run failed" not in text
 
 
 def test_a_successful_dag_status_keeps_finalize_a_success(setup):

@@ -176,3 +176,55 @@ def test_with_the_matched_slot_as_the_running_request_the_job_is_held_once_and_f
     assert story[:3] == [("run", 2048), ("held", 26, 34), ("released",)]
     assert story[3:] == [("run", story[3][1]), ("exit", 0)] and story[3][1] > 4096
     assert "job_machine_attrs = Memory" in (REAL / "memory-system-matched-slot" / "make.sub").read_text()
+
+
+def test_the_runner_halts_like_real_dagman_on_the_cancel_halted_dag(tmp_path):
+    # Real: `bps cancel` created the halt file after make_0..3_Cam0 were done; DAGMan
+    # submitted nothing more, wrote rescue001 with those 4 DONE, ran FINAL with DAG_STATUS 6
+    # (finalize exit 69) and exited 1, metrics DagStatus 6.
+    source = _one(REAL / "cancel-halted", "*.dag")
+    text = source.read_text().replace("{submit_dir}", str(tmp_path))
+    dag = tmp_path / source.name
+    dag.write_text(text)
+    for sub in {t[2] for t in (line.split() for line in text.splitlines()) if t and t[0] in ("JOB", "FINAL")}:
+        # stand-ins: every node succeeds; FINAL fails unless DAG_STATUS is 0 (finalize's rule)
+        Path(sub).write_text(
+            "universe = vanilla\nexecutable = /bin/sh\n"
+            "arguments = \"-c 'case $(JOB)/$(DAG_STATUS) in bps_final/0) exit 0 ;; bps_final/*) exit 69 ;; esac'\"\n"
+            f"output = {tmp_path}/$(JOB).$(Cluster).out\nerror = {tmp_path}/$(JOB).$(Cluster).out\nqueue\n"
+        )
+    (tmp_path / "dagman.config").write_text("\n")
+    result = run_dag(dag, cwd=tmp_path, halt_after=4)
+    metrics = _metrics("cancel-halted")
+    assert (result.exit_code, result.dag_status) == (metrics["exitcode"], metrics["DagStatus"]) == (1, 6)
+    done = lambda p: {x.split()[1] for x in p.read_text().splitlines() if x.startswith("DONE ")}  # noqa: E731
+    assert done(_one(tmp_path, "*.rescue001")) == done(_one(REAL / "cancel-halted", "*.rescue001"))
+    assert len(done(_one(tmp_path, "*.rescue001"))) == 4
+    real_out = _one(REAL / "cancel-halted", "*.dag.dagman.out").read_text()
+    halted = "Exiting because DAG is halted and no jobs or scripts are running"
+    assert halted in real_out and halted in _one(tmp_path, "*.dag.dagman.out").read_text()
+
+
+def test_bps_cancel_returned_before_dagman_ended_and_the_report_says_cancelled_not_failed(tmp_path):
+    # Real (cancel-prompt/): `bps cancel` 10 s into the 105-job DAG took 6 s and returned
+    # while DAGMan still ran FINAL (its report then: finalize running); DAGMan ended 8 s later.
+    from support.real_htcondor import DATA_25140, scenario
+
+    from bps.wms.htcondor.report import build_report
+
+    directory = REAL / "cancel-prompt"
+    record = json.loads((directory / "run_record.json").read_text())
+    assert record["state"] == "cancelled"
+    ended = [e for e in htcondor2.JobEventLog(str(_one(directory, "*.dag.dagman.log"))).events(0)]
+    assert ended[-1].type == htcondor2.JobEventType.JOB_TERMINATED and ended[-1]["ReturnValue"] == 1
+    right_after = (directory / "bps_report.after_cancel.txt").read_text()
+    assert "cancelled" in right_after and "finalize │         0 │      0 │       1" in right_after
+    out = _one(directory, "*.dag.dagman.out").read_text()
+    assert out.index("DAG status: 6 (DAG_STATUS_HALTED)") < out.index("EXITING WITH STATUS 1")
+    assert "Assertion" not in out and (_metrics("cancel-prompt")["DagStatus"]) == 6
+    report = build_report(scenario("cancel-prompt", tmp_path, data=DATA_25140))
+    assert report.state == "cancelled" and report.failures == []
+    assert report.counts["finalize"]["pending"] == 1
+    (why,) = [m for m in report.messages if m.startswith("the run was cancelled: the final job")]
+    assert "exited 69" in why and "not a failure of the pipeline" in why
+    assert "the run was cancelled: the final job" in (directory / "bps_report.txt").read_text()

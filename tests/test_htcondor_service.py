@@ -149,6 +149,9 @@ class FakeHTCondor:
 
             def act(self, action: str, constraint: str, reason: object) -> None:
                 fake.acts.append((action, constraint, reason, fake.halt_existed()))
+                if "DAGManJobId" in constraint and fake.dagman_sees_halt and not fake.dagman_exits:
+                    with Path(str(fake.dag) + ".dagman.out").open("a") as f:
+                        f.write("12/05/26 13:59:44 DAG status: 6 (DAG_STATUS_HALTED)\n")
                 if "DAGManJobId" in constraint and fake.dagman_exits:
                     # The halted DAGMan, with no node job left, runs FINAL and exits.
                     with Path(str(fake.dag) + ".dagman.out").open("a") as f:
@@ -166,6 +169,8 @@ class FakeHTCondor:
         #: (action, constraint, reason, whether the halt file existed) of each `act`
         self.acts: list[tuple[str, str, object, bool]] = []
         self.dagman_exits = True
+        #: DAGMan logs ``DAG status: 6`` (it saw the halt file) when its node jobs are removed
+        self.dagman_sees_halt = False
 
     def halt_existed(self) -> bool:
         return Path(str(self.dag) + ".halt").exists()
@@ -317,13 +322,14 @@ def _running(tmp_path: Path, fake_condor, **kwargs) -> tuple[Path, FakeHTCondor]
     return submit, fake
 
 
-def test_cancel_halts_dagman_then_removes_only_its_node_jobs_and_waits_for_it_to_end(tmp_path, fake_condor):
+def test_cancel_halts_dagman_then_removes_only_its_node_jobs(tmp_path, fake_condor):
     submit, fake = _running(tmp_path, fake_condor)
     fake.node_jobs = [[902, 903]]
     service = HTCondorService()
     service.poll_s = 0.01
-    service.cancel(submit)
+    said = service.cancel(submit)
     assert len(fake.acts) == 1
+    assert said.startswith("halted DAGMan job 901") and "DAGMan has ended (exit status 1)" in said
     action, constraint, reason, halted = fake.acts[0]
     assert action == "Remove" and halted, "node jobs are removed only once DAGMan is halted"
     assert (
@@ -348,17 +354,51 @@ def test_cancel_removes_node_jobs_dagman_submitted_before_it_saw_the_halt_file(t
     assert len(node_removals) == 2
 
 
-def test_cancel_removes_dagman_itself_when_it_does_not_end_in_time(tmp_path, fake_condor, caplog):
+def test_cancel_returns_once_dagman_saw_the_halt_without_waiting_for_it_to_end(
+    tmp_path, fake_condor, monkeypatch
+):
     submit, fake = _running(tmp_path, fake_condor)
-    fake.dagman_exits = False
-    fake.node_jobs = [[902]]
+    fake.dagman_exits, fake.dagman_sees_halt = False, True  # FINAL still to run (e.g. waits for a slot)
+    fake.node_jobs = [[902, 903]]
     service = HTCondorService()
-    service.poll_s, service.cancel_wait_s = 0.01, 0.05
+    service.poll_s, service.cancel_wait_s = 0.01, 3600.0
+    sleeps = []
+    monkeypatch.setattr(service_mod.time, "sleep", lambda s: sleeps.append(s))
+    said = service.cancel(submit)
+    assert len(sleeps) <= 1, "cancel waited for DAGMan to end"
+    assert [a[1] for a in fake.acts if a[1] == "ClusterId == 901"] == []  # DAGMan itself stays
+    assert said.startswith("halted DAGMan job 901") and "removed 2 node jobs" in said
+    assert "runs the final job" in said and f"`bps report {submit}`" in said and "`condor_q 901`" in said
+    assert read_run_record(submit)["state"] == "cancelled"
+    assert service_mod.halt_path(find_dag(submit)).exists()  # DAGMan has not ended: it stays halted
+    # the report says the run is cancelled and DAGMan still ending, and how to see it ended
+    report = service.report(submit)
+    assert report.state == "cancelled"
+    assert any(m.startswith("DAGMan job 901 has not ended yet") for m in report.messages)
+
+
+def test_a_second_cancel_of_a_run_still_ending_removes_dagman_itself(tmp_path, fake_condor):
+    submit, fake = _running(tmp_path, fake_condor)
+    fake.dagman_exits, fake.dagman_sees_halt = False, True
+    service = HTCondorService()
+    service.poll_s = 0.01
     service.cancel(submit)
+    said = service.cancel(submit)
     assert fake.acts[-1][:2] == ("Remove", "ClusterId == 901")
-    assert "did not end within" in caplog.text
+    assert "was already cancelled and had not ended: removed it" in said
     assert read_run_record(submit)["state"] == "cancelled"
     assert not service_mod.halt_path(find_dag(submit)).exists()
+
+
+def test_cancel_says_when_dagman_has_not_shown_it_saw_the_halt(tmp_path, fake_condor, caplog):
+    submit, fake = _running(tmp_path, fake_condor)
+    fake.dagman_exits = False
+    service = HTCondorService()
+    service.poll_s, service.cancel_wait_s = 0.01, 0.05
+    said = service.cancel(submit)
+    assert "has not shown that it saw the halt file" in caplog.text
+    assert "once it sees the halt file" in said
+    assert [a for a in fake.acts if a[1] == "ClusterId == 901"] == []
 
 
 def test_a_submission_removes_a_halt_file_an_interrupted_cancel_left(tmp_path, fake_condor):

@@ -128,8 +128,8 @@ class WorkflowService(ABC):
         """Resubmit only what did not succeed; ``overrides`` may change resources and retries."""
 
     @abstractmethod
-    def cancel(self, submit_dir: Path) -> None:
-        """Stop a running workflow."""
+    def cancel(self, submit_dir: Path) -> str | None:
+        """Stop a running workflow; may return a sentence saying what was done and what follows."""
 
 
 def get_service(name: str) -> WorkflowService:

@@ -35,6 +35,15 @@ The DAG's exit status is the FINAL node's when there is one (DAGMan's rule), els
 node failed. ``cancel_after=N`` removes the DAG (``condor_rm``) once N nodes finished:
 DAG status 4, rescue DAG, then the FINAL node. Jobs run one at a time in priority order
 (deterministic tests).
+
+The halt file ``<dag>.halt`` (what ``bps cancel`` creates) acts as in DAGMan 25.x
+(src/condor_dagman/dagman_main.cpp ``condor_event_timer``, dag.cpp ``SubmitReadyJobs``):
+it is looked for before every submission, by anyone who creates it (a job, a POST script,
+``halt_after=N`` once N nodes finished, or a file there before the run). Once seen, the DAG
+is halted for good (deleting the file does not resume it) and its status is 6: no node job
+is submitted any more (not even a DAGMan retry), while a finished job's POST script still runs. With nothing running, DAGMan logs ``Exiting
+because DAG is halted and no jobs or scripts are running``, writes a rescue DAG and runs
+the FINAL node with ``$(DAG_STATUS)`` 6; the DAG then exits with the FINAL node's status.
 """
 
 from __future__ import annotations
@@ -72,6 +81,7 @@ ABORTED_RETURN = -1002
 REMOVED_RETURN = ABORTED_RETURN
 #: DAGMan's DagStatus values (dag.h).
 DAG_STATUS_OK, DAG_STATUS_ERROR, DAG_STATUS_NODE_FAILED, DAG_STATUS_ABORT, DAG_STATUS_RM = range(5)
+DAG_STATUS_HALTED = 6
 #: Node names DAGMan refuses (dag_commands.cpp DAG::RESERVED, case-insensitive).
 RESERVED_NAMES = {"PARENT", "CHILD", "ALL_NODES"}
 #: What a pool does to a job over its request_memory: (hold code, subcode, reason, evicted first).
@@ -362,6 +372,7 @@ class DagmanRunner:
         cwd: Path | None = None,
         pool_memory_policy: str = "cgroup",
         cancel_after: int | None = None,
+        halt_after: int | None = None,
     ):
         self.dag_path = Path(dag_path).absolute()
         self.dir = self.dag_path.parent
@@ -375,6 +386,9 @@ class DagmanRunner:
             raise ValueError(f"unknown pool memory policy {pool_memory_policy!r}")
         self.pool_memory_policy = pool_memory_policy
         self.cancel_after = cancel_after
+        self.halt_after = halt_after
+        self.halt_file = self.dir / (self.dag_path.name + ".halt")
+        self.halted = False
         self.dag_status = DAG_STATUS_OK
         self.failed_count = 0
         self.batch_name = (
@@ -432,12 +446,20 @@ class DagmanRunner:
                 self.log("Aborting DAG...")
                 self.dag_status = DAG_STATUS_RM
                 break
+            if self.halt_after is not None and finished >= self.halt_after:
+                self.halt_file.touch()
+            halted = self._is_halted()
             ready = [
                 dag.nodes[n]
                 for n in pending
                 if all(dag.nodes[p].status == DONE for p in dag.nodes[n].parents)
             ]
             if not ready:
+                break
+            if halted:
+                for waiting in ready:
+                    waiting.status = READY
+                self.log("Exiting because DAG is halted and no jobs or scripts are running")
                 break
             node = max(ready, key=lambda n: (n.priority, -list(dag.nodes).index(n.name)))
             pending.discard(node.name)
@@ -452,7 +474,12 @@ class DagmanRunner:
                 pending -= {n for n in pending if dag.nodes[n].status == FUTILE}
         failed = any(n.status in (ERROR, FUTILE) for n in dag.nodes.values())
         held = any(n.status == SUBMITTED for n in dag.nodes.values())
-        incomplete = failed or held or self.dag_status == DAG_STATUS_RM
+        incomplete = (
+            failed
+            or held
+            or self.dag_status == DAG_STATUS_RM
+            or (self.halted and any(n.status != DONE for n in dag.nodes.values()))
+        )
         if incomplete:
             self._write_rescue(dag)
         if dag.final is not None:
@@ -468,6 +495,13 @@ class DagmanRunner:
         self._write_metrics(dag, exit_code, started, rescue)
         self.log(f"EXITING WITH STATUS {exit_code}")
         return RunResult(dag, exit_code, order, self.dag_status)
+
+    def _is_halted(self) -> bool:
+        """Whether the DAG is halted: once its halt file was seen, for good (as DAGMan)."""
+        if not self.halted and self.halt_file.exists():
+            self.halted = True
+            self.dag_status = DAG_STATUS_HALTED
+        return self.halted
 
     def _mark_futile(self, dag: Dag, failed: Node) -> None:
         queue = deque(failed.children)
@@ -501,6 +535,9 @@ class DagmanRunner:
             self.log(f"Node {node.name} failed with status {result}.")
             retry_forbidden = node.unless_exit is not None and result == node.unless_exit
             if node.retry < node.retries and not retry_forbidden and not node.final:
+                if self._is_halted():  # the retry would be a new submission: not while halted
+                    node.status = READY
+                    return
                 node.retry += 1
                 self.log(f"Retrying node {node.name} (retry #{node.retry} of {node.retries})...")
                 continue
@@ -808,5 +845,6 @@ class DagmanRunner:
 def run_dag(dag_path: Path, scratch_root: Path | None = None, **options) -> RunResult:
     """Run the DAG at ``dag_path`` (and its latest rescue DAG, like DAGMan's autorescue).
 
-    ``options`` go to `DagmanRunner` (``cwd``, ``pool_memory_policy``, ``cancel_after``)."""
+    ``options`` go to `DagmanRunner` (``cwd``, ``pool_memory_policy``, ``cancel_after``,
+    ``halt_after``)."""
     return DagmanRunner(dag_path, scratch_root, **options).run()

@@ -21,9 +21,12 @@ from .memory import POOL_POLICIES
 
 #: Legacy test runner text: "... memory limit of 4096 MB".
 _LIMIT = re.compile(r"memory limit of (\d+)")
-#: A job's own ``periodic_hold`` (and SYSTEM_PERIODIC_HOLD policies written like it):
-#: "memory usage 3174 MB exceeded request_memory 3000 MB".
-_USAGE_REQUEST = re.compile(r"memory usage (\d+) MB exceeded request_memory (\d+) MB")
+#: A job's own ``periodic_hold`` ("memory usage 3174 MB exceeded request_memory 3000 MB")
+#: and SYSTEM_PERIODIC_HOLD reasons written like it, as a real 25.14.0 pool's was
+#: ("Job memory usage (3174 MB) exceeded request_memory (3000 MB)").
+_USAGE_REQUEST = re.compile(
+    r"memory usage \(?(\d+) MB\)? exceeded request_memory \(?(\d+) MB\)?", re.IGNORECASE
+)
 _STRUCTURED_NAME = re.compile(r'DAGNodeName\s*=\s*"([^"]*)"')
 
 # JobEventType numbers (stable across HTCondor versions)

@@ -21,12 +21,14 @@ result is merged into the run record (``run_record.json``), never turning a
 
 from __future__ import annotations
 
+import json
 import re
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
 from ... import exit_codes
+from ...finalize import SUMMARY_FILE
 from ...workflow import GenericWorkflow, Job
 from ...workflow_io import load_workflow
 from ..base import JobFailure, RunReport, read_run_record, write_run_record
@@ -115,6 +117,11 @@ def build_report(submit_dir: str | Path) -> RunReport:
             # DAGMan marks the jobs a cancel removed failed and their descendants futile:
             # they did not fail, they were stopped, and a restart runs them.
             state = "pending"
+        if run_cancelled and node == FINAL_NODE and state == "failed" and _final_failed_for_cancel(hist):
+            # Finalize registered what was made and exited non-zero because the cancel left
+            # outputs missing: not a failure of the pipeline, and a restart runs it again.
+            state = "pending"
+            report.messages.append(_cancelled_final_message(layout, hist))
         states[node] = state
         report.add(label, state)
         if state in ("failed", "held"):
@@ -138,6 +145,44 @@ def build_report(submit_dir: str | Path) -> RunReport:
         fields["state"] = report.state
     write_run_record(layout.submit_dir, **fields)
     return report
+
+
+def _final_failed_for_cancel(hist: NodeHistory | None) -> bool:
+    """The FINAL node's job ran and exited 69 (outputs missing) or 70 (the DAG reported failed)."""
+    return (
+        hist is not None
+        and hist.state == "exited"
+        and hist.exit_code in (exit_codes.OUTPUTS_MISSING, exit_codes.WORKFLOW_FAILED)
+    )
+
+
+def _cancelled_final_message(layout: DagLayout, hist: NodeHistory) -> str:
+    """Why the FINAL node of a cancelled run "failed", in the words of its summary."""
+    summary = _finalize_summary(layout)
+    made = (
+        f"registered the {summary['registered']} new outputs that were made"
+        if summary
+        else "registered what was made"
+    )
+    if hist.exit_code == exit_codes.OUTPUTS_MISSING:
+        missing = f"{summary['missing']} expected outputs" if summary else "expected outputs"
+        why = f"{missing} are missing because the run was cancelled before their jobs ran or finished"
+    else:
+        why = "DAGMan reported the run cancelled although every output is there"
+    return (
+        f"the run was cancelled: the final job then {made} and exited {hist.exit_code}, as it must when "
+        f"{why}; this is not a failure of the pipeline (`bps restart {layout.submit_dir}` runs the "
+        "rest and the final job again)"
+    )
+
+
+def _finalize_summary(layout: DagLayout) -> dict | None:
+    """``finalize_summary.json`` of the last finalize run in the submit directory, if readable."""
+    try:
+        data = json.loads((layout.submit_dir / SUMMARY_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and {"registered", "missing"} <= data.keys() else None
 
 
 def _written_at(status: ns.DagStatus, path: Path) -> float:
@@ -331,6 +376,11 @@ def _dagman_messages(layout: DagLayout, run: dm.DagmanRun, state: str) -> list[s
             + (f": {errors}" if errors else "")
             + f" (from {out})"
             + (f"; it left its lock file {lock.name}" if lock.exists() else "")
+        )
+    elif state == "cancelled" and not run.ended:
+        messages.append(
+            f"DAGMan job {run.cluster} has not ended yet: it stopped submitting jobs and runs the final "
+            f"job, then exits; `bps report` says `DAGMan job {run.cluster} exited ...` once it has"
         )
     elif run.ended and run.dag_status not in (None, dm.DAG_STATUS_OK):
         messages.append(

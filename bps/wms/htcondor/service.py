@@ -66,8 +66,9 @@ class HTCondorService(WorkflowService):
     startup_wait_s: float = 60.0
     #: Seconds between two looks at DAGMan's files while waiting.
     poll_s: float = 0.5
-    #: How long `cancel` waits for the halted DAGMan to run FINAL and exit before removing it.
-    cancel_wait_s: float = 300.0
+    #: How long `cancel` waits at most for DAGMan to show it saw the halt file (it never waits
+    #: for DAGMan to end: the FINAL node may wait for a slot).
+    cancel_wait_s: float = 30.0
 
     # -- prepare ---------------------------------------------------------------------------
     def precheck(self, site: SiteConfig, submit_dir: Path) -> None:
@@ -257,18 +258,20 @@ class HTCondorService(WorkflowService):
         return _RestartPlan(layout, workflow, grown, overrides or {})
 
     # -- cancel ----------------------------------------------------------------------------
-    def cancel(self, submit_dir: Path) -> None:
-        """Stop the run so that DAGMan ends by itself: halt it, remove its node jobs, wait.
+    def cancel(self, submit_dir: Path) -> str:
+        """Stop the run so that DAGMan ends by itself: halt it, remove its node jobs, return.
 
         Removing the DAGMan job itself (SIGUSR1) makes DAGMan 25.14 start the FINAL node
         and then still process a node job that terminated in the same second, start that
         node's child and die on ``Assertion ERROR on (! _finalNodeRun)``: no metrics, a
         lock file left. So `cancel` first creates the DAG's halt file (``<dag>.halt``:
         DAGMan submits no new node job), then removes the node jobs (not the FINAL one).
-        With nothing running, the halted DAGMan writes a rescue DAG, runs FINAL (with
-        ``DAG_STATUS`` 6, halted) and exits non-zero. Only if it has not ended within
-        `cancel_wait_s` is the DAGMan job removed. The halt file is removed once DAGMan
-        ended (and before any later submission: a DAGMan that finds it halts at once).
+        It waits only until DAGMan has seen the halt (its ``.dagman.out`` says ``DAG
+        status: 6``, or it ended; at most `cancel_wait_s`), removing node jobs it submitted
+        before, so that none is left running; the halted DAGMan then writes a rescue DAG,
+        runs FINAL (``DAG_STATUS`` 6) and exits without `cancel` waiting for it. A second
+        `cancel` of a run still ending removes the DAGMan job itself (for a FINAL node that
+        cannot start). Returns what was done and how to see when DAGMan has ended.
         """
         layout = find_dag(submit_dir)
         record = read_run_record(layout.submit_dir)
@@ -283,45 +286,76 @@ class HTCondorService(WorkflowService):
             )
         htcondor2 = _import_htcondor()
         halt = halt_path(layout)
+        if record.get("state") == "cancelled" and halt.exists():
+            return self._remove_dagman(htcondor2, layout, int(cluster))
         halt.touch()
         try:
             schedd = htcondor2.Schedd()
-            _remove_node_jobs(htcondor2, schedd, int(cluster))
+            removed = _remove_node_jobs(htcondor2, schedd, int(cluster))
         except Exception as exc:  # htcondor2 raises its own exception types
             halt.unlink(missing_ok=True)
             raise WmsUnavailableError(
                 f"cannot reach the schedd to cancel DAGMan job {cluster}: {exc}"
             ) from exc
         write_run_record(layout.submit_dir, state="cancelled", cancelled_at=time.time())
-        if not self._await_halted_end(htcondor2, schedd, layout, int(cluster)):
-            log.warning(
-                "DAGMan job %s did not end within %.0f s of the halt: removing it",
-                cluster,
-                self.cancel_wait_s,
+        removed += self._await_halt_seen(htcondor2, schedd, layout, int(cluster))
+        did = f"halted DAGMan job {cluster} ({halt.name}: it submits no new job) and removed {removed} node jobs"
+        run = current_run(layout, read_run_record(layout.submit_dir))
+        if run.ended:
+            halt.unlink(missing_ok=True)
+            return (
+                f"{did}; DAGMan has ended (exit status {run.exit_status}): `bps report {layout.submit_dir}`"
             )
-            try:
-                schedd.act(htcondor2.JobAction.Remove, f"ClusterId == {int(cluster)}", "bps cancel")
-            except Exception as exc:  # htcondor2 raises its own exception types
-                raise WmsUnavailableError(
-                    f"cannot reach the schedd to remove DAGMan job {cluster}: {exc}; the run is halted "
-                    f"({halt.name}): `condor_rm {cluster}` ends it"
-                ) from exc
-        halt.unlink(missing_ok=True)
+        seen = (
+            "" if run.section is not None and run.section.dag_status == 6 else " once it sees the halt file"
+        )
+        return (
+            f"{did}; DAGMan now{seen} writes a rescue DAG, runs the final job (it registers what "
+            f"was made) and exits. `bps report {layout.submit_dir}` says `cancelled` and when DAGMan "
+            f"has ended (`condor_q {cluster}` lists it until then); `bps cancel` again removes the "
+            "DAGMan job itself if its final job cannot start"
+        )
 
-    def _await_halted_end(self, htcondor2: Any, schedd: Any, layout: DagLayout, cluster: int) -> bool:
-        """Wait until halted DAGMan ``cluster`` has ended; True if it did within `cancel_wait_s`.
-
-        Node jobs DAGMan submitted before it saw the halt file are removed as they appear.
-        """
+    def _await_halt_seen(self, htcondor2: Any, schedd: Any, layout: DagLayout, cluster: int) -> int:
+        """Wait until halted DAGMan ``cluster`` has seen its halt file (or ended), at most
+        `cancel_wait_s`; node jobs it submitted before are removed as they appear. Returns
+        how many node jobs were removed."""
         deadline = time.monotonic() + self.cancel_wait_s
         record = read_run_record(layout.submit_dir)
-        while not current_run(layout, record).ended:
+        removed = 0
+        while True:
+            run = current_run(layout, record)
+            if run.ended or (run.section is not None and run.section.dag_status == 6):
+                break
             if time.monotonic() >= deadline:
-                return False
+                log.warning(
+                    "DAGMan job %s has not shown that it saw the halt file within %.0f s; it will when "
+                    "it next looks (`bps report` follows it)",
+                    cluster,
+                    self.cancel_wait_s,
+                )
+                break
             time.sleep(self.poll_s)
             with contextlib.suppress(Exception):  # best effort: the next look tries again
-                _remove_node_jobs(htcondor2, schedd, cluster)
-        return True
+                removed += _remove_node_jobs(htcondor2, schedd, cluster)
+        with contextlib.suppress(Exception):  # submitted in the cycle in which DAGMan saw it
+            removed += _remove_node_jobs(htcondor2, schedd, cluster)
+        return removed
+
+    def _remove_dagman(self, htcondor2: Any, layout: DagLayout, cluster: int) -> str:
+        """Remove a halted DAGMan job that has not ended (its FINAL node could not run)."""
+        try:
+            htcondor2.Schedd().act(htcondor2.JobAction.Remove, f"ClusterId == {cluster}", "bps cancel")
+        except Exception as exc:  # htcondor2 raises its own exception types
+            raise WmsUnavailableError(
+                f"cannot reach the schedd to remove DAGMan job {cluster}: {exc}; the run is halted: "
+                f"`condor_rm {cluster}` ends it"
+            ) from exc
+        halt_path(layout).unlink(missing_ok=True)
+        return (
+            f"DAGMan job {cluster} was already cancelled and had not ended: removed it (its final job "
+            f"may not have run); `bps report {layout.submit_dir}` says what was done"
+        )
 
 
 def halt_path(layout: DagLayout) -> Path:
@@ -329,14 +363,17 @@ def halt_path(layout: DagLayout) -> Path:
     return layout.submit_dir / f"{layout.dag.name}.halt"
 
 
-def _remove_node_jobs(htcondor2: Any, schedd: Any, cluster: int) -> None:
-    """Remove DAGMan ``cluster``'s node jobs that are still queued, except the FINAL node's."""
+def _remove_node_jobs(htcondor2: Any, schedd: Any, cluster: int) -> int:
+    """Remove DAGMan ``cluster``'s node jobs that are still queued, except the FINAL node's;
+    returns how many there were."""
     constraint = (
         f'DAGManJobId == {cluster} && DAGNodeName =!= "{FINAL_NODE}" && JobStatus != 3 && JobStatus != 4'
     )
-    if list(schedd.query(constraint, ["ClusterId"])):
+    queued = list(schedd.query(constraint, ["ClusterId"]))
+    if queued:
         # A (reason, code) pair: htcondor2 25.14 drops a reason given as a plain string.
         schedd.act(htcondor2.JobAction.Remove, constraint, (f"{BPS_CANCEL}: the run was cancelled", None))
+    return len(queued)
 
 
 # -- restart helpers -------------------------------------------------------------------------
