@@ -4,16 +4,21 @@ What an operator waits for between planning and submitting (submission time
 and memory grow with the graph). The graph is planned once with `supertask qgraph build`
 over a synthetic repository (`synthetic_repo`, `bench_tasks`), then `bps prepare` runs in a
 fresh process whose CPU time and peak RSS are taken from ``getrusage(RUSAGE_CHILDREN)``.
-Calibrate quanta are clustered per visit (100 detectors per job), the other tasks are one
-job per quantum, on the `htcondor_shared` site.
+By default calibrate quanta are clustered per visit (100 detectors per job) and the other
+tasks are one job per quantum; ``--unclustered`` makes every quantum its own job. The
+workflow system is HTCondor on the `htcondor_shared` site, or Pegasus on `pegasus_sharedfs`
+(``--wms pegasus``).
 
 Usage::
 
     .venv/bin/python benchmarks/bench_bps_prepare.py [--n 10000] [--repo DIR] [--qgraph FILE]
+        [--wms htcondor|pegasus] [--unclustered] [--submit-dir DIR] [--profile out.prof]
 
 ``--repo`` reuses a repository made by ``bench_preflight.py --keep DIR``; ``--qgraph``
 reuses a graph of that repository. The submit directory is made outside /tmp (HTCondor's
-DAGMan refuses node logs there) and removed afterwards unless ``--keep-submit``.
+DAGMan refuses node logs there) and removed afterwards unless ``--keep-submit``;
+``--submit-dir`` names it (it must not exist), e.g. to compare two commits' files.
+``--profile`` runs ``bps prepare`` under cProfile (its CPU figure is then not comparable).
 """
 
 from __future__ import annotations
@@ -60,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repo", help="an existing synthetic repository (bench_preflight.py --keep DIR)")
     parser.add_argument("--qgraph", help="an existing graph of that repository")
     parser.add_argument("--keep-submit", action="store_true", help="keep the submit directory")
+    parser.add_argument("--wms", choices=("htcondor", "pegasus"), default="htcondor", help="workflow system")
+    parser.add_argument("--unclustered", action="store_true", help="one job per quantum")
+    parser.add_argument("--submit-dir", help="write the submit directory here (kept; must not exist)")
+    parser.add_argument("--profile", help="run bps prepare under cProfile, writing this file")
     args = parser.parse_args(argv)
     print(machine_note())
     bin_dir = Path(sys.executable).parent
@@ -85,15 +94,25 @@ def main(argv: list[str] | None = None) -> int:
                 env,
             )  # fmt: skip
             print(f"supertask qgraph build: {wall:.1f} s wall, {cpu:.1f} s CPU, peak RSS {peak:,.0f} MB")
-        config = work / "bps.yaml"
-        submit = work / "submit"
-        config.write_text(
-            f"repo: {repo}\nqgraph: {qgraph}\noutput_run: bench/out\nwms: htcondor\n"
-            f"compute_site: htcondor_shared\nsubmit_dir: {submit}\n"
-            "clustering:\n  clusters:\n    - name: single_frame\n      labels: [calibrate]\n"
-            "      units: [instrument, visit]\n"
+        submit = Path(args.submit_dir).absolute() if args.submit_dir else work / "submit"
+        # Beside a named submit directory, so that two runs record the same configuration path.
+        config = submit.with_name(submit.name + ".bps.yaml") if args.submit_dir else work / "bps.yaml"
+        site = "htcondor_shared" if args.wms == "htcondor" else "pegasus_sharedfs"
+        text = (
+            f"repo: {repo}\nqgraph: {qgraph}\noutput_run: bench/out\nwms: {args.wms}\n"
+            f"compute_site: {site}\nsubmit_dir: {submit}\n"
         )
-        wall, cpu, peak = run([str(bin_dir / "bps"), "prepare", str(config)], env)
+        if not args.unclustered:
+            text += (
+                "clustering:\n  clusters:\n    - name: single_frame\n      labels: [calibrate]\n"
+                "      units: [instrument, visit]\n"
+            )
+        config.write_text(text)
+        command = [str(bin_dir / "bps"), "prepare", str(config)]
+        if args.profile:
+            command = [sys.executable, "-m", "cProfile", "-o", str(Path(args.profile).absolute()), *command]
+        wall, cpu, peak = run(command, env)
+        print(f"{args.wms}, {'unclustered' if args.unclustered else 'calibrate clustered per visit'}")
         files = [p for p in submit.rglob("*") if p.is_file()]
         size = sum(p.stat().st_size for p in files)
         workflow = (submit / "workflow.json").stat().st_size
@@ -102,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             f"submit directory: {len(files)} files, {size / 2**20:,.0f} MiB "
             f"(workflow.json {workflow / 2**20:,.0f} MiB)"
         )
-        if args.keep_submit:
+        if args.keep_submit or args.submit_dir:
             print(f"kept: {submit}")
             return 0
     finally:

@@ -20,6 +20,7 @@ from pathlib import Path
 from bps.finalize import finalize
 from bps.staging import Manifest, StagedFile, manifest_path, write_manifest
 from bps.workflow import GenericWorkflow, Job, WorkflowFile, dataset_lfn
+from bps.workflow_io import save_workflow
 from supertask.repo.butler import Butler
 from supertask.repo.datastore import checksum_file
 
@@ -58,7 +59,7 @@ def setup(work: Path, n: int, per_job: int) -> Path:
             outputs.append(WorkflowFile(lfn, "calexp", data_id, rel))
         write_manifest(manifest_path(submit / "manifests", name), Manifest(name, RUN, root, staged))
         wf.add_job(Job(name=name, label="calexp", quantum_ids=list(staged), arguments=[], outputs=outputs))
-    wf.save(submit / "workflow.json")
+    save_workflow(wf, submit / "workflow.json")
     return submit
 
 

@@ -348,7 +348,7 @@ def finalize(submit_dir: str, batch_size: int, dag_status: int | None, failed_co
 
 def _wms_of(submit_dir: Path) -> str:
     from .wms.base import read_run_record
-    from .workflow import GenericWorkflow
+    from .workflow_io import load_workflow
 
     record = read_run_record(submit_dir)
     if record.get("wms"):
@@ -356,7 +356,7 @@ def _wms_of(submit_dir: Path) -> str:
     workflow = submit_dir / "workflow.json"
     if not workflow.exists():
         raise FileNotFoundError(f"{submit_dir} is not a submit directory (no workflow.json)")
-    return GenericWorkflow.load(workflow).site.wms
+    return load_workflow(workflow).site.wms
 
 
 def _memory_by_label(jobs: list[Any]) -> dict[str, tuple[float, float]]:

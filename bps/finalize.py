@@ -48,6 +48,7 @@ from .staging import (
 )
 from .workflow import GenericWorkflow
 from .workflow_builder import MANIFEST_DIR
+from .workflow_io import load_workflow
 
 log = logging.getLogger("bps.finalize")
 
@@ -234,7 +235,7 @@ def finalize(
         raise FileNotFoundError(
             f"{submit_dir} has no {WORKFLOW_FILE}: is it a submit directory made by bps prepare?"
         )
-    wf = GenericWorkflow.load(workflow_file)
+    wf = load_workflow(workflow_file)
     summary = FinalizeSummary(
         output_run=wf.output_run, workflow_status=workflow_status, failed_jobs=failed_jobs
     )

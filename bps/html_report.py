@@ -17,6 +17,7 @@ from supertask.report.model import FailureRecord, RunSummary
 
 from .wms.base import STATES, RunReport
 from .workflow import GenericWorkflow
+from .workflow_io import load_workflow
 
 #: Submit-configuration keys shown as provenance, in this order.
 CONFIG_KEYS: tuple[str, ...] = (
@@ -124,7 +125,7 @@ def provenance(submit_dir: Path, workflow: GenericWorkflow, report: RunReport) -
 def summary_from_report(submit_dir: str | Path, report: RunReport) -> RunSummary:
     """The `RunSummary` of a submitted run, from its service's report and its submit directory."""
     submit_dir = Path(submit_dir)
-    workflow = GenericWorkflow.load(submit_dir / "workflow.json")
+    workflow = load_workflow(submit_dir / "workflow.json")
     return RunSummary(
         title=f"bps run {workflow.name}",
         runner=f"bps {report.wms}",

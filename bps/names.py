@@ -7,6 +7,7 @@ every job the import of the whole workflow model. Standard library only.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -27,5 +28,13 @@ def dataset_lfn(dataset_type: str, data_id: dict[str, Any]) -> str:
     ``calexp.detector-1.instrument-DemoCam.visit-3``. Within one workflow a
     (dataset type, data ID) pair names one dataset, so the name is unique.
     """
-    parts = [dataset_type] + [f"{k}-{data_id[k]}" for k in sorted(data_id)]
-    return safe_name(".".join(safe_name(str(p)) for p in parts))
+    parts = [_safe_part(dataset_type)] + [_safe_part(f"{k}-{data_id[k]}") for k in sorted(data_id)]
+    # Every part is safe already, so the outer safe_name only strips the ends.
+    return ".".join(parts).strip("_") or "_"
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _safe_part(text: str) -> str:
+    """`safe_name` of one part of a logical file name; cached, since a workflow's 10^6 names
+    share a few thousand parts (``instrument-X``, ``detector-N``, ``visit-N``...)."""
+    return safe_name(text)

@@ -17,6 +17,7 @@ one copy of the graph only (each copy multiplies submission time and memory)::
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -31,6 +32,7 @@ from .provenance import write_submit_provenance
 from .staging import atomic_write_text
 from .workflow import GenericWorkflow, Resources, dataset_lfn, safe_name
 from .workflow_builder import LOG_DIR, MANIFEST_DIR, BuildOptions, build_workflow
+from .workflow_io import save_workflow
 
 log = logging.getLogger("bps.prepare")
 
@@ -115,9 +117,15 @@ def prepare(resolved: ResolvedConfig, *, service: Any = None) -> Prepared:
         final_batch_size=c.final.batch_size,
     )
     workflow = build_workflow(iter(graph), options, path_of)
+    checks = _input_checks(c.repo, graph)
+    # The graph is not needed any more: what it frees holds the files written next. Its
+    # quanta and datasets refer to each other, so only a full collection frees them.
+    del graph, path_of
+    gc.collect()
     _write_input_locations(workflow, off_template, submit_dir)
-    _write_input_checks(workflow, _input_checks(c.repo, graph), submit_dir)
-    workflow.save(submit_dir / WORKFLOW_FILE)
+    _write_input_checks(workflow, checks, submit_dir)
+    del off_template, checks
+    save_workflow(workflow, submit_dir / WORKFLOW_FILE)
     main_file = service.prepare(workflow) if service is not None else None
     return Prepared(submit_dir=submit_dir, workflow=workflow, main_file=main_file, messages=messages)
 

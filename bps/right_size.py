@@ -69,7 +69,7 @@ def read_peaks(submit_dirs: list[str]) -> tuple[dict[str, list[float]], int]:
     """`peaks_by_label`, and how many jobs measured a peak (a clustered job counts once)."""
     from .cli import _wms_of
     from .wms.base import get_service
-    from .workflow import GenericWorkflow
+    from .workflow_io import load_workflow
 
     peaks: dict[str, list[float]] = {}
     jobs = 0
@@ -80,7 +80,7 @@ def read_peaks(submit_dirs: list[str]) -> tuple[dict[str, list[float]], int]:
                 f"right_sizing.runs: {submit_dir} is not a submit directory (no workflow.json): "
                 "name the submit directory of an earlier run"
             )
-        workflow = GenericWorkflow.load(submit_dir / "workflow.json")
+        workflow = load_workflow(submit_dir / "workflow.json")
         report = get_service(_wms_of(submit_dir)).report(submit_dir)
         for job in report.jobs:
             spec = workflow.jobs.get(job.name)

@@ -22,16 +22,14 @@ else except the `SiteConfig` it carries:
   after failures, and never has retries that could double-register (finalize is
   idempotent anyway).
 
-The workflow saves to and loads from JSON (``workflow.json`` in the submit
-directory; the format is `bps.workflow_io`'s) so that ``bps report`` and
-``bps restart`` need no graph file.
+The workflow is kept as JSON (``workflow.json`` in the submit directory) so that
+``bps report`` and ``bps restart`` need no graph file: `bps.workflow_io.save_workflow`
+and `bps.workflow_io.load_workflow`, which import this module (never the reverse).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from . import exit_codes
@@ -74,9 +72,11 @@ class WorkflowFile:
     producer: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Job:
-    """One batch job: one quantum, or a cluster of quanta run in one process."""
+    """One batch job: one quantum, or a cluster of quanta run in one process.
+
+    Slotted: a workflow of 10^6 jobs holds 10^6 of them."""
 
     name: str
     label: str
@@ -161,113 +161,3 @@ class GenericWorkflow:
     def labels(self) -> list[str]:
         """Distinct job labels in first-appearance order."""
         return list(dict.fromkeys(job.label for job in self.jobs.values()))
-
-    # -- persistence -------------------------------------------------------------------
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return {
-            **self.to_json_header(),
-            "jobs": [_job_to_json(job) for job in self.jobs.values()],
-            **self._tail(),
-        }
-
-    def save(self, path: str | Path) -> None:
-        """Write ``workflow.json`` (format 2 of `bps.workflow_io`: each dataset once), atomically."""
-        from .workflow_io import save_workflow
-
-        save_workflow(self, path)
-
-    def to_json_header(self) -> dict[str, Any]:
-        """The fields of `to_json` that come before ``jobs``."""
-        return {
-            "name": self.name,
-            "submit_dir": self.submit_dir,
-            "graph_file": self.graph_file,
-            "repo": self.repo,
-            "output_run": self.output_run,
-            "site": asdict(self.site),
-        }
-
-    def _tail(self) -> dict[str, Any]:
-        return {
-            "parents": self.parents,
-            "final": _job_to_json(self.final) if self.final else None,
-            "throttles": self.throttles,
-        }
-
-    @classmethod
-    def from_json(
-        cls, data: dict[str, Any], file_from_json: Callable[[Any], WorkflowFile] | None = None
-    ) -> GenericWorkflow:
-        """The workflow of a `to_json` dict (``file_from_json``: see `_job_from_json`)."""
-        file_from_json = file_from_json or _file_from_json
-        wf = cls(
-            name=data["name"],
-            submit_dir=data["submit_dir"],
-            graph_file=data["graph_file"],
-            repo=data["repo"],
-            output_run=data["output_run"],
-            site=SiteConfig(**data["site"]),
-            throttles=data.get("throttles", {}),
-        )
-        for raw in data["jobs"]:
-            job = _job_from_json(raw, file_from_json)
-            wf.jobs[job.name] = job
-        wf.parents = {k: list(v) for k, v in data["parents"].items()}
-        wf.final = _job_from_json(data["final"], file_from_json) if data.get("final") else None
-        return wf
-
-    @classmethod
-    def load(cls, path: str | Path) -> GenericWorkflow:
-        """Read a workflow written by `save` (or by a release that wrote format 1, `to_json`)."""
-        from .workflow_io import load_workflow
-
-        return load_workflow(path)
-
-
-_JOB_FIELDS = tuple(f.name for f in fields(Job))
-
-
-def _file_to_json(f: WorkflowFile) -> dict[str, Any]:
-    return {
-        "lfn": f.lfn,
-        "dataset_type": f.dataset_type,
-        "data_id": f.data_id,
-        "path": f.path,
-        "producer": f.producer,
-    }
-
-
-def _job_to_json(job: Job, file_to_json: Callable[[WorkflowFile], Any] = _file_to_json) -> dict[str, Any]:
-    """``dataclasses.asdict(job)`` without its deep copy of every value: the same JSON, about
-    ten times faster (a 10^5-quantum workflow holds a few hundred thousand files)."""
-    out = {name: getattr(job, name) for name in _JOB_FIELDS}
-    out["quantum_ids"], out["arguments"], out["tags"] = (
-        list(job.quantum_ids),
-        list(job.arguments),
-        dict(job.tags),
-    )
-    out["resources"] = asdict(job.resources)
-    out["retry"] = asdict(job.retry)
-    out["inputs"] = [file_to_json(f) for f in job.inputs]
-    out["outputs"] = [file_to_json(f) for f in job.outputs]
-    return out
-
-
-def _file_from_json(raw: dict[str, Any]) -> WorkflowFile:
-    return WorkflowFile(**raw)
-
-
-def _job_from_json(
-    raw: dict[str, Any], file_from_json: Callable[[Any], WorkflowFile] = _file_from_json
-) -> Job:
-    """A job from its JSON form; ``file_from_json`` turns each entry of ``inputs``/``outputs`` into a file
-    (format 1: the file's own fields; format 2 of `bps.workflow_io`: a row index)."""
-    raw = dict(raw)
-    raw["resources"] = Resources(**raw["resources"])
-    retry = dict(raw["retry"])
-    retry["no_retry_exit_codes"] = tuple(retry["no_retry_exit_codes"])
-    raw["retry"] = RetryPolicy(**retry)
-    raw["inputs"] = [file_from_json(f) for f in raw["inputs"]]
-    raw["outputs"] = [file_from_json(f) for f in raw["outputs"]]
-    return Job(**raw)

@@ -94,6 +94,9 @@ def build_workflow(
     by_name = {c.name: c for c in clusters}
     resources_of = {q.taskLabel: options.resources_for(q.taskLabel) for q in quanta}
     files: dict[tuple[str, Any], WorkflowFile] = {}
+    # Jobs of one label share these (read-only) values: 10^6 jobs, a handful of labels.
+    log_subdirs: dict[str, str] = {}
+    tags: dict[str, dict[str, str]] = {}
     for name in order:
         cluster = by_name[name]
         members = [by_id[qid] for qid in cluster.quantum_ids]
@@ -112,9 +115,9 @@ def build_workflow(
             retry=options.retry,
             inputs=inputs,
             outputs=outputs,
-            log_subdir=f"{LOG_DIR}/{cluster.label}",
+            log_subdir=log_subdirs.setdefault(cluster.label, f"{LOG_DIR}/{cluster.label}"),
             throttle=cluster.label if cluster.label in options.throttles else None,
-            tags={"task_labels": ",".join(cluster.task_labels)},
+            tags=tags.setdefault(task_labels := ",".join(cluster.task_labels), {"task_labels": task_labels}),
         )
         wf.add_job(job, sorted(parents[name]))
     wf.final = Job(

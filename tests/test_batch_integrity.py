@@ -33,7 +33,7 @@ from bps import exit_codes
 from bps.cli import main as bps_main
 from bps.finalize import finalize
 from bps.wms.local import LocalService
-from bps.workflow import GenericWorkflow
+from bps.workflow_io import load_workflow
 from supertask.execution import run_graph
 from supertask.graph.quantum_graph import QuantumGraph
 from supertask.repo.butler import Butler
@@ -140,7 +140,7 @@ def test_a_batch_rerun_replaces_unregistered_leftovers_of_killed_jobs_and_regist
     # jobs of an earlier attempt published their outputs and were killed before recording
     # them (their manifests are elsewhere) and before any finalize: unregistered leftovers
     killed = prepare(submit_yaml(repo, graph, "killed"))
-    for job in GenericWorkflow.load(killed / "workflow.json").jobs.values():
+    for job in load_workflow(killed / "workflow.json").jobs.values():
         if job.label != "twin":
             continue
         args = list(job.arguments)
@@ -183,7 +183,7 @@ def test_transfer_staging_finalize_replaces_an_unregistered_leftover_at_a_datast
     submit_dir = prepare(submit_yaml(repo, graph, "transfer"))
     run_jobs_with_file_transfer(repo, submit_dir, tmp_path / "nodes")
     # what a killed `supertask run` of the same graph leaves: renamed into place, never registered
-    wf = GenericWorkflow.load(submit_dir / "workflow.json")
+    wf = load_workflow(submit_dir / "workflow.json")
     leftovers = [repo / f.path for job in wf.jobs.values() for f in job.outputs if "/noise/" in f.path]
     for path in leftovers:
         path.parent.mkdir(parents=True, exist_ok=True)

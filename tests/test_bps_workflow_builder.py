@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bps.clustering import ClusteringError, ClusterRule, cluster_quanta
 from bps.workflow import GenericWorkflow, Resources
 from bps.workflow_builder import BuildOptions, build_workflow
+from bps.workflow_io import load_workflow, save_workflow, workflow_to_json
 from supertask.quantum import Quantum
 from supertask.repo.dataid import DataId
 from supertask.repo.dataset import Dataset, DatasetType
@@ -156,26 +161,26 @@ def test_overall_input_without_run_is_refused():
 
 def test_workflow_round_trips_through_json(tmp_path):
     wf = build_workflow(demo_quanta(), options(throttles={"isr": 2}), path_of)
-    wf.save(tmp_path / "workflow.json")
-    again = GenericWorkflow.load(tmp_path / "workflow.json")
-    assert again.to_json() == wf.to_json()
+    save_workflow(wf, tmp_path / "workflow.json")
+    again = load_workflow(tmp_path / "workflow.json")
+    assert workflow_to_json(again) == workflow_to_json(wf)
     assert again.jobs["isr_1_Cam_1"].throttle == "isr"
     empty = GenericWorkflow("w", str(tmp_path), "g", "r", "run")
-    empty.save(tmp_path / "empty.json")
-    assert GenericWorkflow.load(tmp_path / "empty.json").to_json() == empty.to_json()
+    save_workflow(empty, tmp_path / "empty.json")
+    assert workflow_to_json(load_workflow(tmp_path / "empty.json")) == workflow_to_json(empty)
 
 
 def test_workflow_file_holds_each_dataset_once_and_jobs_share_it_after_loading(tmp_path):
     import json
 
     wf = build_workflow(demo_quanta(), options(), path_of)
-    wf.save(tmp_path / "workflow.json")
+    save_workflow(wf, tmp_path / "workflow.json")
     data = json.loads((tmp_path / "workflow.json").read_text())
     assert data["format"] == 2
     distinct = {f.lfn for job in wf.jobs.values() for f in (*job.inputs, *job.outputs)}
     references = sum(len(job.inputs) + len(job.outputs) for job in wf.jobs.values())
     assert len(data["files"]) == len(distinct) < references  # intermediates are read by other jobs
-    again = GenericWorkflow.load(tmp_path / "workflow.json")
+    again = load_workflow(tmp_path / "workflow.json")
     made = {f.lfn: f for job in again.jobs.values() for f in job.outputs}
     read = [f for job in again.jobs.values() for f in job.inputs if f.producer is not None]
     assert read and all(made[f.lfn] is f for f in read)
@@ -185,8 +190,8 @@ def test_a_workflow_file_of_format_1_still_loads(tmp_path):
     import json
 
     wf = build_workflow(demo_quanta(), options(throttles={"isr": 2}), path_of)
-    (tmp_path / "old.json").write_text(json.dumps(wf.to_json()))  # what earlier releases wrote
-    assert GenericWorkflow.load(tmp_path / "old.json").to_json() == wf.to_json()
+    (tmp_path / "old.json").write_text(json.dumps(workflow_to_json(wf)))  # what earlier releases wrote
+    assert workflow_to_json(load_workflow(tmp_path / "old.json")) == workflow_to_json(wf)
 
 
 def test_an_unknown_or_broken_workflow_file_is_refused_with_the_fix(tmp_path):
@@ -194,10 +199,10 @@ def test_an_unknown_or_broken_workflow_file_is_refused_with_the_fix(tmp_path):
 
     (tmp_path / "future.json").write_text('{"format": 9}')
     with pytest.raises(WorkflowFileError, match="format 9"):
-        GenericWorkflow.load(tmp_path / "future.json")
+        load_workflow(tmp_path / "future.json")
     (tmp_path / "cut.json").write_text('{"format": 2, "name": ')
     with pytest.raises(WorkflowFileError, match="prepare the submit directory again"):
-        GenericWorkflow.load(tmp_path / "cut.json")
+        load_workflow(tmp_path / "cut.json")
 
 
 def test_input_locations_are_shared_files_of_bounded_size(tmp_path, monkeypatch):
@@ -226,6 +231,48 @@ def test_input_locations_are_shared_files_of_bounded_size(tmp_path, monkeypatch)
         path = job.arguments[job.arguments.index("--input-locations") + 1]
         locations = json.loads(open(path).read())
         assert all(locations[f.lfn] == off_template[("raw", DataId(f.data_id))] for f in job.inputs)
+
+
+def _imports(module_file: Path) -> list[tuple[str, list[str]]]:
+    """``(module, names)`` of every import in a file, function-level ones included."""
+    import ast
+
+    found = []
+    for node in ast.walk(ast.parse(module_file.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            found.append(("." * node.level + (node.module or ""), [a.name for a in node.names]))
+        elif isinstance(node, ast.Import):
+            found.extend((a.name, []) for a in node.names)
+    return found
+
+
+def test_the_workflow_model_does_not_import_its_json_form_and_that_uses_no_private_names():
+    import bps.workflow
+    import bps.workflow_io
+
+    model = _imports(Path(bps.workflow.__file__))
+    assert not [m for m, _ in model if m.endswith("workflow_io")]
+    io_names = [n for m, names in _imports(Path(bps.workflow_io.__file__)) if m == ".workflow" for n in names]
+    assert io_names and not [n for n in io_names if n.startswith("_")]
+
+
+@given(
+    st.text(max_size=12),
+    st.dictionaries(
+        st.text(min_size=1, max_size=8), st.one_of(st.integers(), st.text(max_size=8)), max_size=4
+    ),
+)
+@settings(max_examples=500, deadline=None)
+def test_logical_file_names_are_the_safe_form_of_type_and_sorted_data_id(dataset_type, data_id):
+    import re
+
+    from bps.workflow import dataset_lfn
+
+    def safe(text: str) -> str:
+        return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "_"
+
+    parts = [dataset_type] + [f"{k}-{data_id[k]}" for k in sorted(data_id)]
+    assert dataset_lfn(dataset_type, data_id) == safe(".".join(safe(p) for p in parts))
 
 
 def test_a_rule_whose_units_one_of_its_labels_lacks_is_an_error_naming_why():

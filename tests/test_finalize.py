@@ -12,6 +12,7 @@ from bps import exit_codes
 from bps.finalize import SUMMARY_FILE, finalize
 from bps.staging import Manifest, StagedFile, copy_atomic, manifest_path, write_manifest
 from bps.workflow import GenericWorkflow, Job, WorkflowFile, dataset_lfn
+from bps.workflow_io import save_workflow
 from supertask.repo.butler import Butler
 
 RUN = "u/test/run"
@@ -65,7 +66,7 @@ def test_registers_every_staged_output_and_writes_a_summary(setup):
     repo, submit, wf = setup
     wf.add_job(staged_job(repo, submit, "a", [1, 2, 3]))
     wf.add_job(staged_job(repo, submit, "b", [4, 5]))
-    wf.save(submit / "workflow.json")
+    save_workflow(wf, submit / "workflow.json")
     summary = finalize(submit)
     assert summary.registered == 5 and summary.exit_code == exit_codes.SUCCESS
     assert sorted(d.dataId["detector"] for d in registered(repo)) == [1, 2, 3, 4, 5]
@@ -76,7 +77,7 @@ def test_registers_every_staged_output_and_writes_a_summary(setup):
 def test_rerun_registers_nothing_twice(setup):
     repo, submit, wf = setup
     wf.add_job(staged_job(repo, submit, "a", [1, 2]))
-    wf.save(submit / "workflow.json")
+    save_workflow(wf, submit / "workflow.json")
     finalize(submit)
     again = finalize(submit)
     assert again.registered == 0 and again.already_registered == 2
@@ -87,7 +88,7 @@ def test_job_without_manifest_is_not_registered_but_others_are(setup):
     repo, submit, wf = setup
     wf.add_job(staged_job(repo, submit, "ok", [1, 2]))
     wf.add_job(staged_job(repo, submit, "killed", [3], manifest=False))
-    wf.save(submit / "workflow.json")
+    save_workflow(wf, submit / "workflow.json")
     summary = finalize(submit)
     assert sorted(d.dataId["detector"] for d in registered(repo)) == [1, 2]
     assert summary.missing == 1
@@ -97,7 +98,7 @@ def test_job_without_manifest_is_not_registered_but_others_are(setup):
 def test_file_that_fails_verification_is_rejected_and_the_rest_registered(setup):
     repo, submit, wf = setup
     wf.add_job(staged_job(repo, submit, "a", [1, 2]))
-    wf.save(submit / "workflow.json")
+    save_workflow(wf, submit / "workflow.json")
     damaged = repo / RUN / "calexp" / "calexp_detector-2.json"
     damaged.write_text(damaged.read_text().replace("x", "y"))  # same size, other content
     summary = finalize(submit)
@@ -113,7 +114,7 @@ def test_file_that_fails_verification_is_rejected_and_the_rest_registered(setup)
 def test_batches_are_bounded_by_batch_size(setup):
     repo, submit, wf = setup
     wf.add_job(staged_job(repo, submit, "a", list(range(1, 8))))
-    wf.save(submit / "workflow.json")
+    save_workflow(wf, submit / "workflow.json")
     batches: list[int] = []
 
     class Recorder:
@@ -145,7 +146,7 @@ def test_a_failed_or_removed_workflow_registers_everything_and_still_exits_non_z
     # status is the FINAL node's, so finalize must not call a failed or removed DAG a success.
     repo, submit, wf = setup
     wf.add_job(staged_job(repo, submit, "a", [1, 2]))
-    wf.save(submit / "workflow.json")
+    save_workflow(wf, submit / "workflow.json")
     summary = finalize(submit, workflow_status=status, failed_jobs=failed)
     assert summary.registered == 2 and summary.missing == 0
     assert summary.exit_code == exit_codes.WORKFLOW_FAILED
@@ -165,7 +166,7 @@ def test_a_halted_workflow_with_outputs_missing_says_cancelled_not_failed(setup)
     repo, submit, wf = setup
     wf.add_job(staged_job(repo, submit, "a", [1, 2]))
     wf.add_job(staged_job(repo, submit, "b", [3], manifest=False))  # stopped
-    wf.save(submit / "workflow.json")
+    save_workflow(wf, submit / "workflow.json")
     summary = finalize(submit, workflow_status=6, failed_jobs=1)
     assert summary.exit_code == exit_codes.OUTPUTS_MISSING  # the DAG must not end as a success
     text = summary.text()
@@ -176,7 +177,7 @@ def test_a_halted_workflow_with_outputs_missing_says_cancelled_not_failed(setup)
 def test_a_successful_dag_status_keeps_finalize_a_success(setup):
     repo, submit, wf = setup
     wf.add_job(staged_job(repo, submit, "a", [1, 2]))
-    wf.save(submit / "workflow.json")
+    save_workflow(wf, submit / "workflow.json")
     assert finalize(submit, workflow_status=0, failed_jobs=0).exit_code == exit_codes.SUCCESS
 
 
@@ -187,7 +188,7 @@ def test_bps_finalize_takes_the_dag_status_from_its_command_line(setup):
 
     repo, submit, wf = setup
     wf.add_job(staged_job(repo, submit, "a", [1]))
-    wf.save(submit / "workflow.json")
+    save_workflow(wf, submit / "workflow.json")
     ok = CliRunner().invoke(main, ["finalize", str(submit), "--dag-status", "0", "--failed-count", "0"])
     assert ok.exit_code == exit_codes.SUCCESS, ok.output
     removed = CliRunner().invoke(main, ["finalize", str(submit), "--dag-status", "4", "--failed-count", "0"])
@@ -209,7 +210,7 @@ def test_an_output_registered_before_with_other_bytes_is_rejected_and_the_rest_r
     butler.close()
     kept = (repo / path).read_bytes()
     wf.add_job(staged_job(repo, submit, "a", [1, 3]))
-    wf.save(submit / "workflow.json")
+    save_workflow(wf, submit / "workflow.json")
     other = submit / "src" / "2.json"
     other.write_text(json.dumps({"detector": 2, "pad": "later, longer"}))
     data_id = {"instrument": "Cam", "detector": 2}
@@ -261,7 +262,7 @@ def test_a_finalize_killed_between_dataset_types_leaves_no_quantum_half_register
     manifest = Manifest(job="a", output_run=RUN, root=str(repo.resolve()), quanta=files)
     write_manifest(manifest_path(submit / "manifests", "a"), manifest)
     wf.add_job(Job(name="a", label="calibrate", quantum_ids=[1, 2], arguments=[], outputs=outputs))
-    wf.save(submit / "workflow.json")
+    save_workflow(wf, submit / "workflow.json")
 
     original = Registry._insertDatasetsIn
     calls = []

@@ -20,7 +20,7 @@ from support.dagman_runner import parse_dag, run_dag
 
 from bps.wms.htcondor import memory
 from bps.wms.htcondor.translator import write_dag
-from bps.workflow import GenericWorkflow
+from bps.workflow_io import load_workflow
 
 REAL = Path(__file__).parent / "data" / "real-htcondor"
 
@@ -113,7 +113,7 @@ def test_the_real_dag_with_its_final_retry_is_refused_like_real_dagman_did(tmp_p
 
 @pytest.mark.parametrize("scenario", ["failure", "cancel"])
 def test_our_dag_for_the_real_workflow_has_no_line_real_dagman_refused(tmp_path, scenario):
-    wf = GenericWorkflow.load(REAL / scenario / "workflow.json")
+    wf = load_workflow(REAL / scenario / "workflow.json")
     layout = write_dag(wf, tmp_path / "submit")
     text = layout.dag.read_text()
     assert not re.search(r"^(RETRY|PRIORITY|CATEGORY|ABORT-DAG-ON) bps_final\b", text, re.M)

@@ -8,6 +8,7 @@ on these very files are kept next to them (``bps_report*.txt``).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 
@@ -20,7 +21,7 @@ from bps.wms.htcondor.eventlog import is_memory_hold, read_event_log
 from bps.wms.htcondor.layout import find_dag
 from bps.wms.htcondor.report import build_report
 from bps.wms.htcondor.service import HTCondorService, grown_memory, usage_from_schedd
-from bps.workflow import GenericWorkflow
+from bps.workflow_io import load_workflow
 
 
 def _failure(report, node):
@@ -266,17 +267,17 @@ def test_memory_escalation_that_worked_is_a_success_in_two_starts(tmp_path):
 )
 def test_a_restart_keeps_the_memory_a_node_needed(tmp_path, name, expected):
     submit = scenario(name, tmp_path)
-    workflow = GenericWorkflow.load(submit / "workflow.json")
+    workflow = load_workflow(submit / "workflow.json")
     grown = grown_memory(workflow, read_event_log(find_dag(submit).nodes_log))
     assert grown == {"memHog_0_1_DummyCam": expected}
 
 
 def test_a_raised_cap_lets_a_restart_ask_for_more_than_the_old_cap(tmp_path):
     submit = scenario("memory-removed-at-cap", tmp_path)
-    workflow = GenericWorkflow.load(submit / "workflow.json")
+    workflow = load_workflow(submit / "workflow.json")
     job = workflow.jobs["memHog_0_1_DummyCam"]
-    workflow.jobs["memHog_0_1_DummyCam"] = type(job)(
-        **{**job.__dict__, "retry": type(job.retry)(**{**job.retry.__dict__, "memory_max_mb": 8000})}
+    workflow.jobs["memHog_0_1_DummyCam"] = dataclasses.replace(
+        job, retry=dataclasses.replace(job.retry, memory_max_mb=8000)
     )
     grown = grown_memory(workflow, read_event_log(find_dag(submit).nodes_log))
     assert grown == {"memHog_0_1_DummyCam": 6348}  # 2 x the 3174 MB it used
@@ -299,7 +300,7 @@ class _ScheddWithHistory:
 
 def test_a_restart_reads_the_usage_a_startd_hold_does_not_name_from_the_schedd_history(tmp_path):
     submit = scenario("memory-hold-startd-policy", tmp_path)
-    workflow = GenericWorkflow.load(submit / "workflow.json")
+    workflow = load_workflow(submit / "workflow.json")
     history = read_event_log(find_dag(submit).nodes_log)
     usage_from_schedd(_ScheddWithHistory(submit / "condor_history_l.736.txt"), history)
     # ResidentSetSize 3250000 KiB: 3174 MB used, so twice that, not twice the 2048 MB request

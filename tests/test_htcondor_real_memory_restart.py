@@ -22,7 +22,7 @@ from bps.wms.htcondor.eventlog import read_event_log
 from bps.wms.htcondor.layout import find_dag
 from bps.wms.htcondor.report import build_report
 from bps.wms.htcondor.service import grown_memory, usage_from_schedd
-from bps.workflow import GenericWorkflow
+from bps.workflow_io import load_workflow
 
 NODE = "make_0_Cam0"
 POLICIES = {"startd": (21, 102), "system": (26, 34)}
@@ -66,7 +66,7 @@ def _metrics(directory: Path) -> dict:
 
 def _restart_plan(directory: Path, schedd=None) -> dict[str, int]:
     """What `bps restart --memory-max-mb 8000` computes from the first run's files."""
-    workflow = GenericWorkflow.load(directory / "workflow.json")
+    workflow = load_workflow(directory / "workflow.json")
     overrides.apply(workflow, {"memory_max_mb": 8000})
     history = read_event_log(_one(directory, "*.dag.nodes.log"))
     if schedd is not None:

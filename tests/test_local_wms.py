@@ -28,7 +28,7 @@ from support.toy_pipeline import (
 from bps import exit_codes
 from bps.cli import main as bps_main
 from bps.wms.local import LocalService
-from bps.workflow import GenericWorkflow
+from bps.workflow_io import load_workflow
 from supertask.graph.quantum_graph import QuantumGraph
 
 RUN = "u/test/bps"
@@ -82,7 +82,7 @@ def test_clustering_changes_job_count_not_outputs(toy):
     assert result.exit_code == 0, result.output
     files_clustered = output_checksums(repo, RUN, "*.json")
     assert files_plain == files_clustered and len(files_plain) == 5
-    assert len(GenericWorkflow.load(Path(text["submit_dir"]) / "workflow.json").jobs) == 1
+    assert len(load_workflow(Path(text["submit_dir"]) / "workflow.json").jobs) == 1
 
 
 def test_permanent_failure_skips_descendants_and_registers_the_rest(toy):
@@ -153,7 +153,7 @@ def test_job_killed_at_random_points_leaves_nothing_half_written_and_rerun_compl
         clustering={"clusters": [{"name": "all", "labels": ["make", "total"], "units": ["instrument"]}]},
     )
     submit_dir = prepare(cfg)
-    wf = GenericWorkflow.load(submit_dir / "workflow.json")
+    wf = load_workflow(submit_dir / "workflow.json")
     (job,) = wf.jobs.values()
     command = [sys.executable, "-m", "bps.run_quantum", *job.arguments, "--repo", str(repo)]
     env = dict(os.environ, TOY_DELAY="0.15")
@@ -204,7 +204,7 @@ def test_prepare_for_cluster_systems_hands_the_workflow_to_their_translator(toy,
     result = CliRunner().invoke(bps_main, ["prepare", str(cfg)])
     assert result.exit_code == 0, result.output
     submit_dir = submit_dir_of(cfg)
-    wf = GenericWorkflow.load(submit_dir / "workflow.json")
+    wf = load_workflow(submit_dir / "workflow.json")
     assert wf.site.name == site and len(wf.jobs) == 5
     assert "workflow file:" in result.output
     main_file = Path(result.output.split("workflow file:")[1].split()[0])

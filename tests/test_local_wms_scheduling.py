@@ -11,6 +11,7 @@ from bps import exit_codes
 from bps.wms.base import WmsError, read_run_record, write_run_record
 from bps.wms.local import LocalService
 from bps.workflow import GenericWorkflow, Job, RetryPolicy
+from bps.workflow_io import save_workflow
 
 
 def shell_job(name: str, label: str, script: str, retries: int = 0, throttle: str | None = None) -> Job:
@@ -31,7 +32,7 @@ def workflow(tmp_path: Path, jobs: list[tuple[Job, list[str]]], final: bool = Tr
         wf.add_job(job, parents)
     if final:
         wf.final = shell_job("finalize", "finalize", f"echo final >> {tmp_path}/final.txt")
-    wf.save(tmp_path / "workflow.json")
+    save_workflow(wf, tmp_path / "workflow.json")
     return wf
 
 

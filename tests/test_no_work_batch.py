@@ -40,6 +40,7 @@ from bps.staging import (
     write_tombstone,
 )
 from bps.workflow import GenericWorkflow, Job, WorkflowFile, dataset_lfn
+from bps.workflow_io import save_workflow
 from supertask.repo.butler import Butler
 from supertask.repo.dataset import DatasetType
 
@@ -236,7 +237,7 @@ def _finalize_setup(tmp_path: Path, *, flag_tombstone: bool = True, second_job_d
 
     job("a", [1, 2], {1: [staged(1, False)], 2: [staged(2, True)]})
     job("b", [3], {3: [staged(3, False)]} if second_job_done else None)
-    wf.save(submit / "workflow.json")
+    save_workflow(wf, submit / "workflow.json")
     return repo, submit
 
 

@@ -28,6 +28,7 @@ from bps.wms.parsl.service import ParslService
 from bps.wms.parsl.settings import ParslSettings
 from bps.wms.parsl.state import write_state
 from bps.workflow import GenericWorkflow, Job, Resources, SiteConfig
+from bps.workflow_io import load_workflow
 
 ROOT = Path(__file__).resolve().parents[1]
 SITE_CONFIGS = ROOT / "bps" / "site_configs"
@@ -249,7 +250,7 @@ def test_restart_overrides_change_the_jobs_the_workflow_process_runs(prepared):
     merged = _merge_overrides(
         {},
         {"retries": 5, "labels": {"make": {"memory_mb": 4096}}},
-        GenericWorkflow.load(prepared / "workflow.json"),
+        load_workflow(prepared / "workflow.json"),
     )
     write_run_record(prepared, overrides=merged)
     driver = Driver(prepared, restart=True)

@@ -34,6 +34,7 @@ from bps import exit_codes
 from bps.cli import main as bps_main
 from bps.wms.pegasus import schema
 from bps.workflow import GenericWorkflow
+from bps.workflow_io import load_workflow
 
 try:
     from tests.support.pegasus_runner import run_workflow
@@ -96,7 +97,7 @@ def _dag_edges(dag: Path, workflow: GenericWorkflow) -> tuple[set[str], set[tupl
 def test_pegasus_workflow_and_htcondor_dag_have_the_same_jobs_and_edges(toy):
     tmp_path, config = toy.root, toy.submit_yaml("toy")
     submit = prepare(config)
-    workflow = GenericWorkflow.load(submit / "workflow.json")
+    workflow = load_workflow(submit / "workflow.json")
     jobs, edges, final_name = _pegasus_edges(submit / "pegasus")
     compute_edges = edges
     assert jobs == set(workflow.jobs) and final_name == workflow.final.name
@@ -150,7 +151,7 @@ def test_pegasus_jobs_run_in_order_register_the_same_datasets_as_supertask_run(t
     run_workflow(submit / "pegasus", tmp_path / "work")
 
     # the datasets the workflow makes (supertask run also leaves per-quantum logs, batch jobs do not)
-    workflow = GenericWorkflow.load(submit / "workflow.json")
+    workflow = load_workflow(submit / "workflow.json")
     paths = sorted(f.path for job in workflow.jobs.values() for f in job.outputs)
     assert len(paths) == 4
     expected = {p: checksum_file(reference / p) for p in paths}

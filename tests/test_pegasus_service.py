@@ -11,7 +11,8 @@ import pytest
 from bps.wms.base import WmsError, WmsUnavailableError, get_service, read_run_record
 from bps.wms.pegasus import schema
 from bps.wms.pegasus.service import PegasusService
-from bps.workflow import GenericWorkflow, Resources
+from bps.workflow import Resources
+from bps.workflow_io import load_workflow
 
 try:
     from tests.support.pegasus_runner import build_sample, run_workflow
@@ -76,7 +77,7 @@ def test_prepare_writes_valid_files_the_generic_workflow_and_a_run_record(tmp_pa
     sample, _, submit, main = _prepared(tmp_path)
     assert main == submit / "pegasus" / "workflow.yml"
     assert schema.validate_directory(main.parent) == {name: [] for name in schema.SCHEMA_OF}
-    assert GenericWorkflow.load(submit / "workflow.json").edges() == sample.workflow.edges()
+    assert load_workflow(submit / "workflow.json").edges() == sample.workflow.edges()
     record = read_run_record(submit)
     assert record["wms"] == "pegasus" and record["state"] == "prepared" and record["jobs"] == 6
     assert (main.parent / "plan.sh").stat().st_mode & 0o111
@@ -234,7 +235,7 @@ def test_restart_with_overrides_replans_reusing_the_outputs_already_made(tmp_pat
     workflow = json.loads((main.parent / "compute.yml").read_text())
     calib = [j for j in workflow["jobs"] if j["nodeLabel"] == "calib"]
     assert {j["profiles"]["pegasus"]["memory"] for j in calib} == {3000}
-    assert GenericWorkflow.load(submit / "workflow.json").jobs["calib.visit-1"].resources.memory_mb == 3000
+    assert load_workflow(submit / "workflow.json").jobs["calib.visit-1"].resources.memory_mb == 3000
 
 
 def test_restart_with_an_unknown_override_names_it(tmp_path, fake_pegasus):

@@ -12,7 +12,7 @@ from support.toy_pipeline import ToyPipeline, submit_dir_of
 from bps.cli import main as bps_main
 from bps.right_size import STEP_MB, choose, quantile
 from bps.wms.base import read_run_record
-from bps.workflow import GenericWorkflow
+from bps.workflow_io import load_workflow
 
 RUN = "u/test/rightsize"
 TOY = ToyPipeline(run=RUN, detectors=(1, 2, 3, 4, 5), seed_scale=10, multiplier=2)
@@ -52,7 +52,7 @@ def test_prepare_sets_each_labels_memory_from_the_peaks_of_an_earlier_run_and_sa
     config = toy.submit_yaml("second", right_sizing={"min_samples": 3})
     result = CliRunner().invoke(bps_main, ["prepare", str(config), "--resources-from", str(first)])
     assert result.exit_code == 0, result.output
-    wf = GenericWorkflow.load(submit_dir_of(config) / "workflow.json")
+    wf = load_workflow(submit_dir_of(config) / "workflow.json")
     peaks = _peaks(first, "make_")
     assert len(peaks) == 5
     expected = max(STEP_MB, math.ceil(np.quantile(peaks, 0.95) * 1.2 / STEP_MB) * STEP_MB)
@@ -73,7 +73,7 @@ def test_a_memory_request_the_user_set_wins_over_history(earlier_run):
     config = toy.submit_yaml("explicit", resources={"labels": {"make": {"memory_mb": 3000}}})
     result = CliRunner().invoke(bps_main, ["prepare", str(config), "--resources-from", str(first)])
     assert result.exit_code == 0, result.output
-    wf = GenericWorkflow.load(submit_dir_of(config) / "workflow.json")
+    wf = load_workflow(submit_dir_of(config) / "workflow.json")
     assert {j.resources.memory_mb for j in wf.jobs.values() if j.label == "make"} == {3000}
     assert f"make: unchanged (set in {config})" in result.output
 
@@ -84,7 +84,7 @@ def test_the_submit_key_works_like_the_option_with_paths_relative_to_the_file(ea
     config = toy.submit_yaml("by_key", right_sizing={"runs": [str(relative)], "margin": 2.0})
     result = CliRunner().invoke(bps_main, ["prepare", str(config)])
     assert result.exit_code == 0, result.output
-    wf = GenericWorkflow.load(submit_dir_of(config) / "workflow.json")
+    wf = load_workflow(submit_dir_of(config) / "workflow.json")
     peaks = _peaks(first, "make_")
     expected = max(STEP_MB, math.ceil(np.quantile(peaks, 0.95) * 2.0 / STEP_MB) * STEP_MB)
     assert {j.resources.memory_mb for j in wf.jobs.values() if j.label == "make"} == {expected}

@@ -17,7 +17,7 @@ from bps.cli import main as bps_main
 from bps.html_report import label_edges
 from bps.wms.base import read_run_record
 from bps.wms.local import LocalService
-from bps.workflow import GenericWorkflow
+from bps.workflow_io import load_workflow
 from supertask.cli.main import main as supertask_main
 from supertask.peak_memory import PeakMemory
 from supertask.report import FailureRecord, JobRecord, RunSummary, render_html
@@ -192,7 +192,7 @@ def test_bps_report_html_shows_each_job_the_failures_and_the_pipeline_down_to_th
     assert {name for _, name in BAR.findall(page)} == ran
     assert len(BAR.findall(page)) == len(ran) == 5 + 1  # 5 make jobs and the final job; total skipped
     assert "make fails on purpose" in page
-    wf = GenericWorkflow.load(submit_dir / "workflow.json")
+    wf = load_workflow(submit_dir / "workflow.json")
     assert label_edges(wf) == [("make", "total"), ("total", wf.final.label)]
     assert json.loads((submit_dir / "run_record.json").read_text())["state"] == "failed"
 

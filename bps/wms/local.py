@@ -24,6 +24,7 @@ from supertask.report.model import JobRecord
 
 from ..exit_codes import TASK_NO_WORK, describe
 from ..workflow import GenericWorkflow, Job
+from ..workflow_io import load_workflow, save_workflow
 from .base import JobFailure, RunReport, WmsError, WorkflowService, read_run_record, write_run_record
 
 WORKFLOW_FILE = "workflow.json"
@@ -72,7 +73,7 @@ class LocalService(WorkflowService):
         """Nothing to translate: the generic workflow is the local system's own file."""
         path = Path(workflow.submit_dir) / WORKFLOW_FILE
         if not path.exists():
-            workflow.save(path)
+            save_workflow(workflow, path)
         write_run_record(Path(workflow.submit_dir), wms=self.name, state="prepared")
         return path
 
@@ -103,7 +104,7 @@ class LocalService(WorkflowService):
         """Per-label states and the log tail of every failure, from the run record."""
         submit_dir = Path(submit_dir)
         record = read_run_record(submit_dir)
-        wf = GenericWorkflow.load(submit_dir / WORKFLOW_FILE)
+        wf = load_workflow(submit_dir / WORKFLOW_FILE)
         report = RunReport(submit_dir=str(submit_dir), wms=self.name, run_id=record.get("run_id"))
         report.state = record.get("state", "prepared")
         states = record.get("jobs", {})
@@ -153,7 +154,7 @@ class LocalService(WorkflowService):
 
     # -- the runner -----------------------------------------------------------------------
     def _run(self, submit_dir: Path, run_id: str, *, rerun_all: bool) -> None:
-        wf = GenericWorkflow.load(submit_dir / WORKFLOW_FILE)
+        wf = load_workflow(submit_dir / WORKFLOW_FILE)
         record = read_run_record(submit_dir)
         parallel = self.jobs or record.get("parallel_jobs") or 2
         states: dict[str, dict[str, Any]] = {} if rerun_all else dict(record.get("jobs", {}))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bps import exit_codes
 from bps.staging import is_tombstone
-from bps.workflow import GenericWorkflow
+from bps.workflow_io import load_workflow
 
 parser = argparse.ArgumentParser()
 parser.add_argument("submit_dir")
@@ -24,7 +24,7 @@ parser.add_argument("--dag-status", type=int)
 parser.add_argument("--failed-count", type=int)
 options = parser.parse_args()
 submit_dir = Path(options.submit_dir)
-wf = GenericWorkflow.load(submit_dir / "workflow.json")
+wf = load_workflow(submit_dir / "workflow.json")
 repo = Path(wf.repo)
 present = []
 missing = 0

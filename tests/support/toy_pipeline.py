@@ -401,9 +401,9 @@ def run_jobs_with_file_transfer(repo: Path, submit_dir: Path, nodes: Path) -> No
     import sys
 
     from bps.finalize import STAGED_DIR
-    from bps.workflow import GenericWorkflow
+    from bps.workflow_io import load_workflow
 
-    wf = GenericWorkflow.load(submit_dir / "workflow.json")
+    wf = load_workflow(submit_dir / "workflow.json")
     staged = submit_dir / STAGED_DIR
     staged.mkdir()
     (submit_dir / "manifests").mkdir(exist_ok=True)

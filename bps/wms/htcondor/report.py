@@ -32,6 +32,7 @@ from supertask.report.model import JobRecord
 from ... import exit_codes
 from ...finalize import SUMMARY_FILE
 from ...workflow import GenericWorkflow, Job
+from ...workflow_io import load_workflow
 from ..base import JobFailure, RunReport, read_run_record, write_run_record
 from . import dagman as dm
 from . import nodestatus as ns
@@ -80,7 +81,7 @@ def build_report(submit_dir: str | Path) -> RunReport:
     layout = find_dag(submit_dir)
     if not layout.workflow_json.exists():
         raise FileNotFoundError(f"{layout.workflow_json} is missing: the submit directory is incomplete")
-    workflow = GenericWorkflow.load(layout.workflow_json)
+    workflow = load_workflow(layout.workflow_json)
     record = read_run_record(layout.submit_dir)
     since = last_submission(record)
     run = current_run(layout, record)

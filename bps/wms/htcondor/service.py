@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ...workflow import GenericWorkflow, SiteConfig
+from ...workflow_io import load_workflow, save_workflow
 from ..base import (
     RunReport,
     WmsError,
@@ -82,7 +83,7 @@ class HTCondorService(WorkflowService):
             log.warning("%s", warning)
         layout = DagLayout.of(submit_dir, workflow.name)
         if not layout.workflow_json.exists():
-            workflow.save(layout.workflow_json)
+            save_workflow(workflow, layout.workflow_json)
         try:
             write_dag(workflow, submit_dir)
         except ValueError as exc:
@@ -104,7 +105,7 @@ class HTCondorService(WorkflowService):
         record = read_run_record(layout.submit_dir)
         _refuse_if_active(layout, record, "submitting again")
         htcondor2 = _import_htcondor()
-        problems = job_user_warnings(GenericWorkflow.load(layout.workflow_json), layout.submit_dir)
+        problems = job_user_warnings(load_workflow(layout.workflow_json), layout.submit_dir)
         if problems:
             raise WmsError("cannot submit: " + " ".join(problems))
         return str(self._submit_and_follow(htcondor2, layout, record))
@@ -237,7 +238,7 @@ class HTCondorService(WorkflowService):
                 "restart could rerun"
                 + ("" if state != "prepared" else "; use `bps submit` for a first submission")
             )
-        workflow = GenericWorkflow.load(layout.workflow_json)
+        workflow = load_workflow(layout.workflow_json)
         try:
             overrides_mod.apply(workflow, overrides)
         except ValueError as exc:
@@ -438,7 +439,7 @@ def _schedd_or_none(htcondor2: Any) -> Any | None:
 
 
 def _write_restart(plan: _RestartPlan) -> None:
-    plan.workflow.save(plan.layout.workflow_json)
+    save_workflow(plan.workflow, plan.layout.workflow_json)
     write_dag(plan.workflow, plan.layout.submit_dir, NodeOverrides(memory_mb=plan.grown))
 
 

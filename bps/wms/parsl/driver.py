@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from ... import exit_codes
-from ...workflow import GenericWorkflow, Job
+from ...workflow import Job
+from ...workflow_io import load_workflow
 from ..base import read_run_record, write_run_record
 from .commands import resource_classes
 from .settings import ParslSettings
@@ -84,7 +85,7 @@ class Driver:
     def __init__(self, submit_dir: Path, *, restart: bool = False):
         self.submit_dir = Path(submit_dir).absolute()
         self.restart = restart
-        wf = GenericWorkflow.load(self.submit_dir / WORKFLOW_FILE)
+        wf = load_workflow(self.submit_dir / WORKFLOW_FILE)
         overrides = read_run_record(self.submit_dir).get("overrides") or {}
         if overrides:
             wf.jobs = {name: apply_overrides(job, overrides) for name, job in wf.jobs.items()}

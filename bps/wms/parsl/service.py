@@ -27,6 +27,7 @@ from typing import Any
 
 from ...exit_codes import describe
 from ...workflow import GenericWorkflow, SiteConfig
+from ...workflow_io import load_workflow, save_workflow
 from ..base import (
     JobFailure,
     RunReport,
@@ -69,7 +70,7 @@ class ParslService(WorkflowService):
         submit_dir.mkdir(parents=True, exist_ok=True)
         path = submit_dir / WORKFLOW_FILE
         if not path.exists():
-            workflow.save(path)
+            save_workflow(workflow, path)
         write_run_record(submit_dir, wms=self.name, state="prepared")
         return path
 
@@ -89,7 +90,7 @@ class ParslService(WorkflowService):
             )
         self._refuse_if_running(submit_dir, "restarting")
         if overrides:
-            wf = GenericWorkflow.load(submit_dir / WORKFLOW_FILE)
+            wf = load_workflow(submit_dir / WORKFLOW_FILE)
             merged = _merge_overrides(record.get("overrides") or {}, overrides, wf)
             write_run_record(submit_dir, overrides=merged)
         return self._start(submit_dir, restart=True)
@@ -113,7 +114,7 @@ class ParslService(WorkflowService):
                 f"parsl is not installed for {sys.executable}: pip install 'supertask[parsl]' "
                 f"(the submit directory stays usable: `bps submit {submit_dir}` afterwards)"
             )
-        settings = _settings(GenericWorkflow.load(submit_dir / WORKFLOW_FILE).site)
+        settings = _settings(load_workflow(submit_dir / WORKFLOW_FILE).site)
         directory = parsl_dir(submit_dir)
         directory.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "bps.wms.parsl.driver", str(submit_dir)]
@@ -186,7 +187,7 @@ class ParslService(WorkflowService):
         submit_dir = Path(submit_dir)
         record = read_run_record(submit_dir)
         state = read_state(submit_dir)
-        wf = GenericWorkflow.load(submit_dir / WORKFLOW_FILE)
+        wf = load_workflow(submit_dir / WORKFLOW_FILE)
         report = RunReport(submit_dir=str(submit_dir), wms=self.name, run_id=record.get("run_id"))
         report.state = record.get("state", "prepared")
         lost = report.state in ("starting", "running") and on_this_host(state) and not driver_alive(state)

@@ -21,7 +21,7 @@ import logging
 import os
 import shutil
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from Pegasus.api import (
@@ -32,7 +32,6 @@ from Pegasus.api import (
     Namespace,
     Operation,
     Properties,
-    ReplicaCatalog,
     Site,
     SiteCatalog,
     Transformation,
@@ -42,6 +41,7 @@ from Pegasus.api import (
 
 from ...workflow import GenericWorkflow, Job, SiteConfig
 from ..base import WmsError
+from .document import ReplicaDocument
 from .settings import DataConfiguration, PegasusSettings
 
 #: File names inside the Pegasus directory of a submit directory.
@@ -83,26 +83,29 @@ def build_replica_catalog(
     graph_lfn: str,
     site_name: str,
     input_locations: dict[str, str] | None = None,
-) -> ReplicaCatalog:
+) -> ReplicaDocument:
     """Replicas of the overall inputs (datastore files) and of the graph file.
 
     Each overall input (``producer is None``) is listed once, at its datastore
     location on ``site_name`` (``input_locations`` gives the path of inputs stored
     off their template path: absolute, or relative to the datastore root); Pegasus
-    then stages it into each job that reads it.
+    then stages it into each job that reads it. The entries are produced from the
+    workflow when the catalog is written (10^6 overall inputs are never held twice).
     """
     input_locations = input_locations or {}
-    rc = ReplicaCatalog()
-    rc.add_replica(site_name, graph_lfn, file_url(workflow.graph_file))
     root = str(repo_root(workflow.repo))
-    seen: set[str] = {graph_lfn}
-    for job in _all_jobs(workflow):
-        for wf_file in job.inputs:
-            if wf_file.producer is None and wf_file.lfn not in seen:
-                seen.add(wf_file.lfn)
-                path = input_locations.get(wf_file.lfn, wf_file.path)
-                rc.add_replica(site_name, wf_file.lfn, file_url(os.path.join(root, path)))
-    return rc
+
+    def replicas() -> Iterator[tuple[str, str, str]]:
+        yield site_name, graph_lfn, file_url(workflow.graph_file)
+        seen: set[str] = {graph_lfn}
+        for job in _all_jobs(workflow):
+            for wf_file in job.inputs:
+                if wf_file.producer is None and wf_file.lfn not in seen:
+                    seen.add(wf_file.lfn)
+                    path = input_locations.get(wf_file.lfn, wf_file.path)
+                    yield site_name, wf_file.lfn, file_url(os.path.join(root, path))
+
+    return ReplicaDocument(replicas)
 
 
 def transformation_name(executable: str) -> str:

@@ -29,6 +29,7 @@ from supertask.atomic_write import atomic_write_text
 from supertask.report.model import JobRecord
 
 from ...workflow import GenericWorkflow
+from ...workflow_io import load_workflow, save_workflow
 from ..base import (
     JobFailure,
     RunReport,
@@ -78,7 +79,7 @@ class PegasusService(WorkflowService):
         submit_dir.mkdir(parents=True, exist_ok=True)
         check(workflow)
         if not (submit_dir / WORKFLOW_JSON).exists():
-            workflow.save(submit_dir / WORKFLOW_JSON)
+            save_workflow(workflow, submit_dir / WORKFLOW_JSON)
         pegasus_dir = submit_dir / PEGASUS_SUBDIR
         plan = translate(workflow, pegasus_dir)
         main = write_plan(plan, pegasus_dir)
@@ -247,13 +248,13 @@ class PegasusService(WorkflowService):
         (data reuse).
         """
         submit_dir = Path(submit_dir).absolute()
-        workflow = GenericWorkflow.load(submit_dir / WORKFLOW_JSON)
+        workflow = load_workflow(submit_dir / WORKFLOW_JSON)
         try:
             overrides_mod.apply(workflow, overrides)
         except ValueError as exc:
             raise WmsError(str(exc)) from exc
         check(workflow)
-        workflow.save(submit_dir / WORKFLOW_JSON)
+        save_workflow(workflow, submit_dir / WORKFLOW_JSON)
         pegasus_dir = submit_dir / PEGASUS_SUBDIR
         # Memory a job grew to in the last run stays its request (above a lower override).
         record = _record(submit_dir)
@@ -381,7 +382,7 @@ def carry_grown_memory(submit_dir: Path, run_dir: Path) -> dict[str, int]:
     from .settings import load_settings
     from .translator import memory_profiles
 
-    workflow = GenericWorkflow.load(submit_dir / WORKFLOW_JSON)
+    workflow = load_workflow(submit_dir / WORKFLOW_JSON)
     settings, _ = load_settings(workflow.site)
     grown = grown_memory(submit_dir, run_dir, workflow)
     for name, (reached, sub) in grown.items():

@@ -40,23 +40,24 @@ larger request, up to the cap, and is removed at the cap. The base request is a
 literal (Pegasus has no per-node ``VARS``); the ``pegasus`` ``memory`` profile is
 kept, and the ``condor`` ``request_memory`` profile wins over it in the submit file.
 
-Speed: the workflow for 10^5 quanta is written as JSON text (JSON is YAML, and
-``pegasus-plan`` reads it as such) because Pegasus's YAML writer alone takes about
-50 s for that size; see ``benchmarks/bench_pegasus_translate.py``.
+Speed and memory: the compute workflow and the replica catalog, which grow with the
+workflow, are Pegasus's documented formats written directly, one job or replica at a
+time (`bps.wms.pegasus.document`): the ``Pegasus.api`` objects of 10^6 jobs would not fit
+a prepare's memory, and its YAML writer alone takes about 50 s for 10^5 jobs. The small
+documents (the root workflow, the site and transformation catalogs) are built with the
+public ``Pegasus.api``. See ``benchmarks/bench_pegasus_translate.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import getpass
 import json
 import logging
 import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -64,14 +65,12 @@ from Pegasus.api import (
     File,
     Namespace,
     Properties,
-    ReplicaCatalog,
     SiteCatalog,
     SubWorkflow,
     TransformationCatalog,
 )
 from Pegasus.api import Job as PegasusJob
 from Pegasus.api import Workflow as PegasusWorkflow
-from Pegasus.api.writable import _CustomEncoder
 
 from supertask.atomic_write import atomic_write_text
 from supertask.gc_pause import gc_paused
@@ -80,6 +79,7 @@ from ...workflow import GenericWorkflow, Job
 from ..base import WmsError
 from ..htcondor import memory  # expression strings only: no HTCondor bindings imported
 from . import catalogs
+from .document import ReplicaDocument, WorkflowDocument, api_document, atomic_write, compact
 from .settings import DataConfiguration, PegasusSettings, load_settings
 
 WORKFLOW_FILE = "workflow.yml"
@@ -120,76 +120,18 @@ def pegasus_name(name: str) -> str:
     return _ID_UNSAFE.sub("_", name).strip("_") or "workflow"
 
 
-class _Job(PegasusJob):
-    """A Pegasus job that serialises fast and reproducibly.
-
-    The API's own ``__json__`` builds ordered dicts through generic helpers for
-    every job and file, which dominates writing 10^5 jobs; this one emits the same
-    document (keys, order and omissions; a test compares the two) from the same
-    attributes, with ``uses`` sorted by name so the file is reproducible. Jobs
-    with hooks or standard streams, which the translator never sets, take the
-    API's path.
-    """
-
-    def __json__(self) -> dict[str, Any]:
-        if self.hooks or self.stdin or self.stdout or self.stderr:
-            data = super().__json__()
-            data["uses"] = sorted(data["uses"], key=lambda use: use.file.lfn)
-            return data
-        data: dict[str, Any] = {"type": "job"}
-        if self.namespace is not None:
-            data["namespace"] = self.namespace
-        if self.version is not None:
-            data["version"] = self.version
-        data["name"] = self.transformation
-        data["id"] = self._id
-        if self.node_label is not None:
-            data["nodeLabel"] = self.node_label
-        data["arguments"] = [arg.lfn if isinstance(arg, File) else arg for arg in self.args]
-        data["uses"] = [_use_json(use) for use in sorted(self.uses, key=_use_lfn)]
-        if self.profiles:
-            data["profiles"] = dict(sorted(self.profiles.items()))
-        if self.metadata:
-            data["metadata"] = self.metadata
-        return data
-
-
-def _use_lfn(use: Any) -> str:
-    return use.file.lfn
-
-
-def _use_json(use: Any) -> dict[str, Any]:
-    """What ``Pegasus.api.workflow._Use.__json__`` emits, as a plain dict."""
-    f = use.file
-    data: dict[str, Any] = {"lfn": f.lfn}
-    if f.metadata:
-        data["metadata"] = f.metadata
-    if f.size is not None:
-        data["size"] = f.size
-    if f.for_planning is not None:
-        data["forPlanning"] = f.for_planning
-    data["type"] = use._type
-    if use.stage_out is not None:
-        data["stageOut"] = use.stage_out
-    if use.register_replica is not None:
-        data["registerReplica"] = use.register_replica
-    if use.bypass is not None:
-        data["bypass"] = use.bypass
-    return data
-
-
 @dataclass
 class PegasusPlan:
     """Everything the translator makes for one generic workflow, before writing.
 
-    ``workflow`` is the compute workflow (``compute.yml``), ``root`` the workflow
-    that is planned (``workflow.yml``): the compute workflow as a sub-workflow, then
-    the final job.
+    ``workflow`` is the compute workflow (``compute.yml``, its jobs produced from the
+    generic workflow when written), ``root`` the workflow that is planned
+    (``workflow.yml``): the compute workflow as a sub-workflow, then the final job.
     """
 
-    workflow: PegasusWorkflow
+    workflow: WorkflowDocument
     root: PegasusWorkflow
-    replica_catalog: ReplicaCatalog
+    replica_catalog: ReplicaDocument
     transformation_catalog: TransformationCatalog
     site_catalog: SiteCatalog
     properties: Properties
@@ -248,35 +190,53 @@ def _translate(
     data_configuration: DataConfiguration,
 ) -> PegasusPlan:
     graph_lfn = _graph_lfn(workflow.graph_file)
-    graph = File(graph_lfn)
-    wf = PegasusWorkflow(pegasus_name(workflow.name) + "-compute", infer_dependencies=False)
-    wf.add_metadata(output_run=workflow.output_run, generic_name=workflow.name)
     job_map: dict[str, dict[str, str]] = {}
-    pjobs: dict[str, _Job] = {}
+    pids: dict[str, str] = {}  # generic job name -> Pegasus id
     graph_args = _graph_arguments(workflow.graph_file, graph_lfn)
-    root = str(catalogs.repo_root(workflow.repo))
+    root_dir = str(catalogs.repo_root(workflow.repo))
     staged = os.path.join(str(Path(workflow.submit_dir).absolute()), STAGED_DIR)
     locations: dict[str, str] = {}
     datastore: dict[str, str] = {}
-    input_locations: dict[str, str] = {}
-    read_location_files: set[str] = set()  # bps prepare shares one such file between many jobs
-    site_cap = workflow.site.max_memory_mb
+    input_locations = _InputLocations()
 
     for name, job in workflow.jobs.items():
         pid = _unique_id(pegasus_id(name), job_map)
         job_map[pid] = {"name": name, "label": job.label}
+        pids[name] = pid
         for wf_file in job.outputs:
             locations[wf_file.lfn] = os.path.join(staged, wf_file.lfn)
-            datastore[wf_file.lfn] = os.path.join(root, wf_file.path)
-        pjob = _make_job(job, pid, graph, graph_args, locations, input_locations, read_location_files)
-        pjob.add_args(*STAGING_ARGS)
-        pjob.add_profiles(Namespace.CONDOR, **memory_profiles(job, site_cap, settings.held_timeout_s))
-        wf.add_jobs(pjob)
-        pjobs[name] = pjob
+            datastore[wf_file.lfn] = os.path.join(root_dir, wf_file.path)
+        _, manifest = _job_arguments(job, graph_args, input_locations)
+        if manifest is not None:
+            manifest_dir, manifest_lfn = manifest
+            if manifest_lfn in locations:
+                raise WmsError(
+                    f"job {job.name!r}: its manifest name {manifest_lfn!r} is already the name of another "
+                    "output of the workflow; job names must not end like dataset file names"
+                )
+            locations[manifest_lfn] = os.path.join(manifest_dir, manifest_lfn)
 
-    for name, parents in workflow.parents.items():
-        if parents:
-            wf.add_dependency(pjobs[name], parents=[pjobs[p] for p in parents])
+    site_cap = workflow.site.max_memory_mb
+
+    def job_documents() -> Iterator[dict[str, Any]]:
+        for name, job in workflow.jobs.items():
+            yield _job_document(job, pids[name], graph_lfn, graph_args, site_cap, settings.held_timeout_s)
+
+    def dependencies() -> Iterator[tuple[str, list[str]]]:
+        # Keyed by parent in order of first appearance, as Pegasus.api's add_dependency keeps them.
+        children: dict[str, list[str]] = {}
+        for name, parents in workflow.parents.items():
+            for parent in parents:
+                children.setdefault(pids[parent], []).append(pids[name])
+        for parent, kids in children.items():
+            yield parent, sorted(kids)
+
+    compute = WorkflowDocument(
+        name=pegasus_name(workflow.name) + "-compute",
+        metadata={"output_run": workflow.output_run, "generic_name": workflow.name},
+        jobs=job_documents,
+        dependencies=dependencies,
+    )
 
     final_id = None
     if workflow.final is not None:
@@ -293,29 +253,29 @@ def _translate(
     root.add_jobs(sub)
 
     if workflow.final is not None:
-        final = _make_job(
-            workflow.final, final_id, graph, graph_args, {}, input_locations, read_location_files
+        final_job = workflow.final
+        arguments, _ = _job_arguments(final_job, graph_args, input_locations)
+        final = PegasusJob(
+            _transformation_name(final_job.executable), _id=final_id, node_label=final_job.label
         )
-        # It reads staged/ and manifests/ itself: a declared file would only make Pegasus copy it.
-        final.uses.clear()
+        final.add_args(*arguments)
+        # It reads staged/ and manifests/ itself and declares no files: a declared file
+        # would only make Pegasus copy it.
+        final.add_profiles(Namespace.PEGASUS, **_pegasus_profile(final_job))
         # Its exit status is the run's verdict (OUTPUTS_MISSING); a retry could only hide it.
-        final.add_dagman_profile(retry=0)
+        final.add_dagman_profile(retry=0, priority=final_job.priority or None)
         # The registry is reached from the submit host; run the final job there.
         final.add_selector_profile(execution_site="local")
         root.add_jobs(final)
         root.add_dependency(final, parents=[sub])
 
-    # Sorted children lists make the written file reproducible (the API keeps sets).
-    for dependency in wf.dependencies.values():
-        dependency.children_ids = sorted(dependency.children_ids)
-
     replica_catalog = catalogs.build_replica_catalog(
-        workflow, graph_lfn, settings.input_site, input_locations
+        workflow, graph_lfn, settings.input_site, input_locations.paths
     )
     # The compute workflow is an input of the planned one: Pegasus finds it on the submit host.
     replica_catalog.add_replica("local", COMPUTE_FILE, catalogs.file_url(pegasus_dir / COMPUTE_FILE))
     return PegasusPlan(
-        workflow=wf,
+        workflow=compute,
         root=root,
         replica_catalog=replica_catalog,
         transformation_catalog=catalogs.build_transformation_catalog(workflow, settings),
@@ -358,64 +318,104 @@ def _unique_id(candidate: str, taken: dict[str, Any]) -> str:
     return f"{candidate}-{n}"
 
 
-def _make_job(
-    job: Job,
-    pid: str,
-    graph: File,
-    graph_args: dict[str, str],
-    locations: dict[str, str],
-    input_locations: dict[str, str],
-    read_location_files: set[str],
-) -> _Job:
-    """One Pegasus job: arguments, files, resources and retries of a generic job.
+def _job_arguments(
+    job: Job, graph_args: dict[str, str], input_locations: _InputLocations | None = None
+) -> tuple[list[str], tuple[str, str] | None]:
+    """A job's arguments as its Pegasus job gets them, and its manifest's ``(directory, lfn)``.
 
-    A ``--manifest-dir DIR`` argument becomes ``--manifest-dir .`` and the job's
-    manifest becomes one of its outputs, staged out to ``DIR`` (recorded in
-    ``locations``), so manifests reach the submit host however data moves.
-    An ``--input-locations FILE`` argument (overall inputs stored off their
-    template path) is dropped, since Pegasus stages those inputs by name, and its
-    paths go to ``input_locations`` for the replica catalog.
+    The graph path becomes its staged name. A ``--manifest-dir DIR`` argument becomes
+    ``--manifest-dir .`` and the job's manifest one of its outputs, staged out to ``DIR``,
+    so manifests reach the submit host however data moves. An ``--input-locations FILE``
+    argument (overall inputs stored off their template path) is dropped, since Pegasus
+    stages those inputs by name, and its paths go to ``input_locations`` (when given) for
+    the replica catalog. ``--input-checks FILE`` is a submit-host file that
+    Pegasus does not stage: dropped, so those inputs are not verified there.
     """
-    pjob = _Job(_transformation_name(job.executable), _id=pid, node_label=job.label)
     arguments = _rewrite_arguments(job.arguments, graph_args)
     if "--input-locations" in arguments:
         index = arguments.index("--input-locations")
-        if index + 1 < len(arguments) and arguments[index + 1] not in read_location_files:
-            read_location_files.add(arguments[index + 1])
-            input_locations.update(_read_input_locations(arguments[index + 1]))
+        if input_locations is not None and index + 1 < len(arguments):
+            input_locations.read(arguments[index + 1])
         del arguments[index : index + 2]
-    if "--input-checks" in arguments:  # a submit-host file that Pegasus does not stage: not verified there
+    if "--input-checks" in arguments:
         index = arguments.index("--input-checks")
         del arguments[index : index + 2]
     manifest = _manifest_output(arguments)
-    if manifest is not None:
-        index, manifest_dir, manifest_lfn = manifest
-        if manifest_lfn in locations:
-            raise WmsError(
-                f"job {job.name!r}: its manifest name {manifest_lfn!r} is already the name of another "
-                "output of the workflow; job names must not end like dataset file names"
-            )
-        arguments[index] = "."
-        locations[manifest_lfn] = os.path.join(manifest_dir, manifest_lfn)
-    pjob.add_args(*arguments)
-    inputs = {graph.lfn: graph}
+    if manifest is None:
+        return arguments, None
+    index, manifest_dir, manifest_lfn = manifest
+    arguments[index] = "."
+    return arguments, (manifest_dir, manifest_lfn)
+
+
+def _job_document(
+    job: Job,
+    pid: str,
+    graph_lfn: str,
+    graph_args: dict[str, str],
+    site_cap: int,
+    held_timeout_s: int | None,
+) -> dict[str, Any]:
+    """The workflow-format document of one compute job (what ``Pegasus.api.Job`` writes).
+
+    Its uses are sorted by name (the file is reproducible); its profiles are the
+    ``condor`` memory escalation, the ``dagman`` retries, throttle category and
+    priority, and the ``pegasus`` resources.
+    """
+    arguments, manifest = _job_arguments(job, graph_args)
+    arguments += STAGING_ARGS
+    uses: dict[str, dict[str, Any]] = {graph_lfn: {"lfn": graph_lfn, "type": "input"}}
     for wf_file in job.inputs:
-        inputs.setdefault(wf_file.lfn, File(wf_file.lfn))
-    pjob.add_inputs(*inputs.values())
-    outputs = list(dict.fromkeys(f.lfn for f in job.outputs))
+        if wf_file.lfn not in uses:
+            uses[wf_file.lfn] = {"lfn": wf_file.lfn, "type": "input"}
+    outputs = [f.lfn for f in job.outputs]
     if manifest is not None:
-        outputs.append(manifest[2])
-    if outputs:
-        pjob.add_outputs(*(File(lfn) for lfn in outputs), stage_out=True, register_replica=False)
+        outputs.append(manifest[1])
+    for lfn in outputs:
+        if lfn in uses and uses[lfn]["type"] == "input":
+            raise WmsError(f"job {job.name!r} both reads and makes {lfn!r}; rebuild the workflow")
+        uses[lfn] = {"lfn": lfn, "type": "output", "stageOut": True, "registerReplica": False}
+    dagman: dict[str, Any] = {"RETRY": job.retry.retries}
+    if job.throttle:
+        dagman["CATEGORY"] = job.throttle
+    if job.priority:
+        dagman["PRIORITY"] = job.priority
+    return {
+        "type": "job",
+        "name": _transformation_name(job.executable),
+        "id": pid,
+        "nodeLabel": job.label,
+        "arguments": arguments,
+        "uses": [uses[lfn] for lfn in sorted(uses)],
+        "profiles": {
+            "condor": memory_profiles(job, site_cap, held_timeout_s),
+            "dagman": dagman,
+            "pegasus": _pegasus_profile(job),
+        },
+    }
+
+
+class _InputLocations:
+    """``{lfn: path}`` of overall inputs stored off their template path, from the files
+    ``bps prepare`` wrote; each file is read once (consecutive jobs share one)."""
+
+    def __init__(self) -> None:
+        self.paths: dict[str, str] = {}
+        self._files: set[str] = set()
+
+    def read(self, path: str) -> None:
+        if path not in self._files:
+            self._files.add(path)
+            self.paths.update(_read_input_locations(path))
+
+
+def _pegasus_profile(job: Job) -> dict[str, int]:
+    """The ``pegasus`` profiles of a job's resources."""
     res = job.resources
     pegasus = {"memory": res.memory_mb, "cores": res.cpus, "diskspace": res.disk_mb}
     if res.walltime_s:
         pegasus["runtime"] = res.walltime_s
-    pjob.add_profiles(Namespace.PEGASUS, **pegasus)
-    pjob.add_dagman_profile(
-        retry=job.retry.retries, category=job.throttle or None, priority=job.priority or None
-    )
-    return pjob
+    return pegasus
 
 
 def memory_profiles(job: Job, site_cap: int, held_timeout_s: int | None = None) -> dict[str, str]:
@@ -535,18 +535,18 @@ def _write_plan(plan: PegasusPlan, pegasus_dir: Path, run_name: str) -> Path:
     pegasus_dir.mkdir(parents=True, exist_ok=True)
     (pegasus_dir / "scratch").mkdir(exist_ok=True)
     (pegasus_dir / "outputs").mkdir(exist_ok=True)
-    _write_json(plan.replica_catalog, pegasus_dir / catalogs.REPLICAS_FILE)
-    _write_json(plan.transformation_catalog, pegasus_dir / catalogs.TRANSFORMATIONS_FILE)
-    _write_json(plan.site_catalog, pegasus_dir / catalogs.SITES_FILE)
+    plan.replica_catalog.write(pegasus_dir / catalogs.REPLICAS_FILE)
+    _write_api(plan.transformation_catalog, pegasus_dir / catalogs.TRANSFORMATIONS_FILE)
+    _write_api(plan.site_catalog, pegasus_dir / catalogs.SITES_FILE)
     atomic_write_text(pegasus_dir / catalogs.PROPERTIES_FILE, _properties_text(plan.properties))
     atomic_write_text(pegasus_dir / JOB_MAP_FILE, json.dumps(plan.job_map, separators=(",", ":")))
     atomic_write_text(pegasus_dir / OUTPUT_MAP_FILE, output_map_text(plan.output_locations))
     script = pegasus_dir / PLAN_SCRIPT
     atomic_write_text(script, _plan_script(plan_command(plan, pegasus_dir, submit=True, run_name=run_name)))
     script.chmod(0o755)
-    _write_json(plan.workflow, pegasus_dir / COMPUTE_FILE)
+    plan.workflow.write(pegasus_dir / COMPUTE_FILE)
     path = pegasus_dir / WORKFLOW_FILE
-    _write_json(plan.root, path)
+    _write_api(plan.root, path)
     return path
 
 
@@ -625,28 +625,16 @@ def _plan_script(cmd: list[str]) -> str:
     )
 
 
-def _header() -> dict[str, Any]:
-    return {
-        "x-pegasus": {
-            "createdBy": getpass.getuser(),
-            "createdOn": datetime.now(UTC).strftime(r"%m-%d-%yT%H:%M:%SZ"),
-            "apiLang": "python",
-        }
-    }
-
-
 def to_document(obj: Any) -> dict[str, Any]:
-    """The JSON document (plain dicts) of a ``Pegasus.api`` workflow or catalog, with its header."""
-    return _header() | json.loads(json.dumps(obj, cls=_CustomEncoder))
+    """The document (plain dicts, with its header) of a plan's workflow or catalog."""
+    if isinstance(obj, (WorkflowDocument, ReplicaDocument)):
+        return obj.document()
+    return api_document(obj)
 
 
-def _write_json(obj: Any, path: Path) -> None:
-    """Serialise a ``Pegasus.api`` object as compact JSON (valid YAML) atomically."""
-    header = json.dumps(_header(), separators=(",", ":"))
-    body = json.dumps(obj, cls=_CustomEncoder, separators=(",", ":"), ensure_ascii=False)
-    # Splice the header in as the first key, as Pegasus's own writer does.
-    text = header[:-1] + "," + body[1:] if body != "{}" else header
-    atomic_write_text(path, text + "\n")
+def _write_api(obj: Any, path: Path) -> None:
+    """Write a ``Pegasus.api`` workflow or catalog as compact JSON (valid YAML), atomically."""
+    atomic_write(path, [compact(api_document(obj))])
 
 
 def _properties_text(props: Properties) -> str:
