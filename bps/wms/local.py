@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from supertask.execution.single_quantum import tail
 from supertask.report.model import JobRecord
 
 from ..exit_codes import TASK_NO_WORK, describe
@@ -139,7 +140,7 @@ class LocalService(WorkflowService):
                         if info.get("exit_code") is not None
                         else "runner died",
                         log_file=log_file,
-                        log_tail=_tail(log_file),
+                        log_tail=tail(log_file, LOG_TAIL_LINES),
                     )
                 )
         return report
@@ -491,16 +492,3 @@ def _alive(pid: Any) -> bool:
     except OSError:
         return False
     return True
-
-
-def _tail(path: str | None, lines: int = LOG_TAIL_LINES) -> str:
-    if not path:
-        return ""
-    try:
-        with open(path, "rb") as stream:
-            stream.seek(0, os.SEEK_END)
-            stream.seek(max(0, stream.tell() - 32 * 1024))
-            text = stream.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])

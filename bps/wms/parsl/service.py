@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from supertask.execution.single_quantum import tail
+
 from ...exit_codes import describe
 from ...workflow import GenericWorkflow, SiteConfig
 from ...workflow_io import load_workflow, save_workflow
@@ -37,7 +39,7 @@ from ..base import (
     read_run_record,
     write_run_record,
 )
-from ..local import _tail
+from ..local import LOG_TAIL_LINES
 from .commands import WALLTIME_EXIT
 from .settings import ParslSettings
 from .state import DRIVER_LOG, driver_alive, on_this_host, parsl_dir, read_state
@@ -158,7 +160,7 @@ class ParslService(WorkflowService):
                 process.wait()
                 raise WmsError(
                     f"the Parsl workflow process stopped before running any job (exit {process.returncode}); "
-                    f"the end of {log_path}:\n{_tail(str(log_path))}"
+                    f"the end of {log_path}:\n{tail(log_path, LOG_TAIL_LINES)}"
                 )
             if ours and state.get("started"):
                 log.info(
@@ -175,7 +177,7 @@ class ParslService(WorkflowService):
             if code is not None:
                 raise WmsError(
                     f"the Parsl workflow process stopped before running any job (exit {code}); "
-                    f"the end of {log_path}:\n{_tail(str(log_path))}"
+                    f"the end of {log_path}:\n{tail(log_path, LOG_TAIL_LINES)}"
                 )
             if time.monotonic() > deadline:
                 return str(state.get("run_id") or f"parsl-{process.pid}")
@@ -266,7 +268,7 @@ def _failure(name: str, label: str, info: dict[str, Any], walltime_s: int | None
         attempt=int(info.get("attempts", 1) or 1),
         reason=reason,
         log_file=info.get("log"),
-        log_tail=_tail(info.get("log")),
+        log_tail=tail(info.get("log"), LOG_TAIL_LINES),
     )
 
 
