@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install lint clean bytecode install-check
+.PHONY: demo test install lint typecheck clean bytecode install-check
 
 # The framework (supertask, bps) and the demo application (demo_drp/, a package of its own).
 $(STAMP): pyproject.toml demo_drp/pyproject.toml
@@ -24,7 +24,7 @@ bytecode:
 demo: $(STAMP)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m demo_drp.main_job ./demo_run
 
-test: $(STAMP)
+test: $(STAMP) typecheck
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -n 2 -q $(PYTEST_ARGS); \
@@ -38,8 +38,13 @@ install-check:
 	$(INSTALL_CHECK_DIR)/venv/bin/python -m pip install --quiet . ./demo_drp
 	cd $(INSTALL_CHECK_DIR) && env -u PYTHONPATH venv/bin/python -m demo_drp.main_job ./demo_run
 
+# mypy --strict over supertask, bps and demo_drp (settings in pyproject.toml [tool.mypy]);
+# its cache (.mypy_cache) makes a rerun after a small change take seconds.
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 clean:
-	rm -rf demo_run .pytest_cache .ruff_cache
+	rm -rf demo_run .pytest_cache .ruff_cache .mypy_cache
