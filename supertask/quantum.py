@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .repo.dataid import DataId
@@ -60,12 +61,12 @@ class Quantum:
         """Add an output dataset under its type name."""
         self.outputs.setdefault(dataset.datasetType.name, []).append(dataset)
 
-    def iterInputs(self):
+    def iterInputs(self) -> Iterator[Dataset]:
         """All input datasets, flattened."""
         for datasets in self.inputs.values():
             yield from datasets
 
-    def iterOutputs(self):
+    def iterOutputs(self) -> Iterator[Dataset]:
         """All output datasets, flattened."""
         for datasets in self.outputs.values():
             yield from datasets
@@ -77,5 +78,11 @@ class Quantum:
         return (_restore_quantum, (self.taskLabel, self.dataId, self.inputs, self.outputs, self.id))
 
 
-def _restore_quantum(taskLabel, dataId, inputs, outputs, id) -> Quantum:
+def _restore_quantum(
+    taskLabel: str,
+    dataId: DataId,
+    inputs: dict[str, list[Dataset]],
+    outputs: dict[str, list[Dataset]],
+    id: int | None,
+) -> Quantum:
     return Quantum(taskLabel, dataId, inputs, outputs, id=id)

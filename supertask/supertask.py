@@ -118,7 +118,9 @@ class SuperTask(Task):
                 self._putMany(value, field_name, datasets, butler)
         return result
 
-    def _single(self, quantum: Quantum, field_name: str, datasetType: DatasetType, datasets: list[Dataset]):
+    def _single(
+        self, quantum: Quantum, field_name: str, datasetType: DatasetType, datasets: list[Dataset]
+    ) -> Dataset:
         if len(datasets) != 1:
             raise TaskError(
                 f"quantum {quantum.dataId!r} of {self.label!r} has {len(datasets)} datasets of "

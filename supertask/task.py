@@ -62,7 +62,7 @@ class Struct:
         return f"Struct({inner})"
 
 
-class TaskMetadata(dict):
+class TaskMetadata(dict[str, Any]):
     """Processing metadata of one task: a dict with `add` for accumulating lists."""
 
     def add(self, name: str, value: Any) -> None:
@@ -120,10 +120,10 @@ class Task:
             )
         config.validate()
         config.freeze()
-        self.config = config
+        self.config: Config = config
         self._name = name
         self._parentTask = parentTask
-        self._fullName = f"{parentTask._fullName}.{name}" if parentTask is not None else name
+        self._fullName: str = f"{parentTask._fullName}.{name}" if parentTask is not None else name
         self.log = log or logging.getLogger(f"{LOGGER_ROOT}.{self._fullName}")
         self.metadata = TaskMetadata()
         self._subtasks: dict[str, Task] = {}
@@ -153,7 +153,7 @@ class Task:
                 f"cannot make subtask {name!r} of {type(self).__name__}: config field {name!r} is not a "
                 "ConfigurableField"
             )
-        subtask = value.apply(name=name, parentTask=self, **kwargs)
+        subtask: Task = value.apply(name=name, parentTask=self, **kwargs)
         self._subtasks[name] = subtask
         setattr(self, name, subtask)
         return subtask

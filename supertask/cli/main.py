@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+from typing import Any
 
 import click
 
@@ -51,11 +52,11 @@ class LazyGroup(click.Group):
 
     def __init__(
         self,
-        *args,
+        *args: Any,
         lazy_commands: dict[str, tuple[str, str]] | None = None,
         plugin_group: str | None = None,
-        **kwargs,
-    ):
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.lazy_commands: dict[str, tuple[str, str]] = dict(lazy_commands or {})
         self.plugin_group = plugin_group
@@ -68,6 +69,8 @@ class LazyGroup(click.Group):
         self._plugins_read = True
         from importlib.metadata import entry_points
 
+        if self.plugin_group is None:
+            return
         for entry in entry_points(group=self.plugin_group):
             if entry.name not in self.lazy_commands:
                 self.lazy_commands[entry.name] = (entry.value, "")
@@ -115,9 +118,9 @@ class LazyGroup(click.Group):
             elif self.lazy_commands[name][1]:
                 rows.append((name, self.lazy_commands[name][1]))
             else:  # a plugin's command: its own help is the only description there is
-                command = self.get_command(ctx, name)
-                if command is not None and not command.hidden:
-                    rows.append((name, command.get_short_help_str(limit=formatter.width - 6 - len(name))))
+                plugin = self.get_command(ctx, name)
+                if plugin is not None and not plugin.hidden:
+                    rows.append((name, plugin.get_short_help_str(limit=formatter.width - 6 - len(name))))
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)

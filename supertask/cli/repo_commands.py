@@ -9,11 +9,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from functools import wraps
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .request_options import parse_bind, report_unexpected, split_collections
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 MAX_ROWS_DEFAULT = 200
 
@@ -40,7 +43,7 @@ def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _console():
+def _console() -> Console:
     from rich.console import Console
 
     return Console(soft_wrap=True)
@@ -122,11 +125,15 @@ def data_ids(
     reg = Butler(root, writeable=False).registry
     if datasets and not collections:
         raise click.UsageError("--datasets needs --collections to search")
-    extra = {"datasets": list(datasets), "collections": split_collections(collections) or None}
+    searched = split_collections(collections) or None
     if count_only:
-        click.echo(reg.countDataIds(list(units), where, parse_bind(bind), **extra))
+        click.echo(
+            reg.countDataIds(
+                list(units), where, parse_bind(bind), datasets=list(datasets), collections=searched
+            )
+        )
         return
-    rows = reg.queryDataIds(list(units), where, parse_bind(bind), **extra)
+    rows = reg.queryDataIds(list(units), where, parse_bind(bind), datasets=list(datasets), collections=searched)
     keys = reg.universe.expand(units)
     table = Table(title=f"{len(rows)} data IDs")
     for key in keys:

@@ -179,6 +179,8 @@ def run(
 
             retarget(graph, output_run)
         output_run = graph.metadata.get("output_run")
+        if not output_run:
+            raise click.UsageError(f"{graph_file} names no output run: give one with -o RUN")
         collections = collections or list(graph.metadata.get("input_collections", []))
         butler = Butler(repo, collections=collections or None)
         if quantum_id is not None:

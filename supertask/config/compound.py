@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .config import Config, class_path, import_class
 from .errors import FieldValidationError, FrozenConfigError
@@ -13,14 +13,17 @@ if TYPE_CHECKING:
     import inspect
 
     from ..repo.dataset import DatasetType
+    from ..task import Task
 
 __all__ = ["ConfigField", "ConfigurableField", "ConfigurableValue", "DatasetField", "DatasetConfig"]
+
+_C = TypeVar("_C", bound=Config)
 
 TARGET_KEY = "_target"
 """Key of the saved form / override mappings that retargets a `ConfigurableField`."""
 
 
-def _adopt(parent: Config, name: str, child: Config) -> Config:
+def _adopt(parent: Config, name: str, child: _C) -> _C:
     """Give a nested config its dotted path, so its errors name the full field path."""
     child._setPath(parent._fieldPath(name))
     return child
@@ -51,7 +54,7 @@ class ConfigField(FieldBase):
 
     def assign(self, config: Config, value: Any) -> Config:
         if isinstance(value, Mapping):
-            new = config._values[self.name].copy()
+            new: Config = config._values[self.name].copy()
             new.update(value)
             return _adopt(config, self.name, new)
         if type(value) is not self.dtype:
@@ -120,7 +123,7 @@ class ConfigurableValue:
         object.__setattr__(self, "ConfigClass", type(value))
         object.__setattr__(self, "value", _adopt(owner, field.name, value))
 
-    def retarget(self, target: type, ConfigClass: type[Config] | None = None) -> None:
+    def retarget(self, target: type[Task], ConfigClass: type[Config] | None = None) -> None:
         """Replace the subtask by ``target``, which must have the same ``run`` signature.
 
         The config is reset to ``ConfigClass()`` (default ``target.ConfigClass``).

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from .errors import FieldValidationError, FrozenConfigError, UnknownFieldError, suggest
 from .fields import FieldBase
@@ -248,7 +248,7 @@ class Config:
     @property
     def frozen(self) -> bool:
         """Whether `freeze` has been called."""
-        return self._frozen
+        return bool(self._frozen)
 
     def validate(self) -> None:
         """Check that the whole config is usable (required values present, nested configs valid).
@@ -264,7 +264,7 @@ class Config:
         return {name: field.toSaved(self._values[name]) for name, field in self._fields.items()}
 
     @classmethod
-    def fromDict(cls, data: Mapping[str, Any]) -> Config:
+    def fromDict(cls, data: Mapping[str, Any]) -> Self:
         """Build a config from `toDict` output (or any nested override mapping)."""
         config = cls()
         config.update(data)
@@ -310,7 +310,7 @@ class Config:
         )
         return hashlib.sha256(payload.encode()).hexdigest()
 
-    def copy(self) -> Config:
+    def copy(self) -> Self:
         """An unfrozen deep copy."""
         new = type(self).__new__(type(self))
         object.__setattr__(new, "_frozen", False)

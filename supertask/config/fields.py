@@ -179,7 +179,7 @@ class Field(_ValidatedMixin, FieldBase):
         doc: str,
         default: Any = None,
         optional: bool = False,
-        allowed: Mapping[Any, str] | list | tuple | None = None,
+        allowed: Mapping[Any, str] | list[Any] | tuple[Any, ...] | None = None,
         min: float | None = None,
         max: float | None = None,
         inclusiveMin: bool = True,
@@ -297,7 +297,7 @@ class ListField(_ValidatedMixin, FieldBase):
         return f"list of {self.dtype.__name__}" + (" or None" if self.optional else "")
 
 
-class ConfigDict(Mapping):
+class ConfigDict(Mapping[Any, Any]):
     """A read-only mapping: the value of a `DictField`.
 
     Read-only for the same reason `ListField` values are tuples: every change must go
@@ -321,7 +321,7 @@ class ConfigDict(Mapping):
     def __repr__(self) -> str:
         return repr(self._data)
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (ConfigDict, (self._data,))
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping, Set
-from typing import Any
+from collections.abc import Callable, Mapping, Set
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
@@ -30,6 +30,7 @@ from .nodes import (
     BindParam,
     Comparison,
     Identifier,
+    InItem,
     InList,
     Literal,
     Node,
@@ -160,7 +161,7 @@ class _Compiler:
         as one IN list it is one condition (and one parameter when long) instead of a
         thousand, which SQLite would refuse as too deep.
         """
-        groups: dict[str, tuple[Identifier, list[Node], list[Node]]] = {}
+        groups: dict[str, tuple[Identifier, list[InItem], list[Node]]] = {}
         out: list[Node] = []
         for term in terms:
             found = self.foldable(term)
@@ -177,16 +178,16 @@ class _Compiler:
         result: list[Node] = []
         for term in out:
             if isinstance(term, Identifier):
-                identifier, items, originals = groups[term.name]
+                identifier, grouped, originals = groups[term.name]
                 if len(originals) == 1:
                     result.append(originals[0])
                 else:
-                    result.append(InList(identifier, tuple(items), False, span=originals[0].span))
+                    result.append(InList(identifier, tuple(grouped), False, span=originals[0].span))
             else:
                 result.append(term)
         return result
 
-    def foldable(self, term: Node) -> tuple[Identifier, tuple[Node, ...]] | None:
+    def foldable(self, term: Node) -> tuple[Identifier, tuple[InItem, ...]] | None:
         """``(identifier, IN items)`` if ``term`` is ``identifier = value`` or ``identifier IN (...)``."""
         if isinstance(term, InList) and not term.negated and isinstance(term.operand, Identifier):
             return term.operand, term.items
@@ -206,7 +207,7 @@ class _Compiler:
     # -- operands -------------------------------------------------------------------------
 
     def column(self, node: Identifier) -> ResolvedColumn:
-        resolve = getattr(self.resolver, "resolve", self.resolver)
+        resolve = cast(ResolveFunction, getattr(self.resolver, "resolve", self.resolver))
         try:
             column, pytype = resolve(node.unit, node.field)
         except ExpressionError as error:
@@ -429,7 +430,7 @@ def _merged(ranges: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
     return merged + strided
 
 
-def _balanced(combine: Any, clauses: list[ColumnElement[bool]]) -> ColumnElement[bool]:
+def _balanced(combine: Callable[..., ColumnElement[bool]], clauses: list[ColumnElement[bool]]) -> ColumnElement[bool]:
     """``combine`` (`sqlalchemy.and_` or ``or_``) of the clauses as a balanced, parenthesised tree.
 
     SQL parsers build ``a OR b OR c ...`` as a chain as deep as it is long (SQLite refuses
@@ -507,6 +508,6 @@ def _checked(value: Any, pytype: type, column: Identifier, node: Node) -> Any:
     elif isinstance(value, int):
         if not _INT64_MIN <= value <= _INT64_MAX:
             raise ExpressionValueError(f"The integer {where} is outside the 64-bit range.", node.span)
-    elif not math.isfinite(value):
+    elif isinstance(value, float) and not math.isfinite(value):
         raise ExpressionValueError(f"The number {where} is not finite.", node.span)
     return value

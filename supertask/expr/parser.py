@@ -106,7 +106,8 @@ def parse_expression(text: str, *, fast_lists: bool = True) -> Node:
         raise _syntax_error(text, error) from None
     _check_depth(text, lark_tree)
     try:
-        return _builder_class()(text, lists).transform(lark_tree)
+        tree: Node = _builder_class()(text, lists).transform(lark_tree)
+        return tree
     except VisitError as error:
         if isinstance(error.orig_exc, ExpressionError):
             raise error.orig_exc from None
@@ -165,7 +166,7 @@ def _syntax_error(text: str, error: Any) -> ExpressionSyntaxError:
         end = start + max(1, len(str(token)))
         found = repr(str(token))
     elif isinstance(error, UnexpectedCharacters):
-        start = error.pos_in_stream
+        start = error.pos_in_stream if error.pos_in_stream is not None else len(text)
         end = start + 1
         found = f"character {text[start]!r}" if start < len(text) else "end of expression"
     else:  # the end of the text came too early
@@ -201,7 +202,7 @@ def _accepted_before(text: str, position: int) -> set[str]:
 
 
 def _describe(terminals: Any) -> str:
-    names = {TERMINAL_DESCRIPTIONS.get(name, name) for name in terminals}
+    names: set[str] = {TERMINAL_DESCRIPTIONS.get(name, name) for name in terminals}
     if "a number" in names:
         names.discard("an integer")
     ordered = sorted(names, key=lambda name: (name.startswith(("a ", "an ", "the ")), name))
@@ -210,7 +211,7 @@ def _describe(terminals: Any) -> str:
     return ", ".join(ordered[:-1]) + " or " + ordered[-1]
 
 
-def _check_depth(text: str, tree: Tree) -> None:
+def _check_depth(text: str, tree: Tree[Any]) -> None:
     """Reject trees nested deeper than `MAX_DEPTH`, without recursion."""
     from lark import Tree
 
@@ -299,7 +300,7 @@ def _builder_class() -> type:
     from lark import Transformer, v_args
 
     @v_args(meta=True)
-    class Builder(Transformer):
+    class Builder(Transformer[Any, Node]):
         def __init__(self, source: str, lists: dict[str, list[Any]] | None = None):
             super().__init__()
             self.source = source

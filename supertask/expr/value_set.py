@@ -19,6 +19,7 @@ away: the compiler builds long ``AND``/``OR`` chains as balanced trees with it.
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -48,7 +49,7 @@ class ValueSet(ColumnElement[bool]):
     type = sa.Boolean()
     inherit_cache = False  # the values are part of the statement's parameters, not its cache key
 
-    def __init__(self, column: ColumnElement[Any], values: Sequence[Any], pytype: type):
+    def __init__(self, column: ColumnElement[Any], values: Sequence[Any], pytype: builtins.type):
         self.column = column
         self.values = list(values)
         self.pytype = pytype
@@ -66,8 +67,8 @@ class ValueSet(ColumnElement[bool]):
 
 @compiles(ValueSet)
 def _compile_default(element: ValueSet, compiler: Any, **kw: Any) -> str:
-    param = sa.bindparam(None, element.values, expanding=True, unique=True)
-    return compiler.process(element.column.in_(param), **kw)
+    param: sa.BindParameter[Any] = sa.bindparam(None, element.values, expanding=True, unique=True)
+    return str(compiler.process(element.column.in_(param), **kw))
 
 
 @compiles(ValueSet, "sqlite")

@@ -147,11 +147,11 @@ class QuantumGraphBuilder:
                 f"{known} and {datasetType}; make the DatasetFields agree"
             )
 
-    def _relatedCache(self, repoGraph: Any) -> dict:
+    def _relatedCache(self, repoGraph: Any) -> dict[str, Any]:
         """The look-up cache shared by the planning and defineQuanta views of one RepoGraph."""
         if getattr(self, "_cacheOwner", None) is not repoGraph:
             self._cacheOwner = repoGraph
-            self._cache: dict = {}
+            self._cache: dict[str, Any] = {}
         return self._cache
 
     @property

@@ -121,7 +121,7 @@ class RecordEncoder:
             )
         return i
 
-    def _datasets(self, by_type: dict[str, list[Dataset]], quantum: Quantum) -> tuple:
+    def _datasets(self, by_type: dict[str, list[Dataset]], quantum: Quantum) -> tuple[Any, ...]:
         # hot loop of writing a graph: a million quanta, a few dataset lists each
         entries = []
         keysets = self._keysets
@@ -136,7 +136,7 @@ class RecordEncoder:
             if len(datasets) == 1 and first.dataId:
                 values = _values(first.dataId)
                 keyset = keysets(tuple(values))
-                flat: tuple = tuple(values.values())
+                flat: tuple[Any, ...] = tuple(values.values())
                 if not _PLAIN_VALUES.issuperset(map(type, flat)):
                     _check_values(flat, lambda: repr(quantum))
                 ids = None if first.id is None else (first.id,)
@@ -172,7 +172,7 @@ class RecordEncoder:
             entries.append((type_index, keyset, flat, ids, runs))
         return tuple(entries)
 
-    def encode(self, quantum: Quantum) -> tuple:
+    def encode(self, quantum: Quantum) -> tuple[Any, ...]:
         """Return the plain-tuple record of ``quantum`` (its ``id`` is not stored)."""
         values = _values(quantum.dataId)
         _check_values(values.values(), lambda: f"data ID of {quantum!r}")
@@ -220,9 +220,9 @@ class RecordDecoder:
             self._runs = list(tables["runs"])
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"malformed interning tables: {err}") from None
-        self._cache: dict[tuple, Dataset] = {}
+        self._cache: dict[tuple[Any, ...], Dataset] = {}
 
-    def _dataset(self, type_index: int, keyset: int, values: tuple, id: Any, run: int) -> Dataset:
+    def _dataset(self, type_index: int, keyset: int, values: tuple[Any, ...], id: Any, run: int) -> Dataset:
         key = (type_index, keyset, values)
         dataset = self._cache.get(key)
         if dataset is None:
@@ -233,7 +233,7 @@ class RecordDecoder:
             self._cache[key] = dataset
         return dataset
 
-    def _datasets(self, entries: tuple) -> dict[str, list[Dataset]]:
+    def _datasets(self, entries: tuple[Any, ...]) -> dict[str, list[Dataset]]:
         result: dict[str, list[Dataset]] = {}
         for type_index, keyset, flat, ids, runs in entries:
             if keyset == _MIXED:
@@ -257,7 +257,7 @@ class RecordDecoder:
             ]
         return result
 
-    def decode(self, record: tuple, id: int) -> Quantum:
+    def decode(self, record: tuple[Any, ...], id: int) -> Quantum:
         """Rebuild the quantum with index ``id`` from its record.
 
         Raises

@@ -274,7 +274,7 @@ class Pipeline(Mapping[str, TaskDef]):
             cls = import_class(path, what="task class")
         except ImportError as err:
             raise PipelineError(f"{where(self.source, label)}{err}") from None
-        return cls  # type: ignore[return-value]
+        return cls
 
     def _checkOverrides(self, taskDef: TaskDef, instrument: str, overrides: Mapping[str, Any]) -> None:
         """Apply overrides to a scratch copy so that mistakes surface now, not at forInstrument."""

@@ -54,7 +54,7 @@ IMPORT_KEYS = ("location", "exclude")
 HEADER = "# supertask pipeline, fully resolved: every task's complete config is listed.\n"
 
 
-def _loader():
+def _loader() -> type[Any]:
     """A SafeLoader that refuses duplicate mapping keys (PyYAML silently keeps the last one).
 
     Built on libyaml's parser (``CParser``) when PyYAML has it: the same documents and
@@ -67,21 +67,22 @@ def _loader():
     from yaml.constructor import SafeConstructor
     from yaml.resolver import Resolver
 
-    parser = getattr(yaml, "CParser", None)
-    if parser is None:  # PyYAML without libyaml
+    if getattr(yaml, "CParser", None) is None:  # PyYAML without libyaml
 
         class StrictLoader(yaml.SafeLoader):
             pass
 
     else:
+        from yaml import CParser
 
-        class StrictLoader(parser, SafeConstructor, Resolver):  # type: ignore[no-redef]
-            def __init__(self, stream: Any):
-                parser.__init__(self, stream)
+        # the second definition of the one name the function returns
+        class StrictLoader(CParser, SafeConstructor, Resolver):  # type: ignore[no-redef]
+            def __init__(self, stream: Any) -> None:
+                CParser.__init__(self, stream)
                 SafeConstructor.__init__(self)
                 Resolver.__init__(self)
 
-    def construct_mapping(loader, node, deep=False):
+    def construct_mapping(loader: Any, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
             key = loader.construct_object(key_node, deep=True)

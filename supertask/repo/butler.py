@@ -250,7 +250,7 @@ class Butler:
         assert found is not None
         return found
 
-    def ingest(self, items: Iterable[IngestItem | tuple], mode: str = "copy") -> list[Dataset]:
+    def ingest(self, items: Iterable[IngestItem | tuple[Any, ...]], mode: str = "copy") -> list[Dataset]:
         """Bring existing files into ``butler.run`` in bulk.
 
         Parameters

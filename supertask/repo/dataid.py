@@ -79,7 +79,7 @@ class DataId(Mapping[str, KeyValue]):
         """The unit names this data ID has values for."""
         return frozenset(self._values)
 
-    def sort_key(self) -> tuple:
+    def sort_key(self) -> tuple[Any, ...]:
         """A key that orders data IDs deterministically even with mixed value types."""
         return tuple((k, (0, v) if isinstance(v, int) else (1, str(v))) for k, v in self._values.items())
 

@@ -37,7 +37,7 @@ class RowView(Sequence[DataId]):
 
     __slots__ = ("_keys", "_values")
 
-    def __init__(self, keys: tuple[str, ...], values: list[tuple]):
+    def __init__(self, keys: tuple[str, ...], values: list[tuple[Any, ...]]):
         self._keys = keys
         self._values = values
 
@@ -66,11 +66,11 @@ class RowView(Sequence[DataId]):
     def __repr__(self) -> str:
         return repr(list(self))
 
-    def _make(self, values: tuple) -> DataId:
+    def _make(self, values: tuple[Any, ...]) -> DataId:
         return DataId._from_sorted(dict(zip(self._keys, values, strict=True)))
 
 
-def _projector(rowKeys: Sequence[str], keys: Sequence[str]) -> Callable[[tuple], tuple]:
+def _projector(rowKeys: Sequence[str], keys: Sequence[str]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
     """A function from a row's value tuple (over ``rowKeys``) to its values over ``keys``.
 
     Raises
@@ -91,7 +91,7 @@ def _projector(rowKeys: Sequence[str], keys: Sequence[str]) -> Callable[[tuple],
     return itemgetter(*idx)
 
 
-def _projector_from_mapping(keys: Sequence[str]) -> Callable[[Mapping[str, Any]], tuple]:
+def _projector_from_mapping(keys: Sequence[str]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
     """A function from a mapping to the tuple of its values at ``keys`` (always a tuple)."""
     if not keys:
         return lambda values: ()
@@ -128,7 +128,7 @@ class RepoGraph:
         unitNames: Iterable[str],
         *,
         rowKeys: Sequence[str] = (),
-        rowValues: list[tuple] | None = None,
+        rowValues: list[tuple[Any, ...]] | None = None,
         where: str | None = None,
         bind: Mapping[str, Any] | None = None,
         neededDatasetTypes: Sequence[DatasetType] = (),
@@ -144,7 +144,7 @@ class RepoGraph:
             rowKeys = tuple(rows[0]._values) if rows else self.universe.expand(self.unitNames)
             rowValues = [tuple(r._values.values()) for r in rows]
         self._rowKeys: tuple[str, ...] = tuple(rowKeys)
-        self._rowValues: list[tuple] = rowValues
+        self._rowValues: list[tuple[Any, ...]] = rowValues
         self.rows = RowView(self._rowKeys, rowValues)
         self.where = where
         self.bind = dict(bind or {})
@@ -155,13 +155,13 @@ class RepoGraph:
         self._problems = list(problems)
         self.units: dict[str, set[Unit]] = {}
         self._unitIndex: dict[str, dict[DataId, Unit]] = {}
-        self._unitsByValues: dict[str, dict[tuple, Unit]] = {}  # same units, keyed by value tuples
+        self._unitsByValues: dict[str, dict[tuple[Any, ...], Unit]] = {}  # same units, keyed by value tuples
         self._datasetIndex: dict[str, dict[DataId, Dataset]] = {name: {} for name in self.datasetTypes}
         self._datasetSets: dict[str, set[Dataset]] | None = None  # `datasets`, built on first use
         self._linkedUnits: set[str] = set()  # unit types whose Unit.datasets are filled in
         self._projections: dict[tuple[str, ...], list[DataId]] = {}
-        self._interned: dict[tuple[str, ...], dict[tuple, DataId]] = {}
-        self._rowsByUnit: dict[str, dict[tuple, list[int]]] = {}
+        self._interned: dict[tuple[str, ...], dict[tuple[Any, ...], DataId]] = {}
+        self._rowsByUnit: dict[str, dict[tuple[Any, ...], list[int]]] = {}
 
     # ------------------------------------------------------------------ building
     def _buildUnits(self, withFields: bool = True) -> None:
@@ -173,7 +173,7 @@ class RepoGraph:
             self._unitsByValues[name] = dict(zip(values, units, strict=True))
             self.units[name] = set(units)
 
-    def _attachFound(self, datasetType: DatasetType, dataIds: list[DataId], values: list[tuple]) -> None:
+    def _attachFound(self, datasetType: DatasetType, dataIds: list[DataId], values: list[tuple[Any, ...]]) -> None:
         """Attach the existing datasets of a needed type at the given data IDs (one bulk look-up).
 
         ``values`` are the data IDs' value tuples; each dataset reuses its graph data ID
@@ -230,7 +230,7 @@ class RepoGraph:
             # Group the datasets by the unit's key values and link every group with one
             # set update: the same sets as one add per link, in a fraction of the time.
             project = _projector_from_mapping(self.universe.expand([u]))
-            groups: dict[tuple, list[Dataset]] = {}
+            groups: dict[tuple[Any, ...], list[Dataset]] = {}
             for dataset in datasets:
                 key = project(dataset.dataId._values)
                 group = groups.get(key)
@@ -250,7 +250,7 @@ class RepoGraph:
         cached = self._projections.get(keys)
         return cached if cached is not None else self._projection(keys)[1]
 
-    def _projection(self, keys: tuple[str, ...]) -> tuple[list[tuple], list[DataId]]:
+    def _projection(self, keys: tuple[str, ...]) -> tuple[list[tuple[Any, ...]], list[DataId]]:
         """Distinct sorted value tuples over ``keys`` and their data IDs (one per distinct tuple).
 
         Only the data IDs are cached (the tuples are cheap to recompute and would double
@@ -258,7 +258,7 @@ class RepoGraph:
         """
         rows = self._rowValues
         if not rows:
-            values: list[tuple] = []
+            values: list[tuple[Any, ...]] = []
         elif keys == self._rowKeys:  # the rows themselves: already distinct and sorted
             values = rows
         else:
@@ -324,7 +324,7 @@ class RepoGraph:
             return {}
         toUnits = list(toUnits)
         toKeys = self.universe.expand(toUnits)
-        related: dict[DataId, list[tuple]] = {}
+        related: dict[DataId, list[tuple[Any, ...]]] = {}
         byKeys: dict[tuple[str, ...], list[DataId]] = {}
         for d in dataIds:
             byKeys.setdefault(tuple(d.keys()), []).append(d)
@@ -337,7 +337,7 @@ class RepoGraph:
             src, dst = _projector(keys, fromKeys), _projector(keys, toKeys)
             # The rows are distinct and hold exactly the from and to keys, so each
             # (from, to) pair comes once: lists, not sets, collect them.
-            groups: dict[tuple, list[tuple]] = {}
+            groups: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
             for row in rows:
                 key = src(row)
                 found = groups.get(key)
@@ -361,7 +361,7 @@ class RepoGraph:
             result[d] = ids
         return result
 
-    def _internTable(self, keys: tuple[str, ...]) -> dict[tuple, DataId]:
+    def _internTable(self, keys: tuple[str, ...]) -> dict[tuple[Any, ...], DataId]:
         """``{values: DataId}`` over ``keys``: the graph's data IDs, shared by its look-ups."""
         table = self._interned.get(keys)
         if table is None:

@@ -343,7 +343,7 @@ def sort_data_ids(dataIds: Iterable[DataId]) -> list[DataId]:
     return sorted(items, key=DataId.sort_key)
 
 
-def sort_value_tuples(keys: Sequence[str], rows: Iterable[tuple]) -> list[tuple]:
+def sort_value_tuples(keys: Sequence[str], rows: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     """Sort value tuples over ``keys`` in the order `sort_data_ids` gives their data IDs.
 
     Tuples compare as the registry's one-type-per-column values do; a column of mixed
@@ -355,7 +355,7 @@ def sort_value_tuples(keys: Sequence[str], rows: Iterable[tuple]) -> list[tuple]
         return sorted(rows, key=lambda row: tuple(zip(keys, map(_sort_item, row), strict=True)))
 
 
-def _sort_item(value: Any) -> tuple:
+def _sort_item(value: Any) -> tuple[Any, ...]:
     return (0, value) if isinstance(value, int) else (1, str(value))
 
 

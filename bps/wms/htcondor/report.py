@@ -26,6 +26,7 @@ import re
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from supertask.report.model import JobRecord
 
@@ -48,19 +49,19 @@ DAG_REMOVED = "DAG Removed"
 BPS_CANCEL = "bps cancel"
 
 
-def last_submission(record: dict) -> float | None:
+def last_submission(record: dict[str, Any]) -> float | None:
     """When the run was last submitted (from the run record), or None."""
     submissions = record.get("submissions") or []
     return float(submissions[-1]["time"]) if submissions else None
 
 
-def current_run(layout: DagLayout, record: dict) -> dm.DagmanRun:
+def current_run(layout: DagLayout, record: dict[str, Any]) -> dm.DagmanRun:
     """What became of the DAGMan job of the run record's last submission."""
     cluster = record.get("cluster_id")
     return dm.dagman_run(layout, int(cluster) if cluster is not None else None, last_submission(record))
 
 
-def cancelled(record: dict) -> bool:
+def cancelled(record: dict[str, Any]) -> bool:
     """``bps cancel`` was the last thing done to the run (after its last submission)."""
     if record.get("state") == "cancelled":
         return True
@@ -143,7 +144,7 @@ def build_report(submit_dir: str | Path) -> RunReport:
         report.messages.extend(f"warning: {w}" for w in record.get("warnings", []))
     if report.state == "prepared":
         report.messages.append(f"not submitted yet: `bps submit {layout.submit_dir}`")
-    fields: dict = {"counts": report.totals()}
+    fields: dict[str, Any] = {"counts": report.totals()}
     if not (cancelled(record) and record.get("state") == "cancelled"):
         fields["state"] = report.state
     write_run_record(layout.submit_dir, **fields)
@@ -199,7 +200,7 @@ def _cancelled_final_message(layout: DagLayout, hist: NodeHistory) -> str:
     )
 
 
-def _finalize_summary(layout: DagLayout) -> dict | None:
+def _finalize_summary(layout: DagLayout) -> dict[str, Any] | None:
     """``finalize_summary.json`` of the last finalize run in the submit directory, if readable."""
     try:
         data = json.loads((layout.submit_dir / SUMMARY_FILE).read_text())
@@ -233,7 +234,7 @@ def _before_restart(hist: NodeHistory) -> NodeHistory | None:
     return hist if hist.state == "exited" and hist.exit_code == 0 else None
 
 
-def _run_id(record: dict) -> str | None:
+def _run_id(record: dict[str, Any]) -> str | None:
     cluster = record.get("cluster_id")
     return str(cluster) if cluster is not None else None
 
@@ -365,7 +366,7 @@ def _short_policy(reason: str) -> str:
     return _POLICY.sub(r"its \1 expression evaluated to TRUE", reason)
 
 
-def _run_state(record: dict, run: dm.DagmanRun, report: RunReport) -> str:
+def _run_state(record: dict[str, Any], run: dm.DagmanRun, report: RunReport) -> str:
     totals = report.totals()
     if cancelled(record) or run.dag_status == dm.DAG_STATUS_RM:
         return "cancelled"

@@ -110,7 +110,7 @@ class HTCondorService(WorkflowService):
             raise WmsError("cannot submit: " + " ".join(problems))
         return str(self._submit_and_follow(htcondor2, layout, record))
 
-    def _submit_and_follow(self, htcondor2: Any, layout: DagLayout, record: dict) -> int:
+    def _submit_and_follow(self, htcondor2: Any, layout: DagLayout, record: dict[str, Any]) -> int:
         offset = _size(layout.dagman_out)
         cluster = _submit_dag(htcondor2, layout)
         submitted_at = time.time()
@@ -443,7 +443,7 @@ def _write_restart(plan: _RestartPlan) -> None:
     write_dag(plan.workflow, plan.layout.submit_dir, NodeOverrides(memory_mb=plan.grown))
 
 
-def _restarts(record: dict, plan: _RestartPlan) -> list[dict[str, Any]]:
+def _restarts(record: dict[str, Any], plan: _RestartPlan) -> list[dict[str, Any]]:
     return record.get("restarts", []) + [
         {"time": time.time(), "overrides": plan.overrides, "memory": plan.grown}
     ]
@@ -473,7 +473,7 @@ def _restore(saved: dict[Path, bytes | None]) -> None:
             path.write_bytes(data)
 
 
-def _remove_stale_lock(layout: DagLayout, record: dict) -> None:
+def _remove_stale_lock(layout: DagLayout, record: dict[str, Any]) -> None:
     """A DAGMan that died (e.g. an assertion after a cancel) leaves its lock file; DAGMan would
     then start in recovery mode, replaying the old run's events instead of the rescue DAG."""
     lock = dm.lock_path(layout)
@@ -482,7 +482,7 @@ def _remove_stale_lock(layout: DagLayout, record: dict) -> None:
         lock.unlink()
 
 
-def _refuse_if_active(layout: DagLayout, record: dict, what: str) -> None:
+def _refuse_if_active(layout: DagLayout, record: dict[str, Any], what: str) -> None:
     """Refuse ``what`` while the recorded DAGMan job may still run."""
     cluster = record.get("cluster_id")
     if cluster is None:

@@ -95,7 +95,7 @@ class Driver:
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.states: dict[str, dict[str, Any]] = {}
-        self.futures: dict[str, Future] = {}
+        self.futures: dict[str, Future[Any]] = {}
         jobs = list(wf.jobs.values()) + ([wf.final] if wf.final else [])
         self.jobs = {job.name: job for job in jobs}
         #: Parsl's retry budget: a failure worth retrying costs 1, one that is not costs more
@@ -135,7 +135,7 @@ class Driver:
     def log_file(self, job: Job) -> Path:
         return self.submit_dir / (job.log_subdir or "logs") / f"{job.name}.log"
 
-    def on_done(self, name: str, future: Future) -> None:
+    def on_done(self, name: str, future: Future[Any]) -> None:
         """Record a job's end (called in a Parsl thread)."""
         exc = future.exception()
         record = getattr(future, "task_record", {}) or {}
@@ -227,7 +227,7 @@ class Driver:
         write_state(self.submit_dir, state="ended")
         return 0 if ok else 1
 
-    def submit(self, app: Any, job: Job, parents: list[Future], extra: list[str] | None = None) -> Future:
+    def submit(self, app: Any, job: Job, parents: list[Future[Any]], extra: list[str] | None = None) -> Future[Any]:
         from .commands import command_line
 
         log_file = self.log_file(job)
@@ -245,7 +245,7 @@ class Driver:
         future.add_done_callback(lambda f, name=job.name: self.on_done(name, f))
         return future
 
-    def wait(self, futures: list[Future]) -> None:
+    def wait(self, futures: list[Future[Any]]) -> None:
         """Until every future is done or a cancel arrives, writing the run record as states change."""
         last = 0.0
         while not self.stop.is_set() and not all(f.done() for f in futures):

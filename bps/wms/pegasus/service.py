@@ -337,11 +337,11 @@ def _require_tool(tool: str, pegasus_dir: Path) -> None:
         )
 
 
-def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
+def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=_TOOL_TIMEOUT_S)
 
 
-def _last_lines(proc: subprocess.CompletedProcess, n: int = 15) -> str:
+def _last_lines(proc: subprocess.CompletedProcess[str], n: int = 15) -> str:
     return "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-n:])
 
 

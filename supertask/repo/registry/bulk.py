@@ -72,10 +72,10 @@ def pg_copy_insert(
     conn: sa.Connection,
     table: str,
     columns: Sequence[str],
-    rows: Sequence[tuple],
+    rows: Sequence[tuple[Any, ...]],
     conflict: Sequence[str],
     returning: Sequence[str],
-) -> list[tuple]:
+) -> list[tuple[Any, ...]]:
     """Bulk insert on PostgreSQL through COPY into a temporary table; return the RETURNING rows.
 
     Runs on the SQLAlchemy connection's own psycopg connection, so it is part of the

@@ -48,7 +48,7 @@ class QueryPlan:
     units: set[str]
     elements: list[str]
     outputKeys: tuple[str, ...]
-    columns: dict[str, sa.ColumnElement] = field(default_factory=dict)
+    columns: dict[str, sa.ColumnElement[Any]] = field(default_factory=dict)
 
 
 class QueryBuilder:
@@ -128,7 +128,7 @@ class QueryBuilder:
         column), which `resolver` and `joinChain` use.
         """
         tables = self.schema.elements
-        canonical: dict[str, sa.ColumnElement] = {}
+        canonical: dict[str, sa.ColumnElement[Any]] = {}
         for element in plan.elements:  # a unit's own table provides its canonical key column
             if element in self.universe.units:
                 canonical[element] = tables[element].c[element]
@@ -147,7 +147,7 @@ class QueryBuilder:
         u = self.universe
         tables = self.schema.elements
 
-        def resolve(unit: str, field_name: str | None) -> tuple[sa.ColumnElement, type]:
+        def resolve(unit: str, field_name: str | None) -> tuple[sa.ColumnElement[Any], type]:
             if field_name is None:
                 if unit in u.units and unit in plan.columns:
                     return plan.columns[unit], u.units[unit].keyType
@@ -191,7 +191,7 @@ class QueryBuilder:
         relations = self.universe.relations
         keys = {e: self._elementKeyColumns(e) for e in plan.elements}
         remaining = sorted(plan.elements)
-        first: dict[str, sa.ColumnElement] = {}
+        first: dict[str, sa.ColumnElement[Any]] = {}
         joined: sa.FromClause | None = None
         while remaining:
             element = max(

@@ -271,7 +271,7 @@ class Registry:
                         f"(existing, new): {diff}; unit rows are immutable"
                     )
 
-    def _computeOverlaps(self, conn: sa.Connection, overlap, inserted: str, rows: list[dict]) -> None:
+    def _computeOverlaps(self, conn: sa.Connection, overlap, inserted: str, rows: list[dict[str, Any]]) -> None:
         """Insert the relation rows for boxes of ``inserted`` rows that intersect the other side.
 
         One ``INSERT ... SELECT`` per chunk of new keys; the RA test handles boxes that wrap
@@ -630,7 +630,7 @@ class Registry:
         convert = self.universe.dataIdConverter(dt.units)
         keyFormat = ",".join(f"{k}={{!r}}" for k in keys).format  # == data_id_key, precompiled
         dataIds: list[DataId] = []
-        rows: list[tuple] = []
+        rows: list[tuple[Any, ...]] = []
         for rec in records:
             dataId = convert(rec["dataId"])
             dataIds.append(dataId)
@@ -726,7 +726,7 @@ class Registry:
         # Rows are (id, run_id, *key values in sorted key order); work on value tuples and
         # build DataIds once at the end (this loop runs once per dataset of a large graph).
         keys = self.universe.expand(dt.units)
-        best: dict[tuple, tuple[int, int, str]] = {}
+        best: dict[tuple[Any, ...], tuple[int, int, str]] = {}
         for row in conn.execute(stmt):
             rank, runName = runOrder[row[1]]
             values = tuple(row[2:])
@@ -814,8 +814,8 @@ class Registry:
             return [unique[d] for d in sort_data_ids(unique)]
 
     def findDatasetValues(
-        self, typeOrName: DatasetType | str, collections: Sequence[str] | str, wanted: Iterable[tuple]
-    ) -> dict[tuple, tuple[int, str]]:
+        self, typeOrName: DatasetType | str, collections: Sequence[str] | str, wanted: Iterable[tuple[Any, ...]]
+    ) -> dict[tuple[Any, ...], tuple[int, str]]:
         """``{values: (id, run)}`` of the datasets of a type at the given data IDs (first in search order).
 
         The value-tuple form of ``queryDatasets(..., dataIds=...)`` for callers that index
@@ -834,7 +834,7 @@ class Registry:
         stmt = sa.select(ds.c.id, ds.c.run_id, *[ds.c[k] for k in keys]).where(
             ds.c.dataset_type_id == typeId, ds.c.run_id.in_(list(runOrder))
         )
-        best: dict[tuple, tuple[int, int, str]] = {}
+        best: dict[tuple[Any, ...], tuple[int, int, str]] = {}
         with self.engine.connect() as conn:
             stored = conn.execute(sa.select(sa.func.count()).select_from(stmt.subquery())).scalar_one()
             if 2 * len(wanted) >= stored:
@@ -1061,7 +1061,7 @@ class Registry:
         collections: Sequence[str] | str | None = None,
         ordered: bool = True,
         max_rows: int | None = None,
-    ) -> tuple[tuple[str, ...], list[tuple]]:
+    ) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
         """`queryDataIds` as value tuples: ``(keys, rows)``, rows distinct and sorted.
 
         The same query and order as `queryDataIds`, without a `DataId` per row: a
@@ -1091,7 +1091,7 @@ class Registry:
         # restrict_chunks split one key's values, so no row comes twice: a list keeps the
         # database's order, and sorting it again is a linear pass over sorted runs
         # (a set would scramble it and cost a full sort: ~5 s per 10^6 rows).
-        result: list[tuple] = []
+        result: list[tuple[Any, ...]] = []
         with self.engine.connect() as conn:
             if max_rows is not None:
                 conn = conn.execution_options(stream_results=True)

@@ -9,6 +9,8 @@ hand-written join per pair.
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 from ..units import Universe
@@ -19,7 +21,7 @@ SCHEMA_VERSION = "1.0"
 _SQL_TYPES = {int: sa.BigInteger, float: sa.Float, str: sa.String(256), bool: sa.Boolean}
 
 
-def _sql_type(kind: type) -> sa.types.TypeEngine:
+def _sql_type(kind: type) -> sa.types.TypeEngine[Any]:
     t = _SQL_TYPES[kind]
     return t() if isinstance(t, type) else t
 
@@ -140,7 +142,7 @@ class RegistrySchema:
                 self.dataset.c.run_id,
             )
 
-    def _keyColumn(self, unit: str, primary_key: bool) -> sa.Column:
+    def _keyColumn(self, unit: str, primary_key: bool) -> sa.Column[Any]:
         return sa.Column(
             unit,
             _sql_type(self.universe.units[unit].keyType),

@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-Resolver = Callable[[str, str | None], tuple[sa.ColumnElement, type]]
+Resolver = Callable[[str, str | None], tuple[sa.ColumnElement[Any], type]]
 
 
 class ParsedWhere:
