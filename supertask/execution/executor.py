@@ -487,7 +487,7 @@ class MultiprocessExecutor:
             nonlocal stopping
             q = worker.quantum
             worker.quantum = None
-            assert q is not None
+            assert q is not None and q.id is not None  # a busy worker holds a quantum of the graph
             if outcome is not None:
                 timings[q.id] = (outcome.started, outcome.started + outcome.seconds, outcome.peak_memory_mb)
             else:
@@ -544,7 +544,8 @@ class MultiprocessExecutor:
                     for w in busy:
                         q = w.quantum
                         w.kill()
-                        state[q.id] = "not_run"
+                        if q is not None and q.id is not None:
+                            state[q.id] = "not_run"
                         w.quantum = None
                     workers = [w for w in workers if w.quantum is not None or w.process.is_alive()]
                     break
@@ -572,11 +573,11 @@ class MultiprocessExecutor:
                             w.kill()
                             finish(w, None, f"timed out after {self.timeout:g} s")
                             workers[workers.index(w)] = _Worker(ctx)
-                idle = any(w.quantum is None for w in workers)
+                anyIdle = any(w.quantum is None for w in workers)
                 if pending_registration and (
                     len(pending_registration) >= self.REGISTER_BATCH
                     or time.monotonic() - last_flush > self.REGISTER_DELAY
-                    or (idle and not ready)  # consumers wait for these outputs: do not batch
+                    or (anyIdle and not ready)  # consumers wait for these outputs: do not batch
                 ):
                     flush()
                     last_flush = time.monotonic()
@@ -586,7 +587,8 @@ class MultiprocessExecutor:
             for w in workers:
                 if w.quantum is not None:
                     w.kill()
-                    state[w.quantum.id] = "not_run"
+                    if w.quantum.id is not None:
+                        state[w.quantum.id] = "not_run"
                 else:
                     w.stop()
             flush()

@@ -76,7 +76,7 @@ class QuantumButler:
         path = self.own.get(dataset.key) or self.locations.get(dataset.key)
         if path is not None:
             return path
-        return self.datastore.path(dataset.datasetType, dataset.dataId, dataset.run or self.run)
+        return str(self.datastore.path(dataset.datasetType, dataset.dataId, dataset.run or self.run))
 
     def get(self, dataset: Dataset) -> Any:
         """Read one dataset."""

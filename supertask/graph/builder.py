@@ -147,11 +147,11 @@ class QuantumGraphBuilder:
                 f"{known} and {datasetType}; make the DatasetFields agree"
             )
 
-    def _relatedCache(self, repoGraph: Any) -> dict[str, Any]:
+    def _relatedCache(self, repoGraph: Any) -> dict[Any, Any]:
         """The look-up cache shared by the planning and defineQuanta views of one RepoGraph."""
         if getattr(self, "_cacheOwner", None) is not repoGraph:
             self._cacheOwner = repoGraph
-            self._cache: dict[str, Any] = {}
+            self._cache: dict[Any, Any] = {}
         return self._cache
 
     @property

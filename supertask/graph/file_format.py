@@ -77,7 +77,7 @@ class GraphFileError(ValueError):
     """
 
 
-def _digest(*parts: bytes) -> bytes:
+def _digest(*parts: bytes | bytearray) -> bytes:
     h = blake2b(digest_size=_DIGEST_SIZE)
     for part in parts:
         h.update(part)
@@ -106,7 +106,7 @@ def _record_digest(id: int, payload: bytes) -> bytes:
     return _digest(_OFFSET.pack(id), payload)
 
 
-def _train_dictionary(samples: list[bytes]) -> bytes:
+def _train_dictionary(samples: list[bytes | bytearray | memoryview[int]]) -> bytes:
     """Train a zstd dictionary, or return ``b""`` when there are too few samples to help."""
     if len(samples) < _MIN_DICT_SAMPLES:
         return b""
@@ -173,7 +173,7 @@ def _write_graph(path: str, quanta: Sequence[Quantum], header_bytes: bytes) -> N
     encoder = RecordEncoder()
     dumps = pickle.dumps
     step = max(1, n // _DICT_SAMPLES)
-    samples = [dumps(encoder.encode(quanta[i]), protocol=_PICKLE_PROTOCOL) for i in range(0, n, step)]
+    samples: list[bytes | bytearray | memoryview[int]] = [dumps(encoder.encode(quanta[i]), protocol=_PICKLE_PROTOCOL) for i in range(0, n, step)]
     dictionary = _train_dictionary(samples)
     compress = _compressor(dictionary).compress
 
@@ -316,7 +316,7 @@ class _Layout:
 
 def _read_at(f: Any, offset: int, length: int) -> bytes:
     f.seek(offset)
-    data = f.read(length)
+    data: bytes = f.read(length)
     if len(data) != length:
         raise GraphFileError(f"{f.name} is truncated: cannot read {length} bytes at offset {offset}")
     return data
@@ -347,7 +347,7 @@ def _read_header(f: Any, layout: _Layout) -> dict[str, Any]:
     return header
 
 
-def _read_decoding(f: Any, layout: _Layout) -> tuple[RecordDecoder, Callable[[bytes], bytes]]:
+def _read_decoding(f: Any, layout: _Layout) -> tuple[RecordDecoder, Callable[..., bytes]]:
     """Read and check the interning tables and the dictionary; return a decoder and decompress."""
     tables_offset, tables_length = layout.tables
     blob = _read_at(f, tables_offset, tables_length + layout.dictionary[1])
@@ -364,7 +364,7 @@ def _read_decoding(f: Any, layout: _Layout) -> tuple[RecordDecoder, Callable[[by
 
 
 def _decode_record(
-    layout: _Layout, id: int, blob: bytes, decoder: RecordDecoder, decompress: Callable[[bytes], bytes]
+    layout: _Layout, id: int, blob: bytes, decoder: RecordDecoder, decompress: Callable[..., bytes]
 ) -> Quantum:
     """Check, decompress, unpickle and decode the record of quantum ``id``."""
     digest, payload = blob[:_DIGEST_SIZE], blob[_DIGEST_SIZE:]

@@ -131,7 +131,8 @@ class PlannedRepoGraph:
         self, dataIds: Sequence[DataId], toUnits: tuple[str, ...]
     ) -> dict[DataId, list[DataId]]:
         if self._expand_inputs:
-            return self._repoGraph.relatedDataIds(dataIds, toUnits)
+            related: dict[DataId, list[DataId]] = self._repoGraph.relatedDataIds(dataIds, toUnits)
+            return related
         wanted = set(dataIds)
         fromUnits = frozenset().union(*(d.units for d in dataIds)) if dataIds else frozenset()
         result: dict[DataId, set[DataId]] = {d: set() for d in dataIds}
@@ -147,7 +148,8 @@ class PlannedRepoGraph:
         produced = self._produced.get(datasetType.name)
         if produced is not None:
             return {d: produced[d] for d in dataIds if d in produced}
-        return self._repoGraph.findDatasets(datasetType.name, dataIds)
+        found: dict[DataId, Dataset] = self._repoGraph.findDatasets(datasetType.name, dataIds)
+        return found
 
     def prune(self, label: str, message: str) -> None:
         """Record that a quantum of ``label`` was not planned, and why."""

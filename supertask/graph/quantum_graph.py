@@ -187,16 +187,17 @@ class QuantumGraph:
     def _quantum(self, q: Quantum | int) -> Quantum:
         return self[q] if isinstance(q, int) else q
 
+
     def parents(self, quantum: Quantum | int) -> list[Quantum]:
         """The quanta producing an input of ``quantum`` (a quantum or its id), by id."""
         found = {
-            d.creator.id: d.creator for d in self._quantum(quantum).iterInputs() if d.creator is not None
+            _id(d.creator): d.creator for d in self._quantum(quantum).iterInputs() if d.creator is not None
         }
         return [found[k] for k in sorted(found)]
 
     def children(self, quantum: Quantum | int) -> list[Quantum]:
         """The quanta reading an output of ``quantum`` (a quantum or its id), by id."""
-        found = {c.id: c for d in self._quantum(quantum).iterOutputs() for c in d.consumers}
+        found = {_id(c): c for d in self._quantum(quantum).iterOutputs() for c in d.consumers}
         return [found[k] for k in sorted(found)]
 
     def _unique_datasets(self) -> Iterator[Dataset]:
@@ -285,11 +286,11 @@ class QuantumGraph:
         if ids is None:
             chosen = list(self._quanta)
         else:
-            frontier = {self[i].id for i in ids}
+            frontier = {_id(self[i]) for i in ids}
             selected = set(frontier)
             for _ in range(max(0, depth)):
                 frontier = {
-                    n.id for i in frontier for n in self.parents(i) + self.children(i) if n.id not in selected
+                    _id(n) for i in frontier for n in self.parents(i) + self.children(i) if n.id not in selected
                 }
                 selected |= frontier
             chosen = [self._quanta[i] for i in sorted(selected)]
@@ -516,3 +517,9 @@ def _cycle_message(quanta: list[Quantum], parents: list[set[int]], remaining: li
         + _describe(quanta[cycle[0]])
         + "; check the pipeline's dataset names (a task must not read what it or a later task writes)"
     )
+
+
+def _id(quantum: Quantum) -> int:
+    """The id of a quantum of a graph (a graph numbers every quantum it holds)."""
+    assert quantum.id is not None, f"{quantum!r} belongs to no graph"
+    return quantum.id

@@ -139,8 +139,8 @@ class RecordEncoder:
                 flat: tuple[Any, ...] = tuple(values.values())
                 if not _PLAIN_VALUES.issuperset(map(type, flat)):
                     _check_values(flat, lambda: repr(quantum))
-                ids = None if first.id is None else (first.id,)
-                runs = None if first.run is None else (self._runs(first.run),)
+                ids: tuple[int | None, ...] | None = None if first.id is None else (first.id,)
+                runs: tuple[int, ...] | None = None if first.run is None else (self._runs(first.run),)
             else:
                 if any(d.datasetType is not datasetType for d in datasets) and any(
                     d.datasetType.name != datasetType.name for d in datasets

@@ -73,7 +73,7 @@ def _loader() -> type[Any]:
             pass
 
     else:
-        from yaml import CParser
+        from yaml._yaml import CParser
 
         # the second definition of the one name the function returns
         class StrictLoader(CParser, SafeConstructor, Resolver):  # type: ignore[no-redef]

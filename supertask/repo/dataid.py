@@ -71,7 +71,7 @@ class DataId(Mapping[str, KeyValue]):
         inner = ", ".join(f"{k}: {v!r}" for k, v in self._values.items())
         return "{" + inner + "}"
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (DataId._from_sorted, (self._values,))
 
     @property

@@ -70,7 +70,7 @@ class DatasetType:
     def __repr__(self) -> str:
         return f"DatasetType(name={self.name!r}, units={self.units!r}, storageClass={self.storageClass!r})"
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (DatasetType, (self.name, self.units, self.storageClass))
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Protocol
 
 
@@ -39,7 +40,7 @@ class Formatter(Protocol):
         """Read the object back."""
 
 
-def _np():
+def _np() -> ModuleType:
     import numpy
 
     return numpy
@@ -176,7 +177,7 @@ class ParquetFormatter:
     storageClass = "ParquetTable"
     extension = ".parquet"
 
-    def _pq(self):
+    def _pq(self) -> Any:
         try:
             import pyarrow.parquet as pq
         except ImportError:

@@ -394,7 +394,7 @@ class RepoGraph:
                 missing.append(d)
         if missing and self.collections:
             convert = self.universe.dataIdConverter(dt.units)
-            byValues = {}
+            byValues: dict[tuple[Any, ...], DataId] = {}
             for d in missing:
                 key = convert(d)
                 byValues.setdefault(tuple(key._values.values()), key)
@@ -624,7 +624,7 @@ def makeRepoGraph(
             "makeRepoGraph needs input collections: pass collections=[...] or open the Butler with them"
         )
     if problems:
-        rowKeys, rowValues = unitNames, []
+        rowKeys, rowValues = unitNames, list[tuple[Any, ...]]()
     else:
         rowKeys, rowValues = registry.queryDataIdValues(
             unitNames, where, bind, datasets=registered, collections=collections, max_rows=maxRows

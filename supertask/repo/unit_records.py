@@ -114,7 +114,7 @@ def _check_element(name: Any, universe: Universe, source: str) -> str:
         raise UnitRecordsError(
             f"{source}: {name!r} is computed by the registry from the sky boxes; leave it out"
         )
-    return name
+    return str(name)
 
 
 def _clean_rows(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import operator
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
@@ -257,7 +257,7 @@ class Universe:
             values[key] = _convert(self.units[key].keyType, dataId[key], key)
         return DataId(values)
 
-    def dataIdConverter(self, units: Iterable[str]):
+    def dataIdConverter(self, units: Iterable[str]) -> Callable[[Mapping[str, Any]], DataId]:
         """A fast `checkDataId` for many data IDs of the same units (bulk registration).
 
         Returns
@@ -269,17 +269,22 @@ class Universe:
         kinds = [(k, self.units[k].keyType) for k in keys]
         types = tuple(kind for _, kind in kinds)
         units = list(units)
+        getter: Callable[[Mapping[str, Any]], tuple[Any, ...]]
         if len(keys) > 1:
             getter = operator.itemgetter(*keys)
         elif keys:
             key0 = keys[0]
 
-            def getter(d):
+            def one(d: Mapping[str, Any]) -> tuple[Any, ...]:
                 return (d[key0],)
+
+            getter = one
         else:
 
-            def getter(d):
+            def none(d: Mapping[str, Any]) -> tuple[Any, ...]:
                 return ()
+
+            getter = none
 
         def convert(dataId: Mapping[str, Any]) -> DataId:
             if type(dataId) is DataId and tuple(dataId._values) == keys:
@@ -292,12 +297,11 @@ class Universe:
                 return self.checkDataId(units, dataId)  # raises the detailed message
             if tuple(map(type, values)) == types:  # the common case: one C-level check
                 return DataId._from_sorted(dict(zip(keys, values, strict=True)))
-            return DataId._from_sorted(
-                {
-                    k: v if type(v) is kind else _convert(kind, v, k)
-                    for (k, kind), v in zip(kinds, values, strict=True)
-                }
-            )
+            converted: dict[str, Any] = {
+                k: v if type(v) is kind else _convert(kind, v, k)
+                for (k, kind), v in zip(kinds, values, strict=True)
+            }
+            return DataId._from_sorted(converted)
 
         return convert
 

@@ -7,7 +7,7 @@ COPY.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -45,7 +45,9 @@ def dropped_keys(restrict: Mapping[str, set[Any]], droppable: set[str] | None = 
 
 
 def restrict_chunks(
-    restrict: Mapping[str, set[Any]], column, droppable: set[str] | None = None
+    restrict: Mapping[str, set[Any]],
+    column: Callable[[str], sa.ColumnElement[Any]],
+    droppable: set[str] | None = None,
 ) -> Iterator[list[sa.ColumnElement[bool]]]:
     """IN-list conditions for ``restrict``: the biggest set in chunks, small sets whole.
 
@@ -81,7 +83,7 @@ def pg_copy_insert(
     Runs on the SQLAlchemy connection's own psycopg connection, so it is part of the
     caller's transaction. Rows that conflict on ``conflict`` are skipped (and not returned).
     """
-    raw = conn.connection.dbapi_connection
+    raw: Any = conn.connection.dbapi_connection  # psycopg's: its cursors are context managers
     tmp = f"tmp_bulk_{table}"
     cols = ", ".join(columns)
     with raw.cursor() as cur:
@@ -94,6 +96,6 @@ def pg_copy_insert(
             f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {tmp} "
             f"ON CONFLICT ({', '.join(conflict)}) DO NOTHING RETURNING {', '.join(returning)}"
         )
-        out = cur.fetchall()
+        out: list[tuple[Any, ...]] = cur.fetchall()
         cur.execute(f"TRUNCATE {tmp}")
     return out

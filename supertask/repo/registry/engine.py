@@ -9,6 +9,7 @@ another process holds the write lock, which is how concurrent jobs lose registra
 from __future__ import annotations
 
 import os
+from typing import Any
 from urllib.parse import quote
 
 import sqlalchemy as sa
@@ -46,7 +47,7 @@ def make_engine(url: str, read_only: bool | None = False) -> sa.Engine:
     if backend == "sqlite":
         path = parsed.database
         on_disk = path not in (None, "", ":memory:") and not parsed.query.get("uri")
-        if on_disk and (read_only or (read_only is None and not _writable(path))):
+        if path and on_disk and (read_only or (read_only is None and not _writable(path))):
             parsed = sa.make_url(sqlite_read_only_url(path))
         engine = sa.create_engine(
             parsed,
@@ -112,7 +113,7 @@ def _configure_sqlite(engine: sa.Engine) -> None:
     read_only = is_read_only(engine)
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn, _record) -> None:  # pragma: no cover - exercised via engine use
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:  # pragma: no cover - exercised via engine use
         # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite's implicit BEGIN is deferred).
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()

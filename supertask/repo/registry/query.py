@@ -20,9 +20,9 @@ search multiplied its cost tenfold). Both shapes return the same rows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Unpack
 
 import sqlalchemy as sa
 
@@ -95,9 +95,9 @@ class QueryBuilder:
                         involved.update(u.requiredKeys(implied))
                         changed = True
         elements = sorted(involved, key=lambda n: (len(u.requiredKeys(n)), n))
-        for name, rel in u.relations.items():
-            if name in relations_named or any(group <= involved for group in rel.joinWhen):
-                elements.append(name)
+        for relName, relation in u.relations.items():
+            if relName in relations_named or any(group <= involved for group in relation.joinWhen):
+                elements.append(relName)
         return QueryPlan(units=involved, elements=elements, outputKeys=u.expand(wanted))
 
     def _reaches(self, unit: str, targets: set[str]) -> bool:
@@ -142,7 +142,7 @@ class QueryBuilder:
         plan.columns = canonical
         return [tables[e] for e in plan.elements], conds
 
-    def resolver(self, plan: QueryPlan):
+    def resolver(self, plan: QueryPlan) -> _Resolver:
         """A resolver for ``supertask.expr.compile_expression`` over this plan's columns."""
         u = self.universe
         tables = self.schema.elements
@@ -217,7 +217,7 @@ class QueryBuilder:
         datasets: Sequence[DatasetConstraint] = (),
         restrict: Mapping[str, Sequence[Any]] | None = None,
         extra: Sequence[sa.ColumnElement[bool]] = (),
-    ) -> sa.Select:
+    ) -> sa.Select[Unpack[tuple[Any, ...]]]:
         """The SELECT DISTINCT of the plan's output keys, ordered by them.
 
         Parameters
@@ -272,7 +272,9 @@ class QueryBuilder:
     def _constraintKeys(self, datasets: Sequence[DatasetConstraint]) -> list[str]:
         return [k for c in datasets for k in self.universe.expand(c.units)]
 
-    def _exists(self, constraint: DatasetConstraint, column) -> sa.ColumnElement[bool]:
+    def _exists(
+        self, constraint: DatasetConstraint, column: Callable[[str], sa.ColumnElement[Any]]
+    ) -> sa.ColumnElement[bool]:
         """``EXISTS`` a dataset of the constraint's type and runs with the row's key values."""
         alias = self.schema.dataset.alias(f"exists_{constraint.name}")
         sub = sa.select(sa.literal(1)).where(
@@ -286,11 +288,11 @@ class QueryBuilder:
 class _Resolver:
     """Callable resolver with a ``resolve`` alias (either protocol spelling works)."""
 
-    def __init__(self, fn):
+    def __init__(self, fn: Callable[[str, str | None], tuple[sa.ColumnElement[Any], type]]) -> None:
         self._fn = fn
 
-    def __call__(self, unit: str, field_name: str | None):
+    def __call__(self, unit: str, field_name: str | None) -> tuple[sa.ColumnElement[Any], type]:
         return self._fn(unit, field_name)
 
-    def resolve(self, unit: str, field_name: str | None):
+    def resolve(self, unit: str, field_name: str | None) -> tuple[sa.ColumnElement[Any], type]:
         return self._fn(unit, field_name)

@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ..dataid import DataId
 from ..dataset import Dataset, DatasetType
-from ..units import BOX_FIELDS, Universe, sort_data_ids, sort_value_tuples
+from ..units import BOX_FIELDS, SpatialOverlap, Universe, sort_data_ids, sort_value_tuples
 from .bulk import CHUNK, chunked, data_id_key, dropped_keys, pg_copy_insert, restrict_chunks
 from .engine import ReadOnlyRegistryError, is_read_only, is_sqlite, make_engine
 from .query import DatasetConstraint, QueryBuilder, QueryPlan
@@ -170,7 +170,7 @@ class Registry:
         with _write(self.engine) as conn:
             yield conn
 
-    def _insert(self, table: sa.Table):
+    def _insert(self, table: sa.Table) -> Any:
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
         return dialect.insert(table)
 
@@ -254,7 +254,9 @@ class Registry:
             for name in tables:
                 conn.exec_driver_sql(f'ANALYZE "{name}"')
 
-    def _checkSameRows(self, conn: sa.Connection, table: sa.Table, keys: Sequence[str], rows) -> None:
+    def _checkSameRows(
+        self, conn: sa.Connection, table: sa.Table, keys: Sequence[str], rows: Sequence[Mapping[str, Any]]
+    ) -> None:
         last = keys[-1]
         given = {tuple(r[k] for k in keys): r for r in rows}
         values = sorted({r[last] for r in rows}, key=str)
@@ -271,7 +273,9 @@ class Registry:
                         f"(existing, new): {diff}; unit rows are immutable"
                     )
 
-    def _computeOverlaps(self, conn: sa.Connection, overlap, inserted: str, rows: list[dict[str, Any]]) -> None:
+    def _computeOverlaps(
+        self, conn: sa.Connection, overlap: SpatialOverlap, inserted: str, rows: list[dict[str, Any]]
+    ) -> None:
         """Insert the relation rows for boxes of ``inserted`` rows that intersect the other side.
 
         One ``INSERT ... SELECT`` per chunk of new keys; the RA test handles boxes that wrap
@@ -538,7 +542,12 @@ class Registry:
         with self.engine.connect() as conn:
             flat = self._flatten(conn, list(collections), set())
         seen: set[int] = set()
-        return [(i, n) for i, n in flat if not (i in seen or seen.add(i))]
+        unique: list[tuple[int, str]] = []
+        for i, n in flat:
+            if i not in seen:
+                seen.add(i)
+                unique.append((i, n))
+        return unique
 
     def _runId(self, conn: sa.Connection, run: str) -> int:
         c = self.schema.collection
@@ -547,7 +556,7 @@ class Registry:
             raise RegistryError(
                 f"{run!r} is not a registered RUN collection; call registry.registerRun({run!r})"
             )
-        return row.id
+        return int(row.id)
 
     # ------------------------------------------------------------------ datasets
     def insertDatasets(
@@ -653,7 +662,15 @@ class Registry:
             Dataset(dt, dataId, id=ids[row[0]], run=run) for dataId, row in zip(dataIds, rows, strict=True)
         ]
 
-    def _insertDatasetsSqlite(self, conn, typeId: int, runId: int, columns: list[str], part, ids) -> int:
+    def _insertDatasetsSqlite(
+        self,
+        conn: sa.Connection,
+        typeId: int,
+        runId: int,
+        columns: list[str],
+        part: Sequence[tuple[Any, ...]],
+        ids: dict[str, int],
+    ) -> int:
         """executemany straight to sqlite3 (SQLAlchemy's per-row parameter processing costs
         more than the insert itself at 10^6 rows). When every row was inserted the ids are
         known without a query: the transaction holds SQLite's write lock and ``id`` is the
@@ -667,13 +684,21 @@ class Registry:
             "ON CONFLICT (dataset_type_id, data_id_key, run_id) DO NOTHING"
         )
         result = conn.exec_driver_sql(sql, [(typeId, runId, *row) for row in part])
-        inserted = result.rowcount
+        inserted: int = result.rowcount
         if inserted == len(part):
             for offset, row in enumerate(part, start=1):
                 ids[row[0]] = maxId + offset
         return inserted  # otherwise the caller looks all ids up and compares checksums
 
-    def _insertDatasetsReturning(self, conn, typeId: int, runId: int, columns: list[str], part, ids) -> int:
+    def _insertDatasetsReturning(
+        self,
+        conn: sa.Connection,
+        typeId: int,
+        runId: int,
+        columns: list[str],
+        part: Sequence[tuple[Any, ...]],
+        ids: dict[str, int],
+    ) -> int:
         """PostgreSQL: COPY into a temporary table, then one INSERT ... SELECT ... ON CONFLICT
         DO NOTHING RETURNING (row-by-row parameter binding is the slow part at 10^6 rows)."""
         allColumns = ["dataset_type_id", "run_id", *columns]
@@ -703,7 +728,13 @@ class Registry:
         return n
 
     def _checkExisting(
-        self, conn, typeId: int, runId: int, dt: DatasetType, rows, ids: dict[str, int]
+        self,
+        conn: sa.Connection,
+        typeId: int,
+        runId: int,
+        dt: DatasetType,
+        rows: Sequence[tuple[Any, ...]],
+        ids: dict[str, int],
     ) -> None:
         ds = self.schema.dataset
         want = {r[0]: r for r in rows}
@@ -721,7 +752,7 @@ class Registry:
                 ids[key] = dsId
 
     def _datasetRows(
-        self, conn, stmt, dt: DatasetType, runOrder: dict[int, tuple[int, str]]
+        self, conn: sa.Connection, stmt: sa.Select[Any], dt: DatasetType, runOrder: dict[int, tuple[int, str]]
     ) -> list[Dataset]:
         # Rows are (id, run_id, *key values in sorted key order); work on value tuples and
         # build DataIds once at the end (this loop runs once per dataset of a large graph).
@@ -805,7 +836,7 @@ class Registry:
                 return self._datasetRows(conn, stmt, dt, runOrder)
             if not wanted:
                 return []
-            found = []
+            found: list[Dataset] = []
             for extra in restrict_chunks({k: {d[k] for d in wanted} for k in keys}, lambda k: ds.c[k]):
                 found.extend(
                     d for d in self._datasetRows(conn, stmt.where(*extra), dt, runOrder) if d.dataId in wanted
@@ -913,6 +944,7 @@ class Registry:
             path = paths.get(d.id)
             if path is None:
                 missing.append(f"{d} (id={d.id}, run={d.run!r})")
+                continue
             out.append(path)
         if missing:
             more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
@@ -1098,7 +1130,7 @@ class Registry:
             for extra in restrict_chunks(sets, plan.columns.__getitem__, droppable=set(outputKeys)):
                 rows = conn.execute(self.queries.select(plan, clause, constraints, extra=extra))
                 for part in rows.partitions(65536) if max_rows is not None else (rows,):
-                    values = map(tuple, part)
+                    values: Iterable[tuple[Any, ...]] = map(tuple, part)
                     for i, allowed in checks:  # the restrictions not in the SQL
                         values = [row for row in values if row[i] in allowed]
                     result.extend(values)
@@ -1112,7 +1144,7 @@ class Registry:
     def countDataIds(
         self,
         units: Iterable[str],
-        where: str | None = None,
+        where: str | ParsedWhere | None = None,
         bind: Mapping[str, Any] | None = None,
         *,
         datasets: Sequence[DatasetType | str] = (),
@@ -1262,7 +1294,7 @@ def _check_boxes(name: str, keys: Sequence[str], rows: Sequence[Mapping[str, Any
 
 def _box_problem(row: Mapping[str, Any]) -> str | None:
     """What is wrong with a row's sky box, or None if it is valid or absent."""
-    values = {f: row.get(f) for f in BOX_FIELDS}
+    values: dict[str, Any] = {f: row.get(f) for f in BOX_FIELDS}
     missing = [f for f, v in values.items() if v is None]
     if len(missing) == len(BOX_FIELDS):
         return None

@@ -18,12 +18,16 @@ from ..units import Universe
 SCHEMA_VERSION = "1.0"
 """``major.minor``: a repository opens when the major numbers agree (minor = additive)."""
 
-_SQL_TYPES = {int: sa.BigInteger, float: sa.Float, str: sa.String(256), bool: sa.Boolean}
+_SQL_TYPES: dict[type, sa.types.TypeEngine[Any]] = {
+    int: sa.BigInteger(),
+    float: sa.Float(),
+    str: sa.String(256),
+    bool: sa.Boolean(),
+}
 
 
 def _sql_type(kind: type) -> sa.types.TypeEngine[Any]:
-    t = _SQL_TYPES[kind]
-    return t() if isinstance(t, type) else t
+    return _SQL_TYPES[kind]
 
 
 DATASET_INDEXES: dict[str, tuple[str, ...]] = {
@@ -83,8 +87,8 @@ class RegistrySchema:
                 if unit in leading:
                     continue
                 first = list(reversed(universe.requiredKeys(unit)))
-                cols = first + [k for k in keys if k not in first]
-                sa.Index(f"ix_{name}_{unit}", *[table.c[k] for k in cols])
+                indexKeys = first + [k for k in keys if k not in first]
+                sa.Index(f"ix_{name}_{unit}", *[table.c[k] for k in indexKeys])
                 leading.add(unit)
             self.elements[name] = table
         self.dataset_type = sa.Table(
@@ -133,12 +137,12 @@ class RegistrySchema:
         for unit, companions in DATASET_INDEXES.items():
             if unit not in universe.units:
                 continue
-            keys = [unit, *(u for u in companions if u in universe.units)]
-            keys += [k for k in universe.requiredKeys(unit) if k not in keys]
+            datasetKeys = [unit, *(u for u in companions if u in universe.units)]
+            datasetKeys += [k for k in universe.requiredKeys(unit) if k not in datasetKeys]
             sa.Index(
                 f"ix_dataset_type_{unit}",
                 self.dataset.c.dataset_type_id,
-                *[self.dataset.c[k] for k in keys],
+                *[self.dataset.c[k] for k in datasetKeys],
                 self.dataset.c.run_id,
             )
 
