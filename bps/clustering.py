@@ -31,11 +31,20 @@ class ClusteringError(ValueError):
 class QuantumLike(Protocol):
     """What clustering needs of a quantum (`supertask.quantum.Quantum` satisfies it)."""
 
-    id: int | None
-    taskLabel: str
-    dataId: Mapping[str, Any]
-    inputs: Mapping[str, Sequence[Any]]
-    outputs: Mapping[str, Sequence[Any]]
+    @property
+    def id(self) -> int | None: ...
+
+    @property
+    def taskLabel(self) -> str: ...
+
+    @property
+    def dataId(self) -> Mapping[str, Any]: ...
+
+    @property
+    def inputs(self) -> Mapping[str, Sequence[Any]]: ...
+
+    @property
+    def outputs(self) -> Mapping[str, Sequence[Any]]: ...
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from importlib.resources import files
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
@@ -119,13 +119,21 @@ def _site_model() -> type[BaseModel]:
     for f in dataclasses.fields(SiteConfig):
         if f.default is not dataclasses.MISSING:
             default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
         else:
-            default = f.default_factory()  # type: ignore[misc]
+            raise TypeError(f"SiteConfig.{f.name} has no default: the site section needs one")
         fields[f.name] = (hints[f.name], default)
     return create_model("SiteSection", __config__=ConfigDict(extra="forbid"), **fields)
 
 
-SiteSection = _site_model()
+if TYPE_CHECKING:
+    # what the checker sees of the model made at run time: SiteConfig's fields on a pydantic model
+    class SiteSection(BaseModel, SiteConfig):
+        pass
+
+else:
+    SiteSection = _site_model()
 
 
 class SubmitConfig(_Strict):
@@ -141,7 +149,7 @@ class SubmitConfig(_Strict):
     wms: Literal["local", "htcondor", "pegasus", "parsl"] = "local"
     compute_site: str = "local"
     submit_dir: str = "submit/{output_run}/{timestamp}"
-    site: SiteSection = SiteSection()  # type: ignore[valid-type]
+    site: SiteSection = SiteSection()
     resources: ResourcesSection = ResourcesSection()
     right_sizing: RightSizingSection = RightSizingSection()
     retry: RetrySection = RetrySection()
@@ -398,7 +406,8 @@ def _expand_variables(
 
         return _VARIABLE.sub(one, value)
 
-    return expand(data, "")
+    expanded: dict[str, Any] = expand(data, "")
+    return expanded
 
 
 def _site_shorthand(layer: dict[str, Any], source: Any) -> dict[str, Any]:

@@ -144,7 +144,7 @@ class FinalizeSummary:
             lines.append(f"  REJECTED {r['path']}: {r['reason']}")
         if self.provenance_error:
             lines.append(self.provenance_error)
-        if self.workflow_cancelled:
+        if self.workflow_cancelled and self.workflow_status is not None:
             lines.append(
                 f"the run was cancelled (workflow status {self.workflow_status}: "
                 f"{CANCELLED_STATUSES[self.workflow_status]}): what is missing was not made because of "
@@ -165,6 +165,7 @@ class Registrar:
         from supertask.repo.butler import Butler
 
         self.butler = Butler(repo, run=output_run)  # registers the RUN (idempotent)
+        self.output_run = output_run
         self.registry = self.butler.registry
         self.root = Path(self.butler.datastore.root)
         self._types: dict[str, Any] = {}
@@ -187,9 +188,10 @@ class Registrar:
 
     def registered(self, f: StagedFile, run: str) -> str | None:
         """The registered checksum of ``f``'s dataset in ``run`` (``"?"`` if none recorded), or None."""
+        from supertask.repo.dataid import DataId
         from supertask.repo.dataset import Dataset, DatasetType
 
-        dataset = Dataset(DatasetType(f.dataset_type, f.units, f.storage_class), f.data_id, run=run)
+        dataset = Dataset(DatasetType(f.dataset_type, f.units, f.storage_class), DataId(f.data_id), run=run)
         try:
             _, _, checksum = self.registry.getDatasetLocation(dataset)
         except LookupError:  # not registered, or its dataset type is not
@@ -199,7 +201,7 @@ class Registrar:
     def record_run(self, provenance: dict[str, Any]) -> None:
         """Record the run's provenance with its RUN (idempotent; refused if the pipeline or
         configs differ from what the RUN already records)."""
-        self.registry.registerRun(self.butler.run, provenance=provenance)
+        self.registry.registerRun(self.output_run, provenance=provenance)
 
     def close(self) -> None:
         self.butler.close()

@@ -88,17 +88,18 @@ def prepare(resolved: ResolvedConfig, *, service: Any = None) -> Prepared:
     graph = QuantumGraph.load(graph_file)
     if not len(graph):
         raise PrepareError(f"graph {graph_file} has no quanta: nothing to run")
-    output_run = graph.metadata.get("output_run") or c.output_run
+    repo = _required(c.repo, "repo")
+    output_run = _required(graph.metadata.get("output_run") or c.output_run, "output_run")
     if c.output_run and output_run != c.output_run:
-        graph_file = _retarget(graph, graph_file, c.repo, c.output_run, submit_dir)
+        graph_file = _retarget(graph, graph_file, repo, c.output_run, submit_dir)
         output_run = c.output_run
     _check_labels(resolved, {q.taskLabel for q in graph})
-    path_of, off_template = _locator(c.repo, graph)
+    path_of, off_template = _locator(repo, graph)
     options = BuildOptions(
         name=safe_name(f"{output_run}"),
         submit_dir=str(submit_dir),
         graph_file=str(graph_file),
-        repo=str(c.repo),
+        repo=repo,
         output_run=output_run,
         site=resolved.site,
         rules=[
@@ -117,7 +118,7 @@ def prepare(resolved: ResolvedConfig, *, service: Any = None) -> Prepared:
         final_batch_size=c.final.batch_size,
     )
     workflow = build_workflow(iter(graph), options, path_of)
-    checks = _input_checks(c.repo, graph)
+    checks = _input_checks(repo, graph)
     # The graph is not needed any more: what it frees holds the files written next. Its
     # quanta and datasets refer to each other, so only a full collection frees them.
     del graph, path_of
@@ -158,7 +159,7 @@ def _check_labels(resolved: ResolvedConfig, task_labels: set[str]) -> None:
         raise PrepareError("\n  ".join(["submit configuration does not match the graph:", *problems]))
 
 
-def _retarget(graph: Any, graph_file: Path, repo: str | None, output_run: str, submit_dir: Path) -> Path:
+def _retarget(graph: Any, graph_file: Path, repo: str, output_run: str, submit_dir: Path) -> Path:
     """Write a copy of a saved graph that writes to ``output_run`` into the submit directory.
 
     The jobs read their output RUN from the graph file, so the copy is what they get;
@@ -185,6 +186,13 @@ def _retarget(graph: Any, graph_file: Path, repo: str | None, output_run: str, s
     return path
 
 
+def _required(value: str | None, key: str) -> str:
+    """A setting prepare needs (the config's consistency check asks for it; a saved graph may lack it)."""
+    if not value:
+        raise PrepareError(f"{key} is not set: give it in the submit YAML or on the command line")
+    return value
+
+
 def _graph_file(resolved: ResolvedConfig, submit_dir: Path) -> Path:
     """The existing graph file, or a new one planned from the pipeline into the submit directory."""
     c = resolved.config
@@ -197,15 +205,15 @@ def _graph_file(resolved: ResolvedConfig, submit_dir: Path) -> Path:
     from supertask.repo.butler import Butler
     from supertask.repo.registry import OutputExistsError, RunConflictError
 
-    pipeline = _load_pipeline(c.pipeline, c.subset)
-    butler = Butler(c.repo, collections=c.input_collections or None)
+    pipeline = _load_pipeline(_required(c.pipeline, "pipeline"), c.subset)
+    butler = Butler(_required(c.repo, "repo"), collections=c.input_collections or None)
     try:
         graph, report = build_quantum_graph(
             pipeline,
             butler,
             where=c.where or None,
             input_collections=list(c.input_collections) or None,
-            output_run=c.output_run,
+            output_run=_required(c.output_run, "output_run"),
         )
     except (OutputExistsError, RunConflictError) as err:  # registered outputs are never replaced
         raise PrepareError(str(err)) from None
@@ -239,7 +247,7 @@ def _load_pipeline(spec: str, subset: str | None) -> Any:
     return pipeline
 
 
-def _locator(repo: str | None, graph: Any) -> tuple[Any, dict[tuple[str, Any], str]]:
+def _locator(repo: str, graph: Any) -> tuple[Any, dict[tuple[str, Any], str]]:
     """The datastore's path function, and overall inputs whose registered path is not their template path."""
     from supertask.repo.butler import Butler
 
@@ -334,7 +342,7 @@ def _write_shared_input_files(
     flush()
 
 
-def _input_checks(repo: str | None, graph: Any) -> dict[tuple[str, Any], tuple[int | None, str | None]]:
+def _input_checks(repo: str, graph: Any) -> dict[tuple[str, Any], tuple[int | None, str | None]]:
     """Registered ``(size, checksum)`` of the graph's overall inputs, for jobs to verify on stage-in."""
     from supertask.repo.butler import Butler
 

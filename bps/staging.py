@@ -179,7 +179,7 @@ def checksum_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def _hasher() -> Any:
+def _hasher() -> blake2b:
     """The hash of datastore checksums (``supertask.repo.datastore.CHECKSUM_ALGORITHM``, blake2b-128).
 
     Staged and registered checksums must agree with what the datastore computes
@@ -343,7 +343,8 @@ def read_tombstone(path: str | Path) -> dict[str, Any]:
     raw = Path(path).read_bytes()
     if not raw.startswith(TOMBSTONE_MAGIC):
         raise ValueError(f"{path} is not a no-work tombstone")
-    return json.loads(raw[len(TOMBSTONE_MAGIC) :])
+    body: dict[str, Any] = json.loads(raw[len(TOMBSTONE_MAGIC) :])
+    return body
 
 
 #: separates the owner's identity in a scratch directory's name (never in a job name or host name)

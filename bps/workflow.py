@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from . import exit_codes
-from .names import dataset_lfn, safe_name  # noqa: F401 - re-exported: the workflow's naming rules
+from .names import dataset_lfn as dataset_lfn  # re-exported: the workflow's naming rules
+from .names import safe_name as safe_name
 
 
 @dataclass(frozen=True)

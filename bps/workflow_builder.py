@@ -63,7 +63,7 @@ def build_workflow(
     quanta = list(quanta)
     by_id = {q.id: q for q in quanta}
     clusters = cluster_quanta(quanta, options.rules)
-    job_of_quantum = {qid: c.name for c in clusters for qid in c.quantum_ids}
+    job_of_quantum: dict[int | None, str] = {qid: c.name for c in clusters for qid in c.quantum_ids}
     producer: dict[tuple[str, Any], str] = {}
     for q in quanta:
         for datasets in q.outputs.values():

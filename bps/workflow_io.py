@@ -32,7 +32,7 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any
 
 from supertask.atomic_write import atomic_open
 
@@ -74,7 +74,7 @@ def load_workflow(path: str | Path) -> GenericWorkflow:
 
 
 # ------------------------------------------------------------------------------------- writing
-def _write(workflow: GenericWorkflow, out: TextIO) -> None:
+def _write(workflow: GenericWorkflow, out: IO[str]) -> None:
     """Two passes over the jobs: the files table (rows in order of first mention), then the
     jobs, each encoded and written at once (never all jobs' text in memory)."""
     jobs = workflow.jobs.values()

@@ -25,7 +25,7 @@ class Store(Protocol):
     def read(self, path: str, storageClass: str) -> Any: ...
 
     def write(
-        self, obj: Any, datasetType: Any, dataId: Any, run: str, **kwargs: Any
+        self, obj: Any, datasetType: Any, dataId: Any, run: str, *, fsync: bool = True
     ) -> tuple[str, int, str]: ...
 
 

@@ -261,7 +261,8 @@ def _run_one(
 def _file_key(quantum: Any, staged: StagedFile) -> tuple[str, Any]:
     for d in quantum.iterOutputs():
         if d.datasetType.name == staged.dataset_type and dict(d.dataId) == staged.data_id:
-            return d.key
+            key: tuple[str, Any] = d.key
+            return key
     return (staged.dataset_type, None)
 
 

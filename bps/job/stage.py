@@ -11,6 +11,7 @@ exist leaves a tombstone where it would have gone. See `bps.staging` for the fil
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -148,11 +149,11 @@ class Staging:
                     else:  # at a datastore path: published like an output, never over a registered file
                         tomb = self.scratch / "tombstones" / relative
                         write_tombstone(tomb, d.datasetType.name, dict(d.dataId), reason)
-                        size, checksum = publish(tomb, target, lambda d=d: self.registered(d))
+                        size, checksum = publish(tomb, target, functools.partial(self.registered, d))
                 elif placement.transfer:
                     size, checksum = copy_atomic(path, target)
                 else:
-                    size, checksum = publish(path, target, lambda d=d: self.registered(d))
+                    size, checksum = publish(path, target, functools.partial(self.registered, d))
             except RegisteredOutputError as err:
                 log.error(
                     "%s %s is already registered in RUN %r with other content (registered checksum %s; file %s, "

@@ -144,7 +144,8 @@ def get_service(name: str) -> WorkflowService:
     except KeyError:
         raise WmsError(f"unknown workflow system {name!r}; choose one of {sorted(SERVICES)}") from None
     module_name, class_name = target.split(":")
-    return getattr(importlib.import_module(module_name), class_name)()
+    service: WorkflowService = getattr(importlib.import_module(module_name), class_name)()
+    return service
 
 
 def write_run_record(submit_dir: Path, **fields: Any) -> None:

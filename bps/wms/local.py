@@ -149,7 +149,7 @@ class LocalService(WorkflowService):
         """Stop a running local run (its runner kills its jobs and records them as not finished)."""
         record = read_run_record(Path(submit_dir))
         pid = record.get("pid")
-        if record.get("state") != "running" or not _alive(pid):
+        if record.get("state") != "running" or not isinstance(pid, int) or not _alive(pid):
             raise WmsError(f"{submit_dir}: no local run is in progress")
         os.kill(pid, signal.SIGTERM)
 
@@ -444,7 +444,8 @@ def _poll(process: Any, block: bool = False) -> int | None:
     ``process.maxrss_kb`` for the run record; ``subprocess``'s own waiting does not.
     """
     if process.returncode is not None:
-        return process.returncode
+        code: int = process.returncode
+        return code
     try:
         pid, status, usage = os.wait4(process.pid, 0 if block else os.WNOHANG)
     except ChildProcessError:  # reaped elsewhere: its status is what the object knows, if anything

@@ -16,6 +16,8 @@ whatever the plan says.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from ..repo.dataid import DataId
@@ -57,14 +59,14 @@ class QuantumButler:
         self,
         datastore: Any,
         run: str,
-        locations: dict[tuple[str, DataId], str] | None = None,
+        locations: Mapping[tuple[str, DataId], str | Path] | None = None,
         *,
         fsync: bool = True,
     ):
         self.datastore = datastore
         self.fsync = fsync
         self.run = run
-        self.locations = locations if locations is not None else {}
+        self.locations: Mapping[tuple[str, DataId], str | Path] = locations if locations is not None else {}
         #: this butler's own outputs, where they are now (a temporary name until published);
         #: kept apart from ``locations``, which a worker shares between quanta
         self.own: dict[tuple[str, DataId], str] = {}
@@ -72,11 +74,12 @@ class QuantumButler:
         #: keys of the outputs of the running quantum (set by `run_quantum`); None: any
         self.expected: set[tuple[str, DataId]] | None = None
 
-    def _path(self, dataset: Dataset) -> str:
+    def _path(self, dataset: Dataset) -> str | Path:
         path = self.own.get(dataset.key) or self.locations.get(dataset.key)
         if path is not None:
             return path
-        return str(self.datastore.path(dataset.datasetType, dataset.dataId, dataset.run or self.run))
+        found: str = self.datastore.path(dataset.datasetType, dataset.dataId, dataset.run or self.run)
+        return found
 
     def get(self, dataset: Dataset) -> Any:
         """Read one dataset."""

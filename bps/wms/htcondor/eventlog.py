@@ -145,9 +145,10 @@ def read_event_log(path: str | Path) -> dict[str, NodeHistory]:
             hist.started = hist.ended = None
             by_cluster[event.cluster] = hist
             continue
-        hist = by_cluster.get(event.cluster)
-        if hist is None:
+        found = by_cluster.get(event.cluster)
+        if found is None:
             continue
+        hist = found
         hist.last_event_time = _event_time(event)
         if code == EXECUTE and hist.started is None:
             hist.started = hist.last_event_time

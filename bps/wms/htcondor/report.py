@@ -120,7 +120,13 @@ def build_report(submit_dir: str | Path) -> RunReport:
             # DAGMan marks the jobs a cancel removed failed and their descendants futile:
             # they did not fail, they were stopped, and a restart runs them.
             state = "pending"
-        if run_cancelled and node == FINAL_NODE and state == "failed" and _final_failed_for_cancel(hist):
+        if (
+            run_cancelled
+            and node == FINAL_NODE
+            and state == "failed"
+            and hist is not None
+            and _final_failed_for_cancel(hist)
+        ):
             # Finalize registered what was made and exited non-zero because the cancel left
             # outputs missing: not a failure of the pipeline, and a restart runs it again.
             state = "pending"

@@ -444,7 +444,8 @@ def _write_restart(plan: _RestartPlan) -> None:
 
 
 def _restarts(record: dict[str, Any], plan: _RestartPlan) -> list[dict[str, Any]]:
-    return record.get("restarts", []) + [
+    earlier: list[dict[str, Any]] = record.get("restarts", [])
+    return earlier + [
         {"time": time.time(), "overrides": plan.overrides, "memory": plan.grown}
     ]
 

@@ -77,7 +77,9 @@ def resource_classes(
     for job in jobs:
         cpus, memory_mb = int(job.resources.cpus), int(job.resources.memory_mb)
         limit = workflow.throttles.get(job.throttle) if job.throttle else None
-        label = f"c{cpus}_m{memory_mb}" + (f"_{safe_name(job.throttle)}" if limit is not None else "")
+        label = f"c{cpus}_m{memory_mb}" + (
+            f"_{safe_name(job.throttle)}" if job.throttle and limit is not None else ""
+        )
         walltime = job.resources.walltime_s
         known = classes.get(label)
         if known is None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import logging
 import signal
 import sys
@@ -162,10 +163,11 @@ class Driver:
                 info = self.states[name]
                 if future.done() or info["state"] not in ("pending", "running"):
                     continue
-                status = (getattr(future, "task_record", None) or {}).get("status")
+                record = getattr(future, "task_record", None) or {}
+                status = record.get("status")
                 info["state"] = "running" if status in launched else "pending"
                 if status in launched:
-                    info["attempts"] = int(future.task_record.get("try_id", 0)) + 1
+                    info["attempts"] = int(record.get("try_id", 0)) + 1
             jobs = {name: dict(info) for name, info in self.states.items()}
         write_run_record(self.submit_dir, state=run_state, jobs=jobs)
 
@@ -232,7 +234,7 @@ class Driver:
 
         log_file = self.log_file(job)
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        future = app(
+        future: Future[Any] = app(
             command_line(self.wf, job, self.settings, extra),
             job_name=job.name,
             inputs=parents,
@@ -242,7 +244,7 @@ class Driver:
         with self.lock:
             self.futures[job.name] = future
             self.states[job.name].update(log=str(log_file), executor=self.job_class[job.name])
-        future.add_done_callback(lambda f, name=job.name: self.on_done(name, f))
+        future.add_done_callback(functools.partial(self.on_done, job.name))
         return future
 
     def wait(self, futures: list[Future[Any]]) -> None:
@@ -266,7 +268,7 @@ class Driver:
         extra = ["--dag-status", str(status), "--failed-count", str(failed)]
         future = self.submit(apps[self.job_class[final.name]], final, [], extra)
         self.wait([future])
-        return self.states[final.name]["state"] == "succeeded"
+        return bool(self.states[final.name]["state"] == "succeeded")
 
     def cancelled(self) -> int:
         with self.lock:

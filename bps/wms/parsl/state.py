@@ -45,7 +45,8 @@ def write_state(submit_dir: Path, **fields: Any) -> None:
 def read_state(submit_dir: Path) -> dict[str, Any]:
     """The state file, or ``{}`` when no workflow process was ever started here."""
     try:
-        return json.loads(state_path(submit_dir).read_text())
+        state: dict[str, Any] = json.loads(state_path(submit_dir).read_text())
+        return state
     except FileNotFoundError:
         return {}
 

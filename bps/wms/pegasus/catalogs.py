@@ -23,6 +23,7 @@ import shutil
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from Pegasus.api import (
     OS,
@@ -245,7 +246,7 @@ def staging_url(settings: PegasusSettings) -> str:
     return url
 
 
-def _directory(kind, path: str | Path, url: str, shared: bool = False) -> Directory:
+def _directory(kind: Any, path: str | Path, url: str, shared: bool = False) -> Directory:
     directory = Directory(kind, str(path), shared_file_system=shared)
     directory.add_file_servers(FileServer(url, Operation.ALL))
     return directory

@@ -53,7 +53,8 @@ def api_document(obj: Any) -> dict[str, Any]:
     """The document of a ``Pegasus.api`` workflow or catalog, through its public ``write``."""
     buffer = io.StringIO()
     obj.write(buffer, _format="json")
-    return json.loads(buffer.getvalue())
+    document: dict[str, Any] = json.loads(buffer.getvalue())
+    return document
 
 
 def atomic_write(path: Path, chunks: Iterable[str]) -> None:

@@ -19,9 +19,13 @@ import os
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from jsonschema import Draft7Validator
+    from referencing import Registry
 
 _BASE = "https://pegasus.isi.edu/schema/"
 #: The schemas shipped with this package.
@@ -60,7 +64,7 @@ def schema_dir() -> Path:
 
 
 @cache
-def _registry(directory: str):
+def _registry(directory: str) -> Registry[Any]:
     from referencing import Registry, Resource
     from referencing.jsonschema import DRAFT7
 
@@ -71,7 +75,7 @@ def _registry(directory: str):
     return Registry().with_resources(resources)
 
 
-def validator(schema_name: str, directory: Path | None = None):
+def validator(schema_name: str, directory: Path | None = None) -> Draft7Validator:
     """A draft-7 validator for one schema file (``wf-5.0.yml``, ``rc-5.0.yml``, ...)."""
     try:
         from jsonschema import Draft7Validator

@@ -102,9 +102,9 @@ def read_jobstate(path: Path) -> RunState:
                 if len(fields) > 4 and fields[3] == "DAGMAN_FINISHED":
                     status = int(fields[4]) if fields[4].lstrip("-").isdigit() else 1
                     # a node without a POST script (a sub-workflow's) ends with JOB_SUCCESS
-                    for job in jobs.values():
-                        if job.last_event == "JOB_SUCCESS":
-                            job.state = "succeeded"
+                    for ended in jobs.values():
+                        if ended.last_event == "JOB_SUCCESS":
+                            ended.state = "succeeded"
                 elif len(fields) > 3 and fields[3] == "DAGMAN_STARTED":
                     status = None  # a resubmission (pegasus-run of a rescue DAG) is running again
                 continue
@@ -200,7 +200,8 @@ def job_files(run_dir: Path) -> dict[str, tuple[Path | None, Path | None]]:
             continue
         slot = 0 if kind == "out" else 1
         entry = newest.setdefault(node, [None, None])
-        if entry[slot] is None or path.name > entry[slot].name:
+        current = entry[slot]
+        if current is None or path.name > current.name:
             entry[slot] = path
     return {node: (pair[0], pair[1]) for node, pair in newest.items()}
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Unpack
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -217,7 +217,7 @@ class QueryBuilder:
         datasets: Sequence[DatasetConstraint] = (),
         restrict: Mapping[str, Sequence[Any]] | None = None,
         extra: Sequence[sa.ColumnElement[bool]] = (),
-    ) -> sa.Select[Unpack[tuple[Any, ...]]]:
+    ) -> sa.Select[*tuple[Any, ...]]:
         """The SELECT DISTINCT of the plan's output keys, ordered by them.
 
         Parameters
