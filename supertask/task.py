@@ -10,7 +10,7 @@ does it.
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .config import Config, ConfigurableValue, FieldValidationError
 
@@ -47,6 +47,11 @@ class Struct:
             if name.startswith("__"):
                 raise TypeError(f"Struct attribute names must not start with '__': {name!r}")
         self.__dict__.update(kwargs)
+
+    if TYPE_CHECKING:
+        # the attributes are the keyword arguments: any name, any type, as far as a checker knows
+
+        def __getattr__(self, name: str) -> Any: ...
 
     def getDict(self) -> dict[str, Any]:
         """A copy of the attributes as a dict."""

@@ -133,7 +133,9 @@ def data_ids(
             )
         )
         return
-    rows = reg.queryDataIds(list(units), where, parse_bind(bind), datasets=list(datasets), collections=searched)
+    rows = reg.queryDataIds(
+        list(units), where, parse_bind(bind), datasets=list(datasets), collections=searched
+    )
     keys = reg.universe.expand(units)
     table = Table(title=f"{len(rows)} data IDs")
     for key in keys:

@@ -430,7 +430,9 @@ def _merged(ranges: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
     return merged + strided
 
 
-def _balanced(combine: Callable[..., ColumnElement[bool]], clauses: list[ColumnElement[bool]]) -> ColumnElement[bool]:
+def _balanced(
+    combine: Callable[..., ColumnElement[bool]], clauses: list[ColumnElement[bool]]
+) -> ColumnElement[bool]:
     """``combine`` (`sqlalchemy.and_` or ``or_``) of the clauses as a balanced, parenthesised tree.
 
     SQL parsers build ``a OR b OR c ...`` as a chain as deep as it is long (SQLite refuses

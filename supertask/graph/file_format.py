@@ -173,7 +173,9 @@ def _write_graph(path: str, quanta: Sequence[Quantum], header_bytes: bytes) -> N
     encoder = RecordEncoder()
     dumps = pickle.dumps
     step = max(1, n // _DICT_SAMPLES)
-    samples: list[bytes | bytearray | memoryview[int]] = [dumps(encoder.encode(quanta[i]), protocol=_PICKLE_PROTOCOL) for i in range(0, n, step)]
+    samples: list[bytes | bytearray | memoryview[int]] = [
+        dumps(encoder.encode(quanta[i]), protocol=_PICKLE_PROTOCOL) for i in range(0, n, step)
+    ]
     dictionary = _train_dictionary(samples)
     compress = _compressor(dictionary).compress
 

@@ -187,7 +187,6 @@ class QuantumGraph:
     def _quantum(self, q: Quantum | int) -> Quantum:
         return self[q] if isinstance(q, int) else q
 
-
     def parents(self, quantum: Quantum | int) -> list[Quantum]:
         """The quanta producing an input of ``quantum`` (a quantum or its id), by id."""
         found = {
@@ -290,7 +289,10 @@ class QuantumGraph:
             selected = set(frontier)
             for _ in range(max(0, depth)):
                 frontier = {
-                    _id(n) for i in frontier for n in self.parents(i) + self.children(i) if n.id not in selected
+                    _id(n)
+                    for i in frontier
+                    for n in self.parents(i) + self.children(i)
+                    if n.id not in selected
                 }
                 selected |= frontier
             chosen = [self._quanta[i] for i in sorted(selected)]

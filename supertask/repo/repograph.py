@@ -173,7 +173,9 @@ class RepoGraph:
             self._unitsByValues[name] = dict(zip(values, units, strict=True))
             self.units[name] = set(units)
 
-    def _attachFound(self, datasetType: DatasetType, dataIds: list[DataId], values: list[tuple[Any, ...]]) -> None:
+    def _attachFound(
+        self, datasetType: DatasetType, dataIds: list[DataId], values: list[tuple[Any, ...]]
+    ) -> None:
         """Attach the existing datasets of a needed type at the given data IDs (one bulk look-up).
 
         ``values`` are the data IDs' value tuples; each dataset reuses its graph data ID

@@ -445,9 +445,7 @@ def _write_restart(plan: _RestartPlan) -> None:
 
 def _restarts(record: dict[str, Any], plan: _RestartPlan) -> list[dict[str, Any]]:
     earlier: list[dict[str, Any]] = record.get("restarts", [])
-    return earlier + [
-        {"time": time.time(), "overrides": plan.overrides, "memory": plan.grown}
-    ]
+    return earlier + [{"time": time.time(), "overrides": plan.overrides, "memory": plan.grown}]
 
 
 def _restart_files(layout: DagLayout) -> list[Path]:

@@ -229,7 +229,9 @@ class Driver:
         write_state(self.submit_dir, state="ended")
         return 0 if ok else 1
 
-    def submit(self, app: Any, job: Job, parents: list[Future[Any]], extra: list[str] | None = None) -> Future[Any]:
+    def submit(
+        self, app: Any, job: Job, parents: list[Future[Any]], extra: list[str] | None = None
+    ) -> Future[Any]:
         from .commands import command_line
 
         log_file = self.log_file(job)

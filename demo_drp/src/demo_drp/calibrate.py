@@ -212,7 +212,7 @@ def calibrate(
 
     wcs = exposure.wcs.with_pixel_offset(*offset)
     src = np.zeros(len(sources), dtype=SRC_DTYPE)
-    for name in SOURCE_DTYPE.names:
+    for name in SOURCE_DTYPE.names or ():
         src[name] = sources[name]
     src["ra"], src["dec"] = wcs.pixel_to_sky(sources["x"], sources["y"])
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -27,6 +27,7 @@ and leaves what exists alone, so an interrupted ``demo-data`` can be re-run.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -189,6 +190,18 @@ def register_visits(butler: Butler, visits: Iterable[VisitInfo]) -> None:
     )
 
 
+def _raw_arrays(visit: VisitInfo, detector: Any, refcat: Any, seed: int) -> dict[str, Any]:
+    """The arrays of one simulated raw (made only when it is not stored yet)."""
+    arrays: dict[str, Any] = simulate_raw(visit, detector, refcat, seed).to_array_dict()
+    return arrays
+
+
+def _calib_arrays(make: Callable[[Any], Any], detector: Any) -> dict[str, Any]:
+    """The arrays of one calibration frame ``make(detector)``."""
+    arrays: dict[str, Any] = make(detector).to_array_dict()
+    return arrays
+
+
 def _put_missing(
     butler: Butler,
     datasetType: DatasetType,
@@ -202,6 +215,8 @@ def _put_missing(
     per dataset, which is what makes thousands of raws quick to register. An
     interrupted run leaves only unregistered files, and a re-run redoes just those.
     """
+    if butler.run is None:
+        raise ValueError("storing demo data needs a Butler opened with a run")
     butler.registry.registerDatasetType(datasetType)
     existing = {d.dataId for d in butler.registry.queryDatasets(datasetType, [butler.run])}
     formatter = get_formatter(datasetType.storageClass)
@@ -293,7 +308,7 @@ def make_demo_repo(
         (
             (
                 {"instrument": INSTRUMENT, "exposure": v.id, "detector": d.id},
-                lambda v=v, d=d: simulate_raw(v, d, refcat, seed).to_array_dict(),
+                functools.partial(_raw_arrays, v, d, refcat, seed),
             )
             for v in visits
             for d in DETECTORS
@@ -307,7 +322,7 @@ def make_demo_repo(
         butler,
         BIAS,
         (
-            ({"instrument": INSTRUMENT, "detector": d.id}, lambda d=d: make_bias(d).to_array_dict())
+            ({"instrument": INSTRUMENT, "detector": d.id}, functools.partial(_calib_arrays, make_bias, d))
             for d in DETECTORS
         ),
     )
@@ -315,7 +330,7 @@ def make_demo_repo(
         butler,
         FLAT,
         (
-            ({"instrument": INSTRUMENT, "detector": d.id}, lambda d=d: make_flat(d).to_array_dict())
+            ({"instrument": INSTRUMENT, "detector": d.id}, functools.partial(_calib_arrays, make_flat, d))
             for d in DETECTORS
         ),
     )

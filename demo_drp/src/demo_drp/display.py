@@ -11,7 +11,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
 
 def stretch(image: ArrayLike, soften: float | None = None, max_sigma: float = 50.0) -> np.ndarray:
@@ -28,7 +28,7 @@ def stretch(image: ArrayLike, soften: float | None = None, max_sigma: float = 50
     noise = float(1.4826 * np.median(np.abs(img[good] - sky))) or 1.0
     soften = soften or noise
     scaled = np.arcsinh((np.where(good, img, sky) - sky) / soften) / np.arcsinh(max_sigma * noise / soften)
-    out = np.clip(scaled * 200.0 + 40.0, 0, 255).astype(np.uint8)
+    out: NDArray[np.uint8] = np.clip(scaled * 200.0 + 40.0, 0, 255).astype(np.uint8)
     out[~good] = 0
     return out
 

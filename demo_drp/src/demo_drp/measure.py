@@ -10,6 +10,8 @@ negligible for the seeing the demo simulates.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -124,8 +126,8 @@ def detect_sources(
     labels, n_found = ndimage.label(significance > threshold)
     if n_found == 0:
         return np.zeros(0, dtype=SOURCE_DTYPE)
-    peaks = ndimage.maximum_position(significance, labels, range(1, n_found + 1))
-    sizes = ndimage.sum_labels(np.ones_like(labels), labels, range(1, n_found + 1))
+    peaks = cast(list[tuple[int, int]], ndimage.maximum_position(significance, labels, range(1, n_found + 1)))
+    sizes = np.atleast_1d(ndimage.sum_labels(np.ones_like(labels), labels, range(1, n_found + 1)))
     ny, nx = img.shape
     yy, xx = np.mgrid[0:ny, 0:nx]
     half = int(np.ceil(aperture_radius)) + 1

@@ -155,7 +155,9 @@ class CalibrateTask(SuperTask):
             exposure = Exposure(
                 image=np.sum([s.image for s in snaps], axis=0),
                 wcs=snaps[0].wcs,
-                variance=np.sum([s.variance for s in snaps], axis=0),
+                variance=None
+                if any(s.variance is None for s in snaps)
+                else np.sum([s.variance for s in snaps if s.variance is not None], axis=0),
                 metadata=dict(snaps[0].metadata, n_snaps=len(snaps)),
             )
         c = self.config
@@ -274,7 +276,9 @@ class AssembleCoaddTask(SuperTask):
                 f"none of the {len(warps)} warps has pixels on this patch (their detectors only "
                 "touch it within the registry's overlap margin); there is nothing to coadd"
             )
-        where = {k: covered[0].metadata[k] for k in ("skymap", "tract", "patch") if k in covered[0].metadata}
+        where: dict[str, Any] = {
+            k: covered[0].metadata[k] for k in ("skymap", "tract", "patch") if k in covered[0].metadata
+        }
         coadd = assemble_coadd(covered, metadata=where)
         self.metadata["n_warps"] = len(covered)
         return Struct(coadd=coadd.to_array_dict())

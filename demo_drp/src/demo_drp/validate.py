@@ -50,7 +50,7 @@ def match_to_reference(
         unit_vectors(catalog["ra"], catalog["dec"])
     )
     sep = np.rad2deg(2 * np.arcsin(np.clip(chord / 2, 0, 1))) * 3600
-    return sep < radius_arcsec, idx.astype(np.int64), sep
+    return np.asarray(sep < radius_arcsec), np.asarray(idx, dtype=np.int64), np.asarray(sep, dtype=np.float64)
 
 
 def summarize(

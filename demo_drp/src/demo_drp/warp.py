@@ -11,12 +11,15 @@ that warps from visits with different transparency add up consistently.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 
 from .exposure import Exposure
 from .wcs import TanWcs
+
+# scipy's spline orders (the task's config field allows exactly these, 0 to 5)
+_SplineOrder = Literal[0, 1, 2, 3, 4, 5]
 
 COADD_ZERO_POINT = 27.0
 """Warps and coadds are in units where a magnitude-27 star has a flux of 1."""
@@ -79,8 +82,10 @@ def make_warp(
         area_ratio = (patch_wcs.scale / calexp.wcs.scale) ** 2
         scale = area_ratio * 10.0 ** (0.4 * (COADD_ZERO_POINT - float(calexp.metadata["zero_point"])))
         coords = np.vstack([dy[inside], dx[inside]])
-        img_vals = ndimage.map_coordinates(np.asarray(calexp.image, dtype=float), coords, order=order)
-        var_vals = ndimage.map_coordinates(np.asarray(calexp.variance, dtype=float), coords, order=1)
+        img_vals = ndimage.map_coordinates(
+            np.asarray(calexp.image, dtype=np.float64), coords, order=cast(_SplineOrder, order)
+        )
+        var_vals = ndimage.map_coordinates(np.asarray(calexp.variance, dtype=np.float64), coords, order=1)
         flat_index = np.flatnonzero(inside)
         image.ravel()[flat_index] = img_vals * scale
         variance.ravel()[flat_index] = var_vals * scale**2

@@ -845,7 +845,10 @@ class Registry:
             return [unique[d] for d in sort_data_ids(unique)]
 
     def findDatasetValues(
-        self, typeOrName: DatasetType | str, collections: Sequence[str] | str, wanted: Iterable[tuple[Any, ...]]
+        self,
+        typeOrName: DatasetType | str,
+        collections: Sequence[str] | str,
+        wanted: Iterable[tuple[Any, ...]],
     ) -> dict[tuple[Any, ...], tuple[int, str]]:
         """``{values: (id, run)}`` of the datasets of a type at the given data IDs (first in search order).
 
