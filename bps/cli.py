@@ -180,10 +180,12 @@ def submit(config_file: str | None, show_config: bool, **cli: Any) -> None:
     write_run_record(prepared.submit_dir, wms=resolved.config.wms, run_id=run_id)
     click.echo(f"submitted {run_id} with {resolved.config.wms}")
     if resolved.config.wms == "local":
+        from supertask.states import RunState
+
         report = service.report(prepared.submit_dir)
         _print_report(report)
         click.echo(f"submit directory: {prepared.submit_dir}")
-        if report.state != "succeeded":
+        if report.state != RunState.SUCCEEDED:
             sys.exit(1)
 
 
@@ -236,9 +238,11 @@ def _submit_prepared(submit_dir: Path, jobs: int | None) -> None:
     write_run_record(submit_dir, wms=wms, run_id=run_id)
     click.echo(f"submitted {run_id} with {wms}")
     if wms == "local":
+        from supertask.states import RunState
+
         report = service.report(submit_dir)
         _print_report(report)
-        if report.state != "succeeded":
+        if report.state != RunState.SUCCEEDED:
             sys.exit(1)
 
 
@@ -378,12 +382,18 @@ def _print_report(rep: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from supertask.states import JobState
+
     from .wms.base import STATES
 
     console = Console()
     table = Table(title=f"{rep.submit_dir} ({rep.wms}, {rep.state})")
     table.add_column("label")
-    shown = [s for s in STATES if s in ("succeeded", "failed", "running", "pending") or rep.totals()[s]]
+    shown = [
+        s
+        for s in STATES
+        if s in (JobState.SUCCEEDED, JobState.FAILED, JobState.RUNNING, JobState.PENDING) or rep.totals()[s]
+    ]
     for state in shown:
         table.add_column(state, justify="right")
     memory = _memory_by_label(rep.jobs)

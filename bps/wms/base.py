@@ -21,6 +21,7 @@ from typing import Any
 
 from supertask.atomic_write import atomic_write_text
 from supertask.report.model import JobRecord
+from supertask.states import JobState, RunState, parse_state
 
 from ..workflow import GenericWorkflow, SiteConfig
 
@@ -35,7 +36,7 @@ SERVICES: dict[str, str] = {
 RUN_RECORD = "run_record.json"
 
 #: Job states used in reports, in display order.
-STATES: tuple[str, ...] = ("succeeded", "failed", "running", "idle", "held", "pending", "skipped")
+STATES: tuple[JobState, ...] = tuple(JobState)
 
 
 class WmsError(RuntimeError):
@@ -67,7 +68,7 @@ class RunReport:
     submit_dir: str
     wms: str
     run_id: str | None = None
-    state: str = "unknown"
+    state: RunState = RunState.UNKNOWN
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     failures: list[JobFailure] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
@@ -75,16 +76,15 @@ class RunReport:
     #: memory) for the HTML report; a service that records nothing leaves the times None
     jobs: list[JobRecord] = field(default_factory=list)
 
-    def add(self, label: str, state: str, n: int = 1) -> None:
-        """Count ``n`` jobs of ``label`` in ``state``."""
-        if state not in STATES:
-            raise ValueError(f"unknown job state {state!r}; expected one of {STATES}")
+    def add(self, label: str, state: JobState | str, n: int = 1) -> None:
+        """Count ``n`` jobs of ``label`` in ``state`` (a `JobState` or its text)."""
+        state = parse_state(JobState, state, f"the jobs of {label!r}")
         per_label = self.counts.setdefault(label, dict.fromkeys(STATES, 0))
         per_label[state] += n
 
     def totals(self) -> dict[str, int]:
         """Counts summed over labels."""
-        total = dict.fromkeys(STATES, 0)
+        total: dict[str, int] = dict.fromkeys(STATES, 0)
         for per_label in self.counts.values():
             for state, n in per_label.items():
                 total[state] += n

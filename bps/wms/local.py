@@ -22,6 +22,7 @@ from typing import Any
 
 from supertask.execution.single_quantum import tail
 from supertask.report.model import JobRecord
+from supertask.states import JobState, RunState, parse_state
 
 from ..exit_codes import TASK_NO_WORK, describe
 from ..workflow import GenericWorkflow, Job
@@ -75,7 +76,7 @@ class LocalService(WorkflowService):
         path = Path(workflow.submit_dir) / WORKFLOW_FILE
         if not path.exists():
             save_workflow(workflow, path)
-        write_run_record(Path(workflow.submit_dir), wms=self.name, state="prepared")
+        write_run_record(Path(workflow.submit_dir), wms=self.name, state=RunState.PREPARED)
         return path
 
     def submit(self, submit_dir: Path) -> str:
@@ -91,7 +92,7 @@ class LocalService(WorkflowService):
         record = read_run_record(submit_dir)
         if not record.get("jobs"):
             raise WmsError(f"{submit_dir} was never submitted with the local system: use `bps submit` first")
-        if record.get("state") == "running" and _alive(record.get("pid")):
+        if record.get("state") == RunState.RUNNING and _alive(record.get("pid")):
             raise WmsError(
                 f"{submit_dir} is still running (process {record['pid']}): wait for it, or `bps cancel` it first"
             )
@@ -107,14 +108,14 @@ class LocalService(WorkflowService):
         record = read_run_record(submit_dir)
         wf = load_workflow(submit_dir / WORKFLOW_FILE)
         report = RunReport(submit_dir=str(submit_dir), wms=self.name, run_id=record.get("run_id"))
-        report.state = record.get("state", "prepared")
+        report.state = parse_state(RunState, record.get("state", RunState.PREPARED), "the run record")
         states = record.get("jobs", {})
         jobs = list(wf.jobs.values()) + ([wf.final] if wf.final else [])
         for job in jobs:
             info = states.get(job.name, {})
-            state = info.get("state", "pending")
-            if state == "running" and not _alive(record.get("pid")):
-                state = "failed"  # the runner died: the job will not finish
+            state = info.get("state", JobState.PENDING)
+            if state == JobState.RUNNING and not _alive(record.get("pid")):
+                state = JobState.FAILED  # the runner died: the job will not finish
             report.add(job.label, state)
             report.jobs.append(
                 JobRecord(
@@ -128,7 +129,7 @@ class LocalService(WorkflowService):
                     attempts=info.get("attempts", 0),
                 )
             )
-            if state == "failed":
+            if state == JobState.FAILED:
                 log_file = info.get("log")
                 report.failures.append(
                     JobFailure(
@@ -149,7 +150,7 @@ class LocalService(WorkflowService):
         """Stop a running local run (its runner kills its jobs and records them as not finished)."""
         record = read_run_record(Path(submit_dir))
         pid = record.get("pid")
-        if record.get("state") != "running" or not isinstance(pid, int) or not _alive(pid):
+        if record.get("state") != RunState.RUNNING or not isinstance(pid, int) or not _alive(pid):
             raise WmsError(f"{submit_dir}: no local run is in progress")
         os.kill(pid, signal.SIGTERM)
 
@@ -161,15 +162,15 @@ class LocalService(WorkflowService):
         states: dict[str, dict[str, Any]] = {} if rerun_all else dict(record.get("jobs", {}))
         for name in wf.jobs:
             info = states.get(name, {})
-            if info.get("state") != "succeeded":
-                states[name] = {"state": "pending", "attempts": 0}
+            if info.get("state") != JobState.SUCCEEDED:
+                states[name] = {"state": JobState.PENDING, "attempts": 0}
         if wf.final is not None:
-            states[wf.final.name] = {"state": "pending", "attempts": 0}
+            states[wf.final.name] = {"state": JobState.PENDING, "attempts": 0}
         write_run_record(
             submit_dir,
             wms=self.name,
             run_id=run_id,
-            state="running",
+            state=RunState.RUNNING,
             pid=os.getpid(),
             parallel_jobs=parallel,
             jobs=states,
@@ -196,9 +197,10 @@ class LocalService(WorkflowService):
 
         children = wf.children()
         waiting = {
-            name: sum(1 for p in wf.parents[name] if states[p]["state"] != "succeeded") for name in wf.jobs
+            name: sum(1 for p in wf.parents[name] if states[p]["state"] != JobState.SUCCEEDED)
+            for name in wf.jobs
         }
-        ready = deque(n for n in wf.jobs if states[n]["state"] == "pending" and waiting[n] == 0)
+        ready = deque(n for n in wf.jobs if states[n]["state"] == JobState.PENDING and waiting[n] == 0)
         running: dict[str, _Running] = {}
         per_throttle: dict[str, int] = {}
         last_record = 0.0
@@ -208,11 +210,11 @@ class LocalService(WorkflowService):
             stack = list(children[name])
             while stack:
                 child = stack.pop()
-                if states[child]["state"] == "pending":
-                    states[child]["state"] = "skipped"
+                if states[child]["state"] == JobState.PENDING:
+                    states[child]["state"] = JobState.SKIPPED
                     stack.extend(children[child])
 
-        def record(state: str = "running", force: bool = False) -> None:
+        def record(state: RunState = RunState.RUNNING, force: bool = False) -> None:
             nonlocal last_record
             now = time.monotonic()
             if force or now - last_record > _RECORD_INTERVAL_S:
@@ -234,7 +236,7 @@ class LocalService(WorkflowService):
             if forking:
                 _preload(wf)
             bar = progress.add_task(f"local run {wf.name}", total=total, failed=0)
-            done_count = sum(1 for s in states.values() if s["state"] == "succeeded")
+            done_count = sum(1 for s in states.values() if s["state"] == JobState.SUCCEEDED)
             progress.update(bar, completed=done_count)
             while (ready or running) and not self._stop:
                 launched = True
@@ -264,24 +266,24 @@ class LocalService(WorkflowService):
                     info["exit_code"] = code
                     _record_usage(info, r.process)
                     if code in (0, TASK_NO_WORK):  # 3: no work from an older run_quantum (now exits 0)
-                        info["state"] = "succeeded"
+                        info["state"] = JobState.SUCCEEDED
                         progress.advance(bar)
                         for child in children[name]:
                             waiting[child] -= 1
-                            if waiting[child] == 0 and states[child]["state"] == "pending":
+                            if waiting[child] == 0 and states[child]["state"] == JobState.PENDING:
                                 ready.append(child)
                         continue
                     retries = r.job.retry.retries if retries_override is None else retries_override
                     retryable = code not in r.job.retry.no_retry_exit_codes
                     if self._stop:
-                        info["state"] = "pending"
+                        info["state"] = JobState.PENDING
                     elif retryable and info["attempts"] <= retries:
-                        info["state"] = "pending"
+                        info["state"] = JobState.PENDING
                         ready.append(name)
                     else:
-                        info["state"] = "failed"
+                        info["state"] = JobState.FAILED
                         skip_descendants(name)
-                        failed = sum(1 for s in states.values() if s["state"] == "failed")
+                        failed = sum(1 for s in states.values() if s["state"] == JobState.FAILED)
                         progress.update(bar, failed=failed)
                 record(force=bool(finished))
             if self._stop:
@@ -289,9 +291,9 @@ class LocalService(WorkflowService):
                     r.process.terminate()
                 for name, r in running.items():
                     _wait(r.process)
-                    states[name]["state"] = "pending"
+                    states[name]["state"] = JobState.PENDING
                     _record_usage(states[name], r.process)
-                record("cancelled", force=True)
+                record(RunState.CANCELLED, force=True)
                 return
             # the final job runs even after failures: it registers whatever was made
             if wf.final is not None:
@@ -302,23 +304,23 @@ class LocalService(WorkflowService):
                     info["exit_code"] = r.process.returncode
                     _record_usage(info, r.process)
                     if r.process.returncode == 0:
-                        info["state"] = "succeeded"
+                        info["state"] = JobState.SUCCEEDED
                         progress.advance(bar)
                         break
                     if (
                         info["attempts"] > wf.final.retry.retries
                         or r.process.returncode in wf.final.retry.no_retry_exit_codes
                     ):
-                        info["state"] = "failed"
+                        info["state"] = JobState.FAILED
                         break
-        failed = any(s["state"] in ("failed", "skipped") for s in states.values())
-        record("failed" if failed else "succeeded", force=True)
+        failed = any(s["state"] in (JobState.FAILED, JobState.SKIPPED) for s in states.values())
+        record(RunState.FAILED if failed else RunState.SUCCEEDED, force=True)
 
     def _start(
         self, wf: GenericWorkflow, job: Job, submit_dir: Path, info: dict[str, Any], fork: bool = False
     ) -> _Running:
         info["attempts"] = info.get("attempts", 0) + 1
-        info["state"] = "running"
+        info["state"] = JobState.RUNNING
         info["start"] = time.time()
         info.pop("end", None)
         log_dir = submit_dir / (job.log_subdir or "logs")

@@ -42,6 +42,7 @@ from typing import Any
 from ..quantum import Quantum
 from ..repo.dataid import DataId
 from ..signal_names import describe_signal, signal_of_exit_code
+from ..states import QuantumState
 from .existing_outputs import OutputPolicy, classify_existing
 from .quantum_butler import QuantumButler
 from .single_quantum import QuantumOutcome, run_quantum, tail, without_missing_inputs
@@ -49,7 +50,7 @@ from .single_quantum import QuantumOutcome, run_quantum, tail, without_missing_i
 _LOG = logging.getLogger("supertask.execution")
 
 #: per-label states counted in the summary, in display order
-STATES = ("succeeded", "no_work", "failed", "timed_out", "skipped_upstream", "skipped_existing", "not_run")
+STATES: tuple[QuantumState, ...] = tuple(s for s in QuantumState if s is not QuantumState.RUNNING)
 
 
 @dataclass
@@ -95,7 +96,10 @@ class ExecutionResult:
         if self.interrupted:
             return False
         return all(
-            c["failed"] == 0 and c["timed_out"] == 0 and c["skipped_upstream"] == 0 and c["not_run"] == 0
+            c[QuantumState.FAILED] == 0
+            and c[QuantumState.TIMED_OUT] == 0
+            and c[QuantumState.SKIPPED_UPSTREAM] == 0
+            and c[QuantumState.NOT_RUN] == 0
             for c in self.counts.values()
         )
 
@@ -415,9 +419,10 @@ class MultiprocessExecutor:
         if existing.clobber:
             registry.removeDatasets(existing.clobber)
             _LOG.info("unregistered %d outputs in the way (--clobber-outputs)", len(existing.clobber))
-        state: dict[int, str] = {q.id: "skipped_existing" for q in existing.skipped}
+        state: dict[int, QuantumState] = {q.id: QuantumState.SKIPPED_EXISTING for q in existing.skipped}
         waiting = {
-            qid: len([p for p in ps if state.get(p) != "skipped_existing"]) for qid, ps in parents.items()
+            qid: len([p for p in ps if state.get(p) != QuantumState.SKIPPED_EXISTING])
+            for qid, ps in parents.items()
         }
         ready = deque(sorted(qid for qid in quanta if qid not in state and waiting[qid] == 0))
         log_dir = Path(self.butler.datastore.root) / self.output_run / "logs"
@@ -445,7 +450,7 @@ class MultiprocessExecutor:
                     ready.append(child)
 
         def no_work(qid: int) -> None:
-            state[qid] = "no_work"
+            state[qid] = QuantumState.NO_WORK
             missing.update(d.key for d in quanta[qid].iterOutputs())
             release(qid)
 
@@ -460,7 +465,7 @@ class MultiprocessExecutor:
                     release(qid)
                     continue
                 q = quanta[qid]
-                state[qid] = "failed"
+                state[qid] = QuantumState.FAILED
                 result.failures.append(
                     QuantumFailure(qid, q.taskLabel, q.dataId, failed[qid], outcome.log_file, "")
                 )
@@ -471,7 +476,7 @@ class MultiprocessExecutor:
             while stack:
                 child = stack.pop()
                 if child not in state:
-                    state[child] = "skipped_upstream"
+                    state[child] = QuantumState.SKIPPED_UPSTREAM
                     result.failures.append(
                         QuantumFailure(
                             child,
@@ -494,14 +499,14 @@ class MultiprocessExecutor:
                 timings[q.id] = (worker.started_epoch, time.time(), None)
             if outcome is not None and outcome.ok:
                 # its consumers are released once its outputs are registered (flush below)
-                state[q.id] = "succeeded"
+                state[q.id] = QuantumState.SUCCEEDED
                 pending_registration.append(outcome)
                 return
             if outcome is not None and outcome.no_work:
                 no_work(q.id)
                 return
             timed_out = reason is not None and reason.startswith("timed out")
-            state[q.id] = "timed_out" if timed_out else "failed"
+            state[q.id] = QuantumState.TIMED_OUT if timed_out else QuantumState.FAILED
             log_file = outcome.log_file if outcome else None
             if log_file is None:
                 candidate = log_dir / q.taskLabel / f"{q.id:07d}.log"
@@ -531,7 +536,7 @@ class MultiprocessExecutor:
                     if quantum is None:
                         no_work(qid)
                         continue
-                    state[qid] = "running"
+                    state[qid] = QuantumState.RUNNING
                     idle.assign(quantum)
                 busy = [w for w in workers if w.quantum is not None]
                 if not busy:
@@ -545,7 +550,7 @@ class MultiprocessExecutor:
                         q = w.quantum
                         w.kill()
                         if q is not None and q.id is not None:
-                            state[q.id] = "not_run"
+                            state[q.id] = QuantumState.NOT_RUN
                         w.quantum = None
                     workers = [w for w in workers if w.quantum is not None or w.process.is_alive()]
                     break
@@ -588,16 +593,16 @@ class MultiprocessExecutor:
                 if w.quantum is not None:
                     w.kill()
                     if w.quantum.id is not None:
-                        state[w.quantum.id] = "not_run"
+                        state[w.quantum.id] = QuantumState.NOT_RUN
                 else:
                     w.stop()
             flush()
             self._restore_signal_handlers(previous_handlers)
             _WORKER_STATE.clear()
         for qid, q in quanta.items():
-            s = state.get(qid, "not_run")
-            if s == "running":
-                s = "not_run"
+            s = state.get(qid, QuantumState.NOT_RUN)
+            if s == QuantumState.RUNNING:
+                s = QuantumState.NOT_RUN
             result.counts[q.taskLabel][s] += 1
             if qid in timings:
                 result.quanta.append(QuantumRecord(qid, q.taskLabel, q.dataId, s, *timings[qid]))
@@ -643,14 +648,14 @@ class MultiprocessExecutor:
         return self._stop_signal
 
 
-def _tally(state: dict[int, str], total: int) -> dict[str, int]:
+def _tally(state: dict[int, QuantumState], total: int) -> dict[str, int]:
     counts = {"done": 0, "failed": 0, "running": 0, "remaining": 0, "total": total}
     for s in state.values():
-        if s in ("succeeded", "skipped_existing", "no_work"):
+        if s in (QuantumState.SUCCEEDED, QuantumState.SKIPPED_EXISTING, QuantumState.NO_WORK):
             counts["done"] += 1
-        elif s == "running":
+        elif s == QuantumState.RUNNING:
             counts["running"] += 1
-        elif s in ("failed", "timed_out", "skipped_upstream"):
+        elif s in (QuantumState.FAILED, QuantumState.TIMED_OUT, QuantumState.SKIPPED_UPSTREAM):
             counts["failed"] += 1
     counts["remaining"] = total - counts["done"] - counts["failed"] - counts["running"]
     return counts

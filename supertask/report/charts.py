@@ -12,7 +12,11 @@ import math
 from collections.abc import Iterable, Sequence
 from html import escape
 
+from ..states import JobState, QuantumState
 from .model import STATE_COLOURS, JobRecord
+
+#: states whose bars get a red outline on the timeline
+_OUTLINED = frozenset({QuantumState.FAILED, QuantumState.TIMED_OUT, JobState.HELD})
 
 #: Label colours: distinct, readable on white, cycled when a pipeline has more labels.
 PALETTE: tuple[str, ...] = (
@@ -136,7 +140,7 @@ def timeline(jobs: Sequence[JobRecord], colours: dict[str, str], width: int = 96
         x = left + plot_w * (job.start - t0) / span
         w = max(plot_w * (job.end - job.start) / span, 1.0)
         y = top + lane * row
-        outline = ' stroke="#d7301f" stroke-width="2"' if job.state in ("failed", "timed_out", "held") else ""
+        outline = ' stroke="#d7301f" stroke-width="2"' if job.state in _OUTLINED else ""
         tip = f"{job.name} ({job.label}): {job.state}, {format_seconds(job.end - job.start)}"
         if original.end is None:
             tip += " so far"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from ..states import RunState
 from .model import FailureRecord, JobRecord, RunSummary
 
 
@@ -59,9 +60,9 @@ def summary_from_execution(
         if not f.reason.startswith("not run: upstream")
     ]
     if result.interrupted:
-        state = "cancelled"
+        state = RunState.CANCELLED
     else:
-        state = "succeeded" if result.ok else "failed"
+        state = RunState.SUCCEEDED if result.ok else RunState.FAILED
     provenance: dict[str, str] = {
         "output run": result.output_run,
         "repository": repo,

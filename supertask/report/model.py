@@ -10,24 +10,34 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..states import JobState, QuantumState
+
 #: Colour of each job or quantum state, for every state either runner reports.
 STATE_COLOURS: dict[str, str] = {
-    "succeeded": "#2e9e4f",
-    "no_work": "#5bb5b0",
-    "skipped_existing": "#9fd3a8",
-    "failed": "#d7301f",
-    "timed_out": "#8c1a10",
-    "held": "#f08c00",
-    "running": "#2f6fd6",
-    "idle": "#9db7e0",
-    "pending": "#bdbdbd",
-    "not_run": "#bdbdbd",
-    "skipped": "#e6a9a1",
-    "skipped_upstream": "#e6a9a1",
+    QuantumState.SUCCEEDED: "#2e9e4f",
+    QuantumState.NO_WORK: "#5bb5b0",
+    QuantumState.SKIPPED_EXISTING: "#9fd3a8",
+    QuantumState.FAILED: "#d7301f",
+    QuantumState.TIMED_OUT: "#8c1a10",
+    JobState.HELD: "#f08c00",
+    QuantumState.RUNNING: "#2f6fd6",
+    JobState.IDLE: "#9db7e0",
+    JobState.PENDING: "#bdbdbd",
+    QuantumState.NOT_RUN: "#bdbdbd",
+    JobState.SKIPPED: "#e6a9a1",
+    QuantumState.SKIPPED_UPSTREAM: "#e6a9a1",
 }
 
 #: States that mean something went wrong (the run is not a success while any is counted).
-BAD_STATES: frozenset[str] = frozenset({"failed", "timed_out", "held", "skipped", "skipped_upstream"})
+BAD_STATES: frozenset[str] = frozenset(
+    {
+        QuantumState.FAILED,
+        QuantumState.TIMED_OUT,
+        JobState.HELD,
+        JobState.SKIPPED,
+        QuantumState.SKIPPED_UPSTREAM,
+    }
+)
 
 
 @dataclass(slots=True)

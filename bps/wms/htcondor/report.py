@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from supertask.report.model import JobRecord
+from supertask.states import JobState, RunState
 
 from ... import exit_codes
 from ...finalize import SUMMARY_FILE
@@ -63,7 +64,7 @@ def current_run(layout: DagLayout, record: dict[str, Any]) -> dm.DagmanRun:
 
 def cancelled(record: dict[str, Any]) -> bool:
     """``bps cancel`` was the last thing done to the run (after its last submission)."""
-    if record.get("state") == "cancelled":
+    if record.get("state") == RunState.CANCELLED:
         return True
     at, since = record.get("cancelled_at"), last_submission(record)
     return at is not None and (since is None or float(at) >= since)
@@ -114,44 +115,46 @@ def build_report(submit_dir: str | Path) -> RunReport:
         if hist is not None and _before_submission(hist, run, since):
             hist = _before_restart(hist)
         state = _node_state(node, status.nodes.get(node), hist, job, run.ended, retries)
-        if state == "pending" and hist is None and node in done_before:
-            state = "succeeded"
-        elif run_cancelled and (state == "skipped" or (hist is not None and _removed_with_dag(hist))):
+        if state == JobState.PENDING and hist is None and node in done_before:
+            state = JobState.SUCCEEDED
+        elif run_cancelled and (state == JobState.SKIPPED or (hist is not None and _removed_with_dag(hist))):
             # DAGMan marks the jobs a cancel removed failed and their descendants futile:
             # they did not fail, they were stopped, and a restart runs them.
-            state = "pending"
+            state = JobState.PENDING
         if (
             run_cancelled
             and node == FINAL_NODE
-            and state == "failed"
+            and state == JobState.FAILED
             and hist is not None
             and _final_failed_for_cancel(hist)
         ):
             # Finalize registered what was made and exited non-zero because the cancel left
             # outputs missing: not a failure of the pipeline, and a restart runs it again.
-            state = "pending"
+            state = JobState.PENDING
             report.messages.append(_cancelled_final_message(layout, hist))
         states[node] = state
         report.add(label, state)
         report.jobs.append(_job_record(node, label, state, job, hist))
-        if state in ("failed", "held"):
+        if state in (JobState.FAILED, JobState.HELD):
             report.failures.append(_failure(layout, node, job, hist, run.ended))
     if not status.nodes and not run_cancelled:
         _mark_skipped_from_history(workflow, names, states, report)
 
     # Prepared (or re-prepared by a restart) and not submitted since.
-    waiting = record.get("state") == "prepared" and not dm.fresh(layout.dagman_out, record.get("prepared_at"))
-    report.state = "prepared" if waiting else _run_state(record, run, report)
+    waiting = record.get("state") == RunState.PREPARED and not dm.fresh(
+        layout.dagman_out, record.get("prepared_at")
+    )
+    report.state = RunState.PREPARED if waiting else _run_state(record, run, report)
     report.messages.extend(_dagman_messages(layout, run, report.state))
     _restart_hint(layout, report, states)
     if since is None:
         # Prepare-time warnings (file ownership); `bps submit` refuses while they hold, so
         # after a submission they are resolved.
         report.messages.extend(f"warning: {w}" for w in record.get("warnings", []))
-    if report.state == "prepared":
+    if report.state == RunState.PREPARED:
         report.messages.append(f"not submitted yet: `bps submit {layout.submit_dir}`")
     fields: dict[str, Any] = {"counts": report.totals()}
-    if not (cancelled(record) and record.get("state") == "cancelled"):
+    if not (cancelled(record) and record.get("state") == RunState.CANCELLED):
         fields["state"] = report.state
     write_run_record(layout.submit_dir, **fields)
     return report
@@ -256,25 +259,25 @@ def _node_state(
     """One node's state: final verdicts of the node status file, else the (newer) event log."""
     if status is not None:
         if status.status == ns.DONE:
-            return "succeeded"
+            return JobState.SUCCEEDED
         if status.status == ns.ERROR:
-            return "failed"
+            return JobState.FAILED
         if status.status == ns.FUTILE:
-            return "skipped"
+            return JobState.SKIPPED
     if hist is not None:
         if hist.state in ("held", "running", "idle"):
             return hist.state
         if hist.state == "exited" and hist.exit_code == 0 and hist.post_result in (None, 0):
-            return "succeeded"
+            return JobState.SUCCEEDED
         if hist.state == "removed" and _removed_with_dag(hist):
-            return "pending"
+            return JobState.PENDING
         # The last attempt failed: final once DAGMan has ended or no retry is left.
         if dag_ended or not _will_retry(hist, job, retries(node) if retries else 0):
-            return "failed"
-        return "pending"
+            return JobState.FAILED
+        return JobState.PENDING
     if status is not None and status.status in (ns.SUBMITTED, ns.POSTRUN):
-        return "held" if status.held else "running"
-    return "pending"
+        return JobState.HELD if status.held else JobState.RUNNING
+    return JobState.PENDING
 
 
 def _removed_with_dag(hist: NodeHistory) -> bool:
@@ -310,18 +313,18 @@ def _mark_skipped_from_history(
 ) -> None:
     """Without a node status file (DAGMan killed early), descendants of failures are 'skipped', not 'pending'."""
     children = workflow.children()
-    queue = deque(n for n, job in workflow.jobs.items() if states.get(names[n]) == "failed")
+    queue = deque(n for n, job in workflow.jobs.items() if states.get(names[n]) == JobState.FAILED)
     seen: set[str] = set()
     while queue:
         for child in children[queue.popleft()]:
             node = names[child]
-            if child in seen or states.get(node) != "pending":
+            if child in seen or states.get(node) != JobState.PENDING:
                 continue
             seen.add(child)
             label = workflow.jobs[child].label
             report.counts[label]["pending"] -= 1
-            report.add(label, "skipped")
-            states[node] = "skipped"
+            report.add(label, JobState.SKIPPED)
+            states[node] = JobState.SKIPPED
             queue.append(child)
 
 
@@ -372,24 +375,25 @@ def _short_policy(reason: str) -> str:
     return _POLICY.sub(r"its \1 expression evaluated to TRUE", reason)
 
 
-def _run_state(record: dict[str, Any], run: dm.DagmanRun, report: RunReport) -> str:
+def _run_state(record: dict[str, Any], run: dm.DagmanRun, report: RunReport) -> RunState:
     totals = report.totals()
     if cancelled(record) or run.dag_status == dm.DAG_STATUS_RM:
-        return "cancelled"
+        return RunState.CANCELLED
     if run.ended:
         done = totals["succeeded"] == sum(totals.values())
         ok = run.exit_status == 0 and run.dag_status in (None, dm.DAG_STATUS_OK)
-        return "succeeded" if done and ok and not run.died else "failed"
+        return RunState.SUCCEEDED if done and ok and not run.died else RunState.FAILED
     if record.get("cluster_id") is None and not any(
-        totals[s] for s in ("succeeded", "failed", "running", "idle", "held")
+        totals[s]
+        for s in (JobState.SUCCEEDED, JobState.FAILED, JobState.RUNNING, JobState.IDLE, JobState.HELD)
     ):
-        return "prepared"
-    return "running"
+        return RunState.PREPARED
+    return RunState.RUNNING
 
 
 def _dagman_messages(layout: DagLayout, run: dm.DagmanRun, state: str) -> list[str]:
     """What DAGMan itself said, when it matters: it refused the DAG, died, or says the DAG failed."""
-    if run.cluster is None or state == "prepared":
+    if run.cluster is None or state == RunState.PREPARED:
         return []
     out = layout.dagman_out.name
     errors = "; ".join(run.errors[:3])
@@ -407,7 +411,7 @@ def _dagman_messages(layout: DagLayout, run: dm.DagmanRun, state: str) -> list[s
             + f" (from {out})"
             + (f"; it left its lock file {lock.name}" if lock.exists() else "")
         )
-    elif state == "cancelled" and not run.ended:
+    elif state == RunState.CANCELLED and not run.ended:
         messages.append(
             f"DAGMan job {run.cluster} has not ended yet: it stopped submitting jobs and runs the final "
             f"job, then exits; `bps report` says `DAGMan job {run.cluster} exited ...` once it has"
@@ -423,11 +427,11 @@ def _dagman_messages(layout: DagLayout, run: dm.DagmanRun, state: str) -> list[s
 def _restart_hint(layout: DagLayout, report: RunReport, states: dict[str, str]) -> None:
     """Say what `bps restart` reruns: the nodes the latest rescue DAG does not mark DONE."""
     rescues = layout.rescue_files()
-    if not rescues or report.state not in ("failed", "cancelled"):
+    if not rescues or report.state not in (RunState.FAILED, RunState.CANCELLED):
         return
     done = dm.rescue_done(rescues[-1])
     rerun = [n for n in states if n != FINAL_NODE and n not in done]
-    redone = [n for n in rerun if states[n] == "succeeded"]
+    redone = [n for n in rerun if states[n] == JobState.SUCCEEDED]
     text = (
         f"{rescues[-1].name} marks {len(done)} of {len(states) - (FINAL_NODE in states)} jobs done: "
         f"`bps restart {layout.submit_dir}` reruns the other {len(rerun)}"

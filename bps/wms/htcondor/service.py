@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from supertask.states import RunState
+
 from ...workflow import GenericWorkflow, SiteConfig
 from ...workflow_io import load_workflow, save_workflow
 from ..base import (
@@ -91,7 +93,7 @@ class HTCondorService(WorkflowService):
         write_run_record(
             submit_dir,
             wms=self.name,
-            state="prepared",
+            state=RunState.PREPARED,
             dag=layout.dag.name,
             jobs=len(workflow.jobs),
             warnings=warnings,
@@ -115,7 +117,7 @@ class HTCondorService(WorkflowService):
         cluster = _submit_dag(htcondor2, layout)
         submitted_at = time.time()
         history = record.get("submissions", []) + [{"cluster_id": cluster, "time": submitted_at}]
-        write_run_record(layout.submit_dir, cluster_id=cluster, state="submitted", submissions=history)
+        write_run_record(layout.submit_dir, cluster_id=cluster, state=RunState.SUBMITTED, submissions=history)
         self._follow(layout, cluster, submitted_at, layout.dag.name, offset)
         return cluster
 
@@ -137,7 +139,7 @@ class HTCondorService(WorkflowService):
             return
         if run.refused or (run.ended and run.section is None and (run.exit_status or 0) != 0):
             errors = run.errors or _lib_err(layout) or [f"see {layout.dagman_out}"]
-            write_run_record(layout.submit_dir, state="failed", dagman_errors=errors)
+            write_run_record(layout.submit_dir, state=RunState.FAILED, dagman_errors=errors)
             raise WmsError(
                 f"DAGMan job {cluster} refused {what} and exited with status {run.exit_status}: "
                 f"{'; '.join(errors[:3])} (from {layout.dagman_out.name}); nothing ran. "
@@ -198,7 +200,7 @@ class HTCondorService(WorkflowService):
             restarts=_restarts(record, plan),
             prepared_at=submitted_at,
             cluster_id=cluster,
-            state="submitted",
+            state=RunState.SUBMITTED,
             submissions=record.get("submissions", []) + [{"cluster_id": cluster, "time": submitted_at}],
         )
         self._follow(layout, cluster, submitted_at, f"the restarted {layout.dag.name}", offset)
@@ -217,7 +219,10 @@ class HTCondorService(WorkflowService):
         _write_restart(plan)
         record = read_run_record(layout.submit_dir)
         write_run_record(
-            layout.submit_dir, state="prepared", prepared_at=time.time(), restarts=_restarts(record, plan)
+            layout.submit_dir,
+            state=RunState.PREPARED,
+            prepared_at=time.time(),
+            restarts=_restarts(record, plan),
         )
         return layout
 
@@ -236,7 +241,7 @@ class HTCondorService(WorkflowService):
             raise WmsError(
                 f"{layout.submit_dir} has no rescue DAG (run state: {state}): nothing failed that a "
                 "restart could rerun"
-                + ("" if state != "prepared" else "; use `bps submit` for a first submission")
+                + ("" if state != RunState.PREPARED else "; use `bps submit` for a first submission")
             )
         workflow = load_workflow(layout.workflow_json)
         try:
@@ -286,7 +291,7 @@ class HTCondorService(WorkflowService):
             )
         htcondor2 = _import_htcondor()
         halt = halt_path(layout)
-        if record.get("state") == "cancelled" and halt.exists():
+        if record.get("state") == RunState.CANCELLED and halt.exists():
             return self._remove_dagman(htcondor2, layout, int(cluster))
         halt.touch()
         try:
@@ -297,7 +302,7 @@ class HTCondorService(WorkflowService):
             raise WmsUnavailableError(
                 f"cannot reach the schedd to cancel DAGMan job {cluster}: {exc}"
             ) from exc
-        write_run_record(layout.submit_dir, state="cancelled", cancelled_at=time.time())
+        write_run_record(layout.submit_dir, state=RunState.CANCELLED, cancelled_at=time.time())
         removed += self._await_halt_seen(htcondor2, schedd, layout, int(cluster))
         did = f"halted DAGMan job {cluster} ({halt.name}: it submits no new job) and removed {removed} node jobs"
         run = current_run(layout, read_run_record(layout.submit_dir))
@@ -495,7 +500,7 @@ def _refuse_if_active(layout: DagLayout, record: dict[str, Any], what: str) -> N
     raise WmsError(
         f"the run in {layout.submit_dir} is still active: it was submitted as DAGMan job {cluster} "
         "and has not finished"
-        + (after_cancel if record.get("state") == "cancelled" else "")
+        + (after_cancel if record.get("state") == RunState.CANCELLED else "")
         + f": follow it with `bps report`, or `bps cancel` it, before {what}"
     )
 

@@ -35,6 +35,8 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+from supertask.states import JobState, RunState
+
 from ... import exit_codes
 from ...workflow import Job
 from ...workflow_io import load_workflow
@@ -128,10 +130,12 @@ class Driver:
         for name in self.wf.jobs:
             info = previous.get(name, {})
             self.states[name] = (
-                dict(info) if info.get("state") == "succeeded" else {"state": "pending", "attempts": 0}
+                dict(info)
+                if info.get("state") == JobState.SUCCEEDED
+                else {"state": JobState.PENDING, "attempts": 0}
             )
         if self.wf.final is not None:
-            self.states[self.wf.final.name] = {"state": "pending", "attempts": 0}
+            self.states[self.wf.final.name] = {"state": JobState.PENDING, "attempts": 0}
 
     def log_file(self, job: Job) -> Path:
         return self.submit_dir / (job.log_subdir or "logs") / f"{job.name}.log"
@@ -144,16 +148,16 @@ class Driver:
             info = self.states[name]
             info["attempts"] = int(record.get("try_id", 0)) + 1
             if exc is None:
-                info.update(state="succeeded", exit_code=0)
+                info.update(state=JobState.SUCCEEDED, exit_code=0)
             elif type(exc).__name__ == "DependencyError":
-                info.update(state="skipped", attempts=0)
+                info.update(state=JobState.SKIPPED, attempts=0)
             else:
                 code = getattr(exc, "exitcode", None)
-                info.update(state="failed", exit_code=code)
+                info.update(state=JobState.FAILED, exit_code=code)
                 if code is None:
                     info["error"] = f"{type(exc).__name__}: {exc}"
 
-    def snapshot(self, run_state: str = "running") -> None:
+    def snapshot(self, run_state: RunState = RunState.RUNNING) -> None:
         """Write the run record: each job's state, with ``running`` for a job Parsl has launched."""
         from parsl.dataflow.states import States
 
@@ -161,11 +165,11 @@ class Driver:
         with self.lock:
             for name, future in self.futures.items():
                 info = self.states[name]
-                if future.done() or info["state"] not in ("pending", "running"):
+                if future.done() or info["state"] not in (JobState.PENDING, JobState.RUNNING):
                     continue
                 record = getattr(future, "task_record", None) or {}
                 status = record.get("status")
-                info["state"] = "running" if status in launched else "pending"
+                info["state"] = JobState.RUNNING if status in launched else JobState.PENDING
                 if status in launched:
                     info["attempts"] = int(record.get("try_id", 0)) + 1
             jobs = {name: dict(info) for name, info in self.states.items()}
@@ -181,7 +185,12 @@ class Driver:
 
         self.initial_states()
         write_run_record(
-            self.submit_dir, wms="parsl", run_id=run_id, state="starting", jobs=self.states, **this_process()
+            self.submit_dir,
+            wms="parsl",
+            run_id=run_id,
+            state=RunState.STARTING,
+            jobs=self.states,
+            **this_process(),
         )
         config = parsl_config(
             self.classes,
@@ -192,7 +201,7 @@ class Driver:
             self.retry_cost,
         )
         dfk = parsl.load(config)
-        todo = sum(1 for name in self.wf.jobs if self.states[name]["state"] != "succeeded")
+        todo = sum(1 for name in self.wf.jobs if self.states[name]["state"] != JobState.SUCCEEDED)
         log.info(
             "%s: %d of %d jobs to run on %d executor(s): %s",
             run_id,
@@ -206,7 +215,7 @@ class Driver:
             write_state(self.submit_dir, state="running", started=True)
             apps = {label: bash_app(job_command, executors=[label]) for label in self.classes}
             for name, job in self.wf.jobs.items():
-                if self.states[name]["state"] == "succeeded" or self.stop.is_set():
+                if self.states[name]["state"] == JobState.SUCCEEDED or self.stop.is_set():
                     continue
                 parents = [self.futures[p] for p in self.wf.parents.get(name, []) if p in self.futures]
                 self.submit(apps[self.job_class[name]], job, parents)
@@ -223,9 +232,9 @@ class Driver:
         finally:
             if not cleaned:
                 dfk.cleanup()
-        ok = final_ok and all(info["state"] == "succeeded" for info in self.states.values())
+        ok = final_ok and all(info["state"] == JobState.SUCCEEDED for info in self.states.values())
         log.info("%s: %s", run_id, "succeeded" if ok else f"failed: `bps report {self.submit_dir}`")
-        self.snapshot("succeeded" if ok else "failed")
+        self.snapshot(RunState.SUCCEEDED if ok else RunState.FAILED)
         write_state(self.submit_dir, state="ended")
         return 0 if ok else 1
 
@@ -264,20 +273,20 @@ class Driver:
         final = self.wf.final
         if final is None:
             return True
-        failed = sum(1 for n in self.wf.jobs if self.states[n]["state"] == "failed")
-        ended_badly = failed or any(self.states[n]["state"] == "skipped" for n in self.wf.jobs)
+        failed = sum(1 for n in self.wf.jobs if self.states[n]["state"] == JobState.FAILED)
+        ended_badly = failed or any(self.states[n]["state"] == JobState.SKIPPED for n in self.wf.jobs)
         status = STATUS_FAILED if ended_badly else STATUS_OK
         extra = ["--dag-status", str(status), "--failed-count", str(failed)]
         future = self.submit(apps[self.job_class[final.name]], final, [], extra)
         self.wait([future])
-        return bool(self.states[final.name]["state"] == "succeeded")
+        return bool(self.states[final.name]["state"] == JobState.SUCCEEDED)
 
     def cancelled(self) -> int:
         with self.lock:
             for info in self.states.values():
-                if info["state"] in ("running", "pending"):
-                    info["state"] = "pending"
-        write_run_record(self.submit_dir, state="cancelled", jobs=self.states)
+                if info["state"] in (JobState.RUNNING, JobState.PENDING):
+                    info["state"] = JobState.PENDING
+        write_run_record(self.submit_dir, state=RunState.CANCELLED, jobs=self.states)
         write_state(self.submit_dir, state="ended")
         log.info("cancelled: unfinished jobs are pending; `bps restart %s` runs them", self.submit_dir)
         return 1
@@ -301,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     run_id = args.run_id or f"parsl-{me['host']}-{me['pid']}"
     write_state(
         submit_dir,
-        state="starting",
+        state=RunState.STARTING,
         started=False,  # becomes true once Parsl runs and the jobs are handed to it
         run_id=run_id,
         started_at=time.time(),
@@ -321,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         driver.stop = stop
         return driver.run(run_id)
     except BaseException:
-        write_run_record(submit_dir, state="failed")
+        write_run_record(submit_dir, state=RunState.FAILED)
         write_state(submit_dir, state="ended")
         raise
 

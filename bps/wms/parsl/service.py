@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from supertask.execution.single_quantum import tail
+from supertask.states import JobState, RunState, parse_state
 
 from ...exit_codes import describe
 from ...workflow import GenericWorkflow, SiteConfig
@@ -73,7 +74,7 @@ class ParslService(WorkflowService):
         path = submit_dir / WORKFLOW_FILE
         if not path.exists():
             save_workflow(workflow, path)
-        write_run_record(submit_dir, wms=self.name, state="prepared")
+        write_run_record(submit_dir, wms=self.name, state=RunState.PREPARED)
         return path
 
     # -- submit / restart ------------------------------------------------------------------
@@ -128,8 +129,8 @@ class ParslService(WorkflowService):
             # the workflow process in the foreground (its output on this terminal): bps submit
             # ends with the run, and fails unless the run succeeded
             done = subprocess.run(command, env=env, cwd=submit_dir, stdin=subprocess.DEVNULL)
-            ended = read_run_record(submit_dir).get("state", "unknown")
-            if done.returncode != 0 or ended != "succeeded":
+            ended = read_run_record(submit_dir).get("state", RunState.UNKNOWN)
+            if done.returncode != 0 or ended != RunState.SUCCEEDED:
                 raise WmsError(
                     f"the Parsl run in {submit_dir} ended {ended} (workflow process exit {done.returncode}): "
                     f"`bps report {submit_dir}` shows why"
@@ -191,25 +192,29 @@ class ParslService(WorkflowService):
         state = read_state(submit_dir)
         wf = load_workflow(submit_dir / WORKFLOW_FILE)
         report = RunReport(submit_dir=str(submit_dir), wms=self.name, run_id=record.get("run_id"))
-        report.state = record.get("state", "prepared")
-        lost = report.state in ("starting", "running") and on_this_host(state) and not driver_alive(state)
+        report.state = parse_state(RunState, record.get("state", RunState.PREPARED), "the run record")
+        lost = (
+            report.state in (RunState.STARTING, RunState.RUNNING)
+            and on_this_host(state)
+            and not driver_alive(state)
+        )
         if lost:
-            report.state = "failed"
+            report.state = RunState.FAILED
             report.messages.append(
                 f"the workflow process (pid {state.get('pid')}) ended without finishing: see "
                 f"{parsl_dir(submit_dir) / DRIVER_LOG}; `bps restart {submit_dir}` runs what did not succeed"
             )
-        elif report.state in ("starting", "running"):
+        elif report.state in (RunState.STARTING, RunState.RUNNING):
             where = "" if on_this_host(state) else f" on host {state.get('host')}"
             report.messages.append(f"the workflow process is pid {state.get('pid')}{where}")
         jobs = record.get("jobs", {})
         for job in list(wf.jobs.values()) + ([wf.final] if wf.final else []):
             info = jobs.get(job.name, {})
-            job_state = info.get("state", "pending")
-            if job_state == "running" and lost:
-                job_state = "failed"
+            job_state = info.get("state", JobState.PENDING)
+            if job_state == JobState.RUNNING and lost:
+                job_state = JobState.FAILED
             report.add(job.label, job_state)
-            if job_state == "failed":
+            if job_state == JobState.FAILED:
                 report.failures.append(_failure(job.name, job.label, info, job.resources.walltime_s, lost))
         return report
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from supertask.atomic_write import atomic_write_text
 from supertask.report.model import JobRecord
+from supertask.states import JobState, RunState, parse_state
 
 from ...workflow import GenericWorkflow
 from ...workflow_io import load_workflow, save_workflow
@@ -86,7 +87,7 @@ class PegasusService(WorkflowService):
         write_run_record(
             submit_dir,
             wms=self.name,
-            state="prepared",
+            state=RunState.PREPARED,
             workflow=str(main.relative_to(submit_dir)),
             jobs=len(workflow.jobs),
             plan_command=plan_command(plan, pegasus_dir, submit=True),
@@ -97,9 +98,9 @@ class PegasusService(WorkflowService):
     def submit(self, submit_dir: Path) -> str:
         submit_dir = Path(submit_dir).absolute()
         record = _record(submit_dir)
-        if record.get("run_dir") and record.get("state") not in ("cancelled", "prepared"):
+        if record.get("run_dir") and record.get("state") not in (RunState.CANCELLED, RunState.PREPARED):
             state = self.report(submit_dir).state
-            if state in ("running", "submitted"):
+            if state in (RunState.RUNNING, RunState.SUBMITTED):
                 raise WmsError(
                     f"{submit_dir} was submitted as Pegasus run {record['run_dir']} and is {state}: follow "
                     "it with `bps report`, or `bps cancel` it before submitting again"
@@ -124,7 +125,7 @@ class PegasusService(WorkflowService):
         run_dir = pegasus_dir / "submit" / run_name
         run_id = _wf_uuid(run_dir) or str(run_dir)
         runs = record.get("runs", []) + [{"run_dir": str(run_dir), "run_id": run_id, "time": time.time()}]
-        write_run_record(submit_dir, state="submitted", run_dir=str(run_dir), run_id=run_id, runs=runs)
+        write_run_record(submit_dir, state=RunState.SUBMITTED, run_dir=str(run_dir), run_id=run_id, runs=runs)
         return run_id
 
     # -- report ----------------------------------------------------------------------------
@@ -137,8 +138,8 @@ class PegasusService(WorkflowService):
         run_dir = find_run_dir(submit_dir, record)
         if run_dir is None:
             for entry in job_map.values():
-                report.add(entry["label"], "pending")
-            report.state = record.get("state", "prepared")
+                report.add(entry["label"], JobState.PENDING)
+            report.state = parse_state(RunState, record.get("state", RunState.PREPARED), "the run record")
             report.messages.append(
                 f"not submitted yet: run `bps submit {submit_dir}` or {pegasus_dir / 'plan.sh'}"
             )
@@ -151,7 +152,9 @@ class PegasusService(WorkflowService):
         transformations = _transformation_names(pegasus_dir)
         seen: set[str] = set()
         ids = set(job_map)
-        failed_any = any(job.state in ("failed", "held") for _, r in runs for job in r.jobs.values())
+        failed_any = any(
+            job.state in (JobState.FAILED, JobState.HELD) for _, r in runs for job in r.jobs.values()
+        )
         for directory, sub_run in runs:
             files = job_files(directory) if failed_any else {}
             for node, job in sorted(sub_run.jobs.items()):
@@ -170,7 +173,7 @@ class PegasusService(WorkflowService):
                 report.jobs.append(
                     JobRecord(name, label, job.state, job.started, job.ended, attempts=max(job.attempts, 1))
                 )
-                if job.state in ("failed", "held"):
+                if job.state in (JobState.FAILED, JobState.HELD):
                     out, err = files.get(node, (None, None))
                     report.failures.append(
                         JobFailure(
@@ -184,18 +187,18 @@ class PegasusService(WorkflowService):
                     )
         for pid, entry in job_map.items():
             if pid not in seen:
-                report.add(entry["label"], "pending")
-        if record.get("state") == "cancelled":
-            report.state = "cancelled"
+                report.add(entry["label"], JobState.PENDING)
+        if record.get("state") == RunState.CANCELLED:
+            report.state = RunState.CANCELLED
         elif run.dagman_status is None:
-            report.state = "running" if run.jobs else "submitted"
+            report.state = RunState.RUNNING if run.jobs else RunState.SUBMITTED
         else:
-            report.state = "succeeded" if run.dagman_status == 0 else "failed"
+            report.state = RunState.SUCCEEDED if run.dagman_status == 0 else RunState.FAILED
         incomplete = _finalize_incomplete(submit_dir)
         if incomplete:
             report.messages.append(incomplete)
-            if report.state == "succeeded":
-                report.state = "failed"
+            if report.state == RunState.SUCCEEDED:
+                report.state = RunState.FAILED
         status = _pegasus_status(run_dir)
         if status:
             report.messages.append(status)
@@ -216,12 +219,12 @@ class PegasusService(WorkflowService):
         if run_dir is None:
             raise WmsError(f"{submit_dir} was never submitted: use `bps submit {submit_dir}`")
         state = self.report(submit_dir).state
-        if state in ("running", "submitted"):
+        if state in (RunState.RUNNING, RunState.SUBMITTED):
             raise WmsError(
                 f"the run in {run_dir} is still {state}: wait for it to end or "
                 f"`bps cancel {submit_dir}`, then restart"
             )
-        if state == "succeeded":
+        if state == RunState.SUCCEEDED:
             raise WmsError(f"the run in {run_dir} succeeded: there is nothing to rerun")
         if not overrides:
             pegasus_dir = submit_dir / PEGASUS_SUBDIR
@@ -231,7 +234,7 @@ class PegasusService(WorkflowService):
             if proc.returncode != 0:
                 raise WmsError(f"pegasus-run failed (exit {proc.returncode}):\n{_last_lines(proc)}")
             restarts = record.get("restarts", []) + [{"time": time.time(), "overrides": {}, "memory": grown}]
-            write_run_record(submit_dir, state="submitted", restarts=restarts)
+            write_run_record(submit_dir, state=RunState.SUBMITTED, restarts=restarts)
             return record.get("run_id") or str(run_dir)
         plan = self.prepare_restart(submit_dir, overrides)
         record = _record(submit_dir)
@@ -284,7 +287,7 @@ class PegasusService(WorkflowService):
         restarts = record.get("restarts", []) + [
             {"time": time.time(), "overrides": overrides or {}, "reused_outputs": reused, "memory": grown}
         ]
-        write_run_record(submit_dir, state="prepared", restarts=restarts)
+        write_run_record(submit_dir, state=RunState.PREPARED, restarts=restarts)
         return plan
 
     # -- cancel ----------------------------------------------------------------------------
@@ -299,7 +302,7 @@ class PegasusService(WorkflowService):
         proc = _run(["pegasus-remove", str(run_dir)], cwd=pegasus_dir)
         if proc.returncode != 0:
             raise WmsUnavailableError(f"pegasus-remove failed (exit {proc.returncode}):\n{_last_lines(proc)}")
-        write_run_record(submit_dir, state="cancelled", cancelled_at=time.time())
+        write_run_record(submit_dir, state=RunState.CANCELLED, cancelled_at=time.time())
 
 
 def check(workflow: GenericWorkflow) -> None:

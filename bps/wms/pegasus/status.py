@@ -24,27 +24,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from supertask import states
+
 #: Last event -> report state (see `bps.wms.base.STATES`).
-EVENT_STATES: dict[str, str] = {
-    "SUBMIT": "idle",
-    "JOB_RELEASED": "idle",
-    "JOB_EVICTED": "idle",
-    "PRE_SCRIPT_STARTED": "idle",
-    "PRE_SCRIPT_TERMINATED": "idle",
-    "PRE_SCRIPT_SUCCESS": "idle",
-    "EXECUTE": "running",
-    "IMAGE_SIZE": "running",
-    "JOB_TERMINATED": "running",
-    "JOB_SUCCESS": "running",
-    "POST_SCRIPT_STARTED": "running",
-    "POST_SCRIPT_TERMINATED": "running",
-    "JOB_HELD": "held",
-    "POST_SCRIPT_SUCCESS": "succeeded",
-    "POST_SCRIPT_FAILURE": "failed",
-    "PRE_SCRIPT_FAILURE": "failed",
-    "JOB_FAILURE": "failed",
-    "JOB_ABORTED": "failed",
-    "SUBMIT_FAILED": "failed",
+EVENT_STATES: dict[str, states.JobState] = {
+    "SUBMIT": states.JobState.IDLE,
+    "JOB_RELEASED": states.JobState.IDLE,
+    "JOB_EVICTED": states.JobState.IDLE,
+    "PRE_SCRIPT_STARTED": states.JobState.IDLE,
+    "PRE_SCRIPT_TERMINATED": states.JobState.IDLE,
+    "PRE_SCRIPT_SUCCESS": states.JobState.IDLE,
+    "EXECUTE": states.JobState.RUNNING,
+    "IMAGE_SIZE": states.JobState.RUNNING,
+    "JOB_TERMINATED": states.JobState.RUNNING,
+    "JOB_SUCCESS": states.JobState.RUNNING,
+    "POST_SCRIPT_STARTED": states.JobState.RUNNING,
+    "POST_SCRIPT_TERMINATED": states.JobState.RUNNING,
+    "JOB_HELD": states.JobState.HELD,
+    "POST_SCRIPT_SUCCESS": states.JobState.SUCCEEDED,
+    "POST_SCRIPT_FAILURE": states.JobState.FAILED,
+    "PRE_SCRIPT_FAILURE": states.JobState.FAILED,
+    "JOB_FAILURE": states.JobState.FAILED,
+    "JOB_ABORTED": states.JobState.FAILED,
+    "SUBMIT_FAILED": states.JobState.FAILED,
 }
 
 #: Name prefixes of the jobs Pegasus adds to move data, make and remove directories, register.
@@ -104,7 +106,7 @@ def read_jobstate(path: Path) -> RunState:
                     # a node without a POST script (a sub-workflow's) ends with JOB_SUCCESS
                     for ended in jobs.values():
                         if ended.last_event == "JOB_SUCCESS":
-                            ended.state = "succeeded"
+                            ended.state = states.JobState.SUCCEEDED
                 elif len(fields) > 3 and fields[3] == "DAGMAN_STARTED":
                     status = None  # a resubmission (pegasus-run of a rescue DAG) is running again
                 continue
@@ -115,7 +117,9 @@ def read_jobstate(path: Path) -> RunState:
             if job is None:
                 job = jobs[name] = JobState(name, state, 0, event)
             if event == "JOB_SUCCESS" and name.startswith(SUBWORKFLOW_PREFIX + "_"):
-                state = "succeeded"  # its node has no POST script: JOB_SUCCESS is its last event
+                state = (
+                    states.JobState.SUCCEEDED
+                )  # its node has no POST script: JOB_SUCCESS is its last event
             job.state, job.last_event = state, event
             if event == "SUBMIT":
                 job.attempts += 1
