@@ -56,3 +56,16 @@ def test_resources_of_a_cluster_name_reach_its_jobs(config):
         j["label"]: j["resources"]["memory_mb"] for j in (jobs.values() if isinstance(jobs, dict) else jobs)
     }
     assert memory == {"makes": 4096, "total": 2048}
+
+
+def test_a_graph_without_an_output_run_and_none_configured_is_refused(config):
+    from supertask.graph.quantum_graph import QuantumGraph
+
+    cfg = config("bare", output_run=None)
+    qgraph = cfg.parent / "bare.qgraph"
+    graph = QuantumGraph.load(qgraph)
+    del graph.metadata["output_run"]
+    graph.save(qgraph)
+    result = _prepare(cfg)
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "output_run is not set: give it in the submit YAML or on the command line" in result.output

@@ -165,3 +165,18 @@ def test_quantum_needs_a_saved_graph(toy):
         result.exit_code == 2
         and "--quantum ID runs one quantum of a saved graph: give --qgraph FILE" in result.output
     )
+
+
+def test_run_of_a_saved_graph_without_an_output_run_asks_for_one(toy, tmp_path):
+    repo, pipeline = toy
+    graph = QuantumGraph.load(saved_graph(repo, pipeline, tmp_path))
+    del graph.metadata["output_run"]
+    bare = tmp_path / "bare.qgraph"
+    graph.save(bare)
+    for extra in ([], ["--quantum", "0"]):
+        result = cli("run", repo, "--qgraph", bare, *extra)
+        assert result.exit_code == 2, result.output
+        assert "names no output run: give one with -o RUN" in result.output
+        assert "Traceback" not in result.output
+    ok("run", repo, "--qgraph", bare, "-o", "u/named")
+    assert registered_in(repo, "u/named", "total") == {None: {"sum": sum(d * 20 for d in DETECTORS)}}

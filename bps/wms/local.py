@@ -113,7 +113,9 @@ class LocalService(WorkflowService):
         jobs = list(wf.jobs.values()) + ([wf.final] if wf.final else [])
         for job in jobs:
             info = states.get(job.name, {})
-            state = info.get("state", JobState.PENDING)
+            state = parse_state(
+                JobState, info.get("state", JobState.PENDING), f"the run record's job {job.name}"
+            )
             if state == JobState.RUNNING and not _alive(record.get("pid")):
                 state = JobState.FAILED  # the runner died: the job will not finish
             report.add(job.label, state)

@@ -210,7 +210,9 @@ class ParslService(WorkflowService):
         jobs = record.get("jobs", {})
         for job in list(wf.jobs.values()) + ([wf.final] if wf.final else []):
             info = jobs.get(job.name, {})
-            job_state = info.get("state", JobState.PENDING)
+            job_state = parse_state(
+                JobState, info.get("state", JobState.PENDING), f"the run record's job {job.name}"
+            )
             if job_state == JobState.RUNNING and lost:
                 job_state = JobState.FAILED
             report.add(job.label, job_state)
