@@ -14,6 +14,7 @@ import time
 from html import escape
 from pathlib import Path
 
+from ..states import RunState
 from . import charts
 from .model import BAD_STATES, STATE_COLOURS, RunSummary
 
@@ -219,7 +220,9 @@ def render_html(summary: RunSummary) -> str:
     colours = charts.label_colours(labels)
     totals = summary.totals()
     bad = sum(n for s, n in totals.items() if s in BAD_STATES)
-    state_colour = STATE_COLOURS.get(summary.state, "#777" if summary.state != "cancelled" else "#f08c00")
+    state_colour = STATE_COLOURS.get(
+        summary.state, "#777" if summary.state != RunState.CANCELLED else "#f08c00"
+    )
     messages = "".join(f"<li>{_e(m)}</li>" for m in summary.messages)
     body = [
         f"<h1>{_e(summary.title)}</h1>",

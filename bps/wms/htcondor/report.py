@@ -322,7 +322,7 @@ def _mark_skipped_from_history(
                 continue
             seen.add(child)
             label = workflow.jobs[child].label
-            report.counts[label]["pending"] -= 1
+            report.counts[label][JobState.PENDING] -= 1
             report.add(label, JobState.SKIPPED)
             states[node] = JobState.SKIPPED
             queue.append(child)
@@ -380,7 +380,7 @@ def _run_state(record: dict[str, Any], run: dm.DagmanRun, report: RunReport) -> 
     if cancelled(record) or run.dag_status == dm.DAG_STATUS_RM:
         return RunState.CANCELLED
     if run.ended:
-        done = totals["succeeded"] == sum(totals.values())
+        done = totals[JobState.SUCCEEDED] == sum(totals.values())
         ok = run.exit_status == 0 and run.dag_status in (None, dm.DAG_STATUS_OK)
         return RunState.SUCCEEDED if done and ok and not run.died else RunState.FAILED
     if record.get("cluster_id") is None and not any(
