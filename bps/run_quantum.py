@@ -51,7 +51,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import exit_codes
 
@@ -120,7 +120,7 @@ def _read_checks(path: str | None) -> dict[str, tuple[int | None, str | None]]:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         self.exit(exit_codes.USAGE, f"run_quantum: error: {message} (exit {exit_codes.USAGE}: not retried)\n")
 

@@ -162,7 +162,7 @@ def main(log_level: str) -> None:
     console = next((h for h in root.handlers if getattr(h, "_supertask_console", False)), None)
     if console is None:  # once per process, however often main() runs (tests call it repeatedly)
         console = logging.StreamHandler()
-        console._supertask_console = True  # type: ignore[attr-defined]
+        console._supertask_console = True  # type: ignore[attr-defined]  # our mark on the handler
         console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         root.addHandler(console)
     console.setLevel(log_level.upper())

@@ -190,7 +190,7 @@ class ConfigurableValue:
             return NotImplemented
         return self.target is other.target and self.value == other.value
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable: == compares the mutable value
 
     def __repr__(self) -> str:
         return f"<{self.target.__name__}: {self.value!r}>"

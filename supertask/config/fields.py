@@ -135,6 +135,11 @@ class FieldBase:
 class _ValidatedMixin:
     """Validates with the rules of `.validation`; a broken rule becomes a `FieldValidationError`."""
 
+    if TYPE_CHECKING:  # what the mixin uses of the field class it is mixed into
+        name: str
+
+        def typeName(self) -> str: ...
+
     def _checkValue(self, value: Any, strict: bool) -> Any:
         """Validate ``value``; raises `.validation.Invalid`."""
         raise NotImplementedError
@@ -148,8 +153,8 @@ class _ValidatedMixin:
     def _fail(self, config: Config, value: Any, loc: tuple[Any, ...], msg: str) -> NoReturn:
         where = "".join(f"[{part!r}]" for part in loc)
         raise FieldValidationError(
-            f"{config._describeField(self.name)}: value {value!r} ({type(value).__name__}) is not a "  # type: ignore[attr-defined]
-            f"valid {self.typeName()}{' at ' + where if where else ''}: {msg}"  # type: ignore[attr-defined]
+            f"{config._describeField(self.name)}: value {value!r} ({type(value).__name__}) is not a "
+            f"valid {self.typeName()}{' at ' + where if where else ''}: {msg}"
         ) from None
 
 

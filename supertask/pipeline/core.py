@@ -211,7 +211,7 @@ class Pipeline(Mapping[str, TaskDef]):
             and list(self._tasks.values()) == list(other._tasks.values())
         )
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable: a pipeline is mutable and has ==
 
     def __repr__(self) -> str:
         return f"Pipeline({list(self._tasks)!r}{', instrument=' + repr(self.instrument) if self.instrument else ''})"

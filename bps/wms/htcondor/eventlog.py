@@ -212,9 +212,9 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def _event_time(event: object) -> float:
+def _event_time(event: Any) -> float:
     """Event time as epoch seconds (event logs record the submit host's local time)."""
-    text = event.get("EventTime", "")  # type: ignore[attr-defined]
+    text = event.get("EventTime", "")
     try:
         return time.mktime(time.strptime(str(text)[:19], "%Y-%m-%dT%H:%M:%S"))
     except ValueError:
