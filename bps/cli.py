@@ -72,6 +72,20 @@ def _config_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "--subset", help="Plan only this subset or step of the pipeline (= pipeline: FILE#NAME)."
         ),
         click.option(
+            "--skip-existing-in",
+            "skip_existing_in",
+            multiple=True,
+            metavar="COLL",
+            help="Plan no quantum whose outputs all exist in these collections; its consumers read them "
+            "there (repeatable; comma-separated allowed; = skip_existing_in).",
+        ),
+        click.option(
+            "--skip-existing",
+            is_flag=True,
+            default=None,
+            help="Plan no quantum whose outputs all exist in the output run (= skip_existing: true).",
+        ),
+        click.option(
             "-j", "--jobs", type=click.IntRange(min=1), help="Parallel jobs (local workflow system)."
         ),
         click.option(
@@ -105,12 +119,19 @@ def _resolve(config_file: str | None, **cli: Any) -> Any:
         "output_run": cli.get("output_run"),
         "subset": cli.get("subset"),
         "local.jobs": cli.get("jobs"),
+        "skip_existing_in": _collections(cli.get("skip_existing_in") or ()) or None,
+        "skip_existing": cli.get("skip_existing") or None,
         "right_sizing.runs": list(cli["resources_from"]) if cli.get("resources_from") else None,
     }
     for text in sets:
         key, value = parse_cli_override(text)
         overrides[key] = value
     return load_config(config_file, overrides)
+
+
+def _collections(values: tuple[str, ...]) -> list[str]:
+    """Repeated options and comma-separated lists alike, as ``supertask qgraph`` takes them."""
+    return [c.strip() for v in values for c in v.split(",") if c.strip()]
 
 
 def _service(name: str, jobs: int | None = None) -> Any:
