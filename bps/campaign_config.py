@@ -236,7 +236,8 @@ def _check_submit_file(submit_file: Path, campaign_file: Path) -> None:
     try:
         load_config(submit_file, {"output_run": "campaign/check"})
     except ConfigError as err:
-        raise CampaignError(f"submit file {submit_file} (named by {campaign_file}): {err}") from None
+        one_line = str(err).replace(":\n  ", ": ").replace("\n  ", "; ")
+        raise CampaignError(f"submit file {submit_file} (named by {campaign_file}): {one_line}") from None
 
 
 def resolve_tiles(campaign: Campaign, registry: Any) -> list[Tile]:
