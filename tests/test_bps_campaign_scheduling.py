@@ -107,3 +107,82 @@ def test_a_tile_failing_again_is_restarted_once_per_run(tmp_path):
     again = ScriptedDriver(tmp_path, {"a": []}, driver.outcomes, 1)
     assert again.run().tile("a").state == "failed"
     assert [e for e in again.events if not e.startswith("chain")] == ["restart a"]
+
+
+class FakeService:
+    """A workflow system whose submit returns at once (HTCondor, Pegasus, Parsl): the driver polls its report."""
+
+    name = "fake"
+
+    def __init__(self, states: list[str], fail_submit: bool = False):
+        self.states = states
+        self.fail_submit = fail_submit
+        self.calls: list[str] = []
+
+    def submit(self, submit_dir):
+        from bps.wms.base import WmsUnavailableError
+
+        self.calls.append("submit")
+        if self.fail_submit:
+            raise WmsUnavailableError("the schedd is not reachable: try again later")
+        return "42.0"
+
+    def restart(self, submit_dir, overrides=None):
+        self.calls.append("restart")
+        return "43.0"
+
+    def report(self, submit_dir):
+        from bps.wms.base import JobFailure, RunReport, WmsUnavailableError
+
+        state = self.states.pop(0)
+        if state == "unreachable":
+            raise WmsUnavailableError("the schedd is not reachable")
+        report = RunReport(submit_dir=str(submit_dir), wms="fake", state=state)
+        report.add("isr", "succeeded", 2)
+        if state == "failed":
+            report.add("isr", "failed")
+            report.failures.append(JobFailure("isr_3", "isr", 66, reason="missing input", log_file="x.log"))
+        return report
+
+
+def service_driver(tmp_path: Path, service: FakeService) -> CampaignDriver:
+    driver = CampaignDriver.__new__(CampaignDriver)
+    driver.wms, driver.service, driver.directory = "htcondor", service, tmp_path
+    driver.children, driver.lines = {}, []
+    driver.out = driver.lines.append
+    return driver
+
+
+def test_a_cluster_tile_is_submitted_through_the_service_and_followed_by_its_report(tmp_path):
+    from bps.wms.base import read_run_record
+
+    service = FakeService(["running", "unreachable", "succeeded"])
+    driver = service_driver(tmp_path, service)
+    tile = TileState(name="a", where="tract = 0", run="c/a", submit_dir=str(tmp_path / "a"))
+    (tmp_path / "a").mkdir()
+    driver._submit(tile, restart=False)
+    assert tile.state == "running" and service.calls == ["submit"]
+    assert read_run_record(tmp_path / "a") == {"run_id": "42.0", "wms": "htcondor"}
+    assert driver._ended(tile) is None  # still running
+    assert driver._ended(tile) is None and "cannot read its state now" in tile.message
+    assert driver._ended(tile) == "succeeded"
+    assert tile.counts == {"isr": {**dict.fromkeys(tile.counts["isr"], 0), "succeeded": 2}}
+
+
+def test_a_cluster_tile_that_failed_records_its_failures_and_is_restarted_through_the_service(tmp_path):
+    service = FakeService(["failed"])
+    driver = service_driver(tmp_path, service)
+    tile = TileState(name="a", where="tract = 0", run="c/a", submit_dir=str(tmp_path / "a"), state="running")
+    assert driver._ended(tile) == "failed"
+    assert tile.failures == [
+        {"name": "isr_3", "label": "isr", "reason": "missing input", "log_file": "x.log"}
+    ]
+    driver._submit(tile, restart=True)
+    assert service.calls == ["restart"] and tile.state == "running" and tile.submissions == 1
+
+
+def test_a_submission_the_workflow_system_refuses_leaves_the_tile_prepared_for_the_next_run(tmp_path):
+    driver = service_driver(tmp_path, FakeService([], fail_submit=True))
+    tile = TileState(name="a", where="tract = 0", run="c/a", submit_dir=str(tmp_path / "a"), state="prepared")
+    driver._submit(tile, restart=False)
+    assert tile.state == "prepared" and "schedd is not reachable" in tile.message
