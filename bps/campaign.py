@@ -240,6 +240,8 @@ class CampaignDriver:
         state = self.load_state()
         self._set_chain(state)
         retry = {t.name for t in state.tiles if t.state in ("failed", "blocked")}
+        #: tiles whose submission the workflow system refused in this run: tried again by the next
+        held: set[str] = set()
         for tile in state.tiles:
             if tile.state == "blocked":
                 tile.state, tile.message = "pending", ""
@@ -248,7 +250,7 @@ class CampaignDriver:
             while True:
                 progressed = self._poll_running(state)
                 running = [t for t in state.tiles if t.state == "running"]
-                for tile in self._startable(state, retry):
+                for tile in self._startable(state, retry, held):
                     if len(running) >= self.max_running:
                         break
                     retry.discard(tile.name)
@@ -256,8 +258,10 @@ class CampaignDriver:
                     progressed = True
                     if tile.state == "running":
                         running.append(tile)
+                    elif tile.state == "prepared":  # the workflow system refused it: next run
+                        held.add(tile.name)
                     state.save(self.directory)
-                if not running and not self._startable(state, retry):
+                if not running and not self._startable(state, retry, held):
                     break
                 if not progressed:
                     time.sleep(self.poll_interval_s)
@@ -282,10 +286,12 @@ class CampaignDriver:
         state.save(self.directory)
         return state
 
-    def _startable(self, state: CampaignState, retry: set[str]) -> list[TileState]:
+    def _startable(self, state: CampaignState, retry: set[str], held: set[str]) -> list[TileState]:
         """Tiles that may start now, in campaign order: their earlier sharing tiles are done."""
         out = []
         for tile in state.tiles:
+            if tile.name in held:
+                continue
             if tile.state in ("pending", "prepared") or (tile.state == "failed" and tile.name in retry):
                 if all(state.tile(a).state in DONE for a in tile.after):
                     out.append(tile)

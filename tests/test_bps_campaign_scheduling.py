@@ -59,6 +59,10 @@ class ScriptedDriver(CampaignDriver):
 
     def _submit(self, tile: TileState, *, restart: bool) -> None:
         self.events.append(f"{'restart' if restart else 'submit'} {tile.name}")
+        assert len(self.events) < 100, f"the driver submits in a loop: {self.events[-5:]}"
+        if tile.name in getattr(self, "refused", ()):
+            tile.state, tile.message = "prepared", "submission failed: the schedd is not reachable"
+            return
         tile.submissions += 1
         tile.state = "running"
         self.running_now.add(tile.name)
@@ -186,3 +190,15 @@ def test_a_submission_the_workflow_system_refuses_leaves_the_tile_prepared_for_t
     tile = TileState(name="a", where="tract = 0", run="c/a", submit_dir=str(tmp_path / "a"), state="prepared")
     driver._submit(tile, restart=False)
     assert tile.state == "prepared" and "schedd is not reachable" in tile.message
+
+
+def test_a_refused_submission_is_tried_once_per_run_not_in_a_loop(tmp_path):
+    driver = ScriptedDriver(tmp_path, {"a": [], "b": ["a"]}, {"a": ["succeeded"], "b": ["succeeded"]}, 2)
+    driver.refused = {"a"}
+    state = driver.run()
+    assert {t.name: t.state for t in state.tiles} == {"a": "prepared", "b": "blocked"}
+    assert [e for e in driver.events if not e.startswith("chain")] == ["plan a", "submit a"]
+    again = ScriptedDriver(tmp_path, {"a": [], "b": ["a"]}, driver.outcomes, 2)
+    state = again.run()
+    assert {t.name: t.state for t in state.tiles} == {"a": "succeeded", "b": "succeeded"}
+    assert [e for e in again.events if not e.startswith("chain")] == ["submit a", "plan b", "submit b"]
