@@ -239,7 +239,9 @@ class CampaignDriver:
         self.directory.mkdir(parents=True, exist_ok=True)
         state = self.load_state()
         self._set_chain(state)
-        retry = {t.name for t in state.tiles if t.state in ("failed", "blocked")}
+        # failed tiles are restarted once per run, and so are those found running (a driver
+        # stopped while they ran: Ctrl-C cancels local runs) that turn out to have failed
+        retry = {t.name for t in state.tiles if t.state in ("failed", "blocked", "running")}
         #: tiles whose submission the workflow system refused in this run: tried again by the next
         held: set[str] = set()
         for tile in state.tiles:

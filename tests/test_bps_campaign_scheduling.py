@@ -202,3 +202,16 @@ def test_a_refused_submission_is_tried_once_per_run_not_in_a_loop(tmp_path):
     state = again.run()
     assert {t.name: t.state for t in state.tiles} == {"a": "succeeded", "b": "succeeded"}
     assert [e for e in again.events if not e.startswith("chain")] == ["submit a", "plan b", "submit b"]
+
+
+def test_a_tile_found_running_that_failed_meanwhile_is_restarted_in_the_same_run(tmp_path):
+    driver = ScriptedDriver(tmp_path, {"a": []}, {"a": ["succeeded"]}, 1)
+    state = driver.load_state()
+    state.tile("a").state, state.tile("a").submissions = "running", 1  # the driver was stopped
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "workflow.json").write_text("{}")
+    state.save(tmp_path)
+    driver.polls["a"] = 0
+    driver.outcomes["a"] = ["failed", "succeeded"]
+    assert driver.run().tile("a").state == "succeeded"
+    assert [e for e in driver.events if not e.startswith("chain")] == ["restart a"]
