@@ -1,10 +1,11 @@
-"""``bps campaign`` on the demo with the local workflow system: a failure, the report, a second run.
+"""``bps campaign`` on the demo with the local workflow system: three tiles, a failure, the report, a second run.
 
-Tile ``tract1`` comes first and loses one raw file, so one of its isr jobs fails; tile
-``edge`` (patch 11 of tract 0) shares visit 101 with it and is blocked rather than redoing
-the shared work. With the file back, running the campaign again restarts only what failed
-in ``tract1`` (no new plan), then plans ``edge`` without the two detectors ``tract1`` did.
-The counts come from the registry's overlaps.
+Tile ``tract1`` comes first and loses one raw file, so one of its isr jobs fails; tiles
+``edge`` (patch 11 of tract 0) and ``west`` (patch 5) share visits with it and are blocked
+rather than redoing the shared work. With the file back, running the campaign again
+restarts only what failed in ``tract1`` (no new plan), then plans ``edge`` without the
+detectors ``tract1`` did, then ``west`` without those either did. The counts come from the
+registry's overlaps.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ PIPELINE = Path(__file__).resolve().parents[1] / "examples" / "demo_pipeline.yam
 
 
 @pytest.mark.slow
-def test_a_failed_tile_blocks_its_neighbour_and_a_second_run_finishes_both(tmp_path):
+def test_a_failed_tile_blocks_its_neighbours_and_a_second_run_finishes_all_three(tmp_path):
     repo = tmp_path / "repo"
     make_demo_repo(repo, n_exposures=3)
     (tmp_path / "submit.yaml").write_text(
@@ -43,6 +44,7 @@ def test_a_failed_tile_blocks_its_neighbour_and_a_second_run_finishes_both(tmp_p
     campaign.write_text(
         "output: u/me/drp\nsubmit: submit.yaml\npoll_interval_s: 0.2\nmax_running: 2\n"
         'tiles:\n  - {name: tract1, where: "tract = 1"}\n  - {name: edge, where: "tract = 0 AND patch = 11"}\n'
+        '  - {name: west, where: "tract = 0 AND patch = 5"}\n'
     )
     butler = Butler(repo, collections=["DemoCam/defaults"])
     registry = butler.registry
@@ -52,6 +54,7 @@ def test_a_failed_tile_blocks_its_neighbour_and_a_second_run_finishes_both(tmp_p
         return {(r["visit"], r["detector"]) for r in rows}
 
     tract1, edge = visit_detectors("tract = 1"), visit_detectors("tract = 0 AND patch = 11")
+    west = visit_detectors("tract = 0 AND patch = 5")
     assert tract1 & edge, "the two tiles share detectors of a visit"
     visit, detector = sorted(tract1)[0]
     raw = registry.findDataset(
@@ -65,7 +68,11 @@ def test_a_failed_tile_blocks_its_neighbour_and_a_second_run_finishes_both(tmp_p
     assert first.exit_code == 1, first.output
     directory = tmp_path / "campaign" / "u_me_drp"
     state = read_state(directory)
-    assert {t.name: t.state for t in state.tiles} == {"tract1": "failed", "edge": "blocked"}
+    assert {t.name: t.state for t in state.tiles} == {
+        "tract1": "failed",
+        "edge": "blocked",
+        "west": "blocked",
+    }
     assert "waits for tract1" in state.tile("edge").message
     assert not (directory / "tiles" / "edge").exists(), "a blocked tile is not planned"
 
@@ -80,17 +87,31 @@ def test_a_failed_tile_blocks_its_neighbour_and_a_second_run_finishes_both(tmp_p
     assert "tile tract1: restarting what failed" in second.output
     assert "tile tract1: planned" not in second.output
     state = read_state(directory)
-    assert {t.name: t.state for t in state.tiles} == {"tract1": "succeeded", "edge": "succeeded"}
+    assert {t.name: t.state for t in state.tiles} == {n: "succeeded" for n in ("tract1", "edge", "west")}
     assert state.tile("tract1").submissions == 2
     shared = len(tract1 & edge)
     assert state.tile("edge").reused == {"isr": shared, "calibrate": shared}
     assert state.tile("edge").planned["isr"] == len(edge - tract1)
-    assert registry.getChain("u/me/drp") == ["u/me/drp/edge", "u/me/drp/tract1", "DemoCam/defaults"]
-    # the coadd of patch 11 gathered every overlapping visit, tract1's calexps included
+    done = len(west & (tract1 | edge))
+    assert state.tile("west").reused == ({"isr": done, "calibrate": done} if done else {})
+    assert state.tile("west").planned["isr"] == len(west - tract1 - edge)
+    assert registry.getChain("u/me/drp") == [
+        "u/me/drp/west",
+        "u/me/drp/edge",
+        "u/me/drp/tract1",
+        "DemoCam/defaults",
+    ]
+    # edge's warps gathered every overlapping calexp: tract1's where it made them, their own elsewhere
+    from supertask.graph.quantum_graph import QuantumGraph
+
+    graph = QuantumGraph.load(directory / "tiles" / "edge" / "u_me_drp_edge.qgraph")
+    calexps = [d for q in graph.quantaByLabel()["makeWarp"] for d in q.inputs["calexp"]]
+    assert {(d.dataId["visit"], d.dataId["detector"]) for d in calexps} == edge
+    assert {(d.dataId["visit"], d.dataId["detector"]) for d in calexps if d.run == "u/me/drp/tract1"} == (
+        tract1 & edge
+    )
     coadds = registry.queryDatasets("deepCoadd", ["u/me/drp"])
-    assert {d.dataId["patch"] for d in coadds} == {11} | {
-        d.dataId["patch"] for d in coadds if d.dataId["tract"] == 1
-    }
+    assert {d.dataId["patch"] for d in coadds if d.dataId["tract"] == 0} == {5, 11}
     # a third run has nothing left to do
     third = CliRunner().invoke(bps_main, ["campaign", str(campaign)])
-    assert third.exit_code == 0 and "tile edge: planned" not in third.output and "2 succeeded" in third.output
+    assert third.exit_code == 0 and " planned " not in third.output and "3 succeeded" in third.output
