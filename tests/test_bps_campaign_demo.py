@@ -114,4 +114,4 @@ def test_a_failed_tile_blocks_its_neighbours_and_a_second_run_finishes_all_three
     assert {d.dataId["patch"] for d in coadds if d.dataId["tract"] == 0} == {5, 11}
     # a third run has nothing left to do
     third = CliRunner().invoke(bps_main, ["campaign", str(campaign)])
-    assert third.exit_code == 0 and " planned " not in third.output and "3 succeeded" in third.output
+    assert third.exit_code == 0 and "quanta into RUN" not in third.output and "3 succeeded" in third.output
