@@ -130,7 +130,7 @@ class DataIdQueryManager:
                 conn = conn.execution_options(stream_results=True)
             for extra in restrict_chunks(sets, plan.columns.__getitem__, droppable=set(outputKeys)):
                 rows = conn.execute(self.builder.select(plan, clause, constraints, extra=extra))
-                parts: Iterable[Sequence[Any]] = rows.partitions(65536) if max_rows is not None else (rows,)
+                parts: Iterable[Iterable[Any]] = rows.partitions(65536) if max_rows is not None else (rows,)
                 for part in parts:
                     values: Iterable[tuple[Any, ...]] = map(tuple, part)
                     for i, allowed in checks:  # the restrictions not in the SQL

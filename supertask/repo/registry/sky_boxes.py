@@ -151,7 +151,7 @@ def check_boxes(name: str, keys: Sequence[str], rows: Sequence[Mapping[str, Any]
 
 def box_problem(row: Mapping[str, Any]) -> str | None:
     """What is wrong with a row's sky box, or None if it is valid or absent."""
-    values = {f: row.get(f) for f in BOX_FIELDS}
+    values: dict[str, Any] = {f: row.get(f) for f in BOX_FIELDS}
     missing = [f for f, v in values.items() if v is None]
     if len(missing) == len(BOX_FIELDS):
         return None
