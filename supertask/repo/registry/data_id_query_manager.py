@@ -146,7 +146,7 @@ class DataIdQueryManager:
     def count(
         self,
         units: Iterable[str],
-        where: str | None = None,
+        where: str | ParsedWhere | None = None,
         bind: Mapping[str, Any] | None = None,
         *,
         datasets: Sequence[DatasetType | str] = (),

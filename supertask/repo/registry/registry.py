@@ -37,6 +37,7 @@ from .errors import (
 from .managers import RegistryManagers
 from .query import QueryBuilder
 from .schema import RegistrySchema
+from .where import ParsedWhere
 
 
 class Registry:
@@ -438,7 +439,7 @@ class Registry:
     def countDataIds(
         self,
         units: Iterable[str],
-        where: str | None = None,
+        where: str | ParsedWhere | None = None,
         bind: Mapping[str, Any] | None = None,
         *,
         datasets: Sequence[DatasetType | str] = (),
