@@ -110,9 +110,12 @@ def _write(workflow: GenericWorkflow, out: TextIO) -> None:
     out.write(',"jobs":[')
     for i, job in enumerate(jobs):
         out.write(("," if i else "") + _encode(_job_to_json(job, row_of)))
+    # parents one job at a time too: as one string they would be a few hundred bytes per job
+    out.write('],"parents":{')
+    for i, (name, parents) in enumerate(workflow.parents.items()):
+        out.write(("," if i else "") + _encode(name) + ":" + _encode(parents))
     final = _job_to_json(workflow.final, row_of) if workflow.final else None
-    tail = {"parents": workflow.parents, "final": final, "throttles": workflow.throttles}
-    out.write("]," + _encode(tail)[1:])
+    out.write("}," + _encode({"final": final, "throttles": workflow.throttles})[1:])
 
 
 # ------------------------------------------------------------------------------------- reading
