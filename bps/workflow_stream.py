@@ -24,7 +24,7 @@ from array import array
 from collections import deque
 from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, Sequence, ValuesView
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, cast, overload
 
 from .workflow import GenericWorkflow, Job, RetryPolicy, WorkflowFile, dataset_lfn, safe_name
 from .workflow_builder import LOG_DIR, MANIFEST_DIR, BuildOptions, final_job
@@ -129,6 +129,45 @@ class _Values(ValuesView[Job]):
         return self._mapping._iter_jobs()
 
 
+class _Files(Sequence[WorkflowFile]):
+    """A job's input or output files, each `WorkflowFile` made when read.
+
+    Many passes over a workflow read only its jobs' names, resources or arguments (the
+    resource checks, the DAG's label defaults, the Pegasus dependencies): they make no file.
+    """
+
+    __slots__ = ("_files", "_make")
+
+    def __init__(self, files: array[int], make: Callable[[int], WorkflowFile]) -> None:
+        self._files = files
+        self._make = make
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    @overload
+    def __getitem__(self, index: int) -> WorkflowFile: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[WorkflowFile]: ...
+
+    def __getitem__(self, index: int | slice) -> WorkflowFile | list[WorkflowFile]:
+        if isinstance(index, slice):
+            return [self._make(k) for k in self._files[index]]
+        return self._make(self._files[index])
+
+    def __iter__(self) -> Iterator[WorkflowFile]:
+        return map(self._make, self._files)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence):
+            return list(self) == list(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return repr(list(self))
+
+
 class StreamedParents(Mapping[str, list[str]]):
     """Job name -> its parents' names (sorted), in the workflow's order (read-only)."""
 
@@ -231,8 +270,8 @@ class StreamedWorkflow:
                 arguments=arguments,
                 resources=res,
                 retry=retry,
-                inputs=[file(k) for k in in_files[in_start[j] : in_start[j + 1]]],
-                outputs=[file(k) for k in out_files[out_start[j] : out_start[j + 1]]],
+                inputs=cast("list[WorkflowFile]", _Files(in_files[in_start[j] : in_start[j + 1]], file)),
+                outputs=cast("list[WorkflowFile]", _Files(out_files[out_start[j] : out_start[j + 1]], file)),
                 log_subdir=log_subdir,
                 throttle=throttle,
                 tags=tags,
