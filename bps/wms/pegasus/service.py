@@ -82,7 +82,7 @@ class PegasusService(WorkflowService):
         if not (submit_dir / WORKFLOW_JSON).exists():
             save_workflow(workflow, submit_dir / WORKFLOW_JSON)
         pegasus_dir = submit_dir / PEGASUS_SUBDIR
-        plan = translate(workflow, pegasus_dir)
+        plan = translate(workflow, pegasus_dir, datastore_locations=False)
         main = write_plan(plan, pegasus_dir)
         write_run_record(
             submit_dir,

@@ -56,7 +56,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,7 +149,9 @@ class PegasusPlan:
     datastore_locations: dict[str, str] = field(default_factory=dict)
 
 
-def translate(workflow: GenericWorkflow, pegasus_dir: Path | None = None) -> PegasusPlan:
+def translate(
+    workflow: GenericWorkflow, pegasus_dir: Path | None = None, *, datastore_locations: bool = True
+) -> PegasusPlan:
     """Build the Pegasus workflow, catalogs and properties of ``workflow``.
 
     Parameters
@@ -159,6 +161,9 @@ def translate(workflow: GenericWorkflow, pegasus_dir: Path | None = None) -> Peg
     pegasus_dir : `~pathlib.Path`, optional
         The directory the files will be written to (``<submit_dir>/pegasus`` by
         default); the local site's scratch and output directories live under it.
+    datastore_locations : `bool`, optional
+        Fill ``PegasusPlan.datastore_locations`` (what a restart looks for); a first
+        prepare does not need it, and at 10^6 outputs it is a few hundred MB.
 
     Raises
     ------
@@ -168,7 +173,7 @@ def translate(workflow: GenericWorkflow, pegasus_dir: Path | None = None) -> Peg
     pegasus_dir = Path(pegasus_dir or Path(workflow.submit_dir) / PEGASUS_SUBDIR).absolute()
     settings, data_configuration = load_settings(workflow.site)
     with gc_paused(), _quiet_api():
-        return _translate(workflow, pegasus_dir, settings, data_configuration)
+        return _translate(workflow, pegasus_dir, settings, data_configuration, datastore_locations)
 
 
 @contextlib.contextmanager
@@ -188,6 +193,7 @@ def _translate(
     pegasus_dir: Path,
     settings: PegasusSettings,
     data_configuration: DataConfiguration,
+    with_datastore: bool = True,
 ) -> PegasusPlan:
     graph_lfn = _graph_lfn(workflow.graph_file)
     job_map: dict[str, dict[str, str]] = {}
@@ -205,7 +211,8 @@ def _translate(
         pids[name] = pid
         for wf_file in job.outputs:
             locations[wf_file.lfn] = os.path.join(staged, wf_file.lfn)
-            datastore[wf_file.lfn] = os.path.join(root_dir, wf_file.path)
+            if with_datastore:
+                datastore[wf_file.lfn] = os.path.join(root_dir, wf_file.path)
         _, manifest = _job_arguments(job, graph_args, input_locations)
         if manifest is not None:
             manifest_dir, manifest_lfn = manifest
@@ -539,8 +546,9 @@ def _write_plan(plan: PegasusPlan, pegasus_dir: Path, run_name: str) -> Path:
     _write_api(plan.transformation_catalog, pegasus_dir / catalogs.TRANSFORMATIONS_FILE)
     _write_api(plan.site_catalog, pegasus_dir / catalogs.SITES_FILE)
     atomic_write_text(pegasus_dir / catalogs.PROPERTIES_FILE, _properties_text(plan.properties))
-    atomic_write_text(pegasus_dir / JOB_MAP_FILE, json.dumps(plan.job_map, separators=(",", ":")))
-    atomic_write_text(pegasus_dir / OUTPUT_MAP_FILE, output_map_text(plan.output_locations))
+    # Both written an entry at a time: as one string each they would be ~100 bytes per job.
+    atomic_write(pegasus_dir / JOB_MAP_FILE, _job_map_chunks(plan.job_map))
+    atomic_write(pegasus_dir / OUTPUT_MAP_FILE, _output_map_lines(plan.output_locations))
     script = pegasus_dir / PLAN_SCRIPT
     atomic_write_text(script, _plan_script(plan_command(plan, pegasus_dir, submit=True, run_name=run_name)))
     script.chmod(0o755)
@@ -552,13 +560,26 @@ def _write_plan(plan: PegasusPlan, pegasus_dir: Path, run_name: str) -> Path:
 
 def output_map_text(locations: dict[str, str]) -> str:
     """Lines ``LFN PFN site="local"`` (Pegasus's File replica format) for the Replica output mapper."""
-    lines = []
+    return "".join(_output_map_lines(locations))
+
+
+def _output_map_lines(locations: Mapping[str, str]) -> Iterator[str]:
+    """`output_map_text` one line at a time (each with its newline; one newline when empty)."""
+    if not locations:
+        yield "\n"
     for lfn, path in sorted(locations.items()):
         pfn = catalogs.file_url(path)
         if _NEEDS_QUOTES.search(pfn):
             pfn = '"' + pfn.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        lines.append(f'{lfn} {pfn} site="local"')
-    return "\n".join(lines) + "\n"
+        yield f'{lfn} {pfn} site="local"\n'
+
+
+def _job_map_chunks(job_map: Mapping[str, Mapping[str, str]]) -> Iterator[str]:
+    """``json.dumps(job_map, separators=(",", ":"))``, one entry at a time."""
+    yield "{"
+    for i, (pid, entry) in enumerate(job_map.items()):
+        yield ("," if i else "") + json.dumps(pid) + ":" + json.dumps(entry, separators=(",", ":"))
+    yield "}"
 
 
 def plan_command(
