@@ -56,7 +56,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,7 +139,7 @@ class PegasusPlan:
     data_configuration: DataConfiguration
     graph_lfn: str
     #: Pegasus id -> {"name": generic job name, "label": task label}
-    job_map: dict[str, dict[str, str]] = field(default_factory=dict)
+    job_map: MutableMapping[str, dict[str, str]] = field(default_factory=dict)
     final_id: str | None = None
     #: Pegasus id of the compute sub-workflow's job in ``root``
     compute_id: str = COMPUTE_JOB_ID
@@ -147,6 +147,38 @@ class PegasusPlan:
     output_locations: dict[str, str] = field(default_factory=dict)
     #: dataset output lfn -> its final datastore path (where finalize moves it)
     datastore_locations: dict[str, str] = field(default_factory=dict)
+
+
+class JobMap(MutableMapping[str, dict[str, str]]):
+    """Pegasus id -> ``{"name": generic job name, "label": label}``, kept as pairs.
+
+    A dictionary per job is about 200 bytes more than a pair; 10^6 jobs have 10^6 of them.
+    Each entry read is a new dictionary (changing it changes nothing here).
+    """
+
+    def __init__(self) -> None:
+        self._pairs: dict[str, tuple[str, str]] = {}
+
+    def __getitem__(self, pid: str) -> dict[str, str]:
+        name, label = self._pairs[pid]
+        return {"name": name, "label": label}
+
+    def __setitem__(self, pid: str, entry: dict[str, str]) -> None:
+        if set(entry) != {"name", "label"}:
+            raise ValueError(f"a job map entry has a name and a label, not {sorted(entry)}")
+        self._pairs[pid] = (entry["name"], entry["label"])
+
+    def __delitem__(self, pid: str) -> None:
+        del self._pairs[pid]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._pairs)
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+    def __contains__(self, pid: object) -> bool:
+        return pid in self._pairs
 
 
 def translate(
@@ -196,7 +228,7 @@ def _translate(
     with_datastore: bool = True,
 ) -> PegasusPlan:
     graph_lfn = _graph_lfn(workflow.graph_file)
-    job_map: dict[str, dict[str, str]] = {}
+    job_map = JobMap()
     pids: dict[str, str] = {}  # generic job name -> Pegasus id
     graph_args = _graph_arguments(workflow.graph_file, graph_lfn)
     root_dir = str(catalogs.repo_root(workflow.repo))
@@ -316,7 +348,7 @@ def _graph_arguments(graph_file: str, graph_lfn: str) -> dict[str, str]:
     return dict.fromkeys(spellings, graph_lfn)
 
 
-def _unique_id(candidate: str, taken: dict[str, Any]) -> str:
+def _unique_id(candidate: str, taken: Mapping[str, Any]) -> str:
     if candidate not in taken:
         return candidate
     n = 2
