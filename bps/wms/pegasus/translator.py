@@ -144,9 +144,35 @@ class PegasusPlan:
     #: Pegasus id of the compute sub-workflow's job in ``root``
     compute_id: str = COMPUTE_JOB_ID
     #: output lfn -> absolute path it is staged out to
-    output_locations: dict[str, str] = field(default_factory=dict)
+    output_locations: Mapping[str, str] = field(default_factory=dict)
     #: dataset output lfn -> its final datastore path (where finalize moves it)
     datastore_locations: dict[str, str] = field(default_factory=dict)
+
+
+class OutputLocations(Mapping[str, str]):
+    """Output lfn -> the absolute path it is staged out to (``directory/lfn``), joined when read.
+
+    Holds the directory of each (a handful of shared strings) instead of a path per output:
+    10^6 jobs have 2 * 10^6 outputs with their manifests.
+    """
+
+    def __init__(self) -> None:
+        self._dirs: dict[str, str] = {}
+
+    def add(self, lfn: str, directory: str) -> None:
+        self._dirs[lfn] = directory
+
+    def __getitem__(self, lfn: str) -> str:
+        return os.path.join(self._dirs[lfn], lfn)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._dirs)
+
+    def __len__(self) -> int:
+        return len(self._dirs)
+
+    def __contains__(self, lfn: object) -> bool:
+        return lfn in self._dirs
 
 
 class JobMap(MutableMapping[str, dict[str, str]]):
@@ -233,7 +259,7 @@ def _translate(
     graph_args = _graph_arguments(workflow.graph_file, graph_lfn)
     root_dir = str(catalogs.repo_root(workflow.repo))
     staged = os.path.join(str(Path(workflow.submit_dir).absolute()), STAGED_DIR)
-    locations: dict[str, str] = {}
+    locations = OutputLocations()
     datastore: dict[str, str] = {}
     input_locations = _InputLocations()
 
@@ -242,7 +268,7 @@ def _translate(
         job_map[pid] = {"name": name, "label": job.label}
         pids[name] = pid
         for wf_file in job.outputs:
-            locations[wf_file.lfn] = os.path.join(staged, wf_file.lfn)
+            locations.add(wf_file.lfn, staged)
             if with_datastore:
                 datastore[wf_file.lfn] = os.path.join(root_dir, wf_file.path)
         _, manifest = _job_arguments(job, graph_args, input_locations)
@@ -253,7 +279,7 @@ def _translate(
                     f"job {job.name!r}: its manifest name {manifest_lfn!r} is already the name of another "
                     "output of the workflow; job names must not end like dataset file names"
                 )
-            locations[manifest_lfn] = os.path.join(manifest_dir, manifest_lfn)
+            locations.add(manifest_lfn, manifest_dir)
 
     site_cap = workflow.site.max_memory_mb
 
@@ -590,7 +616,7 @@ def _write_plan(plan: PegasusPlan, pegasus_dir: Path, run_name: str) -> Path:
     return path
 
 
-def output_map_text(locations: dict[str, str]) -> str:
+def output_map_text(locations: Mapping[str, str]) -> str:
     """Lines ``LFN PFN site="local"`` (Pegasus's File replica format) for the Replica output mapper."""
     return "".join(_output_map_lines(locations))
 
@@ -599,8 +625,8 @@ def _output_map_lines(locations: Mapping[str, str]) -> Iterator[str]:
     """`output_map_text` one line at a time (each with its newline; one newline when empty)."""
     if not locations:
         yield "\n"
-    for lfn, path in sorted(locations.items()):
-        pfn = catalogs.file_url(path)
+    for lfn in sorted(locations):  # names are unique: the order of sorted items, without every path at once
+        pfn = catalogs.file_url(locations[lfn])
         if _NEEDS_QUOTES.search(pfn):
             pfn = '"' + pfn.replace("\\", "\\\\").replace('"', '\\"') + '"'
         yield f'{lfn} {pfn} site="local"\n'
