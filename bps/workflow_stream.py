@@ -63,6 +63,8 @@ class _Columns:
         #: the dataset type object of each schema (to rebuild a `Dataset` for a registry look-up)
         self.types: list[Any] = []
         self.values: list[tuple[Any, ...]] = []
+        #: ``(type, value) -> value``: data-ID values shared by the files' tuples
+        self.shared_values: dict[tuple[type, Any], Any] = {}
         self.producer = array("q")
         #: registry id of an overall input (-1: none, or a produced file)
         self.dataset_id = array("q")
@@ -438,7 +440,9 @@ def _file(
     c.lfns.append(lfn)
     c.paths.append(template_path(ds, run))
     c.schema_of.append(schema)
-    c.values.append(tuple(data_id.values()))
+    # One object per distinct value: the reader makes a new one for every dataset.
+    shared = c.shared_values
+    c.values.append(tuple([shared.setdefault((type(v), v), v) for v in data_id.values()]))
     c.producer.append(producer)
     c.dataset_id.append(ds.id if producer < 0 and ds.id is not None else -1)
     c.runs.append(run if producer < 0 else "")
