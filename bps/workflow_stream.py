@@ -108,6 +108,34 @@ class StreamedJobs(Mapping[str, Job]):
         make = self._make
         return (make(j) for j in self._c.order)
 
+    # -- what `bps.workflow_io` reads to write ``workflow.json`` by file number -----------------
+
+    def numbered(self) -> Iterator[tuple[Job, array[int], array[int]]]:
+        """Each job (in order) with the numbers of its input and output files."""
+        c, make = self._c, self._make
+        for j in c.order:
+            yield (
+                make(j),
+                c.in_files[c.in_start[j] : c.in_start[j + 1]],
+                c.out_files[c.out_start[j] : c.out_start[j + 1]],
+            )
+
+    def positions(self) -> array[int]:
+        """Job number -> the job's position in the workflow's order."""
+        position = array("q", bytes(8 * len(self._c.order)))
+        for i, j in enumerate(self._c.order):
+            position[j] = i
+        return position
+
+    def file_count(self) -> int:
+        return len(self._c.lfns)
+
+    def file_fields(self, k: int) -> tuple[str, tuple[str, ...], tuple[Any, ...], str, int, str]:
+        """Dataset type, data-ID keys and values, path, producer's job number (or -1), lfn of file ``k``."""
+        c = self._c
+        dataset_type, keys = c.schemas[c.schema_of[k]]
+        return dataset_type, keys, c.values[k], c.paths[k], c.producer[k], c.lfns[k]
+
     def labels(self) -> list[str]:
         """Distinct labels in first-appearance order (without making the jobs)."""
         seen: dict[str, None] = {}
