@@ -26,7 +26,8 @@ from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, Se
 from pathlib import Path
 from typing import Any, cast, overload
 
-from .workflow import GenericWorkflow, Job, RetryPolicy, WorkflowFile, dataset_lfn, safe_name
+from .names import dataset_lfn, safe_name
+from .workflow import GenericWorkflow, Job, RetryPolicy, WorkflowFile
 from .workflow_builder import LOG_DIR, MANIFEST_DIR, BuildOptions, final_job
 
 #: dataset (with ``datasetType``, ``dataId``) and its RUN -> path relative to the datastore root
@@ -334,13 +335,16 @@ class StreamedWorkflow:
 
     def dataset(self, k: int) -> Any:
         """The `~supertask.repo.dataset.Dataset` of overall input ``k`` (registry id and RUN included)."""
+        from supertask.repo.dataid import DataId
         from supertask.repo.dataset import Dataset
 
         c = self._c
         schema = c.schema_of[k]
         ident = c.dataset_id[k]
         data_id = dict(zip(c.schemas[schema][1], c.values[k], strict=True))
-        return Dataset(c.types[schema], data_id, id=ident if ident >= 0 else None, run=c.runs[k] or None)
+        return Dataset(
+            c.types[schema], DataId(data_id), id=ident if ident >= 0 else None, run=c.runs[k] or None
+        )
 
     def path(self, k: int) -> str:
         return self._c.paths[k]
