@@ -83,23 +83,28 @@ def prepare(resolved: ResolvedConfig, *, service: Any = None) -> Prepared:
     write_submit_provenance(submit_dir, resolved)
 
     graph_file = _graph_file(resolved, submit_dir)
-    from supertask.graph.quantum_graph import QuantumGraph
+    if not c.clustering.clusters and c.wms in STREAMED_WMS:
+        workflow = _prepare_streamed(resolved, graph_file, submit_dir)
+    else:
+        workflow = _prepare_loaded(resolved, graph_file, submit_dir)
+    main_file = service.prepare(workflow) if service is not None else None
+    return Prepared(submit_dir=submit_dir, workflow=workflow, main_file=main_file, messages=messages)
 
-    graph = QuantumGraph.load(graph_file)
-    if not len(graph):
-        raise PrepareError(f"graph {graph_file} has no quanta: nothing to run")
-    repo = _required(c.repo, "repo")
-    output_run = _required(graph.metadata.get("output_run") or c.output_run, "output_run")
-    if c.output_run and output_run != c.output_run:
-        graph_file = _retarget(graph, graph_file, repo, c.output_run, submit_dir)
-        output_run = c.output_run
-    _check_labels(resolved, {q.taskLabel for q in graph})
-    path_of, off_template = _locator(repo, graph)
-    options = BuildOptions(
+
+#: Workflow systems whose unclustered workflows are streamed from the graph file
+#: (`bps.workflow_stream`): their translators only read the workflow, one job at a time.
+STREAMED_WMS = ("htcondor", "pegasus")
+
+
+def _build_options(
+    resolved: ResolvedConfig, graph_file: Path, output_run: str, submit_dir: Path
+) -> BuildOptions:
+    c = resolved.config
+    return BuildOptions(
         name=safe_name(f"{output_run}"),
         submit_dir=str(submit_dir),
         graph_file=str(graph_file),
-        repo=repo,
+        repo=_required(c.repo, "repo"),
         output_run=output_run,
         site=resolved.site,
         rules=[
@@ -117,6 +122,24 @@ def prepare(resolved: ResolvedConfig, *, service: Any = None) -> Prepared:
         final_retries=c.final.retries,
         final_batch_size=c.final.batch_size,
     )
+
+
+def _prepare_loaded(resolved: ResolvedConfig, graph_file: Path, submit_dir: Path) -> GenericWorkflow:
+    """The workflow of a whole loaded graph (clustering needs every quantum at once)."""
+    c = resolved.config
+    from supertask.graph.quantum_graph import QuantumGraph
+
+    graph = QuantumGraph.load(graph_file)
+    if not len(graph):
+        raise PrepareError(f"graph {graph_file} has no quanta: nothing to run")
+    repo = _required(c.repo, "repo")
+    output_run = _required(graph.metadata.get("output_run") or c.output_run, "output_run")
+    if c.output_run and output_run != c.output_run:
+        graph_file = _retarget(graph, graph_file, repo, c.output_run, submit_dir)
+        output_run = c.output_run
+    _check_labels(resolved, {q.taskLabel for q in graph})
+    path_of, off_template = _locator(repo, graph)
+    options = _build_options(resolved, graph_file, output_run, submit_dir)
     workflow = build_workflow(iter(graph), options, path_of)
     checks = _input_checks(repo, graph)
     # The graph is not needed any more: what it frees holds the files written next. Its
@@ -127,8 +150,128 @@ def prepare(resolved: ResolvedConfig, *, service: Any = None) -> Prepared:
     _write_input_checks(workflow, checks, submit_dir)
     del off_template, checks
     save_workflow(workflow, submit_dir / WORKFLOW_FILE)
-    main_file = service.prepare(workflow) if service is not None else None
-    return Prepared(submit_dir=submit_dir, workflow=workflow, main_file=main_file, messages=messages)
+    return workflow
+
+
+def _prepare_streamed(resolved: ResolvedConfig, graph_file: Path, submit_dir: Path) -> GenericWorkflow:
+    """The unclustered workflow, streamed from the graph file: the graph is never held whole.
+
+    The same submit directory as `_prepare_loaded` writes (`bps.workflow_stream`), within
+    the memory of the workflow's compact columns: quanta are read a chunk at a time and the
+    registry is asked about the overall inputs in batches.
+    """
+    c = resolved.config
+    from supertask.graph import file_format
+    from supertask.graph.quantum_graph import QuantumGraph
+    from supertask.repo.butler import Butler
+
+    from .workflow_stream import build_streamed_workflow
+
+    metadata = QuantumGraph.readHeader(graph_file).get("metadata") or {}
+    repo = _required(c.repo, "repo")
+    output_run = _required(metadata.get("output_run") or c.output_run, "output_run")
+    if c.output_run and output_run != c.output_run:
+        graph = QuantumGraph.load(graph_file)
+        if not len(graph):
+            raise PrepareError(f"graph {graph_file} has no quanta: nothing to run")
+        graph_file = _retarget(graph, graph_file, repo, c.output_run, submit_dir)
+        output_run = c.output_run
+        del graph
+        gc.collect()
+    options = _build_options(resolved, graph_file, output_run, submit_dir)
+    butler = Butler(repo)
+    try:
+        datastore = butler.datastore
+
+        def template_path(dataset: Any, run: str) -> str:
+            return str(datastore.path(dataset.datasetType, dataset.dataId, run))
+
+        streamed = build_streamed_workflow(file_format.iter_quanta(graph_file), options, template_path)
+        workflow = streamed.workflow
+        if not len(workflow.jobs):
+            raise PrepareError(f"graph {graph_file} has no quanta: nothing to run")
+        _check_labels(resolved, set(workflow.labels()))
+        locations, checks = _registered_inputs(butler.registry, streamed)
+    finally:
+        butler.close()
+    _write_streamed_inputs(streamed, locations, submit_dir / "input_locations", "--input-locations")
+    _write_streamed_inputs(streamed, checks, submit_dir / "input_checks", "--input-checks")
+    del locations, checks
+    save_workflow(workflow, submit_dir / WORKFLOW_FILE)
+    return workflow
+
+
+#: Overall inputs asked of the registry at once by a streamed prepare.
+REGISTRY_BATCH = 50_000
+
+
+def _registered_inputs(registry: Any, streamed: Any) -> tuple[dict[str, str], dict[str, list[Any]]]:
+    """Where the overall inputs are registered, and their registered size and checksum.
+
+    Returns ``{lfn: path}`` of the inputs registered off their template path (their path in
+    the workflow is changed to it) and ``{lfn: [size, checksum]}`` of those with a registry id,
+    as `_locator` and `_input_checks` find them for a loaded graph.
+    """
+    locations: dict[str, str] = {}
+    checks: dict[str, list[Any]] = {}
+    batch: list[tuple[int, str, Any]] = []
+
+    def flush() -> None:
+        datasets = [d for _, _, d in batch]
+        records = registry.getDatasetRecords([d for d in datasets if d.id is not None])
+        for k, lfn, d in batch:
+            found = records.get(d.id) if d.id is not None else None
+            path: str | None
+            if found is not None:
+                path = found[0]
+                checks[lfn] = list(found[1:])
+            else:
+                try:
+                    path = registry.getDatasetLocation(d)[0]
+                except LookupError:
+                    path = None
+            if path is not None and path != streamed.path(k):
+                locations[lfn] = path
+                streamed.set_input_path(k, path)
+        batch.clear()
+
+    for k, lfn, ident, run in streamed.overall_inputs():
+        if ident is None and not run:
+            continue
+        batch.append((k, lfn, streamed.dataset(k)))
+        if len(batch) >= REGISTRY_BATCH:
+            flush()
+    flush()
+    return locations, checks
+
+
+def _write_streamed_inputs(streamed: Any, by_lfn: dict[str, Any], directory: Path, option: str) -> None:
+    """`_write_shared_input_files` for a streamed workflow (the same files and arguments)."""
+    if not by_lfn:
+        return
+    group: dict[str, Any] = {}
+    members: list[int] = []
+    count = 0
+
+    def flush() -> None:
+        nonlocal group, members, count
+        if members:
+            directory.mkdir(exist_ok=True)
+            path = directory / f"{count:06d}.json"
+            atomic_write_text(path, json.dumps(group))
+            streamed.add_arguments(members, [option, str(path)])
+            count += 1
+        group, members = {}, []
+
+    for j, inputs in streamed.jobs_reading_inputs():
+        mine = {lfn: by_lfn[lfn] for _, lfn in inputs if lfn in by_lfn}
+        if not mine:
+            continue
+        if members and len(group) + len(mine) > LOCATIONS_PER_FILE:
+            flush()
+        group.update(mine)
+        members.append(j)
+    flush()
 
 
 def _check_labels(resolved: ResolvedConfig, task_labels: set[str]) -> None:

@@ -136,26 +136,74 @@ def write_dag(
 
 
 def _label_defaults(workflow: GenericWorkflow, graph_arg: str) -> dict[str, _LabelDefaults]:
-    by_label: dict[str, list[Job]] = {}
+    """Per label: job count, most common resources, common argument prefix and suffix, first job.
+
+    One pass over the jobs holding only per-label running values (a streamed workflow makes
+    each job as it is read; a list of every job per label would hold them all). The suffix
+    is the common suffix of the jobs' arguments after the label's prefix: the common suffix
+    of the whole argument lists, cut to the shortest remainder after the prefix.
+    """
+    acc: dict[str, _LabelAccumulator] = {}
     for job in workflow.jobs.values():
-        by_label.setdefault(job.label, []).append(job)
-    result = {}
-    for label, jobs in by_label.items():
-        if safe_name(label) == FINAL_NODE:
-            raise ValueError(f"job label {label!r} is reserved for the final job; rename the label")
-        result[label] = _LabelDefaults(
-            label=label,
-            njobs=len(jobs),
-            memory_mb=Counter(j.resources.memory_mb for j in jobs).most_common(1)[0][0],
-            cpus=Counter(j.resources.cpus for j in jobs).most_common(1)[0][0],
-            disk_mb=Counter(j.resources.disk_mb for j in jobs).most_common(1)[0][0],
-            prefix=(prefix := _common_prefix(_arguments(j, workflow, graph_arg) for j in jobs)),
-            suffix=_common_prefix(_arguments(j, workflow, graph_arg)[len(prefix) :][::-1] for j in jobs)[
-                ::-1
-            ],
-            job=jobs[0],
+        a = acc.get(job.label)
+        if a is None:
+            if safe_name(job.label) == FINAL_NODE:
+                raise ValueError(f"job label {job.label!r} is reserved for the final job; rename the label")
+            a = acc[job.label] = _LabelAccumulator(job)
+        a.add(job, _arguments(job, workflow, graph_arg))
+    return {label: a.defaults() for label, a in acc.items()}
+
+
+class _LabelAccumulator:
+    """The running values of `_label_defaults` for one label."""
+
+    def __init__(self, first: Job) -> None:
+        self.first = first
+        self.njobs = 0
+        self.memory: Counter[int] = Counter()
+        self.cpus: Counter[int] = Counter()
+        self.disk: Counter[int] = Counter()
+        self.prefix: list[str] | None = None
+        self.suffix: list[str] | None = None  # reversed
+        self.shortest = 0
+
+    def add(self, job: Job, args: list[str]) -> None:
+        self.njobs += 1
+        self.memory[job.resources.memory_mb] += 1
+        self.cpus[job.resources.cpus] += 1
+        self.disk[job.resources.disk_mb] += 1
+        if self.prefix is None or self.suffix is None:
+            self.prefix, self.suffix, self.shortest = list(args), list(reversed(args)), len(args)
+            return
+        self.shortest = min(self.shortest, len(args))
+        _cut_to_common(self.prefix, args)
+        if self.suffix:
+            _cut_to_common(self.suffix, args[::-1])
+
+    def defaults(self) -> _LabelDefaults:
+        prefix = self.prefix or []
+        room = max(self.shortest - len(prefix), 0)
+        suffix = (self.suffix or [])[:room][::-1]
+        return _LabelDefaults(
+            label=self.first.label,
+            njobs=self.njobs,
+            memory_mb=self.memory.most_common(1)[0][0],
+            cpus=self.cpus.most_common(1)[0][0],
+            disk_mb=self.disk.most_common(1)[0][0],
+            prefix=prefix,
+            suffix=suffix,
+            job=self.first,
         )
-    return result
+
+
+def _cut_to_common(common: list[str], args: list[str]) -> None:
+    """Shorten ``common`` to its common prefix with ``args``."""
+    n = 0
+    for a, b in zip(common, args, strict=False):
+        if a != b:
+            break
+        n += 1
+    del common[n:]
 
 
 def _common_prefix(arg_lists: Iterable[list[str]]) -> list[str]:

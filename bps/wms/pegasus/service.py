@@ -17,6 +17,7 @@ whose outputs all exist, so again only what failed runs.
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
@@ -82,7 +83,7 @@ class PegasusService(WorkflowService):
         if not (submit_dir / WORKFLOW_JSON).exists():
             save_workflow(workflow, submit_dir / WORKFLOW_JSON)
         pegasus_dir = submit_dir / PEGASUS_SUBDIR
-        plan = translate(workflow, pegasus_dir)
+        plan = translate(workflow, pegasus_dir, datastore_locations=False)
         main = write_plan(plan, pegasus_dir)
         write_run_record(
             submit_dir,
@@ -307,7 +308,8 @@ class PegasusService(WorkflowService):
 
 def check(workflow: GenericWorkflow) -> None:
     """Refuse a workflow the site cannot run (requests above its largest slot, submitter-only env)."""
-    jobs = list(workflow.jobs.values()) + ([workflow.final] if workflow.final else [])
+    # one pass, never a list: a streamed workflow makes each job as it is read
+    jobs = itertools.chain(workflow.jobs.values(), [workflow.final] if workflow.final else [])
     problems = check_resources(jobs, workflow.site) + check_environment(workflow.site)
     if problems:
         raise WmsError(
