@@ -93,6 +93,7 @@ def prepare(resolved: ResolvedConfig, *, service: Any = None) -> Prepared:
         graph_file = _retarget(graph, graph_file, c.repo, c.output_run, submit_dir)
         output_run = c.output_run
     _check_labels(resolved, {q.taskLabel for q in graph})
+    messages += _check_job_imports(service, resolved, graph)
     path_of, off_template = _locator(c.repo, graph)
     options = BuildOptions(
         name=safe_name(f"{output_run}"),
@@ -128,6 +129,29 @@ def prepare(resolved: ResolvedConfig, *, service: Any = None) -> Prepared:
     save_workflow(workflow, submit_dir / WORKFLOW_FILE)
     main_file = service.prepare(workflow) if service is not None else None
     return Prepared(submit_dir=submit_dir, workflow=workflow, main_file=main_file, messages=messages)
+
+
+def _check_job_imports(service: Any, resolved: ResolvedConfig, graph: Any) -> list[str]:
+    """Refuse a graph whose task classes the jobs cannot import; warn when that cannot be checked.
+
+    One subprocess of the jobs' interpreter, with the environment the workflow system
+    gives them, imports every task class (`bps.job_environment`); none when the jobs run
+    this interpreter with the submitter's import-relevant variables.
+    """
+    job_env = service.job_environment(resolved.site) if service is not None else None
+    if job_env is None:
+        return []
+    from .job_environment import check_task_imports, task_classes
+
+    labels = {q.taskLabel for q in graph}
+    classes = {label: path for label, path in task_classes(graph.pipelineYaml).items() if label in labels}
+    outcome = check_task_imports(job_env, classes)
+    if outcome.error:
+        raise PrepareError(outcome.error)
+    if outcome.warning:
+        log.warning("%s", outcome.warning)
+        return [f"warning: {outcome.warning}"]
+    return []
 
 
 def _check_labels(resolved: ResolvedConfig, task_labels: set[str]) -> None:

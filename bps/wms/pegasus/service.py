@@ -28,7 +28,8 @@ from typing import Any
 from supertask.atomic_write import atomic_write_text
 from supertask.report.model import JobRecord
 
-from ...workflow import GenericWorkflow
+from ...job_environment import JobEnvironment
+from ...workflow import GenericWorkflow, SiteConfig
 from ...workflow_io import load_workflow, save_workflow
 from ..base import (
     JobFailure,
@@ -74,6 +75,26 @@ class PegasusService(WorkflowService):
     name = "pegasus"
 
     # -- prepare ---------------------------------------------------------------------------
+    def job_environment(self, site: SiteConfig) -> JobEnvironment | None:
+        """What Pegasus's submit files give a job: ``LANG``, and on the ``local`` execution site
+        the planner's ``PATH`` (as the real 5.1.2 planner writes them), plus the site's variables
+        (``env`` profiles); never the submitter's ``PYTHONPATH``."""
+        import os
+        import sys
+
+        from .settings import load_settings
+
+        settings, _ = load_settings(site)
+        env = {"LANG": os.environ.get("LANG", "en_US.UTF-8")}
+        if settings.execution_site == "local" and "PATH" in os.environ:
+            env["PATH"] = os.environ["PATH"]
+        env.update({k: str(v) for k, v in site.environment.items()})
+        return JobEnvironment(
+            python=site.python or sys.executable,
+            env=env,
+            origin=f"Pegasus on site {settings.execution_site!r}: LANG, PATH and the site's environment",
+        )
+
     def prepare(self, workflow: GenericWorkflow) -> Path:
         submit_dir = Path(workflow.submit_dir).absolute()
         submit_dir.mkdir(parents=True, exist_ok=True)
