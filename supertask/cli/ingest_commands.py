@@ -265,7 +265,8 @@ def define_visits(
     science are skipped and listed.
     """
     from ..repo.butler import Butler
-    from ..repo.visits import define_visits as define, region_reader_from_spec
+    from ..repo.visits import define_visits as define
+    from ..repo.visits import region_reader_from_spec
 
     reader = region_reader_from_spec(regions) if regions else None
     butler = Butler(root, writeable=True)
