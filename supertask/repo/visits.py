@@ -151,7 +151,7 @@ def visit_record(instrument: str, visit: int, records: Sequence[Mapping[str, Any
             f"visit {visit} would join exposures taken through different filters {sorted(map(str, filters))}; "
             "use --grouping one-to-one"
         )
-    times = [r.get("exposure_time") for r in records]
+    times: list[float | None] = [r.get("exposure_time") for r in records]
     begins = [r["mjd_begin"] for r in records if r.get("mjd_begin") is not None]
     ends = [r["mjd_end"] for r in records if r.get("mjd_end") is not None]
     return {
@@ -159,7 +159,9 @@ def visit_record(instrument: str, visit: int, records: Sequence[Mapping[str, Any
         "visit": visit,
         "physical_filter": first.get("physical_filter"),
         "day_obs": first.get("day_obs"),
-        "exposure_time": None if any(t is None for t in times) else float(sum(times)),
+        "exposure_time": None
+        if any(t is None for t in times)
+        else float(sum(t for t in times if t is not None)),
         "mjd_begin": min(begins) if begins else None,
         "mjd_end": max(ends) if ends else None,
         "target_name": first.get("target_name"),
@@ -302,8 +304,10 @@ def _instrument(registry: Any, name: str | None) -> str:
 
 
 def _visit_max(registry: Any, instrument: str) -> int | None:
-    record = registry.getUnitRecords("instrument", [DataId(instrument=instrument)])
-    value = next(iter(record.values()), {}).get("visit_max")
+    records: dict[DataId, dict[str, Any]] = registry.getUnitRecords(
+        "instrument", [DataId(instrument=instrument)]
+    )
+    value = next(iter(records.values()), {}).get("visit_max")
     return int(value) if value is not None else None
 
 
@@ -337,19 +341,19 @@ def _regions(
         if path is None:
             continue
         try:
-            box = tuple(float(v) for v in reader.read(path, dict(raw.dataId)))
+            values = tuple(float(v) for v in reader.read(path, dict(raw.dataId)))
         except Exception as err:  # any reader failure names the file; nothing is written
             raise VisitDefinitionError(
                 f"cannot read the sky region of {path} (exposure {raw.dataId['exposure']}, detector "
                 f"{raw.dataId['detector']}) with {type(reader).__name__}: {err}"
             ) from None
-        if len(box) != 4 or not all(math.isfinite(v) for v in box):
+        if len(values) != 4 or not all(math.isfinite(v) for v in values):
             raise VisitDefinitionError(
-                f"{type(reader).__name__} gave {box} for {path}: expected four finite numbers "
+                f"{type(reader).__name__} gave {values} for {path}: expected four finite numbers "
                 "(ra_min, ra_max, dec_min, dec_max) in degrees"
             )
         key = (visit_of[raw.dataId["exposure"]], raw.dataId["detector"])
-        boxes.setdefault(key, []).append(box)  # type: ignore[arg-type]
+        boxes.setdefault(key, []).append((values[0], values[1], values[2], values[3]))
         if progress is not None:
             progress(1)
     rows = []
