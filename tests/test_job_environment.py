@@ -104,11 +104,31 @@ def test_every_failing_class_is_named_once_with_all_its_labels(package):
     assert f"{CLASS} (labels a, b)" in outcome.error and "stpeer_missing.Task (label c)" in outcome.error
 
 
-def test_pegasus_jobs_get_no_pythonpath_and_are_refused(package):
+PEGASUS_PLANS = Path(__file__).parent / "data" / "real-pegasus-plans" / "planner-env"
+
+
+def _planned_names(name: str) -> set[str]:
+    line = (PEGASUS_PLANS / f"{name}.environment").read_text().split("=", 1)[1].strip().strip('"')
+    return {item.split("=", 1)[0] for item in line.split()}
+
+
+def test_pegasus_local_site_jobs_get_the_planners_pythonpath_as_the_real_planner_writes(package):
+    assert {"PATH", "PYTHONPATH"} <= _planned_names("create_dir_tiny_0_local")
     site = SiteConfig(name="peg", wms="pegasus", pegasus={"execution_site": "local"})
     env = get_service("pegasus").job_environment(site)
-    assert "PYTHONPATH" not in env.env and env.env["PATH"] == os.environ["PATH"]
-    assert je.check_task_imports(env, {"isr": CLASS}).error is not None
+    assert env.env["PYTHONPATH"] == str(package) and env.env["PATH"] == os.environ["PATH"]
+    assert je.check_task_imports(env, {"isr": CLASS}).error is None
+
+
+def test_pegasus_pool_site_jobs_get_no_pythonpath_and_are_refused(package):
+    assert not {"PATH", "PYTHONPATH"} & _planned_names("count_ID0000002")
+    site = SiteConfig(
+        name="peg", wms="pegasus", pegasus={"execution_site": "condorpool", "data_configuration": "condorio"}
+    )
+    env = get_service("pegasus").job_environment(site)
+    assert "PYTHONPATH" not in env.env and "PATH" not in env.env
+    outcome = je.check_task_imports(env, {"isr": CLASS})
+    assert outcome.error is not None and "Pegasus on site 'condorpool'" in outcome.error
 
 
 def test_parsl_jobs_inherit_the_submitters_environment_and_pass(package):

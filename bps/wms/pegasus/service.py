@@ -76,9 +76,13 @@ class PegasusService(WorkflowService):
 
     # -- prepare ---------------------------------------------------------------------------
     def job_environment(self, site: SiteConfig) -> JobEnvironment | None:
-        """What Pegasus's submit files give a job: ``LANG``, and on the ``local`` execution site
-        the planner's ``PATH`` (as the real 5.1.2 planner writes them), plus the site's variables
-        (``env`` profiles); never the submitter's ``PYTHONPATH``."""
+        """What Pegasus's submit files give a job, as the real 5.1.2 planner writes them.
+
+        ``LANG`` and the site's variables (``env`` profiles) everywhere; on the ``local``
+        execution site also the planner's ``PATH`` and ``PYTHONPATH`` (Pegasus sets both on
+        its local site unless the catalog does; ``pegasus-plan`` runs at ``bps submit`` in the
+        submitter's environment). Jobs on a pool site never get the submitter's ``PYTHONPATH``.
+        """
         import os
         import sys
 
@@ -86,13 +90,15 @@ class PegasusService(WorkflowService):
 
         settings, _ = load_settings(site)
         env = {"LANG": os.environ.get("LANG", "en_US.UTF-8")}
-        if settings.execution_site == "local" and "PATH" in os.environ:
-            env["PATH"] = os.environ["PATH"]
+        local = settings.execution_site == "local"
+        if local:
+            env.update({k: os.environ[k] for k in ("PATH", "PYTHONPATH") if k in os.environ})
         env.update({k: str(v) for k, v in site.environment.items()})
+        planner = "the planner's PATH and PYTHONPATH, " if local else ""
         return JobEnvironment(
             python=site.python or sys.executable,
             env=env,
-            origin=f"Pegasus on site {settings.execution_site!r}: LANG, PATH and the site's environment",
+            origin=f"Pegasus on site {settings.execution_site!r}: LANG, {planner}the site's environment",
         )
 
     def prepare(self, workflow: GenericWorkflow) -> Path:
