@@ -252,3 +252,20 @@ def test_the_real_pools_jobs_failed_with_exit_78_and_the_check_reports_the_same_
     outcome = je.check_task_imports(env, {"isr": "stpeer_demo.IsrLikeTask"})
     assert outcome.failed == {"stpeer_demo.IsrLikeTask": real_reason}
     assert "exit 78" in outcome.error
+
+
+def test_bps_prepare_warns_and_goes_on_when_the_jobs_interpreter_is_not_on_this_host(tmp_path, monkeypatch):
+    submit = _toy_htcondor(tmp_path, monkeypatch)
+    import yaml
+
+    config = yaml.safe_load(submit.read_text())
+    config["site"]["python"] = "/cvmfs/sw/venv/bin/python"
+    config["site"]["condor"]["skip_checks"].append("python")  # the workers have it, this host does not
+    submit.write_text(yaml.safe_dump(config))
+    result = CliRunner().invoke(bps_main, ["prepare", str(submit)])
+    assert result.exit_code == 0, result.output
+    assert (
+        "the jobs' interpreter /cvmfs/sw/venv/bin/python is not on this host: could not check that jobs can "
+        "import the task classes" in result.output
+    )
+    assert (tmp_path / "submit" / "workflow.json").exists()
