@@ -56,7 +56,7 @@ _MARK = "@@bps-job-import-check@@"
 # may print on import).
 _CHECK_CODE = f"""
 import json, sys
-classes = json.load(sys.stdin)
+classes = json.loads(sys.argv[1])
 out = {{"version": sys.version.split()[0], "failed": {{}}}}
 try:
     import bps.run_quantum
@@ -119,44 +119,126 @@ def task_classes(pipeline_yaml: str) -> dict[str, str]:
 
 
 def check_task_imports(job_env: JobEnvironment, classes: Mapping[str, str]) -> ImportCheck:
-    """Import every task class of ``classes`` (``{label: path}``) as the jobs will.
+    """Import every task class of ``classes`` (``{label: path}``) as the jobs will; wait for the answer.
 
     Returns an `ImportCheck` whose ``error`` is the one-line refusal with the fix, or
     whose ``warning`` says what could not be checked (the interpreter is not on this host,
     or the check itself could not run).
     """
+    return start_task_import_check(job_env, classes).result()
+
+
+class PendingCheck:
+    """A check started by `start_task_import_check`; `result` waits for it.
+
+    The subprocess runs while the caller goes on (prepare builds the workflow
+    meanwhile), so on a machine with a spare core the check costs no wall time.
+    """
+
+    def __init__(
+        self,
+        job_env: JobEnvironment,
+        by_path: dict[str, list[str]],
+        done: ImportCheck | None = None,
+        process: subprocess.Popen[str] | None = None,
+        cwd: tempfile.TemporaryDirectory[str] | None = None,
+    ):
+        self.job_env = job_env
+        self.by_path = by_path
+        self._done = done
+        self._process = process
+        self._cwd = cwd
+
+    def result(self) -> ImportCheck:
+        if self._done is None:
+            self._done = self._collect()
+        return self._done
+
+    def _collect(self) -> ImportCheck:
+        python = self.job_env.python
+        if self._process is None:
+            fatal, failed = None, _import_here(self.by_path)
+        else:
+            outcome = self._finish(self._process)
+            if isinstance(outcome, str):
+                return ImportCheck(warning=outcome)
+            fatal, failed = outcome
+        if fatal is not None:
+            return ImportCheck(
+                error=(
+                    f"the jobs' interpreter {python} cannot import bps ({fatal}) with the environment jobs get "
+                    f"({self.job_env.origin}): every job would fail. Fix: install supertask into the jobs' software "
+                    f"area ({python} -m pip install supertask) or point site.python at an interpreter that has it"
+                )
+            )
+        if not failed:
+            return ImportCheck()
+        return ImportCheck(error=_refusal(self.job_env, failed, self.by_path), failed=failed)
+
+    def _finish(self, process: subprocess.Popen[str]) -> tuple[str | None, dict[str, str]] | str:
+        """``(fatal, failed)`` from the subprocess, or a warning if it did not complete."""
+        python = self.job_env.python
+        try:
+            stdout, stderr = process.communicate(timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            return (
+                f"importing the task classes with the jobs' interpreter {python} took over "
+                f"{TIMEOUT_S:.0f} s: not checked whether jobs can import them"
+            )
+        finally:
+            if self._cwd is not None:
+                self._cwd.cleanup()
+        _, mark, result = stdout.rpartition(_MARK)
+        if not mark:
+            last = (stderr.strip().splitlines() or ["no output"])[-1]
+            return (
+                f"the jobs' interpreter {python} did not complete the import check (exit {process.returncode}: "
+                f"{last}): not checked whether jobs can import the task classes"
+            )
+        data = json.loads(result.strip().splitlines()[0])
+        return data.get("fatal"), dict(data.get("failed") or {})
+
+
+def start_task_import_check(job_env: JobEnvironment, classes: Mapping[str, str]) -> PendingCheck:
+    """Start importing every task class of ``classes`` (``{label: path}``) as the jobs will.
+
+    One subprocess of the jobs' interpreter, with their environment, in an empty
+    directory; none when there is nothing to check, when the interpreter is not on
+    this host (a warning), or when it is this interpreter with the submitter's
+    import-relevant variables (imported here, in `PendingCheck.result`).
+    """
     by_path: dict[str, list[str]] = {}
     for label, path in classes.items():
         by_path.setdefault(path, []).append(label)
     if not by_path:
-        return ImportCheck()
+        return PendingCheck(job_env, by_path, done=ImportCheck())
     python = job_env.python
     if not os.path.isabs(python) or not os.access(python, os.X_OK):
-        return ImportCheck(
-            warning=(
-                f"the jobs' interpreter {python} is not on this host: could not check that jobs can import "
-                f"the task classes {', '.join(sorted(by_path))}; a job that cannot fails with exit 78"
-            )
+        warning = (
+            f"the jobs' interpreter {python} is not on this host: could not check that jobs can import "
+            f"the task classes {', '.join(sorted(by_path))}; a job that cannot fails with exit 78"
         )
+        return PendingCheck(job_env, by_path, done=ImportCheck(warning=warning))
     if _same_as_here(job_env):
-        failed = _import_here(by_path)
-        fatal = None
-    else:
-        outcome = _import_in_subprocess(job_env, sorted(by_path))
-        if isinstance(outcome, str):
-            return ImportCheck(warning=outcome)
-        fatal, failed = outcome
-    if fatal is not None:
-        return ImportCheck(
-            error=(
-                f"the jobs' interpreter {python} cannot import bps ({fatal}) with the environment jobs get "
-                f"({job_env.origin}): every job would fail. Fix: install supertask into the jobs' software "
-                f"area ({python} -m pip install supertask) or point site.python at an interpreter that has it"
-            )
+        return PendingCheck(job_env, by_path)
+    cwd = tempfile.TemporaryDirectory(prefix="bps-import-check-")  # nothing importable in cwd
+    try:
+        process = subprocess.Popen(
+            [python, "-c", _CHECK_CODE, json.dumps(sorted(by_path))],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=job_env.env,
+            cwd=cwd.name,
+            text=True,
         )
-    if not failed:
-        return ImportCheck()
-    return ImportCheck(error=_refusal(job_env, failed, by_path), failed=failed)
+    except OSError as err:
+        cwd.cleanup()
+        warning = f"could not start the jobs' interpreter {python} ({err}): not checked whether jobs can import the task classes"
+        return PendingCheck(job_env, by_path, done=ImportCheck(warning=warning))
+    return PendingCheck(job_env, by_path, process=process, cwd=cwd)
 
 
 def _same_as_here(job_env: JobEnvironment) -> bool:
@@ -178,39 +260,6 @@ def _import_here(by_path: Mapping[str, list[str]]) -> dict[str, str]:
         except Exception as err:  # any failure to import is the job's failure too
             failed[path] = str(err) if isinstance(err, ImportError) else f"{type(err).__name__}: {err}"
     return failed
-
-
-def _import_in_subprocess(
-    job_env: JobEnvironment, paths: list[str]
-) -> tuple[str | None, dict[str, str]] | str:
-    """``(fatal, failed)`` from one subprocess of the jobs' interpreter, or a warning if it could not run."""
-    with tempfile.TemporaryDirectory(prefix="bps-import-check-") as cwd:  # nothing importable in cwd
-        try:
-            done = subprocess.run(
-                [job_env.python, "-c", _CHECK_CODE],
-                input=json.dumps(paths),
-                env=job_env.env,
-                cwd=cwd,
-                capture_output=True,
-                text=True,
-                timeout=TIMEOUT_S,
-            )
-        except subprocess.TimeoutExpired:
-            return (
-                f"importing the task classes with the jobs' interpreter {job_env.python} took over "
-                f"{TIMEOUT_S:.0f} s: not checked whether jobs can import them"
-            )
-        except OSError as err:
-            return f"could not start the jobs' interpreter {job_env.python} ({err}): not checked whether jobs can import the task classes"
-    _, mark, result = done.stdout.rpartition(_MARK)
-    if not mark:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return (
-            f"the jobs' interpreter {job_env.python} did not complete the import check (exit {done.returncode}: "
-            f"{last}): not checked whether jobs can import the task classes"
-        )
-    data = json.loads(result.strip().splitlines()[0])
-    return data.get("fatal"), dict(data.get("failed") or {})
 
 
 def _refusal(job_env: JobEnvironment, failed: Mapping[str, str], by_path: Mapping[str, list[str]]) -> str:

@@ -28,6 +28,7 @@ from typing import Any
 from .clustering import ClusterRule
 from .config import ResolvedConfig
 from .finalize import WORKFLOW_FILE
+from .job_environment import PendingCheck, start_task_import_check, task_classes
 from .provenance import write_submit_provenance
 from .staging import atomic_write_text
 from .workflow import GenericWorkflow, Resources, dataset_lfn, safe_name
@@ -93,7 +94,7 @@ def prepare(resolved: ResolvedConfig, *, service: Any = None) -> Prepared:
         graph_file = _retarget(graph, graph_file, c.repo, c.output_run, submit_dir)
         output_run = c.output_run
     _check_labels(resolved, {q.taskLabel for q in graph})
-    messages += _check_job_imports(service, resolved, graph)
+    imports = _start_import_check(service, resolved, graph)
     path_of, off_template = _locator(c.repo, graph)
     options = BuildOptions(
         name=safe_name(f"{output_run}"),
@@ -118,6 +119,7 @@ def prepare(resolved: ResolvedConfig, *, service: Any = None) -> Prepared:
         final_batch_size=c.final.batch_size,
     )
     workflow = build_workflow(iter(graph), options, path_of)
+    messages += _import_check_result(imports)
     checks = _input_checks(c.repo, graph)
     # The graph is not needed any more: what it frees holds the files written next. Its
     # quanta and datasets refer to each other, so only a full collection frees them.
@@ -131,21 +133,26 @@ def prepare(resolved: ResolvedConfig, *, service: Any = None) -> Prepared:
     return Prepared(submit_dir=submit_dir, workflow=workflow, main_file=main_file, messages=messages)
 
 
-def _check_job_imports(service: Any, resolved: ResolvedConfig, graph: Any) -> list[str]:
-    """Refuse a graph whose task classes the jobs cannot import; warn when that cannot be checked.
+def _start_import_check(service: Any, resolved: ResolvedConfig, graph: Any) -> PendingCheck | None:
+    """Start importing the graph's task classes as the jobs will (`bps.job_environment`).
 
     One subprocess of the jobs' interpreter, with the environment the workflow system
-    gives them, imports every task class (`bps.job_environment`); none when the jobs run
-    this interpreter with the submitter's import-relevant variables.
+    gives them, runs while the workflow is built; none when the jobs run this
+    interpreter with the submitter's import-relevant variables.
     """
     job_env = service.job_environment(resolved.site) if service is not None else None
     if job_env is None:
-        return []
-    from .job_environment import check_task_imports, task_classes
-
+        return None
     labels = {q.taskLabel for q in graph}
     classes = {label: path for label, path in task_classes(graph.pipelineYaml).items() if label in labels}
-    outcome = check_task_imports(job_env, classes)
+    return start_task_import_check(job_env, classes)
+
+
+def _import_check_result(pending: PendingCheck | None) -> list[str]:
+    """Refuse a graph whose task classes the jobs cannot import; warn when that could not be checked."""
+    if pending is None:
+        return []
+    outcome = pending.result()
     if outcome.error:
         raise PrepareError(outcome.error)
     if outcome.warning:

@@ -143,26 +143,31 @@ def test_local_jobs_are_checked_in_this_process_without_a_subprocess(package, mo
     def no_subprocess(*args, **kwargs):
         raise AssertionError("the local check must not start a subprocess")
 
-    monkeypatch.setattr(je.subprocess, "run", no_subprocess)
+    monkeypatch.setattr(je.subprocess, "Popen", no_subprocess)
     assert je.check_task_imports(env, {"isr": CLASS}).error is None
     assert "stpeer_missing.Task" in je.check_task_imports(env, {"x": "stpeer_missing.Task"}).failed
 
 
 def test_one_subprocess_checks_all_classes(package, monkeypatch):
     calls = []
-    real = subprocess.run
+    real = subprocess.Popen
 
     def counting(*args, **kwargs):
         calls.append(args)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(je.subprocess, "run", counting)
+    monkeypatch.setattr(je.subprocess, "Popen", counting)
     env = get_service("htcondor").job_environment(_condor(environment={"PYTHONPATH": str(package)}))
-    assert (
-        je.check_task_imports(env, {"a": CLASS, "b": CLASS, "c": "supertask.supertask.SuperTask"}).error
-        is None
-    )
+    classes = {"a": CLASS, "b": CLASS, "c": "supertask.supertask.SuperTask"}
+    assert je.check_task_imports(env, classes).error is None
     assert len(calls) == 1
+
+
+def test_the_check_runs_while_the_caller_goes_on(package):
+    env = get_service("htcondor").job_environment(_condor())
+    pending = je.start_task_import_check(env, {"isr": CLASS})
+    assert pending._process is not None  # started, not waited for
+    assert pending.result().error is not None and pending.result() is pending.result()
 
 
 def test_task_classes_are_read_from_the_resolved_pipeline_without_importing():
