@@ -28,6 +28,7 @@ from typing import Any
 from .clustering import ClusterRule
 from .config import ResolvedConfig
 from .finalize import WORKFLOW_FILE
+from .job_environment import PendingCheck, start_task_import_check, task_classes
 from .provenance import write_submit_provenance
 from .staging import atomic_write_text
 from .workflow import GenericWorkflow, Resources, dataset_lfn, safe_name
@@ -84,9 +85,10 @@ def prepare(resolved: ResolvedConfig, *, service: Any = None) -> Prepared:
 
     graph_file = _graph_file(resolved, submit_dir)
     if not c.clustering.clusters and c.wms in STREAMED_WMS:
-        workflow = _prepare_streamed(resolved, graph_file, submit_dir)
+        workflow, import_messages = _prepare_streamed(resolved, graph_file, submit_dir, service)
     else:
-        workflow = _prepare_loaded(resolved, graph_file, submit_dir)
+        workflow, import_messages = _prepare_loaded(resolved, graph_file, submit_dir, service)
+    messages += import_messages
     main_file = service.prepare(workflow) if service is not None else None
     return Prepared(submit_dir=submit_dir, workflow=workflow, main_file=main_file, messages=messages)
 
@@ -124,7 +126,9 @@ def _build_options(
     )
 
 
-def _prepare_loaded(resolved: ResolvedConfig, graph_file: Path, submit_dir: Path) -> GenericWorkflow:
+def _prepare_loaded(
+    resolved: ResolvedConfig, graph_file: Path, submit_dir: Path, service: Any
+) -> tuple[GenericWorkflow, list[str]]:
     """The workflow of a whole loaded graph (clustering needs every quantum at once)."""
     c = resolved.config
     from supertask.graph.quantum_graph import QuantumGraph
@@ -137,10 +141,13 @@ def _prepare_loaded(resolved: ResolvedConfig, graph_file: Path, submit_dir: Path
     if c.output_run and output_run != c.output_run:
         graph_file = _retarget(graph, graph_file, repo, c.output_run, submit_dir)
         output_run = c.output_run
-    _check_labels(resolved, {q.taskLabel for q in graph})
+    labels = {q.taskLabel for q in graph}
+    _check_labels(resolved, labels)
+    imports = _start_import_check(service, resolved, graph.pipelineYaml, labels)
     path_of, off_template = _locator(repo, graph)
     options = _build_options(resolved, graph_file, output_run, submit_dir)
     workflow = build_workflow(iter(graph), options, path_of)
+    import_messages = _import_check_result(imports)
     checks = _input_checks(repo, graph)
     # The graph is not needed any more: what it frees holds the files written next. Its
     # quanta and datasets refer to each other, so only a full collection frees them.
@@ -150,10 +157,12 @@ def _prepare_loaded(resolved: ResolvedConfig, graph_file: Path, submit_dir: Path
     _write_input_checks(workflow, checks, submit_dir)
     del off_template, checks
     save_workflow(workflow, submit_dir / WORKFLOW_FILE)
-    return workflow
+    return workflow, import_messages
 
 
-def _prepare_streamed(resolved: ResolvedConfig, graph_file: Path, submit_dir: Path) -> GenericWorkflow:
+def _prepare_streamed(
+    resolved: ResolvedConfig, graph_file: Path, submit_dir: Path, service: Any
+) -> tuple[GenericWorkflow, list[str]]:
     """The unclustered workflow, streamed from the graph file: the graph is never held whole.
 
     The same submit directory as `_prepare_loaded` writes (`bps.workflow_stream`), within
@@ -167,7 +176,8 @@ def _prepare_streamed(resolved: ResolvedConfig, graph_file: Path, submit_dir: Pa
 
     from .workflow_stream import build_streamed_workflow
 
-    metadata = QuantumGraph.readHeader(graph_file).get("metadata") or {}
+    header = QuantumGraph.readHeader(graph_file)
+    metadata = header.get("metadata") or {}
     repo = _required(c.repo, "repo")
     output_run = _required(metadata.get("output_run") or c.output_run, "output_run")
     if c.output_run and output_run != c.output_run:
@@ -190,7 +200,11 @@ def _prepare_streamed(resolved: ResolvedConfig, graph_file: Path, submit_dir: Pa
         workflow = streamed.workflow
         if not len(workflow.jobs):
             raise PrepareError(f"graph {graph_file} has no quanta: nothing to run")
-        _check_labels(resolved, set(workflow.labels()))
+        labels = set(workflow.labels())
+        _check_labels(resolved, labels)
+        # The labels are known only once the quanta are streamed: the import check
+        # overlaps the registry's look-up of the overall inputs instead.
+        imports = _start_import_check(service, resolved, str(header.get("pipelineYaml") or ""), labels)
         locations, checks = _registered_inputs(butler.registry, streamed)
     finally:
         butler.close()
@@ -198,7 +212,7 @@ def _prepare_streamed(resolved: ResolvedConfig, graph_file: Path, submit_dir: Pa
     _write_streamed_inputs(streamed, checks, submit_dir / "input_checks", "--input-checks")
     del locations, checks
     save_workflow(workflow, submit_dir / WORKFLOW_FILE)
-    return workflow
+    return workflow, _import_check_result(imports)
 
 
 #: Overall inputs asked of the registry at once by a streamed prepare.
@@ -272,6 +286,35 @@ def _write_streamed_inputs(streamed: Any, by_lfn: dict[str, Any], directory: Pat
         group.update(mine)
         members.append(j)
     flush()
+
+
+def _start_import_check(
+    service: Any, resolved: ResolvedConfig, pipeline_yaml: str, labels: set[str]
+) -> PendingCheck | None:
+    """Start importing the graph's task classes as the jobs will (`bps.job_environment`).
+
+    One subprocess of the jobs' interpreter, with the environment the workflow system
+    gives them, runs while the workflow is built; none when the jobs run this
+    interpreter with the submitter's import-relevant variables.
+    """
+    job_env = service.job_environment(resolved.site) if service is not None else None
+    if job_env is None:
+        return None
+    classes = {label: path for label, path in task_classes(pipeline_yaml).items() if label in labels}
+    return start_task_import_check(job_env, classes)
+
+
+def _import_check_result(pending: PendingCheck | None) -> list[str]:
+    """Refuse a graph whose task classes the jobs cannot import; warn when that could not be checked."""
+    if pending is None:
+        return []
+    outcome = pending.result()
+    if outcome.error:
+        raise PrepareError(outcome.error)
+    if outcome.warning:
+        log.warning("%s", outcome.warning)
+        return [f"warning: {outcome.warning}"]
+    return []
 
 
 def _check_labels(resolved: ResolvedConfig, task_labels: set[str]) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from ...workflow import GenericWorkflow, Job, SiteConfig
 from . import memory
 
-CHECKS = ("tmp_node_log", "job_user", "python", "environment", "resources")
+CHECKS = ("tmp_node_log", "job_user", "python", "environment", "resources", "task_imports")
 
 
 def skipped(site: SiteConfig) -> set[str]:

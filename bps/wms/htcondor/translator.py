@@ -42,6 +42,7 @@ from pathlib import Path
 from supertask.atomic_write import atomic_open
 
 from ... import exit_codes
+from ...job_environment import JobEnvironment
 from ...staging import manifest_path
 from ...workflow import GenericWorkflow, Job, SiteConfig, WorkflowFile, safe_name
 from . import memory, templates
@@ -277,6 +278,44 @@ def _environment(site: SiteConfig) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.update({k: str(v) for k, v in site.environment.items()})
     return env
+
+
+#: The variables DAGMan itself gets from ``condor_submit_dag`` (HTCondor's base list for the
+#: DAGMan job, ``src/condor_utils/dagman_utils.cpp``): a node job with ``getenv`` takes its
+#: values from DAGMan's environment, i.e. these variables of the submitter's.
+DAGMAN_GETENV: tuple[str, ...] = (
+    "CONDOR_CONFIG", "_CONDOR_*", "PATH", "PYTHONPATH", "PERL*", "PEGASUS_*", "TZ", "HOME", "USER",
+    "LANG", "LC_ALL", "ASAN_OPTIONS", "LSAN_OPTIONS", "BEARER_TOKEN", "BEARER_TOKEN_FILE",
+)  # fmt: skip
+
+
+def job_environment(site: SiteConfig) -> JobEnvironment:
+    """The interpreter and complete environment of this site's jobs, as their submit files set them.
+
+    The job templates say ``getenv = false`` and name every variable in ``environment``
+    (`_environment`). A site's ``condor.submit`` may add ``getenv``: ``true`` gives jobs
+    DAGMan's environment (the submitter's `DAGMAN_GETENV` variables, ``PYTHONPATH``
+    among them), a list of names (``*`` patterns) those of them; the ``environment``
+    values win over both, as in HTCondor.
+    """
+    from fnmatch import fnmatchcase
+
+    getenv = str((site.condor.get("submit", {}) or {}).get("getenv", "false")).strip()
+    inherited: dict[str, str] = {}
+    if getenv.lower() not in ("false", "no", "0", ""):
+        dagman = {
+            k: v for k, v in os.environ.items() if any(fnmatchcase(k, pattern) for pattern in DAGMAN_GETENV)
+        }
+        if getenv.lower() in ("true", "yes", "1"):
+            inherited = dagman
+        else:
+            patterns = [p.strip() for p in getenv.replace(",", " ").split() if p.strip()]
+            inherited = {k: v for k, v in dagman.items() if any(fnmatchcase(k, p) for p in patterns)}
+    return JobEnvironment(
+        python=job_python(site),
+        env={**inherited, **_environment(site)},
+        origin=f"HTCondor: getenv = {getenv or 'false'}, environment from the site config",
+    )
 
 
 def _site_lines(site: SiteConfig) -> str:

@@ -30,7 +30,8 @@ from supertask.atomic_write import atomic_write_text
 from supertask.report.model import JobRecord
 from supertask.states import JobState, RunState, parse_state
 
-from ...workflow import GenericWorkflow
+from ...job_environment import JobEnvironment
+from ...workflow import GenericWorkflow, SiteConfig
 from ...workflow_io import load_workflow, save_workflow
 from ..base import (
     JobFailure,
@@ -76,6 +77,32 @@ class PegasusService(WorkflowService):
     name = "pegasus"
 
     # -- prepare ---------------------------------------------------------------------------
+    def job_environment(self, site: SiteConfig) -> JobEnvironment | None:
+        """What Pegasus's submit files give a job, as the real 5.1.2 planner writes them.
+
+        ``LANG`` and the site's variables (``env`` profiles) everywhere; on the ``local``
+        execution site also the planner's ``PATH`` and ``PYTHONPATH`` (Pegasus sets both on
+        its local site unless the catalog does; ``pegasus-plan`` runs at ``bps submit`` in the
+        submitter's environment). Jobs on a pool site never get the submitter's ``PYTHONPATH``.
+        """
+        import os
+        import sys
+
+        from .settings import load_settings
+
+        settings, _ = load_settings(site)
+        env = {"LANG": os.environ.get("LANG", "en_US.UTF-8")}
+        local = settings.execution_site == "local"
+        if local:
+            env.update({k: os.environ[k] for k in ("PATH", "PYTHONPATH") if k in os.environ})
+        env.update({k: str(v) for k, v in site.environment.items()})
+        planner = "the planner's PATH and PYTHONPATH, " if local else ""
+        return JobEnvironment(
+            python=site.python or sys.executable,
+            env=env,
+            origin=f"Pegasus on site {settings.execution_site!r}: LANG, {planner}the site's environment",
+        )
+
     def prepare(self, workflow: GenericWorkflow) -> Path:
         submit_dir = Path(workflow.submit_dir).absolute()
         submit_dir.mkdir(parents=True, exist_ok=True)
