@@ -208,11 +208,12 @@ def _prepare_streamed(
         locations, checks = _registered_inputs(butler.registry, streamed)
     finally:
         butler.close()
+    import_messages = _import_check_result(imports)
     _write_streamed_inputs(streamed, locations, submit_dir / "input_locations", "--input-locations")
     _write_streamed_inputs(streamed, checks, submit_dir / "input_checks", "--input-checks")
     del locations, checks
     save_workflow(workflow, submit_dir / WORKFLOW_FILE)
-    return workflow, _import_check_result(imports)
+    return workflow, import_messages
 
 
 #: Overall inputs asked of the registry at once by a streamed prepare.

@@ -13,7 +13,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from support.toy_pipeline import ToyPipeline, prepare, submit_dir_of
+from support.toy_pipeline import TASKS_PYTHONPATH, ToyPipeline, prepare, submit_dir_of
 from test_bps_workflow_builder import CALEXP, RAW, demo_quanta, ds, options, path_of
 
 from bps import prepare as prepare_mod
@@ -150,7 +150,11 @@ def _content(q: Quantum) -> tuple:
 def test_prepare_writes_the_same_submit_directory_streamed_as_from_the_loaded_graph(
     tmp_path, monkeypatch, wms, site, retarget
 ):
-    skip = {"condor": {"skip_checks": ["tmp_node_log", "job_user"]}} if wms == "htcondor" else {}
+    skip: dict[str, object] = (
+        {"condor": {"skip_checks": ["tmp_node_log", "job_user"]}} if wms == "htcondor" else {}
+    )
+    # these jobs do not inherit the submitter's PYTHONPATH: the site gives them the toy tasks
+    skip["environment"] = {"PYTHONPATH": TASKS_PYTHONPATH}
     toy = TOY.set_up(tmp_path, monkeypatch, wms=wms, compute_site=site, site=skip)
     moved = "seeds/seed/seed_detector-2_instrument-Cam.json"
     (toy.repo / "elsewhere").mkdir()
@@ -177,7 +181,7 @@ def test_prepare_writes_the_same_submit_directory_streamed_as_from_the_loaded_gr
     differ = [name for name in loaded if streamed[name] != loaded[name]]
     if retarget:  # the retargeted copy of the graph records when it was written: compare its content
         graph = "u_test_other.qgraph"
-        assert differ == [graph]
+        assert differ in ([], [graph])  # equal when both copies were written within the same second
         before, after = (QuantumGraph.load(d / graph) for d in (submit_dir.with_name("loaded"), submit_dir))
         assert [_content(q) for q in after] == [_content(q) for q in before]
         assert after.metadata == before.metadata
