@@ -39,6 +39,8 @@ _EXPORTS: dict[str, str] = {
     "QuantumGraph": "supertask.graph.quantum_graph",
     "QuantumGraphBuilder": "supertask.graph.builder",
     "run_pipeline": "supertask.execution",
+    "PlanRequest": "supertask.options",
+    "RunOptions": "supertask.options",
 }
 
 # Spelled out so that tools see the public names; tests check it matches _EXPORTS.
@@ -57,10 +59,12 @@ __all__ = [
     "ListField",
     "NoWorkFound",
     "Pipeline",
+    "PlanRequest",
     "Quantum",
     "QuantumGraph",
     "QuantumGraphBuilder",
     "RepoGraph",
+    "RunOptions",
     "Struct",
     "SuperTask",
     "Task",
@@ -97,6 +101,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .execution import run_pipeline
     from .graph.builder import QuantumGraphBuilder
     from .graph.quantum_graph import QuantumGraph
+    from .options import PlanRequest, RunOptions
     from .pipeline import Pipeline
     from .quantum import Quantum
     from .repo.butler import Butler

@@ -264,7 +264,7 @@ def output_policy(params: dict[str, Any]) -> dict[str, Any]:
     """The output-policy options (``--skip-existing`` ... ``--clobber-outputs``) as keyword arguments."""
     return {
         "skip_existing": params["skip_existing"],
-        "skip_existing_in": split_collections(params["skip_existing_in"]),
+        "skip_existing_in": tuple(split_collections(params["skip_existing_in"])),
         "extend_run": params["extend_run"],
         "clobber_outputs": params["clobber_outputs"],
     }
@@ -283,7 +283,7 @@ def plan_options(output_run: str | None, inputs: tuple[str, ...], params: dict[s
             output_run=output_run or "",
             where=params["where"],
             bind=parse_bind(params["bind"]),
-            input_collections=split_collections(inputs),
+            input_collections=tuple(split_collections(inputs)),
             max_rows=DEFAULT_MAX_ROWS if max_rows is None else max_rows,
             expand_inputs=not params["restrict_inputs"],
             command_line=command_line(),
