@@ -259,3 +259,19 @@ def test_a_saved_graph_refuses_the_planning_options_it_would_ignore(toy, tmp_pat
     result = cli("run", repo, "--qgraph", graph, *args)
     assert result.exit_code == 2, result.output
     assert f"{flags} select what to plan; a saved graph is planned already" in " ".join(result.output.split())
+
+
+def test_run_pipeline_runs_from_the_option_objects_as_from_keywords(toy):
+    repo, pipeline = toy
+    request = PlanRequest(output_run="u/objects", input_collections=[SEEDS_RUN])
+    by_objects = supertask.run_pipeline(pipeline, repo, request, RunOptions(processes=2))
+    by_keywords = supertask.run_pipeline(
+        pipeline, repo, output_run="u/keywords", input_collections=[SEEDS_RUN], processes=2
+    )
+    assert by_objects.ok and by_keywords.ok
+    assert (
+        by_objects.counts == by_keywords.counts
+        and sum(c["succeeded"] for c in by_objects.counts.values()) > 0
+    )
+    with pytest.raises(TypeError, match="give one of the two"):
+        supertask.run_pipeline(pipeline, repo, request, processes=2)
