@@ -6,7 +6,7 @@ import functools
 import shlex
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -170,37 +170,61 @@ def command_line() -> str:
     return " ".join(shlex.quote(a) for a in sys.argv)
 
 
-def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the project's expected errors into clean messages and exit code 1 (no traceback)."""
+def guarded(
+    expected: Callable[[], tuple[type[BaseException], ...]], on_expected: Callable[[BaseException], NoReturn]
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorate a command so that no error reaches the user as a traceback.
 
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from ..graph.builder import GraphBuilderError
+    ``expected()`` (called when the command runs, so its imports stay lazy) names the
+    errors of bad input, which ``on_expected`` reports; click's own errors pass through;
+    anything else is reported as one line by `report_unexpected` (exit code 1).
+    """
 
-        expected: tuple[type[BaseException], ...] = (GraphBuilderError, FileNotFoundError)
-        for module, name in (
-            ("supertask.expr", "ExpressionError"),
-            ("supertask.pipeline", "PipelineError"),
-            ("supertask.config", "FieldValidationError"),
-            ("supertask.graph.file_format", "GraphFileError"),
-            ("supertask.repo.registry", "RegistryError"),
-        ):
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            caught = expected()
             try:
-                expected += (getattr(__import__(module, fromlist=[name]), name),)
-            except (ImportError, AttributeError):
-                pass
-        try:
-            return func(*args, **kwargs)
-        except expected as err:
-            click.secho(f"error: {err}", fg="red", err=True)
-            sys.exit(1)
-        except click.ClickException:
-            raise
-        except Exception as err:  # noqa: BLE001 - the last line of defence: never a traceback
-            report_unexpected(err)
-            sys.exit(1)
+                return func(*args, **kwargs)
+            except caught as err:
+                on_expected(err)
+            except click.ClickException:
+                raise
+            except Exception as err:  # noqa: BLE001 - the last line of defence: never a traceback
+                report_unexpected(err)
+                sys.exit(1)
 
-    return wrapper
+        return wrapper
+
+    return decorate
+
+
+def _planning_errors() -> tuple[type[BaseException], ...]:
+    """The errors of a planning or running request that a user's input causes."""
+    from ..graph.builder import GraphBuilderError
+
+    expected: tuple[type[BaseException], ...] = (GraphBuilderError, FileNotFoundError)
+    for module, name in (
+        ("supertask.expr", "ExpressionError"),
+        ("supertask.pipeline", "PipelineError"),
+        ("supertask.config", "FieldValidationError"),
+        ("supertask.graph.file_format", "GraphFileError"),
+        ("supertask.repo.registry", "RegistryError"),
+    ):
+        try:
+            expected += (getattr(__import__(module, fromlist=[name]), name),)
+        except (ImportError, AttributeError):
+            pass
+    return expected
+
+
+def _print_error(err: BaseException) -> NoReturn:
+    click.secho(f"error: {err}", fg="red", err=True)
+    sys.exit(1)
+
+
+#: Turn the project's expected errors into clean messages and exit code 1 (no traceback).
+handle_errors = guarded(_planning_errors, _print_error)
 
 
 def report_unexpected(err: BaseException) -> None:
