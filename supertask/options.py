@@ -124,7 +124,9 @@ class PlanRequest(OutputPolicy):
     def __post_init__(self) -> None:
         _validate_policy(self)
         if not isinstance(self.output_run, str) or not self.output_run.strip():
-            raise OptionsError("output_run", "an output RUN collection is required (-o RUN)")
+            raise OptionsError(
+                "output_run", "an output RUN collection is required: name the RUN the outputs go to"
+            )
         if self.where is not None and not isinstance(self.where, str):
             raise OptionsError("where", f"expected an expression string, got {self.where!r}")
         object.__setattr__(self, "where", self.where if self.where and self.where.strip() else None)
@@ -135,7 +137,7 @@ class PlanRequest(OutputPolicy):
             raise OptionsError(
                 "bind",
                 f"bind values for {sorted(self.bind)} are given without an expression: they fill "
-                "the :NAME placeholders of where (-d EXPR); give the expression or drop them",
+                "the :NAME placeholders of the expression (where); give the expression or drop them",
             )
         object.__setattr__(
             self, "input_collections", _collections("input_collections", self.input_collections)
@@ -258,7 +260,7 @@ def from_keywords(
         if name not in known:
             raise _unknown(caller, name, known)
     if cls is PlanRequest and "output_run" not in keywords:
-        raise OptionsError("output_run", "an output RUN collection is required (output_run=...)")
+        raise OptionsError("output_run", "an output RUN collection is required: output_run=RUN")
     return cls(**keywords)
 
 

@@ -275,3 +275,15 @@ def test_run_pipeline_runs_from_the_option_objects_as_from_keywords(toy):
     )
     with pytest.raises(TypeError, match="give one of the two"):
         supertask.run_pipeline(pipeline, repo, request, processes=2)
+
+
+@pytest.mark.parametrize("command", ["qgraph", "run"])
+def test_planning_without_an_output_run_is_refused_naming_the_flag(toy, tmp_path, captured, command):
+    repo, pipeline = toy
+    extra = ["--save", tmp_path / "g.qgraph"] if command == "qgraph" else []
+    result = cli(command, repo, "-p", pipeline, "-i", SEEDS_RUN, *extra)
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for -o/--output: an output RUN collection is required" in " ".join(
+        result.output.split()
+    )
+    assert "plan" not in captured
