@@ -203,6 +203,8 @@ def _graph_file(resolved: ResolvedConfig, submit_dir: Path) -> Path:
             output_run=c.output_run or "",
             where=c.where or None,
             input_collections=tuple(c.input_collections),
+            skip_existing_in=tuple(c.skip_existing_in),
+            skip_existing=c.skip_existing,
         )
     except OptionsError as err:
         raise PrepareError(f"cannot plan from the submit configuration: {err}") from None
