@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+from supertask.report.memory import quantile
+
 from .config import DEFAULTS_SOURCE, ResolvedConfig, ResourceSpec
-from .usage import quantile
 
 #: Requests are whole multiples of this (MB): slots are matched in coarse steps anyway.
 STEP_MB = 64

@@ -13,9 +13,9 @@ the largest so far) and keeps the figures twice:
   killed mid-write costs at most its own last line, which the reader skips (the next
   line, appended after the cut, is still read).
 
-`read_usage` merges both (one record per attempt), `memory_by_label` sets each task
-label's requested memory beside what its quanta used, for ``bps report`` and
-``bps prepare --resources-from``.
+`read_usage` merges both (one record per attempt); `label_memory` sets each task
+label's requested memory beside what its quanta used (``bps report``, text and HTML);
+``bps prepare --resources-from`` sizes requests from them (`bps.right_size`).
 
 Imported by every job (`bps.job.runner`): standard library only.
 """
@@ -23,11 +23,14 @@ Imported by every job (`bps.job.runner`): standard library only.
 from __future__ import annotations
 
 import json
-import math
 import os
-from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from supertask.report.memory import LabelMemory
+
+    from .workflow import GenericWorkflow
 
 #: the run's usage log, in the manifest directory (``SUBMIT_DIR/manifests``)
 USAGE_LOG = "usage.jsonl"
@@ -133,62 +136,23 @@ def read_usage(submit_dir: str | Path, manifest_dir: str = "manifests") -> list[
     return records
 
 
-def quantile(values: Iterable[float], q: float) -> float:
-    """Linear-interpolated quantile (numpy's default method) of ``values`` (not empty)."""
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+def requested_by_label(workflow: GenericWorkflow) -> dict[str, float]:
+    """Task label -> the largest memory request (MB) of the jobs that run it."""
+    out: dict[str, float] = {}
+    for job in workflow.jobs.values():
+        for label in [x for x in job.tags.get("task_labels", "").split(",") if x] or [job.label]:
+            out[label] = max(out.get(label, 0.0), float(job.resources.memory_mb))
+    return out
 
 
-class LabelMemory(NamedTuple):
-    """One task label's memory: what its jobs requested beside what its quanta used (MB)."""
+def label_memory(submit_dir: str | Path) -> list[LabelMemory]:
+    """Per task label of the run in ``submit_dir``: requested beside used ([] if no quantum was measured)."""
+    from supertask.report.memory import memory_by_label
 
-    label: str
-    quanta: int
-    requested_mb: float | None
-    median_mb: float
-    max_mb: float
+    from .workflow_io import load_workflow
 
-    @property
-    def unused_fraction(self) -> float | None:
-        """Share of the request its largest quantum left unused (negative: it used more)."""
-        if not self.requested_mb:
-            return None
-        return 1.0 - self.max_mb / self.requested_mb
-
-
-def memory_by_label(usage: Iterable[QuantumUsage], requested: dict[str, float]) -> list[LabelMemory]:
-    """Per task label, sorted: its quanta's peaks (every attempt) beside ``requested`` (label -> MB)."""
-    peaks: dict[str, list[float]] = {}
-    for record in usage:
-        peaks.setdefault(record.label, []).append(record.peak_memory_mb)
-    return [
-        LabelMemory(label, len(values), requested.get(label), quantile(values, 0.5), max(values))
-        for label, values in sorted(peaks.items())
-    ]
-
-
-def memory_table(rows: list[LabelMemory]) -> list[str]:
-    """``memory_by_label`` as aligned text lines (``bps report``)."""
-    head = ("task label", "quanta", "requested MB", "used MB (median)", "used MB (max)", "unused")
-    body = [
-        (
-            r.label,
-            str(r.quanta),
-            f"{r.requested_mb:.0f}" if r.requested_mb else "-",
-            f"{r.median_mb:.0f}",
-            f"{r.max_mb:.0f}",
-            f"{r.unused_fraction:.0%}" if r.unused_fraction is not None else "-",
-        )
-        for r in rows
-    ]
-    widths = [max(len(row[i]) for row in [head, *body]) for i in range(len(head))]
-    return [
-        "  ".join(
-            cell.ljust(w) if i == 0 else cell.rjust(w)
-            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
-        )
-        for row in [head, *body]
-    ]
+    usage = read_usage(submit_dir)
+    if not usage:
+        return []
+    requested = requested_by_label(load_workflow(Path(submit_dir) / "workflow.json"))
+    return memory_by_label(((r.label, r.peak_memory_mb) for r in usage), requested)
