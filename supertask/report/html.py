@@ -102,7 +102,7 @@ def _counts_section(summary: RunSummary, colours: dict[str, str]) -> str:
     for label, counts in summary.counts.items():
         cells = "".join(f"<td>{counts.get(s, 0)}</td>" for s in states)
         rows.append(
-            f'<tr><td class="label">{_swatch(colours.get(label, "#888"))}{_e(label)}</td>'
+            f'<tr data-label="{_e(label)}"><td class="label">{_swatch(colours.get(label, "#888"))}'
             f"{_e(label)}</td>{cells}<td>{sum(counts.values())}</td>"
             f"<td>{charts.state_bar(counts, summary.states)}</td></tr>"
         )
