@@ -113,18 +113,24 @@ def read_usage_log(path: str | Path) -> list[QuantumUsage]:
 
 
 def read_usage(submit_dir: str | Path, manifest_dir: str = "manifests") -> list[QuantumUsage]:
-    """Every attempt of every quantum measured in a run: its usage log, and its manifests for the rest.
+    """Every attempt of every quantum measured in a run: its usage log, and the manifests of jobs it lacks.
 
     The manifests add what the log lacks: jobs with transfer staging write the log in
-    their own scratch directory, and only their manifest comes back.
+    their own scratch directory, and only their manifest comes back. Only the manifests
+    of jobs with no line in the log are read, so that ``bps report`` of a large run with
+    shared staging reads one file, not one per job.
     """
     from .staging import read_manifest
 
     directory = Path(submit_dir) / manifest_dir
     records = read_usage_log(usage_log_path(directory))
     seen = {(r.job, r.quantum, r.started) for r in records}
+    logged = {r.job for r in records}
+    suffix = ".manifest.json"
     if directory.is_dir():
-        for path in sorted(directory.glob("*.manifest.json")):
+        for path in sorted(directory.glob("*" + suffix)):
+            if path.name[: -len(suffix)] in logged:
+                continue
             try:
                 manifest = read_manifest(path)
             except ValueError:

@@ -112,6 +112,16 @@ def test_manifests_bring_back_what_transfer_jobs_could_not_log(tmp_path):
     assert sorted(read_usage(tmp_path / "submit")) == [logged, transferred]  # each attempt once
 
 
+def test_the_manifests_of_jobs_in_the_usage_log_are_not_read(tmp_path):
+    manifests = tmp_path / "submit" / "manifests"
+    manifests.mkdir(parents=True)
+    logged = QuantumUsage("a", 0, "make", 100.0, 1.0, 1000.0)
+    append_usage(usage_log_path(manifests), logged)
+    unlogged = QuantumUsage("a", 1, "make", 100.0, 1.0, 1001.0)  # only there if the manifest were read
+    write_manifest(manifest_path(manifests, "a"), Manifest("a", "run", "/r", {1: []}, usage={1: unlogged}))
+    assert read_usage(tmp_path / "submit") == [logged]
+
+
 def test_a_manifest_keeps_usage_through_json_and_reads_one_written_without_it(tmp_path):
     usage = QuantumUsage("j", 3, "isr", 812.5, 4.25, 1700000000.125, 0, False)
     manifest = Manifest("j", "run", "/root", {3: []}, usage={3: usage})
