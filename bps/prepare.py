@@ -389,21 +389,24 @@ def _graph_file(resolved: ResolvedConfig, submit_dir: Path) -> Path:
             raise PrepareError(f"qgraph {path} ({resolved.source_of('qgraph')}) does not exist")
         return path
     from supertask.graph.builder import build_quantum_graph
+    from supertask.options import OptionsError, PlanRequest
     from supertask.repo.butler import Butler
     from supertask.repo.registry import OutputExistsError, RunConflictError
 
-    pipeline = _load_pipeline(_required(c.pipeline, "pipeline"), c.subset)
-    butler = Butler(_required(c.repo, "repo"), collections=c.input_collections or None)
     try:
-        graph, report = build_quantum_graph(
-            pipeline,
-            butler,
+        request = PlanRequest(
+            output_run=c.output_run or "",
             where=c.where or None,
-            input_collections=list(c.input_collections) or None,
-            output_run=_required(c.output_run, "output_run"),
-            skip_existing_in=list(c.skip_existing_in),
+            input_collections=tuple(c.input_collections),
+            skip_existing_in=tuple(c.skip_existing_in),
             skip_existing=c.skip_existing,
         )
+    except OptionsError as err:
+        raise PrepareError(f"cannot plan from the submit configuration: {err}") from None
+    pipeline = _load_pipeline(_required(c.pipeline, "pipeline"), c.subset)
+    butler = Butler(_required(c.repo, "repo"), collections=list(request.input_collections) or None)
+    try:
+        graph, report = build_quantum_graph(pipeline, butler, request)
     except (OutputExistsError, RunConflictError) as err:  # registered outputs are never replaced
         raise PrepareError(str(err)) from None
     finally:
