@@ -89,6 +89,7 @@ def prepare(resolved: ResolvedConfig, *, service: Any = None) -> Prepared:
     if not len(graph):
         raise PrepareError(f"graph {graph_file} has no quanta: nothing to run")
     output_run = graph.metadata.get("output_run") or c.output_run
+    _check_schemas(c.repo, graph.metadata, c.output_run or output_run)
     if c.output_run and output_run != c.output_run:
         graph_file = _retarget(graph, graph_file, c.repo, c.output_run, submit_dir)
         output_run = c.output_run
@@ -156,6 +157,29 @@ def _check_labels(resolved: ResolvedConfig, task_labels: set[str]) -> None:
             problems.append(f"{key} ({source}) names no task label or cluster of this workflow: {hint}")
     if problems:
         raise PrepareError("\n  ".join(["submit configuration does not match the graph:", *problems]))
+
+
+def _check_schemas(repo: str | None, metadata: dict[str, Any], output_run: str) -> None:
+    """Refuse a graph whose output schemas differ from those its RUN records, before any job runs.
+
+    The final job writes the schemas (jobs never write the registry); this is the check
+    `supertask run` makes before its first quantum.
+    """
+    from supertask.execution.schema_outputs import check_schemas, graph_schemas
+    from supertask.schemas import SchemaError
+
+    schemas, outputs = graph_schemas(metadata)
+    if not outputs or not repo:
+        return
+    from supertask.repo.butler import Butler
+
+    butler = Butler(repo, writeable=False)
+    try:
+        check_schemas(butler, output_run, {name: schemas[name] for name in outputs})
+    except SchemaError as err:
+        raise PrepareError(str(err)) from None
+    finally:
+        butler.close()
 
 
 def _retarget(graph: Any, graph_file: Path, repo: str | None, output_run: str, submit_dir: Path) -> Path:

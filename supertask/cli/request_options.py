@@ -184,6 +184,7 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             ("supertask.config", "FieldValidationError"),
             ("supertask.graph.file_format", "GraphFileError"),
             ("supertask.repo.registry", "RegistryError"),
+            ("supertask.schemas", "SchemaError"),
         ):
             try:
                 expected += (getattr(__import__(module, fromlist=[name]), name),)

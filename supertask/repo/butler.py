@@ -198,6 +198,33 @@ class Butler:
             ) from None
         return self.datastore.read(path, resolved.datasetType.storageClass)
 
+    def getSchema(self, name: str) -> Any:
+        """The schema of dataset type ``name`` recorded in the search collections (``<name>_schema``).
+
+        What a task's constructor reads for an input that no earlier task of its pipeline
+        makes (`supertask.schemas`).
+
+        Raises
+        ------
+        SchemaError
+            If no collection searched records it.
+        """
+        from ..schemas import SCHEMA_SUFFIX, DatasetSchema, SchemaError, schema_dataset_type
+
+        datasetType = schema_dataset_type(name)
+        found = None
+        if self.collections:
+            try:
+                found = self.registry.findDataset(datasetType, DataId({}), self.collections)
+            except LookupError:  # the schema's dataset type is not registered at all
+                found = None
+        if found is None:
+            raise SchemaError(
+                f"no schema of {name!r}: no {name}{SCHEMA_SUFFIX} dataset in collections {self.collections}; "
+                "add the RUN that made it to the input collections"
+            )
+        return DatasetSchema.from_json(self.get(found))
+
     def datasetExists(self, dataset: Dataset) -> bool:
         """True if the dataset is registered in the search collections and its file is present."""
         try:
