@@ -8,6 +8,8 @@ one copy of the graph only (each copy multiplies submission time and memory)::
       provenance.json          the bps command and the submit config, for the final job to record
       workflow.json            the generic workflow (translators and bps report read it)
       <output_run>.qgraph      the graph, when prepare planned it (else the qgraph file is used in place)
+      slices/slice-NNNNN.qslice    transfer staging only: the jobs' records, a few thousand quanta per
+                               file; each job is shipped its slice (`bps.slices`), never the whole graph
       input_locations/<job>.json   only for jobs reading inputs stored off their template path
       input_checks/NNNNNN.json     registered size and checksum of the jobs' overall inputs
       manifests/               filled by the jobs, read by the final job
@@ -123,6 +125,11 @@ def prepare(resolved: ResolvedConfig, *, service: Any = None) -> Prepared:
     # quanta and datasets refer to each other, so only a full collection frees them.
     del graph, path_of
     gc.collect()
+    if resolved.site.staging == "transfer":
+        # Each job is shipped its slice of the graph, not the whole graph.
+        from .slices import write_job_slices
+
+        write_job_slices(graph_file, workflow.jobs.values(), submit_dir)
     _write_input_locations(workflow, off_template, submit_dir)
     _write_input_checks(workflow, checks, submit_dir)
     del off_template, checks
