@@ -20,7 +20,7 @@ import logging
 from collections.abc import Iterable
 from pathlib import Path
 
-from .workflow import Job
+from .workflow import GenericWorkflow, Job
 
 log = logging.getLogger(__name__)
 
@@ -91,3 +91,56 @@ def _point_graph_at(job: Job, path: str) -> None:
             args[i + 1] = path
             return
     raise ValueError(f"job {job.name!r} has no {GRAPH_OPTION} argument to point at its slice")
+
+
+def job_graph(job: Job) -> str | None:
+    """The graph file (or slice) a job's ``--graph`` argument names, if any."""
+    args = job.arguments
+    for i, arg in enumerate(args[:-1]):
+        if arg == GRAPH_OPTION:
+            return args[i + 1]
+    return None
+
+
+def refresh_job_slices(workflow: GenericWorkflow) -> int:
+    """Rewrite the slices of a workflow whose graph file was rewritten since; return how many.
+
+    A restart after fixing the graph in place (its pipeline or configs) must ship the
+    fixed records: slices whose header or tables differ from the graph's are stale, and
+    then every slice is written again with the same name and the same quanta. Nothing is
+    written when they are current (or when the jobs read the graph itself).
+    """
+    from supertask.graph import file_format
+    from supertask.graph.slice_file import GraphRecords, SliceWriter
+
+    by_slice: dict[str, list[int]] = {}
+    for job in workflow.jobs.values():
+        path = job_graph(job)
+        if path is not None and path != workflow.graph_file and Path(path).parent.name == SLICE_DIR:
+            by_slice.setdefault(path, []).extend(job.quantum_ids)
+    if not by_slice:
+        return 0
+    graph_file, graph_layout = file_format._open(workflow.graph_file)
+    graph_file.close()
+
+    def stale(path: str) -> bool:
+        try:
+            f, layout = file_format._open(path)
+        except (OSError, file_format.GraphFileError):
+            return True
+        f.close()
+        return (layout.header_digest, layout.tables_digest) != (
+            graph_layout.header_digest,
+            graph_layout.tables_digest,
+        )
+
+    if not any(stale(path) for path in by_slice):
+        return 0
+    with GraphRecords(workflow.graph_file) as source:
+        for path, ids in by_slice.items():
+            writer = SliceWriter(path, source)
+            for qid in ids:
+                writer.add(qid)
+            writer.close()
+    log.info("the graph %s changed: rewrote its %d slices", workflow.graph_file, len(by_slice))
+    return len(by_slice)

@@ -149,3 +149,27 @@ def test_jobs_are_cut_into_few_slices_and_each_job_reads_its_own(saved, tmp_path
 def test_a_job_larger_than_a_slice_gets_one_of_its_own(saved, tmp_path):
     jobs = jobs_of(saved, [2, 30, 2])
     assert write_job_slices(saved, jobs, tmp_path, quanta_per_slice=10) == 3
+
+
+def test_a_restart_after_the_graph_was_rewritten_ships_the_new_records(saved, tmp_path):
+    from bps.slices import refresh_job_slices
+    from bps.workflow import GenericWorkflow
+
+    graph_file = tmp_path / "run.qgraph"
+    graph_file.write_bytes(saved.read_bytes())
+    wf = GenericWorkflow(
+        name="w", submit_dir=str(tmp_path), graph_file=str(graph_file), repo="", output_run="r"
+    )
+    for job in jobs_of(graph_file, [3, 4, 5]):
+        wf.add_job(job, [])
+    write_job_slices(graph_file, wf.jobs.values(), tmp_path, quanta_per_slice=7)
+    assert refresh_job_slices(wf) == 0  # current: nothing written
+    fixed = QuantumGraph.load(graph_file)
+    fixed.metadata["fixed"] = True
+    fixed.save(graph_file)
+    assert refresh_job_slices(wf) == 2
+    for job in wf.jobs.values():
+        sliced = job.arguments[job.arguments.index("--graph") + 1]
+        assert QuantumGraph.readHeader(sliced)["metadata"]["fixed"] is True
+        assert [q.id for q in QuantumGraph.loadQuanta(sliced, job.quantum_ids)] == job.quantum_ids
+    assert refresh_job_slices(wf) == 0

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ...slices import refresh_job_slices
 from ...workflow import GenericWorkflow, SiteConfig
 from ...workflow_io import load_workflow, save_workflow
 from ..base import (
@@ -439,6 +440,8 @@ def _schedd_or_none(htcondor2: Any) -> Any | None:
 
 
 def _write_restart(plan: _RestartPlan) -> None:
+    # A graph fixed in place since the first submission: the jobs must be shipped its records.
+    refresh_job_slices(plan.workflow)
     save_workflow(plan.workflow, plan.layout.workflow_json)
     write_dag(plan.workflow, plan.layout.submit_dir, NodeOverrides(memory_mb=plan.grown))
 

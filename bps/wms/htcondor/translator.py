@@ -42,6 +42,7 @@ from pathlib import Path
 from supertask.atomic_write import atomic_open
 
 from ... import exit_codes
+from ...slices import job_graph
 from ...staging import manifest_path
 from ...workflow import GenericWorkflow, Job, SiteConfig, WorkflowFile, safe_name
 from . import memory, templates
@@ -193,11 +194,7 @@ def _arguments(job: Job, workflow: GenericWorkflow, graph_arg: str) -> list[str]
 
 def _graph_of(job: Job, workflow: GenericWorkflow) -> str:
     """The graph file a job reads: its slice with transfer staging, else the workflow's graph."""
-    args = job.arguments
-    for i, a in enumerate(args[:-1]):
-        if a == GRAPH_OPTION:
-            return args[i + 1]
-    return workflow.graph_file
+    return job_graph(job) or workflow.graph_file
 
 
 def _manifest_name(job: Job) -> str | None:
