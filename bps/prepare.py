@@ -129,7 +129,14 @@ def prepare(resolved: ResolvedConfig, *, service: Any = None) -> Prepared:
         # Each job is shipped its slice of the graph, not the whole graph.
         from .slices import write_job_slices
 
-        write_job_slices(graph_file, workflow.jobs.values(), submit_dir)
+        if resolved.site.slice_quanta < 1:
+            raise PrepareError(
+                f"site.slice_quanta ({resolved.source_of('site.slice_quanta')}) is "
+                f"{resolved.site.slice_quanta}: give the number of quanta per graph slice, at least 1"
+            )
+        write_job_slices(
+            graph_file, workflow.jobs.values(), submit_dir, quanta_per_slice=resolved.site.slice_quanta
+        )
     _write_input_locations(workflow, off_template, submit_dir)
     _write_input_checks(workflow, checks, submit_dir)
     del off_template, checks

@@ -25,7 +25,7 @@ from .workflow import GenericWorkflow, Job
 log = logging.getLogger(__name__)
 
 SLICE_DIR = "slices"
-#: quanta per slice: a slice of the demo's records is ~1-2 MB at this size
+#: quanta per slice by default (``site.slice_quanta``)
 QUANTA_PER_SLICE = 4096
 GRAPH_OPTION = "--graph"
 

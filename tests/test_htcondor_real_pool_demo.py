@@ -85,17 +85,21 @@ def test_the_demo_dag_runs_on_a_real_pool_and_registers_what_supertask_run_made(
     name, site = STAGINGS[staging]
     run = "demo/tile0-" + name
     submit_dir = demo / "submit" / name
-    if site is None:
-        target = str(submit_dir)  # the prepared directory, submitted as it is
-    else:
+    if site is not None:
         # The demo's HTCondor submit file with another site, RUN and submit directory.
         config = yaml.safe_load((demo / "bps_htcondor.yaml").read_text())
         config.update(compute_site=site, output_run=run, submit_dir=str(submit_dir))
-        target = str(demo / f"bps_{name}.yaml")
-        Path(target).write_text(yaml.safe_dump(config))
-    _open_to_all(work)
+        # 221 quanta in 28 jobs: several slices, so nodes are shipped different files
+        config.setdefault("site", {})["slice_quanta"] = 40
+        target = demo / f"bps_{name}.yaml"
+        target.write_text(yaml.safe_dump(config))
+        prepared = subprocess.run(
+            [str(bin_dir / "bps"), "prepare", str(target)], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        assert prepared.returncode == 0, prepared.stdout + prepared.stderr
+    _open_to_all(work)  # the pool's jobs and DAGMan may run as another user
     submitted = subprocess.run(
-        [str(bin_dir / "bps"), "submit", target], cwd=ROOT, env=env, capture_output=True, text=True
+        [str(bin_dir / "bps"), "submit", str(submit_dir)], cwd=ROOT, env=env, capture_output=True, text=True
     )
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
     if site is not None:
