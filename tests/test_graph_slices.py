@@ -173,3 +173,57 @@ def test_a_restart_after_the_graph_was_rewritten_ships_the_new_records(saved, tm
         assert QuantumGraph.readHeader(sliced)["metadata"]["fixed"] is True
         assert [q.id for q in QuantumGraph.loadQuanta(sliced, job.quantum_ids)] == job.quantum_ids
     assert refresh_job_slices(wf) == 0
+
+
+# -- bps prepare with transfer staging -------------------------------------------------------------
+
+
+def _toy_config(tmp_path, monkeypatch, **site):
+    from support.toy_pipeline import TASKS_PYTHONPATH, ToyPipeline
+
+    toy = ToyPipeline(run="u/test/slices", detectors=(1, 2, 3, 4, 5), seed_scale=1, multiplier=2)
+    repo = toy.set_up(
+        tmp_path,
+        monkeypatch,
+        wms="htcondor",
+        compute_site="htcondor_transfer",
+        site={
+            "environment": {"PYTHONPATH": TASKS_PYTHONPATH},
+            "condor": {"skip_checks": ["tmp_node_log", "job_user"]},
+            **site,
+        },
+    )
+    return repo.submit_yaml("slices")
+
+
+def test_prepare_with_transfer_staging_ships_each_node_its_slice(tmp_path, monkeypatch):
+    from support.toy_pipeline import prepare
+
+    from bps.workflow_io import load_workflow
+
+    submit_dir = prepare(_toy_config(tmp_path, monkeypatch, slice_quanta=2))
+    workflow = load_workflow(submit_dir / "workflow.json")
+    slices = sorted((submit_dir / SLICE_DIR).iterdir())
+    assert len(slices) == 3  # 5 one-quantum jobs by twos, then the total job
+    (dag,) = submit_dir.glob("*.dag")
+    text = dag.read_text()
+    for job in workflow.jobs.values():
+        graph = job.arguments[job.arguments.index("--graph") + 1]
+        assert Path(graph) in slices
+        assert f'bps_graph="{graph}"' in text
+    for sub in submit_dir.glob("*.sub"):
+        if sub.name != "bps_final.sub":
+            assert "transfer_input_files = $(bps_graph)$(bps_inputs)" in sub.read_text()
+
+
+def test_prepare_refuses_a_slice_size_below_one(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from bps.cli import main as bps_main
+
+    result = CliRunner().invoke(
+        bps_main, ["prepare", str(_toy_config(tmp_path, monkeypatch, slice_quanta=0))]
+    )
+    assert result.exit_code != 0
+    assert "site.slice_quanta" in result.output and "at least 1" in result.output
+    assert "Traceback" not in result.output
