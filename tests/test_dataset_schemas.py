@@ -189,7 +189,7 @@ def test_planning_into_a_run_with_another_schema_is_refused(repo, monkeypatch):
 
 def test_overall_input_schema_is_read_from_the_input_collections(repo):
     run(repo, plan(repo))
-    butler = Butler(repo, collections=[RUN])
+    butler = Butler(repo)  # the input collections of the request are searched, not the butler's
     try:
         graph, _ = build_quantum_graph(
             Pipeline.fromYaml(pipeline_yaml(labels=("summary",))),

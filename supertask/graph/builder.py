@@ -35,7 +35,7 @@ from ..repo.dataid import DataId
 from ..repo.dataset import Dataset, DatasetType
 from ..repo.registry import RowLimitError
 from ..repo.units import sort_data_ids
-from ..schemas import DatasetSchema, SchemaSource, schemas_to_json
+from ..schemas import DatasetSchema, SchemaError, SchemaSource, schemas_to_json
 from .quanta import PlannedRepoGraph, PruneRecord, _project
 
 if TYPE_CHECKING:
@@ -300,6 +300,23 @@ class QuantumGraphBuilder:
         return graph
 
 
+class _InputSchemas:
+    """``getSchema`` over a butler's repository, searching the request's input collections."""
+
+    def __init__(self, butler: Any, collections: Sequence[str]):
+        self.butler = butler
+        self.collections = list(collections)
+
+    def getSchema(self, name: str) -> DatasetSchema:
+        getter = getattr(self.butler, "getSchema", None)
+        if getter is None:
+            raise SchemaError(
+                f"no schema of {name!r}: the repository given to planning cannot look schemas up"
+            )
+        schema: DatasetSchema = getter(name, collections=self.collections)
+        return schema
+
+
 def _checked_schemas(task: Any, outputs: Iterable[DatasetType]) -> dict[str, DatasetSchema]:
     """A task's `getDatasetSchemas`, refused unless each names one of its outputs with a `DatasetSchema`."""
     schemas = task.getDatasetSchemas() or {}
@@ -460,10 +477,11 @@ def _build_quantum_graph(
     # The checks a pipeline file gets when it is read, for pipelines built in Python too:
     # a misspelt input must be named here, not found missing in the repository later.
     pipeline.validate()
-    builder = QuantumGraphBuilder(pipeline, butler, expand_inputs=expand_inputs)
+    collections = list(input_collections or butler.collections or [])
+    # Schemas of overall inputs that tasks read come from the input collections.
+    builder = QuantumGraphBuilder(pipeline, _InputSchemas(butler, collections), expand_inputs=expand_inputs)
     units = sorted(builder.units)
     registry = butler.registry
-    collections = list(input_collections or butler.collections or [])
     tick = time.perf_counter()
     try:
         repoGraph = makeRepoGraph(

@@ -198,8 +198,9 @@ class Butler:
             ) from None
         return self.datastore.read(path, resolved.datasetType.storageClass)
 
-    def getSchema(self, name: str) -> Any:
-        """The schema of dataset type ``name`` recorded in the search collections (``<name>_schema``).
+    def getSchema(self, name: str, collections: Sequence[str] | None = None) -> Any:
+        """The schema of dataset type ``name`` recorded in ``collections`` (default: the search
+        collections) as the dataset ``<name>_schema``.
 
         What a task's constructor reads for an input that no earlier task of its pipeline
         makes (`supertask.schemas`).
@@ -212,15 +213,16 @@ class Butler:
         from ..schemas import SCHEMA_SUFFIX, DatasetSchema, SchemaError, schema_dataset_type
 
         datasetType = schema_dataset_type(name)
+        search = list(collections if collections is not None else self.collections or [])
         found = None
-        if self.collections:
+        if search:
             try:
-                found = self.registry.findDataset(datasetType, DataId({}), self.collections)
+                found = self.registry.findDataset(datasetType, DataId({}), search)
             except LookupError:  # the schema's dataset type is not registered at all
                 found = None
         if found is None:
             raise SchemaError(
-                f"no schema of {name!r}: no {name}{SCHEMA_SUFFIX} dataset in collections {self.collections}; "
+                f"no schema of {name!r}: no {name}{SCHEMA_SUFFIX} dataset in collections {search}; "
                 "add the RUN that made it to the input collections"
             )
         return DatasetSchema.from_json(self.get(found))
