@@ -22,6 +22,7 @@ from . import exit_codes
 def _handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from .campaign_config import CampaignError
         from .clustering import ClusteringError
         from .config import ConfigError
         from .prepare import PrepareError
@@ -31,6 +32,7 @@ def _handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return func(*args, **kwargs)
         except (
+            CampaignError,
             ConfigError,
             ClusteringError,
             PrepareError,
@@ -72,6 +74,20 @@ def _config_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "--subset", help="Plan only this subset or step of the pipeline (= pipeline: FILE#NAME)."
         ),
         click.option(
+            "--skip-existing-in",
+            "skip_existing_in",
+            multiple=True,
+            metavar="COLL",
+            help="Plan no quantum whose outputs all exist in these collections; its consumers read them "
+            "there (repeatable; comma-separated allowed; = skip_existing_in).",
+        ),
+        click.option(
+            "--skip-existing",
+            is_flag=True,
+            default=None,
+            help="Plan no quantum whose outputs all exist in the output run (= skip_existing: true).",
+        ),
+        click.option(
             "-j", "--jobs", type=click.IntRange(min=1), help="Parallel jobs (local workflow system)."
         ),
         click.option(
@@ -105,12 +121,19 @@ def _resolve(config_file: str | None, **cli: Any) -> Any:
         "output_run": cli.get("output_run"),
         "subset": cli.get("subset"),
         "local.jobs": cli.get("jobs"),
+        "skip_existing_in": _collections(cli.get("skip_existing_in") or ()) or None,
+        "skip_existing": cli.get("skip_existing") or None,
         "right_sizing.runs": list(cli["resources_from"]) if cli.get("resources_from") else None,
     }
     for text in sets:
         key, value = parse_cli_override(text)
         overrides[key] = value
     return load_config(config_file, overrides)
+
+
+def _collections(values: tuple[str, ...]) -> list[str]:
+    """Repeated options and comma-separated lists alike, as ``supertask qgraph`` takes them."""
+    return [c.strip() for v in values for c in v.split(",") if c.strip()]
 
 
 def _service(name: str, jobs: int | None = None) -> Any:
@@ -344,6 +367,73 @@ def finalize(submit_dir: str, batch_size: int, dag_status: int | None, failed_co
         sys.exit(code)
     click.echo(summary.text())
     sys.exit(summary.exit_code)
+
+
+class _CampaignGroup(click.Group):
+    """``bps campaign FILE`` runs the campaign (``bps campaign run FILE``); ``bps campaign report X`` reports it."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+@main.group(cls=_CampaignGroup)
+def campaign() -> None:
+    """Per-tile campaigns: ``bps campaign CAMPAIGN.yaml`` plans and submits one workflow per tile,
+    each into its own RUN chained for the next; ``bps campaign report DIR_OR_YAML`` summarises them.
+    See docs/campaign.md."""
+
+
+@campaign.command("run")
+@click.argument("campaign_file", type=click.Path(dir_okay=False))
+@click.option("--max-running", type=click.IntRange(min=1), help="Tiles running at once (= max_running).")
+@click.option(
+    "--poll-interval", type=click.FloatRange(min=0.01), help="Seconds between looks at running tiles."
+)
+@_handle_errors
+def campaign_run(campaign_file: str, max_running: int | None, poll_interval: float | None) -> None:
+    """Plan and submit every tile of CAMPAIGN_FILE that has not finished; wait for them.
+
+    Running it again skips the tiles that finished, restarts the failed ones and plans the rest."""
+    from .campaign import CampaignDriver
+    from .campaign_config import load_campaign
+    from .campaign_report import summary_lines, totals
+
+    loaded = load_campaign(campaign_file)
+    driver = CampaignDriver(loaded, out=click.echo, max_running=max_running, poll_interval_s=poll_interval)
+    click.echo(f"campaign {loaded.output}: directory {loaded.campaign_dir}")
+    try:
+        state = driver.run()
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: `bps campaign {campaign_file}` resumes it", err=True)
+        sys.exit(130)
+    _, _, notes = summary_lines(state)
+    for line in notes:
+        click.echo(line)
+    counts = totals(state)
+    click.echo(f"campaign {loaded.output}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    if set(counts) - {"succeeded", "empty"}:
+        sys.exit(1)
+
+
+@campaign.command("report")
+@click.argument("target", type=click.Path(exists=True))
+@_handle_errors
+def campaign_report_command(target: str) -> None:
+    """Every tile of a campaign: state, RUN, quanta planned and reused, jobs per label, failures.
+
+    TARGET is the campaign directory or the campaign YAML."""
+    from rich.console import Console
+
+    from .campaign import campaign_directory
+    from .campaign_report import campaign_report, summary_lines
+
+    state, table = campaign_report(campaign_directory(target))
+    console = Console(width=max(Console().width, 160))
+    console.print(table)
+    for line in summary_lines(state)[2]:
+        console.print(line, markup=False, highlight=False)
 
 
 def _wms_of(submit_dir: Path) -> str:

@@ -137,6 +137,8 @@ class SubmitConfig(_Strict):
     input_collections: list[str] = []
     output_run: str | None = None
     where: str = ""
+    skip_existing_in: list[str] = []
+    skip_existing: bool = False
     qgraph: str | None = None
     wms: Literal["local", "htcondor", "pegasus", "parsl"] = "local"
     compute_site: str = "local"
@@ -563,6 +565,12 @@ def _check_consistency(resolved: ResolvedConfig) -> None:
         problems.append("repo is not set: give the data repository root")
     if c.qgraph is None and not c.output_run:
         problems.append("output_run is not set: name the RUN collection that receives the outputs")
+    if c.qgraph is not None and (c.skip_existing_in or c.skip_existing):
+        key = "skip_existing_in" if c.skip_existing_in else "skip_existing"
+        problems.append(
+            f"{key} ({resolved.source_of(key)}) leaves out quanta when planning, but qgraph is a graph "
+            "planned already: plan it with supertask qgraph --skip-existing-in, or drop qgraph"
+        )
     limits = {"memory_mb": "max_memory_mb", "cpus": "max_cpus", "disk_mb": "max_disk_mb"}
     specs: dict[str, Any] = {"resources.default": c.resources.default, "final": c.final}
     specs.update({f"resources.labels.{label}": spec for label, spec in c.resources.labels.items()})

@@ -244,6 +244,8 @@ def _graph_file(resolved: ResolvedConfig, submit_dir: Path) -> Path:
             where=c.where or None,
             input_collections=list(c.input_collections) or None,
             output_run=c.output_run,
+            skip_existing_in=list(c.skip_existing_in),
+            skip_existing=c.skip_existing,
         )
     except (OutputExistsError, RunConflictError) as err:  # registered outputs are never replaced
         raise PrepareError(str(err)) from None

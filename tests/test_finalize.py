@@ -239,7 +239,7 @@ def test_an_output_registered_before_with_other_bytes_is_rejected_and_the_rest_r
 def test_a_finalize_killed_between_dataset_types_leaves_no_quantum_half_registered(setup, monkeypatch):
     # Each quantum makes a calexp and a src; finalize dies after inserting the calexps (the
     # first dataset type) of the batch: nothing is registered, and a rerun registers it whole.
-    from supertask.repo.registry import Registry
+    from supertask.repo.registry.dataset_manager import DatasetManager
 
     repo, submit, wf = setup
     files, outputs = {}, []
@@ -264,7 +264,7 @@ def test_a_finalize_killed_between_dataset_types_leaves_no_quantum_half_register
     wf.add_job(Job(name="a", label="calibrate", quantum_ids=[1, 2], arguments=[], outputs=outputs))
     save_workflow(wf, submit / "workflow.json")
 
-    original = Registry._insertDatasetsIn
+    original = DatasetManager.insertIn
     calls = []
 
     def dies_on_the_second_type(self, conn, datasetType, run, records):
@@ -273,7 +273,7 @@ def test_a_finalize_killed_between_dataset_types_leaves_no_quantum_half_register
             raise KeyboardInterrupt("killed")
         return original(self, conn, datasetType, run, records)
 
-    monkeypatch.setattr(Registry, "_insertDatasetsIn", dies_on_the_second_type)
+    monkeypatch.setattr(DatasetManager, "insertIn", dies_on_the_second_type)
     with pytest.raises(KeyboardInterrupt):
         finalize(submit)
     monkeypatch.undo()

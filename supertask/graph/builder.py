@@ -86,7 +86,7 @@ class BuildReport:
             out.extend(f"    {example}" for example in record.examples)
         for label, n in self.skipped_existing.items():
             if n:
-                out.append(f"{label}: {n} quanta skipped, outputs already exist in the output run")
+                out.append(f"{label}: {n} quanta skipped, their outputs exist already (skip-existing)")
         return out
 
 
@@ -523,6 +523,10 @@ def _build_quantum_graph(
     graph = builder.makeGraph(repoGraph, existing_outputs=existing, report=report, metadata=metadata)
     if builder.schemas:  # a RUN never mixes schemas (whatever else is in the way)
         check_schemas(butler, output_run, builder.schemas)
+    # What the plan left out because it was done already (bps campaign reports the reuse per tile).
+    reused = {label: n for label, n in report.skipped_existing.items() if n}
+    if reused:
+        graph.metadata["skipped_existing"] = reused
     _check_output_run(registry, graph, output_run, policy)
     report.seconds = time.perf_counter() - start
     if len(graph) == 0 and not allow_empty:

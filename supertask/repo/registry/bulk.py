@@ -15,6 +15,12 @@ import sqlalchemy as sa
 CHUNK = 500
 """Values per IN list (well under SQLite's and PostgreSQL's bound-parameter limits)."""
 
+INSERT_CHUNK = 5000
+"""Rows per insert statement (executemany or COPY) of units and datasets."""
+
+COPY_THRESHOLD = 1000
+"""PostgreSQL batches at least this big go through COPY and a temporary table."""
+
 
 def data_id_key(dataId: Mapping[str, Any]) -> str:
     """Canonical text of a data ID (the UNIQUE key of the dataset table): ``k=repr(v)`` pairs
