@@ -24,53 +24,18 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 
-TASK = """
-from supertask.config import Config, DatasetField
-from supertask.supertask import SuperTask
-from supertask.task import Struct
-
-class TrivialConfig(Config):
-    seed = DatasetField(doc="in", units=("instrument", "detector"), storageClass="StructuredDataDict", name="seed")
-    made = DatasetField(doc="out", units=("instrument", "detector"), storageClass="StructuredDataDict",
-                        name="made", role="output")
-
-class TrivialTask(SuperTask):
-    ConfigClass = TrivialConfig
-    _DefaultName = "trivial"
-    quantumUnits = ("instrument", "detector")
-
-    def run(self, seed):
-        return Struct(made={"value": seed["value"] + 1})
-"""
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support.trivial_job import make_trivial_job  # noqa: E402
 
 
 def setup(work: Path, n_quanta: int) -> tuple[Path, Path, dict[str, str]]:
-    from supertask.graph.quantum_graph import QuantumGraph
-    from supertask.quantum import Quantum
-    from supertask.repo.butler import Butler
-    from supertask.repo.dataid import DataId
-    from supertask.repo.dataset import Dataset, DatasetType
-
-    (work / "pkg").mkdir()
-    (work / "pkg" / "bench_tasks.py").write_text(textwrap.dedent(TASK))
-    seed_t = DatasetType("seed", ("instrument", "detector"), "StructuredDataDict")
-    made_t = DatasetType("made", ("instrument", "detector"), "StructuredDataDict")
-    repo = work / "repo"
-    Butler.create(repo).close()
-    butler = Butler(repo, run="seeds")
-    quanta = []
-    for d in range(n_quanta):
-        data_id = DataId(instrument="Cam", detector=d)
-        seed = butler.put({"value": d}, seed_t, data_id) if d < 3 else Dataset(seed_t, data_id, run="seeds")
-        quanta.append(Quantum("trivial", data_id, {"seed": [seed]}, {"made": [Dataset(made_t, data_id)]}))
-    butler.close()
-    pipeline = "inputs: [seed]\ntasks:\n  trivial:\n    class: bench_tasks.TrivialTask\n"
-    graph = work / "bench.qgraph"
-    QuantumGraph(quanta, pipelineYaml=pipeline, metadata={"output_run": "bench/run"}).save(graph)
+    """The trivial job's repository (3 seeds stored: only quanta 0-2 run) and graph of ``n_quanta``."""
+    repo, graph = make_trivial_job(
+        work, "trivial_bench_tasks", n_quanta, output_run="bench/run", stored_seeds=3
+    )
     env = dict(os.environ, PYTHONPATH=str(work / "pkg"))
     return repo, graph, env
 

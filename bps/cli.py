@@ -464,6 +464,25 @@ def _memory_by_label(jobs: list[Any]) -> dict[str, tuple[float, float]]:
     return out
 
 
+def _print_label_memory(console: Any, submit_dir: Path) -> None:
+    """Per task label: the memory its jobs requested beside what its quanta used (`bps.usage`)."""
+    from rich.table import Table
+
+    from supertask.report.memory import COLUMNS, cells
+
+    from .usage import label_memory
+
+    rows = label_memory(submit_dir)
+    if not rows:
+        return
+    table = Table(title="memory per task label: requested, and used by each quantum (its own peak)")
+    for name in COLUMNS:
+        table.add_column(name, justify="left" if name == COLUMNS[0] else "right")
+    for row in rows:
+        table.add_row(*cells(row))
+    console.print(table)
+
+
 def _print_report(rep: Any) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -486,6 +505,7 @@ def _print_report(rep: Any) -> None:
     totals = rep.totals()
     table.add_row("[bold]total", *(f"[bold]{totals[s]}" for s in shown), *(["", ""] if memory else []))
     console.print(table)
+    _print_label_memory(console, Path(rep.submit_dir))
     for failure in rep.failures:
         console.print(
             f"[red]FAILED[/red] {failure.name} ({failure.label}), attempt {failure.attempt}: {failure.reason}"

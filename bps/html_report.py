@@ -15,6 +15,7 @@ from typing import Any
 
 from supertask.report.model import FailureRecord, RunSummary
 
+from .usage import label_memory
 from .wms.base import STATES, RunReport
 from .workflow import GenericWorkflow
 from .workflow_io import load_workflow
@@ -146,4 +147,5 @@ def summary_from_report(submit_dir: str | Path, report: RunReport) -> RunSummary
         label_edges=label_edges(workflow),
         provenance=provenance(submit_dir, workflow, report),
         messages=list(report.messages),
+        label_memory=label_memory(submit_dir),
     )

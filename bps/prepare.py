@@ -30,6 +30,7 @@ from typing import Any
 from .clustering import ClusterRule
 from .config import ResolvedConfig
 from .finalize import WORKFLOW_FILE
+from .job_environment import PendingCheck, start_task_import_check, task_classes
 from .provenance import write_submit_provenance
 from .staging import atomic_write_text
 from .workflow import GenericWorkflow, Resources, dataset_lfn, safe_name
@@ -85,19 +86,25 @@ def prepare(resolved: ResolvedConfig, *, service: Any = None) -> Prepared:
     write_submit_provenance(submit_dir, resolved)
 
     graph_file = _graph_file(resolved, submit_dir)
-    from supertask.graph.quantum_graph import QuantumGraph
+    if not c.clustering.clusters and c.wms in STREAMED_WMS:
+        workflow, import_messages = _prepare_streamed(resolved, graph_file, submit_dir, service)
+    else:
+        workflow, import_messages = _prepare_loaded(resolved, graph_file, submit_dir, service)
+    messages += import_messages
+    main_file = service.prepare(workflow) if service is not None else None
+    return Prepared(submit_dir=submit_dir, workflow=workflow, main_file=main_file, messages=messages)
 
-    graph = QuantumGraph.load(graph_file)
-    if not len(graph):
-        raise PrepareError(f"graph {graph_file} has no quanta: nothing to run")
-    output_run = graph.metadata.get("output_run") or c.output_run
-    _check_schemas(c.repo, graph.metadata, c.output_run or output_run)
-    if c.output_run and output_run != c.output_run:
-        graph_file = _retarget(graph, graph_file, c.repo, c.output_run, submit_dir)
-        output_run = c.output_run
-    _check_labels(resolved, {q.taskLabel for q in graph})
-    path_of, off_template = _locator(c.repo, graph)
-    options = BuildOptions(
+
+#: Workflow systems whose unclustered workflows are streamed from the graph file
+#: (`bps.workflow_stream`): their translators only read the workflow, one job at a time.
+STREAMED_WMS = ("htcondor", "pegasus")
+
+
+def _build_options(
+    resolved: ResolvedConfig, graph_file: Path, output_run: str, submit_dir: Path
+) -> BuildOptions:
+    c = resolved.config
+    return BuildOptions(
         name=safe_name(f"{output_run}"),
         submit_dir=str(submit_dir),
         graph_file=str(graph_file),
@@ -119,7 +126,30 @@ def prepare(resolved: ResolvedConfig, *, service: Any = None) -> Prepared:
         final_retries=c.final.retries,
         final_batch_size=c.final.batch_size,
     )
+
+
+def _prepare_loaded(
+    resolved: ResolvedConfig, graph_file: Path, submit_dir: Path, service: Any
+) -> tuple[GenericWorkflow, list[str]]:
+    """The workflow of a whole loaded graph (clustering needs every quantum at once)."""
+    c = resolved.config
+    from supertask.graph.quantum_graph import QuantumGraph
+
+    graph = QuantumGraph.load(graph_file)
+    if not len(graph):
+        raise PrepareError(f"graph {graph_file} has no quanta: nothing to run")
+    output_run = graph.metadata.get("output_run") or c.output_run
+    _check_schemas(c.repo, graph.metadata, c.output_run or output_run)
+    if c.output_run and output_run != c.output_run:
+        graph_file = _retarget(graph, graph_file, c.repo, c.output_run, submit_dir)
+        output_run = c.output_run
+    labels = {q.taskLabel for q in graph}
+    _check_labels(resolved, labels)
+    imports = _start_import_check(service, resolved, graph.pipelineYaml, labels)
+    path_of, off_template = _locator(c.repo, graph)
+    options = _build_options(resolved, graph_file, output_run, submit_dir)
     workflow = build_workflow(iter(graph), options, path_of)
+    import_messages = _import_check_result(imports)
     checks = _input_checks(c.repo, graph)
     # The graph is not needed any more: what it frees holds the files written next. Its
     # quanta and datasets refer to each other, so only a full collection frees them.
@@ -141,8 +171,165 @@ def prepare(resolved: ResolvedConfig, *, service: Any = None) -> Prepared:
     _write_input_checks(workflow, checks, submit_dir)
     del off_template, checks
     save_workflow(workflow, submit_dir / WORKFLOW_FILE)
-    main_file = service.prepare(workflow) if service is not None else None
-    return Prepared(submit_dir=submit_dir, workflow=workflow, main_file=main_file, messages=messages)
+    return workflow, import_messages
+
+
+def _prepare_streamed(
+    resolved: ResolvedConfig, graph_file: Path, submit_dir: Path, service: Any
+) -> tuple[GenericWorkflow, list[str]]:
+    """The unclustered workflow, streamed from the graph file: the graph is never held whole.
+
+    The same submit directory as `_prepare_loaded` writes (`bps.workflow_stream`), within
+    the memory of the workflow's compact columns: quanta are read a chunk at a time and the
+    registry is asked about the overall inputs in batches.
+    """
+    c = resolved.config
+    from supertask.graph import file_format
+    from supertask.graph.quantum_graph import QuantumGraph
+    from supertask.repo.butler import Butler
+
+    from .workflow_stream import build_streamed_workflow
+
+    header = QuantumGraph.readHeader(graph_file)
+    metadata = header.get("metadata") or {}
+    output_run = metadata.get("output_run") or c.output_run
+    _check_schemas(c.repo, metadata, c.output_run or output_run)
+    if c.output_run and output_run != c.output_run:
+        graph = QuantumGraph.load(graph_file)
+        if not len(graph):
+            raise PrepareError(f"graph {graph_file} has no quanta: nothing to run")
+        graph_file = _retarget(graph, graph_file, c.repo, c.output_run, submit_dir)
+        output_run = c.output_run
+        del graph
+        gc.collect()
+    options = _build_options(resolved, graph_file, output_run, submit_dir)
+    butler = Butler(c.repo)
+    try:
+        datastore = butler.datastore
+
+        def template_path(dataset: Any, run: str) -> str:
+            return str(datastore.path(dataset.datasetType, dataset.dataId, run))
+
+        streamed = build_streamed_workflow(file_format.iter_quanta(graph_file), options, template_path)
+        workflow = streamed.workflow
+        if not len(workflow.jobs):
+            raise PrepareError(f"graph {graph_file} has no quanta: nothing to run")
+        labels = set(workflow.labels())
+        _check_labels(resolved, labels)
+        # The labels are known only once the quanta are streamed: the import check
+        # overlaps the registry's look-up of the overall inputs instead.
+        imports = _start_import_check(service, resolved, str(header.get("pipelineYaml") or ""), labels)
+        locations, checks = _registered_inputs(butler.registry, streamed)
+    finally:
+        butler.close()
+    import_messages = _import_check_result(imports)
+    _write_streamed_inputs(streamed, locations, submit_dir / "input_locations", "--input-locations")
+    _write_streamed_inputs(streamed, checks, submit_dir / "input_checks", "--input-checks")
+    del locations, checks
+    save_workflow(workflow, submit_dir / WORKFLOW_FILE)
+    return workflow, import_messages
+
+
+#: Overall inputs asked of the registry at once by a streamed prepare.
+REGISTRY_BATCH = 50_000
+
+
+def _registered_inputs(registry: Any, streamed: Any) -> tuple[dict[str, str], dict[str, list[Any]]]:
+    """Where the overall inputs are registered, and their registered size and checksum.
+
+    Returns ``{lfn: path}`` of the inputs registered off their template path (their path in
+    the workflow is changed to it) and ``{lfn: [size, checksum]}`` of those with a registry id,
+    as `_locator` and `_input_checks` find them for a loaded graph.
+    """
+    locations: dict[str, str] = {}
+    checks: dict[str, list[Any]] = {}
+    batch: list[tuple[int, str, Any]] = []
+
+    def flush() -> None:
+        datasets = [d for _, _, d in batch]
+        records = registry.getDatasetRecords([d for d in datasets if d.id is not None])
+        for k, lfn, d in batch:
+            found = records.get(d.id) if d.id is not None else None
+            path: str | None
+            if found is not None:
+                path = found[0]
+                checks[lfn] = list(found[1:])
+            else:
+                try:
+                    path = registry.getDatasetLocation(d)[0]
+                except LookupError:
+                    path = None
+            if path is not None and path != streamed.path(k):
+                locations[lfn] = path
+                streamed.set_input_path(k, path)
+        batch.clear()
+
+    for k, lfn, ident, run in streamed.overall_inputs():
+        if ident is None and not run:
+            continue
+        batch.append((k, lfn, streamed.dataset(k)))
+        if len(batch) >= REGISTRY_BATCH:
+            flush()
+    flush()
+    return locations, checks
+
+
+def _write_streamed_inputs(streamed: Any, by_lfn: dict[str, Any], directory: Path, option: str) -> None:
+    """`_write_shared_input_files` for a streamed workflow (the same files and arguments)."""
+    if not by_lfn:
+        return
+    group: dict[str, Any] = {}
+    members: list[int] = []
+    count = 0
+
+    def flush() -> None:
+        nonlocal group, members, count
+        if members:
+            directory.mkdir(exist_ok=True)
+            path = directory / f"{count:06d}.json"
+            atomic_write_text(path, json.dumps(group))
+            streamed.add_arguments(members, [option, str(path)])
+            count += 1
+        group, members = {}, []
+
+    for j, inputs in streamed.jobs_reading_inputs():
+        mine = {lfn: by_lfn[lfn] for _, lfn in inputs if lfn in by_lfn}
+        if not mine:
+            continue
+        if members and len(group) + len(mine) > LOCATIONS_PER_FILE:
+            flush()
+        group.update(mine)
+        members.append(j)
+    flush()
+
+
+def _start_import_check(
+    service: Any, resolved: ResolvedConfig, pipeline_yaml: str, labels: set[str]
+) -> PendingCheck | None:
+    """Start importing the graph's task classes as the jobs will (`bps.job_environment`).
+
+    One subprocess of the jobs' interpreter, with the environment the workflow system
+    gives them, runs while the workflow is built; none when the jobs run this
+    interpreter with the submitter's import-relevant variables.
+    """
+    job_env = service.job_environment(resolved.site) if service is not None else None
+    if job_env is None:
+        return None
+    classes = {label: path for label, path in task_classes(pipeline_yaml).items() if label in labels}
+    return start_task_import_check(job_env, classes)
+
+
+def _import_check_result(pending: PendingCheck | None) -> list[str]:
+    """Refuse a graph whose task classes the jobs cannot import; warn when that could not be checked."""
+    if pending is None:
+        return []
+    outcome = pending.result()
+    if outcome.error:
+        raise PrepareError(outcome.error)
+    if outcome.warning:
+        log.warning("%s", outcome.warning)
+        return [f"warning: {outcome.warning}"]
+    return []
 
 
 def _check_labels(resolved: ResolvedConfig, task_labels: set[str]) -> None:
@@ -232,21 +419,24 @@ def _graph_file(resolved: ResolvedConfig, submit_dir: Path) -> Path:
             raise PrepareError(f"qgraph {path} ({resolved.source_of('qgraph')}) does not exist")
         return path
     from supertask.graph.builder import build_quantum_graph
+    from supertask.options import OptionsError, PlanRequest
     from supertask.repo.butler import Butler
     from supertask.repo.registry import OutputExistsError, RunConflictError
 
-    pipeline = _load_pipeline(c.pipeline, c.subset)
-    butler = Butler(c.repo, collections=c.input_collections or None)
     try:
-        graph, report = build_quantum_graph(
-            pipeline,
-            butler,
+        request = PlanRequest(
+            output_run=c.output_run or "",
             where=c.where or None,
-            input_collections=list(c.input_collections) or None,
-            output_run=c.output_run,
-            skip_existing_in=list(c.skip_existing_in),
+            input_collections=tuple(c.input_collections),
+            skip_existing_in=tuple(c.skip_existing_in),
             skip_existing=c.skip_existing,
         )
+    except OptionsError as err:
+        raise PrepareError(f"cannot plan from the submit configuration: {err}") from None
+    pipeline = _load_pipeline(c.pipeline, c.subset)
+    butler = Butler(c.repo, collections=list(request.input_collections) or None)
+    try:
+        graph, report = build_quantum_graph(pipeline, butler, request)
     except (OutputExistsError, RunConflictError) as err:  # registered outputs are never replaced
         raise PrepareError(str(err)) from None
     finally:

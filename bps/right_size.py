@@ -1,16 +1,21 @@
 """Memory requests right-sized from what earlier runs measured (``bps prepare --resources-from DIR``).
 
 A fixed request (2 GB for every job) wastes most of a slot on small quanta and is
-too small for large ones. The submit directories of earlier runs already hold each
-job's measured peak memory (the local system's run record, HTCondor's node event log:
-`bps.wms.base.RunReport.jobs`); this module turns them into one request per task label:
+too small for large ones. The submit directories of earlier runs already hold what
+each quantum used: every job records each quantum's own peak memory in its manifest
+and the run's usage log (`bps.usage`), whatever workflow system ran it (local,
+HTCondor, Pegasus, Parsl). This module turns them into one request per task label:
 
     request = round_up(quantile(peaks of that label, q) * margin, 64 MB), at most the site's max_memory_mb
 
-A job that ran several task labels (clustering) gives its peak to each of them: an
-upper bound for each. Labels with fewer than ``min_samples`` measurements keep their
-configured request, and so does a label whose ``memory_mb`` the user set explicitly
-(in the submit YAML or on the command line): the user's word wins over history.
+Each successful quantum is one sample of its task label, also inside a clustered job.
+A job of an earlier run with no quantum measured (a run made before quanta were
+measured) gives instead its whole peak as the workflow system recorded it (the local
+system's run record, HTCondor's node event log: `bps.wms.base.RunReport.jobs`) to
+each task label it ran: an upper bound for each. Labels with fewer than
+``min_samples`` measurements keep their configured request, and so does a label whose
+``memory_mb`` the user set explicitly (in the submit YAML or on the command line): the
+user's word wins over history.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
+
+from supertask.report.memory import quantile
 
 from .config import DEFAULTS_SOURCE, ResolvedConfig, ResourceSpec
 
@@ -51,28 +59,30 @@ class Choice:
         return line + (f"; {self.note}" if self.note else "")
 
 
-def quantile(values: list[float], q: float) -> float:
-    """Linear-interpolated quantile (numpy's default method) of ``values``."""
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
-
-
 def peaks_by_label(submit_dirs: list[str]) -> dict[str, list[float]]:
-    """Task label -> the measured peak memory (MB) of every job that ran it, over ``submit_dirs``."""
-    return read_peaks(submit_dirs)[0]
+    """Task label -> the measured peak memory (MB) of every quantum (or job) that ran it, over ``submit_dirs``."""
+    return read_peaks(submit_dirs).peaks
 
 
-def read_peaks(submit_dirs: list[str]) -> tuple[dict[str, list[float]], int]:
-    """`peaks_by_label`, and how many jobs measured a peak (a clustered job counts once)."""
+class Peaks(NamedTuple):
+    """What `read_peaks` found: samples per task label, and where they came from."""
+
+    peaks: dict[str, list[float]]
+    #: quanta measured one by one
+    quanta: int
+    #: jobs with no quantum measured, whose whole peak stood in
+    jobs: int
+
+
+def read_peaks(submit_dirs: list[str]) -> Peaks:
+    """Each task label's peaks in ``submit_dirs``: its quanta's own, else its jobs' (see the module docstring)."""
     from .cli import _wms_of
+    from .usage import read_usage
     from .wms.base import get_service
     from .workflow_io import load_workflow
 
     peaks: dict[str, list[float]] = {}
-    jobs = 0
+    quanta = jobs = 0
     for text in submit_dirs:
         submit_dir = Path(text)
         if not (submit_dir / "workflow.json").is_file():
@@ -81,16 +91,24 @@ def read_peaks(submit_dirs: list[str]) -> tuple[dict[str, list[float]], int]:
                 "name the submit directory of an earlier run"
             )
         workflow = load_workflow(submit_dir / "workflow.json")
+        measured = set()
+        for record in read_usage(submit_dir):
+            measured.add(record.job)
+            if record.exit_code == 0 and record.peak_memory_mb > 0:
+                quanta += 1
+                peaks.setdefault(record.label, []).append(record.peak_memory_mb)
+        if not set(workflow.jobs) - measured:
+            continue
         report = get_service(_wms_of(submit_dir)).report(submit_dir)
         for job in report.jobs:
             spec = workflow.jobs.get(job.name)
-            if spec is None or job.peak_memory_mb is None or job.peak_memory_mb <= 0:
-                continue  # the final job (sized by `final`), or nothing measured
+            if spec is None or job.name in measured or job.peak_memory_mb is None or job.peak_memory_mb <= 0:
+                continue  # the final job (sized by `final`), measured quantum by quantum, or nothing measured
             labels = [x for x in spec.tags.get("task_labels", "").split(",") if x] or [spec.label]
             jobs += 1
             for label in labels:
                 peaks.setdefault(label, []).append(float(job.peak_memory_mb))
-    return peaks, jobs
+    return Peaks(peaks, quanta, jobs)
 
 
 def choose(samples: list[float], q: float, margin: float, max_mb: int) -> tuple[int, float, bool]:
@@ -110,7 +128,7 @@ def right_size(resolved: ResolvedConfig) -> list[str]:
     settings = resolved.config.right_sizing
     if not settings.runs:
         return []
-    peaks, jobs = read_peaks(settings.runs)
+    peaks, quanta, jobs = read_peaks(settings.runs)
     site = resolved.config.site
     # a value from the defaults or the site file is a default; one from the user's file or the command line is theirs
     defaults = (DEFAULTS_SOURCE, resolved.source_of("site.name"))
@@ -135,5 +153,7 @@ def right_size(resolved: ResolvedConfig) -> list[str]:
         resolved.sources[key] = SOURCE
         choices.append(Choice(label, len(samples), high, memory, note))
     runs = len(settings.runs)
-    head = f"memory requests right-sized from the measured peaks of {jobs} jobs of {runs} earlier run(s):"
+    measured = [f"{quanta} quanta"] if quanta or not jobs else []
+    measured += [f"{jobs} whole jobs"] if jobs else []
+    head = f"memory requests right-sized from the measured peaks of {' and '.join(measured)} of {runs} earlier run(s):"
     return [head, *("  " + c.text(settings.quantile, settings.margin) for c in choices)]

@@ -39,6 +39,8 @@ except ImportError:  # pragma: no cover - an interpreter without it
 
 from supertask.atomic_write import atomic_write_bytes as _atomic_write_bytes
 
+from .usage import QuantumUsage
+
 MANIFEST_VERSION = 2
 #: manifest versions this software reads (1 had no tombstones)
 READABLE_MANIFEST_VERSIONS = (1, 2)
@@ -74,10 +76,12 @@ class StagedFile(NamedTuple):
 class Manifest:
     """What one job has staged back, per quantum id (a quantum appears once all its outputs are staged).
 
-    ``root`` is the datastore root the files' ``path`` values are relative to.
+    ``root`` is the datastore root the files' ``path`` values are relative to; ``usage``
+    holds what each recorded quantum used (its own peak memory, wall time: `bps.usage`),
+    absent from manifests written before it was kept.
     """
 
-    __slots__ = ("job", "output_run", "root", "quanta", "version")
+    __slots__ = ("job", "output_run", "root", "quanta", "version", "usage")
 
     def __init__(
         self,
@@ -86,12 +90,14 @@ class Manifest:
         root: str,
         quanta: dict[int, list[StagedFile]] | None = None,
         version: int = MANIFEST_VERSION,
+        usage: dict[int, QuantumUsage] | None = None,
     ):
         self.job = job
         self.output_run = output_run
         self.root = root
         self.quanta: dict[int, list[StagedFile]] = quanta if quanta is not None else {}
         self.version = version
+        self.usage: dict[int, QuantumUsage] = usage if usage is not None else {}
 
     def __repr__(self) -> str:
         return "Manifest(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"
@@ -112,6 +118,7 @@ class Manifest:
             "output_run": self.output_run,
             "root": self.root,
             "quanta": {str(qid): [f._asdict() for f in files] for qid, files in self.quanta.items()},
+            "usage": {str(qid): u.to_json() for qid, u in self.usage.items()},
         }
 
     @classmethod
@@ -125,6 +132,7 @@ class Manifest:
             output_run=data["output_run"],
             root=data["root"],
             quanta={int(q): [StagedFile(**f) for f in files] for q, files in data["quanta"].items()},
+            usage={int(q): QuantumUsage.from_json(u) for q, u in data.get("usage", {}).items()},
         )
 
 
@@ -147,7 +155,7 @@ def read_manifest(path: str | Path) -> Manifest | None:
         return None
     try:
         return Manifest.from_json(json.loads(text))
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
+    except (ValueError, KeyError, TypeError) as err:
         raise ValueError(f"{path}: not a readable job manifest ({err}); delete it to rerun the job") from None
 
 

@@ -162,4 +162,7 @@ class GenericWorkflow:
 
     def labels(self) -> list[str]:
         """Distinct job labels in first-appearance order."""
+        fast = getattr(self.jobs, "labels", None)  # a streamed workflow knows them without making jobs
+        if callable(fast):
+            return list(fast())
         return list(dict.fromkeys(job.label for job in self.jobs.values()))

@@ -120,7 +120,13 @@ def build_workflow(
             tags=tags.setdefault(task_labels := ",".join(cluster.task_labels), {"task_labels": task_labels}),
         )
         wf.add_job(job, sorted(parents[name]))
-    wf.final = Job(
+    wf.final = final_job(options)
+    return wf
+
+
+def final_job(options: BuildOptions) -> Job:
+    """The registration job (``bps finalize``) of a workflow built with ``options``."""
+    return Job(
         name="finalize",
         label="finalize",
         quantum_ids=[],
@@ -132,7 +138,6 @@ def build_workflow(
         log_subdir=LOG_DIR,
         executable="bps",
     )
-    return wf
 
 
 def _key(dataset: Any) -> tuple[str, Any]:

@@ -8,8 +8,9 @@ a hot path.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .lazy_exports import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -39,6 +40,8 @@ _EXPORTS: dict[str, str] = {
     "QuantumGraph": "supertask.graph.quantum_graph",
     "QuantumGraphBuilder": "supertask.graph.builder",
     "run_pipeline": "supertask.execution",
+    "PlanRequest": "supertask.options",
+    "RunOptions": "supertask.options",
 }
 
 # Spelled out so that tools see the public names; tests check it matches _EXPORTS.
@@ -57,10 +60,12 @@ __all__ = [
     "ListField",
     "NoWorkFound",
     "Pipeline",
+    "PlanRequest",
     "Quantum",
     "QuantumGraph",
     "QuantumGraphBuilder",
     "RepoGraph",
+    "RunOptions",
     "Struct",
     "SuperTask",
     "Task",
@@ -70,17 +75,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'supertask' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
@@ -97,6 +92,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .execution import run_pipeline
     from .graph.builder import QuantumGraphBuilder
     from .graph.quantum_graph import QuantumGraph
+    from .options import PlanRequest, RunOptions
     from .pipeline import Pipeline
     from .quantum import Quantum
     from .repo.butler import Butler

@@ -126,6 +126,7 @@ def test_the_demo_dag_runs_on_a_real_pool_and_registers_what_supertask_run_made(
         [str(bin_dir / "bps"), "report", str(submit_dir)], cwd=ROOT, env=env, capture_output=True, text=True
     )
     assert report.returncode == 0 and "succeeded" in report.stdout, report.stdout + report.stderr
+    _check_quantum_usage(submit_dir)
     shutil.rmtree(work, ignore_errors=True)
 
 
@@ -140,3 +141,30 @@ def _assert_jobs_are_shipped_slices_not_the_graph(submit_dir: Path) -> None:
         if "transfer_input_files" in text:
             assert "transfer_input_files = $(bps_graph)$(bps_inputs)" in text
             assert ".qgraph" not in text.split("transfer_input_files", 1)[1].splitlines()[0]
+
+
+def _check_quantum_usage(submit_dir: Path) -> None:
+    """The pool's jobs (running as its user) recorded every quantum's own peak, consistent with HTCondor's samples."""
+    from bps.usage import read_usage
+    from bps.wms.htcondor.report import build_report
+    from bps.workflow_io import load_workflow
+
+    workflow = load_workflow(submit_dir / "workflow.json")
+    usage = read_usage(submit_dir)
+    assert {(u.job, u.quantum) for u in usage} == {
+        (job.name, q) for job in workflow.jobs.values() for q in job.quantum_ids
+    }
+    largest: dict[str, float] = {}
+    for u in usage:
+        largest[u.job] = max(largest.get(u.job, 0.0), u.peak_memory_mb)
+    # HTCondor samples the job's resident memory every few seconds and often misses a short
+    # job's peak (6 MB for a job whose quanta peaked at 65 MB); a peak bounds every sample,
+    # give or take the rest of the job's process family (its shell wrapper)
+    jobs = [j for j in build_report(submit_dir).jobs if j.peak_memory_mb and j.name in largest]
+    assert jobs
+    for job in jobs:
+        assert largest[job.name] + 10 >= job.peak_memory_mb, (job.name, largest[job.name], job.peak_memory_mb)
+    for label in {j.label for j in jobs}:
+        ours = max(largest[j.name] for j in jobs if j.label == label)
+        theirs = max(j.peak_memory_mb for j in jobs if j.label == label)
+        assert ours <= 2 * theirs + 16, (label, ours, theirs)  # the same process, seen at its largest

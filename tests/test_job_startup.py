@@ -11,43 +11,19 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 import yaml
+from support.trivial_job import make_trivial_job
 
-from supertask.graph import file_format
 from supertask.graph.quantum_graph import QuantumGraph
 from supertask.pipeline import Pipeline
 from supertask.pipeline.yaml_io import load_pipeline_json, pipeline_json
-from supertask.quantum import Quantum
 from supertask.repo.butler import Butler
-from supertask.repo.dataid import DataId
-from supertask.repo.dataset import Dataset, DatasetType
 from supertask.repo.repo_config import read_repo_config
 
 ROOT = Path(__file__).resolve().parents[1]
-
-TASK = """
-from supertask.config import Config, DatasetField
-from supertask.supertask import SuperTask
-from supertask.task import Struct
-
-class TrivialConfig(Config):
-    seed = DatasetField(doc="in", units=("instrument", "detector"), storageClass="StructuredDataDict", name="seed")
-    made = DatasetField(doc="out", units=("instrument", "detector"), storageClass="StructuredDataDict",
-                        name="made", role="output")
-
-class TrivialTask(SuperTask):
-    ConfigClass = TrivialConfig
-    _DefaultName = "trivial"
-    quantumUnits = ("instrument", "detector")
-
-    def run(self, seed):
-        return Struct(made={"value": seed["value"] + 1})
-"""
-PIPELINE = "inputs: [seed]\ntasks:\n  trivial:\n    class: startup_tasks.TrivialTask\n"
 
 #: modules a job must not import: each costs every job of a workflow its import time
 NOT_IMPORTED = (
@@ -79,31 +55,10 @@ except SystemExit as exit:
 def _repo_and_graph(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, with_json: bool = True
 ) -> tuple[Path, Path, dict[str, str]]:
-    (tmp_path / "pkg").mkdir()
-    (tmp_path / "pkg" / "startup_tasks.py").write_text(textwrap.dedent(TASK))
+    repo, graph = make_trivial_job(
+        tmp_path, "startup_tasks", 2, output_run="startup/run", with_json=with_json
+    )
     monkeypatch.syspath_prepend(str(tmp_path / "pkg"))
-    seed_t = DatasetType("seed", ("instrument", "detector"), "StructuredDataDict")
-    made_t = DatasetType("made", ("instrument", "detector"), "StructuredDataDict")
-    repo = tmp_path / "repo"
-    Butler.create(repo).close()
-    butler = Butler(repo, run="seeds")
-    quanta = []
-    for d in range(2):
-        data_id = DataId(instrument="Cam", detector=d)
-        seed = butler.put({"value": d}, seed_t, data_id)
-        quanta.append(
-            Quantum("trivial", data_id, {"seed": [seed]}, {"made": [Dataset(made_t, data_id)]}, id=d)
-        )
-    butler.close()
-    graph = tmp_path / "g.qgraph"
-    pipeline_yaml = Pipeline.fromYaml(PIPELINE).toYaml()
-    metadata = {"output_run": "startup/run"}
-    if with_json:
-        QuantumGraph(quanta, pipelineYaml=pipeline_yaml, metadata=metadata).save(graph)
-    else:  # as a graph file written before the header had "pipelineJson"
-        file_format.write_graph(
-            graph, quanta, {"pipelineYaml": pipeline_yaml, "configs": {}, "metadata": metadata}
-        )
     env = {"PYTHONPATH": f"{tmp_path / 'pkg'}:{ROOT}", "PATH": "/usr/bin:/bin"}
     return repo, graph, env
 

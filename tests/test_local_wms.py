@@ -15,6 +15,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from support.toy_pipeline import (
+    TASKS_PYTHONPATH,
     ToyPipeline,
     output_checksums,
     prepare,
@@ -198,8 +199,12 @@ def test_job_killed_at_random_points_leaves_nothing_half_written_and_rerun_compl
 @pytest.mark.parametrize("site", ["htcondor_shared", "pegasus_local"])
 def test_prepare_for_cluster_systems_hands_the_workflow_to_their_translator(toy, site):
     repo, config = toy
-    # test directories live under /tmp and tests may run as root: waive those two pool checks
-    waive = {"condor": {"skip_checks": ["tmp_node_log", "job_user"]}}
+    # test directories live under /tmp and tests may run as root: waive those two pool checks;
+    # these jobs do not inherit the submitter's PYTHONPATH: the site gives them the toy tasks
+    waive = {
+        "condor": {"skip_checks": ["tmp_node_log", "job_user"]},
+        "environment": {"PYTHONPATH": TASKS_PYTHONPATH},
+    }
     cfg = config(f"prep_{site}", compute_site=site, site=waive)
     result = CliRunner().invoke(bps_main, ["prepare", str(cfg)])
     assert result.exit_code == 0, result.output

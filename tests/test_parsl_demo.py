@@ -1,8 +1,12 @@
-"""The demo pipeline through the real Parsl (``parsl_local``) against ``supertask run``: same datasets, same checksums.
+"""The whole demo tile through the real Parsl (``parsl_local``) against ``supertask run``: same datasets, same checksums.
 
-One patch of tile 0 (as ``test_local_wms_demo``), planned by ``supertask qgraph`` for the
-direct run and by ``bps submit`` itself for the Parsl run; the patch has a visit whose warp
-finds no work, so tombstones travel through Parsl too.
+What ``make demo`` plans (``demo_drp.main_job``: 6 exposures, ``tract = 0``) and submits
+to its local batch run, with the same clustering, goes through Parsl's
+HighThroughputExecutor with the site's two workers. The direct run is planned by
+``supertask qgraph``, the Parsl run by ``bps submit`` itself. The tile has visits whose
+warps find no work in some patches, so tombstones travel through Parsl too. Every
+quantum's own peak memory and wall time come back in the manifests and the run's usage
+log (`bps.usage`), the figures ``bps prepare --resources-from`` sizes requests from.
 """
 
 from __future__ import annotations
@@ -14,18 +18,30 @@ from pathlib import Path
 
 import pytest
 import yaml
+from demo_drp.main_job import INPUTS, PIPELINE, WHERE
 from support.toy_pipeline import registered_checksums
 
+from bps.usage import read_usage
 from bps.wms.base import read_run_record
 from bps.wms.parsl.state import driver_alive, read_state
+from bps.workflow_io import load_workflow
 
 pytest.importorskip("parsl", reason="parsl is not installed (pip install 'supertask[parsl]')")
 
 pytestmark = [pytest.mark.parsl, pytest.mark.slow]
 
-PIPELINE = Path(__file__).resolve().parents[1] / "examples" / "demo_pipeline.yaml"
 BIN = Path(sys.executable).parent
-WHERE = "tract = 0 AND patch = 12"
+#: the demo's clustering (demo_drp.main_job): one job per exposure, per visit, per patch
+CLUSTERS = [
+    {"name": "isr", "labels": ["isr"], "units": ["instrument", "exposure"]},
+    {"name": "visit", "labels": ["calibrate", "makeWarp"], "units": ["instrument", "visit"]},
+    {
+        "name": "coadd",
+        "labels": ["assembleCoadd", "detectCoadd"],
+        "units": ["skymap", "tract", "patch"],
+        "max_size": 20,
+    },
+]
 
 
 def run(*args: str) -> str:
@@ -34,33 +50,31 @@ def run(*args: str) -> str:
     return done.stdout
 
 
-def test_demo_patch_through_parsl_registers_what_supertask_run_registers(tmp_path):
+def test_demo_tile_through_parsl_registers_what_supertask_run_registers(tmp_path):
     repo = tmp_path / "repo"
-    run("supertask", "demo-data", str(repo), "--exposures", "2")
-    graph = tmp_path / "direct.qgraph"
-    run(
-        "supertask", "qgraph", str(repo), "-p", str(PIPELINE), "-i", "DemoCam/defaults",
-        "-o", "demo/direct", "--where", WHERE, "--save", str(graph),
-    )  # fmt: skip
-    run("supertask", "run", str(repo), "--qgraph", str(graph), "-j", "2")
+    run("supertask", "demo-data", str(repo), "--exposures", "6")
+    plan = ("supertask", "qgraph", str(repo), "-p", str(PIPELINE), "-i", INPUTS, "--where", WHERE)
+    direct_graph, parsl_graph = tmp_path / "direct.qgraph", tmp_path / "parsl.qgraph"
+    run(*plan, "-o", "demo/direct", "--save", str(direct_graph))
+    run(*plan, "-o", "demo/parsl", "--save", str(parsl_graph))
+    run("supertask", "run", str(repo), "--qgraph", str(direct_graph), "-j", "2")
     config = tmp_path / "bps.yaml"
     submit_dir = tmp_path / "submit"
     config.write_text(
         yaml.safe_dump(
             {
-                "pipeline": str(PIPELINE),
                 "repo": str(repo),
-                "input_collections": ["DemoCam/defaults"],
-                "where": WHERE,
+                "qgraph": str(parsl_graph),
                 "output_run": "demo/parsl",
                 "site": "parsl_local",
                 "submit_dir": str(submit_dir),
+                "clustering": {"clusters": CLUSTERS},
             }
         )
     )
     out = run("bps", "submit", str(config))
     assert "with parsl" in out
-    deadline = time.monotonic() + 900
+    deadline = time.monotonic() + 1800
     while driver_alive(read_state(submit_dir)) and time.monotonic() < deadline:
         time.sleep(1)
     record = read_run_record(submit_dir)
@@ -73,3 +87,10 @@ def test_demo_patch_through_parsl_registers_what_supertask_run_registers(tmp_pat
     schemas = [key for key in through_parsl if key[0].endswith("_schema")]
     assert len(schemas) == 2, schemas
     assert summary["registered"] == len(through_parsl) - len(schemas) and not summary["rejected"]
+    # every quantum measured its own peak and wall time, and the run keeps each record
+    usage = read_usage(submit_dir)
+    quanta = {
+        (j.name, q) for j in load_workflow(submit_dir / "workflow.json").jobs.values() for q in j.quantum_ids
+    }
+    assert {(u.job, u.quantum) for u in usage} == quanta
+    assert all(u.peak_memory_mb > 1 and u.wall_s >= 0 for u in usage)

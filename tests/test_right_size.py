@@ -11,7 +11,7 @@ from support.toy_pipeline import ToyPipeline, submit_dir_of
 
 from bps.cli import main as bps_main
 from bps.right_size import STEP_MB, choose, quantile
-from bps.wms.base import read_run_record
+from bps.usage import read_usage
 from bps.workflow_io import load_workflow
 
 RUN = "u/test/rightsize"
@@ -41,10 +41,9 @@ def earlier_run(tmp_path, monkeypatch):
     return toy, submit_dir_of(config)
 
 
-def _peaks(submit_dir, prefix: str) -> list[float]:
-    return [
-        i["peak_memory_mb"] for n, i in read_run_record(submit_dir)["jobs"].items() if n.startswith(prefix)
-    ]
+def _peaks(submit_dir, label: str) -> list[float]:
+    """The own peak of every quantum of ``label`` the run's jobs recorded (`bps.usage`)."""
+    return [r.peak_memory_mb for r in read_usage(submit_dir) if r.label == label and r.exit_code == 0]
 
 
 def test_prepare_sets_each_labels_memory_from_the_peaks_of_an_earlier_run_and_says_so(earlier_run):
@@ -53,7 +52,7 @@ def test_prepare_sets_each_labels_memory_from_the_peaks_of_an_earlier_run_and_sa
     result = CliRunner().invoke(bps_main, ["prepare", str(config), "--resources-from", str(first)])
     assert result.exit_code == 0, result.output
     wf = load_workflow(submit_dir_of(config) / "workflow.json")
-    peaks = _peaks(first, "make_")
+    peaks = _peaks(first, "make")
     assert len(peaks) == 5
     expected = max(STEP_MB, math.ceil(np.quantile(peaks, 0.95) * 1.2 / STEP_MB) * STEP_MB)
     assert {j.resources.memory_mb for j in wf.jobs.values() if j.label == "make"} == {expected}
@@ -61,7 +60,7 @@ def test_prepare_sets_each_labels_memory_from_the_peaks_of_an_earlier_run_and_sa
     # one ``total`` peak is fewer than min_samples: its request stays the default
     assert {j.resources.memory_mb for j in wf.jobs.values() if j.label == "total"} == {2048}
     text = result.output
-    assert "right-sized from the measured peaks of 6 jobs of 1 earlier run" in text
+    assert "right-sized from the measured peaks of 6 quanta of 1 earlier run" in text
     assert f"make: memory_mb = {expected} (p95 of 5 peaks" in text
     assert "total: unchanged (1 peaks, fewer than right_sizing.min_samples = 3)" in text
     saved = (submit_dir_of(config) / "submit_config.yaml").read_text()
@@ -85,7 +84,7 @@ def test_the_submit_key_works_like_the_option_with_paths_relative_to_the_file(ea
     result = CliRunner().invoke(bps_main, ["prepare", str(config)])
     assert result.exit_code == 0, result.output
     wf = load_workflow(submit_dir_of(config) / "workflow.json")
-    peaks = _peaks(first, "make_")
+    peaks = _peaks(first, "make")
     expected = max(STEP_MB, math.ceil(np.quantile(peaks, 0.95) * 2.0 / STEP_MB) * STEP_MB)
     assert {j.resources.memory_mb for j in wf.jobs.values() if j.label == "make"} == {expected}
 
@@ -160,3 +159,21 @@ def test_right_sizing_from_a_real_htcondor_run_uses_the_memory_htcondor_measured
     assert sorted(peaks["calibrate"]) == sorted(peaks["makeWarp"]) == by_prefix["visit_"]
     assert sorted(peaks["assembleCoadd"]) == sorted(peaks["detectCoadd"]) == by_prefix["coadd_"]
     assert "finalize" not in peaks
+
+
+def test_a_clustered_job_gives_each_task_label_the_peaks_of_its_own_quanta(tmp_path, monkeypatch):
+    from bps.right_size import read_peaks
+
+    toy = TOY.set_up(tmp_path, monkeypatch, compute_site="local")
+    config = toy.submit_yaml(
+        "clustered", clustering={"clusters": [{"name": "all", "labels": ["make", "total"]}]}
+    )
+    result = CliRunner().invoke(bps_main, ["submit", str(config), "-j", "2"])
+    assert result.exit_code == 0, result.output
+    first = submit_dir_of(config)
+    assert len(load_workflow(first / "workflow.json").jobs) == 1
+    found = read_peaks([str(first)])
+    # one job ran all six quanta: each label gets its quanta's own peaks, not the job's five or one times
+    assert (found.quanta, found.jobs) == (6, 0)
+    assert sorted(found.peaks["make"]) == sorted(_peaks(first, "make")) and len(found.peaks["make"]) == 5
+    assert found.peaks["total"] == _peaks(first, "total")

@@ -172,8 +172,43 @@ def test_local_runs_record_start_end_and_peak_memory_of_every_job(tmp_path, monk
     text = CliRunner().invoke(bps_main, ["report", str(submit_dir)]).output
     assert "peak MB" in text and "asked MB" in text
     total_peak = max(j.peak_memory_mb for j in report.jobs if j.label == "total")
-    (row,) = [line for line in text.splitlines() if line.startswith("│ total ") and "1500" in line]
+    jobs_table = text.split("memory per task label")[0]  # the per-quantum table follows (below)
+    (row,) = [line for line in jobs_table.splitlines() if line.startswith("│ total ") and "1500" in line]
     assert f"{total_peak:.0f}" in row
+
+
+def test_bps_report_sets_each_task_labels_request_beside_what_its_quanta_used(tmp_path, monkeypatch):
+    from bps.usage import read_usage
+
+    toy = TOY.set_up(tmp_path, monkeypatch, compute_site="local")
+    config = toy.submit_yaml("asked", resources={"labels": {"total": {"memory_mb": 1500}}})
+    assert CliRunner().invoke(bps_main, ["submit", str(config), "-j", "2"]).exit_code == 0
+    submit_dir = submit_dir_of(config)
+    peaks = {
+        label: sorted(r.peak_memory_mb for r in read_usage(submit_dir) if r.label == label)
+        for label in ("make", "total")
+    }
+    assert len(peaks["make"]) == 5 and len(peaks["total"]) == 1
+    text = CliRunner().invoke(bps_main, ["report", str(submit_dir)]).output
+    table = text.split("memory per task label")[1]
+    for label, asked in (("make", 2048), ("total", 1500)):
+        (row,) = [line for line in table.splitlines() if line.startswith(f"│ {label} ")]
+        cells = [c.strip() for c in row.strip("│").split("│")]
+        largest = peaks[label][-1]
+        unused = f"{1 - largest / asked:.0%}"
+        assert cells == [
+            label,
+            str(len(peaks[label])),
+            str(asked),
+            f"{peaks[label][len(peaks[label]) // 2]:.0f}",
+            f"{largest:.0f}",
+            unused,
+        ]
+    html = tmp_path / "r.html"
+    assert CliRunner().invoke(bps_main, ["report", str(submit_dir), "--html", str(html)]).exit_code == 0
+    page = html.read_text()
+    assert "Memory requested and used per task label" in page
+    assert f"<td>1500</td><td>{peaks['total'][0]:.0f}</td>" in page
 
 
 def test_bps_report_html_shows_each_job_the_failures_and_the_pipeline_down_to_the_final_job(

@@ -125,8 +125,14 @@ def test_bps_report_of_a_local_run_with_a_failure_renders_in_chromium(browser, t
     failures = browser.find_element(By.ID, "failures").text
     assert "Failures" in failures
     assert "make fails on purpose" in browser.find_element(By.CSS_SELECTOR, "[data-failure]").text
-    for selector in ("svg.timeline", "svg.pipeline", "table.counts", "svg.distribution"):
+    for selector in ("svg.timeline", "svg.pipeline", "table.counts", "svg.distribution", "table.memory"):
         assert_not_blank(browser, selector)
+    # per task label, the request beside what its quanta used: six make attempts measured, total never ran
+    memory_rows = browser.execute_script(
+        "return Array.from(document.querySelectorAll('table.memory tbody tr')).map(function (tr) {"
+        " return Array.from(tr.children).map(function (td) { return td.textContent.trim(); }); });"
+    )
+    assert [row[:3] for row in memory_rows] == [["make", "6", "2048"]]
     # the script works: hovering a legend entry dims the other labels' bars
     from selenium.webdriver import ActionChains
 

@@ -32,6 +32,7 @@ from ..staging import (
     read_manifest,
     write_manifest,
 )
+from ..usage import QuantumUsage, append_usage, usage_log_path
 from .backend import Backend, Store, SupertaskBackend
 from .placement import Placement
 from .stage import Staging
@@ -196,6 +197,7 @@ def run_job(
                 result.no_work.append(quantum.id)
             else:
                 manifest.quanta.pop(quantum.id, None)
+                manifest.usage.pop(quantum.id, None)
                 result.failed[quantum.id] = code
                 unavailable.update(d.key for d in quantum.iterOutputs())
     finally:
@@ -229,14 +231,28 @@ def _run_one(
         return code
     runnable, no_work = without_missing_inputs(quantum, staging.missing)
     written: dict[tuple[str, Any], Path] = {}
+    usage: QuantumUsage | None = None
     if runnable is not None:
         # scratch files need no fsync: stage-out copies them, synced, to where they stay
         butler = QuantumButler(scratch_store, staging.output_run, staging.locations, fsync=False)
         outcome = run_quantum(task, runnable, butler, None)
+        if outcome.peak_memory_mb is not None:
+            usage = QuantumUsage(
+                job=manifest.job,
+                quantum=quantum.id,
+                label=quantum.taskLabel,
+                peak_memory_mb=round(outcome.peak_memory_mb, 1),
+                wall_s=0.0,  # set once its outputs are staged out: the quantum's whole time
+                started=round(outcome.started, 3),
+                own_peak=outcome.peak_memory_own,
+            )
         if outcome.no_work:
             no_work = f"{outcome.error_type}: {outcome.error}"
         elif not outcome.ok:
-            return exit_codes.of_failure(outcome.failure)
+            code = exit_codes.of_failure(outcome.failure)
+            if usage is not None:
+                _log_usage(mpath, usage._replace(wall_s=_wall(start), exit_code=code))
+            return code
         else:
             root = Path(str(scratch_store.root))
             written = {(w.datasetType.name, w.dataId): root / (w.tmp_path or w.path) for w in outcome.written}
@@ -247,15 +263,32 @@ def _run_one(
     if isinstance(staged, int):
         return staged
     manifest.quanta[quantum.id] = staged
+    if usage is not None:
+        usage = usage._replace(wall_s=_wall(start))
+        manifest.usage[quantum.id] = usage
     try:
         write_manifest(mpath, manifest)
     except OSError as err:
         log.error("writing the manifest %s failed: %s", mpath, err)
         return exit_codes.TEMPORARY
+    if usage is not None:
+        _log_usage(mpath, usage)
     if no_work:
         return exit_codes.TASK_NO_WORK
     log.info("done %s %r in %.3f s", quantum.taskLabel, quantum.dataId, time.perf_counter() - start)
     return exit_codes.SUCCESS
+
+
+def _wall(start: float) -> float:
+    return round(time.perf_counter() - start, 3)
+
+
+def _log_usage(mpath: Path, usage: QuantumUsage) -> None:
+    """Append ``usage`` to the run's usage log beside the manifest; the manifest keeps it if that fails."""
+    try:
+        append_usage(usage_log_path(mpath.parent), usage)
+    except OSError as err:
+        log.warning("recording the usage of quantum %d in %s failed: %s", usage.quantum, mpath.parent, err)
 
 
 def _file_key(quantum: Any, staged: StagedFile) -> tuple[str, Any]:

@@ -22,6 +22,7 @@ from typing import Any
 from supertask.atomic_write import atomic_write_text
 from supertask.report.model import JobRecord
 
+from ..job_environment import JobEnvironment
 from ..workflow import GenericWorkflow, SiteConfig
 
 #: wms name -> "module:ClassName"
@@ -117,6 +118,15 @@ class WorkflowService(ABC):
         graph and building its workflow. Raise `WmsError` naming the fix; `prepare`
         may check again, together with what needs the workflow (e.g. its resources).
         The default finds nothing to refuse.
+        """
+        return None
+
+    def job_environment(self, site: SiteConfig) -> JobEnvironment | None:
+        """The interpreter and complete environment this system's jobs start with on ``site``.
+
+        `bps.prepare` imports the graph's task classes with them (`bps.job_environment`),
+        so that a task package the jobs cannot see is refused at prepare time rather than
+        failing every job. None: this system's jobs are not checked (the default).
         """
         return None
 

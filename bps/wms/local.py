@@ -24,7 +24,8 @@ from supertask.execution.single_quantum import tail
 from supertask.report.model import JobRecord
 
 from ..exit_codes import TASK_NO_WORK, describe
-from ..workflow import GenericWorkflow, Job
+from ..job_environment import JobEnvironment, submitter_environment
+from ..workflow import GenericWorkflow, Job, SiteConfig
 from ..workflow_io import load_workflow, save_workflow
 from .base import JobFailure, RunReport, WmsError, WorkflowService, read_run_record, write_run_record
 
@@ -70,6 +71,14 @@ class LocalService(WorkflowService):
         self._stop = False
 
     # -- WorkflowService ------------------------------------------------------------------
+    def job_environment(self, site: SiteConfig) -> JobEnvironment | None:
+        """Jobs run here with the submitter's environment and the site's variables."""
+        return submitter_environment(
+            site.environment,
+            site.python or sys.executable,
+            "local: the submitter's environment and the site's",
+        )
+
     def prepare(self, workflow: GenericWorkflow) -> Path:
         """Nothing to translate: the generic workflow is the local system's own file."""
         path = Path(workflow.submit_dir) / WORKFLOW_FILE

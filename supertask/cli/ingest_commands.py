@@ -1,10 +1,11 @@
-"""``supertask register-units`` and ``supertask ingest``: putting data in from the command line.
+"""``supertask register-units``, ``ingest`` and ``define-visits``: putting data in from the command line.
 
 ``register-units REPO FILE...`` inserts the instrument, its detectors and filters,
 exposures, visits and their relations from YAML or CSV files
 (`supertask.repo.unit_records`); ``ingest REPO PATH...`` puts raw files into the
 datastore and registers them (`supertask.repo.ingest`), skipping — with the reason — any
-file it cannot take, and exits 1 when it skipped any.
+file it cannot take, and exits 1 when it skipped any; ``define-visits REPO`` groups the
+ingested exposures into visits with their sky regions (`supertask.repo.visits`).
 """
 
 from __future__ import annotations
@@ -208,6 +209,82 @@ def _dataset_type(butler: Any, name: str, units: str | None, storage_class: str 
             f"{registered.storageClass}; drop --units/--storage-class or ingest under another name"
         )
     return registered
+
+
+@click.command("define-visits")
+@click.argument("root", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--instrument", default=None, metavar="NAME", help="The instrument (default: the repository's only one)."
+)
+@click.option(
+    "--collections",
+    default=None,
+    metavar="C1,C2",
+    help="Collections holding the raws (default: INSTRUMENT/raw/all).",
+)
+@click.option(
+    "-t", "--dataset-type", "dataset_type", default="raw", show_default=True, help="The raws' dataset type."
+)
+@click.option(
+    "--grouping",
+    type=click.Choice(["one-to-one", "snaps"]),
+    default="one-to-one",
+    show_default=True,
+    help="one-to-one: each exposure is a visit with its id; snaps: consecutive exposures of one "
+    "night, filter and target (consecutive seq_num, at most --max-gap apart) form one visit.",
+)
+@click.option(
+    "--max-gap",
+    "max_gap_s",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Largest gap between two snaps of a visit, seconds.",
+)
+@click.option(
+    "--regions",
+    default=None,
+    metavar="MODULE:CLASS",
+    help="The instrument's RegionReader, which reads each raw's sky box (e.g. demo_drp.visits:DemoCamRegions); "
+    "without it the visits get no regions and overlap no tract or patch.",
+)
+@_friendly
+def define_visits(
+    root: str,
+    instrument: str | None,
+    collections: str | None,
+    dataset_type: str,
+    grouping: str,
+    max_gap_s: float,
+    regions: str | None,
+) -> None:
+    """Group the ingested exposures at ROOT into visits and record each visit-detector's sky region.
+
+    Exposures already in visits are left alone, so running it again defines only what
+    is new (and says so when nothing is). Exposures whose observation type is not
+    science are skipped and listed.
+    """
+    from ..repo.butler import Butler
+    from ..repo.visits import define_visits as define
+    from ..repo.visits import region_reader_from_spec
+
+    reader = region_reader_from_spec(regions) if regions else None
+    butler = Butler(root, writeable=True)
+    try:
+        names = [c.strip() for c in collections.split(",") if c.strip()] if collections else None
+        report = define(
+            butler,
+            instrument,
+            collections=names,
+            dataset_type=dataset_type,
+            grouping=grouping,
+            max_gap_s=max_gap_s,
+            region_reader=reader,
+        )
+    finally:
+        butler.close()
+    for line in report.lines():
+        click.echo(line)
 
 
 class _progress:

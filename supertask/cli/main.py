@@ -33,6 +33,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
         "Register instrument, detectors, exposures, visits... from YAML/CSV.",
     ),
     "ingest": ("supertask.cli.ingest_commands:ingest", "Ingest raw files into a repository."),
+    "define-visits": (
+        "supertask.cli.ingest_commands:define_visits",
+        "Group ingested exposures into visits, with their sky regions.",
+    ),
     "qgraph": ("supertask.cli.qgraph_commands:qgraph", "Build and inspect quantum graphs."),
     "run": ("supertask.cli.run_commands:run", "Execute a quantum graph on this machine."),
 }

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from .request_options import handle_errors, plan_request, request_options, split_collections
+from .request_options import handle_errors, plan_options, plan_request, request_options
 
 
 class _DefaultToBuild(click.Group):
@@ -82,18 +82,11 @@ def build(
 
     if not pipeline_file:
         raise click.UsageError("a pipeline is required: -p PIPELINE.yaml")
-    if not output_run:
-        raise click.UsageError("an output run is required: -o RUN (e.g. -o u/$USER/tile0)")
+    plan = plan_options(output_run, inputs, request)
     console = Console(stderr=True)
     start = time.perf_counter()
     _, graph = plan_request(
-        repo,
-        pipeline_file,
-        split_collections(inputs),
-        output_run,
-        console=console,
-        writeable=False,
-        **request,
+        repo, plan, request, pipeline_file=pipeline_file, console=console, writeable=False
     )
     Path(save_file).parent.mkdir(parents=True, exist_ok=True)
     graph.save(save_file)

@@ -6,38 +6,29 @@ an unknown unit or collection) are printed as one message, not a traceback.
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
-from functools import wraps
-from typing import Any
+from typing import NoReturn
 
 import click
 
-from .request_options import parse_bind, report_unexpected, split_collections
+from .request_options import guarded, parse_bind, split_collections
 
 MAX_ROWS_DEFAULT = 200
 
 
-def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the library's input errors into click errors (exit code 1, message only)."""
+def _input_errors() -> tuple[type[BaseException], ...]:
+    from ..repo.registry import RegistryError
+    from ..repo.repo_config import RepoConfigError
 
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from ..repo.registry import RegistryError
-        from ..repo.repo_config import RepoConfigError
+    return (ValueError, KeyError, LookupError, RegistryError, RepoConfigError, FileExistsError)
 
-        try:
-            return fn(*args, **kwargs)
-        except (ValueError, KeyError, LookupError, RegistryError, RepoConfigError, FileExistsError) as err:
-            message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-            raise click.ClickException(str(message)) from None
-        except click.ClickException:
-            raise
-        except Exception as err:  # noqa: BLE001 - the last line of defence: never a traceback
-            report_unexpected(err)
-            sys.exit(1)
 
-    return wrapper
+def _as_click_error(err: BaseException) -> NoReturn:
+    message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+    raise click.ClickException(str(message)) from None
+
+
+#: Turn the library's input errors into click errors (exit code 1, message only).
+_friendly = guarded(_input_errors, _as_click_error)
 
 
 def _console():

@@ -6,7 +6,7 @@ import functools
 import shlex
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -170,38 +170,62 @@ def command_line() -> str:
     return " ".join(shlex.quote(a) for a in sys.argv)
 
 
-def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the project's expected errors into clean messages and exit code 1 (no traceback)."""
+def guarded(
+    expected: Callable[[], tuple[type[BaseException], ...]], on_expected: Callable[[BaseException], NoReturn]
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorate a command so that no error reaches the user as a traceback.
 
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from ..graph.builder import GraphBuilderError
+    ``expected()`` (called when the command runs, so its imports stay lazy) names the
+    errors of bad input, which ``on_expected`` reports; click's own errors pass through;
+    anything else is reported as one line by `report_unexpected` (exit code 1).
+    """
 
-        expected: tuple[type[BaseException], ...] = (GraphBuilderError, FileNotFoundError)
-        for module, name in (
-            ("supertask.expr", "ExpressionError"),
-            ("supertask.pipeline", "PipelineError"),
-            ("supertask.config", "FieldValidationError"),
-            ("supertask.graph.file_format", "GraphFileError"),
-            ("supertask.repo.registry", "RegistryError"),
-            ("supertask.schemas", "SchemaError"),
-        ):
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            caught = expected()
             try:
-                expected += (getattr(__import__(module, fromlist=[name]), name),)
-            except (ImportError, AttributeError):
-                pass
-        try:
-            return func(*args, **kwargs)
-        except expected as err:
-            click.secho(f"error: {err}", fg="red", err=True)
-            sys.exit(1)
-        except click.ClickException:
-            raise
-        except Exception as err:  # noqa: BLE001 - the last line of defence: never a traceback
-            report_unexpected(err)
-            sys.exit(1)
+                return func(*args, **kwargs)
+            except caught as err:
+                on_expected(err)
+            except click.ClickException:
+                raise
+            except Exception as err:  # noqa: BLE001 - the last line of defence: never a traceback
+                report_unexpected(err)
+                sys.exit(1)
 
-    return wrapper
+        return wrapper
+
+    return decorate
+
+
+def _planning_errors() -> tuple[type[BaseException], ...]:
+    """The errors of a planning or running request that a user's input causes."""
+    from ..graph.builder import GraphBuilderError
+
+    expected: tuple[type[BaseException], ...] = (GraphBuilderError, FileNotFoundError)
+    for module, name in (
+        ("supertask.expr", "ExpressionError"),
+        ("supertask.pipeline", "PipelineError"),
+        ("supertask.config", "FieldValidationError"),
+        ("supertask.graph.file_format", "GraphFileError"),
+        ("supertask.repo.registry", "RegistryError"),
+        ("supertask.schemas", "SchemaError"),
+    ):
+        try:
+            expected += (getattr(__import__(module, fromlist=[name]), name),)
+        except (ImportError, AttributeError):
+            pass
+    return expected
+
+
+def _print_error(err: BaseException) -> NoReturn:
+    click.secho(f"error: {err}", fg="red", err=True)
+    sys.exit(1)
+
+
+#: Turn the project's expected errors into clean messages and exit code 1 (no traceback).
+handle_errors = guarded(_planning_errors, _print_error)
 
 
 def report_unexpected(err: BaseException) -> None:
@@ -223,54 +247,113 @@ def report_unexpected(err: BaseException) -> None:
     )
 
 
+#: the command-line flag of each option field (for messages about a bad value)
+FLAGS = {
+    "output_run": "-o/--output",
+    "where": "-d/--where",
+    "bind": "--bind",
+    "input_collections": "-i/--input",
+    "skip_existing": "--skip-existing",
+    "skip_existing_in": "--skip-existing-in",
+    "extend_run": "--extend-run",
+    "clobber_outputs": "--clobber-outputs",
+    "max_rows": "--max-rows",
+    "processes": "-j/--processes",
+    "timeout": "--timeout",
+    "fail_fast": "--fail-fast",
+}
+
+#: the options of `request_options` that only planning uses (meaningless for a saved graph)
+PLANNING_ONLY = {
+    "subset": "--subset",
+    "where": "-d/--where",
+    "bind": "--bind",
+    "config_overrides": "-c/--config",
+    "instrument": "--instrument",
+    "max_rows": "--max-rows",
+    "restrict_inputs": "--restrict-inputs",
+}
+
+
+def _checked(build: Callable[[], Any]) -> Any:
+    """Build an options object; a value it refuses becomes click's usage error naming the flag."""
+    from ..options import OptionsError
+
+    try:
+        return build()
+    except OptionsError as err:
+        raise click.BadParameter(err.message, param_hint=FLAGS.get(err.option, err.option)) from None
+
+
+def output_policy(params: dict[str, Any]) -> dict[str, Any]:
+    """The output-policy options (``--skip-existing`` ... ``--clobber-outputs``) as keyword arguments."""
+    return {
+        "skip_existing": params["skip_existing"],
+        "skip_existing_in": tuple(split_collections(params["skip_existing_in"])),
+        "extend_run": params["extend_run"],
+        "clobber_outputs": params["clobber_outputs"],
+    }
+
+
+def plan_options(output_run: str | None, inputs: tuple[str, ...], params: dict[str, Any]) -> Any:
+    """The `PlanRequest` of a command line: the one place its flags become the request.
+
+    ``params`` are the values of `request_options` as click passes them.
+    """
+    from ..options import DEFAULT_MAX_ROWS, PlanRequest
+
+    max_rows = params["max_rows"]
+    return _checked(
+        lambda: PlanRequest(
+            output_run=output_run or "",
+            where=params["where"],
+            bind=parse_bind(params["bind"]),
+            input_collections=tuple(split_collections(inputs)),
+            max_rows=DEFAULT_MAX_ROWS if max_rows is None else max_rows,
+            expand_inputs=not params["restrict_inputs"],
+            command_line=command_line(),
+            **output_policy(params),
+        )
+    )
+
+
+def run_options(params: dict[str, Any], **how: Any) -> Any:
+    """The `RunOptions` of a command line: ``how`` (processes, timeout, fail_fast, progress) and the output policy."""
+    from ..options import RunOptions
+
+    return _checked(lambda: RunOptions(command_line=command_line(), **how, **output_policy(params)))
+
+
+def planning_options_given(params: dict[str, Any]) -> list[str]:
+    """The planning-only flags given on the command line (refused with a saved graph)."""
+    return [flag for name, flag in PLANNING_ONLY.items() if params.get(name)]
+
+
 def plan_request(
     repo: str,
-    pipeline_file: str,
-    collections: list[str],
-    output_run: str,
+    request: Any,
+    params: dict[str, Any],
     *,
-    where: str | None,
-    bind: tuple[str, ...],
-    config_overrides: tuple[str, ...],
-    instrument: str | None,
-    skip_existing: bool,
-    max_rows: int | None,
-    restrict_inputs: bool,
+    pipeline_file: str,
     console: Any,
-    skip_existing_in: tuple[str, ...] = (),
-    extend_run: bool = False,
-    clobber_outputs: bool = False,
     writeable: bool | None = None,
-    subset: str | None = None,
 ) -> tuple[Any, Any]:
-    """Open the repository and plan the request; print what preflight found. Returns ``(butler, graph)``.
+    """Open the repository and plan ``request``; print what preflight found. Returns ``(butler, graph)``.
 
-    ``writeable=False`` opens the repository read-only (planning alone never writes to it);
-    the default leaves the Butler free to write, as ``supertask run`` needs.
+    ``params`` (the values of `request_options`) say which pipeline: config overrides,
+    instrument, subset. ``writeable=False`` opens the repository read-only (planning
+    alone never writes to it); the default leaves the Butler free to write, as
+    ``supertask run`` needs.
     """
-    from ..graph.builder import DEFAULT_MAX_ROWS, build_quantum_graph
+    from ..graph.builder import build_quantum_graph
     from ..repo.butler import Butler
 
-    pipeline = load_pipeline(pipeline_file, config_overrides, instrument, subset)
-    butler = Butler(repo, collections=collections or None, writeable=writeable)
-    if max_rows is None:
-        max_rows = DEFAULT_MAX_ROWS
+    pipeline = load_pipeline(
+        pipeline_file, params["config_overrides"], params["instrument"], params["subset"]
+    )
+    butler = Butler(repo, collections=list(request.input_collections) or None, writeable=writeable)
     with console.status("planning..."):
-        graph, report = build_quantum_graph(
-            pipeline,
-            butler,
-            where=where,
-            bind=parse_bind(bind),
-            input_collections=collections or None,
-            output_run=output_run,
-            skip_existing=skip_existing,
-            skip_existing_in=split_collections(skip_existing_in),
-            extend_run=extend_run,
-            clobber_outputs=clobber_outputs,
-            max_rows=None if max_rows == 0 else max_rows,
-            expand_inputs=not restrict_inputs,
-            command_line=command_line(),
-        )
+        graph, report = build_quantum_graph(pipeline, butler, request)
     for line in report.lines():
         console.print(line)
     return butler, graph

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from typing import Any
 
 import click
 
-from .request_options import command_line, handle_errors, plan_request, request_options, split_collections
+from .request_options import (
+    command_line,
+    handle_errors,
+    plan_options,
+    plan_request,
+    planning_options_given,
+    request_options,
+    run_options,
+    split_collections,
+)
 
 #: exit codes of `supertask run`
 EXIT_OK, EXIT_FAILURES, EXIT_INTERRUPTED = 0, 1, 130
@@ -164,14 +174,16 @@ def run(
         problem = check_writable(html_file)
         if problem:
             raise click.BadParameter(problem, param_hint="--html")
-    collections = split_collections(inputs)
+    # checked before anything is planned or loaded: a bad -j or --timeout fails at once
+    options = run_options(request, processes=processes, timeout=timeout, fail_fast=fail_fast)
     if graph_file:
         if pipeline_file:
             raise click.UsageError("give either --qgraph FILE or -p PIPELINE, not both")
-        if request["subset"]:
+        planning = planning_options_given(request)
+        if planning:
             raise click.UsageError(
-                "--subset selects part of a pipeline to plan; a saved graph is planned already: "
-                "plan the subset with supertask qgraph -p FILE#NAME, or drop --subset"
+                f"{', '.join(planning)} select what to plan; a saved graph is planned already: "
+                "plan again with supertask qgraph -p FILE[#NAME] and these options, or drop them"
             )
         graph = QuantumGraph.load(graph_file)
         if output_run:
@@ -179,7 +191,7 @@ def run(
 
             retarget(graph, output_run)
         output_run = graph.metadata.get("output_run")
-        collections = collections or list(graph.metadata.get("input_collections", []))
+        collections = split_collections(inputs) or list(graph.metadata.get("input_collections", []))
         butler = Butler(repo, collections=collections or None)
         if quantum_id is not None:
             from ..graph.one_quantum import QuantumSelectionError, one_quantum_graph
@@ -195,27 +207,13 @@ def run(
             raise click.UsageError("--quantum ID runs one quantum of a saved graph: give --qgraph FILE too")
         if not pipeline_file:
             raise click.UsageError("give a pipeline (-p PIPELINE.yaml) or a saved graph (--qgraph FILE)")
-        if not output_run:
-            raise click.UsageError("an output run is required: -o RUN")
-        butler, graph = plan_request(repo, pipeline_file, collections, output_run, console=console, **request)
+        plan = plan_options(output_run, inputs, request)
+        butler, graph = plan_request(repo, plan, request, pipeline_file=pipeline_file, console=console)
         if save_qgraph:
             graph.save(save_qgraph)
     console.print(f"running {len(graph)} quanta with {processes} process(es) into {output_run!r}")
     with _Progress(len(graph), interactive=sys.stderr.isatty()) as progress:
-        result = run_graph(
-            butler,
-            graph,
-            output_run,
-            processes=processes,
-            timeout=timeout,
-            fail_fast=fail_fast,
-            skip_existing=request["skip_existing"],
-            skip_existing_in=split_collections(request["skip_existing_in"]),
-            extend_run=request["extend_run"],
-            clobber_outputs=request["clobber_outputs"],
-            progress=progress,
-            command_line=command_line(),
-        )
+        result = run_graph(butler, graph, output_run, dataclasses.replace(options, progress=progress))
     # A batch log or a pipe gets the full table rather than one squeezed to 80 columns.
     print_result(result, Console(width=None if sys.stdout.isatty() else 130))
     if html_file:

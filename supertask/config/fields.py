@@ -284,10 +284,7 @@ class ListField(_ValidatedMixin, FieldBase):
 
     def _convert(self, config: Config, value: Any, strict: bool) -> Any:
         if isinstance(value, str) or not isinstance(value, list | tuple):
-            raise FieldValidationError(
-                f"{config._describeField(self.name)}: value {value!r} ({type(value).__name__}) is not a "
-                f"valid {self.typeName()}: give a list"
-            )
+            self._fail(config, value, (), "give a list")
         return tuple(self._validate(config, list(value), strict))
 
     def toSaved(self, value: Any) -> Any:
@@ -352,10 +349,7 @@ class DictField(_ValidatedMixin, FieldBase):
 
     def _convert(self, config: Config, value: Any, strict: bool) -> Any:
         if not isinstance(value, Mapping):
-            raise FieldValidationError(
-                f"{config._describeField(self.name)}: value {value!r} ({type(value).__name__}) is not a "
-                f"valid {self.typeName()}: give a mapping"
-            )
+            self._fail(config, value, (), "give a mapping")
         return ConfigDict(self._validate(config, dict(value), strict))
 
     def toSaved(self, value: Any) -> Any:

@@ -65,14 +65,13 @@ def apply_yaml_text(config: Config, text: str, *, source: str = "<string>") -> N
     """Apply a YAML mapping of (nested or dotted) field paths to values."""
     import yaml
 
+    from ..yaml_errors import yaml_error_parts
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f", line {mark.line + 1}" if mark is not None else ""
-        raise ConfigOverrideError(
-            f"{source}{where}: malformed YAML: {getattr(err, 'problem', err)}"
-        ) from None
+        where, problem = yaml_error_parts(err)
+        raise ConfigOverrideError(f"{source}{where}: malformed YAML: {problem}") from None
     if data is None:
         return
     if not isinstance(data, Mapping):

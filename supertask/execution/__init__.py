@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ..options import PlanRequest, RunOptions
     from .executor import ExecutionResult, MultiprocessExecutor, QuantumFailure, default_process_count
 
 #: names re-exported lazily from `executor` (PEP 562): a batch job imports `single_quantum`
@@ -45,16 +46,8 @@ def run_graph(
     butler: Any,
     graph: Any,
     output_run: str | None = None,
-    *,
-    processes: int = 1,
-    timeout: float | None = None,
-    fail_fast: bool = False,
-    skip_existing: bool = False,
-    progress: Any = None,
-    command_line: str = "",
-    skip_existing_in: list[str] | tuple[str, ...] = (),
-    extend_run: bool = False,
-    clobber_outputs: bool = False,
+    options: RunOptions | None = None,
+    **keywords: Any,
 ) -> ExecutionResult:
     """Run an already planned `QuantumGraph` against ``butler``'s repository.
 
@@ -64,7 +57,28 @@ def run_graph(
     ``clobber_outputs``, and otherwise the run is refused (`OutputExistsError`) before
     anything is written; a RUN recorded with another pipeline or config is refused
     (`RunConflictError`).
+
+    Parameters
+    ----------
+    butler : `Butler`
+        The repository.
+    graph : `QuantumGraph`
+        The plan.
+    output_run : `str`, optional
+        The RUN to write to (default: the one the graph was planned for).
+    options : `RunOptions`, optional
+        How to run (processes, timeout, fail-fast, output policy, progress).
+    **keywords
+        Instead of ``options``: its fields as keyword arguments (``processes=2, ...``).
+
+    Raises
+    ------
+    OptionsError
+        An option's value cannot be honoured.
     """
+    from ..options import RunOptions, from_keywords
+
+    options = from_keywords(RunOptions, options, keywords, "run_graph")
     output_run = output_run or graph.metadata.get("output_run")
     if not output_run:
         raise ValueError("no output run: pass output_run or plan the graph with one")
@@ -72,45 +86,21 @@ def run_graph(
         "pipeline": graph.pipelineYaml,
         "configs": graph.configs,
         "versions": graph.metadata.get("versions", {}),
-        "command_line": command_line or graph.metadata.get("command_line", ""),
+        "command_line": options.command_line or graph.metadata.get("command_line", ""),
         "where": graph.metadata.get("where", ""),
         "input_collections": graph.metadata.get("input_collections", []),
     }
     from .executor import MultiprocessExecutor
 
-    executor = MultiprocessExecutor(
-        butler,
-        graph,
-        output_run,
-        processes=processes,
-        timeout=timeout,
-        fail_fast=fail_fast,
-        skip_existing=skip_existing,
-        progress=progress,
-        provenance=provenance,
-        skip_existing_in=tuple(skip_existing_in),
-        extend_run=extend_run,
-        clobber_outputs=clobber_outputs,
-    )
-    return executor.execute()
+    return MultiprocessExecutor(butler, graph, output_run, options, provenance=provenance).execute()
 
 
 def run_pipeline(
     pipeline: Any,
     repo: Any,
-    *,
-    where: str | None = None,
-    bind: dict[str, Any] | None = None,
-    input_collections: list[str] | None = None,
-    output_run: str,
-    processes: int = 1,
-    timeout: float | None = None,
-    fail_fast: bool = False,
-    skip_existing: bool = False,
-    max_rows: int | None = None,
-    skip_existing_in: list[str] | tuple[str, ...] = (),
-    extend_run: bool = False,
-    clobber_outputs: bool = False,
+    request: PlanRequest | None = None,
+    options: RunOptions | None = None,
+    **keywords: Any,
 ) -> ExecutionResult:
     """Plan and run a pipeline on this machine in one call.
 
@@ -120,52 +110,48 @@ def run_pipeline(
         The pipeline object, or a pipeline YAML file.
     repo : `Butler` or path
         The repository.
-    where, bind : optional
-        The data-ID expression and its bind values.
-    input_collections : `list` [`str`]
-        Collections searched for the overall inputs.
-    output_run : `str`
-        The RUN collection to write to.
-    processes : `int`
-        Worker processes.
-    skip_existing, skip_existing_in, extend_run, clobber_outputs : optional
-        What to do with outputs already registered in ``output_run`` (see `run_graph`;
-        by default the run is refused rather than replace them).
+    request : `PlanRequest`, optional
+        What to plan (where, bind, input collections, output run, ...).
+    options : `RunOptions`, optional
+        How to run it (processes, timeout, fail-fast, ...); default: one process, with
+        the request's output policy.
+    **keywords
+        Instead of ``request`` and ``options``: the fields of both as keyword arguments
+        (``where=..., input_collections=[...], output_run=..., processes=2``); the
+        output-policy ones (``skip_existing``, ``skip_existing_in``, ``extend_run``,
+        ``clobber_outputs``) apply to planning and to the run.
 
     Returns
     -------
     result : `ExecutionResult`
         Per-label counts, failures (with log tails) and the output run.
+
+    Raises
+    ------
+    OptionsError
+        An option's value or a combination of options cannot be honoured.
     """
-    from ..graph.builder import DEFAULT_MAX_ROWS, build_quantum_graph
+    from ..graph.builder import build_quantum_graph
+    from ..options import RunOptions, policy_keywords, split_keywords
     from ..pipeline import Pipeline
     from ..repo.butler import Butler
 
+    if keywords:
+        if request is not None or options is not None:
+            raise TypeError(
+                f"run_pipeline() got option objects and the keyword options {sorted(keywords)}: give one of the two"
+            )
+        request, options = split_keywords(keywords, "run_pipeline")
+    if request is None:
+        raise TypeError("run_pipeline() needs a PlanRequest or the keyword options (at least output_run=...)")
+    if options is None:
+        options = RunOptions(**policy_keywords(request))
     if isinstance(pipeline, (str, Path)):
         pipeline = Pipeline.fromFile(pipeline)
-    butler = repo if hasattr(repo, "registry") else Butler(repo, collections=input_collections)
-    graph, _ = build_quantum_graph(
-        pipeline,
-        butler,
-        where=where,
-        bind=bind,
-        input_collections=input_collections,
-        output_run=output_run,
-        skip_existing=skip_existing,
-        skip_existing_in=skip_existing_in,
-        extend_run=extend_run,
-        clobber_outputs=clobber_outputs,
-        max_rows=max_rows if max_rows is not None else DEFAULT_MAX_ROWS,
+    butler = (
+        repo
+        if hasattr(repo, "registry")
+        else Butler(repo, collections=list(request.input_collections) or None)
     )
-    return run_graph(
-        butler,
-        graph,
-        output_run,
-        processes=processes,
-        timeout=timeout,
-        fail_fast=fail_fast,
-        skip_existing=skip_existing,
-        skip_existing_in=skip_existing_in,
-        extend_run=extend_run,
-        clobber_outputs=clobber_outputs,
-    )
+    graph, _ = build_quantum_graph(pipeline, butler, request)
+    return run_graph(butler, graph, request.output_run, options)

@@ -33,16 +33,17 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
+from ..options import RunOptions, from_keywords
 from ..quantum import Quantum
 from ..repo.dataid import DataId
 from ..signal_names import describe_signal, signal_of_exit_code
-from .existing_outputs import OutputPolicy, classify_existing
+from .existing_outputs import classify_existing
 from .quantum_butler import QuantumButler
 from .schema_outputs import check_schemas, graph_schemas, write_schemas
 from .single_quantum import QuantumOutcome, run_quantum, tail, without_missing_inputs
@@ -236,26 +237,14 @@ class MultiprocessExecutor:
         process), otherwise tasks are rebuilt from the graph's pipeline.
     output_run : `str`
         The RUN collection outputs go to.
-    processes : `int`
-        Number of worker processes.
-    timeout : `float`, optional
-        Seconds a quantum may run before its worker is killed.
-    fail_fast : `bool`
-        Stop at the first failure instead of running everything that does not
-        depend on it.
-    skip_existing : `bool`
-        Leave out quanta whose outputs are all registered in the output run already.
-    skip_existing_in : sequence of `str`
-        Leave out quanta whose outputs are all registered in these collections.
-    extend_run : `bool`
-        Add to an existing RUN: like ``skip_existing``.
-    clobber_outputs : `bool`
-        Unregister outputs already in the output run that are in the way of a quantum
-        (one not skipped), so that it runs again and its new files are registered.
-        Without any of these, a quantum with a registered output refuses the whole run
-        (`OutputExistsError`) before anything is written.
-    progress : callable, optional
-        Called as ``progress(done, failed, running, remaining)`` after each change.
+    options : `RunOptions`, optional
+        How to run: worker processes, timeout, fail-fast, progress, and what to do with
+        outputs registered already (skip, clobber, or refuse the whole run with
+        `OutputExistsError` before anything is written).
+    provenance : `dict`, optional
+        Recorded with the RUN; a RUN recorded with another pipeline or config is refused.
+    **keywords
+        Instead of ``options``: its fields as keyword arguments.
     """
 
     #: how many finished quanta are registered in one transaction at most
@@ -268,33 +257,21 @@ class MultiprocessExecutor:
         butler: Any,
         graph: Any,
         output_run: str,
+        options: RunOptions | None = None,
         *,
-        processes: int = 1,
-        timeout: float | None = None,
-        fail_fast: bool = False,
-        skip_existing: bool = False,
-        progress: Callable[[dict[str, int]], None] | None = None,
         provenance: dict[str, Any] | None = None,
-        skip_existing_in: Sequence[str] = (),
-        extend_run: bool = False,
-        clobber_outputs: bool = False,
+        **keywords: Any,
     ):
-        if processes < 1:
-            raise ValueError(f"processes must be at least 1, got {processes}")
+        options = from_keywords(RunOptions, options, keywords, "MultiprocessExecutor")
         self.butler = butler
         self.graph = graph
         self.output_run = output_run
-        self.processes = processes
-        self.timeout = timeout
-        self.fail_fast = fail_fast
-        self.skip_existing = skip_existing
-        self.policy = OutputPolicy(
-            skip_existing=skip_existing,
-            skip_existing_in=tuple(skip_existing_in),
-            extend_run=extend_run,
-            clobber_outputs=clobber_outputs,
-        )
-        self.progress = progress
+        self.options = options
+        self.processes = options.processes
+        self.timeout = options.timeout
+        self.fail_fast = options.fail_fast
+        self.policy = options.policy
+        self.progress = options.progress
         self.provenance = provenance or {}
         self._stop_signal: int | None = None
 

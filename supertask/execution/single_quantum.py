@@ -98,6 +98,8 @@ class QuantumOutcome:
         When it started (epoch seconds), for timelines.
     peak_memory_mb : `float` or None
         Its own peak resident memory in MB (`supertask.peak_memory`), None if not measured.
+    peak_memory_own : `bool`
+        False when the process's high-water mark stood in for it (an upper bound).
     """
 
     __slots__ = (
@@ -112,6 +114,7 @@ class QuantumOutcome:
         "seconds",
         "started",
         "peak_memory_mb",
+        "peak_memory_own",
     )
 
     def __init__(
@@ -127,6 +130,7 @@ class QuantumOutcome:
         seconds: float = 0.0,
         started: float = 0.0,
         peak_memory_mb: float | None = None,
+        peak_memory_own: bool = True,
     ):
         self.quantum_id = quantum_id
         self.ok = ok
@@ -139,6 +143,7 @@ class QuantumOutcome:
         self.seconds = seconds
         self.started = started
         self.peak_memory_mb = peak_memory_mb
+        self.peak_memory_own = peak_memory_own
 
     def __getstate__(self) -> dict[str, Any]:  # sent from the executor's workers through a pipe
         return {name: getattr(self, name) for name in self.__slots__}
@@ -261,4 +266,5 @@ def run_quantum(task: Any, quantum: Quantum, butler: QuantumButler, log_file: Pa
             log.info("done in %.3f s", time.perf_counter() - start)
     outcome.seconds = time.perf_counter() - start
     outcome.peak_memory_mb = peak.stop()
+    outcome.peak_memory_own = not peak.per_process
     return outcome

@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 from ..execution.existing_outputs import OutputPolicy, classify_existing, find_registered
 from ..execution.schema_outputs import check_schemas
 from ..gc_pause import gc_paused
+from ..options import DEFAULT_MAX_ROWS as DEFAULT_MAX_ROWS  # the size limit's default, where it was defined
+from ..options import PlanRequest, from_keywords
 from ..repo.dataid import DataId
 from ..repo.dataset import Dataset, DatasetType
 from ..repo.registry import RowLimitError
@@ -43,9 +45,6 @@ if TYPE_CHECKING:
     from .quantum_graph import QuantumGraph
 
 _LOG = logging.getLogger("supertask.graph.builder")
-
-#: Refuse a request whose planning query returns more rows than this, unless overridden.
-DEFAULT_MAX_ROWS = 2_000_000
 
 
 class GraphBuilderError(RuntimeError):
@@ -400,19 +399,8 @@ def package_versions() -> dict[str, str]:
 def build_quantum_graph(
     pipeline: Pipeline,
     butler: Any,
-    *,
-    where: str | None = None,
-    bind: Mapping[str, Any] | None = None,
-    input_collections: list[str] | None = None,
-    output_run: str,
-    skip_existing: bool = False,
-    max_rows: int | None = DEFAULT_MAX_ROWS,
-    expand_inputs: bool = True,
-    command_line: str | None = None,
-    allow_empty: bool = False,
-    skip_existing_in: Sequence[str] = (),
-    extend_run: bool = False,
-    clobber_outputs: bool = False,
+    request: PlanRequest | None = None,
+    **keywords: Any,
 ) -> tuple[QuantumGraph, BuildReport]:
     """Plan a whole request: size check, RepoGraph, builder, skip-existing.
 
@@ -423,8 +411,23 @@ def build_quantum_graph(
     (`OutputExistsError`), unless ``clobber_outputs`` (the run will unregister them).
     A RUN recorded with another pipeline or task configs is refused (`RunConflictError`).
 
+    Parameters
+    ----------
+    pipeline : `Pipeline`
+        What to plan.
+    butler : `Butler`
+        The repository.
+    request : `PlanRequest`, optional
+        The request (where, bind, input collections, output run, output policy, size
+        limit, ...).
+    **keywords
+        Instead of ``request``: its fields as keyword arguments (``output_run=...,
+        where=...``), from which the `PlanRequest` is built.
+
     Raises
     ------
+    OptionsError
+        An option's value or a combination of options cannot be honoured.
     OutputExistsError
         Outputs of the plan are registered in the output run and no option says what to do.
     RunConflictError
@@ -435,40 +438,13 @@ def build_quantum_graph(
     EmptyGraphError
         When nothing is selected, with the explanation (unless ``allow_empty``).
     """
+    request = from_keywords(PlanRequest, request, keywords, "build_quantum_graph")
     with gc_paused():
-        return _build_quantum_graph(
-            pipeline,
-            butler,
-            where=where,
-            bind=bind,
-            input_collections=input_collections,
-            output_run=output_run,
-            policy=OutputPolicy(
-                skip_existing=skip_existing,
-                skip_existing_in=tuple(skip_existing_in),
-                extend_run=extend_run,
-                clobber_outputs=clobber_outputs,
-            ),
-            max_rows=max_rows,
-            expand_inputs=expand_inputs,
-            command_line=command_line,
-            allow_empty=allow_empty,
-        )
+        return _build_quantum_graph(pipeline, butler, request)
 
 
 def _build_quantum_graph(
-    pipeline: Pipeline,
-    butler: Any,
-    *,
-    where: str | None,
-    bind: Mapping[str, Any] | None,
-    input_collections: list[str] | None,
-    output_run: str,
-    policy: OutputPolicy,
-    max_rows: int | None,
-    expand_inputs: bool,
-    command_line: str | None,
-    allow_empty: bool,
+    pipeline: Pipeline, butler: Any, request: PlanRequest
 ) -> tuple[QuantumGraph, BuildReport]:
     from ..repo.repograph import makeRepoGraph
 
@@ -477,9 +453,12 @@ def _build_quantum_graph(
     # The checks a pipeline file gets when it is read, for pipelines built in Python too:
     # a misspelt input must be named here, not found missing in the repository later.
     pipeline.validate()
-    collections = list(input_collections or butler.collections or [])
+    collections = list(request.input_collections or butler.collections or [])
     # Schemas of overall inputs that tasks read come from the input collections.
-    builder = QuantumGraphBuilder(pipeline, _InputSchemas(butler, collections), expand_inputs=expand_inputs)
+    builder = QuantumGraphBuilder(
+        pipeline, _InputSchemas(butler, collections), expand_inputs=request.expand_inputs
+    )
+    where, bind, output_run, max_rows = request.where, request.bind, request.output_run, request.max_rows
     units = sorted(builder.units)
     registry = butler.registry
     tick = time.perf_counter()
@@ -505,7 +484,7 @@ def _build_quantum_graph(
     _LOG.info("planning query over %s: %d rows", units, report.rows)
     report.timings["makeRepoGraph"] = time.perf_counter() - tick
     existing: dict[str, dict[DataId, Dataset]] = {}
-    skip_in = policy.skip_collections(output_run)
+    skip_in = request.skip_collections(output_run)
     if skip_in:
         names = [datasetType.name for datasetType in builder.outputDatasetTypes]
         for (name, dataId), dataset in find_registered(registry, names, skip_in).items():
@@ -515,7 +494,7 @@ def _build_quantum_graph(
         "input_collections": collections,
         "where": where or "",
         "bind": dict(bind or {}),
-        "command_line": command_line or "",
+        "command_line": request.command_line,
         "versions": package_versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "repo": str(getattr(butler, "root", "")),
@@ -527,8 +506,8 @@ def _build_quantum_graph(
     reused = {label: n for label, n in report.skipped_existing.items() if n}
     if reused:
         graph.metadata["skipped_existing"] = reused
-    _check_output_run(registry, graph, output_run, policy)
+    _check_output_run(registry, graph, output_run, request.policy)
     report.seconds = time.perf_counter() - start
-    if len(graph) == 0 and not allow_empty:
+    if len(graph) == 0 and not request.allow_empty:
         raise EmptyGraphError("the quantum graph is empty: " + explain_empty(units, repoGraph, report))
     return graph, report

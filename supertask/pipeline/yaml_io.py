@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from ..config import FieldValidationError
 from ..config.errors import suggest
 from ..config.overrides import apply_file
+from ..yaml_errors import yaml_error_parts
 from .errors import PipelineError, where
 from .steps import Step, check_step_units
 
@@ -105,10 +106,9 @@ def _parse(text: str, source: str) -> dict[str, Any]:
     try:
         data = yaml.load(text, Loader=_loader())  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = f", line {mark.line + 1}" if mark is not None else ""
+        line, problem = yaml_error_parts(err)
         raise PipelineError(
-            f"{source}{line}: malformed pipeline YAML: {getattr(err, 'problem', None) or err}. Fix the syntax "
+            f"{source}{line}: malformed pipeline YAML: {problem}. Fix the syntax "
             "there (indentation, a missing ':' or an unclosed bracket are the usual causes)."
         ) from None
     if data is None:

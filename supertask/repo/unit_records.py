@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config.errors import suggest
+from ..yaml_errors import yaml_error_parts
 from .units import Universe
 
 __all__ = ["UnitRecordsError", "read_unit_records", "register_unit_records", "element_order"]
@@ -194,11 +195,8 @@ def read_unit_records(
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = f", line {mark.line + 1}" if mark is not None else ""
-        raise UnitRecordsError(
-            f"{path}{line}: malformed YAML: {getattr(err, 'problem', None) or err}"
-        ) from None
+        line, problem = yaml_error_parts(err)
+        raise UnitRecordsError(f"{path}{line}: malformed YAML: {problem}") from None
     if not isinstance(data, Mapping):
         raise UnitRecordsError(
             f"{path}: a unit records file is a mapping of unit or relation name -> list of rows "

@@ -14,7 +14,7 @@ import time
 from html import escape
 from pathlib import Path
 
-from . import charts
+from . import charts, memory
 from .model import BAD_STATES, STATE_COLOURS, RunSummary
 
 #: Failures shown with their log tails (the rest are counted).
@@ -171,6 +171,30 @@ def _distributions_section(summary: RunSummary, colours: dict[str, str], labels:
             else ""
         )
         + charts.distribution(memory, colours, "MB", "{:.0f}", requested)
+        + _label_memory_table(summary, colours)
+    )
+
+
+def _label_memory_table(summary: RunSummary, colours: dict[str, str]) -> str:
+    """Per task label: memory requested beside what its quanta used (each quantum's own peak)."""
+    if not summary.label_memory:
+        return ""
+    head = "".join(
+        f"<th{' class=label' if i == 0 else ''}>{_e(c)}</th>" for i, c in enumerate(memory.COLUMNS)
+    )
+    rows = []
+    for row in summary.label_memory:
+        label, *rest = memory.cells(row)
+        rows.append(
+            f'<tr><td class="label">{_swatch(colours.get(label, "#888"))}{_e(label)}</td>'
+            + "".join(f"<td>{_e(c)}</td>" for c in rest)
+            + "</tr>"
+        )
+    return (
+        '<h3 id="requested-vs-used">Memory requested and used per task label</h3>'
+        '<p class="meta">used: each quantum\'s own peak resident memory; unused: the share of the '
+        "request its largest quantum left unused</p>"
+        f'<table class="memory"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
     )
 
 

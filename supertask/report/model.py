@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .memory import LabelMemory
+
 #: Colour of each job or quantum state, for every state either runner reports.
 STATE_COLOURS: dict[str, str] = {
     "succeeded": "#2e9e4f",
@@ -92,6 +94,8 @@ class RunSummary:
         What was run, by whom, with which software: shown as a table (long values folded).
     messages : `list` [`str`]
         Anything else the runner wants an operator to read.
+    label_memory : `list` [`supertask.report.memory.LabelMemory`]
+        Per task label, the memory requested beside what its quanta used (batch runs).
     """
 
     title: str
@@ -105,6 +109,7 @@ class RunSummary:
     provenance: dict[str, str] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
     unit: str = "job"
+    label_memory: list[LabelMemory] = field(default_factory=list)
 
     @property
     def units(self) -> str:

@@ -10,6 +10,7 @@ at submit time.
 
 from __future__ import annotations
 
+import itertools
 import os
 import stat
 from collections.abc import Iterable
@@ -18,7 +19,7 @@ from pathlib import Path
 from ...workflow import GenericWorkflow, Job, SiteConfig
 from . import memory
 
-CHECKS = ("tmp_node_log", "job_user", "python", "environment", "resources")
+CHECKS = ("tmp_node_log", "job_user", "python", "environment", "resources", "task_imports")
 
 
 def skipped(site: SiteConfig) -> set[str]:
@@ -47,7 +48,8 @@ def check_workflow(workflow: GenericWorkflow, submit_dir: Path) -> list[str]:
     site = workflow.site
     problems = check_site(site, submit_dir)
     if "resources" not in skipped(site):
-        jobs = list(workflow.jobs.values()) + ([workflow.final] if workflow.final else [])
+        # one pass, never a list: a streamed workflow makes each job as it is read
+        jobs = itertools.chain(workflow.jobs.values(), [workflow.final] if workflow.final else [])
         problems += check_resources(jobs, site)
     return problems
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ...job_environment import JobEnvironment
 from ...slices import refresh_job_slices
 from ...workflow import GenericWorkflow, SiteConfig
 from ...workflow_io import load_workflow, save_workflow
@@ -40,11 +41,11 @@ from ..base import (
 )
 from . import dagman as dm
 from . import overrides as overrides_mod
-from .checks import check_site, check_workflow, job_user_warnings
+from .checks import check_site, check_workflow, job_user_warnings, skipped
 from .eventlog import NodeHistory, read_event_log
 from .layout import DagLayout, find_dag
 from .report import BPS_CANCEL, build_report, current_run
-from .translator import FINAL_NODE, NodeOverrides, node_names, write_dag
+from .translator import FINAL_NODE, NodeOverrides, job_environment, node_names, write_dag
 
 log = logging.getLogger("bps.wms.htcondor")
 
@@ -74,6 +75,10 @@ class HTCondorService(WorkflowService):
     # -- prepare ---------------------------------------------------------------------------
     def precheck(self, site: SiteConfig, submit_dir: Path) -> None:
         _refuse(site, check_site(site, Path(submit_dir).absolute()))
+
+    def job_environment(self, site: SiteConfig) -> JobEnvironment | None:
+        """What the submit files give jobs (``task_imports`` in ``condor.skip_checks``: not checked)."""
+        return None if "task_imports" in skipped(site) else job_environment(site)
 
     def prepare(self, workflow: GenericWorkflow) -> Path:
         submit_dir = Path(workflow.submit_dir).absolute()

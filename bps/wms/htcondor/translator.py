@@ -42,6 +42,7 @@ from pathlib import Path
 from supertask.atomic_write import atomic_open
 
 from ... import exit_codes
+from ...job_environment import JobEnvironment
 from ...slices import job_graph
 from ...staging import manifest_path
 from ...workflow import GenericWorkflow, Job, SiteConfig, WorkflowFile, safe_name
@@ -138,26 +139,74 @@ def write_dag(
 
 
 def _label_defaults(workflow: GenericWorkflow, graph_arg: str) -> dict[str, _LabelDefaults]:
-    by_label: dict[str, list[Job]] = {}
+    """Per label: job count, most common resources, common argument prefix and suffix, first job.
+
+    One pass over the jobs holding only per-label running values (a streamed workflow makes
+    each job as it is read; a list of every job per label would hold them all). The suffix
+    is the common suffix of the jobs' arguments after the label's prefix: the common suffix
+    of the whole argument lists, cut to the shortest remainder after the prefix.
+    """
+    acc: dict[str, _LabelAccumulator] = {}
     for job in workflow.jobs.values():
-        by_label.setdefault(job.label, []).append(job)
-    result = {}
-    for label, jobs in by_label.items():
-        if safe_name(label) == FINAL_NODE:
-            raise ValueError(f"job label {label!r} is reserved for the final job; rename the label")
-        result[label] = _LabelDefaults(
-            label=label,
-            njobs=len(jobs),
-            memory_mb=Counter(j.resources.memory_mb for j in jobs).most_common(1)[0][0],
-            cpus=Counter(j.resources.cpus for j in jobs).most_common(1)[0][0],
-            disk_mb=Counter(j.resources.disk_mb for j in jobs).most_common(1)[0][0],
-            prefix=(prefix := _common_prefix(_arguments(j, workflow, graph_arg) for j in jobs)),
-            suffix=_common_prefix(_arguments(j, workflow, graph_arg)[len(prefix) :][::-1] for j in jobs)[
-                ::-1
-            ],
-            job=jobs[0],
+        a = acc.get(job.label)
+        if a is None:
+            if safe_name(job.label) == FINAL_NODE:
+                raise ValueError(f"job label {job.label!r} is reserved for the final job; rename the label")
+            a = acc[job.label] = _LabelAccumulator(job)
+        a.add(job, _arguments(job, workflow, graph_arg))
+    return {label: a.defaults() for label, a in acc.items()}
+
+
+class _LabelAccumulator:
+    """The running values of `_label_defaults` for one label."""
+
+    def __init__(self, first: Job) -> None:
+        self.first = first
+        self.njobs = 0
+        self.memory: Counter[int] = Counter()
+        self.cpus: Counter[int] = Counter()
+        self.disk: Counter[int] = Counter()
+        self.prefix: list[str] | None = None
+        self.suffix: list[str] | None = None  # reversed
+        self.shortest = 0
+
+    def add(self, job: Job, args: list[str]) -> None:
+        self.njobs += 1
+        self.memory[job.resources.memory_mb] += 1
+        self.cpus[job.resources.cpus] += 1
+        self.disk[job.resources.disk_mb] += 1
+        if self.prefix is None or self.suffix is None:
+            self.prefix, self.suffix, self.shortest = list(args), list(reversed(args)), len(args)
+            return
+        self.shortest = min(self.shortest, len(args))
+        _cut_to_common(self.prefix, args)
+        if self.suffix:
+            _cut_to_common(self.suffix, args[::-1])
+
+    def defaults(self) -> _LabelDefaults:
+        prefix = self.prefix or []
+        room = max(self.shortest - len(prefix), 0)
+        suffix = (self.suffix or [])[:room][::-1]
+        return _LabelDefaults(
+            label=self.first.label,
+            njobs=self.njobs,
+            memory_mb=self.memory.most_common(1)[0][0],
+            cpus=self.cpus.most_common(1)[0][0],
+            disk_mb=self.disk.most_common(1)[0][0],
+            prefix=prefix,
+            suffix=suffix,
+            job=self.first,
         )
-    return result
+
+
+def _cut_to_common(common: list[str], args: list[str]) -> None:
+    """Shorten ``common`` to its common prefix with ``args``."""
+    n = 0
+    for a, b in zip(common, args, strict=False):
+        if a != b:
+            break
+        n += 1
+    del common[n:]
 
 
 def _common_prefix(arg_lists: Iterable[list[str]]) -> list[str]:
@@ -239,6 +288,44 @@ def _environment(site: SiteConfig) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.update({k: str(v) for k, v in site.environment.items()})
     return env
+
+
+#: The variables DAGMan itself gets from ``condor_submit_dag`` (HTCondor's base list for the
+#: DAGMan job, ``src/condor_utils/dagman_utils.cpp``): a node job with ``getenv`` takes its
+#: values from DAGMan's environment, i.e. these variables of the submitter's.
+DAGMAN_GETENV: tuple[str, ...] = (
+    "CONDOR_CONFIG", "_CONDOR_*", "PATH", "PYTHONPATH", "PERL*", "PEGASUS_*", "TZ", "HOME", "USER",
+    "LANG", "LC_ALL", "ASAN_OPTIONS", "LSAN_OPTIONS", "BEARER_TOKEN", "BEARER_TOKEN_FILE",
+)  # fmt: skip
+
+
+def job_environment(site: SiteConfig) -> JobEnvironment:
+    """The interpreter and complete environment of this site's jobs, as their submit files set them.
+
+    The job templates say ``getenv = false`` and name every variable in ``environment``
+    (`_environment`). A site's ``condor.submit`` may add ``getenv``: ``true`` gives jobs
+    DAGMan's environment (the submitter's `DAGMAN_GETENV` variables, ``PYTHONPATH``
+    among them), a list of names (``*`` patterns) those of them; the ``environment``
+    values win over both, as in HTCondor.
+    """
+    from fnmatch import fnmatchcase
+
+    getenv = str((site.condor.get("submit", {}) or {}).get("getenv", "false")).strip()
+    inherited: dict[str, str] = {}
+    if getenv.lower() not in ("false", "no", "0", ""):
+        dagman = {
+            k: v for k, v in os.environ.items() if any(fnmatchcase(k, pattern) for pattern in DAGMAN_GETENV)
+        }
+        if getenv.lower() in ("true", "yes", "1"):
+            inherited = dagman
+        else:
+            patterns = [p.strip() for p in getenv.replace(",", " ").split() if p.strip()]
+            inherited = {k: v for k, v in dagman.items() if any(fnmatchcase(k, p) for p in patterns)}
+    return JobEnvironment(
+        python=job_python(site),
+        env={**inherited, **_environment(site)},
+        origin=f"HTCondor: getenv = {getenv or 'false'}, environment from the site config",
+    )
 
 
 def _site_lines(site: SiteConfig) -> str:

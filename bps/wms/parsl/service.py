@@ -28,6 +28,7 @@ from typing import Any
 from supertask.execution.single_quantum import tail
 
 from ...exit_codes import describe
+from ...job_environment import JobEnvironment, submitter_environment
 from ...workflow import GenericWorkflow, SiteConfig
 from ...workflow_io import load_workflow, save_workflow
 from ..base import (
@@ -64,6 +65,20 @@ class ParslService(WorkflowService):
     # -- prepare ---------------------------------------------------------------------------
     def precheck(self, site: SiteConfig, submit_dir: Path) -> None:
         _settings(site)
+
+    def job_environment(self, site: SiteConfig) -> JobEnvironment | None:
+        """Parsl's workers start from the workflow process, which has the submitter's environment;
+        each job adds its virtual environment, unbuffered output and the site's variables
+        (`bps.wms.parsl.commands.environment`)."""
+        from ..htcondor.translator import job_python
+
+        python = job_python(site)
+        extra: dict[str, str] = {"PYTHONUNBUFFERED": "1"}
+        if (Path(python).parent.parent / "pyvenv.cfg").exists():
+            extra["VIRTUAL_ENV"] = str(Path(python).parent.parent)
+        return submitter_environment(
+            {**extra, **site.environment}, python, "Parsl: the submitter's environment and the site's"
+        )
 
     def prepare(self, workflow: GenericWorkflow) -> Path:
         """Check the site; the generic workflow is the Parsl run's own file (jobs become apps at run time)."""

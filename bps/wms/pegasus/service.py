@@ -17,6 +17,7 @@ whose outputs all exist, so again only what failed runs.
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
@@ -28,8 +29,9 @@ from typing import Any
 from supertask.atomic_write import atomic_write_text
 from supertask.report.model import JobRecord
 
+from ...job_environment import JobEnvironment
 from ...slices import refresh_job_slices
-from ...workflow import GenericWorkflow
+from ...workflow import GenericWorkflow, SiteConfig
 from ...workflow_io import load_workflow, save_workflow
 from ..base import (
     JobFailure,
@@ -75,6 +77,32 @@ class PegasusService(WorkflowService):
     name = "pegasus"
 
     # -- prepare ---------------------------------------------------------------------------
+    def job_environment(self, site: SiteConfig) -> JobEnvironment | None:
+        """What Pegasus's submit files give a job, as the real 5.1.2 planner writes them.
+
+        ``LANG`` and the site's variables (``env`` profiles) everywhere; on the ``local``
+        execution site also the planner's ``PATH`` and ``PYTHONPATH`` (Pegasus sets both on
+        its local site unless the catalog does; ``pegasus-plan`` runs at ``bps submit`` in the
+        submitter's environment). Jobs on a pool site never get the submitter's ``PYTHONPATH``.
+        """
+        import os
+        import sys
+
+        from .settings import load_settings
+
+        settings, _ = load_settings(site)
+        env = {"LANG": os.environ.get("LANG", "en_US.UTF-8")}
+        local = settings.execution_site == "local"
+        if local:
+            env.update({k: os.environ[k] for k in ("PATH", "PYTHONPATH") if k in os.environ})
+        env.update({k: str(v) for k, v in site.environment.items()})
+        planner = "the planner's PATH and PYTHONPATH, " if local else ""
+        return JobEnvironment(
+            python=site.python or sys.executable,
+            env=env,
+            origin=f"Pegasus on site {settings.execution_site!r}: LANG, {planner}the site's environment",
+        )
+
     def prepare(self, workflow: GenericWorkflow) -> Path:
         submit_dir = Path(workflow.submit_dir).absolute()
         submit_dir.mkdir(parents=True, exist_ok=True)
@@ -82,7 +110,7 @@ class PegasusService(WorkflowService):
         if not (submit_dir / WORKFLOW_JSON).exists():
             save_workflow(workflow, submit_dir / WORKFLOW_JSON)
         pegasus_dir = submit_dir / PEGASUS_SUBDIR
-        plan = translate(workflow, pegasus_dir)
+        plan = translate(workflow, pegasus_dir, datastore_locations=False)
         main = write_plan(plan, pegasus_dir)
         write_run_record(
             submit_dir,
@@ -307,7 +335,8 @@ class PegasusService(WorkflowService):
 
 def check(workflow: GenericWorkflow) -> None:
     """Refuse a workflow the site cannot run (requests above its largest slot, submitter-only env)."""
-    jobs = list(workflow.jobs.values()) + ([workflow.final] if workflow.final else [])
+    # one pass, never a list: a streamed workflow makes each job as it is read
+    jobs = itertools.chain(workflow.jobs.values(), [workflow.final] if workflow.final else [])
     problems = check_resources(jobs, workflow.site) + check_environment(workflow.site)
     if problems:
         raise WmsError(

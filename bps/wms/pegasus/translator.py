@@ -56,7 +56,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,17 +139,77 @@ class PegasusPlan:
     data_configuration: DataConfiguration
     graph_lfn: str
     #: Pegasus id -> {"name": generic job name, "label": task label}
-    job_map: dict[str, dict[str, str]] = field(default_factory=dict)
+    job_map: MutableMapping[str, dict[str, str]] = field(default_factory=dict)
     final_id: str | None = None
     #: Pegasus id of the compute sub-workflow's job in ``root``
     compute_id: str = COMPUTE_JOB_ID
     #: output lfn -> absolute path it is staged out to
-    output_locations: dict[str, str] = field(default_factory=dict)
+    output_locations: Mapping[str, str] = field(default_factory=dict)
     #: dataset output lfn -> its final datastore path (where finalize moves it)
     datastore_locations: dict[str, str] = field(default_factory=dict)
 
 
-def translate(workflow: GenericWorkflow, pegasus_dir: Path | None = None) -> PegasusPlan:
+class OutputLocations(Mapping[str, str]):
+    """Output lfn -> the absolute path it is staged out to (``directory/lfn``), joined when read.
+
+    Holds the directory of each (a handful of shared strings) instead of a path per output:
+    10^6 jobs have 2 * 10^6 outputs with their manifests.
+    """
+
+    def __init__(self) -> None:
+        self._dirs: dict[str, str] = {}
+
+    def add(self, lfn: str, directory: str) -> None:
+        self._dirs[lfn] = directory
+
+    def __getitem__(self, lfn: str) -> str:
+        return os.path.join(self._dirs[lfn], lfn)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._dirs)
+
+    def __len__(self) -> int:
+        return len(self._dirs)
+
+    def __contains__(self, lfn: object) -> bool:
+        return lfn in self._dirs
+
+
+class JobMap(MutableMapping[str, dict[str, str]]):
+    """Pegasus id -> ``{"name": generic job name, "label": label}``, kept as pairs.
+
+    A dictionary per job is about 200 bytes more than a pair; 10^6 jobs have 10^6 of them.
+    Each entry read is a new dictionary (changing it changes nothing here).
+    """
+
+    def __init__(self) -> None:
+        self._pairs: dict[str, tuple[str, str]] = {}
+
+    def __getitem__(self, pid: str) -> dict[str, str]:
+        name, label = self._pairs[pid]
+        return {"name": name, "label": label}
+
+    def __setitem__(self, pid: str, entry: dict[str, str]) -> None:
+        if set(entry) != {"name", "label"}:
+            raise ValueError(f"a job map entry has a name and a label, not {sorted(entry)}")
+        self._pairs[pid] = (entry["name"], entry["label"])
+
+    def __delitem__(self, pid: str) -> None:
+        del self._pairs[pid]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._pairs)
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+    def __contains__(self, pid: object) -> bool:
+        return pid in self._pairs
+
+
+def translate(
+    workflow: GenericWorkflow, pegasus_dir: Path | None = None, *, datastore_locations: bool = True
+) -> PegasusPlan:
     """Build the Pegasus workflow, catalogs and properties of ``workflow``.
 
     Parameters
@@ -159,6 +219,9 @@ def translate(workflow: GenericWorkflow, pegasus_dir: Path | None = None) -> Peg
     pegasus_dir : `~pathlib.Path`, optional
         The directory the files will be written to (``<submit_dir>/pegasus`` by
         default); the local site's scratch and output directories live under it.
+    datastore_locations : `bool`, optional
+        Fill ``PegasusPlan.datastore_locations`` (what a restart looks for); a first
+        prepare does not need it, and at 10^6 outputs it is a few hundred MB.
 
     Raises
     ------
@@ -168,7 +231,7 @@ def translate(workflow: GenericWorkflow, pegasus_dir: Path | None = None) -> Peg
     pegasus_dir = Path(pegasus_dir or Path(workflow.submit_dir) / PEGASUS_SUBDIR).absolute()
     settings, data_configuration = load_settings(workflow.site)
     with gc_paused(), _quiet_api():
-        return _translate(workflow, pegasus_dir, settings, data_configuration)
+        return _translate(workflow, pegasus_dir, settings, data_configuration, datastore_locations)
 
 
 @contextlib.contextmanager
@@ -188,14 +251,15 @@ def _translate(
     pegasus_dir: Path,
     settings: PegasusSettings,
     data_configuration: DataConfiguration,
+    with_datastore: bool = True,
 ) -> PegasusPlan:
     graph_lfn = _graph_lfn(workflow.graph_file)
-    job_map: dict[str, dict[str, str]] = {}
+    job_map = JobMap()
     pids: dict[str, str] = {}  # generic job name -> Pegasus id
     graph_args = _graph_arguments(workflow.graph_file, graph_lfn)
     root_dir = str(catalogs.repo_root(workflow.repo))
     staged = os.path.join(str(Path(workflow.submit_dir).absolute()), STAGED_DIR)
-    locations: dict[str, str] = {}
+    locations = OutputLocations()
     datastore: dict[str, str] = {}
     input_locations = _InputLocations()
 
@@ -209,8 +273,9 @@ def _translate(
         if graph is not None and graph not in graph_args and graph not in slices:
             slices[graph] = _graph_lfn(graph)
         for wf_file in job.outputs:
-            locations[wf_file.lfn] = os.path.join(staged, wf_file.lfn)
-            datastore[wf_file.lfn] = os.path.join(root_dir, wf_file.path)
+            locations.add(wf_file.lfn, staged)
+            if with_datastore:
+                datastore[wf_file.lfn] = os.path.join(root_dir, wf_file.path)
         _, manifest = _job_arguments(job, graph_args, input_locations)
         if manifest is not None:
             manifest_dir, manifest_lfn = manifest
@@ -219,7 +284,7 @@ def _translate(
                     f"job {job.name!r}: its manifest name {manifest_lfn!r} is already the name of another "
                     "output of the workflow; job names must not end like dataset file names"
                 )
-            locations[manifest_lfn] = os.path.join(manifest_dir, manifest_lfn)
+            locations.add(manifest_lfn, manifest_dir)
 
     graph_args.update(slices)
     site_cap = workflow.site.max_memory_mb
@@ -319,7 +384,7 @@ def _graph_arguments(graph_file: str, graph_lfn: str) -> dict[str, str]:
     return dict.fromkeys(spellings, graph_lfn)
 
 
-def _unique_id(candidate: str, taken: dict[str, Any]) -> str:
+def _unique_id(candidate: str, taken: Mapping[str, Any]) -> str:
     if candidate not in taken:
         return candidate
     n = 2
@@ -563,8 +628,9 @@ def _write_plan(plan: PegasusPlan, pegasus_dir: Path, run_name: str) -> Path:
     _write_api(plan.transformation_catalog, pegasus_dir / catalogs.TRANSFORMATIONS_FILE)
     _write_api(plan.site_catalog, pegasus_dir / catalogs.SITES_FILE)
     atomic_write_text(pegasus_dir / catalogs.PROPERTIES_FILE, _properties_text(plan.properties))
-    atomic_write_text(pegasus_dir / JOB_MAP_FILE, json.dumps(plan.job_map, separators=(",", ":")))
-    atomic_write_text(pegasus_dir / OUTPUT_MAP_FILE, output_map_text(plan.output_locations))
+    # Both written an entry at a time: as one string each they would be ~100 bytes per job.
+    atomic_write(pegasus_dir / JOB_MAP_FILE, _job_map_chunks(plan.job_map))
+    atomic_write(pegasus_dir / OUTPUT_MAP_FILE, _output_map_lines(plan.output_locations))
     script = pegasus_dir / PLAN_SCRIPT
     atomic_write_text(script, _plan_script(plan_command(plan, pegasus_dir, submit=True, run_name=run_name)))
     script.chmod(0o755)
@@ -574,15 +640,28 @@ def _write_plan(plan: PegasusPlan, pegasus_dir: Path, run_name: str) -> Path:
     return path
 
 
-def output_map_text(locations: dict[str, str]) -> str:
+def output_map_text(locations: Mapping[str, str]) -> str:
     """Lines ``LFN PFN site="local"`` (Pegasus's File replica format) for the Replica output mapper."""
-    lines = []
-    for lfn, path in sorted(locations.items()):
-        pfn = catalogs.file_url(path)
+    return "".join(_output_map_lines(locations))
+
+
+def _output_map_lines(locations: Mapping[str, str]) -> Iterator[str]:
+    """`output_map_text` one line at a time (each with its newline; one newline when empty)."""
+    if not locations:
+        yield "\n"
+    for lfn in sorted(locations):  # names are unique: the order of sorted items, without every path at once
+        pfn = catalogs.file_url(locations[lfn])
         if _NEEDS_QUOTES.search(pfn):
             pfn = '"' + pfn.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        lines.append(f'{lfn} {pfn} site="local"')
-    return "\n".join(lines) + "\n"
+        yield f'{lfn} {pfn} site="local"\n'
+
+
+def _job_map_chunks(job_map: Mapping[str, Mapping[str, str]]) -> Iterator[str]:
+    """``json.dumps(job_map, separators=(",", ":"))``, one entry at a time."""
+    yield "{"
+    for i, (pid, entry) in enumerate(job_map.items()):
+        yield ("," if i else "") + json.dumps(pid) + ":" + json.dumps(entry, separators=(",", ":"))
+    yield "}"
 
 
 def plan_command(

@@ -28,7 +28,15 @@ import click
     metavar="URL",
     help="Registry database for a new repository (e.g. postgresql+psycopg://host/db); default: SQLite in REPO.",
 )
-def demo_data(repo: str, exposures: int, seed: int, db_url: str | None) -> None:
+@click.option(
+    "--raw-files",
+    type=click.Path(file_okay=False),
+    default=None,
+    metavar="DIR",
+    help="Write the raws as files into DIR (with sidecars; unit records in raw-units.yaml beside DIR) "
+    "instead of into the repository, for supertask register-units, ingest and define-visits.",
+)
+def demo_data(repo: str, exposures: int, seed: int, db_url: str | None, raw_files: str | None) -> None:
     """Create REPO if needed and fill it with DemoCam raws, calibrations, a reference catalogue and a skymap.
 
     Then plan the demo pipeline over sky tile 0 with:
@@ -39,7 +47,9 @@ def demo_data(repo: str, exposures: int, seed: int, db_url: str | None) -> None:
 
     start = time.perf_counter()
     try:
-        butler = make_demo_repo(repo, n_exposures=exposures, db_url=db_url, seed=seed, progress=click.echo)
+        butler = make_demo_repo(
+            repo, n_exposures=exposures, db_url=db_url, seed=seed, progress=click.echo, raw_files=raw_files
+        )
     except (ValueError, FileExistsError, FileNotFoundError) as err:
         click.secho(f"error: {err}", fg="red", err=True)
         sys.exit(1)

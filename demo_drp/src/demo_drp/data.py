@@ -45,6 +45,7 @@ from supertask.repo.repo_config import CONFIG_NAME
 from .camera import DETECTORS, FILTERS, INSTRUMENT
 from .simulate import VisitInfo, demo_reference_catalog, make_bias, make_flat, observing_plan, simulate_raw
 from .skymap import DEMO_SKYMAP, SkyMap
+from .visits import REGION_MARGIN_DEG
 
 log = logging.getLogger("demo_drp.data")
 
@@ -52,11 +53,11 @@ RAW_RUN = f"{INSTRUMENT}/raw/all"
 CALIB_RUN = f"{INSTRUMENT}/calib"
 REFCAT_RUN = "refcats"
 SKYMAP_RUN = "skymaps"
+RAW_UNITS_FILE = "raw-units.yaml"
+"""Name of the unit-records file written beside the raw files' directory (``demo-data --raw-files``)."""
 DEFAULTS = f"{INSTRUMENT}/defaults"
 """The chained collection to give the planner as input: ``--input DemoCam/defaults``."""
 
-REGION_MARGIN_DEG = 10.0 / 3600.0
-"""Visit-detector boxes are widened by this much (a few times the pointing error)."""
 
 RAW = DatasetType("raw", ("instrument", "exposure", "detector"), "ArrayDict")
 BIAS = DatasetType("bias", ("instrument", "detector"), "ArrayDict")
@@ -140,11 +141,9 @@ def register_skymap(butler: Butler, skymap: SkyMap = DEMO_SKYMAP) -> None:
     )
 
 
-def register_visits(butler: Butler, visits: Iterable[VisitInfo]) -> None:
-    """Insert exposures, visits, their one-to-one definition and the visit-detector sky boxes."""
-    visits = list(visits)
+def _common_rows(visits: list[VisitInfo]) -> list[dict[str, Any]]:
     exposure_time = 30.0
-    common = [
+    return [
         {
             "instrument": INSTRUMENT,
             "physical_filter": v.physical_filter,
@@ -156,19 +155,27 @@ def register_visits(butler: Butler, visits: Iterable[VisitInfo]) -> None:
         }
         for v in visits
     ]
+
+
+def exposure_rows(visits: Iterable[VisitInfo]) -> list[dict[str, Any]]:
+    """The ``exposure`` unit rows of the observations (one exposure per planned visit, same id)."""
+    visits = list(visits)
+    return [
+        {**c, "exposure": v.id, "seq_num": v.id - visits[0].id + 1, "observation_type": "science"}
+        for c, v in zip(_common_rows(visits), visits, strict=True)
+    ]
+
+
+def register_visits(butler: Butler, visits: Iterable[VisitInfo]) -> None:
+    """Insert exposures, visits, their one-to-one definition and the visit-detector sky boxes."""
+    visits = list(visits)
     reg = butler.registry
-    reg.insertUnits(
-        "exposure",
-        [
-            {**c, "exposure": v.id, "seq_num": v.id - visits[0].id + 1, "observation_type": "science"}
-            for c, v in zip(common, visits, strict=True)
-        ],
-    )
+    reg.insertUnits("exposure", exposure_rows(visits))
     reg.insertUnits(
         "visit",
         [
             {**c, "visit": v.id, "seeing": v.psf_sigma * 2.355 * 2.0}
-            for c, v in zip(common, visits, strict=True)
+            for c, v in zip(_common_rows(visits), visits, strict=True)
         ],
     )
     reg.insertUnits(
@@ -187,6 +194,58 @@ def register_visits(butler: Butler, visits: Iterable[VisitInfo]) -> None:
             for d in DETECTORS
         ],
     )
+
+
+def write_raw_files(
+    directory: Path, units_file: Path, visits: list[VisitInfo], refcat: Any, seed: int
+) -> int:
+    """Write the raws as files for ``supertask ingest``, and their unit records for ``register-units``.
+
+    Each raw is ``directory/raw_<exposure>_<detector>.npz`` with a sidecar ``.npz.yaml``
+    holding its data ID (the ``.npz`` carries none a reader could use); ``units_file``
+    holds the instrument, its filters and detectors and the exposures. Visits are not
+    written: ``supertask define-visits`` makes them from the ingested exposures.
+    Returns the number of raws written.
+    """
+    import yaml
+
+    directory.mkdir(parents=True, exist_ok=True)
+    formatter = get_formatter(RAW.storageClass)
+    count = 0
+    for v in visits:
+        for d in DETECTORS:
+            path = directory / f"raw_{v.id}_{d.id}{formatter.extension}"
+            formatter.write(simulate_raw(v, d, refcat, seed).to_array_dict(), path)
+            data_id = {"instrument": INSTRUMENT, "exposure": v.id, "detector": d.id}
+            path.with_name(path.name + ".yaml").write_text(yaml.safe_dump(data_id, sort_keys=False))
+            count += 1
+    units = {
+        "instrument": [
+            {
+                "instrument": INSTRUMENT,
+                "class_name": "demo_drp.camera",
+                "detector_max": len(DETECTORS),
+                "visit_max": 10**6,
+            }
+        ],
+        "band": [{"band": f.band} for f in FILTERS],
+        "physical_filter": [
+            {"instrument": INSTRUMENT, "physical_filter": f.name, "band": f.band} for f in FILTERS
+        ],
+        "detector": [
+            {
+                "instrument": INSTRUMENT,
+                "detector": d.id,
+                "full_name": d.name,
+                "raft": "R00",
+                "purpose": "SCIENCE",
+            }
+            for d in DETECTORS
+        ],
+        "exposure": exposure_rows(visits),
+    }
+    units_file.write_text(yaml.safe_dump(units, sort_keys=False))
+    return count
 
 
 def _put_missing(
@@ -232,6 +291,7 @@ def make_demo_repo(
     db_url: str | None = None,
     seed: int = 1,
     progress: Callable[[str], None] | None = None,
+    raw_files: str | Path | None = None,
 ) -> Butler:
     """Create (if needed) and fill a demo repository.
 
@@ -248,6 +308,11 @@ def make_demo_repo(
         Seed of the simulation: the reference catalogue, pointings and noise.
     progress : callable, optional
         Called with a short message at each step (the CLI prints them).
+    raw_files : `str` or `~pathlib.Path`, optional
+        Write the raws into this directory as files (with sidecars) instead of into the
+        repository, and their unit records to `RAW_UNITS_FILE` beside it: exposures and
+        visits are then not registered, and the raw run is empty until they are ingested
+        (``supertask register-units``, ``ingest``, ``define-visits``; `write_raw_files`).
 
     Returns
     -------
@@ -274,32 +339,40 @@ def make_demo_repo(
     butler = Butler(root, run=RAW_RUN)
     register_instrument(butler)
     register_skymap(butler)
-    try:
-        register_visits(butler, visits)
-    except ValueError as err:
-        raise ValueError(
-            f"{root} already holds demo visits that differ from those of seed {seed}: {err}. "
-            "Use a new repository directory for another seed."
-        ) from None
-    say(
-        f"registered {INSTRUMENT} ({len(DETECTORS)} detectors), skymap {DEMO_SKYMAP.name!r} "
-        f"({len(DEMO_SKYMAP.tracts)} tracts), {len(visits)} visits"
-    )
-
     refcat = demo_reference_catalog(seed)
-    n = _put_missing(
-        butler,
-        RAW,
-        (
+    if raw_files is not None:
+        raw_dir, units_file = Path(raw_files), Path(raw_files).parent / RAW_UNITS_FILE
+        n = write_raw_files(raw_dir, units_file, visits, refcat, seed)
+        say(
+            f"registered {INSTRUMENT} ({len(DETECTORS)} detectors), skymap {DEMO_SKYMAP.name!r} "
+            f"({len(DEMO_SKYMAP.tracts)} tracts); wrote {n} raw files to {raw_dir} and the unit records of "
+            f"their {len(visits)} exposures to {units_file} (register, ingest and define visits next)"
+        )
+    else:
+        try:
+            register_visits(butler, visits)
+        except ValueError as err:
+            raise ValueError(
+                f"{root} already holds demo visits that differ from those of seed {seed}: {err}. "
+                "Use a new repository directory for another seed."
+            ) from None
+        say(
+            f"registered {INSTRUMENT} ({len(DETECTORS)} detectors), skymap {DEMO_SKYMAP.name!r} "
+            f"({len(DEMO_SKYMAP.tracts)} tracts), {len(visits)} visits"
+        )
+        n = _put_missing(
+            butler,
+            RAW,
             (
-                {"instrument": INSTRUMENT, "exposure": v.id, "detector": d.id},
-                lambda v=v, d=d: simulate_raw(v, d, refcat, seed).to_array_dict(),
-            )
-            for v in visits
-            for d in DETECTORS
-        ),
-    )
-    say(f"wrote {n} raw images to {RAW_RUN}")
+                (
+                    {"instrument": INSTRUMENT, "exposure": v.id, "detector": d.id},
+                    lambda v=v, d=d: simulate_raw(v, d, refcat, seed).to_array_dict(),
+                )
+                for v in visits
+                for d in DETECTORS
+            ),
+        )
+        say(f"wrote {n} raw images to {RAW_RUN}")
     butler.close()
 
     butler = Butler(root, run=CALIB_RUN)

@@ -3,8 +3,11 @@
 It runs the very commands a user would type (each is printed first), so that the
 output doubles as a walkthrough:
 
-1. create a demo repository on SQLite and generate raw data, calibrations and a
-   reference catalogue (``supertask demo-data``);
+1. create a demo repository on SQLite with calibrations and a reference catalogue, and
+   write the raw data as files (``supertask demo-data --raw-files``); register their
+   exposures (``supertask register-units``), ingest them (``supertask ingest``) and group
+   the exposures into visits with their sky regions (``supertask define-visits``), as an
+   operator does with a camera's raws;
 2. plan one sky tile (``tract = 0``) and save the graph (``supertask qgraph``);
 3. run it locally with 2 processes (``supertask run``);
 4. run the same graph through the batch system's local workflow service
@@ -24,6 +27,8 @@ import sys
 import time
 from importlib.resources import files
 from pathlib import Path
+
+from .data import RAW_RUN, RAW_UNITS_FILE
 
 #: The demo pipeline, package data of demo_drp (``examples/demo_pipeline.yaml`` links to it).
 PIPELINE = Path(str(files("demo_drp").joinpath("pipeline.yaml")))
@@ -103,11 +108,24 @@ def main(argv: list[str] | None = None) -> None:
     graph = demo_dir / "tile0.qgraph"
     start = time.perf_counter()
 
-    _run(
-        [_script("supertask"), "demo-data", str(repo), "--exposures", "6"],
-        "create the repository and demo data",
-    )
     supertask = _script("supertask")
+    raws = demo_dir / "raws"
+    _run(
+        [supertask, "demo-data", str(repo), "--exposures", "6", "--raw-files", str(raws)],
+        "create the repository with calibrations and write the raw files",
+    )
+    _run([supertask, "register-units", str(repo), str(demo_dir / RAW_UNITS_FILE)], "register the exposures")
+    _run(
+        [
+            *(supertask, "ingest", str(repo), str(raws), "--run", RAW_RUN, "-t", "raw"),
+            *("--units", "instrument,exposure,detector", "--storage-class", "ArrayDict"),
+        ],
+        "ingest the raw files",
+    )
+    _run(
+        [supertask, "define-visits", str(repo), "--regions", "demo_drp.visits:DemoCamRegions"],
+        "define visits",
+    )
     plan = [supertask, "qgraph", str(repo), "-p", str(PIPELINE), "-i", INPUTS, "--where", WHERE]
     _run(
         [*plan, "-o", LOCAL_RUN, "--save", str(graph), "--dot", str(demo_dir / "tile0.dot")],
