@@ -86,7 +86,9 @@ def prepare(resolved: ResolvedConfig, *, service: Any = None) -> Prepared:
     write_submit_provenance(submit_dir, resolved)
 
     graph_file = _graph_file(resolved, submit_dir)
-    if not c.clustering.clusters and c.wms in STREAMED_WMS:
+    # Transfer staging ships each job its graph slice (`bps.slices`), written on the loaded path
+    # (the streamed workflow's jobs all name the graph file).
+    if not c.clustering.clusters and c.wms in STREAMED_WMS and resolved.site.staging != "transfer":
         workflow, import_messages = _prepare_streamed(resolved, graph_file, submit_dir, service)
     else:
         workflow, import_messages = _prepare_loaded(resolved, graph_file, submit_dir, service)
