@@ -203,6 +203,22 @@ class Registrar:
         configs differ from what the RUN already records)."""
         self.registry.registerRun(self.output_run, provenance=provenance)
 
+    def record_schemas(self, graph_file: str | Path) -> list[str]:
+        """Record the graph's output schemas in the RUN, once (the jobs never write the registry).
+
+        Returns the names written (none on a restart).
+
+        Raises
+        ------
+        SchemaConflictError
+            If the RUN records other schemas (``bps prepare`` refuses that already).
+        """
+        from supertask.execution.schema_outputs import graph_schemas, write_schemas
+        from supertask.graph.file_format import read_header
+
+        schemas, outputs = graph_schemas(read_header(graph_file).get("metadata"))
+        return write_schemas(self.butler, self.output_run, {name: schemas[name] for name in outputs})
+
     def close(self) -> None:
         self.butler.close()
 
@@ -256,6 +272,17 @@ def finalize(
             except (OSError, ValueError, RunConflictError) as exc:  # the outputs are still registered
                 summary.provenance_error = f"the run's provenance was not recorded: {exc}"
                 log.warning("%s", summary.provenance_error)
+        record_schemas = getattr(registrar, "record_schemas", None)
+        if record_schemas is not None:  # each output schema once per RUN, as `supertask run` does
+            from supertask.schemas import SchemaError
+
+            try:
+                for name in record_schemas(wf.graph_file):
+                    log.info("recorded the schema of %s in %s", name, wf.output_run)
+            except (OSError, SchemaError) as exc:  # the outputs are still registered
+                problem = f"the run's schemas were not recorded: {exc}"
+                summary.provenance_error = "; ".join(filter(None, [summary.provenance_error, problem]))
+                log.warning("%s", problem)
         #: the files to register, one group per quantum (a quantum registers whole or not at all)
         pending: list[tuple[str, list[StagedFile]]] = []  # (manifest name, the quantum's files)
         fresh: dict[str, str] = {}

@@ -8,6 +8,8 @@ one copy of the graph only (each copy multiplies submission time and memory)::
       provenance.json          the bps command and the submit config, for the final job to record
       workflow.json            the generic workflow (translators and bps report read it)
       <output_run>.qgraph      the graph, when prepare planned it (else the qgraph file is used in place)
+      slices/slice-NNNNN.qslice    transfer staging only: the jobs' records, a few thousand quanta per
+                               file; each job is shipped its slice (`bps.slices`), never the whole graph
       input_locations/<job>.json   only for jobs reading inputs stored off their template path
       input_checks/NNNNNN.json     registered size and checksum of the jobs' overall inputs
       manifests/               filled by the jobs, read by the final job
@@ -84,7 +86,9 @@ def prepare(resolved: ResolvedConfig, *, service: Any = None) -> Prepared:
     write_submit_provenance(submit_dir, resolved)
 
     graph_file = _graph_file(resolved, submit_dir)
-    if not c.clustering.clusters and c.wms in STREAMED_WMS:
+    # Transfer staging ships each job its graph slice (`bps.slices`), written on the loaded path
+    # (the streamed workflow's jobs all name the graph file).
+    if not c.clustering.clusters and c.wms in STREAMED_WMS and resolved.site.staging != "transfer":
         workflow, import_messages = _prepare_streamed(resolved, graph_file, submit_dir, service)
     else:
         workflow, import_messages = _prepare_loaded(resolved, graph_file, submit_dir, service)
@@ -138,6 +142,7 @@ def _prepare_loaded(
         raise PrepareError(f"graph {graph_file} has no quanta: nothing to run")
     repo = _required(c.repo, "repo")
     output_run = _required(graph.metadata.get("output_run") or c.output_run, "output_run")
+    _check_schemas(repo, graph.metadata, c.output_run or output_run)
     if c.output_run and output_run != c.output_run:
         graph_file = _retarget(graph, graph_file, repo, c.output_run, submit_dir)
         output_run = c.output_run
@@ -153,6 +158,18 @@ def _prepare_loaded(
     # quanta and datasets refer to each other, so only a full collection frees them.
     del graph, path_of
     gc.collect()
+    if resolved.site.staging == "transfer":
+        # Each job is shipped its slice of the graph, not the whole graph.
+        from .slices import write_job_slices
+
+        if resolved.site.slice_quanta < 1:
+            raise PrepareError(
+                f"site.slice_quanta ({resolved.source_of('site.slice_quanta')}) is "
+                f"{resolved.site.slice_quanta}: give the number of quanta per graph slice, at least 1"
+            )
+        write_job_slices(
+            graph_file, workflow.jobs.values(), submit_dir, quanta_per_slice=resolved.site.slice_quanta
+        )
     _write_input_locations(workflow, off_template, submit_dir)
     _write_input_checks(workflow, checks, submit_dir)
     del off_template, checks
@@ -180,6 +197,7 @@ def _prepare_streamed(
     metadata = header.get("metadata") or {}
     repo = _required(c.repo, "repo")
     output_run = _required(metadata.get("output_run") or c.output_run, "output_run")
+    _check_schemas(repo, metadata, c.output_run or output_run)
     if c.output_run and output_run != c.output_run:
         graph = QuantumGraph.load(graph_file)
         if not len(graph):
@@ -344,6 +362,29 @@ def _check_labels(resolved: ResolvedConfig, task_labels: set[str]) -> None:
             problems.append(f"{key} ({source}) names no task label or cluster of this workflow: {hint}")
     if problems:
         raise PrepareError("\n  ".join(["submit configuration does not match the graph:", *problems]))
+
+
+def _check_schemas(repo: str, metadata: dict[str, Any], output_run: str) -> None:
+    """Refuse a graph whose output schemas differ from those its RUN records, before any job runs.
+
+    The final job writes the schemas (jobs never write the registry); this is the check
+    `supertask run` makes before its first quantum.
+    """
+    from supertask.execution.schema_outputs import check_schemas, graph_schemas
+    from supertask.schemas import SchemaError
+
+    schemas, outputs = graph_schemas(metadata)
+    if not outputs or not repo:
+        return
+    from supertask.repo.butler import Butler
+
+    butler = Butler(repo, writeable=False)
+    try:
+        check_schemas(butler, output_run, {name: schemas[name] for name in outputs})
+    except SchemaError as err:
+        raise PrepareError(str(err)) from None
+    finally:
+        butler.close()
 
 
 def _retarget(graph: Any, graph_file: Path, repo: str, output_run: str, submit_dir: Path) -> Path:

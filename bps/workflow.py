@@ -115,6 +115,8 @@ class SiteConfig:
     max_cpus: int = 2
     max_disk_mb: int = 100_000
     scratch_dir: str | None = None
+    #: transfer staging: at most this many quanta per graph slice shipped to jobs (`bps.slices`)
+    slice_quanta: int = 4096
     condor: dict[str, Any] = field(default_factory=dict)
     pegasus: dict[str, Any] = field(default_factory=dict)
     parsl: dict[str, Any] = field(default_factory=dict)

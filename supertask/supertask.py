@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from .config import Config, DatasetConfig, DatasetField
 from .quantum import Quantum
+from .schemas import DatasetSchema, SchemaError
 from .task import Struct, Task, TaskError
 
 if TYPE_CHECKING:
@@ -45,15 +46,62 @@ class SuperTask(Task):
     Parameters
     ----------
     butler : optional
-        Accepted for the seed's interface (to read schemas of earlier tasks); unused here.
+        Where the schemas of the inputs named in ``schemaInputs`` are read from: anything
+        with ``getSchema(datasetTypeName)`` (a `~supertask.schemas.SchemaSource` from
+        preflight or from a saved graph, or a `~supertask.repo.butler.Butler`). Only
+        those schemas are read, so a task that needs none costs nothing more to make.
+    inputSchemas : mapping, optional
+        ``{dataset type name: DatasetSchema}``: the schemas given directly, for a task
+        constructed without a butler (used as a plain `Task`); they win over ``butler``.
     **kwargs
         Forwarded to `Task` (``config``, ``name``, ``parentTask``, ``log``).
+
+    Raises
+    ------
+    SchemaError
+        A schema named by ``schemaInputs`` is neither given nor found through ``butler``.
     """
 
     quantumUnits: ClassVar[tuple[str, ...]] = ()
+    #: input config fields whose schemas the constructor needs (`inputSchema` returns them)
+    schemaInputs: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, butler: Any = None, **kwargs: Any):
+    def __init__(
+        self, butler: Any = None, *, inputSchemas: Mapping[str, DatasetSchema] | None = None, **kwargs: Any
+    ):
         super().__init__(**kwargs)
+        self._inputSchemas: dict[str, DatasetSchema] = {}
+        if self.schemaInputs:
+            self._readInputSchemas(butler, inputSchemas or {})
+
+    def _readInputSchemas(self, butler: Any, given: Mapping[str, DatasetSchema]) -> None:
+        inputs = dataset_classes(self.config)["inputs"]
+        for field_name in self.schemaInputs:
+            if field_name not in inputs:
+                raise TaskError(
+                    f"{type(self).__name__}.schemaInputs names {field_name!r}, which is not an input "
+                    f"DatasetField of {self.ConfigClass.__name__} (inputs: {sorted(inputs)})"
+                )
+            name = inputs[field_name].name
+            schema = given.get(name)
+            if schema is None:
+                getter = getattr(butler, "getSchema", None)
+                if getter is None:
+                    raise SchemaError(
+                        f"task {self.getName()!r} needs the schema of its input {name!r} (field "
+                        f"{field_name!r}): pass inputSchemas={{{name!r}: schema}} or a butler that has it"
+                    )
+                schema = getter(name)
+            self._inputSchemas[field_name] = schema
+
+    def inputSchema(self, field_name: str) -> DatasetSchema:
+        """The schema of the input ``field_name`` (one of ``schemaInputs``), read at construction."""
+        try:
+            return self._inputSchemas[field_name]
+        except KeyError:
+            raise TaskError(
+                f"{type(self).__name__} has no schema of input {field_name!r}: add it to schemaInputs"
+            ) from None
 
     @property
     def label(self) -> str:
@@ -64,8 +112,14 @@ class SuperTask(Task):
         """The input and output dataset types, by config field name."""
         return dataset_classes(self.config)
 
-    def getDatasetSchemas(self) -> dict[str, Any]:
-        """Schemas of table-like outputs, by dataset type name; none by default."""
+    def getDatasetSchemas(self) -> dict[str, DatasetSchema]:
+        """Schemas of table-like outputs, by (configured) dataset type name; none by default.
+
+        Preflight records them in the graph and the run writes each once to the output
+        RUN (``<dataset type>_schema``) before any quantum; tasks after this one read
+        them in their constructors (``schemaInputs``). May depend on the input schemas
+        (`inputSchema`): it is called after construction.
+        """
         return {}
 
     def defineQuanta(self, repoGraph: Any) -> list[Quantum]:

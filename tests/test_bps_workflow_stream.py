@@ -143,7 +143,7 @@ def _content(q: Quantum) -> tuple:
     ("wms", "site", "retarget"),
     [
         ("htcondor", "htcondor_shared", False),
-        ("htcondor", "htcondor_transfer", True),
+        ("htcondor", "htcondor_shared", True),  # transfer staging is never streamed: it writes graph slices
         ("pegasus", "pegasus_sharedfs", False),
     ],
 )

@@ -1,4 +1,5 @@
-"""The demo's HTCondor workflow, unedited, run by a real DAGMan on a real pool.
+"""The demo's HTCondor workflow, unedited, run by a real DAGMan on a real pool; and the same
+tile with file transfer (each job shipped its graph slice, `bps.slices`).
 
 Runs only where HTCondor is installed and its schedd answers (``condor_submit_dag`` on
 ``PATH``, ``CONDOR_CONFIG`` pointing at the pool); CI has neither and skips with the reason.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,6 +25,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from supertask.repo.datastore import checksum_file
 
@@ -60,7 +63,16 @@ def _wait_for_metrics(submit_dir: Path) -> dict:
     pytest.fail(f"DAGMan did not finish within {TIMEOUT_S} s; .dagman.out ends with:\n{out}")
 
 
-def test_the_demo_dag_runs_unedited_on_a_real_pool_and_registers_what_supertask_run_made():
+STAGINGS = {
+    # the demo's own workflow, unedited (shared filesystem)
+    "shared": ("htcondor", None),
+    # the same tile with HTCondor file transfer: each job is shipped its graph slice and inputs
+    "transfer": ("htcondor-transfer", "htcondor_transfer"),
+}
+
+
+@pytest.mark.parametrize("staging", sorted(STAGINGS))
+def test_the_demo_dag_runs_on_a_real_pool_and_registers_what_supertask_run_made(staging):
     _pool_or_skip()
     base = Path(os.environ.get("SUPERTASK_TEST_POOL_DIR", ROOT / ".pool-tests"))
     base.mkdir(parents=True, exist_ok=True)
@@ -70,12 +82,28 @@ def test_the_demo_dag_runs_unedited_on_a_real_pool_and_registers_what_supertask_
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     subprocess.run([sys.executable, "-m", "demo_drp.main_job", str(demo)], check=True, env=env)
-    _open_to_all(work)
-    submit_dir = demo / "submit" / "htcondor"
+    name, site = STAGINGS[staging]
+    run = "demo/tile0-" + name
+    submit_dir = demo / "submit" / name
+    if site is not None:
+        # The demo's HTCondor submit file with another site, RUN and submit directory.
+        config = yaml.safe_load((demo / "bps_htcondor.yaml").read_text())
+        config.update(compute_site=site, output_run=run, submit_dir=str(submit_dir))
+        # 221 quanta in 28 jobs: several slices, so nodes are shipped different files
+        config.setdefault("site", {})["slice_quanta"] = 40
+        target = demo / f"bps_{name}.yaml"
+        target.write_text(yaml.safe_dump(config))
+        prepared = subprocess.run(
+            [str(bin_dir / "bps"), "prepare", str(target)], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        assert prepared.returncode == 0, prepared.stdout + prepared.stderr
+    _open_to_all(work)  # the pool's jobs and DAGMan may run as another user
     submitted = subprocess.run(
         [str(bin_dir / "bps"), "submit", str(submit_dir)], cwd=ROOT, env=env, capture_output=True, text=True
     )
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    if site is not None:
+        _assert_jobs_are_shipped_slices_not_the_graph(submit_dir)
 
     metrics = _wait_for_metrics(submit_dir)
     assert metrics["exitcode"] == 0 and metrics["DagStatus"] == 0, metrics
@@ -88,19 +116,31 @@ def test_the_demo_dag_runs_unedited_on_a_real_pool_and_registers_what_supertask_
         for p in (repo / "demo" / "tile0").rglob("*.*")
         if p.is_file() and "logs" not in p.relative_to(repo / "demo" / "tile0").parts
     }
-    pool = {
-        p.relative_to(repo / "demo" / "tile0-htcondor"): checksum_file(p)
-        for p in (repo / "demo" / "tile0-htcondor").rglob("*.*")
-        if p.is_file()
-    }
+    pool = {p.relative_to(repo / run): checksum_file(p) for p in (repo / run).rglob("*.*") if p.is_file()}
     assert pool and pool == local
-    assert summary["registered"] + summary["already_registered"] == len(pool)
+    # the schema datasets (src_schema, deepCoadd_src_schema) are written once by the final job
+    schemas = [p for p in pool if p.parts[0].endswith("_schema")]
+    assert len(schemas) == 2, schemas
+    assert summary["registered"] + summary["already_registered"] == len(pool) - len(schemas)
     report = subprocess.run(
         [str(bin_dir / "bps"), "report", str(submit_dir)], cwd=ROOT, env=env, capture_output=True, text=True
     )
     assert report.returncode == 0 and "succeeded" in report.stdout, report.stdout + report.stderr
     _check_quantum_usage(submit_dir)
     shutil.rmtree(work, ignore_errors=True)
+
+
+def _assert_jobs_are_shipped_slices_not_the_graph(submit_dir: Path) -> None:
+    """Every node transfers one graph slice of the submit directory, never the .qgraph."""
+    dag = next(submit_dir.glob("*.dag")).read_text()
+    shipped = re.findall(r'bps_graph="([^"]*)"', dag)
+    assert shipped and all(Path(s).parent == submit_dir / "slices" for s in shipped), shipped[:3]
+    assert len(set(shipped)) == len(list((submit_dir / "slices").iterdir()))
+    for sub in submit_dir.glob("*.sub"):
+        text = sub.read_text()
+        if "transfer_input_files" in text:
+            assert "transfer_input_files = $(bps_graph)$(bps_inputs)" in text
+            assert ".qgraph" not in text.split("transfer_input_files", 1)[1].splitlines()[0]
 
 
 def _check_quantum_usage(submit_dir: Path) -> None:

@@ -34,6 +34,8 @@ except ImportError:  # tests/ is not a package: pytest put tests/ itself on sys.
 
 PLANS = Path(__file__).resolve().parent / "data" / "real-pegasus-plans"
 SITES = ["pegasus_local", "pegasus_condorio", "pegasus_sharedfs", "pegasus_nonsharedfs"]
+#: the sites with transfer staging, whose jobs are shipped graph slices (bps.slices)
+TRANSFER_SITES = ("pegasus_condorio", "pegasus_nonsharedfs")
 #: DAG files: the planned workflow.yml, and the compute sub-workflow planned by its node's PRE script
 TOP_DAG = "demo_tile0-pegasus-0.dag"
 COMPUTE_DAG = "demo_tile0-pegasus-compute-0.dag"
@@ -114,6 +116,11 @@ def test_pegasus_plan_of_the_demo_for_every_shipped_site(demo, tmp_path, site):
     proc = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     pegasus_dir = tmp_path / "submit" / "pegasus"
+    if site in TRANSFER_SITES:  # each job stages its graph slice, never the whole graph
+        compute_yml = yaml.safe_load((pegasus_dir / "compute.yml").read_text())
+        used = {u["lfn"] for job in compute_yml["jobs"] for u in job["uses"] if u["type"] == "input"}
+        assert any(lfn.endswith(".qslice") for lfn in used), sorted(used)[:5]
+        assert not any(lfn.endswith(".qgraph") for lfn in used), sorted(used)[:5]
     record = yaml.safe_load((tmp_path / "submit" / "run_record.json").read_text())
     plan = [arg for arg in record["plan_command"] if arg != "--submit"]
     proc = subprocess.run(plan, capture_output=True, text=True, cwd=pegasus_dir, timeout=600)

@@ -67,7 +67,15 @@ class SupertaskBackend:
             pipeline = load_pipeline_json(header["pipelineJson"], pipeline_class=Pipeline)
         else:
             pipeline = Pipeline.fromYaml(header["pipelineYaml"])
-        return {task.label: task for task in pipeline.makeTasks(butler=None) if task.label in labels}
+        # The schemas the graph was planned with (header metadata): a job never opens the registry.
+        record = (header.get("metadata") or {}).get("schemas")
+        schemas = None
+        if record:
+            from supertask.execution.schema_outputs import graph_schemas
+
+            schemas, _ = graph_schemas(header["metadata"])
+        tasks = pipeline.makeTasks(butler=None, schemas=schemas)
+        return {task.label: task for task in tasks if task.label in labels}
 
     def open_store(self, repo: str) -> Store:
         """The repository's datastore (reads only its ``butler.yaml``; no registry)."""

@@ -210,6 +210,7 @@ def _planning_errors() -> tuple[type[BaseException], ...]:
         ("supertask.config", "FieldValidationError"),
         ("supertask.graph.file_format", "GraphFileError"),
         ("supertask.repo.registry", "RegistryError"),
+        ("supertask.schemas", "SchemaError"),
     ):
         try:
             expected += (getattr(__import__(module, fromlist=[name]), name),)

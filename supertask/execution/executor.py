@@ -46,6 +46,7 @@ from ..signal_names import describe_signal, signal_of_exit_code
 from ..states import QuantumState
 from .existing_outputs import classify_existing
 from .quantum_butler import QuantumButler
+from .schema_outputs import check_schemas, graph_schemas, write_schemas
 from .single_quantum import QuantumOutcome, run_quantum, tail, without_missing_inputs
 
 _LOG = logging.getLogger("supertask.execution")
@@ -286,7 +287,9 @@ class MultiprocessExecutor:
             from ..pipeline import Pipeline
 
             pipeline = Pipeline.fromYaml(self.graph.pipelineYaml)
-            for task in pipeline.makeTasks(butler=None):
+            # The schemas the graph was planned with, not the repository's: a RUN never mixes them.
+            schemas, _ = graph_schemas(self.graph.metadata)
+            for task in pipeline.makeTasks(butler=None, schemas=schemas):
                 tasks.setdefault(task.label, task)
         return tasks
 
@@ -391,8 +394,14 @@ class MultiprocessExecutor:
         self._registered_types: set[str] = set()
         # Everything that could refuse the run does so before anything is written.
         self._check_run()
+        schemas, written = graph_schemas(graph.metadata)
+        output_schemas = {name: schemas[name] for name in written}
+        check_schemas(self.butler, self.output_run, output_schemas)
         existing = classify_existing(graph, registry, self.output_run, self.policy)
         registry.registerRun(self.output_run, provenance=self.provenance)
+        # The run's schemas, once, before any quantum (a rerun into the RUN writes nothing).
+        for name in write_schemas(self.butler, self.output_run, output_schemas):
+            _LOG.info("recorded the schema of %s in %s", name, self.output_run)
         if existing.clobber:
             registry.removeDatasets(existing.clobber)
             _LOG.info("unregistered %d outputs in the way (--clobber-outputs)", len(existing.clobber))

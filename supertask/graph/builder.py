@@ -24,11 +24,12 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..execution.existing_outputs import OutputPolicy, classify_existing, find_registered
+from ..execution.schema_outputs import check_schemas
 from ..gc_pause import gc_paused
 from ..options import DEFAULT_MAX_ROWS as DEFAULT_MAX_ROWS  # the size limit's default, where it was defined
 from ..options import PlanRequest, from_keywords
@@ -36,6 +37,7 @@ from ..repo.dataid import DataId
 from ..repo.dataset import Dataset, DatasetType
 from ..repo.registry import RowLimitError
 from ..repo.units import sort_data_ids
+from ..schemas import DatasetSchema, SchemaError, SchemaSource, schemas_to_json
 from .quanta import PlannedRepoGraph, PruneRecord, _project
 
 if TYPE_CHECKING:
@@ -106,9 +108,13 @@ class QuantumGraphBuilder:
     def __init__(self, pipeline: Pipeline, butler: Any = None, *, expand_inputs: bool = True):
         self.pipeline = pipeline
         self.expand_inputs = expand_inputs
-        self.tasks = list(pipeline.makeTasks(butler=butler))
+        # Tasks read their input schemas through a dict-backed source holding the schemas
+        # of the tasks before them, falling back to the repository (DMTN-055 section 7).
+        source = SchemaSource(fallback=butler)
+        self.tasks = list(pipeline.makeTasks(butler=source))
         self.configs: dict[str, Any] = {task.label: task.config for task in self.tasks}
-        self.schemas: dict[str, Any] = {}
+        #: the output schemas, by dataset type name: the run records each in its RUN
+        self.schemas: dict[str, DatasetSchema] = {}
         self.producers: dict[str, Any] = {}
         self.consumers: dict[str, list[Any]] = {}
         self.datasetTypes: dict[str, DatasetType] = {}
@@ -132,11 +138,21 @@ class QuantumGraphBuilder:
             for datasetType in classes["inputs"].values():
                 self.consumers.setdefault(datasetType.name, []).append(task)
                 self._addType(datasetType)
-            self.schemas.update(task.getDatasetSchemas() or {})
+            self.schemas.update(_checked_schemas(task, classes["outputs"].values()))
+        #: the schemas of overall inputs that tasks read, from the repository
+        self.inputSchemas: dict[str, DatasetSchema] = {
+            name: schema for name, schema in source.used.items() if name not in self.schemas
+        }
         self.inputDatasetTypes: set[DatasetType] = {
             self.datasetTypes[name] for name in self.consumers if name not in self.producers
         }
         self.outputDatasetTypes: set[DatasetType] = {self.datasetTypes[name] for name in self.producers}
+
+    def schemaRecord(self) -> dict[str, Any]:
+        """What a graph records of schemas (its metadata's ``"schemas"``; {} when there are none)."""
+        if not self.schemas and not self.inputSchemas:
+            return {}
+        return {"outputs": schemas_to_json(self.schemas), "inputs": schemas_to_json(self.inputSchemas)}
 
     def _addType(self, datasetType: DatasetType) -> None:
         known = self.datasetTypes.setdefault(datasetType.name, datasetType)
@@ -277,10 +293,51 @@ class QuantumGraphBuilder:
             quanta,
             pipelineYaml=pipelineYaml if pipelineYaml is not None else self.pipeline.toYaml(),
             configs={label: config.saveToString() for label, config in self.configs.items()},
-            metadata=metadata or {},
+            metadata=_with_schemas(metadata or {}, self.schemaRecord()),
         )
         report.timings["QuantumGraph"] = time.perf_counter() - tick
         return graph
+
+
+class _InputSchemas:
+    """``getSchema`` over a butler's repository, searching the request's input collections."""
+
+    def __init__(self, butler: Any, collections: Sequence[str]):
+        self.butler = butler
+        self.collections = list(collections)
+
+    def getSchema(self, name: str) -> DatasetSchema:
+        getter = getattr(self.butler, "getSchema", None)
+        if getter is None:
+            raise SchemaError(
+                f"no schema of {name!r}: the repository given to planning cannot look schemas up"
+            )
+        schema: DatasetSchema = getter(name, collections=self.collections)
+        return schema
+
+
+def _checked_schemas(task: Any, outputs: Iterable[DatasetType]) -> dict[str, DatasetSchema]:
+    """A task's `getDatasetSchemas`, refused unless each names one of its outputs with a `DatasetSchema`."""
+    schemas = task.getDatasetSchemas() or {}
+    names = {datasetType.name for datasetType in outputs}
+    for name, schema in schemas.items():
+        if name not in names:
+            raise GraphBuilderError(
+                f"task {task.label!r}: getDatasetSchemas() names {name!r}, which is not one of its outputs "
+                f"{sorted(names)}; key the schemas by the configured output dataset type names"
+            )
+        if not isinstance(schema, DatasetSchema):
+            raise GraphBuilderError(
+                f"task {task.label!r}: getDatasetSchemas()[{name!r}] is a {type(schema).__name__}, not a "
+                "DatasetSchema; return DatasetSchema.from_dtype(dtype)"
+            )
+    return dict(schemas)
+
+
+def _with_schemas(metadata: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    if not record:
+        return metadata
+    return {**metadata, "schemas": record}
 
 
 def _relink_inputs(quanta: list[Any], produced: Mapping[str, Mapping[DataId, Dataset]]) -> None:
@@ -396,11 +453,14 @@ def _build_quantum_graph(
     # The checks a pipeline file gets when it is read, for pipelines built in Python too:
     # a misspelt input must be named here, not found missing in the repository later.
     pipeline.validate()
-    builder = QuantumGraphBuilder(pipeline, butler, expand_inputs=request.expand_inputs)
+    collections = list(request.input_collections or butler.collections or [])
+    # Schemas of overall inputs that tasks read come from the input collections.
+    builder = QuantumGraphBuilder(
+        pipeline, _InputSchemas(butler, collections), expand_inputs=request.expand_inputs
+    )
     where, bind, output_run, max_rows = request.where, request.bind, request.output_run, request.max_rows
     units = sorted(builder.units)
     registry = butler.registry
-    collections = list(request.input_collections or butler.collections or [])
     tick = time.perf_counter()
     try:
         repoGraph = makeRepoGraph(
@@ -440,6 +500,8 @@ def _build_quantum_graph(
         "repo": str(getattr(butler, "root", "")),
     }
     graph = builder.makeGraph(repoGraph, existing_outputs=existing, report=report, metadata=metadata)
+    if builder.schemas:  # a RUN never mixes schemas (whatever else is in the way)
+        check_schemas(butler, output_run, builder.schemas)
     # What the plan left out because it was done already (bps campaign reports the reuse per tile).
     reused = {label: n for label, n in report.skipped_existing.items() if n}
     if reused:

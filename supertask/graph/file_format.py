@@ -51,6 +51,8 @@ __all__ = (
 )
 
 MAGIC = b"\x89QGRAPH\n"
+#: the magic of a graph slice (`supertask.graph.slice_file`), which these readers read too
+_SLICE_MAGIC = b"\x89QSLICE\n"
 FORMAT_VERSION = (1, 1)
 """(major, minor). A reader reads every minor version of its major version; see the docs."""
 
@@ -325,14 +327,33 @@ def _read_at(f: Any, offset: int, length: int) -> bytes:
     return data
 
 
-def _open(path: str | os.PathLike[str]) -> tuple[Any, _Layout]:
+def _open(path: str | os.PathLike[str]) -> tuple[Any, Any]:
+    """The open file and its layout: a `_Layout`, or a `~supertask.graph.slice_file.SliceLayout`
+    for a graph slice (recognised by its magic), which the readers below read alike."""
     path = os.fspath(path)
     f = open(path, "rb")  # noqa: SIM115 - closed by the caller
     try:
+        if f.read(len(MAGIC)) == _SLICE_MAGIC:
+            from .slice_file import SliceLayout
+
+            f.seek(0)
+            return f, SliceLayout(path, f)
+        f.seek(0)
         return f, _Layout(path, f)
     except BaseException:
         f.close()
         raise
+
+
+def _span(f: Any, layout: Any, id: int) -> tuple[int, int]:
+    """``(start, end)`` of quantum ``id``'s record, through the index or a slice's id table."""
+    if not isinstance(layout, _Layout):
+        span: tuple[int, int] = layout.span(f, id)
+        return span
+    _check_id(layout, id)
+    start, end = _TWO_OFFSETS.unpack(_read_at(f, layout.index_offset + 8 * id, 16))
+    _record_span(layout, start, end, id)
+    return start, end
 
 
 def _read_header(f: Any, layout: _Layout) -> dict[str, Any]:
@@ -415,10 +436,10 @@ def read_quantum(path: str | os.PathLike[str], id: int) -> Quantum:
     """
     f, layout = _open(path)
     with f:
-        _check_id(layout, id)
+        if isinstance(layout, _Layout):
+            _check_id(layout, id)
         decoder, decompress = _read_decoding(f, layout)
-        start, end = _TWO_OFFSETS.unpack(_read_at(f, layout.index_offset + 8 * id, 16))
-        _record_span(layout, start, end, id)
+        start, end = _span(f, layout, id)
         return _decode_record(layout, id, _read_at(f, start, end - start), decoder, decompress)
 
 
@@ -431,6 +452,8 @@ def read_quanta(path: str | os.PathLike[str], ids: Iterable[int] | None = None) 
     f, layout = _open(path)
     with f, gc_paused():
         decoder, decompress = _read_decoding(f, layout)
+        if ids is None and not isinstance(layout, _Layout):
+            ids = layout.ids(f)  # a slice: every quantum it holds
         if ids is None:
             index = _read_at(f, layout.index_offset, 8 * (layout.n + 1))
             if _digest(index) != layout.index_digest:
@@ -448,9 +471,7 @@ def read_quanta(path: str | os.PathLike[str], ids: Iterable[int] | None = None) 
             return quanta
         result = []
         for id in ids:
-            _check_id(layout, id)
-            start, end = _TWO_OFFSETS.unpack(_read_at(f, layout.index_offset + 8 * id, 16))
-            _record_span(layout, start, end, id)
+            start, end = _span(f, layout, id)
             result.append(_decode_record(layout, id, _read_at(f, start, end - start), decoder, decompress))
         return result
 

@@ -581,15 +581,37 @@ class Pipeline(Mapping[str, TaskDef]):
         new.steps = []
         return new
 
-    def makeTasks(self, butler: Any = None) -> list[SuperTask]:
-        """Construct every task (configs copied and frozen), in dependency order."""
+    def makeTasks(self, butler: Any = None, *, schemas: Mapping[str, Any] | None = None) -> list[SuperTask]:
+        """Construct every task (configs copied and frozen), in dependency order.
+
+        Each task's constructor gets, as its ``butler``, a `~supertask.schemas.SchemaSource`
+        holding ``schemas`` (e.g. a saved graph's) and the schemas the tasks before it
+        declare (`SuperTask.getDatasetSchemas`), falling back to ``butler`` (schemas of
+        the pipeline's overall inputs recorded in the repository). Earlier tasks'
+        schemas are only asked for when a later task reads input schemas
+        (``schemaInputs``), so a pipeline without any costs nothing more to construct.
+        Pass a `SchemaSource` as ``butler`` to see which schemas were read (``used``).
+        """
+        from ..schemas import SchemaError, SchemaSource
+
+        source = butler if isinstance(butler, SchemaSource) else SchemaSource(schemas, fallback=butler)
+        labels = self._sortedLabels()
+        readers = [
+            i for i, label in enumerate(labels) if getattr(self._tasks[label].taskClass, "schemaInputs", ())
+        ]
+        last_reader = readers[-1] if readers else -1
         tasks = []
-        for label in self._sortedLabels():
+        for index, label in enumerate(labels):
             taskDef = self._tasks[label]
             try:
-                tasks.append(taskDef.taskClass(butler=butler, config=taskDef.config.copy(), name=label))
-            except FieldValidationError as err:
+                task = taskDef.taskClass(butler=source, config=taskDef.config.copy(), name=label)
+            except (FieldValidationError, SchemaError) as err:
                 raise PipelineError(f"{where(self.source, label)}{err}") from None
+            if index < last_reader:
+                source.add(
+                    {k: v for k, v in (task.getDatasetSchemas() or {}).items() if k not in source.known}
+                )
+            tasks.append(task)
         return tasks
 
     # -- files (the format is supertask.pipeline.yaml_io's; it fills the class it is given) ----------

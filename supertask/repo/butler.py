@@ -198,6 +198,35 @@ class Butler:
             ) from None
         return self.datastore.read(path, resolved.datasetType.storageClass)
 
+    def getSchema(self, name: str, collections: Sequence[str] | None = None) -> Any:
+        """The schema of dataset type ``name`` recorded in ``collections`` (default: the search
+        collections) as the dataset ``<name>_schema``.
+
+        What a task's constructor reads for an input that no earlier task of its pipeline
+        makes (`supertask.schemas`).
+
+        Raises
+        ------
+        SchemaError
+            If no collection searched records it.
+        """
+        from ..schemas import SCHEMA_SUFFIX, DatasetSchema, SchemaError, schema_dataset_type
+
+        datasetType = schema_dataset_type(name)
+        search = list(collections if collections is not None else self.collections or [])
+        found = None
+        if search:
+            try:
+                found = self.registry.findDataset(datasetType, DataId({}), search)
+            except LookupError:  # the schema's dataset type is not registered at all
+                found = None
+        if found is None:
+            raise SchemaError(
+                f"no schema of {name!r}: no {name}{SCHEMA_SUFFIX} dataset in collections {search}; "
+                "add the RUN that made it to the input collections"
+            )
+        return DatasetSchema.from_json(self.get(found))
+
     def datasetExists(self, dataset: Dataset) -> bool:
         """True if the dataset is registered in the search collections and its file is present."""
         try:

@@ -30,6 +30,7 @@ from typing import Any
 from supertask.states import RunState
 
 from ...job_environment import JobEnvironment
+from ...slices import refresh_job_slices
 from ...workflow import GenericWorkflow, SiteConfig
 from ...workflow_io import load_workflow, save_workflow
 from ..base import (
@@ -449,6 +450,8 @@ def _schedd_or_none(htcondor2: Any) -> Any | None:
 
 
 def _write_restart(plan: _RestartPlan) -> None:
+    # A graph fixed in place since the first submission: the jobs must be shipped its records.
+    refresh_job_slices(plan.workflow)
     save_workflow(plan.workflow, plan.layout.workflow_json)
     write_dag(plan.workflow, plan.layout.submit_dir, NodeOverrides(memory_mb=plan.grown))
 

@@ -43,6 +43,7 @@ from supertask.atomic_write import atomic_open
 
 from ... import exit_codes
 from ...job_environment import JobEnvironment
+from ...slices import job_graph
 from ...staging import manifest_path
 from ...workflow import GenericWorkflow, Job, SiteConfig, WorkflowFile, safe_name
 from . import memory, templates
@@ -52,6 +53,7 @@ from .quoting import environment_value, join_arguments, vars_value
 #: run_quantum options the translator rewrites in transfer mode.
 MANIFEST_OPTION = "--manifest-dir"
 JOB_OPTION = "--job"
+GRAPH_OPTION = "--graph"
 #: What the POST script of DAGs written by an older bps turned every no-retry exit code into;
 #: today's DAGs have no POST script, but reports of those runs still meet it.
 NO_RETRY_SENTINEL = 113
@@ -225,15 +227,23 @@ def _common_prefix(arg_lists: Iterable[list[str]]) -> list[str]:
 
 
 def _arguments(job: Job, workflow: GenericWorkflow, graph_arg: str) -> list[str]:
-    """The job's arguments as the job sees them: in transfer mode the graph file and the
-    manifest directory are in the scratch directory (the job's working directory)."""
+    """The job's arguments as the job sees them: in transfer mode the graph file (or the
+    job's graph slice, `bps.slices`) and the manifest directory are in the scratch
+    directory (the job's working directory)."""
     if graph_arg == workflow.graph_file:
         return job.arguments
     args = [graph_arg if a == workflow.graph_file else a for a in job.arguments]
     for i, a in enumerate(args[:-1]):
         if a == MANIFEST_OPTION:
             args[i + 1] = "."
+        elif a == GRAPH_OPTION:
+            args[i + 1] = os.path.basename(args[i + 1])
     return args
+
+
+def _graph_of(job: Job, workflow: GenericWorkflow) -> str:
+    """The graph file a job reads: its slice with transfer staging, else the workflow's graph."""
+    return job_graph(job) or workflow.graph_file
 
 
 def _manifest_name(job: Job) -> str | None:
@@ -363,7 +373,8 @@ def _render_job_submit(
             [
                 "should_transfer_files = YES",
                 "when_to_transfer_output = ON_SUCCESS",
-                f"transfer_input_files = {workflow.graph_file}$(bps_inputs)",
+                # the job's graph slice (or the graph), then its input files
+                "transfer_input_files = $(bps_graph)$(bps_inputs)",
                 "transfer_output_files = $(bps_outputs)",
             ]
         )
@@ -543,6 +554,7 @@ def _node_lines(
                 else "," + _input_link(f, layout, workflow.repo)
                 for f in job.inputs
             )
+            vars_.append(f"bps_graph={vars_value(_graph_of(job, workflow))}")
             vars_.append(f"bps_inputs={vars_value(inputs)}")
             outputs = [f.lfn for f in job.outputs]
             manifest = _manifest_name(job)

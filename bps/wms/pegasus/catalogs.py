@@ -84,8 +84,10 @@ def build_replica_catalog(
     graph_lfn: str,
     site_name: str,
     input_locations: dict[str, str] | None = None,
+    slices: dict[str, str] | None = None,
 ) -> ReplicaDocument:
-    """Replicas of the overall inputs (datastore files) and of the graph file.
+    """Replicas of the overall inputs (datastore files), of the graph file and of the
+    jobs' graph slices (``slices``: logical name -> path; transfer staging, `bps.slices`).
 
     Each overall input (``producer is None``) is listed once, at its datastore
     location on ``site_name`` (``input_locations`` gives the path of inputs stored
@@ -99,6 +101,9 @@ def build_replica_catalog(
     def replicas() -> Iterator[tuple[str, str, str]]:
         yield site_name, graph_lfn, file_url(workflow.graph_file)
         seen: set[str] = {graph_lfn}
+        for lfn, path in (slices or {}).items():
+            seen.add(lfn)
+            yield site_name, lfn, file_url(path)
         for job in _all_jobs(workflow):
             for wf_file in job.inputs:
                 if wf_file.producer is None and wf_file.lfn not in seen:

@@ -31,6 +31,7 @@ from supertask.report.model import JobRecord
 from supertask.states import JobState, RunState, parse_state
 
 from ...job_environment import JobEnvironment
+from ...slices import refresh_job_slices
 from ...workflow import GenericWorkflow, SiteConfig
 from ...workflow_io import load_workflow, save_workflow
 from ..base import (
@@ -258,6 +259,7 @@ class PegasusService(WorkflowService):
             pegasus_dir = submit_dir / PEGASUS_SUBDIR
             _require_tool("pegasus-run", pegasus_dir)
             grown = carry_grown_memory(submit_dir, run_dir)
+            refresh_job_slices(load_workflow(submit_dir / WORKFLOW_JSON))
             proc = _run(["pegasus-run", str(run_dir)], cwd=pegasus_dir)
             if proc.returncode != 0:
                 raise WmsError(f"pegasus-run failed (exit {proc.returncode}):\n{_last_lines(proc)}")
@@ -285,6 +287,7 @@ class PegasusService(WorkflowService):
         except ValueError as exc:
             raise WmsError(str(exc)) from exc
         check(workflow)
+        refresh_job_slices(workflow)  # a graph fixed in place: the jobs are shipped its records
         save_workflow(workflow, submit_dir / WORKFLOW_JSON)
         pegasus_dir = submit_dir / PEGASUS_SUBDIR
         # Memory a job grew to in the last run stays its request (above a lower override).

@@ -263,10 +263,15 @@ def _translate(
     datastore: dict[str, str] = {}
     input_locations = _InputLocations()
 
+    #: the jobs' graph slices (transfer staging, `bps.slices`): path -> logical name
+    slices: dict[str, str] = {}
     for name, job in workflow.jobs.items():
         pid = _unique_id(pegasus_id(name), job_map)
         job_map[pid] = {"name": name, "label": job.label}
         pids[name] = pid
+        graph = _graph_value(job)
+        if graph is not None and graph not in graph_args and graph not in slices:
+            slices[graph] = _graph_lfn(graph)
         for wf_file in job.outputs:
             locations.add(wf_file.lfn, staged)
             if with_datastore:
@@ -281,6 +286,7 @@ def _translate(
                 )
             locations.add(manifest_lfn, manifest_dir)
 
+    graph_args.update(slices)
     site_cap = workflow.site.max_memory_mb
 
     def job_documents() -> Iterator[dict[str, Any]]:
@@ -335,7 +341,11 @@ def _translate(
         root.add_dependency(final, parents=[sub])
 
     replica_catalog = catalogs.build_replica_catalog(
-        workflow, graph_lfn, settings.input_site, input_locations.paths
+        workflow,
+        graph_lfn,
+        settings.input_site,
+        input_locations.paths,
+        slices={lfn: path for path, lfn in slices.items()},
     )
     # The compute workflow is an input of the planned one: Pegasus finds it on the submit host.
     replica_catalog.add_replica("local", COMPUTE_FILE, catalogs.file_url(pegasus_dir / COMPUTE_FILE))
@@ -429,7 +439,10 @@ def _job_document(
     """
     arguments, manifest = _job_arguments(job, graph_args)
     arguments += STAGING_ARGS
-    uses: dict[str, dict[str, Any]] = {graph_lfn: {"lfn": graph_lfn, "type": "input"}}
+    graph = _graph_value(job)
+    job_graph_lfn = graph_args.get(graph, graph_lfn) if graph is not None else graph_lfn
+    # the graph file the job reads: its slice with transfer staging, else the graph
+    uses: dict[str, dict[str, Any]] = {job_graph_lfn: {"lfn": job_graph_lfn, "type": "input"}}
     for wf_file in job.inputs:
         if wf_file.lfn not in uses:
             uses[wf_file.lfn] = {"lfn": wf_file.lfn, "type": "input"}
@@ -567,6 +580,17 @@ def _manifest_output(arguments: list[str]) -> tuple[int, str, str] | None:
         return None
     prefix, suffix = _manifest_template()
     return index, arguments[index], prefix + job_name + suffix
+
+
+def _graph_value(job: Job) -> str | None:
+    """The graph file a job's arguments name (``--graph PATH`` or ``--graph=PATH``), if any."""
+    args = job.arguments
+    for i, arg in enumerate(args):
+        if arg == "--graph" and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("--graph="):
+            return arg[len("--graph=") :]
+    return None
 
 
 def _rewrite_arguments(arguments: list[str], graph_args: dict[str, str]) -> list[str]:

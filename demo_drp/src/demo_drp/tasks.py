@@ -24,11 +24,12 @@ from typing import Any
 import numpy as np
 
 from supertask.config import Config, ConfigField, DatasetField, Field
+from supertask.schemas import DatasetSchema
 from supertask.supertask import SuperTask
 from supertask.task import Struct
 
-from .calibrate import CalibrateParams, calibrate
-from .coadd import assemble_coadd, detect_coadd
+from .calibrate import SRC_DTYPE, CalibrateParams, calibrate
+from .coadd import COADD_SRC_DTYPE, assemble_coadd, detect_coadd
 from .errors import NoWorkFound
 from .exposure import Exposure
 from .isr import run_isr
@@ -181,6 +182,10 @@ class CalibrateTask(SuperTask):
         )
         return Struct(calexp=result.calexp.to_array_dict(), src=result.src)
 
+    def getDatasetSchemas(self) -> dict[str, DatasetSchema]:
+        """The source catalogue's columns (recorded once per RUN as ``src_schema``)."""
+        return {self.config.src.name: DatasetSchema.from_dtype(SRC_DTYPE)}
+
 
 class MakeWarpConfig(Config):
     calexp = DatasetField(
@@ -313,3 +318,7 @@ class DetectCoaddTask(SuperTask):
         )
         self.metadata["n_sources"] = len(catalog)
         return Struct(sources=catalog)
+
+    def getDatasetSchemas(self) -> dict[str, DatasetSchema]:
+        """The coadd catalogue's columns (recorded once per RUN as ``deepCoadd_src_schema``)."""
+        return {self.config.sources.name: DatasetSchema.from_dtype(COADD_SRC_DTYPE)}
