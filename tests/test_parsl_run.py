@@ -92,6 +92,12 @@ def test_submit_runs_every_job_through_parsl_and_registers_every_output(toy):
     report = ParslService().report(submit_dir)
     assert report.counts["make"]["succeeded"] == 4 and report.counts["total"]["succeeded"] == 1
     assert report.counts["finalize"]["succeeded"] == 1 and not report.failures
+    # one timeline entry per job, each with the launch and return Parsl recorded
+    assert sorted(j.name for j in report.jobs) == sorted(
+        [*(f"make_{d}_Cam" for d in DETECTORS), "total_Cam", "finalize"]
+    )
+    assert all(j.start is not None and j.end is not None and j.start <= j.end for j in report.jobs)
+    assert {j.request_memory_mb for j in report.jobs if j.label == "total"} == {3072}
     jobs = record["jobs"]
     assert {jobs[f"make_{d}_Cam"]["executor"] for d in DETECTORS} == {"c1_m2048"}
     assert jobs["total_Cam"]["executor"] == "c1_m3072" and jobs["finalize"]["executor"] == "c1_m2048"

@@ -147,6 +147,11 @@ class Driver:
         with self.lock:
             info = self.states[name]
             info["attempts"] = int(record.get("try_id", 0)) + 1
+            # the last attempt's launch and return (the HTML report's timeline bar)
+            for key, field in (("start", "try_time_launched"), ("end", "try_time_returned")):
+                moment = record.get(field)
+                if moment is not None:
+                    info[key] = moment.timestamp()
             if exc is None:
                 info.update(state=JobState.SUCCEEDED, exit_code=0)
             elif type(exc).__name__ == "DependencyError":

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from supertask.execution.single_quantum import tail
+from supertask.report.model import JobRecord
 from supertask.states import JobState, RunState, parse_state
 
 from ...exit_codes import describe
@@ -231,6 +232,17 @@ class ParslService(WorkflowService):
             if job_state == JobState.RUNNING and lost:
                 job_state = JobState.FAILED
             report.add(job.label, job_state)
+            report.jobs.append(
+                JobRecord(
+                    name=job.name,
+                    label=job.label,
+                    state=job_state,
+                    start=info.get("start"),
+                    end=info.get("end"),
+                    request_memory_mb=job.resources.memory_mb,
+                    attempts=info.get("attempts", 0),
+                )
+            )
             if job_state == JobState.FAILED:
                 report.failures.append(_failure(job.name, job.label, info, job.resources.walltime_s, lost))
         return report
