@@ -23,6 +23,7 @@ import gc
 import json
 import logging
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -280,31 +281,8 @@ def _registered_inputs(registry: Any, streamed: Any) -> tuple[dict[str, str], di
 
 def _write_streamed_inputs(streamed: Any, by_lfn: dict[str, Any], directory: Path, option: str) -> None:
     """`_write_shared_input_files` for a streamed workflow (the same files and arguments)."""
-    if not by_lfn:
-        return
-    group: dict[str, Any] = {}
-    members: list[int] = []
-    count = 0
-
-    def flush() -> None:
-        nonlocal group, members, count
-        if members:
-            directory.mkdir(exist_ok=True)
-            path = directory / f"{count:06d}.json"
-            atomic_write_text(path, json.dumps(group))
-            streamed.add_arguments(members, [option, str(path)])
-            count += 1
-        group, members = {}, []
-
-    for j, inputs in streamed.jobs_reading_inputs():
-        mine = {lfn: by_lfn[lfn] for _, lfn in inputs if lfn in by_lfn}
-        if not mine:
-            continue
-        if members and len(group) + len(mine) > LOCATIONS_PER_FILE:
-            flush()
-        group.update(mine)
-        members.append(j)
-    flush()
+    reading = ((j, [lfn for _, lfn in inputs]) for j, inputs in streamed.jobs_reading_inputs())
+    _write_grouped_inputs(reading, by_lfn, directory, option, streamed.add_arguments)
 
 
 def _start_import_check(
@@ -541,11 +519,29 @@ def _write_input_locations(
 def _write_shared_input_files(
     workflow: GenericWorkflow, by_lfn: dict[str, Any], directory: Path, option: str
 ) -> None:
+    """Write ``{lfn: value}`` of the overall inputs of a built workflow's jobs (`_write_grouped_inputs`)."""
+
+    def add_arguments(jobs: list[Any], arguments: list[str]) -> None:
+        for job in jobs:
+            job.arguments += arguments
+
+    reading = ((job, [f.lfn for f in job.inputs if f.producer is None]) for job in workflow.jobs.values())
+    _write_grouped_inputs(reading, by_lfn, directory, option, add_arguments)
+
+
+def _write_grouped_inputs(
+    reading: Iterable[tuple[Any, list[str]]],
+    by_lfn: dict[str, Any],
+    directory: Path,
+    option: str,
+    add_arguments: Callable[[list[Any], list[str]], None],
+) -> None:
     """Write ``{lfn: value}`` of the overall inputs into files shared by consecutive jobs.
 
-    Each job reading any of ``by_lfn`` gets ``option PATH`` on its command line; a file
-    holds at most `LOCATIONS_PER_FILE` entries, except that one job's entries are never
-    split across files.
+    ``reading`` gives each job (in the workflow's order) with the names of its overall
+    inputs. Each job reading any of ``by_lfn`` gets ``option PATH`` on its command line
+    (``add_arguments``); a file holds at most `LOCATIONS_PER_FILE` entries, except that one
+    job's entries are never split across files.
     """
     if not by_lfn:
         return
@@ -559,13 +555,12 @@ def _write_shared_input_files(
             directory.mkdir(exist_ok=True)
             path = directory / f"{count:06d}.json"
             atomic_write_text(path, json.dumps(group))
-            for job in members:
-                job.arguments += [option, str(path)]
+            add_arguments(members, [option, str(path)])
             count += 1
         group, members = {}, []
 
-    for job in workflow.jobs.values():
-        mine = {f.lfn: by_lfn[f.lfn] for f in job.inputs if f.producer is None and f.lfn in by_lfn}
+    for job, lfns in reading:
+        mine = {lfn: by_lfn[lfn] for lfn in lfns if lfn in by_lfn}
         if not mine:
             continue
         if members and len(group) + len(mine) > LOCATIONS_PER_FILE:
