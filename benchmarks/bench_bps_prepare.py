@@ -101,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         text = (
             f"repo: {repo}\nqgraph: {qgraph}\noutput_run: bench/out\nwms: {args.wms}\n"
             f"compute_site: {site}\nsubmit_dir: {submit}\n"
+            # The jobs import the benchmark's tasks from here: prepare checks that they can.
+            f"site:\n  environment:\n    PYTHONPATH: {HERE}\n"
         )
         if not args.unclustered:
             text += (

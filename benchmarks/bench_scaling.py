@@ -140,6 +140,8 @@ def run_size(
         config.write_text(
             f"repo: {repo}\nqgraph: {graph}\noutput_run: {OUTPUT_RUN}\nwms: {wms}\n"
             f"compute_site: {site}\nsubmit_dir: {submit}\n"
+            # The jobs import the benchmark's tasks from here: prepare checks that they can.
+            f"site:\n  environment:\n    PYTHONPATH: {HERE}\n"
         )
         figures[f"prepare-{wms}"] = measure([str(bin_dir / "bps"), "prepare", str(config)], env)
         shutil.rmtree(submit, ignore_errors=True)
