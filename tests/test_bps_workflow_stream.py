@@ -188,3 +188,102 @@ def test_prepare_writes_the_same_submit_directory_streamed_as_from_the_loaded_gr
         assert after.metadata["output_run"] == "u/test/other"
     else:
         assert differ == []
+
+
+def _files_of(directory: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()
+    }
+
+
+def _with_added_arguments(quanta, opts):
+    """The built and the streamed workflow of ``quanta``, prepare's arguments added to some jobs as
+    `bps.prepare` adds them: groups of jobs sharing a file, so that a label's jobs end differently."""
+    built = build_workflow(quanta, opts, path_of)
+    streamed = build_streamed_workflow(quanta, opts, path_of)
+    numbers = {name: j for j, name in enumerate(streamed.workflow.jobs._c.names)}
+    groups = [(["isr_1_Cam_1", "isr_2_Cam_1"], ["--input-locations", "/sub/input_locations/000000.json"])]
+    groups.append((["isr_2_Cam_1", "warp_0_sm_0_1"], ["--input-checks", "/sub/input checks/0.json"]))
+    for names, arguments in groups:
+        for name in names:
+            built.jobs[name].arguments += arguments
+        streamed.add_arguments([numbers[name] for name in names], arguments)
+    return built, streamed.workflow
+
+
+@pytest.mark.parametrize("manifest_parent", ["/sub", '/sub dir/with "quotes" \\ and a backslash'])
+def test_the_dag_of_a_streamed_workflow_is_the_one_written_from_its_jobs(tmp_path, manifest_parent):
+    from bps.wms.htcondor import translator
+
+    opts = _options()
+    opts.submit_dir = manifest_parent
+    built, streamed = _with_added_arguments(demo_quanta(), opts)
+    assert isinstance(streamed.jobs, translator.StreamedJobs)
+    translator.write_dag(built, tmp_path / "dag")
+    expected = _files_of(tmp_path / "dag")
+    (tmp_path / "dag").rename(tmp_path / "built")
+    translator.write_dag(streamed, tmp_path / "dag")
+    assert _files_of(tmp_path / "dag") == expected
+    dag = expected["wf.dag"].decode()
+    assert "CATEGORY warp_" in dag and "summary" in dag  # a throttled label; a label of one job
+    # the isr jobs end differently: the label's suffix is cut where they differ
+    assert re.search(r"bps_args=\"\d+ --job isr_1_Cam_1 .*--input-locations", dag)
+
+
+def test_the_dag_of_a_streamed_workflow_takes_the_jobs_path_for_restart_overrides(tmp_path, monkeypatch):
+    from bps.wms.htcondor import translator
+
+    built, streamed = _with_added_arguments(demo_quanta(), _options())
+    monkeypatch.setattr(translator, "_column_node_lines", None)  # must not be used
+    overrides = translator.NodeOverrides(memory_mb={"isr_1_Cam_1": 9000})
+    translator.write_dag(built, tmp_path / "built", overrides)
+    translator.write_dag(streamed, tmp_path / "streamed", overrides)
+    before, after = (_files_of(tmp_path / d) for d in ("built", "streamed"))
+    assert after["wf.dag"].replace(b"/streamed/", b"/built/") == before["wf.dag"]
+    assert b'bps_memory="9000"' in after["wf.dag"]
+
+
+def test_workflow_json_of_a_streamed_workflow_with_added_arguments_is_the_built_one(tmp_path):
+    built, streamed = _with_added_arguments(demo_quanta(), _options())
+    save_workflow(built, tmp_path / "built.json")
+    save_workflow(streamed, tmp_path / "streamed.json")
+    assert (tmp_path / "streamed.json").read_bytes() == (tmp_path / "built.json").read_bytes()
+
+
+def test_a_streamed_job_name_that_needs_json_escapes_is_written_as_when_built(tmp_path, monkeypatch):
+    """Job names are file-name safe when built; should one not be, both writers still escape it."""
+    from bps import workflow_stream
+    from bps.wms.htcondor import translator
+
+    monkeypatch.setattr(workflow_stream, "safe_name", lambda text: text + ' "é\\')
+    streamed = build_streamed_workflow(_chains(), options(), path_of).workflow
+    built = GenericWorkflowCopy.of(streamed)
+    save_workflow(built, tmp_path / "built.json")
+    save_workflow(streamed, tmp_path / "streamed.json")
+    assert (tmp_path / "streamed.json").read_bytes() == (tmp_path / "built.json").read_bytes()
+    monkeypatch.setattr(translator, "safe_name", lambda text: text.replace(" ", "_").replace('"', "q"))
+    translator.write_dag(built, tmp_path / "dag")
+    expected = _files_of(tmp_path / "dag")
+    (tmp_path / "dag").rename(tmp_path / "built")
+    translator.write_dag(streamed, tmp_path / "dag")
+    assert _files_of(tmp_path / "dag") == expected
+
+
+class GenericWorkflowCopy:
+    @staticmethod
+    def of(workflow):
+        """A workflow of plain `Job` objects equal to ``workflow`` (its writers take the jobs' path)."""
+        from dataclasses import replace
+
+        return replace(workflow, jobs=dict(workflow.jobs.items()), parents=dict(workflow.parents.items()))
+
+
+def test_a_streamed_label_over_a_slot_is_refused_naming_its_first_job_as_when_built(tmp_path):
+    from bps.wms.htcondor.checks import check_workflow
+
+    opts = options(resources_for=lambda label: Resources(memory_mb=99_999 if label == "warp" else 100))
+    built = build_workflow(demo_quanta(), opts, path_of)
+    streamed = build_streamed_workflow(demo_quanta(), opts, path_of).workflow
+    problems = check_workflow(built, tmp_path)
+    assert check_workflow(streamed, tmp_path) == problems
+    assert any("label 'warp' asks for memory_mb=99999 (job warp_" in p for p in problems)
