@@ -8,6 +8,7 @@ reads the workflow (``workflow.json``, the HTCondor DAG, the Pegasus documents) 
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from pathlib import Path
@@ -287,3 +288,32 @@ def test_a_streamed_label_over_a_slot_is_refused_naming_its_first_job_as_when_bu
     problems = check_workflow(built, tmp_path)
     assert check_workflow(streamed, tmp_path) == problems
     assert any("label 'warp' asks for memory_mb=99999 (job warp_" in p for p in problems)
+
+
+def test_streamed_input_files_of_both_kinds_in_one_pass_are_the_built_ones(tmp_path, monkeypatch):
+    """Locations and checks grouped in one pass over the jobs: the same files as two passes over
+    the built jobs, and each job's ``--input-locations`` still before its ``--input-checks``."""
+    monkeypatch.setattr(prepare_mod, "LOCATIONS_PER_FILE", 1)  # a file per job: groups end at different jobs
+    built = build_workflow(demo_quanta(), _options(), path_of)
+    streamed = build_streamed_workflow(demo_quanta(), _options(), path_of)
+    raws = sorted({f.lfn for job in built.jobs.values() for f in job.inputs if f.producer is None})
+    locations = {lfn: f"elsewhere/{lfn}" for lfn in raws[1:]}
+    checks = {lfn: [len(lfn), "sum"] for lfn in raws[:-1]}
+    kinds = {"locations": (locations, "--input-locations"), "checks": (checks, "--input-checks")}
+    (tmp_path / "built").mkdir()
+    (tmp_path / "streamed").mkdir()
+    for name, (by_lfn, option) in kinds.items():
+        prepare_mod._write_shared_input_files(built, by_lfn, tmp_path / "built" / name, option)
+    prepare_mod._write_streamed_inputs(
+        streamed, [(by_lfn, tmp_path / "streamed" / name, option) for name, (by_lfn, option) in kinds.items()]
+    )
+    before, after = _files_of(tmp_path / "built"), _files_of(tmp_path / "streamed")
+    assert after == before and len(after) == 2 * (len(raws) - 1)
+    as_built = json.dumps(workflow_to_json(built)["jobs"]).replace(str(tmp_path / "built"), "DIR")
+    as_streamed = json.dumps(workflow_to_json(streamed.workflow)["jobs"])
+    assert as_streamed.replace(str(tmp_path / "streamed"), "DIR") == as_built
+    assert all(
+        job.arguments.index("--input-locations") < job.arguments.index("--input-checks")
+        for job in streamed.workflow.jobs.values()
+        if "--input-checks" in job.arguments and "--input-locations" in job.arguments
+    )
