@@ -10,8 +10,10 @@ the quanta one chunk at a time (`supertask.graph.file_format.iter_quanta`, in id
 which is dependency order) and keeps, per job and per dataset, only flat columns (strings,
 small tuples and integer arrays). The workflow's ``jobs`` and ``parents`` are read-only
 mappings over those columns that make each `Job` when it is read and forget it after, so
-the translators, ``workflow.json`` and the checks stream through the jobs exactly as
-through a built workflow, and write the same bytes (same names, order, files, parents).
+the translators stream through the jobs exactly as through a built workflow, and write the
+same bytes (same names, order, files, parents). The writers that know a streamed workflow
+(``workflow.json``: `bps.workflow_io`; the HTCondor DAG and its resource check) make no
+`Job` per job: they read the columns through `StreamedJobs`' read-only accessors.
 
 What a prepare adds after the build (registered paths of overall inputs, the
 ``--input-locations`` / ``--input-checks`` arguments) goes into the columns too:
