@@ -105,9 +105,12 @@ def _write_columns(workflow: GenericWorkflow, out: IO[str]) -> bool:
     label's template cannot be cut into pieces (a value holding `_MARK`).
     """
     jobs: Any = workflow.jobs
-    pieces = {label: _job_pieces(job) for label, job in jobs.label_templates().items()}
-    if not all(pieces.values()):
-        return False
+    pieces: dict[int, list[str]] = {}
+    for label, template in jobs.label_templates().items():
+        cut = _job_pieces(template)
+        if cut is None:
+            return False
+        pieces[label] = cut
     order, names, label_of = jobs.order(), jobs.names(), jobs.label_index()
     position = jobs.positions()
     rows = array("q", [-1]) * jobs.file_count()

@@ -711,19 +711,19 @@ def _column_node_lines(
     shared: dict[int, tuple[str, str, str, str, str]] = {}
     for index, t in templates.items():
         d = labels[t.label]
-        more = []
+        vars_ = []
         if t.resources.memory_mb != d.memory_mb:
-            more.append(f'bps_memory="{t.resources.memory_mb}"')
+            vars_.append(f'bps_memory="{t.resources.memory_mb}"')
         if t.resources.cpus != d.cpus:
-            more.append(f'bps_cpus="{t.resources.cpus}"')
+            vars_.append(f'bps_cpus="{t.resources.cpus}"')
         if t.resources.disk_mb != d.disk_mb:
-            more.append(f'bps_disk="{t.resources.disk_mb}"')
+            vars_.append(f'bps_disk="{t.resources.disk_mb}"')
         if t.retry.retries != d.job.retry.retries:
-            more.append(f'bps_retries="{max(int(t.retry.retries), 0)}"')
+            vars_.append(f'bps_retries="{max(int(t.retry.retries), 0)}"')
         category = safe_name(t.throttle) if t.throttle else safe_name(t.label)
         shared[index] = (
             f" {layout.submit_file(t.label)}\nVARS ",
-            "".join(" " + v for v in more) + "\n",
+            "".join(" " + v for v in vars_) + "\n",
             f" {t.priority}\n" if t.priority else "",
             f" {category}\n" if category in throttles else "",
             t.log_subdir,
