@@ -39,6 +39,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from supertask.atomic_write import atomic_open
 
@@ -626,6 +627,7 @@ _LINES_CHUNK = 4096
 #: Stand for a job's quantum number and name in its label's ``bps_args`` (`_column_node_lines`).
 _QUANTUM_MARK, _NAME_MARK = "\x01", "\x02"
 #: A job name that `quote_argument` and `vars_value` leave as it is has none of these.
+_VARS_ESCAPED = re.compile(r'["\\]')
 _SPECIAL_NAME = re.compile(r"[ \t'\"\\\x01\x02]")
 
 
@@ -731,28 +733,36 @@ def _column_node_lines(
     names, label_of = jobs.names(), jobs.label_index()
     plain = not _SPECIAL_NAME.search("".join(names))
     args_text: dict[tuple[int, tuple[str, ...]], str | None] = {}
+    # a node name is `safe_name`'s: nothing in it to escape in a VARS value (checked once)
+    escape_nodes = bool(_VARS_ESCAPED.search("".join(nodes)))
+    # (label, unit) -> ``bps_log`` up to the node name
+    log_text: dict[tuple[int, tuple[str, Any] | None], str] = {}
     lines: list[str] = []
     for j in jobs.order():
         index = label_of[j]
-        t = templates[index]
-        d = labels[t.label]
         sub, more, priority, category, log_subdir = shared[index]
-        node, name = nodes[j], names[j]
-        value = jobs.common_value(j, UNIT_KEYS)
-        log = log_dir(t.label, log_subdir, f"{value[0]}-{value[1]}" if value else "")
-        log_dirs.add(log)
+        node = nodes[j]
+        unit = jobs.common_value(j, UNIT_KEYS)
+        log = log_text.get((index, unit))
+        if log is None:
+            label = templates[index].label
+            directory = log_dir(label, log_subdir, f"{unit[0]}-{unit[1]}" if unit else "")
+            log_dirs.add(directory)
+            log = log_text[(index, unit)] = vars_value(directory + "/")[:-1]
         extra = jobs.extra_arguments(j)
-        key = (index, extra)
-        if key not in args_text:
-            args_text[key] = _marked_arguments(jobs, d, extra) if plain else None
-        text = args_text[key]
+        text = args_text.get((index, extra), "")
+        if text == "":
+            d = labels[templates[index].label]
+            text = args_text[(index, extra)] = _marked_arguments(jobs, d, extra) if plain else None
         if text is not None:
-            args = text.replace(_QUANTUM_MARK, str(j)).replace(_NAME_MARK, name)
+            args = text.replace(_QUANTUM_MARK, str(j)).replace(_NAME_MARK, names[j])
         else:
+            d = labels[templates[index].label]
             full = _column_arguments(jobs, j, extra)
             args = vars_value(join_arguments(full[len(d.prefix) : len(full) - len(d.suffix)]))
+        log += vars_value(node)[1:] if escape_nodes else node + '"'
         lines.append(
-            f"JOB {node}{sub}{node} bps_log={vars_value(log + '/' + node)} bps_args={args}{more}"
+            f"JOB {node}{sub}{node} bps_log={log} bps_args={args}{more}"
             + (f"PRIORITY {node}{priority}" if priority else "")
             + (f"CATEGORY {node}{category}" if category else "")
         )
