@@ -10,10 +10,8 @@ the quanta one chunk at a time (`supertask.graph.file_format.iter_quanta`, in id
 which is dependency order) and keeps, per job and per dataset, only flat columns (strings,
 small tuples and integer arrays). The workflow's ``jobs`` and ``parents`` are read-only
 mappings over those columns that make each `Job` when it is read and forget it after, so
-the translators stream through the jobs exactly as through a built workflow, and write the
-same bytes (same names, order, files, parents). The writers that know a streamed workflow
-(``workflow.json``: `bps.workflow_io`; the HTCondor DAG and its resource check) make no
-`Job` per job: they read the columns through `StreamedJobs`' read-only accessors.
+the translators, ``workflow.json`` and the checks stream through the jobs exactly as
+through a built workflow, and write the same bytes (same names, order, files, parents).
 
 What a prepare adds after the build (registered paths of overall inputs, the
 ``--input-locations`` / ``--input-checks`` arguments) goes into the columns too:
@@ -134,39 +132,6 @@ class StreamedJobs(Mapping[str, Job]):
         make = self._make
         return (make(j) for j in self._c.order)
 
-    # -- what `bps.workflow_io` reads to write ``workflow.json`` by file number -----------------
-
-    def numbered(self) -> Iterator[tuple[Job, array[int], array[int]]]:
-        """Each job (in order) with the numbers of its input and output files."""
-        c, make = self._c, self._make
-        for j in c.order:
-            yield (
-                make(j),
-                c.in_files[c.in_start[j] : c.in_start[j + 1]],
-                c.out_files[c.out_start[j] : c.out_start[j + 1]],
-            )
-
-    def positions(self) -> array[int]:
-        """Job number -> the job's position in the workflow's order."""
-        position = array("q", bytes(8 * len(self._c.order)))
-        for i, j in enumerate(self._c.order):
-            position[j] = i
-        return position
-
-    def file_count(self) -> int:
-        return len(self._c.lfns)
-
-    def file_fields(self, k: int) -> tuple[str, tuple[str, ...], tuple[Any, ...], str, int, str]:
-        """Dataset type, data-ID keys and values, path, producer's job number (or -1), lfn of file ``k``."""
-        c = self._c
-        dataset_type, keys = c.schemas[c.schema_of[k]]
-        return dataset_type, keys, c.values[k], c.paths[k], c.producer[k], c.lfns[k]
-
-    def labels(self) -> list[str]:
-        """Distinct labels in first-appearance order (without making the jobs)."""
-        labels = self._c.labels
-        return [labels[self._c.label_of[j]] for j in self.first_jobs()]
-
     # -- what the writers read straight from the columns (no `Job` per job) -------------------
 
     def order(self) -> array[int]:
@@ -266,6 +231,24 @@ class StreamedJobs(Mapping[str, Job]):
             else:
                 return key, value
         return None
+
+    def positions(self) -> array[int]:
+        """Job number -> the job's position in the workflow's order."""
+        position = array("q", bytes(8 * len(self._c.order)))
+        for i, j in enumerate(self._c.order):
+            position[j] = i
+        return position
+
+    def file_count(self) -> int:
+        return len(self._c.lfns)
+
+    def labels(self) -> list[str]:
+        """Distinct labels in first-appearance order (without making the jobs)."""
+        seen: dict[str, None] = {}
+        labels, label_of = self._c.labels, self._c.label_of
+        for j in self._c.order:
+            seen.setdefault(labels[label_of[j]], None)
+        return list(seen)
 
 
 class _Items(ItemsView[str, Job]):
