@@ -53,6 +53,11 @@ NOT_IMPORTED = (
     "argparse",
     "gettext",
     "locale",
+    # pickle.py (the C _pickle it re-exports is enough) and zstandard's package (its import
+    # loads platform only to choose the C backend, which supertask.graph.zstd_import loads)
+    "pickle",
+    "zstandard",
+    "platform",
 )
 
 #: runs ``bps.run_quantum`` as ``python -m`` does, then prints the modules it imported
