@@ -40,7 +40,9 @@ a staging layer around the core runner that ``supertask run`` uses too
 `SupertaskBackend` and `Placement` are importable from here as before.
 
 Start-up is a hot path (every job pays it): this module imports only the standard
-library at start, and the rest inside `main`, with the cyclic collector paused.
+library at start, and the rest inside `main`, with the cyclic collector paused; the
+command line prepare writes is read without `argparse` (`_parse_plain`), which is
+imported only for any other line.
 """
 
 from __future__ import annotations
