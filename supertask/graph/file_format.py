@@ -33,7 +33,8 @@ except ImportError:  # pragma: no cover - other Python implementations
     from hashlib import blake2b
 from typing import TYPE_CHECKING, Any
 
-try:  # the C pickle module, the one pickle.py re-exports: importing it alone skips pickle.py (~2 ms per job)
+try:  # the C pickle module, the one pickle.py re-exports: importing it alone skips pickle.py (~2 ms per job);
+    # it has Pickler, Unpickler, dumps, loads and the errors, not the *_PROTOCOL constants
     import _pickle as pickle
 except ImportError:  # pragma: no cover - other Python implementations
     import pickle  # type: ignore[no-redef]
@@ -46,7 +47,7 @@ from .zstd_import import import_zstandard
 
 if TYPE_CHECKING:
     import zstandard
-else:
+else:  # the C backend: its classes and train_dictionary, not zstandard.open/compress/decompress
     zstandard = import_zstandard()
 
 __all__ = (

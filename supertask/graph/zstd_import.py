@@ -9,6 +9,11 @@ it as well); everything the graph file uses (compressor, decompressor, dictionar
 `ZstdError`) is defined there. Anywhere else, under an import policy other than the
 default (``PYTHON_ZSTANDARD_IMPORT_POLICY``), when the package is already imported, or
 if anything about the C backend is not as expected, it is the package itself.
+
+The backend lacks what the package's ``__init__`` adds: ``zstandard.open``,
+``zstandard.compress`` and ``zstandard.decompress`` (use a `ZstdCompressor` or
+`ZstdDecompressor`), ``__version__`` and ``backend``. Code using the returned module sticks
+to `NEEDED` and the classes' methods.
 """
 
 from __future__ import annotations
