@@ -396,8 +396,12 @@ class DatasetManager:
 
     def records(self, datasets: Sequence[Dataset]) -> dict[int, tuple[str, int | None, str | None]]:
         """``{id: (path, size, checksum)}`` by id; see `Registry.getDatasetRecords`."""
+        return self.recordsById(d.id for d in datasets if d.id is not None)
+
+    def recordsById(self, wanted: Iterable[int]) -> dict[int, tuple[str, int | None, str | None]]:
+        """``{id: (path, size, checksum)}`` of the registered ones among the ids ``wanted``."""
         ds = self._db.schema.dataset
-        ids = sorted({d.id for d in datasets if d.id is not None})
+        ids = sorted(set(wanted))
         found: dict[int, tuple[str, int | None, str | None]] = {}
         with self._db.connect() as conn:
             for part in chunked(ids):
