@@ -42,15 +42,20 @@ def lfn_formatter(dataset_type: str, keys: tuple[str, ...]) -> Callable[[tuple[A
     ``bps prepare`` names millions of datasets of a few (type, keys) pairs.
     """
     head = _safe_part(dataset_type)
-    # (key text, position) in sorted key order
-    fields = [(f"{k}-", i) for k, i in sorted((k, i) for i, k in enumerate(keys))]
+    # (key text, position, whether "key-<int>" is safe as it stands) in sorted key order:
+    # the text of an int is digits and "-", which `safe_name` keeps
+    fields = [
+        (f"{k}-", i, _safe_part(f"{k}-0") == f"{k}-0") for k, i in sorted((k, i) for i, k in enumerate(keys))
+    ]
     width = len(keys)
 
     def lfn(values: tuple[Any, ...]) -> str:
         if len(values) != width:
             raise ValueError(f"{dataset_type} data ID values {values!r} do not match keys {keys}")
         parts = [head]
-        parts += [_safe_part(f"{k}{values[i]}") for k, i in fields]
+        for k, i, plain in fields:
+            v = values[i]
+            parts.append(k + str(v) if plain and type(v) is int else _safe_part(f"{k}{v}"))
         return ".".join(parts).strip("_") or "_"
 
     return lfn

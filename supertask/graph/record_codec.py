@@ -272,25 +272,38 @@ class RecordDecoder:
 
     def _plain(self, entries: tuple[Any, ...]) -> list[PlainDataset]:
         """The datasets of ``entries`` as `PlainDataset` tuples, in the order `_datasets` lists them."""
-        keysets, n_runs = self._keysets, len(self._runs)
+        keysets, types, n_runs = self._keysets, self._types, len(self._runs)
         result: list[PlainDataset] = []
-        names: list[str] = []
         for entry in entries:
-            type_index, pairs, ids, runs = self._pairs(entry)
-            names.append(self._types[type_index].name)  # refuses a type index outside the tables
+            type_index, keyset, flat, ids, runs = entry
+            types[type_index]  # noqa: B018 - refuses a type index outside the tables
+            if (
+                keyset >= 0
+                and len(flat) == len(keysets[keyset]) != 0
+                and (ids is None or len(ids) == 1)
+                and (runs is None or len(runs) == 1)
+            ):  # the common case: one dataset of this type
+                run = _MIXED if runs is None else runs[0]
+                if run >= n_runs:
+                    raise ValueError(f"unknown run index {run}")
+                result.append((type_index, keyset, flat, None if ids is None else ids[0], run))
+                continue
+            _, pairs, ids, runs = self._pairs(entry)
             for (ks, values), id, run in zip(pairs, ids, runs, strict=True):
                 if len(keysets[ks]) != len(values) or run >= n_runs:
                     raise ValueError(
-                        f"a dataset of {names[-1]} has {len(values)} data-ID values for keys "
+                        f"a dataset of {types[type_index].name} has {len(values)} data-ID values for keys "
                         f"{keysets[ks]}, or an unknown run index {run}"
                     )
                 result.append((type_index, ks, values, id, run))
-        if len(names) > 1 and len(set(names)) != len(names):
-            # two entries of one type: the later one replaces the earlier, as in `_datasets`
-            by_name: dict[str, list[PlainDataset]] = {}
-            for entry, name in zip(entries, names, strict=True):
-                by_name[name] = self._plain((entry,))
-            result = [d for datasets in by_name.values() for d in datasets]
+        if len(entries) > 1:
+            names = [types[entry[0]].name for entry in entries]
+            if len(set(names)) != len(names):
+                # two entries of one type: the later one replaces the earlier, as in `_datasets`
+                by_name: dict[str, list[PlainDataset]] = {}
+                for entry, name in zip(entries, names, strict=True):
+                    by_name[name] = self._plain((entry,))
+                result = [d for datasets in by_name.values() for d in datasets]
         return result
 
     def decode(self, record: tuple[Any, ...], id: int) -> Quantum:

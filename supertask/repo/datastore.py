@@ -105,24 +105,29 @@ class Datastore:
         """
         name = datasetType.name
         template = self.templates.get(name, self.templates["default"])
-        extension = get_formatter(datasetType.storageClass).extension
+        try:
+            extension = get_formatter(datasetType.storageClass).extension
+        except KeyError:  # refused when formatting, after the template, as `path` always did
+            extension = None
         keys = tuple(keys)
         # (key, position) in key order: the {dataId} text is sorted by unit name
         by_name = sorted((k, i) for i, k in enumerate(keys))
         fields = [(f"{k}-", i) for k, i in by_name]
-        cleaned: dict[tuple[type, Any], str] = {}  # values recur (instrument, detector...)
+        cleaned: dict[str, str] = {}  # str values recur (instrument, band, skymap...)
 
         def clean(value: Any) -> str:
-            key = (type(value), value)
-            text = cleaned.get(key)
+            if type(value) is not str:
+                return _clean(value)
+            text = cleaned.get(value)
             if text is None:
                 text = _clean(value)
                 if len(cleaned) < _CLEAN_CACHE:
-                    cleaned[key] = text
+                    cleaned[value] = text
             return text
 
         def format(values: tuple[Any, ...], run: str) -> str:
-            texts = [clean(v) for v in values]
+            # the text of an int is clean already
+            texts = [str(v) if type(v) is int else clean(v) for v in values]
             mapping = dict(zip(keys, texts, strict=True))
             mapping["dataId"] = "_".join([prefix + texts[i] for prefix, i in fields]) or "global"
             mapping["datasetType"] = name
@@ -134,9 +139,25 @@ class Datastore:
                     f"template {template!r} for {name} needs {err.args[0]!r}, which data ID "
                     f"{dict(zip(keys, values, strict=True))!r} lacks; fix the template in butler.yaml"
                 ) from None
-            return rel + extension
+            return rel + (
+                extension if extension is not None else get_formatter(datasetType.storageClass).extension
+            )
 
-        return format
+        if extension is None:
+            return format
+        positional = _positional(template, name, keys, extension)
+        if positional is None:  # a field the keys lack, or one too intricate to rewrite
+            return format
+        width = len(keys)
+
+        def format_positional(values: tuple[Any, ...], run: str) -> str:
+            if len(values) != width:
+                return format(values, run)  # refuses the values as the mapping does
+            texts = [str(v) if type(v) is int else clean(v) for v in values]
+            did = "_".join([prefix + texts[i] for prefix, i in fields]) or "global"
+            return positional.format(run, did, *texts)
+
+        return format_positional
 
     def write(
         self, obj: Any, datasetType: DatasetType, dataId: Mapping[str, Any], run: str, *, fsync: bool = True
@@ -310,6 +331,50 @@ def _syncfs(root: str | Path) -> None:
             os.sync()
     finally:
         os.close(fd)
+
+
+def _positional(template: str, type_name: str, keys: tuple[str, ...], extension: str) -> str | None:
+    """``template`` + ``extension`` rewritten for ``format(run, dataId, *key_texts)``, or None.
+
+    What `Datastore.path` formats by name becomes positional, with the dataset type's name
+    and the extension as literal text: formatting then builds no mapping per dataset.
+    Conversions, format specs, attribute and index lookups are kept as written. None when
+    a field is not one of ``run``, ``dataId``, ``datasetType`` and ``keys`` (the mapping
+    refuses it, naming the field), is positional, or nests fields in its format spec.
+    """
+    position = {k: 2 + i for i, k in enumerate(keys)}
+    position.update(run=0, dataId=1)
+    out: list[str] = []
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError:
+        return None
+    for literal, field, spec, conversion in parsed:
+        out.append(literal.replace("{", "{{").replace("}", "}}"))
+        if field is None:
+            continue
+        head = re.match(r"[^.\[]*", field)
+        arg = head.group(0) if head else ""
+        rest = field[len(arg) :]
+        if (spec and "{" in spec) or (arg == "datasetType" and rest) or not arg:
+            return None
+        if arg == "datasetType" and not spec and not conversion:
+            out.append(type_name.replace("{", "{{").replace("}", "}}"))
+            continue
+        if arg == "datasetType":
+            return None
+        if arg not in position:
+            return None
+        out.append(
+            "{"
+            + str(position[arg])
+            + rest
+            + (f"!{conversion}" if conversion else "")
+            + (f":{spec}" if spec else "")
+            + "}"
+        )
+    out.append(extension.replace("{", "{{").replace("}", "}}"))
+    return "".join(out)
 
 
 def _check_template(name: str, template: str) -> None:
