@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from bps.names import dataset_lfn, lfn_formatter
 from supertask.repo.dataid import DataId
-from supertask.repo.datastore import Datastore, DatastoreError, _clean
 from supertask.repo.dataset import DatasetType
+from supertask.repo.datastore import Datastore, DatastoreError, _clean
 from supertask.repo.formatters import get_formatter
 
 UNITS = ("instrument", "visit", "detector", "band", "_odd", "run", "dataId", "a-b", "x y")
