@@ -6,9 +6,11 @@ Why
 and makes one `~bps.workflow.Job` and one `~bps.workflow.WorkflowFile` object per job and
 dataset: with the loaded graph beside them, an unclustered prepare of 10^6 quanta held
 3.9 GB. When every quantum is its own job nothing needs the whole graph: this module reads
-the quanta one chunk at a time (`supertask.graph.file_format.iter_quanta`, in id order,
-which is dependency order) and keeps, per job and per dataset, only flat columns (strings,
-small tuples and integer arrays). The workflow's ``jobs`` and ``parents`` are read-only
+the quanta one chunk at a time as plain records (`supertask.graph.file_format.iter_records`,
+in id order, which is dependency order; no `Quantum`, `Dataset` or `DataId` is made) and
+keeps, per job and per dataset, only flat columns (strings, small tuples and integer arrays).
+Each distinct dataset's logical file name and template path are formatted once, by
+formatters made once per (dataset type, data-ID keys). The workflow's ``jobs`` and ``parents`` are read-only
 mappings over those columns that make each `Job` when it is read and forget it after, so
 the translators, ``workflow.json`` and the checks stream through the jobs exactly as
 through a built workflow, and write the same bytes (same names, order, files, parents).
