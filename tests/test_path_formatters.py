@@ -107,3 +107,14 @@ def test_an_unknown_storage_class_is_refused_when_formatting_after_the_template(
 def test_the_lfn_formatter_gives_the_dataset_lfn_on_any_values(data_id, dataset_type):
     expected = dataset_lfn(dataset_type, data_id)
     assert lfn_formatter(dataset_type, tuple(data_id))(tuple(data_id.values())) == expected
+
+
+def test_path_keeps_its_formatters_but_follows_a_changed_template_and_still_pickles(tmp_path):
+    import pickle
+
+    store = Datastore(tmp_path)
+    dt = DatasetType("calexp", ("visit",), "NumpyArray")
+    assert store.path(dt, DataId(visit=1), "r") == "r/calexp/calexp_visit-1.npy"
+    store.templates["calexp"] = "{run}/v{visit}"
+    assert store.path(dt, DataId(visit=1), "r") == "r/v1.npy"
+    assert pickle.loads(pickle.dumps(store)).path(dt, DataId(visit=2), "r") == "r/v2.npy"

@@ -32,6 +32,8 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._+\-=]")
 CHECKSUM_ALGORITHM = "blake2b-128"
 #: distinct data-ID values whose cleaned text a `Datastore.path_formatter` keeps
 _CLEAN_CACHE = 1 << 16
+#: formatters `Datastore.path` keeps (one per dataset type and key set in practice)
+_FORMATTER_CACHE = 1024
 
 
 class DatastoreError(RuntimeError):
@@ -69,6 +71,14 @@ class Datastore:
         self.templates: dict[str, str] = {"default": DEFAULT_TEMPLATE, **dict(config.get("templates") or {})}
         for name, template in self.templates.items():
             _check_template(name, template)
+        #: `path_formatter`s by (type name, storage class, keys, template), for `path`
+        self._formatters: dict[
+            tuple[str, str, tuple[str, ...], str], Callable[[tuple[Any, ...], str], str]
+        ] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the formatters are closures (not picklable) and cheap to make again
+        return {**self.__dict__, "_formatters": {}}
 
     @classmethod
     def fromRepo(cls, root: str | Path) -> Datastore:
@@ -85,7 +95,15 @@ class Datastore:
         DatastoreError
             If the template names a unit the data ID does not have.
         """
-        return self.path_formatter(datasetType, tuple(dataId))(tuple(dataId.values()), run)
+        keys = tuple(dataId)
+        template = self.templates.get(datasetType.name, self.templates["default"])
+        cached = (datasetType.name, datasetType.storageClass, keys, template)
+        format = self._formatters.get(cached)
+        if format is None:
+            if len(self._formatters) >= _FORMATTER_CACHE:
+                self._formatters.clear()
+            format = self._formatters[cached] = self.path_formatter(datasetType, keys)
+        return format(tuple(dataId.values()), run)
 
     def path_formatter(
         self, datasetType: DatasetType, keys: tuple[str, ...]
@@ -133,7 +151,7 @@ class Datastore:
             mapping["datasetType"] = name
             mapping["run"] = run
             try:
-                rel = template.format_map(mapping)
+                rel = template.format(**mapping)
             except KeyError as err:
                 raise DatastoreError(
                     f"template {template!r} for {name} needs {err.args[0]!r}, which data ID "
