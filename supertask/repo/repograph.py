@@ -387,8 +387,10 @@ class RepoGraph:
         index = self._datasetIndex.setdefault(typeName, {})
         out: dict[DataId, Dataset] = {}
         missing: list[DataId] = []
+        keySet = frozenset(keys)
         for d in dataIds:
-            key = d.subset(keys)
+            # A data ID with exactly the type's keys is its own key (no copy to hash).
+            key = d if d._values.keys() == keySet else d.subset(keys)
             found = index.get(key)
             if found is not None:
                 out[d] = found
