@@ -150,10 +150,13 @@ class QuantumGraph:
             if shared:
                 self._byType = _datasets_by_type(quanta)
                 _link(quanta)
+                in_order = False
             else:
-                self._byType = _share_and_link(quanta)
+                self._byType, in_order = _share_and_link(quanta)
             self._datasetSets: dict[str, set[Dataset]] | None = None
-            self._quanta = _dependency_order(quanta)
+            # Quanta whose producers all come before them (a builder's, task by task) keep
+            # their order, which `_dependency_order` would only confirm at some cost.
+            self._quanta = quanta if in_order else _dependency_order(quanta)
         for i, quantum in enumerate(self._quanta):
             quantum.id = i
 
@@ -401,8 +404,11 @@ def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
-def _share_and_link(quanta: list[Quantum]) -> dict[str, list[Dataset]]:
-    """Make equal datasets one object across ``quanta`` and link them; return the distinct ones by type.
+def _share_and_link(quanta: list[Quantum]) -> tuple[dict[str, list[Dataset]], bool]:
+    """Make equal datasets one object across ``quanta`` and link them.
+
+    Returns the distinct datasets by type name, and whether every quantum comes after
+    the producers of its inputs (then the given order is already the dependency order).
 
     The first object seen for a (type name, data ID) is kept (taking the ``id``/``run``
     of a resolved duplicate); the others are replaced in the quanta's lists. A kept
@@ -411,7 +417,9 @@ def _share_and_link(quanta: list[Quantum]) -> dict[str, list[Dataset]]:
     look-ups of a builder's graph, where the inputs are already the producers' output
     objects. Its ``creator`` and ``consumers`` are reset at that first sighting and set
     in quantum order, as `_link` sets them: one walk over the ~4 million dataset
-    references of a 10^6-quantum build instead of three.
+    references of a 10^6-quantum build instead of three. The order check comes with
+    it: the quanta are out of order exactly when a dataset gets its creator after a
+    quantum (possibly its creator itself) was recorded as reading it.
 
     Raises
     ------
@@ -420,6 +428,7 @@ def _share_and_link(quanta: list[Quantum]) -> dict[str, list[Dataset]]:
     """
     canonical: dict[str, dict[DataId, Dataset]] = {}
     known: set[int] = set()
+    in_order = True
 
     def share(datasets: list[Dataset]) -> None:
         for j, d in enumerate(datasets):
@@ -454,8 +463,10 @@ def _share_and_link(quanta: list[Quantum]) -> dict[str, list[Dataset]]:
                         f"{d!r} is produced by two quanta: {_describe(d.creator)} and {_describe(quantum)}; "
                         "each dataset must have one producer"
                     )
+                if d.consumers:
+                    in_order = False  # read by this quantum or an earlier one
                 d.creator = quantum
-    return {name: list(index.values()) for name, index in canonical.items()}
+    return {name: list(index.values()) for name, index in canonical.items()}, in_order
 
 
 def _datasets_by_type(quanta: list[Quantum]) -> dict[str, list[Dataset]]:
