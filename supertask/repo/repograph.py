@@ -204,13 +204,19 @@ class RepoGraph:
             self._datasetSets = {name: set(index.values()) for name, index in self._datasetIndex.items()}
         return self._datasetSets
 
-    def _attachMany(self, datasetType: DatasetType, datasets: Iterable[Dataset]) -> None:
-        """Add datasets of one type; link them to units whose ``datasets`` were already asked for."""
+    def _attachMany(
+        self, datasetType: DatasetType, datasets: Iterable[Dataset], *, indexed: bool = False
+    ) -> None:
+        """Add datasets of one type; link them to units whose ``datasets`` were already asked for.
+
+        ``indexed``: the caller has put them in the type's index already (`addDatasets`).
+        """
         name = datasetType.name
         index = self._datasetIndex.setdefault(name, {})
         self.datasetTypes.setdefault(name, datasetType)
         datasets = list(datasets)
-        index.update((d.dataId, d) for d in datasets)
+        if not indexed:
+            index.update((d.dataId, d) for d in datasets)
         self._datasetSets = None
         for u in self.universe.expand(datasetType.units):
             if u in self._linkedUnits:
@@ -493,7 +499,7 @@ class RepoGraph:
                 new.append(dataset)
             out.append(dataset)
         if new:
-            self._attachMany(datasetType, new)
+            self._attachMany(datasetType, new, indexed=True)
         return out
 
     # ------------------------------------------------------------------ diagnostics
