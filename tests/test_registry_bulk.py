@@ -129,3 +129,20 @@ def test_restrict_sets_left_out_of_the_sql_are_still_applied(registry):
     keys, rows = registry.queryDataIdValues(["visit", "detector"], restrict=restrict)
     assert rows and {row[keys.index("detector")] for row in rows} == {1}
     assert len(rows) == len(registry.queryDataIds(["visit"]))
+
+
+def test_raw_rows_are_plain_tuples_in_batches_and_close_the_result(registry):
+    import sqlalchemy as sa
+
+    from supertask.repo.registry.bulk import raw_rows
+
+    visit = sa.table("visit", sa.column("visit"))
+    stmt = sa.select(visit.c.visit).order_by(visit.c.visit)
+    with registry.engine.connect() as conn:
+        result = conn.execute(stmt)
+        batches = list(raw_rows(result, 4))
+        assert result.closed
+        whole = list(raw_rows(conn.execute(stmt)))
+    assert [len(b) for b in batches] == [4, 2]  # six visits
+    assert [row for b in batches for row in b] == whole[0] == [(v,) for v in range(6)]
+    assert all(type(row) is tuple for row in whole[0])
