@@ -47,6 +47,34 @@ def raw_rows(result: sa.CursorResult[Any], size: int | None = None) -> Iterator[
         result.close()
 
 
+class ValueSharing:
+    """Rows whose equal values are one object per column, across all the batches given.
+
+    The driver makes a new ``str`` (and ``int`` past 256) for every value of every row:
+    the million rows of a large planning query held the band, instrument, skymap and
+    physical filter names and the visit numbers a million times each (about a quarter
+    of a GB). Each column keeps a dictionary of the values seen, which are few (units,
+    not rows), so the rows keep one object per distinct value.
+
+    Parameters
+    ----------
+    width : `int`
+        Values per row.
+    """
+
+    def __init__(self, width: int):
+        self._seen: list[dict[Any, Any]] = [{} for _ in range(width)]
+
+    def __call__(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        if not rows or not self._seen:
+            return rows
+        columns = [
+            list(map(seen.setdefault, column, column))
+            for seen, column in zip(self._seen, zip(*rows, strict=True), strict=True)
+        ]
+        return list(zip(*columns, strict=True))
+
+
 def chunked(values: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
     """Consecutive slices of at most ``size`` values."""
     for start in range(0, len(values), size):

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from ..dataid import DataId
 from ..dataset import DatasetType
 from ..units import sort_value_tuples
-from .bulk import dropped_keys, raw_rows, restrict_chunks
+from .bulk import ValueSharing, dropped_keys, raw_rows, restrict_chunks
 from .collection_manager import CollectionManager
 from .database import RegistryDatabase
 from .dataset_type_manager import DatasetTypeManager
@@ -125,6 +125,7 @@ class DataIdQueryManager:
         # database's order, and sorting it again is a linear pass over sorted runs
         # (a set would scramble it and cost a full sort: ~5 s per 10^6 rows).
         result: list[tuple[Any, ...]] = []
+        shared = ValueSharing(len(outputKeys))
         with self._db.connect() as conn:
             # A limited query is read in batches, so a runaway one stops early. SQLite's
             # cursor steps through the rows as they are fetched; PostgreSQL's holds the
@@ -138,12 +139,12 @@ class DataIdQueryManager:
                 parts: Iterator[list[tuple[Any, ...]]] = (
                     (list(map(tuple, part)) for part in rows.partitions(65536))
                     if streamed
-                    else raw_rows(rows, 65536 if max_rows is not None else None)
+                    else raw_rows(rows, 65536)
                 )
                 for values in parts:
                     for i, allowed in checks:  # the restrictions not in the SQL
                         values = [row for row in values if row[i] in allowed]
-                    result.extend(values)
+                    result.extend(shared(values))
                     if max_rows is not None and len(result) > max_rows:
                         rows.close()
                         raise RowLimitError(max_rows)
