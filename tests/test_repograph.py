@@ -253,32 +253,3 @@ def test_a_selection_over_max_rows_is_refused_while_fetching(butler):
     assert len(makeRepoGraph(butler, [RAW], [CALEXP], "visit = 3", maxRows=3).rows) == 3
     with pytest.raises(RowLimitError):
         makeRepoGraph(butler, [RAW], [CALEXP], "visit = 3", maxRows=2)
-
-
-def test_related_data_ids_leave_out_of_the_sql_a_value_set_covering_its_unit(butler, monkeypatch):
-    import sqlalchemy as sa
-
-    from supertask.repo.registry import bulk
-    from supertask.repo.repograph import RepoGraph
-
-    graph = makeRepoGraph(butler, [RAW], [CALEXP, COADD], None)
-    visits = graph.dataIds(["visit"])
-    statements: list[str] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):
-        statements.append(statement)
-
-    monkeypatch.setattr(bulk, "CHUNK", 2)  # 6 visits: more than one IN list holds
-    sa.event.listen(butler.registry.engine, "before_cursor_execute", record)
-    try:
-        related = graph.relatedDataIds(visits, ["patch"])
-        selects = [s for s in statements if "visit_detector_patch_overlap" in s]
-        assert len(selects) == 1 and "visit.visit IN" not in selects[0]  # (the one instrument is sent)
-        # The same answer as with the visits sent in IN lists.
-        monkeypatch.setattr(RepoGraph, "_restriction", lambda self, restrict: restrict)
-        statements.clear()
-        assert graph.relatedDataIds(visits, ["patch"]) == related
-        assert all("visit.visit IN" in s for s in statements if "visit_detector_patch_overlap" in s)
-    finally:
-        sa.event.remove(butler.registry.engine, "before_cursor_execute", record)
-    assert related[visits[2]] == [DataId(skymap="sky", tract=0, patch=1)]

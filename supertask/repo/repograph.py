@@ -162,7 +162,6 @@ class RepoGraph:
         self._projections: dict[tuple[str, ...], list[DataId]] = {}
         self._interned: dict[tuple[str, ...], dict[tuple[Any, ...], DataId]] = {}
         self._rowsByUnit: dict[str, dict[tuple[Any, ...], list[int]]] = {}
-        self._unitRowCounts: dict[str, int] = {}  # registry rows per unit table, asked on demand
 
     # ------------------------------------------------------------------ building
     def _buildUnits(self, withFields: bool = True) -> None:
@@ -338,7 +337,7 @@ class RepoGraph:
         for d in dataIds:
             byKeys.setdefault(tuple(d.keys()), []).append(d)
         for fromKeys, group in byKeys.items():
-            restrict = self._restriction({k: {d[k] for d in group} for k in fromKeys})
+            restrict = {k: {d[k] for d in group} for k in fromKeys}
             keys, rows = self.registry.queryDataIdValues(
                 set(fromKeys) | set(toUnits), restrict=restrict, ordered=False
             )  # each data ID's related tuples are sorted below
@@ -369,30 +368,6 @@ class RepoGraph:
                 ids.append(to)
             result[d] = ids
         return result
-
-    def _restriction(self, restrict: dict[str, set[Any]]) -> dict[str, set[Any]]:
-        """``restrict`` without the value sets that hold at least half of their unit's rows.
-
-        Such a set filters little, and sent as IN lists it costs one statement per
-        chunk of values (20 statements for the 9,708 visits of a 10^6 plan); the caller
-        keeps only the rows of the data IDs it asked about, so the result is the same.
-        Sets small enough for one IN list are kept without asking the registry.
-        """
-        from .registry.bulk import CHUNK
-
-        dropped = [
-            k
-            for k, values in restrict.items()
-            if len(values) > CHUNK and k in self.universe.units and 2 * len(values) >= self._unitRows(k)
-        ]
-        return {k: v for k, v in restrict.items() if k not in dropped}
-
-    def _unitRows(self, unit: str) -> int:
-        """Rows of a unit's table in the registry (asked once per graph)."""
-        n = self._unitRowCounts.get(unit)
-        if n is None:
-            n = self._unitRowCounts[unit] = self.registry.countUnitRows(unit)
-        return n
 
     def _internTable(self, keys: tuple[str, ...]) -> dict[tuple[Any, ...], DataId]:
         """``{values: DataId}`` over ``keys``: the graph's data IDs, shared by its look-ups."""
