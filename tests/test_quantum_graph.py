@@ -291,3 +291,14 @@ def test_a_resolved_duplicate_gives_its_id_and_run_to_the_shared_dataset():
     assert shared is first and (shared.id, shared.run) == (7, "raw/all")
     assert quanta[1].inputs["raw"][0] is first
     assert shared.consumers == quanta and shared.creator is None
+
+
+def test_a_second_graph_over_the_same_quanta_links_its_datasets_afresh():
+    quanta = make_quanta()
+    first = QuantumGraph(quanta)
+    produced = first.quantaByLabel()["isr"][0].outputs["calexp"][0]
+    readers = list(produced.consumers)
+    second = QuantumGraph(quanta)  # the datasets were kept and linked by the first graph
+    assert produced.consumers == readers and len(readers) == 2  # reset, not appended to
+    assert produced.creator is second.quantaByLabel()["isr"][0]
+    assert sum(len(v) for v in second.datasets.values()) == sum(len(v) for v in first.datasets.values())
