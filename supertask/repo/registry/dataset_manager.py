@@ -16,7 +16,15 @@ import sqlalchemy as sa
 from ..dataid import DataId
 from ..dataset import Dataset, DatasetType
 from ..units import sort_data_ids
-from .bulk import COPY_THRESHOLD, INSERT_CHUNK, chunked, data_id_key, pg_copy_insert, restrict_chunks
+from .bulk import (
+    COPY_THRESHOLD,
+    INSERT_CHUNK,
+    chunked,
+    data_id_key,
+    pg_copy_insert,
+    raw_rows,
+    restrict_chunks,
+)
 from .collection_manager import CollectionManager
 from .data_id_query_manager import DataIdQueryManager
 from .database import RegistryDatabase
@@ -334,14 +342,15 @@ class DatasetManager:
             else:
                 restrict = {k: {row[i] for row in wanted} for i, k in enumerate(keys)}
             for extra in restrict_chunks(restrict, lambda k: ds.c[k]):
-                for row in conn.execute(stmt.where(*extra)):
-                    values = tuple(row[2:])
-                    if values not in wanted:
-                        continue
-                    rank, runName = runOrder[row[1]]
-                    prev = best.get(values)
-                    if prev is None or rank < prev[0]:
-                        best[values] = (rank, row[0], runName)
+                for part in raw_rows(conn.execute(stmt.where(*extra))):
+                    for row in part:
+                        values = row[2:]
+                        if values not in wanted:
+                            continue
+                        rank, runName = runOrder[row[1]]
+                        prev = best.get(values)
+                        if prev is None or rank < prev[0]:
+                            best[values] = (rank, row[0], runName)
         return {values: (dsId, runName) for values, (_, dsId, runName) in best.items()}
 
     def location(self, dataset: Dataset) -> tuple[str, int | None, str | None]:
