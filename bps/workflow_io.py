@@ -88,7 +88,7 @@ def _write(workflow: GenericWorkflow, out: IO[str]) -> None:
 
 
 #: Rows and jobs encoded and written together: one ``encode`` and one ``write`` per chunk.
-_CHUNK = 4096
+_CHUNK = 1024
 #: Stands for a job's own values in the JSON of its label's template job (`_job_pieces`).
 _MARK = "\x00bps-job-field\x00"
 #: Characters a JSON string holds as themselves (``ensure_ascii``), but for ``"`` and ``\``.
