@@ -222,8 +222,13 @@ def _prepare_streamed(
     finally:
         butler.close()
     import_messages = _import_check_result(imports)
-    _write_streamed_inputs(streamed, locations, submit_dir / "input_locations", "--input-locations")
-    _write_streamed_inputs(streamed, checks, submit_dir / "input_checks", "--input-checks")
+    _write_streamed_inputs(
+        streamed,
+        [
+            (locations, submit_dir / "input_locations", "--input-locations"),
+            (checks, submit_dir / "input_checks", "--input-checks"),
+        ],
+    )
     del locations, checks
     save_workflow(workflow, submit_dir / WORKFLOW_FILE)
     return workflow, import_messages
@@ -272,10 +277,19 @@ def _registered_inputs(registry: Any, streamed: Any) -> tuple[dict[str, str], di
     return locations, checks
 
 
-def _write_streamed_inputs(streamed: Any, by_lfn: dict[str, Any], directory: Path, option: str) -> None:
-    """`_write_shared_input_files` for a streamed workflow (the same files and arguments)."""
-    reading = ((j, [lfn for _, lfn in inputs]) for j, inputs in streamed.jobs_reading_inputs())
-    _write_grouped_inputs(reading, by_lfn, directory, option, streamed.add_arguments)
+def _write_streamed_inputs(streamed: Any, kinds: list[tuple[dict[str, Any], Path, str]]) -> None:
+    """`_write_shared_input_files` of each ``(by_lfn, directory, option)`` for a streamed workflow,
+    all in one pass over the jobs: the same files, and the arguments added in the order of ``kinds``."""
+    groups = [_InputGroups(by_lfn, directory, option) for by_lfn, directory, option in kinds if by_lfn]
+    if not groups:
+        return
+    for j, inputs in streamed.jobs_reading_inputs():
+        lfns = [lfn for _, lfn in inputs]
+        for group in groups:
+            group.add(j, lfns)
+    for group in groups:
+        for members, arguments in group.close():
+            streamed.add_arguments(members, arguments)
 
 
 def _start_import_check(
@@ -533,34 +547,54 @@ def _write_grouped_inputs(
 
     ``reading`` gives each job (in the workflow's order) with the names of its overall
     inputs. Each job reading any of ``by_lfn`` gets ``option PATH`` on its command line
-    (``add_arguments``); a file holds at most `LOCATIONS_PER_FILE` entries, except that one
-    job's entries are never split across files.
+    (``add_arguments``); see `_InputGroups`.
     """
     if not by_lfn:
         return
-    group: dict[str, Any] = {}
-    members: list[Any] = []
-    count = 0
-
-    def flush() -> None:
-        nonlocal group, members, count
-        if members:
-            directory.mkdir(exist_ok=True)
-            path = directory / f"{count:06d}.json"
-            atomic_write_text(path, json.dumps(group))
-            add_arguments(members, [option, str(path)])
-            count += 1
-        group, members = {}, []
-
+    groups = _InputGroups(by_lfn, directory, option)
     for job, lfns in reading:
+        groups.add(job, lfns)
+    for members, arguments in groups.close():
+        add_arguments(members, arguments)
+
+
+class _InputGroups:
+    """Files ``directory/NNNNNN.json`` of ``{lfn: value}`` for consecutive jobs, fed one job at a time.
+
+    A file holds at most `LOCATIONS_PER_FILE` entries, except that one job's entries are
+    never split across files. `close` writes the last file and returns, per file, its jobs
+    and the arguments ``[option, PATH]`` they need.
+    """
+
+    def __init__(self, by_lfn: dict[str, Any], directory: Path, option: str) -> None:
+        self._by_lfn = by_lfn
+        self._directory = directory
+        self._option = option
+        self._group: dict[str, Any] = {}
+        self._members: list[Any] = []
+        self._written: list[tuple[list[Any], list[str]]] = []
+
+    def add(self, job: Any, lfns: list[str]) -> None:
+        by_lfn = self._by_lfn
         mine = {lfn: by_lfn[lfn] for lfn in lfns if lfn in by_lfn}
         if not mine:
-            continue
-        if members and len(group) + len(mine) > LOCATIONS_PER_FILE:
-            flush()
-        group.update(mine)
-        members.append(job)
-    flush()
+            return
+        if self._members and len(self._group) + len(mine) > LOCATIONS_PER_FILE:
+            self._flush()
+        self._group.update(mine)
+        self._members.append(job)
+
+    def close(self) -> list[tuple[list[Any], list[str]]]:
+        self._flush()
+        return self._written
+
+    def _flush(self) -> None:
+        if self._members:
+            self._directory.mkdir(exist_ok=True)
+            path = self._directory / f"{len(self._written):06d}.json"
+            atomic_write_text(path, json.dumps(self._group))
+            self._written.append((self._members, [self._option, str(path)]))
+        self._group, self._members = {}, []
 
 
 def _input_checks(repo: str, graph: Any) -> dict[tuple[str, Any], tuple[int | None, str | None]]:

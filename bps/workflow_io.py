@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from array import array
 from collections.abc import Callable
 from dataclasses import asdict, fields
@@ -76,42 +77,114 @@ def load_workflow(path: str | Path) -> GenericWorkflow:
 
 # ------------------------------------------------------------------------------------- writing
 def _write(workflow: GenericWorkflow, out: IO[str]) -> None:
-    """Two passes over the jobs; a streamed workflow's by file number (`_write_numbered`)."""
-    if hasattr(workflow.jobs, "numbered") and not (
-        workflow.final and (workflow.final.inputs or workflow.final.outputs)
+    """Two passes over the jobs; a streamed workflow's straight from its columns (`_write_columns`)."""
+    if (
+        hasattr(workflow.jobs, "argument_template")
+        and not (workflow.final and (workflow.final.inputs or workflow.final.outputs))
+        and _write_columns(workflow, out)
     ):
-        _write_numbered(workflow, out)
-    else:
-        _write_objects(workflow, out)
+        return
+    _write_objects(workflow, out)
 
 
-def _write_numbered(workflow: GenericWorkflow, out: IO[str]) -> None:
-    """`_write_objects` for a `bps.workflow_stream` workflow, the same bytes: files are known by
-    number, so the rows and the jobs' positions are integer arrays, not dictionaries keyed by
-    name (10^6 jobs, 2 * 10^6 files), and no `WorkflowFile` is made."""
+#: Rows and jobs encoded and written together: one ``encode`` and one ``write`` per chunk.
+_CHUNK = 1024
+#: Stands for a job's own values in the JSON of its label's template job (`_job_pieces`).
+_MARK = "\x00bps-job-field\x00"
+#: Characters a JSON string holds as themselves (``ensure_ascii``), but for ``"`` and ``\``.
+_PLAIN = re.compile(r'[^\x20-\x7e]|["\\]')
+
+
+def _write_columns(workflow: GenericWorkflow, out: IO[str]) -> bool:
+    """`_write_objects` for a `bps.workflow_stream` workflow, the same bytes, from its columns.
+
+    Files are known by number, so the rows and the jobs' positions are integer arrays, not
+    dictionaries keyed by name (10^6 jobs, 2 * 10^6 files); no `Job` or `WorkflowFile` is
+    made. A job's JSON is its label's template (`_job_pieces`, encoded once) around its
+    name, quantum, arguments and file rows. Returns False, having written nothing, when a
+    label's template cannot be cut into pieces (a value holding `_MARK`).
+    """
     jobs: Any = workflow.jobs
+    pieces: dict[int, list[str]] = {}
+    for label, template in jobs.label_templates().items():
+        cut = _job_pieces(template)
+        if cut is None:
+            return False
+        pieces[label] = cut
+    order, names, label_of = jobs.order(), jobs.names(), jobs.label_index()
     position = jobs.positions()
     rows = array("q", [-1]) * jobs.file_count()
-    schemas: dict[tuple[str, tuple[str, ...]], int] = {}
+    schema_row: dict[int, int] = {}  # schema index in the columns -> in file_schemas (first use)
+    schemas = jobs.file_schemas()
     count = 0
     out.write(_encode({"format": FORMAT, **_header(workflow)})[:-1])
     out.write(',"files":[')
-    for _, inputs, outputs in jobs.numbered():
-        for k in (*inputs, *outputs):
-            if rows[k] >= 0:
-                continue
-            dataset_type, keys, values, path, producer, lfn = jobs.file_fields(k)
-            schema = schemas.setdefault((dataset_type, keys), len(schemas))
-            rows[k] = count
-            row = [schema, list(values), path, position[producer] if producer >= 0 else -1, lfn]
-            out.write(("," if count else "") + _encode(row))
-            count += 1
-    out.write('],"file_schemas":' + _encode([[name, list(keys)] for name, keys in schemas]))
+    chunk: list[list[Any]] = []
+    for j in order:
+        for files in (jobs.input_numbers(j), jobs.output_numbers(j)):
+            for k in files:
+                if rows[k] >= 0:
+                    continue
+                schema, values, path, producer, lfn = jobs.file_row(k)
+                rows[k] = count
+                count += 1
+                row = schema_row.setdefault(schema, len(schema_row))
+                chunk.append([row, list(values), path, position[producer] if producer >= 0 else -1, lfn])
+        if len(chunk) >= _CHUNK:
+            out.write(("," if count > len(chunk) else "") + _encode(chunk)[1:-1])
+            chunk.clear()
+    if chunk:
+        out.write(("," if count > len(chunk) else "") + _encode(chunk)[1:-1])
+    file_schemas = [[schemas[s][0], list(schemas[s][1])] for s in schema_row]
+    out.write('],"file_schemas":' + _encode(file_schemas))
     out.write(',"jobs":[')
-    for i, (job, inputs, outputs) in enumerate(jobs.numbered()):
-        files = ([rows[k] for k in inputs], [rows[k] for k in outputs])
-        out.write(("," if i else "") + _encode(_job_to_json(job, files=files)))
-    _write_tail(workflow, out, lambda f: f.lfn)
+    plain = not _PLAIN.search("".join(names))
+    name_json: Callable[[str], str] = (lambda name: '"' + name + '"') if plain else _encode
+    arguments, quantum_at, name_at = jobs.argument_template()
+    # the arguments' JSON before the quantum, between it and the name, after the name
+    head = "[" + "".join(_encode(a) + "," for a in arguments[:quantum_at]) + '"'
+    middle = '",' + "".join(_encode(a) + "," for a in arguments[quantum_at + 1 : name_at])
+    tail = "".join("," + _encode(a) for a in arguments[name_at + 1 :])
+    extra_json: dict[tuple[str, ...], str] = {(): tail + "]"}
+    text: list[str] = []
+    for i, j in enumerate(order):
+        name = name_json(names[j])
+        extra = jobs.extra_arguments(j)
+        more = extra_json.get(extra)
+        if more is None:
+            more = extra_json[extra] = tail + "".join("," + _encode(a) for a in extra) + "]"
+        p = pieces[label_of[j]]
+        text.append(
+            f"{p[0]}{name}{p[1]}{j}{p[2]}{head}{j}{middle}{name}{more}{p[3]}"
+            f"{','.join([str(rows[k]) for k in jobs.input_numbers(j)])}{p[4]}"
+            f"{','.join([str(rows[k]) for k in jobs.output_numbers(j)])}{p[5]}"
+        )
+        if len(text) >= _CHUNK:
+            out.write(("," if i >= len(text) else "") + ",".join(text))
+            text.clear()
+    if text:
+        out.write(("," if len(order) > len(text) else "") + ",".join(text))
+    out.write('],"parents":{')
+    for i in range(0, len(order), _CHUNK):
+        text = []
+        for j in order[i : i + _CHUNK]:
+            parents = ",".join([name_json(names[p]) for p in jobs.parent_numbers(j)])
+            text.append(f"{name_json(names[j])}:[{parents}]")
+        out.write(("," if i else "") + ",".join(text))
+    final = _job_to_json(workflow.final) if workflow.final else None
+    out.write("}," + _encode({"final": final, "throttles": workflow.throttles})[1:])
+    return True
+
+
+def _job_pieces(template: Job) -> list[str] | None:
+    """The JSON of a job of ``template``'s label cut around its own values: name, quantum id
+    (inside ``[...]``), arguments, input rows and output rows (inside ``[...]``): six pieces.
+    None if the cut fails (a shared value holds `_MARK`)."""
+    fields = _job_to_json(template, files=([], []))
+    fields["name"] = fields["arguments"] = _MARK
+    fields["quantum_ids"] = fields["inputs"] = fields["outputs"] = [_MARK]
+    pieces = _encode(fields).split(_encode(_MARK))
+    return pieces if len(pieces) == 6 else None
 
 
 def _write_objects(workflow: GenericWorkflow, out: IO[str]) -> None:

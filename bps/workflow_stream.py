@@ -75,13 +75,36 @@ class _Columns:
         self.runs: list[str] = []
 
 
-class StreamedJobs(Mapping[str, Job]):
-    """Job name -> `Job`, in the workflow's order; each `Job` is made when read (read-only)."""
+def base_arguments(graph_file: str, quantum: str, name: str, manifest_dir: str) -> list[str]:
+    """A streamed job's command line before what prepare adds (`StreamedWorkflow.add_arguments`)."""
+    return ["--graph", graph_file, "--quantum", quantum, "--job", name, "--manifest-dir", manifest_dir]
 
-    def __init__(self, columns: _Columns, make: Callable[[int], Job]) -> None:
+
+#: where `base_arguments` puts the quantum number and the job name
+_QUANTUM_AT, _NAME_AT = 3, 5
+
+
+class StreamedJobs(Mapping[str, Job]):
+    """Job name -> `Job`, in the workflow's order; each `Job` is made when read (read-only).
+
+    The writers of a prepare (``workflow.json``, the HTCondor DAG) read the columns through
+    the accessors at the end instead, making no `Job` per job: every job of one label
+    shares its resources, retry policy, log subdirectory, throttle, tags and executable
+    (`label_templates`), and differs from the others only by its name, quantum number,
+    files, parents and the arguments prepare added.
+    """
+
+    def __init__(
+        self, columns: _Columns, make: Callable[[int], Job], graph_file: str = "", manifest_dir: str = ""
+    ) -> None:
         self._c = columns
         self._make = make
         self._index: dict[str, int] | None = None
+        self._graph_file = graph_file
+        self._manifest_dir = manifest_dir
+        self._first: list[int] | None = None
+        #: per schema: data-ID key -> position in the files' value tuples
+        self._key_at: list[dict[str, int]] | None = None
 
     def __len__(self) -> int:
         return len(self._c.order)
@@ -111,17 +134,105 @@ class StreamedJobs(Mapping[str, Job]):
         make = self._make
         return (make(j) for j in self._c.order)
 
-    # -- what `bps.workflow_io` reads to write ``workflow.json`` by file number -----------------
+    # -- what the writers read straight from the columns (no `Job` per job) -------------------
 
-    def numbered(self) -> Iterator[tuple[Job, array[int], array[int]]]:
-        """Each job (in order) with the numbers of its input and output files."""
-        c, make = self._c, self._make
-        for j in c.order:
-            yield (
-                make(j),
-                c.in_files[c.in_start[j] : c.in_start[j + 1]],
-                c.out_files[c.out_start[j] : c.out_start[j + 1]],
-            )
+    def order(self) -> array[int]:
+        """Job numbers in the workflow's order (parents first)."""
+        return self._c.order
+
+    def names(self) -> Sequence[str]:
+        """Job number -> job name."""
+        return self._c.names
+
+    def label_index(self) -> array[int]:
+        """Job number -> index of its label in `label_names`."""
+        return self._c.label_of
+
+    def label_names(self) -> Sequence[str]:
+        """Label index -> label."""
+        return self._c.labels
+
+    def first_jobs(self) -> list[int]:
+        """The first job (number) of each label in the workflow's order, labels in order of first appearance."""
+        if self._first is None:
+            first: dict[int, int] = {}
+            label_of = self._c.label_of
+            for j in self._c.order:
+                label = label_of[j]
+                if label not in first:
+                    first[label] = j
+                    if len(first) == len(self._c.labels):
+                        break
+            self._first = list(first.values())
+        return self._first
+
+    def label_templates(self) -> dict[int, Job]:
+        """Label index -> the `Job` of its first job, in order of first appearance.
+
+        Its resources, retry policy, log subdirectory, priority, throttle, tags and
+        executable are those of every job of the label.
+        """
+        return {self._c.label_of[j]: self._make(j) for j in self.first_jobs()}
+
+    def argument_template(self) -> tuple[list[str], int, int]:
+        """``(arguments, i, k)``: job ``j``'s command line is ``arguments`` with ``str(j)`` at
+        ``i`` and its name at ``k``, followed by `extra_arguments`."""
+        return base_arguments(self._graph_file, "", "", self._manifest_dir), _QUANTUM_AT, _NAME_AT
+
+    def extra_arguments(self, j: int) -> tuple[str, ...]:
+        """What prepare appended to job ``j``'s command line (shared tuples: jobs of a group share one)."""
+        return self._c.extra.get(j, ())
+
+    def input_numbers(self, j: int) -> array[int]:
+        """Numbers of job ``j``'s input files, in the job's order."""
+        c = self._c
+        return c.in_files[c.in_start[j] : c.in_start[j + 1]]
+
+    def output_numbers(self, j: int) -> array[int]:
+        """Numbers of job ``j``'s output files, in the job's order."""
+        c = self._c
+        return c.out_files[c.out_start[j] : c.out_start[j + 1]]
+
+    def parent_numbers(self, j: int) -> array[int]:
+        """Job numbers of job ``j``'s parents, in the order of `StreamedParents` (by name)."""
+        c = self._c
+        return c.par_jobs[c.par_start[j] : c.par_start[j + 1]]
+
+    def file_row(self, k: int) -> tuple[int, tuple[Any, ...], str, int, str]:
+        """Schema index (into `file_schemas`), data-ID values, path, producer's job number (or -1), lfn of file ``k``."""
+        c = self._c
+        return c.schema_of[k], c.values[k], c.paths[k], c.producer[k], c.lfns[k]
+
+    def file_schemas(self) -> Sequence[tuple[str, tuple[str, ...]]]:
+        """Schema index -> ``(dataset type, data-ID keys)``."""
+        return self._c.schemas
+
+    def common_value(self, j: int, keys: Sequence[str]) -> tuple[str, Any] | None:
+        """The first of ``keys`` whose value all of job ``j``'s outputs (else its inputs) share, with
+        the value: `bps.wms.htcondor.layout.unit_subdir` without making the files."""
+        c = self._c
+        files = self.output_numbers(j) or self.input_numbers(j)
+        if not files:
+            return None
+        key_at = self._key_at
+        if key_at is None:
+            key_at = self._key_at = [{key: i for i, key in enumerate(keys)} for _, keys in c.schemas]
+        values, schema_of = c.values, c.schema_of
+        first = files[0]
+        for key in keys:
+            at = key_at[schema_of[first]].get(key)
+            if at is None:
+                continue
+            value = values[first][at]
+            if value is None:
+                continue
+            for k in files[1:]:
+                other = key_at[schema_of[k]].get(key)
+                if other is None or values[k][other] != value:
+                    break
+            else:
+                return key, value
+        return None
 
     def positions(self) -> array[int]:
         """Job number -> the job's position in the workflow's order."""
@@ -132,12 +243,6 @@ class StreamedJobs(Mapping[str, Job]):
 
     def file_count(self) -> int:
         return len(self._c.lfns)
-
-    def file_fields(self, k: int) -> tuple[str, tuple[str, ...], tuple[Any, ...], str, int, str]:
-        """Dataset type, data-ID keys and values, path, producer's job number (or -1), lfn of file ``k``."""
-        c = self._c
-        dataset_type, keys = c.schemas[c.schema_of[k]]
-        return dataset_type, keys, c.values[k], c.paths[k], c.producer[k], c.lfns[k]
 
     def labels(self) -> list[str]:
         """Distinct labels in first-appearance order (without making the jobs)."""
@@ -283,16 +388,7 @@ class StreamedWorkflow:
         def make(j: int) -> Job:
             name = names[j]
             label, res, log_subdir, throttle, tags = per_label[label_of[j]]
-            arguments = [
-                "--graph",
-                graph_file,
-                "--quantum",
-                str(j),
-                "--job",
-                name,
-                "--manifest-dir",
-                manifest_dir,
-            ]
+            arguments = base_arguments(graph_file, str(j), name, manifest_dir)
             more = extra.get(j)
             if more:
                 arguments += more
@@ -310,7 +406,7 @@ class StreamedWorkflow:
                 tags=tags,
             )
 
-        jobs = StreamedJobs(c, make)
+        jobs = StreamedJobs(c, make, graph_file, manifest_dir)
         self.workflow = GenericWorkflow(
             name=options.name,
             submit_dir=options.submit_dir,

@@ -48,8 +48,11 @@ def check_workflow(workflow: GenericWorkflow, submit_dir: Path) -> list[str]:
     site = workflow.site
     problems = check_site(site, submit_dir)
     if "resources" not in skipped(site):
-        # one pass, never a list: a streamed workflow makes each job as it is read
-        jobs = itertools.chain(workflow.jobs.values(), [workflow.final] if workflow.final else [])
+        # one pass, never a list; of a streamed workflow, the first job of each label: the
+        # others ask for the same (`bps.workflow_stream.StreamedJobs.label_templates`)
+        templates = getattr(workflow.jobs, "label_templates", None)
+        every: Iterable[Job] = templates().values() if templates else workflow.jobs.values()
+        jobs = itertools.chain(every, [workflow.final] if workflow.final else [])
         problems += check_resources(jobs, site)
     return problems
 

@@ -33,11 +33,13 @@ any output and the DAG has no rule of its own for it.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from supertask.atomic_write import atomic_open
 
@@ -46,8 +48,9 @@ from ...job_environment import JobEnvironment
 from ...slices import job_graph
 from ...staging import manifest_path
 from ...workflow import GenericWorkflow, Job, SiteConfig, WorkflowFile, safe_name
+from ...workflow_stream import StreamedJobs
 from . import memory, templates
-from .layout import DagLayout, log_dir, unit_subdir
+from .layout import UNIT_KEYS, DagLayout, log_dir, unit_subdir
 from .quoting import environment_value, join_arguments, vars_value
 
 #: run_quantum options the translator rewrites in transfer mode.
@@ -103,8 +106,16 @@ def write_dag(
         layout.input_links.mkdir(exist_ok=True)
 
     graph_arg = os.path.basename(workflow.graph_file) if transfer else workflow.graph_file
-    names = node_names(workflow.jobs)
-    labels = _label_defaults(workflow, graph_arg)
+    # A streamed workflow's nodes are written from its columns (`_column_node_lines`): no `Job` per job.
+    columns = workflow.jobs if isinstance(workflow.jobs, StreamedJobs) else None
+    if transfer or node_overrides.memory_mb:
+        columns = None
+    if columns is not None:
+        nodes = _node_names_by_number(columns)
+        labels = _column_label_defaults(columns)
+    else:
+        names = node_names(workflow.jobs)
+        labels = _label_defaults(workflow, graph_arg)
     env = _environment(site)
     cap = site.max_memory_mb
 
@@ -125,8 +136,12 @@ def write_dag(
         out.write(f"NODE_STATUS_FILE {layout.node_status} {NODE_STATUS_INTERVAL_S}\n")
         for category, limit in sorted(_throttles(workflow).items()):
             out.write(f"MAXJOBS {category} {limit}\n")
-        out.writelines(_node_lines(workflow, layout, labels, names, graph_arg, node_overrides, log_dirs))
-        out.writelines(_edge_lines(workflow, names))
+        if columns is not None:
+            out.writelines(_column_node_lines(workflow, columns, layout, labels, nodes, log_dirs))
+            out.writelines(_column_edge_lines(columns, nodes))
+        else:
+            out.writelines(_node_lines(workflow, layout, labels, names, graph_arg, node_overrides, log_dirs))
+            out.writelines(_edge_lines(workflow, names))
         if workflow.final is not None:
             # DAGMan refuses RETRY, PRIORITY and CATEGORY on a FINAL node; its retries are
             # max_retries in its submit description.
@@ -488,7 +503,8 @@ def _write_dagman_config(layout: DagLayout, site: SiteConfig) -> None:
 # -- the .dag file -----------------------------------------------------------------------------
 
 
-def node_names(jobs: dict[str, Job]) -> dict[str, str]:
+def node_names(jobs: Iterable[str]) -> dict[str, str]:
+    """Job name -> DAG node name, for job names in the workflow's order (a mapping of jobs: its keys)."""
     names: dict[str, str] = {}
     seen: dict[str, str] = {}
     for name in jobs:
@@ -602,3 +618,181 @@ def _edge_lines(workflow: GenericWorkflow, names: dict[str, str]) -> Iterable[st
     for child, parents in workflow.parents.items():
         if parents:
             yield f"PARENT {' '.join(names[p] for p in parents)} CHILD {names[child]}\n"
+
+
+# -- the nodes of a streamed workflow, from its columns ---------------------------------------
+
+#: Lines of this many nodes are joined into one string before they are written.
+_LINES_CHUNK = 4096
+#: Stand for a job's quantum number and name in its label's ``bps_args`` (`_column_node_lines`).
+_QUANTUM_MARK, _NAME_MARK = "\x01", "\x02"
+#: A job name that `quote_argument` and `vars_value` leave as it is has none of these.
+_VARS_ESCAPED = re.compile(r'["\\]')
+_SPECIAL_NAME = re.compile(r"[ \t'\"\\\x01\x02]")
+
+
+def _node_names_by_number(jobs: StreamedJobs) -> list[str]:
+    """`node_names` of a streamed workflow, by job number (no dictionary keyed by job name)."""
+    names = jobs.names()
+    nodes = [""] * len(names)
+    seen: set[str] = set()
+    for j in jobs.order():
+        name = names[j]
+        node = safe_name(name)
+        if node.upper() in RESERVED or node == FINAL_NODE:
+            node = f"job_{node}"
+        if node in seen:
+            node_names(names[i] for i in jobs.order())  # raises, naming both jobs
+        seen.add(node)
+        nodes[j] = node
+    return nodes
+
+
+def _column_label_defaults(jobs: StreamedJobs) -> dict[str, _LabelDefaults]:
+    """`_label_defaults` of a streamed workflow, from its columns.
+
+    The jobs of a label share their resources and differ in their arguments only by quantum
+    number, name and what prepare added (`StreamedJobs.extra_arguments`); two jobs with the
+    same additions differ in the first two. So the common prefix and suffix of all the
+    label's argument lists are those of at most two jobs per distinct addition.
+    """
+    templates = jobs.label_templates()
+    for template in templates.values():
+        if safe_name(template.label) == FINAL_NODE:
+            raise ValueError(f"job label {template.label!r} is reserved for the final job; rename the label")
+    witnesses: dict[tuple[int, tuple[str, ...]], list[int]] = {}
+    count = dict.fromkeys(templates, 0)
+    label_of = jobs.label_index()
+    for j in jobs.order():
+        label = label_of[j]
+        count[label] += 1
+        key = (label, jobs.extra_arguments(j))
+        found = witnesses.get(key)
+        if found is None:
+            witnesses[key] = [j]
+        elif len(found) < 2:
+            found.append(j)
+    acc = {label: _LabelAccumulator(template) for label, template in templates.items()}
+    for (label, extra), found in witnesses.items():
+        for j in found:
+            acc[label].add(templates[label], _column_arguments(jobs, j, extra))
+    defaults = {}
+    for label, a in acc.items():
+        d = a.defaults()
+        d.njobs = count[label]
+        defaults[d.label] = d
+    return defaults
+
+
+def _column_arguments(
+    jobs: StreamedJobs, j: int, extra: tuple[str, ...], name: str | None = None
+) -> list[str]:
+    """Job ``j``'s command line (``name`` in place of its name if given)."""
+    args, quantum_at, name_at = jobs.argument_template()
+    args[quantum_at] = str(j)
+    args[name_at] = jobs.names()[j] if name is None else name
+    return args + list(extra)
+
+
+def _column_node_lines(
+    workflow: GenericWorkflow,
+    jobs: StreamedJobs,
+    layout: DagLayout,
+    labels: dict[str, _LabelDefaults],
+    nodes: list[str],
+    log_dirs: set[str],
+) -> Iterable[str]:
+    """`_node_lines` of a streamed workflow (shared staging, no overrides), the same lines.
+
+    What jobs of a label share is worked out once per label: submit file, the ``VARS``
+    beyond ``bps_log`` and ``bps_args``, ``PRIORITY``, ``CATEGORY``; ``bps_args`` once per
+    label and addition, with marks where each job's quantum number and name go.
+    """
+    throttles = _throttles(workflow)
+    templates = jobs.label_templates()
+    shared: dict[int, tuple[str, str, str, str, str]] = {}
+    for index, t in templates.items():
+        d = labels[t.label]
+        vars_ = []
+        if t.resources.memory_mb != d.memory_mb:
+            vars_.append(f'bps_memory="{t.resources.memory_mb}"')
+        if t.resources.cpus != d.cpus:
+            vars_.append(f'bps_cpus="{t.resources.cpus}"')
+        if t.resources.disk_mb != d.disk_mb:
+            vars_.append(f'bps_disk="{t.resources.disk_mb}"')
+        if t.retry.retries != d.job.retry.retries:
+            vars_.append(f'bps_retries="{max(int(t.retry.retries), 0)}"')
+        category = safe_name(t.throttle) if t.throttle else safe_name(t.label)
+        shared[index] = (
+            f" {layout.submit_file(t.label)}\nVARS ",
+            "".join(" " + v for v in vars_) + "\n",
+            f" {t.priority}\n" if t.priority else "",
+            f" {category}\n" if category in throttles else "",
+            t.log_subdir,
+        )
+    names, label_of = jobs.names(), jobs.label_index()
+    plain = not _SPECIAL_NAME.search("".join(names))
+    args_text: dict[tuple[int, tuple[str, ...]], str | None] = {}
+    # a node name is `safe_name`'s: nothing in it to escape in a VARS value (checked once)
+    escape_nodes = bool(_VARS_ESCAPED.search("".join(nodes)))
+    # (label, unit) -> ``bps_log`` up to the node name
+    log_text: dict[tuple[int, tuple[str, Any] | None], str] = {}
+    lines: list[str] = []
+    for j in jobs.order():
+        index = label_of[j]
+        sub, more, priority, category, log_subdir = shared[index]
+        node = nodes[j]
+        unit = jobs.common_value(j, UNIT_KEYS)
+        log = log_text.get((index, unit))
+        if log is None:
+            label = templates[index].label
+            directory = log_dir(label, log_subdir, f"{unit[0]}-{unit[1]}" if unit else "")
+            log_dirs.add(directory)
+            log = log_text[(index, unit)] = vars_value(directory + "/")[:-1]
+        extra = jobs.extra_arguments(j)
+        text = args_text.get((index, extra), "")
+        if text == "":
+            d = labels[templates[index].label]
+            text = args_text[(index, extra)] = _marked_arguments(jobs, d, extra) if plain else None
+        if text is not None:
+            args = text.replace(_QUANTUM_MARK, str(j)).replace(_NAME_MARK, names[j])
+        else:
+            d = labels[templates[index].label]
+            full = _column_arguments(jobs, j, extra)
+            args = vars_value(join_arguments(full[len(d.prefix) : len(full) - len(d.suffix)]))
+        log += vars_value(node)[1:] if escape_nodes else node + '"'
+        lines.append(
+            f"JOB {node}{sub}{node} bps_log={log} bps_args={args}{more}"
+            + (f"PRIORITY {node}{priority}" if priority else "")
+            + (f"CATEGORY {node}{category}" if category else "")
+        )
+        if len(lines) >= _LINES_CHUNK:
+            yield "".join(lines)
+            lines.clear()
+    yield "".join(lines)
+
+
+def _marked_arguments(jobs: StreamedJobs, d: _LabelDefaults, extra: tuple[str, ...]) -> str | None:
+    """The ``bps_args`` value of the label's jobs with ``extra``, marks for quantum number and name;
+    None when an argument holds a mark itself."""
+    full = _column_arguments(jobs, 0, extra, name=_NAME_MARK)
+    _, quantum_at, name_at = jobs.argument_template()
+    full[quantum_at] = _QUANTUM_MARK
+    if any(
+        _QUANTUM_MARK in a or _NAME_MARK in a for i, a in enumerate(full) if i not in (quantum_at, name_at)
+    ):
+        return None
+    return vars_value(join_arguments(full[len(d.prefix) : len(full) - len(d.suffix)]))
+
+
+def _column_edge_lines(jobs: StreamedJobs, nodes: list[str]) -> Iterable[str]:
+    """`_edge_lines` of a streamed workflow, by job number."""
+    lines: list[str] = []
+    for j in jobs.order():
+        parents = jobs.parent_numbers(j)
+        if parents:
+            lines.append(f"PARENT {' '.join([nodes[p] for p in parents])} CHILD {nodes[j]}\n")
+            if len(lines) >= _LINES_CHUNK:
+                yield "".join(lines)
+                lines.clear()
+    yield "".join(lines)

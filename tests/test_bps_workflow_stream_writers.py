@@ -1,0 +1,167 @@
+"""The writers that read a streamed workflow's columns write what the jobs' writers write.
+
+`bps.workflow_io` (``workflow.json``), the HTCondor DAG (`bps.wms.htcondor.translator`), its
+resource check and prepare's input-locations / input-checks files read an unclustered,
+streamed workflow through `bps.workflow_stream.StreamedJobs`' accessors, making no `Job` per
+job. Each is checked here against the same writer given the built workflow's jobs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from test_bps_workflow_builder import demo_quanta, options, path_of
+from test_bps_workflow_stream import _chains, _options
+
+from bps import prepare as prepare_mod
+from bps.workflow import Resources
+from bps.workflow_builder import build_workflow
+from bps.workflow_io import save_workflow, workflow_to_json
+from bps.workflow_stream import build_streamed_workflow
+
+
+def _files_of(directory: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()
+    }
+
+
+def _with_added_arguments(quanta, opts):
+    """The built and the streamed workflow of ``quanta``, prepare's arguments added to some jobs as
+    `bps.prepare` adds them: groups of jobs sharing a file, so that a label's jobs end differently."""
+    built = build_workflow(quanta, opts, path_of)
+    streamed = build_streamed_workflow(quanta, opts, path_of)
+    numbers = {name: j for j, name in enumerate(streamed.workflow.jobs._c.names)}
+    groups = [(["isr_1_Cam_1", "isr_2_Cam_1"], ["--input-locations", "/sub/input_locations/000000.json"])]
+    groups.append((["isr_2_Cam_1", "warp_0_sm_0_1"], ["--input-checks", "/sub/input checks/0.json"]))
+    for names, arguments in groups:
+        for name in names:
+            built.jobs[name].arguments += arguments
+        streamed.add_arguments([numbers[name] for name in names], arguments)
+    return built, streamed.workflow
+
+
+@pytest.mark.parametrize("manifest_parent", ["/sub", '/sub dir/with "quotes" \\ and a backslash'])
+def test_the_dag_of_a_streamed_workflow_is_the_one_written_from_its_jobs(tmp_path, manifest_parent):
+    from bps.wms.htcondor import translator
+
+    opts = _options()
+    opts.submit_dir = manifest_parent
+    built, streamed = _with_added_arguments(demo_quanta(), opts)
+    assert isinstance(streamed.jobs, translator.StreamedJobs)
+    translator.write_dag(built, tmp_path / "dag")
+    expected = _files_of(tmp_path / "dag")
+    (tmp_path / "dag").rename(tmp_path / "built")
+    translator.write_dag(streamed, tmp_path / "dag")
+    assert _files_of(tmp_path / "dag") == expected
+    dag = expected["wf.dag"].decode()
+    assert "CATEGORY warp_" in dag and "summary" in dag  # a throttled label; a label of one job
+    # the isr jobs end differently: the label's suffix is cut where they differ
+    assert re.search(r"bps_args=\"\d+ --job isr_1_Cam_1 .*--input-locations", dag)
+
+
+def test_the_dag_of_a_streamed_workflow_takes_the_jobs_path_for_restart_overrides(tmp_path, monkeypatch):
+    from bps.wms.htcondor import translator
+
+    built, streamed = _with_added_arguments(demo_quanta(), _options())
+    monkeypatch.setattr(translator, "_column_node_lines", None)  # must not be used
+    overrides = translator.NodeOverrides(memory_mb={"isr_1_Cam_1": 9000})
+    translator.write_dag(built, tmp_path / "built", overrides)
+    translator.write_dag(streamed, tmp_path / "streamed", overrides)
+    before, after = (_files_of(tmp_path / d) for d in ("built", "streamed"))
+    assert after["wf.dag"].replace(b"/streamed/", b"/built/") == before["wf.dag"]
+    assert b'bps_memory="9000"' in after["wf.dag"]
+
+
+def test_workflow_json_of_a_streamed_workflow_with_added_arguments_is_the_built_one(tmp_path):
+    built, streamed = _with_added_arguments(demo_quanta(), _options())
+    save_workflow(built, tmp_path / "built.json")
+    save_workflow(streamed, tmp_path / "streamed.json")
+    assert (tmp_path / "streamed.json").read_bytes() == (tmp_path / "built.json").read_bytes()
+
+
+def test_a_streamed_job_name_that_needs_json_escapes_is_written_as_when_built(tmp_path, monkeypatch):
+    """Job names are file-name safe when built; should one not be, both writers still escape it."""
+    from bps import workflow_stream
+    from bps.wms.htcondor import translator
+
+    monkeypatch.setattr(workflow_stream, "safe_name", lambda text: text + ' "é\\')
+    streamed = build_streamed_workflow(_chains(), options(), path_of).workflow
+    built = GenericWorkflowCopy.of(streamed)
+    save_workflow(built, tmp_path / "built.json")
+    save_workflow(streamed, tmp_path / "streamed.json")
+    assert (tmp_path / "streamed.json").read_bytes() == (tmp_path / "built.json").read_bytes()
+    monkeypatch.setattr(translator, "safe_name", lambda text: text.replace(" ", "_").replace('"', "q"))
+    translator.write_dag(built, tmp_path / "dag")
+    expected = _files_of(tmp_path / "dag")
+    (tmp_path / "dag").rename(tmp_path / "built")
+    translator.write_dag(streamed, tmp_path / "dag")
+    assert _files_of(tmp_path / "dag") == expected
+
+
+class GenericWorkflowCopy:
+    @staticmethod
+    def of(workflow):
+        """A workflow of plain `Job` objects equal to ``workflow`` (its writers take the jobs' path)."""
+        from dataclasses import replace
+
+        return replace(workflow, jobs=dict(workflow.jobs.items()), parents=dict(workflow.parents.items()))
+
+
+def test_a_streamed_label_over_a_slot_is_refused_naming_its_first_job_as_when_built(tmp_path):
+    from bps.wms.htcondor.checks import check_workflow
+
+    opts = options(resources_for=lambda label: Resources(memory_mb=99_999 if label == "warp" else 100))
+    built = build_workflow(demo_quanta(), opts, path_of)
+    streamed = build_streamed_workflow(demo_quanta(), opts, path_of).workflow
+    problems = check_workflow(built, tmp_path)
+    assert check_workflow(streamed, tmp_path) == problems
+    assert any("label 'warp' asks for memory_mb=99999 (job warp_" in p for p in problems)
+
+
+def test_streamed_input_files_of_both_kinds_in_one_pass_are_the_built_ones(tmp_path, monkeypatch):
+    """Locations and checks grouped in one pass over the jobs: the same files as two passes over
+    the built jobs, and each job's ``--input-locations`` still before its ``--input-checks``."""
+    monkeypatch.setattr(prepare_mod, "LOCATIONS_PER_FILE", 1)  # a file per job: groups end at different jobs
+    built = build_workflow(demo_quanta(), _options(), path_of)
+    streamed = build_streamed_workflow(demo_quanta(), _options(), path_of)
+    raws = sorted({f.lfn for job in built.jobs.values() for f in job.inputs if f.producer is None})
+    locations = {lfn: f"elsewhere/{lfn}" for lfn in raws[1:]}
+    checks = {lfn: [len(lfn), "sum"] for lfn in raws[:-1]}
+    kinds = {"locations": (locations, "--input-locations"), "checks": (checks, "--input-checks")}
+    (tmp_path / "built").mkdir()
+    (tmp_path / "streamed").mkdir()
+    for name, (by_lfn, option) in kinds.items():
+        prepare_mod._write_shared_input_files(built, by_lfn, tmp_path / "built" / name, option)
+    prepare_mod._write_streamed_inputs(
+        streamed, [(by_lfn, tmp_path / "streamed" / name, option) for name, (by_lfn, option) in kinds.items()]
+    )
+    before, after = _files_of(tmp_path / "built"), _files_of(tmp_path / "streamed")
+    assert after == before and len(after) == 2 * (len(raws) - 1)
+    as_built = json.dumps(workflow_to_json(built)["jobs"]).replace(str(tmp_path / "built"), "DIR")
+    as_streamed = json.dumps(workflow_to_json(streamed.workflow)["jobs"])
+    assert as_streamed.replace(str(tmp_path / "streamed"), "DIR") == as_built
+    assert all(
+        job.arguments.index("--input-locations") < job.arguments.index("--input-checks")
+        for job in streamed.workflow.jobs.values()
+        if "--input-checks" in job.arguments and "--input-locations" in job.arguments
+    )
+
+
+def test_workflow_json_of_a_streamed_workflow_falls_back_to_its_jobs_when_a_label_holds_the_mark(
+    tmp_path, monkeypatch
+):
+    from bps import workflow_io
+
+    built, streamed = _with_added_arguments(demo_quanta(), _options())
+    monkeypatch.setattr(workflow_io, "_MARK", "warp")  # a label's own value: its template cannot be cut
+    assert workflow_io._job_pieces(streamed.jobs["warp_0_sm_0_1"]) is None
+    real, calls = workflow_io._write_objects, []
+    monkeypatch.setattr(workflow_io, "_write_objects", lambda *a: calls.append(a[0]) or real(*a))
+    save_workflow(built, tmp_path / "built.json")
+    save_workflow(streamed, tmp_path / "streamed.json")
+    assert calls == [built, streamed]  # the streamed one wrote nothing before falling back
+    assert (tmp_path / "streamed.json").read_bytes() == (tmp_path / "built.json").read_bytes()
