@@ -42,7 +42,7 @@ import json
 import os
 import re
 from array import array
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from itertools import accumulate
 from pathlib import Path
@@ -337,10 +337,10 @@ class _JobEncoder:
         )
         for j, job in firsts:
             try:
-                pieces = self._pieces_of(cols.label_of[j], cols.extra.get(j))
+                encoded = "".join(self._encode([j]))
             except ValueError:
                 return None
-            if self.encode_job(j, pieces) != encode(self.document(job, pids[j])):
+            if encoded != encode(self.document(job, pids[j])):
                 return None
         return self
 
@@ -361,20 +361,41 @@ class _JobEncoder:
             pieces = self.pieces[key] = found
         return pieces
 
-    def encode_job(self, j: int, pieces: list[str]) -> str:
-        """The document of job ``j`` (its label's ``pieces`` around its own values)."""
+    def chunks(self) -> Iterator[str]:
+        """The compute jobs' documents in the workflow's order, `JOB_CHUNK` jobs per chunk."""
+        return self._encode(self.cols.order)
+
+    def _encode(self, jobs: Iterable[int]) -> Iterator[str]:
+        """The documents of ``jobs``, joined by commas, `JOB_CHUNK` jobs per chunk.
+
+        Each is its label's pieces around its own id, number, name and ``uses`` (sorted by
+        name: the entries sort as their names); the parts are joined once per chunk.
+        """
         c = self.cols
-        lfns, name = c.lfns, c.names[j]
+        lfns, names, pids, label_of, extra = c.lfns, c.names, self.pids, c.label_of, c.extra
+        in_start, in_files, out_start, out_files = c.in_start, c.in_files, c.out_start, c.out_files
         prefix, in_suffix, out_suffix = self.use_prefix, self.input_suffix, self.output_suffix
-        uses = [self.graph_use]
-        uses += [prefix + lfns[k] + in_suffix for k in c.in_files[c.in_start[j] : c.in_start[j + 1]]]
-        uses += [prefix + lfns[k] + out_suffix for k in c.out_files[c.out_start[j] : c.out_start[j + 1]]]
-        uses.append(prefix + self.manifest[0] + name + self.manifest[1] + out_suffix)
-        uses.sort()
-        return "".join(
-            (
+        graph_use = self.graph_use
+        manifest_head, manifest_tail = prefix + self.manifest[0], self.manifest[1] + out_suffix
+        pieces_of = self._pieces_of
+        last: tuple[int, tuple[str, ...] | None] | None = None
+        pieces: list[str] = []
+        batch: list[str] = []
+        count = 0
+        for j in jobs:
+            key = (label_of[j], extra.get(j))
+            if key != last:  # consecutive jobs share a label and extra arguments, as a rule
+                pieces, last = pieces_of(*key), key
+            name = names[j]
+            uses = [prefix + lfns[k] + in_suffix for k in in_files[in_start[j] : in_start[j + 1]]]
+            uses += [prefix + lfns[k] + out_suffix for k in out_files[out_start[j] : out_start[j + 1]]]
+            uses.append(graph_use)
+            uses.append(manifest_head + name + manifest_tail)
+            uses.sort()
+            batch += (
+                "," if count else "",
                 pieces[0],
-                self.pids[j],
+                pids[j],
                 pieces[1],
                 str(j),
                 pieces[2],
@@ -383,20 +404,11 @@ class _JobEncoder:
                 ",".join(uses),
                 pieces[4],
             )
-        )
-
-    def chunks(self) -> Iterator[str]:
-        """The compute jobs' documents in the workflow's order, `JOB_CHUNK` jobs per chunk."""
-        c = self.cols
-        label_of, extra = c.label_of, c.extra
-        pieces_of, encode_job = self._pieces_of, self.encode_job
-        batch: list[str] = []
-        for j in c.order:
-            batch.append(encode_job(j, pieces_of(label_of[j], extra.get(j))))
-            if len(batch) >= JOB_CHUNK:
-                yield ",".join(batch)
-                batch = []
-        yield ",".join(batch)
+            count += 1
+            if count >= JOB_CHUNK:
+                yield "".join(batch)
+                batch, count = [], 0
+        yield "".join(batch)
 
 
 def _dependency_chunks(cols: JobColumns, pids: Sequence[str]) -> Iterator[str]:
@@ -427,8 +439,12 @@ def _dependency_chunks(cols: JobColumns, pids: Sequence[str]) -> Iterator[str]:
     del fill
     batch: list[str] = []
     for p in parents:
-        kids = sorted([pids[k] for k in children[start[p] : start[p + 1]]])
-        batch.append('{"id":"' + pids[p] + '","children":["' + '","'.join(kids) + '"]}')
+        a, b = start[p], start[p + 1]
+        if b - a == 1:  # most parents have one child
+            batch.append('{"id":"' + pids[p] + '","children":["' + pids[children[a]] + '"]}')
+        else:
+            kids = sorted([pids[k] for k in children[a:b]])
+            batch.append('{"id":"' + pids[p] + '","children":["' + '","'.join(kids) + '"]}')
         if len(batch) >= CHUNK:
             yield ",".join(batch)
             batch = []
@@ -450,6 +466,8 @@ def _replica_chunks(
         raise ValueError("a replica entry does not have its placeholders")
     head, middle, tail = pieces
     root_slash = root if root.endswith("/") else root + "/"
+    # catalogs.file_url of an absolute path (the root is absolute: `catalogs.repo_root`)
+    file_url = ("file://").__add__ if root.startswith("/") else catalogs.file_url
     encode_string = json.encoder.encode_basestring  # what the encoder writes a string with
     lfns, paths, producer = cols.lfns, cols.paths, cols.producer
     in_start, in_files = cols.in_start, cols.in_files
@@ -461,7 +479,7 @@ def _replica_chunks(
                 continue
             seen[k] = 1
             lfn, path = lfns[k], paths[k]
-            url = catalogs.file_url(path if path.startswith("/") else root_slash + path)  # os.path.join
+            url = file_url(path if path.startswith("/") else root_slash + path)  # os.path.join
             if lfn in added:
                 batch.append(encode(merge(site, lfn, url, added)))
             else:
