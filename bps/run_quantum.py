@@ -40,22 +40,26 @@ a staging layer around the core runner that ``supertask run`` uses too
 `SupertaskBackend` and `Placement` are importable from here as before.
 
 Start-up is a hot path (every job pays it): this module imports only the standard
-library at start, and the rest inside `main`, with the cyclic collector paused.
+library at start, and the rest inside `main`, with the cyclic collector paused; the
+command line prepare writes is read without `argparse` (`_parse_plain`), which is
+imported only for any other line.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import exit_codes
 
 if TYPE_CHECKING:
+    import argparse
+
     from .job.backend import Backend
 
 log = logging.getLogger("bps.run_quantum")
@@ -119,13 +123,71 @@ def _read_checks(path: str | None) -> dict[str, tuple[int | None, str | None]]:
 # -- command line -------------------------------------------------------------------------
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(exit_codes.USAGE, f"run_quantum: error: {message} (exit {exit_codes.USAGE}: not retried)\n")
+#: the options that take a value -> their attribute; ``--quantum`` repeats (a list), the others keep the last
+_VALUE_OPTIONS = {
+    "--graph": "graph",
+    "--quantum": "quantum",
+    "--repo": "repo",
+    "--inputs-dir": "inputs_dir",
+    "--outputs-dir": "outputs_dir",
+    "--scratch": "scratch",
+    "--job": "job",
+    "--manifest-dir": "manifest_dir",
+    "--input-locations": "input_locations",
+    "--input-checks": "input_checks",
+}
+#: the options without a value -> their attribute (set to True)
+_FLAG_OPTIONS = {"--keep-scratch": "keep_scratch", "-v": "verbose", "--verbose": "verbose"}
+#: every attribute with its default, as `_parser` sets them
+_DEFAULTS: dict[str, Any] = {
+    **dict.fromkeys(_VALUE_OPTIONS.values()),
+    "manifest_dir": ".",
+    **dict.fromkeys(_FLAG_OPTIONS.values(), False),
+}
+
+
+def _parse_plain(argv: Sequence[str]) -> SimpleNamespace | None:
+    """The arguments of a command line as workflows write it, read without `argparse`; None for any other.
+
+    Such a line spells every option in full, with its value as the next argument, and
+    gives ``--graph`` and ``--quantum``; a value that starts with ``-`` is left to
+    argparse, whose rules for those are subtle. Anything else (``--help``, an
+    abbreviation, ``--option=value``, a mistake) gives None: `main` then parses with
+    `_parser`, so its results and messages are unchanged. Every job parses its line, and
+    `argparse` with `gettext`, `locale` and `shutil` (its help formatter) costs a job
+    more than all its own work of parsing.
+    """
+    values = dict(_DEFAULTS)
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        flag = _FLAG_OPTIONS.get(arg)
+        if flag is not None:
+            values[flag] = True
+            i += 1
+            continue
+        dest = _VALUE_OPTIONS.get(arg)
+        if dest is None or i + 1 == len(argv) or argv[i + 1].startswith("-"):
+            return None
+        value = argv[i + 1]
+        values[dest] = [*(values[dest] or ()), value] if dest == "quantum" else value
+        i += 2
+    if values["graph"] is None or values["quantum"] is None:
+        return None
+    return SimpleNamespace(**values)
 
 
 def _parser() -> argparse.ArgumentParser:
+    """The command line's parser: for ``--help``, errors and any line `_parse_plain` leaves to it."""
+    import argparse
+
+    class _Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:
+            self.print_usage(sys.stderr)
+            self.exit(
+                exit_codes.USAGE, f"run_quantum: error: {message} (exit {exit_codes.USAGE}: not retried)\n"
+            )
+
     codes = "\n".join(f"  {code:3d}  {text}" for code, text in exit_codes.DESCRIPTIONS.items())
     p = _Parser(
         prog="run_quantum",
@@ -166,7 +228,9 @@ def main(argv: Sequence[str] | None = None, backend: Backend | None = None) -> i
     # The imports of a job's start-up allocate only what lives as long as the job.
     with gc_paused():
         from .job.runner import JobError, run_job
-    args = _parser().parse_args(argv)
+    if argv is None:
+        argv = sys.argv[1:]
+    args = _parse_plain(argv) or _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -20,7 +20,9 @@ label's requested memory beside what its quanta used (``bps report``, text and H
 Imported by every job (`bps.job.runner`): standard library only.
 """
 
-from __future__ import annotations
+# Annotations here are evaluated at import (no ``from __future__ import annotations``): with
+# string annotations, ``typing.NamedTuple`` makes a ``ForwardRef`` of each field, whose
+# ``compile`` call costs a batch job Python's one-time compiler set-up (about 2.5 ms CPU).
 
 import json
 import os
@@ -56,7 +58,7 @@ class QuantumUsage(NamedTuple):
         return self._asdict()
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> QuantumUsage:
+    def from_json(cls, data: dict[str, Any]) -> "QuantumUsage":
         return cls(
             job=str(data["job"]),
             quantum=int(data["quantum"]),
@@ -142,7 +144,7 @@ def read_usage(submit_dir: str | Path, manifest_dir: str = "manifests") -> list[
     return records
 
 
-def requested_by_label(workflow: GenericWorkflow) -> dict[str, float]:
+def requested_by_label(workflow: "GenericWorkflow") -> dict[str, float]:
     """Task label -> the largest memory request (MB) of the jobs that run it."""
     out: dict[str, float] = {}
     for job in workflow.jobs.values():
@@ -151,7 +153,7 @@ def requested_by_label(workflow: GenericWorkflow) -> dict[str, float]:
     return out
 
 
-def label_memory(submit_dir: str | Path) -> list[LabelMemory]:
+def label_memory(submit_dir: str | Path) -> "list[LabelMemory]":
     """Per task label of the run in ``submit_dir``: requested beside used ([] if no quantum was measured)."""
     from supertask.report.memory import memory_by_label
 

@@ -8,9 +8,7 @@ a hot path.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from .lazy_exports import lazy_exports
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
@@ -74,11 +72,31 @@ __all__ = [
     "run_pipeline",
 ]
 
+#: the package's ``__getattr__`` and ``__dir__`` from `supertask.lazy_exports`, made on first use:
+#: a batch job imports submodules only, and so not even that module
+_lazy: tuple[Callable[[str], Any], Callable[[], list[str]]] | None = None
 
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+def _lazy_exports() -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    global _lazy
+    if _lazy is None:
+        from .lazy_exports import lazy_exports
+
+        _lazy = lazy_exports(__name__, _EXPORTS)
+    return _lazy
+
+
+def __getattr__(name: str) -> Any:
+    return _lazy_exports()[0](name)
+
+
+def __dir__() -> list[str]:
+    return _lazy_exports()[1]()
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from collections.abc import Callable
+
     from .config import (
         Config,
         ConfigField,

@@ -12,7 +12,6 @@ with intact files; a job whose quanta are all recorded does not even read the gr
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +22,7 @@ from supertask.execution.single_quantum import run_quantum, without_missing_inpu
 from supertask.gc_pause import gc_paused
 
 from .. import exit_codes
+from ..fs import remove_tree
 from ..staging import (
     Manifest,
     StagedFile,
@@ -147,10 +147,10 @@ def run_job(
         store = backend.open_store(where) if where is not None else backend.open_scratch_store(scratch_dir)
         scratch_store = backend.open_scratch_store(scratch_dir / "out")
     except FileNotFoundError as err:
-        shutil.rmtree(scratch_dir, ignore_errors=True)
+        remove_tree(scratch_dir)
         raise JobError(exit_codes.MISSING_INPUT, f"repository {repo}: {err}") from err
     except Exception as err:
-        shutil.rmtree(scratch_dir, ignore_errors=True)
+        remove_tree(scratch_dir)
         raise JobError(exit_codes.CONFIG_ERROR, f"cannot open the datastore of {repo}: {err}") from err
     placement.root = None if placement.transfer else Path(str(store.root)).resolve()
     root_text = placement.manifest_root()
@@ -202,7 +202,7 @@ def run_job(
                 unavailable.update(d.key for d in quantum.iterOutputs())
     finally:
         if not keep_scratch:
-            shutil.rmtree(scratch_dir, ignore_errors=True)
+            remove_tree(scratch_dir)
     return result
 
 

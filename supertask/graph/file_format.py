@@ -16,14 +16,14 @@ any pickle that names a class or function, so a corrupted or hostile file cannot
 code. See ``docs/graph-file.md`` for the byte layout and the versioning policy.
 
 This module is on the start-up path of every batch job: it imports only the standard
-library, ``zstandard`` and the light handle modules.
+library, ``zstandard``'s C backend (`supertask.graph.zstd_import`) and the light handle
+modules.
 """
 
 from __future__ import annotations
 
 import io
 import os
-import pickle
 import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
@@ -31,14 +31,24 @@ try:  # the built-in module behind hashlib.blake2b; importing it alone skips Ope
     from _blake2 import blake2b
 except ImportError:  # pragma: no cover - other Python implementations
     from hashlib import blake2b
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import zstandard
+try:  # the C pickle module, the one pickle.py re-exports: importing it alone skips pickle.py (~2 ms per job);
+    # it has Pickler, Unpickler, dumps, loads and the errors, not the *_PROTOCOL constants
+    import _pickle as pickle
+except ImportError:  # pragma: no cover - other Python implementations
+    import pickle  # type: ignore[no-redef]
 
 from ..atomic_write import atomic_open
 from ..gc_pause import gc_paused
 from ..quantum import Quantum
 from .record_codec import RecordDecoder, RecordEncoder, Tables
+from .zstd_import import import_zstandard
+
+if TYPE_CHECKING:
+    import zstandard
+else:  # the C backend: its classes and train_dictionary, not zstandard.open/compress/decompress
+    zstandard = import_zstandard()
 
 __all__ = (
     "FORMAT_VERSION",

@@ -20,7 +20,9 @@ pipeline file is read; `split_pipeline_spec` and `select` implement the
 ``FILE#NAME`` (or ``--subset NAME``) selection shared by ``qgraph``, ``run`` and ``bps``.
 """
 
-from __future__ import annotations
+# Annotations here are evaluated at import (no ``from __future__ import annotations``): with
+# string annotations, ``typing.NamedTuple`` makes a ``ForwardRef`` of each field, whose
+# ``compile`` call costs a batch job Python's one-time compiler set-up (about 2.5 ms CPU).
 
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -70,7 +72,7 @@ def split_pipeline_spec(spec: str) -> tuple[str, str | None]:
     return path, name.strip()
 
 
-def select(pipeline: Pipeline, name: str) -> Pipeline:
+def select(pipeline: "Pipeline", name: str) -> "Pipeline":
     """The part of ``pipeline`` named by ``name``: a subset (or step), or comma-separated labels.
 
     Dataset types the selected tasks read that other tasks write become overall inputs
@@ -100,7 +102,7 @@ def select(pipeline: Pipeline, name: str) -> Pipeline:
     )
 
 
-def shard_units_of(task_units: Iterable[str], universe: Universe) -> set[str]:
+def shard_units_of(task_units: Iterable[str], universe: "Universe") -> set[str]:
     """The units a task whose quanta have ``task_units`` can be sharded over.
 
     Its quantum's units, the units they require and imply (a visit implies its physical
@@ -131,7 +133,7 @@ def shard_units_of(task_units: Iterable[str], universe: Universe) -> set[str]:
     return units
 
 
-def check_steps(pipeline: Pipeline, steps: Sequence[Step]) -> None:
+def check_steps(pipeline: "Pipeline", steps: Sequence[Step]) -> None:
     """Refuse steps that cannot be run in their order.
 
     Checks, each with its own message naming the step and the fix: every step names a
@@ -195,7 +197,7 @@ def check_steps(pipeline: Pipeline, steps: Sequence[Step]) -> None:
             )
 
 
-def check_step_units(pipeline: Pipeline, universe: Universe | None = None) -> None:
+def check_step_units(pipeline: "Pipeline", universe: "Universe | None" = None) -> None:
     """Refuse a sharding unit that does not exist or that a task of its step cannot be split by.
 
     Run when a pipeline file is read (`Pipeline.fromFile`, every command that takes one),

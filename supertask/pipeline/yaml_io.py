@@ -39,7 +39,6 @@ from typing import TYPE_CHECKING, Any
 from ..config import FieldValidationError
 from ..config.errors import suggest
 from ..config.overrides import apply_file
-from ..yaml_errors import yaml_error_parts
 from .errors import PipelineError, where
 from .steps import Step, check_step_units
 
@@ -107,6 +106,8 @@ def _parse(text: str, source: str) -> dict[str, Any]:
     try:
         data = yaml.load(text, Loader=_loader())  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as err:
+        from ..yaml_errors import yaml_error_parts
+
         line, problem = yaml_error_parts(err)
         raise PipelineError(
             f"{source}{line}: malformed pipeline YAML: {problem}. Fix the syntax "

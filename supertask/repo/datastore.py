@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import string
 from collections.abc import Mapping
 from pathlib import Path
@@ -228,6 +227,8 @@ class Datastore:
         target.parent.mkdir(parents=True, exist_ok=True)
         size = source.stat().st_size
         checksum = checksum_file(source)
+        import shutil  # ingest only: batch jobs, which import this module, never need it
+
         if mode == "copy":
             tmp = target.with_name(f".{target.name}.{os.urandom(6).hex()}.tmp")
             try:
