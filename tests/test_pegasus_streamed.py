@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from support.toy_pipeline import TASKS_PYTHONPATH, ToyPipeline, prepare
 from test_bps_workflow_builder import CALEXP, RAW, demo_quanta, ds, options, path_of
 
 from bps import prepare as prepare_mod
@@ -176,11 +177,18 @@ def test_the_resource_check_of_a_streamed_workflow_names_the_same_job_as_for_eve
     assert "label 'coadd' asks for memory_mb=3000 (job coadd_0_sm_0)" in str(streamed.value)
 
 
-def test_a_streamed_prepare_encodes_its_pegasus_documents_from_the_columns(tmp_path, monkeypatch):
-    streamed = _streamed(tmp_path)
-    calls = []
-    real = streamed_mod._JobEncoder.chunks
-    monkeypatch.setattr(streamed_mod._JobEncoder, "chunks", lambda self: calls.append(1) or real(self))
-    out = Path(streamed.workflow.submit_dir) / PEGASUS_SUBDIR
-    write_plan(translate(streamed.workflow, out), out)
-    assert calls == [1]
+def test_bps_prepare_of_an_unclustered_pegasus_workflow_encodes_its_documents_from_the_columns(
+    tmp_path, monkeypatch
+):
+    site = {"environment": {"PYTHONPATH": TASKS_PYTHONPATH}}  # the toy tasks, for prepare's import check
+    toy = ToyPipeline(run="u/test/fast", detectors=(1, 2), seed_scale=1, multiplier=2).set_up(
+        tmp_path, monkeypatch, wms="pegasus", compute_site="pegasus_sharedfs", site=site
+    )
+    plans: list[object] = []
+    real = streamed_mod.translate_streamed
+    monkeypatch.setattr(
+        streamed_mod, "translate_streamed", lambda *a, **kw: plans.append(real(*a, **kw)) or plans[-1]
+    )
+    submit = prepare(toy.submit_yaml("fast"))
+    assert len(plans) == 1 and plans[0] is not None, "the streamed encoder gave the work back"
+    assert schema.validate_directory(submit / PEGASUS_SUBDIR) == {name: [] for name in schema.SCHEMA_OF}
