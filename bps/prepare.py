@@ -188,11 +188,10 @@ def _prepare_streamed(
     registry is asked about the overall inputs in batches.
     """
     c = resolved.config
-    from supertask.graph import file_format
     from supertask.graph.quantum_graph import QuantumGraph
     from supertask.repo.butler import Butler
 
-    from .workflow_stream import build_streamed_workflow
+    from .workflow_stream import build_streamed_workflow_file
 
     header = QuantumGraph.readHeader(graph_file)
     metadata = header.get("metadata") or {}
@@ -210,12 +209,7 @@ def _prepare_streamed(
     options = _build_options(resolved, graph_file, output_run, submit_dir)
     butler = Butler(repo)
     try:
-        datastore = butler.datastore
-
-        def template_path(dataset: Any, run: str) -> str:
-            return str(datastore.path(dataset.datasetType, dataset.dataId, run))
-
-        streamed = build_streamed_workflow(file_format.iter_quanta(graph_file), options, template_path)
+        streamed = build_streamed_workflow_file(graph_file, options, butler.datastore.path_formatter)
         workflow = streamed.workflow
         if not len(workflow.jobs):
             raise PrepareError(f"graph {graph_file} has no quanta: nothing to run")
@@ -248,20 +242,19 @@ def _registered_inputs(registry: Any, streamed: Any) -> tuple[dict[str, str], di
     """
     locations: dict[str, str] = {}
     checks: dict[str, list[Any]] = {}
-    batch: list[tuple[int, str, Any]] = []
+    batch: list[tuple[int, str, int | None]] = []
 
     def flush() -> None:
-        datasets = [d for _, _, d in batch]
-        records = registry.getDatasetRecords([d for d in datasets if d.id is not None])
-        for k, lfn, d in batch:
-            found = records.get(d.id) if d.id is not None else None
+        records = registry.getDatasetRecordsById([ident for _, _, ident in batch if ident is not None])
+        for k, lfn, ident in batch:
+            found = records.get(ident) if ident is not None else None
             path: str | None
             if found is not None:
                 path = found[0]
                 checks[lfn] = list(found[1:])
-            else:
+            else:  # no id, or no longer registered under it: by type, data ID and RUN
                 try:
-                    path = registry.getDatasetLocation(d)[0]
+                    path = registry.getDatasetLocation(streamed.dataset(k))[0]
                 except LookupError:
                     path = None
             if path is not None and path != streamed.path(k):
@@ -272,7 +265,7 @@ def _registered_inputs(registry: Any, streamed: Any) -> tuple[dict[str, str], di
     for k, lfn, ident, run in streamed.overall_inputs():
         if ident is None and not run:
             continue
-        batch.append((k, lfn, streamed.dataset(k)))
+        batch.append((k, lfn, ident))
         if len(batch) >= REGISTRY_BATCH:
             flush()
     flush()

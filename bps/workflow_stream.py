@@ -6,9 +6,11 @@ Why
 and makes one `~bps.workflow.Job` and one `~bps.workflow.WorkflowFile` object per job and
 dataset: with the loaded graph beside them, an unclustered prepare of 10^6 quanta held
 3.9 GB. When every quantum is its own job nothing needs the whole graph: this module reads
-the quanta one chunk at a time (`supertask.graph.file_format.iter_quanta`, in id order,
-which is dependency order) and keeps, per job and per dataset, only flat columns (strings,
-small tuples and integer arrays). The workflow's ``jobs`` and ``parents`` are read-only
+the quanta one chunk at a time as plain records (`supertask.graph.file_format.iter_records`,
+in id order, which is dependency order; no `Quantum`, `Dataset` or `DataId` is made) and
+keeps, per job and per dataset, only flat columns (strings, small tuples and integer arrays).
+Each distinct dataset's logical file name and template path are formatted once, by
+formatters made once per (dataset type, data-ID keys). The workflow's ``jobs`` and ``parents`` are read-only
 mappings over those columns that make each `Job` when it is read and forget it after, so
 the translators, ``workflow.json`` and the checks stream through the jobs exactly as
 through a built workflow, and write the same bytes (same names, order, files, parents).
@@ -26,7 +28,7 @@ from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, Se
 from pathlib import Path
 from typing import Any, NamedTuple, cast, overload
 
-from .names import dataset_lfn, safe_name
+from .names import lfn_formatter, safe_name
 from .workflow import GenericWorkflow, Job, RetryPolicy, WorkflowFile
 from .workflow_builder import LOG_DIR, MANIFEST_DIR, BuildOptions, final_job
 
@@ -424,6 +426,34 @@ class StreamedWorkflow:
             extra[j] = extra.get(j, ()) + more
 
 
+#: ``(dataset type, data-ID keys) -> format(values, run)``: the path of a dataset relative to
+#: the datastore root (`supertask.repo.datastore.Datastore.path_formatter`)
+PathFormatter = Callable[[Any, tuple[str, ...]], Callable[[tuple[Any, ...], str], str]]
+
+
+def build_streamed_workflow_file(
+    graph_file: str | Path, options: BuildOptions, path_formatter: PathFormatter, chunk: int = 10_000
+) -> StreamedWorkflow:
+    """One job per quantum of a saved graph, streamed from the file; see the module docstring.
+
+    The quanta are read as plain records (`supertask.graph.file_format.iter_records`), so no
+    `Quantum`, `Dataset` or `DataId` is made; each distinct dataset's logical file name and
+    path are formatted once, by formatters made once per (dataset type, data-ID keys). The
+    result is what `build_streamed_workflow` makes of the graph's quanta.
+
+    Raises
+    ------
+    supertask.graph.file_format.GraphFileError
+        If the graph file is truncated or corrupted.
+    ValueError
+        As `build_streamed_workflow`.
+    """
+    from supertask.graph import file_format
+
+    records = file_format.iter_records(graph_file, chunk)
+    return _build(records, records.decoder, options, path_formatter)
+
+
 def build_streamed_workflow(
     quanta: Iterable[Any], options: BuildOptions, template_path: TemplatePath
 ) -> StreamedWorkflow:
@@ -432,6 +462,8 @@ def build_streamed_workflow(
     The result is what `bps.workflow_builder.build_workflow` makes of the same quanta
     without clustering rules, except that an overall input's path is its template path in
     the RUN it was found in until `StreamedWorkflow.set_input_path` says otherwise.
+    `build_streamed_workflow_file` does the same from a saved graph without making the
+    quanta.
 
     Raises
     ------
@@ -439,99 +471,234 @@ def build_streamed_workflow(
         If an overall input has no RUN (the graph does not record where it was found), or
         the quanta are not numbered 0, 1, ... in dependency order.
     """
-    c = _Columns()
-    label_index: dict[str, int] = {}
-    schema_index: dict[tuple[str, tuple[str, ...]], int] = {}
-    file_of: dict[str, int] = {}  # lfn -> file number: one name per dataset in a workflow
-    seen_names: set[str] = set()
-    output_run = options.output_run
-    for q in quanta:
-        j = len(c.names)
-        if q.id != j:
-            raise ValueError(f"quantum {q!r} has id {q.id}, expected {j}: stream the quanta of a saved graph")
-        name = safe_name("_".join([q.taskLabel, *(str(v) for v in dict(q.dataId).values())]))
-        if name in seen_names:
-            name = f"{name}_q{j}"
-        seen_names.add(name)
-        c.names.append(name)
-        label = label_index.get(q.taskLabel)
-        if label is None:
-            label = label_index[q.taskLabel] = len(c.labels)
-            c.labels.append(q.taskLabel)
-        c.label_of.append(label)
-        outputs: list[int] = []
-        for datasets in q.outputs.values():
+    from supertask.repo.dataid import DataId
+    from supertask.repo.dataset import Dataset
+
+    def path_formatter(dataset_type: Any, keys: tuple[str, ...]) -> Callable[[tuple[Any, ...], str], str]:
+        def path(values: tuple[Any, ...], run: str) -> str:
+            dataset = Dataset(dataset_type, DataId(dict(zip(keys, values, strict=True))), run=run)
+            return template_path(dataset, run)
+
+        return path
+
+    plain = _PlainQuanta(quanta if isinstance(quanta, Sequence) else list(quanta))
+    return _build(plain, plain, options, path_formatter)
+
+
+class _PlainQuanta:
+    """`Quantum` objects as the plain records `supertask.graph.file_format.iter_records` yields,
+    with the tables their indices refer to (growing as the quanta are read)."""
+
+    def __init__(self, quanta: Sequence[Any]) -> None:
+        self._quanta = quanta
+        self.labels: list[str] = []
+        self.keysets: list[tuple[str, ...]] = []
+        self.types: list[Any] = []
+        self.runs: list[str] = []
+        self._index: dict[Any, int] = {}
+
+    def _intern(self, table: list[Any], kind: str, value: Any) -> int:
+        i = self._index.get((kind, value))
+        if i is None:
+            i = self._index[(kind, value)] = len(table)
+            table.append(value)
+        return i
+
+    def _datasets(self, by_type: dict[str, list[Any]]) -> list[Any]:
+        result = []
+        for datasets in by_type.values():
             for ds in datasets:
-                k = _file(c, file_of, schema_index, ds, output_run, j, template_path)
-                if c.producer[k] != j:
-                    raise ValueError(f"{ds!r} is produced by two quanta: {c.names[c.producer[k]]} and {name}")
-                if k not in outputs:
-                    outputs.append(k)
-        inputs: list[int] = []
-        parents: set[int] = set()
-        for datasets in q.inputs.values():
-            for ds in datasets:
-                lfn = dataset_lfn(ds.datasetType.name, dict(ds.dataId))
-                k = file_of.get(lfn, -1)
-                if k >= 0 and (k in outputs or k in inputs):
-                    continue
-                if k < 0:
-                    if not ds.run:
-                        raise ValueError(
-                            f"input {ds!r} of {q!r} is made by no quantum and has no RUN: the graph must "
-                            "record where each overall input was found; rebuild it"
-                        )
-                    k = _file(c, file_of, schema_index, ds, ds.run, -1, template_path, lfn)
-                elif c.producer[k] >= 0:
-                    parents.add(c.producer[k])
-                inputs.append(k)
-        c.in_files.extend(inputs)
-        c.in_start.append(len(c.in_files))
-        c.out_files.extend(outputs)
-        c.out_start.append(len(c.out_files))
-        names = c.names
-        c.par_jobs.extend(sorted(parents, key=names.__getitem__))
-        c.par_start.append(len(c.par_jobs))
-    del file_of, seen_names
+                data_id = dict(ds.dataId)
+                result.append(
+                    (
+                        self._intern(self.types, "type", ds.datasetType),
+                        self._intern(self.keysets, "keys", tuple(data_id)),
+                        tuple(data_id.values()),
+                        ds.id,
+                        -1 if ds.run is None else self._intern(self.runs, "run", ds.run),
+                    )
+                )
+        return result
+
+    def __iter__(self) -> Iterator[tuple[int, int, tuple[Any, ...], list[Any], list[Any]]]:
+        for j, q in enumerate(self._quanta):
+            if q.id != j:
+                raise ValueError(
+                    f"quantum {q!r} has id {q.id}, expected {j}: stream the quanta of a saved graph"
+                )
+            data_id = dict(q.dataId)
+            yield (
+                self._intern(self.labels, "label", q.taskLabel),
+                self._intern(self.keysets, "keys", tuple(data_id)),
+                tuple(data_id.values()),
+                self._datasets(q.inputs),
+                self._datasets(q.outputs),
+            )
+
+
+class _Schema:
+    """What the build keeps per (dataset type, data-ID keys) of the records' tables."""
+
+    __slots__ = ("files", "index", "lfn", "path")
+
+    def __init__(self, index: int, lfn: Callable[[tuple[Any, ...]], str], path: Callable[..., str]):
+        self.index = index
+        #: data-ID values -> file number (keyed by file name instead when told apart by name)
+        self.files: dict[Any, int] = {}
+        self.lfn = lfn
+        self.path = path
+
+
+def _build(
+    records: Iterable[tuple[int, int, tuple[Any, ...], list[Any], list[Any]]],
+    tables: Any,
+    options: BuildOptions,
+    path_formatter: PathFormatter,
+) -> StreamedWorkflow:
+    """The streamed workflow of plain ``records`` (see `supertask.graph.record_codec.PlainQuantum`).
+
+    A workflow names each dataset by its logical file name (`dataset_lfn`), and two data IDs
+    that differ only in characters a file name cannot hold are one file. The build tells
+    datasets apart by (type, keys, values) instead, formatting names only for new ones; if
+    two of them then share a name, it builds again telling datasets apart by name.
+    """
+    c = _fill(records, tables, options, path_formatter, by_name=False)
+    if len(set(c.lfns)) != len(c.lfns):
+        c = _fill(records, tables, options, path_formatter, by_name=True)
     c.order = _static_order(c)
     return StreamedWorkflow(c, options)
 
 
-def _file(
-    c: _Columns,
-    file_of: dict[str, int],
-    schema_index: dict[tuple[str, tuple[str, ...]], int],
-    ds: Any,
-    run: str,
-    producer: int,
-    template_path: TemplatePath,
-    lfn: str | None = None,
-) -> int:
-    """The number of ``ds``'s file, added on first sighting (path from its template in ``run``)."""
-    data_id = dict(ds.dataId)
-    name = ds.datasetType.name
-    if lfn is None:
-        lfn = dataset_lfn(name, data_id)
-    k = file_of.get(lfn)
-    if k is not None:
+def _fill(
+    records: Iterable[tuple[int, int, tuple[Any, ...], list[Any], list[Any]]],
+    tables: Any,
+    options: BuildOptions,
+    path_formatter: PathFormatter,
+    by_name: bool,
+) -> _Columns:
+    """The columns of the records' jobs and files (all but the job order); see `_build`."""
+    c = _Columns()
+    labels_t, keysets_t, types_t, runs_t = tables.labels, tables.keysets, tables.types, tables.runs
+    label_of_table: dict[int, int] = {}  # label index in the tables -> in the columns
+    label_index: dict[str, int] = {}
+    schema_of_table: dict[tuple[int, int], _Schema] = {}
+    schema_index: dict[tuple[str, tuple[str, ...]], _Schema] = {}
+    file_of: dict[str, int] = {}  # lfn -> file number, when telling datasets apart by name
+    seen_names: set[str] = set()
+    output_run = options.output_run
+    names, label_of, lfns, paths = c.names, c.label_of, c.lfns, c.paths
+    schema_of, values_of, producer = c.schema_of, c.values, c.producer
+    dataset_id, runs_of, shared = c.dataset_id, c.runs, c.shared_values
+    in_files, in_start, out_files, out_start = c.in_files, c.in_start, c.out_files, c.out_start
+    par_jobs, par_start = c.par_jobs, c.par_start
+
+    def schema(t: int, ks: int) -> _Schema:
+        dataset_type = types_t[t]
+        keys = tuple(keysets_t[ks])
+        key = (dataset_type.name, keys)
+        found = schema_index.get(key)
+        if found is None:
+            found = schema_index[key] = _Schema(
+                len(c.schemas), lfn_formatter(dataset_type.name, keys), path_formatter(dataset_type, keys)
+            )
+            c.schemas.append(key)
+            c.types.append(dataset_type)
+        schema_of_table[(t, ks)] = found
+        return found
+
+    def add(s: _Schema, values: tuple[Any, ...], run: str, p: int, ident: int | None) -> int:
+        """A new file: ``values`` of schema ``s`` in ``run``, made by job ``p`` (-1: none)."""
+        k = len(lfns)
+        # One object per distinct value: the reader makes a new one for every dataset.
+        values = tuple([shared.setdefault((type(v), v), v) for v in values])
+        lfn = s.lfn(values)
+        if by_name:
+            file_of[lfn] = k
+        else:
+            s.files[values] = k
+        lfns.append(lfn)
+        paths.append(s.path(values, run))
+        schema_of.append(s.index)
+        values_of.append(values)
+        producer.append(p)
+        dataset_id.append(ident if p < 0 and ident is not None else -1)
+        runs_of.append(run if p < 0 else "")
         return k
-    k = file_of[lfn] = len(c.lfns)
-    keys = tuple(data_id)
-    schema = schema_index.get((name, keys))
-    if schema is None:
-        schema = schema_index[(name, keys)] = len(c.schemas)
-        c.schemas.append((name, keys))
-        c.types.append(ds.datasetType)
-    c.lfns.append(lfn)
-    c.paths.append(template_path(ds, run))
-    c.schema_of.append(schema)
-    # One object per distinct value: the reader makes a new one for every dataset.
-    shared = c.shared_values
-    c.values.append(tuple([shared.setdefault((type(v), v), v) for v in data_id.values()]))
-    c.producer.append(producer)
-    c.dataset_id.append(ds.id if producer < 0 and ds.id is not None else -1)
-    c.runs.append(run if producer < 0 else "")
-    return k
+
+    def described(j: int, label: int, ks: int, values: tuple[Any, ...], d: Any = None) -> tuple[str, str]:
+        """``(repr of dataset d, repr of quantum j)`` for a message, as the objects print."""
+        from supertask.quantum import Quantum
+        from supertask.repo.dataid import DataId
+        from supertask.repo.dataset import Dataset
+
+        quantum = Quantum(
+            labels_t[label], DataId(dict(zip(keysets_t[ks], values, strict=True))), {}, {}, id=j
+        )
+        if d is None:
+            return "", repr(quantum)
+        t, dks, dvalues = d[0], d[1], d[2]
+        dataset = Dataset(types_t[t], DataId(dict(zip(keysets_t[dks], dvalues, strict=True))))
+        return repr(dataset), repr(quantum)
+
+    for j, (label, ks, values, inputs, outputs) in enumerate(records):
+        task = labels_t[label]
+        name = safe_name("_".join([task, *map(str, values)]))
+        if name in seen_names:
+            name = f"{name}_q{j}"
+        seen_names.add(name)
+        names.append(name)
+        mine = label_of_table.get(label)
+        if mine is None:
+            mine = label_index.get(task)
+            if mine is None:
+                mine = label_index[task] = len(c.labels)
+                c.labels.append(task)
+            label_of_table[label] = mine
+        label_of.append(mine)
+        outs: list[int] = []
+        for d in outputs:
+            s = schema_of_table.get((d[0], d[1])) or schema(d[0], d[1])
+            if by_name:
+                k = file_of.get(s.lfn(d[2]), -1)
+            else:
+                k = s.files.get(d[2], -1)
+            if k < 0:
+                k = add(s, d[2], output_run, j, None)
+            elif producer[k] != j:
+                ds_repr, _ = described(j, label, ks, values, d)
+                raise ValueError(f"{ds_repr} is produced by two quanta: {names[producer[k]]} and {name}")
+            if k not in outs:
+                outs.append(k)
+        ins: list[int] = []
+        parents: set[int] = set()
+        for d in inputs:
+            s = schema_of_table.get((d[0], d[1])) or schema(d[0], d[1])
+            if by_name:
+                k = file_of.get(s.lfn(d[2]), -1)
+            else:
+                k = s.files.get(d[2], -1)
+            if k >= 0 and (k in outs or k in ins):
+                continue
+            if k < 0:
+                run = runs_t[d[4]] if d[4] >= 0 else None
+                if not run:
+                    ds_repr, q_repr = described(j, label, ks, values, d)
+                    raise ValueError(
+                        f"input {ds_repr} of {q_repr} is made by no quantum and has no RUN: the graph must "
+                        "record where each overall input was found; rebuild it"
+                    )
+                k = add(s, d[2], run, -1, d[3])
+            elif producer[k] >= 0:
+                parents.add(producer[k])
+            ins.append(k)
+        in_files.extend(ins)
+        in_start.append(len(in_files))
+        out_files.extend(outs)
+        out_start.append(len(out_files))
+        if parents:
+            par_jobs.extend(sorted(parents, key=names.__getitem__) if len(parents) > 1 else parents)
+        par_start.append(len(par_jobs))
+    return c
 
 
 def _static_order(c: _Columns) -> array[int]:

@@ -20,11 +20,12 @@ from bps import prepare as prepare_mod
 from bps.workflow import Resources
 from bps.workflow_builder import build_workflow
 from bps.workflow_io import save_workflow, workflow_to_json
-from bps.workflow_stream import build_streamed_workflow
+from bps.workflow_stream import build_streamed_workflow, build_streamed_workflow_file
 from supertask.graph import file_format
 from supertask.graph.quantum_graph import QuantumGraph
 from supertask.quantum import Quantum
 from supertask.repo.dataid import DataId
+from supertask.repo.dataset import Dataset
 
 
 def _options():  # per-label resources and a throttle: what jobs of one label share
@@ -47,6 +48,48 @@ def test_a_streamed_workflow_is_the_built_one_through_a_saved_graph_read_in_smal
     assert dict(streamed.parents) == built.parents and streamed.edges() == built.edges()
     name = list(built.jobs)[5]
     assert streamed.jobs[name] == built.jobs[name] and name in streamed.jobs
+
+
+def path_formatter(dataset_type, keys):
+    """`path_of` as a per-(type, keys) formatter of data-ID values."""
+    return lambda values, run: path_of(
+        Dataset(dataset_type, DataId(dict(zip(keys, values, strict=True)))), run
+    )
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 10_000])
+def test_a_workflow_streamed_from_the_graph_file_records_is_the_built_one(tmp_path, chunk):
+    QuantumGraph(demo_quanta()).save(tmp_path / "g.qgraph")
+    built = build_workflow(QuantumGraph.load(tmp_path / "g.qgraph"), _options(), path_of)
+    streamed = build_streamed_workflow_file(tmp_path / "g.qgraph", _options(), path_formatter, chunk).workflow
+    assert workflow_to_json(streamed) == workflow_to_json(built)
+    assert dict(streamed.parents) == built.parents and streamed.edges() == built.edges()
+
+
+def _one_name_two_data_ids() -> list[Quantum]:
+    """``a`` writes calexp visit "1 2", ``b`` reads calexp visit "1_2": two data IDs, one file name."""
+    made, read = (
+        ds(CALEXP, instrument="Cam", visit="1 2", detector=1),
+        ds(CALEXP, "in/run", instrument="Cam", visit="1_2", detector=1),
+    )
+    a = Quantum("a", DataId(visit=1), {}, {}, id=0)
+    a.addOutput(made)
+    b = Quantum("b", DataId(visit=1), {}, {}, id=1)
+    b.addInput(read)
+    return [a, b]
+
+
+def test_two_data_ids_of_one_file_name_are_one_file_told_apart_by_name(tmp_path):
+    """The streamed workflow names each file once: ``b`` reads what ``a`` writes, as the name says.
+
+    (The loaded graph's workflow links the two by their datasets instead and has them apart.)
+    """
+    streamed = build_streamed_workflow(_one_name_two_data_ids(), options(), path_of).workflow
+    assert streamed.parents["b_1"] == ["a_1"]
+    assert [f.path for f in streamed.jobs["b_1"].inputs] == ["out/calexp/1_Cam_1 2.npy"]
+    QuantumGraph(_one_name_two_data_ids()).save(tmp_path / "g.qgraph")
+    from_file = build_streamed_workflow_file(tmp_path / "g.qgraph", options(), path_formatter).workflow
+    assert workflow_to_json(from_file) == workflow_to_json(streamed)
 
 
 def _chains() -> list[Quantum]:
@@ -86,6 +129,39 @@ def test_an_overall_input_without_run_is_refused_as_when_built():
     quanta[0].inputs["raw"][0].run = None
     with pytest.raises(ValueError, match="made by no quantum and has no RUN"):
         build_streamed_workflow(quanta, options(), path_of)
+
+
+class _Registry:
+    """Knows ids 101 (at its template path) and a raw of visit 2 moved off its template path."""
+
+    def __init__(self) -> None:
+        self.asked: list[list[int]] = []
+        self.located: list[Dataset] = []
+
+    def getDatasetRecordsById(self, ids):
+        self.asked.append(list(ids))
+        return {i: ("raw/run/raw/1_Cam_1.npy", 10, "c1") for i in self.asked[-1] if i == 101}
+
+    def getDatasetLocation(self, dataset):
+        self.located.append(dataset)
+        if dataset.dataId["visit"] == 2:
+            return ("moved/raw2.npy", None, None)
+        raise LookupError(dataset)
+
+
+def test_overall_inputs_are_asked_by_id_and_located_one_by_one_only_when_not_found():
+    quanta = _chains()
+    quanta[0].inputs["raw"][0].id = 101
+    quanta[2].inputs["raw"][0].id = 102  # no longer registered under its id
+    streamed = build_streamed_workflow(quanta, options(), path_of)
+    registry = _Registry()
+    locations, checks = prepare_mod._registered_inputs(registry, streamed)
+    assert registry.asked == [[101, 102]]
+    assert [(d.id, d.dataId["visit"], d.run) for d in registry.located] == [(102, 2, "raw/run")]
+    raw1, raw2 = "raw.detector-1.instrument-Cam.visit-1", "raw.detector-1.instrument-Cam.visit-2"
+    assert checks == {raw1: [10, "c1"]}
+    assert locations == {raw2: "moved/raw2.npy"}
+    assert [f.path for f in streamed.workflow.jobs["a_1_Cam_2"].inputs] == ["moved/raw2.npy"]
 
 
 def test_iter_quanta_reads_every_quantum_in_order_across_chunks(tmp_path):

@@ -255,3 +255,50 @@ def test_pipeline_and_configs_must_be_text():
         QuantumGraph(make_quanta(), pipelineYaml={"tasks": {}})
     with pytest.raises(TypeError, match=r"\['isr'\]"):
         QuantumGraph(make_quanta(), configs={"isr": {"threshold": 5}, "coadd": "x = 1"})
+
+
+def test_quanta_already_in_dependency_order_are_not_sorted_again(monkeypatch):
+    import supertask.graph.quantum_graph as qg
+
+    calls = []
+    real = qg._dependency_order
+    monkeypatch.setattr(qg, "_dependency_order", lambda quanta: calls.append(len(quanta)) or real(quanta))
+    quanta = make_quanta()
+    assert QuantumGraph(quanta).quanta == quanta
+    assert calls == []  # the linking pass saw every producer before its readers
+    shuffled = quanta[:]
+    random.Random(4).shuffle(shuffled)
+    assert_dependency_order(QuantumGraph(shuffled))
+    assert calls == [len(quanta)]
+
+
+def test_a_resolved_duplicate_gives_its_id_and_run_to_the_shared_dataset():
+    first = Dataset(RAW, DataId(instrument="Cam", exposure=1, detector=0))
+    resolved = Dataset(RAW, DataId(instrument="Cam", exposure=1, detector=0), id=7, run="raw/all")
+    quanta = [
+        Quantum(
+            "isr", DataId(instrument="Cam", visit=1, detector=0), {"raw": [first]}, {"calexp": [calexp(1, 0)]}
+        ),
+        Quantum(
+            "isr2",
+            DataId(instrument="Cam", visit=2, detector=0),
+            {"raw": [resolved]},
+            {"calexp": [calexp(2, 0)]},
+        ),
+    ]
+    graph = QuantumGraph(quanta)
+    (shared,) = graph.datasets["raw"]
+    assert shared is first and (shared.id, shared.run) == (7, "raw/all")
+    assert quanta[1].inputs["raw"][0] is first
+    assert shared.consumers == quanta and shared.creator is None
+
+
+def test_a_second_graph_over_the_same_quanta_links_its_datasets_afresh():
+    quanta = make_quanta()
+    first = QuantumGraph(quanta)
+    produced = first.quantaByLabel()["isr"][0].outputs["calexp"][0]
+    readers = list(produced.consumers)
+    second = QuantumGraph(quanta)  # the datasets were kept and linked by the first graph
+    assert produced.consumers == readers and len(readers) == 2  # reset, not appended to
+    assert produced.creator is second.quantaByLabel()["isr"][0]
+    assert sum(len(v) for v in second.datasets.values()) == sum(len(v) for v in first.datasets.values())

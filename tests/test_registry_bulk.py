@@ -129,3 +129,39 @@ def test_restrict_sets_left_out_of_the_sql_are_still_applied(registry):
     keys, rows = registry.queryDataIdValues(["visit", "detector"], restrict=restrict)
     assert rows and {row[keys.index("detector")] for row in rows} == {1}
     assert len(rows) == len(registry.queryDataIds(["visit"]))
+
+
+def test_raw_rows_are_plain_tuples_in_batches_and_close_the_result(registry):
+    import sqlalchemy as sa
+
+    from supertask.repo.registry.bulk import raw_rows
+
+    visit = sa.table("visit", sa.column("visit"))
+    stmt = sa.select(visit.c.visit).order_by(visit.c.visit)
+    with registry.engine.connect() as conn:
+        result = conn.execute(stmt)
+        batches = list(raw_rows(result, 4))
+        assert result.closed
+        whole = list(raw_rows(conn.execute(stmt)))
+    assert [len(b) for b in batches] == [4, 2]  # six visits
+    assert [row for b in batches for row in b] == whole[0] == [(v,) for v in range(6)]
+    assert all(type(row) is tuple for row in whole[0])
+
+
+def test_query_data_id_values_hold_one_object_per_distinct_value_of_a_column(registry):
+    keys, rows = registry.queryDataIdValues(["visit", "detector"])
+    instrument = keys.index("instrument")
+    assert len(rows) > 1 and all(row[instrument] is rows[0][instrument] for row in rows)
+    limited = registry.queryDataIdValues(["visit", "detector"], max_rows=len(rows))[1]
+    assert limited == rows and all(row[instrument] is limited[0][instrument] for row in limited)
+
+
+def test_value_sharing_makes_equal_values_one_object_across_batches():
+    from supertask.repo.registry.bulk import ValueSharing
+
+    share = ValueSharing(2)
+    first = share([("".join(["a", "b"]), 1000 + 1), ("".join(["a", "b"]), 1000 + 2)])
+    second = share([("".join(["a", "b"]), 1000 + 1)])
+    assert first == [("ab", 1001), ("ab", 1002)] and second == [("ab", 1001)]
+    assert first[0][0] is first[1][0] is second[0][0] and first[0][1] is second[0][1]
+    assert ValueSharing(0)([(), ()]) == [(), ()]

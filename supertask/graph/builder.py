@@ -38,7 +38,7 @@ from ..repo.dataset import Dataset, DatasetType
 from ..repo.registry import RowLimitError
 from ..repo.units import sort_data_ids
 from ..schemas import DatasetSchema, SchemaError, SchemaSource, schemas_to_json
-from .quanta import PlannedRepoGraph, PruneRecord, _project
+from .quanta import PlannedRepoGraph, PruneRecord, _project_all
 
 if TYPE_CHECKING:
     from ..pipeline import Pipeline
@@ -205,13 +205,13 @@ class QuantumGraphBuilder:
             dataIds = sort_data_ids(planned[task.label])
             for datasetType, producer in produced_inputs:
                 if set(datasetType.units) <= set(task.quantumUnits):
-                    needed = {_project(d, datasetType.units) for d in dataIds}
+                    needed = set(_project_all(dataIds, datasetType.units))
                 else:
                     related = view.related(dataIds, datasetType.units)
                     needed = {d for ids in related.values() for d in ids}
                 target = planned[producer.label]
                 if set(producer.quantumUnits) <= set(datasetType.units):
-                    target.update(_project(d, producer.quantumUnits) for d in needed)
+                    target.update(_project_all(needed, producer.quantumUnits))
                 else:
                     for ids in view.related(sort_data_ids(needed), producer.quantumUnits).values():
                         target.update(ids)
@@ -265,6 +265,26 @@ class QuantumGraphBuilder:
             task_quanta = task.defineQuanta(view)
             report.timings[f"defineQuanta[{task.label}]"] = time.perf_counter() - tick
             skipped = 0
+            if not any(existing_outputs.get(datasetType.name) for datasetType in outputs.values()):
+                # Nothing of this task exists in the output run (the common case): no
+                # quantum can be skipped, so the per-quantum check below is not needed.
+                for quantum in task_quanta:
+                    quantum.task = task
+                    empty = True
+                    for datasets in quantum.outputs.values():
+                        for dataset in datasets:
+                            empty = False
+                            name = dataset.datasetType.name
+                            index = produced.get(name)
+                            if index is None:
+                                index = produced[name] = {}
+                            index[dataset.dataId] = dataset
+                    if empty and outputs:
+                        skipped += 1  # as below: a quantum with no outputs has nothing left to do
+                        continue
+                    quanta.append(quantum)
+                report.skipped_existing[task.label] = skipped
+                continue
             for quantum in task_quanta:
                 quantum.task = task
                 if outputs and all(

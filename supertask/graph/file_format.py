@@ -31,7 +31,7 @@ try:  # the built-in module behind hashlib.blake2b; importing it alone skips Ope
     from _blake2 import blake2b
 except ImportError:  # pragma: no cover - other Python implementations
     from hashlib import blake2b
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 try:  # the C pickle module, the one pickle.py re-exports: importing it alone skips pickle.py (~2 ms per job);
     # it has Pickler, Unpickler, dumps, loads and the errors, not the *_PROTOCOL constants
@@ -42,7 +42,7 @@ except ImportError:  # pragma: no cover - other Python implementations
 from ..atomic_write import atomic_open
 from ..gc_pause import gc_paused
 from ..quantum import Quantum
-from .record_codec import RecordDecoder, RecordEncoder, Tables
+from .record_codec import PlainQuantum, RecordDecoder, RecordEncoder, Tables
 from .zstd_import import import_zstandard
 
 if TYPE_CHECKING:
@@ -53,7 +53,9 @@ else:  # the C backend: its classes and train_dictionary, not zstandard.open/com
 __all__ = (
     "FORMAT_VERSION",
     "GraphFileError",
+    "RecordStream",
     "iter_quanta",
+    "iter_records",
     "read_header",
     "read_quanta",
     "read_quantum",
@@ -81,6 +83,9 @@ _MAX_RECORD_SIZE = 1 << 30
 _DICT_SIZE = 32 * 1024
 _DICT_SAMPLES = 4000
 _MIN_DICT_SAMPLES = 200
+
+
+_T = TypeVar("_T")
 
 
 class GraphFileError(ValueError):
@@ -398,9 +403,13 @@ def _read_decoding(f: Any, layout: _Layout) -> tuple[RecordDecoder, Callable[...
 
 
 def _decode_record(
-    layout: _Layout, id: int, blob: bytes, decoder: RecordDecoder, decompress: Callable[..., bytes]
-) -> Quantum:
-    """Check, decompress, unpickle and decode the record of quantum ``id``."""
+    layout: _Layout,
+    id: int,
+    blob: bytes,
+    decode: Callable[[tuple[Any, ...], int], _T],
+    decompress: Callable[..., bytes],
+) -> _T:
+    """Check, decompress, unpickle and decode (``decode(record, id)``) the record of quantum ``id``."""
     digest, payload = blob[:_DIGEST_SIZE], blob[_DIGEST_SIZE:]
     if len(digest) != _DIGEST_SIZE or _record_digest(id, payload) != digest:
         raise layout.error(
@@ -409,7 +418,7 @@ def _decode_record(
         )
     try:
         record = _loads_plain(decompress(payload, max_output_size=_MAX_RECORD_SIZE))
-        return decoder.decode(record, id)
+        return decode(record, id)
     except (pickle.UnpicklingError, ValueError, TypeError, EOFError, zstandard.ZstdError) as err:
         raise layout.error(f"quantum {id}'s record cannot be decoded ({err})") from None
 
@@ -450,7 +459,7 @@ def read_quantum(path: str | os.PathLike[str], id: int) -> Quantum:
             _check_id(layout, id)
         decoder, decompress = _read_decoding(f, layout)
         start, end = _span(f, layout, id)
-        return _decode_record(layout, id, _read_at(f, start, end - start), decoder, decompress)
+        return _decode_record(layout, id, _read_at(f, start, end - start), decoder.decode, decompress)
 
 
 def read_quanta(path: str | os.PathLike[str], ids: Iterable[int] | None = None) -> list[Quantum]:
@@ -476,13 +485,15 @@ def read_quanta(path: str | os.PathLike[str], ids: Iterable[int] | None = None) 
                 start, end = offsets[i], offsets[i + 1]
                 _record_span(layout, start, end, i)
                 quanta.append(
-                    _decode_record(layout, i, records[start - base : end - base], decoder, decompress)
+                    _decode_record(layout, i, records[start - base : end - base], decoder.decode, decompress)
                 )
             return quanta
         result = []
         for id in ids:
             start, end = _span(f, layout, id)
-            result.append(_decode_record(layout, id, _read_at(f, start, end - start), decoder, decompress))
+            result.append(
+                _decode_record(layout, id, _read_at(f, start, end - start), decoder.decode, decompress)
+            )
         return result
 
 
@@ -502,26 +513,98 @@ def iter_quanta(path: str | os.PathLike[str], chunk: int = 10_000) -> Iterator[Q
     f, layout = _open(path)
     with f:
         _, decompress = _read_decoding(f, layout)
-        index = _read_at(f, layout.index_offset, 8 * (layout.n + 1))
-        if _digest(index) != layout.index_digest:
-            raise layout.error("the index checksum does not match; the index is corrupted")
-        offsets = struct.unpack(f"<{layout.n + 1}Q", index)
-        for first in range(0, layout.n, max(chunk, 1)):
-            last = min(first + max(chunk, 1), layout.n)
-            for i in range(first, last):
-                _record_span(layout, offsets[i], offsets[i + 1], i)
-            start, end = offsets[first], offsets[last]
-            records = _read_at(f, start, end - start)
+        for first, last, records, offsets in _chunks(f, layout, chunk):
+            start = offsets[first]
             decoder, _ = _read_decoding(f, layout)
             with gc_paused():
                 quanta = [
                     _decode_record(
-                        layout, i, records[offsets[i] - start : offsets[i + 1] - start], decoder, decompress
+                        layout,
+                        i,
+                        records[offsets[i] - start : offsets[i + 1] - start],
+                        decoder.decode,
+                        decompress,
                     )
                     for i in range(first, last)
                 ]
             yield from quanta
             del quanta, records, decoder
+
+
+def _chunks(f: Any, layout: _Layout, chunk: int) -> Iterator[tuple[int, int, bytes, tuple[int, ...]]]:
+    """``(first, last, records, offsets)`` per chunk of ``chunk`` quanta: the bytes of records
+    ``first`` to ``last - 1`` (from ``offsets[first]``), after checking the index's checksum."""
+    index = _read_at(f, layout.index_offset, 8 * (layout.n + 1))
+    if _digest(index) != layout.index_digest:
+        raise layout.error("the index checksum does not match; the index is corrupted")
+    offsets = struct.unpack(f"<{layout.n + 1}Q", index)
+    del index
+    step = max(chunk, 1)
+    for first in range(0, layout.n, step):
+        last = min(first + step, layout.n)
+        for i in range(first, last):
+            _record_span(layout, offsets[i], offsets[i + 1], i)
+        start, end = offsets[first], offsets[last]
+        yield first, last, _read_at(f, start, end - start), offsets
+
+
+class RecordStream:
+    """Every quantum of a graph file as plain values (`RecordDecoder.decode_plain`), streamed.
+
+    For a caller that keeps a few columns per quantum and dataset (`bps prepare`'s streamed
+    workflow): no `Quantum`, `Dataset` or `DataId` is made, and one chunk of ``chunk``
+    records is in memory at a time. The tables the values' indices refer to (`decoder`'s
+    ``types``, ``keysets``, ``labels``, ``runs``) are read when the stream is made. Each
+    record's checksum, and the index's before the first record, are checked as
+    `iter_quanta` checks them.
+
+    Raises
+    ------
+    GraphFileError
+        If the file is truncated, corrupted or of an unsupported version (when made, or
+        while iterating).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], chunk: int = 10_000):
+        self.path = os.fspath(path)
+        self.chunk = chunk
+        f, layout = _open(self.path)
+        with f:
+            self.decoder, _ = _read_decoding(f, layout)
+            self._tables_digest = layout.tables_digest
+            self.n: int = layout.n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[PlainQuantum]:
+        f, layout = _open(self.path)
+        with f:
+            _, decompress = _read_decoding(f, layout)
+            if layout.tables_digest != self._tables_digest or layout.n != self.n:
+                raise layout.error("the file changed since its tables were read; read it again")
+            decode = self.decoder.decode_plain
+            for first, last, records, offsets in _chunks(f, layout, self.chunk):
+                start = offsets[first]
+                with gc_paused():
+                    plain = [
+                        _decode_record(
+                            layout,
+                            i,
+                            records[offsets[i] - start : offsets[i + 1] - start],
+                            decode,
+                            decompress,
+                        )
+                        for i in range(first, last)
+                    ]
+                del records
+                yield from plain
+                del plain
+
+
+def iter_records(path: str | os.PathLike[str], chunk: int = 10_000) -> RecordStream:
+    """The records of a graph file as plain values, streamed one chunk at a time (`RecordStream`)."""
+    return RecordStream(path, chunk)
 
 
 def read_format_version(path: str | os.PathLike[str]) -> tuple[int, int]:

@@ -45,13 +45,20 @@ from ..quantum import Quantum
 from ..repo.dataid import DataId, KeyValue
 from ..repo.dataset import Dataset, DatasetType
 
-__all__ = ("RecordDecoder", "RecordEncoder", "Tables")
+__all__ = ("PlainDataset", "PlainQuantum", "RecordDecoder", "RecordEncoder", "Tables")
 
 Tables = dict[str, list[Any]]
 """The interning tables: ``datasetTypes`` (name, units, storageClass), ``keySets``
 (sorted tuples of unit names), ``labels`` and ``runs``."""
 
 _MIXED = -1
+
+PlainDataset = tuple[int, int, tuple[Any, ...], "int | None", int]
+"""``(type_index, keyset_index, data_id_values, id, run_index)`` of one dataset of a record
+(``run_index`` ``-1``: no RUN); see `RecordDecoder.decode_plain`."""
+
+PlainQuantum = tuple[int, int, tuple[Any, ...], list[PlainDataset], list[PlainDataset]]
+"""``(label_index, keyset_index, data_id_values, inputs, outputs)``; see `RecordDecoder.decode_plain`."""
 
 
 class _Interner:
@@ -233,28 +240,70 @@ class RecordDecoder:
             self._cache[key] = dataset
         return dataset
 
+    def _pairs(self, entry: Any) -> tuple[int, list[tuple[int, Any]], Any, Any]:
+        """``(type_index, [(keyset_index, values)], ids, runs)`` of one per-type entry of a record."""
+        type_index, keyset, flat, ids, runs = entry
+        if keyset == _MIXED:
+            pairs = list(flat)
+        else:
+            width = len(self._keysets[keyset])
+            if width == len(flat):  # the common case: one dataset of this type
+                pairs = [(keyset, flat)]
+            elif width == 0:  # the encoder writes empty data IDs in the mixed form
+                raise ValueError("datasets with empty data IDs in the flat form")
+            else:
+                pairs = [(keyset, flat[i : i + width]) for i in range(0, len(flat), width)]
+        n = len(pairs)
+        ids = ids if ids is not None else (None,) * n
+        runs = runs if runs is not None else (_MIXED,) * n
+        if len(ids) != n or len(runs) != n:
+            raise ValueError("dataset ids or runs do not match the number of datasets")
+        return type_index, pairs, ids, runs
+
     def _datasets(self, entries: tuple[Any, ...]) -> dict[str, list[Dataset]]:
         result: dict[str, list[Dataset]] = {}
-        for type_index, keyset, flat, ids, runs in entries:
-            if keyset == _MIXED:
-                pairs = list(flat)
-            else:
-                width = len(self._keysets[keyset])
-                if width == len(flat):  # the common case: one dataset of this type
-                    pairs = [(keyset, flat)]
-                elif width == 0:  # the encoder writes empty data IDs in the mixed form
-                    raise ValueError("datasets with empty data IDs in the flat form")
-                else:
-                    pairs = [(keyset, flat[i : i + width]) for i in range(0, len(flat), width)]
-            n = len(pairs)
-            ids = ids if ids is not None else (None,) * n
-            runs = runs if runs is not None else (_MIXED,) * n
-            if len(ids) != n or len(runs) != n:
-                raise ValueError("dataset ids or runs do not match the number of datasets")
+        for entry in entries:
+            type_index, pairs, ids, runs = self._pairs(entry)
             result[self._types[type_index].name] = [
                 self._dataset(type_index, ks, values, id, run)
                 for (ks, values), id, run in zip(pairs, ids, runs, strict=True)
             ]
+        return result
+
+    def _plain(self, entries: tuple[Any, ...]) -> list[PlainDataset]:
+        """The datasets of ``entries`` as `PlainDataset` tuples, in the order `_datasets` lists them."""
+        keysets, types, n_runs = self._keysets, self._types, len(self._runs)
+        result: list[PlainDataset] = []
+        for entry in entries:
+            type_index, keyset, flat, ids, runs = entry
+            types[type_index]  # noqa: B018 - refuses a type index outside the tables
+            if (
+                keyset >= 0
+                and len(flat) == len(keysets[keyset]) != 0
+                and (ids is None or len(ids) == 1)
+                and (runs is None or len(runs) == 1)
+            ):  # the common case: one dataset of this type
+                run = _MIXED if runs is None else runs[0]
+                if run >= n_runs:
+                    raise ValueError(f"unknown run index {run}")
+                result.append((type_index, keyset, flat, None if ids is None else ids[0], run))
+                continue
+            _, pairs, ids, runs = self._pairs(entry)
+            for (ks, values), id, run in zip(pairs, ids, runs, strict=True):
+                if len(keysets[ks]) != len(values) or run >= n_runs:
+                    raise ValueError(
+                        f"a dataset of {types[type_index].name} has {len(values)} data-ID values for keys "
+                        f"{keysets[ks]}, or an unknown run index {run}"
+                    )
+                result.append((type_index, ks, values, id, run))
+        if len(entries) > 1:
+            names = [types[entry[0]].name for entry in entries]
+            if len(set(names)) != len(names):
+                # two entries of one type: the later one replaces the earlier, as in `_datasets`
+                by_name: dict[str, list[PlainDataset]] = {}
+                for entry, name in zip(entries, names, strict=True):
+                    by_name[name] = self._plain((entry,))
+                result = [d for datasets in by_name.values() for d in datasets]
         return result
 
     def decode(self, record: tuple[Any, ...], id: int) -> Quantum:
@@ -274,3 +323,45 @@ class RecordDecoder:
             )
         except (TypeError, ValueError, IndexError) as err:
             raise ValueError(f"record of quantum {id} is malformed: {err}") from None
+
+    def decode_plain(self, record: tuple[Any, ...], id: int) -> PlainQuantum:
+        """The quantum with index ``id`` as plain values: no `Quantum`, `Dataset` or `DataId`.
+
+        Returns ``(label_index, keyset_index, data_id_values, inputs, outputs)`` with the
+        inputs and outputs as lists of `PlainDataset`, in the order `decode` lists them; the
+        indices refer to `types`, `keysets`, `labels` and `runs`. For a streamed `bps
+        prepare`, which keeps a few columns per dataset and makes no object per quantum.
+
+        Raises
+        ------
+        ValueError
+            If the record is malformed, as `decode` does.
+        """
+        try:
+            label, keyset, values, inputs, outputs = record
+            if len(self._keysets[keyset]) != len(values):
+                raise ValueError(f"{len(values)} data-ID values for keys {self._keysets[keyset]}")
+            self._labels[label]  # noqa: B018 - refuses a label index outside the tables
+            return label, keyset, values, self._plain(inputs), self._plain(outputs)
+        except (TypeError, ValueError, IndexError) as err:
+            raise ValueError(f"record of quantum {id} is malformed: {err}") from None
+
+    @property
+    def types(self) -> list[DatasetType]:
+        """The dataset types of the file, by type index."""
+        return self._types
+
+    @property
+    def keysets(self) -> list[tuple[str, ...]]:
+        """The data-ID key sets (sorted unit names) of the file, by keyset index."""
+        return self._keysets
+
+    @property
+    def labels(self) -> list[str]:
+        """The task labels of the file, by label index."""
+        return self._labels
+
+    @property
+    def runs(self) -> list[str]:
+        """The RUN names of the file, by run index (``-1``: no RUN)."""
+        return self._runs

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import string
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,10 @@ DEFAULT_TEMPLATE = "{run}/{datasetType}/{datasetType}_{dataId}"
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+\-=]")
 CHECKSUM_ALGORITHM = "blake2b-128"
+#: distinct data-ID values whose cleaned text a `Datastore.path_formatter` keeps
+_CLEAN_CACHE = 1 << 16
+#: formatters `Datastore.path` keeps (one per dataset type and key set in practice)
+_FORMATTER_CACHE = 1024
 
 
 class DatastoreError(RuntimeError):
@@ -66,6 +70,14 @@ class Datastore:
         self.templates: dict[str, str] = {"default": DEFAULT_TEMPLATE, **dict(config.get("templates") or {})}
         for name, template in self.templates.items():
             _check_template(name, template)
+        #: `path_formatter`s by (type name, storage class, keys, template), for `path`
+        self._formatters: dict[
+            tuple[str, str, tuple[str, ...], str], Callable[[tuple[Any, ...], str], str]
+        ] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the formatters are closures (not picklable) and cheap to make again
+        return {**self.__dict__, "_formatters": {}}
 
     @classmethod
     def fromRepo(cls, root: str | Path) -> Datastore:
@@ -82,19 +94,87 @@ class Datastore:
         DatastoreError
             If the template names a unit the data ID does not have.
         """
+        keys = tuple(dataId)
         template = self.templates.get(datasetType.name, self.templates["default"])
-        values = {k: _clean(v) for k, v in dataId.items()}
-        values["dataId"] = "_".join(f"{k}-{values[k]}" for k in sorted(dataId)) or "global"
-        values["datasetType"] = datasetType.name
-        values["run"] = run
+        cached = (datasetType.name, datasetType.storageClass, keys, template)
+        format = self._formatters.get(cached)
+        if format is None:
+            if len(self._formatters) >= _FORMATTER_CACHE:
+                self._formatters.clear()
+            format = self._formatters[cached] = self.path_formatter(datasetType, keys)
+        return format(tuple(dataId.values()), run)
+
+    def path_formatter(
+        self, datasetType: DatasetType, keys: tuple[str, ...]
+    ) -> Callable[[tuple[Any, ...], str], str]:
+        """``format(values, run)``: the `path` of a dataset of ``datasetType`` whose data ID
+        has ``keys`` and ``values`` (in that order), in ``run``.
+
+        The rule of `path`, with what depends only on the dataset type and the keys (the
+        template, the sorted order of the ``{dataId}`` text, the storage class's extension)
+        looked up once: `bps prepare` names millions of dataset files of a few types, and
+        the per-dataset work is then only the values'.
+
+        Raises
+        ------
+        DatastoreError
+            When called, if the template names a unit that ``keys`` lacks.
+        """
+        name = datasetType.name
+        template = self.templates.get(name, self.templates["default"])
         try:
-            rel = template.format(**values)
-        except KeyError as err:
-            raise DatastoreError(
-                f"template {template!r} for {datasetType.name} needs {err.args[0]!r}, which data ID "
-                f"{dict(dataId)!r} lacks; fix the template in butler.yaml"
-            ) from None
-        return rel + get_formatter(datasetType.storageClass).extension
+            extension = get_formatter(datasetType.storageClass).extension
+        except KeyError:  # refused when formatting, after the template, as `path` always did
+            extension = None
+        keys = tuple(keys)
+        # (key, position) in key order: the {dataId} text is sorted by unit name
+        by_name = sorted((k, i) for i, k in enumerate(keys))
+        fields = [(f"{k}-", i) for k, i in by_name]
+        cleaned: dict[str, str] = {}  # str values recur (instrument, band, skymap...)
+
+        def clean(value: Any) -> str:
+            if type(value) is not str:
+                return _clean(value)
+            text = cleaned.get(value)
+            if text is None:
+                text = _clean(value)
+                if len(cleaned) < _CLEAN_CACHE:
+                    cleaned[value] = text
+            return text
+
+        def format(values: tuple[Any, ...], run: str) -> str:
+            # the text of an int is clean already
+            texts = [str(v) if type(v) is int else clean(v) for v in values]
+            mapping = dict(zip(keys, texts, strict=True))
+            mapping["dataId"] = "_".join([prefix + texts[i] for prefix, i in fields]) or "global"
+            mapping["datasetType"] = name
+            mapping["run"] = run
+            try:
+                rel = template.format(**mapping)
+            except KeyError as err:
+                raise DatastoreError(
+                    f"template {template!r} for {name} needs {err.args[0]!r}, which data ID "
+                    f"{dict(zip(keys, values, strict=True))!r} lacks; fix the template in butler.yaml"
+                ) from None
+            return rel + (
+                extension if extension is not None else get_formatter(datasetType.storageClass).extension
+            )
+
+        if extension is None:
+            return format
+        positional = _positional(template, name, keys, extension)
+        if positional is None:  # a field the keys lack, or one too intricate to rewrite
+            return format
+        width = len(keys)
+
+        def format_positional(values: tuple[Any, ...], run: str) -> str:
+            if len(values) != width:
+                return format(values, run)  # refuses the values as the mapping does
+            texts = [str(v) if type(v) is int else clean(v) for v in values]
+            did = "_".join([prefix + texts[i] for prefix, i in fields]) or "global"
+            return positional.format(run, did, *texts)
+
+        return format_positional
 
     def write(
         self, obj: Any, datasetType: DatasetType, dataId: Mapping[str, Any], run: str, *, fsync: bool = True
@@ -270,6 +350,50 @@ def _syncfs(root: str | Path) -> None:
             os.sync()
     finally:
         os.close(fd)
+
+
+def _positional(template: str, type_name: str, keys: tuple[str, ...], extension: str) -> str | None:
+    """``template`` + ``extension`` rewritten for ``format(run, dataId, *key_texts)``, or None.
+
+    What `Datastore.path` formats by name becomes positional, with the dataset type's name
+    and the extension as literal text: formatting then builds no mapping per dataset.
+    Conversions, format specs, attribute and index lookups are kept as written. None when
+    a field is not one of ``run``, ``dataId``, ``datasetType`` and ``keys`` (the mapping
+    refuses it, naming the field), is positional, or nests fields in its format spec.
+    """
+    position = {k: 2 + i for i, k in enumerate(keys)}
+    position.update(run=0, dataId=1)
+    out: list[str] = []
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError:
+        return None
+    for literal, field, spec, conversion in parsed:
+        out.append(literal.replace("{", "{{").replace("}", "}}"))
+        if field is None:
+            continue
+        head = re.match(r"[^.\[]*", field)
+        arg = head.group(0) if head else ""
+        rest = field[len(arg) :]
+        if (spec and "{" in spec) or (arg == "datasetType" and rest) or not arg:
+            return None
+        if arg == "datasetType" and not spec and not conversion:
+            out.append(type_name.replace("{", "{{").replace("}", "}}"))
+            continue
+        if arg == "datasetType":
+            return None
+        if arg not in position:
+            return None
+        out.append(
+            "{"
+            + str(position[arg])
+            + rest
+            + (f"!{conversion}" if conversion else "")
+            + (f":{spec}" if spec else "")
+            + "}"
+        )
+    out.append(extension.replace("{", "{{").replace("}", "}}"))
+    return "".join(out)
 
 
 def _check_template(name: str, template: str) -> None:

@@ -203,13 +203,19 @@ class RepoGraph:
             self._datasetSets = {name: set(index.values()) for name, index in self._datasetIndex.items()}
         return self._datasetSets
 
-    def _attachMany(self, datasetType: DatasetType, datasets: Iterable[Dataset]) -> None:
-        """Add datasets of one type; link them to units whose ``datasets`` were already asked for."""
+    def _attachMany(
+        self, datasetType: DatasetType, datasets: Iterable[Dataset], *, indexed: bool = False
+    ) -> None:
+        """Add datasets of one type; link them to units whose ``datasets`` were already asked for.
+
+        ``indexed``: the caller has put them in the type's index already (`addDatasets`).
+        """
         name = datasetType.name
         index = self._datasetIndex.setdefault(name, {})
         self.datasetTypes.setdefault(name, datasetType)
         datasets = list(datasets)
-        index.update((d.dataId, d) for d in datasets)
+        if not indexed:
+            index.update((d.dataId, d) for d in datasets)
         self._datasetSets = None
         for u in self.universe.expand(datasetType.units):
             if u in self._linkedUnits:
@@ -387,8 +393,10 @@ class RepoGraph:
         index = self._datasetIndex.setdefault(typeName, {})
         out: dict[DataId, Dataset] = {}
         missing: list[DataId] = []
+        keySet = frozenset(keys)
         for d in dataIds:
-            key = d.subset(keys)
+            # A data ID with exactly the type's keys is its own key (no copy to hash).
+            key = d if d._values.keys() == keySet else d.subset(keys)
             found = index.get(key)
             if found is not None:
                 out[d] = found
@@ -466,7 +474,7 @@ class RepoGraph:
                 new.append(dataset)
             out.append(dataset)
         if new:
-            self._attachMany(datasetType, new)
+            self._attachMany(datasetType, new, indexed=True)
         return out
 
     # ------------------------------------------------------------------ diagnostics

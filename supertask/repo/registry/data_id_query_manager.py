@@ -7,7 +7,7 @@ values, streamed under a row limit) and returns sorted rows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from ..dataid import DataId
 from ..dataset import DatasetType
 from ..units import sort_value_tuples
-from .bulk import dropped_keys, restrict_chunks
+from .bulk import ValueSharing, dropped_keys, raw_rows, restrict_chunks
 from .collection_manager import CollectionManager
 from .database import RegistryDatabase
 from .dataset_type_manager import DatasetTypeManager
@@ -125,17 +125,26 @@ class DataIdQueryManager:
         # database's order, and sorting it again is a linear pass over sorted runs
         # (a set would scramble it and cost a full sort: ~5 s per 10^6 rows).
         result: list[tuple[Any, ...]] = []
+        shared = ValueSharing(len(outputKeys))
         with self._db.connect() as conn:
-            if max_rows is not None:
+            # A limited query is read in batches, so a runaway one stops early. SQLite's
+            # cursor steps through the rows as they are fetched; PostgreSQL's holds the
+            # whole result unless it is a server-side cursor (``stream_results``), whose
+            # rows SQLAlchemy buffers itself and must hand out.
+            streamed = max_rows is not None and conn.dialect.name != "sqlite"
+            if streamed:
                 conn = conn.execution_options(stream_results=True)
             for extra in restrict_chunks(sets, plan.columns.__getitem__, droppable=set(outputKeys)):
                 rows = conn.execute(self.builder.select(plan, clause, constraints, extra=extra))
-                parts: Iterable[Iterable[Any]] = rows.partitions(65536) if max_rows is not None else (rows,)
-                for part in parts:
-                    values: Iterable[tuple[Any, ...]] = map(tuple, part)
+                parts: Iterator[list[tuple[Any, ...]]] = (
+                    (list(map(tuple, part)) for part in rows.partitions(65536))
+                    if streamed
+                    else raw_rows(rows, 65536)
+                )
+                for values in parts:
                     for i, allowed in checks:  # the restrictions not in the SQL
                         values = [row for row in values if row[i] in allowed]
-                    result.extend(values)
+                    result.extend(shared(values))
                     if max_rows is not None and len(result) > max_rows:
                         rows.close()
                         raise RowLimitError(max_rows)

@@ -8,7 +8,7 @@ checksum is a `ConflictingDatasetError`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,7 +16,15 @@ import sqlalchemy as sa
 from ..dataid import DataId
 from ..dataset import Dataset, DatasetType
 from ..units import sort_data_ids
-from .bulk import COPY_THRESHOLD, INSERT_CHUNK, chunked, data_id_key, pg_copy_insert, restrict_chunks
+from .bulk import (
+    COPY_THRESHOLD,
+    INSERT_CHUNK,
+    chunked,
+    data_id_key,
+    pg_copy_insert,
+    raw_rows,
+    restrict_chunks,
+)
 from .collection_manager import CollectionManager
 from .data_id_query_manager import DataIdQueryManager
 from .database import RegistryDatabase
@@ -334,14 +342,15 @@ class DatasetManager:
             else:
                 restrict = {k: {row[i] for row in wanted} for i, k in enumerate(keys)}
             for extra in restrict_chunks(restrict, lambda k: ds.c[k]):
-                for row in conn.execute(stmt.where(*extra)):
-                    values = tuple(row[2:])
-                    if values not in wanted:
-                        continue
-                    rank, runName = runOrder[row[1]]
-                    prev = best.get(values)
-                    if prev is None or rank < prev[0]:
-                        best[values] = (rank, row[0], runName)
+                for part in raw_rows(conn.execute(stmt.where(*extra))):
+                    for row in part:
+                        values = row[2:]
+                        if values not in wanted:
+                            continue
+                        rank, runName = runOrder[row[1]]
+                        prev = best.get(values)
+                        if prev is None or rank < prev[0]:
+                            best[values] = (rank, row[0], runName)
         return {values: (dsId, runName) for values, (_, dsId, runName) in best.items()}
 
     def location(self, dataset: Dataset) -> tuple[str, int | None, str | None]:
@@ -396,14 +405,28 @@ class DatasetManager:
 
     def records(self, datasets: Sequence[Dataset]) -> dict[int, tuple[str, int | None, str | None]]:
         """``{id: (path, size, checksum)}`` by id; see `Registry.getDatasetRecords`."""
+        return self.recordsById(d.id for d in datasets if d.id is not None)
+
+    def recordsById(self, wanted: Iterable[int]) -> dict[int, tuple[str, int | None, str | None]]:
+        """``{id: (path, size, checksum)}`` of the registered ones among the ids ``wanted``."""
         ds = self._db.schema.dataset
-        ids = sorted({d.id for d in datasets if d.id is not None})
+        ids = sorted(set(wanted))
         found: dict[int, tuple[str, int | None, str | None]] = {}
+        columns = (ds.c.id, ds.c.path, ds.c.size, ds.c.checksum)
         with self._db.connect() as conn:
-            for part in chunked(ids):
-                stmt = sa.select(ds.c.id, ds.c.path, ds.c.size, ds.c.checksum).where(ds.c.id.in_(list(part)))
-                for dsId, path, size, checksum in conn.execute(stmt):
-                    found[dsId] = (path, size, checksum)
+            for lo, hi, scattered in _id_spans(ids):
+                if scattered is None:  # dense: one range, rows of unwanted ids dropped here
+                    stmt = sa.select(*columns).where(ds.c.id >= lo, ds.c.id <= hi)
+                    for dsId, path, size, checksum in conn.execute(stmt):
+                        found[dsId] = (path, size, checksum)
+                    continue
+                for part in chunked(scattered):
+                    stmt = sa.select(*columns).where(ds.c.id.in_(list(part)))
+                    for dsId, path, size, checksum in conn.execute(stmt):
+                        found[dsId] = (path, size, checksum)
+        if len(found) > len(ids):
+            wanted_ids = set(ids)
+            found = {i: record for i, record in found.items() if i in wanted_ids}
         return found
 
     # ------------------------------------------------------------------ removal and counts
@@ -438,3 +461,26 @@ class DatasetManager:
         with self._db.connect() as conn:
             count: int = conn.execute(stmt).scalar_one()
             return count
+
+
+#: ids closer than this are looked up by one range
+_ID_GAP = 64
+
+
+def _id_spans(ids: Sequence[int]) -> Iterator[tuple[int, int, Sequence[int] | None]]:
+    """``(lo, hi, None)`` for runs of sorted ``ids`` dense enough to read as one range (at
+    least half of the range wanted), ``(lo, hi, ids)`` for the others (read with IN lists).
+
+    A graph's overall inputs were mostly registered together, so their ids come in long
+    runs: a range scan returns them without binding a parameter per id.
+    """
+    start = 0
+    n = len(ids)
+    for i in range(1, n + 1):
+        if i == n or ids[i] - ids[i - 1] > _ID_GAP:
+            lo, hi = ids[start], ids[i - 1]
+            if hi - lo + 1 <= 2 * (i - start):
+                yield lo, hi, None
+            else:
+                yield lo, hi, ids[start:i]
+            start = i

@@ -353,6 +353,15 @@ class Registry:
         """
         return self._managers.datasets.records(datasets)
 
+    def getDatasetRecordsById(self, ids: Iterable[int]) -> dict[int, tuple[str, int | None, str | None]]:
+        """``{id: (path, size, checksum)}`` of the registered datasets among ``ids``.
+
+        `getDatasetRecords` for a caller that holds registry ids rather than `Dataset`
+        objects (a streamed `bps prepare` keeps only the ids of a graph's overall inputs):
+        one chunked ``IN`` query; ids no longer registered are absent from the result.
+        """
+        return self._managers.datasets.recordsById(ids)
+
     def removeDatasets(self, datasets: Iterable[Dataset]) -> int:
         """Unregister resolved datasets (files are the datastore's business); returns the count."""
         return self._managers.datasets.remove(datasets)
