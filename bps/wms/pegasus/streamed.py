@@ -74,10 +74,10 @@ from .translator import (
     root_workflow,
 )
 
-#: Replicas, dependencies, job-map entries or map lines encoded into one written chunk (~0.3 MB).
-CHUNK = 2000
-#: Compute jobs encoded into one written chunk (about 2 kB each, most of it their profiles).
-JOB_CHUNK = 256
+#: Replicas, dependencies, job-map entries or map lines encoded into one written chunk (~0.1 MB).
+CHUNK = 1000
+#: Compute jobs encoded into one written chunk (about 2 kB each, most of it their profiles: ~0.2 MB).
+JOB_CHUNK = 100
 #: Strings checked per regular-expression search (joined by newlines).
 _CHECK_BATCH = 100_000
 
