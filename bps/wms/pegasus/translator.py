@@ -45,7 +45,10 @@ workflow, are Pegasus's documented formats written directly, one job or replica 
 time (`bps.wms.pegasus.document`): the ``Pegasus.api`` objects of 10^6 jobs would not fit
 a prepare's memory, and its YAML writer alone takes about 50 s for 10^5 jobs. The small
 documents (the root workflow, the site and transformation catalogs) are built with the
-public ``Pegasus.api``. See ``benchmarks/bench_pegasus_translate.py``.
+public ``Pegasus.api``. See ``benchmarks/bench_pegasus_translate.py``. The streamed
+workflow of an unclustered prepare (`bps.workflow_stream`) has those documents encoded
+straight from its columns instead (`bps.wms.pegasus.streamed`): the same bytes, without
+an object per job.
 """
 
 from __future__ import annotations
