@@ -26,7 +26,7 @@ from array import array
 from collections import deque
 from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, Sequence, ValuesView
 from pathlib import Path
-from typing import Any, cast, overload
+from typing import Any, NamedTuple, cast, overload
 
 from .names import lfn_formatter, safe_name
 from .workflow import GenericWorkflow, Job, RetryPolicy, WorkflowFile
@@ -251,6 +251,59 @@ class StreamedJobs(Mapping[str, Job]):
         for j in self._c.order:
             seen.setdefault(labels[label_of[j]], None)
         return list(seen)
+
+    # -- read-only columns for the Pegasus translator (`bps.wms.pegasus.streamed`) ---------------
+    # It encodes compute.yml, the replica catalog, job_map.json and outputs.map from these,
+    # without a `Job` or `WorkflowFile` per job; it never changes what they return.
+
+    def job(self, j: int) -> Job:
+        """The `Job` of job number ``j`` (made now, as reading ``jobs`` makes it)."""
+        return self._make(j)
+
+    def columns(self) -> JobColumns:
+        """The columns of jobs and files, shared (not copied): read them, never change them."""
+        c = self._c
+        return JobColumns(
+            order=c.order,
+            names=c.names,
+            label_of=c.label_of,
+            labels=c.labels,
+            in_start=c.in_start,
+            in_files=c.in_files,
+            out_start=c.out_start,
+            out_files=c.out_files,
+            par_start=c.par_start,
+            par_jobs=c.par_jobs,
+            lfns=c.lfns,
+            paths=c.paths,
+            producer=c.producer,
+            extra=c.extra,
+        )
+
+
+class JobColumns(NamedTuple):
+    """What `StreamedJobs.columns` shares: jobs by number, files by number.
+
+    A job's input files are ``in_files[in_start[j]:in_start[j + 1]]`` (outputs and parents
+    alike); ``producer[k]`` is the job number making file ``k`` (-1: an overall input, whose
+    ``paths[k]`` is where it is registered); ``extra[j]`` the arguments prepare added to job
+    ``j``'s command line after ``--manifest-dir``.
+    """
+
+    order: array[int]
+    names: Sequence[str]
+    label_of: array[int]
+    labels: Sequence[str]
+    in_start: array[int]
+    in_files: array[int]
+    out_start: array[int]
+    out_files: array[int]
+    par_start: array[int]
+    par_jobs: array[int]
+    lfns: Sequence[str]
+    paths: Sequence[str]
+    producer: array[int]
+    extra: Mapping[int, tuple[str, ...]]
 
 
 class _Items(ItemsView[str, Job]):

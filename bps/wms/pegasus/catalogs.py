@@ -145,17 +145,21 @@ def resolve_executable(executable: str, site: SiteConfig) -> str:
 
 
 def build_transformation_catalog(
-    workflow: GenericWorkflow, settings: PegasusSettings
+    workflow: GenericWorkflow, settings: PegasusSettings, executables: Iterable[str] | None = None
 ) -> TransformationCatalog:
     """One installed transformation per executable; the final job's runs on ``local``.
 
     The site's environment goes on each transformation as ``env`` profiles so that
     a job does not depend on what the worker's login environment happens to hold.
+    ``executables`` are the compute jobs' executables in the order they first appear
+    (read from the jobs when not given).
     """
     tc = TransformationCatalog()
     sites_by_executable: dict[str, set[str]] = {}
-    for job in workflow.jobs.values():
-        sites_by_executable.setdefault(job.executable, set()).add(settings.execution_site)
+    if executables is None:
+        executables = (job.executable for job in workflow.jobs.values())
+    for executable in executables:
+        sites_by_executable.setdefault(executable, set()).add(settings.execution_site)
     if workflow.final is not None:
         sites_by_executable.setdefault(workflow.final.executable, set()).add("local")
     names: dict[str, str] = {}

@@ -36,6 +36,8 @@ from supertask.atomic_write import atomic_open
 PEGASUS_VERSION = "5.0.4"
 
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+#: A value as the documents write it: compact JSON, non-ASCII kept.
+encode = _encode
 
 
 def header() -> dict[str, Any]:
@@ -68,18 +70,41 @@ def compact(document: dict[str, Any]) -> str:
     return _encode(document) + "\n"
 
 
-def _stream(head: dict[str, Any], lists: list[tuple[str, Iterable[Any]]]) -> Iterator[str]:
-    """``head``'s keys, then each ``(key, items)`` as a JSON list encoded one item at a time."""
+def _stream(
+    head: dict[str, Any], lists: list[tuple[str, Iterable[Any]]], encoded: bool = False
+) -> Iterator[str]:
+    """``head``'s keys, then each ``(key, items)`` as a JSON list encoded one item at a time.
+
+    With ``encoded``, each list's items come already encoded, in chunks (see `encoded_list`).
+    """
     text = _encode(head)
     yield text[:-1]
     first = text == "{}"
     for key, items in lists:
         yield ("" if first else ",") + _encode(key) + ":["
         first = False
-        for i, item in enumerate(items):
-            yield ("," if i else "") + _encode(item)
+        if encoded:
+            yield from _joined(items)
+        else:
+            for i, item in enumerate(items):
+                yield ("," if i else "") + _encode(item)
         yield "]"
     yield "}\n"
+
+
+def _joined(chunks: Iterable[str]) -> Iterator[str]:
+    """Chunks of comma-separated items, with the commas between chunks (empty chunks skipped)."""
+    first = True
+    for chunk in chunks:
+        if chunk:
+            yield chunk if first else "," + chunk
+            first = False
+
+
+def encoded_list(chunks: Iterable[str]) -> list[Any]:
+    """The items of chunks of encoded items (each chunk: items joined by commas), decoded."""
+    decoded: list[Any] = json.loads("[" + "".join(_joined(chunks)) + "]")
+    return decoded
 
 
 @dataclass
@@ -87,13 +112,17 @@ class WorkflowDocument:
     """A workflow whose jobs and dependencies are produced when written, never held at once.
 
     ``jobs`` and ``dependencies`` are called once per writing (or `document`): each
-    returns an iterable of job documents and of ``(parent id, sorted child ids)``.
+    returns an iterable of job documents and of ``(parent id, sorted child ids)``. With
+    ``encoded``, they return chunks of JSON text instead: the job documents and the
+    ``{"id": parent, "children": [...]}`` items, already encoded and joined by commas, a
+    run of items per chunk (the streamed translator writes large chunks, no object per job).
     """
 
     name: str
     metadata: dict[str, str]
-    jobs: Callable[[], Iterable[dict[str, Any]]]
-    dependencies: Callable[[], Iterable[tuple[str, list[str]]]]
+    jobs: Callable[[], Iterable[Any]]
+    dependencies: Callable[[], Iterable[Any]]
+    encoded: bool = False
 
     def _head(self) -> dict[str, Any]:
         head: dict[str, Any] = {**header(), "pegasus": PEGASUS_VERSION, "name": self.name}
@@ -101,22 +130,25 @@ class WorkflowDocument:
             head["metadata"] = self.metadata
         return head
 
-    def _dependency_items(self) -> Iterator[dict[str, Any]]:
-        for parent, children in self.dependencies():
-            yield {"id": parent, "children": children}
+    def _dependency_items(self) -> Iterable[Any]:
+        if self.encoded:
+            return self.dependencies()
+        return ({"id": parent, "children": children} for parent, children in self.dependencies())
 
     def document(self) -> dict[str, Any]:
         """The whole document in memory (small workflows, tests)."""
         doc = self._head()
-        doc["jobs"] = list(self.jobs())
-        doc["jobDependencies"] = list(self._dependency_items())
+        if self.encoded:
+            doc["jobs"] = encoded_list(self.jobs())
+            doc["jobDependencies"] = encoded_list(self._dependency_items())
+        else:
+            doc["jobs"] = list(self.jobs())
+            doc["jobDependencies"] = list(self._dependency_items())
         return doc
 
     def write(self, path: Path) -> None:
-        atomic_write(
-            path,
-            _stream(self._head(), [("jobs", self.jobs()), ("jobDependencies", self._dependency_items())]),
-        )
+        lists = [("jobs", self.jobs()), ("jobDependencies", self._dependency_items())]
+        atomic_write(path, _stream(self._head(), lists, self.encoded))
 
 
 @dataclass
@@ -125,10 +157,14 @@ class ReplicaDocument:
 
     ``base`` yields ``(site, lfn, pfn)`` with each lfn once; a replica added for an lfn
     already listed joins that entry's ``pfns``, as ``ReplicaCatalog.add_replica`` does.
+    ``encoded``, when given, replaces ``base``: called with a copy of the added replicas, it
+    yields chunks of encoded entries (joined by commas), and takes out of that copy (`merge`)
+    the added replicas of each lfn it lists.
     """
 
     base: Callable[[], Iterable[tuple[str, str, str]]] = lambda: ()
     added: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    encoded: Callable[[dict[str, list[dict[str, str]]]], Iterable[str]] | None = None
 
     def add_replica(self, site: str, lfn: str, pfn: str) -> None:
         pfns = self.added.setdefault(lfn, [])
@@ -139,17 +175,31 @@ class ReplicaDocument:
     def _replicas(self) -> Iterator[dict[str, Any]]:
         added = dict(self.added)
         for site, lfn, pfn in self.base():
-            pfns = [{"site": site, "pfn": pfn}]
-            pfns += [extra for extra in added.pop(lfn, ()) if extra != pfns[0]]
-            yield {"lfn": lfn, "pfns": pfns}
+            yield merge(site, lfn, pfn, added)
         for lfn, pfns in added.items():
             yield {"lfn": lfn, "pfns": pfns}
 
+    def _encoded(self) -> Iterator[str]:
+        assert self.encoded is not None
+        added = dict(self.added)
+        yield from self.encoded(added)
+        yield ",".join(_encode({"lfn": lfn, "pfns": pfns}) for lfn, pfns in added.items())
+
     def document(self) -> dict[str, Any]:
         """The whole document in memory (small workflows, tests)."""
-        return {**header(), "pegasus": PEGASUS_VERSION, "replicas": list(self._replicas())}
+        replicas = encoded_list(self._encoded()) if self.encoded else list(self._replicas())
+        return {**header(), "pegasus": PEGASUS_VERSION, "replicas": replicas}
 
     def write(self, path: Path) -> None:
-        atomic_write(
-            path, _stream({**header(), "pegasus": PEGASUS_VERSION}, [("replicas", self._replicas())])
-        )
+        head = {**header(), "pegasus": PEGASUS_VERSION}
+        if self.encoded:
+            atomic_write(path, _stream(head, [("replicas", self._encoded())], encoded=True))
+        else:
+            atomic_write(path, _stream(head, [("replicas", self._replicas())]))
+
+
+def merge(site: str, lfn: str, pfn: str, added: dict[str, list[dict[str, str]]]) -> dict[str, Any]:
+    """The entry of replica ``(site, lfn, pfn)`` with the replicas added for ``lfn`` (taken out of ``added``)."""
+    pfns = [{"site": site, "pfn": pfn}]
+    pfns += [extra for extra in added.pop(lfn, ()) if extra != pfns[0]]
+    return {"lfn": lfn, "pfns": pfns}

@@ -22,6 +22,7 @@ import json
 import shutil
 import subprocess
 import time
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from supertask.states import JobState, RunState, parse_state
 
 from ...job_environment import JobEnvironment
 from ...slices import refresh_job_slices
-from ...workflow import GenericWorkflow, SiteConfig
+from ...workflow import GenericWorkflow, Job, SiteConfig
 from ...workflow_io import load_workflow, save_workflow
 from ..base import (
     JobFailure,
@@ -56,6 +57,7 @@ from .status import (
     run_dirs,
     tail,
 )
+from .streamed import label_jobs
 from .translator import (
     COMPUTE_LABEL,
     JOB_MAP_FILE,
@@ -338,8 +340,12 @@ class PegasusService(WorkflowService):
 
 def check(workflow: GenericWorkflow) -> None:
     """Refuse a workflow the site cannot run (requests above its largest slot, submitter-only env)."""
-    # one pass, never a list: a streamed workflow makes each job as it is read
-    jobs = itertools.chain(workflow.jobs.values(), [workflow.final] if workflow.final else [])
+    # A streamed workflow's jobs of one label ask for the same: its first job of each label
+    # stands for them (the same report); otherwise one pass, never a list.
+    compute: Iterable[Job] | None = label_jobs(workflow)
+    if compute is None:
+        compute = workflow.jobs.values()
+    jobs = itertools.chain(compute, [workflow.final] if workflow.final else [])
     problems = check_resources(jobs, workflow.site) + check_environment(workflow.site)
     if problems:
         raise WmsError(

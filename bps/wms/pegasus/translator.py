@@ -45,7 +45,10 @@ workflow, are Pegasus's documented formats written directly, one job or replica 
 time (`bps.wms.pegasus.document`): the ``Pegasus.api`` objects of 10^6 jobs would not fit
 a prepare's memory, and its YAML writer alone takes about 50 s for 10^5 jobs. The small
 documents (the root workflow, the site and transformation catalogs) are built with the
-public ``Pegasus.api``. See ``benchmarks/bench_pegasus_translate.py``.
+public ``Pegasus.api``. See ``benchmarks/bench_pegasus_translate.py``. The streamed
+workflow of an unclustered prepare (`bps.workflow_stream`) has those documents encoded
+straight from its columns instead (`bps.wms.pegasus.streamed`): the same bytes, without
+an object per job.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Container, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,7 +142,7 @@ class PegasusPlan:
     data_configuration: DataConfiguration
     graph_lfn: str
     #: Pegasus id -> {"name": generic job name, "label": task label}
-    job_map: MutableMapping[str, dict[str, str]] = field(default_factory=dict)
+    job_map: Mapping[str, dict[str, str]] = field(default_factory=dict)
     final_id: str | None = None
     #: Pegasus id of the compute sub-workflow's job in ``root``
     compute_id: str = COMPUTE_JOB_ID
@@ -253,6 +256,12 @@ def _translate(
     data_configuration: DataConfiguration,
     with_datastore: bool = True,
 ) -> PegasusPlan:
+    if hasattr(workflow.jobs, "columns"):  # a streamed workflow (`bps.workflow_stream`)
+        from .streamed import translate_streamed
+
+        plan = translate_streamed(workflow, pegasus_dir, settings, data_configuration, with_datastore)
+        if plan is not None:
+            return plan
     graph_lfn = _graph_lfn(workflow.graph_file)
     job_map = JobMap()
     pids: dict[str, str] = {}  # generic job name -> Pegasus id
@@ -315,30 +324,9 @@ def _translate(
         job_map[final_id] = {"name": workflow.final.name, "label": workflow.final.label}
     # Not in the job map (it is no generic job): reports know its node by Pegasus's prefix.
     compute_id = _unique_id(COMPUTE_JOB_ID, job_map)
-    root = PegasusWorkflow(pegasus_name(workflow.name), infer_dependencies=False)
-    root.add_metadata(output_run=workflow.output_run, generic_name=workflow.name)
-    sub = SubWorkflow(File(COMPUTE_FILE), is_planned=False, _id=compute_id, node_label=COMPUTE_LABEL)
-    sub.add_args(*compute_planner_arguments(settings, data_configuration, pegasus_dir))
-    # The compute jobs carry their own retries; a retry of the whole sub-workflow would add more.
-    sub.add_dagman_profile(retry=0)
-    root.add_jobs(sub)
-
-    if workflow.final is not None:
-        final_job = workflow.final
-        arguments, _ = _job_arguments(final_job, graph_args, input_locations)
-        final = PegasusJob(
-            _transformation_name(final_job.executable), _id=final_id, node_label=final_job.label
-        )
-        final.add_args(*arguments)
-        # It reads staged/ and manifests/ itself and declares no files: a declared file
-        # would only make Pegasus copy it.
-        final.add_profiles(Namespace.PEGASUS, **_pegasus_profile(final_job))
-        # Its exit status is the run's verdict (OUTPUTS_MISSING); a retry could only hide it.
-        final.add_dagman_profile(retry=0, priority=final_job.priority or None)
-        # The registry is reached from the submit host; run the final job there.
-        final.add_selector_profile(execution_site="local")
-        root.add_jobs(final)
-        root.add_dependency(final, parents=[sub])
+    root = root_workflow(
+        workflow, settings, data_configuration, pegasus_dir, compute_id, final_id, graph_args, input_locations
+    )
 
     replica_catalog = catalogs.build_replica_catalog(
         workflow,
@@ -367,6 +355,44 @@ def _translate(
     )
 
 
+def root_workflow(
+    workflow: GenericWorkflow,
+    settings: PegasusSettings,
+    data_configuration: DataConfiguration,
+    pegasus_dir: Path,
+    compute_id: str,
+    final_id: str | None,
+    graph_args: dict[str, str],
+    input_locations: _InputLocations | None = None,
+) -> PegasusWorkflow:
+    """``workflow.yml``: the compute workflow as a sub-workflow, then the final job (``final_id``)."""
+    root = PegasusWorkflow(pegasus_name(workflow.name), infer_dependencies=False)
+    root.add_metadata(output_run=workflow.output_run, generic_name=workflow.name)
+    sub = SubWorkflow(File(COMPUTE_FILE), is_planned=False, _id=compute_id, node_label=COMPUTE_LABEL)
+    sub.add_args(*compute_planner_arguments(settings, data_configuration, pegasus_dir))
+    # The compute jobs carry their own retries; a retry of the whole sub-workflow would add more.
+    sub.add_dagman_profile(retry=0)
+    root.add_jobs(sub)
+
+    if workflow.final is not None:
+        final_job = workflow.final
+        arguments, _ = _job_arguments(final_job, graph_args, input_locations)
+        final = PegasusJob(
+            _transformation_name(final_job.executable), _id=final_id, node_label=final_job.label
+        )
+        final.add_args(*arguments)
+        # It reads staged/ and manifests/ itself and declares no files: a declared file
+        # would only make Pegasus copy it.
+        final.add_profiles(Namespace.PEGASUS, **_pegasus_profile(final_job))
+        # Its exit status is the run's verdict (OUTPUTS_MISSING); a retry could only hide it.
+        final.add_dagman_profile(retry=0, priority=final_job.priority or None)
+        # The registry is reached from the submit host; run the final job there.
+        final.add_selector_profile(execution_site="local")
+        root.add_jobs(final)
+        root.add_dependency(final, parents=[sub])
+    return root
+
+
 def _graph_lfn(graph_file: str) -> str:
     name = Path(graph_file).name
     if not name:
@@ -384,7 +410,7 @@ def _graph_arguments(graph_file: str, graph_lfn: str) -> dict[str, str]:
     return dict.fromkeys(spellings, graph_lfn)
 
 
-def _unique_id(candidate: str, taken: Mapping[str, Any]) -> str:
+def _unique_id(candidate: str, taken: Container[str]) -> str:
     if candidate not in taken:
         return candidate
     n = 2
@@ -406,7 +432,14 @@ def _job_arguments(
     the replica catalog. ``--input-checks FILE`` is a submit-host file that
     Pegasus does not stage: dropped, so those inputs are not verified there.
     """
-    arguments = _rewrite_arguments(job.arguments, graph_args)
+    return pegasus_arguments(job.arguments, graph_args, input_locations)
+
+
+def pegasus_arguments(
+    job_arguments: list[str], graph_args: dict[str, str], input_locations: _InputLocations | None = None
+) -> tuple[list[str], tuple[str, str] | None]:
+    """`_job_arguments` of a job whose arguments are ``job_arguments``."""
+    arguments = _rewrite_arguments(job_arguments, graph_args)
     if "--input-locations" in arguments:
         index = arguments.index("--input-locations")
         if input_locations is not None and index + 1 < len(arguments):
@@ -442,17 +475,17 @@ def _job_document(
     graph = _graph_value(job)
     job_graph_lfn = graph_args.get(graph, graph_lfn) if graph is not None else graph_lfn
     # the graph file the job reads: its slice with transfer staging, else the graph
-    uses: dict[str, dict[str, Any]] = {job_graph_lfn: {"lfn": job_graph_lfn, "type": "input"}}
+    uses: dict[str, dict[str, Any]] = {job_graph_lfn: input_use(job_graph_lfn)}
     for wf_file in job.inputs:
         if wf_file.lfn not in uses:
-            uses[wf_file.lfn] = {"lfn": wf_file.lfn, "type": "input"}
+            uses[wf_file.lfn] = input_use(wf_file.lfn)
     outputs = [f.lfn for f in job.outputs]
     if manifest is not None:
         outputs.append(manifest[1])
     for lfn in outputs:
         if lfn in uses and uses[lfn]["type"] == "input":
             raise WmsError(f"job {job.name!r} both reads and makes {lfn!r}; rebuild the workflow")
-        uses[lfn] = {"lfn": lfn, "type": "output", "stageOut": True, "registerReplica": False}
+        uses[lfn] = output_use(lfn)
     dagman: dict[str, Any] = {"RETRY": job.retry.retries}
     if job.throttle:
         dagman["CATEGORY"] = job.throttle
@@ -471,6 +504,16 @@ def _job_document(
             "pegasus": _pegasus_profile(job),
         },
     }
+
+
+def input_use(lfn: str) -> dict[str, Any]:
+    """A job's ``uses`` entry of a file it reads (staged in by Pegasus)."""
+    return {"lfn": lfn, "type": "input"}
+
+
+def output_use(lfn: str) -> dict[str, Any]:
+    """A job's ``uses`` entry of a file it makes: staged out (by the Replica mapper), not registered."""
+    return {"lfn": lfn, "type": "output", "stageOut": True, "registerReplica": False}
 
 
 class _InputLocations:
@@ -646,18 +689,37 @@ def output_map_text(locations: Mapping[str, str]) -> str:
 
 
 def _output_map_lines(locations: Mapping[str, str]) -> Iterator[str]:
-    """`output_map_text` one line at a time (each with its newline; one newline when empty)."""
+    """`output_map_text` one line at a time (each with its newline; one newline when empty).
+
+    A streamed workflow's locations (`bps.wms.pegasus.streamed`) write their own lines, in chunks.
+    """
+    chunks = getattr(locations, "map_chunks", None)
+    if chunks is not None:
+        yield from chunks()
+        return
     if not locations:
         yield "\n"
     for lfn in sorted(locations):  # names are unique: the order of sorted items, without every path at once
-        pfn = catalogs.file_url(locations[lfn])
-        if _NEEDS_QUOTES.search(pfn):
-            pfn = '"' + pfn.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        yield f'{lfn} {pfn} site="local"\n'
+        yield output_map_line(lfn, locations[lfn])
+
+
+def output_map_line(lfn: str, path: str) -> str:
+    """The ``outputs.map`` line staging ``lfn`` out to ``path`` (the URL quoted when it must be)."""
+    pfn = catalogs.file_url(path)
+    if _NEEDS_QUOTES.search(pfn):
+        pfn = '"' + pfn.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f'{lfn} {pfn} site="local"\n'
 
 
 def _job_map_chunks(job_map: Mapping[str, Mapping[str, str]]) -> Iterator[str]:
-    """``json.dumps(job_map, separators=(",", ":"))``, one entry at a time."""
+    """``json.dumps(job_map, separators=(",", ":"))``, one entry at a time.
+
+    A streamed workflow's job map (`bps.wms.pegasus.streamed`) writes its own, in chunks.
+    """
+    chunks = getattr(job_map, "json_chunks", None)
+    if chunks is not None:
+        yield from chunks()
+        return
     yield "{"
     for i, (pid, entry) in enumerate(job_map.items()):
         yield ("," if i else "") + json.dumps(pid) + ":" + json.dumps(entry, separators=(",", ":"))
