@@ -78,8 +78,13 @@ def _off_template_inputs(tmp_path: Path, streamed: StreamedWorkflow) -> None:
         locations[lfn] = f"elsewhere/{lfn}.npy"
         streamed.set_input_path(k, locations[lfn])
     checks = {lfn: [10, "sha256:00"] for _, lfn, _, _ in streamed.overall_inputs()}
-    prepare_mod._write_streamed_inputs(streamed, locations, tmp_path / "input_locations", "--input-locations")
-    prepare_mod._write_streamed_inputs(streamed, checks, tmp_path / "input_checks", "--input-checks")
+    prepare_mod._write_streamed_inputs(
+        streamed,
+        [
+            (locations, tmp_path / "input_locations", "--input-locations"),
+            (checks, tmp_path / "input_checks", "--input-checks"),
+        ],
+    )
 
 
 @pytest.mark.parametrize("chunk", [1, 2, 1000])
