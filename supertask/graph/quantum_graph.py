@@ -467,14 +467,21 @@ def _share_and_link(quanta: list[Quantum]) -> tuple[dict[str, list[Dataset]], bo
         for datasets in quantum.outputs.values():
             for d in datasets:
                 if d.creator is not None and d.creator is not quantum:
-                    raise ValueError(
-                        f"{d!r} is produced by two quanta: {_describe(d.creator)} and {_describe(quantum)}; "
-                        "each dataset must have one producer"
-                    )
+                    raise _two_producers(d, quantum)
                 if d.consumers:
                     in_order = False  # read by this quantum or an earlier one
                 d.creator = quantum
     return {name: list(index.values()) for name, index in canonical.items()}, in_order
+
+
+def _two_producers(dataset: Dataset, quantum: Quantum) -> ValueError:
+    """The error for ``dataset``, made by its creator, being an output of ``quantum`` too."""
+    creator = dataset.creator
+    assert creator is not None
+    return ValueError(
+        f"{dataset!r} is produced by two quanta: {_describe(creator)} and {_describe(quantum)}; "
+        "each dataset must have one producer"
+    )
 
 
 def _datasets_by_type(quanta: list[Quantum]) -> dict[str, list[Dataset]]:
@@ -503,10 +510,7 @@ def _link(quanta: list[Quantum]) -> None:
         for datasets in quantum.outputs.values():
             for d in datasets:
                 if d.creator is not None and d.creator is not quantum:
-                    raise ValueError(
-                        f"{d!r} is produced by two quanta: {_describe(d.creator)} and {_describe(quantum)}; "
-                        "each dataset must have one producer"
-                    )
+                    raise _two_producers(d, quantum)
                 d.creator = quantum
     for quantum in quanta:
         for datasets in quantum.inputs.values():
