@@ -72,12 +72,14 @@ def _box(values: tuple[float, float, float, float]) -> dict[str, float]:
     return {"ra_min": ra_min, "ra_max": ra_max, "dec_min": dec_min, "dec_max": dec_max}
 
 
-def register_instrument(butler: Butler) -> None:
-    """Insert the instrument, bands, physical filters and detectors."""
-    reg = butler.registry
-    reg.insertUnits(
-        "instrument",
-        [
+def instrument_unit_rows() -> dict[str, list[dict[str, Any]]]:
+    """The instrument's unit rows by element, in insertion order: instrument, bands, physical filters, detectors.
+
+    One definition for the two ways the demo registers them: `register_instrument` inserts
+    them, `write_raw_files` writes them to the units file that ``supertask register-units`` reads.
+    """
+    return {
+        "instrument": [
             {
                 "instrument": INSTRUMENT,
                 "class_name": "demo_drp.camera",
@@ -85,15 +87,11 @@ def register_instrument(butler: Butler) -> None:
                 "visit_max": 10**6,
             }
         ],
-    )
-    reg.insertUnits("band", [{"band": f.band} for f in FILTERS])
-    reg.insertUnits(
-        "physical_filter",
-        [{"instrument": INSTRUMENT, "physical_filter": f.name, "band": f.band} for f in FILTERS],
-    )
-    reg.insertUnits(
-        "detector",
-        [
+        "band": [{"band": f.band} for f in FILTERS],
+        "physical_filter": [
+            {"instrument": INSTRUMENT, "physical_filter": f.name, "band": f.band} for f in FILTERS
+        ],
+        "detector": [
             {
                 "instrument": INSTRUMENT,
                 "detector": d.id,
@@ -103,7 +101,14 @@ def register_instrument(butler: Butler) -> None:
             }
             for d in DETECTORS
         ],
-    )
+    }
+
+
+def register_instrument(butler: Butler) -> None:
+    """Insert the instrument, bands, physical filters and detectors."""
+    reg = butler.registry
+    for element, rows in instrument_unit_rows().items():
+        reg.insertUnits(element, rows)
 
 
 def register_skymap(butler: Butler, skymap: SkyMap = DEMO_SKYMAP) -> None:
@@ -232,31 +237,7 @@ def write_raw_files(
             data_id = {"instrument": INSTRUMENT, "exposure": v.id, "detector": d.id}
             path.with_name(path.name + ".yaml").write_text(yaml.safe_dump(data_id, sort_keys=False))
             count += 1
-    units = {
-        "instrument": [
-            {
-                "instrument": INSTRUMENT,
-                "class_name": "demo_drp.camera",
-                "detector_max": len(DETECTORS),
-                "visit_max": 10**6,
-            }
-        ],
-        "band": [{"band": f.band} for f in FILTERS],
-        "physical_filter": [
-            {"instrument": INSTRUMENT, "physical_filter": f.name, "band": f.band} for f in FILTERS
-        ],
-        "detector": [
-            {
-                "instrument": INSTRUMENT,
-                "detector": d.id,
-                "full_name": d.name,
-                "raft": "R00",
-                "purpose": "SCIENCE",
-            }
-            for d in DETECTORS
-        ],
-        "exposure": exposure_rows(visits),
-    }
+    units = {**instrument_unit_rows(), "exposure": exposure_rows(visits)}
     units_file.write_text(yaml.safe_dump(units, sort_keys=False))
     return count
 
