@@ -554,15 +554,7 @@ def _node_lines(
             f"bps_log={vars_value(log + '/' + node)}",
             f"bps_args={vars_value(join_arguments(args))}",
         ]
-        mem = max(job.resources.memory_mb, overrides.memory_mb.get(name, 0))
-        if mem != d.memory_mb:
-            vars_.append(f'bps_memory="{mem}"')
-        if job.resources.cpus != d.cpus:
-            vars_.append(f'bps_cpus="{job.resources.cpus}"')
-        if job.resources.disk_mb != d.disk_mb:
-            vars_.append(f'bps_disk="{job.resources.disk_mb}"')
-        if job.retry.retries != d.job.retry.retries:
-            vars_.append(f'bps_retries="{max(int(job.retry.retries), 0)}"')
+        vars_ += _resource_vars(job, d, max(job.resources.memory_mb, overrides.memory_mb.get(name, 0)))
         if transfer:
             inputs = "".join(
                 f",{staged}/{f.lfn}"
@@ -590,6 +582,21 @@ def _node_lines(
         if categories[key]:
             lines.append(f"CATEGORY {node} {categories[key]}\n")
         yield "".join(lines)
+
+
+def _resource_vars(job: Job, d: _LabelDefaults, memory_mb: int) -> list[str]:
+    """The ``VARS`` of ``job`` whose values differ from its label's submit file (``memory_mb``
+    is what the node asks, a restart's override included)."""
+    vars_ = []
+    if memory_mb != d.memory_mb:
+        vars_.append(f'bps_memory="{memory_mb}"')
+    if job.resources.cpus != d.cpus:
+        vars_.append(f'bps_cpus="{job.resources.cpus}"')
+    if job.resources.disk_mb != d.disk_mb:
+        vars_.append(f'bps_disk="{job.resources.disk_mb}"')
+    if job.retry.retries != d.job.retry.retries:
+        vars_.append(f'bps_retries="{max(int(job.retry.retries), 0)}"')
+    return vars_
 
 
 def _input_link(f: WorkflowFile, layout: DagLayout, repo: str) -> str:
@@ -713,15 +720,7 @@ def _column_node_lines(
     shared: dict[int, tuple[str, str, str, str, str]] = {}
     for index, t in templates.items():
         d = labels[t.label]
-        vars_ = []
-        if t.resources.memory_mb != d.memory_mb:
-            vars_.append(f'bps_memory="{t.resources.memory_mb}"')
-        if t.resources.cpus != d.cpus:
-            vars_.append(f'bps_cpus="{t.resources.cpus}"')
-        if t.resources.disk_mb != d.disk_mb:
-            vars_.append(f'bps_disk="{t.resources.disk_mb}"')
-        if t.retry.retries != d.job.retry.retries:
-            vars_.append(f'bps_retries="{max(int(t.retry.retries), 0)}"')
+        vars_ = _resource_vars(t, d, t.resources.memory_mb)
         category = safe_name(t.throttle) if t.throttle else safe_name(t.label)
         shared[index] = (
             f" {layout.submit_file(t.label)}\nVARS ",
