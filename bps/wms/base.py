@@ -24,7 +24,7 @@ from supertask.report.model import JobRecord
 from supertask.states import JobState, RunState, parse_state
 
 from ..job_environment import JobEnvironment
-from ..workflow import GenericWorkflow, SiteConfig
+from ..workflow import GenericWorkflow, Job, SiteConfig
 
 #: wms name -> "module:ClassName"
 SERVICES: dict[str, str] = {
@@ -82,6 +82,30 @@ class RunReport:
         state = parse_state(JobState, state, f"the jobs of {label!r}")
         per_label = self.counts.setdefault(label, dict.fromkeys(STATES, 0))
         per_label[state] += n
+
+    def add_recorded_job(self, job: Job, info: dict[str, Any], runner_gone: bool) -> JobState:
+        """Count ``job`` and list it as a run record's entry ``info`` says; its state.
+
+        A job the record says is running is failed when ``runner_gone`` (the process that
+        ran it is gone: the job will not finish).
+        """
+        state = parse_state(JobState, info.get("state", JobState.PENDING), f"the run record's job {job.name}")
+        if state == JobState.RUNNING and runner_gone:
+            state = JobState.FAILED
+        self.add(job.label, state)
+        self.jobs.append(
+            JobRecord(
+                name=job.name,
+                label=job.label,
+                state=state,
+                start=info.get("start"),
+                end=info.get("end"),
+                peak_memory_mb=info.get("peak_memory_mb"),
+                request_memory_mb=job.resources.memory_mb,
+                attempts=info.get("attempts", 0),
+            )
+        )
+        return state
 
     def totals(self) -> dict[str, int]:
         """Counts summed over labels."""

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from supertask.execution.single_quantum import tail
-from supertask.report.model import JobRecord
 from supertask.states import JobState, RunState, parse_state
 
 from ..exit_codes import TASK_NO_WORK, describe
@@ -120,26 +119,10 @@ class LocalService(WorkflowService):
         report.state = parse_state(RunState, record.get("state", RunState.PREPARED), "the run record")
         states = record.get("jobs", {})
         jobs = list(wf.jobs.values()) + ([wf.final] if wf.final else [])
+        runner_gone = not _alive(record.get("pid"))  # its running jobs will not finish
         for job in jobs:
             info = states.get(job.name, {})
-            state = parse_state(
-                JobState, info.get("state", JobState.PENDING), f"the run record's job {job.name}"
-            )
-            if state == JobState.RUNNING and not _alive(record.get("pid")):
-                state = JobState.FAILED  # the runner died: the job will not finish
-            report.add(job.label, state)
-            report.jobs.append(
-                JobRecord(
-                    name=job.name,
-                    label=job.label,
-                    state=state,
-                    start=info.get("start"),
-                    end=info.get("end"),
-                    peak_memory_mb=info.get("peak_memory_mb"),
-                    request_memory_mb=job.resources.memory_mb,
-                    attempts=info.get("attempts", 0),
-                )
-            )
+            state = report.add_recorded_job(job, info, runner_gone)
             if state == JobState.FAILED:
                 log_file = info.get("log")
                 report.failures.append(

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 from supertask.execution.single_quantum import tail
-from supertask.report.model import JobRecord
 from supertask.states import JobState, RunState, parse_state
 
 from ...exit_codes import describe
@@ -226,23 +225,7 @@ class ParslService(WorkflowService):
         jobs = record.get("jobs", {})
         for job in list(wf.jobs.values()) + ([wf.final] if wf.final else []):
             info = jobs.get(job.name, {})
-            job_state = parse_state(
-                JobState, info.get("state", JobState.PENDING), f"the run record's job {job.name}"
-            )
-            if job_state == JobState.RUNNING and lost:
-                job_state = JobState.FAILED
-            report.add(job.label, job_state)
-            report.jobs.append(
-                JobRecord(
-                    name=job.name,
-                    label=job.label,
-                    state=job_state,
-                    start=info.get("start"),
-                    end=info.get("end"),
-                    request_memory_mb=job.resources.memory_mb,
-                    attempts=info.get("attempts", 0),
-                )
-            )
+            job_state = report.add_recorded_job(job, info, runner_gone=lost)
             if job_state == JobState.FAILED:
                 report.failures.append(_failure(job.name, job.label, info, job.resources.walltime_s, lost))
         return report
