@@ -246,11 +246,8 @@ class StreamedJobs(Mapping[str, Job]):
 
     def labels(self) -> list[str]:
         """Distinct labels in first-appearance order (without making the jobs)."""
-        seen: dict[str, None] = {}
         labels, label_of = self._c.labels, self._c.label_of
-        for j in self._c.order:
-            seen.setdefault(labels[label_of[j]], None)
-        return list(seen)
+        return [labels[label_of[j]] for j in self.first_jobs()]
 
     # -- read-only columns for the Pegasus translator (`bps.wms.pegasus.streamed`) ---------------
     # It encodes compute.yml, the replica catalog, job_map.json and outputs.map from these,
