@@ -307,9 +307,11 @@ class QuantumGraphBuilder:
         self._relatedCache(repoGraph).clear()
         del view, planned
         tick = time.perf_counter()
-        _relink_inputs(quanta, produced)
+        shared = self._sharesDatasets(repoGraph)
+        if not shared:
+            _relink_inputs(quanta, produced)
         del produced
-        graph = QuantumGraph(
+        graph = (QuantumGraph._from_shared if shared else QuantumGraph)(
             quanta,
             pipelineYaml=pipelineYaml if pipelineYaml is not None else self.pipeline.toYaml(),
             configs={label: config.saveToString() for label, config in self.configs.items()},
@@ -317,6 +319,25 @@ class QuantumGraphBuilder:
         )
         report.timings["QuantumGraph"] = time.perf_counter() - tick
         return graph
+
+    def _sharesDatasets(self, repoGraph: Any) -> bool:
+        """Whether the quanta of `makeGraph` hold one object per dataset already.
+
+        True when every task uses the default ``defineQuanta`` over a plain `RepoGraph`:
+        its inputs are the graph's own datasets (one per type and data ID, from
+        `RepoGraph.findDatasets`) or the objects in the builder's index of produced and
+        existing outputs, and its outputs come from `RepoGraph.addDatasets`, which
+        returns the graph's handle for a dataset it holds. The `QuantumGraph` then links
+        by identity, and re-pointing inputs at the produced objects would change nothing.
+        A custom ``defineQuanta`` or graph may build equal datasets as distinct objects:
+        those quanta go through the sharing pass.
+        """
+        from ..repo.repograph import RepoGraph
+        from ..supertask import SuperTask
+
+        return type(repoGraph) is RepoGraph and all(
+            type(task).defineQuanta is SuperTask.defineQuanta for task in self.tasks
+        )
 
 
 class _InputSchemas:
