@@ -255,3 +255,28 @@ def test_a_task_with_its_own_defineQuanta_gets_its_equal_datasets_shared(repo, m
     assert one_object_per_dataset(graph)
     for quantum in graph.quantaByLabel()["makeWarp"]:
         assert {p.taskLabel for p in graph.parents(quantum)} == {"calibrate"}
+
+
+def test_preflight_drops_the_repository_graphs_lookup_tables_once_planned(repo, monkeypatch):
+    import supertask.repo.repograph as repograph
+
+    made = []
+    original = repograph.makeRepoGraph
+
+    def keeping(*args, **kwargs):
+        made.append(original(*args, **kwargs))
+        return made[-1]
+
+    sizes = []
+    release = repograph.RepoGraph.releaseLookupTables
+
+    def recording(self):
+        sizes.append(sum(len(table) for table in self._interned.values()))
+        release(self)
+
+    monkeypatch.setattr(repograph, "makeRepoGraph", keeping)
+    monkeypatch.setattr(repograph.RepoGraph, "releaseLookupTables", recording)
+    graph, _ = build(repo, "tract = 0")
+    assert len(graph) > 0
+    assert sizes[0] > 0  # planning's look-ups filled them, and they went before defineQuanta
+    assert not made[0]._interned

@@ -121,6 +121,20 @@ def test_related_data_ids_are_not_sliced_by_the_expression(butler):
     assert related[patch] == sorted(vd(v, d) for v in (2, 3) for d in range(4))
 
 
+def test_related_data_ids_are_the_same_after_the_lookup_tables_are_released(butler):
+    graph = makeRepoGraph(butler, [RAW], [CALEXP, COADD], "visit = 2 AND detector = 0")
+    (patch,) = graph.dataIds(["patch"])
+    before = graph.relatedDataIds([patch], ["visit", "detector"])
+    assert graph._interned  # the table that makes related data IDs the graph's own objects
+    graph.releaseLookupTables()
+    assert not graph._interned
+    assert graph.relatedDataIds([patch], ["visit", "detector"]) == before
+    # the graph's own data ID is still the one handed out after the tables are rebuilt
+    (selected,) = graph.dataIds(["instrument", "visit", "detector"])
+    (again,) = (d for d in graph.relatedDataIds([patch], ["visit", "detector"])[patch] if d == selected)
+    assert again is selected
+
+
 def test_find_datasets_loads_datasets_outside_the_selection(butler):
     graph = makeRepoGraph(butler, [RAW], [CALEXP], "visit = 2")
     found = graph.findDatasets("raw", [vd(2, 0), vd(5, 1), vd(3, 2)])

@@ -246,6 +246,10 @@ class QuantumGraphBuilder:
         tick = time.perf_counter()
         planned, report.expanded = self.planDataIds(repoGraph)
         report.timings["planning"] = time.perf_counter() - tick
+        # The defineQuanta pass finds planning's look-ups in the shared cache, whose
+        # results are the graph's data IDs themselves: the tables that made them so
+        # are not needed any more, and go before the quanta are built (peak memory).
+        _release_lookup_tables(repoGraph)
         produced: dict[str, dict[DataId, Dataset]] = {}
         view = PlannedRepoGraph(
             repoGraph,
@@ -305,6 +309,7 @@ class QuantumGraphBuilder:
         # The shared look-ups are not needed any more; at 10^6 quanta they hold about a
         # million data IDs, which would otherwise stay alive while the graph is linked.
         self._relatedCache(repoGraph).clear()
+        _release_lookup_tables(repoGraph)  # (tables a custom defineQuanta's look-ups made again)
         del view, planned
         tick = time.perf_counter()
         shared = self._sharesDatasets(repoGraph)
@@ -379,6 +384,13 @@ def _with_schemas(metadata: dict[str, Any], record: dict[str, Any]) -> dict[str,
     if not record:
         return metadata
     return {**metadata, "schemas": record}
+
+
+def _release_lookup_tables(repoGraph: Any) -> None:
+    """`RepoGraph.releaseLookupTables`, for a graph that has it (a graph of one's own may not)."""
+    release = getattr(repoGraph, "releaseLookupTables", None)
+    if release is not None:
+        release()
 
 
 def _relink_inputs(quanta: list[Any], produced: Mapping[str, Mapping[DataId, Dataset]]) -> None:

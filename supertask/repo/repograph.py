@@ -379,6 +379,16 @@ class RepoGraph:
                 table.update((tuple(d._values.values()), d) for d in known)
         return table
 
+    def releaseLookupTables(self) -> None:
+        """Drop the ``{values: DataId}`` tables that `relatedDataIds` keeps to reuse the graph's data IDs.
+
+        Preflight calls this once the last look-up is done: at 10^6 quanta the tables
+        hold about a million value tuples (over 100 MB) that nothing reads afterwards.
+        A later look-up builds them again, so results stay the same (equal data IDs,
+        possibly new objects).
+        """
+        self._interned.clear()
+
     def findDatasets(self, typeName: str, dataIds: Iterable[DataId]) -> dict[DataId, Dataset]:
         """Datasets of a type for the given data IDs: from the graph, else from the input collections.
 
