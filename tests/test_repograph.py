@@ -143,6 +143,21 @@ def test_find_datasets_loads_datasets_outside_the_selection(butler):
     assert found[vd(2, 0)] is next(d for d in graph.datasets["raw"] if d.dataId == vd(2, 0))
 
 
+def test_find_dataset_list_is_aligned_with_the_data_ids_asked_and_loads_the_rest(butler):
+    graph = makeRepoGraph(butler, [RAW], [CALEXP], "visit = 2")
+    asked = [vd(5, 1), vd(2, 0), vd(3, 2), vd(5, 1)]  # outside, inside, none, repeated
+    found = graph.findDatasetList("raw", asked)
+    assert [None if f is None else f.dataId for f in found] == [vd(5, 1), vd(2, 0), None, vd(5, 1)]
+    assert found[0] is found[3] and found[0] in graph.datasets["raw"]
+    assert found[1] is graph.findDatasets("raw", [vd(2, 0)])[vd(2, 0)]
+
+
+def test_find_datasets_accepts_a_generator_and_repeated_data_ids(butler):
+    graph = makeRepoGraph(butler, [RAW], [CALEXP], "visit = 2")
+    found = graph.findDatasets("raw", (d for d in [vd(4, 3), vd(4, 3), vd(3, 2)]))
+    assert list(found) == [vd(4, 3)]
+
+
 def test_global_needed_dataset_keeps_rows_when_present(butler):
     refs = Butler(butler.root, run="refs")
     refs.registry.registerDatasetType(REFCAT)
@@ -267,3 +282,21 @@ def test_a_selection_over_max_rows_is_refused_while_fetching(butler):
     assert len(makeRepoGraph(butler, [RAW], [CALEXP], "visit = 3", maxRows=3).rows) == 3
     with pytest.raises(RowLimitError):
         makeRepoGraph(butler, [RAW], [CALEXP], "visit = 3", maxRows=2)
+
+
+def test_data_ids_made_in_bulk_equal_and_hash_as_those_of_the_constructor():
+    keys = ("detector", "instrument", "visit")
+    made = DataId._many_from_sorted(keys, [(1, "Cam", 2), (0, "Cam", 3)])
+    assert made == [vd(2, 1), vd(3, 0)]
+    assert [hash(d) for d in made] == [hash(vd(2, 1)), hash(vd(3, 0))]
+    assert list(made[0]) == list(keys) and made[0] in {vd(2, 1)}
+
+
+def test_projections_are_distinct_and_sorted_whatever_the_row_order(butler):
+    graph = makeRepoGraph(butler, [RAW], [CALEXP, COADD], "visit IN (2, 3)")
+    graph._rowValues.reverse()  # projections must not depend on the database's order
+    graph._projections.clear()
+    ids = graph.dataIds(["visit", "detector"])
+    assert ids == sorted(
+        {vd(v, d) for v in (2, 3) for d in range(4) if (v, d) != (3, 2)}, key=DataId.sort_key
+    )

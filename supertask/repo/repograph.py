@@ -270,12 +270,13 @@ class RepoGraph:
         elif keys == self._rowKeys:  # the rows themselves: already distinct and sorted
             values = rows
         else:
-            values = sort_value_tuples(keys, set(map(_projector(self._rowKeys, keys), rows)))
+            # Distinct in the rows' order (not a set's): the rows come sorted from the
+            # database, so the projection keeps long sorted runs, which the sort merges
+            # in about half the time it takes to sort a set's order at 10^6 rows.
+            values = sort_value_tuples(keys, dict.fromkeys(map(_projector(self._rowKeys, keys), rows)))
         cached = self._projections.get(keys)
         if cached is None:
-            cached = self._projections[keys] = [
-                DataId._from_sorted(dict(zip(keys, v, strict=True))) for v in values
-            ]
+            cached = self._projections[keys] = DataId._many_from_sorted(keys, values)
         return values, cached
 
     def getUnit(self, name: str, dataId: Mapping[str, Any]) -> Unit:
@@ -395,28 +396,39 @@ class RepoGraph:
         Datasets found in the registry but not yet in the graph are added to it. Data IDs
         without a dataset are absent from the result.
         """
+        dataIds = list(dataIds)
+        found = self.findDatasetList(typeName, dataIds)
+        return {d: f for d, f in zip(dataIds, found, strict=True) if f is not None}
+
+    def findDatasetList(self, typeName: str, dataIds: Sequence[DataId]) -> list[Dataset | None]:
+        """`findDatasets` as a list aligned with ``dataIds``: the dataset of each, or `None`.
+
+        For a look-up per quantum (the default ``defineQuanta`` asks for one input of
+        each of a million quanta): no set of the data IDs and no dictionary keyed by
+        them is built, and repeated data IDs are simply looked up again.
+        """
         dt = self.datasetTypes.get(typeName)
         if dt is None:
             dt = self.registry.getDatasetType(typeName)
             self.datasetTypes[typeName] = dt
         keys = self.universe.expand(dt.units)
         index = self._datasetIndex.setdefault(typeName, {})
-        out: dict[DataId, Dataset] = {}
-        missing: list[DataId] = []
+        get = index.get
+        out: list[Dataset | None] = []
+        append = out.append
+        missing: list[int] = []
         keySet = frozenset(keys)
         for d in dataIds:
             # A data ID with exactly the type's keys is its own key (no copy to hash).
-            key = d if d._values.keys() == keySet else d.subset(keys)
-            found = index.get(key)
-            if found is not None:
-                out[d] = found
-            else:
-                missing.append(d)
+            found = get(d if d._values.keys() == keySet else d.subset(keys))
+            if found is None:
+                missing.append(len(out))
+            append(found)
         if missing and self.collections:
             convert = self.universe.dataIdConverter(dt.units)
             byValues: dict[tuple[Any, ...], DataId] = {}
-            for d in missing:
-                key = convert(d)
+            for i in missing:
+                key = convert(dataIds[i])
                 byValues.setdefault(tuple(key._values.values()), key)
             try:
                 loaded = self.registry.findDatasetValues(dt, self.collections, byValues)
@@ -429,10 +441,8 @@ class RepoGraph:
                     for v in sort_value_tuples(keys, loaded)
                 ],
             )
-            for d in missing:
-                found = index.get(d.subset(keys))
-                if found is not None:
-                    out[d] = found
+            for i in missing:
+                out[i] = get(dataIds[i].subset(keys))
         return out
 
     def addDataset(
