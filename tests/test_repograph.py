@@ -300,3 +300,14 @@ def test_projections_are_distinct_and_sorted_whatever_the_row_order(butler):
     assert ids == sorted(
         {vd(v, d) for v in (2, 3) for d in range(4) if (v, d) != (3, 2)}, key=DataId.sort_key
     )
+
+
+def test_a_projection_made_from_a_smaller_cached_one_equals_the_projection_of_the_rows(butler):
+    graph = makeRepoGraph(butler, [RAW], [CALEXP, COADD], "visit IN (2, 3)")
+    direct = {units: list(graph.dataIds(units)) for units in (("visit",), ("instrument",), ("tract",))}
+    graph._projections.clear()
+    graph._rowValues *= 4  # (repeated rows: many more rows than the cached projection below has)
+    graph.dataIds(["visit", "detector", "patch"])  # the cached projection the others come from
+    for units, expected in direct.items():
+        assert graph._coveringProjection(graph.universe.expand(units)) is not None
+        assert graph.dataIds(units) == expected
