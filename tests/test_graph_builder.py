@@ -230,3 +230,17 @@ def test_a_per_quantum_lookup_is_aligned_with_the_data_ids_whoever_answers_it():
     planned = {asked[1]: Dataset(CALEXP, asked[1])}  # an earlier task's outputs answer for their type
     view = PlannedRepoGraph(repoGraph, {}, {"calexp": planned}, {})
     assert view._existingOrPlannedList(CALEXP, asked) == [None, planned[asked[1]], None, None]
+
+
+def test_inputs_an_earlier_task_produces_are_read_from_its_outputs_without_a_bulk_lookup(monkeypatch):
+    from supertask.graph.quanta import PlannedRepoGraph
+
+    def no_bulk_lookup(self, datasetType, dataIds):
+        raise AssertionError(f"bulk look-up of {datasetType.name}")
+
+    repo = FakeRepoGraph(where=lambda row: True)
+    monkeypatch.setattr(PlannedRepoGraph, "existingOrPlanned", no_bulk_lookup)
+    quanta = define_all(QuantumGraphBuilder(make_pipeline()), repo)
+    produced = {id(d) for q in quanta["calibrate"] for d in q.outputs["calexp"]}
+    for label in ("visitSummary", "makeWarp"):  # both gather calexp
+        assert quanta[label] and all({id(d) for d in q.inputs["calexp"]} <= produced for q in quanta[label])

@@ -216,13 +216,19 @@ def define_quanta_by_units(task: SuperTask, repoGraph: Any) -> list[Quantum]:
                 if planned is not None
                 else repoGraph.relatedDataIds(dataIds, datasetType.units)
             )
-            wanted = {d for ids in related.values() for d in ids}
-            found = (
-                planned.existingOrPlanned(datasetType, wanted)
-                if planned is not None
-                else repoGraph.findDatasets(datasetType.name, wanted)
-            )
-            get = found.get
+            index = planned._produced.get(datasetType.name) if planned is not None else None
+            if index is not None:
+                # An earlier task's outputs: its index answers each look-up directly
+                # (no set of the million related data IDs, no dict of what was found).
+                get = index.get
+            else:
+                wanted = {d for ids in related.values() for d in ids}
+                found = (
+                    planned.existingOrPlanned(datasetType, wanted)
+                    if planned is not None
+                    else repoGraph.findDatasets(datasetType.name, wanted)
+                )
+                get = found.get
             resolved[datasetType.name] = [
                 [ds for d in related.get(q, ()) if (ds := get(d)) is not None] for q in dataIds
             ]
