@@ -350,3 +350,13 @@ def test_a_graph_of_shared_datasets_refuses_two_producers_of_one_dataset():
         QuantumGraph._from_shared(
             [Quantum("a", vid, {}, {"out": [out]}), Quantum("b", vid, {}, {"out": [out]})]
         )
+
+
+def test_a_dataset_with_one_reader_keeps_a_list_sized_for_one():
+    import sys
+
+    graph = QuantumGraph._from_shared(shared_quanta())
+    single = [d for q in graph for d in q.iterInputs() if len(d.consumers) == 1]
+    assert single  # raws are read by one isr quantum, warps of patch 1 by one coadd
+    for d in single:
+        assert sys.getsizeof(d.consumers) <= sys.getsizeof(list(d.consumers)), d

@@ -530,32 +530,38 @@ def _link_by_identity(quanta: list[Quantum]) -> tuple[dict[str, list[Dataset]], 
 
         __slots__ = ()
 
-    def first_sighting(datasets: list[Dataset]) -> None:
-        for d in datasets:
-            if type(d.consumers) is not Readers:
-                d.creator = None
-                d.consumers = Readers()
-                name = d.datasetType.name
-                seen = by_type.get(name)
-                if seen is None:
-                    by_type[name] = [d]
-                else:
-                    seen.append(d)
+    def first_sighting(d: Dataset, consumers: Readers) -> None:
+        d.creator = None
+        d.consumers = consumers
+        name = d.datasetType.name
+        seen = by_type.get(name)
+        if seen is None:
+            by_type[name] = [d]
+        else:
+            seen.append(d)
 
     for quantum in quanta:
-        for datasets in quantum.inputs.values():
-            first_sighting(datasets)
-        for datasets in quantum.outputs.values():
-            first_sighting(datasets)
+        # A reader is added with ``+=``, which sizes an empty list for exactly one
+        # entry (``append`` would make room for four): most datasets have one reader.
+        reader = (quantum,)
         for datasets in quantum.inputs.values():
             for d in datasets:
-                d.consumers.append(quantum)
+                consumers = d.consumers
+                if type(consumers) is not Readers:
+                    first_sighting(d, Readers(reader))
+                elif consumers:
+                    consumers.append(quantum)
+                else:
+                    consumers += reader
         for datasets in quantum.outputs.values():
             for d in datasets:
-                if d.creator is not None and d.creator is not quantum:
-                    raise _two_producers(d, quantum)
-                if d.consumers:
-                    in_order = False  # read by this quantum or an earlier one
+                if type(d.consumers) is not Readers:
+                    first_sighting(d, Readers())
+                else:
+                    if d.creator is not None and d.creator is not quantum:
+                        raise _two_producers(d, quantum)
+                    if d.consumers:
+                        in_order = False  # read by this quantum or an earlier one
                 d.creator = quantum
     return by_type, in_order
 
