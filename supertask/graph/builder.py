@@ -204,16 +204,20 @@ class QuantumGraphBuilder:
                 continue  # (sorting a first task's million data IDs here would be wasted)
             dataIds = sort_data_ids(planned[task.label])
             for datasetType, producer in produced_inputs:
+                # The needed data IDs, repeats included: only a look-up of the producer's
+                # related quanta needs them distinct (a set of a million data IDs at 10^6
+                # would otherwise be built only to be added to another set).
+                needed: list[DataId]
                 if set(datasetType.units) <= set(task.quantumUnits):
-                    needed = set(_project_all(dataIds, datasetType.units))
+                    needed = _project_all(dataIds, datasetType.units)
                 else:
                     related = view.related(dataIds, datasetType.units)
-                    needed = {d for ids in related.values() for d in ids}
+                    needed = [d for ids in related.values() for d in ids]
                 target = planned[producer.label]
                 if set(producer.quantumUnits) <= set(datasetType.units):
                     target.update(_project_all(needed, producer.quantumUnits))
                 else:
-                    for ids in view.related(sort_data_ids(needed), producer.quantumUnits).values():
+                    for ids in view.related(sort_data_ids(set(needed)), producer.quantumUnits).values():
                         target.update(ids)
         expanded = {label: len(ids) - selected[label] for label, ids in planned.items()}
         return planned, expanded
