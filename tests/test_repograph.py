@@ -311,3 +311,24 @@ def test_a_projection_made_from_a_smaller_cached_one_equals_the_projection_of_th
     for units, expected in direct.items():
         assert graph._coveringProjection(graph.universe.expand(units)) is not None
         assert graph.dataIds(units) == expected
+
+
+def test_released_rows_keep_their_count_and_the_projections_already_made(butler):
+    graph = makeRepoGraph(butler, [RAW], [CALEXP, COADD], "visit IN (2, 3) AND detector < 3")
+    patches = graph.dataIds(["patch", "band"])
+    count = len(graph.rows)
+    graph.releaseRows()
+    assert not graph._rowValues  # the row tuples are gone
+    assert len(graph.rows) == count > 0 and graph.dataIds(["patch", "band"]) is patches
+    assert f"RepoGraph({count} rows" in repr(graph)
+
+
+def test_reading_released_rows_or_a_new_projection_of_them_says_so(butler):
+    graph = makeRepoGraph(butler, [RAW], [CALEXP, COADD], "visit IN (2, 3) AND detector < 3")
+    graph.releaseRows()
+    with pytest.raises(RuntimeError, match="released after planning"):
+        list(graph.rows)
+    with pytest.raises(RuntimeError, match="released after planning"):
+        graph.rows[0]
+    with pytest.raises(RuntimeError, match="released after planning"):
+        graph.dataIds(["detector", "patch"])  # (the units alone were projected by makeRepoGraph)

@@ -230,6 +230,7 @@ class QuantumGraphBuilder:
         report: BuildReport | None = None,
         pipelineYaml: str | None = None,
         metadata: dict[str, Any] | None = None,
+        release_rows: bool = False,
     ) -> QuantumGraph:
         """Call each task's ``defineQuanta`` in order and link the result into a `QuantumGraph`.
 
@@ -243,6 +244,11 @@ class QuantumGraphBuilder:
             their outputs are used as existing inputs downstream.
         report : `BuildReport`, optional
             Filled with pruning and skipping counts.
+        release_rows : `bool`
+            The caller is done with ``repoGraph``'s rows: drop them after planning
+            (`RepoGraph.releaseRows`, about 110 MB at 10^6 quanta) when nothing after
+            planning reads them, i.e. every task uses the default ``defineQuanta`` over
+            a plain `RepoGraph` and inputs are expanded. `build_quantum_graph` does.
         """
         from .quantum_graph import QuantumGraph
 
@@ -254,6 +260,8 @@ class QuantumGraphBuilder:
         # results are the graph's data IDs themselves: the tables that made them so
         # are not needed any more, and go before the quanta are built (peak memory).
         _release_lookup_tables(repoGraph)
+        if release_rows and self.expand_inputs and self._sharesDatasets(repoGraph):
+            repoGraph.releaseRows()
         produced: dict[str, dict[DataId, Dataset]] = {}
         view = PlannedRepoGraph(
             repoGraph,
@@ -556,7 +564,9 @@ def _build_quantum_graph(
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "repo": str(getattr(butler, "root", "")),
     }
-    graph = builder.makeGraph(repoGraph, existing_outputs=existing, report=report, metadata=metadata)
+    graph = builder.makeGraph(
+        repoGraph, existing_outputs=existing, report=report, metadata=metadata, release_rows=True
+    )
     if builder.schemas:  # a RUN never mixes schemas (whatever else is in the way)
         check_schemas(butler, output_run, builder.schemas)
     # What the plan left out because it was done already (bps campaign reports the reuse per tile).

@@ -70,6 +70,35 @@ class RowView(Sequence[DataId]):
         return DataId._from_sorted(dict(zip(self._keys, values, strict=True)))
 
 
+class _ReleasedRows(RowView):
+    """``RepoGraph.rows`` after `RepoGraph.releaseRows`: their number, and a clear error for anything else."""
+
+    __slots__ = ("_count",)
+
+    def __init__(self, keys: tuple[str, ...], count: int):
+        super().__init__(keys, [])
+        self._count = count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def _make(self, values: tuple[Any, ...]) -> DataId:
+        raise _rows_released()
+
+    def __getitem__(self, i: int | slice) -> Any:
+        raise _rows_released()
+
+    def __iter__(self) -> Iterator[DataId]:
+        raise _rows_released()
+
+
+def _rows_released() -> RuntimeError:
+    return RuntimeError(
+        "the rows of this RepoGraph were released after planning (releaseRows); "
+        "make a new RepoGraph to look at them again"
+    )
+
+
 def _projector(rowKeys: Sequence[str], keys: Sequence[str]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
     """A function from a row's value tuple (over ``rowKeys``) to its values over ``keys``.
 
@@ -264,6 +293,11 @@ class RepoGraph:
         Only the data IDs are cached (the tuples are cheap to recompute and would double
         the memory of a large projection).
         """
+        if isinstance(self.rows, _ReleasedRows):
+            cached = self._projections.get(keys)
+            if cached is None:
+                raise _rows_released()
+            return [tuple(d._values.values()) for d in cached], cached
         rows = self._rowValues
         if not rows:
             values: list[tuple[Any, ...]] = []
@@ -316,6 +350,8 @@ class RepoGraph:
         expand = self.universe.expand
         index = self._rowsByUnit.get(unit.name)
         if index is None:
+            if isinstance(self.rows, _ReleasedRows):
+                raise _rows_released()
             project = _projector(self._rowKeys, expand([unit.name]))
             index = {}
             for i, row in enumerate(self._rowValues):
@@ -408,6 +444,22 @@ class RepoGraph:
         possibly new objects).
         """
         self._interned.clear()
+
+    def releaseRows(self) -> None:
+        """Drop the planning query's row tuples once every projection preflight needs is made.
+
+        At 10^6 quanta the rows are about 110 MB that the default ``defineQuanta`` and
+        the `QuantumGraph` never read (they use the cached projections of `dataIds`,
+        the registry and the dataset indexes). `build_quantum_graph` calls this after
+        planning, when the graph is its own and every task uses the default
+        ``defineQuanta``. Afterwards ``len(rows)`` and the projections already made
+        still answer; anything that needs the rows themselves raises `RuntimeError`.
+        """
+        if isinstance(self.rows, _ReleasedRows):
+            return
+        self.rows = _ReleasedRows(self._rowKeys, len(self._rowValues))
+        self._rowValues = []
+        self._rowsByUnit.clear()
 
     def findDatasets(self, typeName: str, dataIds: Iterable[DataId]) -> dict[DataId, Dataset]:
         """Datasets of a type for the given data IDs: from the graph, else from the input collections.
