@@ -296,13 +296,15 @@ def _kept_repo_graphs(monkeypatch) -> list:
     return made
 
 
-def test_preflight_drops_the_planning_rows_once_planned_and_plans_the_same_graph(repo, monkeypatch):
+def test_preflight_drops_the_planning_rows_and_dataset_index_and_plans_the_same_graph(repo, monkeypatch):
     from supertask.graph.builder import QuantumGraphBuilder
 
     made = _kept_repo_graphs(monkeypatch)
     graph, report = build(repo, "tract = 0")
     assert len(graph) > 0 and report.rows > 0
     assert not made[0]._rowValues and len(made[0].rows) == report.rows
+    with pytest.raises(RuntimeError, match="released"):  # and its dataset index, once quanta were defined
+        made[0].findDatasets("calexp", [])
     # the same graph as a builder that keeps the rows
     import supertask.repo.repograph as repograph
 
@@ -312,7 +314,7 @@ def test_preflight_drops_the_planning_rows_once_planned_and_plans_the_same_graph
         butler, builder.inputDatasetTypes, builder.outputDatasetTypes, "tract = 0", collections=INPUTS
     )
     other = builder.makeGraph(fresh)
-    assert fresh._rowValues  # makeGraph keeps the rows unless told to release them
+    assert fresh._rowValues and fresh.datasets["calexp"]  # makeGraph keeps them unless told otherwise
     assert [(q.taskLabel, q.dataId) for q in other] == [(q.taskLabel, q.dataId) for q in graph]
 
 

@@ -332,3 +332,18 @@ def test_reading_released_rows_or_a_new_projection_of_them_says_so(butler):
         graph.rows[0]
     with pytest.raises(RuntimeError, match="released after planning"):
         graph.dataIds(["detector", "patch"])  # (the units alone were projected by makeRepoGraph)
+
+
+def test_released_datasets_are_not_looked_up_again_but_refused(butler):
+    graph = makeRepoGraph(butler, [RAW], [CALEXP], "visit = 2")
+    assert graph.findDatasets("raw", [vd(2, 0)])
+    graph.releaseDatasets()
+    assert not dict.items(graph._datasetIndex)  # the index is gone
+    for lookup in (
+        lambda: graph.findDatasets("raw", [vd(2, 0)]),
+        lambda: graph.addDatasets(CALEXP, [vd(2, 0)]),
+        lambda: graph.datasets,
+    ):
+        with pytest.raises(RuntimeError, match="released once its quanta were defined"):
+            lookup()
+    assert "RepoGraph(" in repr(graph)

@@ -230,7 +230,7 @@ class QuantumGraphBuilder:
         report: BuildReport | None = None,
         pipelineYaml: str | None = None,
         metadata: dict[str, Any] | None = None,
-        release_rows: bool = False,
+        release_repo_graph: bool = False,
     ) -> QuantumGraph:
         """Call each task's ``defineQuanta`` in order and link the result into a `QuantumGraph`.
 
@@ -244,11 +244,13 @@ class QuantumGraphBuilder:
             their outputs are used as existing inputs downstream.
         report : `BuildReport`, optional
             Filled with pruning and skipping counts.
-        release_rows : `bool`
-            The caller is done with ``repoGraph``'s rows: drop them after planning
-            (`RepoGraph.releaseRows`, about 110 MB at 10^6 quanta) when nothing after
-            planning reads them, i.e. every task uses the default ``defineQuanta`` over
-            a plain `RepoGraph` and inputs are expanded. `build_quantum_graph` does.
+        release_repo_graph : `bool`
+            The caller is done with ``repoGraph``: drop its rows after planning
+            (`RepoGraph.releaseRows`, about 110 MB at 10^6 quanta) and its dataset
+            index once the quanta are defined (`RepoGraph.releaseDatasets`, about 85 MB),
+            when nothing reads them any more, i.e. every task uses the default
+            ``defineQuanta`` over a plain `RepoGraph` and inputs are expanded.
+            `build_quantum_graph` does: its RepoGraph is its own.
         """
         from .quantum_graph import QuantumGraph
 
@@ -260,7 +262,8 @@ class QuantumGraphBuilder:
         # results are the graph's data IDs themselves: the tables that made them so
         # are not needed any more, and go before the quanta are built (peak memory).
         _release_lookup_tables(repoGraph)
-        if release_rows and self.expand_inputs and self._sharesDatasets(repoGraph):
+        release = release_repo_graph and self.expand_inputs and self._sharesDatasets(repoGraph)
+        if release:
             repoGraph.releaseRows()
         produced: dict[str, dict[DataId, Dataset]] = {}
         view = PlannedRepoGraph(
@@ -323,6 +326,8 @@ class QuantumGraphBuilder:
         self._relatedCache(repoGraph).clear()
         _release_lookup_tables(repoGraph)  # (tables a custom defineQuanta's look-ups made again)
         del view, planned
+        if release:
+            repoGraph.releaseDatasets()
         tick = time.perf_counter()
         shared = self._sharesDatasets(repoGraph)
         if not shared:
@@ -565,7 +570,7 @@ def _build_quantum_graph(
         "repo": str(getattr(butler, "root", "")),
     }
     graph = builder.makeGraph(
-        repoGraph, existing_outputs=existing, report=report, metadata=metadata, release_rows=True
+        repoGraph, existing_outputs=existing, report=report, metadata=metadata, release_repo_graph=True
     )
     if builder.schemas:  # a RUN never mixes schemas (whatever else is in the way)
         check_schemas(butler, output_run, builder.schemas)
