@@ -326,3 +326,20 @@ def test_preflight_keeps_the_rows_for_a_task_with_its_own_defineQuanta(repo, mon
     made = _kept_repo_graphs(monkeypatch)
     graph, _ = build(repo, "tract = 0")
     assert len(graph) > 0 and made[0]._rowValues  # a custom defineQuanta may read them
+
+
+def test_preflight_indexes_produced_outputs_in_its_repo_graphs_index_not_a_second_dict(repo, monkeypatch):
+    import supertask.repo.repograph as repograph
+
+    indexes: dict = {}
+    original = repograph.RepoGraph.datasetIndex
+
+    def recording(self, typeName):
+        indexes[typeName] = original(self, typeName)
+        return indexes[typeName]
+
+    monkeypatch.setattr(repograph.RepoGraph, "datasetIndex", recording)
+    graph, _ = build(repo, "tract = 0")
+    produced = {id(d) for q in graph for d in q.iterOutputs()}
+    assert set(indexes) == {d.datasetType.name for q in graph for d in q.iterOutputs()}
+    assert {id(d) for index in indexes.values() for d in index.values()} == produced

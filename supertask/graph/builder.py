@@ -279,7 +279,10 @@ class QuantumGraphBuilder:
         for task in self.tasks:
             outputs = task.getDatasetClasses()["outputs"]
             for datasetType in outputs.values():
-                produced.setdefault(datasetType.name, {})
+                if datasetType.name not in produced:
+                    # Over a RepoGraph of its own, the outputs are indexed where addDatasets
+                    # puts them already (one dictionary of a million entries, not two).
+                    produced[datasetType.name] = repoGraph.datasetIndex(datasetType.name) if release else {}
             tick = time.perf_counter()
             task_quanta = task.defineQuanta(view)
             report.timings[f"defineQuanta[{task.label}]"] = time.perf_counter() - tick

@@ -473,6 +473,15 @@ class RepoGraph:
         self._rowValues = []
         self._rowsByUnit.clear()
 
+    def datasetIndex(self, typeName: str) -> dict[DataId, Dataset]:
+        """The graph's own ``{data ID: Dataset}`` index of one type: live, not a copy.
+
+        `QuantumGraphBuilder.makeGraph` indexes the outputs of each task by data ID;
+        over a RepoGraph of its own it uses this index (which `addDatasets` fills with
+        the same datasets) instead of a second dictionary of a million entries.
+        """
+        return self._datasetIndex.setdefault(typeName, {})
+
     def releaseDatasets(self) -> None:
         """Drop the graph's index of datasets by type and data ID once every quantum is defined.
 
