@@ -209,7 +209,7 @@ def _prepare_streamed(
     options = _build_options(resolved, graph_file, output_run, submit_dir)
     butler = Butler(repo)
     try:
-        streamed = build_streamed_workflow_file(graph_file, options, butler.datastore.path_formatter)
+        streamed = build_streamed_workflow_file(graph_file, options, butler.datastore.paths_formatter)
         workflow = streamed.workflow
         if not len(workflow.jobs):
             raise PrepareError(f"graph {graph_file} has no quanta: nothing to run")

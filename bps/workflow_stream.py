@@ -28,7 +28,7 @@ from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, Se
 from pathlib import Path
 from typing import Any, NamedTuple, cast, overload
 
-from .names import lfn_formatter, safe_name
+from .names import lfn_formatter, lfns_formatter, safe_name
 from .workflow import GenericWorkflow, Job, RetryPolicy, WorkflowFile
 from .workflow_builder import LOG_DIR, MANIFEST_DIR, BuildOptions, final_job
 
@@ -519,9 +519,12 @@ class StreamedWorkflow:
             extra[j] = extra.get(j, ()) + more
 
 
-#: ``(dataset type, data-ID keys) -> format(values, run)``: the path of a dataset relative to
-#: the datastore root (`supertask.repo.datastore.Datastore.path_formatter`)
-PathFormatter = Callable[[Any, tuple[str, ...]], Callable[[tuple[Any, ...], str], str]]
+#: ``(dataset type, data-ID keys) -> format(rows, runs)``: the paths of datasets (``rows[i]``
+#: their data-ID values, ``runs[i]`` their RUN) relative to the datastore root
+#: (`supertask.repo.datastore.Datastore.paths_formatter`)
+PathFormatter = Callable[
+    [Any, tuple[str, ...]], Callable[[Sequence[tuple[Any, ...]], Sequence[str]], list[str]]
+]
 
 
 def build_streamed_workflow_file(
@@ -567,12 +570,14 @@ def build_streamed_workflow(
     from supertask.repo.dataid import DataId
     from supertask.repo.dataset import Dataset
 
-    def path_formatter(dataset_type: Any, keys: tuple[str, ...]) -> Callable[[tuple[Any, ...], str], str]:
+    def path_formatter(
+        dataset_type: Any, keys: tuple[str, ...]
+    ) -> Callable[[Sequence[tuple[Any, ...]], Sequence[str]], list[str]]:
         def path(values: tuple[Any, ...], run: str) -> str:
             dataset = Dataset(dataset_type, DataId(dict(zip(keys, values, strict=True))), run=run)
             return template_path(dataset, run)
 
-        return path
+        return lambda rows, runs: list(map(path, rows, runs))
 
     plain = _PlainQuanta(quanta if isinstance(quanta, Sequence) else list(quanta))
     return _build(plain, plain, options, path_formatter)
@@ -632,14 +637,23 @@ class _PlainQuanta:
 class _Schema:
     """What the build keeps per (dataset type, data-ID keys) of the records' tables."""
 
-    __slots__ = ("files", "index", "lfn", "path")
+    __slots__ = ("files", "index", "lfn", "lfns", "numbers", "paths")
 
-    def __init__(self, index: int, lfn: Callable[[tuple[Any, ...]], str], path: Callable[..., str]):
+    def __init__(
+        self,
+        index: int,
+        lfn: Callable[[tuple[Any, ...]], str],
+        lfns: Callable[[Sequence[tuple[Any, ...]]], list[str]],
+        paths: Callable[[Sequence[tuple[Any, ...]], Sequence[str]], list[str]],
+    ):
         self.index = index
         #: data-ID values -> file number (keyed by file name instead when told apart by name)
         self.files: dict[Any, int] = {}
         self.lfn = lfn
-        self.path = path
+        self.lfns = lfns
+        self.paths = paths
+        #: the numbers of its files, whose names and paths are formatted together at the end
+        self.numbers = array("q")
 
 
 def _build(
@@ -679,7 +693,7 @@ def _fill(
     file_of: dict[str, int] = {}  # lfn -> file number, when telling datasets apart by name
     seen_names: set[str] = set()
     output_run = options.output_run
-    names, label_of, lfns, paths = c.names, c.label_of, c.lfns, c.paths
+    names, label_of, lfns = c.names, c.label_of, c.lfns
     schema_of, values_of, producer = c.schema_of, c.values, c.producer
     dataset_id, runs_of, shared = c.dataset_id, c.runs, c.shared_values
     in_files, in_start, out_files, out_start = c.in_files, c.in_start, c.out_files, c.out_start
@@ -692,7 +706,10 @@ def _fill(
         found = schema_index.get(key)
         if found is None:
             found = schema_index[key] = _Schema(
-                len(c.schemas), lfn_formatter(dataset_type.name, keys), path_formatter(dataset_type, keys)
+                len(c.schemas),
+                lfn_formatter(dataset_type.name, keys),
+                lfns_formatter(dataset_type.name, keys),
+                path_formatter(dataset_type, keys),
             )
             c.schemas.append(key)
             c.types.append(dataset_type)
@@ -701,16 +718,16 @@ def _fill(
 
     def add(s: _Schema, values: tuple[Any, ...], run: str, p: int, ident: int | None) -> int:
         """A new file: ``values`` of schema ``s`` in ``run``, made by job ``p`` (-1: none)."""
-        k = len(lfns)
+        k = len(values_of)
         # One object per distinct value: the reader makes a new one for every dataset.
         values = tuple([shared.setdefault((type(v), v), v) for v in values])
-        lfn = s.lfn(values)
         if by_name:
+            lfn = s.lfn(values)
             file_of[lfn] = k
+            lfns.append(lfn)
         else:
             s.files[values] = k
-        lfns.append(lfn)
-        paths.append(s.path(values, run))
+        s.numbers.append(k)
         schema_of.append(s.index)
         values_of.append(values)
         producer.append(p)
@@ -791,7 +808,33 @@ def _fill(
         if parents:
             par_jobs.extend(sorted(parents, key=names.__getitem__) if len(parents) > 1 else parents)
         par_start.append(len(par_jobs))
+    _name_files(c, schema_index.values(), output_run, by_name)
     return c
+
+
+def _name_files(c: _Columns, schemas: Iterable[_Schema], output_run: str, named: bool) -> None:
+    """Each file's path (and lfn, unless ``named`` already), a schema's files at once.
+
+    The formatters of many (`bps.names.lfns_formatter`, `Datastore.paths_formatter`) format
+    a file in C where a call per file would cost more than the formatting itself.
+    """
+    n = len(c.values)
+    lfns = c.lfns if named else [""] * n
+    paths = [""] * n
+    values, runs = c.values, c.runs
+    for s in schemas:
+        numbers = s.numbers
+        rows = [values[k] for k in numbers]
+        s_paths = s.paths(rows, [runs[k] or output_run for k in numbers])
+        if named:
+            for k, path in zip(numbers, s_paths, strict=True):
+                paths[k] = path
+        else:
+            for k, lfn, path in zip(numbers, s.lfns(rows), s_paths, strict=True):
+                lfns[k] = lfn
+                paths[k] = path
+        s.numbers = array("q")
+    c.lfns, c.paths = lfns, paths
 
 
 def _static_order(c: _Columns) -> array[int]:

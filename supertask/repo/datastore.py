@@ -8,10 +8,11 @@ SQLAlchemy nor the registry, so job start-up stays cheap.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import string
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +176,41 @@ class Datastore:
             return positional.format(run, did, *texts)
 
         return format_positional
+
+    def paths_formatter(
+        self, datasetType: DatasetType, keys: tuple[str, ...]
+    ) -> Callable[[Sequence[tuple[Any, ...]], Sequence[str]], list[str]]:
+        """``format(rows, runs)``: the `path` of many datasets of ``datasetType`` whose data IDs
+        have ``keys``, ``rows[i]`` the values of the one in ``runs[i]``.
+
+        What `path_formatter` gives one by one, each path formatted by one `str.format` run
+        in C (`itertools.starmap`) when the template takes the units' texts as they are
+        (no format spec or conversion on them, nor on ``{dataId}``) and every value is an int
+        or a str the path keeps as it is: a per-path Python call is most of the cost of
+        naming a million dataset files. Other rows are formatted one by one.
+
+        Raises
+        ------
+        DatastoreError
+            When called, as `path_formatter`'s ``format``.
+        """
+        one = self.path_formatter(datasetType, keys)
+        keys = tuple(keys)
+        template = self.templates.get(datasetType.name, self.templates["default"])
+        try:
+            extension = get_formatter(datasetType.storageClass).extension
+        except KeyError:
+            extension = None
+        positional = None if extension is None else _positional(template, datasetType.name, keys, extension)
+        many = None if positional is None else _values_template(positional, keys)
+        width = len(keys)
+
+        def format(rows: Sequence[tuple[Any, ...]], runs: Sequence[str]) -> list[str]:
+            if many is None or len(rows) != len(runs) or not _plain_columns(rows, width):
+                return list(map(one, rows, runs))
+            return list(itertools.starmap(many.format, zip(runs, *zip(*rows, strict=True), strict=True)))
+
+        return format
 
     def write(
         self, obj: Any, datasetType: DatasetType, dataId: Mapping[str, Any], run: str, *, fsync: bool = True
@@ -394,6 +430,48 @@ def _positional(template: str, type_name: str, keys: tuple[str, ...], extension:
         )
     out.append(extension.replace("{", "{{").replace("}", "}}"))
     return "".join(out)
+
+
+def _values_template(positional: str, keys: tuple[str, ...]) -> str | None:
+    """A `_positional` template rewritten for ``format(run, *values)``, the ``{dataId}`` text
+    spelled out with the values' fields; None if a unit's or ``{dataId}``'s field has a
+    format spec, a conversion or an index (it would then format a value, not its text)."""
+    out: list[str] = []
+    by_name = sorted((k, i) for i, k in enumerate(keys))
+    data_id = "_".join(f"{_escape(k)}-{{{1 + i}}}" for k, i in by_name) or "global"
+    for literal, field, spec, conversion in string.Formatter().parse(positional):
+        out.append(_escape(literal))
+        if field is None:
+            continue
+        if field == "0":  # the run, formatted as the one-by-one rule does
+            out.append("{0" + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}")
+            continue
+        if spec or conversion or not field.isdigit():
+            return None
+        out.append(data_id if field == "1" else f"{{{int(field) - 1}}}")
+    return "".join(out)
+
+
+def _escape(text: str) -> str:
+    """``text`` as literal text of a `str.format` template."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def _plain_columns(rows: Sequence[tuple[Any, ...]], width: int) -> bool:
+    """Whether every row has ``width`` values and each column is all int, or all str whose
+    text `_clean` keeps as it is: values a template formats as their path text."""
+    if not rows:
+        return True
+    if set(map(len, rows)) != {width}:
+        return False
+    for column in zip(*rows, strict=True):
+        types = set(map(type, column))
+        if types == {str}:
+            if any(map(_UNSAFE.search, set(column))):
+                return False
+        elif types != {int}:
+            return False
+    return True
 
 
 def _check_template(name: str, template: str) -> None:
