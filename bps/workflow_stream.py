@@ -275,6 +275,9 @@ class StreamedJobs(Mapping[str, Job]):
             paths=c.paths,
             producer=c.producer,
             extra=c.extra,
+            schema_of=c.schema_of,
+            values=c.values,
+            schemas=c.schemas,
         )
 
 
@@ -284,7 +287,8 @@ class JobColumns(NamedTuple):
     A job's input files are ``in_files[in_start[j]:in_start[j + 1]]`` (outputs and parents
     alike); ``producer[k]`` is the job number making file ``k`` (-1: an overall input, whose
     ``paths[k]`` is where it is registered); ``extra[j]`` the arguments prepare added to job
-    ``j``'s command line after ``--manifest-dir``.
+    ``j``'s command line after ``--manifest-dir``; ``values[k]`` the data-ID values of file
+    ``k``, for the keys of ``schemas[schema_of[k]]`` (``(dataset type, keys)``).
     """
 
     order: array[int]
@@ -301,6 +305,9 @@ class JobColumns(NamedTuple):
     paths: Sequence[str]
     producer: array[int]
     extra: Mapping[int, tuple[str, ...]]
+    schema_of: array[int]
+    values: Sequence[tuple[Any, ...]]
+    schemas: Sequence[tuple[str, tuple[str, ...]]]
 
 
 class _Items(ItemsView[str, Job]):
