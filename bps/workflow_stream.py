@@ -508,22 +508,30 @@ class StreamedWorkflow:
         """File ``k`` (an overall input) is registered at ``path`` rather than its template path."""
         self._c.paths[k] = path
 
-    def jobs_reading_inputs(self) -> Iterator[tuple[int, list[tuple[int, str]]]]:
-        """``(job number, [(file number, lfn) of its overall inputs])`` in the workflow's order."""
+    def jobs_reading_inputs(self) -> Iterator[tuple[int, list[str]]]:
+        """``(job number, [lfn of each of its overall inputs])`` in the workflow's order."""
         c = self._c
+        lfns, producer, in_start, in_files = c.lfns, c.producer, c.in_start, c.in_files
         for j in c.order:
-            mine = [
-                (k, c.lfns[k]) for k in c.in_files[c.in_start[j] : c.in_start[j + 1]] if c.producer[k] < 0
-            ]
+            mine = [lfns[k] for k in in_files[in_start[j] : in_start[j + 1]] if producer[k] < 0]
             if mine:
                 yield j, mine
 
     def add_arguments(self, jobs: Iterable[int], arguments: Sequence[str]) -> None:
-        """Append ``arguments`` to the command line of each of ``jobs`` (job numbers)."""
+        """Append ``arguments`` to the command line of each of ``jobs`` (job numbers).
+
+        Jobs that had the same arguments share the new tuple too: one per group of the
+        input files (`bps.prepare`), not one per job.
+        """
         more = tuple(arguments)
         extra = self._c.extra
+        made: dict[tuple[str, ...], tuple[str, ...]] = {}
         for j in jobs:
-            extra[j] = extra.get(j, ()) + more
+            old = extra.get(j, ())
+            new = made.get(old)
+            if new is None:
+                new = made[old] = old + more
+            extra[j] = new
 
 
 #: ``(dataset type, data-ID keys) -> format(rows, runs)``: the paths of datasets (``rows[i]``

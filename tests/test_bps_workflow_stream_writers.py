@@ -165,3 +165,21 @@ def test_workflow_json_of_a_streamed_workflow_falls_back_to_its_jobs_when_a_labe
     save_workflow(streamed, tmp_path / "streamed.json")
     assert calls == [built, streamed]  # the streamed one wrote nothing before falling back
     assert (tmp_path / "streamed.json").read_bytes() == (tmp_path / "built.json").read_bytes()
+
+
+def test_jobs_of_one_group_of_both_input_files_share_one_arguments_tuple(tmp_path):
+    """10^6 jobs reading overall inputs hold one added-arguments tuple per group, not one per job."""
+    streamed = build_streamed_workflow(demo_quanta(), _options(), path_of)
+    raws = sorted({lfn for _, lfns in streamed.jobs_reading_inputs() for lfn in lfns})
+    kinds = [
+        ({lfn: f"elsewhere/{lfn}" for lfn in raws}, tmp_path / "locations", "--input-locations"),
+        ({lfn: [1, "sum"] for lfn in raws}, tmp_path / "checks", "--input-checks"),
+    ]
+    prepare_mod._write_streamed_inputs(streamed, kinds)
+    jobs = streamed.workflow.jobs
+    added = [jobs.extra_arguments(j) for j, _ in streamed.jobs_reading_inputs()]
+    assert len(added) > 1 and len({id(a) for a in added}) == 1
+    assert added[0] == (
+        "--input-locations", str(tmp_path / "locations" / "000000.json"),
+        "--input-checks", str(tmp_path / "checks" / "000000.json"),
+    )  # fmt: skip
