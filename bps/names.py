@@ -10,10 +10,10 @@ from __future__ import annotations
 import functools
 import itertools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-__all__ = ["dataset_lfn", "lfn_formatter", "lfns_formatter", "safe_name"]
+__all__ = ["dataset_lfn", "lfn_formatter", "lfns_formatter", "safe_name", "safe_names"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -21,6 +21,13 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 def safe_name(text: str) -> str:
     """Make ``text`` safe as a DAG node name, file name or Pegasus id."""
     return _UNSAFE.sub("_", text).strip("_") or "_"
+
+
+def safe_names(texts: Iterable[str]) -> list[str]:
+    """`safe_name` of each of ``texts``, worked out in C (no Python call per text): the DAG
+    node names of a million jobs."""
+    names = list(map(str.strip, map(functools.partial(_UNSAFE.sub, "_"), texts), itertools.repeat("_")))
+    return [name or "_" for name in names] if "" in names else names
 
 
 def dataset_lfn(dataset_type: str, data_id: dict[str, Any]) -> str:

@@ -234,6 +234,38 @@ class StreamedJobs(Mapping[str, Job]):
                 return key, value
         return None
 
+    def common_values(self, keys: Sequence[str]) -> Iterator[tuple[str, Any] | None]:
+        """`common_value` of each job, in the workflow's order: one pass, and a job with
+        one file (most) reads its value where its schema holds the first of ``keys``."""
+        c = self._c
+        values, schema_of = c.values, c.schema_of
+        # per schema: (key, position) of each of ``keys`` its data IDs have, in the order of ``keys``
+        present = [[(key, ks.index(key)) for key in keys if key in ks] for _, ks in c.schemas]
+        out_start, out_files, in_start, in_files = c.out_start, c.out_files, c.in_start, c.in_files
+        for j in c.order:
+            a, b = out_start[j], out_start[j + 1]
+            if a == b:
+                a, b = in_start[j], in_start[j + 1]
+                if a == b:
+                    yield None
+                    continue
+                if b - a > 1:
+                    yield self.common_value(j, keys)
+                    continue
+                k = in_files[a]
+            elif b - a > 1:
+                yield self.common_value(j, keys)
+                continue
+            else:
+                k = out_files[a]
+            row = values[k]
+            for key, at in present[schema_of[k]]:
+                if row[at] is not None:
+                    yield key, row[at]
+                    break
+            else:
+                yield None
+
     def positions(self) -> array[int]:
         """Job number -> the job's position in the workflow's order."""
         position = array("q", bytes(8 * len(self._c.order)))

@@ -94,7 +94,9 @@ def test_a_streamed_job_name_that_needs_json_escapes_is_written_as_when_built(tm
     save_workflow(built, tmp_path / "built.json")
     save_workflow(streamed, tmp_path / "streamed.json")
     assert (tmp_path / "streamed.json").read_bytes() == (tmp_path / "built.json").read_bytes()
-    monkeypatch.setattr(translator, "safe_name", lambda text: text.replace(" ", "_").replace('"', "q"))
+    node = lambda text: text.replace(" ", "_").replace('"', "q")  # noqa: E731
+    monkeypatch.setattr(translator, "safe_name", node)  # the jobs' writer, one name at a time
+    monkeypatch.setattr(translator, "safe_names", lambda texts: list(map(node, texts)))  # the columns' writer
     translator.write_dag(built, tmp_path / "dag")
     expected = _files_of(tmp_path / "dag")
     (tmp_path / "dag").rename(tmp_path / "built")
@@ -183,3 +185,32 @@ def test_jobs_of_one_group_of_both_input_files_share_one_arguments_tuple(tmp_pat
         "--input-locations", str(tmp_path / "locations" / "000000.json"),
         "--input-checks", str(tmp_path / "checks" / "000000.json"),
     )  # fmt: skip
+
+
+def test_safe_names_are_each_safe_name():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from bps.names import safe_name, safe_names
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.one_of(st.text(max_size=8), st.sampled_from(["_", "__", "a b", "JOB", "x_", "é"]))))
+    def check(texts):
+        assert safe_names(texts) == [safe_name(t) for t in texts]
+
+    check()
+
+
+def test_common_values_in_one_pass_are_each_jobs_common_value():
+    """The log directory of each node: the one-pass reading gives what asking job by job gives,
+    for jobs of one file, of several, and of none."""
+    from bps.wms.htcondor.layout import UNIT_KEYS
+
+    for quanta in (demo_quanta(), _chains()):
+        jobs = build_streamed_workflow(quanta, _options(), path_of).workflow.jobs
+        for keys in (UNIT_KEYS, ("detector", "visit"), ("nothing",)):
+            expected = [jobs.common_value(j, keys) for j in jobs.order()]
+            assert list(jobs.common_values(keys)) == expected
+        assert any(
+            expected is not None for expected in (jobs.common_value(j, UNIT_KEYS) for j in jobs.order())
+        )

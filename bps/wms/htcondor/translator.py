@@ -45,6 +45,7 @@ from supertask.atomic_write import atomic_open
 
 from ... import exit_codes
 from ...job_environment import JobEnvironment
+from ...names import safe_names
 from ...slices import job_graph
 from ...staging import manifest_path
 from ...workflow import GenericWorkflow, Job, SiteConfig, WorkflowFile, safe_name
@@ -641,17 +642,11 @@ _SPECIAL_NAME = re.compile(r"[ \t'\"\\\x01\x02]")
 def _node_names_by_number(jobs: StreamedJobs) -> list[str]:
     """`node_names` of a streamed workflow, by job number (no dictionary keyed by job name)."""
     names = jobs.names()
-    nodes = [""] * len(names)
-    seen: set[str] = set()
-    for j in jobs.order():
-        name = names[j]
-        node = safe_name(name)
-        if node.upper() in RESERVED or node == FINAL_NODE:
-            node = f"job_{node}"
-        if node in seen:
-            node_names(names[i] for i in jobs.order())  # raises, naming both jobs
-        seen.add(node)
-        nodes[j] = node
+    nodes = safe_names(names)
+    if not RESERVED.isdisjoint(map(str.upper, nodes)) or FINAL_NODE in nodes:
+        nodes = [f"job_{node}" if node.upper() in RESERVED or node == FINAL_NODE else node for node in nodes]
+    if len(set(nodes)) != len(nodes):
+        node_names(names[i] for i in jobs.order())  # raises, naming both jobs
     return nodes
 
 
@@ -737,11 +732,10 @@ def _column_node_lines(
     # (label, unit) -> ``bps_log`` up to the node name
     log_text: dict[tuple[int, tuple[str, Any] | None], str] = {}
     lines: list[str] = []
-    for j in jobs.order():
+    for j, unit in zip(jobs.order(), jobs.common_values(UNIT_KEYS), strict=True):
         index = label_of[j]
         sub, more, priority, category, log_subdir = shared[index]
         node = nodes[j]
-        unit = jobs.common_value(j, UNIT_KEYS)
         log = log_text.get((index, unit))
         if log is None:
             label = templates[index].label
