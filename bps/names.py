@@ -86,12 +86,9 @@ def lfns_formatter(
     # a safe key prefix keeps an int's text as it is; the head keeps the ends free of "_"
     fast = head != "_" and all(_safe_part(f"{k}0") == f"{k}0" for k, _ in fields)
     template = _escape(head) + "".join(f".{_escape(k)}{{{i}}}" for k, i in fields)
-    prefix = {i: k for k, i in fields}
 
     def lfns(rows: Sequence[tuple[Any, ...]]) -> list[str]:
-        if not fast or not _plain_columns(
-            rows, width, lambda i, v: _safe_part(prefix[i] + v) == prefix[i] + v
-        ):
+        if not fast or not _plain_values(rows, width):
             return list(map(one, rows))
         return list(itertools.starmap(template.format, rows))
 
@@ -103,21 +100,25 @@ def _escape(text: str) -> str:
     return text.replace("{", "{{").replace("}", "}}")
 
 
-def _plain_columns(rows: Sequence[tuple[Any, ...]], width: int, kept: Callable[[int, str], bool]) -> bool:
-    """Whether every row has ``width`` values, each column all int or all str, and ``kept(i, v)``
-    for each distinct str ``v`` of column ``i``: what a template formats as its text."""
+def _plain_values(rows: Sequence[tuple[Any, ...]], width: int) -> bool:
+    """Whether every row has ``width`` values, each an int or a str that a name's part keeps as
+    it is after a safe key prefix (safe characters, not ending in "_"): values a template
+    formats as their part of the name. Two passes in C over the values."""
     if not rows:
         return True
     if set(map(len, rows)) != {width}:
         return False
-    for i, column in enumerate(zip(*rows, strict=True)):
-        types = set(map(type, column))
-        if types == {str}:
-            if not all(kept(i, v) for v in set(column)):
-                return False
-        elif types != {int}:
-            return False
-    return True
+    types = set(map(type, itertools.chain.from_iterable(rows)))
+    if not types <= _PLAIN_TYPES:
+        return False
+    if str not in types:
+        return True
+    # ints and strs only: the set holds each distinct value once
+    distinct = set(itertools.chain.from_iterable(rows))
+    return not any(_UNSAFE.search(v) or v.endswith("_") for v in distinct if type(v) is str)
+
+
+_PLAIN_TYPES = frozenset((int, str))
 
 
 @functools.lru_cache(maxsize=1 << 16)

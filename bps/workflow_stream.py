@@ -871,8 +871,8 @@ def _name_files(c: _Columns, schemas: Iterable[_Schema], output_run: str, named:
     values, runs = c.values, c.runs
     for s in schemas:
         numbers = s.numbers
-        rows = [values[k] for k in numbers]
-        s_paths = s.paths(rows, [runs[k] or output_run for k in numbers])
+        rows = list(map(values.__getitem__, numbers))
+        s_paths = s.paths(rows, [run or output_run for run in map(runs.__getitem__, numbers)])
         if named:
             for k, path in zip(numbers, s_paths, strict=True):
                 paths[k] = path

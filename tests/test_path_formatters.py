@@ -147,14 +147,15 @@ def test_the_formatter_of_many_gives_each_template_path_or_refuses_as_one_by_one
     store = _datastore(tmp_path_factory, template)
     dt = DatasetType("calexp", keys, "NumpyArray")
     one = store.path_formatter(dt, keys)
-    runs = [run] * len(rows)
-    try:
-        expected = [one(values, run) for values in rows]
-    except Exception as err:  # noqa: BLE001 - whatever one by one raises, many raises
-        with pytest.raises(type(err)):
-            store.paths_formatter(dt, keys)(rows, runs)
-        return
-    assert store.paths_formatter(dt, keys)(rows, runs) == expected
+    # one RUN for all (the template made once per RUN), and RUNs that differ row by row
+    for runs in ([run] * len(rows), [run if i % 2 else "in/{x}" for i in range(len(rows))]):
+        try:
+            expected = [one(values, r) for values, r in zip(rows, runs, strict=True)]
+        except Exception as err:  # noqa: BLE001 - whatever one by one raises, many raises
+            with pytest.raises(type(err)):
+                store.paths_formatter(dt, keys)(rows, runs)
+            continue
+        assert store.paths_formatter(dt, keys)(rows, runs) == expected
 
 
 @settings(max_examples=300, deadline=None)
