@@ -87,11 +87,11 @@ _QUANTUM_AT, _NAME_AT = 3, 5
 class StreamedJobs(Mapping[str, Job]):
     """Job name -> `Job`, in the workflow's order; each `Job` is made when read (read-only).
 
-    The writers of a prepare (``workflow.json``, the HTCondor DAG) read the columns through
-    the accessors at the end instead, making no `Job` per job: every job of one label
-    shares its resources, retry policy, log subdirectory, throttle, tags and executable
-    (`label_templates`), and differs from the others only by its name, quantum number,
-    files, parents and the arguments prepare added.
+    The writers of a prepare (``workflow.json``, the HTCondor DAG, the Pegasus documents)
+    read the columns themselves instead (`columns`), making no `Job` per job: every job of
+    one label shares its resources, retry policy, log subdirectory, throttle, tags and
+    executable (`label_templates`), and differs from the others only by its name, quantum
+    number, files, parents and the arguments prepare added.
     """
 
     def __init__(
@@ -134,23 +134,7 @@ class StreamedJobs(Mapping[str, Job]):
         make = self._make
         return (make(j) for j in self._c.order)
 
-    # -- what the writers read straight from the columns (no `Job` per job) -------------------
-
-    def order(self) -> array[int]:
-        """Job numbers in the workflow's order (parents first)."""
-        return self._c.order
-
-    def names(self) -> Sequence[str]:
-        """Job number -> job name."""
-        return self._c.names
-
-    def label_index(self) -> array[int]:
-        """Job number -> index of its label in `label_names`."""
-        return self._c.label_of
-
-    def label_names(self) -> Sequence[str]:
-        """Label index -> label."""
-        return self._c.labels
+    # -- what the writers read besides the columns (`columns`): what jobs of a label share ---------
 
     def first_jobs(self) -> list[int]:
         """The first job (number) of each label in the workflow's order, labels in order of first appearance."""
@@ -176,42 +160,16 @@ class StreamedJobs(Mapping[str, Job]):
 
     def argument_template(self) -> tuple[list[str], int, int]:
         """``(arguments, i, k)``: job ``j``'s command line is ``arguments`` with ``str(j)`` at
-        ``i`` and its name at ``k``, followed by `extra_arguments`."""
+        ``i`` and its name at ``k``, followed by what prepare added (``columns().extra``)."""
         return base_arguments(self._graph_file, "", "", self._manifest_dir), _QUANTUM_AT, _NAME_AT
-
-    def extra_arguments(self, j: int) -> tuple[str, ...]:
-        """What prepare appended to job ``j``'s command line (shared tuples: jobs of a group share one)."""
-        return self._c.extra.get(j, ())
-
-    def input_numbers(self, j: int) -> array[int]:
-        """Numbers of job ``j``'s input files, in the job's order."""
-        c = self._c
-        return c.in_files[c.in_start[j] : c.in_start[j + 1]]
-
-    def output_numbers(self, j: int) -> array[int]:
-        """Numbers of job ``j``'s output files, in the job's order."""
-        c = self._c
-        return c.out_files[c.out_start[j] : c.out_start[j + 1]]
-
-    def parent_numbers(self, j: int) -> array[int]:
-        """Job numbers of job ``j``'s parents, in the order of `StreamedParents` (by name)."""
-        c = self._c
-        return c.par_jobs[c.par_start[j] : c.par_start[j + 1]]
-
-    def file_row(self, k: int) -> tuple[int, tuple[Any, ...], str, int, str]:
-        """Schema index (into `file_schemas`), data-ID values, path, producer's job number (or -1), lfn of file ``k``."""
-        c = self._c
-        return c.schema_of[k], c.values[k], c.paths[k], c.producer[k], c.lfns[k]
-
-    def file_schemas(self) -> Sequence[tuple[str, tuple[str, ...]]]:
-        """Schema index -> ``(dataset type, data-ID keys)``."""
-        return self._c.schemas
 
     def common_value(self, j: int, keys: Sequence[str]) -> tuple[str, Any] | None:
         """The first of ``keys`` whose value all of job ``j``'s outputs (else its inputs) share, with
         the value: `bps.wms.htcondor.layout.unit_subdir` without making the files."""
         c = self._c
-        files = self.output_numbers(j) or self.input_numbers(j)
+        files = (
+            c.out_files[c.out_start[j] : c.out_start[j + 1]] or c.in_files[c.in_start[j] : c.in_start[j + 1]]
+        )
         if not files:
             return None
         key_at = self._key_at
@@ -273,17 +231,14 @@ class StreamedJobs(Mapping[str, Job]):
             position[j] = i
         return position
 
-    def file_count(self) -> int:
-        return len(self._c.lfns)
-
     def labels(self) -> list[str]:
         """Distinct labels in first-appearance order (without making the jobs)."""
         labels, label_of = self._c.labels, self._c.label_of
         return [labels[label_of[j]] for j in self.first_jobs()]
 
-    # -- read-only columns for the Pegasus translator (`bps.wms.pegasus.streamed`) ---------------
-    # It encodes compute.yml, the replica catalog, job_map.json and outputs.map from these,
-    # without a `Job` or `WorkflowFile` per job; it never changes what they return.
+    # -- read-only columns for the writers (`bps.workflow_io`, the HTCondor and Pegasus translators) --
+    # They write workflow.json, the DAG, compute.yml, the replica catalog, job_map.json and
+    # outputs.map from these, without a `Job` or `WorkflowFile` per job; they never change them.
 
     def job(self, j: int) -> Job:
         """The `Job` of job number ``j`` (made now, as reading ``jobs`` makes it)."""

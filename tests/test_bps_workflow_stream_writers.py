@@ -2,7 +2,7 @@
 
 `bps.workflow_io` (``workflow.json``), the HTCondor DAG (`bps.wms.htcondor.translator`), its
 resource check and prepare's input-locations / input-checks files read an unclustered,
-streamed workflow through `bps.workflow_stream.StreamedJobs`' accessors, making no `Job` per
+streamed workflow through `bps.workflow_stream.StreamedJobs.columns()`, making no `Job` per
 job. Each is checked here against the same writer given the built workflow's jobs.
 """
 
@@ -179,7 +179,7 @@ def test_jobs_of_one_group_of_both_input_files_share_one_arguments_tuple(tmp_pat
     ]
     prepare_mod._write_streamed_inputs(streamed, kinds)
     jobs = streamed.workflow.jobs
-    added = [jobs.extra_arguments(j) for j, _ in streamed.jobs_reading_inputs()]
+    added = [jobs.columns().extra.get(j, ()) for j, _ in streamed.jobs_reading_inputs()]
     assert len(added) > 1 and len({id(a) for a in added}) == 1
     assert added[0] == (
         "--input-locations", str(tmp_path / "locations" / "000000.json"),
@@ -209,8 +209,9 @@ def test_common_values_in_one_pass_are_each_jobs_common_value():
     for quanta in (demo_quanta(), _chains()):
         jobs = build_streamed_workflow(quanta, _options(), path_of).workflow.jobs
         for keys in (UNIT_KEYS, ("detector", "visit"), ("nothing",)):
-            expected = [jobs.common_value(j, keys) for j in jobs.order()]
+            expected = [jobs.common_value(j, keys) for j in jobs.columns().order]
             assert list(jobs.common_values(keys)) == expected
         assert any(
-            expected is not None for expected in (jobs.common_value(j, UNIT_KEYS) for j in jobs.order())
+            expected is not None
+            for expected in (jobs.common_value(j, UNIT_KEYS) for j in jobs.columns().order)
         )
