@@ -2,7 +2,8 @@
 
 `QueryBuilder` (``query.py``) writes the SQL; this manager resolves the caller's dataset
 types and collections into constraints, runs the statement (in chunks of ``restrict``
-values, streamed under a row limit) and returns sorted rows.
+values, two chunks at a time on their own connections, or streamed under a row limit)
+and returns the rows, sorted unless the caller says it re-sorts them.
 """
 
 from __future__ import annotations
