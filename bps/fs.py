@@ -24,17 +24,20 @@ def _random_name() -> str:
     return os.urandom(6).hex()
 
 
-def new_temporary(directory: str | Path, prefix: str) -> tuple[int, str]:
-    """A new, empty file ``<directory>/<prefix><random>``, mode 0600, open for writing: ``(fd, absolute path)``.
+def new_temporary(directory: str | Path, prefix: str, mode: int = 0o600) -> tuple[int, str]:
+    """A new, empty file ``<directory>/<prefix><random>``, open for writing: ``(fd, absolute path)``.
 
     As ``tempfile.mkstemp(prefix=prefix, dir=directory)``: created exclusively (never an
-    existing file, never through a symbolic link), readable by its owner only.
+    existing file, never through a symbolic link), readable by its owner only. A file that
+    becomes a published one under its final name passes ``mode=0o666``: the mode of a
+    plain ``open``, less the umask, so that others may read it as they read the files a
+    single-node run writes.
     """
     directory = os.path.abspath(directory)
     while True:
         path = os.path.join(directory, prefix + _random_name())
         try:
-            return os.open(path, _O_NEW, 0o600), path
+            return os.open(path, _O_NEW, mode), path
         except FileExistsError:  # pragma: no cover - 48 random bits
             continue
 

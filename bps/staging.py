@@ -224,7 +224,9 @@ def copy_to_temporary(src: str | Path, dest: str | Path) -> tuple[str, int, str]
     _remove_orphans(dest)
     h = _hasher()
     size = 0
-    fd, tmp = new_temporary(dest.parent, dest.name + _TMP_MARK)
+    # The copy becomes a datastore file: readable as a plain open would leave it (the
+    # umask decides), as the files of a single-node run are, not only by the job's user.
+    fd, tmp = new_temporary(dest.parent, dest.name + _TMP_MARK, mode=0o666)
     try:
         with open(src, "rb") as source, os.fdopen(fd, "wb") as target:
             while chunk := source.read(_CHUNK):

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import signal
+import stat
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,26 @@ def test_publish_puts_a_new_file_in_place_without_asking_the_registry(tmp_path, 
     size, checksum = publish.publish(src, dest, no_registry_call)
     assert dest.read_text() == '{"a": 1}' and (size, checksum) == (8, checksum_file(src))
     assert tmp_leftovers(tmp_path) == []
+
+
+def test_a_published_file_is_as_readable_as_one_a_plain_open_makes(tmp_path, links):
+    """A collaboration reads the outputs of a batch run as those of a single-node run:
+    the umask decides, not the owner-only mode of a temporary file."""
+    src = tmp_path / "out.json"
+    src.write_text('{"a": 1}')
+    old = os.umask(0o022)
+    try:
+        plain = tmp_path / "plain"
+        plain.write_text("")
+        dest = tmp_path / "store" / "run" / "a.json"
+        publish.publish(src, dest, no_registry_call)
+        os.umask(0o027)
+        grouped = tmp_path / "store" / "run" / "b.json"
+        publish.publish(src, grouped, no_registry_call)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(dest.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == 0o644
+    assert stat.S_IMODE(grouped.stat().st_mode) == 0o640
 
 
 def test_publish_keeps_an_identical_file_without_asking_the_registry(tmp_path, links):
