@@ -126,3 +126,27 @@ def test_chunks_of_a_restricted_query_run_concurrently_each_on_its_own_connectio
         sequential[1]
     )
     registry.close()
+
+
+def test_reduced_relations_keep_the_rows_that_have_datasets(db_url):  # noqa: F811
+    # PostgreSQL joins the reduced relation in its JOIN chain under the EXISTS tests.
+    from supertask.repo.dataset import DatasetType
+
+    registry = Registry.create(db_url)
+    populate(registry, n_visits=8)
+    summary = DatasetType("visitSummary", ("instrument", "visit"), "Table")
+    registry.registerDatasetType(summary)
+    registry.registerRun("run")
+    registry.insertDatasets(
+        summary,
+        "run",
+        [
+            {"dataId": {"instrument": "Cam", "visit": v}, "path": f"f/{v}", "size": 1, "checksum": "c"}
+            for v in (2, 3, 6)
+        ],
+    )
+    assert "_keys" in _sql(registry, ["visit", "patch"])
+    rows = registry.queryDataIds(["visit", "patch"], datasets=[summary], collections=["run"])
+    assert [(d["visit"], d["patch"]) for d in rows] == [(2, 1), (3, 1), (6, 3)]
+    assert registry.countDataIds(["visit", "patch"], datasets=[summary], collections="run") == 3
+    registry.close()
