@@ -275,7 +275,7 @@ class QueryBuilder:
         rows: no two rows are equal, and the database need not build the temporary
         index that ``DISTINCT`` costs (SQLite fills it completely before returning the
         first row). Otherwise (output keys that leave out a table's key, as
-        ``(visit, patch)`` does for the detector of the overlap table) `False`. An
+        ``physical_filter`` alone does for the visits an expression names) `False`. An
         element in ``sources`` (a projection of `projections`, distinct over the keys it
         keeps) is identified by those keys.
         """
