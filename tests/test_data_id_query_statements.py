@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-import sqlalchemy as sa
 from conftest_repo import db_url, module_db_url, populate, postgres_schema_url  # noqa: F401
 from sqlalchemy.dialects import sqlite
 
 from supertask.repo.registry import Registry
-from supertask.repo.registry.bulk import CHUNK
 
 
 @pytest.fixture(scope="module")
@@ -89,43 +85,6 @@ def test_unordered_queries_send_no_order_by(shared):
     assert "ORDER BY" not in _sql(shared, ["visit", "detector"], ordered=False)
     keys, rows = shared.queryDataIdValues(["visit", "detector"], restrict={"visit": {1, 2}}, ordered=False)
     assert sorted(rows) == shared.queryDataIdValues(["visit", "detector"], restrict={"visit": {1, 2}})[1]
-
-
-def test_chunks_of_a_restricted_query_run_concurrently_each_on_its_own_connection(db_url):  # noqa: F811
-    registry = Registry.create(db_url)
-    populate(registry, n_visits=8)
-    visits = set(range(-3 * CHUNK, 8))  # four IN chunks; only 0..7 exist
-    # The first two chunks meet at a barrier: they pass it only if both are running at once.
-    together = threading.Barrier(2, timeout=20)
-    threads: set[int] = set()
-    connections: set[int] = set()
-    selects = []
-
-    @sa.event.listens_for(registry.engine, "before_cursor_execute")
-    def seen(conn, cursor, statement, parameters, context, executemany):
-        if statement.lstrip().startswith("SELECT") and "visit.visit IN" in statement:
-            threads.add(threading.get_ident())
-            connections.add(id(conn.connection.dbapi_connection))
-            selects.append(statement)
-            if len(selects) <= 2:
-                together.wait()
-
-    queries = registry._managers.queries
-    assert queries._concurrent
-    concurrent = registry.queryDataIdValues(["visit", "detector"], restrict={"visit": visits}, ordered=False)
-    assert len(selects) == 4 and len(threads) == 2 and len(connections) >= 2
-    assert threading.get_ident() not in threads
-    queries._concurrent = False
-    threads.clear()
-    selects.extend(["", ""])  # no barrier: one after the other
-    sequential = registry.queryDataIdValues(["visit", "detector"], restrict={"visit": visits}, ordered=False)
-    assert threads == {threading.get_ident()}
-    assert concurrent == sequential and len(sequential[1]) == 8 * 4
-    queries._concurrent = True
-    assert registry.queryDataIdValues(["visit", "detector"], restrict={"visit": visits})[1] == sorted(
-        sequential[1]
-    )
-    registry.close()
 
 
 def test_reduced_relations_keep_the_rows_that_have_datasets(db_url):  # noqa: F811

@@ -2,16 +2,13 @@
 
 `QueryBuilder` (``query.py``) writes the SQL; this manager resolves the caller's dataset
 types and collections into constraints, runs the statement (in chunks of ``restrict``
-values, two chunks at a time on their own connections, or streamed under a row limit)
-and returns the rows, sorted unless the caller says it re-sorts them.
+values, streamed under a row limit) and returns the rows, sorted unless the caller says
+it re-sorts them.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Generator, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from itertools import islice
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -50,10 +47,6 @@ class DataIdQueryManager:
         self._datasetTypes = datasetTypes
         self._collections = collections
         self.builder = QueryBuilder(db.schema, db.engine.dialect.name)
-        # Chunks run concurrently on pooled connections; a pool that does not keep its
-        # connections (an in-memory SQLite database: each would be a new, empty one)
-        # runs them one after the other.
-        self._concurrent = not isinstance(db.engine.pool, sa.pool.NullPool | sa.pool.StaticPool)
 
     def knownElements(self, parsed: ParsedWhere | None) -> list[str]:
         """Units/relations an expression names; unknown names are left to the compiler, whose
@@ -128,57 +121,43 @@ class DataIdQueryManager:
             return (), ([()] if self._globalConstraintsHold(constraints) else [])
         # Sets too big to send whole (besides the chunked one) are checked here, as rows arrive.
         checks = [(outputKeys.index(k), sets[k]) for k in dropped_keys(sets, set(outputKeys))]
-        statements = [
-            self.builder.select(plan, clause, constraints, extra=extra, ordered=ordered)
-            for extra in restrict_chunks(sets, plan.columns.__getitem__, droppable=set(outputKeys))
-        ]
-        # The chunks of restrict_chunks split one key's values, so no row comes twice:
-        # a list keeps the rows, in the database's order when ``ordered`` (each
-        # statement then ends in ORDER BY the output keys, and sorting the list again is
-        # a linear pass over sorted runs; a set would scramble it and cost a full sort:
-        # ~5 s per 10^6 rows).
+        # The chunks of restrict_chunks split one key's values, so no row comes twice: a
+        # list keeps the rows, in the database's order when ``ordered`` (each statement
+        # then ends in ORDER BY the output keys, and sorting the list again is a linear
+        # pass over sorted runs; a set would scramble it and cost a full sort: ~5 s per
+        # 10^6 rows). Unordered callers get no ORDER BY. The chunks run one after the
+        # other on one connection: two at a time on two connections cost 5-50 % more CPU
+        # and gained no wall-clock time on a loaded 2-core machine (sqlite3 releases and
+        # retakes the GIL around every row's step, so two threads hand it back and forth).
         result: list[tuple[Any, ...]] = []
         shared = ValueSharing(len(outputKeys))
-        if max_rows is None and len(statements) > 1 and self._concurrent:
-            batches = _fetched_concurrently(self._db.engine, statements, QUERY_THREADS)
-        else:
-            batches = self._fetched(statements, max_rows is not None)
-        for values in batches:
-            for i, allowed in checks:  # the restrictions not in the SQL
-                values = [row for row in values if row[i] in allowed]
-            result.extend(shared(values))
-            if max_rows is not None and len(result) > max_rows:
-                batches.close()
-                raise RowLimitError(max_rows)
+        with self._db.connect() as conn:
+            # A limited query is read in batches, so a runaway one stops early. SQLite's
+            # cursor steps through the rows as they are fetched; PostgreSQL's holds the
+            # whole result unless it is a server-side cursor (``stream_results``), whose
+            # rows SQLAlchemy buffers itself and must hand out.
+            streamed = max_rows is not None and conn.dialect.name != "sqlite"
+            if streamed:
+                conn = conn.execution_options(stream_results=True)
+            for extra in restrict_chunks(sets, plan.columns.__getitem__, droppable=set(outputKeys)):
+                rows = conn.execute(
+                    self.builder.select(plan, clause, constraints, extra=extra, ordered=ordered)
+                )
+                parts: Iterator[list[tuple[Any, ...]]] = (
+                    (list(map(tuple, part)) for part in rows.partitions(65536))
+                    if streamed
+                    else raw_rows(rows, 65536)
+                )
+                for values in parts:
+                    for i, allowed in checks:  # the restrictions not in the SQL
+                        values = [row for row in values if row[i] in allowed]
+                    result.extend(shared(values))
+                    if max_rows is not None and len(result) > max_rows:
+                        rows.close()
+                        raise RowLimitError(max_rows)
         if not outputKeys:  # rows of the existence test: the empty data ID, once, if any matched
             return (), [()] if result else []
         return outputKeys, sort_value_tuples(outputKeys, result) if ordered else result
-
-    def _fetched(
-        self, statements: Sequence[sa.Select[Any]], limited: bool
-    ) -> Generator[list[tuple[Any, ...]], None, None]:
-        """The rows of ``statements``, in order, in batches, one statement after the other.
-
-        A limited query (``limited``) is read in batches, so a runaway one stops early
-        (closing the generator closes the result). SQLite's cursor steps through the
-        rows as they are fetched; PostgreSQL's holds the whole result unless it is a
-        server-side cursor (``stream_results``), whose rows SQLAlchemy buffers itself
-        and must hand out.
-        """
-        with self._db.connect() as conn:
-            streamed = limited and conn.dialect.name != "sqlite"
-            if streamed:
-                conn = conn.execution_options(stream_results=True)
-            for stmt in statements:
-                rows = conn.execute(stmt)
-                if streamed:
-                    try:
-                        for part in rows.partitions(65536):
-                            yield list(map(tuple, part))
-                    finally:
-                        rows.close()
-                else:
-                    yield from raw_rows(rows, 65536)
 
     def count(
         self,
@@ -211,45 +190,3 @@ class DataIdQueryManager:
                 if conn.execute(stmt.limit(1)).first() is None:
                     return False
         return True
-
-
-QUERY_THREADS = 2
-"""Statements of one chunked query run at once, each on its own connection.
-
-sqlite3 and psycopg release the GIL while the database computes a result, so while one
-thread waits for SQLite to build a chunk's rows another fetches or converts the previous
-chunk's, and the machine's second core works. Two keeps within PostgreSQL's connection
-pool (`make_engine`: 2, plus 2 overflow) and bounds the chunks held at once.
-"""
-
-
-def _fetched_concurrently(
-    engine: sa.Engine, statements: Sequence[sa.Select[Any]], threads: int
-) -> Generator[list[tuple[Any, ...]], None, None]:
-    """The rows of each of ``statements``, in the statements' order, run ``threads`` at a time.
-
-    Each statement runs on a connection of its own (SQLite allows concurrent readers;
-    PostgreSQL serves each connection with its own backend). At most ``threads``
-    statements are ahead of the one handed out, so the rows waiting in memory are those
-    of a few chunks, not of the whole query.
-    """
-
-    def fetch(stmt: sa.Select[Any]) -> list[tuple[Any, ...]]:
-        with engine.connect() as conn:
-            rows: list[tuple[Any, ...]] = []
-            for part in raw_rows(conn.execute(stmt)):
-                rows.extend(part)
-            return rows
-
-    waiting = iter(statements)
-    pool = ThreadPoolExecutor(threads, thread_name_prefix="data-id-query")
-    try:
-        running = deque(pool.submit(fetch, stmt) for stmt in islice(waiting, threads))
-        while running:
-            rows = running.popleft().result()
-            stmt = next(waiting, None)
-            if stmt is not None:
-                running.append(pool.submit(fetch, stmt))
-            yield rows
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
