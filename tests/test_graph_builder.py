@@ -215,3 +215,32 @@ def test_overall_inputs_and_outputs_are_classified():
     assert {t.name for t in builder.inputDatasetTypes} == {"raw"}
     assert {t.name for t in builder.outputDatasetTypes} == {"calexp", "visitSummary", "warp"}
     assert builder.units == {"instrument", "visit", "detector", "skymap", "tract", "patch"}
+
+
+def test_a_per_quantum_lookup_is_aligned_with_the_data_ids_whoever_answers_it():
+    from supertask.graph.quanta import PlannedRepoGraph
+
+    repoGraph = FakeRepoGraph(lambda row: True, raws=(1, 3))  # no findDatasetList: findDatasets answers
+    asked = [DataId(instrument="Cam", visit=1, detector=d) for d in (3, 2, 1, 3)]
+    view = PlannedRepoGraph(repoGraph, {}, {}, {})
+    found = view._existingOrPlannedList(RAW, asked)
+    assert [None if f is None else f.dataId["detector"] for f in found] == [3, None, 1, 3]
+    assert found[0] is repoGraph.existing[("raw", asked[0])]
+
+    planned = {asked[1]: Dataset(CALEXP, asked[1])}  # an earlier task's outputs answer for their type
+    view = PlannedRepoGraph(repoGraph, {}, {"calexp": planned}, {})
+    assert view._existingOrPlannedList(CALEXP, asked) == [None, planned[asked[1]], None, None]
+
+
+def test_inputs_an_earlier_task_produces_are_read_from_its_outputs_without_a_bulk_lookup(monkeypatch):
+    from supertask.graph.quanta import PlannedRepoGraph
+
+    def no_bulk_lookup(self, datasetType, dataIds):
+        raise AssertionError(f"bulk look-up of {datasetType.name}")
+
+    repo = FakeRepoGraph(where=lambda row: True)
+    monkeypatch.setattr(PlannedRepoGraph, "existingOrPlanned", no_bulk_lookup)
+    quanta = define_all(QuantumGraphBuilder(make_pipeline()), repo)
+    produced = {id(d) for q in quanta["calibrate"] for d in q.outputs["calexp"]}
+    for label in ("visitSummary", "makeWarp"):  # both gather calexp
+        assert quanta[label] and all({id(d) for d in q.inputs["calexp"]} <= produced for q in quanta[label])

@@ -207,3 +207,76 @@ def test_a_pipeline_built_in_python_is_checked_like_a_pipeline_file(repo):
         build_quantum_graph(
             undeclared, butler, where="tract = 0", input_collections=INPUTS, output_run="plan"
         )
+
+
+def one_object_per_dataset(graph: QuantumGraph) -> bool:
+    """Whether every (type name, data ID) of the graph is one object, linked to its quanta."""
+    objects: dict[object, set[int]] = {}
+    for quantum in graph:
+        for dataset in quantum.iterInputs():
+            objects.setdefault(dataset.key, set()).add(id(dataset))
+            assert quantum in dataset.consumers
+        for dataset in quantum.iterOutputs():
+            objects.setdefault(dataset.key, set()).add(id(dataset))
+            assert dataset.creator is quantum
+    return all(len(ids) == 1 for ids in objects.values())
+
+
+def test_default_tasks_hand_over_shared_datasets_so_the_graph_links_them_by_identity(repo, monkeypatch):
+    import supertask.graph.quantum_graph as quantum_graph
+
+    def no_sharing_pass(quanta):
+        raise AssertionError("the builder's quanta went through the sharing pass")
+
+    monkeypatch.setattr(quantum_graph, "_share_and_link", no_sharing_pass)
+    graph, _ = build(repo, "tract = 0")
+    assert len(graph) > 0 and one_object_per_dataset(graph)
+
+
+def test_a_task_with_its_own_defineQuanta_gets_its_equal_datasets_shared(repo, monkeypatch):
+    from demo_drp.tasks import MakeWarpTask
+
+    from supertask.repo.dataset import Dataset
+
+    default = MakeWarpTask.defineQuanta
+
+    def copying(self, repoGraph):
+        # a custom defineQuanta that builds its own (equal, distinct) input objects
+        quanta = default(self, repoGraph)
+        for quantum in quanta:
+            for name, datasets in quantum.inputs.items():
+                quantum.inputs[name] = [
+                    Dataset(d.datasetType, d.dataId, id=d.id, run=d.run) for d in datasets
+                ]
+        return quanta
+
+    monkeypatch.setattr(MakeWarpTask, "defineQuanta", copying)
+    graph, _ = build(repo, "tract = 0")
+    assert one_object_per_dataset(graph)
+    for quantum in graph.quantaByLabel()["makeWarp"]:
+        assert {p.taskLabel for p in graph.parents(quantum)} == {"calibrate"}
+
+
+def test_preflight_drops_the_repository_graphs_lookup_tables_once_planned(repo, monkeypatch):
+    import supertask.repo.repograph as repograph
+
+    made = []
+    original = repograph.makeRepoGraph
+
+    def keeping(*args, **kwargs):
+        made.append(original(*args, **kwargs))
+        return made[-1]
+
+    sizes = []
+    release = repograph.RepoGraph.releaseLookupTables
+
+    def recording(self):
+        sizes.append(sum(len(table) for table in self._interned.values()))
+        release(self)
+
+    monkeypatch.setattr(repograph, "makeRepoGraph", keeping)
+    monkeypatch.setattr(repograph.RepoGraph, "releaseLookupTables", recording)
+    graph, _ = build(repo, "tract = 0")
+    assert len(graph) > 0
+    assert sizes[0] > 0  # planning's look-ups filled them, and they went before defineQuanta
+    assert not made[0]._interned

@@ -302,3 +302,61 @@ def test_a_second_graph_over_the_same_quanta_links_its_datasets_afresh():
     assert produced.consumers == readers and len(readers) == 2  # reset, not appended to
     assert produced.creator is second.quantaByLabel()["isr"][0]
     assert sum(len(v) for v in second.datasets.values()) == sum(len(v) for v in first.datasets.values())
+
+
+def shared_quanta() -> list[Quantum]:
+    """`make_quanta` with one object per (type name, data ID), as the default builder hands over."""
+    quanta = make_quanta()
+    objects: dict[tuple[str, DataId], Dataset] = {}
+    for quantum in quanta:
+        for by_type in (quantum.inputs, quantum.outputs):
+            for name, datasets in by_type.items():
+                by_type[name] = [objects.setdefault(d.key, d) for d in datasets]
+    return quanta
+
+
+def describe_links(graph: QuantumGraph) -> list[object]:
+    """Every quantum with its datasets, their links by id, and the datasets by type in order."""
+    out: list[object] = []
+    for q in graph:
+        for d in (*q.iterInputs(), *q.iterOutputs()):
+            creator = None if d.creator is None else d.creator.id
+            out.append((q.id, q.taskLabel, d.key, creator, [c.id for c in d.consumers]))
+    out.append({name: [d.key for d in datasets] for name, datasets in graph._byType.items()})
+    return out
+
+
+def test_a_graph_of_shared_datasets_links_them_as_the_sharing_constructor_does():
+    by_sharing = QuantumGraph(shared_quanta())
+    by_identity = QuantumGraph._from_shared(shared_quanta())
+    assert describe_links(by_identity) == describe_links(by_sharing)
+    assert by_identity.summary() == by_sharing.summary()
+    assert_dependency_order(by_identity)
+
+
+def test_a_graph_of_shared_datasets_still_orders_quanta_given_out_of_order():
+    # reversed: every consumer comes before its producer
+    by_identity = QuantumGraph._from_shared(shared_quanta()[::-1])
+    by_sharing = QuantumGraph(shared_quanta()[::-1])
+    assert_dependency_order(by_identity)
+    assert describe_links(by_identity) == describe_links(by_sharing)
+
+
+def test_a_graph_of_shared_datasets_refuses_two_producers_of_one_dataset():
+    t = DatasetType("out", ("visit",), "X")
+    vid = DataId(visit=1)
+    out = Dataset(t, vid)
+    with pytest.raises(ValueError, match="produced by two quanta"):
+        QuantumGraph._from_shared(
+            [Quantum("a", vid, {}, {"out": [out]}), Quantum("b", vid, {}, {"out": [out]})]
+        )
+
+
+def test_a_dataset_with_one_reader_keeps_a_list_sized_for_one():
+    import sys
+
+    graph = QuantumGraph._from_shared(shared_quanta())
+    single = [d for q in graph for d in q.iterInputs() if len(d.consumers) == 1]
+    assert single  # raws are read by one isr quantum, warps of patch 1 by one coadd
+    for d in single:
+        assert sys.getsizeof(d.consumers) <= sys.getsizeof(list(d.consumers)), d

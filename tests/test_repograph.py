@@ -121,12 +121,41 @@ def test_related_data_ids_are_not_sliced_by_the_expression(butler):
     assert related[patch] == sorted(vd(v, d) for v in (2, 3) for d in range(4))
 
 
+def test_related_data_ids_are_the_same_after_the_lookup_tables_are_released(butler):
+    graph = makeRepoGraph(butler, [RAW], [CALEXP, COADD], "visit = 2 AND detector = 0")
+    (patch,) = graph.dataIds(["patch"])
+    before = graph.relatedDataIds([patch], ["visit", "detector"])
+    assert graph._interned  # the table that makes related data IDs the graph's own objects
+    graph.releaseLookupTables()
+    assert not graph._interned
+    assert graph.relatedDataIds([patch], ["visit", "detector"]) == before
+    # the graph's own data ID is still the one handed out after the tables are rebuilt
+    (selected,) = graph.dataIds(["instrument", "visit", "detector"])
+    (again,) = (d for d in graph.relatedDataIds([patch], ["visit", "detector"])[patch] if d == selected)
+    assert again is selected
+
+
 def test_find_datasets_loads_datasets_outside_the_selection(butler):
     graph = makeRepoGraph(butler, [RAW], [CALEXP], "visit = 2")
     found = graph.findDatasets("raw", [vd(2, 0), vd(5, 1), vd(3, 2)])
     assert set(found) == {vd(2, 0), vd(5, 1)}  # (3, 2) has no raw
     assert found[vd(5, 1)] in graph.datasets["raw"]
     assert found[vd(2, 0)] is next(d for d in graph.datasets["raw"] if d.dataId == vd(2, 0))
+
+
+def test_find_dataset_list_is_aligned_with_the_data_ids_asked_and_loads_the_rest(butler):
+    graph = makeRepoGraph(butler, [RAW], [CALEXP], "visit = 2")
+    asked = [vd(5, 1), vd(2, 0), vd(3, 2), vd(5, 1)]  # outside, inside, none, repeated
+    found = graph.findDatasetList("raw", asked)
+    assert [None if f is None else f.dataId for f in found] == [vd(5, 1), vd(2, 0), None, vd(5, 1)]
+    assert found[0] is found[3] and found[0] in graph.datasets["raw"]
+    assert found[1] is graph.findDatasets("raw", [vd(2, 0)])[vd(2, 0)]
+
+
+def test_find_datasets_accepts_a_generator_and_repeated_data_ids(butler):
+    graph = makeRepoGraph(butler, [RAW], [CALEXP], "visit = 2")
+    found = graph.findDatasets("raw", (d for d in [vd(4, 3), vd(4, 3), vd(3, 2)]))
+    assert list(found) == [vd(4, 3)]
 
 
 def test_global_needed_dataset_keeps_rows_when_present(butler):
@@ -253,3 +282,32 @@ def test_a_selection_over_max_rows_is_refused_while_fetching(butler):
     assert len(makeRepoGraph(butler, [RAW], [CALEXP], "visit = 3", maxRows=3).rows) == 3
     with pytest.raises(RowLimitError):
         makeRepoGraph(butler, [RAW], [CALEXP], "visit = 3", maxRows=2)
+
+
+def test_data_ids_made_in_bulk_equal_and_hash_as_those_of_the_constructor():
+    keys = ("detector", "instrument", "visit")
+    made = DataId._many_from_sorted(keys, [(1, "Cam", 2), (0, "Cam", 3)])
+    assert made == [vd(2, 1), vd(3, 0)]
+    assert [hash(d) for d in made] == [hash(vd(2, 1)), hash(vd(3, 0))]
+    assert list(made[0]) == list(keys) and made[0] in {vd(2, 1)}
+
+
+def test_projections_are_distinct_and_sorted_whatever_the_row_order(butler):
+    graph = makeRepoGraph(butler, [RAW], [CALEXP, COADD], "visit IN (2, 3)")
+    graph._rowValues.reverse()  # projections must not depend on the database's order
+    graph._projections.clear()
+    ids = graph.dataIds(["visit", "detector"])
+    assert ids == sorted(
+        {vd(v, d) for v in (2, 3) for d in range(4) if (v, d) != (3, 2)}, key=DataId.sort_key
+    )
+
+
+def test_a_projection_made_from_a_smaller_cached_one_equals_the_projection_of_the_rows(butler):
+    graph = makeRepoGraph(butler, [RAW], [CALEXP, COADD], "visit IN (2, 3)")
+    direct = {units: list(graph.dataIds(units)) for units in (("visit",), ("instrument",), ("tract",))}
+    graph._projections.clear()
+    graph._rowValues *= 4  # (repeated rows: many more rows than the cached projection below has)
+    graph.dataIds(["visit", "detector", "patch"])  # the cached projection the others come from
+    for units, expected in direct.items():
+        assert graph._coveringProjection(graph.universe.expand(units)) is not None
+        assert graph.dataIds(units) == expected

@@ -204,16 +204,20 @@ class QuantumGraphBuilder:
                 continue  # (sorting a first task's million data IDs here would be wasted)
             dataIds = sort_data_ids(planned[task.label])
             for datasetType, producer in produced_inputs:
+                # The needed data IDs, repeats included: only a look-up of the producer's
+                # related quanta needs them distinct (a set of a million data IDs at 10^6
+                # would otherwise be built only to be added to another set).
+                needed: list[DataId]
                 if set(datasetType.units) <= set(task.quantumUnits):
-                    needed = set(_project_all(dataIds, datasetType.units))
+                    needed = _project_all(dataIds, datasetType.units)
                 else:
                     related = view.related(dataIds, datasetType.units)
-                    needed = {d for ids in related.values() for d in ids}
+                    needed = [d for ids in related.values() for d in ids]
                 target = planned[producer.label]
                 if set(producer.quantumUnits) <= set(datasetType.units):
                     target.update(_project_all(needed, producer.quantumUnits))
                 else:
-                    for ids in view.related(sort_data_ids(needed), producer.quantumUnits).values():
+                    for ids in view.related(sort_data_ids(set(needed)), producer.quantumUnits).values():
                         target.update(ids)
         expanded = {label: len(ids) - selected[label] for label, ids in planned.items()}
         return planned, expanded
@@ -246,6 +250,10 @@ class QuantumGraphBuilder:
         tick = time.perf_counter()
         planned, report.expanded = self.planDataIds(repoGraph)
         report.timings["planning"] = time.perf_counter() - tick
+        # The defineQuanta pass finds planning's look-ups in the shared cache, whose
+        # results are the graph's data IDs themselves: the tables that made them so
+        # are not needed any more, and go before the quanta are built (peak memory).
+        _release_lookup_tables(repoGraph)
         produced: dict[str, dict[DataId, Dataset]] = {}
         view = PlannedRepoGraph(
             repoGraph,
@@ -305,11 +313,14 @@ class QuantumGraphBuilder:
         # The shared look-ups are not needed any more; at 10^6 quanta they hold about a
         # million data IDs, which would otherwise stay alive while the graph is linked.
         self._relatedCache(repoGraph).clear()
+        _release_lookup_tables(repoGraph)  # (tables a custom defineQuanta's look-ups made again)
         del view, planned
         tick = time.perf_counter()
-        _relink_inputs(quanta, produced)
+        shared = self._sharesDatasets(repoGraph)
+        if not shared:
+            _relink_inputs(quanta, produced)
         del produced
-        graph = QuantumGraph(
+        graph = (QuantumGraph._from_shared if shared else QuantumGraph)(
             quanta,
             pipelineYaml=pipelineYaml if pipelineYaml is not None else self.pipeline.toYaml(),
             configs={label: config.saveToString() for label, config in self.configs.items()},
@@ -317,6 +328,25 @@ class QuantumGraphBuilder:
         )
         report.timings["QuantumGraph"] = time.perf_counter() - tick
         return graph
+
+    def _sharesDatasets(self, repoGraph: Any) -> bool:
+        """Whether the quanta of `makeGraph` hold one object per dataset already.
+
+        True when every task uses the default ``defineQuanta`` over a plain `RepoGraph`:
+        its inputs are the graph's own datasets (one per type and data ID, from
+        `RepoGraph.findDatasets`) or the objects in the builder's index of produced and
+        existing outputs, and its outputs come from `RepoGraph.addDatasets`, which
+        returns the graph's handle for a dataset it holds. The `QuantumGraph` then links
+        by identity, and re-pointing inputs at the produced objects would change nothing.
+        A custom ``defineQuanta`` or graph may build equal datasets as distinct objects:
+        those quanta go through the sharing pass.
+        """
+        from ..repo.repograph import RepoGraph
+        from ..supertask import SuperTask
+
+        return type(repoGraph) is RepoGraph and all(
+            type(task).defineQuanta is SuperTask.defineQuanta for task in self.tasks
+        )
 
 
 class _InputSchemas:
@@ -358,6 +388,13 @@ def _with_schemas(metadata: dict[str, Any], record: dict[str, Any]) -> dict[str,
     if not record:
         return metadata
     return {**metadata, "schemas": record}
+
+
+def _release_lookup_tables(repoGraph: Any) -> None:
+    """`RepoGraph.releaseLookupTables`, for a graph that has it (a graph of one's own may not)."""
+    release = getattr(repoGraph, "releaseLookupTables", None)
+    if release is not None:
+        release()
 
 
 def _relink_inputs(quanta: list[Any], produced: Mapping[str, Mapping[DataId, Dataset]]) -> None:

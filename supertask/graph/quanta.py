@@ -151,6 +151,26 @@ class PlannedRepoGraph:
         found: dict[DataId, Dataset] = self._repoGraph.findDatasets(datasetType.name, dataIds)
         return found
 
+    def _existingOrPlannedList(
+        self, datasetType: DatasetType, dataIds: Sequence[DataId]
+    ) -> list[Dataset | None]:
+        """`existingOrPlanned` as a list aligned with ``dataIds`` (`None` where there is none).
+
+        What `define_quanta_by_units` asks for a non-gathered input: one look-up per
+        quantum, without a set of a million data IDs or a dictionary keyed by them.
+        """
+        produced = self._produced.get(datasetType.name)
+        if produced is not None:
+            get = produced.get
+            return [get(d) for d in dataIds]
+        findList = getattr(self._repoGraph, "findDatasetList", None)
+        if findList is not None:
+            found: list[Dataset | None] = findList(datasetType.name, dataIds)
+            return found
+        byId: dict[DataId, Dataset] = self._repoGraph.findDatasets(datasetType.name, set(dataIds))
+        get = byId.get
+        return [get(d) for d in dataIds]
+
     def prune(self, label: str, message: str) -> None:
         """Record that a quantum of ``label`` was not planned, and why."""
         self._prunes.setdefault(label, PruneRecord(label)).add(message)
@@ -196,22 +216,31 @@ def define_quanta_by_units(task: SuperTask, repoGraph: Any) -> list[Quantum]:
                 if planned is not None
                 else repoGraph.relatedDataIds(dataIds, datasetType.units)
             )
-            wanted = {d for ids in related.values() for d in ids}
-        else:
-            projected = _project_all(dataIds, datasetType.units)
-            wanted = set(projected)
-        found = (
-            planned.existingOrPlanned(datasetType, wanted)
-            if planned is not None
-            else repoGraph.findDatasets(datasetType.name, wanted)
-        )
-        if _is_gathering(datasetType, quantumUnits):
+            index = planned._produced.get(datasetType.name) if planned is not None else None
+            if index is not None:
+                # An earlier task's outputs: its index answers each look-up directly
+                # (no set of the million related data IDs, no dict of what was found).
+                get = index.get
+            else:
+                wanted = {d for ids in related.values() for d in ids}
+                found = (
+                    planned.existingOrPlanned(datasetType, wanted)
+                    if planned is not None
+                    else repoGraph.findDatasets(datasetType.name, wanted)
+                )
+                get = found.get
             resolved[datasetType.name] = [
-                [found[d] for d in related.get(q, ()) if d in found] for q in dataIds
+                [ds for d in related.get(q, ()) if (ds := get(d)) is not None] for q in dataIds
             ]
+            continue
+        projected = _project_all(dataIds, datasetType.units)
+        hits: list[Dataset | None]
+        if planned is not None:
+            hits = planned._existingOrPlannedList(datasetType, projected)
         else:
-            get = found.get
-            resolved[datasetType.name] = [[ds] if (ds := get(d)) is not None else [] for d in projected]
+            byId = repoGraph.findDatasets(datasetType.name, set(projected))
+            hits = [byId.get(d) for d in projected]
+        resolved[datasetType.name] = [[ds] if ds is not None else [] for ds in hits]
 
     quanta: list[Quantum] = []
     columns = [(datasetType.name, resolved[datasetType.name]) for datasetType in inputs.values()]

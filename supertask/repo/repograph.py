@@ -270,13 +270,33 @@ class RepoGraph:
         elif keys == self._rowKeys:  # the rows themselves: already distinct and sorted
             values = rows
         else:
-            values = sort_value_tuples(keys, set(map(_projector(self._rowKeys, keys), rows)))
+            # Distinct in the order of what is projected (not a set's): the rows come
+            # sorted from the database, so the projection keeps long sorted runs, which
+            # the sort merges in about half the time it takes to sort a set's order.
+            source = self._coveringProjection(keys)
+            if source is None:
+                distinct = dict.fromkeys(map(_projector(self._rowKeys, keys), rows))
+            else:  # the same distinct tuples, from far fewer data IDs than rows
+                distinct = dict.fromkeys(map(_projector_from_mapping(keys), [d._values for d in source]))
+            values = sort_value_tuples(keys, distinct)
         cached = self._projections.get(keys)
         if cached is None:
-            cached = self._projections[keys] = [
-                DataId._from_sorted(dict(zip(keys, v, strict=True))) for v in values
-            ]
+            cached = self._projections[keys] = DataId._many_from_sorted(keys, values)
         return values, cached
+
+    def _coveringProjection(self, keys: tuple[str, ...]) -> list[DataId] | None:
+        """The smallest cached projection over a superset of ``keys``, if it is much smaller than the rows.
+
+        Projecting it onto ``keys`` gives the same distinct value tuples as projecting
+        every row (the projection of a projection), e.g. the instruments from the
+        hundred (instrument, detector) pairs instead of a million rows.
+        """
+        wanted = frozenset(keys)
+        best: list[DataId] | None = None
+        for known, dataIds in self._projections.items():
+            if (best is None or len(dataIds) < len(best)) and wanted.issubset(known):
+                best = dataIds
+        return best if best is not None and 4 * len(best) <= len(self._rowValues) else None
 
     def getUnit(self, name: str, dataId: Mapping[str, Any]) -> Unit:
         """The graph's unit of type ``name`` for ``dataId`` (extra keys are ignored).
@@ -379,11 +399,32 @@ class RepoGraph:
                 table.update((tuple(d._values.values()), d) for d in known)
         return table
 
+    def releaseLookupTables(self) -> None:
+        """Drop the ``{values: DataId}`` tables that `relatedDataIds` keeps to reuse the graph's data IDs.
+
+        Preflight calls this once the last look-up is done: at 10^6 quanta the tables
+        hold about a million value tuples (over 100 MB) that nothing reads afterwards.
+        A later look-up builds them again, so results stay the same (equal data IDs,
+        possibly new objects).
+        """
+        self._interned.clear()
+
     def findDatasets(self, typeName: str, dataIds: Iterable[DataId]) -> dict[DataId, Dataset]:
         """Datasets of a type for the given data IDs: from the graph, else from the input collections.
 
         Datasets found in the registry but not yet in the graph are added to it. Data IDs
         without a dataset are absent from the result.
+        """
+        dataIds = list(dataIds)
+        found = self.findDatasetList(typeName, dataIds)
+        return {d: f for d, f in zip(dataIds, found, strict=True) if f is not None}
+
+    def findDatasetList(self, typeName: str, dataIds: Sequence[DataId]) -> list[Dataset | None]:
+        """`findDatasets` as a list aligned with ``dataIds``: the dataset of each, or `None`.
+
+        For a look-up per quantum (the default ``defineQuanta`` asks for one input of
+        each of a million quanta): no set of the data IDs and no dictionary keyed by
+        them is built, and repeated data IDs are simply looked up again.
         """
         dt = self.datasetTypes.get(typeName)
         if dt is None:
@@ -391,22 +432,22 @@ class RepoGraph:
             self.datasetTypes[typeName] = dt
         keys = self.universe.expand(dt.units)
         index = self._datasetIndex.setdefault(typeName, {})
-        out: dict[DataId, Dataset] = {}
-        missing: list[DataId] = []
+        get = index.get
+        out: list[Dataset | None] = []
+        append = out.append
+        missing: list[int] = []
         keySet = frozenset(keys)
         for d in dataIds:
             # A data ID with exactly the type's keys is its own key (no copy to hash).
-            key = d if d._values.keys() == keySet else d.subset(keys)
-            found = index.get(key)
-            if found is not None:
-                out[d] = found
-            else:
-                missing.append(d)
+            found = get(d if d._values.keys() == keySet else d.subset(keys))
+            if found is None:
+                missing.append(len(out))
+            append(found)
         if missing and self.collections:
             convert = self.universe.dataIdConverter(dt.units)
             byValues: dict[tuple[Any, ...], DataId] = {}
-            for d in missing:
-                key = convert(d)
+            for i in missing:
+                key = convert(dataIds[i])
                 byValues.setdefault(tuple(key._values.values()), key)
             try:
                 loaded = self.registry.findDatasetValues(dt, self.collections, byValues)
@@ -419,10 +460,8 @@ class RepoGraph:
                     for v in sort_value_tuples(keys, loaded)
                 ],
             )
-            for d in missing:
-                found = index.get(d.subset(keys))
-                if found is not None:
-                    out[d] = found
+            for i in missing:
+                out[i] = get(dataIds[i].subset(keys))
         return out
 
     def addDataset(
