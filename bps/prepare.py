@@ -209,7 +209,7 @@ def _prepare_streamed(
     options = _build_options(resolved, graph_file, output_run, submit_dir)
     butler = Butler(repo)
     try:
-        streamed = build_streamed_workflow_file(graph_file, options, butler.datastore.path_formatter)
+        streamed = build_streamed_workflow_file(graph_file, options, butler.datastore.paths_formatter)
         workflow = streamed.workflow
         if not len(workflow.jobs):
             raise PrepareError(f"graph {graph_file} has no quanta: nothing to run")
@@ -283,10 +283,15 @@ def _write_streamed_inputs(streamed: Any, kinds: list[tuple[dict[str, Any], Path
     groups = [_InputGroups(by_lfn, directory, option) for by_lfn, directory, option in kinds if by_lfn]
     if not groups:
         return
-    for j, inputs in streamed.jobs_reading_inputs():
-        lfns = [lfn for _, lfn in inputs]
-        for group in groups:
-            group.add(j, lfns)
+    batch: list[tuple[int, list[str]]] = []
+    for reading in streamed.jobs_reading_inputs():
+        batch.append(reading)
+        if len(batch) >= _INPUT_BATCH:
+            for group in groups:
+                group.add_many(batch)
+            batch.clear()
+    for group in groups:
+        group.add_many(batch)
     for group in groups:
         for members, arguments in group.close():
             streamed.add_arguments(members, arguments)
@@ -508,6 +513,8 @@ def _locator(repo: str, graph: Any) -> tuple[Any, dict[tuple[str, Any], str]]:
 #: of JSON at this size), and the submit directory holds one file per this many entries
 #: instead of one per job (10^5 jobs would otherwise mean 10^5 files).
 LOCATIONS_PER_FILE = 2000
+#: Jobs a streamed prepare hands each `_InputGroups` at once.
+_INPUT_BATCH = 4096
 
 
 def _write_input_locations(
@@ -575,14 +582,30 @@ class _InputGroups:
         self._written: list[tuple[list[Any], list[str]]] = []
 
     def add(self, job: Any, lfns: list[str]) -> None:
+        self.add_many([(job, lfns)])
+
+    def add_many(self, reading: Iterable[tuple[Any, list[str]]]) -> None:
+        """`add` of each ``(job, lfns)`` in turn: one call for many jobs, most of which read one input."""
         by_lfn = self._by_lfn
-        mine = {lfn: by_lfn[lfn] for lfn in lfns if lfn in by_lfn}
-        if not mine:
-            return
-        if self._members and len(self._group) + len(mine) > LOCATIONS_PER_FILE:
-            self._flush()
-        self._group.update(mine)
-        self._members.append(job)
+        group, members = self._group, self._members
+        for job, lfns in reading:
+            if len(lfns) == 1:
+                lfn = lfns[0]
+                if lfn not in by_lfn:
+                    continue
+                if members and len(group) + 1 > LOCATIONS_PER_FILE:
+                    self._flush()
+                    group, members = self._group, self._members
+                group[lfn] = by_lfn[lfn]
+            else:
+                mine = {lfn: by_lfn[lfn] for lfn in lfns if lfn in by_lfn}
+                if not mine:
+                    continue
+                if members and len(group) + len(mine) > LOCATIONS_PER_FILE:
+                    self._flush()
+                    group, members = self._group, self._members
+                group.update(mine)
+            members.append(job)
 
     def close(self) -> list[tuple[list[Any], list[str]]]:
         self._flush()

@@ -100,7 +100,8 @@ def _write_columns(workflow: GenericWorkflow, out: IO[str]) -> bool:
 
     Files are known by number, so the rows and the jobs' positions are integer arrays, not
     dictionaries keyed by name (10^6 jobs, 2 * 10^6 files); no `Job` or `WorkflowFile` is
-    made. A job's JSON is its label's template (`_job_pieces`, encoded once) around its
+    made, and the columns are read as they are (`StreamedJobs.columns`), no call per job or
+    file. A job's JSON is its label's template (`_job_pieces`, encoded once) around its
     name, quantum, arguments and file rows. Returns False, having written nothing, when a
     label's template cannot be cut into pieces (a value holding `_MARK`).
     """
@@ -111,31 +112,48 @@ def _write_columns(workflow: GenericWorkflow, out: IO[str]) -> bool:
         if cut is None:
             return False
         pieces[label] = cut
-    order, names, label_of = jobs.order(), jobs.names(), jobs.label_index()
+    c = jobs.columns()
+    order, names, label_of, extra = c.order, c.names, c.label_of, c.extra
+    in_start, in_files, out_start, out_files = c.in_start, c.in_files, c.out_start, c.out_files
+    # job number -> position; one more entry, -1, read for a producer of -1 (an overall input)
     position = jobs.positions()
-    rows = array("q", [-1]) * jobs.file_count()
-    schema_row: dict[int, int] = {}  # schema index in the columns -> in file_schemas (first use)
-    schemas = jobs.file_schemas()
+    position.append(-1)
+    rows = array("q", [-1]) * len(c.lfns)
+    schema_row = array("q", [-1]) * len(c.schemas)  # schema index -> row in file_schemas (first use)
+    schema_order: list[int] = []
     count = 0
     out.write(_encode({"format": FORMAT, **_header(workflow)})[:-1])
     out.write(',"files":[')
-    chunk: list[list[Any]] = []
+    new: list[int] = []  # files in the order of their rows
+    values, paths, lfns, producer, schema_of = c.values, c.paths, c.lfns, c.producer, c.schema_of
+
+    def write_files() -> None:
+        for s in dict.fromkeys(map(schema_of.__getitem__, new)):
+            if schema_row[s] < 0:
+                schema_row[s] = len(schema_order)
+                schema_order.append(s)
+        chunk = [
+            [schema_row[schema_of[k]], list(values[k]), paths[k], position[producer[k]], lfns[k]] for k in new
+        ]
+        out.write(("," if count > len(new) else "") + _encode(chunk)[1:-1])
+        new.clear()
+
     for j in order:
-        for files in (jobs.input_numbers(j), jobs.output_numbers(j)):
-            for k in files:
-                if rows[k] >= 0:
-                    continue
-                schema, values, path, producer, lfn = jobs.file_row(k)
+        for k in in_files[in_start[j] : in_start[j + 1]]:
+            if rows[k] < 0:
                 rows[k] = count
                 count += 1
-                row = schema_row.setdefault(schema, len(schema_row))
-                chunk.append([row, list(values), path, position[producer] if producer >= 0 else -1, lfn])
-        if len(chunk) >= _CHUNK:
-            out.write(("," if count > len(chunk) else "") + _encode(chunk)[1:-1])
-            chunk.clear()
-    if chunk:
-        out.write(("," if count > len(chunk) else "") + _encode(chunk)[1:-1])
-    file_schemas = [[schemas[s][0], list(schemas[s][1])] for s in schema_row]
+                new.append(k)
+        for k in out_files[out_start[j] : out_start[j + 1]]:
+            if rows[k] < 0:
+                rows[k] = count
+                count += 1
+                new.append(k)
+        if len(new) >= _CHUNK:
+            write_files()
+    if new:
+        write_files()
+    file_schemas = [[c.schemas[s][0], list(c.schemas[s][1])] for s in schema_order]
     out.write('],"file_schemas":' + _encode(file_schemas))
     out.write(',"jobs":[')
     plain = not _PLAIN.search("".join(names))
@@ -146,18 +164,18 @@ def _write_columns(workflow: GenericWorkflow, out: IO[str]) -> bool:
     middle = '",' + "".join(_encode(a) + "," for a in arguments[quantum_at + 1 : name_at])
     tail = "".join("," + _encode(a) for a in arguments[name_at + 1 :])
     extra_json: dict[tuple[str, ...], str] = {(): tail + "]"}
+    row_of = rows.__getitem__
     text: list[str] = []
     for i, j in enumerate(order):
         name = name_json(names[j])
-        extra = jobs.extra_arguments(j)
-        more = extra_json.get(extra)
+        more = extra_json.get(extra.get(j, ()))
         if more is None:
-            more = extra_json[extra] = tail + "".join("," + _encode(a) for a in extra) + "]"
+            more = extra_json[extra[j]] = tail + "".join("," + _encode(a) for a in extra[j]) + "]"
         p = pieces[label_of[j]]
         text.append(
             f"{p[0]}{name}{p[1]}{j}{p[2]}{head}{j}{middle}{name}{more}{p[3]}"
-            f"{','.join([str(rows[k]) for k in jobs.input_numbers(j)])}{p[4]}"
-            f"{','.join([str(rows[k]) for k in jobs.output_numbers(j)])}{p[5]}"
+            f"{','.join(map(str, map(row_of, in_files[in_start[j] : in_start[j + 1]])))}{p[4]}"
+            f"{','.join(map(str, map(row_of, out_files[out_start[j] : out_start[j + 1]])))}{p[5]}"
         )
         if len(text) >= _CHUNK:
             out.write(("," if i >= len(text) else "") + ",".join(text))
@@ -165,11 +183,24 @@ def _write_columns(workflow: GenericWorkflow, out: IO[str]) -> bool:
     if text:
         out.write(("," if len(order) > len(text) else "") + ",".join(text))
     out.write('],"parents":{')
+    par_start, par_jobs = c.par_start, c.par_jobs
+    name_of = names.__getitem__
     for i in range(0, len(order), _CHUNK):
-        text = []
-        for j in order[i : i + _CHUNK]:
-            parents = ",".join([name_json(names[p]) for p in jobs.parent_numbers(j)])
-            text.append(f"{name_json(names[j])}:[{parents}]")
+        if plain:
+            text = [
+                f'"{names[j]}":['
+                + (
+                    '"' + '","'.join(map(name_of, par_jobs[par_start[j] : par_start[j + 1]])) + '"]'
+                    if par_start[j + 1] > par_start[j]
+                    else "]"
+                )
+                for j in order[i : i + _CHUNK]
+            ]
+        else:
+            text = [
+                f"{name_json(names[j])}:[{','.join(map(name_json, map(name_of, par_jobs[par_start[j] : par_start[j + 1]])))}]"
+                for j in order[i : i + _CHUNK]
+            ]
         out.write(("," if i else "") + ",".join(text))
     final = _job_to_json(workflow.final) if workflow.final else None
     out.write("}," + _encode({"final": final, "throttles": workflow.throttles})[1:])

@@ -28,7 +28,7 @@ from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, Se
 from pathlib import Path
 from typing import Any, NamedTuple, cast, overload
 
-from .names import lfn_formatter, safe_name
+from .names import lfn_formatter, lfns_formatter, safe_name
 from .workflow import GenericWorkflow, Job, RetryPolicy, WorkflowFile
 from .workflow_builder import LOG_DIR, MANIFEST_DIR, BuildOptions, final_job
 
@@ -87,11 +87,11 @@ _QUANTUM_AT, _NAME_AT = 3, 5
 class StreamedJobs(Mapping[str, Job]):
     """Job name -> `Job`, in the workflow's order; each `Job` is made when read (read-only).
 
-    The writers of a prepare (``workflow.json``, the HTCondor DAG) read the columns through
-    the accessors at the end instead, making no `Job` per job: every job of one label
-    shares its resources, retry policy, log subdirectory, throttle, tags and executable
-    (`label_templates`), and differs from the others only by its name, quantum number,
-    files, parents and the arguments prepare added.
+    The writers of a prepare (``workflow.json``, the HTCondor DAG, the Pegasus documents)
+    read the columns themselves instead (`columns`), making no `Job` per job: every job of
+    one label shares its resources, retry policy, log subdirectory, throttle, tags and
+    executable (`label_templates`), and differs from the others only by its name, quantum
+    number, files, parents and the arguments prepare added.
     """
 
     def __init__(
@@ -134,23 +134,7 @@ class StreamedJobs(Mapping[str, Job]):
         make = self._make
         return (make(j) for j in self._c.order)
 
-    # -- what the writers read straight from the columns (no `Job` per job) -------------------
-
-    def order(self) -> array[int]:
-        """Job numbers in the workflow's order (parents first)."""
-        return self._c.order
-
-    def names(self) -> Sequence[str]:
-        """Job number -> job name."""
-        return self._c.names
-
-    def label_index(self) -> array[int]:
-        """Job number -> index of its label in `label_names`."""
-        return self._c.label_of
-
-    def label_names(self) -> Sequence[str]:
-        """Label index -> label."""
-        return self._c.labels
+    # -- what the writers read besides the columns (`columns`): what jobs of a label share ---------
 
     def first_jobs(self) -> list[int]:
         """The first job (number) of each label in the workflow's order, labels in order of first appearance."""
@@ -176,42 +160,16 @@ class StreamedJobs(Mapping[str, Job]):
 
     def argument_template(self) -> tuple[list[str], int, int]:
         """``(arguments, i, k)``: job ``j``'s command line is ``arguments`` with ``str(j)`` at
-        ``i`` and its name at ``k``, followed by `extra_arguments`."""
+        ``i`` and its name at ``k``, followed by what prepare added (``columns().extra``)."""
         return base_arguments(self._graph_file, "", "", self._manifest_dir), _QUANTUM_AT, _NAME_AT
-
-    def extra_arguments(self, j: int) -> tuple[str, ...]:
-        """What prepare appended to job ``j``'s command line (shared tuples: jobs of a group share one)."""
-        return self._c.extra.get(j, ())
-
-    def input_numbers(self, j: int) -> array[int]:
-        """Numbers of job ``j``'s input files, in the job's order."""
-        c = self._c
-        return c.in_files[c.in_start[j] : c.in_start[j + 1]]
-
-    def output_numbers(self, j: int) -> array[int]:
-        """Numbers of job ``j``'s output files, in the job's order."""
-        c = self._c
-        return c.out_files[c.out_start[j] : c.out_start[j + 1]]
-
-    def parent_numbers(self, j: int) -> array[int]:
-        """Job numbers of job ``j``'s parents, in the order of `StreamedParents` (by name)."""
-        c = self._c
-        return c.par_jobs[c.par_start[j] : c.par_start[j + 1]]
-
-    def file_row(self, k: int) -> tuple[int, tuple[Any, ...], str, int, str]:
-        """Schema index (into `file_schemas`), data-ID values, path, producer's job number (or -1), lfn of file ``k``."""
-        c = self._c
-        return c.schema_of[k], c.values[k], c.paths[k], c.producer[k], c.lfns[k]
-
-    def file_schemas(self) -> Sequence[tuple[str, tuple[str, ...]]]:
-        """Schema index -> ``(dataset type, data-ID keys)``."""
-        return self._c.schemas
 
     def common_value(self, j: int, keys: Sequence[str]) -> tuple[str, Any] | None:
         """The first of ``keys`` whose value all of job ``j``'s outputs (else its inputs) share, with
         the value: `bps.wms.htcondor.layout.unit_subdir` without making the files."""
         c = self._c
-        files = self.output_numbers(j) or self.input_numbers(j)
+        files = (
+            c.out_files[c.out_start[j] : c.out_start[j + 1]] or c.in_files[c.in_start[j] : c.in_start[j + 1]]
+        )
         if not files:
             return None
         key_at = self._key_at
@@ -234,6 +192,38 @@ class StreamedJobs(Mapping[str, Job]):
                 return key, value
         return None
 
+    def common_values(self, keys: Sequence[str]) -> Iterator[tuple[str, Any] | None]:
+        """`common_value` of each job, in the workflow's order: one pass, and a job with
+        one file (most) reads its value where its schema holds the first of ``keys``."""
+        c = self._c
+        values, schema_of = c.values, c.schema_of
+        # per schema: (key, position) of each of ``keys`` its data IDs have, in the order of ``keys``
+        present = [[(key, ks.index(key)) for key in keys if key in ks] for _, ks in c.schemas]
+        out_start, out_files, in_start, in_files = c.out_start, c.out_files, c.in_start, c.in_files
+        for j in c.order:
+            a, b = out_start[j], out_start[j + 1]
+            if a == b:
+                a, b = in_start[j], in_start[j + 1]
+                if a == b:
+                    yield None
+                    continue
+                if b - a > 1:
+                    yield self.common_value(j, keys)
+                    continue
+                k = in_files[a]
+            elif b - a > 1:
+                yield self.common_value(j, keys)
+                continue
+            else:
+                k = out_files[a]
+            row = values[k]
+            for key, at in present[schema_of[k]]:
+                if row[at] is not None:
+                    yield key, row[at]
+                    break
+            else:
+                yield None
+
     def positions(self) -> array[int]:
         """Job number -> the job's position in the workflow's order."""
         position = array("q", bytes(8 * len(self._c.order)))
@@ -241,17 +231,14 @@ class StreamedJobs(Mapping[str, Job]):
             position[j] = i
         return position
 
-    def file_count(self) -> int:
-        return len(self._c.lfns)
-
     def labels(self) -> list[str]:
         """Distinct labels in first-appearance order (without making the jobs)."""
         labels, label_of = self._c.labels, self._c.label_of
         return [labels[label_of[j]] for j in self.first_jobs()]
 
-    # -- read-only columns for the Pegasus translator (`bps.wms.pegasus.streamed`) ---------------
-    # It encodes compute.yml, the replica catalog, job_map.json and outputs.map from these,
-    # without a `Job` or `WorkflowFile` per job; it never changes what they return.
+    # -- read-only columns for the writers (`bps.workflow_io`, the HTCondor and Pegasus translators) --
+    # They write workflow.json, the DAG, compute.yml, the replica catalog, job_map.json and
+    # outputs.map from these, without a `Job` or `WorkflowFile` per job; they never change them.
 
     def job(self, j: int) -> Job:
         """The `Job` of job number ``j`` (made now, as reading ``jobs`` makes it)."""
@@ -275,6 +262,9 @@ class StreamedJobs(Mapping[str, Job]):
             paths=c.paths,
             producer=c.producer,
             extra=c.extra,
+            schema_of=c.schema_of,
+            values=c.values,
+            schemas=c.schemas,
         )
 
 
@@ -284,7 +274,8 @@ class JobColumns(NamedTuple):
     A job's input files are ``in_files[in_start[j]:in_start[j + 1]]`` (outputs and parents
     alike); ``producer[k]`` is the job number making file ``k`` (-1: an overall input, whose
     ``paths[k]`` is where it is registered); ``extra[j]`` the arguments prepare added to job
-    ``j``'s command line after ``--manifest-dir``.
+    ``j``'s command line after ``--manifest-dir``; ``values[k]`` the data-ID values of file
+    ``k``, for the keys of ``schemas[schema_of[k]]`` (``(dataset type, keys)``).
     """
 
     order: array[int]
@@ -301,6 +292,9 @@ class JobColumns(NamedTuple):
     paths: Sequence[str]
     producer: array[int]
     extra: Mapping[int, tuple[str, ...]]
+    schema_of: array[int]
+    values: Sequence[tuple[Any, ...]]
+    schemas: Sequence[tuple[str, tuple[str, ...]]]
 
 
 class _Items(ItemsView[str, Job]):
@@ -501,27 +495,38 @@ class StreamedWorkflow:
         """File ``k`` (an overall input) is registered at ``path`` rather than its template path."""
         self._c.paths[k] = path
 
-    def jobs_reading_inputs(self) -> Iterator[tuple[int, list[tuple[int, str]]]]:
-        """``(job number, [(file number, lfn) of its overall inputs])`` in the workflow's order."""
+    def jobs_reading_inputs(self) -> Iterator[tuple[int, list[str]]]:
+        """``(job number, [lfn of each of its overall inputs])`` in the workflow's order."""
         c = self._c
+        lfns, producer, in_start, in_files = c.lfns, c.producer, c.in_start, c.in_files
         for j in c.order:
-            mine = [
-                (k, c.lfns[k]) for k in c.in_files[c.in_start[j] : c.in_start[j + 1]] if c.producer[k] < 0
-            ]
+            mine = [lfns[k] for k in in_files[in_start[j] : in_start[j + 1]] if producer[k] < 0]
             if mine:
                 yield j, mine
 
     def add_arguments(self, jobs: Iterable[int], arguments: Sequence[str]) -> None:
-        """Append ``arguments`` to the command line of each of ``jobs`` (job numbers)."""
+        """Append ``arguments`` to the command line of each of ``jobs`` (job numbers).
+
+        Jobs that had the same arguments share the new tuple too: one per group of the
+        input files (`bps.prepare`), not one per job.
+        """
         more = tuple(arguments)
         extra = self._c.extra
+        made: dict[tuple[str, ...], tuple[str, ...]] = {}
         for j in jobs:
-            extra[j] = extra.get(j, ()) + more
+            old = extra.get(j, ())
+            new = made.get(old)
+            if new is None:
+                new = made[old] = old + more
+            extra[j] = new
 
 
-#: ``(dataset type, data-ID keys) -> format(values, run)``: the path of a dataset relative to
-#: the datastore root (`supertask.repo.datastore.Datastore.path_formatter`)
-PathFormatter = Callable[[Any, tuple[str, ...]], Callable[[tuple[Any, ...], str], str]]
+#: ``(dataset type, data-ID keys) -> format(rows, runs)``: the paths of datasets (``rows[i]``
+#: their data-ID values, ``runs[i]`` their RUN) relative to the datastore root
+#: (`supertask.repo.datastore.Datastore.paths_formatter`)
+PathFormatter = Callable[
+    [Any, tuple[str, ...]], Callable[[Sequence[tuple[Any, ...]], Sequence[str]], list[str]]
+]
 
 
 def build_streamed_workflow_file(
@@ -567,12 +572,14 @@ def build_streamed_workflow(
     from supertask.repo.dataid import DataId
     from supertask.repo.dataset import Dataset
 
-    def path_formatter(dataset_type: Any, keys: tuple[str, ...]) -> Callable[[tuple[Any, ...], str], str]:
+    def path_formatter(
+        dataset_type: Any, keys: tuple[str, ...]
+    ) -> Callable[[Sequence[tuple[Any, ...]], Sequence[str]], list[str]]:
         def path(values: tuple[Any, ...], run: str) -> str:
             dataset = Dataset(dataset_type, DataId(dict(zip(keys, values, strict=True))), run=run)
             return template_path(dataset, run)
 
-        return path
+        return lambda rows, runs: list(map(path, rows, runs))
 
     plain = _PlainQuanta(quanta if isinstance(quanta, Sequence) else list(quanta))
     return _build(plain, plain, options, path_formatter)
@@ -632,14 +639,23 @@ class _PlainQuanta:
 class _Schema:
     """What the build keeps per (dataset type, data-ID keys) of the records' tables."""
 
-    __slots__ = ("files", "index", "lfn", "path")
+    __slots__ = ("files", "index", "lfn", "lfns", "numbers", "paths")
 
-    def __init__(self, index: int, lfn: Callable[[tuple[Any, ...]], str], path: Callable[..., str]):
+    def __init__(
+        self,
+        index: int,
+        lfn: Callable[[tuple[Any, ...]], str],
+        lfns: Callable[[Sequence[tuple[Any, ...]]], list[str]],
+        paths: Callable[[Sequence[tuple[Any, ...]], Sequence[str]], list[str]],
+    ):
         self.index = index
         #: data-ID values -> file number (keyed by file name instead when told apart by name)
         self.files: dict[Any, int] = {}
         self.lfn = lfn
-        self.path = path
+        self.lfns = lfns
+        self.paths = paths
+        #: the numbers of its files, whose names and paths are formatted together at the end
+        self.numbers = array("q")
 
 
 def _build(
@@ -679,7 +695,7 @@ def _fill(
     file_of: dict[str, int] = {}  # lfn -> file number, when telling datasets apart by name
     seen_names: set[str] = set()
     output_run = options.output_run
-    names, label_of, lfns, paths = c.names, c.label_of, c.lfns, c.paths
+    names, label_of, lfns = c.names, c.label_of, c.lfns
     schema_of, values_of, producer = c.schema_of, c.values, c.producer
     dataset_id, runs_of, shared = c.dataset_id, c.runs, c.shared_values
     in_files, in_start, out_files, out_start = c.in_files, c.in_start, c.out_files, c.out_start
@@ -692,7 +708,10 @@ def _fill(
         found = schema_index.get(key)
         if found is None:
             found = schema_index[key] = _Schema(
-                len(c.schemas), lfn_formatter(dataset_type.name, keys), path_formatter(dataset_type, keys)
+                len(c.schemas),
+                lfn_formatter(dataset_type.name, keys),
+                lfns_formatter(dataset_type.name, keys),
+                path_formatter(dataset_type, keys),
             )
             c.schemas.append(key)
             c.types.append(dataset_type)
@@ -701,16 +720,16 @@ def _fill(
 
     def add(s: _Schema, values: tuple[Any, ...], run: str, p: int, ident: int | None) -> int:
         """A new file: ``values`` of schema ``s`` in ``run``, made by job ``p`` (-1: none)."""
-        k = len(lfns)
+        k = len(values_of)
         # One object per distinct value: the reader makes a new one for every dataset.
         values = tuple([shared.setdefault((type(v), v), v) for v in values])
-        lfn = s.lfn(values)
         if by_name:
+            lfn = s.lfn(values)
             file_of[lfn] = k
+            lfns.append(lfn)
         else:
             s.files[values] = k
-        lfns.append(lfn)
-        paths.append(s.path(values, run))
+        s.numbers.append(k)
         schema_of.append(s.index)
         values_of.append(values)
         producer.append(p)
@@ -791,7 +810,33 @@ def _fill(
         if parents:
             par_jobs.extend(sorted(parents, key=names.__getitem__) if len(parents) > 1 else parents)
         par_start.append(len(par_jobs))
+    _name_files(c, schema_index.values(), output_run, by_name)
     return c
+
+
+def _name_files(c: _Columns, schemas: Iterable[_Schema], output_run: str, named: bool) -> None:
+    """Each file's path (and lfn, unless ``named`` already), a schema's files at once.
+
+    The formatters of many (`bps.names.lfns_formatter`, `Datastore.paths_formatter`) format
+    a file in C where a call per file would cost more than the formatting itself.
+    """
+    n = len(c.values)
+    lfns = c.lfns if named else [""] * n
+    paths = [""] * n
+    values, runs = c.values, c.runs
+    for s in schemas:
+        numbers = s.numbers
+        rows = list(map(values.__getitem__, numbers))
+        s_paths = s.paths(rows, [run or output_run for run in map(runs.__getitem__, numbers)])
+        if named:
+            for k, path in zip(numbers, s_paths, strict=True):
+                paths[k] = path
+        else:
+            for k, lfn, path in zip(numbers, s.lfns(rows), s_paths, strict=True):
+                lfns[k] = lfn
+                paths[k] = path
+        s.numbers = array("q")
+    c.lfns, c.paths = lfns, paths
 
 
 def _static_order(c: _Columns) -> array[int]:

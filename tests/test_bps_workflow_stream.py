@@ -51,10 +51,11 @@ def test_a_streamed_workflow_is_the_built_one_through_a_saved_graph_read_in_smal
 
 
 def path_formatter(dataset_type, keys):
-    """`path_of` as a per-(type, keys) formatter of data-ID values."""
-    return lambda values, run: path_of(
-        Dataset(dataset_type, DataId(dict(zip(keys, values, strict=True)))), run
-    )
+    """`path_of` as a per-(type, keys) formatter of many datasets' data-ID values and RUNs."""
+    return lambda rows, runs: [
+        path_of(Dataset(dataset_type, DataId(dict(zip(keys, values, strict=True)))), run)
+        for values, run in zip(rows, runs, strict=True)
+    ]
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 10_000])

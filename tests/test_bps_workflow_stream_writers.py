@@ -2,7 +2,7 @@
 
 `bps.workflow_io` (``workflow.json``), the HTCondor DAG (`bps.wms.htcondor.translator`), its
 resource check and prepare's input-locations / input-checks files read an unclustered,
-streamed workflow through `bps.workflow_stream.StreamedJobs`' accessors, making no `Job` per
+streamed workflow through `bps.workflow_stream.StreamedJobs.columns()`, making no `Job` per
 job. Each is checked here against the same writer given the built workflow's jobs.
 """
 
@@ -94,7 +94,9 @@ def test_a_streamed_job_name_that_needs_json_escapes_is_written_as_when_built(tm
     save_workflow(built, tmp_path / "built.json")
     save_workflow(streamed, tmp_path / "streamed.json")
     assert (tmp_path / "streamed.json").read_bytes() == (tmp_path / "built.json").read_bytes()
-    monkeypatch.setattr(translator, "safe_name", lambda text: text.replace(" ", "_").replace('"', "q"))
+    node = lambda text: text.replace(" ", "_").replace('"', "q")  # noqa: E731
+    monkeypatch.setattr(translator, "safe_name", node)  # the jobs' writer, one name at a time
+    monkeypatch.setattr(translator, "safe_names", lambda texts: list(map(node, texts)))  # the columns' writer
     translator.write_dag(built, tmp_path / "dag")
     expected = _files_of(tmp_path / "dag")
     (tmp_path / "dag").rename(tmp_path / "built")
@@ -165,3 +167,51 @@ def test_workflow_json_of_a_streamed_workflow_falls_back_to_its_jobs_when_a_labe
     save_workflow(streamed, tmp_path / "streamed.json")
     assert calls == [built, streamed]  # the streamed one wrote nothing before falling back
     assert (tmp_path / "streamed.json").read_bytes() == (tmp_path / "built.json").read_bytes()
+
+
+def test_jobs_of_one_group_of_both_input_files_share_one_arguments_tuple(tmp_path):
+    """10^6 jobs reading overall inputs hold one added-arguments tuple per group, not one per job."""
+    streamed = build_streamed_workflow(demo_quanta(), _options(), path_of)
+    raws = sorted({lfn for _, lfns in streamed.jobs_reading_inputs() for lfn in lfns})
+    kinds = [
+        ({lfn: f"elsewhere/{lfn}" for lfn in raws}, tmp_path / "locations", "--input-locations"),
+        ({lfn: [1, "sum"] for lfn in raws}, tmp_path / "checks", "--input-checks"),
+    ]
+    prepare_mod._write_streamed_inputs(streamed, kinds)
+    jobs = streamed.workflow.jobs
+    added = [jobs.columns().extra.get(j, ()) for j, _ in streamed.jobs_reading_inputs()]
+    assert len(added) > 1 and len({id(a) for a in added}) == 1
+    assert added[0] == (
+        "--input-locations", str(tmp_path / "locations" / "000000.json"),
+        "--input-checks", str(tmp_path / "checks" / "000000.json"),
+    )  # fmt: skip
+
+
+def test_safe_names_are_each_safe_name():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from bps.names import safe_name, safe_names
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.one_of(st.text(max_size=8), st.sampled_from(["_", "__", "a b", "JOB", "x_", "é"]))))
+    def check(texts):
+        assert safe_names(texts) == [safe_name(t) for t in texts]
+
+    check()
+
+
+def test_common_values_in_one_pass_are_each_jobs_common_value():
+    """The log directory of each node: the one-pass reading gives what asking job by job gives,
+    for jobs of one file, of several, and of none."""
+    from bps.wms.htcondor.layout import UNIT_KEYS
+
+    for quanta in (demo_quanta(), _chains()):
+        jobs = build_streamed_workflow(quanta, _options(), path_of).workflow.jobs
+        for keys in (UNIT_KEYS, ("detector", "visit"), ("nothing",)):
+            expected = [jobs.common_value(j, keys) for j in jobs.columns().order]
+            assert list(jobs.common_values(keys)) == expected
+        assert any(
+            expected is not None
+            for expected in (jobs.common_value(j, UNIT_KEYS) for j in jobs.columns().order)
+        )

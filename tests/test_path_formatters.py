@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bps.names import dataset_lfn, lfn_formatter
+from bps import names
+from bps.names import dataset_lfn, lfn_formatter, lfns_formatter
 from supertask.repo.dataid import DataId
 from supertask.repo.dataset import DatasetType
 from supertask.repo.datastore import Datastore, DatastoreError, _clean
@@ -118,3 +119,80 @@ def test_path_keeps_its_formatters_but_follows_a_changed_template_and_still_pick
     store.templates["calexp"] = "{run}/v{visit}"
     assert store.path(dt, DataId(visit=1), "r") == "r/v1.npy"
     assert pickle.loads(pickle.dumps(store)).path(dt, DataId(visit=2), "r") == "r/v2.npy"
+
+
+# -- the formatters of many: each file formatted in C when its values allow, the same text -------------
+
+plain_values = st.one_of(
+    st.integers(min_value=-(2**63), max_value=2**63),
+    st.sampled_from(["Cam", "g", "x y", "a_", "_b", "r.1", ""]),
+)
+
+
+@st.composite
+def keyed_rows(draw):
+    """Data-ID keys and rows of values for them, mostly of the ints and names real IDs hold."""
+    keys = tuple(draw(st.lists(st.sampled_from(UNITS), unique=True, max_size=4)))
+    row = st.tuples(*[st.one_of(plain_values, values, st.booleans()) for _ in keys])
+    return keys, draw(st.lists(row, max_size=6))
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+@settings(max_examples=100, deadline=None)
+@given(keyed=keyed_rows(), run=st.sampled_from(["run/1", "u/ünï/c", "r{x}"]))
+def test_the_formatter_of_many_gives_each_template_path_or_refuses_as_one_by_one(
+    tmp_path_factory, template, keyed, run
+):
+    keys, rows = keyed
+    store = _datastore(tmp_path_factory, template)
+    dt = DatasetType("calexp", keys, "NumpyArray")
+    one = store.path_formatter(dt, keys)
+    # one RUN for all (the template made once per RUN), and RUNs that differ row by row
+    for runs in ([run] * len(rows), [run if i % 2 else "in/{x}" for i in range(len(rows))]):
+        try:
+            expected = [one(values, r) for values, r in zip(rows, runs, strict=True)]
+        except Exception as err:  # noqa: BLE001 - whatever one by one raises, many raises
+            with pytest.raises(type(err)):
+                store.paths_formatter(dt, keys)(rows, runs)
+            continue
+        assert store.paths_formatter(dt, keys)(rows, runs) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    keyed=keyed_rows(),
+    dataset_type=st.one_of(
+        st.sampled_from(["calexp", "_x_", "a b", "{x}"]), st.text(string.printable, max_size=6)
+    ),
+)
+def test_the_lfn_formatter_of_many_gives_each_dataset_lfn(keyed, dataset_type):
+    keys, rows = keyed
+    expected = [dataset_lfn(dataset_type, dict(zip(keys, values, strict=True))) for values in rows]
+    assert lfns_formatter(dataset_type, keys)(rows) == expected
+
+
+def test_rows_of_ints_and_plain_names_are_formatted_without_a_call_per_row(tmp_path, monkeypatch):
+    """The point of the formatters of many: no Python call per file when the values allow."""
+    store = Datastore(tmp_path, {"templates": {"calexp": "{run}/{datasetType}/{visit}/{dataId}"}})
+    dt = DatasetType("calexp", ("detector", "instrument", "visit"), "NumpyArray")
+    keys = ("detector", "instrument", "visit")
+    rows, runs = [(1, "Cam", 12), (2, "Cam", 13)], ["r", "s"]
+    expected = [store.path_formatter(dt, keys)(v, r) for v, r in zip(rows, runs, strict=True)]
+    lfn_expected = [lfn_formatter("calexp", keys)(v) for v in rows]
+
+    def refuse(*args):
+        raise AssertionError("formatted one by one")
+
+    monkeypatch.setattr(Datastore, "path_formatter", lambda self, *a: refuse)
+    monkeypatch.setattr(names, "lfn_formatter", lambda *a: refuse)
+    assert (
+        store.paths_formatter(dt, keys)(rows, runs)
+        == expected
+        == [
+            "r/calexp/12/detector-1_instrument-Cam_visit-12.npy",
+            "s/calexp/13/detector-2_instrument-Cam_visit-13.npy",
+        ]
+    )
+    assert names.lfns_formatter("calexp", keys)(rows) == lfn_expected
+    with pytest.raises(AssertionError, match="one by one"):  # a name the lfn changes: row by row
+        names.lfns_formatter("calexp", keys)([(1, "Ca m", 12)])

@@ -45,6 +45,7 @@ from supertask.atomic_write import atomic_open
 
 from ... import exit_codes
 from ...job_environment import JobEnvironment
+from ...names import safe_names
 from ...slices import job_graph
 from ...staging import manifest_path
 from ...workflow import GenericWorkflow, Job, SiteConfig, WorkflowFile, safe_name
@@ -640,18 +641,13 @@ _SPECIAL_NAME = re.compile(r"[ \t'\"\\\x01\x02]")
 
 def _node_names_by_number(jobs: StreamedJobs) -> list[str]:
     """`node_names` of a streamed workflow, by job number (no dictionary keyed by job name)."""
-    names = jobs.names()
-    nodes = [""] * len(names)
-    seen: set[str] = set()
-    for j in jobs.order():
-        name = names[j]
-        node = safe_name(name)
-        if node.upper() in RESERVED or node == FINAL_NODE:
-            node = f"job_{node}"
-        if node in seen:
-            node_names(names[i] for i in jobs.order())  # raises, naming both jobs
-        seen.add(node)
-        nodes[j] = node
+    c = jobs.columns()
+    names = c.names
+    nodes = safe_names(names)
+    if not RESERVED.isdisjoint(map(str.upper, nodes)) or FINAL_NODE in nodes:
+        nodes = [f"job_{node}" if node.upper() in RESERVED or node == FINAL_NODE else node for node in nodes]
+    if len(set(nodes)) != len(nodes):
+        node_names(names[i] for i in c.order)  # raises, naming both jobs
     return nodes
 
 
@@ -659,7 +655,7 @@ def _column_label_defaults(jobs: StreamedJobs) -> dict[str, _LabelDefaults]:
     """`_label_defaults` of a streamed workflow, from its columns.
 
     The jobs of a label share their resources and differ in their arguments only by quantum
-    number, name and what prepare added (`StreamedJobs.extra_arguments`); two jobs with the
+    number, name and what prepare added (``StreamedJobs.columns().extra``); two jobs with the
     same additions differ in the first two. So the common prefix and suffix of all the
     label's argument lists are those of at most two jobs per distinct addition.
     """
@@ -669,11 +665,12 @@ def _column_label_defaults(jobs: StreamedJobs) -> dict[str, _LabelDefaults]:
             raise ValueError(f"job label {template.label!r} is reserved for the final job; rename the label")
     witnesses: dict[tuple[int, tuple[str, ...]], list[int]] = {}
     count = dict.fromkeys(templates, 0)
-    label_of = jobs.label_index()
-    for j in jobs.order():
+    c = jobs.columns()
+    label_of, extras = c.label_of, c.extra
+    for j in c.order:
         label = label_of[j]
         count[label] += 1
-        key = (label, jobs.extra_arguments(j))
+        key = (label, extras.get(j, ()))
         found = witnesses.get(key)
         if found is None:
             witnesses[key] = [j]
@@ -697,7 +694,7 @@ def _column_arguments(
     """Job ``j``'s command line (``name`` in place of its name if given)."""
     args, quantum_at, name_at = jobs.argument_template()
     args[quantum_at] = str(j)
-    args[name_at] = jobs.names()[j] if name is None else name
+    args[name_at] = jobs.columns().names[j] if name is None else name
     return args + list(extra)
 
 
@@ -729,7 +726,8 @@ def _column_node_lines(
             f" {category}\n" if category in throttles else "",
             t.log_subdir,
         )
-    names, label_of = jobs.names(), jobs.label_index()
+    c = jobs.columns()
+    names, label_of, extras = c.names, c.label_of, c.extra
     plain = not _SPECIAL_NAME.search("".join(names))
     args_text: dict[tuple[int, tuple[str, ...]], str | None] = {}
     # a node name is `safe_name`'s: nothing in it to escape in a VARS value (checked once)
@@ -737,18 +735,17 @@ def _column_node_lines(
     # (label, unit) -> ``bps_log`` up to the node name
     log_text: dict[tuple[int, tuple[str, Any] | None], str] = {}
     lines: list[str] = []
-    for j in jobs.order():
+    for j, unit in zip(c.order, jobs.common_values(UNIT_KEYS), strict=True):
         index = label_of[j]
         sub, more, priority, category, log_subdir = shared[index]
         node = nodes[j]
-        unit = jobs.common_value(j, UNIT_KEYS)
         log = log_text.get((index, unit))
         if log is None:
             label = templates[index].label
             directory = log_dir(label, log_subdir, f"{unit[0]}-{unit[1]}" if unit else "")
             log_dirs.add(directory)
             log = log_text[(index, unit)] = vars_value(directory + "/")[:-1]
-        extra = jobs.extra_arguments(j)
+        extra = extras.get(j, ())
         text = args_text.get((index, extra), "")
         if text == "":
             d = labels[templates[index].label]
@@ -787,10 +784,12 @@ def _marked_arguments(jobs: StreamedJobs, d: _LabelDefaults, extra: tuple[str, .
 def _column_edge_lines(jobs: StreamedJobs, nodes: list[str]) -> Iterable[str]:
     """`_edge_lines` of a streamed workflow, by job number."""
     lines: list[str] = []
-    for j in jobs.order():
-        parents = jobs.parent_numbers(j)
+    c = jobs.columns()
+    par_start, par_jobs = c.par_start, c.par_jobs
+    for j in c.order:
+        parents = par_jobs[par_start[j] : par_start[j + 1]]
         if parents:
-            lines.append(f"PARENT {' '.join([nodes[p] for p in parents])} CHILD {nodes[j]}\n")
+            lines.append(f"PARENT {' '.join(map(nodes.__getitem__, parents))} CHILD {nodes[j]}\n")
             if len(lines) >= _LINES_CHUNK:
                 yield "".join(lines)
                 lines.clear()

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.sql import visitors
 
 from ...expr.errors import UnknownIdentifierError
 from ..units import Universe
@@ -120,27 +121,73 @@ class QueryBuilder:
             return (*u.requiredKeys(element), *u.units[element].implies)
         return u.expand(u.relations[element].units)
 
-    def fromClause(self, plan: QueryPlan) -> tuple[list[sa.FromClause], list[sa.ColumnElement[bool]]]:
+    def fromClause(
+        self, plan: QueryPlan, sources: Mapping[str, sa.FromClause] | None = None
+    ) -> tuple[list[sa.FromClause], list[sa.ColumnElement[bool]]]:
         """The plan's tables and the equalities joining them on their shared key columns.
 
         Inner joins written as WHERE equalities, SQLite's shape: its planner chooses
         the join order itself, cheaply. Also sets ``plan.columns`` (each key's canonical
-        column), which `resolver` and `joinChain` use.
+        column), which `resolver` and `joinChain` use. ``sources`` replaces some
+        elements' tables (the projections of `projections`), joined on the key columns
+        they keep.
         """
         tables = self.schema.elements
+        sources = sources or {}
         canonical: dict[str, sa.ColumnElement[Any]] = {}
         for element in plan.elements:  # a unit's own table provides its canonical key column
             if element in self.universe.units:
                 canonical[element] = tables[element].c[element]
         conds: list[sa.ColumnElement[bool]] = []
         for element in plan.elements:
+            source = sources.get(element, tables[element])
             for key in self._elementKeyColumns(element):
-                col = tables[element].c[key]
+                if key not in source.c:
+                    continue
+                col = source.c[key]
                 canon = canonical.setdefault(key, col)
                 if canon is not col:
                     conds.append(col == canon)
         plan.columns = canonical
-        return [tables[e] for e in plan.elements], conds
+        return [sources.get(e, tables[e]) for e in plan.elements], conds
+
+    def projections(
+        self, plan: QueryPlan, conditions: Sequence[sa.ColumnElement[bool]] = ()
+    ) -> dict[str, sa.FromClause]:
+        """Relations of the plan reduced to the key columns the query uses, as ``SELECT DISTINCT``.
+
+        A relation joins the plan because its units are involved, but it may hold keys
+        of units the query has nothing to do with: the (visit, detector) <-> patch
+        overlaps hold the detector when a query asks which visits overlap a patch.
+        Joined whole, every overlap row (one per detector) is joined to the visit,
+        filter and band tables and then removed again by the outer ``DISTINCT``; at 10^6
+        quanta that was 8 s of SQLite's time. Reduced first to its distinct (visit,
+        patch) pairs, the relation gives each pair once, and the rows are the same
+        (the left-out keys are joined to nothing, selected by nothing, and named by no
+        expression: an expression naming the relation involves all its units).
+
+        ``conditions`` are the statement's IN lists over canonical columns: those that
+        name only keys the projection keeps are repeated inside it, over the relation's
+        own columns, so the database reduces only the rows it needs (SQLite does not
+        carry an IN list across a join's equality into a subquery).
+        """
+        u = self.universe
+        tables = self.schema.elements
+        out: dict[str, sa.FromClause] = {}
+        for element in plan.elements:
+            if element not in u.relations:
+                continue
+            keys = self._elementKeyColumns(element)
+            kept = [k for k in keys if k in plan.units]
+            if len(kept) == len(keys):
+                continue
+            table = tables[element]
+            own = {id(plan.columns[k]): table.c[k] for k in kept if k in plan.columns}
+            pushed = [moved for cond in conditions if (moved := _moved(cond, own)) is not None]
+            out[element] = (
+                sa.select(*[table.c[k] for k in kept]).where(*pushed).distinct().subquery(f"{element}_keys")
+            )
+        return out
 
     def resolver(self, plan: QueryPlan) -> _Resolver:
         """A resolver for ``supertask.expr.compile_expression`` over this plan's columns."""
@@ -171,7 +218,7 @@ class QueryBuilder:
             names.extend(f"{element}.{f}" for f in u.elementFields(element))
         return names
 
-    def joinChain(self, plan: QueryPlan) -> sa.FromClause:
+    def joinChain(self, plan: QueryPlan, sources: Mapping[str, sa.FromClause] | None = None) -> sa.FromClause:
         """The plan's tables as a chain of explicit inner ``JOIN``s (PostgreSQL's shape).
 
         The chain starts with the table of most key columns (a relation, when there is
@@ -183,13 +230,13 @@ class QueryBuilder:
         ``skymap``, ``band``: small tables) come last. Each table is joined to the first
         earlier table holding the same key (an ``ON`` clause may only name tables
         already in the chain); the equalities are transitive, so the rows are those of
-        `fromClause`.
+        `fromClause`. ``sources`` replaces some elements' tables, as in `fromClause`.
         """
         if not plan.columns:
             self.fromClause(plan)
-        tables = self.schema.elements
+        tables = {**self.schema.elements, **(sources or {})}
         relations = self.universe.relations
-        keys = {e: self._elementKeyColumns(e) for e in plan.elements}
+        keys = {e: tuple(k for k in self._elementKeyColumns(e) if k in tables[e].c) for e in plan.elements}
         remaining = sorted(plan.elements)
         first: dict[str, sa.ColumnElement[Any]] = {}
         joined: sa.FromClause | None = None
@@ -210,6 +257,45 @@ class QueryBuilder:
         assert joined is not None, "a plan without tables has no join"
         return joined
 
+    def _primaryKey(self, element: str) -> tuple[str, ...]:
+        """The key columns of an element's table that identify one of its rows (its primary key)."""
+        u = self.universe
+        if element in u.units:
+            return u.requiredKeys(element)
+        return u.expand(u.relations[element].units)
+
+    def rowsAreDistinct(self, plan: QueryPlan, sources: Mapping[str, sa.FromClause] | None = None) -> bool:
+        """Whether the plan's joined rows are distinct over its output keys without ``DISTINCT``.
+
+        Every table is joined on its key columns, and each has a primary key. A table
+        whose primary key is among the values already known has one row for them, and
+        that row fixes its other key columns (``visit`` fixes ``physical_filter``), so
+        those become known in turn. If, starting from the output keys, every table's row
+        is fixed this way, each output row comes from exactly one combination of table
+        rows: no two rows are equal, and the database need not build the temporary
+        index that ``DISTINCT`` costs (SQLite fills it completely before returning the
+        first row). Otherwise (output keys that leave out a table's key, as
+        ``physical_filter`` alone does for the visits an expression names) `False`. An
+        element in ``sources`` (a projection of `projections`, distinct over the keys it
+        keeps) is identified by those keys.
+        """
+        sources = sources or {}
+        known = set(plan.outputKeys)
+        pending = list(plan.elements)
+        progress = True
+        while pending and progress:
+            progress = False
+            for element in list(pending):
+                source = sources.get(element)
+                key = self._primaryKey(element) if source is None else tuple(source.c.keys())
+                if known.issuperset(key):
+                    known.update(
+                        k for k in self._elementKeyColumns(element) if source is None or k in source.c
+                    )
+                    pending.remove(element)
+                    progress = True
+        return not pending
+
     def select(
         self,
         plan: QueryPlan,
@@ -217,8 +303,14 @@ class QueryBuilder:
         datasets: Sequence[DatasetConstraint] = (),
         restrict: Mapping[str, Sequence[Any]] | None = None,
         extra: Sequence[sa.ColumnElement[bool]] = (),
+        ordered: bool = True,
     ) -> sa.Select[*tuple[Any, ...]]:
-        """The SELECT DISTINCT of the plan's output keys, ordered by them.
+        """The distinct rows of the plan's output keys, ordered by them if ``ordered``.
+
+        ``DISTINCT`` is left out when `rowsAreDistinct` proves the rows distinct anyway,
+        and ``ORDER BY`` when the caller does not need the database's order
+        (``ordered=False``): both make the database compute the whole result before
+        returning a row.
 
         Parameters
         ----------
@@ -234,11 +326,16 @@ class QueryBuilder:
             More conditions over the plan's columns (the caller's chunked IN lists):
             they belong with the joins, which a caller's ``.where`` on the returned
             statement would not reach in PostgreSQL's CTE shape.
+        ordered : `bool`
+            Add ``ORDER BY`` the output keys (default); `False` for callers that do
+            not rely on the rows' order.
         """
-        froms, joins = self.fromClause(plan)
+        self.fromClause(plan)  # the canonical columns, which the IN lists name
         canonical = plan.columns
         filters = [] if whereClause is None else [whereClause]
         restricts = [canonical[unit].in_(list(values)) for unit, values in (restrict or {}).items()]
+        projected = self.projections(plan, [*restricts, *extra])
+        froms, joins = self.fromClause(plan, projected)
         sources: list[sa.FromClause]
         if not self.fixedJoinOrder:
             column = canonical.__getitem__
@@ -250,7 +347,7 @@ class QueryBuilder:
             keys = list(dict.fromkeys((*plan.outputKeys, *self._constraintKeys(datasets))))
             cte = (
                 sa.select(*[canonical[k].label(k) for k in keys])
-                .select_from(self.joinChain(plan))
+                .select_from(self.joinChain(plan, projected))
                 .where(*filters, *restricts, *extra)
                 .cte("planned")
                 .prefix_with("MATERIALIZED")
@@ -259,7 +356,7 @@ class QueryBuilder:
             sources, conds = [cte], [self._exists(c, column) for c in datasets]
         else:
             column = canonical.__getitem__
-            sources, conds = [self.joinChain(plan)], [*filters, *restricts, *extra]
+            sources, conds = [self.joinChain(plan, projected)], [*filters, *restricts, *extra]
         if not plan.outputKeys:
             # No units asked for (the expression alone names tables): whether any row
             # matches is the whole answer, one empty data ID or none. (A SELECT of no
@@ -267,7 +364,13 @@ class QueryBuilder:
             return sa.select(sa.literal(1)).select_from(*sources).where(*conds).limit(1)
         cols = [column(k).label(k) for k in plan.outputKeys]
         stmt = sa.select(*cols).select_from(*sources).where(*conds)
-        return stmt.distinct().order_by(*[column(k) for k in plan.outputKeys])
+        if restricts or extra or not self.rowsAreDistinct(plan, projected):
+            # With IN lists SQLite's planner (a registry has no statistics) weighs them
+            # by their lengths, and without DISTINCT it led a visit-chunked statement
+            # with the patch list, which covers every overlap of the tile: twice the
+            # time at 10^6 quanta. Such statements keep DISTINCT and the plan it gives.
+            stmt = stmt.distinct()
+        return stmt.order_by(*[column(k) for k in plan.outputKeys]) if ordered else stmt
 
     def _constraintKeys(self, datasets: Sequence[DatasetConstraint]) -> list[str]:
         return [k for c in datasets for k in self.universe.expand(c.units)]
@@ -283,6 +386,24 @@ class QueryBuilder:
             *[alias.c[k] == column(k) for k in self.universe.expand(constraint.units)],
         )
         return sa.exists(sub)
+
+
+def _moved(
+    condition: sa.ColumnElement[bool], columns: Mapping[int, sa.Column[Any]]
+) -> sa.ColumnElement[bool] | None:
+    """``condition`` over other columns (``{id(column): replacement}``).
+
+    `None` if it names a column that ``columns`` does not replace (or none at all).
+    """
+    named = [e for e in visitors.iterate(condition) if isinstance(e, sa.Column)]
+    if not named or any(id(col) not in columns for col in named):
+        return None
+
+    def replace(element: Any, **_: Any) -> sa.Column[Any] | None:
+        return columns.get(id(element))
+
+    moved: sa.ColumnElement[bool] = visitors.replacement_traverse(condition, {}, replace)
+    return moved
 
 
 class _Resolver:
