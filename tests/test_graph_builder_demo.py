@@ -280,3 +280,66 @@ def test_preflight_drops_the_repository_graphs_lookup_tables_once_planned(repo, 
     assert len(graph) > 0
     assert sizes[0] > 0  # planning's look-ups filled them, and they went before defineQuanta
     assert not made[0]._interned
+
+
+def _kept_repo_graphs(monkeypatch) -> list:
+    import supertask.repo.repograph as repograph
+
+    made: list = []
+    original = repograph.makeRepoGraph
+
+    def keeping(*args, **kwargs):
+        made.append(original(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(repograph, "makeRepoGraph", keeping)
+    return made
+
+
+def test_preflight_drops_the_planning_rows_and_dataset_index_and_plans_the_same_graph(repo, monkeypatch):
+    from supertask.graph.builder import QuantumGraphBuilder
+
+    made = _kept_repo_graphs(monkeypatch)
+    graph, report = build(repo, "tract = 0")
+    assert len(graph) > 0 and report.rows > 0
+    assert not made[0]._rowValues and len(made[0].rows) == report.rows
+    with pytest.raises(RuntimeError, match="released"):  # and its dataset index, once quanta were defined
+        made[0].findDatasets("calexp", [])
+    # the same graph as a builder that keeps the rows
+    import supertask.repo.repograph as repograph
+
+    butler = Butler(repo, collections=INPUTS)
+    builder = QuantumGraphBuilder(Pipeline.fromFile(PIPELINE), None)
+    fresh = repograph.makeRepoGraph(
+        butler, builder.inputDatasetTypes, builder.outputDatasetTypes, "tract = 0", collections=INPUTS
+    )
+    other = builder.makeGraph(fresh)
+    assert fresh._rowValues and fresh.datasets["calexp"]  # makeGraph keeps them unless told otherwise
+    assert [(q.taskLabel, q.dataId) for q in other] == [(q.taskLabel, q.dataId) for q in graph]
+
+
+def test_preflight_keeps_the_rows_for_a_task_with_its_own_defineQuanta(repo, monkeypatch):
+    from demo_drp.tasks import MakeWarpTask
+
+    default = MakeWarpTask.defineQuanta
+    monkeypatch.setattr(MakeWarpTask, "defineQuanta", lambda self, repoGraph: default(self, repoGraph))
+    made = _kept_repo_graphs(monkeypatch)
+    graph, _ = build(repo, "tract = 0")
+    assert len(graph) > 0 and made[0]._rowValues  # a custom defineQuanta may read them
+
+
+def test_preflight_indexes_produced_outputs_in_its_repo_graphs_index_not_a_second_dict(repo, monkeypatch):
+    import supertask.repo.repograph as repograph
+
+    indexes: dict = {}
+    original = repograph.RepoGraph.datasetIndex
+
+    def recording(self, typeName):
+        indexes[typeName] = original(self, typeName)
+        return indexes[typeName]
+
+    monkeypatch.setattr(repograph.RepoGraph, "datasetIndex", recording)
+    graph, _ = build(repo, "tract = 0")
+    produced = {id(d) for q in graph for d in q.iterOutputs()}
+    assert set(indexes) == {d.datasetType.name for q in graph for d in q.iterOutputs()}
+    assert {id(d) for index in indexes.values() for d in index.values()} == produced

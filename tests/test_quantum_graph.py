@@ -360,3 +360,27 @@ def test_a_dataset_with_one_reader_keeps_a_list_sized_for_one():
     assert single  # raws are read by one isr quantum, warps of patch 1 by one coadd
     for d in single:
         assert sys.getsizeof(d.consumers) <= sys.getsizeof(list(d.consumers)), d
+
+
+def test_datasets_no_graph_has_linked_share_one_empty_consumers_list():
+    # a list per dataset would cost 56 bytes apiece at a million datasets
+    first, second = calexp(1, 0), warp(1, 1)
+    assert first.consumers == [] and first.consumers is second.consumers
+
+
+def test_adding_a_reader_to_an_unlinked_dataset_is_refused_not_shared():
+    first, second = calexp(1, 0), calexp(2, 0)
+    with pytest.raises(TypeError, match="not linked into a graph"):
+        first.consumers.append(Quantum("isr", DataId(visit=1)))
+    with pytest.raises(TypeError, match="not linked into a graph"):
+        first.consumers += [Quantum("isr", DataId(visit=1))]
+    assert first.consumers == [] and second.consumers == []
+
+
+@pytest.mark.parametrize("constructor", [QuantumGraph, QuantumGraph._from_shared])
+def test_linking_gives_each_dataset_a_consumers_list_of_its_own(constructor):
+    graph = constructor(shared_quanta())
+    datasets = [d for q in graph for d in (*q.iterInputs(), *q.iterOutputs())]
+    unlinked = calexp(9, 9).consumers
+    assert all(d.consumers is not unlinked for d in datasets)
+    assert unlinked == []

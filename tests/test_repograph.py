@@ -311,3 +311,39 @@ def test_a_projection_made_from_a_smaller_cached_one_equals_the_projection_of_th
     for units, expected in direct.items():
         assert graph._coveringProjection(graph.universe.expand(units)) is not None
         assert graph.dataIds(units) == expected
+
+
+def test_released_rows_keep_their_count_and_the_projections_already_made(butler):
+    graph = makeRepoGraph(butler, [RAW], [CALEXP, COADD], "visit IN (2, 3) AND detector < 3")
+    patches = graph.dataIds(["patch", "band"])
+    count = len(graph.rows)
+    graph.releaseRows()
+    assert not graph._rowValues  # the row tuples are gone
+    assert len(graph.rows) == count > 0 and graph.dataIds(["patch", "band"]) is patches
+    assert f"RepoGraph({count} rows" in repr(graph)
+
+
+def test_reading_released_rows_or_a_new_projection_of_them_says_so(butler):
+    graph = makeRepoGraph(butler, [RAW], [CALEXP, COADD], "visit IN (2, 3) AND detector < 3")
+    graph.releaseRows()
+    with pytest.raises(RuntimeError, match="released after planning"):
+        list(graph.rows)
+    with pytest.raises(RuntimeError, match="released after planning"):
+        graph.rows[0]
+    with pytest.raises(RuntimeError, match="released after planning"):
+        graph.dataIds(["detector", "patch"])  # (the units alone were projected by makeRepoGraph)
+
+
+def test_released_datasets_are_not_looked_up_again_but_refused(butler):
+    graph = makeRepoGraph(butler, [RAW], [CALEXP], "visit = 2")
+    assert graph.findDatasets("raw", [vd(2, 0)])
+    graph.releaseDatasets()
+    assert not dict.items(graph._datasetIndex)  # the index is gone
+    for lookup in (
+        lambda: graph.findDatasets("raw", [vd(2, 0)]),
+        lambda: graph.addDatasets(CALEXP, [vd(2, 0)]),
+        lambda: graph.datasets,
+    ):
+        with pytest.raises(RuntimeError, match="released once its quanta were defined"):
+            lookup()
+    assert "RepoGraph(" in repr(graph)

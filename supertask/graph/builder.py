@@ -230,6 +230,7 @@ class QuantumGraphBuilder:
         report: BuildReport | None = None,
         pipelineYaml: str | None = None,
         metadata: dict[str, Any] | None = None,
+        release_repo_graph: bool = False,
     ) -> QuantumGraph:
         """Call each task's ``defineQuanta`` in order and link the result into a `QuantumGraph`.
 
@@ -243,6 +244,13 @@ class QuantumGraphBuilder:
             their outputs are used as existing inputs downstream.
         report : `BuildReport`, optional
             Filled with pruning and skipping counts.
+        release_repo_graph : `bool`
+            The caller is done with ``repoGraph``: drop its rows after planning
+            (`RepoGraph.releaseRows`, about 110 MB at 10^6 quanta) and its dataset
+            index once the quanta are defined (`RepoGraph.releaseDatasets`, about 85 MB),
+            when nothing reads them any more, i.e. every task uses the default
+            ``defineQuanta`` over a plain `RepoGraph` and inputs are expanded.
+            `build_quantum_graph` does: its RepoGraph is its own.
         """
         from .quantum_graph import QuantumGraph
 
@@ -254,6 +262,9 @@ class QuantumGraphBuilder:
         # results are the graph's data IDs themselves: the tables that made them so
         # are not needed any more, and go before the quanta are built (peak memory).
         _release_lookup_tables(repoGraph)
+        release = release_repo_graph and self.expand_inputs and self._sharesDatasets(repoGraph)
+        if release:
+            repoGraph.releaseRows()
         produced: dict[str, dict[DataId, Dataset]] = {}
         view = PlannedRepoGraph(
             repoGraph,
@@ -268,7 +279,10 @@ class QuantumGraphBuilder:
         for task in self.tasks:
             outputs = task.getDatasetClasses()["outputs"]
             for datasetType in outputs.values():
-                produced.setdefault(datasetType.name, {})
+                if datasetType.name not in produced:
+                    # Over a RepoGraph of its own, the outputs are indexed where addDatasets
+                    # puts them already (one dictionary of a million entries, not two).
+                    produced[datasetType.name] = repoGraph.datasetIndex(datasetType.name) if release else {}
             tick = time.perf_counter()
             task_quanta = task.defineQuanta(view)
             report.timings[f"defineQuanta[{task.label}]"] = time.perf_counter() - tick
@@ -315,6 +329,8 @@ class QuantumGraphBuilder:
         self._relatedCache(repoGraph).clear()
         _release_lookup_tables(repoGraph)  # (tables a custom defineQuanta's look-ups made again)
         del view, planned
+        if release:
+            repoGraph.releaseDatasets()
         tick = time.perf_counter()
         shared = self._sharesDatasets(repoGraph)
         if not shared:
@@ -556,7 +572,9 @@ def _build_quantum_graph(
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "repo": str(getattr(butler, "root", "")),
     }
-    graph = builder.makeGraph(repoGraph, existing_outputs=existing, report=report, metadata=metadata)
+    graph = builder.makeGraph(
+        repoGraph, existing_outputs=existing, report=report, metadata=metadata, release_repo_graph=True
+    )
     if builder.schemas:  # a RUN never mixes schemas (whatever else is in the way)
         check_schemas(butler, output_run, builder.schemas)
     # What the plan left out because it was done already (bps campaign reports the reuse per tile).

@@ -74,12 +74,39 @@ class DatasetType:
         return (DatasetType, (self.name, self.units, self.storageClass))
 
 
+class _Unlinked(list["Quantum"]):
+    """The ``consumers`` of a dataset no graph has linked yet: empty, and shared by all of them.
+
+    A million datasets made during preflight would otherwise each hold an empty list
+    of their own (56 bytes apiece, about 110 MB at 10^6 quanta) until the
+    `QuantumGraph` gives every one of them its real list of readers. The graph always
+    assigns a new list before adding readers, so this one only has to stay empty:
+    every way of adding to it raises.
+    """
+
+    __slots__ = ()
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(
+            "this dataset is not linked into a graph: assign a new list to its consumers before adding to it"
+        )
+
+    append = extend = insert = remove = pop = clear = sort = reverse = _refuse
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
+
+
+#: the ``consumers`` of every dataset until a graph links it
+_NOT_LINKED: list[Quantum] = _Unlinked()
+
+
 class Dataset:
     """A handle to one dataset: its `DatasetType` and the `DataId` that identifies it.
 
     ``creator`` and ``consumers`` are the graph links of the seed (the quantum that
     will produce this dataset, and the quanta that read it); they are filled in by
-    the graph builder and are not pickled. ``id`` and ``run`` are set when the
+    the graph builder and are not pickled. Until then ``consumers`` is one shared empty
+    list that refuses additions (a fresh list per dataset would cost 56 bytes apiece
+    at a million datasets): assign a list of one's own before adding readers. ``id`` and ``run`` are set when the
     dataset is known to the registry (resolved), ``None`` for datasets that a
     pipeline will produce.
 
@@ -99,7 +126,7 @@ class Dataset:
         self.datasetType = datasetType
         self.dataId = dataId if isinstance(dataId, DataId) else DataId(dataId)
         self.creator: Quantum | None = None
-        self.consumers: list[Quantum] = []
+        self.consumers: list[Quantum] = _NOT_LINKED
         self.id = id
         self.run = run
 

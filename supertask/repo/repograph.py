@@ -70,6 +70,47 @@ class RowView(Sequence[DataId]):
         return DataId._from_sorted(dict(zip(self._keys, values, strict=True)))
 
 
+class _ReleasedRows(RowView):
+    """``RepoGraph.rows`` after `RepoGraph.releaseRows`: their number, and a clear error for anything else."""
+
+    __slots__ = ("_count",)
+
+    def __init__(self, keys: tuple[str, ...], count: int):
+        super().__init__(keys, [])
+        self._count = count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def _make(self, values: tuple[Any, ...]) -> DataId:
+        raise _rows_released()
+
+    def __getitem__(self, i: int | slice) -> Any:
+        raise _rows_released()
+
+    def __iter__(self) -> Iterator[DataId]:
+        raise _rows_released()
+
+
+class _ReleasedIndex(dict[str, dict[DataId, Dataset]]):
+    """``RepoGraph._datasetIndex`` after `RepoGraph.releaseDatasets`: empty, and every look-up says why."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(
+            "the datasets of this RepoGraph were released once its quanta were defined "
+            "(releaseDatasets); make a new RepoGraph to look datasets up"
+        )
+
+    get = setdefault = items = values = keys = __getitem__ = __iter__ = _refuse
+
+
+def _rows_released() -> RuntimeError:
+    return RuntimeError(
+        "the rows of this RepoGraph were released after planning (releaseRows); "
+        "make a new RepoGraph to look at them again"
+    )
+
+
 def _projector(rowKeys: Sequence[str], keys: Sequence[str]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
     """A function from a row's value tuple (over ``rowKeys``) to its values over ``keys``.
 
@@ -264,6 +305,11 @@ class RepoGraph:
         Only the data IDs are cached (the tuples are cheap to recompute and would double
         the memory of a large projection).
         """
+        if isinstance(self.rows, _ReleasedRows):
+            cached = self._projections.get(keys)
+            if cached is None:
+                raise _rows_released()
+            return [tuple(d._values.values()) for d in cached], cached
         rows = self._rowValues
         if not rows:
             values: list[tuple[Any, ...]] = []
@@ -316,6 +362,8 @@ class RepoGraph:
         expand = self.universe.expand
         index = self._rowsByUnit.get(unit.name)
         if index is None:
+            if isinstance(self.rows, _ReleasedRows):
+                raise _rows_released()
             project = _projector(self._rowKeys, expand([unit.name]))
             index = {}
             for i, row in enumerate(self._rowValues):
@@ -408,6 +456,43 @@ class RepoGraph:
         possibly new objects).
         """
         self._interned.clear()
+
+    def releaseRows(self) -> None:
+        """Drop the planning query's row tuples once every projection preflight needs is made.
+
+        At 10^6 quanta the rows are about 110 MB that the default ``defineQuanta`` and
+        the `QuantumGraph` never read (they use the cached projections of `dataIds`,
+        the registry and the dataset indexes). `build_quantum_graph` calls this after
+        planning, when the graph is its own and every task uses the default
+        ``defineQuanta``. Afterwards ``len(rows)`` and the projections already made
+        still answer; anything that needs the rows themselves raises `RuntimeError`.
+        """
+        if isinstance(self.rows, _ReleasedRows):
+            return
+        self.rows = _ReleasedRows(self._rowKeys, len(self._rowValues))
+        self._rowValues = []
+        self._rowsByUnit.clear()
+
+    def datasetIndex(self, typeName: str) -> dict[DataId, Dataset]:
+        """The graph's own ``{data ID: Dataset}`` index of one type: live, not a copy.
+
+        `QuantumGraphBuilder.makeGraph` indexes the outputs of each task by data ID;
+        over a RepoGraph of its own it uses this index (which `addDatasets` fills with
+        the same datasets) instead of a second dictionary of a million entries.
+        """
+        return self._datasetIndex.setdefault(typeName, {})
+
+    def releaseDatasets(self) -> None:
+        """Drop the graph's index of datasets by type and data ID once every quantum is defined.
+
+        The quanta hold the datasets themselves; at 10^6 quanta the index of the
+        million raws and the million calexps is about 85 MB that the `QuantumGraph`
+        never reads, and it would be alive while the graph links its datasets, the
+        peak of preflight. `build_quantum_graph` calls this, with `releaseRows`, on a
+        graph that is its own. Afterwards any look-up of datasets raises `RuntimeError`.
+        """
+        self._datasetIndex = _ReleasedIndex()
+        self._datasetSets = None
 
     def findDatasets(self, typeName: str, dataIds: Iterable[DataId]) -> dict[DataId, Dataset]:
         """Datasets of a type for the given data IDs: from the graph, else from the input collections.
@@ -536,7 +621,7 @@ class RepoGraph:
     def __repr__(self) -> str:
         return (
             f"RepoGraph({len(self.rows)} rows, units={ {k: len(v) for k, v in self.units.items()} }, "
-            f"datasets={ {k: len(v) for k, v in self._datasetIndex.items()} })"
+            f"datasets={ {k: len(v) for k, v in dict.items(self._datasetIndex)} })"
         )
 
 
