@@ -13,6 +13,8 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from supertask.template_rows import escape_literal, plain_rows
+
 __all__ = ["dataset_lfn", "lfn_formatter", "lfns_formatter", "safe_name", "safe_names"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -85,40 +87,20 @@ def lfns_formatter(
     fields = sorted((f"{k}-", i) for i, k in enumerate(keys))
     # a safe key prefix keeps an int's text as it is; the head keeps the ends free of "_"
     fast = head != "_" and all(_safe_part(f"{k}0") == f"{k}0" for k, _ in fields)
-    template = _escape(head) + "".join(f".{_escape(k)}{{{i}}}" for k, i in fields)
+    template = escape_literal(head) + "".join(f".{escape_literal(k)}{{{i}}}" for k, i in fields)
 
     def lfns(rows: Sequence[tuple[Any, ...]]) -> list[str]:
-        if not fast or not _plain_values(rows, width):
+        if not fast or not plain_rows(rows, width, _kept_as_is):
             return list(map(one, rows))
         return list(itertools.starmap(template.format, rows))
 
     return lfns
 
 
-def _escape(text: str) -> str:
-    """``text`` as literal text of a `str.format` template."""
-    return text.replace("{", "{{").replace("}", "}}")
-
-
-def _plain_values(rows: Sequence[tuple[Any, ...]], width: int) -> bool:
-    """Whether every row has ``width`` values, each an int or a str that a name's part keeps as
-    it is after a safe key prefix (safe characters, not ending in "_"): values a template
-    formats as their part of the name. Two passes in C over the values."""
-    if not rows:
-        return True
-    if set(map(len, rows)) != {width}:
-        return False
-    types = set(map(type, itertools.chain.from_iterable(rows)))
-    if not types <= _PLAIN_TYPES:
-        return False
-    if str not in types:
-        return True
-    # ints and strs only: the set holds each distinct value once
-    distinct = set(itertools.chain.from_iterable(rows))
-    return not any(_UNSAFE.search(v) or v.endswith("_") for v in distinct if type(v) is str)
-
-
-_PLAIN_TYPES = frozenset((int, str))
+def _kept_as_is(value: str) -> bool:
+    """Whether a name's part keeps ``value`` as it is after a safe key prefix (safe characters,
+    not ending in "_")."""
+    return not (_UNSAFE.search(value) or value.endswith("_"))
 
 
 @functools.lru_cache(maxsize=1 << 16)

@@ -21,6 +21,7 @@ try:  # the built-in module behind hashlib.blake2b; importing it alone skips loa
 except ImportError:  # pragma: no cover - an interpreter without it
     from hashlib import blake2b
 
+from ..template_rows import escape_literal, plain_rows
 from .dataset import DatasetType
 from .formatters import get_formatter
 
@@ -207,7 +208,7 @@ class Datastore:
         by_run: dict[str, str] = {}  # RUN -> the template with its text in place
 
         def format(rows: Sequence[tuple[Any, ...]], runs: Sequence[str]) -> list[str]:
-            if pieces is None or len(rows) != len(runs) or not _plain_values(rows, width):
+            if pieces is None or len(rows) != len(runs) or not plain_rows(rows, width, _kept_as_is):
                 return list(map(one, rows, runs))
             if len(set(runs)) == 1:  # the common case: no column of RUNs to zip with the values
                 run = runs[0]
@@ -446,9 +447,9 @@ def _values_template(positional: str, keys: tuple[str, ...]) -> list[str | tuple
     has a format spec, a conversion or an index (it would then format a value, not its text)."""
     out: list[str | tuple[str]] = []
     by_name = sorted((k, i) for i, k in enumerate(keys))
-    data_id = "_".join(f"{_escape(k)}-{{{i}}}" for k, i in by_name) or "global"
+    data_id = "_".join(f"{escape_literal(k)}-{{{i}}}" for k, i in by_name) or "global"
     for literal, field, spec, conversion in string.Formatter().parse(positional):
-        out.append(_escape(literal))
+        out.append(escape_literal(literal))
         if field is None:
             continue
         if field == "0":  # the run, formatted as the one-by-one rule does
@@ -464,32 +465,14 @@ def _values_template(positional: str, keys: tuple[str, ...]) -> list[str | tuple
 
 def _with_run(pieces: list[str | tuple[str]], run: str) -> str:
     """The template of `_values_template`'s ``pieces`` for datasets of ``run``."""
-    return "".join(piece if isinstance(piece, str) else _escape(piece[0].format(run)) for piece in pieces)
+    return "".join(
+        piece if isinstance(piece, str) else escape_literal(piece[0].format(run)) for piece in pieces
+    )
 
 
-def _escape(text: str) -> str:
-    """``text`` as literal text of a `str.format` template."""
-    return text.replace("{", "{{").replace("}", "}}")
-
-
-def _plain_values(rows: Sequence[tuple[Any, ...]], width: int) -> bool:
-    """Whether every row has ``width`` values, each an int or a str whose text `_clean` keeps
-    as it is: values a template formats as their path text. Two passes in C over the values."""
-    if not rows:
-        return True
-    if set(map(len, rows)) != {width}:
-        return False
-    types = set(map(type, itertools.chain.from_iterable(rows)))
-    if not types <= _PLAIN_TYPES:
-        return False
-    if str not in types:
-        return True
-    # ints and strs only: the set holds each distinct value once
-    distinct = set(itertools.chain.from_iterable(rows))
-    return not any(_UNSAFE.search(v) for v in distinct if type(v) is str)
-
-
-_PLAIN_TYPES = frozenset((int, str))
+def _kept_as_is(value: str) -> bool:
+    """Whether `_clean` keeps ``value``'s text as it is."""
+    return not _UNSAFE.search(value)
 
 
 def _check_template(name: str, template: str) -> None:
