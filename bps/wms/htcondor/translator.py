@@ -36,7 +36,7 @@ import os
 import re
 import sys
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -506,20 +506,26 @@ def _write_dagman_config(layout: DagLayout, site: SiteConfig) -> None:
 
 def node_names(jobs: Iterable[str]) -> dict[str, str]:
     """Job name -> DAG node name, for job names in the workflow's order (a mapping of jobs: its keys)."""
-    names: dict[str, str] = {}
+    names = list(jobs)
+    nodes = _nodes_of(names)
     seen: dict[str, str] = {}
-    for name in jobs:
-        node = safe_name(name)
-        if node.upper() in RESERVED or node == FINAL_NODE:
-            node = f"job_{node}"
+    for name, node in zip(names, nodes, strict=True):
         if node in seen:
             raise ValueError(
                 f"jobs {seen[node]!r} and {name!r} both become DAG node {node!r}: job names must "
                 "stay distinct after replacing characters other than letters, digits, '.', '_', '-'"
             )
         seen[node] = name
-        names[name] = node
-    return names
+    return dict(zip(names, nodes, strict=True))
+
+
+def _nodes_of(names: Sequence[str]) -> list[str]:
+    """The DAG node of each job name: its `safe_name`, with ``job_`` in front where that is a
+    DAGMan keyword or the final node's name (`safe_names`: in C, for a million jobs)."""
+    nodes = safe_names(names)
+    if not RESERVED.isdisjoint(map(str.upper, nodes)) or FINAL_NODE in nodes:
+        nodes = [f"job_{node}" if node.upper() in RESERVED or node == FINAL_NODE else node for node in nodes]
+    return nodes
 
 
 def _throttles(workflow: GenericWorkflow) -> dict[str, int]:
@@ -643,9 +649,7 @@ def _node_names_by_number(jobs: StreamedJobs) -> list[str]:
     """`node_names` of a streamed workflow, by job number (no dictionary keyed by job name)."""
     c = jobs.columns()
     names = c.names
-    nodes = safe_names(names)
-    if not RESERVED.isdisjoint(map(str.upper, nodes)) or FINAL_NODE in nodes:
-        nodes = [f"job_{node}" if node.upper() in RESERVED or node == FINAL_NODE else node for node in nodes]
+    nodes = _nodes_of(names)
     if len(set(nodes)) != len(nodes):
         node_names(names[i] for i in c.order)  # raises, naming both jobs
     return nodes
