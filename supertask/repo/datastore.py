@@ -106,6 +106,15 @@ class Datastore:
             format = self._formatters[cached] = self.path_formatter(datasetType, keys)
         return format(tuple(dataId.values()), run)
 
+    def _template_and_extension(self, datasetType: DatasetType) -> tuple[str, str | None]:
+        """The path template of ``datasetType`` and its storage class's file extension (None for
+        an unknown storage class: refused when formatting, after the template, as `path` always did)."""
+        template = self.templates.get(datasetType.name, self.templates["default"])
+        try:
+            return template, get_formatter(datasetType.storageClass).extension
+        except KeyError:
+            return template, None
+
     def path_formatter(
         self, datasetType: DatasetType, keys: tuple[str, ...]
     ) -> Callable[[tuple[Any, ...], str], str]:
@@ -123,11 +132,7 @@ class Datastore:
             When called, if the template names a unit that ``keys`` lacks.
         """
         name = datasetType.name
-        template = self.templates.get(name, self.templates["default"])
-        try:
-            extension = get_formatter(datasetType.storageClass).extension
-        except KeyError:  # refused when formatting, after the template, as `path` always did
-            extension = None
+        template, extension = self._template_and_extension(datasetType)
         keys = tuple(keys)
         # (key, position) in key order: the {dataId} text is sorted by unit name
         by_name = sorted((k, i) for i, k in enumerate(keys))
@@ -197,11 +202,7 @@ class Datastore:
         """
         one = self.path_formatter(datasetType, keys)
         keys = tuple(keys)
-        template = self.templates.get(datasetType.name, self.templates["default"])
-        try:
-            extension = get_formatter(datasetType.storageClass).extension
-        except KeyError:
-            extension = None
+        template, extension = self._template_and_extension(datasetType)
         positional = None if extension is None else _positional(template, datasetType.name, keys, extension)
         pieces = None if positional is None else _values_template(positional, keys)
         width = len(keys)
