@@ -45,7 +45,6 @@ from __future__ import annotations
 import functools
 import itertools
 import json
-import operator
 import re
 from array import array
 from collections.abc import Callable, Sequence
@@ -270,19 +269,27 @@ def _write_columns(workflow: GenericWorkflow, out: IO[str]) -> None:
     values, paths, lfns, producer, schema_of = c.values, c.paths, c.lfns, c.producer, c.schema_of
 
     def kept_lfns() -> set[int]:
-        """The files of ``new`` whose row must hold the name (not `dataset_lfn` of the row)."""
-        by_schema: dict[int, list[int]] = {}
-        for k in new:
-            by_schema.setdefault(schema_of[k], []).append(k)
+        """The files of ``new`` whose row must hold the name (not `dataset_lfn` of the row).
+
+        Every name is checked, a schema's files at once and in C (sorted by schema, named by
+        `bps.names.lfns_formatter`, compared as lists): a streamed workflow names its files by
+        the same rules, so the lists are equal and no Python runs per file."""
         kept: set[int] = set()
-        for s, group in by_schema.items():
+        for s, numbers in itertools.groupby(sorted(new, key=schema_of.__getitem__), schema_of.__getitem__):
+            group = list(numbers)
             dataset_type, keys = c.schemas[s]
-            rows_of = [values[k] for k in group]
+            rows_of = list(map(values.__getitem__, group))
+            names_of = list(map(lfns.__getitem__, group))
             if set(map(type, itertools.chain.from_iterable(rows_of))) <= _EXACT:
-                same = map(operator.eq, _lfns_of(dataset_type, keys)(rows_of), map(lfns.__getitem__, group))
-                kept.update(k for k, ok in zip(group, same, strict=True) if not ok)
+                made = _lfns_of(dataset_type, keys)(rows_of)
+                if made != names_of:
+                    kept.update(k for k, a, b in zip(group, made, names_of, strict=True) if a != b)
             else:  # row by row, as `_write_objects` does
-                kept.update(k for k in group if not _derived(dataset_type, keys, values[k], lfns[k]))
+                kept.update(
+                    k
+                    for k, v, n in zip(group, rows_of, names_of, strict=True)
+                    if not _derived(dataset_type, keys, v, n)
+                )
         return kept
 
     def write_files() -> None:

@@ -224,3 +224,48 @@ def test_bps_finds_the_workflow_system_from_the_header_when_the_run_record_has_n
     text = (tmp_path / "workflow.json").read_text()
     (tmp_path / "workflow.json").write_text(text[: text.index('"jobs":[')])  # jobs never read
     assert _wms_of(tmp_path) == "pegasus"
+
+
+def test_compare_submit_dirs_compares_workflow_files_by_the_workflow_they_hold(tmp_path):
+    """The oracle of a format change: main's format-2 file and this format-3 file of one workflow
+    are the same submit directory to `compare_submit_dirs`; another workflow is not."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "compare_submit_dirs", Path(__file__).parents[1] / "benchmarks" / "compare_submit_dirs.py"
+    )
+    assert spec is not None and spec.loader is not None
+    compare_submit_dirs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare_submit_dirs)
+    for d in ("before", "after", "other"):
+        (tmp_path / d).mkdir()
+    (tmp_path / "before" / "workflow.json").write_bytes((DATA / "workflow_format2_demo.json").read_bytes())
+    save_workflow(_demo_with_added_arguments(), tmp_path / "after" / "workflow.json")
+    changed = _demo_with_added_arguments()
+    changed.jobs["warp_0_sm_0_1"].priority = 1
+    save_workflow(changed, tmp_path / "other" / "workflow.json")
+    assert compare_submit_dirs.compare(tmp_path / "before", tmp_path / "after") == []
+    (problem,) = compare_submit_dirs.compare(tmp_path / "before", tmp_path / "other")
+    assert problem.startswith("contents differ: workflow.json")
+
+
+def test_a_streamed_file_whose_name_is_not_rebuilt_keeps_it_as_from_its_jobs(tmp_path):
+    """The columns writer checks every name, as the jobs' writer does: a name that is not
+    `dataset_lfn` of the row (here put into the columns by hand) or a value JSON might not give
+    back as it was (a float) keeps the name in the row."""
+    import io
+
+    from bps import workflow_io
+
+    _, streamed = _with_added_arguments(demo_quanta(), _options())
+    c = streamed.jobs.columns()
+    c.lfns[0] = "renamed"
+    c.values[1] = (*c.values[1][:-1], 1.5)
+    from_columns, from_jobs = io.StringIO(), io.StringIO()
+    workflow_io._write_columns(streamed, from_columns)
+    workflow_io._write_objects(streamed, from_jobs)
+    assert from_columns.getvalue() == from_jobs.getvalue()
+    rows = json.loads(from_columns.getvalue())["files"]
+    assert [len(row) for row in rows].count(5) == 2 and "renamed" in {row[-1] for row in rows}
+    (tmp_path / "workflow.json").write_text(from_columns.getvalue())
+    assert workflow_to_json(load_workflow(tmp_path / "workflow.json")) == workflow_to_json(streamed)
