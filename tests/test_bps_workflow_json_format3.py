@@ -250,9 +250,10 @@ def test_compare_submit_dirs_compares_workflow_files_by_the_workflow_they_hold(t
 
 
 def test_a_streamed_file_whose_name_is_not_rebuilt_keeps_it_as_from_its_jobs(tmp_path):
-    """The columns writer checks every name, as the jobs' writer does: a name that is not
-    `dataset_lfn` of the row (here put into the columns by hand) or a value JSON might not give
-    back as it was (a float) keeps the name in the row."""
+    """A name that is not `dataset_lfn` of the row (put into the columns by hand: a streamed
+    workflow makes none; the first file of its type, which the columns writer checks in each
+    chunk) or a value JSON might not give back as it was (a float) keeps the name in the row,
+    as the jobs' writer, which checks every name, keeps it."""
     import io
 
     from bps import workflow_io
@@ -261,6 +262,7 @@ def test_a_streamed_file_whose_name_is_not_rebuilt_keeps_it_as_from_its_jobs(tmp
     c = streamed.jobs.columns()
     c.lfns[0] = "renamed"
     c.values[1] = (*c.values[1][:-1], 1.5)
+    c.names[0] += ' "é"'  # a name JSON escapes (safe_name makes none): the writer's other path
     from_columns, from_jobs = io.StringIO(), io.StringIO()
     workflow_io._write_columns(streamed, from_columns)
     workflow_io._write_objects(streamed, from_jobs)
