@@ -229,9 +229,8 @@ def define_quanta_by_units(task: SuperTask, repoGraph: Any) -> list[Quantum]:
                     else repoGraph.findDatasets(datasetType.name, wanted)
                 )
                 get = found.get
-            resolved[datasetType.name] = [
-                [ds for d in related.get(q, ()) if (ds := get(d)) is not None] for q in dataIds
-            ]
+            # (A Dataset is never false: filter(None, ...) drops exactly the data IDs without one.)
+            resolved[datasetType.name] = [list(filter(None, map(get, related.get(q, ())))) for q in dataIds]
             continue
         projected = _project_all(dataIds, datasetType.units)
         hits: list[Dataset | None]
@@ -249,12 +248,13 @@ def define_quanta_by_units(task: SuperTask, repoGraph: Any) -> list[Quantum]:
         # One input type (calibrate's raw): the same quanta as the general loop below,
         # without its inner loop and index per quantum (a million quanta at 10^6).
         ((name, column),) = columns
-        append = quanta.append
-        for dataId, datasets in zip(dataIds, column, strict=True):
-            if datasets:
-                append(Quantum(label, dataId, {name: datasets}, task=task))
-            elif planned is not None:
-                planned.prune(label, f"{dataId!r}: no {name!r} exists or will be produced")
+        if planned is not None and not all(column):
+            for dataId, datasets in zip(dataIds, column, strict=True):
+                if not datasets:
+                    planned.prune(label, f"{dataId!r}: no {name!r} exists or will be produced")
+        quanta = Quantum._many(
+            label, dataIds, [{name: datasets} if datasets else None for datasets in column], task
+        )
     else:
         for i, dataId in enumerate(dataIds):
             quantumInputs = {}
