@@ -327,7 +327,13 @@ class RepoGraph:
             # the sort merges in about half the time it takes to sort a set's order.
             source = self._coveringProjection(keys)
             if source is None:
-                distinct = dict.fromkeys(map(_projector(self._rowKeys, keys), rows))
+                project = _projector(self._rowKeys, keys)  # (a KeyError names a key the rows lack)
+                if len(keys) == 1:
+                    # One key: its distinct values first (no one-item tuple per row), then tuples.
+                    column = dict.fromkeys(map(itemgetter(self._rowKeys.index(keys[0])), rows))
+                    distinct = dict.fromkeys([(v,) for v in column])
+                else:
+                    distinct = dict.fromkeys(map(project, rows))
             else:  # the same distinct tuples, from far fewer data IDs than rows
                 distinct = dict.fromkeys(map(_projector_from_mapping(keys), [d._values for d in source]))
             values = sort_value_tuples(keys, distinct)
@@ -526,16 +532,12 @@ class RepoGraph:
         keys = self.universe.expand(dt.units)
         index = self._datasetIndex.setdefault(typeName, {})
         get = index.get
-        out: list[Dataset | None] = []
-        append = out.append
-        missing: list[int] = []
         keySet = frozenset(keys)
-        for d in dataIds:
-            # A data ID with exactly the type's keys is its own key (no copy to hash).
-            found = get(d if d._values.keys() == keySet else d.subset(keys))
-            if found is None:
-                missing.append(len(out))
-            append(found)
+        # A data ID with exactly the type's keys is its own key (no copy to hash).
+        out: list[Dataset | None] = [
+            get(d) if d._values.keys() == keySet else get(d.subset(keys)) for d in dataIds
+        ]
+        missing = [i for i, found in enumerate(out) if found is None]
         if missing and self.collections:
             convert = self.universe.dataIdConverter(dt.units)
             byValues: dict[tuple[Any, ...], DataId] = {}
