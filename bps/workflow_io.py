@@ -237,7 +237,11 @@ def _arguments_row(arguments: Sequence[str], name: str, quantum_ids: Sequence[in
     quanta: dict[str, int] = {}
     for i, q in enumerate(quantum_ids):
         quanta.setdefault(str(q), _QUANTUM - i)
-    return tuple(_NAME if a == name else quanta.get(a, a) for a in arguments)
+    row = tuple(_NAME if a == name else quanta.get(a, a) for a in arguments)
+    for a in arguments:
+        if not isinstance(a, str):  # a number would read back as a code
+            raise ValueError(f"job {name!r} has the argument {a!r}, not a string: command lines are strings")
+    return row
 
 
 def _write_columns(workflow: GenericWorkflow, out: IO[str]) -> None:

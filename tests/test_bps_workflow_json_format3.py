@@ -129,6 +129,15 @@ def test_a_job_without_an_entry_in_parents_has_none_after_loading(tmp_path):
     assert again.parents == {"b": ["lone"]}
 
 
+def test_an_argument_that_is_not_a_string_is_refused_when_saving(tmp_path):
+    """A number in a command line would read back as a code for the job's own values."""
+    wf = GenericWorkflow("w", str(tmp_path), "g", "r", "run")
+    wf.add_job(Job("a", "isr", [0], ["--batch-size", 5]))  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="job 'a' has the argument 5, not a string"):
+        save_workflow(wf, tmp_path / "workflow.json")
+    assert not (tmp_path / "workflow.json").exists()
+
+
 def test_parents_of_a_job_not_in_the_workflow_are_refused_when_saving(tmp_path):
     wf = GenericWorkflow("w", str(tmp_path), "g", "r", "run")
     wf.add_job(Job("a", "isr", [0], []))
