@@ -125,6 +125,23 @@ def test_two_quanta_with_the_same_job_name_are_told_apart_as_when_built():
     assert list(streamed.jobs) == list(built.jobs) == ["x_1_2", "x_1_2_q1"]
 
 
+@pytest.mark.parametrize("chunk", [1, 2, 3, 10_000])
+def test_job_names_repeated_across_the_chunks_the_build_names_at_once_are_told_apart_as_when_built(
+    monkeypatch, chunk: int
+):
+    """A name taken earlier, in the same chunk or another, gets ``_q<n>``; so does a later job whose
+    own name is one given that way."""
+    from bps import workflow_stream
+
+    monkeypatch.setattr(workflow_stream, "_CHUNK", chunk)
+    visits = ["1_2", "1/2", "1_2_q1", "1_2", "3", "1_2_q1"]
+    quanta = [Quantum("x", DataId({"visit": v}), {}, {}, id=i) for i, v in enumerate(visits)]
+    built = build_workflow(quanta, options(), path_of)
+    streamed = build_streamed_workflow(quanta, options(), path_of).workflow
+    assert list(streamed.jobs) == list(built.jobs)
+    assert sorted(built.jobs) == sorted(["x_1_2", "x_1_2_q1", "x_1_2_q1_q2", "x_1_2_q3", "x_3", "x_1_2_q1_q5"])
+
+
 def test_an_overall_input_without_run_is_refused_as_when_built():
     quanta = _chains()
     quanta[0].inputs["raw"][0].run = None
