@@ -735,7 +735,7 @@ def _fill(
     def new_file(s: _Schema, values: tuple[Any, ...], run: str, p: int, ident: int) -> int:
         """A new file: ``values`` of schema ``s`` in ``run``, made by job ``p`` (-1: none)."""
         k = len(values_of)
-        values = tuple(map(share, zip(map(type, values), values, strict=True), values))
+        values = tuple([share((type(v), v), v) for v in values])
         if by_name:
             lfn = s.lfn(values)
             file_of[lfn] = k
@@ -782,6 +782,36 @@ def _fill(
                     c.labels.append(task)
                 label_of_table[label] = mine
             label_of.append(mine)
+            if len(outputs) == 1 and len(inputs) < 2 and not by_name:
+                # Most jobs (calibrate: one raw read, one calexp written): the loops below, without
+                # their lists and set.
+                d = outputs[0]
+                s = schema_of_table.get((d[0], d[1])) or schema(d[0], d[1])
+                k = s.files.get(d[2], -1)
+                if k < 0:
+                    k = new_file(s, d[2], "", j, -1)
+                elif producer[k] != j:
+                    ds_repr, _ = described(j, label, ks, values, d)
+                    raise ValueError(f"{ds_repr} is produced by two quanta: {names[producer[k]]} and {name}")
+                out_files.append(k)
+                out_start.append(len(out_files))
+                if inputs:
+                    d = inputs[0]
+                    s = schema_of_table.get((d[0], d[1])) or schema(d[0], d[1])
+                    i = s.files.get(d[2], -1)
+                    if i < 0:
+                        run = runs_t[d[4]] if d[4] >= 0 else None
+                        if not run:
+                            ds_repr, q_repr = described(j, label, ks, values, d)
+                            raise ValueError(_no_run(ds_repr, q_repr))
+                        in_files.append(new_file(s, d[2], run, -1, -1 if d[3] is None else d[3]))
+                    elif i != k:
+                        if producer[i] >= 0:
+                            par_jobs.append(producer[i])
+                        in_files.append(i)
+                in_start.append(len(in_files))
+                par_start.append(len(par_jobs))
+                continue
             outs: list[int] = []
             for d in outputs:
                 s = schema_of_table.get((d[0], d[1])) or schema(d[0], d[1])
@@ -802,10 +832,7 @@ def _fill(
                     run = runs_t[d[4]] if d[4] >= 0 else None
                     if not run:
                         ds_repr, q_repr = described(j, label, ks, values, d)
-                        raise ValueError(
-                            f"input {ds_repr} of {q_repr} is made by no quantum and has no RUN: the graph "
-                            "must record where each overall input was found; rebuild it"
-                        )
+                        raise ValueError(_no_run(ds_repr, q_repr))
                     ins.append(new_file(s, d[2], run, -1, -1 if d[3] is None else d[3]))
                 elif k not in outs and k not in ins:
                     if producer[k] >= 0:
@@ -821,6 +848,13 @@ def _fill(
         first += len(batch)
     _name_files(c, schema_index.values(), output_run, by_name)
     return c
+
+
+def _no_run(ds_repr: str, q_repr: str) -> str:
+    return (
+        f"input {ds_repr} of {q_repr} is made by no quantum and has no RUN: the graph must record where "
+        "each overall input was found; rebuild it"
+    )
 
 
 #: quanta whose job names `_fill` makes at once

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from support.toy_pipeline import TASKS_PYTHONPATH, ToyPipeline, prepare, submit_dir_of
-from test_bps_workflow_builder import CALEXP, RAW, demo_quanta, ds, options, path_of
+from test_bps_workflow_builder import CALEXP, RAW, WARP, demo_quanta, ds, options, path_of
 
 from bps import prepare as prepare_mod
 from bps.workflow import Resources
@@ -139,13 +139,30 @@ def test_job_names_repeated_across_the_chunks_the_build_names_at_once_are_told_a
     built = build_workflow(quanta, options(), path_of)
     streamed = build_streamed_workflow(quanta, options(), path_of).workflow
     assert list(streamed.jobs) == list(built.jobs)
-    assert sorted(built.jobs) == sorted(["x_1_2", "x_1_2_q1", "x_1_2_q1_q2", "x_1_2_q3", "x_3", "x_1_2_q1_q5"])
+    assert sorted(built.jobs) == sorted(
+        ["x_1_2", "x_1_2_q1", "x_1_2_q1_q2", "x_1_2_q3", "x_3", "x_1_2_q1_q5"]
+    )
 
 
 def test_an_overall_input_without_run_is_refused_as_when_built():
     quanta = _chains()
     quanta[0].inputs["raw"][0].run = None
     with pytest.raises(ValueError, match="made by no quantum and has no RUN"):
+        build_streamed_workflow(quanta, options(), path_of)
+
+
+@pytest.mark.parametrize("one_output", [True, False])
+def test_a_dataset_two_quanta_write_is_refused_naming_both_jobs(one_output: bool):
+    """Whether the second writer has the one-input, one-output shape most jobs have or not."""
+    quanta = _chains()[:1]
+    did = dict(instrument="Cam", visit=1, detector=1)
+    again = Quantum("again", DataId(did), {}, {}, id=1)
+    again.addInput(ds(RAW, "raw/run", **did))
+    if not one_output:
+        again.addOutput(ds(WARP, patch=1, skymap="s", tract=0, visit=1))
+    again.addOutput(ds(CALEXP, **did))
+    quanta.append(again)
+    with pytest.raises(ValueError, match=r"calexp.* is produced by two quanta: a_1_Cam_1 and again_1_Cam_1$"):
         build_streamed_workflow(quanta, options(), path_of)
 
 
