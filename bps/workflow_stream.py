@@ -25,11 +25,13 @@ from __future__ import annotations
 from array import array
 from collections import deque
 from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, Sequence, ValuesView
-from itertools import islice
+from itertools import chain, islice, repeat, starmap
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple, cast, overload
 
 from supertask.gc_pause import gc_paused
+from supertask.template_rows import escape_literal
 
 from .names import lfn_formatter, lfns_formatter, safe_names
 from .workflow import GenericWorkflow, Job, RetryPolicy, WorkflowFile
@@ -765,11 +767,86 @@ def _fill(
         dataset = Dataset(types_t[t], DataId(dict(zip(keysets_t[dks], dvalues, strict=True))))
         return repr(dataset), repr(quantum)
 
+    def one_to_one(batch: list[Any], first: int) -> bool:
+        """Add the jobs of ``batch`` at once if every one reads one overall input and writes one
+        new file, both of one schema for all: what the loop below does, in C; else False.
+
+        Most chunks of a large graph are such (calibrate: one raw read, one calexp written).
+        Anything else (a file seen before, an input without RUN, another shape) is left to
+        the loop, which gives its errors.
+        """
+        if by_name or set(map(len, map(itemgetter(3), batch))) != {1}:
+            return False
+        if set(map(len, map(itemgetter(4), batch))) != {1} or len(set(map(itemgetter(0), batch))) != 1:
+            return False
+        outs = list(map(itemgetter(0), map(itemgetter(4), batch)))
+        ins = list(map(itemgetter(0), map(itemgetter(3), batch)))
+        out_schema, in_schema = set(map(itemgetter(0, 1), outs)), set(map(itemgetter(0, 1), ins))
+        if len(out_schema) != 1 or len(in_schema) != 1:
+            return False
+        so, si = schema(*out_schema.pop()), schema(*in_schema.pop())
+        run_indices = set(map(itemgetter(4), ins))
+        if so is si or min(run_indices) < 0 or not all(runs_t[r] for r in run_indices):
+            return False
+        out_values, in_values = list(map(itemgetter(2), outs)), list(map(itemgetter(2), ins))
+        m = len(batch)
+        if not (
+            so.files.keys().isdisjoint(out_values)
+            and si.files.keys().isdisjoint(in_values)
+            and len(set(out_values)) == m == len(set(in_values))
+        ):
+            return False
+        label = batch[0][0]
+        mine = label_of_table.get(label)
+        if mine is None:
+            task = labels_t[label]
+            mine = label_index.get(task)
+            if mine is None:
+                mine = label_index[task] = len(c.labels)
+                c.labels.append(task)
+            label_of_table[label] = mine
+        out_values, in_values = shared_rows(out_values), shared_rows(in_values)
+        k0 = len(values_of)
+        out_numbers, in_numbers = range(k0, k0 + 2 * m, 2), range(k0 + 1, k0 + 2 * m, 2)
+        so.files.update(zip(out_values, out_numbers, strict=True))
+        si.files.update(zip(in_values, in_numbers, strict=True))
+        so.numbers.extend(out_numbers)
+        si.numbers.extend(in_numbers)
+        # a job's output, then its input: the numbers the loop gives them
+        schema_of.extend(array("l", [so.index, si.index]) * m)
+        values_of.extend(chain.from_iterable(zip(out_values, in_values, strict=True)))
+        producer.extend(chain.from_iterable(zip(range(first, first + m), repeat(-1))))
+        ids = list(map(itemgetter(3), ins))
+        if None in ids:
+            ids = [-1 if ident is None else ident for ident in ids]
+        dataset_id.extend(chain.from_iterable(zip(repeat(-1), ids)))
+        runs_of.extend(chain.from_iterable(zip(repeat(""), map(runs_t.__getitem__, map(itemgetter(4), ins)))))
+        label_of.extend(repeat(mine, m))
+        n_out, n_in = len(out_files), len(in_files)
+        out_files.extend(out_numbers)
+        out_start.extend(range(n_out + 1, n_out + m + 1))
+        in_files.extend(in_numbers)
+        in_start.extend(range(n_in + 1, n_in + m + 1))
+        par_start.extend(repeat(len(par_jobs), m))
+        return True
+
+    def shared_rows(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """``rows`` (of one width) with their values shared as ``new_file`` shares them, in C."""
+        width = len(rows[0])
+        if not width or set(map(len, rows)) != {width}:
+            return [tuple([share((type(v), v), v) for v in row]) for row in rows]
+        flat = list(chain.from_iterable(rows))
+        values = list(map(share, zip(map(type, flat), flat), flat))  # noqa: B905 - equal lengths
+        return list(zip(*[iter(values)] * width))  # noqa: B905 - a multiple of width
+
     stream = iter(records)
     first = 0
     while batch := list(islice(stream, _CHUNK)):
         batch_names = _job_names(batch, labels_t, seen_names, first)
         names += batch_names
+        if one_to_one(batch, first):
+            first += len(batch)
+            continue
         for j, name, (label, ks, values, inputs, outputs) in zip(
             range(first, first + len(batch)), batch_names, batch, strict=True
         ):
@@ -873,8 +950,7 @@ def _job_names(
     by an earlier job gets ``_q<quantum number>``. Worked out for the whole batch in C
     (`bps.names.safe_names`, set operations) unless some name is taken, which is rare.
     """
-    join = "_".join
-    named = safe_names([join([labels[r[0]], *map(str, r[2])]) for r in batch])
+    named = safe_names(_job_texts(batch, labels))
     if len(set(named)) == len(named) and seen.isdisjoint(named):
         seen.update(named)
         return named
@@ -885,6 +961,26 @@ def _job_names(
         seen.add(name)
         result.append(name)
     return result
+
+
+def _job_texts(
+    batch: Sequence[tuple[int, int, tuple[Any, ...], Any, Any]], labels: Sequence[str]
+) -> list[str]:
+    """``label_value1_value2...`` of each quantum of ``batch``: one ``str.format`` run in C per
+    quantum when they share a label and data-ID keys and every value is an int or a str (whose
+    ``format(v, "")`` is ``str(v)``), as in a chunk of one task's quanta."""
+    label_ks = set(map(itemgetter(0, 1), batch))
+    rows = list(map(itemgetter(2), batch))
+    if len(label_ks) == 1 and set(map(type, chain.from_iterable(rows))) <= _PLAIN_TYPES:
+        widths = set(map(len, rows))
+        if len(widths) == 1:
+            template = escape_literal(labels[batch[0][0]]) + "_{}" * widths.pop()
+            return list(starmap(template.format, rows))
+    join = "_".join
+    return [join([labels[r[0]], *map(str, r[2])]) for r in batch]
+
+
+_PLAIN_TYPES = frozenset((int, str))
 
 
 def _name_files(c: _Columns, schemas: Iterable[_Schema], output_run: str, named: bool) -> None:

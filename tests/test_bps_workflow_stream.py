@@ -144,6 +144,61 @@ def test_job_names_repeated_across_the_chunks_the_build_names_at_once_are_told_a
     )
 
 
+def _in_chunks(monkeypatch, chunk: int, quanta: list[Quantum]):
+    from bps import workflow_stream
+
+    monkeypatch.setattr(workflow_stream, "_CHUNK", chunk)
+    return build_streamed_workflow(quanta, _options(), path_of)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 4, 10_000])
+def test_jobs_added_a_chunk_at_a_time_make_the_built_workflow(monkeypatch, chunk: int):
+    """Chunks whose quanta each read one new overall input and write one new file are added at
+    once (here the isr quanta, when a chunk holds only them): the same jobs, files, numbers and
+    registry ids as one by one."""
+    quanta = demo_quanta()
+    for q in quanta[:4]:  # raws with data IDs of their own, unlike their calexps'
+        did = q.inputs["raw"][0].dataId
+        q.inputs["raw"] = [
+            ds(RAW, "raw/run", instrument="Cam", visit=did["visit"], detector=did["detector"] + 10)
+        ]
+    quanta[1].inputs["raw"][0].id = 11
+    quanta[2].inputs["raw"][0].id = 12
+    built = build_workflow(quanta, _options(), path_of)
+    streamed = _in_chunks(monkeypatch, chunk, quanta)
+    assert workflow_to_json(streamed.workflow) == workflow_to_json(built)
+    inputs = list(streamed.overall_inputs())
+    assert [(lfn, ident, run) for _, lfn, ident, run in inputs] == [
+        (f"raw.detector-{d}.instrument-Cam.visit-{v}", ident, "raw/run")
+        for (v, d), ident in zip([(1, 11), (1, 12), (2, 11), (2, 12)], [None, 11, 12, None], strict=True)
+    ]
+    assert [k for k, *_ in inputs] == [1, 3, 5, 7]  # each after its job's output, as one by one
+    assert [streamed.path(k) for k, *_ in inputs] == [f.path for j in built.jobs.values() for f in j.inputs][
+        :4
+    ]
+
+
+@pytest.mark.parametrize("chunk", [2, 10_000])
+def test_quanta_reading_one_overall_input_in_one_chunk_make_the_built_workflow(monkeypatch, chunk: int):
+    quanta = demo_quanta()
+    for q in quanta[1:4]:  # every isr quantum reads the first one's raw
+        q.inputs["raw"] = list(quanta[0].inputs["raw"])
+    built = build_workflow(quanta, _options(), path_of)
+    streamed = _in_chunks(monkeypatch, chunk, quanta)
+    assert workflow_to_json(streamed.workflow) == workflow_to_json(built)
+    assert len(list(streamed.overall_inputs())) == 1
+
+
+@pytest.mark.parametrize("chunk", [1, 10_000])
+def test_an_overall_input_without_run_is_refused_in_any_chunk(monkeypatch, chunk: int):
+    quanta = demo_quanta()
+    quanta[2].inputs["raw"][0].run = None
+    with pytest.raises(
+        ValueError, match=r"raw.*visit: 2.* of Quantum.*isr.* is made by no quantum and has no RUN"
+    ):
+        _in_chunks(monkeypatch, chunk, quanta)
+
+
 def test_an_overall_input_without_run_is_refused_as_when_built():
     quanta = _chains()
     quanta[0].inputs["raw"][0].run = None
