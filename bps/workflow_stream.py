@@ -830,6 +830,19 @@ def _fill(
         par_start.extend(repeat(len(par_jobs), m))
         return True
 
+    def known_inputs(inputs: list[Any], outs: list[int]) -> list[int] | None:
+        """The file numbers of ``inputs`` if all are of one schema, seen before, distinct and
+        none of the job's outputs (a warp's calexps, a coadd's warps), in C; else None."""
+        if len(set(map(itemgetter(0, 1), inputs))) != 1:
+            return None
+        d = inputs[0]
+        s = schema_of_table.get((d[0], d[1])) or schema(d[0], d[1])
+        found = list(map(s.files.get, map(itemgetter(2), inputs)))
+        distinct = set(found)
+        if None in distinct or len(distinct) != len(found) or not distinct.isdisjoint(outs):
+            return None
+        return cast("list[int]", found)
+
     def shared_rows(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         """``rows`` (of one width) with their values shared as ``new_file`` shares them, in C."""
         width = len(rows[0])
@@ -900,8 +913,14 @@ def _fill(
                     raise ValueError(f"{ds_repr} is produced by two quanta: {names[producer[k]]} and {name}")
                 elif k not in outs:
                     outs.append(k)
-            ins: list[int] = []
-            parents: set[int] = set()
+            ins = known_inputs(inputs, outs) if len(inputs) > 2 and not by_name else None
+            if ins is not None:
+                parents = set(map(producer.__getitem__, ins))
+                parents.discard(-1)
+                inputs = ()
+            else:
+                ins = []
+                parents = set()
             for d in inputs:
                 s = schema_of_table.get((d[0], d[1])) or schema(d[0], d[1])
                 k = file_of.get(s.lfn(d[2]), -1) if by_name else s.files.get(d[2], -1)

@@ -199,6 +199,51 @@ def test_an_overall_input_without_run_is_refused_in_any_chunk(monkeypatch, chunk
         _in_chunks(monkeypatch, chunk, quanta)
 
 
+def test_jobs_reading_several_files_of_one_type_make_the_built_workflow():
+    """Inputs all made before, distinct and of one type are looked up at once; repeated, new or
+    mixed ones one by one: the same files, parents (sorted by name) and order as when built."""
+    quanta: list[Quantum] = []
+
+    def add(label, data_id, inputs, outputs):
+        q = Quantum(label, DataId(data_id), {}, {}, id=len(quanta))
+        for d in inputs:
+            q.addInput(d)
+        for d in outputs:
+            q.addOutput(d)
+        quanta.append(q)
+
+    def calexp(v):
+        return ds(CALEXP, instrument="Cam", visit=v, detector=1)
+
+    for v in (3, 1, 2, 10):
+        add(
+            "a",
+            dict(instrument="Cam", visit=v, detector=1),
+            [ds(RAW, "raw/run", instrument="Cam", visit=v, detector=1)],
+            [calexp(v)],
+        )
+    warp = dict(skymap="s", tract=0, patch=1)
+    add("w", dict(warp, visit=1), [calexp(10), calexp(1), calexp(3), calexp(2)], [ds(WARP, **warp, visit=1)])
+    add("w", dict(warp, visit=2), [calexp(1), calexp(1), calexp(2)], [ds(WARP, **warp, visit=2)])  # repeated
+    add(
+        "w",
+        dict(warp, visit=3),
+        [calexp(1), calexp(2), ds(CALEXP, "old/run", instrument="Cam", visit=9, detector=1)],
+        [ds(WARP, **warp, visit=3)],
+    )  # one new
+    add(
+        "w",
+        dict(warp, visit=4),
+        [calexp(1), calexp(2), ds(RAW, "raw/run", instrument="Cam", visit=1, detector=1)],
+        [ds(WARP, **warp, visit=4)],
+    )  # two types
+    built = build_workflow(quanta, _options(), path_of)
+    streamed = build_streamed_workflow(quanta, _options(), path_of).workflow
+    assert workflow_to_json(streamed) == workflow_to_json(built)
+    assert dict(streamed.parents) == built.parents
+    assert streamed.parents["w_1_s_0_1"] == ["a_1_Cam_1", "a_1_Cam_10", "a_1_Cam_2", "a_1_Cam_3"]
+
+
 def test_an_overall_input_without_run_is_refused_as_when_built():
     quanta = _chains()
     quanta[0].inputs["raw"][0].run = None
