@@ -913,15 +913,13 @@ def _fill(
                     raise ValueError(f"{ds_repr} is produced by two quanta: {names[producer[k]]} and {name}")
                 elif k not in outs:
                     outs.append(k)
-            ins = known_inputs(inputs, outs) if len(inputs) > 2 and not by_name else None
-            if ins is not None:
-                parents = set(map(producer.__getitem__, ins))
+            known = known_inputs(inputs, outs) if len(inputs) > 2 and not by_name else None
+            if known is not None:
+                ins, parents = known, set(map(producer.__getitem__, known))
                 parents.discard(-1)
-                inputs = ()
             else:
-                ins = []
-                parents = set()
-            for d in inputs:
+                ins, parents = [], set()
+            for d in inputs if known is None else ():
                 s = schema_of_table.get((d[0], d[1])) or schema(d[0], d[1])
                 k = file_of.get(s.lfn(d[2]), -1) if by_name else s.files.get(d[2], -1)
                 if k < 0:
