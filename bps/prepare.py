@@ -23,6 +23,7 @@ import gc
 import json
 import logging
 import os
+from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -244,36 +245,55 @@ def _registered_inputs(registry: Any, streamed: Any) -> tuple[dict[str, str], di
     Returns ``{lfn: path}`` of the inputs registered off their template path (their path in
     the workflow is changed to it) and ``{lfn: [size, checksum]}`` of those with a registry id,
     as `_locator` and `_input_checks` find them for a loaded graph.
+
+    The registry is asked in batches of `REGISTRY_BATCH` ids taken in id order, not in the
+    workflow's: inputs registered together then come in one dense run of ids per batch, read
+    by a range (`Registry.getDatasetRecordsById`). In the workflow's order each batch held
+    ids spread over the whole table, read by IN lists (a million raws: two thousand
+    statements instead of twenty).
     """
     locations: dict[str, str] = {}
     checks: dict[str, list[Any]] = {}
-    batch: list[tuple[int, str, int | None]] = []
-
-    def flush() -> None:
-        records = registry.getDatasetRecordsById([ident for _, _, ident in batch if ident is not None])
-        for k, lfn, ident in batch:
-            found = records.get(ident) if ident is not None else None
-            path: str | None
-            if found is not None:
-                path = found[0]
-                checks[lfn] = list(found[1:])
-            else:  # no id, or no longer registered under it: by type, data ID and RUN
-                try:
-                    path = registry.getDatasetLocation(streamed.dataset(k))[0]
-                except LookupError:
-                    path = None
-            if path is not None and path != streamed.path(k):
-                locations[lfn] = path
-                streamed.set_input_path(k, path)
-        batch.clear()
-
+    # (id << 32) | position: sorting these orders the inputs by id, compactly
+    keyed: list[int] = []
+    files = array("q")
+    lfns: list[str] = []
+    unidentified: list[tuple[int, str]] = []  # no id, but a RUN: located by type and data ID
     for k, lfn, ident, run in streamed.overall_inputs():
-        if ident is None and not run:
+        if ident is None:
+            if run:
+                unidentified.append((k, lfn))
             continue
-        batch.append((k, lfn, ident))
-        if len(batch) >= REGISTRY_BATCH:
-            flush()
-    flush()
+        keyed.append((ident << 32) | len(files))
+        files.append(k)
+        lfns.append(lfn)
+    keyed.sort()
+
+    def located(k: int, lfn: str, path: str | None) -> None:
+        if path is not None and path != streamed.path(k):
+            locations[lfn] = path
+            streamed.set_input_path(k, path)
+
+    def by_type_and_data_id(k: int, lfn: str) -> None:
+        try:
+            located(k, lfn, registry.getDatasetLocation(streamed.dataset(k))[0])
+        except LookupError:
+            located(k, lfn, None)
+
+    mask = (1 << 32) - 1
+    for start in range(0, len(keyed), REGISTRY_BATCH):
+        batch = keyed[start : start + REGISTRY_BATCH]
+        records = registry.getDatasetRecordsById([key >> 32 for key in batch])
+        for key in batch:
+            i = key & mask
+            found = records.get(key >> 32)
+            if found is None:  # no longer registered under its id: by type, data ID and RUN
+                by_type_and_data_id(files[i], lfns[i])
+            else:
+                checks[lfns[i]] = list(found[1:])
+                located(files[i], lfns[i], found[0])
+    for k, lfn in unidentified:
+        by_type_and_data_id(k, lfn)
     return locations, checks
 
 
