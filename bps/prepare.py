@@ -269,29 +269,33 @@ def _registered_inputs(registry: Any, streamed: Any) -> tuple[dict[str, str], di
         lfns.append(lfn)
     keyed.sort()
 
-    def located(k: int, lfn: str, path: str | None) -> None:
-        if path is not None and path != streamed.path(k):
-            locations[lfn] = path
-            streamed.set_input_path(k, path)
+    path_of, set_path = streamed.path, streamed.set_input_path
 
     def by_type_and_data_id(k: int, lfn: str) -> None:
         try:
-            located(k, lfn, registry.getDatasetLocation(streamed.dataset(k))[0])
+            path = registry.getDatasetLocation(streamed.dataset(k))[0]
         except LookupError:
-            located(k, lfn, None)
+            return
+        if path != path_of(k):
+            locations[lfn] = path
+            set_path(k, path)
 
     mask = (1 << 32) - 1
     for start in range(0, len(keyed), REGISTRY_BATCH):
         batch = keyed[start : start + REGISTRY_BATCH]
-        records = registry.getDatasetRecordsById([key >> 32 for key in batch])
+        records = registry.getDatasetRecordsById([key >> 32 for key in batch]).get
         for key in batch:
             i = key & mask
-            found = records.get(key >> 32)
+            found = records(key >> 32)
             if found is None:  # no longer registered under its id: by type, data ID and RUN
                 by_type_and_data_id(files[i], lfns[i])
-            else:
-                checks[lfns[i]] = list(found[1:])
-                located(files[i], lfns[i], found[0])
+                continue
+            lfn, k = lfns[i], files[i]
+            path, size, checksum = found
+            checks[lfn] = [size, checksum]
+            if path != path_of(k):
+                locations[lfn] = path
+                set_path(k, path)
     for k, lfn in unidentified:
         by_type_and_data_id(k, lfn)
     return locations, checks
