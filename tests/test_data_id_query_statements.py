@@ -176,4 +176,15 @@ def test_relation_rows_whose_units_are_missing_are_not_returned(db_url):  # noqa
     assert rows
     # The row limit counts the rows returned, not the ones dropped.
     assert registry.queryDataIdValues(units, max_rows=len(before[1])) == before
+    # Patch 9 exists in tract 1 only: its rows in tract 1 stay, the one in tract 0 goes.
+    registry.insertUnits("tract", [{"skymap": "sky", "tract": 1}])
+    registry.insertUnits("patch", [{"skymap": "sky", "tract": 1, "patch": 9}])
+    overlap = {"instrument": "Cam", "visit": 1, "detector": 0, "skymap": "sky"}
+    registry.insertUnits(
+        "visit_detector_patch_overlap",
+        [{**overlap, "tract": 1, "patch": 9}, {**overlap, "tract": 0, "patch": 9}],
+    )
+    keys, rows = registry.queryDataIdValues(units)
+    assert len(rows) == len(before[1]) + 1 == registry.countDataIds(units)
+    assert [(r[keys.index("tract")], r[keys.index("patch")]) for r in rows if r not in before[1]] == [(1, 9)]
     registry.close()

@@ -145,7 +145,7 @@ class DataIdQueryManager:
         # and gained no wall-clock time on a loaded 2-core machine (sqlite3 releases and
         # retakes the GIL around every row's step, so two threads hand it back and forth).
         result: list[tuple[Any, ...]] = []
-        shared = ValueSharing(len(outputKeys))
+        shared = ValueSharing(len(outputKeys))  # also the distinct values UnitExistence needs
         with self._db.connect() as conn, ExitStack() as stack:
             # A limited query is read in batches, so a runaway one stops early. SQLite's
             # cursor steps through the rows as they are fetched; PostgreSQL's holds the
@@ -155,7 +155,7 @@ class DataIdQueryManager:
             # look-ups of the left-out unit tables then get a connection of their own.
             streamed = max_rows is not None and conn.dialect.name != "sqlite"
             lookups = stack.enter_context(self._db.connect()) if streamed and plan.checked else conn
-            exists = UnitExistence(lookups, self._db.schema, plan.checked, outputKeys)
+            exists = UnitExistence(lookups, self._db.schema, plan.checked, outputKeys, shared)
             if streamed:
                 conn = conn.execution_options(stream_results=True)
             for extra in restrict_chunks(sets, plan.columns.__getitem__, droppable=set(outputKeys)):
@@ -170,11 +170,14 @@ class DataIdQueryManager:
                 for values in parts:
                     for i, allowed in checks:  # the restrictions not in the SQL
                         values = [row for row in values if row[i] in allowed]
-                    values = exists(values)  # the joins left out of the SQL
                     result.extend(shared(values))
                     if max_rows is not None and len(result) > max_rows:
-                        rows.close()
-                        raise RowLimitError(max_rows)
+                        # Only the rows the left-out unit tables keep count.
+                        result = exists.filter(result)
+                        if len(result) > max_rows:
+                            rows.close()
+                            raise RowLimitError(max_rows)
+            result = exists.filter(result)  # the rows the joins left out of the SQL drop
         if not outputKeys:  # rows of the existence test: the empty data ID, once, if any matched
             return (), [()] if result else []
         return outputKeys, sort_value_tuples(outputKeys, result) if ordered else result

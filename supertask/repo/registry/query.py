@@ -107,18 +107,20 @@ class QueryBuilder:
         return QueryPlan(units=involved, elements=elements, outputKeys=u.expand(wanted))
 
     def leaveOutUnits(self, plan: QueryPlan, named: Iterable[str] = ()) -> list[str]:
-        """Take out of the plan the unit tables a whole relation's key columns stand in for.
+        """Take out of the plan the unit tables whose keys other tables' columns stand in for.
 
         A relation such as the (visit, detector) <-> patch overlaps holds every key of
-        the visit, detector, tract, patch, instrument and skymap tables. Joined to them,
-        it gains no column and no row: each table is joined on its whole primary key,
-        so it only drops the relation rows whose keys it lacks (the registry declares no
-        foreign keys, and repositories do hold such rows: overlaps of patches outside
-        their tract). Those joins cost SQLite a B-tree search per row and table, about
-        two thirds of the statement for the million rows of a 10^6 related look-up. A
-        unit table is left out when
+        the visit, detector, tract, patch, instrument and skymap tables; the physical
+        filter table holds the band. Joined to such a table, a unit table gains the
+        query no column and no row: it is joined on its whole primary key, so it only
+        drops the rows whose keys it lacks (the registry declares no foreign keys, and
+        repositories do hold such rows: overlaps of patches outside their tract). Those
+        joins cost SQLite a B-tree search per row and table, about two thirds of the
+        statement for the million rows of a 10^6 related look-up. A unit table is left
+        out when
 
-        * a relation of the plan, joined whole (no projection), holds its primary key,
+        * a table that stays in the plan holds its primary key: a relation joined whole
+          (no projection) or another unit's table,
         * it joins nothing else (none of the units it implies are involved),
         * its primary key is among the output keys, so the rows say which of its
           rows they need, and
@@ -137,11 +139,11 @@ class QueryBuilder:
         """
         u = self.universe
         named = set(named)
-        whole = [
-            set(self._elementKeyColumns(e))
+        held = {
+            e: set(self._elementKeyColumns(e))
             for e in plan.elements
-            if e in u.relations and set(self._elementKeyColumns(e)) <= plan.units
-        ]
+            if e in u.units or set(self._elementKeyColumns(e)) <= plan.units
+        }
         output = set(plan.outputKeys)
         checked = []
         for element in plan.elements:
@@ -150,8 +152,11 @@ class QueryBuilder:
             keys = set(u.requiredKeys(element))
             if any(i in plan.units for i in u.units[element].implies) or not keys <= output:
                 continue
-            if any(keys <= held for held in whole):
+            # Only tables that stay count: a unit left out earlier had its own key held
+            # by one that stays, and held no other column (it implies nothing here).
+            if any(keys <= columns for e, columns in held.items() if e != element):
                 checked.append(element)
+                del held[element]
         plan.elements = [e for e in plan.elements if e not in checked]
         plan.checked = checked
         return checked
