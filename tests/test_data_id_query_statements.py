@@ -188,3 +188,18 @@ def test_relation_rows_whose_units_are_missing_are_not_returned(db_url):  # noqa
     assert len(rows) == len(before[1]) + 1 == registry.countDataIds(units)
     assert [(r[keys.index("tract")], r[keys.index("patch")]) for r in rows if r not in before[1]] == [(1, 9)]
     registry.close()
+
+
+def test_units_sharing_keys_with_a_reduced_relation_keep_their_tables(shared):
+    # Visits per patch read the overlaps as a subquery of their (visit, patch) pairs: the
+    # relation's own columns are then not in the statement's FROM, so no IN list or output
+    # column may fall back on them. Only the band (held by the filter table) is left out.
+    builder = shared._managers.queries.builder
+    plan = builder.plan({"visit", "patch", "band"})
+    plan.outputKeys = shared.universe.expand(["visit", "patch", "band"])
+    assert builder.leaveOutUnits(plan) == ["band"]
+    assert {"visit", "patch", "tract", "instrument", "skymap"} <= set(plan.elements)
+    keys, rows = shared.queryDataIdValues(["visit", "patch", "band"], restrict={"patch": {0, 1}})
+    assert rows == [
+        r for r in shared.queryDataIdValues(["visit", "patch", "band"])[1] if r[keys.index("patch")] < 2
+    ]

@@ -144,6 +144,12 @@ class QueryBuilder:
             for e in plan.elements
             if e in u.units or set(self._elementKeyColumns(e)) <= plan.units
         }
+        # A relation `projections` reduces is joined as a subquery, so its table's
+        # columns must not become a key's canonical column (the statement's IN lists
+        # and output name those): a unit sharing a key with one stays.
+        reduced = {
+            k for e in plan.elements if e in u.relations and e not in held for k in self._elementKeyColumns(e)
+        }
         output = set(plan.outputKeys)
         checked = []
         for element in plan.elements:
@@ -151,6 +157,8 @@ class QueryBuilder:
                 continue
             keys = set(u.requiredKeys(element))
             if any(i in plan.units for i in u.units[element].implies) or not keys <= output:
+                continue
+            if not keys.isdisjoint(reduced):
                 continue
             # Only tables that stay count: a unit left out earlier had its own key held
             # by one that stays, and held no other column (it implies nothing here).
