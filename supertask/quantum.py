@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .repo.dataid import DataId
@@ -52,6 +52,36 @@ class Quantum:
         self.outputs: dict[str, list[Dataset]] = outputs if outputs is not None else {}
         self.id = id
         self.task = task
+
+    @classmethod
+    def _many(
+        cls,
+        taskLabel: str,
+        dataIds: Iterable[DataId],
+        inputs: Iterable[dict[str, list[Dataset]] | None],
+        task: SuperTask | None = None,
+    ) -> list[Quantum]:
+        """One quantum per data ID whose inputs are not `None`, in order (internal fast path).
+
+        The bulk form of the constructor for preflight's million quanta of one task:
+        ``inputs`` is aligned with ``dataIds`` (`None` for a data ID that gets no
+        quantum), each quantum starts with no outputs. About half the cost of one
+        constructor call per quantum.
+        """
+        new = object.__new__
+        out: list[Quantum] = []
+        append = out.append
+        for dataId, quantumInputs in zip(dataIds, inputs, strict=True):
+            if quantumInputs is not None:
+                self = new(cls)
+                self.taskLabel = taskLabel
+                self.dataId = dataId
+                self.inputs = quantumInputs
+                self.outputs = {}
+                self.id = None
+                self.task = task
+                append(self)
+        return out
 
     def addInput(self, dataset: Dataset) -> None:
         """Add an input dataset under its type name."""

@@ -233,6 +233,34 @@ def test_input_locations_are_shared_files_of_bounded_size(tmp_path, monkeypatch)
         assert all(locations[f.lfn] == off_template[("raw", DataId(f.data_id))] for f in job.inputs)
 
 
+def test_input_location_files_are_written_without_a_sync_each(tmp_path, monkeypatch):
+    """Like the DAG and workflow.json, they are written before anything is submitted (a crash
+    means preparing again): a million jobs' files were a thousand syncs of the disk."""
+    import json
+    import os
+
+    from bps import prepare as prepare_mod
+
+    def refuse(fd):
+        raise AssertionError("synced")
+
+    monkeypatch.setattr(os, "fsync", refuse)
+    monkeypatch.setattr(prepare_mod, "LOCATIONS_PER_FILE", 2)
+    by_lfn = {f"raw{j}": f"elsewhere/{j}" for j in range(5)}
+    added = []
+    prepare_mod._write_grouped_inputs(
+        ((j, [f"raw{j}"]) for j in range(5)),
+        by_lfn,
+        tmp_path / "input_locations",
+        "--input-locations",
+        lambda jobs, arguments: added.append((list(jobs), arguments)),
+    )
+    assert [jobs for jobs, _ in added] == [[0, 1], [2, 3], [4]]
+    for jobs, (option, path) in added:
+        assert option == "--input-locations"
+        assert json.loads(open(path).read()) == {f"raw{j}": f"elsewhere/{j}" for j in jobs}
+
+
 def _imports(module_file: Path) -> list[tuple[str, list[str]]]:
     """``(module, names)`` of every import in a file, function-level ones included."""
     import ast

@@ -165,6 +165,42 @@ def test_overall_inputs_are_asked_by_id_and_located_one_by_one_only_when_not_fou
     assert [f.path for f in streamed.workflow.jobs["a_1_Cam_2"].inputs] == ["moved/raw2.npy"]
 
 
+class _Records:
+    """Knows every id; each raw's record names its id."""
+
+    def __init__(self) -> None:
+        self.asked: list[list[int]] = []
+
+    def getDatasetRecordsById(self, ids):
+        self.asked.append(list(ids))
+        return {i: (f"raw/run/raw/{i}.npy", i, f"c{i}") for i in self.asked[-1]}
+
+
+def test_overall_inputs_are_asked_in_batches_of_consecutive_ids_whatever_the_job_order(monkeypatch):
+    """Batches in the workflow's order held ids spread over the whole table: the registry read a
+    million raws by two thousand IN lists instead of a few range scans."""
+    quanta = []
+    ids = {1: 105, 2: 101, 3: 104, 4: 102, 5: 103}  # visit: registry id
+    for visit, ident in ids.items():
+        did = dict(instrument="Cam", visit=visit, detector=1)
+        a = Quantum("a", DataId(did), {}, {}, id=len(quanta))
+        a.addInput(ds(RAW, "raw/run", **did))
+        a.inputs["raw"][0].id = ident
+        quanta.append(a)
+    streamed = build_streamed_workflow(quanta, options(), path_of)
+    monkeypatch.setattr(prepare_mod, "REGISTRY_BATCH", 2)
+    registry = _Records()
+    locations, checks = prepare_mod._registered_inputs(registry, streamed)
+    assert registry.asked == [[101, 102], [103, 104], [105]]
+    lfn = "raw.detector-1.instrument-Cam.visit-{}".format
+    assert checks == {lfn(v): [i, f"c{i}"] for v, i in ids.items()}
+    assert locations == {lfn(v): f"raw/run/raw/{i}.npy" for v, i in ids.items()}
+    assert [streamed.workflow.jobs[f"a_1_Cam_{v}"].inputs[0].path for v in (1, 3)] == [
+        "raw/run/raw/105.npy",
+        "raw/run/raw/104.npy",
+    ]
+
+
 def test_iter_quanta_reads_every_quantum_in_order_across_chunks(tmp_path):
     graph = QuantumGraph(demo_quanta())
     graph.save(tmp_path / "g.qgraph")

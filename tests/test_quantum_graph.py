@@ -384,3 +384,27 @@ def test_linking_gives_each_dataset_a_consumers_list_of_its_own(constructor):
     unlinked = calexp(9, 9).consumers
     assert all(d.consumers is not unlinked for d in datasets)
     assert unlinked == []
+
+
+def test_quanta_made_in_bulk_match_the_constructor_and_skip_data_ids_without_inputs():
+    ids = [DataId(instrument="Cam", visit=1, detector=d) for d in (0, 1, 2)]
+    inputs = [{"calexp": [calexp(1, 0)]}, None, {"calexp": [calexp(1, 2)]}]
+    made = Quantum._many("calibrate", ids, inputs)
+    expected = [Quantum("calibrate", ids[i], inputs[i]) for i in (0, 2)]
+    assert [(q.taskLabel, q.dataId, q.inputs, q.outputs, q.id, q.task) for q in made] == [
+        (q.taskLabel, q.dataId, q.inputs, q.outputs, q.id, q.task) for q in expected
+    ]
+    assert made[0].outputs is not made[1].outputs  # each quantum's own dict
+
+
+def test_datasets_made_in_bulk_match_the_constructor():
+    ids = [DataId(instrument="Cam", visit=1, detector=d) for d in (0, 1)]
+    made = Dataset._many(CALEXP, ids, [(7, "run/a"), (8, "run/b")])
+    assert [(d.datasetType, d.dataId, d.id, d.run, d.creator) for d in made] == [
+        (CALEXP, ids[0], 7, "run/a", None),
+        (CALEXP, ids[1], 8, "run/b", None),
+    ]
+    assert made == [Dataset(CALEXP, i) for i in ids]
+    unresolved = Dataset._many(CALEXP, ids)
+    assert [(d.id, d.run) for d in unresolved] == [(None, None)] * 2
+    assert unresolved[0].consumers == [] and unresolved[0].consumers is Dataset(CALEXP, ids[0]).consumers

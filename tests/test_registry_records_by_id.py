@@ -50,6 +50,37 @@ def test_records_by_id_are_those_of_the_datasets_whatever_the_spacing_of_the_ids
     assert registry.getDatasetRecordsById([]) == {}
 
 
+def test_scattered_ids_are_read_in_full_and_partial_lists_of_one_prepared_statement(registry, monkeypatch):
+    """Scattered ids go to the database in lists of `CHUNK` parameters rendered once; the last
+    list is filled up with its last id, which must neither add nor lose a record."""
+    from supertask.repo.registry import dataset_manager
+
+    monkeypatch.setattr(dataset_manager, "CHUNK", 7)
+    registry.registerRun("r")
+    made = registry.insertDatasets(
+        RAW,
+        "r",
+        [
+            {"dataId": DataId(instrument="Cam", visit=v, detector=d), "path": f"p/{v}/{d}", "size": v * d}
+            for v in range(1, 7)
+            for d in range(1, 5)
+        ],
+    )
+    ids = sorted(d.id for d in made)
+    wanted = ids[::3] + [ids[-1] + 500]  # 8 registered and 1 not: a list of 7 and one of 2, filled up
+    assert _id_spans(wanted) == ([], wanted)
+    by_id = {
+        d.id: (
+            f"p/{d.dataId['visit']}/{d.dataId['detector']}",
+            d.dataId["visit"] * d.dataId["detector"],
+            None,
+        )
+        for d in made
+    }
+    assert registry.getDatasetRecordsById(wanted) == {i: by_id[i] for i in ids[::3]}
+    assert registry.getDatasetRecordsById(ids[:20:3]) == {i: by_id[i] for i in ids[:20:3]}  # exactly one list
+
+
 def test_long_dense_runs_are_ranges_and_short_or_sparse_ones_are_listed():
     long_run = list(range(1, 2 * _MIN_RANGE, 2))  # _MIN_RANGE ids, every other one
     assert _id_spans(long_run) == ([(1, 2 * _MIN_RANGE - 1)], [])

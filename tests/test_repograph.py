@@ -105,6 +105,29 @@ def test_add_datasets_returns_existing_handles_and_dedupes_within_a_call(butler)
     assert len(graph.datasets["calexp"]) == 2
 
 
+def test_add_datasets_dedupes_repeats_in_the_first_call_of_a_type(butler):
+    graph = makeRepoGraph(butler, [RAW], [CALEXP], "visit = 4")
+    first, other, again = graph.addDatasets(CALEXP, [vd(4, 2), vd(4, 1), vd(4, 2)])
+    assert again is first and other is not first
+    assert [d.dataId for d in (first, other)] == [vd(4, 2), vd(4, 1)]
+    assert graph.datasetIndex("calexp") == {vd(4, 2): first, vd(4, 1): other}
+    assert graph.getUnit("detector", vd(4, 2)).datasets["calexp"] == {first}
+
+
+def test_needed_datasets_the_registry_does_not_return_are_left_out(butler, monkeypatch):
+    registry = butler.registry
+    find = registry.findDatasetValues
+
+    def without_detector_1(datasetType, collections, values):
+        return {v: ref for v, ref in find(datasetType, collections, values).items() if 1 not in v}
+
+    monkeypatch.setattr(registry, "findDatasetValues", without_detector_1)
+    graph = makeRepoGraph(butler, [RAW], [], "visit = 4")
+    assert sorted(d.dataId["detector"] for d in graph.datasets["raw"]) == [0, 2, 3]
+    assert all(d.run == "raw" and d.id is not None for d in graph.datasets["raw"])
+    assert graph.datasetIndex("raw").keys() == {vd(4, 0), vd(4, 2), vd(4, 3)}
+
+
 def test_add_datasets_checks_data_ids_without_exactly_the_keys(butler):
     graph = makeRepoGraph(butler, [RAW], [CALEXP], "visit = 4")
     (ds,) = graph.addDatasets(CALEXP, [{"instrument": "Cam", "visit": 4, "detector": 1, "band": "g"}])

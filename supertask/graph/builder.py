@@ -287,7 +287,18 @@ class QuantumGraphBuilder:
             task_quanta = task.defineQuanta(view)
             report.timings[f"defineQuanta[{task.label}]"] = time.perf_counter() - tick
             skipped = 0
-            if not any(existing_outputs.get(datasetType.name) for datasetType in outputs.values()):
+            nothing_exists = not any(
+                existing_outputs.get(datasetType.name) for datasetType in outputs.values()
+            )
+            if release and nothing_exists:
+                # The default defineQuanta over the graph's own index (``release``): each
+                # quantum holds its task already, its outputs are in ``produced`` (which
+                # is the graph's index that addDatasets filled) and it has every output
+                # type, so the pass below would change nothing (a million quanta at 10^6).
+                quanta.extend(task_quanta)
+                report.skipped_existing[task.label] = 0
+                continue
+            if nothing_exists:
                 # Nothing of this task exists in the output run (the common case): no
                 # quantum can be skipped, so the per-quantum check below is not needed.
                 for quantum in task_quanta:

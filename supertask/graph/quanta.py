@@ -229,9 +229,8 @@ def define_quanta_by_units(task: SuperTask, repoGraph: Any) -> list[Quantum]:
                     else repoGraph.findDatasets(datasetType.name, wanted)
                 )
                 get = found.get
-            resolved[datasetType.name] = [
-                [ds for d in related.get(q, ()) if (ds := get(d)) is not None] for q in dataIds
-            ]
+            # (A Dataset is never false: filter(None, ...) drops exactly the data IDs without one.)
+            resolved[datasetType.name] = [list(filter(None, map(get, related.get(q, ())))) for q in dataIds]
             continue
         projected = _project_all(dataIds, datasetType.units)
         hits: list[Dataset | None]
@@ -245,20 +244,32 @@ def define_quanta_by_units(task: SuperTask, repoGraph: Any) -> list[Quantum]:
     quanta: list[Quantum] = []
     columns = [(datasetType.name, resolved[datasetType.name]) for datasetType in inputs.values()]
     label = task.label
-    for i, dataId in enumerate(dataIds):
-        quantumInputs = {}
-        missing = None
-        for name, column in columns:
-            datasets = column[i]
-            if not datasets:
-                missing = name
-                break
-            quantumInputs[name] = datasets
-        if missing is not None:
-            if planned is not None:
-                planned.prune(label, f"{dataId!r}: no {missing!r} exists or will be produced")
-            continue
-        quanta.append(Quantum(label, dataId, quantumInputs, task=task))
+    if len(columns) == 1:
+        # One input type (calibrate's raw): the same quanta as the general loop below,
+        # without its inner loop and index per quantum (a million quanta at 10^6).
+        ((name, column),) = columns
+        if planned is not None and not all(column):
+            for dataId, datasets in zip(dataIds, column, strict=True):
+                if not datasets:
+                    planned.prune(label, f"{dataId!r}: no {name!r} exists or will be produced")
+        quanta = Quantum._many(
+            label, dataIds, [{name: datasets} if datasets else None for datasets in column], task
+        )
+    else:
+        for i, dataId in enumerate(dataIds):
+            quantumInputs = {}
+            missing = None
+            for name, column in columns:
+                datasets = column[i]
+                if not datasets:
+                    missing = name
+                    break
+                quantumInputs[name] = datasets
+            if missing is not None:
+                if planned is not None:
+                    planned.prune(label, f"{dataId!r}: no {missing!r} exists or will be produced")
+                continue
+            quanta.append(Quantum(label, dataId, quantumInputs, task=task))
     # Outputs are added in bulk, one call per output type (same datasets, same order per
     # type as one addDataset per quantum; a graph without addDatasets gets those calls).
     addDatasets = getattr(repoGraph, "addDatasets", None)

@@ -130,6 +130,45 @@ class Dataset:
         self.id = id
         self.run = run
 
+    @classmethod
+    def _many(
+        cls,
+        datasetType: DatasetType,
+        dataIds: Iterable[DataId],
+        refs: Iterable[tuple[int, str]] | None = None,
+    ) -> list[Dataset]:
+        """One dataset of ``datasetType`` per data ID, in order (internal fast path).
+
+        The bulk form of the constructor for preflight's million inputs and outputs:
+        ``dataIds`` must be `DataId` objects already (nothing is converted), ``refs``
+        the ``(id, run)`` of each when they are resolved. About a third cheaper than
+        one constructor call per dataset.
+        """
+        new = object.__new__
+        out: list[Dataset] = []
+        append = out.append
+        if refs is None:
+            for dataId in dataIds:
+                self = new(cls)
+                self.datasetType = datasetType
+                self.dataId = dataId
+                self.creator = None
+                self.consumers = _NOT_LINKED
+                self.id = None
+                self.run = None
+                append(self)
+        else:
+            for dataId, (id_, run) in zip(dataIds, refs, strict=True):
+                self = new(cls)
+                self.datasetType = datasetType
+                self.dataId = dataId
+                self.creator = None
+                self.consumers = _NOT_LINKED
+                self.id = id_
+                self.run = run
+                append(self)
+        return out
+
     @property
     def name(self) -> str:
         """The dataset type name."""

@@ -733,7 +733,8 @@ def _column_node_lines(
     c = jobs.columns()
     names, label_of, extras = c.names, c.label_of, c.extra
     plain = not _SPECIAL_NAME.search("".join(names))
-    args_text: dict[tuple[int, tuple[str, ...]], str | None] = {}
+    # (label, extra) -> its ``bps_args`` value and what follows (`_split_arguments`)
+    args_split: dict[tuple[int, tuple[str, ...]], tuple[str, str, str] | None] = {}
     # a node name is `safe_name`'s: nothing in it to escape in a VARS value (checked once)
     escape_nodes = bool(_VARS_ESCAPED.search("".join(nodes)))
     # (label, unit) -> ``bps_log`` up to the node name
@@ -750,26 +751,46 @@ def _column_node_lines(
             log_dirs.add(directory)
             log = log_text[(index, unit)] = vars_value(directory + "/")[:-1]
         extra = extras.get(j, ())
-        text = args_text.get((index, extra), "")
-        if text == "":
+        try:
+            split = args_split[(index, extra)]
+        except KeyError:
             d = labels[templates[index].label]
-            text = args_text[(index, extra)] = _marked_arguments(jobs, d, extra) if plain else None
-        if text is not None:
-            args = text.replace(_QUANTUM_MARK, str(j)).replace(_NAME_MARK, names[j])
+            text = _marked_arguments(jobs, d, extra) if plain else None
+            split = args_split[(index, extra)] = _split_arguments(text, more)
+        if split is not None and not escape_nodes:
+            head, middle, tail = split
+            line = f'JOB {node}{sub}{node} bps_log={log}{node}" bps_args={head}{j}{middle}{names[j]}{tail}'
         else:
             d = labels[templates[index].label]
             full = _column_arguments(jobs, j, extra)
             args = vars_value(join_arguments(full[len(d.prefix) : len(full) - len(d.suffix)]))
-        log += vars_value(node)[1:] if escape_nodes else node + '"'
-        lines.append(
-            f"JOB {node}{sub}{node} bps_log={log} bps_args={args}{more}"
-            + (f"PRIORITY {node}{priority}" if priority else "")
-            + (f"CATEGORY {node}{category}" if category else "")
-        )
+            log += vars_value(node)[1:] if escape_nodes else node + '"'
+            line = f"JOB {node}{sub}{node} bps_log={log} bps_args={args}{more}"
+        if priority:
+            line += f"PRIORITY {node}{priority}"
+        if category:
+            line += f"CATEGORY {node}{category}"
+        lines.append(line)
         if len(lines) >= _LINES_CHUNK:
             yield "".join(lines)
             lines.clear()
     yield "".join(lines)
+
+
+def _split_arguments(text: str | None, more: str) -> tuple[str, str, str] | None:
+    """``bps_args`` marked by `_marked_arguments` as the text before the quantum number, between
+    it and the job name, and after the name (with ``more``, what follows on the line); None
+    unless the number's mark comes once, then the name's once.
+
+    The line of each job is then one format of its parts, not two replacements in the text.
+    """
+    if text is None or text.count(_QUANTUM_MARK) != 1 or text.count(_NAME_MARK) != 1:
+        return None
+    head, rest = text.split(_QUANTUM_MARK)
+    if _NAME_MARK not in rest:
+        return None
+    middle, tail = rest.split(_NAME_MARK)
+    return head, middle, tail + more
 
 
 def _marked_arguments(jobs: StreamedJobs, d: _LabelDefaults, extra: tuple[str, ...]) -> str | None:

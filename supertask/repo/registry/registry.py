@@ -358,7 +358,8 @@ class Registry:
 
         `getDatasetRecords` for a caller that holds registry ids rather than `Dataset`
         objects (a streamed `bps prepare` keeps only the ids of a graph's overall inputs):
-        one chunked ``IN`` query; ids no longer registered are absent from the result.
+        range scans of dense runs of ids, ``IN`` lists of the others; ids no longer registered
+        are absent from the result.
         """
         return self._managers.datasets.recordsById(ids)
 
