@@ -25,10 +25,15 @@ from __future__ import annotations
 from array import array
 from collections import deque
 from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, Sequence, ValuesView
+from itertools import chain, islice, repeat, starmap
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple, cast, overload
 
-from .names import lfn_formatter, lfns_formatter, safe_name
+from supertask.gc_pause import gc_paused
+from supertask.template_rows import escape_literal
+
+from .names import lfn_formatter, lfns_formatter, safe_names
 from .workflow import GenericWorkflow, Job, RetryPolicy, WorkflowFile
 from .workflow_builder import LOG_DIR, MANIFEST_DIR, BuildOptions, final_job
 
@@ -671,10 +676,13 @@ def _build(
     datasets apart by (type, keys, values) instead, formatting names only for new ones; if
     two of them then share a name, it builds again telling datasets apart by name.
     """
-    c = _fill(records, tables, options, path_formatter, by_name=False)
-    if len(set(c.lfns)) != len(c.lfns):
-        c = _fill(records, tables, options, path_formatter, by_name=True)
-    c.order = _static_order(c)
+    # Every object the build makes stays alive (the columns) or is garbage without a cycle:
+    # the cyclic collector's passes over the growing columns would free nothing.
+    with gc_paused():
+        c = _fill(records, tables, options, path_formatter, by_name=False)
+        if len(set(c.lfns)) != len(c.lfns):
+            c = _fill(records, tables, options, path_formatter, by_name=True)
+        c.order = _static_order(c)
     return StreamedWorkflow(c, options)
 
 
@@ -685,7 +693,12 @@ def _fill(
     path_formatter: PathFormatter,
     by_name: bool,
 ) -> _Columns:
-    """The columns of the records' jobs and files (all but the job order); see `_build`."""
+    """The columns of the records' jobs and files (all but the job order); see `_build`.
+
+    The hot loop of a streamed prepare (a million quanta, a few datasets each): a job's
+    name is made a chunk of jobs at a time (`_job_names`), and a new file's columns are
+    appended in place, its data-ID values shared through one `dict.setdefault` run in C.
+    """
     c = _Columns()
     labels_t, keysets_t, types_t, runs_t = tables.labels, tables.keysets, tables.types, tables.runs
     label_of_table: dict[int, int] = {}  # label index in the tables -> in the columns
@@ -697,9 +710,12 @@ def _fill(
     output_run = options.output_run
     names, label_of, lfns = c.names, c.label_of, c.lfns
     schema_of, values_of, producer = c.schema_of, c.values, c.producer
-    dataset_id, runs_of, shared = c.dataset_id, c.runs, c.shared_values
+    dataset_id, runs_of = c.dataset_id, c.runs
     in_files, in_start, out_files, out_start = c.in_files, c.in_start, c.out_files, c.out_start
     par_jobs, par_start = c.par_jobs, c.par_start
+    # One object per distinct data-ID value (the reader makes a new one for every dataset),
+    # keyed by (type, value) so that 1 and True stay apart.
+    share = c.shared_values.setdefault
 
     def schema(t: int, ks: int) -> _Schema:
         dataset_type = types_t[t]
@@ -718,11 +734,10 @@ def _fill(
         schema_of_table[(t, ks)] = found
         return found
 
-    def add(s: _Schema, values: tuple[Any, ...], run: str, p: int, ident: int | None) -> int:
+    def new_file(s: _Schema, values: tuple[Any, ...], run: str, p: int, ident: int) -> int:
         """A new file: ``values`` of schema ``s`` in ``run``, made by job ``p`` (-1: none)."""
         k = len(values_of)
-        # One object per distinct value: the reader makes a new one for every dataset.
-        values = tuple([shared.setdefault((type(v), v), v) for v in values])
+        values = tuple([share((type(v), v), v) for v in values])
         if by_name:
             lfn = s.lfn(values)
             file_of[lfn] = k
@@ -733,8 +748,8 @@ def _fill(
         schema_of.append(s.index)
         values_of.append(values)
         producer.append(p)
-        dataset_id.append(ident if p < 0 and ident is not None else -1)
-        runs_of.append(run if p < 0 else "")
+        dataset_id.append(ident)
+        runs_of.append(run)
         return k
 
     def described(j: int, label: int, ks: int, values: tuple[Any, ...], d: Any = None) -> tuple[str, str]:
@@ -752,73 +767,245 @@ def _fill(
         dataset = Dataset(types_t[t], DataId(dict(zip(keysets_t[dks], dvalues, strict=True))))
         return repr(dataset), repr(quantum)
 
-    for j, (label, ks, values, inputs, outputs) in enumerate(records):
-        task = labels_t[label]
-        name = safe_name("_".join([task, *map(str, values)]))
-        if name in seen_names:
-            name = f"{name}_q{j}"
-        seen_names.add(name)
-        names.append(name)
+    def one_to_one(batch: list[Any], first: int) -> bool:
+        """Add the jobs of ``batch`` at once if every one reads one overall input and writes one
+        new file, both of one schema for all: what the loop below does, in C; else False.
+
+        Most chunks of a large graph are such (calibrate: one raw read, one calexp written).
+        Anything else (a file seen before, an input without RUN, another shape) is left to
+        the loop, which gives its errors.
+        """
+        if by_name or set(map(len, map(itemgetter(3), batch))) != {1}:
+            return False
+        if set(map(len, map(itemgetter(4), batch))) != {1} or len(set(map(itemgetter(0), batch))) != 1:
+            return False
+        outs = list(map(itemgetter(0), map(itemgetter(4), batch)))
+        ins = list(map(itemgetter(0), map(itemgetter(3), batch)))
+        out_schema, in_schema = set(map(itemgetter(0, 1), outs)), set(map(itemgetter(0, 1), ins))
+        if len(out_schema) != 1 or len(in_schema) != 1:
+            return False
+        so, si = schema(*out_schema.pop()), schema(*in_schema.pop())
+        run_indices = set(map(itemgetter(4), ins))
+        if so is si or min(run_indices) < 0 or not all(runs_t[r] for r in run_indices):
+            return False
+        out_values, in_values = list(map(itemgetter(2), outs)), list(map(itemgetter(2), ins))
+        m = len(batch)
+        if not (
+            so.files.keys().isdisjoint(out_values)
+            and si.files.keys().isdisjoint(in_values)
+            and len(set(out_values)) == m == len(set(in_values))
+        ):
+            return False
+        label = batch[0][0]
         mine = label_of_table.get(label)
         if mine is None:
+            task = labels_t[label]
             mine = label_index.get(task)
             if mine is None:
                 mine = label_index[task] = len(c.labels)
                 c.labels.append(task)
             label_of_table[label] = mine
-        label_of.append(mine)
-        outs: list[int] = []
-        for d in outputs:
-            s = schema_of_table.get((d[0], d[1])) or schema(d[0], d[1])
-            if by_name:
-                k = file_of.get(s.lfn(d[2]), -1)
-            else:
+        out_values, in_values = shared_rows(out_values), shared_rows(in_values)
+        k0 = len(values_of)
+        out_numbers, in_numbers = range(k0, k0 + 2 * m, 2), range(k0 + 1, k0 + 2 * m, 2)
+        so.files.update(zip(out_values, out_numbers, strict=True))
+        si.files.update(zip(in_values, in_numbers, strict=True))
+        so.numbers.extend(out_numbers)
+        si.numbers.extend(in_numbers)
+        # a job's output, then its input: the numbers the loop gives them
+        schema_of.extend(array("l", [so.index, si.index]) * m)
+        values_of.extend(chain.from_iterable(zip(out_values, in_values, strict=True)))
+        producer.extend(chain.from_iterable(zip(range(first, first + m), repeat(-1))))
+        ids = list(map(itemgetter(3), ins))
+        if None in ids:
+            ids = [-1 if ident is None else ident for ident in ids]
+        dataset_id.extend(chain.from_iterable(zip(repeat(-1), ids)))
+        runs_of.extend(chain.from_iterable(zip(repeat(""), map(runs_t.__getitem__, map(itemgetter(4), ins)))))
+        label_of.extend(repeat(mine, m))
+        n_out, n_in = len(out_files), len(in_files)
+        out_files.extend(out_numbers)
+        out_start.extend(range(n_out + 1, n_out + m + 1))
+        in_files.extend(in_numbers)
+        in_start.extend(range(n_in + 1, n_in + m + 1))
+        par_start.extend(repeat(len(par_jobs), m))
+        return True
+
+    def known_inputs(inputs: list[Any], outs: list[int]) -> list[int] | None:
+        """The file numbers of ``inputs`` if all are of one schema, seen before, distinct and
+        none of the job's outputs (a warp's calexps, a coadd's warps), in C; else None."""
+        if len(set(map(itemgetter(0, 1), inputs))) != 1:
+            return None
+        d = inputs[0]
+        s = schema_of_table.get((d[0], d[1])) or schema(d[0], d[1])
+        found = list(map(s.files.get, map(itemgetter(2), inputs)))
+        distinct = set(found)
+        if None in distinct or len(distinct) != len(found) or not distinct.isdisjoint(outs):
+            return None
+        return cast("list[int]", found)
+
+    def shared_rows(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """``rows`` (of one width) with their values shared as ``new_file`` shares them, in C."""
+        width = len(rows[0])
+        if not width or set(map(len, rows)) != {width}:
+            return [tuple([share((type(v), v), v) for v in row]) for row in rows]
+        flat = list(chain.from_iterable(rows))
+        values = list(map(share, zip(map(type, flat), flat), flat))  # noqa: B905 - equal lengths
+        return list(zip(*[iter(values)] * width))  # noqa: B905 - a multiple of width
+
+    stream = iter(records)
+    first = 0
+    while batch := list(islice(stream, _CHUNK)):
+        batch_names = _job_names(batch, labels_t, seen_names, first)
+        names += batch_names
+        if one_to_one(batch, first):
+            first += len(batch)
+            continue
+        for j, name, (label, ks, values, inputs, outputs) in zip(
+            range(first, first + len(batch)), batch_names, batch, strict=True
+        ):
+            mine = label_of_table.get(label)
+            if mine is None:
+                task = labels_t[label]
+                mine = label_index.get(task)
+                if mine is None:
+                    mine = label_index[task] = len(c.labels)
+                    c.labels.append(task)
+                label_of_table[label] = mine
+            label_of.append(mine)
+            if len(outputs) == 1 and len(inputs) < 2 and not by_name:
+                # Most jobs (calibrate: one raw read, one calexp written): the loops below, without
+                # their lists and set.
+                d = outputs[0]
+                s = schema_of_table.get((d[0], d[1])) or schema(d[0], d[1])
                 k = s.files.get(d[2], -1)
-            if k < 0:
-                k = add(s, d[2], output_run, j, None)
-            elif producer[k] != j:
-                ds_repr, _ = described(j, label, ks, values, d)
-                raise ValueError(f"{ds_repr} is produced by two quanta: {names[producer[k]]} and {name}")
-            if k not in outs:
-                outs.append(k)
-        ins: list[int] = []
-        parents: set[int] = set()
-        for d in inputs:
-            s = schema_of_table.get((d[0], d[1])) or schema(d[0], d[1])
-            if by_name:
-                k = file_of.get(s.lfn(d[2]), -1)
-            else:
-                k = s.files.get(d[2], -1)
-            if k >= 0 and (k in outs or k in ins):
+                if k < 0:
+                    k = new_file(s, d[2], "", j, -1)
+                elif producer[k] != j:
+                    ds_repr, _ = described(j, label, ks, values, d)
+                    raise ValueError(f"{ds_repr} is produced by two quanta: {names[producer[k]]} and {name}")
+                out_files.append(k)
+                out_start.append(len(out_files))
+                if inputs:
+                    d = inputs[0]
+                    s = schema_of_table.get((d[0], d[1])) or schema(d[0], d[1])
+                    i = s.files.get(d[2], -1)
+                    if i < 0:
+                        run = runs_t[d[4]] if d[4] >= 0 else None
+                        if not run:
+                            ds_repr, q_repr = described(j, label, ks, values, d)
+                            raise ValueError(_no_run(ds_repr, q_repr))
+                        in_files.append(new_file(s, d[2], run, -1, -1 if d[3] is None else d[3]))
+                    elif i != k:
+                        if producer[i] >= 0:
+                            par_jobs.append(producer[i])
+                        in_files.append(i)
+                in_start.append(len(in_files))
+                par_start.append(len(par_jobs))
                 continue
-            if k < 0:
-                run = runs_t[d[4]] if d[4] >= 0 else None
-                if not run:
-                    ds_repr, q_repr = described(j, label, ks, values, d)
-                    raise ValueError(
-                        f"input {ds_repr} of {q_repr} is made by no quantum and has no RUN: the graph must "
-                        "record where each overall input was found; rebuild it"
-                    )
-                k = add(s, d[2], run, -1, d[3])
-            elif producer[k] >= 0:
-                parents.add(producer[k])
-            ins.append(k)
-        in_files.extend(ins)
-        in_start.append(len(in_files))
-        out_files.extend(outs)
-        out_start.append(len(out_files))
-        if parents:
-            par_jobs.extend(sorted(parents, key=names.__getitem__) if len(parents) > 1 else parents)
-        par_start.append(len(par_jobs))
+            outs: list[int] = []
+            for d in outputs:
+                s = schema_of_table.get((d[0], d[1])) or schema(d[0], d[1])
+                k = file_of.get(s.lfn(d[2]), -1) if by_name else s.files.get(d[2], -1)
+                if k < 0:
+                    outs.append(new_file(s, d[2], "", j, -1))
+                elif producer[k] != j:
+                    ds_repr, _ = described(j, label, ks, values, d)
+                    raise ValueError(f"{ds_repr} is produced by two quanta: {names[producer[k]]} and {name}")
+                elif k not in outs:
+                    outs.append(k)
+            known = known_inputs(inputs, outs) if len(inputs) > 2 and not by_name else None
+            if known is not None:
+                ins, parents = known, set(map(producer.__getitem__, known))
+                parents.discard(-1)
+            else:
+                ins, parents = [], set()
+            for d in inputs if known is None else ():
+                s = schema_of_table.get((d[0], d[1])) or schema(d[0], d[1])
+                k = file_of.get(s.lfn(d[2]), -1) if by_name else s.files.get(d[2], -1)
+                if k < 0:
+                    run = runs_t[d[4]] if d[4] >= 0 else None
+                    if not run:
+                        ds_repr, q_repr = described(j, label, ks, values, d)
+                        raise ValueError(_no_run(ds_repr, q_repr))
+                    ins.append(new_file(s, d[2], run, -1, -1 if d[3] is None else d[3]))
+                elif k not in outs and k not in ins:
+                    if producer[k] >= 0:
+                        parents.add(producer[k])
+                    ins.append(k)
+            in_files.extend(ins)
+            in_start.append(len(in_files))
+            out_files.extend(outs)
+            out_start.append(len(out_files))
+            if parents:
+                par_jobs.extend(sorted(parents, key=names.__getitem__) if len(parents) > 1 else parents)
+            par_start.append(len(par_jobs))
+        first += len(batch)
     _name_files(c, schema_index.values(), output_run, by_name)
     return c
+
+
+def _no_run(ds_repr: str, q_repr: str) -> str:
+    return (
+        f"input {ds_repr} of {q_repr} is made by no quantum and has no RUN: the graph must record where "
+        "each overall input was found; rebuild it"
+    )
+
+
+#: quanta whose job names `_fill` makes at once
+_CHUNK = 10_000
+
+
+def _job_names(
+    batch: Sequence[tuple[int, int, tuple[Any, ...], Any, Any]],
+    labels: Sequence[str],
+    seen: set[str],
+    first: int,
+) -> list[str]:
+    """The job names of ``batch`` (quanta ``first``, ``first + 1``, ...), remembered in ``seen``.
+
+    A job is named by its label and data-ID values (`bps.names.safe_name`); a name taken
+    by an earlier job gets ``_q<quantum number>``. Worked out for the whole batch in C
+    (`bps.names.safe_names`, set operations) unless some name is taken, which is rare.
+    """
+    named = safe_names(_job_texts(batch, labels))
+    if len(set(named)) == len(named) and seen.isdisjoint(named):
+        seen.update(named)
+        return named
+    result = []
+    for j, name in enumerate(named, first):
+        if name in seen:
+            name = f"{name}_q{j}"
+        seen.add(name)
+        result.append(name)
+    return result
+
+
+def _job_texts(
+    batch: Sequence[tuple[int, int, tuple[Any, ...], Any, Any]], labels: Sequence[str]
+) -> list[str]:
+    """``label_value1_value2...`` of each quantum of ``batch``: one ``str.format`` run in C per
+    quantum when they share a label and data-ID keys and every value is an int or a str (whose
+    ``format(v, "")`` is ``str(v)``), as in a chunk of one task's quanta."""
+    label_ks = set(map(itemgetter(0, 1), batch))
+    rows = list(map(itemgetter(2), batch))
+    if len(label_ks) == 1 and set(map(type, chain.from_iterable(rows))) <= _PLAIN_TYPES:
+        widths = set(map(len, rows))
+        if len(widths) == 1:
+            template = escape_literal(labels[batch[0][0]]) + "_{}" * widths.pop()
+            return list(starmap(template.format, rows))
+    join = "_".join
+    return [join([labels[r[0]], *map(str, r[2])]) for r in batch]
+
+
+_PLAIN_TYPES = frozenset((int, str))
 
 
 def _name_files(c: _Columns, schemas: Iterable[_Schema], output_run: str, named: bool) -> None:
     """Each file's path (and lfn, unless ``named`` already), a schema's files at once.
 
     The formatters of many (`bps.names.lfns_formatter`, `Datastore.paths_formatter`) format
-    a file in C where a call per file would cost more than the formatting itself.
+    a file in C where a call per file would cost more than the formatting itself; the
+    names are put in place by ``map(list.__setitem__, ...)``, in C too.
     """
     n = len(c.values)
     lfns = c.lfns if named else [""] * n
@@ -827,16 +1014,21 @@ def _name_files(c: _Columns, schemas: Iterable[_Schema], output_run: str, named:
     for s in schemas:
         numbers = s.numbers
         rows = list(map(values.__getitem__, numbers))
-        s_paths = s.paths(rows, [run or output_run for run in map(runs.__getitem__, numbers)])
-        if named:
-            for k, path in zip(numbers, s_paths, strict=True):
-                paths[k] = path
-        else:
-            for k, lfn, path in zip(numbers, s.lfns(rows), s_paths, strict=True):
-                lfns[k] = lfn
-                paths[k] = path
+        s_runs = list(map(runs.__getitem__, numbers))
+        if "" in s_runs:
+            s_runs = [run or output_run for run in s_runs]
+        _scatter(paths, numbers, s.paths(rows, s_runs))
+        if not named:
+            _scatter(lfns, numbers, s.lfns(rows))
         s.numbers = array("q")
     c.lfns, c.paths = lfns, paths
+
+
+def _scatter(target: list[str], numbers: Sequence[int], texts: Sequence[str]) -> None:
+    """``target[numbers[i]] = texts[i]`` for each ``i``, in C."""
+    if len(texts) != len(numbers):
+        raise ValueError(f"{len(texts)} names formatted for {len(numbers)} files")
+    deque(map(target.__setitem__, numbers, texts), maxlen=0)
 
 
 def _static_order(c: _Columns) -> array[int]:

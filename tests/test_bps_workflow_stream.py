@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from support.toy_pipeline import TASKS_PYTHONPATH, ToyPipeline, prepare, submit_dir_of
-from test_bps_workflow_builder import CALEXP, RAW, demo_quanta, ds, options, path_of
+from test_bps_workflow_builder import CALEXP, RAW, WARP, demo_quanta, ds, options, path_of
 
 from bps import prepare as prepare_mod
 from bps.workflow import Resources
@@ -125,10 +125,144 @@ def test_two_quanta_with_the_same_job_name_are_told_apart_as_when_built():
     assert list(streamed.jobs) == list(built.jobs) == ["x_1_2", "x_1_2_q1"]
 
 
+@pytest.mark.parametrize("chunk", [1, 2, 3, 10_000])
+def test_job_names_repeated_across_the_chunks_the_build_names_at_once_are_told_apart_as_when_built(
+    monkeypatch, chunk: int
+):
+    """A name taken earlier, in the same chunk or another, gets ``_q<n>``; so does a later job whose
+    own name is one given that way."""
+    from bps import workflow_stream
+
+    monkeypatch.setattr(workflow_stream, "_CHUNK", chunk)
+    visits = ["1_2", "1/2", "1_2_q1", "1_2", "3", "1_2_q1"]
+    quanta = [Quantum("x", DataId({"visit": v}), {}, {}, id=i) for i, v in enumerate(visits)]
+    built = build_workflow(quanta, options(), path_of)
+    streamed = build_streamed_workflow(quanta, options(), path_of).workflow
+    assert list(streamed.jobs) == list(built.jobs)
+    assert sorted(built.jobs) == sorted(
+        ["x_1_2", "x_1_2_q1", "x_1_2_q1_q2", "x_1_2_q3", "x_3", "x_1_2_q1_q5"]
+    )
+
+
+def _in_chunks(monkeypatch, chunk: int, quanta: list[Quantum]):
+    from bps import workflow_stream
+
+    monkeypatch.setattr(workflow_stream, "_CHUNK", chunk)
+    return build_streamed_workflow(quanta, _options(), path_of)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 4, 10_000])
+def test_jobs_added_a_chunk_at_a_time_make_the_built_workflow(monkeypatch, chunk: int):
+    """Chunks whose quanta each read one new overall input and write one new file are added at
+    once (here the isr quanta, when a chunk holds only them): the same jobs, files, numbers and
+    registry ids as one by one."""
+    quanta = demo_quanta()
+    for q in quanta[:4]:  # raws with data IDs of their own, unlike their calexps'
+        did = q.inputs["raw"][0].dataId
+        q.inputs["raw"] = [
+            ds(RAW, "raw/run", instrument="Cam", visit=did["visit"], detector=did["detector"] + 10)
+        ]
+    quanta[1].inputs["raw"][0].id = 11
+    quanta[2].inputs["raw"][0].id = 12
+    built = build_workflow(quanta, _options(), path_of)
+    streamed = _in_chunks(monkeypatch, chunk, quanta)
+    assert workflow_to_json(streamed.workflow) == workflow_to_json(built)
+    inputs = list(streamed.overall_inputs())
+    assert [(lfn, ident, run) for _, lfn, ident, run in inputs] == [
+        (f"raw.detector-{d}.instrument-Cam.visit-{v}", ident, "raw/run")
+        for (v, d), ident in zip([(1, 11), (1, 12), (2, 11), (2, 12)], [None, 11, 12, None], strict=True)
+    ]
+    assert [k for k, *_ in inputs] == [1, 3, 5, 7]  # each after its job's output, as one by one
+    assert [streamed.path(k) for k, *_ in inputs] == [f.path for j in built.jobs.values() for f in j.inputs][
+        :4
+    ]
+
+
+@pytest.mark.parametrize("chunk", [2, 10_000])
+def test_quanta_reading_one_overall_input_in_one_chunk_make_the_built_workflow(monkeypatch, chunk: int):
+    quanta = demo_quanta()
+    for q in quanta[1:4]:  # every isr quantum reads the first one's raw
+        q.inputs["raw"] = list(quanta[0].inputs["raw"])
+    built = build_workflow(quanta, _options(), path_of)
+    streamed = _in_chunks(monkeypatch, chunk, quanta)
+    assert workflow_to_json(streamed.workflow) == workflow_to_json(built)
+    assert len(list(streamed.overall_inputs())) == 1
+
+
+@pytest.mark.parametrize("chunk", [1, 10_000])
+def test_an_overall_input_without_run_is_refused_in_any_chunk(monkeypatch, chunk: int):
+    quanta = demo_quanta()
+    quanta[2].inputs["raw"][0].run = None
+    with pytest.raises(
+        ValueError, match=r"raw.*visit: 2.* of Quantum.*isr.* is made by no quantum and has no RUN"
+    ):
+        _in_chunks(monkeypatch, chunk, quanta)
+
+
+def test_jobs_reading_several_files_of_one_type_make_the_built_workflow():
+    """Inputs all made before, distinct and of one type are looked up at once; repeated, new or
+    mixed ones one by one: the same files, parents (sorted by name) and order as when built."""
+    quanta: list[Quantum] = []
+
+    def add(label, data_id, inputs, outputs):
+        q = Quantum(label, DataId(data_id), {}, {}, id=len(quanta))
+        for d in inputs:
+            q.addInput(d)
+        for d in outputs:
+            q.addOutput(d)
+        quanta.append(q)
+
+    def calexp(v):
+        return ds(CALEXP, instrument="Cam", visit=v, detector=1)
+
+    for v in (3, 1, 2, 10):
+        add(
+            "a",
+            dict(instrument="Cam", visit=v, detector=1),
+            [ds(RAW, "raw/run", instrument="Cam", visit=v, detector=1)],
+            [calexp(v)],
+        )
+    warp = dict(skymap="s", tract=0, patch=1)
+    add("w", dict(warp, visit=1), [calexp(10), calexp(1), calexp(3), calexp(2)], [ds(WARP, **warp, visit=1)])
+    add("w", dict(warp, visit=2), [calexp(1), calexp(1), calexp(2)], [ds(WARP, **warp, visit=2)])  # repeated
+    add(
+        "w",
+        dict(warp, visit=3),
+        [calexp(1), calexp(2), ds(CALEXP, "old/run", instrument="Cam", visit=9, detector=1)],
+        [ds(WARP, **warp, visit=3)],
+    )  # one new
+    add(
+        "w",
+        dict(warp, visit=4),
+        [calexp(1), calexp(2), ds(RAW, "raw/run", instrument="Cam", visit=1, detector=1)],
+        [ds(WARP, **warp, visit=4)],
+    )  # two types
+    built = build_workflow(quanta, _options(), path_of)
+    streamed = build_streamed_workflow(quanta, _options(), path_of).workflow
+    assert workflow_to_json(streamed) == workflow_to_json(built)
+    assert dict(streamed.parents) == built.parents
+    assert streamed.parents["w_1_s_0_1"] == ["a_1_Cam_1", "a_1_Cam_10", "a_1_Cam_2", "a_1_Cam_3"]
+
+
 def test_an_overall_input_without_run_is_refused_as_when_built():
     quanta = _chains()
     quanta[0].inputs["raw"][0].run = None
     with pytest.raises(ValueError, match="made by no quantum and has no RUN"):
+        build_streamed_workflow(quanta, options(), path_of)
+
+
+@pytest.mark.parametrize("one_output", [True, False])
+def test_a_dataset_two_quanta_write_is_refused_naming_both_jobs(one_output: bool):
+    """Whether the second writer has the one-input, one-output shape most jobs have or not."""
+    quanta = _chains()[:1]
+    did = dict(instrument="Cam", visit=1, detector=1)
+    again = Quantum("again", DataId(did), {}, {}, id=1)
+    again.addInput(ds(RAW, "raw/run", **did))
+    if not one_output:
+        again.addOutput(ds(WARP, patch=1, skymap="s", tract=0, visit=1))
+    again.addOutput(ds(CALEXP, **did))
+    quanta.append(again)
+    with pytest.raises(ValueError, match=r"calexp.* is produced by two quanta: a_1_Cam_1 and again_1_Cam_1$"):
         build_streamed_workflow(quanta, options(), path_of)
 
 

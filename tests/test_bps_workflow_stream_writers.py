@@ -88,7 +88,8 @@ def test_a_streamed_job_name_that_needs_json_escapes_is_written_as_when_built(tm
     from bps import workflow_stream
     from bps.wms.htcondor import translator
 
-    monkeypatch.setattr(workflow_stream, "safe_name", lambda text: text + ' "é\\')
+    # the build names a chunk of jobs at once
+    monkeypatch.setattr(workflow_stream, "safe_names", lambda texts: [text + ' "é\\' for text in texts])
     streamed = build_streamed_workflow(_chains(), options(), path_of).workflow
     built = GenericWorkflowCopy.of(streamed)
     save_workflow(built, tmp_path / "built.json")

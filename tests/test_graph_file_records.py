@@ -205,3 +205,60 @@ def test_a_malformed_record_is_refused_by_records_as_by_quanta(tmp_path: Path, m
     with pytest.raises(GraphFileError, match="quantum 2's record cannot be decoded") as by_records:
         list(file_format.iter_records(path))
     assert str(path) in str(by_records.value) and "malformed" in str(by_quanta.value)
+
+
+class _AlteringCompressor:
+    """Compresses each record's pickle after ``alter(id, pickle)``, as a writer with a bug might."""
+
+    def __init__(self, real, alter, content_size: bool = True):
+        import zstandard
+
+        self._real = real if content_size else zstandard.ZstdCompressor(write_content_size=False)
+        self._alter = alter
+        self._id = 0
+
+    def compress(self, data: bytes) -> bytes:
+        data = self._alter(self._id, data)
+        self._id += 1
+        return self._real.compress(data)
+
+
+def _save_altered(path: Path, monkeypatch, alter, content_size: bool = True) -> None:
+    real = file_format._compressor
+    monkeypatch.setattr(
+        file_format, "_compressor", lambda d: _AlteringCompressor(real(d), alter, content_size)
+    )
+    make_graph(30).save(path)
+    monkeypatch.undo()
+
+
+@pytest.mark.parametrize("chunk", [1, 10_000])
+def test_records_whose_frames_do_not_say_their_size_are_the_decoded_quanta(
+    tmp_path: Path, monkeypatch, chunk: int
+):
+    """A chunk is decompressed in one call only when every frame says its size; else record by record."""
+    path = tmp_path / "g.qgraph"
+    _save_altered(path, monkeypatch, lambda id, data: data, content_size=False)
+    assert _as_plain(path, chunk) == _as_decoded(path)
+
+
+@pytest.mark.parametrize("chunk", [1, 10_000])
+def test_a_record_with_bytes_after_its_pickle_is_read_as_by_quanta(tmp_path: Path, monkeypatch, chunk: int):
+    """A chunk's records are unpickled from one buffer; bytes after a record's pickle are not the next record."""
+    path = tmp_path / "g.qgraph"
+    _save_altered(path, monkeypatch, lambda id, data: data + b"\x80junk" if id == 4 else data)
+    assert _as_plain(path, chunk) == _as_decoded(path)
+
+
+@pytest.mark.parametrize("chunk", [1, 10_000])
+def test_a_record_whose_pickle_is_cut_short_is_refused_by_records_as_by_quanta(
+    tmp_path: Path, monkeypatch, chunk: int
+):
+    """Unpickled from one buffer, a record cut short must not run on into the next record's bytes."""
+    path = tmp_path / "g.qgraph"
+    _save_altered(path, monkeypatch, lambda id, data: data[:-1] if id == 4 else data)
+    with pytest.raises(GraphFileError, match="quantum 4's record cannot be decoded") as by_quanta:
+        list(file_format.iter_quanta(path))
+    with pytest.raises(GraphFileError, match="quantum 4's record cannot be decoded") as by_records:
+        list(file_format.iter_records(path, chunk))
+    assert str(by_records.value) == str(by_quanta.value)

@@ -31,7 +31,7 @@ try:  # the built-in module behind hashlib.blake2b; importing it alone skips Ope
     from _blake2 import blake2b
 except ImportError:  # pragma: no cover - other Python implementations
     from hashlib import blake2b
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 try:  # the C pickle module, the one pickle.py re-exports: importing it alone skips pickle.py (~2 ms per job);
     # it has Pickler, Unpickler, dumps, loads and the errors, not the *_PROTOCOL constants
@@ -388,6 +388,12 @@ def _read_header(f: Any, layout: _Layout) -> dict[str, Any]:
 
 def _read_decoding(f: Any, layout: _Layout) -> tuple[RecordDecoder, Callable[..., bytes]]:
     """Read and check the interning tables and the dictionary; return a decoder and decompress."""
+    decoder, decompressor = _read_tables(f, layout)
+    return decoder, decompressor.decompress
+
+
+def _read_tables(f: Any, layout: _Layout) -> tuple[RecordDecoder, zstandard.ZstdDecompressor]:
+    """Read and check the interning tables and the dictionary; return a decoder and a decompressor."""
     tables_offset, tables_length = layout.tables
     blob = _read_at(f, tables_offset, tables_length + layout.dictionary[1])
     tables_bytes, dictionary = blob[:tables_length], blob[tables_length:]
@@ -396,10 +402,10 @@ def _read_decoding(f: Any, layout: _Layout) -> tuple[RecordDecoder, Callable[...
     try:
         tables: Tables = _loads_plain(tables_bytes)
         decoder = RecordDecoder(tables)
-        decompress = _decompressor(dictionary).decompress
+        decompressor = _decompressor(dictionary)
     except (pickle.UnpicklingError, ValueError, TypeError, EOFError, zstandard.ZstdError) as err:
         raise layout.error(f"the dataset-type tables cannot be read ({err})") from None
-    return decoder, decompress
+    return decoder, decompressor
 
 
 def _decode_record(
@@ -421,6 +427,83 @@ def _decode_record(
         return decode(record, id)
     except (pickle.UnpicklingError, ValueError, TypeError, EOFError, zstandard.ZstdError) as err:
         raise layout.error(f"quantum {id}'s record cannot be decoded ({err})") from None
+
+
+def _decode_chunk(
+    layout: _Layout,
+    first: int,
+    last: int,
+    records: bytes,
+    offsets: Sequence[int],
+    decode: Callable[[tuple[Any, ...], int], _T],
+    decompressor: zstandard.ZstdDecompressor,
+) -> list[_T]:
+    """`_decode_record` of records ``first`` to ``last - 1`` (``records`` from ``offsets[first]``).
+
+    The same values and errors, for less work per record: every checksum is checked first
+    (so, as there, nothing is decompressed before its checksum is checked), the records
+    are decompressed in one call (``multi_decompress_to_buffer``) and unpickled from one
+    buffer. A record the bulk path cannot take (no or too large a content size in its
+    frame, a pickle that does not end where the record ends) is decoded alone by
+    `_decode_record`, which gives its error.
+    """
+    start = offsets[first]
+    view = memoryview(records)
+    pack, content_size = _OFFSET.pack, zstandard.frame_content_size
+    payloads: list[bytes | bytearray | memoryview[int]] = []
+    sizes = []
+    for i in range(first, last):
+        a, b = offsets[i] - start, offsets[i + 1] - start
+        payload = view[a + _DIGEST_SIZE : b]
+        h = blake2b(pack(i), digest_size=_DIGEST_SIZE)
+        h.update(payload)
+        if b - a < _DIGEST_SIZE or h.digest() != view[a : a + _DIGEST_SIZE]:
+            raise layout.error(
+                f"the checksum of quantum {i}'s record does not match (record or index corrupted); "
+                "the record was not loaded"
+            )
+        payloads.append(payload)
+        try:
+            sizes.append(content_size(payload))
+        except zstandard.ZstdError:
+            sizes.append(-1)
+    data = None
+    if payloads and min(sizes) >= 0 and max(sizes) <= _MAX_RECORD_SIZE:
+        try:
+            segments = decompressor.multi_decompress_to_buffer(payloads)
+            # a BufferSegment exports the buffer protocol (its stub does not say so): joined without a copy each
+            data = b"".join(cast("list[bytes]", [segments[k] for k in range(len(segments))]))
+        except zstandard.ZstdError:
+            data = None
+    del payloads, view
+    if data is None or len(data) != sum(sizes):
+        decompress = decompressor.decompress
+        return [
+            _decode_record(
+                layout, i, records[offsets[i] - start : offsets[i + 1] - start], decode, decompress
+            )
+            for i in range(first, last)
+        ]
+    buffer = io.BytesIO(data)
+    tell, seek = buffer.tell, buffer.seek
+    result = []
+    begin = 0
+    for i, size in zip(range(first, last), sizes, strict=True):
+        end = begin + size
+        try:
+            record = _PlainUnpickler(buffer).load()
+            alone = tell() != end
+        except Exception:  # noqa: BLE001 - the record alone gives its own error, as `_decode_record`
+            alone = True
+        try:
+            if alone:  # the pickle does not end where the record does: unpickle the record's bytes alone
+                seek(end)
+                record = _loads_plain(data[begin:end])
+            result.append(decode(record, i))
+        except (pickle.UnpicklingError, ValueError, TypeError, EOFError) as err:
+            raise layout.error(f"quantum {i}'s record cannot be decoded ({err})") from None
+        begin = end
+    return result
 
 
 def _check_id(layout: _Layout, id: int) -> int:
@@ -580,23 +663,13 @@ class RecordStream:
     def __iter__(self) -> Iterator[PlainQuantum]:
         f, layout = _open(self.path)
         with f:
-            _, decompress = _read_decoding(f, layout)
+            _, decompressor = _read_tables(f, layout)
             if layout.tables_digest != self._tables_digest or layout.n != self.n:
                 raise layout.error("the file changed since its tables were read; read it again")
             decode = self.decoder.decode_plain
             for first, last, records, offsets in _chunks(f, layout, self.chunk):
-                start = offsets[first]
                 with gc_paused():
-                    plain = [
-                        _decode_record(
-                            layout,
-                            i,
-                            records[offsets[i] - start : offsets[i + 1] - start],
-                            decode,
-                            decompress,
-                        )
-                        for i in range(first, last)
-                    ]
+                    plain = _decode_chunk(layout, first, last, records, offsets, decode, decompressor)
                 del records
                 yield from plain
                 del plain
