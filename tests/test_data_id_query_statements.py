@@ -109,3 +109,97 @@ def test_reduced_relations_keep_the_rows_that_have_datasets(db_url):  # noqa: F8
     assert [(d["visit"], d["patch"]) for d in rows] == [(2, 1), (3, 1), (6, 3)]
     assert registry.countDataIds(["visit", "patch"], datasets=[summary], collections="run") == 3
     registry.close()
+
+
+def _sent(registry, call):
+    """The SELECT statements ``call()`` sends, as text, and its result."""
+    import sqlalchemy as sa
+
+    engine = registry._managers.queries._db.engine
+    sent: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        sent.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        result = call()
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    return [s for s in sent if s.lstrip().upper().startswith("SELECT")], result
+
+
+def test_unit_tables_a_relation_stands_in_for_are_left_out_of_the_statement(shared):
+    # (visit, detector, patch) is all of the overlap relation's keys: the statement reads
+    # the relation alone, and the unit tables are asked only for the keys the rows hold.
+    sent, (keys, rows) = _sent(shared, lambda: shared.queryDataIdValues(["visit", "detector", "patch"]))
+    main = sent[0]
+    assert "FROM visit_detector_patch_overlap" in main and "JOIN" not in main
+    for unit in ("visit", "detector", "patch", "tract", "instrument", "skymap"):
+        assert f" {unit}," not in main.split("FROM")[1] and not main.rstrip().endswith(f"FROM {unit}")
+    assert rows and len(rows) == shared.countDataIds(["visit", "detector", "patch"])
+    # A unit an expression names keeps its table (the expression reads its fields).
+    sent, _ = _sent(
+        shared, lambda: shared.queryDataIds(["visit", "detector", "patch"], where="visit.exposure_time > 5")
+    )
+    assert "visit.exposure_time" in sent[0]
+    # A unit that links other tables (visit -> physical_filter -> band) keeps its table too.
+    sent, _ = _sent(shared, lambda: shared.queryDataIdValues(["visit", "detector", "patch", "band"]))
+    assert "visit.physical_filter" in sent[0]
+
+
+def test_relation_rows_whose_units_are_missing_are_not_returned(db_url):  # noqa: F811
+    # The registry declares no foreign keys: a relation may hold rows of units that are
+    # not in their tables (a patch outside its tract). The full join drops them; the
+    # statement that leaves the unit tables out must return the same rows.
+    registry = Registry.create(db_url)
+    populate(registry, n_visits=8)
+    units = ["visit", "detector", "patch"]
+    before = registry.queryDataIdValues(units)
+    orphans = [
+        {"instrument": "Cam", "visit": 1, "detector": 0, "skymap": "sky", "tract": 0, "patch": 99},
+        {"instrument": "Cam", "visit": 1, "detector": 77, "skymap": "sky", "tract": 0, "patch": 0},
+        {"instrument": "Cam", "visit": 42, "detector": 0, "skymap": "sky", "tract": 0, "patch": 0},
+        {"instrument": "Cam", "visit": 1, "detector": 0, "skymap": "sky", "tract": 5, "patch": 0},
+        {"instrument": "Cam", "visit": 1, "detector": 0, "skymap": "elsewhere", "tract": 0, "patch": 0},
+        {"instrument": "Other", "visit": 1, "detector": 0, "skymap": "sky", "tract": 0, "patch": 0},
+    ]
+    registry.insertUnits("visit_detector_patch_overlap", orphans)
+    assert registry.queryDataIdValues(units) == before
+    assert len(before[1]) == registry.countDataIds(units)  # COUNT keeps the joins: the same rows
+    keys, rows = registry.queryDataIdValues(
+        units, restrict={"visit": {1, 42}, "patch": {0, 99}}, ordered=False
+    )
+    assert sorted(rows) == [
+        r for r in before[1] if r[keys.index("visit")] == 1 and r[keys.index("patch")] == 0
+    ]
+    assert rows
+    # The row limit counts the rows returned, not the ones dropped.
+    assert registry.queryDataIdValues(units, max_rows=len(before[1])) == before
+    # Patch 9 exists in tract 1 only: its rows in tract 1 stay, the one in tract 0 goes.
+    registry.insertUnits("tract", [{"skymap": "sky", "tract": 1}])
+    registry.insertUnits("patch", [{"skymap": "sky", "tract": 1, "patch": 9}])
+    overlap = {"instrument": "Cam", "visit": 1, "detector": 0, "skymap": "sky"}
+    registry.insertUnits(
+        "visit_detector_patch_overlap",
+        [{**overlap, "tract": 1, "patch": 9}, {**overlap, "tract": 0, "patch": 9}],
+    )
+    keys, rows = registry.queryDataIdValues(units)
+    assert len(rows) == len(before[1]) + 1 == registry.countDataIds(units)
+    assert [(r[keys.index("tract")], r[keys.index("patch")]) for r in rows if r not in before[1]] == [(1, 9)]
+    registry.close()
+
+
+def test_units_sharing_keys_with_a_reduced_relation_keep_their_tables(shared):
+    # Visits per patch read the overlaps as a subquery of their (visit, patch) pairs: the
+    # relation's own columns are then not in the statement's FROM, so no IN list or output
+    # column may fall back on them. Only the band (held by the filter table) is left out.
+    builder = shared._managers.queries.builder
+    plan = builder.plan({"visit", "patch", "band"})
+    plan.outputKeys = shared.universe.expand(["visit", "patch", "band"])
+    assert builder.leaveOutUnits(plan) == ["band"]
+    assert {"visit", "patch", "tract", "instrument", "skymap"} <= set(plan.elements)
+    keys, rows = shared.queryDataIdValues(["visit", "patch", "band"], restrict={"patch": {0, 1}})
+    assert rows == [
+        r for r in shared.queryDataIdValues(["visit", "patch", "band"])[1] if r[keys.index("patch")] < 2
+    ]

@@ -7,7 +7,7 @@ COPY.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -64,6 +64,10 @@ class ValueSharing:
 
     def __init__(self, width: int):
         self._seen: list[dict[Any, Any]] = [{} for _ in range(width)]
+
+    def values(self, column: int) -> Collection[Any]:
+        """The distinct values column ``column`` has held in the rows given so far."""
+        return self._seen[column].keys()
 
     def __call__(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         if not rows or not self._seen:

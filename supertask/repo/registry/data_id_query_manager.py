@@ -9,6 +9,7 @@ it re-sorts them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,6 +23,7 @@ from .database import RegistryDatabase
 from .dataset_type_manager import DatasetTypeManager
 from .errors import RowLimitError
 from .query import DatasetConstraint, QueryBuilder, QueryPlan
+from .unit_existence import UnitExistence
 from .where import ParsedWhere, check_query_arguments, parse_where
 
 __all__ = ["DataIdQueryManager"]
@@ -62,7 +64,15 @@ class DataIdQueryManager:
         bind: Mapping[str, Any] | None,
         datasets: Sequence[DatasetType | str],
         collections: Sequence[str] | str | None,
+        outputUnits: Iterable[str] | None = None,
     ) -> tuple[QueryPlan, sa.ColumnElement[bool] | None, list[DatasetConstraint]]:
+        """The plan, compiled expression and dataset constraints of a query.
+
+        ``outputUnits`` (callers that read every row, through `UnitExistence`): the
+        plan's output keys, and unit tables a relation stands in for are left out of it
+        (`QueryBuilder.leaveOutUnits`). Otherwise the caller sets the output keys and
+        every table stays.
+        """
         check_query_arguments(units, bind)
         parsed = parse_where(where)
         constraints = []
@@ -75,7 +85,11 @@ class DataIdQueryManager:
                 typeId, dt = self._datasetTypes.resolve(item)
                 constraints.append(DatasetConstraint(dt.name, typeId, dt.units, runIds))
                 wanted.update(dt.units)
-        plan = self.builder.plan(wanted, self.knownElements(parsed))
+        named = self.knownElements(parsed)
+        plan = self.builder.plan(wanted, named)
+        if outputUnits is not None:
+            plan.outputKeys = self._db.universe.expand(outputUnits)
+            self.builder.leaveOutUnits(plan, named)
         self.builder.fromClause(plan)
         clause = parsed.compile(self.builder.resolver(plan), bind) if parsed else None
         return plan, clause, constraints
@@ -114,9 +128,10 @@ class DataIdQueryManager:
         unknown = [k for k in sets if k not in universe.units]
         if unknown:
             raise KeyError(f"restrict names unknown unit(s) {unknown}; known: {sorted(universe.units)}")
-        plan, clause, constraints = self._prepare([*units, *sets], where, bind, datasets, collections)
-        outputKeys = universe.expand(units)
-        plan.outputKeys = outputKeys
+        plan, clause, constraints = self._prepare(
+            [*units, *sets], where, bind, datasets, collections, outputUnits=units
+        )
+        outputKeys = plan.outputKeys
         if not plan.elements:
             return (), ([()] if self._globalConstraintsHold(constraints) else [])
         # Sets too big to send whole (besides the chunked one) are checked here, as rows arrive.
@@ -130,13 +145,17 @@ class DataIdQueryManager:
         # and gained no wall-clock time on a loaded 2-core machine (sqlite3 releases and
         # retakes the GIL around every row's step, so two threads hand it back and forth).
         result: list[tuple[Any, ...]] = []
-        shared = ValueSharing(len(outputKeys))
-        with self._db.connect() as conn:
+        shared = ValueSharing(len(outputKeys))  # also the distinct values UnitExistence needs
+        with self._db.connect() as conn, ExitStack() as stack:
             # A limited query is read in batches, so a runaway one stops early. SQLite's
             # cursor steps through the rows as they are fetched; PostgreSQL's holds the
             # whole result unless it is a server-side cursor (``stream_results``), whose
-            # rows SQLAlchemy buffers itself and must hand out.
+            # rows SQLAlchemy buffers itself and must hand out. A statement sent on the
+            # connection of an open server-side cursor ends that cursor's rows, so the
+            # look-ups of the left-out unit tables then get a connection of their own.
             streamed = max_rows is not None and conn.dialect.name != "sqlite"
+            lookups = stack.enter_context(self._db.connect()) if streamed and plan.checked else conn
+            exists = UnitExistence(lookups, self._db.schema, plan.checked, outputKeys, shared)
             if streamed:
                 conn = conn.execution_options(stream_results=True)
             for extra in restrict_chunks(sets, plan.columns.__getitem__, droppable=set(outputKeys)):
@@ -153,8 +172,12 @@ class DataIdQueryManager:
                         values = [row for row in values if row[i] in allowed]
                     result.extend(shared(values))
                     if max_rows is not None and len(result) > max_rows:
-                        rows.close()
-                        raise RowLimitError(max_rows)
+                        # Only the rows the left-out unit tables keep count.
+                        result = exists.filter(result)
+                        if len(result) > max_rows:
+                            rows.close()
+                            raise RowLimitError(max_rows)
+            result = exists.filter(result)  # the rows the joins left out of the SQL drop
         if not outputKeys:  # rows of the existence test: the empty data ID, once, if any matched
             return (), [()] if result else []
         return outputKeys, sort_value_tuples(outputKeys, result) if ordered else result

@@ -44,12 +44,17 @@ class DatasetConstraint:
 
 @dataclass
 class QueryPlan:
-    """The elements (tables) of one query, in join order, and its output keys."""
+    """The elements (tables) of one query, in join order, and its output keys.
+
+    ``checked`` are unit tables left out of ``elements`` by `QueryBuilder.leaveOutUnits`:
+    the caller keeps only the rows whose keys these tables hold.
+    """
 
     units: set[str]
     elements: list[str]
     outputKeys: tuple[str, ...]
     columns: dict[str, sa.ColumnElement[Any]] = field(default_factory=dict)
+    checked: list[str] = field(default_factory=list)
 
 
 class QueryBuilder:
@@ -100,6 +105,69 @@ class QueryBuilder:
             if relName in relations_named or any(group <= involved for group in relation.joinWhen):
                 elements.append(relName)
         return QueryPlan(units=involved, elements=elements, outputKeys=u.expand(wanted))
+
+    def leaveOutUnits(self, plan: QueryPlan, named: Iterable[str] = ()) -> list[str]:
+        """Take out of the plan the unit tables whose keys other tables' columns stand in for.
+
+        A relation such as the (visit, detector) <-> patch overlaps holds every key of
+        the visit, detector, tract, patch, instrument and skymap tables; the physical
+        filter table holds the band. Joined to such a table, a unit table gains the
+        query no column and no row: it is joined on its whole primary key, so it only
+        drops the rows whose keys it lacks (the registry declares no foreign keys, and
+        repositories do hold such rows: overlaps of patches outside their tract). Those
+        joins cost SQLite a B-tree search per row and table, about two thirds of the
+        statement for the million rows of a 10^6 related look-up. A unit table is left
+        out when
+
+        * a table that stays in the plan holds its primary key: a relation joined whole
+          (no projection) or another unit's table,
+        * it joins nothing else (none of the units it implies are involved),
+        * its primary key is among the output keys, so the rows say which of its
+          rows they need, and
+        * the expression does not name it (``named``: its fields and key stay where
+          the expression's resolver finds them).
+
+        The caller keeps the rows whose keys the left-out tables hold
+        (`UnitExistence`), which makes the rows those of the full join. Call it before
+        `fromClause` (the left-out tables stop being canonical columns). A statement
+        whose rows are not all read (`count`) must not leave tables out.
+
+        Returns
+        -------
+        checked : `list` [`str`]
+            The left-out units, also in ``plan.checked``.
+        """
+        u = self.universe
+        named = set(named)
+        held = {
+            e: set(self._elementKeyColumns(e))
+            for e in plan.elements
+            if e in u.units or set(self._elementKeyColumns(e)) <= plan.units
+        }
+        # A relation `projections` reduces is joined as a subquery, so its table's
+        # columns must not become a key's canonical column (the statement's IN lists
+        # and output name those): a unit sharing a key with one stays.
+        reduced = {
+            k for e in plan.elements if e in u.relations and e not in held for k in self._elementKeyColumns(e)
+        }
+        output = set(plan.outputKeys)
+        checked = []
+        for element in plan.elements:
+            if element not in u.units or element in named:
+                continue
+            keys = set(u.requiredKeys(element))
+            if any(i in plan.units for i in u.units[element].implies) or not keys <= output:
+                continue
+            if not keys.isdisjoint(reduced):
+                continue
+            # Only tables that stay count: a unit left out earlier had its own key held
+            # by one that stays, and held no other column (it implies nothing here).
+            if any(keys <= columns for e, columns in held.items() if e != element):
+                checked.append(element)
+                del held[element]
+        plan.elements = [e for e in plan.elements if e not in checked]
+        plan.checked = checked
+        return checked
 
     def _reaches(self, unit: str, targets: set[str]) -> bool:
         seen: set[str] = set()
