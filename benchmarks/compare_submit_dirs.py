@@ -11,7 +11,11 @@ the files) with the code before and after the change, moving the first directory
 files and link targets reads as ``NEW`` (e.g. the two submit directory names). Files, directories and symbolic links must be the same;
 file contents must be the same bytes, except for the values that record when prepare ran:
 ``prepared_at`` of ``run_record.json`` and ``createdOn`` of the Pegasus documents'
-``x-pegasus`` header. Exits 0 when identical, 1 with the differences otherwise.
+``x-pegasus`` header. ``workflow.json`` files that differ as bytes are compared by what they
+hold: both loaded (`bps.workflow_io.load_workflow`, which reads every format), the two
+workflows must be equal field by field, so that a change of the file's format is checked
+against the workflow the earlier format held. Exits 0 when identical, 1 with the differences
+otherwise.
 """
 
 from __future__ import annotations
@@ -40,6 +44,15 @@ def _normalise(data: bytes, replace: tuple[bytes, bytes] | None = None) -> bytes
     return data
 
 
+def _workflow_text(path: Path) -> bytes:
+    """The workflow a ``workflow.json`` holds, as canonical JSON (any format)."""
+    import json
+
+    from bps.workflow_io import load_workflow, workflow_to_json
+
+    return json.dumps(workflow_to_json(load_workflow(path)), sort_keys=True).encode()
+
+
 def compare(before: Path, after: Path, replace: tuple[str, str] | None = None) -> list[str]:
     """Every difference between the two directories, as one line each (empty when identical)."""
     a, b = _entries(before), _entries(after)
@@ -58,6 +71,8 @@ def compare(before: Path, after: Path, replace: tuple[str, str] | None = None) -
             problems.append(f"file against directory: {name}")
         elif pa.is_file():
             da, db = pa.read_bytes(), pb.read_bytes()
+            if da != db and pa.name == "workflow.json":
+                da, db = _workflow_text(pa), _workflow_text(pb)
             if da != db and _normalise(da, swap) != _normalise(db):
                 na, nb = _normalise(da, swap), _normalise(db)
                 at = next(

@@ -442,7 +442,7 @@ def campaign_report_command(target: str) -> None:
 
 def _wms_of(submit_dir: Path) -> str:
     from .wms.base import read_run_record
-    from .workflow_io import load_workflow
+    from .workflow_io import workflow_site
 
     record = read_run_record(submit_dir)
     if record.get("wms"):
@@ -450,7 +450,7 @@ def _wms_of(submit_dir: Path) -> str:
     workflow = submit_dir / "workflow.json"
     if not workflow.exists():
         raise FileNotFoundError(f"{submit_dir} is not a submit directory (no workflow.json)")
-    return load_workflow(workflow).site.wms
+    return workflow_site(workflow).wms  # the header alone: not the jobs of a 10^6-job workflow
 
 
 def _memory_by_label(jobs: list[Any]) -> dict[str, tuple[float, float]]:

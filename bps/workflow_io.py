@@ -5,21 +5,36 @@ Why a format of its own
 A workflow lists, for every job, the files it reads and writes. Written naively (format 1:
 `workflow_to_json`), every dataset appears once as an output and again in every
 job that reads it, each time with its logical file name, type, data ID, path and producer:
-806 MiB for 10^6 quanta, twelve times the graph file it came from (copies of the
-graph in the submit directory multiply submission time and memory). Format 2 keeps one row per
-dataset in a ``files`` table and lets jobs refer to rows by index:
+806 MiB for 10^6 quanta, twelve times the graph file it came from. Format 2 kept one row per
+dataset in a ``files`` table, jobs referring to rows by index; but every job still carried
+what all jobs of its label share (resources, retry policy, log subdirectory, tags...) and
+its whole command line: about 800 bytes per job, 1 GiB for 10^6 jobs, which every ``bps
+report``, ``status`` and ``restart`` read whole. Format 3 (written now) stores what jobs
+share once:
 
+- header fields first (``name``, ``submit_dir``, ``graph_file``, ``repo``, ``output_run``,
+  ``site``), so that `load_header` reads them without the rest of the file;
+- ``files``: ``[[schema index, [data ID values], path, producer job position or -1], ...]``,
+  plus the logical file name as a fifth value only when it is not `bps.names.dataset_lfn`
+  of the row's type and data ID (the reader recomputes it; every data ID value an int or a
+  str, so that JSON gives back the values it was computed from). The names of staged files
+  and manifests are those names: a release that changes `dataset_lfn` must bump the format;
 - ``file_schemas``: ``[[dataset type, [data ID keys]], ...]``;
-- ``files``: ``[[schema index, [data ID values], path, producer job index or -1, logical
-  file name], ...]``; the name is stored, not recomputed, because staged files and
-  manifests already carry it: a later release must read the names this one wrote;
-- ``jobs``: as in format 1, with ``inputs`` and ``outputs`` lists of file indices; the
-  producer index counts jobs in this list's order;
-- everything else (header fields, ``parents``, ``final``, ``throttles``) as in format 1.
+- ``jobs``: ``[[name, label row, quantum ids, arguments row, [input file rows], [output file
+  rows], [parent job positions] or null], ...]`` in the workflow's order (parents by
+  position, not name; null: the job has no entry in ``parents``), and a dict of the fields
+  in which a job differs from its label's defaults as an eighth value when it does;
+- ``labels``: per label, in order of first appearance, the values its jobs share:
+  ``{"label", "resources", "retry", "log_subdir", "priority", "throttle", "tags",
+  "executable"}`` (those of its first job);
+- ``arguments``: the distinct command lines, each a list of strings and of codes for a
+  job's own values: -1 its name, ``-2 - i`` ``str(quantum_ids[i])``; a job of 10^6 names one
+  of a few hundred rows (jobs differ by name, quantum and input-locations file);
+- ``final`` (as in format 2: a job dict whose files are row indices) and ``throttles``.
 
-Both are JSON, written one row at a time (the document is never one string in memory), and
-`load_workflow` reads either format, so submit directories prepared earlier still report and
-restart.
+Every format is JSON, written one row at a time (the document is never one string in
+memory), and `load_workflow` reads formats 1, 2 and 3 into equal workflows, so submit
+directories prepared earlier still report and restart.
 
 This module is the only one that knows the JSON form of a workflow: `bps.workflow` holds the
 model and imports nothing of this one, so the dependency runs one way.
@@ -28,20 +43,31 @@ model and imports nothing of this one, so the dependency runs one way.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import re
 from array import array
-from collections.abc import Callable
-from dataclasses import asdict, fields
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from supertask.atomic_write import atomic_open
 
+from .names import lfn_formatter, lfns_formatter
 from .workflow import GenericWorkflow, Job, Resources, RetryPolicy, SiteConfig, WorkflowFile
 
-FORMAT = 2
+FORMAT = 3
 _encode = json.JSONEncoder(separators=(",", ":")).encode
+#: The header fields, first in every format (`load_header`).
+HEADER_FIELDS = ("name", "submit_dir", "graph_file", "repo", "output_run", "site")
+#: A job's fields its label's row holds (`_label_defaults`); a job states them only when it differs.
+_DEFAULT_FIELDS = ("resources", "retry", "log_subdir", "priority", "throttle", "tags", "executable")
+#: In an ``arguments`` row: the job's name; ``_QUANTUM - i``: ``str(quantum_ids[i])``.
+_NAME, _QUANTUM = -1, -2
+#: Data ID value types that JSON gives back as they were: a file row whose values are all
+#: of these may leave out its logical file name (the reader recomputes it).
+_EXACT = frozenset({int, str})
 
 
 class WorkflowFileError(ValueError):
@@ -49,14 +75,20 @@ class WorkflowFileError(ValueError):
 
 
 def save_workflow(workflow: GenericWorkflow, path: str | Path) -> None:
-    """Write ``workflow`` in format 2, atomically (temporary file, then rename)."""
+    """Write ``workflow`` in format 3, atomically (temporary file, then rename)."""
     # not synced: written by bps prepare before anything is submitted (a crash means preparing again)
     with atomic_open(path, "w", fsync=False) as out:
         _write(workflow, out)
 
 
 def load_workflow(path: str | Path) -> GenericWorkflow:
-    """Read a ``workflow.json`` of format 1 or 2."""
+    """Read a ``workflow.json`` of format 1, 2 or 3.
+
+    Raises
+    ------
+    WorkflowFileError
+        The file is missing, truncated, damaged or of a format this release does not read.
+    """
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -64,54 +96,167 @@ def load_workflow(path: str | Path) -> GenericWorkflow:
         raise WorkflowFileError(
             f"cannot read the workflow {path}: {err}; prepare the submit directory again"
         ) from None
-    version = data.get("format", 1)
-    if version == 1:
-        return workflow_from_json(data)
-    if version != FORMAT:
+    version = data.get("format", 1) if isinstance(data, dict) else None
+    if version not in (1, 2, FORMAT):
         raise WorkflowFileError(
-            f"{path} is a workflow of format {version}; this bps reads formats 1 and {FORMAT}: "
+            f"{path} is a workflow of format {version}; this bps reads formats 1 to {FORMAT}: "
             "use the bps release that prepared it"
         )
-    return _decode(data)
+    try:
+        if version == 1:
+            return workflow_from_json(data)
+        if version == 2:
+            return _decode_v2(data)
+        return _decode(data)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as err:
+        raise WorkflowFileError(
+            f"the workflow {path} is damaged ({type(err).__name__}: {err}); prepare the submit directory again"
+        ) from None
+
+
+def load_header(path: str | Path) -> dict[str, Any]:
+    """The header fields (`HEADER_FIELDS`) of a ``workflow.json`` of any format, read from the
+    start of the file only: what ``bps`` needs to pick the workflow system of a submit
+    directory without parsing 10^6 jobs.
+
+    Raises
+    ------
+    WorkflowFileError
+        As `load_workflow`, when the start of the file is not a workflow's header.
+    """
+    path = Path(path)
+    size = 1 << 16
+    try:
+        with path.open(encoding="utf-8") as stream:
+            text = stream.read(size)
+            while True:
+                found = _scan_header(text)
+                if found is not None:
+                    return found
+                more = stream.read(size)
+                if not more:
+                    break
+                text += more
+                size *= 2
+    except (OSError, ValueError) as err:
+        raise WorkflowFileError(
+            f"cannot read the workflow {path}: {err}; prepare the submit directory again"
+        ) from None
+    raise WorkflowFileError(
+        f"cannot read the workflow {path}: it has no complete header; prepare the submit directory again"
+    )
+
+
+def workflow_site(path: str | Path) -> SiteConfig:
+    """The `SiteConfig` of a ``workflow.json``, from its header (`load_header`)."""
+    return SiteConfig(**load_header(path)["site"])
+
+
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _scan_header(text: str) -> dict[str, Any] | None:
+    """The header fields at the start of ``text`` (a prefix of the file), or None if the
+    prefix ends before them. Raises ValueError if ``text`` does not start a JSON object."""
+    decode = json.JSONDecoder().raw_decode
+    at = _WHITESPACE.match(text).end()  # type: ignore[union-attr]
+    if at == len(text):
+        return None
+    if text[at] != "{":
+        raise ValueError("not a JSON object")
+    at += 1
+    found: dict[str, Any] = {}
+    while True:
+        at = _WHITESPACE.match(text, at).end()  # type: ignore[union-attr]
+        try:
+            key, at = decode(text, at)
+            at = _WHITESPACE.match(text, at).end()  # type: ignore[union-attr]
+            if text[at : at + 1] != ":":
+                return None if at >= len(text) else _not_a_header()
+            value, at = decode(text, _WHITESPACE.match(text, at + 1).end())  # type: ignore[union-attr]
+        except (ValueError, IndexError):
+            return None  # the prefix ends inside this key or value: read more
+        if key in HEADER_FIELDS:
+            found[key] = value
+            if len(found) == len(HEADER_FIELDS):
+                return found
+        elif key in ("files", "jobs"):
+            _not_a_header()
+        at = _WHITESPACE.match(text, at).end()  # type: ignore[union-attr]
+        if at >= len(text):
+            return None
+        if text[at] != ",":
+            _not_a_header()
+        at += 1
+
+
+def _not_a_header() -> Any:
+    raise ValueError("its header fields are missing or not first")
 
 
 # ------------------------------------------------------------------------------------- writing
 def _write(workflow: GenericWorkflow, out: IO[str]) -> None:
-    """Two passes over the jobs; a streamed workflow's straight from its columns (`_write_columns`)."""
-    if (
-        hasattr(workflow.jobs, "argument_template")
-        and not (workflow.final and (workflow.final.inputs or workflow.final.outputs))
-        and _write_columns(workflow, out)
+    """One pass over the jobs; a streamed workflow's straight from its columns (`_write_columns`)."""
+    if hasattr(workflow.jobs, "argument_template") and not (
+        workflow.final and (workflow.final.inputs or workflow.final.outputs)
     ):
-        return
-    _write_objects(workflow, out)
+        _write_columns(workflow, out)
+    else:
+        _write_objects(workflow, out)
 
 
 #: Rows and jobs encoded and written together: one ``encode`` and one ``write`` per chunk.
 _CHUNK = 1024
-#: Stands for a job's own values in the JSON of its label's template job (`_job_pieces`).
-_MARK = "\x00bps-job-field\x00"
 #: Characters a JSON string holds as themselves (``ensure_ascii``), but for ``"`` and ``\``.
 _PLAIN = re.compile(r'[^\x20-\x7e]|["\\]')
 
 
-def _write_columns(workflow: GenericWorkflow, out: IO[str]) -> bool:
+@functools.lru_cache(maxsize=256)
+def _lfns_of(dataset_type: str, keys: tuple[str, ...]) -> Callable[[Sequence[tuple[Any, ...]]], list[str]]:
+    return lfns_formatter(dataset_type, keys)
+
+
+@functools.lru_cache(maxsize=256)
+def _lfn_of(dataset_type: str, keys: tuple[str, ...]) -> Callable[[tuple[Any, ...]], str]:
+    return lfn_formatter(dataset_type, keys)
+
+
+def _derived(dataset_type: str, keys: tuple[str, ...], values: Sequence[Any], lfn: str) -> bool:
+    """Whether a reader recomputes ``lfn`` from the row (values that JSON gives back as they are)."""
+    return all(type(v) in _EXACT for v in values) and _lfn_of(dataset_type, keys)(tuple(values)) == lfn
+
+
+def _label_row(job: Job) -> dict[str, Any]:
+    """The ``labels`` row of ``job``'s label, with ``job``'s values."""
+    out = _job_to_json(job, files=([], []))
+    return {"label": job.label, **{name: out[name] for name in _DEFAULT_FIELDS}}
+
+
+def _arguments_row(arguments: Sequence[str], name: str, quantum_ids: Sequence[int]) -> tuple[Any, ...]:
+    """``arguments`` with the job's own values replaced by their codes (`_NAME`, `_QUANTUM`)."""
+    quanta: dict[str, int] = {}
+    for i, q in enumerate(quantum_ids):
+        quanta.setdefault(str(q), _QUANTUM - i)
+    row = tuple(_NAME if a == name else quanta.get(a, a) for a in arguments)
+    for a in arguments:
+        if not isinstance(a, str):  # a number would read back as a code
+            raise ValueError(f"job {name!r} has the argument {a!r}, not a string: command lines are strings")
+    return row
+
+
+def _write_columns(workflow: GenericWorkflow, out: IO[str]) -> None:
     """`_write_objects` for a `bps.workflow_stream` workflow, the same bytes, from its columns.
 
     Files are known by number, so the rows and the jobs' positions are integer arrays, not
     dictionaries keyed by name (10^6 jobs, 2 * 10^6 files); no `Job` or `WorkflowFile` is
     made, and the columns are read as they are (`StreamedJobs.columns`), no call per job or
-    file. A job's JSON is its label's template (`_job_pieces`, encoded once) around its
-    name, quantum, arguments and file rows. Returns False, having written nothing, when a
-    label's template cannot be cut into pieces (a value holding `_MARK`).
+    file. Every job of a label shares its label's defaults (`StreamedJobs.label_templates`),
+    and a job's command line is the label-independent `StreamedJobs.argument_template`
+    plus the arguments prepare added (one tuple per group of jobs).
     """
     jobs: Any = workflow.jobs
-    pieces: dict[int, list[str]] = {}
-    for label, template in jobs.label_templates().items():
-        cut = _job_pieces(template)
-        if cut is None:
-            return False
-        pieces[label] = cut
+    templates: dict[int, Job] = jobs.label_templates()
+    label_row = {label: i for i, label in enumerate(templates)}
     c = jobs.columns()
     order, names, label_of, extra = c.order, c.names, c.label_of, c.extra
     in_start, in_files, out_start, out_files = c.in_start, c.in_files, c.out_start, c.out_files
@@ -127,14 +272,40 @@ def _write_columns(workflow: GenericWorkflow, out: IO[str]) -> bool:
     new: list[int] = []  # files in the order of their rows
     values, paths, lfns, producer, schema_of = c.values, c.paths, c.lfns, c.producer, c.schema_of
 
+    def kept_lfns() -> set[int]:
+        """The files of ``new`` whose row must hold the name (not `dataset_lfn` of the row).
+
+        A streamed workflow names every file by `bps.names.lfn_formatter` /
+        `bps.names.lfns_formatter` of the very values the row holds (`bps.workflow_stream`),
+        the rule the reader applies: checking every name again cost more than writing them
+        (a seventh of this writer at 10^5). So a schema's files of a chunk are checked in C
+        for values JSON gives back as they are (ints and strs), and by one name, the first:
+        a rule that differed would differ there, and then every name of the group is checked.
+        """
+        kept: set[int] = set()
+        for s, numbers in itertools.groupby(sorted(new, key=schema_of.__getitem__), schema_of.__getitem__):
+            group = list(numbers)
+            dataset_type, keys = c.schemas[s]
+            rows_of = list(map(values.__getitem__, group))
+            if set(map(type, itertools.chain.from_iterable(rows_of))) <= _EXACT and _derived(
+                dataset_type, keys, rows_of[0], lfns[group[0]]
+            ):
+                continue
+            kept.update(
+                k for k, v in zip(group, rows_of, strict=True) if not _derived(dataset_type, keys, v, lfns[k])
+            )
+        return kept
+
     def write_files() -> None:
         for s in dict.fromkeys(map(schema_of.__getitem__, new)):
             if schema_row[s] < 0:
                 schema_row[s] = len(schema_order)
                 schema_order.append(s)
-        chunk = [
-            [schema_row[schema_of[k]], list(values[k]), paths[k], position[producer[k]], lfns[k]] for k in new
-        ]
+        kept = kept_lfns()
+        chunk = [[schema_row[schema_of[k]], list(values[k]), paths[k], position[producer[k]]] for k in new]
+        for i, k in enumerate(new) if kept else ():
+            if k in kept:
+                chunk[i].append(lfns[k])
         out.write(("," if count > len(new) else "") + _encode(chunk)[1:-1])
         new.clear()
 
@@ -158,71 +329,50 @@ def _write_columns(workflow: GenericWorkflow, out: IO[str]) -> bool:
     out.write(',"jobs":[')
     plain = not _PLAIN.search("".join(names))
     name_json: Callable[[str], str] = (lambda name: '"' + name + '"') if plain else _encode
-    arguments, quantum_at, name_at = jobs.argument_template()
-    # the arguments' JSON before the quantum, between it and the name, after the name
-    head = "[" + "".join(_encode(a) + "," for a in arguments[:quantum_at]) + '"'
-    middle = '",' + "".join(_encode(a) + "," for a in arguments[quantum_at + 1 : name_at])
-    tail = "".join("," + _encode(a) for a in arguments[name_at + 1 :])
-    extra_json: dict[tuple[str, ...], str] = {(): tail + "]"}
+    base, quantum_at, name_at = jobs.argument_template()
+    base = list(base)
+    base[quantum_at], base[name_at] = _QUANTUM, _NAME
+    argument_rows: dict[tuple[str, ...], int] = {}
     row_of = rows.__getitem__
+    position_of = position.__getitem__
+    par_start, par_jobs = c.par_start, c.par_jobs
     text: list[str] = []
     for i, j in enumerate(order):
-        name = name_json(names[j])
-        more = extra_json.get(extra.get(j, ()))
-        if more is None:
-            more = extra_json[extra[j]] = tail + "".join("," + _encode(a) for a in extra[j]) + "]"
-        p = pieces[label_of[j]]
+        more = extra.get(j, ())
+        a = argument_rows.get(more)
+        if a is None:
+            a = argument_rows[more] = len(argument_rows)
         text.append(
-            f"{p[0]}{name}{p[1]}{j}{p[2]}{head}{j}{middle}{name}{more}{p[3]}"
-            f"{','.join(map(str, map(row_of, in_files[in_start[j] : in_start[j + 1]])))}{p[4]}"
-            f"{','.join(map(str, map(row_of, out_files[out_start[j] : out_start[j + 1]])))}{p[5]}"
+            f"[{name_json(names[j])},{label_row[label_of[j]]},[{j}],{a},"
+            f"[{','.join(map(str, map(row_of, in_files[in_start[j] : in_start[j + 1]])))}],"
+            f"[{','.join(map(str, map(row_of, out_files[out_start[j] : out_start[j + 1]])))}],"
+            f"[{','.join(map(str, map(position_of, par_jobs[par_start[j] : par_start[j + 1]])))}]]"
         )
         if len(text) >= _CHUNK:
             out.write(("," if i >= len(text) else "") + ",".join(text))
             text.clear()
     if text:
         out.write(("," if len(order) > len(text) else "") + ",".join(text))
-    out.write('],"parents":{')
-    par_start, par_jobs = c.par_start, c.par_jobs
-    name_of = names.__getitem__
-    for i in range(0, len(order), _CHUNK):
-        if plain:
-            text = [
-                f'"{names[j]}":['
-                + (
-                    '"' + '","'.join(map(name_of, par_jobs[par_start[j] : par_start[j + 1]])) + '"]'
-                    if par_start[j + 1] > par_start[j]
-                    else "]"
-                )
-                for j in order[i : i + _CHUNK]
-            ]
-        else:
-            text = [
-                f"{name_json(names[j])}:[{','.join(map(name_json, map(name_of, par_jobs[par_start[j] : par_start[j + 1]])))}]"
-                for j in order[i : i + _CHUNK]
-            ]
-        out.write(("," if i else "") + ",".join(text))
+    labels = [_label_row(template) for template in templates.values()]
+    arguments = [[*base, *more] for more in argument_rows]
     final = _job_to_json(workflow.final) if workflow.final else None
-    out.write("}," + _encode({"final": final, "throttles": workflow.throttles})[1:])
-    return True
-
-
-def _job_pieces(template: Job) -> list[str] | None:
-    """The JSON of a job of ``template``'s label cut around its own values: name, quantum id
-    (inside ``[...]``), arguments, input rows and output rows (inside ``[...]``): six pieces.
-    None if the cut fails (a shared value holds `_MARK`)."""
-    fields = _job_to_json(template, files=([], []))
-    fields["name"] = fields["arguments"] = _MARK
-    fields["quantum_ids"] = fields["inputs"] = fields["outputs"] = [_MARK]
-    pieces = _encode(fields).split(_encode(_MARK))
-    return pieces if len(pieces) == 6 else None
+    out.write(
+        "],"
+        + _encode(
+            {"labels": labels, "arguments": arguments, "final": final, "throttles": workflow.throttles}
+        )[1:]
+    )
 
 
 def _write_objects(workflow: GenericWorkflow, out: IO[str]) -> None:
     """Two passes over the jobs: the files table (rows in order of first mention), then the
-    jobs, each encoded and written at once (never all jobs' text in memory)."""
+    jobs, each encoded and written at once (never all jobs' text in memory), with the
+    label and argument rows they name collected on the way and written after them."""
     jobs = workflow.jobs.values()
-    job_index = {name: i for i, name in enumerate(workflow.jobs)}
+    position = {name: i for i, name in enumerate(workflow.jobs)}
+    unknown = [name for name in workflow.parents if name not in position]
+    if unknown:
+        raise ValueError(f"parents are given for {unknown[0]!r}, which is not a job of the workflow")
     schemas: dict[tuple[str, tuple[str, ...]], int] = {}
     rows: dict[str, int] = {}  # lfn -> row: a dataset's name is unique within a workflow
     out.write(_encode({"format": FORMAT, **_header(workflow)})[:-1])
@@ -234,13 +384,16 @@ def _write_objects(workflow: GenericWorkflow, out: IO[str]) -> None:
                 continue
             keys = tuple(f.data_id)
             schema = schemas.setdefault((f.dataset_type, keys), len(schemas))
-            producer = job_index.get(f.producer, -1) if f.producer is not None else -1
+            producer = position.get(f.producer, -1) if f.producer is not None else -1
             if f.producer is not None and producer < 0:
                 raise ValueError(
                     f"file {f.lfn!r} names producer {f.producer!r}, which is not a job of the workflow"
                 )
             index = rows[f.lfn] = len(rows)
-            row = [schema, list(f.data_id.values()), f.path, producer, f.lfn]
+            values = list(f.data_id.values())
+            row = [schema, values, f.path, producer]
+            if not _derived(f.dataset_type, keys, values, f.lfn):
+                row.append(f.lfn)
             out.write(("," if index else "") + _encode(row))
 
     def row_of(f: WorkflowFile) -> int:
@@ -252,23 +405,204 @@ def _write_objects(workflow: GenericWorkflow, out: IO[str]) -> None:
         add_rows(workflow.final)
     out.write('],"file_schemas":' + _encode([[name, list(keys)] for name, keys in schemas]))
     out.write(',"jobs":[')
+    label_rows: dict[str, int] = {}
+    labels: list[dict[str, Any]] = []
+    defaults: list[Job] = []
+    argument_rows: dict[tuple[Any, ...], int] = {}
+    parents = workflow.parents
     for i, job in enumerate(jobs):
-        out.write(("," if i else "") + _encode(_job_to_json(job, row_of)))
-    _write_tail(workflow, out, row_of)
-
-
-def _write_tail(workflow: GenericWorkflow, out: IO[str], row_of: Callable[[WorkflowFile], Any]) -> None:
-    """The end of the jobs list, ``parents``, ``final`` and ``throttles``."""
-    # parents one job at a time too: as one string they would be a few hundred bytes per job
-    out.write('],"parents":{')
-    for i, (name, parents) in enumerate(workflow.parents.items()):
-        out.write(("," if i else "") + _encode(name) + ":" + _encode(parents))
+        li = label_rows.get(job.label)
+        if li is None:
+            li = label_rows[job.label] = len(labels)
+            labels.append(_label_row(job))
+            defaults.append(job)
+        default = defaults[li]
+        changed = [name for name in _DEFAULT_FIELDS if getattr(job, name) != getattr(default, name)]
+        arguments = _arguments_row(job.arguments, job.name, job.quantum_ids)
+        a = argument_rows.setdefault(arguments, len(argument_rows))
+        mine = parents.get(job.name)
+        try:
+            par = None if mine is None else [position[p] for p in mine]
+        except KeyError as err:
+            raise ValueError(
+                f"job {job.name!r} names parent {err.args[0]!r}, which is not a job of the workflow"
+            ) from None
+        row: list[Any] = [
+            job.name, li, list(job.quantum_ids), a,
+            [rows[f.lfn] for f in job.inputs], [rows[f.lfn] for f in job.outputs], par,
+        ]  # fmt: skip
+        if changed:
+            own = _job_to_json(job, files=([], []))
+            row.append({name: own[name] for name in changed})
+        out.write(("," if i else "") + _encode(row))
     final = _job_to_json(workflow.final, row_of) if workflow.final else None
-    out.write("}," + _encode({"final": final, "throttles": workflow.throttles})[1:])
+    tail = {"labels": labels, "arguments": [list(r) for r in argument_rows], "final": final}
+    out.write("]," + _encode({**tail, "throttles": workflow.throttles})[1:])
 
 
 # ------------------------------------------------------------------------------------- reading
+@dataclass(frozen=True, slots=True)
+class _Defaults:
+    """A ``labels`` row, decoded: shared by the jobs of the label (but ``tags``, copied per job)."""
+
+    label: str
+    resources: Resources
+    retry: RetryPolicy
+    log_subdir: str
+    priority: int
+    throttle: str | None
+    tags: dict[str, str]
+    executable: str
+
+
+def _resources(raw: dict[str, Any]) -> Resources:
+    return Resources(**raw)
+
+
+def _retry(raw: dict[str, Any]) -> RetryPolicy:
+    retry = dict(raw)
+    retry["no_retry_exit_codes"] = tuple(retry["no_retry_exit_codes"])
+    return RetryPolicy(**retry)
+
+
+def _defaults(raw: dict[str, Any]) -> _Defaults:
+    return _Defaults(
+        label=raw["label"],
+        resources=_resources(raw["resources"]),
+        retry=_retry(raw["retry"]),
+        log_subdir=raw["log_subdir"],
+        priority=raw["priority"],
+        throttle=raw["throttle"],
+        tags=dict(raw["tags"]),
+        executable=raw["executable"],
+    )
+
+
+def _command_line(row: list[Any]) -> Callable[[str, list[int]], list[str]]:
+    """``make(name, quantum_ids)``: the command line of an ``arguments`` row for one job."""
+    template = [a if isinstance(a, str) else "" for a in row]
+    for a in row:
+        if not isinstance(a, str) and (type(a) is not int or a > _NAME):
+            raise ValueError(f"arguments row holds {a!r}, neither a string nor a job's value")
+    at_name = [i for i, a in enumerate(row) if a == _NAME]
+    at_quanta = [(i, _QUANTUM - a) for i, a in enumerate(row) if type(a) is int and a <= _QUANTUM]
+    if len(at_name) == 1 and len(at_quanta) == 1:
+        n, (q, which) = at_name[0], at_quanta[0]
+
+        def one(name: str, quantum_ids: list[int]) -> list[str]:
+            arguments = template.copy()
+            arguments[n] = name
+            arguments[q] = str(quantum_ids[which])
+            return arguments
+
+        return one
+
+    def make(name: str, quantum_ids: list[int]) -> list[str]:
+        arguments = template.copy()
+        for i in at_name:
+            arguments[i] = name
+        for i, which in at_quanta:
+            arguments[i] = str(quantum_ids[which])
+        return arguments
+
+    return make
+
+
+def _files(data: dict[str, Any], names: list[str]) -> list[WorkflowFile]:
+    """The ``files`` table of format 3, names recomputed where a row leaves its name out."""
+    schemas = [(name, tuple(keys)) for name, keys in data["file_schemas"]]
+    raw = data["files"]
+    lfns: list[str | None] = [row[4] if len(row) > 4 else None for row in raw]
+    missing: dict[int, list[int]] = {}
+    for i, row in enumerate(raw):
+        if len(row) == 4:
+            missing.setdefault(row[0], []).append(i)
+    for s, group in missing.items():
+        dataset_type, keys = schemas[s]
+        made = _lfns_of(dataset_type, keys)([tuple(raw[i][1]) for i in group])
+        for i, name in zip(group, made, strict=True):
+            lfns[i] = name
+    files: list[WorkflowFile] = []
+    for (schema, values, path, producer, *_), lfn in zip(raw, cast("list[str]", lfns), strict=True):
+        dataset_type, keys = schemas[schema]
+        files.append(
+            WorkflowFile(
+                lfn=lfn,
+                dataset_type=dataset_type,
+                data_id=dict(zip(keys, values, strict=True)),
+                path=path,
+                producer=names[producer] if producer >= 0 else None,
+            )
+        )
+    return files
+
+
 def _decode(data: dict[str, Any]) -> GenericWorkflow:
+    """The workflow of a format-3 document."""
+    raw_jobs = data["jobs"]
+    names = [row[0] for row in raw_jobs]
+    files = _files(data, names)
+    file_of = files.__getitem__
+    labels = [_defaults(raw) for raw in data["labels"]]
+    command_lines = [_command_line(row) for row in data["arguments"]]
+    wf = GenericWorkflow(**_header_from_json(data), throttles=data.get("throttles", {}))
+    jobs, parents = wf.jobs, wf.parents
+    for row in raw_jobs:
+        name, label, quantum_ids, arguments, inputs, outputs, par = row[:7]
+        d = labels[label]
+        job = Job(
+            name,
+            d.label,
+            quantum_ids,
+            command_lines[arguments](name, quantum_ids),
+            d.resources,
+            d.retry,
+            list(map(file_of, inputs)),
+            list(map(file_of, outputs)),
+            d.log_subdir,
+            d.priority,
+            d.throttle,
+            dict(d.tags),
+            d.executable,
+        )
+        if len(row) > 7:
+            _override(job, row[7])
+        if name in jobs:
+            raise ValueError(f"job {name!r} appears twice")
+        jobs[name] = job
+        if par is not None:
+            parents[name] = [names[p] for p in par]
+    wf.final = _job_from_json(data["final"], file_of) if data.get("final") else None
+    return wf
+
+
+def _override(job: Job, own: dict[str, Any]) -> None:
+    """Set the fields in which ``job`` differs from its label's defaults."""
+    for name, value in own.items():
+        if name not in _DEFAULT_FIELDS:
+            raise ValueError(f"job {job.name!r} overrides {name!r}, not a label default")
+        if name == "resources":
+            value = _resources(value)
+        elif name == "retry":
+            value = _retry(value)
+        elif name == "tags":
+            value = dict(value)
+        setattr(job, name, value)
+
+
+def _header_from_json(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": data["name"],
+        "submit_dir": data["submit_dir"],
+        "graph_file": data["graph_file"],
+        "repo": data["repo"],
+        "output_run": data["output_run"],
+        "site": SiteConfig(**data["site"]),
+    }
+
+
+def _decode_v2(data: dict[str, Any]) -> GenericWorkflow:
+    """The workflow of a format-2 document (files by row, jobs as in format 1)."""
     names = [raw["name"] for raw in data["jobs"]]
     schemas = [(name, tuple(keys)) for name, keys in data["file_schemas"]]
     files: list[WorkflowFile] = []

@@ -5,8 +5,6 @@ Toy pipeline: ``make`` per (instrument, detector), ``total`` per instrument.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from click.testing import CliRunner
 from support.toy_pipeline import ToyPipeline, submit_dir_of
@@ -51,10 +49,10 @@ def test_resources_of_a_cluster_name_reach_its_jobs(config):
     )
     result = _prepare(cfg)
     assert result.exit_code == 0, result.output
-    jobs = json.loads((submit_dir_of(cfg) / "workflow.json").read_text())["jobs"]
-    memory = {
-        j["label"]: j["resources"]["memory_mb"] for j in (jobs.values() if isinstance(jobs, dict) else jobs)
-    }
+    from bps.workflow_io import load_workflow
+
+    jobs = load_workflow(submit_dir_of(cfg) / "workflow.json").jobs.values()
+    memory = {job.label: job.resources.memory_mb for job in jobs}
     assert memory == {"makes": 4096, "total": 2048}
 
 

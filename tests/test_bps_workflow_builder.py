@@ -176,7 +176,7 @@ def test_workflow_file_holds_each_dataset_once_and_jobs_share_it_after_loading(t
     wf = build_workflow(demo_quanta(), options(), path_of)
     save_workflow(wf, tmp_path / "workflow.json")
     data = json.loads((tmp_path / "workflow.json").read_text())
-    assert data["format"] == 2
+    assert data["format"] == 3
     distinct = {f.lfn for job in wf.jobs.values() for f in (*job.inputs, *job.outputs)}
     references = sum(len(job.inputs) + len(job.outputs) for job in wf.jobs.values())
     assert len(data["files"]) == len(distinct) < references  # intermediates are read by other jobs

@@ -154,19 +154,18 @@ def test_streamed_input_files_of_both_kinds_in_one_pass_are_the_built_ones(tmp_p
     )
 
 
-def test_workflow_json_of_a_streamed_workflow_falls_back_to_its_jobs_when_a_label_holds_the_mark(
+def test_workflow_json_of_a_streamed_workflow_is_written_from_its_columns_as_from_its_jobs(
     tmp_path, monkeypatch
 ):
+    """The columns writer makes no `Job` and writes the bytes the object writer writes."""
     from bps import workflow_io
 
     built, streamed = _with_added_arguments(demo_quanta(), _options())
-    monkeypatch.setattr(workflow_io, "_MARK", "warp")  # a label's own value: its template cannot be cut
-    assert workflow_io._job_pieces(streamed.jobs["warp_0_sm_0_1"]) is None
-    real, calls = workflow_io._write_objects, []
-    monkeypatch.setattr(workflow_io, "_write_objects", lambda *a: calls.append(a[0]) or real(*a))
     save_workflow(built, tmp_path / "built.json")
+    calls: list[object] = []
+    monkeypatch.setattr(workflow_io, "_write_objects", lambda *a: calls.append(a[0]))
     save_workflow(streamed, tmp_path / "streamed.json")
-    assert calls == [built, streamed]  # the streamed one wrote nothing before falling back
+    assert calls == []
     assert (tmp_path / "streamed.json").read_bytes() == (tmp_path / "built.json").read_bytes()
 
 

@@ -31,7 +31,7 @@ from supertask.states import JobState, RunState, parse_state
 from ...exit_codes import describe
 from ...job_environment import JobEnvironment, submitter_environment
 from ...workflow import GenericWorkflow, SiteConfig
-from ...workflow_io import load_workflow, save_workflow
+from ...workflow_io import load_workflow, save_workflow, workflow_site
 from ..base import (
     JobFailure,
     RunReport,
@@ -132,7 +132,9 @@ class ParslService(WorkflowService):
                 f"parsl is not installed for {sys.executable}: pip install 'supertask[parsl]' "
                 f"(the submit directory stays usable: `bps submit {submit_dir}` afterwards)"
             )
-        settings = _settings(load_workflow(submit_dir / WORKFLOW_FILE).site)
+        settings = _settings(
+            workflow_site(submit_dir / WORKFLOW_FILE)
+        )  # the header: the driver loads the jobs
         directory = parsl_dir(submit_dir)
         directory.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "bps.wms.parsl.driver", str(submit_dir)]
