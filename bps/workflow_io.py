@@ -208,8 +208,15 @@ def _write(workflow: GenericWorkflow, out: IO[str]) -> None:
 
 #: Rows and jobs encoded and written together: one ``encode`` and one ``write`` per chunk.
 _CHUNK = 1024
-#: Characters a JSON string holds as themselves (``ensure_ascii``), but for ``"`` and ``\``.
-_PLAIN = re.compile(r'[^\x20-\x7e]|["\\]')
+
+
+def _plain(text: str) -> bool:
+    r"""Whether JSON (``ensure_ascii``) writes ``text`` as itself between quotes: every
+    character in ``\x20``-``\x7e`` (ASCII and printable), none a ``"`` or a ``\``. Tested
+    by str methods in C: a regular expression took a tenth of the writer at 10^5 jobs."""
+    return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
+
+
 #: ``j + 1``, for ``map``.
 _NEXT = (1).__add__
 
@@ -360,7 +367,7 @@ def _write_columns(workflow: GenericWorkflow, out: IO[str]) -> None:
     file_schemas = [[c.schemas[s][0], list(c.schemas[s][1])] for s in schema_order]
     out.write('],"file_schemas":' + _encode(file_schemas))
     out.write(',"jobs":[')
-    plain = not _PLAIN.search("".join(names))
+    plain = _plain("".join(names))
     job_row = ('["{}",{},[{}],{},[{}],[{}],[{}]]' if plain else "[{},{},[{}],{},[{}],[{}],[{}]]").format
     base, quantum_at, name_at = jobs.argument_template()
     base = list(base)

@@ -300,3 +300,13 @@ def test_a_streamed_workflow_in_chunks_of_any_size_is_written_as_from_its_jobs(t
     assert from_columns.getvalue() == from_jobs.getvalue()
     counts = {n for j in streamed.jobs.values() for n in (len(j.inputs), len(j.outputs))}
     assert 1 in counts and len(counts) > 1  # the demo has jobs of one file and of several
+
+
+@pytest.mark.parametrize(
+    "name", ["calibrate_1_2", "", " ~!#", 'a"b', "a\\b", "a\x7fb", "a\x1fb", "a\tb", "é", "a\u2028b"]
+)
+def test_a_job_name_is_written_bare_only_when_json_would_write_it_as_itself(name):
+    """The columns writer puts names between quotes as they are only if JSON writes them so."""
+    from bps import workflow_io
+
+    assert workflow_io._plain(name) == (json.dumps(name) == f'"{name}"')
