@@ -278,6 +278,10 @@ def _write_columns(workflow: GenericWorkflow, out: IO[str]) -> None:
     file. Every job of a label shares its label's defaults (`StreamedJobs.label_templates`),
     and a job's command line is the label-independent `StreamedJobs.argument_template`
     plus the arguments prepare added (one tuple per group of jobs).
+
+    Rows and jobs go by chunks of `_CHUNK`: file rows as tuples zipped from the columns for the
+    C JSON encoder, a chunk's jobs by one ``str.format`` each over ``map`` (`_listed`). Text made
+    wholly by nested ``map`` and ``join`` was slower than that.
     """
     jobs: Any = workflow.jobs
     templates: dict[int, Job] = jobs.label_templates()
@@ -311,7 +315,7 @@ def _write_columns(workflow: GenericWorkflow, out: IO[str]) -> None:
         # the usual case at once: every value an int or a str, and the first name of each schema derived
         first = dict(zip(map(schema_of.__getitem__, reversed(new)), reversed(new), strict=True))
         if set(map(type, itertools.chain.from_iterable(map(values.__getitem__, new)))) <= _EXACT and all(
-            _derived(*c.schemas[s], values[k], lfns[k]) for s, k in first.items()
+            _derived(c.schemas[s][0], c.schemas[s][1], values[k], lfns[k]) for s, k in first.items()
         ):
             return kept
         for s, numbers in itertools.groupby(sorted(new, key=schema_of.__getitem__), schema_of.__getitem__):
