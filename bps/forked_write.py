@@ -141,10 +141,11 @@ def write_alongside(
     if usage is not None:
         usage.append(measured)
     log.debug(
-        "child %d wrote alongside: %.1f s CPU, peak RSS %.0f MB",
+        "child %d wrote alongside: %.1f s CPU, peak RSS %.0f MB (parent's so far: %.0f MB)",
         pid,
         measured.cpu_seconds,
-        measured.peak_rss_bytes / 1e6,
+        measured.peak_rss_bytes / 2**20,
+        parent_peak_rss_bytes() / 2**20,
     )
     if report:
         discard()
