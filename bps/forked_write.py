@@ -43,7 +43,7 @@ import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 __all__ = ["SEQUENTIAL_ENV", "ChildUsage", "fork_is_safe", "write_alongside"]
 
@@ -99,8 +99,10 @@ def write_alongside(
     Raises
     ------
     BaseException
-        What ``child_write`` or ``parent_work`` raised, the former first; ``killed_error(...)``
-        when the child was killed. Without a fork, exactly what the sequential calls raise.
+        What ``parent_work`` raised (the child is then killed), else what ``child_write``
+        raised (same type and message; `RuntimeError` naming them when it cannot be pickled),
+        else ``killed_error(...)`` when the child died without reporting. Without a fork,
+        exactly what the sequential calls raise.
     """
     if not fork_is_safe():
         try:
@@ -158,7 +160,9 @@ def write_alongside(
     return result
 
 
-def _run_child(child_write: Callable[[], None], read_end: int, write_end: int) -> None:  # pragma: no cover
+def _run_child(
+    child_write: Callable[[], None], read_end: int, write_end: int
+) -> NoReturn:  # pragma: no cover
     """The child: write, report any exception through the pipe, exit without cleanup."""
     code = 1
     try:
