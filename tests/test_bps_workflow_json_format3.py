@@ -280,3 +280,33 @@ def test_a_streamed_file_whose_name_is_not_rebuilt_keeps_it_as_from_its_jobs(tmp
     assert [len(row) for row in rows].count(5) == 2 and "renamed" in {row[-1] for row in rows}
     (tmp_path / "workflow.json").write_text(from_columns.getvalue())
     assert workflow_to_json(load_workflow(tmp_path / "workflow.json")) == workflow_to_json(streamed)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 1024])
+def test_a_streamed_workflow_in_chunks_of_any_size_is_written_as_from_its_jobs(tmp_path, monkeypatch, chunk):
+    """The columns writer makes a chunk's jobs by ``map`` when all its jobs have one input
+    (or output) file or no parents, else job by job: chunks of one job take the first path
+    for every job, larger ones mix both; every size writes the bytes the jobs' writer does."""
+    import io
+
+    from bps import workflow_io
+
+    _, streamed = _with_added_arguments(demo_quanta(), _options())
+    from_jobs = io.StringIO()
+    workflow_io._write_objects(streamed, from_jobs)
+    monkeypatch.setattr(workflow_io, "_CHUNK", chunk)
+    from_columns = io.StringIO()
+    workflow_io._write_columns(streamed, from_columns)
+    assert from_columns.getvalue() == from_jobs.getvalue()
+    counts = {n for j in streamed.jobs.values() for n in (len(j.inputs), len(j.outputs))}
+    assert 1 in counts and len(counts) > 1  # the demo has jobs of one file and of several
+
+
+@pytest.mark.parametrize(
+    "name", ["calibrate_1_2", "", " ~!#", 'a"b', "a\\b", "a\x7fb", "a\x1fb", "a\tb", "é", "a\u2028b"]
+)
+def test_a_job_name_is_written_bare_only_when_json_would_write_it_as_itself(name):
+    """The columns writer puts names between quotes as they are only if JSON writes them so."""
+    from bps import workflow_io
+
+    assert workflow_io._plain(name) == (json.dumps(name) == f'"{name}"')
