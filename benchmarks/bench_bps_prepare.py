@@ -49,8 +49,10 @@ _MEASURE = (
 #: ``bps`` with the line `bps.forked_write` logs about the child that wrote ``workflow.json``.
 _BPS_PREPARE = (
     "import logging; logging.basicConfig(level=logging.INFO, format='%(name)s: %(message)s'); "
-    "logging.getLogger('bps.forked_write').setLevel(logging.DEBUG); from bps.cli import main; main()"
+    "logging.getLogger('bps.forked_write').setLevel(logging.DEBUG); import sys; sys.argv[0] = 'bps'; "
+    "from bps.cli import main; main()"
 )
+# sys.argv[0] is set to what the ``bps`` script has: provenance.json records the command line.
 
 
 def run(command: list[str], env: dict[str, str]) -> tuple[float, float, float]:
