@@ -23,13 +23,15 @@ import gc
 import json
 import logging
 import os
-from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import compress, repeat
+from operator import is_, is_not, itemgetter, ne
 from pathlib import Path
 from typing import Any
 
 from supertask import atomic_write
+from supertask.gc_pause import gc_paused
 
 from .clustering import ClusterRule
 from .config import ResolvedConfig
@@ -253,52 +255,62 @@ def _registered_inputs(registry: Any, streamed: Any) -> tuple[dict[str, str], di
     by a range (`Registry.getDatasetRecordsById`). In the workflow's order each batch held
     ids spread over the whole table, read by IN lists (a million raws: two thousand
     statements instead of twenty).
+
+    The cyclic collector is paused (`supertask.gc_pause.gc_paused`): a list per input, all
+    kept, would make it walk the whole workflow's heap again and again for nothing.
+    """
+    with gc_paused():
+        return _registered(registry, streamed)
+
+
+def _registered(registry: Any, streamed: Any) -> tuple[dict[str, str], dict[str, list[Any]]]:
+    """`_registered_inputs`, by C-level ``map``/``zip``/``compress``/``sort`` over the columns.
+
+    A million raws make every step a loop over a million inputs
+    (`StreamedWorkflow.overall_input_columns`): Python runs per input only for the few
+    off their template path or no longer registered under their id.
     """
     locations: dict[str, str] = {}
     checks: dict[str, list[Any]] = {}
-    # (id << 32) | position: sorting these orders the inputs by id, compactly
-    keyed: list[int] = []
-    files = array("q")
-    lfns: list[str] = []
-    unidentified: list[tuple[int, str]] = []  # no id, but a RUN: located by type and data ID
-    for k, lfn, ident, run in streamed.overall_inputs():
-        if ident is None:
-            if run:
-                unidentified.append((k, lfn))
-            continue
-        keyed.append((ident << 32) | len(files))
-        files.append(k)
-        lfns.append(lfn)
-    keyed.sort()
-
-    path_of, set_path = streamed.path, streamed.set_input_path
+    files, ids, unidentified = streamed.overall_input_columns()
+    by_id = sorted(range(len(ids)), key=ids.__getitem__)
+    files = list(map(files.__getitem__, by_id))
+    ids = list(map(ids.__getitem__, by_id))
+    del by_id
+    set_path = streamed.set_input_path
 
     def by_type_and_data_id(k: int, lfn: str) -> None:
         try:
             path = registry.getDatasetLocation(streamed.dataset(k))[0]
         except LookupError:
             return
-        if path != path_of(k):
+        if path != streamed.path(k):
             locations[lfn] = path
             set_path(k, path)
 
-    mask = (1 << 32) - 1
-    for start in range(0, len(keyed), REGISTRY_BATCH):
-        batch = keyed[start : start + REGISTRY_BATCH]
-        records = registry.getDatasetRecordsById([key >> 32 for key in batch]).get
-        for key in batch:
-            i = key & mask
-            found = records(key >> 32)
-            if found is None:  # no longer registered under its id: by type, data ID and RUN
-                by_type_and_data_id(files[i], lfns[i])
-                continue
-            lfn, k = lfns[i], files[i]
-            path, size, checksum = found
-            checks[lfn] = [size, checksum]
-            if path != path_of(k):
-                locations[lfn] = path
-                set_path(k, path)
-    for k, lfn in unidentified:
+    sizes_and_checksums = itemgetter(slice(1, None))
+    for start in range(0, len(ids), REGISTRY_BATCH):
+        batch = ids[start : start + REGISTRY_BATCH]
+        ks = files[start : start + REGISTRY_BATCH]
+        found = list(map(registry.getDatasetRecordsById(batch).get, batch))
+        lfns = streamed.lfns(ks)
+        if None in found:  # no longer registered under its id: by type, data ID and RUN
+            for k, lfn in compress(zip(ks, lfns, strict=True), map(is_, found, repeat(None))):
+                by_type_and_data_id(k, lfn)
+            kept = list(map(is_not, found, repeat(None)))
+            ks, lfns, found = (
+                list(compress(ks, kept)),
+                list(compress(lfns, kept)),
+                list(compress(found, kept)),
+            )
+        checks.update(zip(lfns, map(list, map(sizes_and_checksums, found)), strict=True))
+        registered = list(map(itemgetter(0), found))
+        for k, lfn, path in compress(
+            zip(ks, lfns, registered, strict=True), map(ne, registered, streamed.paths(ks))
+        ):
+            locations[lfn] = path
+            set_path(k, path)
+    for k, lfn in zip(unidentified, streamed.lfns(unidentified), strict=True):
         by_type_and_data_id(k, lfn)
     return locations, checks
 

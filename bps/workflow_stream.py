@@ -25,8 +25,8 @@ from __future__ import annotations
 from array import array
 from collections import deque
 from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, Sequence, ValuesView
-from itertools import chain, islice, repeat, starmap
-from operator import itemgetter
+from itertools import chain, compress, islice, repeat, starmap
+from operator import itemgetter, not_
 from pathlib import Path
 from typing import Any, NamedTuple, cast, overload
 
@@ -479,6 +479,32 @@ class StreamedWorkflow:
             if p < 0:
                 ident = c.dataset_id[k]
                 yield k, c.lfns[k], (ident if ident >= 0 else None), c.runs[k]
+
+    def overall_input_columns(self) -> tuple[list[int], list[int], list[int]]:
+        """`overall_inputs` as columns: ``(files, ids, unidentified)``.
+
+        ``files`` are the file numbers of the overall inputs with a registry id, ``ids``
+        those ids (in the same order); ``unidentified`` the file numbers of those with no
+        id but a RUN (to be located by type and data ID). Made by C-level loops over the
+        columns, not one Python step per input (a million raws at 10^6 quanta).
+        """
+        c = self._c
+        inputs = list(compress(range(len(c.producer)), map((0).__gt__, c.producer)))
+        ids = list(map(c.dataset_id.__getitem__, inputs))
+        if not ids or min(ids) >= 0:
+            return inputs, ids, []
+        identified = list(map((-1).__lt__, ids))
+        missing = list(compress(inputs, map(not_, identified)))
+        unidentified = list(compress(missing, map(c.runs.__getitem__, missing)))
+        return list(compress(inputs, identified)), list(compress(ids, identified)), unidentified
+
+    def lfns(self, files: Iterable[int]) -> list[str]:
+        """The logical file names of ``files`` (file numbers)."""
+        return list(map(self._c.lfns.__getitem__, files))
+
+    def paths(self, files: Iterable[int]) -> list[str]:
+        """The paths of ``files`` (file numbers): `path` of each."""
+        return list(map(self._c.paths.__getitem__, files))
 
     def dataset(self, k: int) -> Any:
         """The `~supertask.repo.dataset.Dataset` of overall input ``k`` (registry id and RUN included)."""
