@@ -317,22 +317,22 @@ def _registered(registry: Any, streamed: Any) -> tuple[dict[str, str], dict[str,
 
 def _write_streamed_inputs(streamed: Any, kinds: list[tuple[dict[str, Any], Path, str]]) -> None:
     """`_write_shared_input_files` of each ``(by_lfn, directory, option)`` for a streamed workflow,
-    all in one pass over the jobs: the same files, and the arguments added in the order of ``kinds``."""
+    all in one pass over the jobs: the same files, and the arguments added in the order of ``kinds``.
+
+    The jobs come as columns (`StreamedWorkflow.input_reader_columns`) and fill the groups
+    in bulk (`_InputGroups.add_columns`), with the cyclic collector paused: at 10^6 quanta a
+    million jobs read raws.
+    """
     groups = [_InputGroups(by_lfn, directory, option) for by_lfn, directory, option in kinds if by_lfn]
     if not groups:
         return
-    batch: list[tuple[int, list[str]]] = []
-    for reading in streamed.jobs_reading_inputs():
-        batch.append(reading)
-        if len(batch) >= _INPUT_BATCH:
+    with gc_paused():  # lists of jobs and dicts of lfns, all kept until written
+        for jobs, counts, lfns in streamed.input_reader_columns():
             for group in groups:
-                group.add_many(batch)
-            batch.clear()
-    for group in groups:
-        group.add_many(batch)
-    for group in groups:
-        for members, arguments in group.close():
-            streamed.add_arguments(members, arguments)
+                group.add_columns(jobs, counts, lfns)
+        for group in groups:
+            for members, arguments in group.close():
+                streamed.add_arguments(members, arguments)
 
 
 def _start_import_check(
@@ -551,8 +551,6 @@ def _locator(repo: str, graph: Any) -> tuple[Any, dict[tuple[str, Any], str]]:
 #: of JSON at this size), and the submit directory holds one file per this many entries
 #: instead of one per job (10^5 jobs would otherwise mean 10^5 files).
 LOCATIONS_PER_FILE = 2000
-#: Jobs a streamed prepare hands each `_InputGroups` at once.
-_INPUT_BATCH = 4096
 
 
 def _write_input_locations(
@@ -644,6 +642,44 @@ class _InputGroups:
                     group, members = self._group, self._members
                 group.update(mine)
             members.append(job)
+
+    def add_columns(self, jobs: list[Any], counts: list[int], lfns: list[str]) -> None:
+        """`add_many` of jobs given as columns: ``counts[i]`` of ``lfns`` are those of ``jobs[i]``.
+
+        Runs of jobs reading one input each (nearly all, reading a raw) fill the groups by
+        slices; a job reading several is added alone.
+        """
+        done = at = 0
+        for several in compress(range(len(counts)), map(ne, counts, repeat(1))):
+            self._add_singles(jobs[done:several], lfns[at : at + several - done])
+            at += several - done
+            self.add_many([(jobs[several], lfns[at : at + counts[several]])])
+            at += counts[several]
+            done = several + 1
+        self._add_singles(jobs[done:], lfns[at:])
+
+    def _add_singles(self, jobs: list[Any], lfns: list[str]) -> None:
+        """`add_many` of ``jobs[i]`` reading ``lfns[i]`` alone, by slices of what fits in a file.
+
+        As `add_many`: a file is closed when it holds `LOCATIONS_PER_FILE` names before the
+        next job's (an input read by two jobs of a file counts once).
+        """
+        by_lfn = self._by_lfn
+        known = list(map(by_lfn.__contains__, lfns))
+        if not all(known):
+            jobs, lfns = list(compress(jobs, known)), list(compress(lfns, known))
+        values = list(map(by_lfn.__getitem__, lfns))
+        i = 0
+        while i < len(jobs):
+            room = LOCATIONS_PER_FILE - len(self._group)
+            if room <= 0:
+                if self._members:
+                    self._flush()
+                    continue
+                room = 1
+            self._group.update(zip(lfns[i : i + room], values[i : i + room], strict=True))
+            self._members.extend(jobs[i : i + room])
+            i += room
 
     def close(self) -> list[tuple[list[Any], list[str]]]:
         self._flush()

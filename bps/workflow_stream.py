@@ -535,6 +535,42 @@ class StreamedWorkflow:
             if mine:
                 yield j, mine
 
+    def input_reader_columns(self, chunk: int = 65_536) -> Iterator[tuple[list[int], list[int], list[str]]]:
+        """`jobs_reading_inputs` as columns, ``chunk`` jobs at a time: ``(jobs, counts, lfns)``.
+
+        ``jobs`` are the job numbers (workflow order) of the jobs reading overall inputs,
+        ``counts`` how many each reads, ``lfns`` their names one job after the other. Found by
+        array operations over a chunk of the columns rather than a Python step (and list) per
+        job: a million jobs read raws at 10^6 quanta. Memory beyond the columns: a few
+        arrays the size of a chunk's input lists.
+        """
+        import numpy as np
+
+        c = self._c
+        if not len(c.order) or not len(c.in_files):
+            return
+        lfns = c.lfns
+        files_of = np.frombuffer(c.in_files, dtype=np.int64)
+        start_of = np.frombuffer(c.in_start, dtype=np.int64)
+        producer = np.frombuffer(c.producer, dtype=np.int64)
+        order = np.frombuffer(c.order, dtype=np.int64)
+        for at in range(0, len(order), chunk):
+            jobs = order[at : at + chunk]
+            first, sizes = start_of[jobs], start_of[jobs + 1] - start_of[jobs]
+            before = np.cumsum(sizes) - sizes  # entries of the chunk's earlier jobs
+            # the chunk's input lists, job after job
+            files = files_of[np.arange(int(sizes.sum()), dtype=np.int64) + np.repeat(first - before, sizes)]
+            is_input = producer[files] < 0
+            inputs_before = np.zeros(len(is_input) + 1, dtype=np.int64)
+            np.cumsum(is_input, out=inputs_before[1:])
+            counts = inputs_before[before + sizes] - inputs_before[before]
+            reading = counts > 0
+            yield (
+                jobs[reading].tolist(),
+                counts[reading].tolist(),
+                list(map(lfns.__getitem__, files[is_input].tolist())),
+            )
+
     def add_arguments(self, jobs: Iterable[int], arguments: Sequence[str]) -> None:
         """Append ``arguments`` to the command line of each of ``jobs`` (job numbers).
 
