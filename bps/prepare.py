@@ -31,11 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from supertask import atomic_write
+from supertask.atomic_write import TMP_MARK
 from supertask.gc_pause import gc_paused
 
 from .clustering import ClusterRule
 from .config import ResolvedConfig
 from .finalize import WORKFLOW_FILE
+from .forked_write import write_alongside
 from .job_environment import PendingCheck, start_task_import_check, task_classes
 from .provenance import write_submit_provenance
 from .staging import atomic_write_text
@@ -99,8 +101,50 @@ def prepare(resolved: ResolvedConfig, *, service: Any = None) -> Prepared:
     else:
         workflow, import_messages = _prepare_loaded(resolved, graph_file, submit_dir, service)
     messages += import_messages
-    main_file = service.prepare(workflow) if service is not None else None
+    main_file = _write_workflow_files(workflow, submit_dir, service)
     return Prepared(submit_dir=submit_dir, workflow=workflow, main_file=main_file, messages=messages)
+
+
+#: Workflow systems whose files `prepare` writes while a forked child writes ``workflow.json``.
+FORKED_WMS = ("htcondor", "pegasus")
+
+
+def _write_workflow_files(workflow: GenericWorkflow, submit_dir: Path, service: Any) -> Path | None:
+    """Write ``workflow.json`` and the workflow system's files; return the latter's main file.
+
+    Both only read the finished workflow: ``workflow.json`` is written by a forked child
+    while this process writes the engine's files (`bps.forked_write`), where a fork is
+    safe; otherwise one after the other. Either way a failure is the same error and leaves
+    no ``workflow.json`` half-written.
+    """
+    path = submit_dir / WORKFLOW_FILE
+
+    def write_workflow() -> None:
+        try:
+            save_workflow(workflow, path)
+        except OSError as err:
+            raise PrepareError(
+                f"cannot write {path}: {err.strerror or err}; free space in or choose another submit_dir"
+            ) from None
+
+    if service is None or service.name not in FORKED_WMS:
+        # The other systems' own file is workflow.json: nothing to write alongside it.
+        write_workflow()
+        return service.prepare(workflow) if service is not None else None
+
+    def discard() -> None:
+        for stray in path.parent.glob(f"{path.name}{TMP_MARK}*"):
+            stray.unlink(missing_ok=True)
+
+    def killed(how: str) -> PrepareError:
+        return PrepareError(
+            f"the process writing {path} was {how}, so it was not written: run bps prepare again"
+        )
+
+    main_file: Path | None = write_alongside(
+        write_workflow, lambda: service.prepare(workflow, save=False), discard=discard, killed_error=killed
+    )
+    return main_file
 
 
 #: Workflow systems whose unclustered workflows are streamed from the graph file
@@ -179,7 +223,6 @@ def _prepare_loaded(
     _write_input_locations(workflow, off_template, submit_dir)
     _write_input_checks(workflow, checks, submit_dir)
     del off_template, checks
-    save_workflow(workflow, submit_dir / WORKFLOW_FILE)
     return workflow, import_messages
 
 
@@ -235,7 +278,6 @@ def _prepare_streamed(
         ],
     )
     del locations, checks
-    save_workflow(workflow, submit_dir / WORKFLOW_FILE)
     return workflow, import_messages
 
 

@@ -522,8 +522,15 @@ def _files(data: dict[str, Any], names: list[str]) -> list[WorkflowFile]:
         made = _lfns_of(dataset_type, keys)([tuple(raw[i][1]) for i in group])
         for i, name in zip(group, made, strict=True):
             lfns[i] = name
+    return _file_rows(raw, cast("list[str]", lfns), schemas, names)
+
+
+def _file_rows(
+    rows: list[list[Any]], lfns: list[str], schemas: list[tuple[str, tuple[str, ...]]], names: list[str]
+) -> list[WorkflowFile]:
+    """The `WorkflowFile` of each ``[schema, values, path, producer, ...]`` row of format 2 or 3."""
     files: list[WorkflowFile] = []
-    for (schema, values, path, producer, *_), lfn in zip(raw, cast("list[str]", lfns), strict=True):
+    for (schema, values, path, producer, *_), lfn in zip(rows, lfns, strict=True):
         dataset_type, keys = schemas[schema]
         files.append(
             WorkflowFile(
@@ -605,18 +612,8 @@ def _decode_v2(data: dict[str, Any]) -> GenericWorkflow:
     """The workflow of a format-2 document (files by row, jobs as in format 1)."""
     names = [raw["name"] for raw in data["jobs"]]
     schemas = [(name, tuple(keys)) for name, keys in data["file_schemas"]]
-    files: list[WorkflowFile] = []
-    for schema, values, path, producer, lfn in data["files"]:
-        dataset_type, keys = schemas[schema]
-        files.append(
-            WorkflowFile(
-                lfn=lfn,
-                dataset_type=dataset_type,
-                data_id=dict(zip(keys, values, strict=True)),
-                path=path,
-                producer=names[producer] if producer >= 0 else None,
-            )
-        )
+    rows = data["files"]
+    files = _file_rows(rows, [row[4] for row in rows], schemas, names)
     return workflow_from_json(data, files.__getitem__)
 
 

@@ -861,12 +861,7 @@ def _fill(
         label = batch[0][0]
         mine = label_of_table.get(label)
         if mine is None:
-            task = labels_t[label]
-            mine = label_index.get(task)
-            if mine is None:
-                mine = label_index[task] = len(c.labels)
-                c.labels.append(task)
-            label_of_table[label] = mine
+            mine = new_label(label)
         out_values, in_values = shared_rows(out_values), shared_rows(in_values)
         k0 = len(values_of)
         out_numbers, in_numbers = range(k0, k0 + 2 * m, 2), range(k0 + 1, k0 + 2 * m, 2)
@@ -891,6 +886,17 @@ def _fill(
         in_start.extend(range(n_in + 1, n_in + m + 1))
         par_start.extend(repeat(len(par_jobs), m))
         return True
+
+    def new_label(label: int) -> int:
+        """The columns' index of the tables' label ``label``, first met (the caller looks up
+        `label_of_table` itself: one dictionary look-up per job on the hot path)."""
+        task = labels_t[label]
+        mine = label_index.get(task)
+        if mine is None:
+            mine = label_index[task] = len(c.labels)
+            c.labels.append(task)
+        label_of_table[label] = mine
+        return mine
 
     def known_inputs(inputs: list[Any], outs: list[int]) -> list[int] | None:
         """The file numbers of ``inputs`` if all are of one schema, seen before, distinct and
@@ -927,12 +933,7 @@ def _fill(
         ):
             mine = label_of_table.get(label)
             if mine is None:
-                task = labels_t[label]
-                mine = label_index.get(task)
-                if mine is None:
-                    mine = label_index[task] = len(c.labels)
-                    c.labels.append(task)
-                label_of_table[label] = mine
+                mine = new_label(label)
             label_of.append(mine)
             if len(outputs) == 1 and len(inputs) < 2 and not by_name:
                 # Most jobs (calibrate: one raw read, one calexp written): the loops below, without

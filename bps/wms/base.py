@@ -131,7 +131,9 @@ class WorkflowService(ABC):
 
         Returns the main file (the DAG, the Pegasus workflow, ...). Raise `WmsError`
         with the fix when the site cannot run the workflow (e.g. a job asks for more
-        memory than any slot offers).
+        memory than any slot offers). Each system writes ``workflow.json`` too unless it
+        exists; those of `bps.prepare.FORKED_WMS` take ``save=False``, for `bps.prepare`
+        writes it in a child process meanwhile.
         """
 
     def precheck(self, site: SiteConfig, submit_dir: Path) -> None:

@@ -82,7 +82,8 @@ class HTCondorService(WorkflowService):
         """What the submit files give jobs (``task_imports`` in ``condor.skip_checks``: not checked)."""
         return None if "task_imports" in skipped(site) else job_environment(site)
 
-    def prepare(self, workflow: GenericWorkflow) -> Path:
+    def prepare(self, workflow: GenericWorkflow, *, save: bool = True) -> Path:
+        """Write the DAG and its submit files; ``save=False``: the caller writes ``workflow.json``."""
         submit_dir = Path(workflow.submit_dir).absolute()
         submit_dir.mkdir(parents=True, exist_ok=True)
         _refuse(workflow.site, check_workflow(workflow, submit_dir))
@@ -90,7 +91,7 @@ class HTCondorService(WorkflowService):
         for warning in warnings:
             log.warning("%s", warning)
         layout = DagLayout.of(submit_dir, workflow.name)
-        if not layout.workflow_json.exists():
+        if save and not layout.workflow_json.exists():
             save_workflow(workflow, layout.workflow_json)
         try:
             write_dag(workflow, submit_dir)

@@ -106,11 +106,12 @@ class PegasusService(WorkflowService):
             origin=f"Pegasus on site {settings.execution_site!r}: LANG, {planner}the site's environment",
         )
 
-    def prepare(self, workflow: GenericWorkflow) -> Path:
+    def prepare(self, workflow: GenericWorkflow, *, save: bool = True) -> Path:
+        """Write the Pegasus documents; ``save=False``: the caller writes ``workflow.json``."""
         submit_dir = Path(workflow.submit_dir).absolute()
         submit_dir.mkdir(parents=True, exist_ok=True)
         check(workflow)
-        if not (submit_dir / WORKFLOW_JSON).exists():
+        if save and not (submit_dir / WORKFLOW_JSON).exists():
             save_workflow(workflow, submit_dir / WORKFLOW_JSON)
         pegasus_dir = submit_dir / PEGASUS_SUBDIR
         plan = translate(workflow, pegasus_dir, datastore_locations=False)
