@@ -23,14 +23,16 @@ import gc
 import json
 import logging
 import os
-from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import compress, repeat
+from operator import is_, is_not, itemgetter, ne
 from pathlib import Path
 from typing import Any
 
 from supertask import atomic_write
 from supertask.atomic_write import TMP_MARK
+from supertask.gc_pause import gc_paused
 
 from .clustering import ClusterRule
 from .config import ResolvedConfig
@@ -295,74 +297,84 @@ def _registered_inputs(registry: Any, streamed: Any) -> tuple[dict[str, str], di
     by a range (`Registry.getDatasetRecordsById`). In the workflow's order each batch held
     ids spread over the whole table, read by IN lists (a million raws: two thousand
     statements instead of twenty).
+
+    The cyclic collector is paused (`supertask.gc_pause.gc_paused`): a list per input, all
+    kept, would make it walk the whole workflow's heap again and again for nothing.
+    """
+    with gc_paused():
+        return _registered(registry, streamed)
+
+
+def _registered(registry: Any, streamed: Any) -> tuple[dict[str, str], dict[str, list[Any]]]:
+    """`_registered_inputs`, by C-level ``map``/``zip``/``compress``/``sort`` over the columns.
+
+    A million raws make every step a loop over a million inputs
+    (`StreamedWorkflow.overall_input_columns`): Python runs per input only for the few
+    off their template path or no longer registered under their id.
     """
     locations: dict[str, str] = {}
     checks: dict[str, list[Any]] = {}
-    # (id << 32) | position: sorting these orders the inputs by id, compactly
-    keyed: list[int] = []
-    files = array("q")
-    lfns: list[str] = []
-    unidentified: list[tuple[int, str]] = []  # no id, but a RUN: located by type and data ID
-    for k, lfn, ident, run in streamed.overall_inputs():
-        if ident is None:
-            if run:
-                unidentified.append((k, lfn))
-            continue
-        keyed.append((ident << 32) | len(files))
-        files.append(k)
-        lfns.append(lfn)
-    keyed.sort()
-
-    path_of, set_path = streamed.path, streamed.set_input_path
+    files, ids, unidentified = streamed.overall_input_columns()
+    by_id = sorted(range(len(ids)), key=ids.__getitem__)
+    files = list(map(files.__getitem__, by_id))
+    ids = list(map(ids.__getitem__, by_id))
+    del by_id
+    set_path = streamed.set_input_path
 
     def by_type_and_data_id(k: int, lfn: str) -> None:
         try:
             path = registry.getDatasetLocation(streamed.dataset(k))[0]
         except LookupError:
             return
-        if path != path_of(k):
+        if path != streamed.path(k):
             locations[lfn] = path
             set_path(k, path)
 
-    mask = (1 << 32) - 1
-    for start in range(0, len(keyed), REGISTRY_BATCH):
-        batch = keyed[start : start + REGISTRY_BATCH]
-        records = registry.getDatasetRecordsById([key >> 32 for key in batch]).get
-        for key in batch:
-            i = key & mask
-            found = records(key >> 32)
-            if found is None:  # no longer registered under its id: by type, data ID and RUN
-                by_type_and_data_id(files[i], lfns[i])
-                continue
-            lfn, k = lfns[i], files[i]
-            path, size, checksum = found
-            checks[lfn] = [size, checksum]
-            if path != path_of(k):
-                locations[lfn] = path
-                set_path(k, path)
-    for k, lfn in unidentified:
+    sizes_and_checksums = itemgetter(slice(1, None))
+    for start in range(0, len(ids), REGISTRY_BATCH):
+        batch = ids[start : start + REGISTRY_BATCH]
+        ks = files[start : start + REGISTRY_BATCH]
+        found = list(map(registry.getDatasetRecordsById(batch).get, batch))
+        lfns = streamed.lfns(ks)
+        if None in found:  # no longer registered under its id: by type, data ID and RUN
+            for k, lfn in compress(zip(ks, lfns, strict=True), map(is_, found, repeat(None))):
+                by_type_and_data_id(k, lfn)
+            kept = list(map(is_not, found, repeat(None)))
+            ks, lfns, found = (
+                list(compress(ks, kept)),
+                list(compress(lfns, kept)),
+                list(compress(found, kept)),
+            )
+        checks.update(zip(lfns, map(list, map(sizes_and_checksums, found)), strict=True))
+        registered = list(map(itemgetter(0), found))
+        for k, lfn, path in compress(
+            zip(ks, lfns, registered, strict=True), map(ne, registered, streamed.paths(ks))
+        ):
+            locations[lfn] = path
+            set_path(k, path)
+    for k, lfn in zip(unidentified, streamed.lfns(unidentified), strict=True):
         by_type_and_data_id(k, lfn)
     return locations, checks
 
 
 def _write_streamed_inputs(streamed: Any, kinds: list[tuple[dict[str, Any], Path, str]]) -> None:
     """`_write_shared_input_files` of each ``(by_lfn, directory, option)`` for a streamed workflow,
-    all in one pass over the jobs: the same files, and the arguments added in the order of ``kinds``."""
+    all in one pass over the jobs: the same files, and the arguments added in the order of ``kinds``.
+
+    The jobs come as columns (`StreamedWorkflow.input_reader_columns`) and fill the groups
+    in bulk (`_InputGroups.add_columns`), with the cyclic collector paused: at 10^6 quanta a
+    million jobs read raws.
+    """
     groups = [_InputGroups(by_lfn, directory, option) for by_lfn, directory, option in kinds if by_lfn]
     if not groups:
         return
-    batch: list[tuple[int, list[str]]] = []
-    for reading in streamed.jobs_reading_inputs():
-        batch.append(reading)
-        if len(batch) >= _INPUT_BATCH:
+    with gc_paused():  # lists of jobs and dicts of lfns, all kept until written
+        for jobs, counts, lfns in streamed.input_reader_columns():
             for group in groups:
-                group.add_many(batch)
-            batch.clear()
-    for group in groups:
-        group.add_many(batch)
-    for group in groups:
-        for members, arguments in group.close():
-            streamed.add_arguments(members, arguments)
+                group.add_columns(jobs, counts, lfns)
+        for group in groups:
+            for members, arguments in group.close():
+                streamed.add_arguments(members, arguments)
 
 
 def _start_import_check(
@@ -581,8 +593,6 @@ def _locator(repo: str, graph: Any) -> tuple[Any, dict[tuple[str, Any], str]]:
 #: of JSON at this size), and the submit directory holds one file per this many entries
 #: instead of one per job (10^5 jobs would otherwise mean 10^5 files).
 LOCATIONS_PER_FILE = 2000
-#: Jobs a streamed prepare hands each `_InputGroups` at once.
-_INPUT_BATCH = 4096
 
 
 def _write_input_locations(
@@ -674,6 +684,44 @@ class _InputGroups:
                     group, members = self._group, self._members
                 group.update(mine)
             members.append(job)
+
+    def add_columns(self, jobs: list[Any], counts: list[int], lfns: list[str]) -> None:
+        """`add_many` of jobs given as columns: ``counts[i]`` of ``lfns`` are those of ``jobs[i]``.
+
+        Runs of jobs reading one input each (nearly all, reading a raw) fill the groups by
+        slices; a job reading several is added alone.
+        """
+        done = at = 0
+        for several in compress(range(len(counts)), map(ne, counts, repeat(1))):
+            self._add_singles(jobs[done:several], lfns[at : at + several - done])
+            at += several - done
+            self.add_many([(jobs[several], lfns[at : at + counts[several]])])
+            at += counts[several]
+            done = several + 1
+        self._add_singles(jobs[done:], lfns[at:])
+
+    def _add_singles(self, jobs: list[Any], lfns: list[str]) -> None:
+        """`add_many` of ``jobs[i]`` reading ``lfns[i]`` alone, by slices of what fits in a file.
+
+        As `add_many`: a file is closed when it holds `LOCATIONS_PER_FILE` names before the
+        next job's (an input read by two jobs of a file counts once).
+        """
+        by_lfn = self._by_lfn
+        known = list(map(by_lfn.__contains__, lfns))
+        if not all(known):
+            jobs, lfns = list(compress(jobs, known)), list(compress(lfns, known))
+        values = list(map(by_lfn.__getitem__, lfns))
+        i = 0
+        while i < len(jobs):
+            room = LOCATIONS_PER_FILE - len(self._group)
+            if room <= 0:
+                if self._members:
+                    self._flush()
+                    continue
+                room = 1
+            self._group.update(zip(lfns[i : i + room], values[i : i + room], strict=True))
+            self._members.extend(jobs[i : i + room])
+            i += room
 
     def close(self) -> list[tuple[list[Any], list[str]]]:
         self._flush()

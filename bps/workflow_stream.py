@@ -25,8 +25,8 @@ from __future__ import annotations
 from array import array
 from collections import deque
 from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, Sequence, ValuesView
-from itertools import chain, islice, repeat, starmap
-from operator import itemgetter
+from itertools import chain, compress, islice, repeat, starmap
+from operator import itemgetter, not_
 from pathlib import Path
 from typing import Any, NamedTuple, cast, overload
 
@@ -480,6 +480,32 @@ class StreamedWorkflow:
                 ident = c.dataset_id[k]
                 yield k, c.lfns[k], (ident if ident >= 0 else None), c.runs[k]
 
+    def overall_input_columns(self) -> tuple[list[int], list[int], list[int]]:
+        """`overall_inputs` as columns: ``(files, ids, unidentified)``.
+
+        ``files`` are the file numbers of the overall inputs with a registry id, ``ids``
+        those ids (in the same order); ``unidentified`` the file numbers of those with no
+        id but a RUN (to be located by type and data ID). Made by C-level loops over the
+        columns, not one Python step per input (a million raws at 10^6 quanta).
+        """
+        c = self._c
+        inputs = list(compress(range(len(c.producer)), map((0).__gt__, c.producer)))
+        ids = list(map(c.dataset_id.__getitem__, inputs))
+        if not ids or min(ids) >= 0:
+            return inputs, ids, []
+        identified = list(map((-1).__lt__, ids))
+        missing = list(compress(inputs, map(not_, identified)))
+        unidentified = list(compress(missing, map(c.runs.__getitem__, missing)))
+        return list(compress(inputs, identified)), list(compress(ids, identified)), unidentified
+
+    def lfns(self, files: Iterable[int]) -> list[str]:
+        """The logical file names of ``files`` (file numbers)."""
+        return list(map(self._c.lfns.__getitem__, files))
+
+    def paths(self, files: Iterable[int]) -> list[str]:
+        """The paths of ``files`` (file numbers): `path` of each."""
+        return list(map(self._c.paths.__getitem__, files))
+
     def dataset(self, k: int) -> Any:
         """The `~supertask.repo.dataset.Dataset` of overall input ``k`` (registry id and RUN included)."""
         from supertask.repo.dataid import DataId
@@ -508,6 +534,42 @@ class StreamedWorkflow:
             mine = [lfns[k] for k in in_files[in_start[j] : in_start[j + 1]] if producer[k] < 0]
             if mine:
                 yield j, mine
+
+    def input_reader_columns(self, chunk: int = 65_536) -> Iterator[tuple[list[int], list[int], list[str]]]:
+        """`jobs_reading_inputs` as columns, ``chunk`` jobs at a time: ``(jobs, counts, lfns)``.
+
+        ``jobs`` are the job numbers (workflow order) of the jobs reading overall inputs,
+        ``counts`` how many each reads, ``lfns`` their names one job after the other. Found by
+        array operations over a chunk of the columns rather than a Python step (and list) per
+        job: a million jobs read raws at 10^6 quanta. Memory beyond the columns: a few
+        arrays the size of a chunk's input lists.
+        """
+        import numpy as np
+
+        c = self._c
+        if not len(c.order) or not len(c.in_files):
+            return
+        lfns = c.lfns
+        files_of = np.frombuffer(c.in_files, dtype=np.int64)
+        start_of = np.frombuffer(c.in_start, dtype=np.int64)
+        producer = np.frombuffer(c.producer, dtype=np.int64)
+        order = np.frombuffer(c.order, dtype=np.int64)
+        for at in range(0, len(order), chunk):
+            jobs = order[at : at + chunk]
+            first, sizes = start_of[jobs], start_of[jobs + 1] - start_of[jobs]
+            before = np.cumsum(sizes) - sizes  # entries of the chunk's earlier jobs
+            # the chunk's input lists, job after job
+            files = files_of[np.arange(int(sizes.sum()), dtype=np.int64) + np.repeat(first - before, sizes)]
+            is_input = producer[files] < 0
+            inputs_before = np.zeros(len(is_input) + 1, dtype=np.int64)
+            np.cumsum(is_input, out=inputs_before[1:])
+            counts = inputs_before[before + sizes] - inputs_before[before]
+            reading = counts > 0
+            yield (
+                jobs[reading].tolist(),
+                counts[reading].tolist(),
+                list(map(lfns.__getitem__, files[is_input].tolist())),
+            )
 
     def add_arguments(self, jobs: Iterable[int], arguments: Sequence[str]) -> None:
         """Append ``arguments`` to the command line of each of ``jobs`` (job numbers).

@@ -335,6 +335,45 @@ def test_overall_inputs_are_asked_in_batches_of_consecutive_ids_whatever_the_job
     ]
 
 
+def test_overall_input_columns_split_inputs_by_id_as_overall_inputs_does():
+    """With an id (asked by id), without one (located by type, data ID and RUN)."""
+    quanta = []
+    for visit, ident in ((1, 7), (2, None), (3, 3)):
+        did = dict(instrument="Cam", visit=visit, detector=1)
+        a = Quantum("a", DataId(did), {}, {}, id=len(quanta))
+        a.addInput(ds(RAW, "raw/run", **did))
+        a.inputs["raw"][0].id = ident
+        a.addOutput(ds(CALEXP, **did))
+        quanta.append(a)
+        b = Quantum("b", DataId(did), {}, {}, id=len(quanta))
+        b.addInput(ds(CALEXP, **did))
+        quanta.append(b)
+    streamed = build_streamed_workflow(quanta, options(), path_of)
+    inputs = list(streamed.overall_inputs())
+    files, ids, unidentified = streamed.overall_input_columns()
+    assert (files, ids) == ([k for k, _, i, _ in inputs if i is not None], [7, 3])
+    assert unidentified == [k for k, _, i, run in inputs if i is None and run] and len(unidentified) == 1
+    assert streamed.lfns(files) == [lfn for _, lfn, i, _ in inputs if i is not None]
+    assert streamed.paths(files) == [streamed.path(k) for k in files]
+
+
+def test_registry_records_of_the_inputs_are_kept_with_the_cyclic_collector_paused():
+    """A kept list per input made the collector walk the workflow's heap again and again at 10^6 raws."""
+    import gc
+
+    quanta = _chains()
+    quanta[0].inputs["raw"][0].id = 101
+    streamed = build_streamed_workflow(quanta, options(), path_of)
+    registry = _Registry()
+    collecting: list[bool] = []
+    records = registry.getDatasetRecordsById
+    registry.getDatasetRecordsById = lambda ids: collecting.append(gc.isenabled()) or records(ids)  # type: ignore[method-assign]
+    assert gc.isenabled()
+    checks = prepare_mod._registered_inputs(registry, streamed)[1]
+    assert collecting == [False] and gc.isenabled()
+    assert checks == {"raw.detector-1.instrument-Cam.visit-1": [10, "c1"]}
+
+
 def test_iter_quanta_reads_every_quantum_in_order_across_chunks(tmp_path):
     graph = QuantumGraph(demo_quanta())
     graph.save(tmp_path / "g.qgraph")

@@ -215,3 +215,98 @@ def test_common_values_in_one_pass_are_each_jobs_common_value():
             expected is not None
             for expected in (jobs.common_value(j, UNIT_KEYS) for j in jobs.columns().order)
         )
+
+
+def _mixed_readers():
+    """Jobs reading one raw, two raws (one also read by another job), a raw and a produced file, none."""
+    from test_bps_workflow_builder import CALEXP, RAW, WARP, ds
+
+    from supertask.quantum import Quantum
+    from supertask.repo.dataid import DataId
+
+    quanta: list[Quantum] = []
+
+    def add(label, did, inputs, outputs):
+        q = Quantum(label, DataId(did), {}, {}, id=len(quanta))
+        for d in inputs:
+            q.addInput(d)
+        for d in outputs:
+            q.addOutput(d)
+        quanta.append(q)
+
+    def did(v):
+        return dict(instrument="Cam", visit=v, detector=1)
+
+    for v in range(1, 7):
+        add("a", did(v), [ds(RAW, "raw/run", **did(v))], [ds(CALEXP, **did(v))])
+    for v in (1, 3):
+        add("m", did(v), [ds(RAW, "raw/run", **did(v)), ds(RAW, "raw/run", **did(v + 1))], [])
+    for v in range(1, 7):
+        add(
+            "b",
+            did(v),
+            [ds(CALEXP, **did(v)), ds(RAW, "raw/run", **did(v))],
+            [ds(WARP, patch=0, skymap="s", tract=0, visit=v)],
+        )
+        add("c", did(v), [ds(CALEXP, **did(v))], [ds(WARP, patch=1, skymap="s", tract=0, visit=v)])
+    return quanta
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 100])
+def test_input_reader_columns_are_the_jobs_reading_inputs_in_any_chunks(chunk):
+    for quanta in (_mixed_readers(), demo_quanta()):
+        streamed = build_streamed_workflow(quanta, _options(), path_of)
+        jobs, counts, lfns = [], [], []
+        for j, c, n in streamed.input_reader_columns(chunk):
+            assert len(j) == len(c) <= chunk and len(n) == sum(c)
+            jobs += j
+            counts += c
+            lfns += n
+        expected = list(streamed.jobs_reading_inputs())
+        assert jobs == [j for j, _ in expected] and counts == [len(n) for _, n in expected]
+        assert lfns == [lfn for _, names in expected for lfn in names]
+        assert 2 in counts or quanta[0].taskLabel == "isr"
+
+
+@pytest.mark.parametrize("per_file", [1, 2, 3, 5, 2000])
+def test_streamed_input_files_fill_groups_by_slices_as_built_ones_job_by_job(tmp_path, monkeypatch, per_file):
+    """Runs of one-input jobs fill the files in bulk: same files, same arguments, whatever the file size."""
+    monkeypatch.setattr(prepare_mod, "LOCATIONS_PER_FILE", per_file)
+    built = build_workflow(_mixed_readers(), _options(), path_of)
+    streamed = build_streamed_workflow(_mixed_readers(), _options(), path_of)
+    raws = sorted({f.lfn for job in built.jobs.values() for f in job.inputs if f.producer is None})
+    kinds = {
+        "locations": ({lfn: f"elsewhere/{lfn}" for lfn in raws[::2]}, "--input-locations"),
+        "checks": ({lfn: [len(lfn), "sum"] for lfn in raws}, "--input-checks"),
+    }
+    (tmp_path / "built").mkdir()
+    (tmp_path / "streamed").mkdir()
+    for name, (by_lfn, option) in kinds.items():
+        prepare_mod._write_shared_input_files(built, by_lfn, tmp_path / "built" / name, option)
+    monkeypatch.setattr(type(streamed), "jobs_reading_inputs", None)  # columns only: no list per job
+    prepare_mod._write_streamed_inputs(
+        streamed, [(by_lfn, tmp_path / "streamed" / name, option) for name, (by_lfn, option) in kinds.items()]
+    )
+    assert _files_of(tmp_path / "streamed") == _files_of(tmp_path / "built") != {}
+    as_built = json.dumps(workflow_to_json(built)["jobs"]).replace(str(tmp_path / "built"), "DIR")
+    as_streamed = json.dumps(workflow_to_json(streamed.workflow)["jobs"])
+    assert as_streamed.replace(str(tmp_path / "streamed"), "DIR") == as_built
+
+
+def test_input_files_are_grouped_with_the_cyclic_collector_paused(tmp_path):
+    """A million jobs' groups, all kept until written, made the collector walk the heap for nothing."""
+    import gc
+
+    collecting: list[bool] = []
+
+    class Checks(dict):
+        def __getitem__(self, lfn):
+            collecting.append(gc.isenabled())
+            return super().__getitem__(lfn)
+
+    streamed = build_streamed_workflow(demo_quanta(), _options(), path_of)
+    raws = {lfn for _, lfns in streamed.jobs_reading_inputs() for lfn in lfns}
+    prepare_mod._write_streamed_inputs(
+        streamed, [(Checks.fromkeys(raws, [1, "s"]), tmp_path / "c", "--input-checks")]
+    )
+    assert collecting and not any(collecting) and gc.isenabled()
