@@ -389,6 +389,11 @@ class _ParentItems(ItemsView[str, list[str]]):
         return ((names[j], parents._parents(j)) for j in parents._c.order)
 
 
+#: Jobs from which `StreamedWorkflow.input_reader_columns` works with numpy arrays: below,
+#: the per-job Python steps cost less than importing numpy.
+ARRAYS_FROM = 200_000
+
+
 class StreamedWorkflow:
     """A `GenericWorkflow` over compact columns, and what prepare changes in them.
 
@@ -535,20 +540,29 @@ class StreamedWorkflow:
             if mine:
                 yield j, mine
 
-    def input_reader_columns(self, chunk: int = 65_536) -> Iterator[tuple[list[int], list[int], list[str]]]:
+    def input_reader_columns(
+        self, chunk: int = 65_536, arrays_from: int | None = None
+    ) -> Iterator[tuple[list[int], list[int], list[str]]]:
         """`jobs_reading_inputs` as columns, ``chunk`` jobs at a time: ``(jobs, counts, lfns)``.
 
         ``jobs`` are the job numbers (workflow order) of the jobs reading overall inputs,
-        ``counts`` how many each reads, ``lfns`` their names one job after the other. Found by
-        array operations over a chunk of the columns rather than a Python step (and list) per
-        job: a million jobs read raws at 10^6 quanta. Memory beyond the columns: a few
-        arrays the size of a chunk's input lists.
+        ``counts`` how many each reads, ``lfns`` their names one job after the other. From
+        ``arrays_from`` jobs (default `ARRAYS_FROM`) they are found by numpy array operations
+        over a chunk of the columns rather than a Python step (and list) per job: a million
+        jobs read raws at 10^6 quanta. Smaller workflows take the Python steps, which cost
+        less than importing numpy (about 0.2 s). Memory beyond the columns: a few arrays
+        the size of a chunk's input lists.
         """
-        import numpy as np
-
         c = self._c
         if not len(c.order) or not len(c.in_files):
             return
+        if len(c.order) < (ARRAYS_FROM if arrays_from is None else arrays_from):
+            reading = self.jobs_reading_inputs()
+            while part := list(islice(reading, chunk)):
+                yield [j for j, _ in part], [len(n) for _, n in part], [lfn for _, n in part for lfn in n]
+            return
+        import numpy as np
+
         lfns = c.lfns
         files_of = np.frombuffer(c.in_files, dtype=np.int64)
         start_of = np.frombuffer(c.in_start, dtype=np.int64)

@@ -16,6 +16,7 @@ import pytest
 from test_bps_workflow_builder import demo_quanta, options, path_of
 from test_bps_workflow_stream import _chains, _options
 
+import bps.workflow_stream as workflow_stream_mod
 from bps import prepare as prepare_mod
 from bps.workflow import Resources
 from bps.workflow_builder import build_workflow
@@ -252,12 +253,13 @@ def _mixed_readers():
     return quanta
 
 
+@pytest.mark.parametrize("arrays_from", [0, 10**9], ids=["numpy arrays", "python steps"])
 @pytest.mark.parametrize("chunk", [1, 2, 3, 100])
-def test_input_reader_columns_are_the_jobs_reading_inputs_in_any_chunks(chunk):
+def test_input_reader_columns_are_the_jobs_reading_inputs_in_any_chunks(chunk, arrays_from):
     for quanta in (_mixed_readers(), demo_quanta()):
         streamed = build_streamed_workflow(quanta, _options(), path_of)
         jobs, counts, lfns = [], [], []
-        for j, c, n in streamed.input_reader_columns(chunk):
+        for j, c, n in streamed.input_reader_columns(chunk, arrays_from):
             assert len(j) == len(c) <= chunk and len(n) == sum(c)
             jobs += j
             counts += c
@@ -283,7 +285,9 @@ def test_streamed_input_files_fill_groups_by_slices_as_built_ones_job_by_job(tmp
     (tmp_path / "streamed").mkdir()
     for name, (by_lfn, option) in kinds.items():
         prepare_mod._write_shared_input_files(built, by_lfn, tmp_path / "built" / name, option)
-    monkeypatch.setattr(type(streamed), "jobs_reading_inputs", None)  # columns only: no list per job
+    # columns only, by arrays even for these few jobs: no list per job
+    monkeypatch.setattr(type(streamed), "jobs_reading_inputs", None)
+    monkeypatch.setattr(workflow_stream_mod, "ARRAYS_FROM", 0)
     prepare_mod._write_streamed_inputs(
         streamed, [(by_lfn, tmp_path / "streamed" / name, option) for name, (by_lfn, option) in kinds.items()]
     )
