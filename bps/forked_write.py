@@ -12,7 +12,10 @@ When
 ----
 Only where a fork is safe: POSIX (`os.fork` exists) and no other thread alive
 (`threading.active_count` is 1), since a child of a threaded process may inherit a lock
-held by a thread that does not exist in it. Otherwise, or when the environment variable
+held by a thread that does not exist in it. Native threads a library starts on its own
+(numpy's BLAS pool, imported by a large streamed prepare) are not Python threads and are
+not counted: they wait idle, and the child calls nothing of theirs (it only encodes JSON
+and writes a file). Otherwise, or when the environment variable
 ``BPS_PREPARE_SEQUENTIAL`` is set to anything but ``""`` or ``"0"``, the two writes run one
 after the other, in this process, in the same order.
 
