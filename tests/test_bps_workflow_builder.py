@@ -27,17 +27,24 @@ def ds(dt: DatasetType, run: str | None = None, **values) -> Dataset:
     return Dataset(dt, DataId(values), run=run)
 
 
+def add_quantum(quanta: list[Quantum], label: str, data_id, inputs=(), outputs=()) -> Quantum:
+    """Append to ``quanta`` a quantum of ``label`` over ``data_id`` reading ``inputs``, writing
+    ``outputs``, numbered by its position."""
+    q = Quantum(label, DataId(data_id), {}, {}, id=len(quanta))
+    for d in inputs:
+        q.addInput(d)
+    for d in outputs:
+        q.addOutput(d)
+    quanta.append(q)
+    return q
+
+
 def demo_quanta() -> list[Quantum]:
     """isr per (visit, detector) -> warp per (visit, patch) -> coadd per patch -> summary over all patches."""
     quanta: list[Quantum] = []
 
     def add(label, data_id, inputs, outputs):
-        q = Quantum(label, DataId(data_id), {}, {}, id=len(quanta))
-        for d in inputs:
-            q.addInput(d)
-        for d in outputs:
-            q.addOutput(d)
-        quanta.append(q)
+        add_quantum(quanta, label, data_id, inputs, outputs)
 
     for visit in (1, 2):
         for det in (1, 2):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from support.toy_pipeline import TASKS_PYTHONPATH, ToyPipeline, prepare, submit_dir_of
-from test_bps_workflow_builder import CALEXP, RAW, WARP, demo_quanta, ds, options, path_of
+from test_bps_workflow_builder import CALEXP, RAW, WARP, add_quantum, demo_quanta, ds, options, path_of
 
 from bps import prepare as prepare_mod
 from bps.workflow import Resources
@@ -205,12 +205,7 @@ def test_jobs_reading_several_files_of_one_type_make_the_built_workflow():
     quanta: list[Quantum] = []
 
     def add(label, data_id, inputs, outputs):
-        q = Quantum(label, DataId(data_id), {}, {}, id=len(quanta))
-        for d in inputs:
-            q.addInput(d)
-        for d in outputs:
-            q.addOutput(d)
-        quanta.append(q)
+        add_quantum(quanta, label, data_id, inputs, outputs)
 
     def calexp(v):
         return ds(CALEXP, instrument="Cam", visit=v, detector=1)

@@ -220,20 +220,14 @@ def test_common_values_in_one_pass_are_each_jobs_common_value():
 
 def _mixed_readers():
     """Jobs reading one raw, two raws (one also read by another job), a raw and a produced file, none."""
-    from test_bps_workflow_builder import CALEXP, RAW, WARP, ds
+    from test_bps_workflow_builder import CALEXP, RAW, WARP, add_quantum, ds
 
     from supertask.quantum import Quantum
-    from supertask.repo.dataid import DataId
 
     quanta: list[Quantum] = []
 
     def add(label, did, inputs, outputs):
-        q = Quantum(label, DataId(did), {}, {}, id=len(quanta))
-        for d in inputs:
-            q.addInput(d)
-        for d in outputs:
-            q.addOutput(d)
-        quanta.append(q)
+        add_quantum(quanta, label, did, inputs, outputs)
 
     def did(v):
         return dict(instrument="Cam", visit=v, detector=1)

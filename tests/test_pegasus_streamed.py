@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from support.toy_pipeline import TASKS_PYTHONPATH, ToyPipeline, prepare
-from test_bps_workflow_builder import CALEXP, RAW, demo_quanta, ds, options, path_of
+from test_bps_workflow_builder import CALEXP, RAW, add_quantum, demo_quanta, ds, options, path_of
 
 from bps import prepare as prepare_mod
 from bps.wms.base import WmsError
@@ -27,7 +27,6 @@ from bps.wms.pegasus.translator import PEGASUS_SUBDIR, translate, write_plan
 from bps.workflow import Resources, SiteConfig
 from bps.workflow_stream import StreamedWorkflow, build_streamed_workflow
 from supertask.quantum import Quantum
-from supertask.repo.dataid import DataId
 from supertask.repo.dataset import DatasetType
 
 _CREATED = re.compile(rb'"createdOn":"[^"]*"')
@@ -120,14 +119,7 @@ def test_the_documents_of_a_streamed_workflow_are_the_generic_translators_bytes(
     )
 
 
-def _quantum(quanta, label, data_id, inputs=(), outputs=()):
-    q = Quantum(label, DataId(data_id), {}, {}, id=len(quanta))
-    for d in inputs:
-        q.addInput(d)
-    for d in outputs:
-        q.addOutput(d)
-    quanta.append(q)
-    return q
+_quantum = add_quantum
 
 
 def test_jobs_whose_names_are_not_their_pegasus_ids_get_the_generic_translators_ids(tmp_path, monkeypatch):
