@@ -959,7 +959,7 @@ def _fill(
                     k = new_file(s, d[2], "", j, -1)
                 elif producer[k] != j:
                     ds_repr, _ = described(j, label, ks, values, d)
-                    raise ValueError(f"{ds_repr} is produced by two quanta: {names[producer[k]]} and {name}")
+                    raise ValueError(_two_producers(ds_repr, names[producer[k]], name))
                 out_files.append(k)
                 out_start.append(len(out_files))
                 if inputs:
@@ -987,7 +987,7 @@ def _fill(
                     outs.append(new_file(s, d[2], "", j, -1))
                 elif producer[k] != j:
                     ds_repr, _ = described(j, label, ks, values, d)
-                    raise ValueError(f"{ds_repr} is produced by two quanta: {names[producer[k]]} and {name}")
+                    raise ValueError(_two_producers(ds_repr, names[producer[k]], name))
                 elif k not in outs:
                     outs.append(k)
             known = known_inputs(inputs, outs) if len(inputs) > 2 and not by_name else None
@@ -1019,6 +1019,11 @@ def _fill(
         first += len(batch)
     _name_files(c, schema_index.values(), output_run, by_name)
     return c
+
+
+def _two_producers(ds_repr: str, first: str, second: str) -> str:
+    """The message refusing a dataset that jobs ``first`` and ``second`` both write."""
+    return f"{ds_repr} is produced by two quanta: {first} and {second}"
 
 
 def _no_run(ds_repr: str, q_repr: str) -> str:
