@@ -12,6 +12,7 @@ the next upgrade).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 from .dataid import DataId
@@ -147,26 +148,18 @@ class Dataset:
         new = object.__new__
         out: list[Dataset] = []
         append = out.append
-        if refs is None:
-            for dataId in dataIds:
-                self = new(cls)
-                self.datasetType = datasetType
-                self.dataId = dataId
-                self.creator = None
-                self.consumers = _NOT_LINKED
-                self.id = None
-                self.run = None
-                append(self)
-        else:
-            for dataId, (id_, run) in zip(dataIds, refs, strict=True):
-                self = new(cls)
-                self.datasetType = datasetType
-                self.dataId = dataId
-                self.creator = None
-                self.consumers = _NOT_LINKED
-                self.id = id_
-                self.run = run
-                append(self)
+        pairs: Iterable[tuple[DataId, tuple[int | None, str | None]]] = (
+            zip(dataIds, repeat((None, None))) if refs is None else zip(dataIds, refs, strict=True)
+        )
+        for dataId, (id_, run) in pairs:
+            self = new(cls)
+            self.datasetType = datasetType
+            self.dataId = dataId
+            self.creator = None
+            self.consumers = _NOT_LINKED
+            self.id = id_
+            self.run = run
+            append(self)
         return out
 
     @property
