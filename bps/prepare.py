@@ -97,12 +97,11 @@ def prepare(resolved: ResolvedConfig, *, service: Any = None) -> Prepared:
     # Transfer staging ships each job its graph slice (`bps.slices`), written on the loaded path
     # (the streamed workflow's jobs all name the graph file).
     if not c.clustering.clusters and c.wms in STREAMED_WMS and resolved.site.staging != "transfer":
-        workflow, import_messages, input_files = _prepare_streamed(resolved, graph_file, submit_dir, service)
+        workflow, import_messages = _prepare_streamed(resolved, graph_file, submit_dir, service)
     else:
         workflow, import_messages = _prepare_loaded(resolved, graph_file, submit_dir, service)
-        input_files = _InputFiles()  # written already
     messages += import_messages
-    main_file = _write_workflow_files(workflow, submit_dir, service, input_files)
+    main_file = _write_workflow_files(workflow, submit_dir, service)
     return Prepared(submit_dir=submit_dir, workflow=workflow, main_file=main_file, messages=messages)
 
 
@@ -110,14 +109,12 @@ def prepare(resolved: ResolvedConfig, *, service: Any = None) -> Prepared:
 FORKED_WMS = ("htcondor", "pegasus")
 
 
-def _write_workflow_files(
-    workflow: GenericWorkflow, submit_dir: Path, service: Any, input_files: _InputFiles
-) -> Path | None:
-    """Write ``workflow.json``, the workflow system's files and ``input_files``; return the main file.
+def _write_workflow_files(workflow: GenericWorkflow, submit_dir: Path, service: Any) -> Path | None:
+    """Write ``workflow.json`` and the workflow system's files; return the latter's main file.
 
-    All three only read the finished workflow. Where a fork is safe, a forked child writes
-    ``workflow.json`` (the longest of them) while this process writes the input files and
-    then the engine's files (`bps.forked_write`); otherwise one after the other.
+    Both only read the finished workflow: ``workflow.json`` is written by a forked child
+    while this process writes the engine's files (`bps.forked_write`), where a fork is
+    safe; otherwise one after the other.
 
     Either way, a failure is the same one-line error and leaves neither a ``workflow.json``
     (so ``bps prepare`` can be run again on the directory) nor a run record saying
@@ -136,7 +133,6 @@ def _write_workflow_files(
 
     if service is None or service.name not in FORKED_WMS:
         # The other systems' own file is workflow.json: nothing to write alongside it.
-        input_files.write()
         write_workflow()
         return service.prepare(workflow) if service is not None else None
 
@@ -144,17 +140,8 @@ def _write_workflow_files(
 
     record = submit_dir / RUN_RECORD
     record_before = _read_if_any(record)
-    parent = os.getpid()
-
-    def child_write() -> None:
-        if os.getpid() != parent:
-            # The child's copy of what the input files are made of is only shared pages:
-            # letting go of it here keeps it from outliving the parent's (copy on write).
-            input_files.forget()
-        write_workflow()
 
     def parent_work() -> tuple[Path | None, str | None]:
-        input_files.write()
         main_file: Path | None = service.prepare(workflow, save=False)
         # The service records the directory as prepared: true only once workflow.json is.
         prepared = _read_if_any(record)
@@ -172,7 +159,7 @@ def _write_workflow_files(
             f"the process writing {path} was {how}, so it was not written: run bps prepare again"
         )
 
-    main_file, prepared = write_alongside(child_write, parent_work, discard=discard, killed_error=killed)
+    main_file, prepared = write_alongside(write_workflow, parent_work, discard=discard, killed_error=killed)
     _put_back(record, prepared)
     return main_file
 
@@ -274,13 +261,12 @@ def _prepare_loaded(
 
 def _prepare_streamed(
     resolved: ResolvedConfig, graph_file: Path, submit_dir: Path, service: Any
-) -> tuple[GenericWorkflow, list[str], _InputFiles]:
+) -> tuple[GenericWorkflow, list[str]]:
     """The unclustered workflow, streamed from the graph file: the graph is never held whole.
 
     The same submit directory as `_prepare_loaded` writes (`bps.workflow_stream`), within
     the memory of the workflow's compact columns: quanta are read a chunk at a time and the
-    registry is asked about the overall inputs in batches. The input files are planned
-    (the jobs' arguments naming them are added) but left for `_write_workflow_files` to write.
+    registry is asked about the overall inputs in batches.
     """
     c = resolved.config
     from supertask.graph.quantum_graph import QuantumGraph
@@ -317,15 +303,15 @@ def _prepare_streamed(
     finally:
         butler.close()
     import_messages = _import_check_result(imports)
-    input_files = _plan_streamed_inputs(
+    _write_streamed_inputs(
         streamed,
         [
             (locations, submit_dir / "input_locations", "--input-locations"),
             (checks, submit_dir / "input_checks", "--input-checks"),
         ],
     )
-    del locations, checks  # input_files holds them until its files are written
-    return workflow, import_messages, input_files
+    del locations, checks
+    return workflow, import_messages
 
 
 #: Overall inputs asked of the registry at once by a streamed prepare.
@@ -408,26 +394,13 @@ def _write_streamed_inputs(streamed: Any, kinds: list[tuple[dict[str, Any], Path
     """`_write_shared_input_files` of each ``(by_lfn, directory, option)`` for a streamed workflow,
     all in one pass over the jobs: the same files, and the arguments added in the order of ``kinds``.
 
-    `_plan_streamed_inputs`, then its files written at once.
-    """
-    _plan_streamed_inputs(streamed, kinds).write()
-
-
-def _plan_streamed_inputs(streamed: Any, kinds: list[tuple[dict[str, Any], Path, str]]) -> _InputFiles:
-    """Add the arguments of `_write_streamed_inputs` to the jobs; return its files, not yet written.
-
-    The arguments are part of what ``workflow.json`` and the engine's files say, so they
-    are decided before either is written; the files' contents are not, so `prepare`
-    writes them (`_InputFiles.write`) beside the child writing ``workflow.json``.
-
     The jobs come as columns (`StreamedWorkflow.input_reader_columns`) and fill the groups
     in bulk (`_InputGroups.add_columns`), with the cyclic collector paused: at 10^6 quanta a
     million jobs read raws.
     """
-    files = _InputFiles()
-    groups = [_InputGroups(by_lfn, directory, option, files) for by_lfn, directory, option in kinds if by_lfn]
+    groups = [_InputGroups(by_lfn, directory, option) for by_lfn, directory, option in kinds if by_lfn]
     if not groups:
-        return files
+        return
     with gc_paused():  # lists of jobs and dicts of lfns, all kept until written
         for jobs, counts, lfns in streamed.input_reader_columns():
             for group in groups:
@@ -435,7 +408,6 @@ def _plan_streamed_inputs(streamed: Any, kinds: list[tuple[dict[str, Any], Path,
         for group in groups:
             for members, arguments in group.close():
                 streamed.add_arguments(members, arguments)
-    return files
 
 
 def _start_import_check(
@@ -697,35 +669,26 @@ def _write_grouped_inputs(
     """
     if not by_lfn:
         return
-    files = _InputFiles()
-    groups = _InputGroups(by_lfn, directory, option, files)
+    groups = _InputGroups(by_lfn, directory, option)
     for job, lfns in reading:
         groups.add(job, lfns)
     for members, arguments in groups.close():
         add_arguments(members, arguments)
-    files.write()
 
 
 class _InputGroups:
     """Files ``directory/NNNNNN.json`` of ``{lfn: value}`` for consecutive jobs, fed one job at a time.
 
     A file holds at most `LOCATIONS_PER_FILE` entries, except that one job's entries are
-    never split across files. `close` returns, per file, its jobs and the arguments
-    ``[option, PATH]`` they need; the files themselves are written by `_InputFiles.write`.
-
-    Grouping only decides which names go in which file (the jobs' arguments, which
-    ``workflow.json`` and the engine's files hold); looking up the values and encoding
-    them is left to `_InputFiles.write`, which `prepare` runs after the fork, beside the
-    child writing ``workflow.json``.
+    never split across files. `close` writes the last file and returns, per file, its jobs
+    and the arguments ``[option, PATH]`` they need.
     """
 
-    def __init__(self, by_lfn: dict[str, Any], directory: Path, option: str, files: _InputFiles) -> None:
+    def __init__(self, by_lfn: dict[str, Any], directory: Path, option: str) -> None:
         self._by_lfn = by_lfn
         self._directory = directory
         self._option = option
-        self._files = files
-        #: the names of the file being filled, in the order they were added (values unused)
-        self._group: dict[str, None] = {}
+        self._group: dict[str, Any] = {}
         self._members: list[Any] = []
         self._written: list[tuple[list[Any], list[str]]] = []
 
@@ -744,9 +707,9 @@ class _InputGroups:
                 if members and len(group) + 1 > LOCATIONS_PER_FILE:
                     self._flush()
                     group, members = self._group, self._members
-                group[lfn] = None
+                group[lfn] = by_lfn[lfn]
             else:
-                mine = dict.fromkeys(lfn for lfn in lfns if lfn in by_lfn)
+                mine = {lfn: by_lfn[lfn] for lfn in lfns if lfn in by_lfn}
                 if not mine:
                     continue
                 if members and len(group) + len(mine) > LOCATIONS_PER_FILE:
@@ -776,9 +739,11 @@ class _InputGroups:
         As `add_many`: a file is closed when it holds `LOCATIONS_PER_FILE` names before the
         next job's (an input read by two jobs of a file counts once).
         """
-        known = list(map(self._by_lfn.__contains__, lfns))
+        by_lfn = self._by_lfn
+        known = list(map(by_lfn.__contains__, lfns))
         if not all(known):
             jobs, lfns = list(compress(jobs, known)), list(compress(lfns, known))
+        values = list(map(by_lfn.__getitem__, lfns))
         i = 0
         while i < len(jobs):
             room = LOCATIONS_PER_FILE - len(self._group)
@@ -787,7 +752,7 @@ class _InputGroups:
                     self._flush()
                     continue
                 room = 1
-            self._group.update(zip(lfns[i : i + room], repeat(None)))
+            self._group.update(zip(lfns[i : i + room], values[i : i + room], strict=True))
             self._members.extend(jobs[i : i + room])
             i += room
 
@@ -797,57 +762,18 @@ class _InputGroups:
 
     def _flush(self) -> None:
         if self._members:
+            self._directory.mkdir(exist_ok=True)
             path = self._directory / f"{len(self._written):06d}.json"
-            self._files.add(path, list(self._group), self._by_lfn)
+            # not synced, as the DAG and workflow.json: written before anything is submitted,
+            # so a crash means preparing again (a sync per file was ~1,000 syncs at 10^6 jobs)
+            try:
+                atomic_write.atomic_write_text(path, json.dumps(self._group), fsync=False)
+            except OSError as err:
+                raise PrepareError(
+                    f"cannot write {path}: {err.strerror or err}; free space in or choose another submit_dir"
+                ) from None
             self._written.append((self._members, [self._option, str(path)]))
         self._group, self._members = {}, []
-
-
-class _InputFiles:
-    """The input files `_InputGroups` planned, written by `write` (or let go by `forget`).
-
-    Each file is ``{lfn: by_lfn[lfn]}`` of its names, in the order they were added. Until
-    written it costs a list of names per file, beside the ``by_lfn`` mappings it refers to.
-    """
-
-    def __init__(self) -> None:
-        self._files: list[tuple[Path, list[str], dict[str, Any]]] = []
-
-    def __len__(self) -> int:
-        return len(self._files)
-
-    def add(self, path: Path, lfns: list[str], by_lfn: dict[str, Any]) -> None:
-        self._files.append((path, lfns, by_lfn))
-
-    def write(self) -> None:
-        """Write every planned file, then let go of what they were made from.
-
-        Not synced, as the DAG and workflow.json: written before anything is submitted,
-        so a crash means preparing again (a sync per file was ~1,000 syncs at 10^6 jobs).
-
-        Raises
-        ------
-        PrepareError
-            When a file cannot be written (the same words as for ``workflow.json``).
-        """
-        with gc_paused():  # a dict per file, and its values
-            made: set[Path] = set()
-            for path, lfns, by_lfn in self._files:
-                text = json.dumps(dict(zip(lfns, map(by_lfn.__getitem__, lfns), strict=True)))
-                try:
-                    if path.parent not in made:
-                        path.parent.mkdir(exist_ok=True)
-                        made.add(path.parent)
-                    atomic_write.atomic_write_text(path, text, fsync=False)
-                except OSError as err:
-                    raise PrepareError(
-                        f"cannot write {path}: {err.strerror or err}; free space in or choose another submit_dir"
-                    ) from None
-        self.forget()
-
-    def forget(self) -> None:
-        """Let go of the planned files and the mappings their values come from (nothing is written)."""
-        self._files = []
 
 
 def _input_checks(repo: str, graph: Any) -> dict[tuple[str, Any], tuple[int | None, str | None]]:

@@ -261,32 +261,6 @@ def _run_record(submit_dir: Path) -> str | None:
     return path.read_text() if path.exists() else None
 
 
-@needs_fork
-def test_the_input_files_are_written_by_the_parent_beside_the_child(tmp_path, monkeypatch):
-    toy = _toy(tmp_path, monkeypatch, "htcondor", "htcondor_shared")
-    config = toy.submit_yaml("beside")
-    monkeypatch.delenv(SEQUENTIAL_ENV, raising=False)
-    events: list[tuple[str, int]] = []
-    real_alongside = forked_write.write_alongside
-
-    def alongside(*args, **kwargs):
-        events.append(("fork", os.getpid()))
-        return real_alongside(*args, **kwargs)
-
-    real_write = prepare_mod._InputFiles.write
-
-    def write(self) -> None:
-        events.append((f"{len(self)} input files", os.getpid()))
-        real_write(self)
-
-    monkeypatch.setattr(prepare_mod, "write_alongside", alongside)
-    monkeypatch.setattr(prepare_mod._InputFiles, "write", write)
-    submit_dir = prepare(config)
-    assert [what for what, _ in events][:1] == ["fork"]
-    assert events[1][0] != "0 input files" and {pid for _, pid in events} == {os.getpid()}
-    assert list((submit_dir / "input_checks").glob("*.json")), "the toy reads no registered inputs"
-
-
 def _fail_after_the_engines_files(monkeypatch, tmp_path, sequential: bool) -> None:
     """Make the writing of workflow.json fail once the engine's files and run record are written."""
     engine_done = tmp_path / "engine-done"
