@@ -469,3 +469,55 @@ def test_prepare_writes_the_same_submit_directory_streamed_as_from_the_loaded_gr
         assert after.metadata["output_run"] == "u/test/other"
     else:
         assert differ == []
+
+
+def _columns_of(parents: list[list[int]]):
+    """Columns holding only what `_static_order` reads: job names and each job's parents."""
+    from bps.workflow_stream import _Columns
+
+    c = _Columns()
+    c.names = [f"job{j}" for j in range(len(parents))]
+    for mine in parents:
+        c.par_jobs.extend(mine)
+        c.par_start.append(len(c.par_jobs))
+    return c
+
+
+def _graphlib_order(parents: list[list[int]]) -> list[int]:
+    import graphlib
+
+    sorter: graphlib.TopologicalSorter[int] = graphlib.TopologicalSorter()
+    for j, mine in enumerate(parents):
+        sorter.add(j, *mine)
+    return list(sorter.static_order())
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_job_order_is_graphlibs_static_order_for_any_graph(seed: int):
+    """The batch-by-batch order (parents numbered before children) is graphlib's first-in first-out order."""
+    import random
+
+    from bps.workflow_stream import _kahn_order, _static_order
+
+    rnd = random.Random(seed)
+    n = rnd.randint(1, 60)
+    parents = []
+    for j in range(n):
+        mine = rnd.sample(range(j), min(j, rnd.choice([0, 0, 1, 2, 5])))
+        parents.append(mine)  # in any order, as the build sorts them by name
+    c = _columns_of(parents)
+    assert list(_static_order(c)) == _graphlib_order(parents) == list(_kahn_order(c))
+
+
+def test_a_parent_numbered_after_its_child_is_ordered_as_graphlib_orders_it():
+    from bps.workflow_stream import _static_order
+
+    parents = [[], [3], [0], [2], [1, 2]]
+    assert list(_static_order(_columns_of(parents))) == _graphlib_order(parents)
+
+
+def test_jobs_depending_on_each_other_in_a_cycle_are_refused():
+    from bps.workflow_stream import _static_order
+
+    with pytest.raises(ValueError, match="cycle: rebuild the graph"):
+        _static_order(_columns_of([[], [2], [1]]))
