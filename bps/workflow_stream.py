@@ -71,7 +71,9 @@ class _Columns:
         #: the dataset type object of each schema (to rebuild a `Dataset` for a registry look-up)
         self.types: list[Any] = []
         self.values: list[tuple[Any, ...]] = []
-        #: ``(type, value) -> value``: data-ID values shared by the files' tuples
+        #: data-ID values shared by the files' tuples: an int or a str keyed by itself (an int
+        #: and a str are never equal), a value of another type by ``(type, value)`` here
+        self.shared_plain: dict[Any, Any] = {}
         self.shared_values: dict[tuple[type, Any], Any] = {}
         self.producer = array("q")
         #: registry id of an overall input (-1: none, or a produced file)
@@ -773,7 +775,8 @@ def _fill(
 
     The hot loop of a streamed prepare (a million quanta, a few datasets each): a job's
     name is made a chunk of jobs at a time (`_job_names`), and a new file's columns are
-    appended in place, its data-ID values shared through one `dict.setdefault` run in C.
+    appended in place, its data-ID values shared through one `dict.setdefault` run in C
+    (keyed by the value itself when an int or a str: no ``(type, value)`` tuple each).
     """
     c = _Columns()
     labels_t, keysets_t, types_t, runs_t = tables.labels, tables.keysets, tables.types, tables.runs
@@ -791,7 +794,7 @@ def _fill(
     par_jobs, par_start = c.par_jobs, c.par_start
     # One object per distinct data-ID value (the reader makes a new one for every dataset),
     # keyed by (type, value) so that 1 and True stay apart.
-    share = c.shared_values.setdefault
+    share, share_plain, plain_types = c.shared_values.setdefault, c.shared_plain.setdefault, _PLAIN_TYPES
 
     def schema(t: int, ks: int) -> _Schema:
         dataset_type = types_t[t]
@@ -813,7 +816,9 @@ def _fill(
     def new_file(s: _Schema, values: tuple[Any, ...], run: str, p: int, ident: int) -> int:
         """A new file: ``values`` of schema ``s`` in ``run``, made by job ``p`` (-1: none)."""
         k = len(values_of)
-        values = tuple([share((type(v), v), v) for v in values])
+        values = tuple(
+            [share_plain(v, v) if type(v) in plain_types else share((type(v), v), v) for v in values]
+        )
         if by_name:
             lfn = s.lfn(values)
             file_of[lfn] = k
@@ -929,9 +934,15 @@ def _fill(
         """``rows`` (of one width) with their values shared as ``new_file`` shares them, in C."""
         width = len(rows[0])
         if not width or set(map(len, rows)) != {width}:
-            return [tuple([share((type(v), v), v) for v in row]) for row in rows]
+            return [
+                tuple([share_plain(v, v) if type(v) in plain_types else share((type(v), v), v) for v in row])
+                for row in rows
+            ]
         flat = list(chain.from_iterable(rows))
-        values = list(map(share, zip(map(type, flat), flat), flat))  # noqa: B905 - equal lengths
+        if plain_types.issuperset(map(type, flat)):
+            values = list(map(share_plain, flat, flat))
+        else:
+            values = [share_plain(v, v) if type(v) in plain_types else share((type(v), v), v) for v in flat]
         return list(zip(*[iter(values)] * width))  # noqa: B905 - a multiple of width
 
     stream = iter(records)

@@ -25,7 +25,7 @@ from supertask.graph import file_format
 from supertask.graph.quantum_graph import QuantumGraph
 from supertask.quantum import Quantum
 from supertask.repo.dataid import DataId
-from supertask.repo.dataset import Dataset
+from supertask.repo.dataset import Dataset, DatasetType
 
 
 def _options():  # per-label resources and a throttle: what jobs of one label share
@@ -521,3 +521,25 @@ def test_jobs_depending_on_each_other_in_a_cycle_are_refused():
 
     with pytest.raises(ValueError, match="cycle: rebuild the graph"):
         _static_order(_columns_of([[], [2], [1]]))
+
+
+@pytest.mark.parametrize("chunk", [1, 10_000])
+def test_equal_data_id_values_of_the_files_are_one_object_and_a_bool_stays_apart_from_an_int(
+    monkeypatch, chunk: int
+):
+    """Files keep one object per distinct (type, value), whether added a chunk at once or one by one."""
+
+    def data_id(visit: int) -> dict:  # new objects for equal values, as a reader makes them
+        return {"instrument": "".join(["Ca", "m"]), "visit": int(str(visit)), "detector": 1}
+
+    quanta: list[Quantum] = []
+    flag = DatasetType("flag", ("instrument", "visit"), "NumpyArray")
+    add_quantum(quanta, "mark", {"visit": 2}, [], [ds(flag, instrument="".join(["Ca", "m"]), visit=True)])
+    for visit in (1000, 1001):  # one raw read, one calexp written: the chunk path when together
+        raw = Dataset(RAW, DataId(data_id(visit)), run="raw/run")
+        add_quantum(quanta, "isr", data_id(visit), [raw], [Dataset(CALEXP, DataId(data_id(visit)))])
+    values = _in_chunks(monkeypatch, chunk, quanta).workflow.jobs.columns().values
+    assert len(values) == 5  # flag, then calexp, raw, calexp, raw (detector, instrument, visit)
+    assert len({id(values[0][0])} | {id(row[1]) for row in values[1:]}) == 1
+    assert values[1][2] is values[2][2] and values[3][2] is values[4][2]  # a calexp's visit is its raw's
+    assert type(values[0][1]) is bool and {type(row[0]) for row in values[1:]} == {int}  # True == 1
