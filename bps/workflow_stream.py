@@ -33,7 +33,7 @@ from typing import Any, NamedTuple, cast, overload
 from supertask.gc_pause import gc_paused
 from supertask.template_rows import escape_literal
 
-from .names import lfn_formatter, lfns_formatter, safe_names
+from .names import lfn_formatter, lfns_formatter, safe_name, safe_names
 from .workflow import GenericWorkflow, Job, RetryPolicy, WorkflowFile
 from .workflow_builder import LOG_DIR, MANIFEST_DIR, BuildOptions, final_job
 
@@ -1060,7 +1060,8 @@ def _job_names(
     by an earlier job gets ``_q<quantum number>``. Worked out for the whole batch in C
     (`bps.names.safe_names`, set operations) unless some name is taken, which is rare.
     """
-    named = safe_names(_job_texts(batch, labels))
+    texts, safe = _job_texts(batch, labels)
+    named = texts if safe else safe_names(texts)
     if len(set(named)) == len(named) and seen.isdisjoint(named):
         seen.update(named)
         return named
@@ -1075,19 +1076,31 @@ def _job_names(
 
 def _job_texts(
     batch: Sequence[tuple[int, int, tuple[Any, ...], Any, Any]], labels: Sequence[str]
-) -> list[str]:
-    """``label_value1_value2...`` of each quantum of ``batch``: one ``str.format`` run in C per
-    quantum when they share a label and data-ID keys and every value is an int or a str (whose
-    ``format(v, "")`` is ``str(v)``), as in a chunk of one task's quanta."""
+) -> tuple[list[str], bool]:
+    """``label_value1_value2...`` of each quantum of ``batch``, and whether they are all safe
+    names already (`bps.names.safe_name` would leave each as it is).
+
+    One ``str.format`` run in C per quantum when they share a label and data-ID keys and
+    every value is an int or a str (whose ``format(v, "")`` is ``str(v)``), as in a chunk of
+    one task's quanta. Such texts are safe when the label and each distinct str value are
+    (an int's text is digits and ``-``): checked once per distinct value, not once per text
+    by a regular expression.
+    """
     label_ks = set(map(itemgetter(0, 1), batch))
     rows = list(map(itemgetter(2), batch))
     if len(label_ks) == 1 and set(map(type, chain.from_iterable(rows))) <= _PLAIN_TYPES:
         widths = set(map(len, rows))
         if len(widths) == 1:
-            template = escape_literal(labels[batch[0][0]]) + "_{}" * widths.pop()
-            return list(starmap(template.format, rows))
+            label = labels[batch[0][0]]
+            template = escape_literal(label) + "_{}" * widths.pop()
+            texts = list(starmap(template.format, rows))
+            # ints and strs are never equal, so the set keeps every distinct str
+            safe = safe_name(label) == label and all(
+                safe_name(v) == v for v in set(chain.from_iterable(rows)) if type(v) is str
+            )
+            return texts, safe
     join = "_".join
-    return [join([labels[r[0]], *map(str, r[2])]) for r in batch]
+    return [join([labels[r[0]], *map(str, r[2])]) for r in batch], False
 
 
 _PLAIN_TYPES = frozenset((int, str))

@@ -543,3 +543,26 @@ def test_equal_data_id_values_of_the_files_are_one_object_and_a_bool_stays_apart
     assert len({id(values[0][0])} | {id(row[1]) for row in values[1:]}) == 1
     assert values[1][2] is values[2][2] and values[3][2] is values[4][2]  # a calexp's visit is its raw's
     assert type(values[0][1]) is bool and {type(row[0]) for row in values[1:]} == {int}  # True == 1
+
+
+@pytest.mark.parametrize(
+    ("label", "values"),
+    [
+        ("isr", [("HSC", 1, 10), ("HSC", 2, -10)]),
+        ("isr", [("HSC/x", 1, 10), ("HSC", 2, 10)]),  # unsafe character in a value
+        ("isr", [("HSC", 1, "a_"), ("HSC", 2, "b")]),  # a trailing "_" is stripped
+        ("isr", [("", 1, 10), ("HSC", 2, 10)]),  # empty value
+        ("_isr", [("HSC", 1, 10)]),  # a leading "_" is stripped
+        ("is r", [("HSC", 1, 10)]),
+        ("isr", [()]),
+        ("isr_", [()]),
+        ("isr", [("HSC", True, 10)]),  # not only ints and strs: each text joined, then made safe
+    ],
+)
+def test_job_names_made_a_chunk_at_once_are_the_safe_names_of_label_and_values(label, values):
+    from bps.names import safe_name
+    from bps.workflow_stream import _job_names
+
+    batch = [(0, 0, row, [], []) for row in values]
+    expected = [safe_name("_".join([label, *map(str, row)])) for row in values]
+    assert _job_names(batch, [label], set(), 0) == expected
