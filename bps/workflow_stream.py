@@ -860,16 +860,24 @@ def _fill(
             return False
         if set(map(len, map(itemgetter(4), batch))) != {1} or len(set(map(itemgetter(0), batch))) != 1:
             return False
-        outs = list(map(itemgetter(0), map(itemgetter(4), batch)))
-        ins = list(map(itemgetter(0), map(itemgetter(3), batch)))
-        out_schema, in_schema = set(map(itemgetter(0, 1), outs)), set(map(itemgetter(0, 1), ins))
-        if len(out_schema) != 1 or len(in_schema) != 1:
+        # the datasets' fields as columns, each dataset visited once (`PlainDataset`: five fields)
+        out_types, out_keys, out_values, _, _ = zip(
+            *map(itemgetter(0), map(itemgetter(4), batch)), strict=True
+        )
+        in_types, in_keys, in_values, ids, in_runs = zip(
+            *map(itemgetter(0), map(itemgetter(3), batch)), strict=True
+        )
+        if (
+            len(set(out_types)) != 1
+            or len(set(out_keys)) != 1
+            or len(set(in_types)) != 1
+            or len(set(in_keys)) != 1
+        ):
             return False
-        so, si = schema(*out_schema.pop()), schema(*in_schema.pop())
-        run_indices = set(map(itemgetter(4), ins))
+        so, si = schema(out_types[0], out_keys[0]), schema(in_types[0], in_keys[0])
+        run_indices = set(in_runs)
         if so is si or min(run_indices) < 0 or not all(runs_t[r] for r in run_indices):
             return False
-        out_values, in_values = list(map(itemgetter(2), outs)), list(map(itemgetter(2), ins))
         m = len(batch)
         if not (
             so.files.keys().isdisjoint(out_values)
@@ -881,22 +889,21 @@ def _fill(
         mine = label_of_table.get(label)
         if mine is None:
             mine = new_label(label)
-        out_values, in_values = shared_rows(out_values), shared_rows(in_values)
+        out_rows, in_rows = shared_rows(out_values), shared_rows(in_values)
         k0 = len(values_of)
         out_numbers, in_numbers = range(k0, k0 + 2 * m, 2), range(k0 + 1, k0 + 2 * m, 2)
-        so.files.update(zip(out_values, out_numbers, strict=True))
-        si.files.update(zip(in_values, in_numbers, strict=True))
+        so.files.update(zip(out_rows, out_numbers, strict=True))
+        si.files.update(zip(in_rows, in_numbers, strict=True))
         so.numbers.extend(out_numbers)
         si.numbers.extend(in_numbers)
         # a job's output, then its input: the numbers the loop gives them
         schema_of.extend(array("l", [so.index, si.index]) * m)
-        values_of.extend(chain.from_iterable(zip(out_values, in_values, strict=True)))
+        values_of.extend(chain.from_iterable(zip(out_rows, in_rows, strict=True)))
         producer.extend(chain.from_iterable(zip(range(first, first + m), repeat(-1))))
-        ids = list(map(itemgetter(3), ins))
         if None in ids:
-            ids = [-1 if ident is None else ident for ident in ids]
+            ids = tuple([-1 if ident is None else ident for ident in ids])
         dataset_id.extend(chain.from_iterable(zip(repeat(-1), ids)))
-        runs_of.extend(chain.from_iterable(zip(repeat(""), map(runs_t.__getitem__, map(itemgetter(4), ins)))))
+        runs_of.extend(chain.from_iterable(zip(repeat(""), map(runs_t.__getitem__, in_runs))))
         label_of.extend(repeat(mine, m))
         n_out, n_in = len(out_files), len(in_files)
         out_files.extend(out_numbers)
@@ -930,7 +937,7 @@ def _fill(
             return None
         return cast("list[int]", found)
 
-    def shared_rows(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    def shared_rows(rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         """``rows`` (of one width) with their values shared as ``new_file`` shares them, in C."""
         width = len(rows[0])
         if not width or set(map(len, rows)) != {width}:
