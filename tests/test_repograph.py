@@ -370,3 +370,33 @@ def test_released_datasets_are_not_looked_up_again_but_refused(butler):
         with pytest.raises(RuntimeError, match="released once its quanta were defined"):
             lookup()
     assert "RepoGraph(" in repr(graph)
+
+
+def test_find_dataset_list_of_exact_data_ids_matches_the_checked_look_up(butler):
+    graph = makeRepoGraph(butler, [RAW], [CALEXP], "visit = 2")
+    asked = [vd(5, 1), vd(2, 0), vd(3, 2), vd(5, 1)]  # outside, inside, none, repeated
+    exact = graph.findDatasetList("raw", asked, exact=True)
+    assert exact == graph.findDatasetList("raw", asked)
+    assert exact[0] is exact[3] and exact[2] is None and exact[1].dataId == vd(2, 0)
+
+
+def test_exact_is_ignored_for_a_type_whose_units_are_not_its_expanded_keys(butler):
+    graph = makeRepoGraph(butler, [RAW], [CALEXP], "visit = 4")
+    short = DatasetType("calexpShort", ("visit", "detector"), "NumpyArray")  # expands with instrument
+    # Data IDs over exactly the type's units still lack a key of the graph's: checked, not used as they are.
+    with pytest.raises(ValueError, match="lacks 'instrument'"):
+        graph.addDatasets(short, [DataId(visit=4, detector=1)], exact=True)
+    (ds,) = graph.addDatasets(short, [vd(4, 1)], exact=True)
+    assert graph.findDatasetList("calexpShort", [vd(4, 1)], exact=True) == [ds]
+    with pytest.raises(KeyError, match="no value for unit 'instrument'"):
+        graph.findDatasetList("calexpShort", [DataId(visit=4, detector=1)], exact=True)
+
+
+def test_add_datasets_of_exact_data_ids_matches_the_checked_call(butler):
+    exact = makeRepoGraph(butler, [RAW], [CALEXP], "visit = 4")
+    checked = makeRepoGraph(butler, [RAW], [CALEXP], "visit = 4")
+    ids = [vd(4, 2), vd(4, 1), vd(4, 2)]
+    first, other, again = exact.addDatasets(CALEXP, ids, exact=True)
+    assert again is first and other is not first
+    assert [d.dataId for d in (first, other, again)] == [d.dataId for d in checked.addDatasets(CALEXP, ids)]
+    assert exact.datasetIndex("calexp") == {vd(4, 2): first, vd(4, 1): other}

@@ -15,7 +15,8 @@ loads datasets outside the selection on demand.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from operator import itemgetter
+from itertools import repeat
+from operator import is_, itemgetter
 from typing import TYPE_CHECKING, Any, cast, overload
 
 from .dataid import DataId
@@ -518,12 +519,19 @@ class RepoGraph:
         found = self.findDatasetList(typeName, dataIds)
         return {d: f for d, f in zip(dataIds, found, strict=True) if f is not None}
 
-    def findDatasetList(self, typeName: str, dataIds: Sequence[DataId]) -> list[Dataset | None]:
+    def findDatasetList(
+        self, typeName: str, dataIds: Sequence[DataId], *, exact: bool = False
+    ) -> list[Dataset | None]:
         """`findDatasets` as a list aligned with ``dataIds``: the dataset of each, or `None`.
 
         For a look-up per quantum (the default ``defineQuanta`` asks for one input of
         each of a million quanta): no set of the data IDs and no dictionary keyed by
         them is built, and repeated data IDs are simply looked up again.
+
+        ``exact``: the caller guarantees that every data ID has exactly the type's units
+        (as `define_quanta_by_units`' projections do). If those are the type's expanded
+        keys, each data ID is then looked up as it is, in one C-level pass, instead of
+        having its keys compared first.
         """
         dt = self.datasetTypes.get(typeName)
         if dt is None:
@@ -534,10 +542,14 @@ class RepoGraph:
         get = index.get
         keySet = frozenset(keys)
         # A data ID with exactly the type's keys is its own key (no copy to hash).
-        out: list[Dataset | None] = [
-            get(d) if d._values.keys() == keySet else get(d.subset(keys)) for d in dataIds
-        ]
-        missing = [i for i, found in enumerate(out) if found is None]
+        out: list[Dataset | None]
+        if exact and keySet == frozenset(dt.units):
+            out = list(map(get, dataIds))
+        else:
+            out = [get(d) if d._values.keys() == keySet else get(d.subset(keys)) for d in dataIds]
+        # (one C-level pass first: nearly always every data ID has its dataset)
+        hasNone = any(map(is_, out, repeat(None)))
+        missing = [i for i, found in enumerate(out) if found is None] if hasNone else []
         if missing and self.collections:
             convert = self.universe.dataIdConverter(dt.units)
             byValues: dict[tuple[Any, ...], DataId] = {}
@@ -575,7 +587,9 @@ class RepoGraph:
         self._attach(dataset)
         return dataset
 
-    def addDatasets(self, datasetType: DatasetType, dataIds: Iterable[Mapping[str, Any]]) -> list[Dataset]:
+    def addDatasets(
+        self, datasetType: DatasetType, dataIds: Iterable[Mapping[str, Any]], *, exact: bool = False
+    ) -> list[Dataset]:
         """Add many datasets of one type that a pipeline will produce; one handle per data ID, in order.
 
         The bulk form of `addDataset` (one call per output type of a task instead of one
@@ -583,6 +597,9 @@ class RepoGraph:
         exactly the type's expanded keys is used as it is (the builder's data IDs come
         from the registry, so checking and copying each again would only cost time).
         Anything else goes through `Universe.checkDataId` as in `addDataset`.
+        ``exact``: the caller guarantees that every item is a `DataId` with exactly the
+        type's units (as `define_quanta_by_units`' projections are); if those are the
+        type's expanded keys, the data IDs are then not checked one by one.
 
         Returns
         -------
@@ -598,7 +615,8 @@ class RepoGraph:
         out: list[Dataset] = []
         new: list[Dataset] = []
         dataIds = list(dataIds)
-        if not index and all(type(d) is DataId and d._values.keys() == keySet for d in dataIds):
+        exact = exact and keySet == frozenset(datasetType.units)
+        if not index and (exact or all(type(d) is DataId and d._values.keys() == keySet for d in dataIds)):
             # A type's first outputs (each task's, in preflight): one dataset per data ID
             # made in bulk and indexed in one update; only repeated data IDs need the
             # general loop below, which then starts again from an empty index.
