@@ -400,3 +400,26 @@ def test_add_datasets_of_exact_data_ids_matches_the_checked_call(butler):
     assert again is first and other is not first
     assert [d.dataId for d in (first, other, again)] == [d.dataId for d in checked.addDatasets(CALEXP, ids)]
     assert exact.datasetIndex("calexp") == {vd(4, 2): first, vd(4, 1): other}
+
+
+def test_keys_a_planned_view_promises_are_those_of_the_data_ids_it_hands_out(butler):
+    from supertask.graph.quanta import PlannedRepoGraph
+
+    graph = makeRepoGraph(butler, [RAW], [CALEXP, COADD], "visit IN (2, 3)")
+
+    class Task:
+        label = "calibrate"
+        quantumUnits = ("visit", "detector")  # expanded by the graph with instrument
+
+    selected = set(graph.dataIds(Task.quantumUnits))
+    view = PlannedRepoGraph(graph, {"calibrate": selected}, {}, {})
+    dataIds, keys = view._quantumDataIdsAndKeys(Task)
+    assert keys == {"instrument", "visit", "detector"} and all(set(d) == keys for d in dataIds)
+    related = view.related(graph.dataIds(["patch"]), ["visit", "detector"])
+    promised = view._relatedKeys(["visit", "detector"])
+    assert promised == {"instrument", "visit", "detector"}
+    assert related and all(set(d) == promised for ids in related.values() for d in ids)
+    # Planning added quanta outside the graph's projection: no promise (the caller checks).
+    selected.add(vd(5, 0))
+    assert view._quantumDataIdsAndKeys(Task) == (sorted(selected), None)
+    assert PlannedRepoGraph(graph, {}, {}, {}, expand_inputs=False)._relatedKeys(["visit"]) is None

@@ -216,7 +216,9 @@ class QuantumGraphBuilder:
                 else:
                     related = view.related(dataIds, datasetType.units)
                     needed = list(chain.from_iterable(related.values()))
-                    keys = _common_keys(needed)
+                    keys = view._relatedKeys(datasetType.units)
+                    if keys is None:
+                        keys = _common_keys(needed)
                 target = planned[producer.label]
                 if set(producer.quantumUnits) <= set(datasetType.units):
                     # (nearly always the needed data IDs are over the producer's units already)

@@ -83,7 +83,7 @@ class PlannedRepoGraph:
         # look-ups (one registry query each); sharing this cache between the two views
         # halves the queries. Keyed by the exact sequence of data IDs asked about.
         self._related_cache = related_cache if related_cache is not None else {}
-        self._sorted_cache: dict[str, tuple[int, list[DataId]]] = {}
+        self._sorted_cache: dict[str, tuple[int, list[DataId], frozenset[str] | None]] = {}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._repoGraph, name)
@@ -95,9 +95,18 @@ class PlannedRepoGraph:
 
     def quantumDataIds(self, task: SuperTask) -> list[DataId]:
         """The data IDs of the quanta planned for ``task``, sorted."""
+        return self._quantumDataIdsAndKeys(task)[0]
+
+    def _quantumDataIdsAndKeys(self, task: SuperTask) -> tuple[list[DataId], frozenset[str] | None]:
+        """`quantumDataIds`, and the keys every one of them has when the graph guarantees them.
+
+        The keys are known without looking at the data IDs when they are a `RepoGraph`'s
+        projection onto the task's units (`RepoGraph.dataIds`: exactly the expanded
+        units); otherwise they are `None` (the caller finds them out if it needs them).
+        """
         planned = self._planned.get(task.label)
         if planned is None:
-            return sort_data_ids(set(self._repoGraph.dataIds(task.quantumUnits)))
+            return sort_data_ids(set(self._repoGraph.dataIds(task.quantumUnits))), None
         cached = self._sorted_cache.get(task.label)
         if cached is None or cached[0] != len(planned):
             # The planned sets only grow, so an unchanged size means an unchanged set.
@@ -105,11 +114,25 @@ class PlannedRepoGraph:
             if len(selected) == len(planned):
                 # Planning started from the expression's selection and added nothing: the
                 # graph's projection is that very set, already sorted (10^6 sorts saved).
-                cached = (len(planned), selected)
+                keys = None
+                if type(self._repoGraph) is RepoGraph:
+                    keys = frozenset(self._repoGraph.universe.expand(task.quantumUnits))
+                cached = (len(planned), selected, keys)
             else:
-                cached = (len(planned), sort_data_ids(planned))
+                cached = (len(planned), sort_data_ids(planned), None)
             self._sorted_cache[task.label] = cached
-        return list(cached[1])
+        return list(cached[1]), cached[2]
+
+    def _relatedKeys(self, toUnits: Iterable[str]) -> frozenset[str] | None:
+        """The keys every data ID of `related` over ``toUnits`` has, when the graph guarantees them.
+
+        A `RepoGraph`'s `~RepoGraph.relatedDataIds` makes them all over the expanded
+        ``toUnits``; for another graph, or inputs restricted to the rows, `None`.
+        """
+        toUnits = tuple(toUnits)
+        if toUnits and self._expand_inputs and type(self._repoGraph) is RepoGraph:
+            return frozenset(self._repoGraph.universe.expand(toUnits))
+        return None
 
     def related(self, dataIds: Sequence[DataId], toUnits: Iterable[str]) -> dict[DataId, list[DataId]]:
         """Data IDs over ``toUnits`` related to each of ``dataIds``.
@@ -204,16 +227,17 @@ def define_quanta_by_units(task: SuperTask, repoGraph: Any) -> list[Quantum]:
     inputs: dict[str, DatasetType] = classes["inputs"]
     outputs: dict[str, DatasetType] = classes["outputs"]
     quantumUnits = tuple(task.quantumUnits)
-    dataIds = (
-        planned.quantumDataIds(task)
-        if planned is not None
-        else sort_data_ids(repoGraph.dataIds(quantumUnits))
-    )
+    keys: frozenset[str] | None = None
+    if planned is not None:
+        dataIds, keys = planned._quantumDataIdsAndKeys(task)
+    else:
+        dataIds = sort_data_ids(repoGraph.dataIds(quantumUnits))
     if not dataIds:
         return []
-    # The keys of the quantum data IDs, found once (one C-level pass) when they all have
-    # the same: projecting them onto those very keys is then no pass at all.
-    keys = _common_keys(dataIds)
+    # The keys of the quantum data IDs (found once, in C-level passes, unless the graph
+    # guarantees them): projecting them onto those very keys is then no pass at all.
+    if keys is None:
+        keys = _common_keys(dataIds)
 
     # Resolve every input type for all quanta at once: one bulk look-up per type, kept
     # as lists aligned with ``dataIds`` (no dictionary keyed by a million data IDs).
