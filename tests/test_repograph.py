@@ -423,3 +423,22 @@ def test_keys_a_planned_view_promises_are_those_of_the_data_ids_it_hands_out(but
     selected.add(vd(5, 0))
     assert view._quantumDataIdsAndKeys(Task) == (sorted(selected), None)
     assert PlannedRepoGraph(graph, {}, {}, {}, expand_inputs=False)._relatedKeys(["visit"]) is None
+
+
+def test_related_look_up_sends_only_restrictions_that_leave_something_out(butler, monkeypatch):
+    graph = makeRepoGraph(butler, [RAW], [CALEXP, COADD], "visit IN (2, 3)")
+    patches = graph.dataIds(["patch"])  # the repository's only skymap and tract, some of its patches
+    expected = {p: graph.relatedDataIds([p], ["visit", "detector"])[p] for p in patches}
+    sent = []
+    query = graph.registry.queryDataIdValues
+
+    def spy(*args, **kwargs):
+        sent.append(set(kwargs["restrict"]))
+        return query(*args, **kwargs)
+
+    monkeypatch.setattr(graph.registry, "queryDataIdValues", spy)
+    assert graph.relatedDataIds(patches, ["visit", "detector"]) == expected
+    assert sent == [{"patch"}]
+    assert graph._usefulRestrictions({"visit": {2, 3}, "skymap": {"sky"}}) == {"visit": {2, 3}}
+    # not a unit of the registry: the restriction is kept as it is
+    assert graph._usefulRestrictions({"nosuchunit": {1}}) == {"nosuchunit": {1}}
