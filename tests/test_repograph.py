@@ -8,7 +8,7 @@ from conftest_repo import populate
 from supertask.repo.butler import Butler
 from supertask.repo.dataid import DataId
 from supertask.repo.dataset import DatasetType
-from supertask.repo.repograph import makeRepoGraph
+from supertask.repo.repograph import RepoGraph, makeRepoGraph
 from supertask.repo.units import Unit
 
 RAW = DatasetType("raw", ("instrument", "visit", "detector"), "NumpyArray")
@@ -442,3 +442,31 @@ def test_related_look_up_sends_only_restrictions_that_leave_something_out(butler
     assert graph._usefulRestrictions({"visit": {2, 3}, "skymap": {"sky"}}) == {"visit": {2, 3}}
     # not a unit of the registry: the restriction is kept as it is
     assert graph._usefulRestrictions({"nosuchunit": {1}}) == {"nosuchunit": {1}}
+
+
+def _graph_of_rows(butler, rows):
+    """A RepoGraph over given rows (band, detector, instrument, patch, skymap, tract, visit)."""
+    keys = ("band", "detector", "instrument", "patch", "skymap", "tract", "visit")
+    return RepoGraph(butler.registry, ["raw"], None, keys, rowKeys=keys, rowValues=list(rows))
+
+
+def test_projections_prepared_together_are_those_of_the_rows(butler):
+    rows = [(b, d, "Cam", p, "sky", 0, v) for b, v in (("g", 1), ("r", 2)) for p in (1, 2) for d in range(4)]
+    plain, prepared = _graph_of_rows(butler, rows), _graph_of_rows(butler, rows)
+    sets = [("patch", "band"), ("tract", "band"), ("visit", "tract")]
+    prepared._prepareProjections(sets)
+    # one pass over the rows made all three (four distinct tuples of their union for 16 rows)
+    assert set(prepared._projections) == {prepared.universe.expand(units) for units in sets}
+    for units in sets:
+        assert prepared.dataIds(units) == plain.dataIds(units)
+
+
+def test_projections_are_not_prepared_from_a_union_nearly_as_large_as_the_rows(butler):
+    graph = makeRepoGraph(butler, [RAW], [CALEXP, COADD], "visit > 0")
+    before = set(graph._projections)
+    sets = [("detector", "patch"), ("visit", "tract")]  # their union: all keys but band, one tuple per row
+    graph._prepareProjections(sets)
+    assert set(graph._projections) == before
+    plain = makeRepoGraph(butler, [RAW], [CALEXP, COADD], "visit > 0")
+    for units in sets:
+        assert graph.dataIds(units) == plain.dataIds(units)

@@ -188,6 +188,9 @@ class QuantumGraphBuilder:
         IDs it needs (directly or gathered, unconstrained by the expression) become
         quanta of the producing task.
         """
+        prepare = getattr(repoGraph, "_prepareProjections", None)
+        if prepare is not None:  # (a RepoGraph: every task's projection from one pass over the rows)
+            prepare([task.quantumUnits for task in self.tasks])
         planned: dict[str, set[DataId]] = {
             task.label: set(repoGraph.dataIds(task.quantumUnits)) for task in self.tasks
         }

@@ -343,6 +343,37 @@ class RepoGraph:
             cached = self._projections[keys] = DataId._many_from_sorted(keys, values)
         return values, cached
 
+    def _prepareProjections(self, unitSets: Iterable[Iterable[str]]) -> None:
+        """Make the projections onto several unit sets with one pass over the rows instead of one each.
+
+        The rows are projected once onto the union of the sets' keys; when that has far
+        fewer distinct tuples than there are rows (a campaign's warps and coadds: about
+        one per thirty rows), each set's projection is made from those tuples: the same
+        distinct tuples as from the rows (the projection of a projection), in the same
+        sorted order. Otherwise nothing is kept and `dataIds` projects the rows as before
+        (one pass more, no data ID made). Sets already cached, or answered by the rows
+        themselves or a smaller cached projection, are left out.
+        """
+        if isinstance(self.rows, _ReleasedRows) or not self._rowValues:
+            return
+        todo = []
+        for units in unitSets:
+            keys = self.universe.expand(units)
+            if keys not in self._projections and keys != self._rowKeys and keys not in todo:
+                if self._coveringProjection(keys) is None:
+                    todo.append(keys)
+        if len(todo) < 2:
+            return
+        union = tuple(sorted(set().union(*todo)))
+        if union == self._rowKeys:
+            return
+        distinct = list(dict.fromkeys(map(_projector(self._rowKeys, union), self._rowValues)))
+        if 4 * len(distinct) > len(self._rowValues):
+            return
+        for keys in todo:
+            values = sort_value_tuples(keys, dict.fromkeys(map(_projector(union, keys), distinct)))
+            self._projections[keys] = DataId._many_from_sorted(keys, values)
+
     def _coveringProjection(self, keys: tuple[str, ...]) -> list[DataId] | None:
         """The smallest cached projection over a superset of ``keys``, if it is much smaller than the rows.
 
