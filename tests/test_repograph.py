@@ -470,3 +470,28 @@ def test_projections_are_not_prepared_from_a_union_nearly_as_large_as_the_rows(b
     plain = makeRepoGraph(butler, [RAW], [CALEXP, COADD], "visit > 0")
     for units in sets:
         assert graph.dataIds(units) == plain.dataIds(units)
+
+
+def test_default_define_quanta_works_over_a_subclass_whose_overrides_lack_exact(butler):
+    from supertask.graph.quanta import PlannedRepoGraph, define_quanta_by_units
+
+    class Mine(RepoGraph):
+        def addDatasets(self, datasetType, dataIds):  # overrides of its own, without ``exact``
+            return super().addDatasets(datasetType, dataIds)
+
+        def findDatasetList(self, typeName, dataIds):
+            return super().findDatasetList(typeName, dataIds)
+
+    class Task:
+        label = "calibrate"
+        quantumUnits = ("instrument", "visit", "detector")
+
+        def getDatasetClasses(self):
+            return {"inputs": {"raw": RAW}, "outputs": {"calexp": CALEXP}}
+
+    graph = makeRepoGraph(butler, [RAW], [CALEXP], "visit = 2")
+    graph.__class__ = Mine
+    view = PlannedRepoGraph(graph, {"calibrate": set(graph.dataIds(Task.quantumUnits))}, {}, {})
+    quanta = define_quanta_by_units(Task(), view)
+    assert [q.dataId for q in quanta] == [vd(2, d) for d in range(4)]
+    assert [q.outputs["calexp"][0].dataId for q in quanta] == [q.inputs["raw"][0].dataId for q in quanta]

@@ -191,10 +191,10 @@ class PlannedRepoGraph:
             return [get(d) for d in dataIds]
         findList = getattr(self._repoGraph, "findDatasetList", None)
         if findList is not None:
-            # (``exact`` is RepoGraph's: a graph of one's own may not take it)
+            # (``exact`` is RepoGraph's: a graph of one's own, or a subclass's override, may not take it)
             found: list[Dataset | None] = (
                 findList(datasetType.name, dataIds, exact=True)
-                if exact and isinstance(self._repoGraph, RepoGraph)
+                if exact and type(self._repoGraph) is RepoGraph
                 else findList(datasetType.name, dataIds)
             )
             return found
@@ -309,8 +309,8 @@ def define_quanta_by_units(task: SuperTask, repoGraph: Any) -> list[Quantum]:
     # Outputs are added in bulk, one call per output type (same datasets, same order per
     # type as one addDataset per quantum; a graph without addDatasets gets those calls).
     addDatasets = getattr(repoGraph, "addDatasets", None)
-    # (``exact`` is RepoGraph's: a graph of one's own may not take it)
-    own = isinstance(planned.repoGraph if planned is not None else repoGraph, RepoGraph)
+    # (``exact`` is RepoGraph's: a graph of one's own, or a subclass's override, may not take it)
+    own = type(planned.repoGraph if planned is not None else repoGraph) is RepoGraph
     for datasetType in outputs.values():
         # (the quanta's data IDs are some of ``dataIds``: the same keys)
         projected = _project_all([q.dataId for q in quanta], datasetType.units, keys)
