@@ -215,14 +215,20 @@ class RepoGraph:
             self.units[name] = set(units)
 
     def _attachFound(
-        self, datasetType: DatasetType, dataIds: list[DataId], values: list[tuple[Any, ...]]
+        self,
+        datasetType: DatasetType,
+        dataIds: list[DataId],
+        values: list[tuple[Any, ...]],
+        found: Mapping[tuple[Any, ...], tuple[int, str]] | None = None,
     ) -> None:
         """Attach the existing datasets of a needed type at the given data IDs (one bulk look-up).
 
         ``values`` are the data IDs' value tuples; each dataset reuses its graph data ID
-        rather than a copy built by the registry.
+        rather than a copy built by the registry. ``found`` is ``{values: (id, run)}``
+        when the planning query found the datasets already; otherwise the registry is asked.
         """
-        found = self.registry.findDatasetValues(datasetType, self.collections, values)
+        if found is None:
+            found = self.registry.findDatasetValues(datasetType, self.collections, values)
         # The (id, run) of each data ID, looked up in one C-level pass; the datasets are
         # then made in bulk (a million raws at 10^6 quanta).
         hits = list(map(found.get, values))
@@ -780,10 +786,12 @@ def makeRepoGraph(
         raise ValueError(
             "makeRepoGraph needs input collections: pass collections=[...] or open the Butler with them"
         )
+    found: dict[str, dict[tuple[Any, ...], tuple[int, str]]] = {}
     if problems:
         rowKeys, rowValues = unitNames, list[tuple[Any, ...]]()
     else:
-        rowKeys, rowValues = registry.queryDataIdValues(
+        # The query returns the needed datasets it required (no second read of each type).
+        rowKeys, rowValues, found = registry.queryDataIdValuesWithDatasets(
             unitNames, where, bind, datasets=registered, collections=collections, max_rows=maxRows
         )
     graph = RepoGraph(
@@ -803,7 +811,7 @@ def makeRepoGraph(
     for dt in registered:
         values, dataIds = graph._projection(registry.universe.expand(dt.units))
         if dataIds:
-            graph._attachFound(dt, dataIds, values)
+            graph._attachFound(dt, dataIds, values, found.pop(dt.name, None))
     return graph
 
 

@@ -446,6 +446,30 @@ class Registry:
             max_rows=max_rows,
         )
 
+    def queryDataIdValuesWithDatasets(
+        self,
+        units: Iterable[str],
+        where: str | None = None,
+        bind: Mapping[str, Any] | None = None,
+        *,
+        datasets: Sequence[DatasetType | str] = (),
+        collections: Sequence[str] | str | None = None,
+        max_rows: int | None = None,
+    ) -> tuple[tuple[str, ...], list[tuple[Any, ...]], dict[str, dict[tuple[Any, ...], tuple[int, str]]]]:
+        """`queryDataIdValues` and the datasets it required: ``(keys, rows, found)``.
+
+        The same rows, sorted; ``found[type name]`` is `findDatasetValues` of that type
+        at the rows' data IDs (``{key values: (id, run)}``, first run in the search
+        order of ``collections``), read by the query itself: the statement selects each
+        row's dataset instead of testing that one exists, so preflight makes no second
+        pass over every dataset of its input types. Only dataset types whose keys are
+        all among ``units`` are found so; others are absent from ``found`` (and still
+        required), and the caller looks them up with `findDatasetValues`.
+        """
+        return self._managers.queries.valuesWithDatasets(
+            units, where, bind, datasets=datasets, collections=collections, max_rows=max_rows
+        )
+
     def countDataIds(
         self,
         units: Iterable[str],
