@@ -76,9 +76,15 @@ def test_query_with_datasets_finds_the_first_run_in_search_order_and_drops_rows_
     keys, rows, found = registry.queryDataIdValuesWithDatasets(units, datasets=[RAW], collections=search)
     assert (keys, rows) == registry.queryDataIdValues(units, datasets=[RAW], collections=search)
     raws = {tuple(row[keys.index(k)] for k in ("detector", "instrument", "visit")) for row in rows}
-    assert found == {"raw": registry.findDatasetValues(RAW, search, raws)}
+    assert found.keys() == {"raw"}
+    assert found["raw"].asDict() == registry.findDatasetValues(RAW, search, raws)
+    raw = found["raw"]
+    if len(search) == 1:  # its name once, not per dataset
+        assert (raw.run, raw.runOf) == (search[0], {})
+    else:
+        assert raw.run is None and raw.runOf.keys() == set(raw.ids.values())
     assert len(raws) == {2: 19, 1: 18 if search == ["old"] else 7}[len(search)]
-    assert {run for _, run in found["raw"].values()} == set(search)
+    assert {run for _, run in raw.asDict().values()} == set(search)
 
 
 def test_query_with_datasets_leaves_types_with_other_keys_to_the_caller(registry):
@@ -99,7 +105,7 @@ def test_query_with_datasets_finds_a_global_type_at_the_empty_tuple(registry):
         ["visit"], datasets=[REFCAT], collections="refs"
     )
     assert len(rows) == 6
-    assert found == {"refcat": {(): (ds.id, "refs")}}
+    assert found["refcat"].asDict() == {(): (ds.id, "refs")} and found.keys() == {"refcat"}
 
 
 def test_find_dataset_values_agrees_with_query_datasets(registry):

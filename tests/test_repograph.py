@@ -120,7 +120,9 @@ def test_needed_datasets_the_registry_does_not_return_are_left_out(butler, monke
 
     def without_detector_1(*args, **kwargs):
         keys, rows, found = query(*args, **kwargs)
-        return keys, rows, {name: {v: ref for v, ref in f.items() if 1 not in v} for name, f in found.items()}
+        for f in found.values():
+            f.ids = {v: dsId for v, dsId in f.ids.items() if 1 not in v}
+        return keys, rows, found
 
     monkeypatch.setattr(registry, "queryDataIdValuesWithDatasets", without_detector_1)
     graph = makeRepoGraph(butler, [RAW], [], "visit = 4")
@@ -150,6 +152,9 @@ def test_needed_global_datasets_are_found_by_the_planning_query(tmp_path, monkey
     writer.registry.registerDatasetType(REFCAT)
     (refcat,) = writer.registry.insertDatasets(REFCAT, "refs", [{"dataId": {}, "path": "r", "checksum": "c"}])
     butler = Butler(tmp_path / "repo", collections=["refs"])
+    # Without units to query, the registry is asked for the datasets.
+    (alone,) = makeRepoGraph(butler, [REFCAT], [], None).datasets["refcat"]
+    assert (alone.id, alone.run) == (refcat.id, "refs")
     monkeypatch.setattr(butler.registry, "findDatasetValues", None)  # never called
     graph = makeRepoGraph(butler, [REFCAT], [CALEXP], "visit = 4")
     (found,) = graph.datasets["refcat"]

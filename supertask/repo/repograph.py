@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, cast, overload
 
 from .dataid import DataId
 from .dataset import Dataset, DatasetType
+from .registry.found import FoundDatasets
 from .units import Unit, sort_value_tuples
 
 if TYPE_CHECKING:
@@ -219,24 +220,26 @@ class RepoGraph:
         datasetType: DatasetType,
         dataIds: list[DataId],
         values: list[tuple[Any, ...]],
-        found: Mapping[tuple[Any, ...], tuple[int, str]] | None = None,
+        found: FoundDatasets | None = None,
     ) -> None:
         """Attach the existing datasets of a needed type at the given data IDs (one bulk look-up).
 
         ``values`` are the data IDs' value tuples; each dataset reuses its graph data ID
-        rather than a copy built by the registry. ``found`` is ``{values: (id, run)}``
-        when the planning query found the datasets already; otherwise the registry is asked.
+        rather than a copy built by the registry. ``found`` holds the datasets when the
+        planning query found them already; otherwise the registry is asked.
         """
         if found is None:
-            found = self.registry.findDatasetValues(datasetType, self.collections, values)
-        # The (id, run) of each data ID, looked up in one C-level pass; the datasets are
-        # then made in bulk (a million raws at 10^6 quanta).
-        hits = list(map(found.get, values))
-        if None in hits:  # some data IDs have none: keep those that do
-            kept = [(d, ref) for d, ref in zip(dataIds, hits, strict=True) if ref is not None]
+            found = FoundDatasets.fromRefs(
+                self.registry.findDatasetValues(datasetType, self.collections, values)
+            )
+        # The id of each data ID, looked up in one C-level pass; the datasets are then
+        # made in bulk (a million raws at 10^6 quanta).
+        ids = list(map(found.ids.get, values))
+        if None in ids:  # some data IDs have none: keep those that do
+            kept = [(d, dsId) for d, dsId in zip(dataIds, ids, strict=True) if dsId is not None]
             dataIds = [d for d, _ in kept]
-            hits = [ref for _, ref in kept]
-        datasets = Dataset._many(datasetType, dataIds, cast("list[tuple[int, str]]", hits))
+            ids = [dsId for _, dsId in kept]
+        datasets = Dataset._many(datasetType, dataIds, found.refs(cast("list[int]", ids)))
         index = self._datasetIndex.setdefault(datasetType.name, {})
         index.update(zip(dataIds, datasets, strict=True))
         self._attachMany(datasetType, datasets, indexed=True)
@@ -786,7 +789,7 @@ def makeRepoGraph(
         raise ValueError(
             "makeRepoGraph needs input collections: pass collections=[...] or open the Butler with them"
         )
-    found: dict[str, dict[tuple[Any, ...], tuple[int, str]]] = {}
+    found: dict[str, FoundDatasets] = {}
     if problems:
         rowKeys, rowValues = unitNames, list[tuple[Any, ...]]()
     else:

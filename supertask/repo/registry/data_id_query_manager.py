@@ -23,6 +23,7 @@ from .collection_manager import CollectionManager
 from .database import RegistryDatabase
 from .dataset_type_manager import DatasetTypeManager
 from .errors import RowLimitError
+from .found import FoundDatasets
 from .query import DatasetConstraint, QueryBuilder, QueryPlan
 from .unit_existence import UnitExistence
 from .where import ParsedWhere, check_query_arguments, parse_where
@@ -138,7 +139,7 @@ class DataIdQueryManager:
         datasets: Sequence[DatasetType | str] = (),
         collections: Sequence[str] | str | None = None,
         max_rows: int | None = None,
-    ) -> tuple[tuple[str, ...], list[tuple[Any, ...]], dict[str, dict[tuple[Any, ...], tuple[int, str]]]]:
+    ) -> tuple[tuple[str, ...], list[tuple[Any, ...]], dict[str, FoundDatasets]]:
         """`values` and the datasets found; see `Registry.queryDataIdValuesWithDatasets`."""
         return self._values(units, where, bind, None, datasets, collections, True, max_rows, resolve=True)
 
@@ -154,7 +155,7 @@ class DataIdQueryManager:
         max_rows: int | None,
         *,
         resolve: bool,
-    ) -> tuple[tuple[str, ...], list[tuple[Any, ...]], dict[str, dict[tuple[Any, ...], tuple[int, str]]]]:
+    ) -> tuple[tuple[str, ...], list[tuple[Any, ...]], dict[str, FoundDatasets]]:
         """The rows of `values`; with ``resolve``, also ``{type name: {key values: (id, run)}}``.
 
         ``resolve`` selects the dataset of each constraint whose keys are all output
@@ -284,15 +285,18 @@ class _FoundDatasets:
         expand: Callable[[Iterable[str]], tuple[str, ...]],
     ):
         self._width = len(outputKeys)
-        # (type name, positions of its keys in the rows, its id column, {run id: run name}):
-        # the run id column follows the id column when there are several runs.
-        self._types: list[tuple[str, list[int], int, dict[int, str]]] = []
+        # (found datasets, positions of their keys in the rows, their id column, {run id:
+        # run name} when several runs: the run id column follows the id column)
+        self._types: list[tuple[FoundDatasets, list[int], int, dict[int, str] | None]] = []
+        self.found: dict[str, FoundDatasets] = {}
         column = self._width
         for c in resolved:
             positions = [outputKeys.index(k) for k in expand(c.units)]
-            self._types.append((c.name, positions, column, dict(zip(c.runIds, c.runNames, strict=True))))
-            column += 1 if len(c.runIds) <= 1 else 2
-        self.found: dict[str, dict[tuple[Any, ...], tuple[int, str]]] = {c.name: {} for c in resolved}
+            several = len(c.runIds) > 1
+            found = self.found[c.name] = FoundDatasets(run=None if several else next(iter(c.runNames), None))
+            runs = dict(zip(c.runIds, c.runNames, strict=True)) if several else None
+            self._types.append((found, positions, column, runs))
+            column += 2 if several else 1
 
     def take(self, rows: list[tuple[Any, ...]], shared: ValueSharing) -> list[tuple[Any, ...]]:
         """Record the datasets of ``rows``; return those with a dataset of every type, as `shared` makes them.
@@ -307,15 +311,12 @@ class _FoundDatasets:
         if not columns:
             return []
         keyColumns = shared.columns(columns[:width])
-        for name, positions, column, runs in self._types:
+        for found, positions, column, runs in self._types:
             ids = columns[column]
-            refs: Iterable[tuple[int, str]]
-            if len(runs) == 1:  # (a row with no run has no dataset: it never gets here)
-                refs = zip(ids, repeat(next(iter(runs.values()))), strict=False)
-            else:
-                refs = zip(ids, map(runs.__getitem__, columns[column + 1]), strict=True)
             keys: Iterable[tuple[Any, ...]] = (
                 zip(*[keyColumns[p] for p in positions], strict=True) if positions else repeat((), len(ids))
             )
-            self.found[name].update(zip(keys, refs, strict=True))
+            found.ids.update(zip(keys, ids, strict=True))
+            if runs is not None:
+                found.runOf.update(zip(ids, map(runs.__getitem__, columns[column + 1]), strict=True))
         return list(zip(*keyColumns, strict=True))

@@ -34,6 +34,7 @@ from .errors import (
     RowLimitError,
     RunConflictError,
 )
+from .found import FoundDatasets
 from .managers import RegistryManagers
 from .query import QueryBuilder
 from .schema import RegistrySchema
@@ -455,12 +456,13 @@ class Registry:
         datasets: Sequence[DatasetType | str] = (),
         collections: Sequence[str] | str | None = None,
         max_rows: int | None = None,
-    ) -> tuple[tuple[str, ...], list[tuple[Any, ...]], dict[str, dict[tuple[Any, ...], tuple[int, str]]]]:
+    ) -> tuple[tuple[str, ...], list[tuple[Any, ...]], dict[str, FoundDatasets]]:
         """`queryDataIdValues` and the datasets it required: ``(keys, rows, found)``.
 
-        The same rows, sorted; ``found[type name]`` is `findDatasetValues` of that type
-        at the rows' data IDs (``{key values: (id, run)}``, first run in the search
-        order of ``collections``), read by the query itself: the statement selects each
+        The same rows, sorted; ``found[type name]`` holds what `findDatasetValues` of
+        that type at the rows' data IDs returns (the first dataset in the search order
+        of ``collections``; `FoundDatasets.asDict` gives it in that form), read by the
+        query itself: the statement selects each
         row's dataset instead of testing that one exists, so preflight makes no second
         pass over every dataset of its input types. Only dataset types whose keys are
         all among ``units`` are found so; others are absent from ``found`` (and still
