@@ -1,10 +1,10 @@
 """The seed's RepoGraph and ``makeRepoGraph`` (DMTN-055 6.2).
 
 ``makeRepoGraph`` runs one joined SELECT over all units of the needed and future dataset
-types, restricted by the user's expression and by the existence of the needed datasets;
-its rows are the campaign selection. Units, datasets and their links are built from
-those rows with a few bulk look-ups (one per unit type and per dataset type), never one
-query per unit.
+types, restricted by the user's expression and by the existence of the needed datasets,
+which the same SELECT finds (their ids and runs); its rows are the campaign selection.
+Units and their links are built from those rows with a few bulk look-ups (one per unit
+type), never one query per unit.
 
 Gathering tasks must not be sliced by the expression (a coadd would lose the visits
 the expression left out at the edge of a tile): `relatedDataIds`
