@@ -54,9 +54,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import IO, Any, cast
 
-from supertask.atomic_write import atomic_open
-
 from .names import lfn_formatter, lfns_formatter
+from .submit_files import submit_file
 from .workflow import GenericWorkflow, Job, Resources, RetryPolicy, SiteConfig, WorkflowFile
 
 FORMAT = 3
@@ -81,9 +80,9 @@ class WorkflowFileError(ValueError):
 
 
 def save_workflow(workflow: GenericWorkflow, path: str | Path) -> None:
-    """Write ``workflow`` in format 3, atomically (temporary file, then rename)."""
-    # not synced: written by bps prepare before anything is submitted (a crash means preparing again)
-    with atomic_open(path, "w", fsync=False) as out:
+    """Write ``workflow`` in format 3, atomically (temporary file, then rename), not synced
+    (`bps.submit_files`: the policy for every file of a submit directory)."""
+    with submit_file(path) as out:  # atomically, not synced: `bps.submit_files`
         _write(workflow, out)
 
 
