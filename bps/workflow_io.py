@@ -54,6 +54,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import IO, Any, cast
 
+from .column_runs import consecutive, one_each
 from .names import lfn_formatter, lfns_formatter
 from .submit_files import submit_file
 from .workflow import GenericWorkflow, Job, Resources, RetryPolicy, SiteConfig, WorkflowFile
@@ -258,35 +259,15 @@ def _arguments_row(arguments: Sequence[str], name: str, quantum_ids: Sequence[in
     return row
 
 
-def _run(jobs: array[int]) -> int | None:
-    """``jobs[0]`` when ``jobs`` are consecutive job numbers (as the workflow's order has them in
-    long runs: jobs without parents, by number), else None."""
-    first = jobs[0]
-    if jobs[-1] - first != len(jobs) - 1 or jobs != array("q", range(first, first + len(jobs))):
-        return None
-    return first
-
-
-def _one_each(start: array[int], first: int, count: int) -> int | None:
-    """``start[first]`` when each of the jobs ``first`` .. ``first + count - 1`` has exactly one
-    entry (``start`` counts up by one over them: compared in C), else None."""
-    at = start[first]
-    if start[first + count] - at != count or start[first : first + count + 1] != array(
-        "q", range(at, at + count + 1)
-    ):
-        return None
-    return at
-
-
 def _listed(
     files: array[int], start: array[int], jobs: array[int], lookup: Callable[[int], int], run: int | None
 ) -> Iterable[int | str]:
     """What goes between the brackets of each of ``jobs``' list of ``lookup`` of
     ``files[start[j]:start[j + 1]]``: made in C (``map``) when every job of ``jobs`` has one
     file (calibrate's input and output) or none (its parents), else one join per job.
-    ``run``: `_run` of ``jobs``; consecutive jobs' lists are then read as one slice."""
+    ``run``: `bps.column_runs.consecutive` of ``jobs``; consecutive jobs' lists are then read as one slice."""
     if run is not None:
-        at = _one_each(start, run, len(jobs))
+        at = one_each(start, run, len(jobs))
         if at is not None:
             return map(lookup, files[at : at + len(jobs)])
         if start[run] == start[run + len(jobs)]:
@@ -302,14 +283,14 @@ def _listed(
 
 def _new_pairs(c: Any, jobs: array[int], rows: array[int]) -> list[int] | None:
     """The files ``jobs`` mention, in order (each job's input, then its output), when ``jobs``
-    are consecutive (`_run`), each has one input and one output, and all those files are
+    are consecutive (`bps.column_runs.consecutive`), each has one input and one output, and all those files are
     distinct and not numbered yet (``rows`` -1): calibrate's chunks. None otherwise (the
     caller then goes job by job). Every test is made in C over slices of the columns."""
-    run = _run(jobs)
+    run = consecutive(jobs)
     if run is None:
         return None
     k = len(jobs)
-    a, b = _one_each(c.in_start, run, k), _one_each(c.out_start, run, k)
+    a, b = one_each(c.in_start, run, k), one_each(c.out_start, run, k)
     if a is None or b is None:
         return None
     ins, outs = c.in_files[a : a + k], c.out_files[b : b + k]
@@ -449,7 +430,7 @@ def _write_columns(workflow: GenericWorkflow, out: IO[str]) -> None:
     for at in range(0, len(order), _CHUNK):
         # a chunk of jobs' text by one ``%`` per job, its arguments made in C (`_listed`)
         chunk = order[at : at + _CHUNK]
-        run = _run(chunk)
+        run = consecutive(chunk)
         more = list(map(extra.get, chunk, itertools.repeat(())))
         for arguments in dict.fromkeys(more):  # rows in order of first use
             argument_rows.setdefault(arguments, len(argument_rows))

@@ -383,14 +383,14 @@ def test_chunks_of_one_new_input_and_output_per_job_are_numbered_at_once_and_oth
     assert took == taken
 
 
-def test_a_chunk_of_jobs_out_of_number_order_is_listed_job_by_job(monkeypatch):
-    """`_run` takes only consecutive job numbers, which the writer then reads as one slice."""
+def test_only_consecutive_jobs_of_one_entry_each_are_read_as_one_slice():
+    """`consecutive` takes only consecutive job numbers, which the writers then read as one slice."""
     from array import array
 
-    from bps import workflow_io
+    from bps.column_runs import consecutive, one_each
 
-    assert workflow_io._run(array("q", [4, 5, 6])) == 4
-    assert workflow_io._run(array("q", [4, 6, 5])) is None
-    assert workflow_io._run(array("q", [4, 4, 6])) is None
-    assert workflow_io._one_each(array("q", [0, 1, 2, 3]), 0, 3) == 0
-    assert workflow_io._one_each(array("q", [0, 0, 2, 3]), 0, 3) is None
+    assert consecutive(array("q", [4, 5, 6])) == 4 and consecutive(array("q", [7])) == 7
+    assert consecutive(array("q", [4, 6, 5])) is None
+    assert consecutive(array("q", [4, 4, 6])) is None
+    assert one_each(array("q", [0, 1, 2, 3]), 0, 3) == 0 and one_each(array("q", [5, 5, 6, 7]), 1, 2) == 5
+    assert one_each(array("q", [0, 0, 2, 3]), 0, 3) is None  # none, then two: three in all
