@@ -65,6 +65,49 @@ def test_find_dataset_values_takes_the_first_run_in_search_order(registry):
     assert registry.findDatasetValues(RAW, ["old"], []) == {}
 
 
+@pytest.mark.parametrize("search", [["new", "old"], ["old", "new"], ["old"], ["new"]])
+def test_query_with_datasets_finds_the_first_run_in_search_order_and_drops_rows_without(registry, search):
+    registry.registerDatasetType(RAW)
+    registry.registerRun("old")
+    registry.registerRun("new")
+    registry.insertDatasets(RAW, "old", records([vd(v, d) for v in range(6) for d in range(4) if d != 3]))
+    registry.insertDatasets(RAW, "new", records([vd(v, 1) for v in range(6)] + [vd(2, 3)], "n"))
+    units = ["visit", "detector", "patch", "band"]
+    keys, rows, found = registry.queryDataIdValuesWithDatasets(units, datasets=[RAW], collections=search)
+    assert (keys, rows) == registry.queryDataIdValues(units, datasets=[RAW], collections=search)
+    raws = {tuple(row[keys.index(k)] for k in ("detector", "instrument", "visit")) for row in rows}
+    assert found.keys() == {"raw"}
+    assert found["raw"].asDict() == registry.findDatasetValues(RAW, search, raws)
+    raw = found["raw"]
+    if len(search) == 1:  # its name once, not per dataset
+        assert (raw.run, raw.runOf) == (search[0], {})
+    else:
+        assert raw.run is None and raw.runOf.keys() == set(raw.ids.values())
+    assert len(raws) == {2: 19, 1: 18 if search == ["old"] else 7}[len(search)]
+    assert {run for _, run in raw.asDict().values()} == set(search)
+
+
+def test_query_with_datasets_leaves_types_with_other_keys_to_the_caller(registry):
+    registry.registerDatasetType(RAW)
+    registry.registerRun("run")
+    registry.insertDatasets(RAW, "run", records([vd(v, 0) for v in (1, 2, 3)]))
+    keys, rows, found = registry.queryDataIdValuesWithDatasets(["visit"], datasets=[RAW], collections="run")
+    assert (keys, rows) == registry.queryDataIdValues(["visit"], datasets=[RAW], collections="run")
+    assert [row[keys.index("visit")] for row in rows] == [1, 2, 3]
+    assert found == {}
+
+
+def test_query_with_datasets_finds_a_global_type_at_the_empty_tuple(registry):
+    registry.registerDatasetType(REFCAT)
+    registry.registerRun("refs")
+    (ds,) = registry.insertDatasets(REFCAT, "refs", [{"dataId": {}, "path": "r", "size": 1, "checksum": "x"}])
+    keys, rows, found = registry.queryDataIdValuesWithDatasets(
+        ["visit"], datasets=[REFCAT], collections="refs"
+    )
+    assert len(rows) == 6
+    assert found["refcat"].asDict() == {(): (ds.id, "refs")} and found.keys() == {"refcat"}
+
+
 def test_find_dataset_values_agrees_with_query_datasets(registry):
     registry.registerDatasetType(RAW)
     registry.registerRun("run")

@@ -116,16 +116,50 @@ def test_add_datasets_dedupes_repeats_in_the_first_call_of_a_type(butler):
 
 def test_needed_datasets_the_registry_does_not_return_are_left_out(butler, monkeypatch):
     registry = butler.registry
-    find = registry.findDatasetValues
+    query = registry.queryDataIdValuesWithDatasets
 
-    def without_detector_1(datasetType, collections, values):
-        return {v: ref for v, ref in find(datasetType, collections, values).items() if 1 not in v}
+    def without_detector_1(*args, **kwargs):
+        keys, rows, found = query(*args, **kwargs)
+        for f in found.values():
+            f.ids = {v: dsId for v, dsId in f.ids.items() if 1 not in v}
+        return keys, rows, found
 
-    monkeypatch.setattr(registry, "findDatasetValues", without_detector_1)
+    monkeypatch.setattr(registry, "queryDataIdValuesWithDatasets", without_detector_1)
     graph = makeRepoGraph(butler, [RAW], [], "visit = 4")
     assert sorted(d.dataId["detector"] for d in graph.datasets["raw"]) == [0, 2, 3]
     assert all(d.run == "raw" and d.id is not None for d in graph.datasets["raw"])
     assert graph.datasetIndex("raw").keys() == {vd(4, 0), vd(4, 2), vd(4, 3)}
+
+
+def test_needed_datasets_come_from_the_planning_query_not_a_second_read(butler, monkeypatch):
+    expected = {
+        d.dataId: (d.id, d.run) for d in butler.registry.queryDatasets(RAW, ["raw"], where="visit = 4")
+    }
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the planning query found the raws already")
+
+    monkeypatch.setattr(butler.registry, "findDatasetValues", refuse)
+    graph = makeRepoGraph(butler, [RAW], [CALEXP], "visit = 4")
+    assert {d: (ds.id, ds.run) for d, ds in graph.datasetIndex("raw").items()} == expected
+    assert len(expected) == 4
+
+
+def test_needed_global_datasets_are_found_by_the_planning_query(tmp_path, monkeypatch):
+    Butler.create(tmp_path / "repo")
+    writer = Butler(tmp_path / "repo", run="refs")
+    populate(writer.registry)
+    writer.registry.registerDatasetType(REFCAT)
+    (refcat,) = writer.registry.insertDatasets(REFCAT, "refs", [{"dataId": {}, "path": "r", "checksum": "c"}])
+    butler = Butler(tmp_path / "repo", collections=["refs"])
+    # Without units to query, the registry is asked for the datasets.
+    (alone,) = makeRepoGraph(butler, [REFCAT], [], None).datasets["refcat"]
+    assert (alone.id, alone.run) == (refcat.id, "refs")
+    monkeypatch.setattr(butler.registry, "findDatasetValues", None)  # never called
+    graph = makeRepoGraph(butler, [REFCAT], [CALEXP], "visit = 4")
+    (found,) = graph.datasets["refcat"]
+    assert (found.id, found.run, found.dataId) == (refcat.id, "refs", DataId())
+    assert len(graph.rows) == 4
 
 
 def test_add_datasets_checks_data_ids_without_exactly_the_keys(butler):

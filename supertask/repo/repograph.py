@@ -1,10 +1,10 @@
 """The seed's RepoGraph and ``makeRepoGraph`` (DMTN-055 6.2).
 
 ``makeRepoGraph`` runs one joined SELECT over all units of the needed and future dataset
-types, restricted by the user's expression and by the existence of the needed datasets;
-its rows are the campaign selection. Units, datasets and their links are built from
-those rows with a few bulk look-ups (one per unit type and per dataset type), never one
-query per unit.
+types, restricted by the user's expression and by the existence of the needed datasets,
+which the same SELECT finds (their ids and runs); its rows are the campaign selection.
+Units and their links are built from those rows with a few bulk look-ups (one per unit
+type), never one query per unit.
 
 Gathering tasks must not be sliced by the expression (a coadd would lose the visits
 the expression left out at the edge of a tile): `relatedDataIds`
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, cast, overload
 
 from .dataid import DataId
 from .dataset import Dataset, DatasetType
+from .registry.found import FoundDatasets
 from .units import Unit, sort_value_tuples
 
 if TYPE_CHECKING:
@@ -215,22 +216,30 @@ class RepoGraph:
             self.units[name] = set(units)
 
     def _attachFound(
-        self, datasetType: DatasetType, dataIds: list[DataId], values: list[tuple[Any, ...]]
+        self,
+        datasetType: DatasetType,
+        dataIds: list[DataId],
+        values: list[tuple[Any, ...]],
+        found: FoundDatasets | None = None,
     ) -> None:
         """Attach the existing datasets of a needed type at the given data IDs (one bulk look-up).
 
         ``values`` are the data IDs' value tuples; each dataset reuses its graph data ID
-        rather than a copy built by the registry.
+        rather than a copy built by the registry. ``found`` holds the datasets when the
+        planning query found them already; otherwise the registry is asked.
         """
-        found = self.registry.findDatasetValues(datasetType, self.collections, values)
-        # The (id, run) of each data ID, looked up in one C-level pass; the datasets are
-        # then made in bulk (a million raws at 10^6 quanta).
-        hits = list(map(found.get, values))
-        if None in hits:  # some data IDs have none: keep those that do
-            kept = [(d, ref) for d, ref in zip(dataIds, hits, strict=True) if ref is not None]
+        if found is None:
+            found = FoundDatasets.fromRefs(
+                self.registry.findDatasetValues(datasetType, self.collections, values)
+            )
+        # The id of each data ID, looked up in one C-level pass; the datasets are then
+        # made in bulk (a million raws at 10^6 quanta).
+        ids = list(map(found.ids.get, values))
+        if None in ids:  # some data IDs have none: keep those that do
+            kept = [(d, dsId) for d, dsId in zip(dataIds, ids, strict=True) if dsId is not None]
             dataIds = [d for d, _ in kept]
-            hits = [ref for _, ref in kept]
-        datasets = Dataset._many(datasetType, dataIds, cast("list[tuple[int, str]]", hits))
+            ids = [dsId for _, dsId in kept]
+        datasets = Dataset._many(datasetType, dataIds, found.refs(cast("list[int]", ids)))
         index = self._datasetIndex.setdefault(datasetType.name, {})
         index.update(zip(dataIds, datasets, strict=True))
         self._attachMany(datasetType, datasets, indexed=True)
@@ -780,10 +789,12 @@ def makeRepoGraph(
         raise ValueError(
             "makeRepoGraph needs input collections: pass collections=[...] or open the Butler with them"
         )
+    found: dict[str, FoundDatasets] = {}
     if problems:
         rowKeys, rowValues = unitNames, list[tuple[Any, ...]]()
     else:
-        rowKeys, rowValues = registry.queryDataIdValues(
+        # The query returns the needed datasets it required (no second read of each type).
+        rowKeys, rowValues, found = registry.queryDataIdValuesWithDatasets(
             unitNames, where, bind, datasets=registered, collections=collections, max_rows=maxRows
         )
     graph = RepoGraph(
@@ -803,7 +814,7 @@ def makeRepoGraph(
     for dt in registered:
         values, dataIds = graph._projection(registry.universe.expand(dt.units))
         if dataIds:
-            graph._attachFound(dt, dataIds, values)
+            graph._attachFound(dt, dataIds, values, found.pop(dt.name, None))
     return graph
 
 

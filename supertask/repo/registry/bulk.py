@@ -72,11 +72,14 @@ class ValueSharing:
     def __call__(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         if not rows or not self._seen:
             return rows
-        columns = [
+        return list(zip(*self.columns(list(zip(*rows, strict=True))), strict=True))
+
+    def columns(self, columns: Sequence[Sequence[Any]]) -> list[list[Any]]:
+        """``columns`` (the values of each of the ``width`` columns of some rows) with values shared."""
+        return [
             list(map(seen.setdefault, column, column))
-            for seen, column in zip(self._seen, zip(*rows, strict=True), strict=True)
+            for seen, column in zip(self._seen, columns, strict=True)
         ]
-        return list(zip(*columns, strict=True))
 
 
 def chunked(values: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:

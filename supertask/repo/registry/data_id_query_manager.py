@@ -3,13 +3,15 @@
 `QueryBuilder` (``query.py``) writes the SQL; this manager resolves the caller's dataset
 types and collections into constraints, runs the statement (in chunks of ``restrict``
 values, streamed under a row limit) and returns the rows, sorted unless the caller says
-it re-sorts them.
+it re-sorts them; for the planning query (`valuesWithDatasets`) also the datasets the
+rows required, which the statement selects instead of testing that they exist.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
+from itertools import repeat
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,6 +24,7 @@ from .collection_manager import CollectionManager
 from .database import RegistryDatabase
 from .dataset_type_manager import DatasetTypeManager
 from .errors import RowLimitError
+from .found import FoundDatasets
 from .query import DatasetConstraint, QueryBuilder, QueryPlan
 from .unit_existence import UnitExistence
 from .where import ParsedWhere, check_query_arguments, parse_where
@@ -80,10 +83,12 @@ class DataIdQueryManager:
         if datasets:
             if collections is None:
                 raise ValueError("dataset constraints need collections=[...] to search")
-            runIds = [rid for rid, _ in self._collections.resolve(collections)]
+            runs = self._collections.resolve(collections)
+            runIds = [rid for rid, _ in runs]
+            runNames = [name for _, name in runs]
             for item in datasets:
                 typeId, dt = self._datasetTypes.resolve(item)
-                constraints.append(DatasetConstraint(dt.name, typeId, dt.units, runIds))
+                constraints.append(DatasetConstraint(dt.name, typeId, dt.units, runIds, runNames))
                 wanted.update(dt.units)
         named = self.knownElements(parsed)
         plan = self.builder.plan(wanted, named)
@@ -121,6 +126,45 @@ class DataIdQueryManager:
         max_rows: int | None = None,
     ) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
         """Distinct data IDs as ``(keys, value tuples)``; see `Registry.queryDataIdValues`."""
+        keys, rows, _ = self._values(
+            units, where, bind, restrict, datasets, collections, ordered, max_rows, resolve=False
+        )
+        return keys, rows
+
+    def valuesWithDatasets(
+        self,
+        units: Iterable[str],
+        where: str | None = None,
+        bind: Mapping[str, Any] | None = None,
+        *,
+        datasets: Sequence[DatasetType | str] = (),
+        collections: Sequence[str] | str | None = None,
+        max_rows: int | None = None,
+    ) -> tuple[tuple[str, ...], list[tuple[Any, ...]], dict[str, FoundDatasets]]:
+        """`values` and the datasets found; see `Registry.queryDataIdValuesWithDatasets`."""
+        return self._values(units, where, bind, None, datasets, collections, True, max_rows, resolve=True)
+
+    def _values(
+        self,
+        units: Iterable[str],
+        where: str | None,
+        bind: Mapping[str, Any] | None,
+        restrict: Mapping[str, Iterable[Any]] | None,
+        datasets: Sequence[DatasetType | str],
+        collections: Sequence[str] | str | None,
+        ordered: bool,
+        max_rows: int | None,
+        *,
+        resolve: bool,
+    ) -> tuple[tuple[str, ...], list[tuple[Any, ...]], dict[str, FoundDatasets]]:
+        """The rows of `values`; with ``resolve``, also ``{type name: {key values: (id, run)}}``.
+
+        ``resolve`` selects the dataset of each constraint whose keys are all output
+        keys (`QueryBuilder.datasetColumns`) instead of testing that it exists: the
+        rows without one are dropped here, which leaves the rows of the ``EXISTS``
+        form, and the found datasets are collected from the same rows. Constraints
+        with other keys keep their ``EXISTS`` test and are absent from the mapping.
+        """
         check_query_arguments(units, bind)
         units = list(units)
         universe = self._db.universe
@@ -133,7 +177,14 @@ class DataIdQueryManager:
         )
         outputKeys = plan.outputKeys
         if not plan.elements:
-            return (), ([()] if self._globalConstraintsHold(constraints) else [])
+            return (), ([()] if self._globalConstraintsHold(constraints) else []), {}
+        resolved = [
+            c
+            for c in constraints
+            if resolve and outputKeys and set(universe.expand(c.units)) <= set(outputKeys)
+        ]
+        tested = [c for c in constraints if c not in resolved]
+        found = _FoundDatasets(outputKeys, resolved, universe.expand)
         # Sets too big to send whole (besides the chunked one) are checked here, as rows arrive.
         checks = [(outputKeys.index(k), sets[k]) for k in dropped_keys(sets, set(outputKeys))]
         # The chunks of restrict_chunks split one key's values, so no row comes twice: a
@@ -160,7 +211,7 @@ class DataIdQueryManager:
                 conn = conn.execution_options(stream_results=True)
             for extra in restrict_chunks(sets, plan.columns.__getitem__, droppable=set(outputKeys)):
                 rows = conn.execute(
-                    self.builder.select(plan, clause, constraints, extra=extra, ordered=ordered)
+                    self.builder.select(plan, clause, tested, extra=extra, ordered=ordered, resolved=resolved)
                 )
                 parts: Iterator[list[tuple[Any, ...]]] = (
                     (list(map(tuple, part)) for part in rows.partitions(65536))
@@ -170,7 +221,7 @@ class DataIdQueryManager:
                 for values in parts:
                     for i, allowed in checks:  # the restrictions not in the SQL
                         values = [row for row in values if row[i] in allowed]
-                    result.extend(shared(values))
+                    result.extend(found.take(values, shared) if resolved else shared(values))
                     if max_rows is not None and len(result) > max_rows:
                         # Only the rows the left-out unit tables keep count.
                         result = exists.filter(result)
@@ -179,8 +230,8 @@ class DataIdQueryManager:
                             raise RowLimitError(max_rows)
             result = exists.filter(result)  # the rows the joins left out of the SQL drop
         if not outputKeys:  # rows of the existence test: the empty data ID, once, if any matched
-            return (), [()] if result else []
-        return outputKeys, sort_value_tuples(outputKeys, result) if ordered else result
+            return (), [()] if result else [], {}
+        return outputKeys, sort_value_tuples(outputKeys, result) if ordered else result, found.finish()
 
     def count(
         self,
@@ -213,3 +264,79 @@ class DataIdQueryManager:
                 if conn.execute(stmt.limit(1)).first() is None:
                     return False
         return True
+
+
+class _FoundDatasets:
+    """The datasets a planning statement found (`QueryBuilder.datasetColumns`), collected as rows arrive.
+
+    Parameters
+    ----------
+    outputKeys : `tuple` [`str`, ...]
+        The keys of the rows, before the dataset columns.
+    resolved : sequence of `DatasetConstraint`
+        The constraints whose datasets the statement selects, in the order of its columns.
+    expand : callable
+        The universe's ``expand`` (a type's units to its sorted keys).
+    """
+
+    def __init__(
+        self,
+        outputKeys: tuple[str, ...],
+        resolved: Sequence[DatasetConstraint],
+        expand: Callable[[Iterable[str]], tuple[str, ...]],
+    ):
+        self._width = len(outputKeys)
+        # (found datasets, positions of their keys in the rows, their id column, {run id:
+        # run name} when several runs: the run id column follows the id column)
+        self._types: list[tuple[FoundDatasets, list[int], int, dict[int, str] | None]] = []
+        self.found: dict[str, FoundDatasets] = {}
+        column = self._width
+        for c in resolved:
+            positions = [outputKeys.index(k) for k in expand(c.units)]
+            several = len(c.runIds) > 1
+            found = self.found[c.name] = FoundDatasets(run=None if several else next(iter(c.runNames), None))
+            runs = dict(zip(c.runIds, c.runNames, strict=True)) if several else None
+            self._types.append((found, positions, column, runs))
+            column += 2 if several else 1
+        # per type, per batch of rows: (its key columns, its id column, its run id column)
+        self._parts: list[list[tuple[list[list[Any]], Sequence[int], Sequence[int] | None]]] = [
+            [] for _ in self._types
+        ]
+
+    def take(self, rows: list[tuple[Any, ...]], shared: ValueSharing) -> list[tuple[Any, ...]]:
+        """Record the datasets of ``rows``; return those with a dataset of every type, as `shared` makes them.
+
+        The rows lose their dataset columns in the transposition `ValueSharing` does
+        anyway, and the keys of the found datasets hold the shared values.
+        """
+        width = self._width
+        columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
+        if any(None in columns[i] for i in range(width, len(columns))):  # no dataset: no row
+            columns = list(zip(*[row for row in rows if None not in row[width:]], strict=True))
+        if not columns:
+            return []
+        keyColumns = shared.columns(columns[:width])
+        for i, (_, positions, column, runs) in enumerate(self._types):
+            ids = columns[column]
+            self._parts[i].append(
+                ([keyColumns[p] for p in positions], ids, None if runs is None else columns[column + 1])
+            )
+        return list(zip(*keyColumns, strict=True))
+
+    def finish(self) -> dict[str, FoundDatasets]:
+        """The datasets of every type, from the columns `take` kept.
+
+        Made once the rows are all read rather than as they arrive: the million key
+        tuples of the datasets live only until the caller has made its datasets, and
+        made among the rows they left that much of pymalloc's memory pinned by the
+        rows' arenas (about 20 MB more peak at 10^6 quanta). The columns kept till
+        now are lists of the rows' own values.
+        """
+        for (found, _, _, runs), parts in zip(self._types, self._parts, strict=True):
+            for keyColumns, ids, runIds in parts:
+                keys = zip(*keyColumns, strict=True) if keyColumns else repeat((), len(ids))
+                found.ids.update(zip(keys, ids, strict=True))
+                if runs is not None and runIds is not None:
+                    found.runOf.update(zip(ids, map(runs.__getitem__, runIds), strict=True))
+            parts.clear()
+        return self.found

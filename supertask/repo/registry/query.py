@@ -40,6 +40,8 @@ class DatasetConstraint:
     typeId: int
     units: tuple[str, ...]
     runIds: Sequence[int]
+    runNames: Sequence[str] = ()
+    """The names of ``runIds``, in the same (search) order; needed to resolve datasets."""
 
 
 @dataclass
@@ -372,6 +374,7 @@ class QueryBuilder:
         restrict: Mapping[str, Sequence[Any]] | None = None,
         extra: Sequence[sa.ColumnElement[bool]] = (),
         ordered: bool = True,
+        resolved: Sequence[DatasetConstraint] = (),
     ) -> sa.Select[*tuple[Any, ...]]:
         """The distinct rows of the plan's output keys, ordered by them if ``ordered``.
 
@@ -397,6 +400,12 @@ class QueryBuilder:
         ordered : `bool`
             Add ``ORDER BY`` the output keys (default); `False` for callers that do
             not rely on the rows' order.
+        resolved : sequence of `DatasetConstraint`
+            Datasets found by the statement itself rather than tested with ``EXISTS``:
+            after the output keys, each adds the ``id`` of the row's dataset in the
+            first of its runs (in search order) that holds one and, with several runs,
+            that run's id (`datasetColumns`); both are NULL where none exists, and the
+            caller drops those rows. The keys of each must be among the output keys.
         """
         self.fromClause(plan)  # the canonical columns, which the IN lists name
         canonical = plan.columns
@@ -412,7 +421,7 @@ class QueryBuilder:
         elif datasets:
             # The joined rows once (MATERIALIZED keeps PostgreSQL from pulling the EXISTS
             # tests into the join search), then the existence tests over them.
-            keys = list(dict.fromkeys((*plan.outputKeys, *self._constraintKeys(datasets))))
+            keys = list(dict.fromkeys((*plan.outputKeys, *self._constraintKeys([*datasets, *resolved]))))
             cte = (
                 sa.select(*[canonical[k].label(k) for k in keys])
                 .select_from(self.joinChain(plan, projected))
@@ -430,7 +439,12 @@ class QueryBuilder:
             # matches is the whole answer, one empty data ID or none. (A SELECT of no
             # columns would be invalid SQL.)
             return sa.select(sa.literal(1)).select_from(*sources).where(*conds).limit(1)
-        cols = [column(k).label(k) for k in plan.outputKeys]
+        cols: list[sa.ColumnElement[Any]] = [column(k).label(k) for k in plan.outputKeys]
+        missing = [c.name for c in resolved if not set(self.universe.expand(c.units)) <= set(plan.outputKeys)]
+        if missing:
+            raise ValueError(f"datasets {missing} have keys outside the output keys {plan.outputKeys}")
+        for c in resolved:
+            cols.extend(self.datasetColumns(c, column))
         stmt = sa.select(*cols).select_from(*sources).where(*conds)
         if restricts or extra or not self.rowsAreDistinct(plan, projected):
             # With IN lists SQLite's planner (a registry has no statistics) weighs them
@@ -439,6 +453,41 @@ class QueryBuilder:
             # time at 10^6 quanta. Such statements keep DISTINCT and the plan it gives.
             stmt = stmt.distinct()
         return stmt.order_by(*[column(k) for k in plan.outputKeys]) if ordered else stmt
+
+    def datasetColumns(
+        self, constraint: DatasetConstraint, column: Callable[[str], sa.ColumnElement[Any]]
+    ) -> list[sa.ColumnElement[Any]]:
+        """The row's dataset of the constraint's type: its ``id`` and, with several runs, its ``run_id``.
+
+        Correlated scalar subqueries over the same index probe as `_exists` (the
+        dataset table's index on the type and key columns holds the run and the id, so
+        SQLite reads no table row): the planning query then finds its inputs itself,
+        and no second pass reads every dataset of the type. With several runs the
+        first in search order wins (``ORDER BY`` the run's rank, ``LIMIT 1``; a data ID
+        has at most one dataset per run); with one run its name is known and only the
+        id is selected. NULL where no dataset exists.
+        """
+        ds = self.schema.dataset.alias(f"found_{constraint.name}")
+        runIds = list(constraint.runIds)
+        where = [
+            ds.c.dataset_type_id == constraint.typeId,
+            ds.c.run_id.in_(runIds),
+            *[ds.c[k] == column(k) for k in self.universe.expand(constraint.units)],
+        ]
+        if len(runIds) <= 1:
+            return [
+                sa.select(ds.c.id).where(*where).limit(1).scalar_subquery().label(f"{constraint.name}__id")
+            ]
+        rank = sa.case({rid: rank for rank, rid in enumerate(runIds)}, value=ds.c.run_id)
+        return [
+            sa.select(ds.c[name])
+            .where(*where)
+            .order_by(rank)
+            .limit(1)
+            .scalar_subquery()
+            .label(f"{constraint.name}__{name}")
+            for name in ("id", "run_id")
+        ]
 
     def _constraintKeys(self, datasets: Sequence[DatasetConstraint]) -> list[str]:
         return [k for c in datasets for k in self.universe.expand(c.units)]

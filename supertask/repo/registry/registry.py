@@ -34,6 +34,7 @@ from .errors import (
     RowLimitError,
     RunConflictError,
 )
+from .found import FoundDatasets
 from .managers import RegistryManagers
 from .query import QueryBuilder
 from .schema import RegistrySchema
@@ -444,6 +445,31 @@ class Registry:
             collections=collections,
             ordered=ordered,
             max_rows=max_rows,
+        )
+
+    def queryDataIdValuesWithDatasets(
+        self,
+        units: Iterable[str],
+        where: str | None = None,
+        bind: Mapping[str, Any] | None = None,
+        *,
+        datasets: Sequence[DatasetType | str] = (),
+        collections: Sequence[str] | str | None = None,
+        max_rows: int | None = None,
+    ) -> tuple[tuple[str, ...], list[tuple[Any, ...]], dict[str, FoundDatasets]]:
+        """`queryDataIdValues` and the datasets it required: ``(keys, rows, found)``.
+
+        The same rows, sorted; ``found[type name]`` holds what `findDatasetValues` of
+        that type at the rows' data IDs returns (the first dataset in the search order
+        of ``collections``; `FoundDatasets.asDict` gives it in that form), read by the
+        query itself: the statement selects each
+        row's dataset instead of testing that one exists, so preflight makes no second
+        pass over every dataset of its input types. Only dataset types whose keys are
+        all among ``units`` are found so; others are absent from ``found`` (and still
+        required), and the caller looks them up with `findDatasetValues`.
+        """
+        return self._managers.queries.valuesWithDatasets(
+            units, where, bind, datasets=datasets, collections=collections, max_rows=max_rows
         )
 
     def countDataIds(
