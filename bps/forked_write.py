@@ -31,8 +31,9 @@ The child reports an exception through a pipe (pickled, so the parent raises the
 type with the same message the sequential path would give) and exits with `os._exit`
 (no ``atexit`` handlers, no flushing of buffers it shares with the parent). A child
 killed by a signal becomes ``killed_error``. When the parent's own write fails (or it is
-interrupted), it kills and reaps the child before re-raising: no orphan is left; ``discard``
-then removes what a killed child may have left behind (its temporary file).
+interrupted), it kills and reaps the child before re-raising: no orphan is left. Whichever
+side failed, ``discard`` then removes what the child wrote or left behind (its file, finished
+or not; its temporary file), in the sequential path too.
 """
 
 from __future__ import annotations
@@ -91,8 +92,8 @@ def write_alongside(
     parent_work : callable
         Runs in this process meanwhile; its result is returned once the child succeeded.
     discard : callable
-        Removes what a killed child leaves behind (its temporary file); called after
-        the child was reaped, when it did not finish normally.
+        Removes what the child wrote or left behind (its file, its temporary file);
+        called, after the child was reaped, when either side failed.
     killed_error : callable
         Makes the exception raised when the child dies without reporting (killed by a
         signal), from a description such as ``"killed by signal 9"``.
@@ -110,10 +111,10 @@ def write_alongside(
     if not fork_is_safe():
         try:
             child_write()
+            return parent_work()
         except BaseException:
             discard()
             raise
-        return parent_work()
     frozen_before = gc.get_freeze_count()
     gc.freeze()
     read_end, write_end = os.pipe()

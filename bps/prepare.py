@@ -114,8 +114,12 @@ def _write_workflow_files(workflow: GenericWorkflow, submit_dir: Path, service: 
 
     Both only read the finished workflow: ``workflow.json`` is written by a forked child
     while this process writes the engine's files (`bps.forked_write`), where a fork is
-    safe; otherwise one after the other. Either way a failure is the same error and leaves
-    no ``workflow.json`` half-written.
+    safe; otherwise one after the other.
+
+    Either way, a failure is the same one-line error and leaves neither a ``workflow.json``
+    (so ``bps prepare`` can be run again on the directory) nor a run record saying
+    "prepared": the run record the service writes is held back until ``workflow.json`` is
+    written, then put in place.
     """
     path = submit_dir / WORKFLOW_FILE
 
@@ -132,19 +136,48 @@ def _write_workflow_files(workflow: GenericWorkflow, submit_dir: Path, service: 
         write_workflow()
         return service.prepare(workflow) if service is not None else None
 
+    from .wms.base import RUN_RECORD
+
+    record = submit_dir / RUN_RECORD
+    record_before = _read_if_any(record)
+
+    def parent_work() -> tuple[Path | None, str | None]:
+        main_file: Path | None = service.prepare(workflow, save=False)
+        # The service records the directory as prepared: true only once workflow.json is.
+        prepared = _read_if_any(record)
+        _put_back(record, record_before)
+        return main_file, prepared
+
     def discard() -> None:
         for stray in path.parent.glob(f"{path.name}{TMP_MARK}*"):
             stray.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)  # written before the other side failed: prepare again
+        _put_back(record, record_before)
 
     def killed(how: str) -> PrepareError:
         return PrepareError(
             f"the process writing {path} was {how}, so it was not written: run bps prepare again"
         )
 
-    main_file: Path | None = write_alongside(
-        write_workflow, lambda: service.prepare(workflow, save=False), discard=discard, killed_error=killed
-    )
+    main_file, prepared = write_alongside(write_workflow, parent_work, discard=discard, killed_error=killed)
+    _put_back(record, prepared)
     return main_file
+
+
+def _read_if_any(path: Path) -> str | None:
+    """The text of ``path``, or None when there is no such file."""
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return None
+
+
+def _put_back(path: Path, text: str | None) -> None:
+    """Make ``path`` hold ``text`` (atomically), or not exist when ``text`` is None."""
+    if text is None:
+        path.unlink(missing_ok=True)
+    elif _read_if_any(path) != text:
+        atomic_write_text(path, text)
 
 
 #: Workflow systems whose unclustered workflows are streamed from the graph file
@@ -643,6 +676,10 @@ def _write_grouped_inputs(
         add_arguments(members, arguments)
 
 
+#: What `_InputGroups` looks up for a name that has no value (None may be a value).
+_UNKNOWN = object()
+
+
 class _InputGroups:
     """Files ``directory/NNNNNN.json`` of ``{lfn: value}`` for consecutive jobs, fed one job at a time.
 
@@ -705,12 +742,19 @@ class _InputGroups:
 
         As `add_many`: a file is closed when it holds `LOCATIONS_PER_FILE` names before the
         next job's (an input read by two jobs of a file counts once).
+
+        Each name is looked up once (``get`` with a marker for the unknown), not once to
+        know it is there and again for its value: a million look-ups in a dict of a million
+        names at 10^6 quanta, each mostly a cache miss.
         """
-        by_lfn = self._by_lfn
-        known = list(map(by_lfn.__contains__, lfns))
-        if not all(known):
-            jobs, lfns = list(compress(jobs, known)), list(compress(lfns, known))
-        values = list(map(by_lfn.__getitem__, lfns))
+        values = list(map(self._by_lfn.get, lfns, repeat(_UNKNOWN)))
+        if any(map(is_, values, repeat(_UNKNOWN))):
+            known = list(map(is_not, values, repeat(_UNKNOWN)))
+            jobs, lfns, values = (
+                list(compress(jobs, known)),
+                list(compress(lfns, known)),
+                list(compress(values, known)),
+            )
         i = 0
         while i < len(jobs):
             room = LOCATIONS_PER_FILE - len(self._group)
@@ -733,7 +777,12 @@ class _InputGroups:
             path = self._directory / f"{len(self._written):06d}.json"
             # not synced, as the DAG and workflow.json: written before anything is submitted,
             # so a crash means preparing again (a sync per file was ~1,000 syncs at 10^6 jobs)
-            atomic_write.atomic_write_text(path, json.dumps(self._group), fsync=False)
+            try:
+                atomic_write.atomic_write_text(path, json.dumps(self._group), fsync=False)
+            except OSError as err:
+                raise PrepareError(
+                    f"cannot write {path}: {err.strerror or err}; free space in or choose another submit_dir"
+                ) from None
             self._written.append((self._members, [self._option, str(path)]))
         self._group, self._members = {}, []
 

@@ -25,15 +25,15 @@ from __future__ import annotations
 from array import array
 from collections import deque
 from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, Sequence, ValuesView
-from itertools import chain, compress, islice, repeat, starmap
-from operator import itemgetter, not_
+from itertools import chain, compress, groupby, islice, repeat, starmap
+from operator import itemgetter, not_, sub
 from pathlib import Path
 from typing import Any, NamedTuple, cast, overload
 
 from supertask.gc_pause import gc_paused
 from supertask.template_rows import escape_literal
 
-from .names import lfn_formatter, lfns_formatter, safe_names
+from .names import lfn_formatter, lfns_formatter, safe_name, safe_names
 from .workflow import GenericWorkflow, Job, RetryPolicy, WorkflowFile
 from .workflow_builder import LOG_DIR, MANIFEST_DIR, BuildOptions, final_job
 
@@ -71,7 +71,9 @@ class _Columns:
         #: the dataset type object of each schema (to rebuild a `Dataset` for a registry look-up)
         self.types: list[Any] = []
         self.values: list[tuple[Any, ...]] = []
-        #: ``(type, value) -> value``: data-ID values shared by the files' tuples
+        #: data-ID values shared by the files' tuples: an int or a str keyed by itself (an int
+        #: and a str are never equal), a value of another type by ``(type, value)`` here
+        self.shared_plain: dict[Any, Any] = {}
         self.shared_values: dict[tuple[type, Any], Any] = {}
         self.producer = array("q")
         #: registry id of an overall input (-1: none, or a produced file)
@@ -773,7 +775,8 @@ def _fill(
 
     The hot loop of a streamed prepare (a million quanta, a few datasets each): a job's
     name is made a chunk of jobs at a time (`_job_names`), and a new file's columns are
-    appended in place, its data-ID values shared through one `dict.setdefault` run in C.
+    appended in place, its data-ID values shared through one `dict.setdefault` run in C
+    (keyed by the value itself when an int or a str: no ``(type, value)`` tuple each).
     """
     c = _Columns()
     labels_t, keysets_t, types_t, runs_t = tables.labels, tables.keysets, tables.types, tables.runs
@@ -791,7 +794,7 @@ def _fill(
     par_jobs, par_start = c.par_jobs, c.par_start
     # One object per distinct data-ID value (the reader makes a new one for every dataset),
     # keyed by (type, value) so that 1 and True stay apart.
-    share = c.shared_values.setdefault
+    share, share_plain, plain_types = c.shared_values.setdefault, c.shared_plain.setdefault, _PLAIN_TYPES
 
     def schema(t: int, ks: int) -> _Schema:
         dataset_type = types_t[t]
@@ -813,7 +816,9 @@ def _fill(
     def new_file(s: _Schema, values: tuple[Any, ...], run: str, p: int, ident: int) -> int:
         """A new file: ``values`` of schema ``s`` in ``run``, made by job ``p`` (-1: none)."""
         k = len(values_of)
-        values = tuple([share((type(v), v), v) for v in values])
+        values = tuple(
+            [share_plain(v, v) if type(v) in plain_types else share((type(v), v), v) for v in values]
+        )
         if by_name:
             lfn = s.lfn(values)
             file_of[lfn] = k
@@ -855,16 +860,24 @@ def _fill(
             return False
         if set(map(len, map(itemgetter(4), batch))) != {1} or len(set(map(itemgetter(0), batch))) != 1:
             return False
-        outs = list(map(itemgetter(0), map(itemgetter(4), batch)))
-        ins = list(map(itemgetter(0), map(itemgetter(3), batch)))
-        out_schema, in_schema = set(map(itemgetter(0, 1), outs)), set(map(itemgetter(0, 1), ins))
-        if len(out_schema) != 1 or len(in_schema) != 1:
+        # the datasets' fields as columns, each dataset visited once (`PlainDataset`: five fields)
+        out_types, out_keys, out_values, _, _ = zip(
+            *map(itemgetter(0), map(itemgetter(4), batch)), strict=True
+        )
+        in_types, in_keys, in_values, ids, in_runs = zip(
+            *map(itemgetter(0), map(itemgetter(3), batch)), strict=True
+        )
+        if (
+            len(set(out_types)) != 1
+            or len(set(out_keys)) != 1
+            or len(set(in_types)) != 1
+            or len(set(in_keys)) != 1
+        ):
             return False
-        so, si = schema(*out_schema.pop()), schema(*in_schema.pop())
-        run_indices = set(map(itemgetter(4), ins))
+        so, si = schema(out_types[0], out_keys[0]), schema(in_types[0], in_keys[0])
+        run_indices = set(in_runs)
         if so is si or min(run_indices) < 0 or not all(runs_t[r] for r in run_indices):
             return False
-        out_values, in_values = list(map(itemgetter(2), outs)), list(map(itemgetter(2), ins))
         m = len(batch)
         if not (
             so.files.keys().isdisjoint(out_values)
@@ -876,22 +889,21 @@ def _fill(
         mine = label_of_table.get(label)
         if mine is None:
             mine = new_label(label)
-        out_values, in_values = shared_rows(out_values), shared_rows(in_values)
+        out_rows, in_rows = shared_rows(out_values), shared_rows(in_values)
         k0 = len(values_of)
         out_numbers, in_numbers = range(k0, k0 + 2 * m, 2), range(k0 + 1, k0 + 2 * m, 2)
-        so.files.update(zip(out_values, out_numbers, strict=True))
-        si.files.update(zip(in_values, in_numbers, strict=True))
+        so.files.update(zip(out_rows, out_numbers, strict=True))
+        si.files.update(zip(in_rows, in_numbers, strict=True))
         so.numbers.extend(out_numbers)
         si.numbers.extend(in_numbers)
         # a job's output, then its input: the numbers the loop gives them
         schema_of.extend(array("l", [so.index, si.index]) * m)
-        values_of.extend(chain.from_iterable(zip(out_values, in_values, strict=True)))
+        values_of.extend(chain.from_iterable(zip(out_rows, in_rows, strict=True)))
         producer.extend(chain.from_iterable(zip(range(first, first + m), repeat(-1))))
-        ids = list(map(itemgetter(3), ins))
         if None in ids:
-            ids = [-1 if ident is None else ident for ident in ids]
+            ids = tuple([-1 if ident is None else ident for ident in ids])
         dataset_id.extend(chain.from_iterable(zip(repeat(-1), ids)))
-        runs_of.extend(chain.from_iterable(zip(repeat(""), map(runs_t.__getitem__, map(itemgetter(4), ins)))))
+        runs_of.extend(chain.from_iterable(zip(repeat(""), map(runs_t.__getitem__, in_runs))))
         label_of.extend(repeat(mine, m))
         n_out, n_in = len(out_files), len(in_files)
         out_files.extend(out_numbers)
@@ -925,13 +937,19 @@ def _fill(
             return None
         return cast("list[int]", found)
 
-    def shared_rows(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    def shared_rows(rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         """``rows`` (of one width) with their values shared as ``new_file`` shares them, in C."""
         width = len(rows[0])
         if not width or set(map(len, rows)) != {width}:
-            return [tuple([share((type(v), v), v) for v in row]) for row in rows]
+            return [
+                tuple([share_plain(v, v) if type(v) in plain_types else share((type(v), v), v) for v in row])
+                for row in rows
+            ]
         flat = list(chain.from_iterable(rows))
-        values = list(map(share, zip(map(type, flat), flat), flat))  # noqa: B905 - equal lengths
+        if plain_types.issuperset(map(type, flat)):
+            values = list(map(share_plain, flat, flat))
+        else:
+            values = [share_plain(v, v) if type(v) in plain_types else share((type(v), v), v) for v in flat]
         return list(zip(*[iter(values)] * width))  # noqa: B905 - a multiple of width
 
     stream = iter(records)
@@ -1049,7 +1067,8 @@ def _job_names(
     by an earlier job gets ``_q<quantum number>``. Worked out for the whole batch in C
     (`bps.names.safe_names`, set operations) unless some name is taken, which is rare.
     """
-    named = safe_names(_job_texts(batch, labels))
+    texts, safe = _job_texts(batch, labels)
+    named = texts if safe else safe_names(texts)
     if len(set(named)) == len(named) and seen.isdisjoint(named):
         seen.update(named)
         return named
@@ -1064,19 +1083,31 @@ def _job_names(
 
 def _job_texts(
     batch: Sequence[tuple[int, int, tuple[Any, ...], Any, Any]], labels: Sequence[str]
-) -> list[str]:
-    """``label_value1_value2...`` of each quantum of ``batch``: one ``str.format`` run in C per
-    quantum when they share a label and data-ID keys and every value is an int or a str (whose
-    ``format(v, "")`` is ``str(v)``), as in a chunk of one task's quanta."""
+) -> tuple[list[str], bool]:
+    """``label_value1_value2...`` of each quantum of ``batch``, and whether they are all safe
+    names already (`bps.names.safe_name` would leave each as it is).
+
+    One ``str.format`` run in C per quantum when they share a label and data-ID keys and
+    every value is an int or a str (whose ``format(v, "")`` is ``str(v)``), as in a chunk of
+    one task's quanta. Such texts are safe when the label and each distinct str value are
+    (an int's text is digits and ``-``): checked once per distinct value, not once per text
+    by a regular expression.
+    """
     label_ks = set(map(itemgetter(0, 1), batch))
     rows = list(map(itemgetter(2), batch))
     if len(label_ks) == 1 and set(map(type, chain.from_iterable(rows))) <= _PLAIN_TYPES:
         widths = set(map(len, rows))
         if len(widths) == 1:
-            template = escape_literal(labels[batch[0][0]]) + "_{}" * widths.pop()
-            return list(starmap(template.format, rows))
+            label = labels[batch[0][0]]
+            template = escape_literal(label) + "_{}" * widths.pop()
+            texts = list(starmap(template.format, rows))
+            # ints and strs are never equal, so the set keeps every distinct str
+            safe = safe_name(label) == label and all(
+                safe_name(v) == v for v in set(chain.from_iterable(rows)) if type(v) is str
+            )
+            return texts, safe
     join = "_".join
-    return [join([labels[r[0]], *map(str, r[2])]) for r in batch]
+    return [join([labels[r[0]], *map(str, r[2])]) for r in batch], False
 
 
 _PLAIN_TYPES = frozenset((int, str))
@@ -1118,9 +1149,43 @@ def _static_order(c: _Columns) -> array[int]:
 
     ``graphlib.TopologicalSorter`` over jobs added in job-number order yields the jobs
     without parents first, then, batch after batch, each job as soon as its last parent
-    is done, visiting a job's children in the order they were added: first in, first out.
-    Done here over integer arrays: its per-node objects for 10^6 jobs cost hundreds of MB.
+    is done, visiting a job's children in the order they were added: first in, first out
+    (`_kahn_order` does exactly that). Batch ``w + 1`` is the jobs whose longest chain of
+    ancestors has ``w + 1`` jobs; within it a job comes after the one whose last parent (in
+    the order) comes first, ties in job-number order. When every parent has a smaller number
+    than its child (the graph file's id order is dependency order), that is worked out here
+    with no step per job without parents (most jobs: the first task's) and no step per
+    parent-child link: C-level passes, and per other job a ``max`` over its parents' batches
+    and one over their positions. Integer arrays: ``graphlib``'s per-node objects for 10^6
+    jobs cost hundreds of MB.
     """
+    n = len(c.names)
+    par_start, par_jobs = c.par_start, c.par_jobs
+    n_parents = array("q", map(sub, islice(par_start, 1, None), par_start))
+    order = array("q", compress(range(n), map(not_, n_parents)))
+    if len(order) == n:
+        return order
+    later = list(compress(range(n), n_parents))
+    batch = array("q", bytes(8 * n))
+    for j in later:
+        parents = par_jobs[par_start[j] : par_start[j + 1]]
+        if max(parents) >= j:
+            return _kahn_order(c)
+        batch[j] = 1 + max(map(batch.__getitem__, parents))
+    position = array("q", bytes(8 * n))
+    deque(map(position.__setitem__, order, range(len(order))), maxlen=0)
+    for _, group in groupby(sorted(later, key=batch.__getitem__), key=batch.__getitem__):
+        jobs = list(group)
+        last = [max(map(position.__getitem__, par_jobs[par_start[j] : par_start[j + 1]])) for j in jobs]
+        jobs = list(map(jobs.__getitem__, sorted(range(len(jobs)), key=last.__getitem__)))
+        deque(map(position.__setitem__, jobs, range(len(order), len(order) + len(jobs))), maxlen=0)
+        order.extend(jobs)
+    return order
+
+
+def _kahn_order(c: _Columns) -> array[int]:
+    """`_static_order` as ``graphlib`` works it out (first in, first out), one step per job and
+    per link: for parents numbered after their children, and to refuse a cycle."""
     n = len(c.names)
     remaining = array("q", bytes(8 * n))
     n_children = array("q", bytes(8 * (n + 1)))

@@ -237,3 +237,121 @@ def test_a_workflow_json_that_cannot_be_written_is_one_line_and_leaves_nothing_h
     )
     assert len(forks) == (0 if sequential else 1)
     assert [p.name for p in submit_dir.iterdir() if p.name.startswith("workflow.json")] == []
+
+
+def test_the_parents_failure_in_the_sequential_path_discards_what_the_child_wrote(tmp_path, monkeypatch):
+    monkeypatch.setenv(SEQUENTIAL_ENV, "1")
+    written = tmp_path / "workflow.json"
+
+    def parent_fails() -> None:
+        raise ValueError("the DAG could not be written")
+
+    with pytest.raises(ValueError, match="the DAG could not be written"):
+        write_alongside(
+            lambda: written.write_text("{}"),
+            parent_fails,
+            discard=lambda: written.unlink(),
+            killed_error=_unexpected,
+        )
+    assert not written.exists()
+
+
+def _run_record(submit_dir: Path) -> str | None:
+    path = submit_dir / "run_record.json"
+    return path.read_text() if path.exists() else None
+
+
+def _fail_after_the_engines_files(monkeypatch, tmp_path, sequential: bool) -> None:
+    """Make the writing of workflow.json fail once the engine's files and run record are written."""
+    engine_done = tmp_path / "engine-done"
+    real_prepare = htcondor_service.HTCondorService.prepare
+
+    def engine(self, workflow, *, save=True):
+        main_file = real_prepare(self, workflow, save=save)
+        engine_done.write_text("")
+        return main_file
+
+    def disk_full(workflow, path):
+        if not sequential:  # the child: fail once the parent has written everything else
+            deadline = time.monotonic() + 60
+            while not engine_done.exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(htcondor_service.HTCondorService, "prepare", engine)
+    monkeypatch.setattr(prepare_mod, "save_workflow", disk_full)
+
+
+@needs_fork
+@pytest.mark.parametrize("sequential", [True, False])
+def test_a_failed_workflow_json_leaves_no_run_record_saying_prepared(tmp_path, monkeypatch, sequential):
+    toy = _toy(tmp_path, monkeypatch, "htcondor", "htcondor_shared")
+    config = toy.submit_yaml("record")
+    if sequential:
+        monkeypatch.setenv(SEQUENTIAL_ENV, "1")
+    else:
+        monkeypatch.delenv(SEQUENTIAL_ENV, raising=False)
+    _fail_after_the_engines_files(monkeypatch, tmp_path, sequential)
+    result = CliRunner().invoke(bps_main, ["prepare", str(config)])
+    submit_dir = submit_dir_of(config)
+    assert result.exit_code == 1
+    assert result.output == (
+        f"bps: error: cannot write {submit_dir / 'workflow.json'}: No space left on device; "
+        "free space in or choose another submit_dir\n"
+    )
+    assert _run_record(submit_dir) is None
+    assert not (submit_dir / "workflow.json").exists()
+
+
+@needs_fork
+def test_the_run_record_says_prepared_only_once_workflow_json_is_written(tmp_path, monkeypatch):
+    toy = _toy(tmp_path, monkeypatch, "htcondor", "htcondor_shared")
+    config = toy.submit_yaml("held")
+    monkeypatch.delenv(SEQUENTIAL_ENV, raising=False)
+    seen: list[str | None] = []
+    real_alongside = forked_write.write_alongside
+
+    def alongside(child_write, parent_work, **kwargs):
+        def parent():
+            result = parent_work()
+            seen.append(_run_record(submit_dir_of(config)))  # the child may still be writing
+            return result
+
+        return real_alongside(child_write, parent, **kwargs)
+
+    monkeypatch.setattr(prepare_mod, "write_alongside", alongside)
+    submit_dir = prepare(config)
+    assert seen == [None]
+    record = _run_record(submit_dir)
+    assert record is not None and '"state": "prepared"' in record
+    assert (submit_dir / "workflow.json").exists()
+
+
+@needs_fork
+@pytest.mark.parametrize("sequential", [True, False])
+def test_an_input_file_that_cannot_be_written_is_one_line_and_leaves_nothing_prepared(
+    tmp_path, monkeypatch, sequential
+):
+    toy = _toy(tmp_path, monkeypatch, "htcondor", "htcondor_shared")
+    config = toy.submit_yaml("inputs")
+    if sequential:
+        monkeypatch.setenv(SEQUENTIAL_ENV, "1")
+    else:
+        monkeypatch.delenv(SEQUENTIAL_ENV, raising=False)
+    real = prepare_mod.atomic_write.atomic_write_text
+
+    def disk_full(path, text, **kwargs):
+        if Path(path).parent.name == "input_checks":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(path, text, **kwargs)
+
+    monkeypatch.setattr(prepare_mod.atomic_write, "atomic_write_text", disk_full)
+    result = CliRunner().invoke(bps_main, ["prepare", str(config)])
+    submit_dir = submit_dir_of(config)
+    assert result.exit_code == 1
+    assert result.output == (
+        f"bps: error: cannot write {submit_dir / 'input_checks' / '000000.json'}: No space left on device; "
+        "free space in or choose another submit_dir\n"
+    )
+    assert [p.name for p in submit_dir.iterdir() if p.name.startswith("workflow.json")] == []
+    assert _run_record(submit_dir) is None

@@ -25,7 +25,7 @@ from supertask.graph import file_format
 from supertask.graph.quantum_graph import QuantumGraph
 from supertask.quantum import Quantum
 from supertask.repo.dataid import DataId
-from supertask.repo.dataset import Dataset
+from supertask.repo.dataset import Dataset, DatasetType
 
 
 def _options():  # per-label resources and a throttle: what jobs of one label share
@@ -469,3 +469,100 @@ def test_prepare_writes_the_same_submit_directory_streamed_as_from_the_loaded_gr
         assert after.metadata["output_run"] == "u/test/other"
     else:
         assert differ == []
+
+
+def _columns_of(parents: list[list[int]]):
+    """Columns holding only what `_static_order` reads: job names and each job's parents."""
+    from bps.workflow_stream import _Columns
+
+    c = _Columns()
+    c.names = [f"job{j}" for j in range(len(parents))]
+    for mine in parents:
+        c.par_jobs.extend(mine)
+        c.par_start.append(len(c.par_jobs))
+    return c
+
+
+def _graphlib_order(parents: list[list[int]]) -> list[int]:
+    import graphlib
+
+    sorter: graphlib.TopologicalSorter[int] = graphlib.TopologicalSorter()
+    for j, mine in enumerate(parents):
+        sorter.add(j, *mine)
+    return list(sorter.static_order())
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_job_order_is_graphlibs_static_order_for_any_graph(seed: int):
+    """The batch-by-batch order (parents numbered before children) is graphlib's first-in first-out order."""
+    import random
+
+    from bps.workflow_stream import _kahn_order, _static_order
+
+    rnd = random.Random(seed)
+    n = rnd.randint(1, 60)
+    parents = []
+    for j in range(n):
+        mine = rnd.sample(range(j), min(j, rnd.choice([0, 0, 1, 2, 5])))
+        parents.append(mine)  # in any order, as the build sorts them by name
+    c = _columns_of(parents)
+    assert list(_static_order(c)) == _graphlib_order(parents) == list(_kahn_order(c))
+
+
+def test_a_parent_numbered_after_its_child_is_ordered_as_graphlib_orders_it():
+    from bps.workflow_stream import _static_order
+
+    parents = [[], [3], [0], [2], [1, 2]]
+    assert list(_static_order(_columns_of(parents))) == _graphlib_order(parents)
+
+
+def test_jobs_depending_on_each_other_in_a_cycle_are_refused():
+    from bps.workflow_stream import _static_order
+
+    with pytest.raises(ValueError, match="cycle: rebuild the graph"):
+        _static_order(_columns_of([[], [2], [1]]))
+
+
+@pytest.mark.parametrize("chunk", [1, 10_000])
+def test_equal_data_id_values_of_the_files_are_one_object_and_a_bool_stays_apart_from_an_int(
+    monkeypatch, chunk: int
+):
+    """Files keep one object per distinct (type, value), whether added a chunk at once or one by one."""
+
+    def data_id(visit: int) -> dict:  # new objects for equal values, as a reader makes them
+        return {"instrument": "".join(["Ca", "m"]), "visit": int(str(visit)), "detector": 1}
+
+    quanta: list[Quantum] = []
+    flag = DatasetType("flag", ("instrument", "visit"), "NumpyArray")
+    add_quantum(quanta, "mark", {"visit": 2}, [], [ds(flag, instrument="".join(["Ca", "m"]), visit=True)])
+    for visit in (1000, 1001):  # one raw read, one calexp written: the chunk path when together
+        raw = Dataset(RAW, DataId(data_id(visit)), run="raw/run")
+        add_quantum(quanta, "isr", data_id(visit), [raw], [Dataset(CALEXP, DataId(data_id(visit)))])
+    values = _in_chunks(monkeypatch, chunk, quanta).workflow.jobs.columns().values
+    assert len(values) == 5  # flag, then calexp, raw, calexp, raw (detector, instrument, visit)
+    assert len({id(values[0][0])} | {id(row[1]) for row in values[1:]}) == 1
+    assert values[1][2] is values[2][2] and values[3][2] is values[4][2]  # a calexp's visit is its raw's
+    assert type(values[0][1]) is bool and {type(row[0]) for row in values[1:]} == {int}  # True == 1
+
+
+@pytest.mark.parametrize(
+    ("label", "values"),
+    [
+        ("isr", [("HSC", 1, 10), ("HSC", 2, -10)]),
+        ("isr", [("HSC/x", 1, 10), ("HSC", 2, 10)]),  # unsafe character in a value
+        ("isr", [("HSC", 1, "a_"), ("HSC", 2, "b")]),  # a trailing "_" is stripped
+        ("isr", [("", 1, 10), ("HSC", 2, 10)]),  # empty value
+        ("_isr", [("HSC", 1, 10)]),  # a leading "_" is stripped
+        ("is r", [("HSC", 1, 10)]),
+        ("isr", [()]),
+        ("isr_", [()]),
+        ("isr", [("HSC", True, 10)]),  # not only ints and strs: each text joined, then made safe
+    ],
+)
+def test_job_names_made_a_chunk_at_once_are_the_safe_names_of_label_and_values(label, values):
+    from bps.names import safe_name
+    from bps.workflow_stream import _job_names
+
+    batch = [(0, 0, row, [], []) for row in values]
+    expected = [safe_name("_".join([label, *map(str, row)])) for row in values]
+    assert _job_names(batch, [label], set(), 0) == expected

@@ -302,6 +302,10 @@ def test_input_files_are_grouped_with_the_cyclic_collector_paused(tmp_path):
             collecting.append(gc.isenabled())
             return super().__getitem__(lfn)
 
+        def get(self, lfn, default=None):
+            collecting.append(gc.isenabled())
+            return super().get(lfn, default)
+
     streamed = build_streamed_workflow(demo_quanta(), _options(), path_of)
     raws = {lfn for _, lfns in streamed.jobs_reading_inputs() for lfn in lfns}
     prepare_mod._write_streamed_inputs(

@@ -244,3 +244,26 @@ def test_inputs_an_earlier_task_produces_are_read_from_its_outputs_without_a_bul
     produced = {id(d) for q in quanta["calibrate"] for d in q.outputs["calexp"]}
     for label in ("visitSummary", "makeWarp"):  # both gather calexp
         assert quanta[label] and all({id(d) for d in q.inputs["calexp"]} <= produced for q in quanta[label])
+
+
+def test_common_keys_are_found_only_when_every_data_id_has_the_same_keys():
+    from supertask.graph.quanta import _common_keys
+
+    same = [DataId(instrument="Cam", visit=1, detector=d) for d in (1, 2)]
+    assert _common_keys(same) == {"instrument", "visit", "detector"}
+    # as many keys, but not the same ones; or a different number of keys
+    assert _common_keys([*same, DataId(instrument="Cam", visit=1, tract=0)]) is None
+    assert _common_keys([*same, DataId(instrument="Cam", visit=1)]) is None
+    assert _common_keys([]) is None
+
+
+def test_project_all_with_known_keys_keeps_the_data_ids_and_still_projects_onto_other_units():
+    from supertask.graph.quanta import _project_all
+
+    ids = [DataId(instrument="Cam", visit=1, detector=d) for d in (2, 1)]
+    keys = frozenset(ids[0])
+    same = _project_all(ids, ("detector", "instrument", "visit"), keys)
+    assert same == ids and all(a is b for a, b in zip(same, ids, strict=True)) and same is not ids
+    assert _project_all(ids, ("instrument", "visit"), keys) == [DataId(instrument="Cam", visit=1)] * 2
+    with pytest.raises(KeyError, match="no value for unit 'tract'"):
+        _project_all(ids, ("tract",), keys)

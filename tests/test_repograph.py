@@ -8,7 +8,7 @@ from conftest_repo import populate
 from supertask.repo.butler import Butler
 from supertask.repo.dataid import DataId
 from supertask.repo.dataset import DatasetType
-from supertask.repo.repograph import makeRepoGraph
+from supertask.repo.repograph import RepoGraph, makeRepoGraph
 from supertask.repo.units import Unit
 
 RAW = DatasetType("raw", ("instrument", "visit", "detector"), "NumpyArray")
@@ -404,3 +404,128 @@ def test_released_datasets_are_not_looked_up_again_but_refused(butler):
         with pytest.raises(RuntimeError, match="released once its quanta were defined"):
             lookup()
     assert "RepoGraph(" in repr(graph)
+
+
+def test_find_dataset_list_of_exact_data_ids_matches_the_checked_look_up(butler):
+    graph = makeRepoGraph(butler, [RAW], [CALEXP], "visit = 2")
+    asked = [vd(5, 1), vd(2, 0), vd(3, 2), vd(5, 1)]  # outside, inside, none, repeated
+    exact = graph.findDatasetList("raw", asked, exact=True)
+    assert exact == graph.findDatasetList("raw", asked)
+    assert exact[0] is exact[3] and exact[2] is None and exact[1].dataId == vd(2, 0)
+
+
+def test_exact_is_ignored_for_a_type_whose_units_are_not_its_expanded_keys(butler):
+    graph = makeRepoGraph(butler, [RAW], [CALEXP], "visit = 4")
+    short = DatasetType("calexpShort", ("visit", "detector"), "NumpyArray")  # expands with instrument
+    # Data IDs over exactly the type's units still lack a key of the graph's: checked, not used as they are.
+    with pytest.raises(ValueError, match="lacks 'instrument'"):
+        graph.addDatasets(short, [DataId(visit=4, detector=1)], exact=True)
+    (ds,) = graph.addDatasets(short, [vd(4, 1)], exact=True)
+    assert graph.findDatasetList("calexpShort", [vd(4, 1)], exact=True) == [ds]
+    with pytest.raises(KeyError, match="no value for unit 'instrument'"):
+        graph.findDatasetList("calexpShort", [DataId(visit=4, detector=1)], exact=True)
+
+
+def test_add_datasets_of_exact_data_ids_matches_the_checked_call(butler):
+    exact = makeRepoGraph(butler, [RAW], [CALEXP], "visit = 4")
+    checked = makeRepoGraph(butler, [RAW], [CALEXP], "visit = 4")
+    ids = [vd(4, 2), vd(4, 1), vd(4, 2)]
+    first, other, again = exact.addDatasets(CALEXP, ids, exact=True)
+    assert again is first and other is not first
+    assert [d.dataId for d in (first, other, again)] == [d.dataId for d in checked.addDatasets(CALEXP, ids)]
+    assert exact.datasetIndex("calexp") == {vd(4, 2): first, vd(4, 1): other}
+
+
+def test_keys_a_planned_view_promises_are_those_of_the_data_ids_it_hands_out(butler):
+    from supertask.graph.quanta import PlannedRepoGraph
+
+    graph = makeRepoGraph(butler, [RAW], [CALEXP, COADD], "visit IN (2, 3)")
+
+    class Task:
+        label = "calibrate"
+        quantumUnits = ("visit", "detector")  # expanded by the graph with instrument
+
+    selected = set(graph.dataIds(Task.quantumUnits))
+    view = PlannedRepoGraph(graph, {"calibrate": selected}, {}, {})
+    dataIds, keys = view._quantumDataIdsAndKeys(Task)
+    assert keys == {"instrument", "visit", "detector"} and all(set(d) == keys for d in dataIds)
+    related = view.related(graph.dataIds(["patch"]), ["visit", "detector"])
+    promised = view._relatedKeys(["visit", "detector"])
+    assert promised == {"instrument", "visit", "detector"}
+    assert related and all(set(d) == promised for ids in related.values() for d in ids)
+    # Planning added quanta outside the graph's projection: no promise (the caller checks).
+    selected.add(vd(5, 0))
+    assert view._quantumDataIdsAndKeys(Task) == (sorted(selected), None)
+    assert PlannedRepoGraph(graph, {}, {}, {}, expand_inputs=False)._relatedKeys(["visit"]) is None
+
+
+def test_related_look_up_sends_only_restrictions_that_leave_something_out(butler, monkeypatch):
+    graph = makeRepoGraph(butler, [RAW], [CALEXP, COADD], "visit IN (2, 3)")
+    patches = graph.dataIds(["patch"])  # the repository's only skymap and tract, some of its patches
+    expected = {p: graph.relatedDataIds([p], ["visit", "detector"])[p] for p in patches}
+    sent = []
+    query = graph.registry.queryDataIdValues
+
+    def spy(*args, **kwargs):
+        sent.append(set(kwargs["restrict"]))
+        return query(*args, **kwargs)
+
+    monkeypatch.setattr(graph.registry, "queryDataIdValues", spy)
+    assert graph.relatedDataIds(patches, ["visit", "detector"]) == expected
+    assert sent == [{"patch"}]
+    assert graph._usefulRestrictions({"visit": {2, 3}, "skymap": {"sky"}}) == {"visit": {2, 3}}
+    # not a unit of the registry: the restriction is kept as it is
+    assert graph._usefulRestrictions({"nosuchunit": {1}}) == {"nosuchunit": {1}}
+
+
+def _graph_of_rows(butler, rows):
+    """A RepoGraph over given rows (band, detector, instrument, patch, skymap, tract, visit)."""
+    keys = ("band", "detector", "instrument", "patch", "skymap", "tract", "visit")
+    return RepoGraph(butler.registry, ["raw"], None, keys, rowKeys=keys, rowValues=list(rows))
+
+
+def test_projections_prepared_together_are_those_of_the_rows(butler):
+    rows = [(b, d, "Cam", p, "sky", 0, v) for b, v in (("g", 1), ("r", 2)) for p in (1, 2) for d in range(4)]
+    plain, prepared = _graph_of_rows(butler, rows), _graph_of_rows(butler, rows)
+    sets = [("patch", "band"), ("tract", "band"), ("visit", "tract")]
+    prepared._prepareProjections(sets)
+    # one pass over the rows made all three (four distinct tuples of their union for 16 rows)
+    assert set(prepared._projections) == {prepared.universe.expand(units) for units in sets}
+    for units in sets:
+        assert prepared.dataIds(units) == plain.dataIds(units)
+
+
+def test_projections_are_not_prepared_from_a_union_nearly_as_large_as_the_rows(butler):
+    graph = makeRepoGraph(butler, [RAW], [CALEXP, COADD], "visit > 0")
+    before = set(graph._projections)
+    sets = [("detector", "patch"), ("visit", "tract")]  # their union: all keys but band, one tuple per row
+    graph._prepareProjections(sets)
+    assert set(graph._projections) == before
+    plain = makeRepoGraph(butler, [RAW], [CALEXP, COADD], "visit > 0")
+    for units in sets:
+        assert graph.dataIds(units) == plain.dataIds(units)
+
+
+def test_default_define_quanta_works_over_a_subclass_whose_overrides_lack_exact(butler):
+    from supertask.graph.quanta import PlannedRepoGraph, define_quanta_by_units
+
+    class Mine(RepoGraph):
+        def addDatasets(self, datasetType, dataIds):  # overrides of its own, without ``exact``
+            return super().addDatasets(datasetType, dataIds)
+
+        def findDatasetList(self, typeName, dataIds):
+            return super().findDatasetList(typeName, dataIds)
+
+    class Task:
+        label = "calibrate"
+        quantumUnits = ("instrument", "visit", "detector")
+
+        def getDatasetClasses(self):
+            return {"inputs": {"raw": RAW}, "outputs": {"calexp": CALEXP}}
+
+    graph = makeRepoGraph(butler, [RAW], [CALEXP], "visit = 2")
+    graph.__class__ = Mine
+    view = PlannedRepoGraph(graph, {"calibrate": set(graph.dataIds(Task.quantumUnits))}, {}, {})
+    quanta = define_quanta_by_units(Task(), view)
+    assert [q.dataId for q in quanta] == [vd(2, d) for d in range(4)]
+    assert [q.outputs["calexp"][0].dataId for q in quanta] == [q.inputs["raw"][0].dataId for q in quanta]

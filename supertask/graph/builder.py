@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from ..execution.existing_outputs import OutputPolicy, classify_existing, find_registered
@@ -38,7 +39,7 @@ from ..repo.dataset import Dataset, DatasetType
 from ..repo.registry import RowLimitError
 from ..repo.units import sort_data_ids
 from ..schemas import DatasetSchema, SchemaError, SchemaSource, schemas_to_json
-from .quanta import PlannedRepoGraph, PruneRecord, _project_all
+from .quanta import PlannedRepoGraph, PruneRecord, _common_keys, _project_all
 
 if TYPE_CHECKING:
     from ..pipeline import Pipeline
@@ -187,6 +188,9 @@ class QuantumGraphBuilder:
         IDs it needs (directly or gathered, unconstrained by the expression) become
         quanta of the producing task.
         """
+        prepare = getattr(repoGraph, "_prepareProjections", None)
+        if prepare is not None:  # (a RepoGraph: every task's projection from one pass over the rows)
+            prepare([task.quantumUnits for task in self.tasks])
         planned: dict[str, set[DataId]] = {
             task.label: set(repoGraph.dataIds(task.quantumUnits)) for task in self.tasks
         }
@@ -208,14 +212,20 @@ class QuantumGraphBuilder:
                 # related quanta needs them distinct (a set of a million data IDs at 10^6
                 # would otherwise be built only to be added to another set).
                 needed: list[DataId]
+                keys: frozenset[str] | None
                 if set(datasetType.units) <= set(task.quantumUnits):
                     needed = _project_all(dataIds, datasetType.units)
+                    keys = frozenset(datasetType.units)  # (what `_project_all` makes)
                 else:
                     related = view.related(dataIds, datasetType.units)
-                    needed = [d for ids in related.values() for d in ids]
+                    needed = list(chain.from_iterable(related.values()))
+                    keys = view._relatedKeys(datasetType.units)
+                    if keys is None:
+                        keys = _common_keys(needed)
                 target = planned[producer.label]
                 if set(producer.quantumUnits) <= set(datasetType.units):
-                    target.update(_project_all(needed, producer.quantumUnits))
+                    # (nearly always the needed data IDs are over the producer's units already)
+                    target.update(_project_all(needed, producer.quantumUnits, keys))
                 else:
                     for ids in view.related(sort_data_ids(set(needed)), producer.quantumUnits).values():
                         target.update(ids)

@@ -441,7 +441,8 @@ def _decode_chunk(
     """`_decode_record` of records ``first`` to ``last - 1`` (``records`` from ``offsets[first]``).
 
     The same values and errors, for less work per record: every checksum is checked first
-    (so, as there, nothing is decompressed before its checksum is checked), the records
+    (so, as there, nothing is decompressed before its checksum is checked; each digest a copy
+    of one empty digest, the stored digest compared as bytes, not as a memoryview), the records
     are decompressed in one call (``multi_decompress_to_buffer``) and unpickled from one
     buffer. A record the bulk path cannot take (no or too large a content size in its
     frame, a pickle that does not end where the record ends) is decoded alone by
@@ -450,14 +451,18 @@ def _decode_chunk(
     start = offsets[first]
     view = memoryview(records)
     pack, content_size = _OFFSET.pack, zstandard.frame_content_size
+    # a copy of an empty digest costs less than making one with its size given by keyword
+    empty = blake2b(digest_size=_DIGEST_SIZE).copy
     payloads: list[bytes | bytearray | memoryview[int]] = []
     sizes = []
-    for i in range(first, last):
-        a, b = offsets[i] - start, offsets[i + 1] - start
+    for i, a, b in zip(range(first, last), offsets[first:last], offsets[first + 1 : last + 1], strict=True):
+        a -= start
+        b -= start
         payload = view[a + _DIGEST_SIZE : b]
-        h = blake2b(pack(i), digest_size=_DIGEST_SIZE)
+        h = empty()
+        h.update(pack(i))
         h.update(payload)
-        if b - a < _DIGEST_SIZE or h.digest() != view[a : a + _DIGEST_SIZE]:
+        if b - a < _DIGEST_SIZE or h.digest() != records[a : a + _DIGEST_SIZE]:
             raise layout.error(
                 f"the checksum of quantum {i}'s record does not match (record or index corrupted); "
                 "the record was not loaded"

@@ -23,11 +23,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from ..quantum import Quantum
 from ..repo.dataid import DataId
 from ..repo.dataset import Dataset, DatasetType
+from ..repo.repograph import RepoGraph
 from ..repo.units import sort_data_ids
 
 if TYPE_CHECKING:
@@ -81,7 +83,7 @@ class PlannedRepoGraph:
         # look-ups (one registry query each); sharing this cache between the two views
         # halves the queries. Keyed by the exact sequence of data IDs asked about.
         self._related_cache = related_cache if related_cache is not None else {}
-        self._sorted_cache: dict[str, tuple[int, list[DataId]]] = {}
+        self._sorted_cache: dict[str, tuple[int, list[DataId], frozenset[str] | None]] = {}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._repoGraph, name)
@@ -93,9 +95,18 @@ class PlannedRepoGraph:
 
     def quantumDataIds(self, task: SuperTask) -> list[DataId]:
         """The data IDs of the quanta planned for ``task``, sorted."""
+        return self._quantumDataIdsAndKeys(task)[0]
+
+    def _quantumDataIdsAndKeys(self, task: SuperTask) -> tuple[list[DataId], frozenset[str] | None]:
+        """`quantumDataIds`, and the keys every one of them has when the graph guarantees them.
+
+        The keys are known without looking at the data IDs when they are a `RepoGraph`'s
+        projection onto the task's units (`RepoGraph.dataIds`: exactly the expanded
+        units); otherwise they are `None` (the caller finds them out if it needs them).
+        """
         planned = self._planned.get(task.label)
         if planned is None:
-            return sort_data_ids(set(self._repoGraph.dataIds(task.quantumUnits)))
+            return sort_data_ids(set(self._repoGraph.dataIds(task.quantumUnits))), None
         cached = self._sorted_cache.get(task.label)
         if cached is None or cached[0] != len(planned):
             # The planned sets only grow, so an unchanged size means an unchanged set.
@@ -103,11 +114,25 @@ class PlannedRepoGraph:
             if len(selected) == len(planned):
                 # Planning started from the expression's selection and added nothing: the
                 # graph's projection is that very set, already sorted (10^6 sorts saved).
-                cached = (len(planned), selected)
+                keys = None
+                if type(self._repoGraph) is RepoGraph:
+                    keys = frozenset(self._repoGraph.universe.expand(task.quantumUnits))
+                cached = (len(planned), selected, keys)
             else:
-                cached = (len(planned), sort_data_ids(planned))
+                cached = (len(planned), sort_data_ids(planned), None)
             self._sorted_cache[task.label] = cached
-        return list(cached[1])
+        return list(cached[1]), cached[2]
+
+    def _relatedKeys(self, toUnits: Iterable[str]) -> frozenset[str] | None:
+        """The keys every data ID of `related` over ``toUnits`` has, when the graph guarantees them.
+
+        A `RepoGraph`'s `~RepoGraph.relatedDataIds` makes them all over the expanded
+        ``toUnits``; for another graph, or inputs restricted to the rows, `None`.
+        """
+        toUnits = tuple(toUnits)
+        if toUnits and self._expand_inputs and type(self._repoGraph) is RepoGraph:
+            return frozenset(self._repoGraph.universe.expand(toUnits))
+        return None
 
     def related(self, dataIds: Sequence[DataId], toUnits: Iterable[str]) -> dict[DataId, list[DataId]]:
         """Data IDs over ``toUnits`` related to each of ``dataIds``.
@@ -152,12 +177,13 @@ class PlannedRepoGraph:
         return found
 
     def _existingOrPlannedList(
-        self, datasetType: DatasetType, dataIds: Sequence[DataId]
+        self, datasetType: DatasetType, dataIds: Sequence[DataId], *, exact: bool = False
     ) -> list[Dataset | None]:
         """`existingOrPlanned` as a list aligned with ``dataIds`` (`None` where there is none).
 
         What `define_quanta_by_units` asks for a non-gathered input: one look-up per
         quantum, without a set of a million data IDs or a dictionary keyed by them.
+        ``exact``: every data ID has exactly the type's units (see `RepoGraph.findDatasetList`).
         """
         produced = self._produced.get(datasetType.name)
         if produced is not None:
@@ -165,7 +191,12 @@ class PlannedRepoGraph:
             return [get(d) for d in dataIds]
         findList = getattr(self._repoGraph, "findDatasetList", None)
         if findList is not None:
-            found: list[Dataset | None] = findList(datasetType.name, dataIds)
+            # (``exact`` is RepoGraph's: a graph of one's own, or a subclass's override, may not take it)
+            found: list[Dataset | None] = (
+                findList(datasetType.name, dataIds, exact=True)
+                if exact and type(self._repoGraph) is RepoGraph
+                else findList(datasetType.name, dataIds)
+            )
             return found
         byId: dict[DataId, Dataset] = self._repoGraph.findDatasets(datasetType.name, set(dataIds))
         get = byId.get
@@ -196,13 +227,17 @@ def define_quanta_by_units(task: SuperTask, repoGraph: Any) -> list[Quantum]:
     inputs: dict[str, DatasetType] = classes["inputs"]
     outputs: dict[str, DatasetType] = classes["outputs"]
     quantumUnits = tuple(task.quantumUnits)
-    dataIds = (
-        planned.quantumDataIds(task)
-        if planned is not None
-        else sort_data_ids(repoGraph.dataIds(quantumUnits))
-    )
+    keys: frozenset[str] | None = None
+    if planned is not None:
+        dataIds, keys = planned._quantumDataIdsAndKeys(task)
+    else:
+        dataIds = sort_data_ids(repoGraph.dataIds(quantumUnits))
     if not dataIds:
         return []
+    # The keys of the quantum data IDs (found once, in C-level passes, unless the graph
+    # guarantees them): projecting them onto those very keys is then no pass at all.
+    if keys is None:
+        keys = _common_keys(dataIds)
 
     # Resolve every input type for all quanta at once: one bulk look-up per type, kept
     # as lists aligned with ``dataIds`` (no dictionary keyed by a million data IDs).
@@ -232,10 +267,11 @@ def define_quanta_by_units(task: SuperTask, repoGraph: Any) -> list[Quantum]:
             # (A Dataset is never false: filter(None, ...) drops exactly the data IDs without one.)
             resolved[datasetType.name] = [list(filter(None, map(get, related.get(q, ())))) for q in dataIds]
             continue
-        projected = _project_all(dataIds, datasetType.units)
+        projected = _project_all(dataIds, datasetType.units, keys)
         hits: list[Dataset | None]
         if planned is not None:
-            hits = planned._existingOrPlannedList(datasetType, projected)
+            # (every projected data ID has exactly the type's units: `_project_all`)
+            hits = planned._existingOrPlannedList(datasetType, projected, exact=True)
         else:
             byId = repoGraph.findDatasets(datasetType.name, set(projected))
             hits = [byId.get(d) for d in projected]
@@ -273,9 +309,14 @@ def define_quanta_by_units(task: SuperTask, repoGraph: Any) -> list[Quantum]:
     # Outputs are added in bulk, one call per output type (same datasets, same order per
     # type as one addDataset per quantum; a graph without addDatasets gets those calls).
     addDatasets = getattr(repoGraph, "addDatasets", None)
+    # (``exact`` is RepoGraph's: a graph of one's own, or a subclass's override, may not take it)
+    own = type(planned.repoGraph if planned is not None else repoGraph) is RepoGraph
     for datasetType in outputs.values():
-        projected = _project_all([q.dataId for q in quanta], datasetType.units)
-        if addDatasets is not None:
+        # (the quanta's data IDs are some of ``dataIds``: the same keys)
+        projected = _project_all([q.dataId for q in quanta], datasetType.units, keys)
+        if own:
+            added = repoGraph.addDatasets(datasetType, projected, exact=True)
+        elif addDatasets is not None:
             added = addDatasets(datasetType, projected)
         else:
             added = [repoGraph.addDataset(datasetType, d) for d in projected]
@@ -295,12 +336,37 @@ def _project(dataId: DataId, units: Sequence[str]) -> DataId:
     return dataId.subset(units)
 
 
-def _project_all(dataIds: Iterable[DataId], units: Sequence[str]) -> list[DataId]:
+def _project_all(
+    dataIds: Iterable[DataId], units: Sequence[str], keys: frozenset[str] | None = None
+) -> list[DataId]:
     """`_project` of every data ID, in order (the set of ``units`` is built once, not per data ID).
 
-    At 10^6 quanta, building ``set(units)`` and calling `_project` per data ID and
-    dataset type was about a second of preflight.
+    Every data ID of the result has exactly ``units`` (a data ID lacking one raises
+    `KeyError`). ``keys``: the keys every given data ID has, when the caller knows them
+    (`_common_keys`); if they are ``units``, the data IDs are their own projections and
+    are not looked at one by one (a million quanta per task at 10^6).
     """
     wanted = frozenset(units)
+    if keys is not None and keys == wanted:
+        return list(dataIds)
     subset = DataId.subset
     return [d if d._values.keys() == wanted else subset(d, units) for d in dataIds]
+
+
+#: a data ID's ``{unit: value}`` dictionary (C-level, for passes over a million data IDs)
+_values_of = attrgetter("_values")
+
+
+def _common_keys(dataIds: Sequence[DataId]) -> frozenset[str] | None:
+    """The keys of ``dataIds`` if they all have the same keys, else `None` (C-level passes only).
+
+    All have the same keys exactly when they all have as many keys as the first and the
+    union of their keys is no larger: cheaper than comparing each data ID's keys.
+    """
+    if not dataIds:
+        return None
+    values = list(map(_values_of, dataIds))
+    first = frozenset(values[0])
+    if set(map(len, values)) != {len(first)} or len(set[str]().union(*values)) != len(first):
+        return None
+    return first

@@ -228,6 +228,8 @@ class RecordDecoder:
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"malformed interning tables: {err}") from None
         self._cache: dict[tuple[Any, ...], Dataset] = {}
+        #: the number of keys of each keyset (`decode_plain`)
+        self._widths = list(map(len, self._keysets))
 
     def _dataset(self, type_index: int, keyset: int, values: tuple[Any, ...], id: Any, run: int) -> Dataset:
         key = (type_index, keyset, values)
@@ -271,7 +273,24 @@ class RecordDecoder:
         return result
 
     def _plain(self, entries: tuple[Any, ...]) -> list[PlainDataset]:
-        """The datasets of ``entries`` as `PlainDataset` tuples, in the order `_datasets` lists them."""
+        """The datasets of ``entries`` as `PlainDataset` tuples, in the order `_datasets` lists them.
+
+        One entry of one dataset (most entries: a calibrate quantum's raw, its calexp) is
+        taken first, without the loop's set-up.
+        """
+        if len(entries) == 1:
+            ((type_index, keyset, flat, ids, runs),) = entries
+            self._types[type_index]  # noqa: B018 - refuses a type index outside the tables
+            if (
+                keyset >= 0
+                and len(flat) == self._widths[keyset] != 0
+                and (ids is None or len(ids) == 1)
+                and (runs is None or len(runs) == 1)
+            ):
+                run = _MIXED if runs is None else runs[0]
+                if run >= len(self._runs):
+                    raise ValueError(f"unknown run index {run}")
+                return [(type_index, keyset, flat, None if ids is None else ids[0], run)]
         keysets, types, n_runs = self._keysets, self._types, len(self._runs)
         result: list[PlainDataset] = []
         for entry in entries:
@@ -339,7 +358,7 @@ class RecordDecoder:
         """
         try:
             label, keyset, values, inputs, outputs = record
-            if len(self._keysets[keyset]) != len(values):
+            if self._widths[keyset] != len(values):
                 raise ValueError(f"{len(values)} data-ID values for keys {self._keysets[keyset]}")
             self._labels[label]  # noqa: B018 - refuses a label index outside the tables
             return label, keyset, values, self._plain(inputs), self._plain(outputs)

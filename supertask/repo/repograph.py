@@ -15,7 +15,8 @@ loads datasets outside the selection on demand.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from operator import itemgetter
+from itertools import repeat
+from operator import is_, itemgetter
 from typing import TYPE_CHECKING, Any, cast, overload
 
 from .dataid import DataId
@@ -351,6 +352,37 @@ class RepoGraph:
             cached = self._projections[keys] = DataId._many_from_sorted(keys, values)
         return values, cached
 
+    def _prepareProjections(self, unitSets: Iterable[Iterable[str]]) -> None:
+        """Make the projections onto several unit sets with one pass over the rows instead of one each.
+
+        The rows are projected once onto the union of the sets' keys; when that has far
+        fewer distinct tuples than there are rows (a campaign's warps and coadds: about
+        one per thirty rows), each set's projection is made from those tuples: the same
+        distinct tuples as from the rows (the projection of a projection), in the same
+        sorted order. Otherwise nothing is kept and `dataIds` projects the rows as before
+        (one pass more, no data ID made). Sets already cached, or answered by the rows
+        themselves or a smaller cached projection, are left out.
+        """
+        if isinstance(self.rows, _ReleasedRows) or not self._rowValues:
+            return
+        todo = []
+        for units in unitSets:
+            keys = self.universe.expand(units)
+            if keys not in self._projections and keys != self._rowKeys and keys not in todo:
+                if self._coveringProjection(keys) is None:
+                    todo.append(keys)
+        if len(todo) < 2:
+            return
+        union = tuple(sorted(set().union(*todo)))
+        if union == self._rowKeys:
+            return
+        distinct = list(dict.fromkeys(map(_projector(self._rowKeys, union), self._rowValues)))
+        if 4 * len(distinct) > len(self._rowValues):
+            return
+        for keys in todo:
+            values = sort_value_tuples(keys, dict.fromkeys(map(_projector(union, keys), distinct)))
+            self._projections[keys] = DataId._many_from_sorted(keys, values)
+
     def _coveringProjection(self, keys: tuple[str, ...]) -> list[DataId] | None:
         """The smallest cached projection over a superset of ``keys``, if it is much smaller than the rows.
 
@@ -426,7 +458,7 @@ class RepoGraph:
         for d in dataIds:
             byKeys.setdefault(tuple(d.keys()), []).append(d)
         for fromKeys, group in byKeys.items():
-            restrict = {k: {d[k] for d in group} for k in fromKeys}
+            restrict = self._usefulRestrictions({k: {d[k] for d in group} for k in fromKeys})
             keys, rows = self.registry.queryDataIdValues(
                 set(fromKeys) | set(toUnits), restrict=restrict, ordered=False
             )  # each data ID's related tuples are sorted below
@@ -457,6 +489,27 @@ class RepoGraph:
                 ids.append(to)
             result[d] = ids
         return result
+
+    def _usefulRestrictions(self, restrict: dict[str, set[Any]]) -> dict[str, set[Any]]:
+        """The restrictions of a related look-up that leave something out.
+
+        A key whose values are every value the registry has for its unit restricts
+        nothing; sending it only makes the database test an IN list per row (about a
+        sixth of the look-up of a whole campaign's warps, two thirds of its coadds'). It
+        is dropped after one small look-up of at most one more value than it holds. The
+        answer stays the same whatever is dropped: the rows are grouped by the exact data
+        IDs asked about, so rows outside them are never used.
+        """
+        useful = {}
+        for key, values in restrict.items():
+            try:
+                known = self.registry.unitKeyValues(key, len(values) + 1)
+            except KeyError:  # (not a unit with a table of its own: keep the restriction)
+                useful[key] = values
+                continue
+            if len(known) > len(values) or not values.issuperset(known):
+                useful[key] = values
+        return useful
 
     def _internTable(self, keys: tuple[str, ...]) -> dict[tuple[Any, ...], DataId]:
         """``{values: DataId}`` over ``keys``: the graph's data IDs, shared by its look-ups."""
@@ -527,12 +580,19 @@ class RepoGraph:
         found = self.findDatasetList(typeName, dataIds)
         return {d: f for d, f in zip(dataIds, found, strict=True) if f is not None}
 
-    def findDatasetList(self, typeName: str, dataIds: Sequence[DataId]) -> list[Dataset | None]:
+    def findDatasetList(
+        self, typeName: str, dataIds: Sequence[DataId], *, exact: bool = False
+    ) -> list[Dataset | None]:
         """`findDatasets` as a list aligned with ``dataIds``: the dataset of each, or `None`.
 
         For a look-up per quantum (the default ``defineQuanta`` asks for one input of
         each of a million quanta): no set of the data IDs and no dictionary keyed by
         them is built, and repeated data IDs are simply looked up again.
+
+        ``exact``: the caller guarantees that every data ID has exactly the type's units
+        (as `define_quanta_by_units`' projections do). If those are the type's expanded
+        keys, each data ID is then looked up as it is, in one C-level pass, instead of
+        having its keys compared first.
         """
         dt = self.datasetTypes.get(typeName)
         if dt is None:
@@ -543,10 +603,14 @@ class RepoGraph:
         get = index.get
         keySet = frozenset(keys)
         # A data ID with exactly the type's keys is its own key (no copy to hash).
-        out: list[Dataset | None] = [
-            get(d) if d._values.keys() == keySet else get(d.subset(keys)) for d in dataIds
-        ]
-        missing = [i for i, found in enumerate(out) if found is None]
+        out: list[Dataset | None]
+        if exact and keySet == frozenset(dt.units):
+            out = list(map(get, dataIds))
+        else:
+            out = [get(d) if d._values.keys() == keySet else get(d.subset(keys)) for d in dataIds]
+        # (one C-level pass first: nearly always every data ID has its dataset)
+        hasNone = any(map(is_, out, repeat(None)))
+        missing = [i for i, found in enumerate(out) if found is None] if hasNone else []
         if missing and self.collections:
             convert = self.universe.dataIdConverter(dt.units)
             byValues: dict[tuple[Any, ...], DataId] = {}
@@ -584,7 +648,9 @@ class RepoGraph:
         self._attach(dataset)
         return dataset
 
-    def addDatasets(self, datasetType: DatasetType, dataIds: Iterable[Mapping[str, Any]]) -> list[Dataset]:
+    def addDatasets(
+        self, datasetType: DatasetType, dataIds: Iterable[Mapping[str, Any]], *, exact: bool = False
+    ) -> list[Dataset]:
         """Add many datasets of one type that a pipeline will produce; one handle per data ID, in order.
 
         The bulk form of `addDataset` (one call per output type of a task instead of one
@@ -592,6 +658,9 @@ class RepoGraph:
         exactly the type's expanded keys is used as it is (the builder's data IDs come
         from the registry, so checking and copying each again would only cost time).
         Anything else goes through `Universe.checkDataId` as in `addDataset`.
+        ``exact``: the caller guarantees that every item is a `DataId` with exactly the
+        type's units (as `define_quanta_by_units`' projections are); if those are the
+        type's expanded keys, the data IDs are then not checked one by one.
 
         Returns
         -------
@@ -607,7 +676,8 @@ class RepoGraph:
         out: list[Dataset] = []
         new: list[Dataset] = []
         dataIds = list(dataIds)
-        if not index and all(type(d) is DataId and d._values.keys() == keySet for d in dataIds):
+        exact = exact and keySet == frozenset(datasetType.units)
+        if not index and (exact or all(type(d) is DataId and d._values.keys() == keySet for d in dataIds)):
             # A type's first outputs (each task's, in preflight): one dataset per data ID
             # made in bulk and indexed in one update; only repeated data IDs need the
             # general loop below, which then starts again from an empty index.
