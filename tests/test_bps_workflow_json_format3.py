@@ -310,3 +310,87 @@ def test_a_job_name_is_written_bare_only_when_json_would_write_it_as_itself(name
     from bps import workflow_io
 
     assert workflow_io._plain(name) == (json.dumps(name) == f'"{name}"')
+
+
+def _one_in_one_out(reads) -> list:
+    """Quanta of label ``isr``, one per entry of ``reads``: each reads the raw of that visit
+    (``("raw", visit)``) or the calexp an earlier one wrote (``("calexp", visit)``) and writes
+    the calexp of its own position."""
+    from test_bps_workflow_builder import CALEXP, RAW, add_quantum, ds
+
+    quanta: list = []
+    for i, (kind, visit) in enumerate(reads):
+        did = dict(instrument="Cam", visit=visit, detector=1)
+        source = (
+            ds(RAW, "raw/run", **did)
+            if kind == "raw"
+            else ds(CALEXP, instrument="Cam", visit=visit, detector=1)
+        )
+        add_quantum(
+            quanta,
+            "isr",
+            dict(instrument="Cam", visit=100 + i, detector=1),
+            [source],
+            [ds(CALEXP, instrument="Cam", visit=100 + i, detector=1)],
+        )
+    return quanta
+
+
+@pytest.mark.parametrize(
+    ("reads", "chunk", "taken"),
+    [
+        ([("raw", 1), ("raw", 2), ("raw", 3), ("raw", 4)], 2, [True, True]),  # consecutive, all new: in C
+        (
+            [("raw", 1), ("raw", 1), ("raw", 2), ("raw", 2)],
+            2,
+            [False, False],
+        ),  # an input read twice in a chunk
+        (
+            [("raw", 1), ("raw", 2), ("raw", 1), ("raw", 3)],
+            2,
+            [True, False],
+        ),  # an input numbered by an earlier chunk
+        ([("raw", 1), ("calexp", 100), ("raw", 2), ("raw", 3)], 4, [False]),  # an input an earlier job wrote
+    ],
+)
+def test_chunks_of_one_new_input_and_output_per_job_are_numbered_at_once_and_others_job_by_job(
+    monkeypatch, reads, chunk, taken
+):
+    """Consecutive jobs reading one file and writing one, all files not yet numbered, take the
+    writer's path in C (`_new_pairs`); a repeated or earlier-numbered file sends the chunk job
+    by job. Both write the bytes of the jobs' writer, files numbered in order of first mention."""
+    import io
+
+    from bps import workflow_io
+    from bps.workflow_stream import build_streamed_workflow
+
+    streamed = build_streamed_workflow(_one_in_one_out(reads), _options(), path_of).workflow
+    from_jobs = io.StringIO()
+    workflow_io._write_objects(streamed, from_jobs)
+    took: list[bool] = []
+    new_pairs = workflow_io._new_pairs
+
+    def spy(*args):
+        found = new_pairs(*args)
+        took.append(found is not None)
+        return found
+
+    monkeypatch.setattr(workflow_io, "_CHUNK", chunk)
+    monkeypatch.setattr(workflow_io, "_new_pairs", spy)
+    from_columns = io.StringIO()
+    workflow_io._write_columns(streamed, from_columns)
+    assert from_columns.getvalue() == from_jobs.getvalue()
+    assert took == taken
+
+
+def test_only_consecutive_jobs_of_one_entry_each_are_read_as_one_slice():
+    """`consecutive` takes only consecutive job numbers, which the writers then read as one slice."""
+    from array import array
+
+    from bps.column_runs import consecutive, one_each
+
+    assert consecutive(array("q", [4, 5, 6])) == 4 and consecutive(array("q", [7])) == 7
+    assert consecutive(array("q", [4, 6, 5])) is None
+    assert consecutive(array("q", [4, 4, 6])) is None
+    assert one_each(array("q", [0, 1, 2, 3]), 0, 3) == 0 and one_each(array("q", [5, 5, 6, 7]), 1, 2) == 5
+    assert one_each(array("q", [0, 0, 2, 3]), 0, 3) is None  # none, then two: three in all

@@ -119,6 +119,42 @@ def test_the_documents_of_a_streamed_workflow_are_the_generic_translators_bytes(
     )
 
 
+@pytest.mark.parametrize(
+    ("chunk", "locations", "taken"),
+    [
+        (2, False, [True, True, False, False, False, False]),  # isr pairs, then other labels' jobs
+        (3, False, [True, False, False, False]),  # the second chunk mixes isr and warp
+        (2, True, [False] * 6),  # each isr pair's jobs name different argument files
+    ],
+)
+def test_chunks_of_consecutive_one_in_one_out_jobs_are_encoded_at_once_as_job_by_job(
+    tmp_path, monkeypatch, chunk, locations, taken
+):
+    """A chunk of consecutive jobs of one label and the same extra arguments, each reading one
+    file and writing one (the demo's isr jobs) is encoded at once (`_encode_run`); a chunk
+    mixing labels or extra arguments, or of jobs of several files, goes job by job. Both are
+    the generic translator's bytes."""
+    monkeypatch.setattr(streamed_mod, "JOB_CHUNK", chunk)
+    monkeypatch.setattr(prepare_mod, "LOCATIONS_PER_FILE", 3)
+    streamed = _streamed(tmp_path)
+    if locations:
+        _off_template_inputs(tmp_path, streamed)
+    workflow = streamed.workflow
+    _, generic, _ = _translate(workflow, tmp_path / "pegasus", monkeypatch, fast=False)
+    took: list[bool] = []
+    real = streamed_mod._JobEncoder._encode_run
+
+    def spy(self, jobs):
+        text = real(self, jobs)
+        took.append(text is not None)
+        return text
+
+    monkeypatch.setattr(streamed_mod._JobEncoder, "_encode_run", spy)
+    _, files, fast = _translate(workflow, tmp_path / "pegasus", monkeypatch, fast=True)
+    assert fast and files == generic
+    assert took[-len(taken) :] == taken  # the documents' chunks, after the first jobs' checks
+
+
 _quantum = add_quantum
 
 

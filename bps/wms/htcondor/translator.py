@@ -41,13 +41,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from supertask.atomic_write import atomic_open
-
 from ... import exit_codes
 from ...job_environment import JobEnvironment
 from ...names import safe_names
 from ...slices import job_graph
 from ...staging import manifest_path
+from ...submit_files import submit_file, write_submit_text
 from ...workflow import GenericWorkflow, Job, SiteConfig, WorkflowFile, safe_name
 from ...workflow_stream import StreamedJobs
 from . import memory, templates
@@ -122,15 +121,14 @@ def write_dag(
 
     for defaults in labels.values():
         text = _render_job_submit(workflow, layout, defaults, env, cap)
-        layout.submit_file(defaults.label).write_text(text)
+        write_submit_text(layout.submit_file(defaults.label), text)
     _remove_post_script(layout)
     _write_dagman_config(layout, site)
     if workflow.final is not None:
-        layout.final_submit_file.write_text(_render_final_submit(workflow, layout, env))
+        write_submit_text(layout.final_submit_file, _render_final_submit(workflow, layout, env))
 
     log_dirs: set[str] = set()
-    # not synced: written before anything is submitted, so a crash means preparing again
-    with atomic_open(layout.dag, "w", fsync=False, buffering=1 << 20) as out:
+    with submit_file(layout.dag) as out:  # atomically, not synced: `bps.submit_files`
         out.write(f"# DAG of workflow {workflow.name!r}: {len(workflow.jobs)} jobs, labels {list(labels)}\n")
         out.write("# Written by bps.wms.htcondor.translator; see docs/htcondor.md\n")
         out.write(f"CONFIG {layout.config}\n")
@@ -498,7 +496,7 @@ def _write_dagman_config(layout: DagLayout, site: SiteConfig) -> None:
         },
         site.condor.get("templates_dir"),
     )
-    layout.config.write_text(text)
+    write_submit_text(layout.config, text)
 
 
 # -- the .dag file -----------------------------------------------------------------------------

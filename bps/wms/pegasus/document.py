@@ -30,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from supertask.atomic_write import atomic_open
+from ...submit_files import submit_file
 
 #: The format version the documents declare (what ``Pegasus.api`` 5.x writes and 5.1.2 plans).
 PEGASUS_VERSION = "5.0.4"
@@ -60,8 +60,9 @@ def api_document(obj: Any) -> dict[str, Any]:
 
 
 def atomic_write(path: Path, chunks: Iterable[str]) -> None:
-    """Write ``chunks`` to a temporary name and rename it: ``pegasus-plan`` never reads half a file."""
-    with atomic_open(path, "w", buffering=1 << 20) as out:
+    """Write ``chunks`` to a temporary name and rename it: ``pegasus-plan`` never reads half a
+    file. Not synced, as every file of a submit directory (`bps.submit_files`)."""
+    with submit_file(path) as out:
         out.writelines(chunks)
 
 

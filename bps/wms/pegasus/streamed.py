@@ -44,10 +44,11 @@ import re
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
-from itertools import accumulate
+from itertools import accumulate, chain, repeat
 from pathlib import Path
 from typing import Any, cast
 
+from ...column_runs import consecutive, one_each
 from ...workflow import GenericWorkflow, Job
 from ...workflow_stream import JobColumns, StreamedJobs
 from . import catalogs
@@ -365,8 +366,72 @@ class _JobEncoder:
         """The compute jobs' documents in the workflow's order, `JOB_CHUNK` jobs per chunk."""
         return self._encode(self.cols.order)
 
-    def _encode(self, jobs: Iterable[int]) -> Iterator[str]:
-        """The documents of ``jobs``, joined by commas, `JOB_CHUNK` jobs per chunk.
+    def _encode(self, jobs: Sequence[int]) -> Iterator[str]:
+        """The documents of ``jobs``, joined by commas, `JOB_CHUNK` jobs per chunk: each chunk
+        at once where it can (`_encode_run`), else job by job (`_encode_each`)."""
+        jobs = jobs if isinstance(jobs, array) else array("q", jobs)
+        for at in range(0, len(jobs), JOB_CHUNK):
+            chunk = jobs[at : at + JOB_CHUNK]
+            text = self._encode_run(chunk)
+            yield self._encode_each(chunk) if text is None else text
+
+    def _encode_run(self, jobs: array[int]) -> str | None:
+        """`_encode_each` of a run of consecutive jobs of one label and the same extra arguments,
+        each reading one file and writing one (`bps.column_runs`: calibrate's), made by ``map``
+        in C: each job's sorted ``uses`` by ``sorted`` of its four entries, and the chunk's text
+        by one join of its label's pieces around each job's values. None for any other chunk."""
+        c = self.cols
+        first = consecutive(jobs)
+        if first is None:
+            return None
+        k = len(jobs)
+        a, b = one_each(c.in_start, first, k), one_each(c.out_start, first, k)
+        if a is None or b is None or len(set(c.label_of[first : first + k])) != 1:
+            return None
+        extras = set(map(c.extra.get, jobs))
+        if len(extras) != 1:
+            return None
+        p0, p1, p2, p3, p4 = self._pieces_of(c.label_of[first], extras.pop())
+        lfns, names = c.lfns, list(map(c.names.__getitem__, jobs))
+        head, tail = self.use_prefix, self.output_suffix
+        inputs = map(head.__add__, map(lfns.__getitem__, c.in_files[a : a + k]))
+        outputs = map(head.__add__, map(lfns.__getitem__, c.out_files[b : b + k]))
+        manifests = map((head + self.manifest[0]).__add__, names)
+        uses = map(
+            ",".join,
+            map(
+                sorted,
+                zip(
+                    map(str.__add__, inputs, repeat(self.input_suffix)),
+                    map(str.__add__, outputs, repeat(tail)),
+                    repeat(self.graph_use),
+                    map(str.__add__, manifests, repeat(self.manifest[1] + tail)),
+                    strict=False,
+                ),
+            ),
+        )
+        # the pieces of every job in a row, as `_encode_each` makes them: one join for the chunk
+        parts = list(
+            chain.from_iterable(
+                zip(
+                    repeat("," + p0),
+                    map(self.pids.__getitem__, jobs),
+                    repeat(p1),
+                    map(str, jobs),
+                    repeat(p2),
+                    names,
+                    repeat(p3),
+                    uses,
+                    repeat(p4),
+                    strict=False,
+                )
+            )
+        )
+        parts[0] = p0
+        return "".join(parts)
+
+    def _encode_each(self, jobs: Iterable[int]) -> str:
+        """The documents of ``jobs``, joined by commas, one job at a time.
 
         Each is its label's pieces around its own id, number, name and ``uses`` (sorted by
         name: the entries sort as their names); the parts are joined once per chunk.
@@ -381,7 +446,6 @@ class _JobEncoder:
         last: tuple[int, tuple[str, ...] | None] | None = None
         pieces: list[str] = []
         batch: list[str] = []
-        count = 0
         for j in jobs:
             key = (label_of[j], extra.get(j))
             if key != last:  # consecutive jobs share a label and extra arguments, as a rule
@@ -393,7 +457,7 @@ class _JobEncoder:
             uses.append(manifest_head + name + manifest_tail)
             uses.sort()
             batch += (
-                "," if count else "",
+                "," if batch else "",
                 pieces[0],
                 pids[j],
                 pieces[1],
@@ -404,11 +468,7 @@ class _JobEncoder:
                 ",".join(uses),
                 pieces[4],
             )
-            count += 1
-            if count >= JOB_CHUNK:
-                yield "".join(batch)
-                batch, count = [], 0
-        yield "".join(batch)
+        return "".join(batch)
 
 
 def _dependency_chunks(cols: JobColumns, pids: Sequence[str]) -> Iterator[str]:

@@ -75,9 +75,9 @@ from Pegasus.api import (
 from Pegasus.api import Job as PegasusJob
 from Pegasus.api import Workflow as PegasusWorkflow
 
-from supertask.atomic_write import atomic_write_text
 from supertask.gc_pause import gc_paused
 
+from ...submit_files import write_submit_text
 from ...workflow import GenericWorkflow, Job
 from ..base import WmsError
 from ..htcondor import memory  # expression strings only: no HTCondor bindings imported
@@ -670,12 +670,12 @@ def _write_plan(plan: PegasusPlan, pegasus_dir: Path, run_name: str) -> Path:
     plan.replica_catalog.write(pegasus_dir / catalogs.REPLICAS_FILE)
     _write_api(plan.transformation_catalog, pegasus_dir / catalogs.TRANSFORMATIONS_FILE)
     _write_api(plan.site_catalog, pegasus_dir / catalogs.SITES_FILE)
-    atomic_write_text(pegasus_dir / catalogs.PROPERTIES_FILE, _properties_text(plan.properties))
+    write_submit_text(pegasus_dir / catalogs.PROPERTIES_FILE, _properties_text(plan.properties))
     # Both written an entry at a time: as one string each they would be ~100 bytes per job.
     atomic_write(pegasus_dir / JOB_MAP_FILE, _job_map_chunks(plan.job_map))
     atomic_write(pegasus_dir / OUTPUT_MAP_FILE, _output_map_lines(plan.output_locations))
     script = pegasus_dir / PLAN_SCRIPT
-    atomic_write_text(script, _plan_script(plan_command(plan, pegasus_dir, submit=True, run_name=run_name)))
+    write_submit_text(script, _plan_script(plan_command(plan, pegasus_dir, submit=True, run_name=run_name)))
     script.chmod(0o755)
     plan.workflow.write(pegasus_dir / COMPUTE_FILE)
     path = pegasus_dir / WORKFLOW_FILE
