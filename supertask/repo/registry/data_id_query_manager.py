@@ -2,7 +2,8 @@
 
 `QueryBuilder` (``query.py``) writes the SQL; this manager resolves the caller's dataset
 types and collections into constraints, runs the statement (in chunks of ``restrict``
-values, streamed under a row limit) and returns the rows, sorted unless the caller says
+values, streamed under a row limit; a large whole query on SQLite as two halves at once,
+`halved_select`) and returns the rows, sorted unless the caller says
 it re-sorts them; for the planning query (`valuesWithDatasets`) also the datasets the
 rows required, which the statement selects instead of testing that they exist.
 """
