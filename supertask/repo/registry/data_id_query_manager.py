@@ -264,7 +264,7 @@ class DataIdQueryManager:
         tables = {self._db.schema.elements[e].name for e in elements}
         with ExitStack() as own:
             other = own.enter_context(self._db.connect())
-            own.callback(other.invalidate)  # frees its page cache (not kept in the pool)
+            own.callback(other.invalidate)  # not back to the pool: frees its (resized) page cache
             halves = halve(conn, other, stmt, tables, self.splitMinRows)
             if halves is not None:
                 stack.push(own.pop_all())

@@ -41,6 +41,9 @@ SPLIT_MIN_ROWS = 100_000
 overlaps) the planning query took 1.2 s wall instead of 1.57 s, the same CPU; below,
 the gain shrinks to the cost of a second connection and its plan checks (milliseconds)."""
 
+SECOND_CACHE_KIB = 32768
+"""Page cache of the second connection, KiB: half the 64 MiB of every registry connection."""
+
 _SCAN = re.compile(r"SCAN (?:TABLE )?(\w+)")
 
 
@@ -76,7 +79,8 @@ def halve(
         its read transaction (started here) stays the caller's.
     other : `sqlalchemy.Connection`
         A second connection to the same SQLite file, unused so far; the upper half's
-        rows are read from it, so the caller closes it after reading them.
+        rows are read from it, so the caller closes it after reading them (and does not
+        return it to a pool: its page cache is set to ``SECOND_CACHE_KIB``).
     stmt : `sqlalchemy.Select`
         An ordered statement whose rows are distinct without ``DISTINCT``.
     tables : collection of `str`
@@ -118,6 +122,11 @@ def halve(
         try:
             # Starts this connection's read transaction; its counter is that snapshot's.
             box["version"] = other.exec_driver_sql("PRAGMA data_version").scalar_one()
+            # Its page cache, which is also its sorter's memory budget, is half the
+            # caller's: both halves together then hold what the one statement would
+            # (peak RSS at 10^6 quanta 1,490 MB with a full-sized one, 1,473 MB as here
+            # and without the split).
+            other.exec_driver_sql(f"PRAGMA cache_size=-{SECOND_CACHE_KIB}")
             box["result"] = other.execute(upper)
         except BaseException as err:  # noqa: BLE001 - handed to the calling thread
             box["error"] = err
