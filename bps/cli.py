@@ -496,7 +496,11 @@ def _print_report(rep: Any) -> None:
     from .wms.base import STATES
 
     console = Console()
-    table = Table(title=f"{rep.submit_dir} ({rep.wms}, {rep.state})")
+    # The heading is a line of its own, not the table's title: a title is wrapped to the
+    # table's width, which breaks a long submit directory's path (and what scripts grep for)
+    # across lines; a path's brackets are not markup.
+    console.print(f"{rep.submit_dir} ({rep.wms}, {rep.state})", soft_wrap=True, markup=False, highlight=False)
+    table = Table()
     table.add_column("label")
     shown = [
         s

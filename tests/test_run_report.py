@@ -343,3 +343,20 @@ def test_pegasus_report_carries_each_jobs_times_as_the_real_jobstate_log_says(tm
             assert (job.start, job.end) == (by_hand[node]["start"], by_hand[node]["end"]), job.name
             checked += 1
     assert checked == len(report.jobs)
+
+
+def test_report_heading_keeps_a_long_submit_dir_path_on_one_line(capsys, monkeypatch):
+    """The heading names the submit directory whole, however narrow the table under it."""
+    from bps.cli import _print_report
+    from bps.wms.base import RunReport
+    from supertask.states import RunState
+
+    monkeypatch.setenv("COLUMNS", "80")
+    submit_dir = (
+        "/tmp/pytest-of-someone/pytest-1012/popen-gw1/test_a_rather_long_name0/submit/[run]/cancelled"
+    )
+    report = RunReport(submit_dir=submit_dir, wms="parsl", state=RunState.RUNNING)
+    report.add("make", "running", 2)
+    _print_report(report)
+    out = capsys.readouterr().out
+    assert f"{submit_dir} (parsl, running)" in out.splitlines()
