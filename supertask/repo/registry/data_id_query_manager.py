@@ -2,7 +2,8 @@
 
 `QueryBuilder` (``query.py``) writes the SQL; this manager resolves the caller's dataset
 types and collections into constraints, runs the statement (in chunks of ``restrict``
-values, streamed under a row limit) and returns the rows, sorted unless the caller says
+values, streamed under a row limit; a large whole query on SQLite as two halves at once,
+`halved_select`) and returns the rows, sorted unless the caller says
 it re-sorts them; for the planning query (`valuesWithDatasets`) also the datasets the
 rows required, which the statement selects instead of testing that they exist.
 """
@@ -25,6 +26,7 @@ from .database import RegistryDatabase
 from .dataset_type_manager import DatasetTypeManager
 from .errors import RowLimitError
 from .found import FoundDatasets
+from .halved_select import SPLIT_MIN_ROWS, HalvedSelect, halve
 from .query import DatasetConstraint, QueryBuilder, QueryPlan
 from .unit_existence import UnitExistence
 from .where import ParsedWhere, check_query_arguments, parse_where
@@ -52,6 +54,9 @@ class DataIdQueryManager:
         self._datasetTypes = datasetTypes
         self._collections = collections
         self.builder = QueryBuilder(db.schema, db.engine.dialect.name)
+        self.splitMinRows: int | None = SPLIT_MIN_ROWS
+        """Rows of the scanned table from which a whole ordered SQLite query runs as two
+        halves on two connections at once (`halve`); `None`: never."""
 
     def knownElements(self, parsed: ParsedWhere | None) -> list[str]:
         """Units/relations an expression names; unknown names are left to the compiler, whose
@@ -192,9 +197,12 @@ class DataIdQueryManager:
         # then ends in ORDER BY the output keys, and sorting the list again is a linear
         # pass over sorted runs; a set would scramble it and cost a full sort: ~5 s per
         # 10^6 rows). Unordered callers get no ORDER BY. The chunks run one after the
-        # other on one connection: two at a time on two connections cost 5-50 % more CPU
-        # and gained no wall-clock time on a loaded 2-core machine (sqlite3 releases and
-        # retakes the GIL around every row's step, so two threads hand it back and forth).
+        # other on one connection, and rows are read by this thread only: chunks read in
+        # two threads at once cost 5-50 % more CPU and gained no wall-clock time on a
+        # loaded 2-core machine (sqlite3 releases and retakes the GIL around every row's
+        # step, so two threads hand it back and forth). What runs on both cores is the
+        # first step of a large unrestricted statement's two halves (`halve`), where
+        # SQLite joins and sorts every row with the GIL released.
         result: list[tuple[Any, ...]] = []
         shared = ValueSharing(len(outputKeys))  # also the distinct values UnitExistence needs
         with self._db.connect() as conn, ExitStack() as stack:
@@ -210,28 +218,57 @@ class DataIdQueryManager:
             if streamed:
                 conn = conn.execution_options(stream_results=True)
             for extra in restrict_chunks(sets, plan.columns.__getitem__, droppable=set(outputKeys)):
-                rows = conn.execute(
-                    self.builder.select(plan, clause, tested, extra=extra, ordered=ordered, resolved=resolved)
+                stmt = self.builder.select(
+                    plan, clause, tested, extra=extra, ordered=ordered, resolved=resolved
                 )
-                parts: Iterator[list[tuple[Any, ...]]] = (
-                    (list(map(tuple, part)) for part in rows.partitions(65536))
-                    if streamed
-                    else raw_rows(rows, 65536)
+                # A whole ordered query on SQLite may run as two halves on both cores
+                # (`halve`): two sorted runs, in the order of the rows they hold.
+                halves = (
+                    self._halve(conn, stmt, plan.elements, stack)
+                    if ordered and not sets and outputKeys and conn.dialect.name == "sqlite"
+                    else None
                 )
-                for values in parts:
-                    for i, allowed in checks:  # the restrictions not in the SQL
-                        values = [row for row in values if row[i] in allowed]
-                    result.extend(found.take(values, shared) if resolved else shared(values))
-                    if max_rows is not None and len(result) > max_rows:
-                        # Only the rows the left-out unit tables keep count.
-                        result = exists.filter(result)
-                        if len(result) > max_rows:
-                            rows.close()
-                            raise RowLimitError(max_rows)
+                results = [conn.execute(stmt)] if halves is None else [halves.lower, halves.upper]
+                for rows in results:
+                    parts: Iterator[list[tuple[Any, ...]]] = (
+                        (list(map(tuple, part)) for part in rows.partitions(65536))
+                        if streamed
+                        else raw_rows(rows, 65536)
+                    )
+                    for values in parts:
+                        for i, allowed in checks:  # the restrictions not in the SQL
+                            values = [row for row in values if row[i] in allowed]
+                        result.extend(found.take(values, shared) if resolved else shared(values))
+                        if max_rows is not None and len(result) > max_rows:
+                            # Only the rows the left-out unit tables keep count.
+                            result = exists.filter(result)
+                            if len(result) > max_rows:
+                                for unread in results:
+                                    unread.close()
+                                raise RowLimitError(max_rows)
             result = exists.filter(result)  # the rows the joins left out of the SQL drop
         if not outputKeys:  # rows of the existence test: the empty data ID, once, if any matched
             return (), [()] if result else [], {}
         return outputKeys, sort_value_tuples(outputKeys, result) if ordered else result, found.finish()
+
+    def _halve(
+        self, conn: sa.Connection, stmt: sa.Select[Any], elements: Sequence[str], stack: ExitStack
+    ) -> HalvedSelect | None:
+        """``stmt`` executed as two halves at once (`halve`) when it is large enough, else `None`.
+
+        The second connection is closed with ``stack`` (after its rows are read), or at
+        once when the statement is not split.
+        """
+        if self.splitMinRows is None:
+            return None
+        tables = {self._db.schema.elements[e].name for e in elements}
+        with ExitStack() as own:
+            other = own.enter_context(self._db.connect())
+            own.callback(other.invalidate)  # not back to the pool: frees its (resized) page cache
+            halves = halve(conn, other, stmt, tables, self.splitMinRows)
+            if halves is not None:
+                stack.push(own.pop_all())
+        return halves
 
     def count(
         self,
