@@ -466,7 +466,9 @@ class Registry:
         row's dataset instead of testing that one exists, so preflight makes no second
         pass over every dataset of its input types. Only dataset types whose keys are
         all among ``units`` are found so; others are absent from ``found`` (and still
-        required), and the caller looks them up with `findDatasetValues`.
+        required), and the caller looks them up with `findDatasetValues`. On PostgreSQL,
+        which runs such a subquery once per row, every type is tested by ``EXISTS`` and
+        ``found`` is empty.
         """
         return self._managers.queries.valuesWithDatasets(
             units, where, bind, datasets=datasets, collections=collections, max_rows=max_rows
