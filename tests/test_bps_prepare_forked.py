@@ -216,10 +216,7 @@ def test_a_workflow_json_that_cannot_be_written_is_one_line_and_leaves_nothing_h
 ):
     toy = _toy(tmp_path, monkeypatch, "htcondor", "htcondor_shared")
     config = toy.submit_yaml("full")
-    if sequential:
-        monkeypatch.setenv(SEQUENTIAL_ENV, "1")
-    else:
-        monkeypatch.delenv(SEQUENTIAL_ENV, raising=False)
+    _choose_path(monkeypatch, sequential)
     forks = _forks(monkeypatch)
     real = prepare_mod.save_workflow
 
@@ -256,6 +253,14 @@ def test_the_parents_failure_in_the_sequential_path_discards_what_the_child_wrot
     assert not written.exists()
 
 
+def _choose_path(monkeypatch, sequential: bool) -> None:
+    """Make `bps.prepare` write workflow.json in one process (``sequential``) or in a forked child."""
+    if sequential:
+        monkeypatch.setenv(SEQUENTIAL_ENV, "1")
+    else:
+        monkeypatch.delenv(SEQUENTIAL_ENV, raising=False)
+
+
 def _run_record(submit_dir: Path) -> str | None:
     path = submit_dir / "run_record.json"
     return path.read_text() if path.exists() else None
@@ -287,10 +292,7 @@ def _fail_after_the_engines_files(monkeypatch, tmp_path, sequential: bool) -> No
 def test_a_failed_workflow_json_leaves_no_run_record_saying_prepared(tmp_path, monkeypatch, sequential):
     toy = _toy(tmp_path, monkeypatch, "htcondor", "htcondor_shared")
     config = toy.submit_yaml("record")
-    if sequential:
-        monkeypatch.setenv(SEQUENTIAL_ENV, "1")
-    else:
-        monkeypatch.delenv(SEQUENTIAL_ENV, raising=False)
+    _choose_path(monkeypatch, sequential)
     _fail_after_the_engines_files(monkeypatch, tmp_path, sequential)
     result = CliRunner().invoke(bps_main, ["prepare", str(config)])
     submit_dir = submit_dir_of(config)
@@ -334,10 +336,7 @@ def test_an_input_file_that_cannot_be_written_is_one_line_and_leaves_nothing_pre
 ):
     toy = _toy(tmp_path, monkeypatch, "htcondor", "htcondor_shared")
     config = toy.submit_yaml("inputs")
-    if sequential:
-        monkeypatch.setenv(SEQUENTIAL_ENV, "1")
-    else:
-        monkeypatch.delenv(SEQUENTIAL_ENV, raising=False)
+    _choose_path(monkeypatch, sequential)
     real = prepare_mod.atomic_write.atomic_write_text
 
     def disk_full(path, text, **kwargs):
