@@ -110,7 +110,7 @@ def halve(
         lower, upper = stmt.where(rowid <= middle), stmt.where(rowid > middle)
         for half, op in ((lower, "<"), (upper, ">")):
             wanted = f"SEARCH {table} USING INTEGER PRIMARY KEY (rowid{op}?)"
-            if _outerLoop(raw, half, conn.dialect) != wanted:
+            if _outerLoop(raw, *_compiled(half, conn.dialect)) != wanted:
                 return None
     except sqlite3.OperationalError:  # a table without rowid, or not joined under its own name
         return None
@@ -158,9 +158,8 @@ def _compiled(stmt: sa.Select[Any], dialect: sa.Dialect) -> tuple[str, tuple[Any
     return str(compiled), tuple(params[name] for name in compiled.positiontup or ())
 
 
-def _outerLoop(raw: sqlite3.Connection, stmt: sa.Select[Any], dialect: sa.Dialect) -> str | None:
-    """The detail of the plan's outer loop (its first top-level ``SCAN`` or ``SEARCH``)."""
-    sql, params = _compiled(stmt, dialect)
+def _outerLoop(raw: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> str | None:
+    """The detail of the plan's outer loop (its first top-level ``SCAN`` or ``SEARCH``) of compiled ``sql``."""
     for _, parent, _, detail in raw.execute("EXPLAIN QUERY PLAN " + sql, params):
         if parent == 0 and detail.startswith(("SCAN ", "SEARCH ")):
             return str(detail)
@@ -172,9 +171,10 @@ def _scannedTable(raw: sqlite3.Connection, stmt: sa.Select[Any], dialect: sa.Dia
 
     `None` also for a ``DISTINCT`` statement, whose halves could both hold a row.
     """
-    if _compiled(stmt, dialect)[0].startswith("SELECT DISTINCT"):
+    sql, params = _compiled(stmt, dialect)
+    if sql.startswith("SELECT DISTINCT"):
         return None
-    loop = _outerLoop(raw, stmt, dialect)
+    loop = _outerLoop(raw, sql, params)
     match = _SCAN.fullmatch(loop or "")
     return match.group(1) if match else None
 
