@@ -241,6 +241,7 @@ class QuantumGraphBuilder:
         pipelineYaml: str | None = None,
         metadata: dict[str, Any] | None = None,
         release_repo_graph: bool = False,
+        _new_repo_graph: bool = False,
     ) -> QuantumGraph:
         """Call each task's ``defineQuanta`` in order and link the result into a `QuantumGraph`.
 
@@ -261,6 +262,11 @@ class QuantumGraphBuilder:
             when nothing reads them any more, i.e. every task uses the default
             ``defineQuanta`` over a plain `RepoGraph` and inputs are expanded.
             `build_quantum_graph` does: its RepoGraph is its own.
+        _new_repo_graph : `bool`
+            (internal) With ``release_repo_graph``: no graph has linked any dataset of
+            ``repoGraph`` yet (it was made for this call, as in `build_quantum_graph`),
+            so the `QuantumGraph` links them without telling its own from earlier
+            graphs' (`QuantumGraph._from_shared`'s ``unlinked``).
         """
         from .quantum_graph import QuantumGraph
 
@@ -357,12 +363,17 @@ class QuantumGraphBuilder:
         if not shared:
             _relink_inputs(quanta, produced)
         del produced
-        graph = (QuantumGraph._from_shared if shared else QuantumGraph)(
-            quanta,
-            pipelineYaml=pipelineYaml if pipelineYaml is not None else self.pipeline.toYaml(),
-            configs={label: config.saveToString() for label, config in self.configs.items()},
-            metadata=_with_schemas(metadata or {}, self.schemaRecord()),
-        )
+        described: dict[str, Any] = {
+            "pipelineYaml": pipelineYaml if pipelineYaml is not None else self.pipeline.toYaml(),
+            "configs": {label: config.saveToString() for label, config in self.configs.items()},
+            "metadata": _with_schemas(metadata or {}, self.schemaRecord()),
+        }
+        if shared:
+            # The existing outputs of skip-existing are found for this call too: with a new
+            # RepoGraph, no dataset of the quanta has been linked by a graph before.
+            graph = QuantumGraph._from_shared(quanta, unlinked=release and _new_repo_graph, **described)
+        else:
+            graph = QuantumGraph(quanta, **described)
         report.timings["QuantumGraph"] = time.perf_counter() - tick
         return graph
 
@@ -594,7 +605,12 @@ def _build_quantum_graph(
         "repo": str(getattr(butler, "root", "")),
     }
     graph = builder.makeGraph(
-        repoGraph, existing_outputs=existing, report=report, metadata=metadata, release_repo_graph=True
+        repoGraph,
+        existing_outputs=existing,
+        report=report,
+        metadata=metadata,
+        release_repo_graph=True,
+        _new_repo_graph=True,
     )
     if builder.schemas:  # a RUN never mixes schemas (whatever else is in the way)
         check_schemas(butler, output_run, builder.schemas)
