@@ -267,3 +267,46 @@ def test_project_all_with_known_keys_keeps_the_data_ids_and_still_projects_onto_
     assert _project_all(ids, ("instrument", "visit"), keys) == [DataId(instrument="Cam", visit=1)] * 2
     with pytest.raises(KeyError, match="no value for unit 'tract'"):
         _project_all(ids, ("tract",), keys)
+
+
+VISIT_FLAG = DatasetType("visitFlag", ("instrument", "visit"), "Table")
+CHECKED = DatasetType("checked", ("instrument", "visit", "detector"), "Table")
+
+
+@pytest.mark.parametrize("order", [("raw", "calexp"), ("calexp", "raw")])
+def test_a_quantum_missing_several_inputs_is_pruned_naming_the_first_in_input_order(order):
+    types = {"raw": RAW, "calexp": CALEXP}
+    check = FakeTask(
+        "check",
+        ("instrument", "visit", "detector"),
+        {name: types[name] for name in order},
+        {"checked": CHECKED, "visitFlag": VISIT_FLAG},
+    )
+    pipeline = make_pipeline(with_summary=False, with_warp=False)
+    pipeline.tasks.append(check)
+    repo = FakeRepoGraph(where=lambda row: True, raws=(1, 2, 3))
+    quanta = define_all(QuantumGraphBuilder(pipeline), repo)
+    assert detectors(quanta["check"]) == [1, 2, 3]
+    for q in quanta["check"]:
+        assert list(q.inputs) == list(order)
+        assert [d.dataId for d in q.inputs["calexp"]] == [q.dataId]
+        assert (
+            q.inputs["calexp"][0]
+            is next(c for c in quanta["calibrate"] if c.dataId == q.dataId).outputs["calexp"][0]
+        )
+        assert list(q.outputs) == ["checked", "visitFlag"]
+        assert [d.dataId for d in q.outputs["checked"]] == [q.dataId]
+        assert [d.dataId for d in q.outputs["visitFlag"]] == [DataId(instrument="Cam", visit=1)]
+    record = quanta["_prunes"]["check"]
+    assert record.count == 1
+    assert f"no {order[0]!r} exists" in record.examples[0] and "detector: 4" in record.examples[0]
+
+
+def test_a_task_without_inputs_gets_one_quantum_per_data_id_with_its_outputs():
+    make = FakeTask("make", ("instrument", "visit", "detector"), {}, {"checked": CHECKED})
+    repo = FakeRepoGraph(where=lambda row: True)
+    quanta = define_all(QuantumGraphBuilder(FakePipeline([make])), repo)
+    assert detectors(quanta["make"]) == [1, 2, 3, 4]
+    for q in quanta["make"]:
+        assert q.inputs == {} and [d.dataId for d in q.outputs["checked"]] == [q.dataId]
+    assert not quanta["_prunes"]

@@ -424,6 +424,20 @@ def test_quanta_made_in_bulk_match_the_constructor_and_skip_data_ids_without_inp
     assert made[0].outputs is not made[1].outputs  # each quantum's own dict
 
 
+def test_quanta_made_in_bulk_with_outputs_take_each_quantums_outputs_and_skip_those_without_inputs():
+    ids = [DataId(instrument="Cam", visit=1, detector=d) for d in (0, 1, 2)]
+    inputs = [{"raw": [calexp(1, 0)]}, None, {"raw": [calexp(1, 2)]}]
+    outputs = [{"calexp": [calexp(1, d)]} for d in (0, 1, 2)]
+    made = Quantum._many("calibrate", ids, inputs, outputs=outputs)
+    expected = [Quantum("calibrate", ids[i], inputs[i], outputs[i]) for i in (0, 2)]
+    assert [(q.taskLabel, q.dataId, q.inputs, q.outputs, q.id, q.task) for q in made] == [
+        (q.taskLabel, q.dataId, q.inputs, q.outputs, q.id, q.task) for q in expected
+    ]
+    assert made[1].outputs is outputs[2]  # taken as given
+    with pytest.raises(ValueError):
+        Quantum._many("calibrate", ids, inputs, outputs=outputs[:2])
+
+
 def test_datasets_made_in_bulk_match_the_constructor():
     ids = [DataId(instrument="Cam", visit=1, detector=d) for d in (0, 1)]
     made = Dataset._many(CALEXP, ids, [(7, "run/a"), (8, "run/b")])

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from operator import attrgetter
+from itertools import repeat
+from operator import attrgetter, is_
 from typing import TYPE_CHECKING, Any
 
 from ..quantum import Quantum
@@ -240,10 +241,13 @@ def define_quanta_by_units(task: SuperTask, repoGraph: Any) -> list[Quantum]:
         keys = _common_keys(dataIds)
 
     # Resolve every input type for all quanta at once: one bulk look-up per type, kept
-    # as lists aligned with ``dataIds`` (no dictionary keyed by a million data IDs).
-    resolved: dict[str, list[list[Dataset]]] = {}
+    # as lists aligned with ``dataIds`` (no dictionary keyed by a million data IDs): a
+    # gathered type's list of datasets per quantum, or the one dataset (or `None`) of
+    # each quantum for a type that is not gathered.
+    gathered: dict[str, list[list[Dataset]]] = {}
+    single: dict[str, list[Dataset | None]] = {}
     for datasetType in inputs.values():
-        if datasetType.name in resolved:
+        if datasetType.name in gathered or datasetType.name in single:
             continue
         if _is_gathering(datasetType, quantumUnits):
             related = (
@@ -265,64 +269,97 @@ def define_quanta_by_units(task: SuperTask, repoGraph: Any) -> list[Quantum]:
                 )
                 get = found.get
             # (A Dataset is never false: filter(None, ...) drops exactly the data IDs without one.)
-            resolved[datasetType.name] = [list(filter(None, map(get, related.get(q, ())))) for q in dataIds]
+            gathered[datasetType.name] = [list(filter(None, map(get, related.get(q, ())))) for q in dataIds]
             continue
         projected = _project_all(dataIds, datasetType.units, keys)
-        hits: list[Dataset | None]
         if planned is not None:
             # (every projected data ID has exactly the type's units: `_project_all`)
-            hits = planned._existingOrPlannedList(datasetType, projected, exact=True)
+            single[datasetType.name] = planned._existingOrPlannedList(datasetType, projected, exact=True)
         else:
             byId = repoGraph.findDatasets(datasetType.name, set(projected))
-            hits = [byId.get(d) for d in projected]
-        resolved[datasetType.name] = [[ds] if ds is not None else [] for ds in hits]
+            single[datasetType.name] = [byId.get(d) for d in projected]
 
-    quanta: list[Quantum] = []
-    columns = [(datasetType.name, resolved[datasetType.name]) for datasetType in inputs.values()]
+    # Each quantum's inputs, or `None` for a quantum that is pruned (an input is missing).
     label = task.label
-    if len(columns) == 1:
-        # One input type (calibrate's raw): the same quanta as the general loop below,
-        # without its inner loop and index per quantum (a million quanta at 10^6).
-        ((name, column),) = columns
-        if planned is not None and not all(column):
-            for dataId, datasets in zip(dataIds, column, strict=True):
-                if not datasets:
-                    planned.prune(label, f"{dataId!r}: no {name!r} exists or will be produced")
-        quanta = Quantum._many(
-            label, dataIds, [{name: datasets} if datasets else None for datasets in column], task
-        )
+    names = list(dict.fromkeys(datasetType.name for datasetType in inputs.values()))
+    quantumInputs: list[dict[str, list[Dataset]] | None]
+    if len(names) == 1:
+        # One input type (calibrate's raw, makeWarp's calexps): each quantum's dict made
+        # in one comprehension, without a loop over the types and an index per quantum.
+        (name,) = names
+        if name in single:
+            quantumInputs = [{name: [ds]} if ds is not None else None for ds in single[name]]
+        else:
+            quantumInputs = [{name: datasets} if datasets else None for datasets in gathered[name]]
+        columns: list[tuple[str, list[list[Dataset]]]] = []
     else:
-        for i, dataId in enumerate(dataIds):
-            quantumInputs = {}
-            missing = None
+        quantumInputs = []
+        append = quantumInputs.append
+        columns = [
+            (
+                name,
+                gathered[name]
+                if name in gathered
+                else [[ds] if ds is not None else [] for ds in single[name]],
+            )
+            for name in names
+        ]
+        for i in range(len(dataIds)):
+            these: dict[str, list[Dataset]] = {}
             for name, column in columns:
                 datasets = column[i]
                 if not datasets:
-                    missing = name
                     break
-                quantumInputs[name] = datasets
-            if missing is not None:
-                if planned is not None:
-                    planned.prune(label, f"{dataId!r}: no {missing!r} exists or will be produced")
+                these[name] = datasets
+            else:
+                append(these)
                 continue
-            quanta.append(Quantum(label, dataId, quantumInputs, task=task))
+            append(None)
+    if any(map(is_, quantumInputs, repeat(None))):
+        if planned is not None:
+            for i, (dataId, kept) in enumerate(zip(dataIds, quantumInputs, strict=True)):
+                if kept is None:
+                    # (the first input type in input order that the quantum has none of)
+                    first = next((n for n, column in columns if not column[i]), names[0])
+                    planned.prune(label, f"{dataId!r}: no {first!r} exists or will be produced")
+        dataIds = [d for d, kept in zip(dataIds, quantumInputs, strict=True) if kept is not None]
+        quantumInputs = [kept for kept in quantumInputs if kept is not None]
+
     # Outputs are added in bulk, one call per output type (same datasets, same order per
-    # type as one addDataset per quantum; a graph without addDatasets gets those calls).
+    # type as one addDataset per quantum; a graph without addDatasets gets those calls),
+    # before the quanta are made, so that each quantum is made with its outputs.
     addDatasets = getattr(repoGraph, "addDatasets", None)
     # (``exact`` is RepoGraph's: a graph of one's own, or a subclass's override, may not take it)
     own = type(planned.repoGraph if planned is not None else repoGraph) is RepoGraph
+    outputColumns: list[tuple[str, list[Dataset]]] = []
     for datasetType in outputs.values():
-        # (the quanta's data IDs are some of ``dataIds``: the same keys)
-        projected = _project_all([q.dataId for q in quanta], datasetType.units, keys)
+        # (the kept data IDs are some of the quantum data IDs: the same keys)
+        projected = _project_all(dataIds, datasetType.units, keys)
         if own:
             added = repoGraph.addDatasets(datasetType, projected, exact=True)
         elif addDatasets is not None:
             added = addDatasets(datasetType, projected)
         else:
             added = [repoGraph.addDataset(datasetType, d) for d in projected]
-        for quantum, dataset in zip(quanta, added, strict=True):
-            quantum.outputs[datasetType.name] = [dataset]
-    return quanta
+        if len(added) != len(dataIds):
+            raise ValueError(
+                f"{type(repoGraph).__name__}.addDatasets returned {len(added)} datasets of "
+                f"{datasetType.name!r} for {len(dataIds)} data IDs; it must return one per data ID, in order"
+            )
+        outputColumns.append((datasetType.name, added))
+    quantumOutputs: list[dict[str, list[Dataset]]] | None
+    if not outputColumns:
+        quantumOutputs = None
+    elif len(outputColumns) == 1:
+        ((name, added),) = outputColumns
+        quantumOutputs = [{name: [ds]} for ds in added]
+    else:
+        outputNames = [name for name, _ in outputColumns]
+        quantumOutputs = [
+            {name: [ds] for name, ds in zip(outputNames, row, strict=True)}
+            for row in zip(*(added for _, added in outputColumns), strict=True)
+        ]
+    return Quantum._many(label, dataIds, quantumInputs, task, outputs=quantumOutputs)
 
 
 def _project(dataId: DataId, units: Sequence[str]) -> DataId:
