@@ -206,7 +206,8 @@ class QuantumGraphBuilder:
             ]
             if not produced_inputs or not planned[task.label]:
                 continue  # (sorting a first task's million data IDs here would be wasted)
-            dataIds = sort_data_ids(planned[task.label])
+            # (sorted; the graph's own projection when nothing was added to the selection)
+            dataIds = view.quantumDataIds(task)
             for datasetType, producer in produced_inputs:
                 # The needed data IDs, repeats included: only a look-up of the producer's
                 # related quanta needs them distinct (a set of a million data IDs at 10^6
