@@ -310,3 +310,26 @@ def test_a_task_without_inputs_gets_one_quantum_per_data_id_with_its_outputs():
     for q in quanta["make"]:
         assert q.inputs == {} and [d.dataId for d in q.outputs["checked"]] == [q.dataId]
     assert not quanta["_prunes"]
+
+
+def test_a_produced_input_indexed_by_the_quanta_data_ids_is_found_without_hashing_them(monkeypatch):
+    from supertask.graph.quanta import PlannedRepoGraph
+
+    ids = [DataId(instrument="Cam", visit=1, detector=d) for d in (1, 2, 3)]
+    produced = {d: Dataset(CALEXP, d) for d in ids}
+    view = PlannedRepoGraph(FakeRepoGraph(where=lambda row: True), {}, {"calexp": produced}, {})
+
+    def refuse(self):
+        raise AssertionError("a data ID was hashed")
+
+    with monkeypatch.context() as m:
+        m.setattr(DataId, "__hash__", refuse)
+        found = view._existingOrPlannedList(CALEXP, ids)
+    assert all(f is produced[d] for f, d in zip(found, ids, strict=True))
+    # any other list of data IDs is looked up one by one, still aligned with it
+    other = [
+        ids[2],
+        DataId(instrument="Cam", visit=1, detector=1),
+        DataId(instrument="Cam", visit=1, detector=4),
+    ]
+    assert view._existingOrPlannedList(CALEXP, other) == [produced[ids[2]], produced[ids[0]], None]

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import attrgetter, is_
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..quantum import Quantum
 from ..repo.dataid import DataId
@@ -188,6 +188,9 @@ class PlannedRepoGraph:
         """
         produced = self._produced.get(datasetType.name)
         if produced is not None:
+            aligned = _aligned_values(produced, dataIds)
+            if aligned is not None:
+                return cast("list[Dataset | None]", aligned)
             get = produced.get
             return [get(d) for d in dataIds]
         findList = getattr(self._repoGraph, "findDatasetList", None)
@@ -206,6 +209,21 @@ class PlannedRepoGraph:
     def prune(self, label: str, message: str) -> None:
         """Record that a quantum of ``label`` was not planned, and why."""
         self._prunes.setdefault(label, PruneRecord(label)).add(message)
+
+
+def _aligned_values(index: dict[DataId, Dataset], dataIds: Sequence[DataId]) -> list[Dataset] | None:
+    """``[index[d] for d in dataIds]`` when the index's keys are the very objects ``dataIds``, in order.
+
+    Then the index's values are the answer as they are, found in one C-level pass that
+    compares pointers: no data ID is hashed (a Python-level ``__hash__`` call and a
+    look-up in a dictionary of a million entries, about 0.3 s per million). This is the
+    common case of preflight, where an input's datasets were indexed by the very data
+    IDs, in the very order, of the quanta that read them (a task's raws, or the outputs
+    of a task with the same quanta). `None` otherwise: the caller looks each one up.
+    """
+    if len(index) != len(dataIds) or not all(map(is_, index, dataIds)):
+        return None
+    return list(index.values())
 
 
 def _is_gathering(datasetType: DatasetType, quantumUnits: Iterable[str]) -> bool:

@@ -600,6 +600,11 @@ class RepoGraph:
             self.datasetTypes[typeName] = dt
         keys = self.universe.expand(dt.units)
         index = self._datasetIndex.setdefault(typeName, {})
+        if len(index) == len(dataIds) and all(map(is_, index, dataIds)):
+            # The index's keys are the very data IDs asked about, in order (a task's raws,
+            # found by the planning query for the graph's data IDs): its values are the
+            # answer, found by comparing pointers, with no data ID hashed (0.3 s per million).
+            return list(index.values())
         get = index.get
         keySet = frozenset(keys)
         # A data ID with exactly the type's keys is its own key (no copy to hash).
