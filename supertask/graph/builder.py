@@ -43,6 +43,7 @@ from .quanta import PlannedRepoGraph, PruneRecord, _common_keys, _project_all
 
 if TYPE_CHECKING:
     from ..pipeline import Pipeline
+    from ..quantum import Quantum
     from .quantum_graph import QuantumGraph
 
 _LOG = logging.getLogger("supertask.graph.builder")
@@ -292,7 +293,7 @@ class QuantumGraphBuilder:
             related_cache=self._relatedCache(repoGraph),
         )
         existing_outputs = existing_outputs or {}
-        quanta = []
+        quanta: list[Quantum] = []
         for task in self.tasks:
             outputs = task.getDatasetClasses()["outputs"]
             for datasetType in outputs.values():
@@ -312,7 +313,10 @@ class QuantumGraphBuilder:
                 # quantum holds its task already, its outputs are in ``produced`` (which
                 # is the graph's index that addDatasets filled) and it has every output
                 # type, so the pass below would change nothing (a million quanta at 10^6).
-                quanta.extend(task_quanta)
+                if quanta:
+                    quanta.extend(task_quanta)
+                else:  # (the default defineQuanta's list is new: no copy of a million quanta)
+                    quanta = task_quanta
                 report.skipped_existing[task.label] = 0
                 continue
             if nothing_exists:

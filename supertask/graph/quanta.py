@@ -399,11 +399,13 @@ def _project_all(
     Every data ID of the result has exactly ``units`` (a data ID lacking one raises
     `KeyError`). ``keys``: the keys every given data ID has, when the caller knows them
     (`_common_keys`); if they are ``units``, the data IDs are their own projections and
-    are not looked at one by one (a million quanta per task at 10^6).
+    are not looked at one by one (a million quanta per task at 10^6), and a given list
+    is returned as it is (no copy of a million references made and dropped): the result
+    may be ``dataIds`` itself, so neither is to be modified.
     """
     wanted = frozenset(units)
     if keys is not None and keys == wanted:
-        return list(dataIds)
+        return dataIds if isinstance(dataIds, list) else list(dataIds)
     subset = DataId.subset
     return [d if d._values.keys() == wanted else subset(d, units) for d in dataIds]
 

@@ -680,7 +680,8 @@ class RepoGraph:
         check = self.universe.checkDataId
         out: list[Dataset] = []
         new: list[Dataset] = []
-        dataIds = list(dataIds)
+        if not isinstance(dataIds, list):  # (a list is only read: no copy of a million references)
+            dataIds = list(dataIds)
         exact = exact and keySet == frozenset(datasetType.units)
         if not index and (exact or all(type(d) is DataId and d._values.keys() == keySet for d in dataIds)):
             # A type's first outputs (each task's, in preflight): one dataset per data ID
