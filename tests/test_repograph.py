@@ -464,13 +464,13 @@ def test_related_look_up_sends_only_restrictions_that_leave_something_out(butler
     patches = graph.dataIds(["patch"])  # the repository's only skymap and tract, some of its patches
     expected = {p: graph.relatedDataIds([p], ["visit", "detector"])[p] for p in patches}
     sent = []
-    query = graph.registry.queryDataIdValues
+    query = graph.registry.queryRelatedDataIdValues
 
     def spy(*args, **kwargs):
         sent.append(set(kwargs["restrict"]))
         return query(*args, **kwargs)
 
-    monkeypatch.setattr(graph.registry, "queryDataIdValues", spy)
+    monkeypatch.setattr(graph.registry, "queryRelatedDataIdValues", spy)
     assert graph.relatedDataIds(patches, ["visit", "detector"]) == expected
     assert sent == [{"patch"}]
     assert graph._usefulRestrictions({"visit": {2, 3}, "skymap": {"sky"}}) == {"visit": {2, 3}}

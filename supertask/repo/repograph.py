@@ -459,23 +459,9 @@ class RepoGraph:
             byKeys.setdefault(tuple(d.keys()), []).append(d)
         for fromKeys, group in byKeys.items():
             restrict = self._usefulRestrictions({k: {d[k] for d in group} for k in fromKeys})
-            keys, rows = self.registry.queryDataIdValues(
-                set(fromKeys) | set(toUnits), restrict=restrict, ordered=False
-            )  # each data ID's related tuples are sorted below
-            wanted = {tuple(d._values.values()): d for d in group}
-            src, dst = _projector(keys, fromKeys), _projector(keys, toKeys)
-            # The rows are distinct and hold exactly the from and to keys, so each
-            # (from, to) pair comes once: lists, not sets, collect them.
-            groups: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
-            for row in rows:
-                key = src(row)
-                found = groups.get(key)
-                if found is None:
-                    groups[key] = [dst(row)]
-                else:
-                    found.append(dst(row))
-            for key, d in wanted.items():
-                related[d] = groups.get(key, [])
+            groups = self.registry.queryRelatedDataIdValues(fromKeys, toKeys, restrict=restrict)
+            for d in group:  # each data ID's related tuples are sorted below
+                related[d] = groups.get(tuple(d._values.values()), [])
         # Related data IDs are the graph's own objects where it has them (one object per
         # data ID keeps memory down and makes later dictionary look-ups identity hits).
         interned = self._internTable(toKeys)
