@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
-from itertools import repeat
+from itertools import chain, repeat
 from operator import itemgetter
 from typing import Any
 
@@ -241,9 +241,9 @@ class DataIdQueryManager:
         seen = ValueSharing(len(outputKeys))
         seen.columns(
             [
-                [key[fromKeys.index(k)] for key in related]
+                list(map(itemgetter(fromKeys.index(k)), related))
                 if k in fromKeys
-                else [to[toKeys.index(k)] for tos in related.values() for to in tos]
+                else list(map(itemgetter(toKeys.index(k)), chain.from_iterable(related.values())))
                 for k in outputKeys
             ]
         )
