@@ -54,6 +54,7 @@ def test_grouped_look_up_relates_what_the_plain_rows_relate(registry, fromKeys, 
     expected = by_rows(registry, fromKeys, toKeys)
     assert expected  # the populated registry relates something for every shape
     assert grouped(registry, fromKeys, toKeys) == expected
+    assert registry._managers.queries._jsonAggregates  # (the database grouped them, on every backend)
 
 
 def test_grouped_look_up_holds_each_related_tuple_once_in_the_keys_order(registry):
