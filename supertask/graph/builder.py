@@ -313,10 +313,7 @@ class QuantumGraphBuilder:
                 # quantum holds its task already, its outputs are in ``produced`` (which
                 # is the graph's index that addDatasets filled) and it has every output
                 # type, so the pass below would change nothing (a million quanta at 10^6).
-                if quanta:
-                    quanta.extend(task_quanta)
-                else:  # (the default defineQuanta's list is new: no copy of a million quanta)
-                    quanta = task_quanta
+                quanta.extend(task_quanta)
                 report.skipped_existing[task.label] = 0
                 continue
             if nothing_exists:
