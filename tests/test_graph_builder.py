@@ -333,3 +333,24 @@ def test_a_produced_input_indexed_by_the_quanta_data_ids_is_found_without_hashin
         DataId(instrument="Cam", visit=1, detector=4),
     ]
     assert view._existingOrPlannedList(CALEXP, other) == [produced[ids[2]], produced[ids[0]], None]
+
+
+def test_gathered_inputs_are_looked_up_grouped_by_the_keys_quanta_share_with_them():
+    from supertask.graph.quanta import _locality_order
+
+    # makeWarp-like quanta sorted by patch first; each gathers the calexps of its visit
+    quanta = [
+        DataId(instrument="Cam", patch=p, skymap="sky", tract=0, visit=v) for p in (0, 1, 2) for v in (7, 5)
+    ]
+    keys = frozenset(quanta[0])
+    toKeys = frozenset(("instrument", "visit", "detector"))
+    many = [[DataId(instrument="Cam", visit=q["visit"], detector=d) for d in range(8)] for q in quanta]
+    order = _locality_order(quanta, many, keys, toKeys)
+    assert order is not None and sorted(order) == list(range(len(quanta)))
+    assert [quanta[i]["visit"] for i in order] == [5, 5, 5, 7, 7, 7]
+    assert [quanta[i]["patch"] for i in order] == [0, 1, 2, 0, 1, 2]  # (stable within a visit)
+    few = [ids[:7] for ids in many]  # fewer than 8 per quantum: not worth the sort
+    assert _locality_order(quanta, few, keys, toKeys) is None
+    assert _locality_order(quanta, many, keys, frozenset(("detector",))) is None  # nothing shared
+    assert _locality_order(quanta, many, keys, keys | {"detector"}) is None  # every key shared
+    assert _locality_order(quanta, many, None, toKeys) is None

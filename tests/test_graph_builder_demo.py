@@ -388,3 +388,24 @@ def test_trim_heap_does_nothing_without_malloc_trim(monkeypatch):
 
     monkeypatch.setattr(ctypes, "CDLL", no_library)
     assert trim_heap() is False
+
+
+def test_gathered_inputs_are_the_same_whatever_order_they_are_looked_up_in(repo, monkeypatch):
+    import supertask.graph.quanta as quanta_module
+
+    def describe(graph):
+        return [
+            (q.taskLabel, q.dataId, {k: [d.dataId for d in v] for k, v in q.inputs.items()}) for q in graph
+        ]
+
+    monkeypatch.setattr(quanta_module, "_GROUP_FROM", 1)  # (the demo's warps gather a few calexps each)
+    calls: list[object] = []
+    grouped = quanta_module._locality_order
+    monkeypatch.setattr(
+        quanta_module, "_locality_order", lambda *args: calls.append(grouped(*args)) or calls[-1]
+    )
+    reordered, _ = build(repo, None)
+    assert any(order is not None for order in calls)  # the demo's warps gather enough to be grouped
+    monkeypatch.setattr(quanta_module, "_locality_order", lambda *args: None)
+    plain, _ = build(repo, None)
+    assert describe(reordered) == describe(plain)
