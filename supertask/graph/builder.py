@@ -40,7 +40,7 @@ from ..repo.dataset import Dataset, DatasetType
 from ..repo.registry import RowLimitError
 from ..repo.units import sort_data_ids
 from ..schemas import DatasetSchema, SchemaError, SchemaSource, schemas_to_json
-from .quanta import PlannedRepoGraph, PruneRecord, _common_keys, _project_all
+from .quanta import PlannedRepoGraph, PruneRecord, _common_keys, _locality_order, _project_all
 
 if TYPE_CHECKING:
     from ..pipeline import Pipeline
@@ -209,7 +209,7 @@ class QuantumGraphBuilder:
             if not produced_inputs or not planned[task.label]:
                 continue  # (sorting a first task's million data IDs here would be wasted)
             # (sorted; the graph's own projection when nothing was added to the selection)
-            dataIds = view.quantumDataIds(task)
+            dataIds, taskKeys = view._quantumDataIdsAndKeys(task)
             for datasetType, producer in produced_inputs:
                 # The needed data IDs, repeats included: only a look-up of the producer's
                 # related quanta needs them distinct (a set of a million data IDs at 10^6
@@ -221,8 +221,15 @@ class QuantumGraphBuilder:
                     keys = frozenset(datasetType.units)  # (what `_project_all` makes)
                 else:
                     related = view.related(dataIds, datasetType.units)
-                    needed = list(chain.from_iterable(related.values()))
                     keys = view._relatedKeys(datasetType.units)
+                    lists = [related[d] for d in dataIds]
+                    # Grouped as defineQuanta looks them up (`_locality_order`): the producer's
+                    # set below is probed for a group's data IDs while they are in the caches
+                    # (a set: the order of ``needed`` changes nothing else).
+                    order = _locality_order(dataIds, lists, taskKeys or _common_keys(dataIds), keys)
+                    needed = list(
+                        chain.from_iterable(lists if order is None else map(lists.__getitem__, order))
+                    )
                     if keys is None:
                         keys = _common_keys(needed)
                 target = planned[producer.label]
