@@ -349,6 +349,27 @@ def test_data_ids_made_in_bulk_equal_and_hash_as_those_of_the_constructor():
     assert list(made[0]) == list(keys) and made[0] in {vd(2, 1)}
 
 
+def test_data_ids_made_in_bulk_hold_the_same_dictionaries_as_dict_of_zip():
+    # The dictionaries come from a generated dict display: same items, same key order,
+    # whatever the key text (quotes, backslashes), and value sequences that are not tuples.
+    keys = ("a'b", 'c"d', "e\\f")
+    values = [(1, "x", 2.5), [3, "y", None], (0, "'", "\\")]
+    made = DataId._many_from_sorted(keys, iter(values))
+    for dataId, v in zip(made, values, strict=True):
+        assert type(dataId._values) is dict
+        assert list(dataId._values.items()) == list(zip(keys, v, strict=True))
+        assert hash(dataId) == hash(tuple(v)) == hash(DataId._from_sorted(dict(zip(keys, v, strict=True))))
+    assert DataId._many_from_sorted((), [(), ()]) == [DataId(), DataId()]
+    assert DataId._many_from_sorted(keys, []) == []
+
+
+def test_data_ids_made_in_bulk_refuse_a_tuple_of_another_width():
+    with pytest.raises(ValueError, match="must have 2 values each"):
+        DataId._many_from_sorted(("detector", "visit"), [(1, 2), (1, 2, 3)])
+    with pytest.raises(ValueError, match="must have 2 values each"):
+        DataId._many_from_sorted(("detector", "visit"), [(1,)])
+
+
 def test_projections_are_distinct_and_sorted_whatever_the_row_order(butler):
     graph = makeRepoGraph(butler, [RAW], [CALEXP, COADD], "visit IN (2, 3)")
     graph._rowValues.reverse()  # projections must not depend on the database's order
