@@ -243,3 +243,28 @@ def test_value_sharing_makes_equal_values_one_object_across_batches():
     assert first == [("ab", 1001), ("ab", 1002)] and second == [("ab", 1001)]
     assert first[0][0] is first[1][0] is second[0][0] and first[0][1] is second[0][1]
     assert ValueSharing(0)([(), ()]) == [(), ()]
+
+
+def test_found_datasets_are_the_rows_projection_until_a_row_is_dropped_after_they_are_found(registry):
+    # The graph takes the projection of the rows onto raw's keys from the found datasets
+    # when they say so (ofRows); a row dropped after its dataset was recorded (its
+    # relation row names a unit missing from its table) must take that back.
+    registry.registerDatasetType(RAW)
+    registry.registerRun("run")
+    registry.insertDatasets(RAW, "run", records([vd(v, d) for v in range(6) for d in range(4)] + [vd(9, 0)]))
+    units = ["visit", "detector", "patch"]
+    keys, rows, found = registry.queryDataIdValuesWithDatasets(units, datasets=[RAW], collections="run")
+    project = [keys.index(k) for k in ("detector", "instrument", "visit")]
+    if not finds_in_statement(registry):
+        assert found == {}
+        return
+    assert found["raw"].ofRows
+    assert set(found["raw"].ids) == {tuple(row[i] for i in project) for row in rows}
+    # Visit 9 has a raw and an overlap but no visit row: the statement, which leaves the
+    # visit table out, returns it; the existence check drops it after the raw was found.
+    overlap = {"instrument": "Cam", "visit": 9, "detector": 0, "skymap": "sky", "tract": 0, "patch": 0}
+    registry.insertUnits("visit_detector_patch_overlap", [overlap])
+    again = registry.queryDataIdValuesWithDatasets(units, datasets=[RAW], collections="run")
+    assert again[:2] == (keys, rows)
+    assert not again[2]["raw"].ofRows
+    assert (0, "Cam", 9) in again[2]["raw"].ids  # (why the flag must be off)

@@ -145,6 +145,30 @@ def test_needed_datasets_come_from_the_planning_query_not_a_second_read(butler, 
     assert len(expected) == 4
 
 
+def test_the_projection_onto_found_datasets_keys_comes_from_them_not_from_the_rows(butler, monkeypatch):
+    # With coadds the rows are wider than raw's keys; the raws the planning query found
+    # are the rows' projection onto those keys, so no pass over the rows makes it.
+    projected = []
+    project = RepoGraph._projection
+
+    def recording(self, keys):
+        projected.append(keys)
+        return project(self, keys)
+
+    monkeypatch.setattr(RepoGraph, "_projection", recording)
+    graph = makeRepoGraph(butler, [RAW], [CALEXP, COADD], "visit IN (2, 3)")
+    rawKeys = ("detector", "instrument", "visit")
+    assert rawKeys not in projected and graph._rowKeys != rawKeys
+    made = graph.dataIds(RAW.units)
+    graph._projections.clear()  # the same data IDs, in the same order, from the rows
+    assert (
+        made == graph.dataIds(RAW.units) == sorted({vd(v, d) for v in (2, 3) for d in range(4)} - {vd(3, 2)})
+    )
+    assert [hash(d) for d in made] == [hash(DataId(d)) for d in made]
+    assert graph.datasetIndex("raw").keys() == set(made)
+    assert all(graph.datasetIndex("raw")[d].dataId is d for d in made)
+
+
 def test_needed_global_datasets_are_found_by_the_planning_query(tmp_path, monkeypatch):
     Butler.create(tmp_path / "repo")
     writer = Butler(tmp_path / "repo", run="refs")

@@ -346,11 +346,26 @@ class RepoGraph:
                     distinct = dict.fromkeys(map(project, rows))
             else:  # the same distinct tuples, from far fewer data IDs than rows
                 distinct = dict.fromkeys(map(_projector_from_mapping(keys), [d._values for d in source]))
-            values = sort_value_tuples(keys, distinct)
+            return self._projectionOf(keys, distinct)
+        return values, self._dataIdsOf(keys, values)
+
+    def _projectionOf(
+        self, keys: tuple[str, ...], distinct: Iterable[tuple[Any, ...]]
+    ) -> tuple[list[tuple[Any, ...]], list[DataId]]:
+        """`_projection` of ``keys`` from the distinct value tuples the rows have over them, in any order.
+
+        For a projection known without a pass over the rows: the keys of the datasets
+        the planning query found when they are the rows' own (`FoundDatasets.ofRows`).
+        """
+        values = sort_value_tuples(keys, distinct)
+        return values, self._dataIdsOf(keys, values)
+
+    def _dataIdsOf(self, keys: tuple[str, ...], values: list[tuple[Any, ...]]) -> list[DataId]:
+        """The cached data IDs of the projection onto ``keys``, made from its sorted ``values`` if new."""
         cached = self._projections.get(keys)
         if cached is None:
             cached = self._projections[keys] = DataId._many_from_sorted(keys, values)
-        return values, cached
+        return cached
 
     def _prepareProjections(self, unitSets: Iterable[Iterable[str]]) -> None:
         """Make the projections onto several unit sets with one pass over the rows instead of one each.
@@ -882,9 +897,15 @@ def makeRepoGraph(
     )
     graph._buildUnits(withFields=loadUnitFields)
     for dt in registered:
-        values, dataIds = graph._projection(registry.universe.expand(dt.units))
+        keys = registry.universe.expand(dt.units)
+        known = found.pop(dt.name, None)
+        if known is not None and known.ofRows and keys != graph._rowKeys:
+            # The datasets' keys are the rows' projection: no pass over the rows.
+            values, dataIds = graph._projectionOf(keys, known.ids)
+        else:
+            values, dataIds = graph._projection(keys)
         if dataIds:
-            graph._attachFound(dt, dataIds, values, found.pop(dt.name, None))
+            graph._attachFound(dt, dataIds, values, known)
     return graph
 
 

@@ -209,6 +209,7 @@ class DataIdQueryManager:
         # first step of a large unrestricted statement's two halves (`halve`), where
         # SQLite joins and sorts every row with the GIL released.
         result: list[tuple[Any, ...]] = []
+        taken = 0  # rows whose datasets ``found`` recorded
         shared = ValueSharing(len(outputKeys))  # also the distinct values UnitExistence needs
         with self._db.connect() as conn, ExitStack() as stack:
             # A limited query is read in batches, so a runaway one stops early. SQLite's
@@ -243,7 +244,12 @@ class DataIdQueryManager:
                     for values in parts:
                         for i, allowed in checks:  # the restrictions not in the SQL
                             values = [row for row in values if row[i] in allowed]
-                        result.extend(found.take(values, shared) if resolved else shared(values))
+                        if resolved:
+                            kept = found.take(values, shared)
+                            taken += len(kept)
+                            result.extend(kept)
+                        else:
+                            result.extend(shared(values))
                         if max_rows is not None and len(result) > max_rows:
                             # Only the rows the left-out unit tables keep count.
                             result = exists.filter(result)
@@ -254,7 +260,9 @@ class DataIdQueryManager:
             result = exists.filter(result)  # the rows the joins left out of the SQL drop
         if not outputKeys:  # rows of the existence test: the empty data ID, once, if any matched
             return (), [()] if result else [], {}
-        return outputKeys, sort_value_tuples(outputKeys, result) if ordered else result, found.finish()
+        # Every row recorded and none dropped since: the found keys are the rows' projections.
+        found.finish(ofRows=len(result) == taken)
+        return outputKeys, sort_value_tuples(outputKeys, result) if ordered else result, found.found
 
     def _halve(
         self, conn: sa.Connection, stmt: sa.Select[Any], elements: Sequence[str], stack: ExitStack
@@ -365,8 +373,11 @@ class _FoundDatasets:
             )
         return list(zip(*keyColumns, strict=True))
 
-    def finish(self) -> dict[str, FoundDatasets]:
+    def finish(self, ofRows: bool = False) -> dict[str, FoundDatasets]:
         """The datasets of every type, from the columns `take` kept.
+
+        ``ofRows``: every row `take` returned is one of the query's rows (none was
+        dropped afterwards), which `FoundDatasets.ofRows` then says.
 
         Made once the rows are all read rather than as they arrive: the million key
         tuples of the datasets live only until the caller has made its datasets, and
@@ -381,4 +392,5 @@ class _FoundDatasets:
                 if runs is not None and runIds is not None:
                     found.runOf.update(zip(ids, map(runs.__getitem__, runIds), strict=True))
             parts.clear()
+            found.ofRows = ofRows
         return self.found
