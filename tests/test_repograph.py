@@ -311,6 +311,24 @@ def test_sort_value_tuples_orders_mixed_types_like_data_ids():
     assert sort_value_tuples(("k", "v"), rows) == [(d["k"], d["v"]) for d in ids]
 
 
+def test_scattered_value_tuples_sort_as_sort_value_tuples_does():
+    import random
+
+    from supertask.repo.units import sort_scattered_value_tuples, sort_value_tuples
+
+    rng = random.Random(5)
+    keys = ("detector", "instrument", "visit")
+    rows = list(
+        {(rng.randrange(20), rng.choice(["Cam", "Other", "Cam2"]), rng.randrange(500)) for _ in range(3000)}
+    )
+    rng.shuffle(rows)
+    assert sort_scattered_value_tuples(keys, rows) == sort_value_tuples(keys, rows) == sorted(rows)
+    assert sort_scattered_value_tuples(keys, dict.fromkeys(rows)) == sorted(rows)  # the found datasets' keys
+    mixed = [("a", 2), ("a", "x"), ("b", 1), ("a", 1)]  # (falls back, same order)
+    assert sort_scattered_value_tuples(("k", "v"), mixed) == sort_value_tuples(("k", "v"), mixed)
+    assert sort_scattered_value_tuples(keys, []) == [] and sort_scattered_value_tuples((), [()]) == [()]
+
+
 def test_a_dropped_repo_graph_is_freed_without_the_cyclic_collector(butler):
     import gc
     import weakref

@@ -60,12 +60,12 @@ class DataId(Mapping[str, KeyValue]):
         ValueError
             If a tuple has not one value per key.
         """
-        tuples = list(map(tuple, values))  # (a tuple is itself: no copy)
+        tuples = values if isinstance(values, list) else list(values)
         try:
             dictionaries = list(starmap(_dict_maker(keys), tuples))
         except TypeError:  # (the maker takes exactly one value per key)
             raise ValueError(f"value tuples over {keys} must have {len(keys)} values each") from None
-        hashes = list(map(hash, tuples))
+        hashes = list(map(hash, map(tuple, tuples)))  # (a tuple is itself: no copy)
         new = object.__new__
         out: list[DataId] = []
         append = out.append

@@ -14,7 +14,7 @@ loads datasets outside the selection on demand.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from itertools import repeat
 from operator import is_, itemgetter
 from typing import TYPE_CHECKING, Any, cast, overload
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, cast, overload
 from .dataid import DataId
 from .dataset import Dataset, DatasetType
 from .registry.found import FoundDatasets
-from .units import Unit, sort_value_tuples
+from .units import Unit, sort_scattered_value_tuples, sort_value_tuples
 
 if TYPE_CHECKING:
     from .butler import Butler
@@ -350,14 +350,16 @@ class RepoGraph:
         return values, self._dataIdsOf(keys, values)
 
     def _projectionOf(
-        self, keys: tuple[str, ...], distinct: Iterable[tuple[Any, ...]]
+        self, keys: tuple[str, ...], distinct: Collection[tuple[Any, ...]], *, scattered: bool = False
     ) -> tuple[list[tuple[Any, ...]], list[DataId]]:
         """`_projection` of ``keys`` from the distinct value tuples the rows have over them, in any order.
 
-        For a projection known without a pass over the rows: the keys of the datasets
-        the planning query found when they are the rows' own (`FoundDatasets.ofRows`).
+        Also for a projection known without a pass over the rows: the keys of the
+        datasets the planning query found when they are the rows' own
+        (`FoundDatasets.ofRows`). ``scattered``: the tuples have no long sorted runs
+        (`sort_scattered_value_tuples` then sorts them sooner).
         """
-        values = sort_value_tuples(keys, distinct)
+        values = (sort_scattered_value_tuples if scattered else sort_value_tuples)(keys, distinct)
         return values, self._dataIdsOf(keys, values)
 
     def _dataIdsOf(self, keys: tuple[str, ...], values: list[tuple[Any, ...]]) -> list[DataId]:
@@ -901,7 +903,7 @@ def makeRepoGraph(
         known = found.pop(dt.name, None)
         if known is not None and known.ofRows and keys != graph._rowKeys:
             # The datasets' keys are the rows' projection: no pass over the rows.
-            values, dataIds = graph._projectionOf(keys, known.ids)
+            values, dataIds = graph._projectionOf(keys, known.ids, scattered=True)
         else:
             values, dataIds = graph._projection(keys)
         if dataIds:
