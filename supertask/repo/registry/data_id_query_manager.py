@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
-from itertools import repeat
+from itertools import compress, repeat
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -216,6 +217,7 @@ class DataIdQueryManager:
         # SQLite joins and sorts every row with the GIL released.
         result: list[tuple[Any, ...]] = []
         taken = 0  # rows whose datasets ``found`` recorded
+        dropped: list[tuple[Any, ...]] = []  # of those, the rows `UnitExistence` dropped
         shared = ValueSharing(len(outputKeys))  # also the distinct values UnitExistence needs
         with self._db.connect() as conn, ExitStack() as stack:
             # A limited query is read in batches, so a runaway one stops early. SQLite's
@@ -258,16 +260,17 @@ class DataIdQueryManager:
                             result.extend(shared(values))
                         if max_rows is not None and len(result) > max_rows:
                             # Only the rows the left-out unit tables keep count.
-                            result = exists.filter(result)
+                            result = exists.filter(result, dropped if resolved else None)
                             if len(result) > max_rows:
                                 for unread in results:
                                     unread.close()
                                 raise RowLimitError(max_rows)
-            result = exists.filter(result)  # the rows the joins left out of the SQL drop
+            # the rows the joins left out of the SQL drop
+            result = exists.filter(result, dropped if resolved else None)
         if not outputKeys:  # rows of the existence test: the empty data ID, once, if any matched
             return (), [()] if result else [], {}
-        # Every row recorded and none dropped since: the found keys are the rows' projections.
-        found.finish(ofRows=len(result) == taken)
+        # Every row recorded is kept or dropped: the found keys can be the rows' projections.
+        found.finish(result if len(result) + len(dropped) == taken else None, dropped)
         return outputKeys, sort_value_tuples(outputKeys, result) if ordered else result, found.found
 
     def _halve(
@@ -379,11 +382,15 @@ class _FoundDatasets:
             )
         return list(zip(*keyColumns, strict=True))
 
-    def finish(self, ofRows: bool = False) -> dict[str, FoundDatasets]:
+    def finish(
+        self, kept: list[tuple[Any, ...]] | None = None, dropped: Sequence[tuple[Any, ...]] = ()
+    ) -> dict[str, FoundDatasets]:
         """The datasets of every type, from the columns `take` kept.
 
-        ``ofRows``: every row `take` returned is one of the query's rows (none was
-        dropped afterwards), which `FoundDatasets.ofRows` then says.
+        ``kept`` and ``dropped``: the rows `take` returned, split into those the query
+        returns and those it dropped afterwards (`UnitExistence`). The datasets then
+        keep only the keys of kept rows, which makes their keys the kept rows'
+        projection (`FoundDatasets.ofRows`). Without ``kept`` they may hold more.
 
         Made once the rows are all read rather than as they arrive: the million key
         tuples of the datasets live only until the caller has made its datasets, and
@@ -391,12 +398,52 @@ class _FoundDatasets:
         rows' arenas (about 20 MB more peak at 10^6 quanta). The columns kept till
         now are lists of the rows' own values.
         """
-        for (found, _, _, runs), parts in zip(self._types, self._parts, strict=True):
+        for (found, positions, _, runs), parts in zip(self._types, self._parts, strict=True):
             for keyColumns, ids, runIds in parts:
                 keys = zip(*keyColumns, strict=True) if keyColumns else repeat((), len(ids))
                 found.ids.update(zip(keys, ids, strict=True))
                 if runs is not None and runIds is not None:
                     found.runOf.update(zip(ids, map(runs.__getitem__, runIds), strict=True))
             parts.clear()
-            found.ofRows = ofRows
+            if kept is not None:
+                if dropped:
+                    _forget_dropped(found, positions, kept, dropped)
+                found.ofRows = True
         return self.found
+
+
+def _forget_dropped(
+    found: FoundDatasets,
+    positions: Sequence[int],
+    kept: list[tuple[Any, ...]],
+    dropped: Sequence[tuple[Any, ...]],
+) -> None:
+    """Remove from ``found`` the datasets whose keys (at ``positions`` of the rows) only dropped rows had.
+
+    The dropped rows are few (relation rows of units missing from their tables); only
+    the kept rows that share the last key value of one of them are projected, found
+    in one C-level pass over that column.
+    """
+    project: Callable[[tuple[Any, ...]], tuple[Any, ...]]
+    if not positions:
+        project = _no_keys
+    elif len(positions) == 1:
+        (i,) = positions
+        project = lambda row: (row[i],)  # noqa: E731
+    else:
+        project = itemgetter(*positions)
+    candidates = set(map(project, dropped))
+    if positions:
+        last = {key[-1] for key in candidates}
+        near = compress(kept, map(last.__contains__, map(itemgetter(positions[-1]), kept)))
+        still = set(map(project, near))
+    else:
+        still = {()} if kept else set()
+    for key in candidates - still:
+        dsId = found.ids.pop(key, None)
+        if dsId is not None:
+            found.runOf.pop(dsId, None)
+
+
+def _no_keys(row: tuple[Any, ...]) -> tuple[()]:
+    return ()

@@ -59,8 +59,14 @@ class UnitExistence:
         self._outputKeys = outputKeys
         self._values = values
 
-    def filter(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        """``rows`` (all seen by ``values``) without those whose left-out units are missing; order kept."""
+    def filter(
+        self, rows: list[tuple[Any, ...]], dropped: list[tuple[Any, ...]] | None = None
+    ) -> list[tuple[Any, ...]]:
+        """``rows`` (all seen by ``values``) without those whose left-out units are missing; order kept.
+
+        ``dropped``: the rows left out are appended to it (a pass more over the rows,
+        only when some are left out).
+        """
         for unit in self._units:
             if not rows:
                 break
@@ -69,9 +75,15 @@ class UnitExistence:
                 continue
             last, suspect, whole, present = found
             if whole is None:
-                rows = [row for row in rows if last(row) not in suspect]
+                kept = [row for row in rows if last(row) not in suspect]
             else:
-                rows = [row for row in rows if last(row) not in suspect or whole(row) in present]
+                kept = [row for row in rows if last(row) not in suspect or whole(row) in present]
+            if dropped is not None and len(kept) < len(rows):
+                if whole is None:
+                    dropped.extend(row for row in rows if last(row) in suspect)
+                else:
+                    dropped.extend(row for row in rows if last(row) in suspect and whole(row) not in present)
+            rows = kept
         return rows
 
     def _missing(self, unit: str) -> tuple[Any, set[Any], Any, set[tuple[Any, ...]]] | None:
