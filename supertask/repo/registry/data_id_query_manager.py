@@ -10,6 +10,7 @@ rows required, which the statement selects instead of testing that they exist.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from itertools import compress, repeat
@@ -270,7 +271,7 @@ class DataIdQueryManager:
         if not outputKeys:  # rows of the existence test: the empty data ID, once, if any matched
             return (), [()] if result else [], {}
         # Every row recorded is kept or dropped: the found keys can be the rows' projections.
-        found.finish(result if len(result) + len(dropped) == taken else None, dropped)
+        found.finish(dropped if len(result) + len(dropped) == taken else None)
         return outputKeys, sort_value_tuples(outputKeys, result) if ordered else result, found.found
 
     def _halve(
@@ -382,15 +383,14 @@ class _FoundDatasets:
             )
         return list(zip(*keyColumns, strict=True))
 
-    def finish(
-        self, kept: list[tuple[Any, ...]] | None = None, dropped: Sequence[tuple[Any, ...]] = ()
-    ) -> dict[str, FoundDatasets]:
+    def finish(self, dropped: Sequence[tuple[Any, ...]] | None = None) -> dict[str, FoundDatasets]:
         """The datasets of every type, from the columns `take` kept.
 
-        ``kept`` and ``dropped``: the rows `take` returned, split into those the query
-        returns and those it dropped afterwards (`UnitExistence`). The datasets then
-        keep only the keys of kept rows, which makes their keys the kept rows'
-        projection (`FoundDatasets.ofRows`). Without ``kept`` they may hold more.
+        ``dropped``: the rows `take` returned that the query then dropped
+        (`UnitExistence`), when every other row it returned is one of the query's
+        rows. The datasets then keep only the keys of rows the query returns, which
+        makes those keys the rows' projection (`FoundDatasets.ofRows`). Without it
+        they may hold more.
 
         Made once the rows are all read rather than as they arrive: the million key
         tuples of the datasets live only until the caller has made its datasets, and
@@ -404,25 +404,27 @@ class _FoundDatasets:
                 found.ids.update(zip(keys, ids, strict=True))
                 if runs is not None and runIds is not None:
                     found.runOf.update(zip(ids, map(runs.__getitem__, runIds), strict=True))
-            parts.clear()
-            if kept is not None:
+            if dropped is not None:
                 if dropped:
-                    _forget_dropped(found, positions, kept, dropped)
+                    _forget_dropped(found, positions, parts, dropped)
                 found.ofRows = True
+            parts.clear()
         return self.found
 
 
 def _forget_dropped(
     found: FoundDatasets,
     positions: Sequence[int],
-    kept: list[tuple[Any, ...]],
+    parts: Sequence[tuple[list[list[Any]], Sequence[int], Sequence[int] | None]],
     dropped: Sequence[tuple[Any, ...]],
 ) -> None:
     """Remove from ``found`` the datasets whose keys (at ``positions`` of the rows) only dropped rows had.
 
-    The dropped rows are few (relation rows of units missing from their tables); only
-    the kept rows that share the last key value of one of them are projected, found
-    in one C-level pass over that column.
+    A key stays when more rows that `take` returned have it than dropped rows do. The
+    dropped rows are few (relation rows of units missing from their tables); the rows
+    that share the last key value of one of them are found in the columns ``parts``
+    kept (one C-level pass over each batch's last key column, lists of values shared
+    among few objects, rather than a pass over the million row tuples).
     """
     project: Callable[[tuple[Any, ...]], tuple[Any, ...]]
     if not positions:
@@ -432,17 +434,21 @@ def _forget_dropped(
         project = lambda row: (row[i],)  # noqa: E731
     else:
         project = itemgetter(*positions)
-    candidates = set(map(project, dropped))
+    candidates = Counter(map(project, dropped))
+    taken: Counter[tuple[Any, ...]] = Counter()
     if positions:
         last = {key[-1] for key in candidates}
-        near = compress(kept, map(last.__contains__, map(itemgetter(positions[-1]), kept)))
-        still = set(map(project, near))
+        for keyColumns, _, _ in parts:
+            near = list(map(last.__contains__, keyColumns[-1]))
+            if any(near):
+                taken.update(zip(*[compress(column, near) for column in keyColumns], strict=True))
     else:
-        still = {()} if kept else set()
-    for key in candidates - still:
-        dsId = found.ids.pop(key, None)
-        if dsId is not None:
-            found.runOf.pop(dsId, None)
+        taken[()] = sum(len(ids) for _, ids, _ in parts)
+    for key, n in candidates.items():
+        if taken[key] <= n:  # (every row with the key was dropped)
+            dsId = found.ids.pop(key, None)
+            if dsId is not None:
+                found.runOf.pop(dsId, None)
 
 
 def _no_keys(row: tuple[Any, ...]) -> tuple[()]:
