@@ -527,13 +527,13 @@ def test_related_look_up_sends_only_restrictions_that_leave_something_out(butler
     patches = graph.dataIds(["patch"])  # the repository's only skymap and tract, some of its patches
     expected = {p: graph.relatedDataIds([p], ["visit", "detector"])[p] for p in patches}
     sent = []
-    query = graph.registry.queryDataIdValues
+    query = graph.registry.queryRelatedDataIdValues
 
     def spy(*args, **kwargs):
         sent.append(set(kwargs["restrict"]))
         return query(*args, **kwargs)
 
-    monkeypatch.setattr(graph.registry, "queryDataIdValues", spy)
+    monkeypatch.setattr(graph.registry, "queryRelatedDataIdValues", spy)
     assert graph.relatedDataIds(patches, ["visit", "detector"]) == expected
     assert sent == [{"patch"}]
     assert graph._usefulRestrictions({"visit": {2, 3}, "skymap": {"sky"}}) == {"visit": {2, 3}}
@@ -592,3 +592,46 @@ def test_default_define_quanta_works_over_a_subclass_whose_overrides_lack_exact(
     quanta = define_quanta_by_units(Task(), view)
     assert [q.dataId for q in quanta] == [vd(2, d) for d in range(4)]
     assert [q.outputs["calexp"][0].dataId for q in quanta] == [q.inputs["raw"][0].dataId for q in quanta]
+
+
+def _related_by_rows(graph, dataIds, toUnits):
+    """The reference: every related tuple from the registry's plain rows, as sorted data IDs."""
+    toKeys = graph.universe.expand(toUnits)
+    fromKeys = tuple(dataIds[0].keys())
+    keys, rows = graph.registry.queryDataIdValues({*fromKeys, *toKeys}, ordered=False)
+    expected = {d: [] for d in dataIds}
+    for row in rows:
+        values = dict(zip(keys, row, strict=True))
+        d = DataId({k: values[k] for k in fromKeys})
+        if d in expected:
+            expected[d].append(DataId({k: values[k] for k in toKeys}))
+    return {d: sorted(ids) for d, ids in expected.items()}
+
+
+def test_warp_look_up_by_visit_prefix_hands_out_the_graphs_own_data_ids(butler):
+    # (visit, patch) -> (visit, detector): one to key (detector) is not a from key, so the
+    # graph's data IDs are found per (instrument, visit) prefix (`_internedByGroup`).
+    graph = makeRepoGraph(butler, [RAW], [CALEXP, COADD], "visit IN (2, 3)")
+    warps = graph.dataIds(["visit", "patch"])
+    calexps = {d: d for d in graph.dataIds(["visit", "detector"])}
+    related = graph.relatedDataIds(warps, ["visit", "detector"])
+    assert related == _related_by_rows(graph, warps, ["visit", "detector"])
+    assert graph._internedGroups and not graph._interned  # (the two-level tables were used)
+    handed = [d for ids in related.values() for d in ids]
+    own = [d for d in handed if d in calexps]
+    assert len(own) == len(handed) - 1  # all but (3, 2), which has no raw
+    assert all(calexps[d] is d for d in own)  # the graph's own objects
+
+
+def test_warp_look_up_makes_a_data_id_the_graph_lacks_once_and_shares_it(butler):
+    # The expression selected visit 2 only; patch 1 is overlapped by visit 3 as well, whose
+    # (visit, detector) data IDs are not the graph's: each is made once, then handed out again.
+    graph = makeRepoGraph(butler, [RAW], [CALEXP, COADD], "visit = 2")
+    warp = DataId(instrument="Cam", visit=3, skymap="sky", tract=0, patch=1)
+    first = graph.relatedDataIds([warp], ["visit", "detector"])[warp]
+    assert first == [vd(3, d) for d in range(4)]
+    again = graph.relatedDataIds([warp], ["visit", "detector"])[warp]
+    assert all(a is b for a, b in zip(first, again, strict=True))
+    graph.releaseLookupTables()
+    assert not graph._internedGroups
+    assert graph.relatedDataIds([warp], ["visit", "detector"])[warp] == first

@@ -10,10 +10,11 @@ rows required, which the statement selects instead of testing that they exist.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
-from itertools import compress, repeat
+from itertools import chain, compress, repeat
 from operator import itemgetter
 from typing import Any
 
@@ -65,6 +66,7 @@ class DataIdQueryManager:
         self.splitMinRows: int | None = SPLIT_MIN_ROWS
         """Rows of the scanned table from which a whole ordered SQLite query runs as two
         halves on two connections at once (`halve`); `None`: never."""
+        self._jsonAggregates: bool | None = None
 
     def knownElements(self, parsed: ParsedWhere | None) -> list[str]:
         """Units/relations an expression names; unknown names are left to the compiler, whose
@@ -157,6 +159,122 @@ class DataIdQueryManager:
         """`values` and the datasets found; see `Registry.queryDataIdValuesWithDatasets`."""
         return self._values(units, where, bind, None, datasets, collections, True, max_rows, resolve=True)
 
+    def related(
+        self,
+        fromKeys: Sequence[str],
+        toKeys: Sequence[str],
+        restrict: Mapping[str, Iterable[Any]] | None = None,
+    ) -> dict[tuple[Any, ...], list[tuple[Any, ...]]]:
+        """``{values over fromKeys: [values over toKeys, ...]}``; see `Registry.queryRelatedDataIdValues`."""
+        fromKeys, toKeys = tuple(fromKeys), tuple(toKeys)
+        sets = {k: set(v) for k, v in (restrict or {}).items()}
+        outside = [k for k in sets if k not in fromKeys]
+        if outside:
+            raise KeyError(f"restrict names {outside}, which are not among the from keys {list(fromKeys)}")
+        units = list(dict.fromkeys((*fromKeys, *toKeys)))
+        members = [k for k in toKeys if k not in fromKeys]
+        plan, _, _ = self._prepare(units, None, None, (), None, outputUnits=units)
+        if set(plan.outputKeys) != set(units) or not self._groupable(members):
+            return self._relatedFromRows(fromKeys, toKeys, sets)
+        # The from keys a chunk leaves out of the SQL are checked on each group's row.
+        checks = [(fromKeys.index(k), sets[k]) for k in dropped_keys(sets, set(fromKeys))]
+        groups: dict[tuple[Any, ...], list[Any]] = {}
+        width = len(fromKeys)
+        with self._db.connectForScan() as conn:
+            for extra in restrict_chunks(sets, plan.columns.__getitem__, droppable=set(fromKeys)):
+                stmt = self.builder.select(plan, None, (), extra=extra, ordered=False)
+                for part in raw_rows(conn.execute(self.builder.grouped(stmt, fromKeys, members)), 65536):
+                    for i, allowed in checks:
+                        part = [row for row in part if row[i] in allowed]
+                    for row in part:
+                        found = _decoded(row[width]) if members else [None]
+                        key = row[:width]
+                        if key in groups:  # (a chunk of a member key's values: more of the group)
+                            groups[key].extend(found)
+                        else:
+                            groups[key] = found
+            related = _assemble(groups, fromKeys, toKeys, members)
+            if plan.checked:
+                related = self._withExistingUnits(conn, plan, fromKeys, toKeys, related)
+        return related
+
+    def _groupable(self, members: Sequence[str]) -> bool:
+        """Whether `QueryBuilder.grouped` can carry ``members`` here: integer and string keys, JSON aggregates."""
+        units = self._db.universe.units
+        if any(units[k].keyType not in (int, str) for k in members):
+            return False  # (JSON would turn a float key's value into text and back, a bool's into 0/1)
+        if self._jsonAggregates is None:
+            with self._db.connect() as conn:
+                try:
+                    conn.execute(self.builder.grouped(sa.select(sa.literal(1).label("k")), (), ["k"]))
+                except sa.exc.DBAPIError:  # an SQLite built without JSON functions
+                    self._jsonAggregates = False
+                else:
+                    self._jsonAggregates = True
+        return self._jsonAggregates
+
+    def _relatedFromRows(
+        self, fromKeys: tuple[str, ...], toKeys: tuple[str, ...], restrict: dict[str, set[Any]]
+    ) -> dict[tuple[Any, ...], list[tuple[Any, ...]]]:
+        """`related` from the plain rows, grouped here: for keys `QueryBuilder.grouped` cannot carry."""
+        keys, rows = self.values({*fromKeys, *toKeys}, restrict=restrict, ordered=False)
+        src, dst = _getter(keys, fromKeys), _getter(keys, toKeys)
+        groups: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
+        for row in rows:
+            key = src(row)
+            found = groups.get(key)
+            if found is None:
+                groups[key] = [dst(row)]
+            else:
+                found.append(dst(row))
+        return groups
+
+    def _withExistingUnits(
+        self,
+        conn: sa.Connection,
+        plan: QueryPlan,
+        fromKeys: tuple[str, ...],
+        toKeys: tuple[str, ...],
+        related: dict[tuple[Any, ...], list[tuple[Any, ...]]],
+    ) -> dict[tuple[Any, ...], list[tuple[Any, ...]]]:
+        """``related`` without the pairs whose left-out unit tables (``plan.checked``) lack a key.
+
+        What `UnitExistence.filter` does to plain rows, on the groups: a unit whose keys
+        are all to keys is tested on each related tuple, one whose keys are all from
+        keys on each group, any other on each (from, to) pair. A group left with nothing
+        is dropped.
+        """
+        outputKeys = plan.outputKeys
+        seen = ValueSharing(len(outputKeys))
+        seen.columns(
+            [
+                list(map(itemgetter(fromKeys.index(k)), related))
+                if k in fromKeys
+                else list(map(itemgetter(toKeys.index(k)), chain.from_iterable(related.values())))
+                for k in outputKeys
+            ]
+        )
+        exists = UnitExistence(conn, self._db.schema, plan.checked, outputKeys, seen)
+        for unit in plan.checked:
+            keep = exists.keeps(unit)
+            if keep is None:
+                continue
+            keys = self._db.universe.requiredKeys(unit)
+            if all(k in toKeys for k in keys):
+                get = _getter(toKeys, keys)
+                pairs = {key: [to for to in tos if keep(get(to))] for key, tos in related.items()}
+            elif all(k in fromKeys for k in keys):
+                get = _getter(fromKeys, keys)
+                pairs = {key: tos for key, tos in related.items() if keep(get(key))}
+            else:
+                order = [(k in toKeys, toKeys.index(k) if k in toKeys else fromKeys.index(k)) for k in keys]
+                pairs = {
+                    key: [to for to in tos if keep(tuple([to[i] if mine else key[i] for mine, i in order]))]
+                    for key, tos in related.items()
+                }
+            related = {key: tos for key, tos in pairs.items() if tos}
+        return related
+
     def _values(
         self,
         units: Iterable[str],
@@ -220,7 +338,7 @@ class DataIdQueryManager:
         taken = 0  # rows whose datasets ``found`` recorded
         dropped: list[tuple[Any, ...]] = []  # of those, the rows `UnitExistence` dropped
         shared = ValueSharing(len(outputKeys))  # also the distinct values UnitExistence needs
-        with self._db.connect() as conn, ExitStack() as stack:
+        with self._db.connectForScan() as conn, ExitStack() as stack:
             # A limited query is read in batches, so a runaway one stops early. SQLite's
             # cursor steps through the rows as they are fetched; PostgreSQL's holds the
             # whole result unless it is a server-side cursor (``stream_results``), whose
@@ -453,3 +571,47 @@ def _forget_dropped(
 
 def _no_keys(row: tuple[Any, ...]) -> tuple[()]:
     return ()
+
+
+def _getter(keys: Sequence[str], wanted: Sequence[str]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
+    """A function from a tuple over ``keys`` to the tuple of its values over ``wanted`` (always a tuple)."""
+    idx = [keys.index(k) for k in wanted]
+    if not idx:
+        return lambda row: ()
+    if len(idx) == 1:
+        (i,) = idx
+        return lambda row: (row[i],)
+    return itemgetter(*idx)
+
+
+def _decoded(members: Any) -> list[Any]:
+    """A group's member values: SQLite's JSON text parsed; psycopg parses it itself."""
+    return json.loads(members) if isinstance(members, str) else list(members)
+
+
+def _assemble(
+    groups: dict[tuple[Any, ...], list[Any]],
+    fromKeys: tuple[str, ...],
+    toKeys: tuple[str, ...],
+    members: list[str],
+) -> dict[tuple[Any, ...], list[tuple[Any, ...]]]:
+    """Each group's members as tuples over ``toKeys``, completed from the group's own key values."""
+    if not members:  # every to key is a from key: the group's one related tuple
+        project = _getter(fromKeys, toKeys)
+        return {key: [project(key)] for key in groups}
+    if len(members) == 1:
+        # One member key (a warp's detectors): head and tail are the group's values
+        # on either side of it, so each tuple is made in one step.
+        at = toKeys.index(members[0])
+        head, tail = _getter(fromKeys, toKeys[:at]), _getter(fromKeys, toKeys[at + 1 :])
+        result = {}
+        for key, values in groups.items():
+            h, t = head(key), tail(key)
+            result[key] = [(*h, v, *t) for v in values] if t else [(*h, v) for v in values]
+        return result
+    # Several member keys: each member is an array of their values, in ``members`` order.
+    order = [(False, fromKeys.index(k)) if k in fromKeys else (True, members.index(k)) for k in toKeys]
+    return {
+        key: [tuple([m[i] if member else key[i] for member, i in order]) for m in values]
+        for key, values in groups.items()
+    }

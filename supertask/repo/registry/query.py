@@ -75,6 +75,7 @@ class QueryBuilder:
         self.schema = schema
         self.universe: Universe = schema.universe
         self.fixedJoinOrder = dialect == "postgresql"
+        self.dialect = dialect
 
     def plan(self, units: Iterable[str], extra: Iterable[str] = ()) -> QueryPlan:
         """Choose the tables joining ``units`` (output) and ``extra`` (expression) units.
@@ -453,6 +454,33 @@ class QueryBuilder:
             # time at 10^6 quanta. Such statements keep DISTINCT and the plan it gives.
             stmt = stmt.distinct()
         return stmt.order_by(*[column(k) for k in plan.outputKeys]) if ordered else stmt
+
+    def grouped(
+        self, stmt: sa.Select[Any], groupKeys: Sequence[str], memberKeys: Sequence[str]
+    ) -> sa.Select[Any]:
+        """``stmt``'s rows one per distinct ``groupKeys`` values, with the ``memberKeys`` values of each as JSON.
+
+        The row of a group holds its ``groupKeys`` values, then one JSON array of its
+        rows' ``memberKeys`` values: scalars for one member key, arrays of them for
+        several (in ``memberKeys`` order, one array per row, so the members stay
+        aligned), none with no member keys. The database builds these arrays in C,
+        where the rows of a related look-up (a campaign's million visit-detector-patch
+        overlaps) cost a Python tuple of six objects each; SQLite answers the grouping
+        from the overlap table's covering index, without a sort. The arrays are in no
+        particular order. SQLite returns them as text, psycopg as parsed lists.
+        """
+        sub = stmt.subquery("related")
+        keys = [sub.c[k] for k in groupKeys]
+        members = [sub.c[k] for k in memberKeys]
+        if self.dialect == "postgresql":
+            aggregate, array = sa.func.json_agg, sa.func.json_build_array
+        else:
+            aggregate, array = sa.func.json_group_array, sa.func.json_array
+        columns: list[sa.ColumnElement[Any]] = list(keys)
+        if members:
+            member = members[0] if len(members) == 1 else array(*members)
+            columns.append(aggregate(member).label("members"))
+        return sa.select(*columns).group_by(*keys)
 
     def datasetColumns(
         self, constraint: DatasetConstraint, column: Callable[[str], sa.ColumnElement[Any]]

@@ -474,6 +474,30 @@ class Registry:
             units, where, bind, datasets=datasets, collections=collections, max_rows=max_rows
         )
 
+    def queryRelatedDataIdValues(
+        self,
+        fromKeys: Sequence[str],
+        toKeys: Sequence[str],
+        restrict: Mapping[str, Iterable[Any]] | None = None,
+    ) -> dict[tuple[Any, ...], list[tuple[Any, ...]]]:
+        """Which values over ``toKeys`` the repository relates to each combination over ``fromKeys``.
+
+        ``{from values: [to values, ...]}``: the rows of `queryDataIdValues` over both
+        key sets, grouped by their ``fromKeys`` values (tuples in the order of the
+        keys given). Each list holds distinct tuples, in no particular order; a
+        combination related to nothing is absent. ``restrict`` limits ``fromKeys``
+        values only. Where it can (integer and string keys), the database does the
+        grouping and sends one row per group: a patch's warps gather every visit
+        and detector overlapping it, and a Python tuple per overlap was most of a
+        campaign's look-up.
+
+        Raises
+        ------
+        KeyError
+            If ``restrict`` names a key outside ``fromKeys``.
+        """
+        return self._managers.queries.related(fromKeys, toKeys, restrict)
+
     def countDataIds(
         self,
         units: Iterable[str],

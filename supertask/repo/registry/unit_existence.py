@@ -11,7 +11,7 @@ combinations its table holds, and filters the rows only when some combination is
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import compress
 from math import prod
 from operator import itemgetter
@@ -59,6 +59,18 @@ class UnitExistence:
         self._units = list(units)
         self._outputKeys = outputKeys
         self._values = values
+
+    def keeps(self, unit: str) -> Callable[[tuple[Any, ...]], bool] | None:
+        """A test of ``unit``'s key values (in `Universe.requiredKeys` order): does the unit exist?
+
+        For callers whose rows are in another shape than ``outputKeys`` tuples (grouped
+        ones). `None` when every combination of the values seen exists: nothing to test.
+        """
+        found = self._missing(unit)
+        if found is None:
+            return None
+        _, suspect, _, present = found
+        return lambda values: values[-1] not in suspect or values in present
 
     def filter(
         self, rows: list[tuple[Any, ...]], dropped: list[tuple[Any, ...]] | None = None
