@@ -311,6 +311,43 @@ def test_sort_value_tuples_orders_mixed_types_like_data_ids():
     assert sort_value_tuples(("k", "v"), rows) == [(d["k"], d["v"]) for d in ids]
 
 
+def test_projections_with_constant_key_columns_equal_those_of_every_row(butler):
+    # One instrument and one skymap: a detector's or a visit's keys vary in one column
+    # only, and their projection is made from that column's values (no tuple per row).
+    # Every shape must give the distinct sorted tuples of all rows.
+    graph = makeRepoGraph(butler, [RAW], [CALEXP, COADD], None)
+    rows = list(graph._rowValues)
+    keysets = [
+        ("detector", "instrument"),
+        ("instrument", "visit"),
+        ("instrument",),
+        ("patch", "skymap", "tract"),
+        ("instrument", "skymap"),
+        ("detector", "instrument", "visit"),
+        ("band", "detector", "instrument"),
+    ]
+    for keys in keysets:
+        graph._projections.clear()
+        idx = [graph._rowKeys.index(k) for k in keys]
+        expected = sorted({tuple(row[i] for i in idx) for row in rows})
+        values, dataIds = graph._projection(keys)
+        assert values == expected, keys
+        assert [tuple(d._values.values()) for d in dataIds] == expected and list(dataIds[0]) == list(keys)
+    assert {graph._rowKeys.index(k) for k in ("instrument", "skymap")} <= graph._constantColumns
+    assert all(len({row[i] for row in rows}) == 1 for i in graph._constantColumns)
+    graph._rowValues.append(
+        tuple("Other" if k == "instrument" else v for k, v in zip(graph._rowKeys, rows[0], strict=True))
+    )
+    graph._constantColumns.clear()  # (remembered while the rows stay as they are)
+    graph._projections.clear()
+    assert graph._projection(("detector", "instrument"))[0] == sorted(
+        {
+            (row[graph._rowKeys.index("detector")], row[graph._rowKeys.index("instrument")])
+            for row in graph._rowValues
+        }
+    )
+
+
 def test_scattered_value_tuples_sort_as_sort_value_tuples_does():
     import random
 
