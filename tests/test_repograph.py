@@ -364,6 +364,8 @@ def test_scattered_value_tuples_sort_as_sort_value_tuples_does():
     mixed = [("a", 2), ("a", "x"), ("b", 1), ("a", 1)]  # (falls back, same order)
     assert sort_scattered_value_tuples(("k", "v"), mixed) == sort_value_tuples(("k", "v"), mixed)
     assert sort_scattered_value_tuples(keys, []) == [] and sort_scattered_value_tuples((), [()]) == [()]
+    one = [(d, "Cam", v) for d, _, v in rows]  # (a constant column is not sorted by: same order)
+    assert sort_scattered_value_tuples(keys, one, constant=[1]) == sorted(one)
 
 
 def test_a_dropped_repo_graph_is_freed_without_the_cyclic_collector(butler):

@@ -400,9 +400,17 @@ class RepoGraph:
         Also for a projection known without a pass over the rows: the keys of the
         datasets the planning query found when they are the rows' own
         (`FoundDatasets.ofRows`). ``scattered``: the tuples have no long sorted runs
-        (`sort_scattered_value_tuples` then sorts them sooner).
+        (`sort_scattered_value_tuples` then sorts them sooner, skipping the keys whose
+        row columns are known to hold one value).
         """
-        values = (sort_scattered_value_tuples if scattered else sort_value_tuples)(keys, distinct)
+        if scattered:
+            rowKeys = self._rowKeys
+            constant = [
+                j for j, k in enumerate(keys) if k in rowKeys and rowKeys.index(k) in self._constantColumns
+            ]
+            values = sort_scattered_value_tuples(keys, distinct, constant)
+        else:
+            values = sort_value_tuples(keys, distinct)
         return values, self._dataIdsOf(keys, values)
 
     def _dataIdsOf(self, keys: tuple[str, ...], values: list[tuple[Any, ...]]) -> list[DataId]:
