@@ -243,3 +243,35 @@ def test_value_sharing_makes_equal_values_one_object_across_batches():
     assert first == [("ab", 1001), ("ab", 1002)] and second == [("ab", 1001)]
     assert first[0][0] is first[1][0] is second[0][0] and first[0][1] is second[0][1]
     assert ValueSharing(0)([(), ()]) == [(), ()]
+
+
+def test_found_datasets_are_the_rows_projection_after_rows_are_dropped_too(registry):
+    # The graph takes the projection of the rows onto raw's keys from the found datasets
+    # when they say so (ofRows). A row dropped after its dataset was recorded (its
+    # relation row names a unit missing from its table) takes its dataset along, unless
+    # a row that stays has the same raw.
+    registry.registerDatasetType(RAW)
+    registry.registerRun("run")
+    registry.insertDatasets(RAW, "run", records([vd(v, d) for v in range(6) for d in range(4)] + [vd(9, 0)]))
+    units = ["visit", "detector", "patch"]
+    keys, rows, found = registry.queryDataIdValuesWithDatasets(units, datasets=[RAW], collections="run")
+    project = [keys.index(k) for k in ("detector", "instrument", "visit")]
+    if not finds_in_statement(registry):
+        assert found == {}
+        return
+    projection = {tuple(row[i] for i in project) for row in rows}
+    assert found["raw"].ofRows and set(found["raw"].ids) == projection
+    # Visit 9 has a raw and an overlap but no visit row; visit 1, detector 0 also
+    # overlaps patch 99, which is not in the patch table. The statement, which leaves
+    # those tables out, returns both rows; the existence check drops them after their
+    # raws were found. Raw (0, Cam, 1) has other rows that stay.
+    overlap = {"instrument": "Cam", "detector": 0, "skymap": "sky", "tract": 0}
+    registry.insertUnits(
+        "visit_detector_patch_overlap",
+        [{**overlap, "visit": 9, "patch": 0}, {**overlap, "visit": 1, "patch": 99}],
+    )
+    again = registry.queryDataIdValuesWithDatasets(units, datasets=[RAW], collections="run")
+    assert again[:2] == (keys, rows)
+    raw = again[2]["raw"]
+    assert raw.ofRows and set(raw.ids) == projection and (0, "Cam", 1) in projection
+    assert raw.asDict() == registry.findDatasetValues(RAW, ["run"], projection)

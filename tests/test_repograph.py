@@ -145,6 +145,30 @@ def test_needed_datasets_come_from_the_planning_query_not_a_second_read(butler, 
     assert len(expected) == 4
 
 
+def test_the_projection_onto_found_datasets_keys_comes_from_them_not_from_the_rows(butler, monkeypatch):
+    # With coadds the rows are wider than raw's keys; the raws the planning query found
+    # are the rows' projection onto those keys, so no pass over the rows makes it.
+    projected = []
+    project = RepoGraph._projection
+
+    def recording(self, keys):
+        projected.append(keys)
+        return project(self, keys)
+
+    monkeypatch.setattr(RepoGraph, "_projection", recording)
+    graph = makeRepoGraph(butler, [RAW], [CALEXP, COADD], "visit IN (2, 3)")
+    rawKeys = ("detector", "instrument", "visit")
+    assert rawKeys not in projected and graph._rowKeys != rawKeys
+    made = graph.dataIds(RAW.units)
+    graph._projections.clear()  # the same data IDs, in the same order, from the rows
+    assert (
+        made == graph.dataIds(RAW.units) == sorted({vd(v, d) for v in (2, 3) for d in range(4)} - {vd(3, 2)})
+    )
+    assert [hash(d) for d in made] == [hash(DataId(d)) for d in made]
+    assert graph.datasetIndex("raw").keys() == set(made)
+    assert all(graph.datasetIndex("raw")[d].dataId is d for d in made)
+
+
 def test_needed_global_datasets_are_found_by_the_planning_query(tmp_path, monkeypatch):
     Butler.create(tmp_path / "repo")
     writer = Butler(tmp_path / "repo", run="refs")
@@ -310,6 +334,63 @@ def test_sort_value_tuples_orders_mixed_types_like_data_ids():
     assert sort_value_tuples(("k", "v"), rows) == [(d["k"], d["v"]) for d in ids]
 
 
+def test_projections_with_constant_key_columns_equal_those_of_every_row(butler):
+    # One instrument and one skymap: a detector's or a visit's keys vary in one column
+    # only, and their projection is made from that column's values (no tuple per row).
+    # Every shape must give the distinct sorted tuples of all rows.
+    graph = makeRepoGraph(butler, [RAW], [CALEXP, COADD], None)
+    rows = list(graph._rowValues)
+    keysets = [
+        ("detector", "instrument"),
+        ("instrument", "visit"),
+        ("instrument",),
+        ("patch", "skymap", "tract"),
+        ("instrument", "skymap"),
+        ("detector", "instrument", "visit"),
+        ("band", "detector", "instrument"),
+    ]
+    for keys in keysets:
+        graph._projections.clear()
+        idx = [graph._rowKeys.index(k) for k in keys]
+        expected = sorted({tuple(row[i] for i in idx) for row in rows})
+        values, dataIds = graph._projection(keys)
+        assert values == expected, keys
+        assert [tuple(d._values.values()) for d in dataIds] == expected and list(dataIds[0]) == list(keys)
+    assert {graph._rowKeys.index(k) for k in ("instrument", "skymap")} <= graph._constantColumns
+    assert all(len({row[i] for row in rows}) == 1 for i in graph._constantColumns)
+    graph._rowValues.append(
+        tuple("Other" if k == "instrument" else v for k, v in zip(graph._rowKeys, rows[0], strict=True))
+    )
+    graph._constantColumns.clear()  # (remembered while the rows stay as they are)
+    graph._projections.clear()
+    assert graph._projection(("detector", "instrument"))[0] == sorted(
+        {
+            (row[graph._rowKeys.index("detector")], row[graph._rowKeys.index("instrument")])
+            for row in graph._rowValues
+        }
+    )
+
+
+def test_scattered_value_tuples_sort_as_sort_value_tuples_does():
+    import random
+
+    from supertask.repo.units import sort_scattered_value_tuples, sort_value_tuples
+
+    rng = random.Random(5)
+    keys = ("detector", "instrument", "visit")
+    rows = list(
+        {(rng.randrange(20), rng.choice(["Cam", "Other", "Cam2"]), rng.randrange(500)) for _ in range(3000)}
+    )
+    rng.shuffle(rows)
+    assert sort_scattered_value_tuples(keys, rows) == sort_value_tuples(keys, rows) == sorted(rows)
+    assert sort_scattered_value_tuples(keys, dict.fromkeys(rows)) == sorted(rows)  # the found datasets' keys
+    mixed = [("a", 2), ("a", "x"), ("b", 1), ("a", 1)]  # (falls back, same order)
+    assert sort_scattered_value_tuples(("k", "v"), mixed) == sort_value_tuples(("k", "v"), mixed)
+    assert sort_scattered_value_tuples(keys, []) == [] and sort_scattered_value_tuples((), [()]) == [()]
+    one = [(d, "Cam", v) for d, _, v in rows]  # (a constant column is not sorted by: same order)
+    assert sort_scattered_value_tuples(keys, one, constant=[1]) == sorted(one)
+
+
 def test_a_dropped_repo_graph_is_freed_without_the_cyclic_collector(butler):
     import gc
     import weakref
@@ -370,6 +451,27 @@ def test_data_ids_made_in_bulk_equal_and_hash_as_those_of_the_constructor():
     assert made == [vd(2, 1), vd(3, 0)]
     assert [hash(d) for d in made] == [hash(vd(2, 1)), hash(vd(3, 0))]
     assert list(made[0]) == list(keys) and made[0] in {vd(2, 1)}
+
+
+def test_data_ids_made_in_bulk_hold_the_same_dictionaries_as_dict_of_zip():
+    # The dictionaries come from a generated dict display: same items, same key order,
+    # whatever the key text (quotes, backslashes), and value sequences that are not tuples.
+    keys = ("a'b", 'c"d', "e\\f")
+    values = [(1, "x", 2.5), [3, "y", None], (0, "'", "\\")]
+    made = DataId._many_from_sorted(keys, iter(values))
+    for dataId, v in zip(made, values, strict=True):
+        assert type(dataId._values) is dict
+        assert list(dataId._values.items()) == list(zip(keys, v, strict=True))
+        assert hash(dataId) == hash(tuple(v)) == hash(DataId._from_sorted(dict(zip(keys, v, strict=True))))
+    assert DataId._many_from_sorted((), [(), ()]) == [DataId(), DataId()]
+    assert DataId._many_from_sorted(keys, []) == []
+
+
+def test_data_ids_made_in_bulk_refuse_a_tuple_of_another_width():
+    with pytest.raises(ValueError, match="must have 2 values each"):
+        DataId._many_from_sorted(("detector", "visit"), [(1, 2), (1, 2, 3)])
+    with pytest.raises(ValueError, match="must have 2 values each"):
+        DataId._many_from_sorted(("detector", "visit"), [(1,)])
 
 
 def test_projections_are_distinct_and_sorted_whatever_the_row_order(butler):

@@ -14,15 +14,15 @@ loads datasets outside the selection on demand.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from itertools import repeat
-from operator import is_, itemgetter
+from operator import is_, itemgetter, ne
 from typing import TYPE_CHECKING, Any, cast, overload
 
 from .dataid import DataId
 from .dataset import Dataset, DatasetType
 from .registry.found import FoundDatasets
-from .units import Unit, sort_value_tuples
+from .units import Unit, sort_scattered_value_tuples, sort_value_tuples
 
 if TYPE_CHECKING:
     from .butler import Butler
@@ -215,6 +215,7 @@ class RepoGraph:
         self._interned: dict[tuple[str, ...], dict[tuple[Any, ...], DataId]] = {}
         self._internedGroups: dict[tuple[tuple[str, ...], int], dict[tuple[Any, ...], dict[Any, DataId]]] = {}
         self._rowsByUnit: dict[str, dict[tuple[Any, ...], list[int]]] = {}
+        self._constantColumns: set[int] = set()  # row columns found to hold one value
 
     # ------------------------------------------------------------------ building
     def _buildUnits(self, withFields: bool = True) -> None:
@@ -348,19 +349,76 @@ class RepoGraph:
             source = self._coveringProjection(keys)
             if source is None:
                 project = _projector(self._rowKeys, keys)  # (a KeyError names a key the rows lack)
-                if len(keys) == 1:
-                    # One key: its distinct values first (no one-item tuple per row), then tuples.
-                    column = dict.fromkeys(map(itemgetter(self._rowKeys.index(keys[0])), rows))
-                    distinct = dict.fromkeys([(v,) for v in column])
+                positions = [self._rowKeys.index(k) for k in keys]
+                varying = self._varyingColumns(positions)
+                if len(varying) <= 1:
+                    # At most one key's values vary (one key, or a detector's or a visit's
+                    # keys under one instrument): that column's distinct values, then
+                    # tuples with the constant values (no tuple per row).
+                    first = rows[0]
+                    if not varying:  # every key constant: one tuple
+                        distinct = {tuple([first[i] for i in positions]): None}
+                    else:
+                        (at,) = varying
+                        where = positions.index(at)
+                        head = tuple([first[i] for i in positions[:where]])
+                        tail = tuple([first[i] for i in positions[where + 1 :]])
+                        column = dict.fromkeys(map(itemgetter(at), rows))
+                        distinct = dict.fromkeys([(*head, v, *tail) for v in column])
                 else:
                     distinct = dict.fromkeys(map(project, rows))
             else:  # the same distinct tuples, from far fewer data IDs than rows
                 distinct = dict.fromkeys(map(_projector_from_mapping(keys), [d._values for d in source]))
+            return self._projectionOf(keys, distinct)
+        return values, self._dataIdsOf(keys, values)
+
+    def _varyingColumns(self, positions: Sequence[int]) -> list[int]:
+        """The row columns at ``positions`` that hold more than one value; it stops at two.
+
+        A column that varies usually does so within its first rows (one C-level pass
+        that stops at the first other value); one that does not costs a pass over the
+        rows, once: constant columns are remembered.
+        """
+        rows = self._rowValues
+        varying = []
+        for i in positions:
+            if i in self._constantColumns:
+                continue
+            if any(map(ne, map(itemgetter(i), rows), repeat(rows[0][i]))):
+                varying.append(i)
+                if len(varying) > 1:
+                    break
+            else:
+                self._constantColumns.add(i)
+        return varying
+
+    def _projectionOf(
+        self, keys: tuple[str, ...], distinct: Collection[tuple[Any, ...]], *, scattered: bool = False
+    ) -> tuple[list[tuple[Any, ...]], list[DataId]]:
+        """`_projection` of ``keys`` from the distinct value tuples the rows have over them, in any order.
+
+        Also for a projection known without a pass over the rows: the keys of the
+        datasets the planning query found when they are the rows' own
+        (`FoundDatasets.ofRows`). ``scattered``: the tuples have no long sorted runs
+        (`sort_scattered_value_tuples` then sorts them sooner, skipping the keys whose
+        row columns are known to hold one value).
+        """
+        if scattered:
+            rowKeys = self._rowKeys
+            constant = [
+                j for j, k in enumerate(keys) if k in rowKeys and rowKeys.index(k) in self._constantColumns
+            ]
+            values = sort_scattered_value_tuples(keys, distinct, constant)
+        else:
             values = sort_value_tuples(keys, distinct)
+        return values, self._dataIdsOf(keys, values)
+
+    def _dataIdsOf(self, keys: tuple[str, ...], values: list[tuple[Any, ...]]) -> list[DataId]:
+        """The cached data IDs of the projection onto ``keys``, made from its sorted ``values`` if new."""
         cached = self._projections.get(keys)
         if cached is None:
             cached = self._projections[keys] = DataId._many_from_sorted(keys, values)
-        return values, cached
+        return cached
 
     def _prepareProjections(self, unitSets: Iterable[Iterable[str]]) -> None:
         """Make the projections onto several unit sets with one pass over the rows instead of one each.
@@ -603,6 +661,7 @@ class RepoGraph:
         self.rows = _ReleasedRows(self._rowKeys, len(self._rowValues))
         self._rowValues = []
         self._rowsByUnit.clear()
+        self._constantColumns.clear()
 
     def datasetIndex(self, typeName: str) -> dict[DataId, Dataset]:
         """The graph's own ``{data ID: Dataset}`` index of one type: live, not a copy.
@@ -943,9 +1002,15 @@ def makeRepoGraph(
     )
     graph._buildUnits(withFields=loadUnitFields)
     for dt in registered:
-        values, dataIds = graph._projection(registry.universe.expand(dt.units))
+        keys = registry.universe.expand(dt.units)
+        known = found.pop(dt.name, None)
+        if known is not None and known.ofRows and keys != graph._rowKeys:
+            # The datasets' keys are the rows' projection: no pass over the rows.
+            values, dataIds = graph._projectionOf(keys, known.ids, scattered=True)
+        else:
+            values, dataIds = graph._projection(keys)
         if dataIds:
-            graph._attachFound(dt, dataIds, values, found.pop(dt.name, None))
+            graph._attachFound(dt, dataIds, values, known)
     return graph
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import operator
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
@@ -357,6 +357,31 @@ def sort_value_tuples(keys: Sequence[str], rows: Iterable[tuple[Any, ...]]) -> l
         return sorted(rows)
     except TypeError:  # mixed value types under one key
         return sorted(rows, key=lambda row: tuple(zip(keys, map(_sort_item, row), strict=True)))
+
+
+def sort_scattered_value_tuples(
+    keys: Sequence[str], rows: Collection[tuple[Any, ...]], constant: Collection[int] = ()
+) -> list[tuple[Any, ...]]:
+    """`sort_value_tuples` for tuples in no useful order (no long sorted runs): the same list, sooner.
+
+    One stable sort per column, the last column first, each by that column's values
+    alone: the sort then compares single values of one type with its type-specific
+    comparison, where a tuple comparison first tests the leading values of both tuples
+    for equality. For the million scattered tuples of the datasets a planning query
+    found (at 10^6 quanta) that is about a quarter less. Tuples taken from sorted rows
+    keep long sorted runs, which `sort_value_tuples` merges faster: use that for them.
+    A column of mixed types falls back to `sort_value_tuples`. ``constant``: positions
+    whose value is the same in every tuple (a stable sort by them would change nothing:
+    one pass less each, such as the instrument of a million raws).
+    """
+    values = list(rows)
+    try:
+        for i in reversed(range(len(keys))):
+            if i not in constant:
+                values.sort(key=operator.itemgetter(i))
+    except TypeError:  # mixed value types under one key
+        return sort_value_tuples(keys, rows)
+    return values
 
 
 def _sort_item(value: Any) -> tuple[Any, ...]:

@@ -27,11 +27,17 @@ class FoundDatasets:
         The run of every dataset, when only one run was searched.
     runOf : `dict` [`int`, `str`]
         ``{dataset id: run}`` when several runs were searched.
+    ofRows : `bool`
+        `True` when the keys of ``ids`` are exactly the distinct values of the query's
+        rows over the type's keys (the rows' projection, in no particular order): every
+        row had its dataset recorded and none was dropped afterwards. The graph then
+        takes that projection from here rather than from a second pass over the rows.
     """
 
     ids: dict[tuple[Any, ...], int] = field(default_factory=dict)
     run: str | None = None
     runOf: dict[int, str] = field(default_factory=dict)
+    ofRows: bool = False
 
     @classmethod
     def fromRefs(cls, refs: Mapping[tuple[Any, ...], tuple[int, str]]) -> FoundDatasets:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
+from itertools import compress
 from math import prod
 from operator import itemgetter
 from typing import Any
@@ -71,8 +72,14 @@ class UnitExistence:
         _, suspect, _, present = found
         return lambda values: values[-1] not in suspect or values in present
 
-    def filter(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        """``rows`` (all seen by ``values``) without those whose left-out units are missing; order kept."""
+    def filter(
+        self, rows: list[tuple[Any, ...]], dropped: list[tuple[Any, ...]] | None = None
+    ) -> list[tuple[Any, ...]]:
+        """``rows`` (all seen by ``values``) without those whose left-out units are missing; order kept.
+
+        ``dropped``: the rows left out are appended to it (a pass more over the rows,
+        only when some are left out).
+        """
         for unit in self._units:
             if not rows:
                 break
@@ -81,9 +88,14 @@ class UnitExistence:
                 continue
             last, suspect, whole, present = found
             if whole is None:
-                rows = [row for row in rows if last(row) not in suspect]
+                kept = [row for row in rows if last(row) not in suspect]
             else:
-                rows = [row for row in rows if last(row) not in suspect or whole(row) in present]
+                kept = [row for row in rows if last(row) not in suspect or whole(row) in present]
+            if dropped is not None and len(kept) < len(rows):
+                # (the suspect rows in one C-level pass: a few of a million)
+                near = compress(rows, map(suspect.__contains__, map(last, rows)))
+                dropped.extend(near if whole is None else (row for row in near if whole(row) not in present))
+            rows = kept
         return rows
 
     def _missing(self, unit: str) -> tuple[Any, set[Any], Any, set[tuple[Any, ...]]] | None:
