@@ -267,3 +267,90 @@ def test_project_all_with_known_keys_keeps_the_data_ids_and_still_projects_onto_
     assert _project_all(ids, ("instrument", "visit"), keys) == [DataId(instrument="Cam", visit=1)] * 2
     with pytest.raises(KeyError, match="no value for unit 'tract'"):
         _project_all(ids, ("tract",), keys)
+
+
+VISIT_FLAG = DatasetType("visitFlag", ("instrument", "visit"), "Table")
+CHECKED = DatasetType("checked", ("instrument", "visit", "detector"), "Table")
+
+
+@pytest.mark.parametrize("order", [("raw", "calexp"), ("calexp", "raw")])
+def test_a_quantum_missing_several_inputs_is_pruned_naming_the_first_in_input_order(order):
+    types = {"raw": RAW, "calexp": CALEXP}
+    check = FakeTask(
+        "check",
+        ("instrument", "visit", "detector"),
+        {name: types[name] for name in order},
+        {"checked": CHECKED, "visitFlag": VISIT_FLAG},
+    )
+    pipeline = make_pipeline(with_summary=False, with_warp=False)
+    pipeline.tasks.append(check)
+    repo = FakeRepoGraph(where=lambda row: True, raws=(1, 2, 3))
+    quanta = define_all(QuantumGraphBuilder(pipeline), repo)
+    assert detectors(quanta["check"]) == [1, 2, 3]
+    for q in quanta["check"]:
+        assert list(q.inputs) == list(order)
+        assert [d.dataId for d in q.inputs["calexp"]] == [q.dataId]
+        assert (
+            q.inputs["calexp"][0]
+            is next(c for c in quanta["calibrate"] if c.dataId == q.dataId).outputs["calexp"][0]
+        )
+        assert list(q.outputs) == ["checked", "visitFlag"]
+        assert [d.dataId for d in q.outputs["checked"]] == [q.dataId]
+        assert [d.dataId for d in q.outputs["visitFlag"]] == [DataId(instrument="Cam", visit=1)]
+    record = quanta["_prunes"]["check"]
+    assert record.count == 1
+    assert f"no {order[0]!r} exists" in record.examples[0] and "detector: 4" in record.examples[0]
+
+
+def test_a_task_without_inputs_gets_one_quantum_per_data_id_with_its_outputs():
+    make = FakeTask("make", ("instrument", "visit", "detector"), {}, {"checked": CHECKED})
+    repo = FakeRepoGraph(where=lambda row: True)
+    quanta = define_all(QuantumGraphBuilder(FakePipeline([make])), repo)
+    assert detectors(quanta["make"]) == [1, 2, 3, 4]
+    for q in quanta["make"]:
+        assert q.inputs == {} and [d.dataId for d in q.outputs["checked"]] == [q.dataId]
+    assert not quanta["_prunes"]
+
+
+def test_a_produced_input_indexed_by_the_quanta_data_ids_is_found_without_hashing_them(monkeypatch):
+    from supertask.graph.quanta import PlannedRepoGraph
+
+    ids = [DataId(instrument="Cam", visit=1, detector=d) for d in (1, 2, 3)]
+    produced = {d: Dataset(CALEXP, d) for d in ids}
+    view = PlannedRepoGraph(FakeRepoGraph(where=lambda row: True), {}, {"calexp": produced}, {})
+
+    def refuse(self):
+        raise AssertionError("a data ID was hashed")
+
+    with monkeypatch.context() as m:
+        m.setattr(DataId, "__hash__", refuse)
+        found = view._existingOrPlannedList(CALEXP, ids)
+    assert all(f is produced[d] for f, d in zip(found, ids, strict=True))
+    # any other list of data IDs is looked up one by one, still aligned with it
+    other = [
+        ids[2],
+        DataId(instrument="Cam", visit=1, detector=1),
+        DataId(instrument="Cam", visit=1, detector=4),
+    ]
+    assert view._existingOrPlannedList(CALEXP, other) == [produced[ids[2]], produced[ids[0]], None]
+
+
+def test_gathered_inputs_are_looked_up_grouped_by_the_keys_quanta_share_with_them():
+    from supertask.graph.quanta import _locality_order
+
+    # makeWarp-like quanta sorted by patch first; each gathers the calexps of its visit
+    quanta = [
+        DataId(instrument="Cam", patch=p, skymap="sky", tract=0, visit=v) for p in (0, 1, 2) for v in (7, 5)
+    ]
+    keys = frozenset(quanta[0])
+    toKeys = frozenset(("instrument", "visit", "detector"))
+    many = [[DataId(instrument="Cam", visit=q["visit"], detector=d) for d in range(8)] for q in quanta]
+    order = _locality_order(quanta, many, keys, toKeys)
+    assert order is not None and sorted(order) == list(range(len(quanta)))
+    assert [quanta[i]["visit"] for i in order] == [5, 5, 5, 7, 7, 7]
+    assert [quanta[i]["patch"] for i in order] == [0, 1, 2, 0, 1, 2]  # (stable within a visit)
+    few = [ids[:7] for ids in many]  # fewer than 8 per quantum: not worth the sort
+    assert _locality_order(quanta, few, keys, toKeys) is None
+    assert _locality_order(quanta, many, keys, frozenset(("detector",))) is None  # nothing shared
+    assert _locality_order(quanta, many, keys, keys | {"detector"}) is None  # every key shared
+    assert _locality_order(quanta, many, None, toKeys) is None

@@ -343,3 +343,69 @@ def test_preflight_indexes_produced_outputs_in_its_repo_graphs_index_not_a_secon
     produced = {id(d) for q in graph for d in q.iterOutputs()}
     assert set(indexes) == {d.datasetType.name for q in graph for d in q.iterOutputs()}
     assert {id(d) for index in indexes.values() for d in index.values()} == produced
+
+
+def test_preflight_returns_the_freed_heap_to_the_system_once_the_datasets_are_released(repo, monkeypatch):
+    import supertask.graph.builder as builder_module
+    import supertask.graph.quantum_graph as quantum_graph_module
+
+    made = _kept_repo_graphs(monkeypatch)
+    steps: list[str] = []
+    trim = builder_module.trim_heap
+    monkeypatch.setattr(
+        builder_module,
+        "trim_heap",
+        lambda: (
+            steps.append("trim released" if made and not made[0]._datasetIndex else "trim early") or trim()
+        ),
+    )
+    link = quantum_graph_module._link_unlinked
+    monkeypatch.setattr(quantum_graph_module, "_link_unlinked", lambda q: steps.append("link") or link(q))
+    graph, _ = build(repo, "tract = 0")
+    assert len(graph) > 0
+    assert steps == ["trim released", "link"]  # once, after the release, before the linking
+
+
+def test_trim_heap_returns_freed_heap_pages_where_the_c_library_can():
+    import ctypes
+
+    from supertask.heap_trim import trim_heap
+
+    if not hasattr(ctypes.CDLL(None), "malloc_trim"):
+        pytest.skip("this C library has no malloc_trim")
+    blocks = [bytearray(64 * 1024) for _ in range(64)]  # from the heap, below the mapping threshold
+    del blocks[:-1]
+    assert trim_heap() is True
+
+
+def test_trim_heap_does_nothing_without_malloc_trim(monkeypatch):
+    import ctypes
+
+    from supertask.heap_trim import trim_heap
+
+    def no_library(name):
+        raise OSError(f"no C library {name!r} here")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_library)
+    assert trim_heap() is False
+
+
+def test_gathered_inputs_are_the_same_whatever_order_they_are_looked_up_in(repo, monkeypatch):
+    import supertask.graph.quanta as quanta_module
+
+    def describe(graph):
+        return [
+            (q.taskLabel, q.dataId, {k: [d.dataId for d in v] for k, v in q.inputs.items()}) for q in graph
+        ]
+
+    monkeypatch.setattr(quanta_module, "_GROUP_FROM", 1)  # (the demo's warps gather a few calexps each)
+    calls: list[object] = []
+    grouped = quanta_module._locality_order
+    monkeypatch.setattr(
+        quanta_module, "_locality_order", lambda *args: calls.append(grouped(*args)) or calls[-1]
+    )
+    reordered, _ = build(repo, None)
+    assert any(order is not None for order in calls)  # the demo's warps gather enough to be grouped
+    monkeypatch.setattr(quanta_module, "_locality_order", lambda *args: None)
+    plain, _ = build(repo, None)
+    assert describe(reordered) == describe(plain)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from functools import partial
 
 import pytest
 
@@ -352,10 +353,33 @@ def test_a_graph_of_shared_datasets_refuses_two_producers_of_one_dataset():
         )
 
 
-def test_a_dataset_with_one_reader_keeps_a_list_sized_for_one():
+def test_a_graph_of_unlinked_datasets_links_them_as_the_sharing_constructor_does():
+    # in order and reversed (every consumer before its producer)
+    for order in (1, -1):
+        by_sharing = QuantumGraph(shared_quanta()[::order])
+        quanta = shared_quanta()[::order]
+        assert all(d.consumers is calexp(9, 9).consumers for q in quanta for d in q.iterInputs())
+        unlinked = QuantumGraph._from_shared(quanta, unlinked=True)
+        assert describe_links(unlinked) == describe_links(by_sharing)
+        assert unlinked.summary() == by_sharing.summary()
+        assert_dependency_order(unlinked)
+
+
+def test_a_graph_of_unlinked_datasets_refuses_two_producers_of_one_dataset():
+    t = DatasetType("out", ("visit",), "X")
+    vid = DataId(visit=1)
+    out = Dataset(t, vid)
+    with pytest.raises(ValueError, match="produced by two quanta"):
+        QuantumGraph._from_shared(
+            [Quantum("a", vid, {}, {"out": [out]}), Quantum("b", vid, {}, {"out": [out]})], unlinked=True
+        )
+
+
+@pytest.mark.parametrize("unlinked", [False, True])
+def test_a_dataset_with_one_reader_keeps_a_list_sized_for_one(unlinked):
     import sys
 
-    graph = QuantumGraph._from_shared(shared_quanta())
+    graph = QuantumGraph._from_shared(shared_quanta(), unlinked=unlinked)
     single = [d for q in graph for d in q.iterInputs() if len(d.consumers) == 1]
     assert single  # raws are read by one isr quantum, warps of patch 1 by one coadd
     for d in single:
@@ -377,7 +401,10 @@ def test_adding_a_reader_to_an_unlinked_dataset_is_refused_not_shared():
     assert first.consumers == [] and second.consumers == []
 
 
-@pytest.mark.parametrize("constructor", [QuantumGraph, QuantumGraph._from_shared])
+@pytest.mark.parametrize(
+    "constructor",
+    [QuantumGraph, QuantumGraph._from_shared, partial(QuantumGraph._from_shared, unlinked=True)],
+)
 def test_linking_gives_each_dataset_a_consumers_list_of_its_own(constructor):
     graph = constructor(shared_quanta())
     datasets = [d for q in graph for d in (*q.iterInputs(), *q.iterOutputs())]
@@ -395,6 +422,20 @@ def test_quanta_made_in_bulk_match_the_constructor_and_skip_data_ids_without_inp
         (q.taskLabel, q.dataId, q.inputs, q.outputs, q.id, q.task) for q in expected
     ]
     assert made[0].outputs is not made[1].outputs  # each quantum's own dict
+
+
+def test_quanta_made_in_bulk_with_outputs_take_each_quantums_outputs_and_skip_those_without_inputs():
+    ids = [DataId(instrument="Cam", visit=1, detector=d) for d in (0, 1, 2)]
+    inputs = [{"raw": [calexp(1, 0)]}, None, {"raw": [calexp(1, 2)]}]
+    outputs = [{"calexp": [calexp(1, d)]} for d in (0, 1, 2)]
+    made = Quantum._many("calibrate", ids, inputs, outputs=outputs)
+    expected = [Quantum("calibrate", ids[i], inputs[i], outputs[i]) for i in (0, 2)]
+    assert [(q.taskLabel, q.dataId, q.inputs, q.outputs, q.id, q.task) for q in made] == [
+        (q.taskLabel, q.dataId, q.inputs, q.outputs, q.id, q.task) for q in expected
+    ]
+    assert made[1].outputs is outputs[2]  # taken as given
+    with pytest.raises(ValueError):
+        Quantum._many("calibrate", ids, inputs, outputs=outputs[:2])
 
 
 def test_datasets_made_in_bulk_match_the_constructor():

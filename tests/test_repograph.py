@@ -233,6 +233,29 @@ def test_find_dataset_list_is_aligned_with_the_data_ids_asked_and_loads_the_rest
     assert found[1] is graph.findDatasets("raw", [vd(2, 0)])[vd(2, 0)]
 
 
+def test_find_dataset_list_of_the_graphs_own_data_ids_hashes_none_and_other_lists_still_align(
+    butler, monkeypatch
+):
+    graph = makeRepoGraph(butler, [RAW], [CALEXP], "visit = 2")
+    own = graph.dataIds(RAW.units)  # the data IDs the planning query found the raws for, in order
+    expected = [graph.findDatasets("raw", [d])[d] for d in own]
+    reordered = own[::-1]
+    copies = [DataId(dict(d)) for d in own]
+    replaced = [*own[:-1], vd(5, 1)]  # as long as the index, one data ID outside it
+
+    def refuse(self):
+        raise AssertionError("a data ID was hashed")
+
+    with monkeypatch.context() as m:
+        m.setattr(DataId, "__hash__", refuse)
+        found = graph.findDatasetList("raw", own)
+    assert found == expected and all(f is e for f, e in zip(found, expected, strict=True))
+    assert graph.findDatasetList("raw", reordered) == expected[::-1]
+    assert [f.dataId for f in graph.findDatasetList("raw", copies)] == copies
+    last = graph.findDatasetList("raw", replaced)
+    assert last[:-1] == expected[:-1] and last[-1].dataId == vd(5, 1)
+
+
 def test_find_datasets_accepts_a_generator_and_repeated_data_ids(butler):
     graph = makeRepoGraph(butler, [RAW], [CALEXP], "visit = 2")
     found = graph.findDatasets("raw", (d for d in [vd(4, 3), vd(4, 3), vd(3, 2)]))

@@ -714,6 +714,11 @@ class RepoGraph:
             self.datasetTypes[typeName] = dt
         keys = self.universe.expand(dt.units)
         index = self._datasetIndex.setdefault(typeName, {})
+        if len(index) == len(dataIds) and all(map(is_, index, dataIds)):
+            # The index's keys are the very data IDs asked about, in order (a task's raws,
+            # found by the planning query for the graph's data IDs): its values are the
+            # answer, found by comparing pointers, with no data ID hashed (0.3 s per million).
+            return list(index.values())
         get = index.get
         keySet = frozenset(keys)
         # A data ID with exactly the type's keys is its own key (no copy to hash).
@@ -789,7 +794,8 @@ class RepoGraph:
         check = self.universe.checkDataId
         out: list[Dataset] = []
         new: list[Dataset] = []
-        dataIds = list(dataIds)
+        if not isinstance(dataIds, list):  # (a list is only read: no copy of a million references)
+            dataIds = list(dataIds)
         exact = exact and keySet == frozenset(datasetType.units)
         if not index and (exact or all(type(d) is DataId and d._values.keys() == keySet for d in dataIds)):
             # A type's first outputs (each task's, in preflight): one dataset per data ID
