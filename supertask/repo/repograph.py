@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, cast, overload
 from .dataid import DataId
 from .dataset import Dataset, DatasetType
 from .registry.found import FoundDatasets
-from .units import Unit, sort_scattered_value_tuples, sort_value_tuples
+from .units import Unit, index_getter, sort_scattered_value_tuples, sort_value_tuples
 
 if TYPE_CHECKING:
     from .butler import Butler
@@ -126,21 +126,12 @@ def _projector(rowKeys: Sequence[str], keys: Sequence[str]) -> Callable[[tuple[A
     except ValueError:
         missing = [k for k in keys if k not in rowKeys]
         raise KeyError(f"the graph's rows have no value for {missing}; they have {list(rowKeys)}") from None
-    if not idx:
-        return lambda row: ()
-    if len(idx) == 1:
-        (i,) = idx
-        return lambda row: (row[i],)
-    return itemgetter(*idx)
+    return index_getter(idx)
 
 
 def _fixedGetter(keys: Sequence[str], member: int) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
     """A function from a tuple over ``keys`` to its values but the one at ``member`` (always a tuple)."""
-    idx = [i for i in range(len(keys)) if i != member]
-    if len(idx) == 1:
-        (i,) = idx
-        return lambda row: (row[i],)
-    return itemgetter(*idx)
+    return index_getter([i for i in range(len(keys)) if i != member])
 
 
 def _projector_from_mapping(keys: Sequence[str]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:

@@ -347,6 +347,20 @@ def sort_data_ids(dataIds: Iterable[DataId]) -> list[DataId]:
     return sorted(items, key=DataId.sort_key)
 
 
+def index_getter(indices: Sequence[int]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
+    """A function from a value tuple to the tuple of its values at ``indices`` (always a tuple).
+
+    ``itemgetter`` in C where it returns a tuple (two indices or more); a one-value
+    tuple or the empty tuple otherwise.
+    """
+    if not indices:
+        return lambda row: ()
+    if len(indices) == 1:
+        (i,) = indices
+        return lambda row: (row[i],)
+    return operator.itemgetter(*indices)
+
+
 def sort_value_tuples(keys: Sequence[str], rows: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     """Sort value tuples over ``keys`` in the order `sort_data_ids` gives their data IDs.
 

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from ..dataid import DataId
 from ..dataset import DatasetType
-from ..units import sort_value_tuples
+from ..units import index_getter, sort_value_tuples
 from .bulk import ValueSharing, dropped_keys, raw_rows, restrict_chunks
 from .collection_manager import CollectionManager
 from .database import RegistryDatabase
@@ -575,14 +575,8 @@ def _no_keys(row: tuple[Any, ...]) -> tuple[()]:
 
 
 def _getter(keys: Sequence[str], wanted: Sequence[str]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
-    """A function from a tuple over ``keys`` to the tuple of its values over ``wanted`` (always a tuple)."""
-    idx = [keys.index(k) for k in wanted]
-    if not idx:
-        return lambda row: ()
-    if len(idx) == 1:
-        (i,) = idx
-        return lambda row: (row[i],)
-    return itemgetter(*idx)
+    """A function from a tuple over ``keys`` to the tuple of its values over ``wanted``."""
+    return index_getter([keys.index(k) for k in wanted])
 
 
 def _decoded(members: Any) -> list[Any]:
