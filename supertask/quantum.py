@@ -71,28 +71,19 @@ class Quantum:
         gets its dict as it is (taken, not copied); otherwise each quantum starts with
         no outputs. About half the cost of one constructor call per quantum.
         """
+        if outputs is None:  # (a task without outputs: an empty dict of its own per quantum)
+            inputs = list(inputs)
+            outputs = [{} for _ in inputs]
         new = object.__new__
         out: list[Quantum] = []
         append = out.append
-        if outputs is not None:
-            for dataId, quantumInputs, quantumOutputs in zip(dataIds, inputs, outputs, strict=True):
-                if quantumInputs is not None:
-                    self = new(cls)
-                    self.taskLabel = taskLabel
-                    self.dataId = dataId
-                    self.inputs = quantumInputs
-                    self.outputs = quantumOutputs
-                    self.id = None
-                    self.task = task
-                    append(self)
-            return out
-        for dataId, quantumInputs in zip(dataIds, inputs, strict=True):
+        for dataId, quantumInputs, quantumOutputs in zip(dataIds, inputs, outputs, strict=True):
             if quantumInputs is not None:
                 self = new(cls)
                 self.taskLabel = taskLabel
                 self.dataId = dataId
                 self.inputs = quantumInputs
-                self.outputs = {}
+                self.outputs = quantumOutputs
                 self.id = None
                 self.task = task
                 append(self)
