@@ -526,7 +526,7 @@ class RepoGraph:
         if len(byKeys) == 1:
             ((fromKeys, _),) = byKeys.items()
             members = [i for i, k in enumerate(toKeys) if k not in fromKeys]
-            if len(members) == 1 and len(members) < len(toKeys):
+            if len(members) == 1 and len(toKeys) > 1:
                 return self._internedByGroup(dataIds, related, toKeys, members[0])
         interned = self._internTable(toKeys)
         result: dict[DataId, list[DataId]] = {}
@@ -565,9 +565,10 @@ class RepoGraph:
             if not values:
                 result[d] = []
                 continue
-            inner = table.get(fixed(values[0]))
+            prefix = fixed(values[0])
+            inner = table.get(prefix)
             if inner is None:
-                inner = table[fixed(values[0])] = {}
+                inner = table[prefix] = {}
             ids: list[DataId | None] = list(map(inner.get, map(value, values)))
             if any(map(is_, ids, repeat(None))):
                 for i, v in enumerate(values):  # (distinct values: each missing one made once)
